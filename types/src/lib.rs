@@ -1,0 +1,84 @@
+//! The small shared vocabulary of aedb.
+//!
+//! This crate owns the newtypes that several aedb crates must agree on, so that no
+//! crate has to reach sideways into another for them: [`Lsn`], the log sequence
+//! number every commit, WAL frame and row version carries.
+//!
+//! It owns no behaviour beyond ordering, arithmetic and formatting of those types;
+//! encodings on disk belong to the crates that write them (`aedb-wal`, `aedb-model`).
+//!
+//! ```
+//! use aedb_types::Lsn;
+//! let first = Lsn::ZERO.next();
+//! assert_eq!(first, Lsn::new(1));
+//! assert!(first > Lsn::ZERO);
+//! assert_eq!(first.to_string(), "1");
+//! ```
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+/// A log sequence number: the position of a commit in the single-writer history.
+///
+/// `Lsn::ZERO` means "nothing committed yet"; the first commit gets `Lsn(1)`.
+/// LSNs are dense and strictly increasing: the sequencer hands out `next()`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lsn(u64);
+
+impl Lsn {
+    /// The LSN before any commit.
+    pub const ZERO: Lsn = Lsn(0);
+    /// The largest representable LSN.
+    pub const MAX: Lsn = Lsn(u64::MAX);
+
+    /// Wraps a raw LSN value (as read from disk or given by a user).
+    pub const fn new(raw: u64) -> Lsn {
+        Lsn(raw)
+    }
+
+    /// The raw value, for encoders and metrics.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The LSN after this one.
+    ///
+    /// # Panics
+    /// Never in practice: 2^64 commits cannot be reached; saturates at [`Lsn::MAX`].
+    pub const fn next(self) -> Lsn {
+        Lsn(self.0.saturating_add(1))
+    }
+
+    /// The LSN before this one, or `None` for [`Lsn::ZERO`].
+    pub const fn prev(self) -> Option<Lsn> {
+        match self.0.checked_sub(1) {
+            Some(v) => Some(Lsn(v)),
+            None => None,
+        }
+    }
+}
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl From<Lsn> for u64 {
+    fn from(lsn: Lsn) -> u64 {
+        lsn.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_and_prev_are_inverse() {
+        let l = Lsn::new(41);
+        assert_eq!(l.next().prev(), Some(l));
+        assert_eq!(Lsn::ZERO.prev(), None);
+        assert_eq!(Lsn::MAX.next(), Lsn::MAX);
+    }
+}
