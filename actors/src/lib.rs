@@ -1,1 +1,51 @@
-//! placeholder crate root, being written.
+//! aedb's actors and the commit pipeline.
+//!
+//! This crate owns the running engine: the [`Sequencer`] actix actor (the single
+//! writer, owner of the live state and the LSN counter), the WAL writer thread (owner
+//! of the active segment, fed by a bounded mailbox, doing group commit), their typed
+//! messages, snapshot publication to readers, and the engine counters behind
+//! `operational_metrics()`.
+//!
+//! It does not own formats (`aedb-wal`, `aedb-model`), the concurrency protocols
+//! themselves (`aedb-sync`, loom-checked), or the user-facing API and configuration
+//! (`aedb`).
+//!
+//! ```
+//! use aedb_actors::{Admission, Finality, Pipeline, PipelineConfig, Request};
+//! use aedb_model::{Ddl, ProjectName};
+//! use std::time::Duration;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let config = PipelineConfig {
+//!     wal: aedb_wal::WalConfig::development(),
+//!     recovery: aedb_wal::RecoveryMode::Strict,
+//!     flush_interval: Duration::from_millis(5),
+//!     sequencer_queue: 64,
+//!     wal_queue: 64,
+//!     max_batch: 64,
+//! };
+//! let (mut pipeline, _recovered) = Pipeline::start(dir.path(), config).unwrap();
+//! let project = ProjectName::new("bank").unwrap();
+//! let outcome = pipeline
+//!     .commit(
+//!         Request::Ddl(Ddl::CreateProject { project }),
+//!         Finality::Durable,
+//!         Admission::Wait,
+//!     )
+//!     .unwrap();
+//! assert_eq!(outcome.lsn.get(), 1);
+//! assert_eq!(pipeline.snapshot().lsn().get(), 1);
+//! pipeline.shutdown().unwrap();
+//! ```
+#![deny(unsafe_code)]
+
+pub mod error;
+pub mod metrics;
+pub mod pipeline;
+pub mod sequencer;
+pub mod wal_writer;
+
+pub use error::{CommitError, FrameReplayError, StartError};
+pub use metrics::{ErrorCounts, HistogramSnapshot, OperationalMetrics};
+pub use pipeline::{Admission, Pipeline, PipelineConfig};
+pub use sequencer::{CommitOutcome, Finality, Request, Sequencer};

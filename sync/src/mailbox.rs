@@ -60,8 +60,19 @@ mod imp {
     }
 
     /// Sending half; cheap to clone.
-    #[derive(Debug)]
     pub struct MailboxSender<T>(cc::Sender<T>);
+
+    impl<T> std::fmt::Debug for MailboxSender<T> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "MailboxSender(len {})", self.0.len())
+        }
+    }
+
+    impl<T> std::fmt::Debug for MailboxReceiver<T> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "MailboxReceiver(len {})", self.0.len())
+        }
+    }
 
     impl<T> Clone for MailboxSender<T> {
         fn clone(&self) -> Self {
@@ -92,7 +103,6 @@ mod imp {
     }
 
     /// Receiving half, owned by the actor's thread.
-    #[derive(Debug)]
     pub struct MailboxReceiver<T>(cc::Receiver<T>);
 
     impl<T> MailboxReceiver<T> {

@@ -1,0 +1,76 @@
+//! Errors of the commit pipeline.
+
+use std::sync::Arc;
+
+use aedb_model::{ApplyError, DecodeError, ReplayError};
+use aedb_types::Lsn;
+use aedb_wal::{FrameKind, RecoverError, WalError};
+
+/// Why a commit (or DDL statement) did not succeed. Nothing it asked for is visible.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The transaction was rejected by the data model: a failed assertion (with its
+    /// index), a schema or limit violation, a missing namespace, an overflow...
+    #[error(transparent)]
+    Rejected(#[from] ApplyError),
+    /// The sequencer's mailbox is full and the caller asked not to wait
+    /// (`try_commit`). Retry with backoff, or use `commit`, which waits.
+    #[error("the commit queue is full; retry with backoff")]
+    Busy,
+    /// Writing or syncing this commit's WAL batch failed. The commit is not durable
+    /// and was not published; the WAL is now fail-stopped: reopen the instance.
+    #[error("WAL write or sync failed, the commit is not durable: {0}")]
+    Wal(Arc<WalError>),
+    /// An earlier WAL failure fail-stopped the instance; it accepts no more commits.
+    /// Reopen it to recover the last durable state.
+    #[error("the WAL is fail-stopped after an earlier I/O error; reopen the instance")]
+    FailStopped,
+    /// The instance is shut down.
+    #[error("the instance is shut down")]
+    Closed,
+}
+
+/// Why the pipeline could not start (recovery failed).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The WAL is corrupt, unreadable, or could not be repaired.
+    #[error(transparent)]
+    Wal(#[from] RecoverError<FrameReplayError>),
+    /// The actor system or writer thread could not be started.
+    #[error("cannot start the {what} thread: {source}")]
+    Thread {
+        /// Which thread.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A WAL frame that verified (CRC, chain) but cannot be replayed into the state.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameReplayError {
+    /// The payload is not a valid commit record.
+    #[error("WAL frame at lsn {lsn} does not decode as a commit record: {source}")]
+    Decode {
+        /// The frame's LSN.
+        lsn: Lsn,
+        /// The decoder's complaint.
+        source: DecodeError,
+    },
+    /// The record does not apply to the state rebuilt so far.
+    #[error("WAL frame at lsn {lsn} does not apply to the recovered state: {source}")]
+    Replay {
+        /// The frame's LSN.
+        lsn: Lsn,
+        /// Why.
+        source: ReplayError,
+    },
+    /// A frame kind this build cannot replay (for example a sealed batch without a key).
+    #[error("WAL frame at lsn {lsn} has kind {kind:?}, which this instance cannot replay")]
+    UnsupportedKind {
+        /// The frame's LSN.
+        lsn: Lsn,
+        /// Its kind.
+        kind: FrameKind,
+    },
+}

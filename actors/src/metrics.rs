@@ -1,0 +1,298 @@
+//! Engine counters: lock-free atomics written on the hot path, read as a plain struct.
+//!
+//! Every counter is a relaxed atomic: they are statistics, not synchronisation.
+//! [`EngineMetrics::snapshot`] copies them into [`OperationalMetrics`], the plain struct
+//! behind `AedbInstance::operational_metrics()`.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Buckets of a [`Histogram`]: bucket `i` counts values in `[2^(i-1), 2^i)` (bucket 0
+/// counts zero).
+const BUCKETS: usize = 65;
+
+/// A lock-free power-of-two histogram.
+#[derive(Debug)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS],
+    count: AtomicU64,
+    sum: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+            max: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one value.
+    pub fn record(&self, value: u64) {
+        let idx = (u64::BITS - value.leading_zeros()) as usize;
+        self.buckets[idx].fetch_add(1, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+        self.sum.fetch_add(value, Relaxed);
+        self.max.fetch_max(value, Relaxed);
+    }
+
+    /// Records a duration in microseconds.
+    pub fn record_duration(&self, d: Duration) {
+        self.record(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// Copies the current figures.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            count: self.count.load(Relaxed),
+            sum: self.sum.load(Relaxed),
+            max: self.max.load(Relaxed),
+            buckets: self
+                .buckets
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| {
+                    let n = b.load(Relaxed);
+                    (n > 0).then(|| (bucket_upper_bound(i), n))
+                })
+                .collect(),
+        }
+    }
+}
+
+fn bucket_upper_bound(i: usize) -> u64 {
+    match i {
+        0 => 0,
+        64 => u64::MAX,
+        _ => (1u64 << i) - 1,
+    }
+}
+
+/// A copy of a [`Histogram`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// Values recorded.
+    pub count: u64,
+    /// Sum of the values.
+    pub sum: u64,
+    /// Largest value.
+    pub max: u64,
+    /// `(inclusive upper bound, count)` of each non-empty power-of-two bucket.
+    pub buckets: Vec<(u64, u64)>,
+}
+
+impl HistogramSnapshot {
+    /// Mean value, or 0 when empty.
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum as f64 / self.count as f64
+        }
+    }
+
+    /// Upper bound of the bucket holding quantile `q` (0.0..=1.0): an over-estimate by
+    /// at most 2x, capped at the observed maximum.
+    pub fn quantile_upper_bound(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for &(bound, n) in &self.buckets {
+            seen += n;
+            if seen >= rank {
+                return bound.min(self.max);
+            }
+        }
+        self.max
+    }
+}
+
+/// Why a commit did not succeed, for the error counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCause {
+    /// An assertion evaluated false.
+    AssertionFailed,
+    /// The transaction broke a schema, limit or namespace rule.
+    Invalid,
+    /// The mailbox was full and the caller asked not to wait.
+    Busy,
+    /// The WAL failed (or had already failed) to write or sync.
+    WalFailure,
+    /// The pipeline is shut down.
+    Closed,
+}
+
+/// The engine's live counters (shared by the actors, read by `operational_metrics`).
+#[derive(Debug, Default)]
+pub struct EngineMetrics {
+    /// Commits applied (both finalities), DDL included.
+    pub commits: AtomicU64,
+    /// Commits acknowledged after fsync.
+    pub durable_commits: AtomicU64,
+    /// Commits acknowledged after apply.
+    pub visible_commits: AtomicU64,
+    /// Retries answered from the idempotency table.
+    pub idempotent_replays: AtomicU64,
+    /// Failures by [`ErrorCause`].
+    pub errors_assertion: AtomicU64,
+    /// See [`ErrorCause::Invalid`].
+    pub errors_invalid: AtomicU64,
+    /// See [`ErrorCause::Busy`].
+    pub errors_busy: AtomicU64,
+    /// See [`ErrorCause::WalFailure`].
+    pub errors_wal: AtomicU64,
+    /// See [`ErrorCause::Closed`].
+    pub errors_closed: AtomicU64,
+    /// Commits submitted to the sequencer and not yet handled by it.
+    pub sequencer_queue_depth: AtomicU64,
+    /// Successful WAL syncs.
+    pub fsyncs: AtomicU64,
+    /// WAL sync latency, microseconds.
+    pub fsync_latency_us: Histogram,
+    /// Submissions per group-commit batch.
+    pub batch_size: Histogram,
+    /// Bytes handed to the WAL.
+    pub wal_bytes: AtomicU64,
+    /// Highest LSN known durable.
+    pub durable_lsn: AtomicU64,
+    /// Highest LSN published to readers.
+    pub visible_lsn: AtomicU64,
+    /// Frames replayed by the last recovery.
+    pub recovery_frames: AtomicU64,
+    /// Duration of the last recovery, microseconds.
+    pub recovery_micros: AtomicU64,
+    /// Bytes of torn tail cut off by the last recovery.
+    pub recovery_torn_tail_bytes: AtomicU64,
+}
+
+impl EngineMetrics {
+    /// Counts one failure.
+    pub fn count_error(&self, cause: ErrorCause) {
+        let c = match cause {
+            ErrorCause::AssertionFailed => &self.errors_assertion,
+            ErrorCause::Invalid => &self.errors_invalid,
+            ErrorCause::Busy => &self.errors_busy,
+            ErrorCause::WalFailure => &self.errors_wal,
+            ErrorCause::Closed => &self.errors_closed,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    /// Copies every figure into the plain [`OperationalMetrics`] struct.
+    pub fn snapshot(&self, wal_queue_depth: usize) -> OperationalMetrics {
+        OperationalMetrics {
+            commits: self.commits.load(Relaxed),
+            durable_commits: self.durable_commits.load(Relaxed),
+            visible_commits: self.visible_commits.load(Relaxed),
+            idempotent_replays: self.idempotent_replays.load(Relaxed),
+            errors: ErrorCounts {
+                assertion_failed: self.errors_assertion.load(Relaxed),
+                invalid: self.errors_invalid.load(Relaxed),
+                busy: self.errors_busy.load(Relaxed),
+                wal_failure: self.errors_wal.load(Relaxed),
+                closed: self.errors_closed.load(Relaxed),
+            },
+            sequencer_queue_depth: self.sequencer_queue_depth.load(Relaxed),
+            wal_queue_depth: wal_queue_depth as u64,
+            fsyncs: self.fsyncs.load(Relaxed),
+            fsync_latency_us: self.fsync_latency_us.snapshot(),
+            group_commit_batch_size: self.batch_size.snapshot(),
+            wal_bytes: self.wal_bytes.load(Relaxed),
+            durable_lsn: self.durable_lsn.load(Relaxed),
+            visible_lsn: self.visible_lsn.load(Relaxed),
+            recovery_frames: self.recovery_frames.load(Relaxed),
+            recovery_micros: self.recovery_micros.load(Relaxed),
+            recovery_torn_tail_bytes: self.recovery_torn_tail_bytes.load(Relaxed),
+        }
+    }
+}
+
+/// Failures by cause.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorCounts {
+    /// Commits rejected by a failed assertion.
+    pub assertion_failed: u64,
+    /// Commits rejected for breaking a schema, limit or namespace rule.
+    pub invalid: u64,
+    /// Commits refused because a mailbox was full.
+    pub busy: u64,
+    /// Commits failed by a WAL write/sync error or fail-stop.
+    pub wal_failure: u64,
+    /// Commits refused because the instance is shut down.
+    pub closed: u64,
+}
+
+/// A plain snapshot of the engine's operational figures.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OperationalMetrics {
+    /// Commits applied (both finalities), DDL included.
+    pub commits: u64,
+    /// Commits acknowledged after fsync.
+    pub durable_commits: u64,
+    /// Commits acknowledged after apply.
+    pub visible_commits: u64,
+    /// Retried commits answered from the idempotency table.
+    pub idempotent_replays: u64,
+    /// Failures by cause.
+    pub errors: ErrorCounts,
+    /// Commits waiting for the sequencer.
+    pub sequencer_queue_depth: u64,
+    /// Records waiting for the WAL writer.
+    pub wal_queue_depth: u64,
+    /// Successful WAL syncs (`fdatasync`).
+    pub fsyncs: u64,
+    /// WAL sync latency in microseconds.
+    pub fsync_latency_us: HistogramSnapshot,
+    /// Submissions per group-commit batch.
+    pub group_commit_batch_size: HistogramSnapshot,
+    /// Bytes handed to the WAL.
+    pub wal_bytes: u64,
+    /// Highest LSN known durable (the durable head).
+    pub durable_lsn: u64,
+    /// Highest LSN visible to readers (the visible head).
+    pub visible_lsn: u64,
+    /// Frames replayed by the last recovery.
+    pub recovery_frames: u64,
+    /// Duration of the last recovery, microseconds.
+    pub recovery_micros: u64,
+    /// Torn-tail bytes cut off by the last recovery.
+    pub recovery_torn_tail_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_bound_the_values() {
+        let h = Histogram::default();
+        for v in [0u64, 1, 2, 3, 100, 1000] {
+            h.record(v);
+        }
+        let s = h.snapshot();
+        assert_eq!((s.count, s.sum, s.max), (6, 1106, 1000));
+        assert_eq!(s.quantile_upper_bound(0.0), 0);
+        assert_eq!(s.quantile_upper_bound(0.5), 3);
+        assert_eq!(s.quantile_upper_bound(1.0), 1000);
+        assert!(s.quantile_upper_bound(0.8) >= 100);
+    }
+
+    #[test]
+    fn errors_are_counted_by_cause() {
+        let m = EngineMetrics::default();
+        m.count_error(ErrorCause::Busy);
+        m.count_error(ErrorCause::Busy);
+        m.count_error(ErrorCause::AssertionFailed);
+        let s = m.snapshot(3);
+        assert_eq!(s.errors.busy, 2);
+        assert_eq!(s.errors.assertion_failed, 1);
+        assert_eq!(s.wal_queue_depth, 3);
+    }
+}

@@ -1,0 +1,284 @@
+//! The Sequencer actor: the single writer.
+//!
+//! It owns the live [`State`] and the LSN counter. For each [`Commit`] it assigns the
+//! next LSN, applies the transaction (assertions are checked against the state as of
+//! every earlier sequenced commit), encodes the resolved commit record and hands it to
+//! the WAL writer. `Durable` commits are published and acknowledged by the writer after
+//! `fdatasync`; `Visible` commits are published and acknowledged here, right after
+//! apply, and reach disk within the flush interval.
+//!
+//! Because the state is one linear history, publishing a `Visible` commit also makes
+//! every earlier sequenced commit visible, including `Durable` ones whose fsync is
+//! still in flight (their callers are still only acknowledged after the fsync).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix::{Actor, ActorContext, Context, Handler, Message};
+use aedb_model::{ApplyError, Ddl, Outcome, State, Transaction};
+use aedb_sync::group_commit::{Durability, GroupCommitError, Submission, WriterMsg};
+use aedb_sync::mailbox::MailboxSender;
+use aedb_sync::{Completer, SnapshotCell};
+use aedb_types::Lsn;
+
+use crate::error::CommitError;
+use crate::metrics::{EngineMetrics, ErrorCause};
+use crate::wal_writer::{PendingAck, SharedWalError, WalMsg, WalRecord};
+
+/// When a commit is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Finality {
+    /// Acknowledged after the commit's WAL batch is `fdatasync`ed; visible no earlier.
+    #[default]
+    Durable,
+    /// Acknowledged (and visible) right after apply; made durable within the
+    /// configured flush interval. A crash inside that window loses it.
+    Visible,
+}
+
+/// A successful commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// The commit's LSN (for an idempotent retry: the original commit's LSN).
+    pub lsn: Lsn,
+    /// True when this was a retry answered from the idempotency table, applying nothing.
+    pub idempotent_replay: bool,
+}
+
+/// What a commit asks the sequencer to apply.
+#[derive(Clone, Debug)]
+pub enum Request {
+    /// A transaction: mutations plus assertions.
+    Transaction(Transaction),
+    /// A DDL statement.
+    Ddl(Ddl),
+}
+
+/// Sequence, apply and log one request; the answer goes to `reply`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Commit {
+    /// What to apply.
+    pub request: Request,
+    /// When to acknowledge.
+    pub finality: Finality,
+    /// Where the caller waits.
+    pub reply: Completer<Result<CommitOutcome, CommitError>>,
+}
+
+/// Make every commit sequenced so far durable, then answer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Flush {
+    /// Where the caller waits; completed by the WAL writer.
+    pub reply: Completer<Result<(), GroupCommitError<SharedWalError>>>,
+}
+
+/// Stop accepting commits and release the WAL mailbox (the writer then drains,
+/// syncs and exits).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// The single-writer actor.
+pub struct Sequencer {
+    state: State,
+    wal: Option<MailboxSender<WalMsg>>,
+    wal_fail_stopped: Arc<AtomicBool>,
+    snapshots: Arc<SnapshotCell<State>>,
+    metrics: Arc<EngineMetrics>,
+    mailbox_capacity: usize,
+}
+
+impl Sequencer {
+    /// A sequencer continuing from the recovered `state`.
+    pub fn new(
+        state: State,
+        wal: MailboxSender<WalMsg>,
+        wal_fail_stopped: Arc<AtomicBool>,
+        snapshots: Arc<SnapshotCell<State>>,
+        metrics: Arc<EngineMetrics>,
+        mailbox_capacity: usize,
+    ) -> Sequencer {
+        Sequencer {
+            state,
+            wal: Some(wal),
+            wal_fail_stopped,
+            snapshots,
+            metrics,
+            mailbox_capacity,
+        }
+    }
+
+    fn fail(&self, cause: ErrorCause, error: CommitError) -> Result<CommitOutcome, CommitError> {
+        self.metrics.count_error(cause);
+        Err(error)
+    }
+
+    /// Applies `request` at the next LSN. Returns the reply now, or `None` when the
+    /// WAL writer will complete `reply` after the fsync.
+    fn sequence(
+        &mut self,
+        request: &Request,
+        finality: Finality,
+        reply: Completer<Result<CommitOutcome, CommitError>>,
+    ) -> Option<(Completer<Result<CommitOutcome, CommitError>>, Result<CommitOutcome, CommitError>)>
+    {
+        let Some(wal) = self.wal.clone() else {
+            let answer = self.fail(ErrorCause::Closed, CommitError::Closed);
+            return Some((reply, answer));
+        };
+        if self.wal_fail_stopped.load(Ordering::Acquire) {
+            let answer = self.fail(ErrorCause::WalFailure, CommitError::FailStopped);
+            return Some((reply, answer));
+        }
+        let lsn = self.state.lsn().next();
+        let applied = match request {
+            Request::Transaction(tx) => self.state.apply(tx, lsn),
+            Request::Ddl(ddl) => self.state.apply_ddl(ddl, lsn),
+        };
+        let (next, record, outcome) = match applied {
+            Ok((next, record)) => (
+                next,
+                record,
+                Ok(CommitOutcome {
+                    lsn,
+                    idempotent_replay: false,
+                }),
+            ),
+            Err(ApplyError::AlreadySeen { key, original }) => {
+                self.metrics
+                    .idempotent_replays
+                    .fetch_add(1, Ordering::Relaxed);
+                let answer = match original.outcome {
+                    Outcome::Committed => Ok(CommitOutcome {
+                        lsn: original.lsn,
+                        idempotent_replay: true,
+                    }),
+                    Outcome::Rejected(_) => {
+                        Err(CommitError::Rejected(ApplyError::AlreadySeen { key, original }))
+                    }
+                };
+                return Some((reply, answer));
+            }
+            Err(error) => {
+                let cause = match error {
+                    ApplyError::AssertionFailed { .. } => ErrorCause::AssertionFailed,
+                    _ => ErrorCause::Invalid,
+                };
+                self.metrics.count_error(cause);
+                let logged = match request {
+                    Request::Transaction(tx) => self.state.reject(tx, &error, lsn),
+                    Request::Ddl(_) => Ok(None),
+                };
+                match logged {
+                    // A rejection under an idempotency key is logged, so a retry gets
+                    // the same answer after a restart.
+                    Ok(Some((next, record))) => (next, record, Err(CommitError::Rejected(error))),
+                    Ok(None) | Err(_) => return Some((reply, Err(CommitError::Rejected(error)))),
+                }
+            }
+        };
+
+        let mut payload = Vec::new();
+        record.encode(&mut payload);
+        self.state = next;
+        self.metrics.commits.fetch_add(1, Ordering::Relaxed);
+        let snapshot = Arc::new(self.state.clone());
+        let record = WalRecord { lsn, payload };
+        match finality {
+            Finality::Visible => {
+                if self.snapshots.publish(lsn.get(), snapshot) {
+                    self.metrics
+                        .visible_lsn
+                        .fetch_max(lsn.get(), Ordering::Relaxed);
+                }
+                let sent = wal.send(WriterMsg::Append(Submission {
+                    record,
+                    publish: None,
+                    durability: Durability::SyncWithin,
+                }));
+                if sent.is_err() {
+                    let answer = self.fail(ErrorCause::WalFailure, CommitError::FailStopped);
+                    return Some((reply, answer));
+                }
+                if outcome.is_ok() {
+                    self.metrics.visible_commits.fetch_add(1, Ordering::Relaxed);
+                }
+                Some((reply, outcome))
+            }
+            Finality::Durable => {
+                let ack = PendingAck {
+                    reply,
+                    outcome,
+                    metrics: self.metrics.clone(),
+                };
+                // Blocks while the writer's mailbox is full: backpressure reaches the
+                // sequencer's mailbox and from there the callers.
+                if let Err(closed) = wal.send(WriterMsg::Append(Submission {
+                    record,
+                    publish: Some((lsn, snapshot)),
+                    durability: Durability::AckAfterSync(ack),
+                })) {
+                    if let WriterMsg::Append(Submission {
+                        durability: Durability::AckAfterSync(ack),
+                        ..
+                    }) = closed.0
+                    {
+                        let answer = self.fail(ErrorCause::WalFailure, CommitError::FailStopped);
+                        return Some((ack.reply, answer));
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
+impl Actor for Sequencer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
+    }
+}
+
+impl Handler<Commit> for Sequencer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Commit, _ctx: &mut Context<Self>) {
+        self.metrics
+            .sequencer_queue_depth
+            .fetch_sub(1, Ordering::Relaxed);
+        if let Some((reply, answer)) = self.sequence(&msg.request, msg.finality, msg.reply) {
+            reply.complete(answer);
+        }
+    }
+}
+
+impl Handler<Flush> for Sequencer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Flush, _ctx: &mut Context<Self>) {
+        let Some(wal) = &self.wal else {
+            msg.reply.complete(Err(GroupCommitError::FailStopped));
+            return;
+        };
+        // The barrier queues behind every record sequenced so far; the writer answers
+        // the caller directly once they are durable.
+        if let Err(closed) = wal.send(WriterMsg::Barrier(msg.reply)) {
+            if let WriterMsg::Barrier(reply) = closed.0 {
+                reply.complete(Err(GroupCommitError::FailStopped));
+            }
+        }
+    }
+}
+
+impl Handler<Stop> for Sequencer {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Stop, ctx: &mut Context<Self>) {
+        self.wal = None;
+        ctx.stop();
+    }
+}

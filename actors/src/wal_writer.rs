@@ -1,0 +1,191 @@
+//! The WalWriter actor: a dedicated thread that owns the active WAL segment.
+//!
+//! It is fed by a bounded mailbox of [`WalMsg`]s from the sequencer and runs the
+//! group-commit loop of `aedb-sync` over [`WalSink`], which adapts `aedb_wal::WalWriter`:
+//! append encodes frames into one buffer, `write` is one `write_all`, `sync` is one
+//! `fdatasync`. Blocking file I/O never runs on an async arbiter.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use aedb_model::State;
+use aedb_sync::group_commit::{
+    Acknowledge, BatchReport, GroupCommitError, LogSink, LoopConfig, WriterLoop, WriterMsg,
+};
+use aedb_sync::mailbox::{MailboxSender, mailbox};
+use aedb_sync::{Completer, SnapshotCell};
+use aedb_types::Lsn;
+use aedb_wal::{FrameKind, WalError, WalWriter};
+
+use crate::error::CommitError;
+use crate::metrics::{EngineMetrics, ErrorCause};
+use crate::sequencer::CommitOutcome;
+
+/// One encoded commit record at its LSN.
+#[derive(Debug)]
+pub struct WalRecord {
+    /// The record's LSN.
+    pub lsn: Lsn,
+    /// The encoded `CommitRecord`.
+    pub payload: Vec<u8>,
+}
+
+/// A snapshot to publish once durable.
+pub type Publication = (Lsn, Arc<State>);
+
+/// The error every acknowledgement of a failed batch carries.
+pub type SharedWalError = Arc<WalError>;
+
+/// Message to the WAL writer thread.
+pub type WalMsg = WriterMsg<WalRecord, Publication, PendingAck, SharedWalError>;
+
+/// A durable commit's reply, completed by the writer after `fdatasync`.
+#[derive(Debug)]
+pub struct PendingAck {
+    /// Where the caller waits.
+    pub reply: Completer<Result<CommitOutcome, CommitError>>,
+    /// What to answer once durable (`Ok` for a commit, `Err(Rejected)` for a logged
+    /// idempotent rejection).
+    pub outcome: Result<CommitOutcome, CommitError>,
+    /// Metrics to count the durable ack in.
+    pub metrics: Arc<EngineMetrics>,
+}
+
+impl Acknowledge<SharedWalError> for PendingAck {
+    fn acknowledge(self, result: Result<(), GroupCommitError<SharedWalError>>) {
+        let answer = match result {
+            Ok(()) => {
+                if self.outcome.is_ok() {
+                    self.metrics
+                        .durable_commits
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                self.outcome
+            }
+            Err(GroupCommitError::Io(e)) => {
+                self.metrics.count_error(ErrorCause::WalFailure);
+                Err(CommitError::Wal(e))
+            }
+            Err(GroupCommitError::FailStopped) => {
+                self.metrics.count_error(ErrorCause::WalFailure);
+                Err(CommitError::FailStopped)
+            }
+        };
+        self.reply.complete(answer);
+    }
+}
+
+/// Adapts [`WalWriter`] to the group-commit loop, publishing durable snapshots.
+pub struct WalSink {
+    writer: WalWriter,
+    snapshots: Arc<SnapshotCell<State>>,
+    metrics: Arc<EngineMetrics>,
+    fail_stopped: Arc<AtomicBool>,
+}
+
+impl WalSink {
+    fn failed<T>(&self, e: WalError) -> Result<T, SharedWalError> {
+        self.fail_stopped.store(true, Ordering::Release);
+        Err(Arc::new(e))
+    }
+}
+
+impl LogSink for WalSink {
+    type Record = WalRecord;
+    type Publish = Publication;
+    type Error = SharedWalError;
+
+    fn append(&mut self, record: &WalRecord) -> Result<(), SharedWalError> {
+        match self
+            .writer
+            .append(record.lsn, FrameKind::Commit, &record.payload)
+        {
+            Ok(()) => Ok(()),
+            Err(e) => self.failed(e),
+        }
+    }
+
+    fn write(&mut self) -> Result<(), SharedWalError> {
+        let before = self.writer.written_bytes_total();
+        match self.writer.flush() {
+            Ok(()) => {
+                let after = self.writer.written_bytes_total();
+                self.metrics
+                    .wal_bytes
+                    .fetch_add(after.saturating_sub(before), Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => self.failed(e),
+        }
+    }
+
+    fn sync(&mut self) -> Result<(), SharedWalError> {
+        let started = Instant::now();
+        match self.writer.sync() {
+            Ok(()) => {
+                self.metrics
+                    .fsync_latency_us
+                    .record_duration(started.elapsed());
+                self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .durable_lsn
+                    .store(self.writer.synced_lsn().get(), Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => self.failed(e),
+        }
+    }
+
+    fn publish(&mut self, (lsn, state): Publication) {
+        if self.snapshots.publish(lsn.get(), state) {
+            self.metrics
+                .visible_lsn
+                .fetch_max(lsn.get(), Ordering::Relaxed);
+        }
+    }
+
+    fn on_batch(&mut self, report: BatchReport) {
+        self.metrics.batch_size.record(report.submissions as u64);
+    }
+}
+
+/// Handle to the running writer thread.
+#[derive(Debug)]
+pub struct WalWriterHandle {
+    /// The writer's mailbox.
+    pub mailbox: MailboxSender<WalMsg>,
+    /// Set once the writer has fail-stopped.
+    pub fail_stopped: Arc<AtomicBool>,
+    /// The thread, joined on shutdown.
+    pub thread: JoinHandle<()>,
+}
+
+/// Starts the writer thread over a recovered `writer`.
+pub fn spawn(
+    writer: WalWriter,
+    snapshots: Arc<SnapshotCell<State>>,
+    metrics: Arc<EngineMetrics>,
+    mailbox_bound: usize,
+    config: LoopConfig,
+) -> std::io::Result<WalWriterHandle> {
+    let (tx, rx) = mailbox::<WalMsg>(mailbox_bound);
+    let fail_stopped = Arc::new(AtomicBool::new(false));
+    let sink = WalSink {
+        writer,
+        snapshots,
+        metrics,
+        fail_stopped: fail_stopped.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("aedb-wal-writer".into())
+        .spawn(move || {
+            WriterLoop::new(sink, config).run(rx);
+        })?;
+    Ok(WalWriterHandle {
+        mailbox: tx,
+        fail_stopped,
+        thread,
+    })
+}

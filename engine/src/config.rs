@@ -1,0 +1,292 @@
+//! Instance configuration: profiles, knobs, and their validation.
+
+use std::fmt;
+use std::time::Duration;
+
+use aedb_actors::Finality;
+use aedb_keys::SecretKey;
+
+/// Smallest accepted WAL segment size (64 KiB).
+pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
+/// Largest accepted WAL segment size (4 GiB).
+pub const MAX_SEGMENT_SIZE: u64 = 4 * 1024 * 1024 * 1024;
+/// Longest accepted flush interval for `Visible` finality.
+pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+/// Largest accepted mailbox bound.
+pub const MAX_QUEUE_BOUND: usize = 1 << 20;
+
+/// The deployment profile a configuration started from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// Durable by default, strict recovery, every durable ack after `fdatasync`.
+    Production,
+    /// Visible by default with a short flush interval; strict recovery.
+    LowLatency,
+    /// **No fsync at all** and lenient recovery: for tests and local development only.
+    /// A crash or power loss can lose any amount of acknowledged data.
+    Development,
+}
+
+/// What recovery does on a corrupt (not merely torn) WAL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Refuse to open, naming the file and offset (production and low-latency).
+    Strict,
+    /// Replay up to the corruption, cut the log there, and open (development only).
+    TruncateAtCorruption,
+}
+
+/// Configuration of an [`AedbInstance`](crate::AedbInstance).
+///
+/// Start from a profile and adjust knobs with the builder methods; everything is
+/// checked by [`AedbConfig::validate`] when the instance opens.
+///
+/// ```
+/// use std::time::Duration;
+/// use aedb::{AedbConfig, Finality};
+/// let config = AedbConfig::production([7u8; 32])
+///     .segment_size(16 * 1024 * 1024)
+///     .flush_interval(Duration::from_millis(2))
+///     .default_finality(Finality::Durable);
+/// assert!(config.validate().is_ok());
+/// assert!(AedbConfig::development().segment_size(0).validate().is_err());
+/// ```
+pub struct AedbConfig {
+    pub(crate) profile: Profile,
+    pub(crate) manifest_key: Option<SecretKey>,
+    pub(crate) default_finality: Finality,
+    pub(crate) recovery: Recovery,
+    pub(crate) fsync: bool,
+    pub(crate) segment_size: u64,
+    pub(crate) preallocate: bool,
+    pub(crate) flush_interval: Duration,
+    pub(crate) sequencer_queue: usize,
+    pub(crate) wal_queue: usize,
+    pub(crate) max_batch: usize,
+}
+
+impl AedbConfig {
+    fn base(profile: Profile, manifest_key: Option<SecretKey>) -> AedbConfig {
+        AedbConfig {
+            profile,
+            manifest_key,
+            default_finality: Finality::Durable,
+            recovery: Recovery::Strict,
+            fsync: true,
+            segment_size: 64 * 1024 * 1024,
+            preallocate: true,
+            flush_interval: Duration::from_millis(5),
+            sequencer_queue: 16 * 1024,
+            wal_queue: 16 * 1024,
+            max_batch: 4096,
+        }
+    }
+
+    /// Durable-by-default, strict profile. `manifest_key` is the HMAC key baseline for
+    /// the manifest chain (kept zeroizing inside a [`SecretKey`]).
+    pub fn production(manifest_key: [u8; 32]) -> AedbConfig {
+        AedbConfig::base(Profile::Production, Some(SecretKey::new(manifest_key)))
+    }
+
+    /// Visible-by-default profile with a 1 ms flush interval, still strict.
+    pub fn low_latency(manifest_key: [u8; 32]) -> AedbConfig {
+        let mut c = AedbConfig::base(Profile::LowLatency, Some(SecretKey::new(manifest_key)));
+        c.default_finality = Finality::Visible;
+        c.flush_interval = Duration::from_millis(1);
+        c
+    }
+
+    /// Development profile: **skips fsync** and recovers leniently. Never use it for
+    /// data you want to keep; `open` logs a warning to stderr when it is used.
+    pub fn development() -> AedbConfig {
+        let mut c = AedbConfig::base(Profile::Development, None);
+        c.fsync = false;
+        c.recovery = Recovery::TruncateAtCorruption;
+        c
+    }
+
+    /// Finality of commits that do not ask for one.
+    pub fn default_finality(mut self, finality: Finality) -> Self {
+        self.default_finality = finality;
+        self
+    }
+
+    /// WAL segment size in bytes (64 KiB ..= 4 GiB).
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// Whether new WAL segments are preallocated (default true).
+    pub fn preallocate(mut self, yes: bool) -> Self {
+        self.preallocate = yes;
+        self
+    }
+
+    /// Longest a `Visible` commit may wait for its fsync (1 µs ..= 10 s).
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// Bound of the sequencer's mailbox (commits waiting to be sequenced).
+    pub fn sequencer_queue(mut self, bound: usize) -> Self {
+        self.sequencer_queue = bound;
+        self
+    }
+
+    /// Bound of the WAL writer's mailbox (records waiting to be written).
+    pub fn wal_queue(mut self, bound: usize) -> Self {
+        self.wal_queue = bound;
+        self
+    }
+
+    /// Most records written by one group-commit batch.
+    pub fn max_batch(mut self, records: usize) -> Self {
+        self.max_batch = records;
+        self
+    }
+
+    /// Recovery behaviour on WAL corruption.
+    pub fn recovery(mut self, recovery: Recovery) -> Self {
+        self.recovery = recovery;
+        self
+    }
+
+    /// The profile this configuration started from.
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+
+    /// Whether WAL writes are followed by `fdatasync`.
+    pub fn fsync_enabled(&self) -> bool {
+        self.fsync
+    }
+
+    /// Checks every knob; `open` calls this.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size) {
+            return Err(ConfigError::SegmentSize(self.segment_size));
+        }
+        if self.flush_interval.is_zero() || self.flush_interval > MAX_FLUSH_INTERVAL {
+            return Err(ConfigError::FlushInterval(self.flush_interval));
+        }
+        for (name, bound) in [
+            ("sequencer_queue", self.sequencer_queue),
+            ("wal_queue", self.wal_queue),
+            ("max_batch", self.max_batch),
+        ] {
+            if bound == 0 || bound > MAX_QUEUE_BOUND {
+                return Err(ConfigError::QueueBound { name, bound });
+            }
+        }
+        if self.profile != Profile::Development && self.recovery != Recovery::Strict {
+            return Err(ConfigError::LenientRecoveryOutsideDevelopment);
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for AedbConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AedbConfig")
+            .field("profile", &self.profile)
+            .field(
+                "manifest_key",
+                &self.manifest_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("default_finality", &self.default_finality)
+            .field("recovery", &self.recovery)
+            .field("fsync", &self.fsync)
+            .field("segment_size", &self.segment_size)
+            .field("preallocate", &self.preallocate)
+            .field("flush_interval", &self.flush_interval)
+            .field("sequencer_queue", &self.sequencer_queue)
+            .field("wal_queue", &self.wal_queue)
+            .field("max_batch", &self.max_batch)
+            .finish()
+    }
+}
+
+/// A configuration knob is out of range.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Segment size outside 64 KiB ..= 4 GiB.
+    #[error("segment_size {0} bytes is out of range: use 64 KiB ..= 4 GiB")]
+    SegmentSize(u64),
+    /// Flush interval zero or longer than 10 s.
+    #[error("flush_interval {0:?} is out of range: use more than zero and at most 10 s")]
+    FlushInterval(Duration),
+    /// A mailbox or batch bound is zero or absurd.
+    #[error("{name} = {bound} is out of range: use 1 ..= 1048576")]
+    QueueBound {
+        /// Which knob.
+        name: &'static str,
+        /// The rejected value.
+        bound: usize,
+    },
+    /// Lenient recovery was asked for in a strict profile.
+    #[error("TruncateAtCorruption recovery is only allowed in the development profile")]
+    LenientRecoveryOutsideDevelopment,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_have_their_documented_defaults() {
+        let p = AedbConfig::production([1; 32]);
+        assert_eq!(p.default_finality, Finality::Durable);
+        assert!(p.fsync);
+        assert_eq!(p.recovery, Recovery::Strict);
+        let l = AedbConfig::low_latency([1; 32]);
+        assert_eq!(l.default_finality, Finality::Visible);
+        assert_eq!(l.recovery, Recovery::Strict);
+        let d = AedbConfig::development();
+        assert!(!d.fsync);
+        for c in [p, l, d] {
+            assert_eq!(c.validate(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn nonsense_is_rejected_with_typed_errors() {
+        let d = || AedbConfig::development();
+        assert_eq!(
+            d().segment_size(0).validate(),
+            Err(ConfigError::SegmentSize(0))
+        );
+        assert_eq!(
+            d().segment_size(u64::MAX).validate(),
+            Err(ConfigError::SegmentSize(u64::MAX))
+        );
+        assert!(matches!(
+            d().flush_interval(Duration::ZERO).validate(),
+            Err(ConfigError::FlushInterval(_))
+        ));
+        assert!(matches!(
+            d().flush_interval(Duration::from_secs(3600)).validate(),
+            Err(ConfigError::FlushInterval(_))
+        ));
+        assert!(matches!(
+            d().wal_queue(0).validate(),
+            Err(ConfigError::QueueBound { name: "wal_queue", .. })
+        ));
+        assert_eq!(
+            AedbConfig::production([0; 32])
+                .recovery(Recovery::TruncateAtCorruption)
+                .validate(),
+            Err(ConfigError::LenientRecoveryOutsideDevelopment)
+        );
+    }
+
+    #[test]
+    fn debug_redacts_the_key() {
+        let c = AedbConfig::production([0x5A; 32]);
+        let s = format!("{c:?}");
+        assert!(s.contains("<redacted>"));
+        assert!(!s.contains("90"), "{s}");
+        assert!(!s.to_lowercase().contains("5a"), "{s}");
+    }
+}

@@ -1,0 +1,71 @@
+//! The exclusive directory lock (`<data_dir>/LOCK`).
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Holds `<data_dir>/LOCK` locked for the life of an instance.
+///
+/// The lock is an OS advisory lock on an open file (`flock`), so it is released when
+/// the process dies, however it dies, and a second open of the same directory — from
+/// this process or another — fails with [`LockError::Held`].
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    _file: File,
+}
+
+/// Why the data directory could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another instance (this process or another) has the directory open.
+    #[error(
+        "data directory {path} is already open by another aedb instance (LOCK is held{holder}); close it first"
+    )]
+    Held {
+        /// The lock file.
+        path: PathBuf,
+        /// Text describing the holder, as recorded in the lock file (may be empty).
+        holder: String,
+    },
+    /// The lock file could not be created or locked.
+    #[error("cannot lock {path}: {source}")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl DirLock {
+    pub(crate) fn acquire(dir: &Path) -> Result<DirLock, LockError> {
+        let path = dir.join("LOCK");
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path)
+                    .ok()
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .map(|s| format!(" by {s}"))
+                    .unwrap_or_default();
+                return Err(LockError::Held { path, holder });
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        write!(file, "pid {}", std::process::id()).map_err(io)?;
+        Ok(DirLock { _file: file })
+    }
+}

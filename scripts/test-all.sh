@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The README's test command: every test aedb has, from a fresh clone, nothing by hand.
+#
+# Knobs (environment):
+#   AEDB_CRASH_CYCLES      SIGKILL crash-test cycles (default 50)
+#   LOOM_MAX_PREEMPTIONS   loom preemption bound (default 3)
+#   AEDB_SKIP_CLIPPY=1     skip the fmt/clippy gate (local iteration only; CI never sets it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [ "${AEDB_SKIP_CLIPPY:-0}" != "1" ]; then
+  step "format and lint gate"
+  cargo fmt --all -- --check
+  cargo clippy --workspace --all-targets -- -D warnings
+fi
+
+step "unit, integration, property, crash and doc tests"
+AEDB_CRASH_CYCLES="${AEDB_CRASH_CYCLES:-50}" cargo test --workspace --lib --bins --tests --examples
+cargo test --workspace --doc
+
+step "loom models (bounded preemptions)"
+RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \
+  cargo test -p aedb-loom-tests --release --target-dir target/loom
+
+step "benchmarks compile"
+cargo check -p aedb-benches --benches
+
+echo
+echo "all aedb tests passed"
