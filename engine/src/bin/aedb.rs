@@ -1,1 +1,2 @@
+//! The `aedb` command-line tool.
 fn main() {}

@@ -1,0 +1,680 @@
+//! [`WalWriter`]: the single owner of the active segment.
+//!
+//! The writer buffers frames ([`WalWriter::append`]), writes a whole group-commit batch
+//! with one `write` ([`WalWriter::flush`]) and makes it durable with one `fdatasync`
+//! ([`WalWriter::sync`]). Segments are preallocated, rotated by size, sealed with a
+//! `SegmentEnd` trailer and chained by SHA-256 (see [`crate::segment`]).
+//!
+//! **Fail-stop.** Any error from a write, fsync, rename or directory fsync poisons the
+//! writer: that call returns the error and every later call returns
+//! [`WalError::FailStopped`]. A failed fsync is never retried on the same file (the
+//! kernel may already have dropped the dirty pages and cleared the error), and
+//! [`WalWriter::synced_lsn`] never advances past a failed sync. To continue, reopen the
+//! log with [`crate::recover`].
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use aedb_types::Lsn;
+use rustix::fs::FallocateFlags;
+use rustix::io::Errno;
+use sha2::{Digest, Sha256};
+
+use crate::dir::{ensure_dir, segment_path, segment_paths, sync_dir, temp_segment_path};
+use crate::error::WalError;
+use crate::fault::{FaultInjector, FaultPoint};
+use crate::frame::{FrameKind, PayloadTooLarge, encode_frame};
+use crate::segment::{
+    SEGMENT_END_LEN, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN, SegmentEnd, SegmentHash,
+    SegmentHeader, SegmentSeq,
+};
+
+/// Smallest accepted [`WalConfig::segment_size`].
+pub const MIN_SEGMENT_SIZE: u64 = 256;
+/// Default [`WalConfig::segment_size`]: 64 MiB.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Whether the writer issues `fdatasync`/`fsync` at all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SyncPolicy {
+    /// `fdatasync` on [`WalWriter::sync`] and whenever a segment is sealed; `fsync` of new
+    /// segments and of the directory. Required for durability.
+    #[default]
+    Fdatasync,
+    /// **Development only: no durability.** No fsync of any kind is issued; `sync`
+    /// only records that written data was handed to the OS, so [`WalWriter::synced_lsn`]
+    /// means "written", and a power loss can lose or tear any recent data.
+    None,
+}
+
+/// Writer configuration.
+#[derive(Clone, Debug)]
+pub struct WalConfig {
+    /// Target segment size in bytes (default 64 MiB). A segment is rotated when the next
+    /// batch plus the trailer would not fit; a batch larger than a segment goes alone into
+    /// a fresh segment, which then grows beyond this size.
+    pub segment_size: u64,
+    /// Preallocate each new segment to `segment_size` with `fallocate` (falling back to
+    /// `set_len` where unsupported), so appends do not grow the file (default true).
+    /// Preallocated ranges read as zeros, which recovery treats as end of data. Writing
+    /// explicit zeros instead (to spare `fdatasync` the unwritten-extent conversion) was
+    /// measured on the development VM without a conclusive gain, so it is not done; the
+    /// benches are the place to revisit it.
+    pub preallocate: bool,
+    /// Sync policy (default [`SyncPolicy::Fdatasync`]).
+    pub sync: SyncPolicy,
+    /// Fault injector consulted at every write, fsync, rename and directory fsync.
+    pub faults: FaultInjector,
+}
+
+impl Default for WalConfig {
+    fn default() -> WalConfig {
+        WalConfig {
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            preallocate: true,
+            sync: SyncPolicy::Fdatasync,
+            faults: FaultInjector::default(),
+        }
+    }
+}
+
+impl WalConfig {
+    /// The development profile: like the default but with [`SyncPolicy::None`]
+    /// (**no durability**).
+    pub fn development() -> WalConfig {
+        WalConfig {
+            sync: SyncPolicy::None,
+            ..WalConfig::default()
+        }
+    }
+
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), WalError> {
+        if self.segment_size < MIN_SEGMENT_SIZE {
+            return Err(WalError::SegmentSizeTooSmall {
+                size: self.segment_size,
+                min: MIN_SEGMENT_SIZE,
+            });
+        }
+        Ok(())
+    }
+
+    fn syncs(&self) -> bool {
+        self.sync == SyncPolicy::Fdatasync
+    }
+}
+
+/// A segment the writer sealed: what the manifest records and the next header chains to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedSegment {
+    /// Sequence number of the sealed segment.
+    pub seq: SegmentSeq,
+    /// Its file.
+    pub path: PathBuf,
+    /// Its base LSN.
+    pub base_lsn: Lsn,
+    /// Its last LSN (`base_lsn - 1` if it holds no frames).
+    pub last_lsn: Lsn,
+    /// Number of data frames.
+    pub frames: u64,
+    /// Bytes covered by the chain hash.
+    pub sealed_len: u64,
+    /// The chain hash: SHA-256 of bytes `[0, sealed_len)`.
+    pub hash: SegmentHash,
+}
+
+/// The segment being appended to.
+struct ActiveSegment {
+    file: File,
+    path: PathBuf,
+    header: SegmentHeader,
+    /// Write position: end of the last written frame.
+    offset: u64,
+    frames: u64,
+    /// Last LSN written into this segment (`base_lsn - 1` if none).
+    last_lsn: Lsn,
+    /// SHA-256 over `[0, offset)`.
+    hasher: Sha256,
+}
+
+/// Where [`WalWriter::resume`] continues, as determined by recovery.
+pub(crate) enum ResumePoint {
+    /// Continue appending inside an unsealed segment at `data_end`.
+    Open {
+        path: PathBuf,
+        header: SegmentHeader,
+        data_end: u64,
+        frames: u64,
+        last_lsn: Lsn,
+        hasher: Sha256,
+    },
+    /// The last segment is sealed: start the next one.
+    Sealed(SealedSegment),
+}
+
+/// The WAL writer: single owner of the active segment file.
+///
+/// Not shared between threads (`&mut self` everywhere); the actors crate runs it on a
+/// dedicated thread. Dropping the writer neither flushes nor syncs: buffered frames are
+/// discarded, written-but-unsynced frames may or may not survive a crash.
+pub struct WalWriter {
+    dir: PathBuf,
+    config: WalConfig,
+    active: ActiveSegment,
+    batch: Vec<u8>,
+    /// Last LSN accepted by `append` (buffered or written).
+    last_lsn: Lsn,
+    /// Last LSN handed to the OS by `flush`.
+    written_lsn: Lsn,
+    /// Last LSN covered by a successful sync.
+    synced_lsn: Lsn,
+    written_bytes_total: u64,
+    fsync_count: u64,
+    failed: bool,
+    sealed: Vec<SealedSegment>,
+}
+
+impl fmt::Debug for WalWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WalWriter")
+            .field("dir", &self.dir)
+            .field("segment", &self.active.path)
+            .field("offset", &self.active.offset)
+            .field("last_lsn", &self.last_lsn)
+            .field("written_lsn", &self.written_lsn)
+            .field("synced_lsn", &self.synced_lsn)
+            .field("buffered_bytes", &self.batch.len())
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+impl WalWriter {
+    /// Creates a fresh log in `dir` (created if missing) whose first LSN is 1.
+    ///
+    /// Fails with [`WalError::AlreadyExists`] if `dir` already holds segments.
+    pub fn create(dir: &Path, config: WalConfig) -> Result<WalWriter, WalError> {
+        WalWriter::create_starting_at(dir, config, Lsn::new(1))
+    }
+
+    /// Creates a fresh log whose first frame will carry `first_lsn` (for example the LSN
+    /// after a restored checkpoint). `first_lsn` must be at least 1.
+    pub fn create_starting_at(
+        dir: &Path,
+        config: WalConfig,
+        first_lsn: Lsn,
+    ) -> Result<WalWriter, WalError> {
+        config.validate()?;
+        if first_lsn == Lsn::ZERO {
+            return Err(WalError::LsnOutOfOrder {
+                expected: Lsn::new(1),
+                got: first_lsn,
+            });
+        }
+        ensure_dir(dir, &config.faults, config.syncs())?;
+        if !segment_paths(dir)?.is_empty() {
+            return Err(WalError::AlreadyExists {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let active = create_segment(
+            dir,
+            SegmentSeq::FIRST,
+            first_lsn,
+            SegmentHash::ZERO,
+            &config,
+        )?;
+        let before = Lsn::new(first_lsn.get() - 1);
+        let mut writer = WalWriter::with_active(dir, config, active, before);
+        writer.count_segment_creation();
+        Ok(writer)
+    }
+
+    /// Reopens the log at the point recovery determined. Everything up to the recovered
+    /// last LSN has been synced by recovery.
+    pub(crate) fn resume(
+        dir: &Path,
+        config: WalConfig,
+        point: ResumePoint,
+    ) -> Result<WalWriter, WalError> {
+        config.validate()?;
+        match point {
+            ResumePoint::Open {
+                path,
+                header,
+                data_end,
+                frames,
+                last_lsn,
+                hasher,
+            } => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|err| WalError::io("open segment", &path, err))?;
+                if config.preallocate {
+                    let len = file
+                        .metadata()
+                        .map_err(|err| WalError::io("stat segment", &path, err))?
+                        .len();
+                    if len < config.segment_size {
+                        preallocate(&file, config.segment_size)
+                            .map_err(|err| WalError::io("preallocate segment", &path, err))?;
+                    }
+                }
+                let active = ActiveSegment {
+                    file,
+                    path,
+                    header,
+                    offset: data_end,
+                    frames,
+                    last_lsn,
+                    hasher,
+                };
+                Ok(WalWriter::with_active(dir, config, active, last_lsn))
+            }
+            ResumePoint::Sealed(sealed) => {
+                let seq = next_seq(sealed.seq)?;
+                let active =
+                    create_segment(dir, seq, sealed.last_lsn.next(), sealed.hash, &config)?;
+                let mut writer = WalWriter::with_active(dir, config, active, sealed.last_lsn);
+                writer.count_segment_creation();
+                // The manifest may not have recorded it before the crash; report it again.
+                writer.sealed.push(sealed);
+                Ok(writer)
+            }
+        }
+    }
+
+    fn with_active(
+        dir: &Path,
+        config: WalConfig,
+        active: ActiveSegment,
+        last_lsn: Lsn,
+    ) -> WalWriter {
+        WalWriter {
+            dir: dir.to_path_buf(),
+            config,
+            active,
+            batch: Vec::new(),
+            last_lsn,
+            written_lsn: last_lsn,
+            synced_lsn: last_lsn,
+            written_bytes_total: 0,
+            fsync_count: 0,
+            failed: false,
+            sealed: Vec::new(),
+        }
+    }
+
+    fn count_segment_creation(&mut self) {
+        self.written_bytes_total += SEGMENT_HEADER_LEN as u64;
+        if self.config.syncs() {
+            self.fsync_count += 2; // the new file and the directory
+        }
+    }
+
+    /// Buffers one frame for the next [`flush`](Self::flush). `lsn` must be exactly
+    /// `last_lsn() + 1` (LSNs are dense); `kind` must be a user kind.
+    pub fn append(&mut self, lsn: Lsn, kind: FrameKind, payload: &[u8]) -> Result<(), WalError> {
+        self.ensure_live()?;
+        if !kind.is_user_kind() {
+            return Err(WalError::ReservedFrameKind(kind));
+        }
+        let expected = self.last_lsn.get().checked_add(1);
+        if expected != Some(lsn.get()) {
+            return Err(WalError::LsnOutOfOrder {
+                expected: Lsn::new(expected.unwrap_or(u64::MAX)),
+                got: lsn,
+            });
+        }
+        encode_frame(lsn, kind, payload, &mut self.batch)
+            .map_err(|PayloadTooLarge { len, max }| WalError::PayloadTooLarge { len, max })?;
+        self.last_lsn = lsn;
+        Ok(())
+    }
+
+    /// Writes every buffered frame with one `write` at the end of the active segment,
+    /// rotating first if the batch (plus the trailer) would not fit. Does not sync.
+    pub fn flush(&mut self) -> Result<(), WalError> {
+        self.ensure_live()?;
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let len = self.batch.len() as u64;
+        let needed = self
+            .active
+            .offset
+            .saturating_add(len)
+            .saturating_add(SEGMENT_END_LEN as u64);
+        if self.active.frames > 0 && needed > self.config.segment_size {
+            self.rotate()?;
+        }
+        let offset = self.active.offset;
+        let result = self
+            .config
+            .faults
+            .check(FaultPoint::Write)
+            .and_then(|()| self.active.file.write_all_at(&self.batch, offset));
+        if let Err(err) = result {
+            return Err(self.fail("write batch", err));
+        }
+        let active = &mut self.active;
+        active.hasher.update(&self.batch);
+        active.offset += len;
+        // Frames in the batch = LSNs since the last write (LSNs are dense).
+        active.frames += self.last_lsn.get() - self.written_lsn.get();
+        active.last_lsn = self.last_lsn;
+        self.written_lsn = self.last_lsn;
+        self.written_bytes_total += len;
+        self.batch.clear();
+        Ok(())
+    }
+
+    /// Makes everything written so far durable with one `fdatasync` of the active segment
+    /// (earlier segments were synced when sealed). A no-op when nothing new was written.
+    /// Buffered, unflushed frames are not covered.
+    pub fn sync(&mut self) -> Result<(), WalError> {
+        self.ensure_live()?;
+        if self.written_lsn == self.synced_lsn {
+            return Ok(());
+        }
+        if self.config.syncs() {
+            let result = self
+                .config
+                .faults
+                .check(FaultPoint::Fsync)
+                .and_then(|()| self.active.file.sync_data());
+            if let Err(err) = result {
+                return Err(self.fail("fdatasync", err));
+            }
+            self.fsync_count += 1;
+        }
+        self.synced_lsn = self.written_lsn;
+        Ok(())
+    }
+
+    /// [`flush`](Self::flush) then [`sync`](Self::sync): one group commit. Returns the
+    /// durable LSN.
+    pub fn flush_and_sync(&mut self) -> Result<Lsn, WalError> {
+        self.flush()?;
+        self.sync()?;
+        Ok(self.synced_lsn)
+    }
+
+    /// Seals the active segment and starts the next one, even if not full.
+    pub fn rotate(&mut self) -> Result<(), WalError> {
+        self.ensure_live()?;
+        let sealed = self.seal_active()?;
+        let seq = next_seq(sealed.seq).inspect_err(|_| self.failed = true)?;
+        let created = create_segment(
+            &self.dir,
+            seq,
+            sealed.last_lsn.next(),
+            sealed.hash,
+            &self.config,
+        );
+        self.active = created.inspect_err(|_| self.failed = true)?;
+        self.count_segment_creation();
+        self.sealed.push(sealed);
+        Ok(())
+    }
+
+    /// Writes the `SegmentEnd` trailer, syncs, and returns the sealed segment's identity.
+    fn seal_active(&mut self) -> Result<SealedSegment, WalError> {
+        let trailer = SegmentEnd {
+            data_end: self.active.offset,
+            frame_count: self.active.frames,
+        };
+        let mut bytes = Vec::with_capacity(SEGMENT_END_LEN);
+        trailer.encode_frame(self.active.last_lsn, &mut bytes);
+        let offset = self.active.offset;
+        let result = self
+            .config
+            .faults
+            .check(FaultPoint::Write)
+            .and_then(|()| self.active.file.write_all_at(&bytes, offset));
+        if let Err(err) = result {
+            return Err(self.fail("write segment trailer", err));
+        }
+        self.active.offset += bytes.len() as u64;
+        self.active.hasher.update(&bytes);
+        self.written_bytes_total += bytes.len() as u64;
+        if self.config.syncs() {
+            let result = self
+                .config
+                .faults
+                .check(FaultPoint::Fsync)
+                .and_then(|()| self.active.file.sync_data());
+            if let Err(err) = result {
+                return Err(self.fail("fdatasync sealed segment", err));
+            }
+            self.fsync_count += 1;
+        }
+        self.synced_lsn = self.written_lsn;
+        let active = &self.active;
+        Ok(SealedSegment {
+            seq: active.header.seq,
+            path: active.path.clone(),
+            base_lsn: active.header.base_lsn,
+            last_lsn: active.last_lsn,
+            frames: active.frames,
+            sealed_len: trailer.sealed_len(),
+            hash: SegmentHash(active.hasher.clone().finalize().into()),
+        })
+    }
+
+    /// Removes sealed segments all of whose frames have LSN `<= through` (e.g. covered by
+    /// a checkpoint recorded in the manifest), oldest first, never the active segment, and
+    /// fsyncs the directory. Returns the removed paths. Does not poison the writer.
+    pub fn retire_segments_through(&mut self, through: Lsn) -> Result<Vec<PathBuf>, WalError> {
+        self.ensure_live()?;
+        let segments = segment_paths(&self.dir)?;
+        let mut removed = Vec::new();
+        for pair in segments.windows(2) {
+            let (seq, path) = &pair[0];
+            let (next_seq, next_path) = &pair[1];
+            if *seq >= self.active.header.seq {
+                break;
+            }
+            let next_base = if *next_seq == self.active.header.seq {
+                self.active.header.base_lsn
+            } else {
+                read_segment_header(next_path)?.base_lsn
+            };
+            // base_lsn >= 1 is guaranteed by the header decoder.
+            if next_base.get() - 1 > through.get() {
+                break;
+            }
+            fs::remove_file(path)
+                .map_err(|err| WalError::io("remove retired segment", path, err))?;
+            removed.push(path.clone());
+        }
+        if !removed.is_empty() && self.config.syncs() {
+            sync_dir(&self.dir, &self.config.faults)?;
+            self.fsync_count += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Takes the list of segments sealed since the last call (for the manifest). After
+    /// recovery it may repeat a segment sealed just before a crash.
+    pub fn take_sealed_segments(&mut self) -> Vec<SealedSegment> {
+        std::mem::take(&mut self.sealed)
+    }
+
+    fn ensure_live(&self) -> Result<(), WalError> {
+        if self.failed {
+            Err(WalError::FailStopped)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Poisons the writer and builds the error for the failed operation.
+    fn fail(&mut self, op: &'static str, err: io::Error) -> WalError {
+        self.failed = true;
+        WalError::io(op, &self.active.path, err)
+    }
+
+    /// Last LSN accepted by `append` (buffered or written).
+    pub fn last_lsn(&self) -> Lsn {
+        self.last_lsn
+    }
+
+    /// Last LSN written to the OS by `flush`.
+    pub fn written_lsn(&self) -> Lsn {
+        self.written_lsn
+    }
+
+    /// Highest LSN covered by a successful sync (durable unless [`SyncPolicy::None`]).
+    pub fn synced_lsn(&self) -> Lsn {
+        self.synced_lsn
+    }
+
+    /// Bytes written to segment files by this writer (headers, frames and trailers).
+    pub fn written_bytes_total(&self) -> u64 {
+        self.written_bytes_total
+    }
+
+    /// Number of fsync-family calls issued by this writer (file `fdatasync`/`fsync` and
+    /// directory `fsync`); 0 under [`SyncPolicy::None`].
+    pub fn fsync_count(&self) -> u64 {
+        self.fsync_count
+    }
+
+    /// Sequence number of the active segment.
+    pub fn segment_seq(&self) -> SegmentSeq {
+        self.active.header.seq
+    }
+
+    /// Path of the active segment.
+    pub fn segment_path(&self) -> &Path {
+        &self.active.path
+    }
+
+    /// Bytes buffered by `append` and not yet flushed.
+    pub fn buffered_bytes(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Whether an earlier I/O error fail-stopped this writer.
+    pub fn is_fail_stopped(&self) -> bool {
+        self.failed
+    }
+
+    /// The WAL directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &WalConfig {
+        &self.config
+    }
+}
+
+fn next_seq(seq: SegmentSeq) -> Result<SegmentSeq, WalError> {
+    seq.get()
+        .checked_add(1)
+        .map(SegmentSeq::new)
+        .ok_or(WalError::SequenceExhausted(seq))
+}
+
+/// Reads and decodes the header of the segment at `path`.
+pub fn read_segment_header(path: &Path) -> Result<SegmentHeader, WalError> {
+    let file = File::open(path).map_err(|err| WalError::io("open segment", path, err))?;
+    let mut buf = [0u8; SEGMENT_HEADER_LEN];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(WalError::io("read segment header", path, err)),
+        }
+    }
+    SegmentHeader::decode(&buf[..filled]).map_err(|source| WalError::BadHeader {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Creates segment `seq` atomically: write header into `<seq>.wal.tmp`, preallocate,
+/// fsync, rename to `<seq>.wal`, fsync the directory.
+fn create_segment(
+    dir: &Path,
+    seq: SegmentSeq,
+    base_lsn: Lsn,
+    prev_hash: SegmentHash,
+    config: &WalConfig,
+) -> Result<ActiveSegment, WalError> {
+    let header = SegmentHeader {
+        version: SEGMENT_FORMAT_VERSION,
+        seq,
+        base_lsn,
+        prev_hash,
+    };
+    let tmp = temp_segment_path(dir, seq);
+    let path = segment_path(dir, seq);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|err| WalError::io("create segment", &tmp, err))?;
+    if config.preallocate {
+        preallocate(&file, config.segment_size)
+            .map_err(|err| WalError::io("preallocate segment", &tmp, err))?;
+    }
+    let bytes = header.encode();
+    config
+        .faults
+        .check(FaultPoint::Write)
+        .and_then(|()| file.write_all_at(&bytes, 0))
+        .map_err(|err| WalError::io("write segment header", &tmp, err))?;
+    if config.syncs() {
+        config
+            .faults
+            .check(FaultPoint::Fsync)
+            .and_then(|()| file.sync_all())
+            .map_err(|err| WalError::io("fsync new segment", &tmp, err))?;
+    }
+    config
+        .faults
+        .check(FaultPoint::Rename)
+        .and_then(|()| fs::rename(&tmp, &path))
+        .map_err(|err| WalError::io("rename new segment into place", &tmp, err))?;
+    if config.syncs() {
+        sync_dir(dir, &config.faults)?;
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(bytes);
+    Ok(ActiveSegment {
+        file,
+        path,
+        header,
+        offset: SEGMENT_HEADER_LEN as u64,
+        frames: 0,
+        last_lsn: Lsn::new(base_lsn.get() - 1),
+        hasher,
+    })
+}
+
+/// Reserves `len` bytes for `file` so appends do not grow it; the new range reads as zeros.
+fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    match rustix::fs::fallocate(file, FallocateFlags::empty(), 0, len) {
+        Ok(()) => Ok(()),
+        Err(errno) if errno == Errno::OPNOTSUPP || errno == Errno::NOSYS => {
+            if file.metadata()?.len() < len {
+                file.set_len(len)?;
+            }
+            Ok(())
+        }
+        Err(errno) => Err(errno.into()),
+    }
+}
