@@ -11,13 +11,13 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, MailboxError};
 use actix::dev::SendError;
+use actix::{Actor, Addr, MailboxError};
 use aedb_model::{CommitRecord, State};
+use aedb_sync::SnapshotCell;
 use aedb_sync::completion::completion;
 use aedb_sync::group_commit::{GroupCommitError, LoopConfig};
 use aedb_sync::mailbox::MailboxSender;
-use aedb_sync::SnapshotCell;
 use aedb_wal::{FrameKind, RecoveredWal, RecoveryMode, WalConfig};
 
 use crate::error::{CommitError, FrameReplayError, StartError};
@@ -91,11 +91,12 @@ impl Pipeline {
                         });
                     }
                 }
-                let record =
-                    CommitRecord::decode(frame.payload).map_err(|source| FrameReplayError::Decode {
+                let record = CommitRecord::decode(frame.payload).map_err(|source| {
+                    FrameReplayError::Decode {
                         lsn: frame.lsn,
                         source,
-                    })?;
+                    }
+                })?;
                 state
                     .replay(&record, frame.lsn)
                     .map_err(|source| FrameReplayError::Replay {

@@ -54,6 +54,11 @@ pub enum Request {
     Ddl(Ddl),
 }
 
+/// A commit's answer.
+pub type Answer = Result<CommitOutcome, CommitError>;
+/// Where a commit's answer goes.
+pub type Reply = Completer<Answer>;
+
 /// Sequence, apply and log one request; the answer goes to `reply`.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -121,9 +126,8 @@ impl Sequencer {
         &mut self,
         request: &Request,
         finality: Finality,
-        reply: Completer<Result<CommitOutcome, CommitError>>,
-    ) -> Option<(Completer<Result<CommitOutcome, CommitError>>, Result<CommitOutcome, CommitError>)>
-    {
+        reply: Reply,
+    ) -> Option<(Reply, Answer)> {
         let Some(wal) = self.wal.clone() else {
             let answer = self.fail(ErrorCause::Closed, CommitError::Closed);
             return Some((reply, answer));
@@ -155,9 +159,10 @@ impl Sequencer {
                         lsn: original.lsn,
                         idempotent_replay: true,
                     }),
-                    Outcome::Rejected(_) => {
-                        Err(CommitError::Rejected(ApplyError::AlreadySeen { key, original }))
-                    }
+                    Outcome::Rejected(_) => Err(CommitError::Rejected(ApplyError::AlreadySeen {
+                        key,
+                        original,
+                    })),
                 };
                 return Some((reply, answer));
             }
@@ -215,19 +220,19 @@ impl Sequencer {
                 };
                 // Blocks while the writer's mailbox is full: backpressure reaches the
                 // sequencer's mailbox and from there the callers.
-                if let Err(closed) = wal.send(WriterMsg::Append(Submission {
+                let sent = wal.send(WriterMsg::Append(Submission {
                     record,
                     publish: Some((lsn, snapshot)),
                     durability: Durability::AckAfterSync(ack),
-                })) {
-                    if let WriterMsg::Append(Submission {
+                }));
+                if let Err(closed) = sent
+                    && let WriterMsg::Append(Submission {
                         durability: Durability::AckAfterSync(ack),
                         ..
                     }) = closed.0
-                    {
-                        let answer = self.fail(ErrorCause::WalFailure, CommitError::FailStopped);
-                        return Some((ack.reply, answer));
-                    }
+                {
+                    let answer = self.fail(ErrorCause::WalFailure, CommitError::FailStopped);
+                    return Some((ack.reply, answer));
                 }
                 None
             }
@@ -266,10 +271,10 @@ impl Handler<Flush> for Sequencer {
         };
         // The barrier queues behind every record sequenced so far; the writer answers
         // the caller directly once they are durable.
-        if let Err(closed) = wal.send(WriterMsg::Barrier(msg.reply)) {
-            if let WriterMsg::Barrier(reply) = closed.0 {
-                reply.complete(Err(GroupCommitError::FailStopped));
-            }
+        if let Err(closed) = wal.send(WriterMsg::Barrier(msg.reply))
+            && let WriterMsg::Barrier(reply) = closed.0
+        {
+            reply.complete(Err(GroupCommitError::FailStopped));
         }
     }
 }

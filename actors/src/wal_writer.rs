@@ -11,17 +11,17 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use aedb_model::State;
+use aedb_sync::SnapshotCell;
 use aedb_sync::group_commit::{
     Acknowledge, BatchReport, GroupCommitError, LogSink, LoopConfig, WriterLoop, WriterMsg,
 };
 use aedb_sync::mailbox::{MailboxSender, mailbox};
-use aedb_sync::{Completer, SnapshotCell};
 use aedb_types::Lsn;
 use aedb_wal::{FrameKind, WalError, WalWriter};
 
 use crate::error::CommitError;
 use crate::metrics::{EngineMetrics, ErrorCause};
-use crate::sequencer::CommitOutcome;
+use crate::sequencer::{Answer, Reply};
 
 /// One encoded commit record at its LSN.
 #[derive(Debug)]
@@ -45,10 +45,10 @@ pub type WalMsg = WriterMsg<WalRecord, Publication, PendingAck, SharedWalError>;
 #[derive(Debug)]
 pub struct PendingAck {
     /// Where the caller waits.
-    pub reply: Completer<Result<CommitOutcome, CommitError>>,
+    pub reply: Reply,
     /// What to answer once durable (`Ok` for a commit, `Err(Rejected)` for a logged
     /// idempotent rejection).
-    pub outcome: Result<CommitOutcome, CommitError>,
+    pub outcome: Answer,
     /// Metrics to count the durable ack in.
     pub metrics: Arc<EngineMetrics>,
 }
@@ -58,9 +58,7 @@ impl Acknowledge<SharedWalError> for PendingAck {
         let answer = match result {
             Ok(()) => {
                 if self.outcome.is_ok() {
-                    self.metrics
-                        .durable_commits
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.metrics.durable_commits.fetch_add(1, Ordering::Relaxed);
                 }
                 self.outcome
             }

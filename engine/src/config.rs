@@ -271,7 +271,10 @@ mod tests {
         ));
         assert!(matches!(
             d().wal_queue(0).validate(),
-            Err(ConfigError::QueueBound { name: "wal_queue", .. })
+            Err(ConfigError::QueueBound {
+                name: "wal_queue",
+                ..
+            })
         ));
         assert_eq!(
             AedbConfig::production([0; 32])

@@ -52,16 +52,15 @@ pub use aedb_actors::{
 };
 pub use aedb_model::{
     Assertion, ColumnDef, ColumnName, ColumnType, CompareOp, Ddl, Direction, IdempotencyKey,
-    KeyRange, KvEntry, KvKey, KvOperand, KvValue, Mutation, Namespace, Numeric, NumericType,
-    Page, ProjectName, Row, ScopeName, State, TableName, TableSchema, Timestamp, Transaction,
-    Value,
+    KeyRange, KvEntry, KvKey, KvOperand, KvValue, Mutation, Namespace, Numeric, NumericType, Page,
+    ProjectName, Row, ScopeName, State, TableName, TableSchema, Timestamp, Transaction, Value,
 };
 pub use aedb_types::Lsn;
 pub use aedb_wal::{FaultInjector, FaultMode, FaultPoint, RecoveredWal};
 pub use config::{AedbConfig, Profile, Recovery};
 pub use error::{
-    ApplyError, CommitError, CommitErrorExt, ConfigError, Error, LimitError, LockError,
-    NameError, OpenError, ReadError, StartError,
+    ApplyError, CommitError, CommitErrorExt, ConfigError, Error, LimitError, LockError, NameError,
+    OpenError, ReadError, StartError,
 };
 
 use lock::DirLock;
@@ -189,7 +188,8 @@ impl AedbInstance {
         tx: Transaction,
         finality: Finality,
     ) -> impl Future<Output = Result<CommitOutcome, CommitError>> + '_ {
-        self.pipeline.commit_async(Request::Transaction(tx), finality)
+        self.pipeline
+            .commit_async(Request::Transaction(tx), finality)
     }
 
     /// Applies a DDL statement durably.
@@ -310,3 +310,8 @@ impl Deref for ReadSnapshot {
         &self.0
     }
 }
+
+/// The README's example runs as a doctest, so it cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

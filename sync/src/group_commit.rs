@@ -131,12 +131,8 @@ pub struct WriterLoop<S: LogSink> {
     unsynced_since: Option<Instant>,
 }
 
-type Msg<S, A> = WriterMsg<
-    <S as LogSink>::Record,
-    <S as LogSink>::Publish,
-    A,
-    <S as LogSink>::Error,
->;
+type Msg<S, A> =
+    WriterMsg<<S as LogSink>::Record, <S as LogSink>::Publish, A, <S as LogSink>::Error>;
 
 impl<S: LogSink> WriterLoop<S> {
     /// Wraps a sink.

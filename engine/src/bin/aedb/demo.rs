@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aedb::{
-    AedbConfig, AedbInstance, Assertion, ColumnDef, ColumnName, ColumnType, Finality, IdempotencyKey, KvKey, Namespace, Numeric, NumericType, TableName, TableSchema,
-    Timestamp, Transaction, Value,
+    AedbConfig, AedbInstance, Assertion, ColumnDef, ColumnName, ColumnType, Finality,
+    IdempotencyKey, KvKey, Namespace, Numeric, NumericType, TableName, TableSchema, Timestamp,
+    Transaction, Value,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -80,7 +81,8 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
     let metrics = db.operational_metrics();
     print_report(&report, &metrics, args.threads, finality);
 
-    let db = Arc::try_unwrap(db).map_err(|_| CliError::Integrity("instance still shared".into()))?;
+    let db =
+        Arc::try_unwrap(db).map_err(|_| CliError::Integrity("instance still shared".into()))?;
     db.shutdown()?;
 
     // Reopen: everything acknowledged must have survived, and money is conserved.
@@ -290,7 +292,8 @@ fn run_transfers(
     if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e.into());
     }
-    let mut latencies_us = std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut latencies_us =
+        std::mem::take(&mut *latencies.lock().unwrap_or_else(|p| p.into_inner()));
     latencies_us.sort_unstable();
     Ok(Report {
         committed: committed.load(Ordering::Relaxed),
@@ -330,7 +333,10 @@ fn transfer(
                 (cols[1].clone(), Value::U64(from)),
                 (cols[2].clone(), Value::U64(to)),
                 (cols[3].clone(), Value::U64(amount)),
-                (cols[4].clone(), Value::Timestamp(Timestamp::from_micros(now))),
+                (
+                    cols[4].clone(),
+                    Value::Timestamp(Timestamp::from_micros(now)),
+                ),
             ],
         )
         .idempotency_key(IdempotencyKey::new(format!("xfer-{id}"))?))
