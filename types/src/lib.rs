@@ -2,7 +2,9 @@
 //!
 //! This crate owns the newtypes that several aedb crates must agree on, so that no
 //! crate has to reach sideways into another for them: [`Lsn`], the log sequence
-//! number every commit, WAL frame and row version carries.
+//! number every commit, WAL frame and row version carries; [`KeyEpoch`], the
+//! generation of keys a file is sealed under; and [`DatabaseId`], the random identity
+//! of one database that every sealed file and manifest record is bound to.
 //!
 //! It owns no behaviour beyond ordering, arithmetic and formatting of those types;
 //! encodings on disk belong to the crates that write them (`aedb-wal`, `aedb-model`).
@@ -70,6 +72,66 @@ impl From<Lsn> for u64 {
     }
 }
 
+/// A key generation. Rotation starts a new epoch; files record the epoch they are
+/// sealed under, and older epochs stay decrypt-only until nothing references them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyEpoch(u32);
+
+impl KeyEpoch {
+    /// The first epoch of a new database.
+    pub const FIRST: KeyEpoch = KeyEpoch(1);
+
+    /// Wraps a raw epoch number (as read from disk).
+    pub const fn new(raw: u32) -> KeyEpoch {
+        KeyEpoch(raw)
+    }
+
+    /// The raw value, for encoders.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The epoch after this one, or `None` at `u32::MAX`.
+    pub const fn next(self) -> Option<KeyEpoch> {
+        match self.0.checked_add(1) {
+            Some(v) => Some(KeyEpoch(v)),
+            None => None,
+        }
+    }
+}
+
+impl fmt::Display for KeyEpoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "epoch {}", self.0)
+    }
+}
+
+/// The random 128-bit identity of one database, fixed at creation. Sealed files and
+/// manifest records are bound to it, so files cannot be moved between databases.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DatabaseId([u8; 16]);
+
+impl DatabaseId {
+    /// Wraps raw bytes (as generated at creation or read from disk).
+    pub const fn from_bytes(bytes: [u8; 16]) -> DatabaseId {
+        DatabaseId(bytes)
+    }
+
+    /// The raw bytes, for encoders.
+    pub const fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Display for DatabaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +142,13 @@ mod tests {
         assert_eq!(l.next().prev(), Some(l));
         assert_eq!(Lsn::ZERO.prev(), None);
         assert_eq!(Lsn::MAX.next(), Lsn::MAX);
+    }
+
+    #[test]
+    fn epochs_and_ids() {
+        assert_eq!(KeyEpoch::FIRST.next(), Some(KeyEpoch::new(2)));
+        assert_eq!(KeyEpoch::new(u32::MAX).next(), None);
+        let id = DatabaseId::from_bytes([0xAB; 16]);
+        assert_eq!(id.to_string(), "ab".repeat(16));
     }
 }
