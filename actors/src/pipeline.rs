@@ -97,8 +97,10 @@ impl Pipeline {
                         source,
                     }
                 })?;
+                // In place: a replay error aborts the open, so per-record atomicity
+                // (and its copying) buys nothing here.
                 state
-                    .replay(&record, frame.lsn)
+                    .replay_in_place(&record, frame.lsn)
                     .map_err(|source| FrameReplayError::Replay {
                         lsn: frame.lsn,
                         source,
