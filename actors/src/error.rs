@@ -17,9 +17,13 @@ pub enum CommitError {
     /// (`try_commit`). Retry with backoff, or use `commit`, which waits.
     #[error("the commit queue is full; retry with backoff")]
     Busy,
-    /// Writing or syncing this commit's WAL batch failed. The commit is not durable
-    /// and was not published; the WAL is now fail-stopped: reopen the instance.
-    #[error("WAL write or sync failed, the commit is not durable: {0}")]
+    /// Writing or syncing this commit's WAL batch failed, and the WAL is now
+    /// fail-stopped: reopen the instance. The commit was not published and was not
+    /// acknowledged, but its outcome is **in doubt**: when `fdatasync` fails after the
+    /// write succeeded, the kernel may still have persisted the bytes, and recovery
+    /// will then replay the commit. Retry with the same idempotency key after reopening
+    /// to learn the outcome without applying twice.
+    #[error("WAL write or sync failed; the commit's outcome is in doubt until reopen: {0}")]
     Wal(Arc<WalError>),
     /// An earlier WAL failure fail-stopped the instance; it accepts no more commits.
     /// Reopen it to recover the last durable state.
