@@ -4,6 +4,7 @@
 # Knobs (environment):
 #   AEDB_CRASH_CYCLES      SIGKILL crash-test cycles (default 50)
 #   LOOM_MAX_PREEMPTIONS   loom preemption bound (default 3)
+#   AEDB_FUZZ_SECONDS      seconds per fuzz target (default 10)
 #   AEDB_SKIP_CLIPPY=1     skip the fmt/clippy gate (local iteration only; CI never sets it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,9 @@ cargo test --workspace --doc
 step "loom models (bounded preemptions)"
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \
   cargo test -p aedb-loom-tests --release --target-dir target/loom
+
+step "fuzz every decoder (bounded)"
+AEDB_FUZZ_SECONDS="${AEDB_FUZZ_SECONDS:-10}" bash scripts/fuzz.sh
 
 step "benchmarks compile"
 cargo check -p aedb-benches --benches
