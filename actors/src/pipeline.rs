@@ -99,12 +99,12 @@ impl Pipeline {
                 })?;
                 // In place: a replay error aborts the open, so per-record atomicity
                 // (and its copying) buys nothing here.
-                state
-                    .replay_in_place(&record, frame.lsn)
-                    .map_err(|source| FrameReplayError::Replay {
+                state.replay_in_place(&record, frame.lsn).map_err(|source| {
+                    FrameReplayError::Replay {
                         lsn: frame.lsn,
                         source,
-                    })
+                    }
+                })
             })?;
         metrics
             .recovery_frames

@@ -1,84 +1,53 @@
-//! aedb key material.
+//! aedb key management.
 //!
-//! This crate owns [`SecretKey`], the only type through which aedb holds raw key bytes:
-//! it zeroizes on drop, prints as `SecretKey(<redacted>)`, is not `Clone`, and exposes
-//! its bytes only inside a [`SecretKey::with_bytes`] closure, so key bytes cannot leak
-//! through `Debug`, logs, errors or accidental copies.
+//! This crate owns:
+//! - [`SecretKey`] and [`SecretString`], the only types through which aedb holds raw key
+//!   bytes and PINs: zeroized on drop, printed as `<redacted>`, not `Clone`, readable only
+//!   inside a closure ([`SecretKey::with_bytes`]);
+//! - [`KeyPurpose`] and [`DerivationRequest`]: what a subkey is bound to (purpose, key epoch,
+//!   database, optional context) and the exact, length-prefixed, domain-separated derivation
+//!   info ([`mod@derive`] documents the bytes);
+//! - the one subkey construction every provider shares,
+//!   `subkey = HKDF-SHA256-Expand(K_master, info, 32) = HMAC-SHA256(K_master, info || 0x01)`;
+//! - [`KeyProvider`], the only owner of the master key `K_master`, with
+//!   [`InMemoryKeyProvider`] (tests, simple deployments) and [`HsmKeyProvider`] (PKCS#11: the
+//!   master stays in the token and subkeys are computed there), plus [`HsmProvisioner`] to
+//!   generate, import, list and retire master versions on a token.
 //!
-//! It does not (yet) own key providers, derivation or key epochs; those arrive with the
-//! sealed-state work and will live here too, below the WAL, checkpoint and authz crates.
+//! It does not own key epochs' lifecycle (which epoch is current, when an old one can be
+//! dropped — that is the manifest's, in `aedb-checkpoint`), ciphers or file formats (the WAL,
+//! checkpoint and authz crates use the subkeys), or audit records of rotations. It sits at the
+//! bottom of the tree: it depends only on `aedb-types`.
 //!
 //! ```
-//! use aedb_keys::SecretKey;
-//! let key = SecretKey::new([7u8; 32]);
-//! assert_eq!(format!("{key:?}"), "SecretKey(<redacted>)");
-//! let first = key.with_bytes(|bytes| bytes[0]);
-//! assert_eq!(first, 7);
+//! use aedb_keys::{DerivationRequest, InMemoryKeyProvider, KeyProvider, KeyPurpose};
+//! use aedb_types::{DatabaseId, KeyEpoch};
+//!
+//! let provider = InMemoryKeyProvider::new("local", [7u8; 32])?;
+//! let master = provider.current_master()?; // local:v1 — a name, never the key
+//! let database = DatabaseId::from_bytes([1; 16]);
+//! let wal = provider.derive(&master, &DerivationRequest::new(KeyPurpose::Wal, KeyEpoch::FIRST, database))?;
+//! let manifest =
+//!     provider.derive(&master, &DerivationRequest::new(KeyPurpose::Manifest, KeyEpoch::FIRST, database))?;
+//! assert_eq!(format!("{wal:?}"), "SecretKey(<redacted>)");
+//! // One key never serves two purposes.
+//! assert!(!wal.with_bytes(|w| manifest.with_bytes(|m| w == m)));
+//! # Ok::<(), aedb_keys::KeyError>(())
 //! ```
 #![forbid(unsafe_code)]
 
-use std::fmt;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+pub mod derive;
+mod error;
+pub mod hsm;
+mod memory;
+mod provider;
+mod secret;
 
-/// Length of every aedb key, in bytes (256-bit keys).
-pub const KEY_LEN: usize = 32;
-
-/// A 256-bit secret key. Zeroized on drop; never printed; bytes only via closures.
-#[derive(Zeroize, ZeroizeOnDrop)]
-pub struct SecretKey {
-    bytes: [u8; KEY_LEN],
-}
-
-impl SecretKey {
-    /// Takes ownership of `bytes` (the caller's copy is the caller's to zeroize;
-    /// prefer passing an expression so no named copy remains).
-    pub fn new(mut bytes: [u8; KEY_LEN]) -> SecretKey {
-        let key = SecretKey { bytes };
-        bytes.zeroize();
-        key
-    }
-
-    /// Runs `f` with the key bytes. The only way to read them.
-    pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8; KEY_LEN]) -> R) -> R {
-        f(&self.bytes)
-    }
-
-    /// Makes an independent copy (explicit, so copies of secrets are visible in code review).
-    pub fn duplicate(&self) -> SecretKey {
-        SecretKey { bytes: self.bytes }
-    }
-}
-
-impl fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretKey(<redacted>)")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_never_shows_bytes() {
-        let key = SecretKey::new([0xAB; KEY_LEN]);
-        let shown = format!("{key:?} {key:#?}");
-        assert!(!shown.to_lowercase().contains("ab"), "{shown}");
-        assert!(!shown.contains("171"), "{shown}");
-    }
-
-    #[test]
-    fn zeroize_clears_bytes() {
-        let mut key = SecretKey::new([9; KEY_LEN]);
-        key.zeroize();
-        assert!(key.with_bytes(|b| b.iter().all(|&x| x == 0)));
-    }
-
-    #[test]
-    fn duplicate_is_independent() {
-        let a = SecretKey::new([1; KEY_LEN]);
-        let mut b = a.duplicate();
-        b.zeroize();
-        assert!(a.with_bytes(|x| x[0] == 1));
-    }
-}
+pub use derive::{DerivationRequest, KeyPurpose, MAX_CONTEXT_LEN, expand_subkey};
+pub use error::{KeyError, LoginFailure};
+pub use hsm::{
+    HsmConfig, HsmKeyProvider, HsmProvisioner, MasterKeyAttributes, MasterKeyInfo, TokenSelector,
+};
+pub use memory::InMemoryKeyProvider;
+pub use provider::{KeyProvider, MasterKeyId};
+pub use secret::{KEY_LEN, SecretKey, SecretString};

@@ -1,0 +1,146 @@
+//! [`KeyProvider`], the only owner of `K_master`, and [`MasterKeyId`], the non-secret name
+//! of one master key version.
+
+use crate::derive::DerivationRequest;
+use crate::error::KeyError;
+use crate::secret::SecretKey;
+use std::fmt;
+
+/// The non-secret identity of one master key version: an alias (a key family, e.g.
+/// `"prod-eu"`) and a version (1, 2, ... — rotation adds the next version).
+///
+/// Displayed as `alias:vN`, which is also the PKCS#11 `CKA_LABEL` of the key object in
+/// [`crate::HsmKeyProvider`]'s token. Safe to log and to record in manifests.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MasterKeyId {
+    alias: String,
+    version: u32,
+}
+
+impl MasterKeyId {
+    /// Longest accepted alias, in bytes.
+    pub const MAX_ALIAS_LEN: usize = 64;
+
+    /// Validates and builds an id.
+    ///
+    /// # Errors
+    /// [`KeyError::InvalidAlias`] unless the alias is 1..=[`Self::MAX_ALIAS_LEN`] characters
+    /// from `A-Z a-z 0-9 . _ -` (so `alias:vN` labels parse unambiguously);
+    /// [`KeyError::InvalidVersion`] for version 0.
+    pub fn new(alias: impl Into<String>, version: u32) -> Result<MasterKeyId, KeyError> {
+        let alias = alias.into();
+        validate_alias(&alias)?;
+        if version == 0 {
+            return Err(KeyError::InvalidVersion { alias });
+        }
+        Ok(MasterKeyId { alias, version })
+    }
+
+    /// The key family name.
+    pub fn alias(&self) -> &str {
+        &self.alias
+    }
+
+    /// The version within the alias (>= 1).
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The same alias at another version.
+    ///
+    /// # Errors
+    /// [`KeyError::InvalidVersion`] for version 0.
+    pub fn with_version(&self, version: u32) -> Result<MasterKeyId, KeyError> {
+        MasterKeyId::new(self.alias.clone(), version)
+    }
+
+    /// The PKCS#11 object label of this key: `"<alias>:v<version>"`, e.g. `"prod:v2"`.
+    pub fn label(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for MasterKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:v{}", self.alias, self.version)
+    }
+}
+
+fn validate_alias(alias: &str) -> Result<(), KeyError> {
+    let reason = if alias.is_empty() {
+        Some("it is empty")
+    } else if alias.len() > MasterKeyId::MAX_ALIAS_LEN {
+        Some("it is too long")
+    } else if !alias
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        Some("it contains a character outside A-Z a-z 0-9 . _ -")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(KeyError::InvalidAlias {
+            alias: alias.to_owned(),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The only owner of the master key `K_master`. Callers name a master version and a
+/// [`DerivationRequest`] and receive the derived subkey; they never see the master.
+///
+/// Every implementation derives with the same construction ([`crate::derive`]):
+/// `subkey = HKDF-SHA256-Expand(PRK = K_master, info, 32) = HMAC-SHA256(K_master, info || 0x01)`,
+/// so providers are interchangeable: the same master bytes give the same subkeys in
+/// [`crate::InMemoryKeyProvider`] and inside a PKCS#11 token ([`crate::HsmKeyProvider`]).
+///
+/// Implementations are shared across threads (`Arc<dyn KeyProvider>`).
+pub trait KeyProvider: Send + Sync + fmt::Debug {
+    /// The master key new epochs should use.
+    ///
+    /// # Errors
+    /// Provider-specific; an HSM provider reports a lost token or session.
+    fn current_master(&self) -> Result<MasterKeyId, KeyError>;
+
+    /// Derives the subkey for (master, purpose, epoch, database, context) — for any master
+    /// version the provider can still reach (old epochs must stay decryptable).
+    ///
+    /// # Errors
+    /// [`KeyError::KeyNotFound`] for a master this provider cannot reach,
+    /// [`KeyError::ContextTooLong`] for an oversized context, and HSM failures.
+    fn derive(
+        &self,
+        master: &MasterKeyId,
+        request: &DerivationRequest<'_>,
+    ) -> Result<SecretKey, KeyError>;
+
+    /// Non-secret description for logs and `inspect` (`"in-memory"`, `"pkcs11:<token label>"`).
+    fn describe(&self) -> String;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_validate_alias_and_version() {
+        let id = MasterKeyId::new("prod-eu_1.a", 3).unwrap();
+        assert_eq!(id.to_string(), "prod-eu_1.a:v3");
+        assert_eq!(id.label(), "prod-eu_1.a:v3");
+        assert_eq!((id.alias(), id.version()), ("prod-eu_1.a", 3));
+        assert_eq!(id.with_version(4).unwrap().version(), 4);
+        for bad in ["", "a:b", "a b", "ä", &"x".repeat(65)] {
+            assert!(
+                matches!(MasterKeyId::new(bad, 1), Err(KeyError::InvalidAlias { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(MasterKeyId::new("x".repeat(64), 1).is_ok());
+        assert!(matches!(
+            MasterKeyId::new("prod", 0),
+            Err(KeyError::InvalidVersion { .. })
+        ));
+    }
+}
