@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use aedb_model::State;
-use aedb_sync::SnapshotCell;
+use aedb_sync::{Completer, SnapshotCell};
 use aedb_sync::group_commit::{
     Acknowledge, BatchReport, GroupCommitError, LogSink, LoopConfig, WriterLoop, WriterMsg,
 };
@@ -39,7 +39,7 @@ pub type Publication = (Lsn, Arc<State>);
 pub type SharedWalError = Arc<WalError>;
 
 /// Message to the WAL writer thread.
-pub type WalMsg = WriterMsg<WalRecord, Publication, PendingAck, SharedWalError>;
+pub type WalMsg = WriterMsg<WalSink, PendingAck>;
 
 /// A durable commit's reply, completed by the writer after `fdatasync`.
 #[derive(Debug)]
@@ -147,6 +147,40 @@ impl LogSink for WalSink {
     fn on_batch(&mut self, report: BatchReport) {
         self.metrics.batch_size.record(report.submissions as u64);
     }
+
+    type Control = WalControl;
+
+    fn control(&mut self, control: WalControl) {
+        match control {
+            WalControl::RetireThrough { lsn, reply } => {
+                let result = self
+                    .writer
+                    .retire_segments_through(lsn)
+                    .map_err(Arc::new);
+                reply.complete(result);
+            }
+            WalControl::TakeSealed { reply } => reply.complete(self.writer.take_sealed_segments()),
+        }
+    }
+}
+
+/// Owner-only maintenance of the WAL, run on the writer thread after everything
+/// queued before it is durable.
+#[derive(Debug)]
+pub enum WalControl {
+    /// Delete sealed segments whose every frame is at or below `lsn` (a checkpoint
+    /// covers them); answers with the removed paths.
+    RetireThrough {
+        /// Highest LSN the newest recorded checkpoint covers.
+        lsn: Lsn,
+        /// Where the answer goes.
+        reply: Completer<Result<Vec<std::path::PathBuf>, SharedWalError>>,
+    },
+    /// Hand over the segments sealed since the last call (for the manifest).
+    TakeSealed {
+        /// Where the answer goes.
+        reply: Completer<Vec<aedb_wal::SealedSegment>>,
+    },
 }
 
 /// Handle to the running writer thread.

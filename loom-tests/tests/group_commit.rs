@@ -51,10 +51,12 @@ impl LogSink for ModelSink {
     fn publish(&mut self, p: u64) {
         self.cell.publish(p, Arc::new(p));
     }
+    type Control = ();
+    fn control(&mut self, (): ()) {}
 }
 
 type Ack = Completer<Result<(), GroupCommitError<&'static str>>>;
-type Msg = WriterMsg<u64, u64, Ack, &'static str>;
+type Msg = WriterMsg<ModelSink, Ack>;
 
 fn config() -> LoopConfig {
     LoopConfig {

@@ -42,6 +42,13 @@ pub trait LogSink {
     fn publish(&mut self, snapshot: Self::Publish);
     /// Observes one processed batch (for metrics). Default: nothing.
     fn on_batch(&mut self, _report: BatchReport) {}
+
+    /// Owner-only maintenance requested through [`WriterMsg::Control`] (for example
+    /// retiring old segments): runs on the writer thread after everything queued before
+    /// it is durable. Carries its own reply channel if it needs one.
+    type Control;
+    /// Runs one control request.
+    fn control(&mut self, control: Self::Control);
 }
 
 /// What one turn of the loop did, for metrics.
@@ -106,12 +113,16 @@ pub struct Submission<R, P, A> {
     pub durability: Durability<A>,
 }
 
-/// A message to the writer thread.
-pub enum WriterMsg<R, P, A, E> {
+/// A message to the writer thread of sink `S`, acknowledging through `A`.
+pub enum WriterMsg<S: LogSink, A> {
     /// Log a record.
-    Append(Submission<R, P, A>),
+    Append(Submission<S::Record, S::Publish, A>),
     /// Make everything queued before this message durable, then answer.
-    Barrier(Completer<Result<(), GroupCommitError<E>>>),
+    Barrier(Completer<Result<(), GroupCommitError<S::Error>>>),
+    /// Make everything queued before this message durable, then run
+    /// [`LogSink::control`] with it (dropped, cancelling any reply inside, if the log
+    /// fail-stops first).
+    Control(S::Control),
 }
 
 /// Tuning for a [`WriterLoop`].
@@ -131,9 +142,6 @@ pub struct WriterLoop<S: LogSink> {
     unsynced_since: Option<Instant>,
 }
 
-type Msg<S, A> =
-    WriterMsg<<S as LogSink>::Record, <S as LogSink>::Publish, A, <S as LogSink>::Error>;
-
 impl<S: LogSink> WriterLoop<S> {
     /// Wraps a sink.
     pub fn new(sink: S, config: LoopConfig) -> Self {
@@ -149,7 +157,7 @@ impl<S: LogSink> WriterLoop<S> {
     }
 
     /// Runs until every sender is gone, then syncs what is pending and returns the sink.
-    pub fn run<A: Acknowledge<S::Error>>(mut self, mailbox: MailboxReceiver<Msg<S, A>>) -> S {
+    pub fn run<A: Acknowledge<S::Error>>(mut self, mailbox: MailboxReceiver<WriterMsg<S, A>>) -> S {
         let mut batch = Vec::with_capacity(self.config.max_batch);
         loop {
             let first = match self.unsynced_since {
@@ -189,7 +197,7 @@ impl<S: LogSink> WriterLoop<S> {
     }
 
     /// Handles one drained batch (possibly empty: a flush-interval sync).
-    fn process<A: Acknowledge<S::Error>>(&mut self, batch: &mut Vec<Msg<S, A>>) {
+    fn process<A: Acknowledge<S::Error>>(&mut self, batch: &mut Vec<WriterMsg<S, A>>) {
         let submissions = batch.len();
         if self.failed {
             for msg in batch.drain(..) {
@@ -211,7 +219,7 @@ impl<S: LogSink> WriterLoop<S> {
                     appended = true;
                     must_sync |= matches!(sub.durability, Durability::AckAfterSync(_));
                 }
-                WriterMsg::Barrier(_) => must_sync = true,
+                WriterMsg::Barrier(_) | WriterMsg::Control(_) => must_sync = true,
             }
         }
         if result.is_ok() && appended {
@@ -241,6 +249,7 @@ impl<S: LogSink> WriterLoop<S> {
         // Publish the newest snapshot of the batch (submissions arrive in LSN order).
         let mut newest = None;
         let mut acks = Vec::new();
+        let mut controls = Vec::new();
         for msg in batch.drain(..) {
             match msg {
                 WriterMsg::Append(sub) => {
@@ -252,6 +261,7 @@ impl<S: LogSink> WriterLoop<S> {
                     }
                 }
                 WriterMsg::Barrier(c) => acks.push(Ack::Barrier(c)),
+                WriterMsg::Control(c) => controls.push(c),
             }
         }
         if let Some(p) = newest {
@@ -267,6 +277,9 @@ impl<S: LogSink> WriterLoop<S> {
                 Ack::Barrier(c) => c.complete(Ok(())),
             }
         }
+        for c in controls {
+            self.sink.control(c);
+        }
     }
 }
 
@@ -275,9 +288,9 @@ enum Ack<A, E> {
     Barrier(Completer<Result<(), GroupCommitError<E>>>),
 }
 
-fn answer<R, P, A: Acknowledge<E>, E>(
-    msg: WriterMsg<R, P, A, E>,
-    outcome: Result<(), GroupCommitError<E>>,
+fn answer<S: LogSink, A: Acknowledge<S::Error>>(
+    msg: WriterMsg<S, A>,
+    outcome: Result<(), GroupCommitError<S::Error>>,
 ) {
     match msg {
         WriterMsg::Append(sub) => {
@@ -286,6 +299,8 @@ fn answer<R, P, A: Acknowledge<E>, E>(
             }
         }
         WriterMsg::Barrier(c) => c.complete(outcome),
+        // Dropping the control cancels any reply it carries.
+        WriterMsg::Control(_) => {}
     }
 }
 
@@ -337,6 +352,10 @@ mod tests {
         fn publish(&mut self, p: u32) {
             self.0.lock().unwrap().published.push(p);
         }
+        type Control = Completer<usize>;
+        fn control(&mut self, reply: Completer<usize>) {
+            reply.complete(self.0.lock().unwrap().synced.len());
+        }
     }
 
     type Ackr = Completer<Result<(), GroupCommitError<String>>>;
@@ -351,7 +370,7 @@ mod tests {
     #[test]
     fn queued_submissions_share_one_write_and_one_sync() {
         let sink = MemSink::default();
-        let (tx, rx) = mailbox::<WriterMsg<u32, u32, Ackr, String>>(64);
+        let (tx, rx) = mailbox::<WriterMsg<MemSink, Ackr>>(64);
         let mut waiters = Vec::new();
         for i in 1..=10u32 {
             let (c, w) = completion();
@@ -379,7 +398,7 @@ mod tests {
     fn sync_failure_fails_batch_and_everything_after() {
         let sink = MemSink::default();
         sink.0.lock().unwrap().fail_sync_at = Some(1);
-        let (tx, rx) = mailbox::<WriterMsg<u32, u32, Ackr, String>>(64);
+        let (tx, rx) = mailbox::<WriterMsg<MemSink, Ackr>>(64);
         let (c1, w1) = completion();
         tx.send(WriterMsg::Append(Submission {
             record: 1,
@@ -409,7 +428,7 @@ mod tests {
     #[test]
     fn visible_records_are_synced_within_the_flush_interval() {
         let sink = MemSink::default();
-        let (tx, rx) = mailbox::<WriterMsg<u32, u32, Ackr, String>>(64);
+        let (tx, rx) = mailbox::<WriterMsg<MemSink, Ackr>>(64);
         let s2 = sink.clone();
         let t = std::thread::spawn(move || WriterLoop::new(s2, cfg()).run(rx));
         tx.send(WriterMsg::Append(Submission {
@@ -431,9 +450,28 @@ mod tests {
     }
 
     #[test]
+    fn control_runs_after_everything_before_it_is_durable() {
+        let sink = MemSink::default();
+        let (tx, rx) = mailbox::<WriterMsg<MemSink, Ackr>>(64);
+        for i in 1..=3u32 {
+            tx.send(WriterMsg::Append(Submission {
+                record: i,
+                publish: None,
+                durability: Durability::SyncWithin,
+            }))
+            .unwrap();
+        }
+        let (c, w) = completion();
+        tx.send(WriterMsg::Control(c)).unwrap();
+        drop(tx);
+        WriterLoop::new(sink.clone(), cfg()).run(rx);
+        assert_eq!(w.wait(), Ok(3), "the control saw all three records synced");
+    }
+
+    #[test]
     fn barrier_makes_pending_visible_records_durable() {
         let sink = MemSink::default();
-        let (tx, rx) = mailbox::<WriterMsg<u32, u32, Ackr, String>>(64);
+        let (tx, rx) = mailbox::<WriterMsg<MemSink, Ackr>>(64);
         let s2 = sink.clone();
         let t = std::thread::spawn(move || {
             WriterLoop::new(
