@@ -1,1 +1,104 @@
-//! placeholder crate root, being written.
+//! aedb checkpoints and manifest: sealed checkpoint files and the HMAC-chained manifest log.
+//!
+//! This crate owns two on-disk formats and their file I/O (the byte-level specification is
+//! in `docs/FORMAT.md`, section "Checkpoint files and manifest"):
+//!
+//! * **Checkpoint files** `<data_dir>/checkpoints/<lsn:020>.ckpt`: an opaque snapshot payload
+//!   split into chunks, each sealed with XChaCha20-Poly1305 under a nonce derived from a
+//!   random per-file base nonce and the chunk index, with the whole header plus the chunk
+//!   index and a final flag as associated data, so tampering, truncation, reordering,
+//!   duplication and splicing across files are detected. Without a key, a plaintext mode
+//!   with SHA-256 digests detects accidental corruption only (it is **not** authenticated).
+//!   See [`CheckpointWriter`], [`open_checkpoint`], [`CheckpointDecoder`], [`list_checkpoints`].
+//! * **The manifest** `<data_dir>/MANIFEST`: an append-only log of typed
+//!   [`ManifestRecord`]s, each carrying `HMAC-SHA256(k_manifest, prev_mac || record)`,
+//!   with torn-tail handling, compaction by atomic rewrite, and [`LiveState`] folding.
+//!   See [`Manifest`] (and the [`manifest`] module docs for what is and is not detectable).
+//! * [`golden_fixtures`]: byte-exact images of both formats from fixed keys and nonces.
+//!
+//! It does **not** own: the snapshot encoding (the data model's `State::encode_snapshot`
+//! produces the payload; this crate never interprets it), key derivation or providers
+//! (`aedb-keys`; callers pass the already-derived checkpoint and manifest subkeys as
+//! [`aedb_keys::SecretKey`]), the WAL, deciding *when* to checkpoint or retire files, or
+//! the actors that own these files (`aedb-actors`).
+//!
+//! ```
+//! use aedb_checkpoint::{
+//!     CheckpointMeta, CheckpointWriter, FixedNonce, Manifest, ManifestRecord, OsNonceSource,
+//!     open_checkpoint,
+//! };
+//! use aedb_keys::SecretKey;
+//! use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+//!
+//! let dir = std::env::temp_dir().join(format!("aedb-ckpt-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let db = DatabaseId::from_bytes([7; 16]);
+//! let key = SecretKey::new([1; 32]);
+//!
+//! // Seal a checkpoint (streamed; chunked), then open and verify it.
+//! let meta = CheckpointMeta::new(db, Lsn::new(10), KeyEpoch::FIRST);
+//! let mut w = CheckpointWriter::create(&dir, meta, Some(&key), &mut OsNonceSource)?;
+//! w.write_all(b"snapshot bytes")?;
+//! let info = w.finish()?;
+//! let loaded = open_checkpoint(&info.path, db, |_epoch| Some(key.duplicate()))?;
+//! assert_eq!(loaded.payload, b"snapshot bytes");
+//! assert_eq!(loaded.file_sha256, info.sha256);
+//!
+//! // Record it in the manifest, then reopen and verify the chain.
+//! let path = dir.join("MANIFEST");
+//! let mut m = Manifest::create(&path, db, SecretKey::new([2; 32]))?;
+//! m.append(&ManifestRecord::DatabaseCreated { database_id: db, created_at_unix_ms: 0 })?;
+//! m.append(&info.manifest_record())?;
+//! let head = m.head_mac();
+//! drop(m);
+//! let (m, records) = Manifest::open(&path, SecretKey::new([2; 32]))?;
+//! assert_eq!(records.len(), 2);
+//! assert_eq!(m.head_mac(), head);
+//! assert_eq!(m.live_state().newest_checkpoint().map(|(lsn, _)| lsn), Some(Lsn::new(10)));
+//! # let _ = FixedNonce([0; 24]);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod checkpoint_file;
+mod checkpoint_stream;
+mod chunk;
+mod codec;
+mod durable;
+mod error;
+mod golden;
+mod header;
+mod live_state;
+pub mod manifest;
+mod nonce;
+mod record;
+
+pub use checkpoint_file::{
+    CHECKPOINTS_DIR, CheckpointEntry, CheckpointInfo, CheckpointWriter, checkpoint_file_name,
+    checkpoint_path, checkpoints_dir, list_checkpoints, open_checkpoint, open_checkpoint_stream,
+    open_checkpoint_with, open_plaintext_checkpoint, parse_checkpoint_file_name, remove_checkpoint,
+    remove_stale_temp_files,
+};
+pub use checkpoint_stream::{
+    CheckpointDecoder, CheckpointEncoder, CheckpointMeta, EncodedCheckpoint, LoadedCheckpoint,
+    OpenMode, open_checkpoint_bytes, seal_checkpoint_to_vec,
+};
+pub use error::{CheckpointError, ManifestError};
+pub use golden::{
+    GOLDEN_CHECKPOINT_KEY, GOLDEN_CHUNK_SIZE, GOLDEN_DATABASE_ID, GOLDEN_EPOCH, GOLDEN_LSN,
+    GOLDEN_MANIFEST_KEY, GOLDEN_NONCE, GOLDEN_PAYLOAD, GoldenError, GoldenExpectation,
+    GoldenFixture, golden_fixtures,
+};
+pub use header::{
+    Algorithm, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, CHECKPOINT_VERSION, CheckpointHeader,
+    DEFAULT_CHUNK_SIZE, HeaderProblem, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, TAG_LEN,
+};
+pub use live_state::{
+    BackupInfo, CompactionInfo, EpochInfo, LiveCheckpoint, LiveSegment, LiveState, LiveStateError,
+};
+pub use manifest::{
+    MANIFEST_FILE_NAME, Manifest, TornTail, VerifiedManifest, read_manifest, verify_manifest_bytes,
+};
+pub use nonce::{FixedNonce, NONCE_LEN, NonceSource, OsNonceSource};
+pub use record::{MAX_FILE_NAME_LEN, MAX_TEXT_LEN, ManifestRecord, RecordError, RecordKind};

@@ -1,0 +1,318 @@
+//! Golden fixtures: byte-exact images of every format this crate writes, produced from
+//! fixed keys, nonces and clock values. `tests/golden.rs` compares them with the hex files
+//! in `tests/golden/` (regenerate deliberately with `AEDB_REGEN_GOLDEN=1`) and checks that
+//! the stored bytes still decode.
+
+use crate::checkpoint_stream::{
+    CheckpointMeta, OpenMode, open_checkpoint_bytes, seal_checkpoint_to_vec,
+};
+use crate::error::{CheckpointError, ManifestError};
+use crate::manifest::{
+    MAC_LEN, decode_frame, encode_frame, encode_manifest_header, verify_manifest_bytes,
+};
+use crate::nonce::{FixedNonce, NONCE_LEN};
+use crate::record::ManifestRecord;
+use aedb_keys::SecretKey;
+use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use std::path::Path;
+
+/// The checkpoint key used by the fixtures (test value, never a real key).
+pub const GOLDEN_CHECKPOINT_KEY: [u8; 32] = [0x42; 32];
+/// The manifest key used by the fixtures (test value, never a real key).
+pub const GOLDEN_MANIFEST_KEY: [u8; 32] = [0x24; 32];
+/// The database id used by the fixtures.
+pub const GOLDEN_DATABASE_ID: DatabaseId = DatabaseId::from_bytes([
+    0xA0, 0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xAF,
+]);
+/// The base nonce used by the checkpoint fixtures.
+pub const GOLDEN_NONCE: [u8; NONCE_LEN] = [
+    0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6A, 0x6B, 0x6C, 0x6D, 0x6E, 0x6F,
+    0x70, 0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77,
+];
+/// The payload of the checkpoint fixtures: 40 bytes, so 3 chunks of at most 16 bytes.
+pub const GOLDEN_PAYLOAD: &[u8] = b"aedb golden checkpoint: three chunks ok.";
+/// Chunk size of the checkpoint fixtures.
+pub const GOLDEN_CHUNK_SIZE: u32 = 16;
+/// LSN of the checkpoint fixtures.
+pub const GOLDEN_LSN: Lsn = Lsn::new(42);
+/// Key epoch of the checkpoint fixtures.
+pub const GOLDEN_EPOCH: KeyEpoch = KeyEpoch::new(3);
+
+/// What a fixture must decode to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GoldenExpectation {
+    /// A checkpoint file that opens (sealed with [`GOLDEN_CHECKPOINT_KEY`] at
+    /// [`GOLDEN_EPOCH`], or plaintext) to `payload`.
+    Checkpoint {
+        /// Sealed (true) or plaintext mode.
+        sealed: bool,
+        /// The expected payload.
+        payload: Vec<u8>,
+    },
+    /// A manifest file (header and records) under [`GOLDEN_MANIFEST_KEY`].
+    ManifestFile {
+        /// The expected records.
+        records: Vec<ManifestRecord>,
+    },
+    /// A single frame, record 0 after the golden manifest header.
+    ManifestFrame {
+        /// The expected record.
+        record: ManifestRecord,
+    },
+}
+
+/// One golden fixture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoldenFixture {
+    /// Stable name; the hex file is `tests/golden/<name>.hex`.
+    pub name: String,
+    /// What the bytes are and how they were produced.
+    pub description: String,
+    /// The exact bytes.
+    pub bytes: Vec<u8>,
+    /// What they must decode to.
+    pub expected: GoldenExpectation,
+}
+
+/// A fixture failed to decode to what it should.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GoldenError {
+    /// The checkpoint decoder rejected it.
+    #[error("golden fixture {name}: {source}")]
+    Checkpoint {
+        /// Fixture name.
+        name: String,
+        /// Why.
+        #[source]
+        source: CheckpointError,
+    },
+    /// The manifest verifier rejected it.
+    #[error("golden fixture {name}: {source}")]
+    Manifest {
+        /// Fixture name.
+        name: String,
+        /// Why.
+        #[source]
+        source: ManifestError,
+    },
+    /// It decoded, but to something else.
+    #[error("golden fixture {name} decoded to different content: {what}")]
+    Mismatch {
+        /// Fixture name.
+        name: String,
+        /// What differed.
+        what: String,
+    },
+}
+
+fn golden_records() -> Vec<ManifestRecord> {
+    vec![
+        ManifestRecord::Compacted {
+            replaces_head: [0xC0; 32],
+            records_replaced: 17,
+            at_unix_ms: 1_700_000_900_000,
+        },
+        ManifestRecord::DatabaseCreated {
+            database_id: GOLDEN_DATABASE_ID,
+            created_at_unix_ms: 1_700_000_000_000,
+        },
+        ManifestRecord::KeyEpochChanged {
+            epoch: KeyEpoch::FIRST,
+            master_key_id: "aedb-master/v1".into(),
+            at_unix_ms: 1_700_000_000_001,
+        },
+        ManifestRecord::SegmentSealed {
+            seq: 0,
+            first_lsn: Lsn::new(1),
+            last_lsn: Lsn::new(100),
+            sha256: [0x5E; 32],
+        },
+        ManifestRecord::CheckpointAdded {
+            lsn: Lsn::new(100),
+            epoch: KeyEpoch::FIRST,
+            file_name: "00000000000000000100.ckpt".into(),
+            sha256: [0xC4; 32],
+            len: 4096,
+        },
+        ManifestRecord::SegmentRetired { seq: 0 },
+        ManifestRecord::CheckpointRetired { lsn: Lsn::new(100) },
+        ManifestRecord::BackupTaken {
+            backup_id: "backup-2023-11-14".into(),
+            first_lsn: Lsn::new(1),
+            last_lsn: Lsn::new(100),
+            manifest_sha256: [0xBA; 32],
+            at_unix_ms: 1_700_000_500_000,
+        },
+        ManifestRecord::ServerEnvHash {
+            profile_id: "production".into(),
+            hash: [0xE5; 32],
+        },
+    ]
+}
+
+fn golden_checkpoint(sealed: bool, payload: &[u8]) -> Vec<u8> {
+    let key = SecretKey::new(GOLDEN_CHECKPOINT_KEY);
+    let meta = CheckpointMeta::new(GOLDEN_DATABASE_ID, GOLDEN_LSN, GOLDEN_EPOCH)
+        .with_chunk_size(GOLDEN_CHUNK_SIZE);
+    let key = if sealed { Some(&key) } else { None };
+    match seal_checkpoint_to_vec(&meta, key, &mut FixedNonce(GOLDEN_NONCE), payload) {
+        Ok(bytes) => bytes,
+        // In-memory sealing with a valid fixed configuration has no failure path.
+        Err(e) => unreachable!("golden checkpoint cannot fail to seal: {e}"),
+    }
+}
+
+fn golden_frame(
+    key: &SecretKey,
+    prev: &[u8; MAC_LEN],
+    record: &ManifestRecord,
+) -> (Vec<u8>, [u8; MAC_LEN]) {
+    match encode_frame(key, prev, record) {
+        Ok(f) => f,
+        Err(e) => unreachable!("golden records are valid: {e}"),
+    }
+}
+
+/// Every golden fixture of this crate, in a stable order.
+pub fn golden_fixtures() -> Vec<GoldenFixture> {
+    let mut out = vec![
+        GoldenFixture {
+            name: "checkpoint_sealed_v1".into(),
+            description: format!(
+                "checkpoint v1, XChaCha20-Poly1305, key 0x42*32, epoch 3, db a0..af, LSN 42, chunk size 16, nonce 60..77, payload {:?} (3 chunks)",
+                String::from_utf8_lossy(GOLDEN_PAYLOAD)
+            ),
+            bytes: golden_checkpoint(true, GOLDEN_PAYLOAD),
+            expected: GoldenExpectation::Checkpoint {
+                sealed: true,
+                payload: GOLDEN_PAYLOAD.to_vec(),
+            },
+        },
+        GoldenFixture {
+            name: "checkpoint_sealed_empty_v1".into(),
+            description: "checkpoint v1, XChaCha20-Poly1305, same parameters, empty payload (one empty final chunk)".into(),
+            bytes: golden_checkpoint(true, b""),
+            expected: GoldenExpectation::Checkpoint {
+                sealed: true,
+                payload: Vec::new(),
+            },
+        },
+        GoldenFixture {
+            name: "checkpoint_plaintext_v1".into(),
+            description: "checkpoint v1, plaintext + truncated SHA-256 digests (algorithm 0), same parameters and payload".into(),
+            bytes: golden_checkpoint(false, GOLDEN_PAYLOAD),
+            expected: GoldenExpectation::Checkpoint {
+                sealed: false,
+                payload: GOLDEN_PAYLOAD.to_vec(),
+            },
+        },
+    ];
+    let key = SecretKey::new(GOLDEN_MANIFEST_KEY);
+    let header = encode_manifest_header(GOLDEN_DATABASE_ID, &key);
+    let mut header_mac = [0u8; MAC_LEN];
+    header_mac.copy_from_slice(&header[32..]);
+    out.push(GoldenFixture {
+        name: "manifest_header_v1".into(),
+        description: "manifest v1 header only, key 0x24*32, db a0..af".into(),
+        bytes: header.to_vec(),
+        expected: GoldenExpectation::ManifestFile {
+            records: Vec::new(),
+        },
+    });
+    let records = golden_records();
+    for r in &records {
+        let kind = r.kind();
+        out.push(GoldenFixture {
+            name: format!("manifest_record_{}_v1", kind.name()),
+            description: format!(
+                "manifest v1 frame, kind {} ({}), as record 0 after the golden header (prev_mac = header MAC): {r:?}",
+                kind.id(),
+                kind.name()
+            ),
+            bytes: golden_frame(&key, &header_mac, r).0,
+            expected: GoldenExpectation::ManifestFrame { record: r.clone() },
+        });
+    }
+    let mut file = header.to_vec();
+    let mut prev = header_mac;
+    for r in &records {
+        let (frame, mac) = golden_frame(&key, &prev, r);
+        file.extend_from_slice(&frame);
+        prev = mac;
+    }
+    out.push(GoldenFixture {
+        name: "manifest_file_v1".into(),
+        description: "manifest v1 file: header + one record of every kind, chained".into(),
+        bytes: file,
+        expected: GoldenExpectation::ManifestFile { records },
+    });
+    out
+}
+
+impl GoldenFixture {
+    /// Decodes `self.bytes` with the current decoders and the golden keys and checks the
+    /// result equals `self.expected`.
+    ///
+    /// # Errors
+    /// The decoder's error, or [`GoldenError::Mismatch`].
+    pub fn verify_decodes(&self) -> Result<(), GoldenError> {
+        let name = || self.name.clone();
+        let mismatch = |what: String| GoldenError::Mismatch { name: name(), what };
+        match &self.expected {
+            GoldenExpectation::Checkpoint { sealed, payload } => {
+                let lookup = |e: KeyEpoch| {
+                    (e == GOLDEN_EPOCH).then(|| SecretKey::new(GOLDEN_CHECKPOINT_KEY))
+                };
+                let mode = if *sealed {
+                    OpenMode::Sealed(&lookup)
+                } else {
+                    OpenMode::Plaintext
+                };
+                let loaded = open_checkpoint_bytes(&self.bytes, GOLDEN_DATABASE_ID, mode).map_err(
+                    |source| GoldenError::Checkpoint {
+                        name: name(),
+                        source,
+                    },
+                )?;
+                if loaded.payload != *payload {
+                    return Err(mismatch("payload differs".into()));
+                }
+                if loaded.header.lsn != GOLDEN_LSN || loaded.header.epoch != GOLDEN_EPOCH {
+                    return Err(mismatch(format!("header {:?}", loaded.header)));
+                }
+            }
+            GoldenExpectation::ManifestFile { records } => {
+                let key = SecretKey::new(GOLDEN_MANIFEST_KEY);
+                let v = verify_manifest_bytes(Path::new(&self.name), &self.bytes, &key).map_err(
+                    |source| GoldenError::Manifest {
+                        name: name(),
+                        source,
+                    },
+                )?;
+                if v.records != *records
+                    || v.torn_tail.is_some()
+                    || v.database_id != GOLDEN_DATABASE_ID
+                {
+                    return Err(mismatch(format!("records {:?}", v.records)));
+                }
+            }
+            GoldenExpectation::ManifestFrame { record } => {
+                let key = SecretKey::new(GOLDEN_MANIFEST_KEY);
+                let header = encode_manifest_header(GOLDEN_DATABASE_ID, &key);
+                let mut prev = [0u8; MAC_LEN];
+                prev.copy_from_slice(&header[32..]);
+                let (decoded, _) = decode_frame(&self.bytes, &prev, &key).map_err(|source| {
+                    GoldenError::Manifest {
+                        name: name(),
+                        source,
+                    }
+                })?;
+                if decoded != *record {
+                    return Err(mismatch(format!("record {decoded:?}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,571 @@
+//! Folding manifest records into the current live set ([`LiveState`]).
+//!
+//! Rules (violations are [`LiveStateError`]s naming what contradicts what):
+//! `Compacted` only as record 0; `DatabaseCreated` at most once and for the header's
+//! database; no duplicate checkpoint LSN or segment seq among live entries; retirements
+//! only of live entries; `first_lsn ≤ last_lsn`; key epochs strictly increasing.
+
+use crate::record::ManifestRecord;
+use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A live checkpoint as recorded by `CheckpointAdded`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveCheckpoint {
+    /// Key epoch it is sealed under.
+    pub epoch: KeyEpoch,
+    /// File name in `<data_dir>/checkpoints/`.
+    pub file_name: String,
+    /// SHA-256 of the file.
+    pub sha256: [u8; 32],
+    /// File length.
+    pub len: u64,
+}
+
+/// A live (sealed, not retired) WAL segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveSegment {
+    /// First LSN.
+    pub first_lsn: Lsn,
+    /// Last LSN.
+    pub last_lsn: Lsn,
+    /// Chain hash.
+    pub sha256: [u8; 32],
+}
+
+/// A key epoch and the master key it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpochInfo {
+    /// Non-secret master key identifier.
+    pub master_key_id: String,
+    /// When the epoch started.
+    pub at_unix_ms: u64,
+}
+
+/// A recorded backup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupInfo {
+    /// Identifier.
+    pub backup_id: String,
+    /// First LSN covered.
+    pub first_lsn: Lsn,
+    /// Last LSN covered.
+    pub last_lsn: Lsn,
+    /// SHA-256 of the manifest copy in the backup.
+    pub manifest_sha256: [u8; 32],
+    /// When.
+    pub at_unix_ms: u64,
+}
+
+/// Where a compacted manifest came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactionInfo {
+    /// Chain head of the replaced manifest.
+    pub replaces_head: [u8; 32],
+    /// Records it held.
+    pub records_replaced: u64,
+    /// When.
+    pub at_unix_ms: u64,
+}
+
+/// A record contradicts the state built from the records before it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LiveStateError {
+    /// `Compacted` somewhere other than record 0.
+    #[error("Compacted record at index {index}; it is only valid as the first record")]
+    CompactedNotFirst {
+        /// Its index.
+        index: u64,
+    },
+    /// A second `DatabaseCreated`.
+    #[error("second DatabaseCreated record")]
+    DuplicateDatabaseCreated,
+    /// `DatabaseCreated` for another database than the header's.
+    #[error("DatabaseCreated for database {record} in the manifest of database {header}")]
+    DatabaseMismatch {
+        /// From the header.
+        header: DatabaseId,
+        /// From the record.
+        record: DatabaseId,
+    },
+    /// A checkpoint LSN added twice.
+    #[error("checkpoint at LSN {lsn} added twice")]
+    DuplicateCheckpoint {
+        /// The LSN.
+        lsn: Lsn,
+    },
+    /// Retirement of a checkpoint that is not live.
+    #[error("retiring checkpoint at LSN {lsn}, which is not live")]
+    UnknownCheckpoint {
+        /// The LSN.
+        lsn: Lsn,
+    },
+    /// A segment sealed twice.
+    #[error("segment {seq} sealed twice")]
+    DuplicateSegment {
+        /// The sequence number.
+        seq: u64,
+    },
+    /// Retirement of a segment that is not live.
+    #[error("retiring segment {seq}, which is not live")]
+    UnknownSegment {
+        /// The sequence number.
+        seq: u64,
+    },
+    /// `first_lsn > last_lsn`.
+    #[error("LSN range {first}..={last} is empty")]
+    BadLsnRange {
+        /// First LSN.
+        first: Lsn,
+        /// Last LSN.
+        last: Lsn,
+    },
+    /// A key epoch not greater than the current one.
+    #[error("key epoch {new} does not follow the current {current}")]
+    EpochNotIncreasing {
+        /// The current epoch.
+        current: KeyEpoch,
+        /// The rejected epoch.
+        new: KeyEpoch,
+    },
+}
+
+/// The current set of live files and facts, folded from manifest records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveState {
+    header_db: DatabaseId,
+    database_created_at_unix_ms: Option<u64>,
+    checkpoints: BTreeMap<Lsn, LiveCheckpoint>,
+    segments: BTreeMap<u64, LiveSegment>,
+    key_epochs: BTreeMap<KeyEpoch, EpochInfo>,
+    backups: Vec<BackupInfo>,
+    env_hash: Option<(String, [u8; 32])>,
+    compacted_from: Option<CompactionInfo>,
+}
+
+impl LiveState {
+    /// The empty state of the manifest of database `database_id`.
+    pub fn new(database_id: DatabaseId) -> LiveState {
+        LiveState {
+            header_db: database_id,
+            database_created_at_unix_ms: None,
+            checkpoints: BTreeMap::new(),
+            segments: BTreeMap::new(),
+            key_epochs: BTreeMap::new(),
+            backups: Vec::new(),
+            env_hash: None,
+            compacted_from: None,
+        }
+    }
+
+    /// Folds `records` (record 0 first) into a state.
+    ///
+    /// # Errors
+    /// The index of the first contradicting record and why.
+    pub fn from_records(
+        database_id: DatabaseId,
+        records: &[ManifestRecord],
+    ) -> Result<LiveState, (u64, LiveStateError)> {
+        let mut s = LiveState::new(database_id);
+        for (i, r) in records.iter().enumerate() {
+            s.apply(i as u64, r).map_err(|e| (i as u64, e))?;
+        }
+        Ok(s)
+    }
+
+    /// Checks that `record`, at position `index` in the file, is consistent with this state.
+    ///
+    /// # Errors
+    /// Why it is not.
+    pub fn check(&self, index: u64, record: &ManifestRecord) -> Result<(), LiveStateError> {
+        let range = |first: Lsn, last: Lsn| {
+            if first <= last {
+                Ok(())
+            } else {
+                Err(LiveStateError::BadLsnRange { first, last })
+            }
+        };
+        match record {
+            ManifestRecord::Compacted { .. } if index != 0 => {
+                Err(LiveStateError::CompactedNotFirst { index })
+            }
+            ManifestRecord::Compacted { .. } => Ok(()),
+            ManifestRecord::DatabaseCreated { database_id, .. } => {
+                if self.database_created_at_unix_ms.is_some() {
+                    Err(LiveStateError::DuplicateDatabaseCreated)
+                } else if *database_id != self.header_db {
+                    Err(LiveStateError::DatabaseMismatch {
+                        header: self.header_db,
+                        record: *database_id,
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+            ManifestRecord::CheckpointAdded { lsn, .. } => {
+                if self.checkpoints.contains_key(lsn) {
+                    Err(LiveStateError::DuplicateCheckpoint { lsn: *lsn })
+                } else {
+                    Ok(())
+                }
+            }
+            ManifestRecord::CheckpointRetired { lsn } => {
+                if self.checkpoints.contains_key(lsn) {
+                    Ok(())
+                } else {
+                    Err(LiveStateError::UnknownCheckpoint { lsn: *lsn })
+                }
+            }
+            ManifestRecord::SegmentSealed {
+                seq,
+                first_lsn,
+                last_lsn,
+                ..
+            } => {
+                if self.segments.contains_key(seq) {
+                    Err(LiveStateError::DuplicateSegment { seq: *seq })
+                } else {
+                    range(*first_lsn, *last_lsn)
+                }
+            }
+            ManifestRecord::SegmentRetired { seq } => {
+                if self.segments.contains_key(seq) {
+                    Ok(())
+                } else {
+                    Err(LiveStateError::UnknownSegment { seq: *seq })
+                }
+            }
+            ManifestRecord::KeyEpochChanged { epoch, .. } => match self.current_epoch() {
+                Some(current) if *epoch <= current => Err(LiveStateError::EpochNotIncreasing {
+                    current,
+                    new: *epoch,
+                }),
+                _ => Ok(()),
+            },
+            ManifestRecord::BackupTaken {
+                first_lsn,
+                last_lsn,
+                ..
+            } => range(*first_lsn, *last_lsn),
+            ManifestRecord::ServerEnvHash { .. } => Ok(()),
+        }
+    }
+
+    /// Checks and applies `record` at position `index`.
+    ///
+    /// # Errors
+    /// As [`LiveState::check`]; the state is unchanged on error.
+    pub fn apply(&mut self, index: u64, record: &ManifestRecord) -> Result<(), LiveStateError> {
+        self.check(index, record)?;
+        match record.clone() {
+            ManifestRecord::DatabaseCreated {
+                created_at_unix_ms, ..
+            } => self.database_created_at_unix_ms = Some(created_at_unix_ms),
+            ManifestRecord::CheckpointAdded {
+                lsn,
+                epoch,
+                file_name,
+                sha256,
+                len,
+            } => {
+                self.checkpoints.insert(
+                    lsn,
+                    LiveCheckpoint {
+                        epoch,
+                        file_name,
+                        sha256,
+                        len,
+                    },
+                );
+            }
+            ManifestRecord::CheckpointRetired { lsn } => {
+                self.checkpoints.remove(&lsn);
+            }
+            ManifestRecord::SegmentSealed {
+                seq,
+                first_lsn,
+                last_lsn,
+                sha256,
+            } => {
+                self.segments.insert(
+                    seq,
+                    LiveSegment {
+                        first_lsn,
+                        last_lsn,
+                        sha256,
+                    },
+                );
+            }
+            ManifestRecord::SegmentRetired { seq } => {
+                self.segments.remove(&seq);
+            }
+            ManifestRecord::KeyEpochChanged {
+                epoch,
+                master_key_id,
+                at_unix_ms,
+            } => {
+                self.key_epochs.insert(
+                    epoch,
+                    EpochInfo {
+                        master_key_id,
+                        at_unix_ms,
+                    },
+                );
+            }
+            ManifestRecord::BackupTaken {
+                backup_id,
+                first_lsn,
+                last_lsn,
+                manifest_sha256,
+                at_unix_ms,
+            } => self.backups.push(BackupInfo {
+                backup_id,
+                first_lsn,
+                last_lsn,
+                manifest_sha256,
+                at_unix_ms,
+            }),
+            ManifestRecord::ServerEnvHash { profile_id, hash } => {
+                self.env_hash = Some((profile_id, hash));
+            }
+            ManifestRecord::Compacted {
+                replaces_head,
+                records_replaced,
+                at_unix_ms,
+            } => {
+                self.compacted_from = Some(CompactionInfo {
+                    replaces_head,
+                    records_replaced,
+                    at_unix_ms,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The database this manifest belongs to (from its header).
+    pub fn database_id(&self) -> DatabaseId {
+        self.header_db
+    }
+
+    /// Creation time, once `DatabaseCreated` has been recorded.
+    pub fn created_at_unix_ms(&self) -> Option<u64> {
+        self.database_created_at_unix_ms
+    }
+
+    /// Live checkpoints by LSN.
+    pub fn checkpoints(&self) -> &BTreeMap<Lsn, LiveCheckpoint> {
+        &self.checkpoints
+    }
+
+    /// The newest live checkpoint.
+    pub fn newest_checkpoint(&self) -> Option<(Lsn, &LiveCheckpoint)> {
+        self.checkpoints.iter().next_back().map(|(l, c)| (*l, c))
+    }
+
+    /// Live WAL segments by sequence number.
+    pub fn segments(&self) -> &BTreeMap<u64, LiveSegment> {
+        &self.segments
+    }
+
+    /// Every recorded key epoch.
+    pub fn key_epochs(&self) -> &BTreeMap<KeyEpoch, EpochInfo> {
+        &self.key_epochs
+    }
+
+    /// The newest key epoch (new files are sealed under it).
+    pub fn current_epoch(&self) -> Option<KeyEpoch> {
+        self.key_epochs.keys().next_back().copied()
+    }
+
+    /// Epochs still needed to read live checkpoints, plus the current epoch.
+    pub fn referenced_epochs(&self) -> BTreeSet<KeyEpoch> {
+        let mut s: BTreeSet<KeyEpoch> = self.checkpoints.values().map(|c| c.epoch).collect();
+        s.extend(self.current_epoch());
+        s
+    }
+
+    /// Recorded backups, oldest first.
+    pub fn backups(&self) -> &[BackupInfo] {
+        &self.backups
+    }
+
+    /// The last recorded server environment profile id and hash.
+    pub fn env_hash(&self) -> Option<(&str, &[u8; 32])> {
+        self.env_hash.as_ref().map(|(p, h)| (p.as_str(), h))
+    }
+
+    /// Set when this manifest file is a compaction.
+    pub fn compacted_from(&self) -> Option<&CompactionInfo> {
+        self.compacted_from.as_ref()
+    }
+
+    /// The minimal records that restate this state (for `Manifest::compact`): database
+    /// creation, all key epochs, live segments, live checkpoints, backups, env hash.
+    /// Folding them (after a `Compacted` record) reproduces this state except
+    /// [`LiveState::compacted_from`].
+    pub fn to_records(&self) -> Vec<ManifestRecord> {
+        let mut out = Vec::new();
+        if let Some(at) = self.database_created_at_unix_ms {
+            out.push(ManifestRecord::DatabaseCreated {
+                database_id: self.header_db,
+                created_at_unix_ms: at,
+            });
+        }
+        for (epoch, info) in &self.key_epochs {
+            out.push(ManifestRecord::KeyEpochChanged {
+                epoch: *epoch,
+                master_key_id: info.master_key_id.clone(),
+                at_unix_ms: info.at_unix_ms,
+            });
+        }
+        for (seq, s) in &self.segments {
+            out.push(ManifestRecord::SegmentSealed {
+                seq: *seq,
+                first_lsn: s.first_lsn,
+                last_lsn: s.last_lsn,
+                sha256: s.sha256,
+            });
+        }
+        for (lsn, c) in &self.checkpoints {
+            out.push(ManifestRecord::CheckpointAdded {
+                lsn: *lsn,
+                epoch: c.epoch,
+                file_name: c.file_name.clone(),
+                sha256: c.sha256,
+                len: c.len,
+            });
+        }
+        for b in &self.backups {
+            out.push(ManifestRecord::BackupTaken {
+                backup_id: b.backup_id.clone(),
+                first_lsn: b.first_lsn,
+                last_lsn: b.last_lsn,
+                manifest_sha256: b.manifest_sha256,
+                at_unix_ms: b.at_unix_ms,
+            });
+        }
+        if let Some((profile_id, hash)) = &self.env_hash {
+            out.push(ManifestRecord::ServerEnvHash {
+                profile_id: profile_id.clone(),
+                hash: *hash,
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DB: DatabaseId = DatabaseId::from_bytes([1; 16]);
+
+    #[test]
+    fn folds_adds_and_retirements() {
+        let recs = vec![
+            ManifestRecord::DatabaseCreated {
+                database_id: DB,
+                created_at_unix_ms: 5,
+            },
+            ManifestRecord::SegmentSealed {
+                seq: 0,
+                first_lsn: Lsn::new(1),
+                last_lsn: Lsn::new(9),
+                sha256: [1; 32],
+            },
+            ManifestRecord::CheckpointAdded {
+                lsn: Lsn::new(9),
+                epoch: KeyEpoch::FIRST,
+                file_name: "x.ckpt".into(),
+                sha256: [2; 32],
+                len: 3,
+            },
+            ManifestRecord::SegmentRetired { seq: 0 },
+        ];
+        let s = LiveState::from_records(DB, &recs).unwrap();
+        assert!(s.segments().is_empty());
+        assert_eq!(s.newest_checkpoint().map(|(l, _)| l), Some(Lsn::new(9)));
+        assert_eq!(s.created_at_unix_ms(), Some(5));
+        assert_eq!(s.referenced_epochs(), BTreeSet::from([KeyEpoch::FIRST]));
+    }
+
+    #[test]
+    fn rejects_contradictions_with_index() {
+        let other = DatabaseId::from_bytes([2; 16]);
+        let cases: Vec<(Vec<ManifestRecord>, u64, LiveStateError)> = vec![
+            (
+                vec![ManifestRecord::DatabaseCreated {
+                    database_id: other,
+                    created_at_unix_ms: 0,
+                }],
+                0,
+                LiveStateError::DatabaseMismatch {
+                    header: DB,
+                    record: other,
+                },
+            ),
+            (
+                vec![ManifestRecord::CheckpointRetired { lsn: Lsn::new(3) }],
+                0,
+                LiveStateError::UnknownCheckpoint { lsn: Lsn::new(3) },
+            ),
+            (
+                vec![ManifestRecord::SegmentRetired { seq: 1 }],
+                0,
+                LiveStateError::UnknownSegment { seq: 1 },
+            ),
+            (
+                vec![
+                    ManifestRecord::KeyEpochChanged {
+                        epoch: KeyEpoch::new(2),
+                        master_key_id: "a/1".into(),
+                        at_unix_ms: 0,
+                    },
+                    ManifestRecord::KeyEpochChanged {
+                        epoch: KeyEpoch::new(2),
+                        master_key_id: "a/2".into(),
+                        at_unix_ms: 0,
+                    },
+                ],
+                1,
+                LiveStateError::EpochNotIncreasing {
+                    current: KeyEpoch::new(2),
+                    new: KeyEpoch::new(2),
+                },
+            ),
+            (
+                vec![
+                    ManifestRecord::ServerEnvHash {
+                        profile_id: "p".into(),
+                        hash: [0; 32],
+                    },
+                    ManifestRecord::Compacted {
+                        replaces_head: [0; 32],
+                        records_replaced: 1,
+                        at_unix_ms: 0,
+                    },
+                ],
+                1,
+                LiveStateError::CompactedNotFirst { index: 1 },
+            ),
+            (
+                vec![ManifestRecord::SegmentSealed {
+                    seq: 0,
+                    first_lsn: Lsn::new(5),
+                    last_lsn: Lsn::new(4),
+                    sha256: [0; 32],
+                }],
+                0,
+                LiveStateError::BadLsnRange {
+                    first: Lsn::new(5),
+                    last: Lsn::new(4),
+                },
+            ),
+        ];
+        for (recs, index, err) in cases {
+            assert_eq!(LiveState::from_records(DB, &recs), Err((index, err)));
+        }
+    }
+}
