@@ -40,6 +40,47 @@ pub enum StartError {
     /// The WAL is corrupt, unreadable, or could not be repaired.
     #[error(transparent)]
     Wal(#[from] RecoverError<FrameReplayError>),
+    /// The manifest is missing while WAL segments or checkpoints exist (deleted or
+    /// moved): refusing to guess which files belong to the database.
+    #[error(
+        "{path} is missing but the directory holds WAL segments or checkpoints; restore it from a backup"
+    )]
+    MissingManifest {
+        /// Where the manifest should be.
+        path: std::path::PathBuf,
+    },
+    /// The manifest failed verification (edited, reordered, truncated, wrong key).
+    #[error(transparent)]
+    Manifest(#[from] aedb_checkpoint::ManifestError),
+    /// A key could not be derived or a recorded master key id is invalid.
+    #[error("key error: {0}")]
+    Key(Arc<aedb_keys::KeyError>),
+    /// The manifest records no key epoch.
+    #[error("the manifest records no key epoch")]
+    NoKeyEpoch,
+    /// Checkpoints are recorded but none authenticates and decodes.
+    #[error("no recorded checkpoint can be used: {failures}")]
+    NoUsableCheckpoint {
+        /// Why each one failed, newest first.
+        failures: String,
+    },
+    /// The WAL ends before the checkpoint it should continue.
+    #[error(
+        "the WAL ends at lsn {wal_last}, before the checkpoint at lsn {checkpoint}: segments are missing"
+    )]
+    WalBehindCheckpoint {
+        /// Last LSN in the WAL.
+        wal_last: Lsn,
+        /// The checkpoint's LSN.
+        checkpoint: Lsn,
+    },
+    /// A sealed segment's hash differs from the one the manifest recorded (swapped or
+    /// replaced segment).
+    #[error("WAL segment {} does not match the hash the manifest recorded for it", path.display())]
+    SegmentMismatch {
+        /// The segment.
+        path: std::path::PathBuf,
+    },
     /// The actor system or writer thread could not be started.
     #[error("cannot start the {what} thread: {source}")]
     Thread {
@@ -69,6 +110,14 @@ pub enum FrameReplayError {
         /// Why.
         source: ReplayError,
     },
+    /// The WAL skips LSNs after the checkpoint (a segment is missing).
+    #[error("WAL gap: expected lsn {expected} after the checkpoint, found {found}")]
+    Gap {
+        /// The LSN that should come next.
+        expected: Lsn,
+        /// The LSN found.
+        found: Lsn,
+    },
     /// A frame kind this build cannot replay (for example a sealed batch without a key).
     #[error("WAL frame at lsn {lsn} has kind {kind:?}, which this instance cannot replay")]
     UnsupportedKind {
@@ -77,4 +126,10 @@ pub enum FrameReplayError {
         /// Its kind.
         kind: FrameKind,
     },
+}
+
+impl From<aedb_keys::KeyError> for StartError {
+    fn from(e: aedb_keys::KeyError) -> StartError {
+        StartError::Key(Arc::new(e))
+    }
 }

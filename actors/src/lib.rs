@@ -23,6 +23,11 @@
 //!     sequencer_queue: 64,
 //!     wal_queue: 64,
 //!     max_batch: 64,
+//!     keyring: aedb_actors::Keyring::development().unwrap(),
+//!     checkpoints: aedb_actors::CheckpointPolicy {
+//!         wal_bytes: 64 << 20,
+//!         interval: Duration::from_secs(600),
+//!     },
 //! };
 //! let (mut pipeline, _recovered) = Pipeline::start(dir.path(), config).unwrap();
 //! let project = ProjectName::new("bank").unwrap();
@@ -39,13 +44,18 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod checkpoint_sealer;
 pub mod error;
+pub mod keyring;
+pub mod manifest_chain;
 pub mod metrics;
 pub mod pipeline;
 pub mod sequencer;
 pub mod wal_writer;
 
+pub use checkpoint_sealer::{CheckpointFailure, CheckpointPolicy, CheckpointReport};
 pub use error::{CommitError, FrameReplayError, StartError};
+pub use keyring::Keyring;
 pub use metrics::{ErrorCounts, HistogramSnapshot, OperationalMetrics};
-pub use pipeline::{Admission, Pipeline, PipelineConfig};
+pub use pipeline::{Admission, Pipeline, PipelineConfig, WAL_DIR};
 pub use sequencer::{CommitOutcome, Finality, Request, Sequencer};

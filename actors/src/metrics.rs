@@ -170,6 +170,19 @@ pub struct EngineMetrics {
     pub recovery_micros: AtomicU64,
     /// Bytes of torn tail cut off by the last recovery.
     pub recovery_torn_tail_bytes: AtomicU64,
+    /// Checkpoints skipped by the last recovery because they failed to authenticate
+    /// (recovery fell back to an older one).
+    pub recovery_checkpoint_fallbacks: AtomicU64,
+    /// Checkpoints written since open.
+    pub checkpoints: AtomicU64,
+    /// Automatic checkpoints that failed.
+    pub checkpoint_failures: AtomicU64,
+    /// LSN of the newest checkpoint.
+    pub checkpoint_lsn: AtomicU64,
+    /// Size of the newest checkpoint file written.
+    pub checkpoint_bytes: AtomicU64,
+    /// Duration of the newest checkpoint, microseconds.
+    pub checkpoint_micros: AtomicU64,
 }
 
 impl EngineMetrics {
@@ -210,6 +223,12 @@ impl EngineMetrics {
             recovery_frames: self.recovery_frames.load(Relaxed),
             recovery_micros: self.recovery_micros.load(Relaxed),
             recovery_torn_tail_bytes: self.recovery_torn_tail_bytes.load(Relaxed),
+            recovery_checkpoint_fallbacks: self.recovery_checkpoint_fallbacks.load(Relaxed),
+            checkpoints: self.checkpoints.load(Relaxed),
+            checkpoint_failures: self.checkpoint_failures.load(Relaxed),
+            checkpoint_lsn: self.checkpoint_lsn.load(Relaxed),
+            checkpoint_bytes: self.checkpoint_bytes.load(Relaxed),
+            checkpoint_micros: self.checkpoint_micros.load(Relaxed),
         }
     }
 }
@@ -264,6 +283,18 @@ pub struct OperationalMetrics {
     pub recovery_micros: u64,
     /// Torn-tail bytes cut off by the last recovery.
     pub recovery_torn_tail_bytes: u64,
+    /// Checkpoints the last recovery skipped because they failed to authenticate.
+    pub recovery_checkpoint_fallbacks: u64,
+    /// Checkpoints written since open.
+    pub checkpoints: u64,
+    /// Automatic checkpoints that failed.
+    pub checkpoint_failures: u64,
+    /// LSN of the newest checkpoint (recovery starts there).
+    pub checkpoint_lsn: u64,
+    /// Size in bytes of the newest checkpoint written since open.
+    pub checkpoint_bytes: u64,
+    /// Duration of the newest checkpoint written since open, microseconds.
+    pub checkpoint_micros: u64,
 }
 
 #[cfg(test)]

@@ -13,14 +13,24 @@ use std::time::{Duration, Instant};
 
 use actix::dev::SendError;
 use actix::{Actor, Addr, MailboxError};
+use aedb_checkpoint::{Manifest, ManifestRecord};
 use aedb_model::{CommitRecord, State};
 use aedb_sync::SnapshotCell;
 use aedb_sync::completion::completion;
 use aedb_sync::group_commit::{GroupCommitError, LoopConfig};
 use aedb_sync::mailbox::MailboxSender;
-use aedb_wal::{FrameKind, RecoveredWal, RecoveryMode, WalConfig};
+use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use aedb_wal::{
+    FrameKind, RecoveredWal, RecoveryMode, WalCipher, WalConfig, WalKeyring, WalWriter,
+};
 
+use crate::checkpoint_sealer::{
+    self, CheckpointFailure, CheckpointPolicy, CheckpointReport, SealerContext, SealerHandle,
+    SealerMsg,
+};
 use crate::error::{CommitError, FrameReplayError, StartError};
+use crate::keyring::{EpochTable, Keyring};
+use crate::manifest_chain::{self, ManifestHandle};
 use crate::metrics::{EngineMetrics, ErrorCause, OperationalMetrics};
 use crate::sequencer::{Commit, CommitOutcome, Finality, Flush, Request, Sequencer, Stop};
 use crate::wal_writer::{self, WalMsg};
@@ -40,6 +50,10 @@ pub struct PipelineConfig {
     pub wal_queue: usize,
     /// Most records per group-commit batch.
     pub max_batch: usize,
+    /// Key providers (manifest MAC, at-rest encryption).
+    pub keyring: Keyring,
+    /// When automatic checkpoints run.
+    pub checkpoints: CheckpointPolicy,
 }
 
 /// Whether a full sequencer mailbox makes the caller wait or fail.
@@ -57,6 +71,9 @@ pub struct Pipeline {
     snapshots: Arc<SnapshotCell<State>>,
     metrics: Arc<EngineMetrics>,
     wal_mailbox: Option<MailboxSender<WalMsg>>,
+    sealer: Option<SealerHandle>,
+    manifest: Option<ManifestHandle>,
+    database: DatabaseId,
     system: actix_rt::System,
     actix_thread: Option<JoinHandle<()>>,
     writer_thread: Option<JoinHandle<()>>,
@@ -71,41 +88,44 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    /// Recovers `wal_dir` and starts the actors. Returns the pipeline and what
-    /// recovery found.
+    /// Opens the durable files of `data_dir` (manifest, newest authenticating
+    /// checkpoint, WAL after it) and starts the actors. Returns the pipeline and what
+    /// WAL recovery found.
     pub fn start(
-        wal_dir: &Path,
-        config: PipelineConfig,
+        data_dir: &Path,
+        mut config: PipelineConfig,
     ) -> Result<(Pipeline, RecoveredWal), StartError> {
         let started = Instant::now();
         let metrics = Arc::new(EngineMetrics::default());
-        let mut state = State::new();
-        let (recovered, writer) =
-            aedb_wal::recover(wal_dir, &config.wal, config.recovery, |frame| {
-                match frame.kind {
-                    FrameKind::Commit => {}
-                    kind => {
-                        return Err(FrameReplayError::UnsupportedKind {
-                            lsn: frame.lsn,
-                            kind,
-                        });
-                    }
-                }
-                let record = CommitRecord::decode(frame.payload).map_err(|source| {
-                    FrameReplayError::Decode {
-                        lsn: frame.lsn,
-                        source,
-                    }
-                })?;
-                // In place: a replay error aborts the open, so per-record atomicity
-                // (and its copying) buys nothing here.
-                state.replay_in_place(&record, frame.lsn).map_err(|source| {
-                    FrameReplayError::Replay {
-                        lsn: frame.lsn,
-                        source,
-                    }
-                })
-            })?;
+        let wal_dir = data_dir.join(WAL_DIR);
+        let (manifest, epochs) = open_manifest(data_dir, &wal_dir, &config.keyring)?;
+        let database = manifest.database_id();
+        let (epoch, master) = epochs
+            .current()
+            .map(|(e, m)| (e, m.clone()))
+            .ok_or(StartError::NoKeyEpoch)?;
+        if let Some(key) = config.keyring.wal_key(database, epoch, &master)? {
+            // New batches are sealed under the current epoch; recovery finds the key of
+            // any epoch the log still holds through the manifest's epoch table.
+            config.wal.cipher = Some(WalCipher::new(key, epoch, database));
+            let (keyring, epochs) = (config.keyring.clone(), epochs.clone());
+            config.wal.keyring = Some(WalKeyring::new(database, move |e| {
+                let master = epochs.master(e)?;
+                keyring.wal_key(database, e, master).ok().flatten()
+            }));
+        }
+        let (mut state, fallbacks) =
+            load_newest_checkpoint(data_dir, database, &manifest, &epochs, &config.keyring)?;
+        metrics
+            .recovery_checkpoint_fallbacks
+            .store(fallbacks, Ordering::Relaxed);
+        let checkpoint_lsn = state.lsn();
+        metrics
+            .checkpoint_lsn
+            .store(checkpoint_lsn.get(), Ordering::Relaxed);
+
+        let (recovered, writer) = recover_wal(&wal_dir, &config, &mut state)?;
+        check_segments_against_manifest(&recovered, &manifest)?;
         metrics
             .recovery_frames
             .store(recovered.frames_replayed, Ordering::Relaxed);
@@ -116,6 +136,7 @@ impl Pipeline {
         metrics.durable_lsn.store(lsn, Ordering::Relaxed);
         metrics.visible_lsn.store(lsn, Ordering::Relaxed);
 
+        let thread_error = |what| move |source| StartError::Thread { what, source };
         let snapshots = Arc::new(SnapshotCell::new(lsn, Arc::new(state.clone())));
         let wal = wal_writer::spawn(
             writer,
@@ -127,10 +148,21 @@ impl Pipeline {
                 max_batch: config.max_batch,
             },
         )
-        .map_err(|source| StartError::Thread {
-            what: "WAL writer",
-            source,
-        })?;
+        .map_err(thread_error("WAL writer"))?;
+        let manifest = manifest_chain::spawn(manifest).map_err(thread_error("manifest"))?;
+        let sealer = checkpoint_sealer::spawn(SealerContext {
+            data_dir: data_dir.to_path_buf(),
+            database,
+            keyring: config.keyring.clone(),
+            epoch: (epoch, master),
+            snapshots: snapshots.clone(),
+            wal: wal.mailbox.clone(),
+            manifest: manifest.mailbox.clone(),
+            metrics: metrics.clone(),
+            policy: config.checkpoints,
+            last_lsn: checkpoint_lsn,
+        })
+        .map_err(thread_error("checkpoint sealer"))?;
 
         let sequencer = Sequencer::new(
             state,
@@ -152,10 +184,7 @@ impl Pipeline {
                     let _ = runner.run();
                 }
             })
-            .map_err(|source| StartError::Thread {
-                what: "actor system",
-                source,
-            })?;
+            .map_err(thread_error("actor system"))?;
         let (sequencer, system) = rx.recv().map_err(|_| StartError::Thread {
             what: "actor system",
             source: std::io::Error::other("the actor system thread exited during start"),
@@ -170,12 +199,32 @@ impl Pipeline {
                 snapshots,
                 metrics,
                 wal_mailbox: Some(wal.mailbox),
+                sealer: Some(sealer),
+                manifest: Some(manifest),
                 system,
                 actix_thread: Some(actix_thread),
                 writer_thread: Some(wal.thread),
+                database,
             },
             recovered,
         ))
+    }
+
+    /// The database's random identity (from the manifest).
+    pub fn database_id(&self) -> DatabaseId {
+        self.database
+    }
+
+    /// Writes a checkpoint of the newest published state now (off the commit path:
+    /// commits continue meanwhile) and retires what it makes redundant.
+    pub fn checkpoint_now(&self) -> Result<CheckpointReport, CheckpointFailure> {
+        let sealer = self.sealer.as_ref().ok_or(CheckpointFailure::Closed)?;
+        let (reply, waiter) = completion();
+        sealer
+            .mailbox
+            .send(SealerMsg::SealNow { reply })
+            .map_err(|_| CheckpointFailure::Closed)?;
+        waiter.wait().unwrap_or(Err(CheckpointFailure::Closed))
     }
 
     /// Sequences `request` and waits for its finality.
@@ -279,6 +328,12 @@ impl Pipeline {
         let Some(actix_thread) = self.actix_thread.take() else {
             return Ok(());
         };
+        // The sealer goes first (it holds WAL and manifest mailboxes), then the
+        // sequencer, the WAL writer, and the manifest last.
+        if let Some(sealer) = self.sealer.take() {
+            drop(sealer.mailbox);
+            let _ = sealer.thread.join();
+        }
         let flushed = self.flush();
         self.sequencer.do_send(Stop);
         self.system.stop();
@@ -288,6 +343,10 @@ impl Pipeline {
         if let Some(writer) = self.writer_thread.take() {
             let _ = writer.join();
         }
+        if let Some(manifest) = self.manifest.take() {
+            drop(manifest.mailbox);
+            let _ = manifest.thread.join();
+        }
         flushed
     }
 }
@@ -296,4 +355,217 @@ impl Drop for Pipeline {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
+}
+
+/// The WAL directory inside a data directory.
+pub const WAL_DIR: &str = "wal";
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Opens and verifies the manifest, or creates it for a brand-new database.
+fn open_manifest(
+    data_dir: &Path,
+    wal_dir: &Path,
+    keyring: &Keyring,
+) -> Result<(Manifest, EpochTable), StartError> {
+    let path = data_dir.join(aedb_checkpoint::MANIFEST_FILE_NAME);
+    let manifest = if path.exists() {
+        let database = aedb_checkpoint::peek_database_id(&path)?;
+        let key = keyring.manifest_key(database)?;
+        // A torn final record is an append that crashed before its fsync returned, so
+        // nothing relied on it; anything else fails closed.
+        let (manifest, _records, _torn) = Manifest::open_and_repair_torn_tail(&path, key)?;
+        manifest
+    } else {
+        let has_wal = aedb_wal::segment_paths(wal_dir)
+            .map(|s| !s.is_empty())
+            .unwrap_or(true);
+        let has_checkpoints = aedb_checkpoint::list_checkpoints(data_dir)
+            .map(|c| !c.is_empty())
+            .unwrap_or(true);
+        if has_wal || has_checkpoints {
+            return Err(StartError::MissingManifest { path });
+        }
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| StartError::Thread {
+            what: "random database id",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let database = DatabaseId::from_bytes(id);
+        let mut manifest = Manifest::create(&path, database, keyring.manifest_key(database)?)?;
+        let now = now_unix_ms();
+        manifest.append(&ManifestRecord::DatabaseCreated {
+            database_id: database,
+            created_at_unix_ms: now,
+        })?;
+        manifest.append(&ManifestRecord::KeyEpochChanged {
+            epoch: KeyEpoch::FIRST,
+            master_key_id: keyring.current_data_master()?.to_string(),
+            at_unix_ms: now,
+        })?;
+        manifest
+    };
+    let mut epochs = EpochTable::default();
+    for (epoch, info) in manifest.live_state().key_epochs() {
+        let master = info
+            .master_key_id
+            .parse()
+            .map_err(|source| StartError::Key(Arc::new(source)))?;
+        epochs.insert(*epoch, master);
+    }
+    Ok((manifest, epochs))
+}
+
+/// Loads the newest checkpoint that authenticates; returns the state (empty without
+/// checkpoints) and how many newer checkpoints were skipped.
+fn load_newest_checkpoint(
+    data_dir: &Path,
+    database: DatabaseId,
+    manifest: &Manifest,
+    epochs: &EpochTable,
+    keyring: &Keyring,
+) -> Result<(State, u64), StartError> {
+    let checkpoints = manifest.live_state().checkpoints();
+    let mut failures = Vec::new();
+    for (lsn, recorded) in checkpoints.iter().rev() {
+        let path = data_dir.join("checkpoints").join(&recorded.file_name);
+        let loaded = if keyring.encrypts() {
+            aedb_checkpoint::open_checkpoint(&path, database, |epoch| {
+                let master = epochs.master(epoch)?;
+                keyring
+                    .checkpoint_key(database, epoch, master)
+                    .ok()
+                    .flatten()
+            })
+        } else {
+            aedb_checkpoint::open_plaintext_checkpoint(&path, database)
+        };
+        let state = loaded
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                if c.file_sha256 != recorded.sha256 {
+                    return Err(format!(
+                        "{}: file hash differs from the manifest's record",
+                        path.display()
+                    ));
+                }
+                State::decode_snapshot(&c.payload).map_err(|e| format!("{}: {e}", path.display()))
+            })
+            .and_then(|state| {
+                if state.lsn() == *lsn {
+                    Ok(state)
+                } else {
+                    Err(format!(
+                        "{}: snapshot is at lsn {} but the manifest records {lsn}",
+                        path.display(),
+                        state.lsn()
+                    ))
+                }
+            });
+        match state {
+            Ok(state) => {
+                if !failures.is_empty() {
+                    eprintln!(
+                        "aedb: recovery fell back to the checkpoint at lsn {lsn}; newer ones failed: {}",
+                        failures.join("; ")
+                    );
+                }
+                return Ok((state, failures.len() as u64));
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    if failures.is_empty() {
+        Ok((State::new(), 0))
+    } else {
+        Err(StartError::NoUsableCheckpoint {
+            failures: failures.join("; "),
+        })
+    }
+}
+
+/// Replays the WAL after the checkpoint's LSN into `state`; returns the report and a
+/// writer positioned after the last valid frame.
+fn recover_wal(
+    wal_dir: &Path,
+    config: &PipelineConfig,
+    state: &mut State,
+) -> Result<(RecoveredWal, WalWriter), StartError> {
+    let base = state.lsn();
+    let has_segments = aedb_wal::segment_paths(wal_dir)
+        .map(|s| !s.is_empty())
+        .unwrap_or(false);
+    if !has_segments && base > Lsn::ZERO {
+        // Every segment was retired behind the checkpoint: continue after it.
+        let writer = WalWriter::create_starting_at(wal_dir, config.wal.clone(), base.next())
+            .map_err(|e| StartError::Thread {
+                what: "WAL writer",
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let (recovered, _) = aedb_wal::recover(wal_dir, &config.wal, config.recovery, |_| {
+            Ok::<(), FrameReplayError>(())
+        })?;
+        return Ok((recovered, writer));
+    }
+    let mut expected = base.next();
+    let (recovered, writer) = aedb_wal::recover(wal_dir, &config.wal, config.recovery, |frame| {
+        if frame.lsn <= base {
+            return Ok(()); // covered by the checkpoint
+        }
+        if frame.lsn != expected {
+            return Err(FrameReplayError::Gap {
+                expected,
+                found: frame.lsn,
+            });
+        }
+        expected = frame.lsn.next();
+        if frame.kind != FrameKind::Commit {
+            return Err(FrameReplayError::UnsupportedKind {
+                lsn: frame.lsn,
+                kind: frame.kind,
+            });
+        }
+        let record =
+            CommitRecord::decode(frame.payload).map_err(|source| FrameReplayError::Decode {
+                lsn: frame.lsn,
+                source,
+            })?;
+        // In place: a replay error aborts the open, so per-record atomicity (and its
+        // copying) buys nothing here.
+        state
+            .replay_in_place(&record, frame.lsn)
+            .map_err(|source| FrameReplayError::Replay {
+                lsn: frame.lsn,
+                source,
+            })
+    })?;
+    if recovered.last_lsn < base {
+        return Err(StartError::WalBehindCheckpoint {
+            wal_last: recovered.last_lsn,
+            checkpoint: base,
+        });
+    }
+    Ok((recovered, writer))
+}
+
+/// Every sealed segment the manifest recorded must hash to what it recorded.
+fn check_segments_against_manifest(
+    recovered: &RecoveredWal,
+    manifest: &Manifest,
+) -> Result<(), StartError> {
+    let recorded = manifest.live_state().segments();
+    for seg in &recovered.segments {
+        if let (Some(hash), Some(rec)) = (&seg.sealed_hash, recorded.get(&seg.seq.get()))
+            && hash.0 != rec.sha256
+        {
+            return Err(StartError::SegmentMismatch {
+                path: seg.path.clone(),
+            });
+        }
+    }
+    Ok(())
 }

@@ -11,11 +11,11 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use aedb_model::State;
-use aedb_sync::{Completer, SnapshotCell};
 use aedb_sync::group_commit::{
     Acknowledge, BatchReport, GroupCommitError, LogSink, LoopConfig, WriterLoop, WriterMsg,
 };
 use aedb_sync::mailbox::{MailboxSender, mailbox};
+use aedb_sync::{Completer, SnapshotCell};
 use aedb_types::Lsn;
 use aedb_wal::{FrameKind, WalError, WalWriter};
 
@@ -153,10 +153,7 @@ impl LogSink for WalSink {
     fn control(&mut self, control: WalControl) {
         match control {
             WalControl::RetireThrough { lsn, reply } => {
-                let result = self
-                    .writer
-                    .retire_segments_through(lsn)
-                    .map_err(Arc::new);
+                let result = self.writer.retire_segments_through(lsn).map_err(Arc::new);
                 reply.complete(result);
             }
             WalControl::TakeSealed { reply } => reply.complete(self.writer.take_sealed_segments()),

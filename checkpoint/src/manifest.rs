@@ -727,3 +727,45 @@ impl Manifest {
         &self.live
     }
 }
+
+/// Reads the database id from a manifest's header **without authenticating it**, so the
+/// caller can derive the manifest key (which is bound to the database id) and then
+/// [`Manifest::open`] it, which authenticates the header: a forged id yields a
+/// different key and fails there.
+///
+/// # Errors
+/// I/O errors, or [`ManifestError::BadHeader`] when the file is too short or not a
+/// manifest.
+pub fn peek_database_id(path: &Path) -> Result<DatabaseId, ManifestError> {
+    let mut header = [0u8; MANIFEST_HEADER_LEN];
+    let mut file = File::open(path).map_err(|source| ManifestError::Io {
+        op: "open",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut filled = 0;
+    while filled < header.len() {
+        match file.read(&mut header[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(ManifestError::Io {
+                    op: "read",
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+    if filled < MANIFEST_HEADER_LEN || header[0..8] != MANIFEST_MAGIC {
+        return Err(bad_header(
+            path,
+            0,
+            "not an aedb manifest (short file or bad magic)".into(),
+        ));
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&header[16..32]);
+    Ok(DatabaseId::from_bytes(id))
+}

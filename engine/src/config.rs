@@ -3,8 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use aedb_actors::Finality;
-use aedb_keys::SecretKey;
+use std::sync::Arc;
+
+use aedb_actors::{CheckpointPolicy, Finality, Keyring};
+use aedb_keys::{InMemoryKeyProvider, KeyProvider};
 
 /// Smallest accepted WAL segment size (64 KiB).
 pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
@@ -12,8 +14,18 @@ pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
 pub const MAX_SEGMENT_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 /// Longest accepted flush interval for `Visible` finality.
 pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest accepted automatic checkpoint interval.
+pub const MAX_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// Largest accepted mailbox bound.
 pub const MAX_QUEUE_BOUND: usize = 1 << 20;
+
+fn in_memory(alias: &str, key: [u8; 32]) -> Arc<dyn KeyProvider> {
+    match InMemoryKeyProvider::new(alias, key) {
+        Ok(p) => Arc::new(p),
+        // The aliases passed here are constants that satisfy the alias rules.
+        Err(e) => unreachable!("constant key alias {alias} rejected: {e}"),
+    }
+}
 
 /// The deployment profile a configuration started from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +65,9 @@ pub enum Recovery {
 /// ```
 pub struct AedbConfig {
     pub(crate) profile: Profile,
-    pub(crate) manifest_key: Option<SecretKey>,
+    pub(crate) manifest_provider: Option<Arc<dyn KeyProvider>>,
+    pub(crate) data_provider: Option<Arc<dyn KeyProvider>>,
+    pub(crate) checkpoints: CheckpointPolicy,
     pub(crate) default_finality: Finality,
     pub(crate) recovery: Recovery,
     pub(crate) fsync: bool,
@@ -66,10 +80,15 @@ pub struct AedbConfig {
 }
 
 impl AedbConfig {
-    fn base(profile: Profile, manifest_key: Option<SecretKey>) -> AedbConfig {
+    fn base(profile: Profile, manifest_key: Option<[u8; 32]>) -> AedbConfig {
         AedbConfig {
             profile,
-            manifest_key,
+            manifest_provider: manifest_key.map(|k| in_memory("aedb-manifest", k)),
+            data_provider: None,
+            checkpoints: CheckpointPolicy {
+                wal_bytes: 64 * 1024 * 1024,
+                interval: Duration::from_secs(600),
+            },
             default_finality: Finality::Durable,
             recovery: Recovery::Strict,
             fsync: true,
@@ -85,12 +104,12 @@ impl AedbConfig {
     /// Durable-by-default, strict profile. `manifest_key` is the HMAC key baseline for
     /// the manifest chain (kept zeroizing inside a [`SecretKey`]).
     pub fn production(manifest_key: [u8; 32]) -> AedbConfig {
-        AedbConfig::base(Profile::Production, Some(SecretKey::new(manifest_key)))
+        AedbConfig::base(Profile::Production, Some(manifest_key))
     }
 
     /// Visible-by-default profile with a 1 ms flush interval, still strict.
     pub fn low_latency(manifest_key: [u8; 32]) -> AedbConfig {
-        let mut c = AedbConfig::base(Profile::LowLatency, Some(SecretKey::new(manifest_key)));
+        let mut c = AedbConfig::base(Profile::LowLatency, Some(manifest_key));
         c.default_finality = Finality::Visible;
         c.flush_interval = Duration::from_millis(1);
         c
@@ -103,6 +122,47 @@ impl AedbConfig {
         c.fsync = false;
         c.recovery = Recovery::TruncateAtCorruption;
         c
+    }
+
+    /// Encrypts checkpoints and WAL batches at rest (XChaCha20-Poly1305) under subkeys
+    /// derived from `key`. Without it, files are integrity-checked but readable.
+    pub fn with_checkpoint_key(mut self, key: [u8; 32]) -> Self {
+        self.data_provider = Some(in_memory("aedb-data", key));
+        self
+    }
+
+    /// Replaces both keys with a [`KeyProvider`] (for example an `HsmKeyProvider`):
+    /// the manifest MAC key and the at-rest encryption keys are all derived from it.
+    pub fn with_key_provider(mut self, provider: Arc<dyn KeyProvider>) -> Self {
+        self.manifest_provider = Some(provider.clone());
+        self.data_provider = Some(provider);
+        self
+    }
+
+    /// Take a checkpoint automatically after this many WAL bytes (default 64 MiB).
+    pub fn checkpoint_wal_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoints.wal_bytes = bytes;
+        self
+    }
+
+    /// Take a checkpoint at least this often while commits arrive (default 10 min).
+    pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
+        self.checkpoints.interval = interval;
+        self
+    }
+
+    /// The keyring the instance uses.
+    pub(crate) fn keyring(&self) -> Result<Keyring, aedb_keys::KeyError> {
+        match &self.manifest_provider {
+            Some(m) => Ok(Keyring::new(m.clone(), self.data_provider.clone())),
+            None => {
+                let dev = Keyring::development()?;
+                Ok(match &self.data_provider {
+                    Some(d) => dev.with_data_provider(d.clone()),
+                    None => dev,
+                })
+            }
+        }
     }
 
     /// Finality of commits that do not ask for one.
@@ -180,6 +240,14 @@ impl AedbConfig {
                 return Err(ConfigError::QueueBound { name, bound });
             }
         }
+        if self.checkpoints.wal_bytes == 0 {
+            return Err(ConfigError::CheckpointWalBytes);
+        }
+        if self.checkpoints.interval.is_zero()
+            || self.checkpoints.interval > MAX_CHECKPOINT_INTERVAL
+        {
+            return Err(ConfigError::CheckpointInterval(self.checkpoints.interval));
+        }
         if self.profile != Profile::Development && self.recovery != Recovery::Strict {
             return Err(ConfigError::LenientRecoveryOutsideDevelopment);
         }
@@ -192,9 +260,14 @@ impl fmt::Debug for AedbConfig {
         f.debug_struct("AedbConfig")
             .field("profile", &self.profile)
             .field(
-                "manifest_key",
-                &self.manifest_key.as_ref().map(|_| "<redacted>"),
+                "manifest_keys",
+                &self.manifest_provider.as_ref().map(|p| p.describe()),
             )
+            .field(
+                "at_rest_keys",
+                &self.data_provider.as_ref().map(|p| p.describe()),
+            )
+            .field("checkpoints", &self.checkpoints)
             .field("default_finality", &self.default_finality)
             .field("recovery", &self.recovery)
             .field("fsync", &self.fsync)
@@ -225,6 +298,12 @@ pub enum ConfigError {
         /// The rejected value.
         bound: usize,
     },
+    /// `checkpoint_wal_bytes(0)`.
+    #[error("checkpoint_wal_bytes must be more than zero")]
+    CheckpointWalBytes,
+    /// Checkpoint interval zero or longer than a day.
+    #[error("checkpoint_interval {0:?} is out of range: use more than zero and at most 24 h")]
+    CheckpointInterval(Duration),
     /// Lenient recovery was asked for in a strict profile.
     #[error("TruncateAtCorruption recovery is only allowed in the development profile")]
     LenientRecoveryOutsideDevelopment,
@@ -287,8 +366,12 @@ mod tests {
     #[test]
     fn debug_redacts_the_key() {
         let c = AedbConfig::production([0x5A; 32]);
+        let c = c.with_checkpoint_key([0x5A; 32]);
         let s = format!("{c:?}");
-        assert!(s.contains("<redacted>"));
+        assert!(
+            s.contains("in-memory") || s.contains("aedb-manifest"),
+            "{s}"
+        );
         assert!(!s.contains("90"), "{s}");
         assert!(!s.to_lowercase().contains("5a"), "{s}");
     }

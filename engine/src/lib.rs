@@ -65,8 +65,9 @@ pub use error::{
 
 use lock::DirLock;
 
-/// The WAL directory inside a data directory.
-pub const WAL_DIR: &str = "wal";
+pub use aedb_actors::{CheckpointFailure, CheckpointReport, WAL_DIR};
+pub use aedb_keys::{HsmConfig, HsmKeyProvider, InMemoryKeyProvider, KeyProvider, SecretKey};
+pub use aedb_types::{DatabaseId, KeyEpoch};
 
 /// An open aedb database.
 ///
@@ -123,6 +124,7 @@ impl AedbInstance {
                     SyncPolicy::None
                 },
                 faults: faults.clone(),
+                ..WalConfig::default()
             },
             recovery: match config.recovery {
                 Recovery::Strict => RecoveryMode::Strict,
@@ -132,8 +134,10 @@ impl AedbInstance {
             sequencer_queue: config.sequencer_queue,
             wal_queue: config.wal_queue,
             max_batch: config.max_batch,
+            keyring: config.keyring().map_err(StartError::from)?,
+            checkpoints: config.checkpoints,
         };
-        let (pipeline, recovered) = Pipeline::start(&dir.join(WAL_DIR), pipeline_config)?;
+        let (pipeline, recovered) = Pipeline::start(&dir, pipeline_config)?;
         Ok(AedbInstance {
             pipeline,
             dir,
@@ -285,6 +289,21 @@ impl AedbInstance {
     /// Makes every commit acknowledged so far (including `Visible` ones) durable.
     pub fn flush(&self) -> Result<(), CommitError> {
         self.pipeline.flush()
+    }
+
+    /// Writes a checkpoint of the newest state now, off the commit path (commits go
+    /// on meanwhile), then retires checkpoints and WAL segments it makes redundant.
+    /// Checkpoints also run automatically (see `AedbConfig::checkpoint_wal_bytes` and
+    /// `checkpoint_interval`). Recovery starts from the newest checkpoint that
+    /// authenticates, so open time does not grow with total history.
+    pub fn checkpoint_now(&self) -> Result<CheckpointReport, CheckpointFailure> {
+        self.pipeline.checkpoint_now()
+    }
+
+    /// This database's random identity, fixed at creation and bound into every
+    /// sealed file.
+    pub fn database_id(&self) -> DatabaseId {
+        self.pipeline.database_id()
     }
 
     /// The fault injector wired into this instance's WAL writes, fsyncs and renames

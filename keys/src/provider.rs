@@ -60,6 +60,22 @@ impl MasterKeyId {
     }
 }
 
+impl std::str::FromStr for MasterKeyId {
+    type Err = KeyError;
+
+    /// Parses the `alias:vN` form that [`MasterKeyId`]'s `Display` writes (and that the
+    /// manifest records).
+    fn from_str(s: &str) -> Result<MasterKeyId, KeyError> {
+        let malformed = || KeyError::InvalidAlias {
+            alias: s.to_owned(),
+            reason: "expected the form alias:vN",
+        };
+        let (alias, version) = s.rsplit_once(":v").ok_or_else(malformed)?;
+        let version = version.parse::<u32>().map_err(|_| malformed())?;
+        MasterKeyId::new(alias, version)
+    }
+}
+
 impl fmt::Display for MasterKeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:v{}", self.alias, self.version)
@@ -122,6 +138,14 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn master_key_id_parses_its_display_form() {
+        let id = super::MasterKeyId::new("prod.master", 12).unwrap();
+        assert_eq!(id.to_string().parse::<super::MasterKeyId>().unwrap(), id);
+        assert!("nocolon".parse::<super::MasterKeyId>().is_err());
+        assert!("a:vx".parse::<super::MasterKeyId>().is_err());
+        assert!("a:v0".parse::<super::MasterKeyId>().is_err());
+    }
     use super::*;
 
     #[test]

@@ -3,9 +3,10 @@
 use std::io;
 use std::path::PathBuf;
 
-use aedb_types::Lsn;
+use aedb_types::{DatabaseId, Lsn};
 
 use crate::frame::FrameKind;
+use crate::seal::SealError;
 use crate::segment::{SegmentHeaderError, SegmentSeq};
 
 /// An error from [`crate::WalWriter`] or a WAL directory operation.
@@ -74,6 +75,26 @@ pub enum WalError {
     /// The segment sequence numbers ran out (2^64 segments); unreachable in practice.
     #[error("segment sequence number overflow after segment {0}")]
     SequenceExhausted(SegmentSeq),
+    /// No nonce could be drawn for a sealed batch. Nothing was written and the writer is
+    /// not fail-stopped: the batch stays buffered and `flush` may be retried.
+    #[error("could not draw a nonce for a sealed WAL batch (nothing was written): {source}")]
+    Nonce {
+        /// The error from the [`crate::NonceSource`].
+        #[source]
+        source: io::Error,
+    },
+    /// A batch could not be sealed (nothing was written; the writer is not fail-stopped).
+    #[error("could not seal a WAL batch: {0}")]
+    Seal(#[from] SealError),
+    /// [`crate::WalConfig::cipher`] and [`crate::WalConfig::keyring`] name different
+    /// databases; batches are bound to one database id.
+    #[error("WAL cipher is bound to database {cipher} but the keyring to {keyring}")]
+    DatabaseMismatch {
+        /// The cipher's database id.
+        cipher: DatabaseId,
+        /// The keyring's database id.
+        keyring: DatabaseId,
+    },
 }
 
 impl WalError {

@@ -34,8 +34,11 @@ pub const MAX_PAYLOAD_LEN: u32 = 64 * 1024 * 1024;
 pub enum FrameKind {
     /// A plaintext commit record (payload format owned by the commit pipeline). Byte `1`.
     Commit,
-    /// A commit record whose payload is sealed (encrypted) by the caller, e.g. one
-    /// XChaCha20-Poly1305 box per group-commit batch. Opaque to the WAL. Byte `2`.
+    /// A group-commit batch of commit records sealed with XChaCha20-Poly1305 (see
+    /// [`crate::seal`]); its LSN is the batch's last LSN and it covers
+    /// `first_lsn ..= lsn`. Written only by the writer when a
+    /// [`crate::WalConfig::cipher`] is configured; [`crate::WalWriter::append`] rejects
+    /// it, and recovery delivers its records as `Commit` frames. Byte `2`.
     SealedBatch,
     /// The trailer that seals a segment (see [`crate::segment::SegmentEnd`]). Written
     /// only by the writer when it rotates; [`crate::WalWriter::append`] rejects it. Byte `3`.
@@ -69,9 +72,10 @@ impl FrameKind {
         }
     }
 
-    /// Whether callers may append frames of this kind (everything but WAL-internal kinds).
+    /// Whether callers may append frames of this kind: only `Commit`; `SealedBatch` and
+    /// `SegmentEnd` are produced by the writer itself.
     pub const fn is_user_kind(self) -> bool {
-        !matches!(self, FrameKind::SegmentEnd)
+        matches!(self, FrameKind::Commit)
     }
 }
 
@@ -85,7 +89,8 @@ pub struct DecodedFrame<'a> {
     /// The payload bytes, exactly as appended.
     pub payload: &'a [u8],
     /// Total bytes the frame occupies in the buffer (header + payload + CRC); the next
-    /// frame starts this many bytes after this one.
+    /// frame starts this many bytes after this one. For a record unpacked from a sealed
+    /// batch (as recovery delivers them), the record's length inside the batch plaintext.
     pub encoded_len: usize,
 }
 
@@ -193,14 +198,20 @@ pub(crate) fn encode_checked_len(
 ) {
     let start = out.len();
     out.reserve(encoded_frame_len(payload.len()));
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&lsn.get().to_le_bytes());
-    out.push(kind.to_byte());
-    out.push(0); // flags
-    out.extend_from_slice(&0u16.to_le_bytes()); // reserved
+    out.extend_from_slice(&encode_header(len, lsn, kind));
     out.extend_from_slice(payload);
     let crc = crc32fast::hash(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// The 16 header bytes of a version-1 frame (flags and reserved zero).
+pub(crate) fn encode_header(len: u32, lsn: Lsn, kind: FrameKind) -> [u8; FRAME_HEADER_LEN] {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    header[0..4].copy_from_slice(&len.to_le_bytes());
+    header[4..12].copy_from_slice(&lsn.get().to_le_bytes());
+    header[12] = kind.to_byte();
+    // [13] flags and [14, 16) reserved stay zero.
+    header
 }
 
 /// Decodes the frame at the start of `buf`. Never panics and never allocates.
@@ -399,6 +410,7 @@ mod tests {
         }
         assert_eq!(FrameKind::from_byte(0), None);
         assert!(!FrameKind::SegmentEnd.is_user_kind());
+        assert!(!FrameKind::SealedBatch.is_user_kind());
         assert!(FrameKind::Commit.is_user_kind());
     }
 

@@ -5,12 +5,16 @@
 //! [`WalWriter`] that appends group-commit batches with one write and one `fdatasync`
 //! (preallocating, rotating and SHA-256-chaining segments, fail-stopping on I/O errors),
 //! [`recover`]/[`verify`] which read segments via memory maps, verify the chain and LSNs,
-//! and cut torn tails, and the per-instance [`FaultInjector`].
+//! and cut torn tails, the per-instance [`FaultInjector`], and [encryption at rest](seal):
+//! with a [`WalCipher`] configured, each group-commit batch is sealed into one
+//! XChaCha20-Poly1305 [`FrameKind::SealedBatch`] frame, which recovery opens with the keys
+//! of a [`WalKeyring`] and replays as ordinary `Commit` frames.
 //!
-//! **Does not own:** what a payload means (commit records, encryption of
-//! [`FrameKind::SealedBatch`] payloads, keys), when to sync (the actors' group-commit
-//! policy), which segments a checkpoint makes obsolete (the manifest), or locking the
-//! data directory (the engine). The byte layout is specified in `docs/FORMAT.md`.
+//! **Does not own:** what a payload means (commit records), where keys come from (the
+//! key provider derives the WAL subkey per epoch and hands it in), when to sync (the
+//! actors' group-commit policy), which segments a checkpoint makes obsolete (the
+//! manifest), or locking the data directory (the engine). The byte layout is specified in
+//! `docs/FORMAT.md`.
 //!
 //! ```
 //! use aedb_types::Lsn;
@@ -46,6 +50,7 @@ pub mod fault;
 pub mod frame;
 pub mod reader;
 pub mod recovery;
+pub mod seal;
 pub mod segment;
 pub mod writer;
 
@@ -57,7 +62,13 @@ pub use frame::{
     encode_frame,
 };
 pub use reader::{Corruption, scan_segment};
-pub use recovery::{RecoverError, RecoveredWal, RecoveryMode, recover, verify, verify_quiet};
+pub use recovery::{
+    RecoverError, RecoveredWal, RecoveryMode, recover, verify, verify_quiet, verify_with,
+};
+pub use seal::{
+    MAX_SEALED_RECORD_LEN, NonceSource, OpenedBatch, SealError, SealedBatchHeader, WalCipher,
+    WalKeyring, open_sealed_batch, seal_batch,
+};
 pub use segment::{SegmentEnd, SegmentHash, SegmentHeader, SegmentSeq};
 pub use writer::{
     MIN_SEGMENT_SIZE, SealedSegment, SyncPolicy, WalConfig, WalWriter, read_segment_header,

@@ -31,9 +31,8 @@ use aedb_types::Lsn;
 use memmap2::Mmap;
 use sha2::{Digest, Sha256};
 
-use crate::frame::{
-    DecodedFrame, FRAME_OVERHEAD, FrameError, FrameKind, HeaderFields, decode_frame, is_all_zero,
-};
+use crate::frame::{DecodedFrame, FrameError, FrameKind, HeaderFields, decode_frame, is_all_zero};
+use crate::seal::{RECORD_HEADER_LEN, SealError, SealedBatchHeader};
 use crate::segment::{
     SegmentEnd, SegmentEndError, SegmentHash, SegmentHeader, SegmentHeaderError, SegmentSeq,
 };
@@ -57,7 +56,12 @@ pub enum Corruption {
         /// Offset of the first non-zero byte after the gap.
         data_at: u64,
     },
-    /// A CRC-valid frame carries the wrong LSN (LSNs must be dense and increasing).
+    /// A CRC-valid `SealedBatch` frame whose plaintext header is malformed or does not
+    /// match the frame (checked without a key; see [`crate::seal`]).
+    #[error("bad sealed batch: {0}")]
+    SealedBatch(SealError),
+    /// A CRC-valid frame carries the wrong LSN (LSNs must be dense and increasing; for a
+    /// sealed batch, `found` is the batch's first LSN).
     #[error("LSN gap: expected LSN {expected}, found {found}")]
     LsnGap {
         /// The LSN required at this point.
@@ -167,7 +171,8 @@ pub enum ScanEnd {
 pub struct SegmentScan {
     /// The decoded header.
     pub header: SegmentHeader,
-    /// Data frames delivered (the trailer is not counted).
+    /// Records in the data frames delivered: one per `Commit` frame, `count` per
+    /// `SealedBatch` frame (the trailer is not counted). Equals the LSNs covered.
     pub frames: u64,
     /// LSN of the last delivered frame, or `base_lsn - 1` if none.
     pub last_lsn: Lsn,
@@ -190,6 +195,12 @@ pub enum ScanError<E> {
 
 /// Scans the segment held in `bytes`, delivering each data frame (never the trailer) to
 /// `on_frame` in order. `is_last` enables torn-tail classification. Never panics.
+///
+/// Frames are delivered as stored: a `SealedBatch` frame arrives still sealed (the
+/// scanner has no key). Its plaintext header is checked ([`SealedBatchHeader::decode_for_frame`])
+/// and it counts as covering LSNs `first_lsn ..= lsn` for the density checks and the
+/// trailer's record count; its tag is verified only by [`crate::recover`] and
+/// [`crate::verify_with`], which hold keys.
 pub fn scan_segment<E>(
     bytes: &[u8],
     is_last: bool,
@@ -262,10 +273,22 @@ pub fn scan_segment<E>(
                 }
             }
         }
-        if expected != Some(frame.lsn.get()) {
+        // The first LSN the frame covers (a sealed batch covers first_lsn..=lsn).
+        let first = if frame.kind == FrameKind::SealedBatch {
+            match SealedBatchHeader::decode_for_frame(frame.payload, frame.lsn) {
+                Ok(sealed) => sealed.first_lsn.get(),
+                Err(err) => {
+                    let corruption = Corruption::SealedBatch(err);
+                    break damaged(bytes, offset, last, corruption, false, false);
+                }
+            }
+        } else {
+            frame.lsn.get()
+        };
+        if expected != Some(first) {
             let corruption = Corruption::LsnGap {
                 expected: Lsn::new(expected.unwrap_or(u64::MAX)),
-                found: frame.lsn,
+                found: Lsn::new(first),
             };
             break damaged(bytes, offset, last, corruption, false, false);
         }
@@ -273,7 +296,8 @@ pub fn scan_segment<E>(
         on_frame(frame).map_err(ScanError::Callback)?;
         hasher.update(encoded);
         offset += encoded.len();
-        frames += 1;
+        // first <= lsn is guaranteed by decode_for_frame.
+        frames += frame.lsn.get() - first + 1;
         last = frame.lsn.get();
         expected = last.checked_add(1);
     };
@@ -354,8 +378,9 @@ fn is_torn(bytes: &[u8], offset: usize, nonzero_end: usize, last: u64) -> bool {
     }
 }
 
-/// Finds the first CRC-valid frame starting in `(offset, nonzero_end)` whose LSN could
-/// follow `last` (each frame in between takes at least `FRAME_OVERHEAD` bytes).
+/// Finds the first CRC-valid frame starting in `(offset, nonzero_end)` whose (first) LSN
+/// could follow `last`. Each LSN in between takes at least [`RECORD_HEADER_LEN`] bytes
+/// (a record inside a sealed batch; a plaintext frame takes more).
 fn find_later_frame(bytes: &[u8], offset: usize, nonzero_end: usize, last: u64) -> Option<usize> {
     for pos in offset.saturating_add(1)..nonzero_end {
         // Fewer than a header's bytes left: no frame can start here or later.
@@ -363,14 +388,27 @@ fn find_later_frame(bytes: &[u8], offset: usize, nonzero_end: usize, last: u64) 
         if !fields.is_plausible() {
             continue;
         }
-        let span = ((pos - offset) / FRAME_OVERHEAD) as u64;
+        let span = ((pos - offset) / RECORD_HEADER_LEN) as u64;
         let max_lsn = last.saturating_add(1).saturating_add(span);
         let min_lsn = if fields.kind == FrameKind::SegmentEnd.to_byte() {
             last
         } else {
             last.saturating_add(1)
         };
-        if (min_lsn..=max_lsn).contains(&fields.lsn) && decode_frame(&bytes[pos..]).is_ok() {
+        if fields.kind == FrameKind::SealedBatch.to_byte() {
+            // The frame LSN is the batch's last; its records take RECORD_HEADER_LEN each.
+            let max_last =
+                max_lsn.saturating_add(u64::from(fields.payload_len) / RECORD_HEADER_LEN as u64);
+            if !(min_lsn..=max_last).contains(&fields.lsn) {
+                continue;
+            }
+            let first = decode_frame(&bytes[pos..]).ok().and_then(|frame| {
+                SealedBatchHeader::decode_for_frame(frame.payload, frame.lsn).ok()
+            });
+            if first.is_some_and(|sealed| (min_lsn..=max_lsn).contains(&sealed.first_lsn.get())) {
+                return Some(pos);
+            }
+        } else if (min_lsn..=max_lsn).contains(&fields.lsn) && decode_frame(&bytes[pos..]).is_ok() {
             return Some(pos);
         }
     }

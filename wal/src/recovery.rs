@@ -17,7 +17,20 @@
 //! Because frames are streamed before later segments are verified, a caller that gets an
 //! error must discard everything it received.
 //!
-//! [`verify`] performs the same checks without modifying anything or opening a writer.
+//! **Sealed batches.** With keys configured ([`WalConfig::cipher`], [`WalConfig::keyring`]),
+//! `recover` opens every [`FrameKind::SealedBatch`] frame (verifying its Poly1305 tag under
+//! the key of the epoch in its header) and delivers its records to the callback as ordinary
+//! `Commit` frames, so callers never see whether a record was sealed. Plaintext `Commit`
+//! frames (written before encryption was enabled) are delivered as well. A batch that fails
+//! authentication, a sealed log without keys, and an epoch without a key are reported as
+//! [`RecoverError::Unseal`], [`RecoverError::Encrypted`] and [`RecoverError::UnknownKeyEpoch`]
+//! in **every** mode: a wrong key cannot be told from tampering, and cutting the log on a
+//! wrong key would destroy it. (Damage to a sealed frame's bytes is caught first by its CRC
+//! and handled like any other damaged frame, including the torn-tail rule.)
+//!
+//! [`verify`] performs the same checks without modifying anything or opening a writer;
+//! it has no keys, so it checks sealed batches structurally only and delivers them sealed.
+//! [`verify_with`] also opens them.
 
 use std::convert::Infallible;
 use std::fs::{self, File, OpenOptions};
@@ -30,8 +43,11 @@ use aedb_types::Lsn;
 use crate::dir::{ensure_dir, segment_paths, sync_dir, temp_files};
 use crate::error::WalError;
 use crate::fault::FaultPoint;
-use crate::frame::DecodedFrame;
+use aedb_types::KeyEpoch;
+
+use crate::frame::{DecodedFrame, FrameKind};
 use crate::reader::{Corruption, MappedSegment, ScanEnd, ScanError, scan_segment};
+use crate::seal::{SealError, UnsealFailure, Unsealer};
 use crate::segment::{
     HEADER_BASE_LSN_OFFSET, HEADER_PREV_HASH_OFFSET, HEADER_SEQ_OFFSET, SegmentHash, SegmentHeader,
     SegmentSeq,
@@ -46,6 +62,8 @@ pub enum RecoveryMode {
     Strict,
     /// **Development only.** Stop replay at the first corruption, cut the log there
     /// (zeroing the rest of that segment and removing every later segment) and report it.
+    /// Sealed batches that fail authentication, or whose key is missing, are never cut:
+    /// they fail recovery in this mode too (see the module docs).
     TruncateAtCorruption,
 }
 
@@ -88,7 +106,7 @@ pub struct SegmentSummary {
     pub base_lsn: Lsn,
     /// Last valid LSN (`base_lsn - 1` if none).
     pub last_lsn: Lsn,
-    /// Valid data frames.
+    /// Records in the valid data frames (a sealed batch counts its records).
     pub frames: u64,
     /// The chain hash, if the segment is sealed.
     pub sealed_hash: Option<SegmentHash>,
@@ -104,7 +122,9 @@ pub struct RecoveredWal {
     pub base_lsn: Lsn,
     /// The last valid LSN (`base_lsn - 1` if the log holds no frames).
     pub last_lsn: Lsn,
-    /// Data frames delivered to the callback.
+    /// Records replayed: one per `Commit` frame and `count` per sealed batch (what
+    /// `recover` delivers to its callback; keyless [`verify`] delivers each sealed batch
+    /// as one frame but counts its records here).
     pub frames_replayed: u64,
     /// The segments read, oldest first (after any cut).
     pub segments: Vec<SegmentSummary>,
@@ -157,6 +177,50 @@ pub enum RecoverError<E> {
     /// The frame callback failed; recovery stopped without repairing anything.
     #[error("WAL replay callback failed: {0}")]
     Callback(#[source] E),
+    /// The log holds a sealed (encrypted) batch but neither [`WalConfig::keyring`] nor
+    /// [`WalConfig::cipher`] is configured. Nothing was modified.
+    #[error(
+        "this WAL is encrypted; configure the key: {} holds a sealed batch at byte offset {offset} under {epoch}, but no WAL keyring or cipher is configured",
+        path.display()
+    )]
+    Encrypted {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte offset of the sealed frame.
+        offset: u64,
+        /// The key epoch the batch was sealed under.
+        epoch: KeyEpoch,
+    },
+    /// A sealed batch names a key epoch for which no key is configured (the keyring
+    /// returned `None` and the cipher is of another epoch). Nothing was modified.
+    #[error(
+        "no WAL key for {epoch}: sealed batch in {} at byte offset {offset}; the keyring does not know this epoch",
+        path.display()
+    )]
+    UnknownKeyEpoch {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte offset of the sealed frame.
+        offset: u64,
+        /// The key epoch the batch was sealed under.
+        epoch: KeyEpoch,
+    },
+    /// A sealed batch could not be opened: most importantly
+    /// [`SealError::Authentication`] (tampered bytes with a recomputed CRC, or the wrong
+    /// key for its epoch). Fails closed in every mode; nothing was modified, and no record
+    /// of the batch was delivered.
+    #[error("cannot open sealed batch in {} at byte offset {offset} (LSN {lsn}): {source}", path.display())]
+    Unseal {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte offset of the sealed frame.
+        offset: u64,
+        /// The frame's LSN (the batch's last LSN).
+        lsn: Lsn,
+        /// Why it could not be opened.
+        #[source]
+        source: SealError,
+    },
     /// Opening the writer after recovery (or a directory operation) failed.
     #[error(transparent)]
     Writer(#[from] WalError),
@@ -195,7 +259,8 @@ where
     F: FnMut(DecodedFrame<'_>) -> Result<(), E>,
 {
     config.validate()?;
-    let plan = read_pass(dir, mode, on_frame)?;
+    let unsealer = Unsealer::new(config.cipher.as_ref(), config.keyring.as_ref());
+    let plan = read_pass(dir, mode, Some(unsealer), on_frame)?;
     let Plan {
         mut report,
         repair,
@@ -241,6 +306,10 @@ where
 /// Verifies the log in `dir` exactly as [`recover`] would, streaming frames to
 /// `on_frame`, but modifies nothing and opens no writer. The report says what `recover`
 /// would cut. For inspection, backups and the `verify` command.
+///
+/// Keyless: `SealedBatch` frames are checked structurally (CRC, plaintext header, LSN
+/// range, chain) and delivered **as stored** (kind `SealedBatch`, sealed payload); their
+/// tags are not verified. Use [`verify_with`] to open them.
 pub fn verify<E, F>(
     dir: &Path,
     mode: RecoveryMode,
@@ -249,7 +318,24 @@ pub fn verify<E, F>(
 where
     F: FnMut(DecodedFrame<'_>) -> Result<(), E>,
 {
-    read_pass(dir, mode, on_frame).map(|plan| plan.report)
+    read_pass(dir, mode, None, on_frame).map(|plan| plan.report)
+}
+
+/// [`verify`] with the keys of `config`: like [`recover`], it opens and authenticates
+/// every sealed batch and delivers its records as `Commit` frames, failing exactly as
+/// `recover` would; like `verify`, it modifies nothing and opens no writer.
+pub fn verify_with<E, F>(
+    dir: &Path,
+    config: &WalConfig,
+    mode: RecoveryMode,
+    on_frame: F,
+) -> Result<RecoveredWal, RecoverError<E>>
+where
+    F: FnMut(DecodedFrame<'_>) -> Result<(), E>,
+{
+    config.validate()?;
+    let unsealer = Unsealer::new(config.cipher.as_ref(), config.keyring.as_ref());
+    read_pass(dir, mode, Some(unsealer), on_frame).map(|plan| plan.report)
 }
 
 /// [`verify`] without a callback, for callers that only need the report.
@@ -260,7 +346,77 @@ pub fn verify_quiet(
     verify(dir, mode, |_| Ok::<(), Infallible>(()))
 }
 
-fn read_pass<E, F>(dir: &Path, mode: RecoveryMode, mut on_frame: F) -> Result<Plan, RecoverError<E>>
+/// Why delivering a frame during the read pass failed.
+enum Replay<E> {
+    /// The caller's callback failed.
+    Callback(E),
+    /// A sealed batch at `offset` could not be opened.
+    Unseal {
+        offset: u64,
+        lsn: Lsn,
+        failure: UnsealFailure,
+    },
+}
+
+/// Delivers one outer frame at `offset` of segment `seq`: opens a sealed batch (when
+/// keys are in play) and delivers its records, or passes the frame through.
+fn deliver<E, F>(
+    unsealer: &mut Option<Unsealer<'_>>,
+    seq: SegmentSeq,
+    offset: u64,
+    frame: DecodedFrame<'_>,
+    on_frame: &mut F,
+) -> Result<(), Replay<E>>
+where
+    F: FnMut(DecodedFrame<'_>) -> Result<(), E>,
+{
+    match unsealer {
+        Some(unsealer) if frame.kind == FrameKind::SealedBatch => {
+            let records = unsealer
+                .open(seq, &frame)
+                .map_err(|failure| Replay::Unseal {
+                    offset,
+                    lsn: frame.lsn,
+                    failure,
+                })?;
+            for record in records {
+                on_frame(record).map_err(Replay::Callback)?;
+            }
+            Ok(())
+        }
+        _ => on_frame(frame).map_err(Replay::Callback),
+    }
+}
+
+/// Maps a failure to open a sealed batch to its recovery error.
+fn unseal_error<E>(path: &Path, offset: u64, lsn: Lsn, failure: UnsealFailure) -> RecoverError<E> {
+    let path = path.to_path_buf();
+    match failure {
+        UnsealFailure::NoKey { epoch } => RecoverError::Encrypted {
+            path,
+            offset,
+            epoch,
+        },
+        UnsealFailure::UnknownEpoch { epoch } => RecoverError::UnknownKeyEpoch {
+            path,
+            offset,
+            epoch,
+        },
+        UnsealFailure::Seal(source) => RecoverError::Unseal {
+            path,
+            offset,
+            lsn,
+            source,
+        },
+    }
+}
+
+fn read_pass<E, F>(
+    dir: &Path,
+    mode: RecoveryMode,
+    mut unsealer: Option<Unsealer<'_>>,
+    mut on_frame: F,
+) -> Result<Plan, RecoverError<E>>
 where
     F: FnMut(DecodedFrame<'_>) -> Result<(), E>,
 {
@@ -320,9 +476,13 @@ where
         let bytes = mapped.bytes();
 
         // Header-level checks come before any frame of this segment is delivered.
+        let mut frames_start = 0u64;
         let header_problem = match SegmentHeader::decode(bytes) {
             Err(err) => Some((0, Corruption::Header(err))),
-            Ok(header) => check_header(&header, *name_seq, previous.as_ref()),
+            Ok(header) => {
+                frames_start = header.header_len() as u64;
+                check_header(&header, *name_seq, previous.as_ref())
+            }
         };
         if let Some((offset, corruption)) = header_problem {
             let found = Found {
@@ -352,8 +512,20 @@ where
             break;
         }
 
-        let scan = scan_segment(bytes, is_last, &mut on_frame).map_err(|err| match err {
-            ScanError::Callback(err) => RecoverError::Callback(err),
+        // Frames are contiguous from the header on: track each one's offset for errors.
+        let mut at = frames_start;
+        let scan = scan_segment(bytes, is_last, |frame: DecodedFrame<'_>| {
+            let offset = at;
+            at += frame.encoded_len as u64;
+            deliver(&mut unsealer, *name_seq, offset, frame, &mut on_frame)
+        });
+        let scan = scan.map_err(|err| match err {
+            ScanError::Callback(Replay::Callback(err)) => RecoverError::Callback(err),
+            ScanError::Callback(Replay::Unseal {
+                offset,
+                lsn,
+                failure,
+            }) => unseal_error(path, offset, lsn, failure),
             ScanError::Header(err) => RecoverError::Corrupt {
                 path: path.clone(),
                 offset: 0,

@@ -249,7 +249,8 @@ pub struct SegmentEnd {
     /// Byte offset at which the `SegmentEnd` frame itself starts, i.e. the end of the
     /// header and data frames. The sealed length is `data_end + SEGMENT_END_LEN`.
     pub data_end: u64,
-    /// Number of data frames in the segment (excluding the trailer).
+    /// Number of records in the segment's data frames (excluding the trailer): one per
+    /// `Commit` frame, `count` per `SealedBatch` frame, i.e. the LSNs the segment covers.
     pub frame_count: u64,
 }
 

@@ -5,6 +5,12 @@
 //! ([`WalWriter::sync`]). Segments are preallocated, rotated by size, sealed with a
 //! `SegmentEnd` trailer and chained by SHA-256 (see [`crate::segment`]).
 //!
+//! **Encryption at rest.** With a [`WalConfig::cipher`], `append` buffers encoded records
+//! instead of frames, and `flush` seals them into one `SealedBatch` frame per group commit
+//! (XChaCha20-Poly1305 with a fresh random nonce, bound to the segment it lands in; see
+//! [`crate::seal`]) just before the single write. [`WalWriter::set_cipher`] switches key
+//! epochs between batches.
+//!
 //! **Fail-stop.** Any error from a write, fsync, rename or directory fsync poisons the
 //! writer: that call returns the error and every later call returns
 //! [`WalError::FailStopped`]. A failed fsync is never retried on the same file (the
@@ -22,11 +28,16 @@ use aedb_types::Lsn;
 use rustix::fs::FallocateFlags;
 use rustix::io::Errno;
 use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
 
 use crate::dir::{ensure_dir, segment_path, segment_paths, sync_dir, temp_segment_path};
 use crate::error::WalError;
 use crate::fault::{FaultInjector, FaultPoint};
-use crate::frame::{FrameKind, PayloadTooLarge, encode_frame};
+use crate::frame::{FrameKind, MAX_PAYLOAD_LEN, PayloadTooLarge, encode_frame};
+use crate::seal::{
+    MAX_SEALED_RECORD_LEN, NONCE_LEN, RECORD_HEADER_LEN, SEALED_OVERHEAD, SealedBatchHeader,
+    WalCipher, WalKeyring, encode_record, seal_encoded, sealed_frame_len,
+};
 use crate::segment::{
     SEGMENT_END_LEN, SEGMENT_FORMAT_VERSION, SEGMENT_HEADER_LEN, SegmentEnd, SegmentHash,
     SegmentHeader, SegmentSeq,
@@ -68,6 +79,19 @@ pub struct WalConfig {
     pub sync: SyncPolicy,
     /// Fault injector consulted at every write, fsync, rename and directory fsync.
     pub faults: FaultInjector,
+    /// Encryption at rest (default `None`: plaintext `Commit` frames). When set, every
+    /// [`WalWriter::flush`] seals the records appended since the previous flush into one
+    /// [`FrameKind::SealedBatch`] frame under this key epoch (see [`crate::seal`]), and
+    /// recovery can open batches of this epoch even without a [`keyring`](Self::keyring).
+    /// Change it on a live writer with [`WalWriter::set_cipher`].
+    pub cipher: Option<WalCipher>,
+    /// Keys for recovery (default `None`): the WAL subkey of every key epoch that sealed
+    /// batches still on disk. Recovery asks the keyring first and falls back to
+    /// [`cipher`](Self::cipher) for the cipher's own epoch. Sealed batches with no key at
+    /// all fail with [`crate::RecoverError::Encrypted`], an epoch with no key with
+    /// [`crate::RecoverError::UnknownKeyEpoch`]. Plaintext `Commit` frames (written before
+    /// encryption was enabled) are always replayed, with or without keys.
+    pub keyring: Option<WalKeyring>,
 }
 
 impl Default for WalConfig {
@@ -77,6 +101,8 @@ impl Default for WalConfig {
             preallocate: true,
             sync: SyncPolicy::Fdatasync,
             faults: FaultInjector::default(),
+            cipher: None,
+            keyring: None,
         }
     }
 }
@@ -99,6 +125,14 @@ impl WalConfig {
                 min: MIN_SEGMENT_SIZE,
             });
         }
+        if let (Some(cipher), Some(keyring)) = (&self.cipher, &self.keyring)
+            && cipher.database() != keyring.database()
+        {
+            return Err(WalError::DatabaseMismatch {
+                cipher: cipher.database(),
+                keyring: keyring.database(),
+            });
+        }
         Ok(())
     }
 
@@ -118,7 +152,7 @@ pub struct SealedSegment {
     pub base_lsn: Lsn,
     /// Its last LSN (`base_lsn - 1` if it holds no frames).
     pub last_lsn: Lsn,
-    /// Number of data frames.
+    /// Number of records (LSNs) in its data frames.
     pub frames: u64,
     /// Bytes covered by the chain hash.
     pub sealed_len: u64,
@@ -138,6 +172,25 @@ struct ActiveSegment {
     last_lsn: Lsn,
     /// SHA-256 over `[0, offset)`.
     hasher: Sha256,
+}
+
+/// Records buffered in sealed mode, with the cipher they were appended under.
+#[derive(Debug)]
+struct PendingSeal {
+    cipher: WalCipher,
+    /// How `WalWriter::plain` splits into frames (one unless a frame would overflow).
+    spans: Vec<PlainSpan>,
+}
+
+/// A run of buffered records (in sealed mode) that becomes one `SealedBatch` frame.
+#[derive(Clone, Copy, Debug)]
+struct PlainSpan {
+    /// Offset of the span's first record in `WalWriter::plain`.
+    start: usize,
+    /// LSN of the first record.
+    first_lsn: Lsn,
+    /// Number of records.
+    count: u32,
 }
 
 /// Where [`WalWriter::resume`] continues, as determined by recovery.
@@ -164,7 +217,15 @@ pub struct WalWriter {
     dir: PathBuf,
     config: WalConfig,
     active: ActiveSegment,
+    /// Encoded frames of the next write: plaintext frames buffered by `append`, or (with
+    /// a cipher) the sealed frames `flush` builds just before writing.
     batch: Vec<u8>,
+    /// Sealed mode: encoded records appended since the last flush (zeroized when sealed).
+    plain: Vec<u8>,
+    /// Sealed mode: the cipher and frame boundaries for `plain`; `None` when empty.
+    pending: Option<PendingSeal>,
+    /// Largest sealed-batch payload (`MAX_PAYLOAD_LEN`; lowered by unit tests).
+    seal_limit: usize,
     /// Last LSN accepted by `append` (buffered or written).
     last_lsn: Lsn,
     /// Last LSN handed to the OS by `flush`.
@@ -186,7 +247,8 @@ impl fmt::Debug for WalWriter {
             .field("last_lsn", &self.last_lsn)
             .field("written_lsn", &self.written_lsn)
             .field("synced_lsn", &self.synced_lsn)
-            .field("buffered_bytes", &self.batch.len())
+            .field("buffered_bytes", &self.buffered_bytes())
+            .field("cipher", &self.config.cipher)
             .field("failed", &self.failed)
             .finish()
     }
@@ -300,6 +362,9 @@ impl WalWriter {
             config,
             active,
             batch: Vec::new(),
+            plain: Vec::new(),
+            pending: None,
+            seal_limit: MAX_PAYLOAD_LEN as usize,
             last_lsn,
             written_lsn: last_lsn,
             synced_lsn: last_lsn,
@@ -318,7 +383,10 @@ impl WalWriter {
     }
 
     /// Buffers one frame for the next [`flush`](Self::flush). `lsn` must be exactly
-    /// `last_lsn() + 1` (LSNs are dense); `kind` must be a user kind.
+    /// `last_lsn() + 1` (LSNs are dense); `kind` must be a user kind (`Commit`).
+    ///
+    /// With a [`WalConfig::cipher`], the record is buffered for the next sealed batch and
+    /// its payload may be at most [`MAX_SEALED_RECORD_LEN`] bytes.
     pub fn append(&mut self, lsn: Lsn, kind: FrameKind, payload: &[u8]) -> Result<(), WalError> {
         self.ensure_live()?;
         if !kind.is_user_kind() {
@@ -331,20 +399,128 @@ impl WalWriter {
                 got: lsn,
             });
         }
-        encode_frame(lsn, kind, payload, &mut self.batch)
-            .map_err(|PayloadTooLarge { len, max }| WalError::PayloadTooLarge { len, max })?;
+        if let Some(cipher) = &self.config.cipher {
+            let cipher = cipher.clone();
+            self.buffer_record(cipher, lsn, payload)?;
+        } else {
+            encode_frame(lsn, kind, payload, &mut self.batch)
+                .map_err(|PayloadTooLarge { len, max }| WalError::PayloadTooLarge { len, max })?;
+        }
         self.last_lsn = lsn;
+        Ok(())
+    }
+
+    /// Sealed mode: appends a record to the plaintext of the current span, starting a new
+    /// span (frame) when the record would push the sealed payload over the limit.
+    fn buffer_record(
+        &mut self,
+        cipher: WalCipher,
+        lsn: Lsn,
+        payload: &[u8],
+    ) -> Result<(), WalError> {
+        let max = MAX_SEALED_RECORD_LEN.min(
+            self.seal_limit
+                .saturating_sub(SEALED_OVERHEAD + RECORD_HEADER_LEN),
+        );
+        if payload.len() > max {
+            return Err(WalError::PayloadTooLarge {
+                len: payload.len(),
+                max: max as u32,
+            });
+        }
+        let record_len = RECORD_HEADER_LEN + payload.len();
+        let plain_len = self.plain.len();
+        let seal_limit = self.seal_limit;
+        let pending = self.pending.get_or_insert_with(|| PendingSeal {
+            cipher,
+            spans: Vec::new(),
+        });
+        match pending.spans.last_mut() {
+            Some(span)
+                if span.count < u32::MAX
+                    && plain_len - span.start + record_len + SEALED_OVERHEAD <= seal_limit =>
+            {
+                span.count += 1;
+            }
+            _ => pending.spans.push(PlainSpan {
+                start: plain_len,
+                first_lsn: lsn,
+                count: 1,
+            }),
+        }
+        encode_record(payload, &mut self.plain);
+        Ok(())
+    }
+
+    /// Sealed mode: appends one sealed frame per pending span to `self.batch`, bound to
+    /// the active segment, using the nonces drawn in advance (one per span). Appends
+    /// nothing on error. `flush` zeroizes the plaintext after the write.
+    fn seal_pending(
+        &mut self,
+        pending: &PendingSeal,
+        nonces: &[[u8; NONCE_LEN]],
+    ) -> Result<(), WalError> {
+        let aead = pending.cipher.aead();
+        let database = pending.cipher.database();
+        let seq = self.active.header.seq;
+        let before = self.batch.len();
+        self.batch.reserve(sealed_batch_len(pending, &self.plain));
+        for (index, (span, nonce)) in pending.spans.iter().zip(nonces).enumerate() {
+            let end = pending
+                .spans
+                .get(index + 1)
+                .map_or(self.plain.len(), |next| next.start);
+            let header = SealedBatchHeader {
+                epoch: pending.cipher.epoch(),
+                first_lsn: span.first_lsn,
+                count: span.count,
+                nonce: *nonce,
+            };
+            let sealed = seal_encoded(
+                &aead,
+                &database,
+                seq,
+                &header,
+                &self.plain[span.start..end],
+                &mut self.batch,
+            );
+            if let Err(err) = sealed {
+                self.batch.truncate(before);
+                return Err(err.into());
+            }
+        }
         Ok(())
     }
 
     /// Writes every buffered frame with one `write` at the end of the active segment,
     /// rotating first if the batch (plus the trailer) would not fit. Does not sync.
+    ///
+    /// With a [`WalConfig::cipher`], everything buffered since the last flush is sealed
+    /// into one [`FrameKind::SealedBatch`] frame (split into several only if it would
+    /// exceed [`MAX_PAYLOAD_LEN`]), bound to the segment it is written into. A nonce
+    /// failure ([`WalError::Nonce`]) writes nothing and leaves the batch buffered.
     pub fn flush(&mut self) -> Result<(), WalError> {
         self.ensure_live()?;
-        if self.batch.is_empty() {
+        if self.batch.is_empty() && self.pending.is_none() {
             return Ok(());
         }
-        let len = self.batch.len() as u64;
+        let mut nonces = Vec::new();
+        if let Some(pending) = &self.pending {
+            for _ in &pending.spans {
+                let mut nonce = [0u8; NONCE_LEN];
+                pending
+                    .cipher
+                    .nonce_source()
+                    .fill(&mut nonce)
+                    .map_err(|source| WalError::Nonce { source })?;
+                nonces.push(nonce);
+            }
+        }
+        let sealed_len = self
+            .pending
+            .as_ref()
+            .map_or(0, |pending| sealed_batch_len(pending, &self.plain));
+        let len = (self.batch.len() + sealed_len) as u64;
         let needed = self
             .active
             .offset
@@ -353,6 +529,13 @@ impl WalWriter {
         if self.active.frames > 0 && needed > self.config.segment_size {
             self.rotate()?;
         }
+        // After any rotation: batches are bound to the segment they are written into.
+        if let Some(pending) = self.pending.take() {
+            let sealed = self.seal_pending(&pending, &nonces);
+            self.pending = Some(pending);
+            sealed?;
+        }
+        let len = self.batch.len() as u64; // equals the estimate above
         let offset = self.active.offset;
         let result = self
             .config
@@ -365,12 +548,30 @@ impl WalWriter {
         let active = &mut self.active;
         active.hasher.update(&self.batch);
         active.offset += len;
-        // Frames in the batch = LSNs since the last write (LSNs are dense).
+        // Records in the batch = LSNs since the last write (LSNs are dense).
         active.frames += self.last_lsn.get() - self.written_lsn.get();
         active.last_lsn = self.last_lsn;
         self.written_lsn = self.last_lsn;
         self.written_bytes_total += len;
         self.batch.clear();
+        if self.pending.take().is_some() {
+            // Only the used part: the buffer keeps its capacity for the next batch.
+            self.plain.as_mut_slice().zeroize();
+            self.plain.clear();
+        }
+        Ok(())
+    }
+
+    /// Changes the cipher for later batches, for example to a new key epoch after key
+    /// rotation, or `None` to stop sealing. Flushes first, so records already appended
+    /// are sealed under the old cipher (if any). Recovery needs the keys of every epoch
+    /// still on disk: give them to [`WalConfig::keyring`].
+    pub fn set_cipher(&mut self, cipher: Option<WalCipher>) -> Result<(), WalError> {
+        self.flush()?;
+        let mut config = self.config.clone();
+        config.cipher = cipher;
+        config.validate()?;
+        self.config = config;
         Ok(())
     }
 
@@ -556,9 +757,10 @@ impl WalWriter {
         &self.active.path
     }
 
-    /// Bytes buffered by `append` and not yet flushed.
+    /// Bytes buffered by `append` and not yet flushed: encoded frames, or with a cipher
+    /// the encoded records awaiting sealing (5 bytes of overhead each).
     pub fn buffered_bytes(&self) -> usize {
-        self.batch.len()
+        self.batch.len() + self.plain.len()
     }
 
     /// Whether an earlier I/O error fail-stopped this writer.
@@ -575,6 +777,19 @@ impl WalWriter {
     pub fn config(&self) -> &WalConfig {
         &self.config
     }
+}
+
+impl Drop for WalWriter {
+    fn drop(&mut self) {
+        // Unflushed records of a sealed log are plaintext user data: do not leave them
+        // in freed memory.
+        self.plain.zeroize();
+    }
+}
+
+/// Bytes the pending spans occupy once sealed.
+fn sealed_batch_len(pending: &PendingSeal, plain: &[u8]) -> usize {
+    sealed_frame_len(0) * pending.spans.len() + plain.len()
 }
 
 fn next_seq(seq: SegmentSeq) -> Result<SegmentSeq, WalError> {
@@ -676,5 +891,63 @@ fn preallocate(file: &File, len: u64) -> io::Result<()> {
             Ok(())
         }
         Err(errno) => Err(errno.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::decode_frame;
+    use crate::seal::{SealedBatchHeader, WalCipher, WalKeyring};
+    use aedb_keys::SecretKey;
+    use aedb_types::{DatabaseId, KeyEpoch};
+    use std::convert::Infallible;
+
+    #[test]
+    fn a_batch_over_the_frame_limit_splits_into_several_sealed_frames() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("wal");
+        let db = DatabaseId::from_bytes([3; 16]);
+        let config = WalConfig {
+            segment_size: 1 << 16,
+            sync: SyncPolicy::None,
+            cipher: Some(WalCipher::new(SecretKey::new([7; 32]), KeyEpoch::FIRST, db)),
+            keyring: Some(WalKeyring::from_keys(db, [])),
+            ..WalConfig::default()
+        };
+        let mut writer = WalWriter::create(&dir, config.clone()).expect("create");
+        writer.seal_limit = 250; // room for 3 records of 50 (+5) bytes + 58 overhead per frame
+        for lsn in 1..=10u64 {
+            writer
+                .append(Lsn::new(lsn), FrameKind::Commit, &[lsn as u8; 50])
+                .expect("append");
+        }
+        assert_eq!(writer.pending.as_ref().map(|p| p.spans.len()), Some(4));
+        writer.flush_and_sync().expect("one write");
+        assert_eq!(writer.buffered_bytes(), 0);
+        let path = writer.segment_path().to_path_buf();
+        drop(writer);
+
+        let bytes = std::fs::read(&path).expect("read");
+        let mut offset = crate::segment::SEGMENT_HEADER_LEN;
+        let mut covered = Vec::new();
+        while let Ok(frame) = decode_frame(&bytes[offset..]) {
+            assert_eq!(frame.kind, FrameKind::SealedBatch);
+            assert!(frame.payload.len() <= 250);
+            let header =
+                SealedBatchHeader::decode_for_frame(frame.payload, frame.lsn).expect("header");
+            covered.push((header.first_lsn.get(), frame.lsn.get()));
+            offset += frame.encoded_len;
+        }
+        assert_eq!(covered, vec![(1, 3), (4, 6), (7, 9), (10, 10)]);
+
+        let mut got = Vec::new();
+        crate::recover(&dir, &config, crate::RecoveryMode::Strict, |frame| {
+            got.push((frame.lsn.get(), frame.payload.to_vec()));
+            Ok::<(), Infallible>(())
+        })
+        .expect("recover");
+        let expected: Vec<(u64, Vec<u8>)> = (1..=10u64).map(|l| (l, vec![l as u8; 50])).collect();
+        assert_eq!(got, expected);
     }
 }

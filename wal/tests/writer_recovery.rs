@@ -85,7 +85,7 @@ fn oversized_batch_goes_alone_into_a_fresh_segment() {
     assert!(fs::metadata(writer.segment_path()).expect("stat").len() > 3000);
     // The next batch does not fit behind it: another rotation.
     writer
-        .append(Lsn::new(3), FrameKind::SealedBatch, b"x")
+        .append(Lsn::new(3), FrameKind::Commit, b"x")
         .expect("append");
     writer.flush_and_sync().expect("commit");
     assert_eq!(writer.segment_seq(), SegmentSeq::new(2));
@@ -102,7 +102,7 @@ fn oversized_batch_goes_alone_into_a_fresh_segment() {
         vec![
             (1, FrameKind::Commit, payload(1).len()),
             (2, FrameKind::Commit, 3000),
-            (3, FrameKind::SealedBatch, 1)
+            (3, FrameKind::Commit, 1)
         ]
     );
     assert_eq!(report.segments.len(), 3);
@@ -533,6 +533,11 @@ fn append_rejects_out_of_order_lsns_and_reserved_kinds_without_poisoning() {
     assert!(matches!(
         writer.append(Lsn::new(2), FrameKind::SegmentEnd, b"x"),
         Err(WalError::ReservedFrameKind(FrameKind::SegmentEnd))
+    ));
+    // Sealed batches are built by the writer itself (WalConfig::cipher).
+    assert!(matches!(
+        writer.append(Lsn::new(2), FrameKind::SealedBatch, b"x"),
+        Err(WalError::ReservedFrameKind(FrameKind::SealedBatch))
     ));
     assert!(!writer.is_fail_stopped());
     assert_eq!(writer.buffered_bytes(), 21);

@@ -1,0 +1,335 @@
+//! The CheckpointSealer actor: a dedicated thread that writes checkpoints off the
+//! commit path.
+//!
+//! A checkpoint is the published snapshot (an immutable `Arc<State>`, so taking it
+//! costs nothing and stops nobody), made durable in the WAL first, encoded, sealed by
+//! `aedb-checkpoint` (XChaCha20-Poly1305 chunks when a key is configured), written to a
+//! temporary file, fsynced and atomically renamed. Only then is it recorded in the
+//! manifest, and only after that are old checkpoints and WAL segments retired: the
+//! newest [`KEEP_CHECKPOINTS`] checkpoints stay, and the WAL is kept back to the oldest
+//! of them, so recovery can fall back one checkpoint if the newest fails to
+//! authenticate.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use aedb_checkpoint::{
+    CheckpointError, CheckpointMeta, CheckpointWriter, ManifestRecord, OsNonceSource,
+};
+use aedb_keys::{KeyError, MasterKeyId};
+use aedb_model::State;
+use aedb_sync::completion::completion;
+use aedb_sync::group_commit::{GroupCommitError, WriterMsg};
+use aedb_sync::mailbox::{MailboxSender, Recv, mailbox};
+use aedb_sync::{Completer, SnapshotCell};
+use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+
+use crate::keyring::Keyring;
+use crate::manifest_chain::{ManifestMsg, SharedManifestError};
+use crate::metrics::EngineMetrics;
+use crate::wal_writer::{SharedWalError, WalControl, WalMsg};
+
+/// Checkpoints kept on disk (the newest, and one to fall back to).
+pub const KEEP_CHECKPOINTS: usize = 2;
+
+/// When automatic checkpoints run.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckpointPolicy {
+    /// Checkpoint once this many WAL bytes were written since the last one.
+    pub wal_bytes: u64,
+    /// Checkpoint at least this often while commits arrive.
+    pub interval: Duration,
+}
+
+/// What one checkpoint did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// The LSN the checkpoint covers (unchanged when nothing was new).
+    pub lsn: Lsn,
+    /// The file written, or `None` when the newest checkpoint already covered `lsn`.
+    pub path: Option<PathBuf>,
+    /// Bytes written.
+    pub bytes: u64,
+    /// WAL segments deleted because checkpoints cover them.
+    pub retired_segments: usize,
+    /// Old checkpoint files deleted.
+    pub retired_checkpoints: usize,
+}
+
+/// Why a checkpoint failed. The previous checkpoint and the WAL are untouched.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CheckpointFailure {
+    /// The WAL could not make the snapshot's LSN durable (it is fail-stopped).
+    #[error("the WAL could not make the checkpoint's LSN durable: {0}")]
+    Wal(String),
+    /// Writing or sealing the checkpoint file failed.
+    #[error("writing the checkpoint failed: {0}")]
+    Write(Arc<CheckpointError>),
+    /// Recording it in the manifest failed.
+    #[error("recording the checkpoint in the manifest failed: {0}")]
+    Manifest(SharedManifestError),
+    /// The checkpoint key could not be derived.
+    #[error("deriving the checkpoint key failed: {0}")]
+    Key(Arc<KeyError>),
+    /// The engine is shutting down.
+    #[error("the engine is shutting down")]
+    Closed,
+}
+
+/// Messages to the sealer.
+#[derive(Debug)]
+pub enum SealerMsg {
+    /// Checkpoint now (`checkpoint_now()`).
+    SealNow {
+        /// Where the answer goes.
+        reply: Completer<Result<CheckpointReport, CheckpointFailure>>,
+    },
+}
+
+/// Everything the sealer needs, handed over at start.
+pub struct SealerContext {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// This database.
+    pub database: DatabaseId,
+    /// Key providers.
+    pub keyring: Keyring,
+    /// The epoch new checkpoints are sealed under, and its master.
+    pub epoch: (KeyEpoch, MasterKeyId),
+    /// Published snapshots.
+    pub snapshots: Arc<SnapshotCell<State>>,
+    /// The WAL writer (barriers and retirement).
+    pub wal: MailboxSender<WalMsg>,
+    /// The manifest.
+    pub manifest: MailboxSender<ManifestMsg>,
+    /// Counters.
+    pub metrics: Arc<EngineMetrics>,
+    /// Automatic triggers.
+    pub policy: CheckpointPolicy,
+    /// LSN of the newest checkpoint at start.
+    pub last_lsn: Lsn,
+}
+
+/// Handle to the running sealer.
+#[derive(Debug)]
+pub struct SealerHandle {
+    /// The mailbox.
+    pub mailbox: MailboxSender<SealerMsg>,
+    /// The thread, joined on shutdown.
+    pub thread: JoinHandle<()>,
+}
+
+/// Starts the sealer thread.
+pub fn spawn(ctx: SealerContext) -> std::io::Result<SealerHandle> {
+    let (tx, rx) = mailbox::<SealerMsg>(16);
+    let thread = std::thread::Builder::new()
+        .name("aedb-checkpoint".into())
+        .spawn(move || {
+            let mut sealer = Sealer {
+                wal_bytes_at_last: ctx.metrics.wal_bytes.load(Ordering::Relaxed),
+                last_at: Instant::now(),
+                ctx,
+            };
+            let poll = sealer.ctx.policy.interval.min(Duration::from_millis(200));
+            loop {
+                match rx.recv_timeout(poll) {
+                    Recv::Message(SealerMsg::SealNow { reply }) => reply.complete(sealer.seal()),
+                    Recv::TimedOut => {
+                        if sealer.due()
+                            && let Err(e) = sealer.seal()
+                        {
+                            sealer
+                                .ctx
+                                .metrics
+                                .checkpoint_failures
+                                .fetch_add(1, Ordering::Relaxed);
+                            eprintln!("aedb: automatic checkpoint failed: {e}");
+                        }
+                    }
+                    Recv::Closed => break,
+                }
+            }
+        })?;
+    Ok(SealerHandle {
+        mailbox: tx,
+        thread,
+    })
+}
+
+struct Sealer {
+    ctx: SealerContext,
+    wal_bytes_at_last: u64,
+    last_at: Instant,
+}
+
+impl Sealer {
+    fn due(&self) -> bool {
+        let written = self.ctx.metrics.wal_bytes.load(Ordering::Relaxed) - self.wal_bytes_at_last;
+        let new_commits = self.ctx.snapshots.version() > self.ctx.last_lsn.get();
+        new_commits
+            && (written >= self.ctx.policy.wal_bytes
+                || self.last_at.elapsed() >= self.ctx.policy.interval)
+    }
+
+    fn wal_barrier(&self) -> Result<(), CheckpointFailure> {
+        let (c, w) = completion();
+        self.ctx
+            .wal
+            .send(WriterMsg::Barrier(c))
+            .map_err(|_| CheckpointFailure::Closed)?;
+        match w.wait() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(GroupCommitError::Io(e))) => Err(CheckpointFailure::Wal(e.to_string())),
+            Ok(Err(GroupCommitError::FailStopped)) => {
+                Err(CheckpointFailure::Wal("the WAL is fail-stopped".into()))
+            }
+            Err(_) => Err(CheckpointFailure::Closed),
+        }
+    }
+
+    fn wal_control<T>(
+        &self,
+        make: impl FnOnce(Completer<T>) -> WalControl,
+    ) -> Result<T, CheckpointFailure> {
+        let (c, w) = completion();
+        self.ctx
+            .wal
+            .send(WriterMsg::Control(make(c)))
+            .map_err(|_| CheckpointFailure::Closed)?;
+        w.wait().map_err(|_| CheckpointFailure::Closed)
+    }
+
+    fn record(&self, records: Vec<ManifestRecord>) -> Result<(), CheckpointFailure> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let (c, w) = completion();
+        self.ctx
+            .manifest
+            .send(ManifestMsg::Record { records, reply: c })
+            .map_err(|_| CheckpointFailure::Closed)?;
+        w.wait()
+            .map_err(|_| CheckpointFailure::Closed)?
+            .map_err(CheckpointFailure::Manifest)
+    }
+
+    fn seal(&mut self) -> Result<CheckpointReport, CheckpointFailure> {
+        let started = Instant::now();
+        let wal_bytes = self.ctx.metrics.wal_bytes.load(Ordering::Relaxed);
+        let (_, state) = self.ctx.snapshots.load();
+        let lsn = state.lsn();
+        if lsn <= self.ctx.last_lsn {
+            return Ok(CheckpointReport {
+                lsn: self.ctx.last_lsn,
+                path: None,
+                bytes: 0,
+                retired_segments: 0,
+                retired_checkpoints: 0,
+            });
+        }
+        // A published `Visible` commit may not be on disk yet: the checkpoint must never
+        // cover an LSN the WAL could still lose.
+        self.wal_barrier()?;
+        let payload = state.to_snapshot_bytes();
+        drop(state);
+        let (epoch, master) = &self.ctx.epoch;
+        let key = self
+            .ctx
+            .keyring
+            .checkpoint_key(self.ctx.database, *epoch, master)
+            .map_err(|e| CheckpointFailure::Key(Arc::new(e)))?;
+        let write = |e| CheckpointFailure::Write(Arc::new(e));
+        let mut writer = CheckpointWriter::create(
+            &self.ctx.data_dir,
+            CheckpointMeta::new(self.ctx.database, lsn, *epoch),
+            key.as_ref(),
+            &mut OsNonceSource,
+        )
+        .map_err(write)?;
+        writer.write_all(&payload).map_err(write)?;
+        drop(payload);
+        let info = writer.finish().map_err(write)?;
+
+        let sealed = self.wal_control(|reply| WalControl::TakeSealed { reply })?;
+        let mut records: Vec<ManifestRecord> = sealed
+            .iter()
+            .map(|s| ManifestRecord::SegmentSealed {
+                seq: s.seq.get(),
+                first_lsn: s.base_lsn,
+                last_lsn: s.last_lsn,
+                sha256: s.hash.0,
+            })
+            .collect();
+        records.push(info.manifest_record());
+        self.record(records)?;
+        self.ctx.last_lsn = lsn;
+        self.wal_bytes_at_last = wal_bytes;
+        self.last_at = Instant::now();
+
+        let (retired_checkpoints, retired_segments) = self.retire()?;
+        let m = &self.ctx.metrics;
+        m.checkpoints.fetch_add(1, Ordering::Relaxed);
+        m.checkpoint_lsn.store(lsn.get(), Ordering::Relaxed);
+        m.checkpoint_bytes.store(info.len, Ordering::Relaxed);
+        m.checkpoint_micros.store(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        Ok(CheckpointReport {
+            lsn,
+            path: Some(info.path),
+            bytes: info.len,
+            retired_segments,
+            retired_checkpoints,
+        })
+    }
+
+    /// Retires checkpoints beyond the newest [`KEEP_CHECKPOINTS`] (manifest first, then
+    /// the file) and WAL segments the oldest kept checkpoint covers.
+    fn retire(&self) -> Result<(usize, usize), CheckpointFailure> {
+        let (c, w) = completion();
+        self.ctx
+            .manifest
+            .send(ManifestMsg::LiveState { reply: c })
+            .map_err(|_| CheckpointFailure::Closed)?;
+        let live = w.wait().map_err(|_| CheckpointFailure::Closed)?;
+        let lsns: Vec<Lsn> = live.checkpoints().keys().copied().collect();
+        if lsns.len() < KEEP_CHECKPOINTS {
+            return Ok((0, 0));
+        }
+        let (old, kept) = lsns.split_at(lsns.len() - KEEP_CHECKPOINTS);
+        self.record(
+            old.iter()
+                .map(|&lsn| ManifestRecord::CheckpointRetired { lsn })
+                .collect(),
+        )?;
+        for &lsn in old {
+            // Best effort: the manifest no longer references it, so a leftover file is
+            // only disk space (and is never read).
+            if let Err(e) = aedb_checkpoint::remove_checkpoint(&self.ctx.data_dir, lsn) {
+                eprintln!("aedb: could not delete retired checkpoint at lsn {lsn}: {e}");
+            }
+        }
+        let through = kept[0];
+        let removed = self
+            .wal_control(|reply| WalControl::RetireThrough {
+                lsn: through,
+                reply,
+            })?
+            .map_err(|e: SharedWalError| CheckpointFailure::Wal(e.to_string()))?;
+        let retired: Vec<ManifestRecord> = removed
+            .iter()
+            .filter_map(|p| {
+                let name = p.file_name()?.to_str()?;
+                aedb_wal::dir::parse_segment_file_name(name)
+            })
+            .filter(|seq| live.segments().contains_key(&seq.get()))
+            .map(|seq| ManifestRecord::SegmentRetired { seq: seq.get() })
+            .collect();
+        self.record(retired)?;
+        Ok((old.len(), removed.len()))
+    }
+}

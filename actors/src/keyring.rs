@@ -1,0 +1,140 @@
+//! Which subkey protects what: the engine's view of its key providers.
+//!
+//! The keyring holds the [`KeyProvider`]s (never raw master keys) and derives, per
+//! database and key epoch, the subkeys the actors need: the manifest MAC key, and —
+//! when encryption at rest is configured — the checkpoint key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use aedb_keys::{
+    DerivationRequest, InMemoryKeyProvider, KeyError, KeyProvider, KeyPurpose, MasterKeyId,
+    SecretKey,
+};
+use aedb_types::{DatabaseId, KeyEpoch};
+
+/// The public, fixed manifest master used by the development profile, which has no
+/// key: the manifest is still chained and checked against accidental corruption, but
+/// anyone can forge it. Production profiles always bring their own key.
+const DEVELOPMENT_MANIFEST_MASTER: [u8; 32] = *b"aedb development manifest key v1";
+
+/// The engine's key providers.
+#[derive(Clone)]
+pub struct Keyring {
+    manifest: Arc<dyn KeyProvider>,
+    data: Option<Arc<dyn KeyProvider>>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("manifest", &self.manifest.describe())
+            .field("data", &self.data.as_ref().map(|p| p.describe()))
+            .finish()
+    }
+}
+
+impl Keyring {
+    /// A keyring with a manifest provider and, optionally, a data (at-rest encryption)
+    /// provider. They may be the same provider: purposes keep the subkeys apart.
+    pub fn new(manifest: Arc<dyn KeyProvider>, data: Option<Arc<dyn KeyProvider>>) -> Keyring {
+        Keyring { manifest, data }
+    }
+
+    /// The development keyring: a public manifest key, no encryption.
+    pub fn development() -> Result<Keyring, KeyError> {
+        let provider = InMemoryKeyProvider::new("aedb-development", DEVELOPMENT_MANIFEST_MASTER)?;
+        Ok(Keyring::new(Arc::new(provider), None))
+    }
+
+    /// The same keyring with at-rest encryption from `data`.
+    pub fn with_data_provider(mut self, data: Arc<dyn KeyProvider>) -> Keyring {
+        self.data = Some(data);
+        self
+    }
+
+    /// The WAL key for `epoch`, or `None` when at-rest encryption is off.
+    pub fn wal_key(
+        &self,
+        database: DatabaseId,
+        epoch: KeyEpoch,
+        master: &MasterKeyId,
+    ) -> Result<Option<SecretKey>, KeyError> {
+        match &self.data {
+            None => Ok(None),
+            Some(p) => p
+                .derive(
+                    master,
+                    &DerivationRequest::new(KeyPurpose::Wal, epoch, database),
+                )
+                .map(Some),
+        }
+    }
+
+    /// Whether checkpoints (and WAL batches) are sealed.
+    pub fn encrypts(&self) -> bool {
+        self.data.is_some()
+    }
+
+    /// The master new epochs of at-rest encryption use (the manifest master when no
+    /// data provider is configured), as recorded in `KeyEpochChanged`.
+    pub fn current_data_master(&self) -> Result<MasterKeyId, KeyError> {
+        self.data
+            .as_ref()
+            .unwrap_or(&self.manifest)
+            .current_master()
+    }
+
+    /// The manifest MAC key of `database`. The manifest is bound to the first epoch of
+    /// the manifest provider's current master.
+    pub fn manifest_key(&self, database: DatabaseId) -> Result<SecretKey, KeyError> {
+        let master = self.manifest.current_master()?;
+        self.manifest.derive(
+            &master,
+            &DerivationRequest::new(KeyPurpose::Manifest, KeyEpoch::FIRST, database),
+        )
+    }
+
+    /// The checkpoint key for `epoch` (whose master the manifest records), or `None`
+    /// when at-rest encryption is off.
+    pub fn checkpoint_key(
+        &self,
+        database: DatabaseId,
+        epoch: KeyEpoch,
+        master: &MasterKeyId,
+    ) -> Result<Option<SecretKey>, KeyError> {
+        match &self.data {
+            None => Ok(None),
+            Some(p) => p
+                .derive(
+                    master,
+                    &DerivationRequest::new(KeyPurpose::Checkpoint, epoch, database),
+                )
+                .map(Some),
+        }
+    }
+}
+
+/// The key epochs a manifest records, with their masters.
+#[derive(Clone, Debug, Default)]
+pub struct EpochTable {
+    epochs: BTreeMap<KeyEpoch, MasterKeyId>,
+}
+
+impl EpochTable {
+    /// Records `epoch` as using `master`.
+    pub fn insert(&mut self, epoch: KeyEpoch, master: MasterKeyId) {
+        self.epochs.insert(epoch, master);
+    }
+
+    /// The newest epoch and its master.
+    pub fn current(&self) -> Option<(KeyEpoch, &MasterKeyId)> {
+        self.epochs.iter().next_back().map(|(e, m)| (*e, m))
+    }
+
+    /// The master of `epoch`.
+    pub fn master(&self, epoch: KeyEpoch) -> Option<&MasterKeyId> {
+        self.epochs.get(&epoch)
+    }
+}

@@ -1,0 +1,69 @@
+//! The ManifestChain actor: a dedicated thread that owns `<data_dir>/MANIFEST`.
+//!
+//! Every record (checkpoint added or retired, segment sealed or retired, key epoch
+//! changed) is appended here, HMAC-chained and `fdatasync`ed before the reply, so a
+//! caller that hears `Ok` knows the record is durable. Other actors reach the file only
+//! through [`ManifestMsg`].
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use aedb_checkpoint::{LiveState, Manifest, ManifestError, ManifestRecord};
+use aedb_sync::Completer;
+use aedb_sync::mailbox::{MailboxSender, mailbox};
+
+/// A manifest failure shared with every waiter.
+pub type SharedManifestError = Arc<ManifestError>;
+
+/// Messages to the ManifestChain actor.
+#[derive(Debug)]
+pub enum ManifestMsg {
+    /// Append `records` in order (each durable before the reply).
+    Record {
+        /// The records.
+        records: Vec<ManifestRecord>,
+        /// Where the answer goes.
+        reply: Completer<Result<(), SharedManifestError>>,
+    },
+    /// A copy of the live state the chain describes.
+    LiveState {
+        /// Where the answer goes.
+        reply: Completer<LiveState>,
+    },
+}
+
+/// Handle to the running actor.
+#[derive(Debug)]
+pub struct ManifestHandle {
+    /// The mailbox.
+    pub mailbox: MailboxSender<ManifestMsg>,
+    /// The thread, joined on shutdown.
+    pub thread: JoinHandle<()>,
+}
+
+/// Starts the actor over an open, verified manifest.
+pub fn spawn(mut manifest: Manifest) -> std::io::Result<ManifestHandle> {
+    let (tx, rx) = mailbox::<ManifestMsg>(64);
+    let thread = std::thread::Builder::new()
+        .name("aedb-manifest".into())
+        .spawn(move || {
+            while let Some(msg) = rx.recv() {
+                match msg {
+                    ManifestMsg::Record { records, reply } => {
+                        let result = records
+                            .iter()
+                            .try_for_each(|r| manifest.append(r))
+                            .map_err(Arc::new);
+                        reply.complete(result);
+                    }
+                    ManifestMsg::LiveState { reply } => {
+                        reply.complete(manifest.live_state().clone());
+                    }
+                }
+            }
+        })?;
+    Ok(ManifestHandle {
+        mailbox: tx,
+        thread,
+    })
+}

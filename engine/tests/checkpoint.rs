@@ -1,0 +1,167 @@
+//! Checkpoints end to end: sealed at rest, recovery from the newest checkpoint plus the
+//! WAL tail, retirement of old checkpoints and segments, fallback, and tampering.
+
+use aedb::{
+    AedbConfig, AedbInstance, Finality, KvKey, KvValue, Namespace, OpenError, StartError,
+    Transaction,
+};
+
+const KEY: [u8; 32] = [7; 32];
+const DATA_KEY: [u8; 32] = [9; 32];
+
+fn config() -> AedbConfig {
+    AedbConfig::production(KEY)
+        .with_checkpoint_key(DATA_KEY)
+        .segment_size(64 * 1024)
+}
+
+fn put(db: &AedbInstance, ns: &Namespace, i: u32, marker: &str) {
+    let tx = Transaction::new().kv_put(
+        ns,
+        KvKey::new(format!("k{i:05}")).unwrap(),
+        KvValue::new(format!("{marker}-{i:05}-{}", "x".repeat(200))).unwrap(),
+    );
+    db.commit_with(tx, Finality::Durable).unwrap();
+}
+
+fn setup(dir: &std::path::Path) -> (AedbInstance, Namespace) {
+    let db = AedbInstance::open(dir, config()).unwrap();
+    db.create_project("p").unwrap();
+    db.create_scope("p", "s").unwrap();
+    (db, Namespace::parse("p", "s").unwrap())
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn recovery_starts_from_the_newest_checkpoint_and_retires_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, ns) = setup(dir.path());
+    for round in 0..3u32 {
+        for i in 0..400 {
+            put(&db, &ns, round * 400 + i, "SECRETMARKER");
+        }
+        let report = db.checkpoint_now().unwrap();
+        assert_eq!(report.lsn, db.snapshot().lsn());
+        assert!(report.path.is_some());
+    }
+    // A second checkpoint with nothing new is a no-op.
+    assert!(db.checkpoint_now().unwrap().path.is_none());
+    for i in 1200..1300 {
+        put(&db, &ns, i, "SECRETMARKER");
+    }
+    let last = db.snapshot().lsn();
+    let metrics = db.operational_metrics();
+    assert_eq!(metrics.checkpoints, 3);
+    db.shutdown().unwrap();
+
+    // Two checkpoints kept; WAL segments behind the older one retired.
+    let ckpts = files_in(&dir.path().join("checkpoints"));
+    assert_eq!(ckpts.len(), 2, "{ckpts:?}");
+    // Nothing a user stored is in plaintext anywhere on disk.
+    for file in ckpts.iter().chain(files_in(&dir.path().join("wal")).iter()) {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(
+            !bytes.windows(12).any(|w| w == b"SECRETMARKER"),
+            "plaintext in {}",
+            file.display()
+        );
+    }
+
+    let db = AedbInstance::open(dir.path(), config()).unwrap();
+    assert_eq!(db.snapshot().lsn(), last);
+    // Only the tail after the newest checkpoint was replayed.
+    assert!(
+        db.recovery_report().frames_replayed <= 100 + 400,
+        "{:?}",
+        db.recovery_report().frames_replayed
+    );
+    let v = db.kv_get(&ns, "k00007").unwrap().unwrap();
+    assert!(v.value.as_bytes().starts_with(b"SECRETMARKER-00007"));
+    assert_eq!(db.snapshot().kv_len(&ns).unwrap(), 1300);
+    db.shutdown().unwrap();
+}
+
+#[test]
+fn a_tampered_newest_checkpoint_falls_back_to_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, ns) = setup(dir.path());
+    for round in 0..2u32 {
+        for i in 0..50 {
+            put(&db, &ns, round * 50 + i, "v");
+        }
+        db.checkpoint_now().unwrap();
+    }
+    for i in 100..120 {
+        put(&db, &ns, i, "v");
+    }
+    let last = db.snapshot().lsn();
+    db.shutdown().unwrap();
+    let ckpts = files_in(&dir.path().join("checkpoints"));
+    let newest = ckpts.last().unwrap();
+    let mut bytes = std::fs::read(newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(newest, &bytes).unwrap();
+
+    let db = AedbInstance::open(dir.path(), config()).unwrap();
+    assert_eq!(
+        db.snapshot().lsn(),
+        last,
+        "older checkpoint + WAL reach the same state"
+    );
+    assert_eq!(db.operational_metrics().recovery_checkpoint_fallbacks, 1);
+    assert_eq!(db.snapshot().kv_len(&ns).unwrap(), 120);
+    db.shutdown().unwrap();
+}
+
+#[test]
+fn wrong_keys_and_a_deleted_manifest_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, ns) = setup(dir.path());
+    put(&db, &ns, 1, "v");
+    db.checkpoint_now().unwrap();
+    db.shutdown().unwrap();
+
+    let wrong_manifest_key = AedbInstance::open(
+        dir.path(),
+        AedbConfig::production([8; 32]).with_checkpoint_key(DATA_KEY),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            wrong_manifest_key,
+            OpenError::Recovery(StartError::Manifest(_))
+        ),
+        "{wrong_manifest_key:?}"
+    );
+
+    let wrong_data_key = AedbInstance::open(
+        dir.path(),
+        AedbConfig::production(KEY).with_checkpoint_key([1; 32]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            wrong_data_key,
+            OpenError::Recovery(StartError::NoUsableCheckpoint { .. })
+        ),
+        "{wrong_data_key:?}"
+    );
+
+    std::fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    let missing = AedbInstance::open(dir.path(), config()).unwrap_err();
+    assert!(
+        matches!(
+            missing,
+            OpenError::Recovery(StartError::MissingManifest { .. })
+        ),
+        "{missing:?}"
+    );
+}
