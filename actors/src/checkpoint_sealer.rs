@@ -87,6 +87,11 @@ pub enum SealerMsg {
         /// Where the answer goes.
         reply: Completer<Result<CheckpointReport, CheckpointFailure>>,
     },
+    /// Start a new key epoch (`rotate_keys()`), then checkpoint under it.
+    Rotate {
+        /// Where the answer goes: the new epoch and the checkpoint taken under it.
+        reply: Completer<Result<(KeyEpoch, CheckpointReport), CheckpointFailure>>,
+    },
 }
 
 /// Everything the sealer needs, handed over at start.
@@ -137,6 +142,9 @@ pub fn spawn(ctx: SealerContext) -> std::io::Result<SealerHandle> {
             loop {
                 match rx.recv_timeout(poll) {
                     Recv::Message(SealerMsg::SealNow { reply }) => reply.complete(sealer.seal()),
+                    Recv::Message(SealerMsg::Rotate { reply }) => {
+                        reply.complete(sealer.rotate());
+                    }
                     Recv::TimedOut => {
                         if sealer.due()
                             && let Err(e) = sealer.seal()
@@ -214,6 +222,43 @@ impl Sealer {
         w.wait()
             .map_err(|_| CheckpointFailure::Closed)?
             .map_err(CheckpointFailure::Manifest)
+    }
+
+    /// Key rotation: records the new epoch in the manifest, switches the WAL to it,
+    /// and checkpoints under it when there is anything new to cover.
+    /// Older epochs stay decryptable (their masters stay with the provider) for the
+    /// files that still reference them.
+    fn rotate(&mut self) -> Result<(KeyEpoch, CheckpointReport), CheckpointFailure> {
+        let key_error = |e| CheckpointFailure::Key(Arc::new(e));
+        let epoch = self
+            .ctx
+            .epoch
+            .0
+            .next()
+            .ok_or_else(|| CheckpointFailure::Wal("key epochs exhausted".into()))?;
+        let master = self.ctx.keyring.current_data_master().map_err(key_error)?;
+        self.record(vec![ManifestRecord::KeyEpochChanged {
+            epoch,
+            master_key_id: master.to_string(),
+            at_unix_ms: crate::pipeline::now_unix_ms(),
+        }])?;
+        let cipher = self
+            .ctx
+            .keyring
+            .wal_key(self.ctx.database, epoch, &master)
+            .map_err(key_error)?
+            .map(|key| aedb_wal::WalCipher::new(key, epoch, self.ctx.database));
+        self.wal_control(|reply| WalControl::SetCipher { cipher, reply })?
+            .map_err(|e| CheckpointFailure::Wal(e.to_string()))?;
+        self.ctx.epoch = (epoch, master);
+        self.ctx
+            .metrics
+            .key_epoch
+            .store(u64::from(epoch.get()), Ordering::Relaxed);
+        // Checkpoint under the new epoch (a no-op when the newest checkpoint already
+        // covers every commit; the next one is then the first under the new epoch).
+        let report = self.seal()?;
+        Ok((epoch, report))
     }
 
     fn seal(&mut self) -> Result<CheckpointReport, CheckpointFailure> {

@@ -86,14 +86,39 @@ impl Keyring {
             .current_master()
     }
 
-    /// The manifest MAC key of `database`. The manifest is bound to the first epoch of
-    /// the manifest provider's current master.
+    /// The manifest MAC key of `database` under the manifest provider's current master.
     pub fn manifest_key(&self, database: DatabaseId) -> Result<SecretKey, KeyError> {
         let master = self.manifest.current_master()?;
+        self.manifest_key_under(database, &master)
+    }
+
+    fn manifest_key_under(
+        &self,
+        database: DatabaseId,
+        master: &MasterKeyId,
+    ) -> Result<SecretKey, KeyError> {
         self.manifest.derive(
-            &master,
+            master,
             &DerivationRequest::new(KeyPurpose::Manifest, KeyEpoch::FIRST, database),
         )
+    }
+
+    /// Manifest keys to try when opening, newest master version first: the manifest
+    /// keeps the key of the master it was created under. Never empty.
+    pub fn manifest_key_candidates(
+        &self,
+        database: DatabaseId,
+    ) -> Result<Vec<SecretKey>, KeyError> {
+        let current = self.manifest.current_master()?;
+        let mut keys = vec![self.manifest_key_under(database, &current)?];
+        for version in (1..current.version()).rev() {
+            let older = MasterKeyId::new(current.alias(), version)?;
+            // Versions the provider no longer holds are simply not candidates.
+            if let Ok(key) = self.manifest_key_under(database, &older) {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
     }
 
     /// The checkpoint key for `epoch` (whose master the manifest records), or `None`

@@ -183,6 +183,8 @@ pub struct EngineMetrics {
     pub checkpoint_bytes: AtomicU64,
     /// Duration of the newest checkpoint, microseconds.
     pub checkpoint_micros: AtomicU64,
+    /// The current key epoch.
+    pub key_epoch: AtomicU64,
 }
 
 impl EngineMetrics {
@@ -229,6 +231,7 @@ impl EngineMetrics {
             checkpoint_lsn: self.checkpoint_lsn.load(Relaxed),
             checkpoint_bytes: self.checkpoint_bytes.load(Relaxed),
             checkpoint_micros: self.checkpoint_micros.load(Relaxed),
+            key_epoch: self.key_epoch.load(Relaxed),
         }
     }
 }
@@ -295,6 +298,8 @@ pub struct OperationalMetrics {
     pub checkpoint_bytes: u64,
     /// Duration of the newest checkpoint written since open, microseconds.
     pub checkpoint_micros: u64,
+    /// The current key epoch.
+    pub key_epoch: u64,
 }
 
 #[cfg(test)]

@@ -104,6 +104,9 @@ impl Pipeline {
             .current()
             .map(|(e, m)| (e, m.clone()))
             .ok_or(StartError::NoKeyEpoch)?;
+        metrics
+            .key_epoch
+            .store(u64::from(epoch.get()), Ordering::Relaxed);
         if let Some(key) = config.keyring.wal_key(database, epoch, &master)? {
             // New batches are sealed under the current epoch; recovery finds the key of
             // any epoch the log still holds through the manifest's epoch table.
@@ -213,6 +216,18 @@ impl Pipeline {
     /// The database's random identity (from the manifest).
     pub fn database_id(&self) -> DatabaseId {
         self.database
+    }
+
+    /// Starts a new key epoch: recorded in the manifest, new WAL batches and a fresh
+    /// checkpoint sealed under it. Returns the new epoch.
+    pub fn rotate_keys(&self) -> Result<(KeyEpoch, CheckpointReport), CheckpointFailure> {
+        let sealer = self.sealer.as_ref().ok_or(CheckpointFailure::Closed)?;
+        let (reply, waiter) = completion();
+        sealer
+            .mailbox
+            .send(SealerMsg::Rotate { reply })
+            .map_err(|_| CheckpointFailure::Closed)?;
+        waiter.wait().unwrap_or(Err(CheckpointFailure::Closed))
     }
 
     /// Writes a checkpoint of the newest published state now (off the commit path:
@@ -360,7 +375,7 @@ impl Drop for Pipeline {
 /// The WAL directory inside a data directory.
 pub const WAL_DIR: &str = "wal";
 
-fn now_unix_ms() -> u64 {
+pub(crate) fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -373,13 +388,23 @@ fn open_manifest(
     keyring: &Keyring,
 ) -> Result<(Manifest, EpochTable), StartError> {
     let path = data_dir.join(aedb_checkpoint::MANIFEST_FILE_NAME);
-    let manifest = if path.exists() {
+    let mut manifest = if path.exists() {
         let database = aedb_checkpoint::peek_database_id(&path)?;
-        let key = keyring.manifest_key(database)?;
-        // A torn final record is an append that crashed before its fsync returned, so
-        // nothing relied on it; anything else fails closed.
-        let (manifest, _records, _torn) = Manifest::open_and_repair_torn_tail(&path, key)?;
-        manifest
+        // The manifest stays keyed under the master it was created with; after the
+        // provider moves to a newer master version, older versions are tried.
+        let mut keys = keyring.manifest_key_candidates(database)?.into_iter();
+        loop {
+            let Some(key) = keys.next() else {
+                unreachable!("manifest_key_candidates returns at least the current key")
+            };
+            // A torn final record is an append that crashed before its fsync returned,
+            // so nothing relied on it; anything else fails closed.
+            match Manifest::open_and_repair_torn_tail(&path, key) {
+                Ok((manifest, _records, _torn)) => break manifest,
+                Err(aedb_checkpoint::ManifestError::HeaderAuthFailed { .. }) if keys.len() > 0 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     } else {
         let has_wal = aedb_wal::segment_paths(wal_dir)
             .map(|s| !s.is_empty())
@@ -416,6 +441,20 @@ fn open_manifest(
             .parse()
             .map_err(|source| StartError::Key(Arc::new(source)))?;
         epochs.insert(*epoch, master);
+    }
+    // The provider was pointed at a new master version (HSM rotation runbook): start
+    // a new epoch under it; older epochs stay readable through their recorded masters.
+    let current = keyring.current_data_master()?;
+    if let Some((epoch, master)) = epochs.current()
+        && *master != current
+    {
+        let next = epoch.next().ok_or(StartError::NoKeyEpoch)?;
+        manifest.append(&ManifestRecord::KeyEpochChanged {
+            epoch: next,
+            master_key_id: current.to_string(),
+            at_unix_ms: now_unix_ms(),
+        })?;
+        epochs.insert(next, current);
     }
     Ok((manifest, epochs))
 }

@@ -157,6 +157,14 @@ impl LogSink for WalSink {
                 reply.complete(result);
             }
             WalControl::TakeSealed { reply } => reply.complete(self.writer.take_sealed_segments()),
+            WalControl::SetCipher { cipher, reply } => {
+                let result = self.writer.set_cipher(cipher).map_err(Arc::new);
+                if let Err(e) = &result {
+                    self.fail_stopped.store(true, Ordering::Release);
+                    eprintln!("aedb: switching the WAL key failed: {e}");
+                }
+                reply.complete(result);
+            }
         }
     }
 }
@@ -177,6 +185,13 @@ pub enum WalControl {
     TakeSealed {
         /// Where the answer goes.
         reply: Completer<Vec<aedb_wal::SealedSegment>>,
+    },
+    /// Seal batches from now on under `cipher` (a new key epoch).
+    SetCipher {
+        /// The new cipher.
+        cipher: Option<aedb_wal::WalCipher>,
+        /// Where the answer goes.
+        reply: Completer<Result<(), SharedWalError>>,
     },
 }
 

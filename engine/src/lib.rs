@@ -300,6 +300,15 @@ impl AedbInstance {
         self.pipeline.checkpoint_now()
     }
 
+    /// Rotates keys: starts a new key epoch (recorded in the manifest), seals new WAL
+    /// batches under it, and takes a checkpoint under it. Files sealed under older
+    /// epochs stay readable while the manifest references them; they are retired as
+    /// newer checkpoints make them redundant. Opening with a provider pointed at a new
+    /// master version (the HSM rotation runbook) starts a new epoch the same way.
+    pub fn rotate_keys(&self) -> Result<KeyEpoch, CheckpointFailure> {
+        self.pipeline.rotate_keys().map(|(epoch, _)| epoch)
+    }
+
     /// This database's random identity, fixed at creation and bound into every
     /// sealed file.
     pub fn database_id(&self) -> DatabaseId {

@@ -165,3 +165,80 @@ fn wrong_keys_and_a_deleted_manifest_are_refused() {
         "{missing:?}"
     );
 }
+
+#[test]
+fn rotated_keys_keep_every_epoch_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, ns) = setup(dir.path());
+    assert_eq!(db.operational_metrics().key_epoch, 1);
+    for i in 0..50 {
+        put(&db, &ns, i, "epoch1");
+    }
+    let epoch = db.rotate_keys().unwrap();
+    assert_eq!(epoch.get(), 2);
+    assert_eq!(db.operational_metrics().key_epoch, 2);
+    // The WAL now holds batches of both epochs after the rotation's checkpoint.
+    for i in 50..100 {
+        put(&db, &ns, i, "epoch2");
+    }
+    assert_eq!(db.rotate_keys().unwrap().get(), 3);
+    for i in 100..120 {
+        put(&db, &ns, i, "epoch3");
+    }
+    let last = db.snapshot().lsn();
+    db.shutdown().unwrap();
+
+    let db = AedbInstance::open(dir.path(), config()).unwrap();
+    assert_eq!(db.snapshot().lsn(), last);
+    assert_eq!(db.operational_metrics().key_epoch, 3);
+    assert_eq!(db.snapshot().kv_len(&ns).unwrap(), 120);
+    let v = db.kv_get(&ns, "k00060").unwrap().unwrap();
+    assert!(v.value.as_bytes().starts_with(b"epoch2-00060"));
+    db.shutdown().unwrap();
+}
+
+#[test]
+fn a_provider_pointed_at_a_new_master_version_starts_a_new_epoch() {
+    use aedb::InMemoryKeyProvider;
+    use std::sync::Arc;
+    let v1 = || InMemoryKeyProvider::new("hsm-like", [3; 32]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config_v1 = || {
+        AedbConfig::production(KEY)
+            .with_key_provider(Arc::new(v1()))
+            .segment_size(64 * 1024)
+    };
+    let db = AedbInstance::open(dir.path(), config_v1()).unwrap();
+    db.create_project("p").unwrap();
+    db.create_scope("p", "s").unwrap();
+    let ns = Namespace::parse("p", "s").unwrap();
+    for i in 0..30 {
+        put(&db, &ns, i, "v1");
+    }
+    db.checkpoint_now().unwrap();
+    put(&db, &ns, 30, "v1");
+    db.shutdown().unwrap();
+
+    // Redeploy pointed at master v2 (v1 still held, as an HSM keeps old versions).
+    let v2 = Arc::new(v1().with_version(2, [4; 32]).unwrap());
+    let config_v2 = AedbConfig::production(KEY)
+        .with_key_provider(v2)
+        .segment_size(64 * 1024);
+    let db = AedbInstance::open(dir.path(), config_v2).unwrap();
+    assert_eq!(db.operational_metrics().key_epoch, 2);
+    assert_eq!(db.snapshot().kv_len(&ns).unwrap(), 31);
+    put(&db, &ns, 31, "v2");
+    db.checkpoint_now().unwrap();
+    db.shutdown().unwrap();
+
+    // Without the old master version the database cannot be opened: a typed error.
+    let only_v2 = Arc::new(InMemoryKeyProvider::new("hsm-like", [4; 32]).unwrap());
+    let err = AedbInstance::open(
+        dir.path(),
+        AedbConfig::production(KEY)
+            .with_key_provider(only_v2)
+            .segment_size(64 * 1024),
+    )
+    .unwrap_err();
+    assert!(matches!(err, OpenError::Recovery(_)), "{err:?}");
+}
