@@ -37,6 +37,7 @@
 
 mod config;
 mod error;
+mod golden;
 mod lock;
 
 use std::future::Future;
@@ -62,6 +63,7 @@ pub use error::{
     ApplyError, CommitError, CommitErrorExt, ConfigError, Error, LimitError, LockError, NameError,
     OpenError, ReadError, StartError,
 };
+pub use golden::{GoldenCapsule, GoldenMismatch, golden_capsules};
 
 use lock::DirLock;
 

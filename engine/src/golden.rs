@@ -1,0 +1,197 @@
+//! `golden_capsules()`: fixed-input fixtures of every on-disk format, pinned byte for
+//! byte, so wire compatibility is checked after any change — and after key rotation
+//! (the IHP runbook: "validate with `golden_capsules()`").
+//!
+//! Each capsule is produced by the current code from fixed inputs (keys, nonces,
+//! clocks, payloads — named in its description) and compared with the bytes committed
+//! under `engine/golden/` (WAL and model formats) or `checkpoint/tests/golden/`
+//! (checkpoint and manifest formats, pinned by that crate's own test). `verify()` also
+//! decodes the bytes with the current decoder.
+
+use aedb_keys::SecretKey;
+use aedb_model::CommitRecord;
+use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use aedb_wal::{FrameKind, SegmentHash, SegmentHeader, SegmentSeq};
+
+/// One pinned fixture.
+pub struct GoldenCapsule {
+    /// Stable name.
+    pub name: String,
+    /// The format and the fixed inputs it was produced from.
+    pub description: String,
+    /// What the current code produces from those inputs.
+    pub bytes: Vec<u8>,
+    /// The committed bytes the output must equal, when pinned here (`None` when the
+    /// owning crate pins it in its own golden test).
+    pub pinned_hex: Option<&'static str>,
+    decode: Decoder,
+}
+
+/// Decodes a capsule's bytes and checks they mean what the inputs said.
+type Decoder = Box<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
+
+impl std::fmt::Debug for GoldenCapsule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GoldenCapsule")
+            .field("name", &self.name)
+            .field("description", &self.description)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// A capsule no longer matches its pinned bytes or no longer decodes.
+#[derive(Debug, thiserror::Error)]
+#[error("golden capsule {name}: {problem}")]
+pub struct GoldenMismatch {
+    /// The capsule.
+    pub name: String,
+    /// What differs.
+    pub problem: String,
+}
+
+impl GoldenCapsule {
+    /// Checks the bytes against the pinned fixture and decodes them.
+    pub fn verify(&self) -> Result<(), GoldenMismatch> {
+        let fail = |problem: String| GoldenMismatch {
+            name: self.name.clone(),
+            problem,
+        };
+        if let Some(hex_text) = self.pinned_hex {
+            let pinned = hex::decode(hex_text.trim())
+                .map_err(|e| fail(format!("pinned fixture is not hex: {e}")))?;
+            if pinned != self.bytes {
+                return Err(fail(format!(
+                    "current code produces {} bytes that differ from the pinned {} bytes",
+                    self.bytes.len(),
+                    pinned.len()
+                )));
+            }
+        }
+        (self.decode)(&self.bytes).map_err(fail)
+    }
+}
+
+const GOLDEN_KEY: [u8; 32] = [0x42; 32];
+const GOLDEN_DB: [u8; 16] = [
+    0xA0, 0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xAF,
+];
+const GOLDEN_NONCE: [u8; 24] = [0x60; 24];
+
+fn wal_frame() -> GoldenCapsule {
+    let mut bytes = Vec::new();
+    let _ = aedb_wal::encode_frame(Lsn::new(42), FrameKind::Commit, b"golden", &mut bytes);
+    GoldenCapsule {
+        name: "wal_frame_v1".into(),
+        description: "WAL frame v1: Commit, LSN 42, payload \"golden\"".into(),
+        bytes,
+        pinned_hex: Some(include_str!("../golden/wal_frame_v1.hex")),
+        decode: Box::new(|b| {
+            let f = aedb_wal::decode_frame(b).map_err(|e| e.to_string())?;
+            (f.lsn == Lsn::new(42) && f.payload == b"golden")
+                .then_some(())
+                .ok_or_else(|| "decoded to different content".into())
+        }),
+    }
+}
+
+fn wal_segment_header() -> GoldenCapsule {
+    let header = SegmentHeader {
+        version: 1,
+        seq: SegmentSeq::new(3),
+        base_lsn: Lsn::new(1000),
+        prev_hash: SegmentHash([0xAB; 32]),
+    };
+    GoldenCapsule {
+        name: "wal_segment_header_v1".into(),
+        description: "WAL segment header v1: seq 3, base LSN 1000, prev hash 0xAB*32".into(),
+        bytes: header.encode().to_vec(),
+        pinned_hex: Some(include_str!("../golden/wal_segment_header_v1.hex")),
+        decode: Box::new(move |b| {
+            let h = SegmentHeader::decode(b).map_err(|e| e.to_string())?;
+            (h == header)
+                .then_some(())
+                .ok_or_else(|| "decoded to a different header".into())
+        }),
+    }
+}
+
+fn wal_sealed_batch() -> GoldenCapsule {
+    let key = || SecretKey::new(GOLDEN_KEY);
+    let db = DatabaseId::from_bytes(GOLDEN_DB);
+    let records: [&[u8]; 3] = [b"alpha", b"beta", b"gamma"];
+    let bytes = aedb_wal::seal_batch(
+        &key(),
+        KeyEpoch::new(7),
+        db,
+        SegmentSeq::new(3),
+        Lsn::new(100),
+        GOLDEN_NONCE,
+        &records,
+    )
+    .unwrap_or_default();
+    GoldenCapsule {
+        name: "wal_sealed_batch_v1".into(),
+        description: "WAL sealed batch v1: key 0x42*32, epoch 7, db a0..af, segment 3, \
+                      LSNs 100..=102, nonce 0x60*24, records alpha/beta/gamma"
+            .into(),
+        bytes,
+        pinned_hex: Some(include_str!("../golden/wal_sealed_batch_v1.hex")),
+        decode: Box::new(move |b| {
+            let f = aedb_wal::decode_frame(b).map_err(|e| e.to_string())?;
+            let opened =
+                aedb_wal::open_sealed_batch(f.payload, f.lsn, SegmentSeq::new(3), db, &key())
+                    .map_err(|e| e.to_string())?;
+            let got: Vec<Vec<u8>> = opened.to_vec().into_iter().map(|(_, r)| r).collect();
+            (got == records.map(<[u8]>::to_vec))
+                .then_some(())
+                .ok_or_else(|| "opened to different records".into())
+        }),
+    }
+}
+
+fn model_records() -> Vec<GoldenCapsule> {
+    include_str!("../../model/tests/fixtures/records-v1.hex")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .enumerate()
+        .map(|(i, line)| {
+            let pinned = hex::decode(line).unwrap_or_default();
+            let bytes = CommitRecord::decode(&pinned)
+                .map(|r| r.to_bytes())
+                .unwrap_or_default();
+            GoldenCapsule {
+                name: format!("commit_record_v1_{i}"),
+                description: format!(
+                    "commit record v1 #{i} of model/tests/fixtures/records-v1.hex, re-encoded"
+                ),
+                bytes,
+                pinned_hex: Some(line),
+                decode: Box::new(|b| {
+                    CommitRecord::decode(b)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Every golden fixture: WAL frame, segment header and sealed batch; commit records;
+/// sealed and plaintext checkpoints; manifest header and every record type.
+pub fn golden_capsules() -> Vec<GoldenCapsule> {
+    let mut out = vec![wal_frame(), wal_segment_header(), wal_sealed_batch()];
+    out.extend(model_records());
+    out.extend(aedb_checkpoint::golden_fixtures().into_iter().map(|f| {
+        let bytes = f.bytes.clone();
+        GoldenCapsule {
+            name: f.name.clone(),
+            description: f.description.clone(),
+            bytes,
+            pinned_hex: None,
+            decode: Box::new(move |_| f.verify_decodes().map_err(|e| e.to_string())),
+        }
+    }));
+    out
+}
