@@ -280,7 +280,7 @@ pub struct OperationalMetrics {
     pub durable_lsn: u64,
     /// Highest LSN visible to readers (the visible head).
     pub visible_lsn: u64,
-    /// Frames replayed by the last recovery.
+    /// Commits the last recovery replayed from the WAL on top of its checkpoint.
     pub recovery_frames: u64,
     /// Duration of the last recovery, microseconds.
     pub recovery_micros: u64,

@@ -131,7 +131,7 @@ impl Pipeline {
         check_segments_against_manifest(&recovered, &manifest)?;
         metrics
             .recovery_frames
-            .store(recovered.frames_replayed, Ordering::Relaxed);
+            .store(state.lsn().get() - checkpoint_lsn.get(), Ordering::Relaxed);
         metrics
             .recovery_torn_tail_bytes
             .store(recovered.torn_tail_bytes(), Ordering::Relaxed);

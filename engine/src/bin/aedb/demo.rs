@@ -37,9 +37,14 @@ pub struct DemoArgs {
     finality: String,
 }
 
-/// The demo's fixed key. The demo's data is not secret; real deployments inject
-/// their key from a secret manager.
+/// The demo's fixed keys. The demo's data is not secret; real deployments inject
+/// their keys from a secret manager or use an HSM key provider.
 const DEMO_KEY: [u8; 32] = *b"aedb-demo-key-not-for-production";
+const DEMO_DATA_KEY: [u8; 32] = *b"aedb-demo-data-key-not-for-prod!";
+
+fn demo_config() -> AedbConfig {
+    AedbConfig::production(DEMO_KEY).with_checkpoint_key(DEMO_DATA_KEY)
+}
 
 const PROJECT: &str = "ledger";
 const SCOPE: &str = "main";
@@ -65,10 +70,7 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
         _ => Finality::Durable,
     };
     println!("aedb demo: ledger in {}", args.data_dir.display());
-    let db = Arc::new(AedbInstance::open(
-        &args.data_dir,
-        AedbConfig::production(DEMO_KEY),
-    )?);
+    let db = Arc::new(AedbInstance::open(&args.data_dir, demo_config())?);
     let ns = Namespace::parse(PROJECT, SCOPE).map_err(aedb::Error::from)?;
     let table = TableName::new(TRANSFERS).map_err(aedb::Error::from)?;
     let expected_total = setup(&db, &ns, &table, &args)?;
@@ -83,11 +85,22 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
 
     let db =
         Arc::try_unwrap(db).map_err(|_| CliError::Integrity("instance still shared".into()))?;
+    let started = Instant::now();
+    let checkpoint = db
+        .checkpoint_now()
+        .map_err(|e| CliError::Integrity(format!("checkpoint failed: {e}")))?;
+    println!(
+        "checkpoint at lsn {}: {} bytes sealed (XChaCha20-Poly1305) in {:.1} ms; retired {} WAL segments",
+        checkpoint.lsn,
+        checkpoint.bytes,
+        started.elapsed().as_secs_f64() * 1e3,
+        checkpoint.retired_segments
+    );
     db.shutdown()?;
 
     // Reopen: everything acknowledged must have survived, and money is conserved.
     let started = Instant::now();
-    let db = AedbInstance::open(&args.data_dir, AedbConfig::production(DEMO_KEY))?;
+    let db = AedbInstance::open(&args.data_dir, demo_config())?;
     let reopen = started.elapsed();
     let snap = db.snapshot();
     let mut total: u128 = 0;
@@ -100,9 +113,9 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
     }
     let rows_after = snap.table_len(&ns, &table).map_err(aedb::Error::from)? as u64;
     println!(
-        "reopened in {:.1} ms ({} WAL frames replayed)",
+        "reopened in {:.1} ms from the checkpoint ({} WAL frames replayed after it)",
         reopen.as_secs_f64() * 1e3,
-        db.recovery_report().frames_replayed
+        db.operational_metrics().recovery_frames
     );
     if total != u128::from(expected_total) {
         return Err(CliError::Integrity(format!(
