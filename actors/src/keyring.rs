@@ -61,15 +61,7 @@ impl Keyring {
         epoch: KeyEpoch,
         master: &MasterKeyId,
     ) -> Result<Option<SecretKey>, KeyError> {
-        match &self.data {
-            None => Ok(None),
-            Some(p) => p
-                .derive(
-                    master,
-                    &DerivationRequest::new(KeyPurpose::Wal, epoch, database),
-                )
-                .map(Some),
-        }
+        self.data_key(KeyPurpose::Wal, database, epoch, master)
     }
 
     /// Whether checkpoints (and WAL batches) are sealed.
@@ -129,15 +121,20 @@ impl Keyring {
         epoch: KeyEpoch,
         master: &MasterKeyId,
     ) -> Result<Option<SecretKey>, KeyError> {
-        match &self.data {
-            None => Ok(None),
-            Some(p) => p
-                .derive(
-                    master,
-                    &DerivationRequest::new(KeyPurpose::Checkpoint, epoch, database),
-                )
-                .map(Some),
-        }
+        self.data_key(KeyPurpose::Checkpoint, database, epoch, master)
+    }
+
+    fn data_key(
+        &self,
+        purpose: KeyPurpose,
+        database: DatabaseId,
+        epoch: KeyEpoch,
+        master: &MasterKeyId,
+    ) -> Result<Option<SecretKey>, KeyError> {
+        self.data
+            .as_ref()
+            .map(|p| p.derive(master, &DerivationRequest::new(purpose, epoch, database)))
+            .transpose()
     }
 }
 

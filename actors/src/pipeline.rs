@@ -15,10 +15,10 @@ use actix::dev::SendError;
 use actix::{Actor, Addr, MailboxError};
 use aedb_checkpoint::{Manifest, ManifestRecord};
 use aedb_model::{CommitRecord, State};
-use aedb_sync::SnapshotCell;
 use aedb_sync::completion::completion;
 use aedb_sync::group_commit::{GroupCommitError, LoopConfig};
 use aedb_sync::mailbox::MailboxSender;
+use aedb_sync::{Completer, SnapshotCell};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use aedb_wal::{
     FrameKind, RecoveredWal, RecoveryMode, WalCipher, WalConfig, WalKeyring, WalWriter,
@@ -221,23 +221,24 @@ impl Pipeline {
     /// Starts a new key epoch: recorded in the manifest, new WAL batches and a fresh
     /// checkpoint sealed under it. Returns the new epoch.
     pub fn rotate_keys(&self) -> Result<(KeyEpoch, CheckpointReport), CheckpointFailure> {
-        let sealer = self.sealer.as_ref().ok_or(CheckpointFailure::Closed)?;
-        let (reply, waiter) = completion();
-        sealer
-            .mailbox
-            .send(SealerMsg::Rotate { reply })
-            .map_err(|_| CheckpointFailure::Closed)?;
-        waiter.wait().unwrap_or(Err(CheckpointFailure::Closed))
+        self.ask_sealer(|reply| SealerMsg::Rotate { reply })
     }
 
     /// Writes a checkpoint of the newest published state now (off the commit path:
     /// commits continue meanwhile) and retires what it makes redundant.
     pub fn checkpoint_now(&self) -> Result<CheckpointReport, CheckpointFailure> {
+        self.ask_sealer(|reply| SealerMsg::SealNow { reply })
+    }
+
+    fn ask_sealer<T>(
+        &self,
+        make: impl FnOnce(Completer<Result<T, CheckpointFailure>>) -> SealerMsg,
+    ) -> Result<T, CheckpointFailure> {
         let sealer = self.sealer.as_ref().ok_or(CheckpointFailure::Closed)?;
         let (reply, waiter) = completion();
         sealer
             .mailbox
-            .send(SealerMsg::SealNow { reply })
+            .send(make(reply))
             .map_err(|_| CheckpointFailure::Closed)?;
         waiter.wait().unwrap_or(Err(CheckpointFailure::Closed))
     }
