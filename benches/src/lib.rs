@@ -537,3 +537,37 @@ impl CpuSample {
         out
     }
 }
+
+/// The at-rest data key the sealed-state benchmarks pass to
+/// `AedbConfig::with_checkpoint_key` (WAL batches and checkpoints sealed with
+/// XChaCha20-Poly1305).
+pub const DATA_KEY: [u8; 32] = [0x42; 32];
+
+/// The production profile, at-rest encryption on when `sealed` ([`DATA_KEY`]), with
+/// automatic checkpoints pushed out of reach so that only `checkpoint_now()` takes them.
+pub fn sealed_production(sealed: bool) -> AedbConfig {
+    let config = no_checkpoint_production();
+    if sealed {
+        config.with_checkpoint_key(DATA_KEY)
+    } else {
+        config
+    }
+}
+
+/// Opens [`sealed_production`] in `dir` and creates the benchmark namespace if needed.
+pub fn open_sealed(dir: &Path, sealed: bool) -> AedbInstance {
+    let db = AedbInstance::open(dir, sealed_production(sealed)).expect("open sealed production");
+    ensure_namespace(&db);
+    db
+}
+
+/// CPU time of the calling thread in nanoseconds (first field of
+/// `/proc/thread-self/schedstat`), or 0 where that is unavailable. Unlike wall time it
+/// does not count the time the thread waited for a core, so it holds up on a loaded
+/// machine.
+pub fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
