@@ -28,6 +28,9 @@ RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \
 step "fuzz every decoder (bounded)"
 AEDB_FUZZ_SECONDS="${AEDB_FUZZ_SECONDS:-10}" bash scripts/fuzz.sh
 
+step "restore drill (security runbook section 4)"
+bash scripts/restore-drill.sh
+
 step "benchmarks compile"
 cargo check -p aedb-benches --benches
 

@@ -55,6 +55,9 @@ pub enum StartError {
     /// A key could not be derived or a recorded master key id is invalid.
     #[error("key error: {0}")]
     Key(Arc<aedb_keys::KeyError>),
+    /// A checkpoint file could not be listed or removed.
+    #[error(transparent)]
+    Checkpoint(#[from] aedb_checkpoint::CheckpointError),
     /// The manifest records no key epoch.
     #[error("the manifest records no key epoch")]
     NoKeyEpoch,

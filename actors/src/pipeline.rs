@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use actix::dev::SendError;
 use actix::{Actor, Addr, MailboxError};
-use aedb_checkpoint::{Manifest, ManifestRecord};
+use aedb_checkpoint::{LiveState, Manifest, ManifestRecord};
 use aedb_model::{CommitRecord, State};
 use aedb_sync::completion::completion;
-use aedb_sync::group_commit::{GroupCommitError, LoopConfig};
+use aedb_sync::group_commit::{GroupCommitError, LoopConfig, WriterMsg};
 use aedb_sync::mailbox::MailboxSender;
 use aedb_sync::{Completer, SnapshotCell};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
@@ -30,10 +30,10 @@ use crate::checkpoint_sealer::{
 };
 use crate::error::{CommitError, FrameReplayError, StartError};
 use crate::keyring::{EpochTable, Keyring};
-use crate::manifest_chain::{self, ManifestHandle};
+use crate::manifest_chain::{self, ManifestHandle, ManifestMsg};
 use crate::metrics::{EngineMetrics, ErrorCause, OperationalMetrics};
 use crate::sequencer::{Commit, CommitOutcome, Finality, Flush, Request, Sequencer, Stop};
-use crate::wal_writer::{self, WalMsg};
+use crate::wal_writer::{self, WalBackupView, WalControl, WalMsg};
 
 /// Knobs of the pipeline (validated by the engine's `AedbConfig`).
 #[derive(Clone, Debug)]
@@ -100,6 +100,7 @@ impl Pipeline {
         let wal_dir = data_dir.join(WAL_DIR);
         let (manifest, epochs) = open_manifest(data_dir, &wal_dir, &config.keyring)?;
         let database = manifest.database_id();
+        remove_unrecorded_checkpoints(data_dir, &manifest)?;
         let (epoch, master) = epochs
             .current()
             .map(|(e, m)| (e, m.clone()))
@@ -241,6 +242,46 @@ impl Pipeline {
             .send(make(reply))
             .map_err(|_| CheckpointFailure::Closed)?;
         waiter.wait().unwrap_or(Err(CheckpointFailure::Closed))
+    }
+
+    /// Opens every WAL segment at a barrier (everything sequenced before it is synced
+    /// first) and reports the durable position: what a hot backup copies.
+    pub fn wal_backup_view(&self) -> Result<WalBackupView, CheckpointFailure> {
+        let wal = self.wal_mailbox.as_ref().ok_or(CheckpointFailure::Closed)?;
+        let (reply, waiter) = completion();
+        wal.send(WriterMsg::Control(WalControl::BackupView { reply }))
+            .map_err(|_| CheckpointFailure::Closed)?;
+        waiter
+            .wait()
+            .map_err(|_| CheckpointFailure::Closed)?
+            .map_err(|e| CheckpointFailure::Wal(e.to_string()))
+    }
+
+    /// A copy of the live state the manifest describes (checkpoints, sealed segments,
+    /// key epochs, backups).
+    pub fn manifest_live_state(&self) -> Result<LiveState, CheckpointFailure> {
+        let manifest = self.manifest.as_ref().ok_or(CheckpointFailure::Closed)?;
+        let (reply, waiter) = completion();
+        manifest
+            .mailbox
+            .send(ManifestMsg::LiveState { reply })
+            .map_err(|_| CheckpointFailure::Closed)?;
+        waiter.wait().map_err(|_| CheckpointFailure::Closed)
+    }
+
+    /// Appends `records` to the manifest (durable before it returns), for example
+    /// `BackupTaken`.
+    pub fn record_manifest(&self, records: Vec<ManifestRecord>) -> Result<(), CheckpointFailure> {
+        let manifest = self.manifest.as_ref().ok_or(CheckpointFailure::Closed)?;
+        let (reply, waiter) = completion();
+        manifest
+            .mailbox
+            .send(ManifestMsg::Record { records, reply })
+            .map_err(|_| CheckpointFailure::Closed)?;
+        waiter
+            .wait()
+            .map_err(|_| CheckpointFailure::Closed)?
+            .map_err(CheckpointFailure::Manifest)
     }
 
     /// Sequences `request` and waits for its finality.
@@ -460,9 +501,26 @@ fn open_manifest(
     Ok((manifest, epochs))
 }
 
-/// Loads the newest checkpoint that authenticates; returns the state (empty without
-/// checkpoints) and how many newer checkpoints were skipped.
-fn load_newest_checkpoint(
+/// Deletes checkpoint files the manifest does not record: half-written temporaries of a
+/// seal that crashed, and files renamed into place whose `CheckpointAdded` never became
+/// durable. Nothing ever relied on either, and a leftover file would block the next
+/// checkpoint at the same LSN.
+fn remove_unrecorded_checkpoints(data_dir: &Path, manifest: &Manifest) -> Result<(), StartError> {
+    aedb_checkpoint::remove_stale_temp_files(data_dir)?;
+    let recorded = manifest.live_state().checkpoints();
+    for entry in aedb_checkpoint::list_checkpoints(data_dir)? {
+        if !recorded.contains_key(&entry.lsn) {
+            aedb_checkpoint::remove_checkpoint(data_dir, entry.lsn)?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads the newest checkpoint of `data_dir` that authenticates and matches the hash the
+/// manifest recorded; returns the state (empty without checkpoints) and how many newer
+/// checkpoints were skipped. Read-only: recovery, `aedb verify` and `check invariants`
+/// share it.
+pub fn load_newest_checkpoint(
     data_dir: &Path,
     database: DatabaseId,
     manifest: &Manifest,
@@ -553,35 +611,7 @@ fn recover_wal(
     }
     let mut expected = base.next();
     let (recovered, writer) = aedb_wal::recover(wal_dir, &config.wal, config.recovery, |frame| {
-        if frame.lsn <= base {
-            return Ok(()); // covered by the checkpoint
-        }
-        if frame.lsn != expected {
-            return Err(FrameReplayError::Gap {
-                expected,
-                found: frame.lsn,
-            });
-        }
-        expected = frame.lsn.next();
-        if frame.kind != FrameKind::Commit {
-            return Err(FrameReplayError::UnsupportedKind {
-                lsn: frame.lsn,
-                kind: frame.kind,
-            });
-        }
-        let record =
-            CommitRecord::decode(frame.payload).map_err(|source| FrameReplayError::Decode {
-                lsn: frame.lsn,
-                source,
-            })?;
-        // In place: a replay error aborts the open, so per-record atomicity (and its
-        // copying) buys nothing here.
-        state
-            .replay_in_place(&record, frame.lsn)
-            .map_err(|source| FrameReplayError::Replay {
-                lsn: frame.lsn,
-                source,
-            })
+        replay_commit_frame(state, base, &mut expected, &frame)
     })?;
     if recovered.last_lsn < base {
         return Err(StartError::WalBehindCheckpoint {
@@ -592,8 +622,50 @@ fn recover_wal(
     Ok((recovered, writer))
 }
 
-/// Every sealed segment the manifest recorded must hash to what it recorded.
-fn check_segments_against_manifest(
+/// Replays one recovered WAL frame into `state`: frames at or below `base` (covered by
+/// the checkpoint the state was loaded from) are skipped; the rest must be dense from
+/// `*expected` on (advanced here), `Commit` frames, and decode and replay cleanly. The
+/// one replay rule shared by recovery, restore and the offline checks.
+pub fn replay_commit_frame(
+    state: &mut State,
+    base: Lsn,
+    expected: &mut Lsn,
+    frame: &aedb_wal::DecodedFrame<'_>,
+) -> Result<(), FrameReplayError> {
+    if frame.lsn <= base {
+        return Ok(()); // covered by the checkpoint
+    }
+    if frame.lsn != *expected {
+        return Err(FrameReplayError::Gap {
+            expected: *expected,
+            found: frame.lsn,
+        });
+    }
+    *expected = frame.lsn.next();
+    if frame.kind != FrameKind::Commit {
+        return Err(FrameReplayError::UnsupportedKind {
+            lsn: frame.lsn,
+            kind: frame.kind,
+        });
+    }
+    let record =
+        CommitRecord::decode(frame.payload).map_err(|source| FrameReplayError::Decode {
+            lsn: frame.lsn,
+            source,
+        })?;
+    // In place: a replay error aborts the open, so per-record atomicity (and its
+    // copying) buys nothing here.
+    state
+        .replay_in_place(&record, frame.lsn)
+        .map_err(|source| FrameReplayError::Replay {
+            lsn: frame.lsn,
+            source,
+        })
+}
+
+/// Every sealed segment the manifest recorded must hash to what it recorded (the
+/// recovery check, shared with the offline checks).
+pub fn check_segments_against_manifest(
     recovered: &RecoveredWal,
     manifest: &Manifest,
 ) -> Result<(), StartError> {

@@ -157,6 +157,7 @@ impl LogSink for WalSink {
                 reply.complete(result);
             }
             WalControl::TakeSealed { reply } => reply.complete(self.writer.take_sealed_segments()),
+            WalControl::BackupView { reply } => reply.complete(self.backup_view()),
             WalControl::SetCipher { cipher, reply } => {
                 let result = self.writer.set_cipher(cipher).map_err(Arc::new);
                 if let Err(e) = &result {
@@ -167,6 +168,41 @@ impl LogSink for WalSink {
             }
         }
     }
+}
+
+impl WalSink {
+    /// Opens every segment file of the log at this instant (on the writer thread, so no
+    /// rotation or retirement runs meanwhile) and reports the durable position.
+    fn backup_view(&self) -> Result<WalBackupView, std::io::Error> {
+        let segments = aedb_wal::segment_paths(self.writer.dir())
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .into_iter()
+            .map(|(seq, path)| {
+                let file = std::fs::File::open(&path)?;
+                Ok((seq, path, file))
+            })
+            .collect::<Result<Vec<_>, std::io::Error>>()?;
+        Ok(WalBackupView {
+            segments,
+            active: self.writer.segment_seq(),
+            synced_lsn: self.writer.synced_lsn(),
+        })
+    }
+}
+
+/// The WAL as a hot backup sees it at a barrier: every segment file, opened on the
+/// writer thread (an open handle keeps a segment readable even if a later checkpoint
+/// retires it), which one is active, and the highest LSN already synced. Sealed
+/// segments never change; the active one is stable up to the end of the frame carrying
+/// `synced_lsn`, and only that prefix may be copied.
+#[derive(Debug)]
+pub struct WalBackupView {
+    /// Every segment in sequence order, with an open read handle.
+    pub segments: Vec<(aedb_wal::SegmentSeq, std::path::PathBuf, std::fs::File)>,
+    /// The segment being appended.
+    pub active: aedb_wal::SegmentSeq,
+    /// Every frame up to this LSN is written and synced (durable unless sync is off).
+    pub synced_lsn: Lsn,
 }
 
 /// Owner-only maintenance of the WAL, run on the writer thread after everything
@@ -185,6 +221,11 @@ pub enum WalControl {
     TakeSealed {
         /// Where the answer goes.
         reply: Completer<Vec<aedb_wal::SealedSegment>>,
+    },
+    /// Report the log's files and durable position for a hot backup.
+    BackupView {
+        /// Where the answer goes.
+        reply: Completer<Result<WalBackupView, std::io::Error>>,
     },
     /// Seal batches from now on under `cipher` (a new key epoch).
     SetCipher {

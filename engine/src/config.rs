@@ -165,6 +165,19 @@ impl AedbConfig {
         }
     }
 
+    /// The provider the backup-manifest MAC key is derived from: the manifest provider,
+    /// or for the development profile (no key) a public, fixed development master, so
+    /// development backups are chained and checked against accidents but forgeable.
+    pub(crate) fn backup_key_provider(&self) -> Result<Arc<dyn KeyProvider>, aedb_keys::KeyError> {
+        match &self.manifest_provider {
+            Some(m) => Ok(m.clone()),
+            None => Ok(Arc::new(InMemoryKeyProvider::new(
+                "aedb-development-backup",
+                *b"aedb-development-backup-key-v1.0",
+            )?)),
+        }
+    }
+
     /// Finality of commits that do not ask for one.
     pub fn default_finality(mut self, finality: Finality) -> Self {
         self.default_finality = finality;

@@ -35,10 +35,13 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod backup;
 mod config;
 mod error;
 mod golden;
 mod lock;
+pub mod offline;
+pub mod parity;
 
 use std::future::Future;
 use std::ops::Deref;
@@ -58,6 +61,10 @@ pub use aedb_model::{
 };
 pub use aedb_types::Lsn;
 pub use aedb_wal::{FaultInjector, FaultMode, FaultPoint, RecoveredWal};
+pub use backup::{
+    BackupError, BackupKind, BackupManifest, BackupReport, RestoreOptions, RestoreReport,
+    restore_from_backup_chain,
+};
 pub use config::{AedbConfig, Profile, Recovery};
 pub use error::{
     ApplyError, CommitError, CommitErrorExt, ConfigError, Error, LimitError, LockError, NameError,
@@ -82,6 +89,7 @@ pub struct AedbInstance {
     default_finality: Finality,
     faults: FaultInjector,
     recovered: RecoveredWal,
+    backup_keys: Arc<dyn KeyProvider>,
     _lock: DirLock,
 }
 
@@ -139,8 +147,10 @@ impl AedbInstance {
             keyring: config.keyring().map_err(StartError::from)?,
             checkpoints: config.checkpoints,
         };
+        let backup_keys = config.backup_key_provider().map_err(StartError::from)?;
         let (pipeline, recovered) = Pipeline::start(&dir, pipeline_config)?;
         Ok(AedbInstance {
+            backup_keys,
             pipeline,
             dir,
             default_finality: config.default_finality,

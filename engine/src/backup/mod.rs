@@ -1,0 +1,1241 @@
+//! Hot backups forming an HMAC-authenticated hash chain, and strict restore.
+//!
+//! A **full** backup ([`AedbInstance::backup_full`]) takes a checkpoint, then copies the
+//! sealed checkpoint file and the WAL after it while commits continue: the WAL writer
+//! opens every segment at a barrier and reports the synced LSN, sealed segments are
+//! copied whole and the active one only up to the end of the synced frame (a copied
+//! active segment recovers like a segment whose tail is empty). An **incremental**
+//! backup ([`AedbInstance::backup_incremental`]) copies the WAL from the parent's last
+//! segment on. Files stay exactly as sealed on disk.
+//!
+//! Every backup directory holds `BACKUP`, a [`BackupManifest`] listing each file with its
+//! length and SHA-256, the LSN range, the key epochs, and the SHA-256 of the parent's
+//! `BACKUP`, closed by an HMAC-SHA256 under a backup subkey derived from the manifest key
+//! provider (purpose Manifest, context `aedb backup manifest v1`). Full plus incrementals
+//! thus form a hash chain: changing any byte of any file, even with its hash and the
+//! listing recomputed, breaks a MAC or a link.
+//!
+//! [`restore_from_backup_chain`] verifies all of that, replays the chain up to its end or
+//! a target LSN, and writes a fresh data directory (same database id, a new checkpoint
+//! at the restored LSN, an empty WAL continuing after it) that opens normally.
+
+mod manifest;
+
+use aedb_keys::KeyProvider;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use aedb_actors::keyring::EpochTable;
+use aedb_actors::wal_writer::WalBackupView;
+use aedb_actors::{CheckpointFailure, FrameReplayError};
+use aedb_checkpoint::{CheckpointMeta, CheckpointWriter, Manifest, ManifestRecord, OsNonceSource};
+use aedb_keys::{DerivationRequest, KeyError, KeyPurpose, MasterKeyId, SecretKey};
+use aedb_model::State;
+use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use aedb_wal::{RecoverError, RecoveryMode, SegmentHeader, WalConfig, WalKeyring};
+use sha2::{Digest, Sha256};
+
+pub use manifest::{
+    BACKUP_FORMAT_VERSION, BACKUP_MAC_LEN, BACKUP_MAGIC, BACKUP_MANIFEST_FILE, BackupFile,
+    BackupFileKind, BackupKind, BackupManifest, BackupManifestError, MAX_BACKUP_FILES,
+    UnverifiedBackupManifest, valid_file_name,
+};
+
+use crate::{AedbConfig, AedbInstance};
+
+/// The derivation context of the backup-manifest MAC key.
+pub const BACKUP_KEY_CONTEXT: &[u8] = b"aedb backup manifest v1";
+
+/// Why a backup or a restore failed. Every integrity failure has its own variant.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The restore target exists and is not empty.
+    #[error("restore target {0} is not empty: restore only into an empty directory")]
+    NonEmptyTarget(PathBuf),
+    /// A backup directory to write into is not empty.
+    #[error("backup directory {0} is not empty")]
+    NonEmptyBackupDir(PathBuf),
+    /// The chain is missing a backup: an incremental's parent is not among those given.
+    #[error(
+        "backup chain has a gap: {backup} continues a parent (manifest sha256 {parent}) that is not in the chain; add the missing incremental"
+    )]
+    MissingIncremental {
+        /// The backup whose parent is missing.
+        backup: PathBuf,
+        /// Hex SHA-256 of the missing parent's manifest.
+        parent: String,
+    },
+    /// The backups are not given in chain order (full first, then each child after its
+    /// parent), or the chain does not start with a full backup.
+    #[error("backup chain out of order at {backup}: {reason}")]
+    OutOfOrder {
+        /// The backup at the wrong position.
+        backup: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A backup belongs to another database.
+    #[error("{backup} is a backup of database {found}, but the chain is of database {expected}")]
+    ForeignBackup {
+        /// The backup.
+        backup: PathBuf,
+        /// The chain's database.
+        expected: DatabaseId,
+        /// The backup's database.
+        found: DatabaseId,
+    },
+    /// The configured keys are not the ones the backup was written with.
+    #[error("wrong key for {backup}: its manifest was authenticated under another key ({detail})")]
+    WrongKey {
+        /// The backup.
+        backup: PathBuf,
+        /// Which key.
+        detail: String,
+    },
+    /// A listed file is shorter than listed.
+    #[error("{path} is truncated: {found} bytes, the backup manifest lists {expected}")]
+    TruncatedFile {
+        /// The file.
+        path: PathBuf,
+        /// Listed length.
+        expected: u64,
+        /// Actual length.
+        found: u64,
+    },
+    /// A listed file is missing.
+    #[error("{0} is listed in the backup manifest but missing")]
+    MissingFile(PathBuf),
+    /// A file's content does not match the authenticated listing (or fails its own
+    /// authentication: sealed-batch tag, checkpoint chunk tag).
+    #[error("{path} was tampered with: {detail}")]
+    TamperedFile {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// A backup manifest does not authenticate, a parent link or LSN range does not
+    /// chain, or the WAL segment chain across backups is broken.
+    #[error("backup chain integrity failure at {path}: {detail}")]
+    ChainMismatch {
+        /// The manifest or file.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+    /// A backup manifest is malformed.
+    #[error("{path}: {source}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// The decoding error.
+        source: BackupManifestError,
+    },
+    /// The target LSN is outside what the chain covers.
+    #[error("target lsn {target} is outside the chain's range {first}..={last}")]
+    TargetOutOfRange {
+        /// Asked for.
+        target: Lsn,
+        /// The full backup's checkpoint LSN.
+        first: Lsn,
+        /// The chain's end.
+        last: Lsn,
+    },
+    /// No backups were given.
+    #[error("no backups given")]
+    EmptyChain,
+    /// The WAL the incremental needs has been retired since the parent was taken (or a
+    /// checkpoint retired it during a full backup): take a full backup.
+    #[error("the WAL needed since lsn {since} is no longer on disk ({detail}); take a full backup")]
+    WalRetired {
+        /// The LSN the backup had to start from.
+        since: Lsn,
+        /// What was missing.
+        detail: String,
+    },
+    /// Replaying the restored WAL failed.
+    #[error("WAL replay failed during restore: {0}")]
+    Replay(String),
+    /// The engine could not take the backup (checkpoint, WAL barrier, manifest).
+    #[error("the engine could not take the backup: {0}")]
+    Engine(#[from] CheckpointFailure),
+    /// A key could not be derived.
+    #[error("key derivation failed: {0}")]
+    Key(#[from] KeyError),
+    /// Writing the restored checkpoint or manifest failed.
+    #[error("writing the restored database failed: {0}")]
+    Write(String),
+    /// A file-system operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
+    let path = path.to_path_buf();
+    move |source| BackupError::Io { op, path, source }
+}
+
+/// Progress of a backup or restore: called with `(bytes done, bytes total)` as files
+/// are copied or verified.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+/// What a backup wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupReport {
+    /// The backup directory.
+    pub dir: PathBuf,
+    /// Its manifest.
+    pub manifest: BackupManifest,
+    /// SHA-256 of its `BACKUP` file (what a child's parent link holds).
+    pub manifest_sha256: [u8; 32],
+    /// Bytes copied (checkpoint and WAL).
+    pub bytes: u64,
+}
+
+/// How to restore.
+pub struct RestoreOptions {
+    /// Keys (and the profile of the restored database's checkpoint sealing).
+    pub config: AedbConfig,
+    /// Strict: every manifest MAC, parent link and file hash, the WAL segment chain and
+    /// every sealed-batch tag must verify, or nothing is restored. Non-strict (salvage)
+    /// still requires every manifest MAC and link and the checkpoint's hash, but reads
+    /// the WAL leniently: it restores up to the last frame that verifies.
+    pub strict: bool,
+    /// Restore up to this LSN instead of the chain's end.
+    pub target_lsn: Option<Lsn>,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// The database restored.
+    pub database_id: DatabaseId,
+    /// The LSN the restored database is at.
+    pub lsn: Lsn,
+    /// The chain's end.
+    pub chain_last_lsn: Lsn,
+    /// Backups verified.
+    pub backups: usize,
+    /// Bytes of backup files verified.
+    pub bytes_verified: u64,
+    /// WAL commits replayed on top of the checkpoint.
+    pub frames_replayed: u64,
+}
+
+/// Derives the backup-manifest MAC key of `database` under `master` (or the provider's
+/// current master) from `config`'s manifest key provider.
+pub fn backup_key(
+    config: &AedbConfig,
+    database: DatabaseId,
+    master: Option<&MasterKeyId>,
+) -> Result<(SecretKey, MasterKeyId), KeyError> {
+    backup_key_from(&*config.backup_key_provider()?, database, master)
+}
+
+fn backup_key_from(
+    provider: &dyn KeyProvider,
+    database: DatabaseId,
+    master: Option<&MasterKeyId>,
+) -> Result<(SecretKey, MasterKeyId), KeyError> {
+    let master = match master {
+        Some(m) => m.clone(),
+        None => provider.current_master()?,
+    };
+    let key = provider.derive(
+        &master,
+        &DerivationRequest::new(KeyPurpose::Manifest, KeyEpoch::FIRST, database)
+            .with_context(BACKUP_KEY_CONTEXT),
+    )?;
+    Ok((key, master))
+}
+
+/// A backup manifest read from disk and authenticated.
+#[derive(Clone, Debug)]
+pub struct VerifiedBackup {
+    /// The backup directory.
+    pub dir: PathBuf,
+    /// The authenticated content.
+    pub manifest: BackupManifest,
+    /// SHA-256 of the whole `BACKUP` file.
+    pub manifest_sha256: [u8; 32],
+}
+
+/// Reads `<dir>/BACKUP` and authenticates it with the backup key `config` derives:
+/// [`BackupError::WrongKey`] when the key differs, [`BackupError::ChainMismatch`] when
+/// the key is right but the content was changed.
+pub fn read_backup(dir: &Path, config: &AedbConfig) -> Result<VerifiedBackup, BackupError> {
+    read_backup_with(dir, &*config.backup_key_provider()?)
+}
+
+fn read_backup_with(dir: &Path, provider: &dyn KeyProvider) -> Result<VerifiedBackup, BackupError> {
+    let path = dir.join(BACKUP_MANIFEST_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BackupError::MissingFile(path));
+        }
+        Err(e) => return Err(io_err("read", &path)(e)),
+    };
+    let decoded =
+        BackupManifest::decode_unverified(&bytes).map_err(|source| BackupError::Manifest {
+            path: path.clone(),
+            source,
+        })?;
+    let master: MasterKeyId =
+        decoded
+            .manifest
+            .master_key_id
+            .parse()
+            .map_err(|_| BackupError::Manifest {
+                path: path.clone(),
+                source: BackupManifestError::Invalid {
+                    offset: 0,
+                    what: "master key id does not parse",
+                },
+            })?;
+    let key = match backup_key_from(provider, decoded.manifest.database_id, Some(&master)) {
+        Ok((key, _)) => key,
+        Err(e) => {
+            return Err(BackupError::WrongKey {
+                backup: dir.to_path_buf(),
+                detail: format!("cannot derive under master {master}: {e}"),
+            });
+        }
+    };
+    if !decoded.key_matches(&key) {
+        return Err(BackupError::WrongKey {
+            backup: dir.to_path_buf(),
+            detail: format!("backup manifest key under master {master}"),
+        });
+    }
+    if !decoded.mac_verifies(&bytes, &key) {
+        return Err(BackupError::ChainMismatch {
+            path,
+            detail: "backup manifest HMAC does not verify: its content was changed".into(),
+        });
+    }
+    Ok(VerifiedBackup {
+        dir: dir.to_path_buf(),
+        manifest: decoded.manifest,
+        manifest_sha256: Sha256::digest(&bytes).into(),
+    })
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn ensure_empty_dir(dir: &Path, err: impl Fn(PathBuf) -> BackupError) -> Result<bool, BackupError> {
+    match fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(err(dir.to_path_buf()));
+            }
+            Ok(false)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(err(dir.to_path_buf())),
+        Err(e) => Err(io_err("read", dir)(e)),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), BackupError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+/// Copies `len` bytes of `src` (from its start) to `dst`, fsyncs it, and returns the
+/// SHA-256 of what was copied.
+fn copy_prefix(
+    src: &mut File,
+    src_path: &Path,
+    dst: &Path,
+    len: u64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<[u8; 32], BackupError> {
+    src.seek(SeekFrom::Start(0))
+        .map_err(io_err("seek", src_path))?;
+    let mut out = File::create(dst).map_err(io_err("create", dst))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        let n = src
+            .read(&mut buf[..want])
+            .map_err(io_err("read", src_path))?;
+        if n == 0 {
+            return Err(BackupError::Io {
+                op: "read",
+                path: src_path.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "file shorter than its stable length",
+                ),
+            });
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(io_err("write", dst))?;
+        left -= n as u64;
+        progress(n as u64);
+    }
+    out.sync_all().map_err(io_err("fsync", dst))?;
+    Ok(hasher.finalize().into())
+}
+
+/// The byte length of the active segment's stable prefix: the end of the frame that
+/// carries `synced` (or of the last frame at or below it). Frames after it may still be
+/// being written and are never copied.
+fn stable_prefix_len(file: &mut File, path: &Path, synced: Lsn) -> Result<u64, BackupError> {
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0))
+        .map_err(io_err("seek", path))?;
+    file.read_to_end(&mut bytes).map_err(io_err("read", path))?;
+    let header = SegmentHeader::decode(&bytes).map_err(|e| BackupError::Io {
+        op: "decode segment header",
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let mut at = header.header_len() as u64;
+    let mut end = at;
+    // The scan stops at the first frame past `synced` (the callback's error) or at the
+    // first bytes that are not a complete frame; either way `end` is stable.
+    let _ = aedb_wal::scan_segment(&bytes, true, |frame| {
+        if frame.lsn > synced {
+            return Err(());
+        }
+        at += frame.encoded_len as u64;
+        end = at;
+        Ok(())
+    });
+    Ok(end)
+}
+
+struct PlannedWal {
+    seq: aedb_wal::SegmentSeq,
+    path: PathBuf,
+    file: File,
+    /// Bytes to copy.
+    len: u64,
+}
+
+fn segment_base(file: &mut File, path: &Path) -> Result<Lsn, BackupError> {
+    let mut buf = [0u8; 64];
+    file.seek(SeekFrom::Start(0))
+        .map_err(io_err("seek", path))?;
+    file.read_exact(&mut buf).map_err(io_err("read", path))?;
+    SegmentHeader::decode(&buf)
+        .map(|h| h.base_lsn)
+        .map_err(|e| BackupError::Io {
+            op: "decode segment header",
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })
+}
+
+/// Chooses the segments to copy from `view`: those from `from_seq` on (incremental), or
+/// those holding any LSN after `after` (full), and sizes each.
+fn plan_wal(
+    view: WalBackupView,
+    after: Lsn,
+    from_seq: Option<aedb_wal::SegmentSeq>,
+) -> Result<Vec<PlannedWal>, BackupError> {
+    let active = view.active;
+    let synced = view.synced_lsn;
+    let mut segs: Vec<(aedb_wal::SegmentSeq, PathBuf, File, Lsn)> = Vec::new();
+    for (seq, path, mut file) in view.segments {
+        let base = segment_base(&mut file, &path)?;
+        segs.push((seq, path, file, base));
+    }
+    let start = match from_seq {
+        Some(first) => {
+            let Some(i) = segs.iter().position(|s| s.0 == first) else {
+                return Err(BackupError::WalRetired {
+                    since: after,
+                    detail: format!("segment {first} that the parent backup ends in"),
+                });
+            };
+            i
+        }
+        None => {
+            // Segment i holds LSNs base_i ..= base_{i+1} - 1; the first needed one holds
+            // after + 1 (or is the last).
+            let i = (0..segs.len())
+                .find(|&i| i + 1 == segs.len() || segs[i + 1].3 > after.next())
+                .unwrap_or(0);
+            if segs.get(i).is_none_or(|s| s.3 > after.next()) {
+                return Err(BackupError::WalRetired {
+                    since: after,
+                    detail: "no segment holds the lsn after the checkpoint".into(),
+                });
+            }
+            i
+        }
+    };
+    let mut planned = Vec::new();
+    for (seq, path, mut file, _) in segs.into_iter().skip(start) {
+        let len = if seq == active {
+            stable_prefix_len(&mut file, &path, synced)?
+        } else {
+            file.metadata().map_err(io_err("stat", &path))?.len()
+        };
+        planned.push(PlannedWal {
+            seq,
+            path,
+            file,
+            len,
+        });
+        if seq == active {
+            break;
+        }
+    }
+    Ok(planned)
+}
+
+impl AedbInstance {
+    /// Takes a hot **full** backup into `dir` (created; must be empty): checkpoints now,
+    /// then copies the sealed checkpoint and the WAL after it while commits continue.
+    /// The backup restores to its `last_lsn`: every commit durable when the WAL barrier
+    /// ran. `progress` is called with `(bytes copied, bytes total)`. Records
+    /// `BackupTaken` in the database's manifest.
+    pub fn backup_full(
+        &self,
+        dir: impl AsRef<Path>,
+        progress: Progress<'_>,
+    ) -> Result<BackupReport, BackupError> {
+        let dir = dir.as_ref();
+        ensure_empty_dir(dir, BackupError::NonEmptyBackupDir)?;
+        self.pipeline.checkpoint_now()?;
+        // A concurrent checkpoint may retire the file between listing and opening it:
+        // list again then (it takes two newer checkpoints to retire one).
+        let mut attempt = 0;
+        let (live, checkpoint) = loop {
+            let live = self.pipeline.manifest_live_state()?;
+            let Some((lsn, rec)) = live.newest_checkpoint().map(|(l, r)| (l, r.clone())) else {
+                break (live, None);
+            };
+            let path = self.dir.join("checkpoints").join(&rec.file_name);
+            match File::open(&path) {
+                Ok(file) => break (live, Some((lsn, rec, path, file))),
+                Err(e) if attempt < 3 && e.kind() == std::io::ErrorKind::NotFound => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(io_err("open", &path)(e)),
+            }
+        };
+        let base = checkpoint.as_ref().map_or(Lsn::ZERO, |c| c.0);
+        let view = self.pipeline.wal_backup_view()?;
+        let synced = view.synced_lsn;
+        let wal = plan_wal(view, base, None)?;
+        let total =
+            checkpoint.as_ref().map_or(0, |c| c.1.len) + wal.iter().map(|w| w.len).sum::<u64>();
+        let mut done = 0u64;
+        let mut tick = |n: u64| {
+            done += n;
+            progress(done, total);
+        };
+        let mut files = Vec::new();
+        if let Some((_, rec, path, mut file)) = checkpoint {
+            let out_dir = dir.join(BackupFileKind::Checkpoint.dir());
+            fs::create_dir_all(&out_dir).map_err(io_err("create", &out_dir))?;
+            let dst = out_dir.join(&rec.file_name);
+            let sha = copy_prefix(&mut file, &path, &dst, rec.len, &mut tick)?;
+            if sha != rec.sha256 {
+                return Err(BackupError::TamperedFile {
+                    path,
+                    detail: "the live checkpoint does not match its manifest record".into(),
+                });
+            }
+            sync_dir(&out_dir)?;
+            files.push(BackupFile {
+                kind: BackupFileKind::Checkpoint,
+                name: rec.file_name.clone(),
+                len: rec.len,
+                sha256: sha,
+            });
+        }
+        files.extend(copy_wal(dir, wal, &mut tick)?);
+        self.finish_backup(
+            dir,
+            BackupKind::Full,
+            base,
+            synced.max(base),
+            None,
+            &live,
+            files,
+            done,
+        )
+    }
+
+    /// Takes a hot **incremental** backup into `dir` (created; must be empty): the WAL
+    /// since `parent`'s end (a full or incremental backup of this database, verified
+    /// first). Fails with [`BackupError::WalRetired`] when checkpoints have retired
+    /// that WAL since: take a full backup then.
+    pub fn backup_incremental(
+        &self,
+        dir: impl AsRef<Path>,
+        parent: impl AsRef<Path>,
+        progress: Progress<'_>,
+    ) -> Result<BackupReport, BackupError> {
+        let dir = dir.as_ref();
+        let parent = read_backup_with(parent.as_ref(), &*self.backup_keys)?;
+        if parent.manifest.database_id != self.database_id() {
+            return Err(BackupError::ForeignBackup {
+                backup: parent.dir.clone(),
+                expected: self.database_id(),
+                found: parent.manifest.database_id,
+            });
+        }
+        let tail = parent
+            .manifest
+            .wal_files()
+            .last()
+            .and_then(|f| aedb_wal::dir::parse_segment_file_name(&f.name))
+            .ok_or_else(|| BackupError::ChainMismatch {
+                path: parent.dir.clone(),
+                detail: "the parent backup lists no WAL segment".into(),
+            })?;
+        ensure_empty_dir(dir, BackupError::NonEmptyBackupDir)?;
+        let live = self.pipeline.manifest_live_state()?;
+        let view = self.pipeline.wal_backup_view()?;
+        let synced = view.synced_lsn;
+        let since = parent.manifest.last_lsn;
+        let wal = plan_wal(view, since, Some(tail))?;
+        let total = wal.iter().map(|w| w.len).sum::<u64>();
+        let mut done = 0u64;
+        let mut tick = |n: u64| {
+            done += n;
+            progress(done, total);
+        };
+        let files = copy_wal(dir, wal, &mut tick)?;
+        self.finish_backup(
+            dir,
+            BackupKind::Incremental,
+            since,
+            synced.max(since),
+            Some(parent.manifest_sha256),
+            &live,
+            files,
+            done,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_backup(
+        &self,
+        dir: &Path,
+        kind: BackupKind,
+        first_lsn: Lsn,
+        last_lsn: Lsn,
+        parent_sha256: Option<[u8; 32]>,
+        live: &aedb_checkpoint::LiveState,
+        files: Vec<BackupFile>,
+        bytes: u64,
+    ) -> Result<BackupReport, BackupError> {
+        let database_id = self.database_id();
+        let (key, master) = backup_key_from(&*self.backup_keys, database_id, None)?;
+        let mut backup_id = [0u8; 16];
+        rand::fill(&mut backup_id);
+        let manifest = BackupManifest {
+            kind,
+            database_id,
+            backup_id,
+            created_at_unix_ms: now_unix_ms(),
+            first_lsn,
+            last_lsn,
+            parent_sha256,
+            master_key_id: master.to_string(),
+            key_epochs: live
+                .key_epochs()
+                .iter()
+                .map(|(e, info)| (*e, info.master_key_id.clone()))
+                .collect(),
+            files,
+        };
+        let bytes_out = manifest.encode(&key);
+        let tmp = dir.join(format!("{BACKUP_MANIFEST_FILE}.tmp"));
+        let path = dir.join(BACKUP_MANIFEST_FILE);
+        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        f.write_all(&bytes_out).map_err(io_err("write", &tmp))?;
+        f.sync_all().map_err(io_err("fsync", &tmp))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+        sync_dir(dir)?;
+        let manifest_sha256: [u8; 32] = Sha256::digest(&bytes_out).into();
+        self.pipeline
+            .record_manifest(vec![ManifestRecord::BackupTaken {
+                backup_id: manifest.backup_id_hex(),
+                first_lsn,
+                last_lsn,
+                manifest_sha256,
+                at_unix_ms: manifest.created_at_unix_ms,
+            }])?;
+        Ok(BackupReport {
+            dir: dir.to_path_buf(),
+            manifest,
+            manifest_sha256,
+            bytes,
+        })
+    }
+}
+
+fn copy_wal(
+    dir: &Path,
+    wal: Vec<PlannedWal>,
+    tick: &mut dyn FnMut(u64),
+) -> Result<Vec<BackupFile>, BackupError> {
+    let out_dir = dir.join(BackupFileKind::WalSegment.dir());
+    fs::create_dir_all(&out_dir).map_err(io_err("create", &out_dir))?;
+    let mut files = Vec::new();
+    for mut w in wal {
+        let name = aedb_wal::segment_file_name(w.seq);
+        let dst = out_dir.join(&name);
+        let sha = copy_prefix(&mut w.file, &w.path, &dst, w.len, tick)?;
+        files.push(BackupFile {
+            kind: BackupFileKind::WalSegment,
+            name,
+            len: w.len,
+            sha256: sha,
+        });
+    }
+    sync_dir(&out_dir)?;
+    Ok(files)
+}
+
+/// Reads and authenticates every backup of `backups` and checks that they form one
+/// chain in order: a full backup first, each incremental's parent link equal to the
+/// SHA-256 of the previous manifest, contiguous LSN ranges, one database.
+pub fn verify_chain_manifests(
+    backups: &[PathBuf],
+    config: &AedbConfig,
+) -> Result<Vec<VerifiedBackup>, BackupError> {
+    if backups.is_empty() {
+        return Err(BackupError::EmptyChain);
+    }
+    let read: Vec<VerifiedBackup> = backups
+        .iter()
+        .map(|b| read_backup(b, config))
+        .collect::<Result<_, _>>()?;
+    let database = read[0].manifest.database_id;
+    for b in &read {
+        if b.manifest.database_id != database {
+            return Err(BackupError::ForeignBackup {
+                backup: b.dir.clone(),
+                expected: database,
+                found: b.manifest.database_id,
+            });
+        }
+    }
+    if read[0].manifest.kind != BackupKind::Full {
+        let reason = match read
+            .iter()
+            .position(|b| b.manifest.kind == BackupKind::Full)
+        {
+            Some(i) => format!(
+                "the full backup is at position {} but must come first",
+                i + 1
+            ),
+            None => "the chain does not start with a full backup".into(),
+        };
+        return Err(BackupError::OutOfOrder {
+            backup: read[0].dir.clone(),
+            reason,
+        });
+    }
+    for i in 1..read.len() {
+        let (prev, cur) = (&read[i - 1], &read[i]);
+        if cur.manifest.kind == BackupKind::Full {
+            return Err(BackupError::OutOfOrder {
+                backup: cur.dir.clone(),
+                reason: "a full backup after the chain's start".into(),
+            });
+        }
+        let parent = cur.manifest.parent_sha256.unwrap_or([0; 32]);
+        if parent != prev.manifest_sha256 {
+            if let Some(j) = read.iter().position(|b| b.manifest_sha256 == parent) {
+                return Err(BackupError::OutOfOrder {
+                    backup: cur.dir.clone(),
+                    reason: format!(
+                        "its parent is backup {} of the list, not the one before it",
+                        j + 1
+                    ),
+                });
+            }
+            return Err(BackupError::MissingIncremental {
+                backup: cur.dir.clone(),
+                parent: hex::encode(parent),
+            });
+        }
+        if cur.manifest.first_lsn != prev.manifest.last_lsn {
+            return Err(BackupError::ChainMismatch {
+                path: cur.dir.join(BACKUP_MANIFEST_FILE),
+                detail: format!(
+                    "starts at lsn {} but its parent ends at lsn {}",
+                    cur.manifest.first_lsn, prev.manifest.last_lsn
+                ),
+            });
+        }
+    }
+    Ok(read)
+}
+
+/// Checks one listed file against the authenticated listing; returns its path.
+fn verify_file(
+    backup: &VerifiedBackup,
+    file: &BackupFile,
+    check_hash: bool,
+    tick: &mut dyn FnMut(u64),
+) -> Result<PathBuf, BackupError> {
+    let path = backup.dir.join(file.kind.dir()).join(&file.name);
+    let mut f = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(BackupError::MissingFile(path));
+        }
+        Err(e) => return Err(io_err("open", &path)(e)),
+    };
+    let len = f.metadata().map_err(io_err("stat", &path))?.len();
+    if len < file.len {
+        return Err(BackupError::TruncatedFile {
+            path,
+            expected: file.len,
+            found: len,
+        });
+    }
+    if len > file.len {
+        return Err(BackupError::TamperedFile {
+            path,
+            detail: format!("{len} bytes, the authenticated listing says {}", file.len),
+        });
+    }
+    if check_hash {
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).map_err(io_err("read", &path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            tick(n as u64);
+        }
+        let sha: [u8; 32] = hasher.finalize().into();
+        if sha != file.sha256 {
+            return Err(BackupError::TamperedFile {
+                path,
+                detail: "SHA-256 differs from the authenticated listing".into(),
+            });
+        }
+    } else {
+        tick(len);
+    }
+    Ok(path)
+}
+
+/// Verifies a chain of backups without restoring it: manifests, links, every file, the
+/// checkpoint and the WAL (strictly), as a restore would. Returns what a restore to
+/// the chain's end would produce. Writes only to a temporary staging directory.
+pub fn verify_backup_chain(
+    backups: &[PathBuf],
+    config: &AedbConfig,
+    progress: Progress<'_>,
+) -> Result<RestoreReport, BackupError> {
+    chain_state(backups, config, true, None, progress).map(|(report, _)| report)
+}
+
+/// Verifies a chain like a restore and returns the state it restores to (up to
+/// `target` or the chain's end), without writing a data directory: for parity checks
+/// against a backup. Stages the WAL in a temporary directory it removes.
+pub fn chain_state(
+    backups: &[PathBuf],
+    config: &AedbConfig,
+    strict: bool,
+    target: Option<Lsn>,
+    progress: Progress<'_>,
+) -> Result<(RestoreReport, State), BackupError> {
+    let staging = std::env::temp_dir().join(format!(
+        "aedb-verify-{}-{}",
+        std::process::id(),
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    let result = rebuild(backups, config, strict, target, &staging, progress)
+        .map(|(report, rebuilt, _)| (report, rebuilt.state));
+    let _ = fs::remove_dir_all(&staging);
+    result
+}
+
+struct Rebuilt {
+    state: State,
+    epochs: Vec<(KeyEpoch, String)>,
+}
+
+/// Verifies the chain, stages its WAL in `staging` (created, left for the caller to
+/// remove), and replays it into the full backup's checkpoint.
+fn rebuild(
+    backups: &[PathBuf],
+    config: &AedbConfig,
+    strict: bool,
+    target: Option<Lsn>,
+    staging: &Path,
+    progress: Progress<'_>,
+) -> Result<(RestoreReport, Rebuilt, DatabaseId), BackupError> {
+    let chain = verify_chain_manifests(backups, config)?;
+    let database = chain[0].manifest.database_id;
+    let first = chain[0].manifest.first_lsn;
+    let last = chain[chain.len() - 1].manifest.last_lsn;
+    if let Some(t) = target
+        && (t < first || t > last)
+    {
+        return Err(BackupError::TargetOutOfRange {
+            target: t,
+            first,
+            last,
+        });
+    }
+    let total: u64 = chain
+        .iter()
+        .flat_map(|b| b.manifest.files.iter())
+        .map(|f| f.len)
+        .sum();
+    let mut done = 0u64;
+    let mut tick = |n: u64| {
+        done += n;
+        progress(done, total);
+    };
+
+    // Every file against its authenticated listing; the WAL staged segment by segment.
+    let wal_dir = staging.join("wal");
+    fs::create_dir_all(&wal_dir).map_err(io_err("create", &wal_dir))?;
+    let mut staged: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
+    let mut checkpoint_path = None;
+    for b in &chain {
+        for file in &b.manifest.files {
+            let check_hash = strict || file.kind == BackupFileKind::Checkpoint;
+            let path = verify_file(b, file, check_hash, &mut tick)?;
+            match file.kind {
+                BackupFileKind::Checkpoint => checkpoint_path = Some((path, file.clone())),
+                BackupFileKind::WalSegment => {
+                    if let Some((earlier, earlier_len)) = staged.get(&file.name) {
+                        // A segment copied again (it was active when the parent was
+                        // taken) must extend the earlier copy.
+                        if !is_prefix(earlier, *earlier_len, &path)? {
+                            return Err(BackupError::ChainMismatch {
+                                path,
+                                detail: format!(
+                                    "does not extend the copy of the same segment in {}",
+                                    earlier.display()
+                                ),
+                            });
+                        }
+                    }
+                    staged.insert(file.name.clone(), (path, file.len));
+                }
+            }
+        }
+    }
+    for (name, (path, _)) in &staged {
+        let dst = wal_dir.join(name);
+        fs::copy(path, &dst).map_err(io_err("stage", path))?;
+    }
+
+    // The checkpoint: authenticated (sealed) or digest-checked (plaintext).
+    let keyring = config.keyring()?;
+    let mut epochs = EpochTable::default();
+    let epoch_list = chain[chain.len() - 1].manifest.key_epochs.clone();
+    for (epoch, master) in &epoch_list {
+        let master: MasterKeyId = master.parse()?;
+        epochs.insert(*epoch, master);
+    }
+    let mut state = match &checkpoint_path {
+        None => State::new(),
+        Some((path, listed)) => {
+            let loaded = if keyring.encrypts() {
+                aedb_checkpoint::open_checkpoint(path, database, |epoch| {
+                    let master = epochs.master(epoch)?;
+                    keyring
+                        .checkpoint_key(database, epoch, master)
+                        .ok()
+                        .flatten()
+                })
+            } else {
+                aedb_checkpoint::open_plaintext_checkpoint(path, database)
+            };
+            let loaded = loaded.map_err(|e| match e {
+                aedb_checkpoint::CheckpointError::KeyRequired { .. } => BackupError::WrongKey {
+                    backup: chain[0].dir.clone(),
+                    detail: format!("the checkpoint is sealed and no data key is configured: {e}"),
+                },
+                e => BackupError::TamperedFile {
+                    path: path.clone(),
+                    detail: format!("checkpoint does not authenticate (or wrong data key): {e}"),
+                },
+            })?;
+            if loaded.file_sha256 != listed.sha256 {
+                return Err(BackupError::TamperedFile {
+                    path: path.clone(),
+                    detail: "checkpoint hash differs from the listing".into(),
+                });
+            }
+            let state =
+                State::decode_snapshot(&loaded.payload).map_err(|e| BackupError::TamperedFile {
+                    path: path.clone(),
+                    detail: format!("snapshot does not decode: {e}"),
+                })?;
+            if state.lsn() != first {
+                return Err(BackupError::ChainMismatch {
+                    path: path.clone(),
+                    detail: format!(
+                        "checkpoint is at lsn {} but the full backup starts at {first}",
+                        state.lsn()
+                    ),
+                });
+            }
+            state
+        }
+    };
+
+    // The WAL: segment chain, CRCs, density and every sealed-batch tag.
+    let mut wal_config = WalConfig::development();
+    if keyring.encrypts() {
+        let (keyring, epochs) = (keyring.clone(), epochs.clone());
+        wal_config.keyring = Some(WalKeyring::new(database, move |e| {
+            let master = epochs.master(e)?;
+            keyring.wal_key(database, e, master).ok().flatten()
+        }));
+    }
+    let stop = target.unwrap_or(last);
+    let base = state.lsn();
+    let mut expected = base.next();
+    let mut replayed = 0u64;
+    let mode = if strict {
+        RecoveryMode::Strict
+    } else {
+        RecoveryMode::TruncateAtCorruption
+    };
+    let report = aedb_wal::verify_with(&wal_dir, &wal_config, mode, |frame| {
+        if frame.lsn > stop {
+            return Ok(());
+        }
+        let before = expected;
+        aedb_actors::pipeline::replay_commit_frame(&mut state, base, &mut expected, &frame)?;
+        if expected != before {
+            replayed += 1;
+        }
+        Ok::<(), FrameReplayError>(())
+    })
+    .map_err(|e| wal_error(e, &wal_dir, &staged, &chain[0].dir))?;
+    if let Some(cut) = &report.corruption {
+        eprintln!(
+            "aedb: salvage restore: WAL corruption in {} at byte {}: {}; restoring up to lsn {}",
+            cut.path.display(),
+            cut.offset,
+            cut.corruption,
+            state.lsn()
+        );
+    }
+    if strict && state.lsn() != stop {
+        return Err(BackupError::ChainMismatch {
+            path: wal_dir,
+            detail: format!(
+                "the WAL in the chain ends at lsn {} but the backups claim lsn {stop}",
+                state.lsn()
+            ),
+        });
+    }
+    Ok((
+        RestoreReport {
+            database_id: database,
+            lsn: state.lsn(),
+            chain_last_lsn: last,
+            backups: chain.len(),
+            bytes_verified: done,
+            frames_replayed: replayed,
+        },
+        Rebuilt {
+            state,
+            epochs: epoch_list,
+        },
+        database,
+    ))
+}
+
+/// Maps a WAL verification failure on the staged copy back to the backup file.
+fn wal_error(
+    e: RecoverError<FrameReplayError>,
+    wal_dir: &Path,
+    staged: &BTreeMap<String, (PathBuf, u64)>,
+    full: &Path,
+) -> BackupError {
+    let original = |p: &Path| -> PathBuf {
+        p.strip_prefix(wal_dir)
+            .ok()
+            .and_then(|name| name.to_str())
+            .and_then(|name| staged.get(name))
+            .map_or_else(|| p.to_path_buf(), |(orig, _)| orig.clone())
+    };
+    match e {
+        RecoverError::Corrupt {
+            path,
+            offset,
+            corruption,
+        } => BackupError::TamperedFile {
+            path: original(&path),
+            detail: format!("WAL corruption at byte {offset}: {corruption}"),
+        },
+        RecoverError::Unseal {
+            path,
+            offset,
+            lsn,
+            source,
+        } => BackupError::TamperedFile {
+            path: original(&path),
+            detail: format!(
+                "sealed batch at byte {offset} (lsn {lsn}) does not authenticate: {source}"
+            ),
+        },
+        RecoverError::Encrypted { path, epoch, .. } => BackupError::WrongKey {
+            backup: full.to_path_buf(),
+            detail: format!(
+                "{} is encrypted under {epoch} and no data key is configured",
+                original(&path).display()
+            ),
+        },
+        RecoverError::UnknownKeyEpoch { path, epoch, .. } => BackupError::WrongKey {
+            backup: full.to_path_buf(),
+            detail: format!("no key for {epoch} in {}", original(&path).display()),
+        },
+        RecoverError::Callback(e) => BackupError::Replay(e.to_string()),
+        other => BackupError::Replay(other.to_string()),
+    }
+}
+
+fn is_prefix(earlier: &Path, len: u64, later: &Path) -> Result<bool, BackupError> {
+    let a = fs::read(earlier).map_err(io_err("read", earlier))?;
+    let mut b = File::open(later).map_err(io_err("open", later))?;
+    let mut head = vec![0u8; a.len()];
+    if (a.len() as u64) != len || b.read_exact(&mut head).is_err() {
+        return Ok(false);
+    }
+    Ok(head == a)
+}
+
+/// Restores a chain of backups (full first, then incrementals in order) into
+/// `target_dir`, which must be empty or absent, up to the chain's end or
+/// `options.target_lsn`. Verifies everything first (see [`RestoreOptions::strict`]),
+/// then writes a fresh data directory: a `MANIFEST` for the same database id
+/// (`DatabaseCreated`, the key epochs, `CheckpointAdded`), a checkpoint at the restored
+/// LSN sealed under the newest epoch, and an empty WAL that continues after it. The
+/// directory then opens normally with the same keys. On failure nothing is left in
+/// `target_dir`.
+pub fn restore_from_backup_chain(
+    backups: &[PathBuf],
+    target_dir: impl AsRef<Path>,
+    options: RestoreOptions,
+    progress: Progress<'_>,
+) -> Result<RestoreReport, BackupError> {
+    let target = target_dir.as_ref();
+    let created = ensure_empty_dir(target, BackupError::NonEmptyTarget)?;
+    let staging = target.join(".aedb-restore-staging");
+    let result = (|| {
+        let (report, rebuilt, database) = rebuild(
+            backups,
+            &options.config,
+            options.strict,
+            options.target_lsn,
+            &staging,
+            progress,
+        )?;
+        fs::remove_dir_all(&staging).map_err(io_err("remove", &staging))?;
+        write_data_dir(target, &options.config, database, &rebuilt)?;
+        Ok(report)
+    })();
+    if result.is_err() {
+        if created {
+            let _ = fs::remove_dir_all(target);
+        } else if let Ok(entries) = fs::read_dir(target) {
+            for entry in entries.flatten() {
+                let p = entry.path();
+                let _ = if p.is_dir() {
+                    fs::remove_dir_all(&p)
+                } else {
+                    fs::remove_file(&p)
+                };
+            }
+        }
+    }
+    result
+}
+
+fn write_data_dir(
+    target: &Path,
+    config: &AedbConfig,
+    database: DatabaseId,
+    rebuilt: &Rebuilt,
+) -> Result<(), BackupError> {
+    let keyring = config.keyring()?;
+    let write = |e: aedb_checkpoint::ManifestError| BackupError::Write(e.to_string());
+    let mut manifest = Manifest::create(
+        &target.join(aedb_checkpoint::MANIFEST_FILE_NAME),
+        database,
+        keyring.manifest_key(database)?,
+    )
+    .map_err(write)?;
+    let now = now_unix_ms();
+    manifest
+        .append(&ManifestRecord::DatabaseCreated {
+            database_id: database,
+            created_at_unix_ms: now,
+        })
+        .map_err(write)?;
+    let mut epochs = rebuilt.epochs.clone();
+    if epochs.is_empty() {
+        epochs.push((KeyEpoch::FIRST, keyring.current_data_master()?.to_string()));
+    }
+    for (epoch, master) in &epochs {
+        manifest
+            .append(&ManifestRecord::KeyEpochChanged {
+                epoch: *epoch,
+                master_key_id: master.clone(),
+                at_unix_ms: now,
+            })
+            .map_err(write)?;
+    }
+    let lsn = rebuilt.state.lsn();
+    if lsn > Lsn::ZERO {
+        let (epoch, master) = epochs[epochs.len() - 1].clone();
+        let master: MasterKeyId = master.parse()?;
+        let key = keyring.checkpoint_key(database, epoch, &master)?;
+        let werr = |e: aedb_checkpoint::CheckpointError| BackupError::Write(e.to_string());
+        let mut writer = CheckpointWriter::create(
+            target,
+            CheckpointMeta::new(database, lsn, epoch),
+            key.as_ref(),
+            &mut OsNonceSource,
+        )
+        .map_err(werr)?;
+        writer
+            .write_all(&rebuilt.state.to_snapshot_bytes())
+            .map_err(werr)?;
+        let info = writer.finish().map_err(werr)?;
+        manifest.append(&info.manifest_record()).map_err(write)?;
+    }
+    let wal = target.join(aedb_actors::WAL_DIR);
+    fs::create_dir_all(&wal).map_err(io_err("create", &wal))?;
+    sync_dir(target)?;
+    Ok(())
+}

@@ -1,0 +1,465 @@
+//! Hot full and incremental backups forming an HMAC'd hash chain, and strict restore.
+//!
+//! The two tests named in the security runbook (section 4) are the first two here:
+//! `cargo test --test backup_restore <name> -- --test-threads=1` from the repo root.
+//! Set `AEDB_KEEP_RESTORE_DIR=<dir>` to keep the first test's restored data directory
+//! there, for `aedb check invariants --data-dir <dir>` (keys: see `KEY`/`DATA_KEY`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use aedb::backup::{BACKUP_MANIFEST_FILE, BackupManifest, backup_key, verify_backup_chain};
+use aedb::parity::first_difference;
+use aedb::{
+    AedbConfig, AedbInstance, BackupError, BackupKind, BackupReport, Finality, KvKey, KvValue, Lsn,
+    Namespace, ReadSnapshot, RestoreOptions, Transaction, restore_from_backup_chain,
+};
+
+/// The manifest key of these tests (hex `07` x 32 for `AEDB_MANIFEST_KEY`).
+const KEY: [u8; 32] = [7; 32];
+/// The at-rest key (hex `09` x 32 for `AEDB_DATA_KEY`).
+const DATA_KEY: [u8; 32] = [9; 32];
+
+fn config() -> AedbConfig {
+    AedbConfig::production(KEY)
+        .with_checkpoint_key(DATA_KEY)
+        .segment_size(64 * 1024)
+}
+
+fn options(target: Option<Lsn>) -> RestoreOptions {
+    RestoreOptions {
+        config: config(),
+        strict: true,
+        target_lsn: target,
+    }
+}
+
+fn ns() -> Namespace {
+    Namespace::parse("p", "s").unwrap()
+}
+
+fn setup(dir: &Path) -> AedbInstance {
+    let db = AedbInstance::open(dir, config()).unwrap();
+    db.create_project("p").unwrap();
+    db.create_scope("p", "s").unwrap();
+    db
+}
+
+/// Commits `count` transactions of two puts each, starting at key index `from`.
+fn load(db: &AedbInstance, from: u32, count: u32) {
+    for i in from..from + count {
+        let tx = Transaction::new()
+            .kv_put(
+                &ns(),
+                KvKey::new(format!("k{i:06}")).unwrap(),
+                KvValue::new(format!("v{i}-{}", "x".repeat(150))).unwrap(),
+            )
+            .kv_put(
+                &ns(),
+                KvKey::new(format!("last{}", i % 7)).unwrap(),
+                KvValue::new(i.to_le_bytes()).unwrap(),
+            );
+        db.commit_with(tx, Finality::Durable).unwrap();
+    }
+}
+
+fn none() -> impl FnMut(u64, u64) {
+    |_, _| {}
+}
+
+struct Chain {
+    _dir: tempfile::TempDir,
+    source: PathBuf,
+    backups: Vec<PathBuf>,
+    reports: Vec<BackupReport>,
+    /// The source's snapshot at each backup's end.
+    at_end: Vec<ReadSnapshot>,
+}
+
+/// A database with a full backup and two incrementals, commits between each.
+fn chain() -> Chain {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("db");
+    let db = setup(&source);
+    let mut backups = Vec::new();
+    let mut reports = Vec::new();
+    let mut at_end = Vec::new();
+    load(&db, 0, 300);
+    for (i, kind) in ["full", "inc1", "inc2"].iter().enumerate() {
+        let b = dir.path().join(kind);
+        let report = if i == 0 {
+            db.backup_full(&b, &mut none()).unwrap()
+        } else {
+            db.backup_incremental(&b, &backups[i - 1], &mut none())
+                .unwrap()
+        };
+        assert_eq!(report.manifest.last_lsn, db.snapshot().lsn());
+        at_end.push(db.snapshot());
+        backups.push(b);
+        reports.push(report);
+        load(&db, 1000 * (i as u32 + 1), 250);
+    }
+    db.shutdown().unwrap();
+    Chain {
+        _dir: dir,
+        source,
+        backups,
+        reports,
+        at_end,
+    }
+}
+
+fn open_state(dir: &Path) -> ReadSnapshot {
+    let db = AedbInstance::open(dir, config()).unwrap();
+    let s = db.snapshot();
+    db.shutdown().unwrap();
+    s
+}
+
+/// The WAL segment files of a backup, in order.
+fn wal_files(backup: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(backup.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x55;
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+fn is_empty_or_absent(dir: &Path) -> bool {
+    std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
+}
+
+#[test]
+fn strict_backup_chain_restore_succeeds_with_hash_chain_enforcement() {
+    let c = chain();
+    // The chain links: each incremental names its parent's manifest hash and starts
+    // where the parent ends.
+    assert_eq!(c.reports[0].manifest.kind, BackupKind::Full);
+    for i in 1..3 {
+        let m = &c.reports[i].manifest;
+        assert_eq!(m.kind, BackupKind::Incremental);
+        assert_eq!(m.parent_sha256, Some(c.reports[i - 1].manifest_sha256));
+        assert_eq!(m.first_lsn, c.reports[i - 1].manifest.last_lsn);
+        assert!(m.last_lsn > m.first_lsn);
+    }
+    // Files are stored sealed: no plaintext value from the workload appears.
+    for b in &c.backups {
+        for entry in std::fs::read_dir(b.join("wal")).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            assert!(!bytes.windows(10).any(|w| w == b"xxxxxxxxxx"));
+        }
+    }
+    let verified = verify_backup_chain(&c.backups, &config(), &mut none()).unwrap();
+    assert_eq!(verified.lsn, c.reports[2].manifest.last_lsn);
+
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("restored");
+    let mut calls = 0;
+    let mut last = (0, 0);
+    let report = restore_from_backup_chain(&c.backups, &target, options(None), &mut |d, t| {
+        calls += 1;
+        last = (d, t);
+    })
+    .unwrap();
+    assert!(calls > 0 && last.0 == last.1, "progress reached the total");
+    assert_eq!(report.lsn, c.reports[2].manifest.last_lsn);
+    assert_eq!(report.backups, 3);
+
+    // The restored directory opens normally with the same keys and the same id, holds
+    // exactly the source's state at the chain's end, and takes new commits.
+    let db = AedbInstance::open(&target, config()).unwrap();
+    let source_id = {
+        let src = AedbInstance::open(&c.source, config()).unwrap();
+        let id = src.database_id();
+        src.shutdown().unwrap();
+        id
+    };
+    assert_eq!(db.database_id(), source_id);
+    assert_eq!(first_difference(&db.snapshot(), &c.at_end[2]), None);
+    load(&db, 90_000, 5);
+    let after = db.snapshot();
+    db.shutdown().unwrap();
+    assert_eq!(first_difference(&open_state(&target), &after), None);
+
+    if let Ok(keep) = std::env::var("AEDB_KEEP_RESTORE_DIR") {
+        let keep = PathBuf::from(keep);
+        let _ = std::fs::remove_dir_all(&keep);
+        restore_from_backup_chain(&c.backups, &keep, options(None), &mut none()).unwrap();
+        eprintln!("restored data directory kept at {}", keep.display());
+    }
+}
+
+#[test]
+fn strict_backup_chain_restore_rejects_tampered_incremental_segment() {
+    let c = chain();
+    // The incremental's newest segment: not a re-copy of one its parent holds.
+    let files = wal_files(&c.backups[1]);
+    assert!(files.len() >= 2, "{files:?}");
+    let seg = files[files.len() - 1].clone();
+    let original = std::fs::read(&seg).unwrap();
+    // A byte inside the first sealed batch, past the 64-byte segment header.
+    flip_byte(&seg, 200);
+    let target = c._dir.path().join("restore");
+
+    // 1. The file no longer matches the authenticated listing.
+    let err =
+        restore_from_backup_chain(&c.backups, &target, options(None), &mut none()).unwrap_err();
+    assert!(matches!(err, BackupError::TamperedFile { .. }), "{err}");
+    assert!(is_empty_or_absent(&target));
+
+    // 2. The attacker also recomputes the file's SHA-256 and rewrites it in the listing:
+    //    the backup manifest's HMAC no longer verifies.
+    let manifest_path = c.backups[1].join(BACKUP_MANIFEST_FILE);
+    let manifest_bytes = std::fs::read(&manifest_path).unwrap();
+    let old_sha = sha256(&original);
+    let new_sha = sha256(&std::fs::read(&seg).unwrap());
+    let at = manifest_bytes
+        .windows(32)
+        .position(|w| w == old_sha)
+        .expect("the listing holds the file's hash");
+    let mut forged = manifest_bytes.clone();
+    forged[at..at + 32].copy_from_slice(&new_sha);
+    std::fs::write(&manifest_path, &forged).unwrap();
+    let err =
+        restore_from_backup_chain(&c.backups, &target, options(None), &mut none()).unwrap_err();
+    assert!(matches!(err, BackupError::ChainMismatch { .. }), "{err}");
+    assert!(is_empty_or_absent(&target));
+
+    // 3. Even an attacker holding the backup MAC key, who re-signs the listing, is caught
+    //    by the sealed batch's AEAD tag (and the next backup's parent link).
+    let decoded = BackupManifest::decode_unverified(&forged).unwrap();
+    let (key, _) = backup_key(&config(), decoded.manifest.database_id, None).unwrap();
+    let resigned = decoded.manifest.encode(&key);
+    std::fs::write(&manifest_path, &resigned).unwrap();
+    let err =
+        restore_from_backup_chain(&c.backups, &target, options(None), &mut none()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BackupError::TamperedFile { .. } | BackupError::MissingIncremental { .. }
+        ),
+        "{err}"
+    );
+    // Restricted to the re-signed incremental alone on top of its parent, the WAL's
+    // own authentication is what rejects it.
+    let err = restore_from_backup_chain(&c.backups[..2], &target, options(None), &mut none())
+        .unwrap_err();
+    assert!(matches!(err, BackupError::TamperedFile { .. }), "{err}");
+    assert!(is_empty_or_absent(&target));
+}
+
+#[test]
+fn restore_to_a_target_lsn_matches_the_source_at_that_lsn() {
+    let c = chain();
+    // The end of the first incremental, reached from the whole chain.
+    let target_lsn = c.reports[1].manifest.last_lsn;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("r");
+    let report =
+        restore_from_backup_chain(&c.backups, &dir, options(Some(target_lsn)), &mut none())
+            .unwrap();
+    assert_eq!(report.lsn, target_lsn);
+    assert_eq!(first_difference(&open_state(&dir), &c.at_end[1]), None);
+
+    // An LSN in the middle of an incremental: state is a prefix of the history.
+    let mid = Lsn::new(c.reports[1].manifest.first_lsn.get() + 17);
+    let dir2 = out.path().join("r2");
+    let report =
+        restore_from_backup_chain(&c.backups, &dir2, options(Some(mid)), &mut none()).unwrap();
+    assert_eq!(report.lsn, mid);
+    assert_eq!(open_state(&dir2).lsn(), mid);
+
+    let err = restore_from_backup_chain(
+        &c.backups,
+        out.path().join("r3"),
+        options(Some(Lsn::new(c.reports[2].manifest.last_lsn.get() + 1))),
+        &mut none(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, BackupError::TargetOutOfRange { .. }), "{err}");
+}
+
+#[test]
+fn restore_refuses_a_non_empty_directory() {
+    let c = chain();
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("keep-me"), b"precious").unwrap();
+    let err =
+        restore_from_backup_chain(&c.backups, out.path(), options(None), &mut none()).unwrap_err();
+    assert!(matches!(err, BackupError::NonEmptyTarget(_)), "{err}");
+    assert_eq!(
+        std::fs::read(out.path().join("keep-me")).unwrap(),
+        b"precious"
+    );
+}
+
+#[test]
+fn a_missing_incremental_is_a_gap() {
+    let c = chain();
+    let chain = vec![c.backups[0].clone(), c.backups[2].clone()];
+    let err =
+        restore_from_backup_chain(&chain, c._dir.path().join("r"), options(None), &mut none())
+            .unwrap_err();
+    assert!(
+        matches!(err, BackupError::MissingIncremental { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_out_of_order_chain_is_refused() {
+    let c = chain();
+    let chain = vec![
+        c.backups[0].clone(),
+        c.backups[2].clone(),
+        c.backups[1].clone(),
+    ];
+    let err =
+        restore_from_backup_chain(&chain, c._dir.path().join("r"), options(None), &mut none())
+            .unwrap_err();
+    assert!(matches!(err, BackupError::OutOfOrder { .. }), "{err}");
+    let chain = vec![c.backups[1].clone(), c.backups[0].clone()];
+    let err =
+        restore_from_backup_chain(&chain, c._dir.path().join("r"), options(None), &mut none())
+            .unwrap_err();
+    assert!(matches!(err, BackupError::OutOfOrder { .. }), "{err}");
+}
+
+#[test]
+fn a_backup_from_another_database_is_refused() {
+    let c = chain();
+    let other_dir = c._dir.path().join("other");
+    let other = setup(&other_dir);
+    load(&other, 0, 10);
+    let other_full = c._dir.path().join("other-full");
+    other.backup_full(&other_full, &mut none()).unwrap();
+    other.shutdown().unwrap();
+    let chain = vec![c.backups[0].clone(), other_full];
+    let err =
+        restore_from_backup_chain(&chain, c._dir.path().join("r"), options(None), &mut none())
+            .unwrap_err();
+    assert!(matches!(err, BackupError::ForeignBackup { .. }), "{err}");
+}
+
+#[test]
+fn a_wrong_key_is_refused() {
+    let c = chain();
+    let wrong = RestoreOptions {
+        config: AedbConfig::production([8; 32]).with_checkpoint_key(DATA_KEY),
+        strict: true,
+        target_lsn: None,
+    };
+    let err = restore_from_backup_chain(&c.backups, c._dir.path().join("r"), wrong, &mut none())
+        .unwrap_err();
+    assert!(matches!(err, BackupError::WrongKey { .. }), "{err}");
+    // Right manifest key, no data key: the sealed files cannot be opened.
+    let keyless = RestoreOptions {
+        config: AedbConfig::production(KEY),
+        strict: true,
+        target_lsn: None,
+    };
+    let err = restore_from_backup_chain(&c.backups, c._dir.path().join("r"), keyless, &mut none())
+        .unwrap_err();
+    assert!(matches!(err, BackupError::WrongKey { .. }), "{err}");
+}
+
+#[test]
+fn a_truncated_file_is_refused() {
+    let c = chain();
+    let seg = wal_files(&c.backups[2]).remove(0);
+    let bytes = std::fs::read(&seg).unwrap();
+    std::fs::write(&seg, &bytes[..bytes.len() - 10]).unwrap();
+    let err = restore_from_backup_chain(
+        &c.backups,
+        c._dir.path().join("r"),
+        options(None),
+        &mut none(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, BackupError::TruncatedFile { .. }), "{err}");
+}
+
+#[test]
+fn backup_dirs_must_be_empty_and_backups_are_recorded_in_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = setup(&dir.path().join("db"));
+    load(&db, 0, 20);
+    let b = dir.path().join("b");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(b.join("x"), b"x").unwrap();
+    let err = db.backup_full(&b, &mut none()).unwrap_err();
+    assert!(matches!(err, BackupError::NonEmptyBackupDir(_)), "{err}");
+    let full = db.backup_full(dir.path().join("f"), &mut none()).unwrap();
+    db.shutdown().unwrap();
+    let manifest = std::fs::read(dir.path().join("db").join("MANIFEST")).unwrap();
+    let id = full.manifest.backup_id_hex();
+    assert!(
+        manifest.windows(id.len()).any(|w| w == id.as_bytes()),
+        "BackupTaken with the backup id is in the database's MANIFEST"
+    );
+}
+
+/// Backups taken while a workload commits restore to exactly the source's state at each
+/// backup's LSN.
+#[test]
+fn hot_backups_under_load_restore_to_the_source_state_at_their_lsn() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(setup(&dir.path().join("db")));
+    let history: Arc<Mutex<BTreeMap<Lsn, ReadSnapshot>>> = Arc::default();
+    history
+        .lock()
+        .unwrap()
+        .insert(db.snapshot().lsn(), db.snapshot());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let worker = {
+        let (db, history, stop) = (db.clone(), history.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || i < 200 {
+                load(&db, i, 1);
+                let s = db.snapshot();
+                history.lock().unwrap().insert(s.lsn(), s);
+                i += 1;
+            }
+        })
+    };
+    let mut backups = Vec::new();
+    let mut ends = Vec::new();
+    for k in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let b = dir.path().join(format!("b{k}"));
+        let report = if k == 0 {
+            db.backup_full(&b, &mut none()).unwrap()
+        } else {
+            db.backup_incremental(&b, &backups[k - 1], &mut none())
+                .unwrap()
+        };
+        backups.push(b);
+        ends.push(report.manifest.last_lsn);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    worker.join().unwrap();
+    assert!(ends.windows(2).all(|w| w[0] < w[1]), "{ends:?}");
+    let history = history.lock().unwrap();
+    for k in 0..3 {
+        let target = dir.path().join(format!("r{k}"));
+        let report =
+            restore_from_backup_chain(&backups[..=k], &target, options(None), &mut none()).unwrap();
+        assert_eq!(report.lsn, ends[k]);
+        let expected = history.get(&ends[k]).expect("the workload saw every LSN");
+        assert_eq!(first_difference(&open_state(&target), expected), None);
+    }
+}

@@ -1,0 +1,301 @@
+//! The real `aedb` binary on real directories: exit codes, `--json`, keys from the
+//! environment and key files, backup/restore/check/verify/inspect end to end.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use aedb::{AedbConfig, AedbInstance, Namespace};
+
+const KEY: [u8; 32] = [0x11; 32];
+const DATA_KEY: [u8; 32] = [0x22; 32];
+
+fn aedb(args: &[&str]) -> Output {
+    aedb_with(args, Some((KEY, DATA_KEY)))
+}
+
+fn aedb_with(args: &[&str], keys: Option<([u8; 32], [u8; 32])>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aedb"));
+    cmd.args(args)
+        .env_remove("AEDB_MANIFEST_KEY")
+        .env_remove("AEDB_DATA_KEY");
+    if let Some((m, d)) = keys {
+        cmd.env("AEDB_MANIFEST_KEY", hex::encode(m))
+            .env("AEDB_DATA_KEY", hex::encode(d));
+    }
+    cmd.output().unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
+}
+
+fn make_db(dir: &Path, from: u32, n: u32) {
+    let db = AedbInstance::open(
+        dir,
+        AedbConfig::production(KEY).with_checkpoint_key(DATA_KEY),
+    )
+    .unwrap();
+    if from == 0 {
+        db.create_project("p").unwrap();
+        db.create_scope("p", "s").unwrap();
+    }
+    let ns = Namespace::parse("p", "s").unwrap();
+    for i in from..from + n {
+        db.kv_put(&ns, format!("k{i}"), format!("v{i}")).unwrap();
+    }
+    db.shutdown().unwrap();
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["check", "--help"],
+        vec!["check", "invariants", "--help"],
+        vec!["check", "parity", "--help"],
+        vec!["verify", "--help"],
+        vec!["backup", "--help"],
+        vec!["backup", "full", "--help"],
+        vec!["backup", "incremental", "--help"],
+        vec!["backup", "list", "--help"],
+        vec!["backup", "verify", "--help"],
+        vec!["restore", "--help"],
+        vec!["inspect", "--help"],
+    ] {
+        let o = aedb(&args);
+        assert_eq!(code(&o), 0, "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(code(&aedb(&["check", "invariants"])), 2);
+    assert_eq!(code(&aedb(&["no-such-command"])), 2);
+    let dir = tempfile::tempdir().unwrap();
+    // A malformed key in the environment is a usage error too.
+    let o = Command::new(env!("CARGO_BIN_EXE_aedb"))
+        .args(["verify", "--data-dir", s(dir.path())])
+        .env("AEDB_MANIFEST_KEY", "not-hex")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+}
+
+#[test]
+fn backup_restore_check_and_inspect_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    make_db(&db, 0, 50);
+    let full = dir.path().join("full");
+    let o = aedb(&[
+        "backup",
+        "full",
+        "--data-dir",
+        s(&db),
+        "--out",
+        s(&full),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let j = json(&o);
+    assert_eq!(j["kind"], "full");
+    make_db(&db, 50, 30);
+    let inc = dir.path().join("inc");
+    let o = aedb(&[
+        "backup",
+        "incremental",
+        "--data-dir",
+        s(&db),
+        "--parent",
+        s(&full),
+        "--out",
+        s(&inc),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let inc_json = json(&o);
+    assert_eq!(inc_json["parent_sha256"], j["manifest_sha256"]);
+
+    let o = aedb(&["backup", "list", "--data-dir", s(&db), "--json"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(json(&o)["backups"].as_array().unwrap().len(), 2);
+
+    let o = aedb(&[
+        "backup",
+        "verify",
+        "--backup",
+        s(&full),
+        "--backup",
+        s(&inc),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(json(&o)["lsn"], inc_json["last_lsn"]);
+
+    let restored = dir.path().join("restored");
+    let o = aedb(&[
+        "restore",
+        "--strict",
+        "--backup",
+        s(&full),
+        "--backup",
+        s(&inc),
+        "--target",
+        s(&restored),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["lsn"], inc_json["last_lsn"]);
+
+    // Restoring into the now non-empty directory is refused (exit 1).
+    let o = aedb(&[
+        "restore",
+        "--strict",
+        "--backup",
+        s(&full),
+        "--target",
+        s(&restored),
+    ]);
+    assert_eq!(code(&o), 1);
+
+    let o = aedb(&["check", "invariants", "--data-dir", s(&restored), "--json"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
+    let j = json(&o);
+    assert_eq!(j["ok"], true);
+    assert!(j["checks"].as_array().unwrap().len() >= 8);
+
+    let o = aedb(&["check", "invariants", "--data-dir", s(&restored)]);
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("[PASS] manifest HMAC chain"));
+
+    let o = aedb(&[
+        "check",
+        "parity",
+        "--data-dir",
+        s(&db),
+        "--data-dir",
+        s(&restored),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(json(&o)["equal"], true);
+    let o = aedb(&[
+        "check",
+        "parity",
+        "--data-dir",
+        s(&restored),
+        "--backup",
+        s(&full),
+        "--backup",
+        s(&inc),
+    ]);
+    assert_eq!(code(&o), 0);
+
+    let o = aedb(&["verify", "--data-dir", s(&restored), "--json"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(json(&o)["lsn"], inc_json["last_lsn"]);
+
+    let o = aedb(&["inspect", "--data-dir", s(&db), "--json"]);
+    assert_eq!(code(&o), 0);
+    let j = json(&o);
+    assert!(!j["wal_segments"].as_array().unwrap().is_empty());
+    assert_eq!(j["key_epochs"][0]["epoch"], 1);
+
+    // After more commits the source and the restore differ: exit 1, first difference.
+    make_db(&db, 80, 1);
+    let o = aedb(&[
+        "check",
+        "parity",
+        "--data-dir",
+        s(&db),
+        "--data-dir",
+        s(&restored),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 1);
+    let j = json(&o);
+    assert_eq!(j["equal"], false);
+    assert!(j["first_difference"].as_str().unwrap().contains("lsn"));
+}
+
+#[test]
+fn integrity_failures_exit_1_and_keys_come_from_a_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    make_db(&db, 0, 10);
+    // Wrong key: the manifest chain check fails.
+    let o = aedb_with(
+        &["check", "invariants", "--data-dir", s(&db), "--json"],
+        Some(([0x33; 32], DATA_KEY)),
+    );
+    assert_eq!(code(&o), 1);
+    assert_eq!(json(&o)["ok"], false);
+    // The right keys from a key file work without any environment.
+    let key_file = dir.path().join("keys");
+    std::fs::write(
+        &key_file,
+        format!(
+            "# aedb keys\nmanifest_key = {}\ndata_key = {}\n",
+            hex::encode(KEY),
+            hex::encode(DATA_KEY)
+        ),
+    )
+    .unwrap();
+    let o = aedb_with(
+        &[
+            "check",
+            "invariants",
+            "--data-dir",
+            s(&db),
+            "--key-file",
+            s(&key_file),
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
+    // A tampered WAL fails verification with exit 1 and a JSON error.
+    let wal = std::fs::read_dir(db.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes[120] ^= 0xff;
+    std::fs::write(&wal, bytes).unwrap();
+    let o = aedb(&["verify", "--data-dir", s(&db), "--json"]);
+    assert_eq!(code(&o), 1);
+    assert_eq!(json(&o)["ok"], false);
+    // A held lock is reported, not raced.
+    make_db(&dir.path().join("live"), 0, 1);
+    let live = AedbInstance::open(
+        dir.path().join("live"),
+        AedbConfig::production(KEY).with_checkpoint_key(DATA_KEY),
+    )
+    .unwrap();
+    let o = aedb(&[
+        "check",
+        "invariants",
+        "--data-dir",
+        s(&dir.path().join("live")),
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("LOCK is held"));
+    live.shutdown().unwrap();
+}
