@@ -298,18 +298,7 @@ impl Sealer {
         drop(payload);
         let info = writer.finish().map_err(write)?;
 
-        let sealed = self.wal_control(|reply| WalControl::TakeSealed { reply })?;
-        let mut records: Vec<ManifestRecord> = sealed
-            .iter()
-            .map(|s| ManifestRecord::SegmentSealed {
-                seq: s.seq.get(),
-                first_lsn: s.base_lsn,
-                last_lsn: s.last_lsn,
-                sha256: s.hash.0,
-            })
-            .collect();
-        records.push(info.manifest_record());
-        self.record(records)?;
+        self.record(vec![info.manifest_record()])?;
         self.ctx.last_lsn = lsn;
         self.wal_bytes_at_last = wal_bytes;
         self.last_at = Instant::now();
@@ -359,22 +348,21 @@ impl Sealer {
             }
         }
         let through = kept[0];
+        // Record first, delete second: a crash in between leaves files the manifest no
+        // longer lists (harmless), never listed files that are gone (refused at open).
+        self.record(
+            live.segments()
+                .iter()
+                .filter(|(_, seg)| seg.last_lsn <= through)
+                .map(|(&seq, _)| ManifestRecord::SegmentRetired { seq })
+                .collect(),
+        )?;
         let removed = self
             .wal_control(|reply| WalControl::RetireThrough {
                 lsn: through,
                 reply,
             })?
             .map_err(|e: SharedWalError| CheckpointFailure::Wal(e.to_string()))?;
-        let retired: Vec<ManifestRecord> = removed
-            .iter()
-            .filter_map(|p| {
-                let name = p.file_name()?.to_str()?;
-                aedb_wal::dir::parse_segment_file_name(name)
-            })
-            .filter(|seq| live.segments().contains_key(&seq.get()))
-            .map(|seq| ManifestRecord::SegmentRetired { seq: seq.get() })
-            .collect();
-        self.record(retired)?;
         Ok((old.len(), removed.len()))
     }
 }

@@ -84,6 +84,13 @@ pub enum StartError {
         /// The segment.
         path: std::path::PathBuf,
     },
+    /// A WAL segment the manifest records (or the successor of the newest recorded
+    /// one) is missing: deleted or moved.
+    #[error("WAL segment {} is missing: the manifest records it (or its predecessor); restore it from a backup", path.display())]
+    SegmentMissing {
+        /// Where the segment should be.
+        path: std::path::PathBuf,
+    },
     /// The actor system or writer thread could not be started.
     #[error("cannot start the {what} thread: {source}")]
     Thread {

@@ -25,6 +25,12 @@ pub enum ManifestMsg {
         /// Where the answer goes.
         reply: Completer<Result<(), SharedManifestError>>,
     },
+    /// The WAL writer sealed these segments (and created each one's successor):
+    /// record them, skipping any the manifest already has. Fire-and-forget.
+    SegmentsSealed {
+        /// `SegmentSealed` records.
+        records: Vec<ManifestRecord>,
+    },
     /// A copy of the live state the chain describes.
     LiveState {
         /// Where the answer goes.
@@ -55,6 +61,15 @@ pub fn spawn(mut manifest: Manifest) -> std::io::Result<ManifestHandle> {
                             .try_for_each(|r| manifest.append(r))
                             .map_err(Arc::new);
                         reply.complete(result);
+                    }
+                    ManifestMsg::SegmentsSealed { records } => {
+                        for record in records {
+                            let known = matches!(&record, ManifestRecord::SegmentSealed { seq, .. }
+                                if manifest.live_state().segments().contains_key(seq));
+                            if !known && let Err(e) = manifest.append(&record) {
+                                eprintln!("aedb: recording a sealed WAL segment failed: {e}");
+                            }
+                        }
                     }
                     ManifestMsg::LiveState { reply } => {
                         reply.complete(manifest.live_state().clone());

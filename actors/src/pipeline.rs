@@ -101,6 +101,7 @@ impl Pipeline {
         let (manifest, epochs) = open_manifest(data_dir, &wal_dir, &config.keyring)?;
         let database = manifest.database_id();
         remove_unrecorded_checkpoints(data_dir, &manifest)?;
+        check_recorded_segments_present(&wal_dir, &manifest, true)?;
         let (epoch, master) = epochs
             .current()
             .map(|(e, m)| (e, m.clone()))
@@ -130,6 +131,7 @@ impl Pipeline {
 
         let (recovered, writer) = recover_wal(&wal_dir, &config, &mut state)?;
         check_segments_against_manifest(&recovered, &manifest)?;
+        check_recorded_segments_present(&wal_dir, &manifest, false)?;
         metrics
             .recovery_frames
             .store(state.lsn().get() - checkpoint_lsn.get(), Ordering::Relaxed);
@@ -142,6 +144,7 @@ impl Pipeline {
 
         let thread_error = |what| move |source| StartError::Thread { what, source };
         let snapshots = Arc::new(SnapshotCell::new(lsn, Arc::new(state.clone())));
+        let manifest = manifest_chain::spawn(manifest).map_err(thread_error("manifest"))?;
         let wal = wal_writer::spawn(
             writer,
             snapshots.clone(),
@@ -151,9 +154,9 @@ impl Pipeline {
                 flush_interval: config.flush_interval,
                 max_batch: config.max_batch,
             },
+            manifest.mailbox.clone(),
         )
         .map_err(thread_error("WAL writer"))?;
-        let manifest = manifest_chain::spawn(manifest).map_err(thread_error("manifest"))?;
         let sealer = checkpoint_sealer::spawn(SealerContext {
             data_dir: data_dir.to_path_buf(),
             database,
@@ -499,6 +502,40 @@ fn open_manifest(
         epochs.insert(next, current);
     }
     Ok((manifest, epochs))
+}
+
+/// Every live segment the manifest recorded must still be there, and so must the
+/// successor of the newest one (it was created before the record was written).
+/// `successor_only` runs before replay: recovery would otherwise re-create a missing
+/// successor of a sealed last segment, as it does after a crash between sealing a
+/// segment and creating the next, and a deleted newest segment would go unnoticed.
+fn check_recorded_segments_present(
+    wal_dir: &Path,
+    manifest: &Manifest,
+    successor_only: bool,
+) -> Result<(), StartError> {
+    let recorded = manifest.live_state().segments();
+    let present: std::collections::BTreeSet<u64> = aedb_wal::segment_paths(wal_dir)
+        .map_err(|e| StartError::Thread {
+            what: "WAL directory listing",
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .into_iter()
+        .map(|(seq, _)| seq.get())
+        .collect();
+    let newest = recorded
+        .keys()
+        .next_back()
+        .map(|&seq| seq.saturating_add(1));
+    let live = recorded.keys().copied().filter(|_| !successor_only);
+    for seq in live.chain(newest) {
+        if !present.contains(&seq) {
+            return Err(StartError::SegmentMissing {
+                path: wal_dir.join(aedb_wal::segment_file_name(aedb_wal::SegmentSeq::new(seq))),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Deletes checkpoint files the manifest does not record: half-written temporaries of a

@@ -20,6 +20,7 @@ use aedb_types::Lsn;
 use aedb_wal::{FrameKind, WalError, WalWriter};
 
 use crate::error::CommitError;
+use crate::manifest_chain::ManifestMsg;
 use crate::metrics::{EngineMetrics, ErrorCause};
 use crate::sequencer::{Answer, Reply};
 
@@ -81,9 +82,30 @@ pub struct WalSink {
     snapshots: Arc<SnapshotCell<State>>,
     metrics: Arc<EngineMetrics>,
     fail_stopped: Arc<AtomicBool>,
+    manifest: MailboxSender<ManifestMsg>,
 }
 
 impl WalSink {
+    /// Tells the manifest about segments sealed by a rotation. The successor already
+    /// exists when this runs, so recovery can require it for every recorded segment
+    /// (a deleted newest segment is then detected, not mistaken for a crash).
+    fn report_sealed_segments(&mut self) {
+        let sealed = self.writer.take_sealed_segments();
+        if sealed.is_empty() {
+            return;
+        }
+        let records = sealed
+            .iter()
+            .map(|s| aedb_checkpoint::ManifestRecord::SegmentSealed {
+                seq: s.seq.get(),
+                first_lsn: s.base_lsn,
+                last_lsn: s.last_lsn,
+                sha256: s.hash.0,
+            })
+            .collect();
+        let _ = self.manifest.send(ManifestMsg::SegmentsSealed { records });
+    }
+
     fn failed<T>(&self, e: WalError) -> Result<T, SharedWalError> {
         self.fail_stopped.store(true, Ordering::Release);
         Err(Arc::new(e))
@@ -109,6 +131,7 @@ impl LogSink for WalSink {
         let before = self.writer.written_bytes_total();
         match self.writer.flush() {
             Ok(()) => {
+                self.report_sealed_segments();
                 let after = self.writer.written_bytes_total();
                 self.metrics
                     .wal_bytes
@@ -156,7 +179,6 @@ impl LogSink for WalSink {
                 let result = self.writer.retire_segments_through(lsn).map_err(Arc::new);
                 reply.complete(result);
             }
-            WalControl::TakeSealed { reply } => reply.complete(self.writer.take_sealed_segments()),
             WalControl::BackupView { reply } => reply.complete(self.backup_view()),
             WalControl::SetCipher { cipher, reply } => {
                 let result = self.writer.set_cipher(cipher).map_err(Arc::new);
@@ -217,11 +239,6 @@ pub enum WalControl {
         /// Where the answer goes.
         reply: Completer<Result<Vec<std::path::PathBuf>, SharedWalError>>,
     },
-    /// Hand over the segments sealed since the last call (for the manifest).
-    TakeSealed {
-        /// Where the answer goes.
-        reply: Completer<Vec<aedb_wal::SealedSegment>>,
-    },
     /// Report the log's files and durable position for a hot backup.
     BackupView {
         /// Where the answer goes.
@@ -254,6 +271,7 @@ pub fn spawn(
     metrics: Arc<EngineMetrics>,
     mailbox_bound: usize,
     config: LoopConfig,
+    manifest: MailboxSender<ManifestMsg>,
 ) -> std::io::Result<WalWriterHandle> {
     let (tx, rx) = mailbox::<WalMsg>(mailbox_bound);
     let fail_stopped = Arc::new(AtomicBool::new(false));
@@ -262,6 +280,7 @@ pub fn spawn(
         snapshots,
         metrics,
         fail_stopped: fail_stopped.clone(),
+        manifest,
     };
     let thread = std::thread::Builder::new()
         .name("aedb-wal-writer".into())

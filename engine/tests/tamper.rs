@@ -432,6 +432,24 @@ impl Observed {
         }
     }
 
+    /// Either a successful open (its state and fallback count), or a refusal whose
+    /// message names a file inside `dir` (the engine noticed that a file the manifest
+    /// records is missing). Panics on any other refusal.
+    fn opened_or_refused_naming(self, dir: &Path, what: &str) -> Option<(State, u64)> {
+        match self {
+            Observed::Refused(message) => {
+                assert!(
+                    message.contains(&dir.display().to_string()),
+                    "{what}: refused without naming a file: {message}"
+                );
+                None
+            }
+            Observed::Opened {
+                state, fallbacks, ..
+            } => Some((state, fallbacks)),
+        }
+    }
+
     /// The state and fallback count of a successful open; panics (with `what`) otherwise.
     fn opened(self, what: &str) -> (State, u64) {
         match self {
@@ -782,15 +800,13 @@ fn deleting_the_oldest_segment_loses_nothing_but_the_fallback() {
     let fx = fixture();
     let dir = fx.materialize();
     std::fs::remove_file(dir.path().join(&fx.segments[0])).expect("delete");
-    // Not detected (the manifest still lists the segment as live), but nothing needs it
-    // while the newest checkpoint is intact.
-    let (state, fallbacks) = open_once(dir.path()).opened("oldest segment deleted");
-    assert!(state == fx.reference, "{}", fx.judge(&state));
-    assert_eq!(fallbacks, 0);
+    // The manifest still lists the segment as live: strict open refuses, naming it.
+    let segment = dir.path().join(&fx.segments[0]).display().to_string();
+    let message = open_once(dir.path()).refusal(fx, "oldest segment deleted");
+    assert!(message.contains(&segment), "{message}");
     fx.restore(dir.path());
 
-    // The fallback to the older checkpoint needed it: damaging the newest checkpoint as
-    // well must refuse, never open with a gap.
+    // Damaging the newest checkpoint as well is refused too, never opened with a gap.
     std::fs::remove_file(dir.path().join(&fx.segments[0])).expect("delete");
     let newest = dir.path().join(fx.checkpoints.last().expect("checkpoints"));
     let mut bytes = std::fs::read(&newest).expect("read");
@@ -798,11 +814,48 @@ fn deleting_the_oldest_segment_loses_nothing_but_the_fallback() {
     bytes[mid] ^= 0xFF;
     std::fs::write(&newest, bytes).expect("write");
     let message = open_once(dir.path()).refusal(fx, "oldest segment + newest checkpoint");
-    assert!(message.contains("WAL gap"), "{message}");
-    println!(
-        "oldest segment deleted and newest checkpoint damaged: refused with: {message}\n  \
-         (FINDING: the message names no file)"
+    assert!(
+        message.contains(&segment) || message.contains("WAL gap"),
+        "{message}"
     );
+}
+
+/// Deleting the newest WAL segment must not silently drop acknowledged commits: the
+/// manifest records every sealed segment once its successor exists, so the successor of
+/// the newest recorded one is required at open.
+#[test]
+fn deleting_the_newest_segment_is_detected() {
+    let fx = fixture();
+    let dir = fx.materialize();
+    let newest = fx.segments.last().expect("segments");
+    std::fs::remove_file(dir.path().join(newest)).expect("delete");
+    match open_once(dir.path()) {
+        Observed::Refused(message) => {
+            assert!(message.contains("wal"), "names the WAL: {message}");
+        }
+        Observed::Opened {
+            state,
+            fallbacks,
+            torn_tail,
+        } => {
+            let lost = fx.reference.lsn().get() - state.lsn().get();
+            assert!(
+                fx.history.get(&state.lsn()) == Some(&state),
+                "WRONG DATA after deleting {}: {}",
+                newest.display(),
+                fx.judge(&state)
+            );
+            assert!(
+                lost == 0,
+                "ENGINE BUG: deleting the newest WAL segment {} was not detected: strict open \
+                 succeeded at lsn {} instead of {} ({lost} acknowledged Durable commits \
+                 silently lost; fallbacks {fallbacks}, torn tail {torn_tail:?}, no error)",
+                newest.display(),
+                state.lsn(),
+                fx.reference.lsn(),
+            );
+        }
+    }
 }
 
 #[test]
@@ -940,10 +993,15 @@ fn manifest_truncation_is_repaired_or_refused_never_wrong_data() {
                 format!("refused: {text} (no file named)")
             }
             (TruncationOutcome::OpenedEqual, observed) => {
-                let (state, fallbacks) = observed.opened(&what);
-                assert!(state == fx.reference, "{what}: {}", fx.judge(&state));
-                assert_eq!(fallbacks, 0, "{what}");
-                "opened equal".to_owned()
+                match observed.opened_or_refused_naming(d, &what) {
+                    Some((state, fallbacks)) => {
+                        assert!(state == fx.reference, "{what}: {}", fx.judge(&state));
+                        assert_eq!(fallbacks, 0, "{what}");
+                        "opened equal".to_owned()
+                    }
+                    // The shorter chain still lists files that later records retired.
+                    None => "refused naming a file the shorter chain lists".to_owned(),
+                }
             }
         };
         // A cut inside a record is a torn tail: it is truncated away to the previous
@@ -989,15 +1047,20 @@ fn an_old_manifest_copy_is_refused_or_opens_complete() {
     let dir = scratch_dir();
     restore_files(&fx.after_second, dir.path());
     std::fs::write(dir.path().join(MANIFEST), &fx.manifest_after[0]).expect("roll back");
-    let (state, fallbacks) =
-        open_once(dir.path()).opened("manifest after checkpoint 2 rolled back to checkpoint 1");
-    let then = fx.checkpoint_lsns[1];
-    assert!(
-        state == fx.history[&then],
-        "opened at lsn {}, expected exactly the state at lsn {then}",
-        state.lsn()
-    );
-    assert_eq!(fallbacks, 0);
+    // The older chain still lists WAL segments that checkpoint 2 retired: strict open
+    // refuses naming the missing segment; if it opens, the state must be exact.
+    if let Some((state, fallbacks)) = open_once(dir.path()).opened_or_refused_naming(
+        dir.path(),
+        "manifest after checkpoint 2 rolled back to checkpoint 1",
+    ) {
+        let then = fx.checkpoint_lsns[1];
+        assert!(
+            state == fx.history[&then],
+            "opened at lsn {}, expected exactly the state at lsn {then}",
+            state.lsn()
+        );
+        assert_eq!(fallbacks, 0);
+    }
     drop(dir);
 
     // Over the final directory:
@@ -1019,7 +1082,10 @@ fn an_old_manifest_copy_is_refused_or_opens_complete() {
     // files, docs/FORMAT.md); checkpoint 2 and the WAL after it still exist, so the state
     // is complete — but the rollback un-retires checkpoint 1 and forgets checkpoint 3.
     std::fs::write(d.join(MANIFEST), &fx.manifest_after[1]).expect("roll back");
-    let (state, fallbacks) = open_once(d).opened("manifest rolled back to after checkpoint 2");
-    assert!(state == fx.reference, "{}", fx.judge(&state));
-    assert_eq!(fallbacks, 0);
+    if let Some((state, fallbacks)) =
+        open_once(d).opened_or_refused_naming(d, "manifest rolled back to after checkpoint 2")
+    {
+        assert!(state == fx.reference, "{}", fx.judge(&state));
+        assert_eq!(fallbacks, 0);
+    }
 }
