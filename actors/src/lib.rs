@@ -28,6 +28,7 @@
 //!         wal_bytes: 64 << 20,
 //!         interval: Duration::from_secs(600),
 //!     },
+//!     manifest_compact_after: 4096,
 //! };
 //! let (mut pipeline, _recovered) = Pipeline::start(dir.path(), config).unwrap();
 //! let project = ProjectName::new("bank").unwrap();

@@ -12,6 +12,8 @@ use aedb_checkpoint::{LiveState, Manifest, ManifestError, ManifestRecord};
 use aedb_sync::Completer;
 use aedb_sync::mailbox::{MailboxSender, mailbox};
 
+use crate::metrics::EngineMetrics;
+
 /// A manifest failure shared with every waiter.
 pub type SharedManifestError = Arc<ManifestError>;
 
@@ -47,8 +49,14 @@ pub struct ManifestHandle {
     pub thread: JoinHandle<()>,
 }
 
-/// Starts the actor over an open, verified manifest.
-pub fn spawn(mut manifest: Manifest) -> std::io::Result<ManifestHandle> {
+/// Starts the actor over an open, verified manifest. Once the log holds
+/// `compact_after` records it is compacted: rewritten (temporary file, fsync, atomic
+/// rename, directory fsync) to a `Compacted` record plus the live set.
+pub fn spawn(
+    mut manifest: Manifest,
+    compact_after: u64,
+    metrics: Arc<EngineMetrics>,
+) -> std::io::Result<ManifestHandle> {
     let (tx, rx) = mailbox::<ManifestMsg>(64);
     let thread = std::thread::Builder::new()
         .name("aedb-manifest".into())
@@ -73,6 +81,17 @@ pub fn spawn(mut manifest: Manifest) -> std::io::Result<ManifestHandle> {
                     }
                     ManifestMsg::LiveState { reply } => {
                         reply.complete(manifest.live_state().clone());
+                    }
+                }
+                if manifest.record_count() >= compact_after {
+                    let summary = manifest.live_state().to_records();
+                    match manifest.compact(crate::pipeline::now_unix_ms(), &summary) {
+                        Ok(()) => {
+                            metrics
+                                .manifest_compactions
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(e) => eprintln!("aedb: manifest compaction failed: {e}"),
                     }
                 }
             }

@@ -185,6 +185,8 @@ pub struct EngineMetrics {
     pub checkpoint_micros: AtomicU64,
     /// The current key epoch.
     pub key_epoch: AtomicU64,
+    /// Manifest compactions since open.
+    pub manifest_compactions: AtomicU64,
 }
 
 impl EngineMetrics {
@@ -232,6 +234,7 @@ impl EngineMetrics {
             checkpoint_bytes: self.checkpoint_bytes.load(Relaxed),
             checkpoint_micros: self.checkpoint_micros.load(Relaxed),
             key_epoch: self.key_epoch.load(Relaxed),
+            manifest_compactions: self.manifest_compactions.load(Relaxed),
         }
     }
 }
@@ -300,6 +303,8 @@ pub struct OperationalMetrics {
     pub checkpoint_micros: u64,
     /// The current key epoch.
     pub key_epoch: u64,
+    /// Manifest compactions since open.
+    pub manifest_compactions: u64,
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ pub struct PipelineConfig {
     pub keyring: Keyring,
     /// When automatic checkpoints run.
     pub checkpoints: CheckpointPolicy,
+    /// Compact the manifest once it holds this many records.
+    pub manifest_compact_after: u64,
 }
 
 /// Whether a full sequencer mailbox makes the caller wait or fail.
@@ -144,7 +146,9 @@ impl Pipeline {
 
         let thread_error = |what| move |source| StartError::Thread { what, source };
         let snapshots = Arc::new(SnapshotCell::new(lsn, Arc::new(state.clone())));
-        let manifest = manifest_chain::spawn(manifest).map_err(thread_error("manifest"))?;
+        let manifest =
+            manifest_chain::spawn(manifest, config.manifest_compact_after, metrics.clone())
+                .map_err(thread_error("manifest"))?;
         let wal = wal_writer::spawn(
             writer,
             snapshots.clone(),

@@ -68,6 +68,7 @@ pub struct AedbConfig {
     pub(crate) manifest_provider: Option<Arc<dyn KeyProvider>>,
     pub(crate) data_provider: Option<Arc<dyn KeyProvider>>,
     pub(crate) checkpoints: CheckpointPolicy,
+    pub(crate) manifest_compact_after: u64,
     pub(crate) default_finality: Finality,
     pub(crate) recovery: Recovery,
     pub(crate) fsync: bool,
@@ -89,6 +90,7 @@ impl AedbConfig {
                 wal_bytes: 64 * 1024 * 1024,
                 interval: Duration::from_secs(600),
             },
+            manifest_compact_after: 4096,
             default_finality: Finality::Durable,
             recovery: Recovery::Strict,
             fsync: true,
@@ -148,6 +150,13 @@ impl AedbConfig {
     /// Take a checkpoint at least this often while commits arrive (default 10 min).
     pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
         self.checkpoints.interval = interval;
+        self
+    }
+
+    /// Compact the manifest once it holds this many records (default 4096, at least
+    /// 16): it is rewritten atomically to a single `Compacted` record plus the live set.
+    pub fn manifest_compact_after(mut self, records: u64) -> Self {
+        self.manifest_compact_after = records;
         self
     }
 
@@ -253,6 +262,11 @@ impl AedbConfig {
                 return Err(ConfigError::QueueBound { name, bound });
             }
         }
+        if self.manifest_compact_after < 16 {
+            return Err(ConfigError::ManifestCompactAfter(
+                self.manifest_compact_after,
+            ));
+        }
         if self.checkpoints.wal_bytes == 0 {
             return Err(ConfigError::CheckpointWalBytes);
         }
@@ -281,6 +295,7 @@ impl fmt::Debug for AedbConfig {
                 &self.data_provider.as_ref().map(|p| p.describe()),
             )
             .field("checkpoints", &self.checkpoints)
+            .field("manifest_compact_after", &self.manifest_compact_after)
             .field("default_finality", &self.default_finality)
             .field("recovery", &self.recovery)
             .field("fsync", &self.fsync)
@@ -311,6 +326,9 @@ pub enum ConfigError {
         /// The rejected value.
         bound: usize,
     },
+    /// `manifest_compact_after` below 16.
+    #[error("manifest_compact_after {0} is too small: use at least 16 records")]
+    ManifestCompactAfter(u64),
     /// `checkpoint_wal_bytes(0)`.
     #[error("checkpoint_wal_bytes must be more than zero")]
     CheckpointWalBytes,

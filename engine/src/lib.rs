@@ -146,6 +146,7 @@ impl AedbInstance {
             max_batch: config.max_batch,
             keyring: config.keyring().map_err(StartError::from)?,
             checkpoints: config.checkpoints,
+            manifest_compact_after: config.manifest_compact_after,
         };
         let backup_keys = config.backup_key_provider().map_err(StartError::from)?;
         let (pipeline, recovered) = Pipeline::start(&dir, pipeline_config)?;

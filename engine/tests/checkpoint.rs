@@ -242,3 +242,40 @@ fn a_provider_pointed_at_a_new_master_version_starts_a_new_epoch() {
     .unwrap_err();
     assert!(matches!(err, OpenError::Recovery(_)), "{err:?}");
 }
+
+#[test]
+fn the_manifest_is_compacted_and_still_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || config().manifest_compact_after(16);
+    let db = AedbInstance::open(dir.path(), config()).unwrap();
+    db.create_project("p").unwrap();
+    db.create_scope("p", "s").unwrap();
+    let ns = Namespace::parse("p", "s").unwrap();
+    for round in 0..12u32 {
+        for i in 0..20 {
+            put(&db, &ns, round * 20 + i, "v");
+        }
+        db.checkpoint_now().unwrap();
+    }
+    let compactions = db.operational_metrics().manifest_compactions;
+    assert!(compactions >= 1, "no compaction after 12 checkpoints");
+    let last = db.snapshot().lsn();
+    db.shutdown().unwrap();
+    let manifest_len = std::fs::metadata(dir.path().join("MANIFEST"))
+        .unwrap()
+        .len();
+    let db = AedbInstance::open(dir.path(), config()).unwrap();
+    assert_eq!(db.snapshot().lsn(), last);
+    assert_eq!(db.snapshot().kv_len(&ns).unwrap(), 240);
+    db.shutdown().unwrap();
+    assert!(
+        manifest_len < 16 * 1024,
+        "manifest stays small: {manifest_len} bytes"
+    );
+    assert!(matches!(
+        AedbConfig::development()
+            .manifest_compact_after(3)
+            .validate(),
+        Err(aedb::ConfigError::ManifestCompactAfter(3))
+    ));
+}
