@@ -571,40 +571,7 @@ pub fn load_newest_checkpoint(
     let checkpoints = manifest.live_state().checkpoints();
     let mut failures = Vec::new();
     for (lsn, recorded) in checkpoints.iter().rev() {
-        let path = data_dir.join("checkpoints").join(&recorded.file_name);
-        let loaded = if keyring.encrypts() {
-            aedb_checkpoint::open_checkpoint(&path, database, |epoch| {
-                let master = epochs.master(epoch)?;
-                keyring
-                    .checkpoint_key(database, epoch, master)
-                    .ok()
-                    .flatten()
-            })
-        } else {
-            aedb_checkpoint::open_plaintext_checkpoint(&path, database)
-        };
-        let state = loaded
-            .map_err(|e| e.to_string())
-            .and_then(|c| {
-                if c.file_sha256 != recorded.sha256 {
-                    return Err(format!(
-                        "{}: file hash differs from the manifest's record",
-                        path.display()
-                    ));
-                }
-                State::decode_snapshot(&c.payload).map_err(|e| format!("{}: {e}", path.display()))
-            })
-            .and_then(|state| {
-                if state.lsn() == *lsn {
-                    Ok(state)
-                } else {
-                    Err(format!(
-                        "{}: snapshot is at lsn {} but the manifest records {lsn}",
-                        path.display(),
-                        state.lsn()
-                    ))
-                }
-            });
+        let state = load_checkpoint(data_dir, database, *lsn, recorded, epochs, keyring);
         match state {
             Ok(state) => {
                 if !failures.is_empty() {
@@ -625,6 +592,47 @@ pub fn load_newest_checkpoint(
             failures: failures.join("; "),
         })
     }
+}
+
+/// Opens one checkpoint the manifest records, authenticates it, and checks it against
+/// the record (file hash) and its LSN. Errors name the file.
+pub fn load_checkpoint(
+    data_dir: &Path,
+    database: DatabaseId,
+    lsn: Lsn,
+    recorded: &aedb_checkpoint::LiveCheckpoint,
+    epochs: &EpochTable,
+    keyring: &Keyring,
+) -> Result<State, String> {
+    let path = data_dir.join("checkpoints").join(&recorded.file_name);
+    let loaded = if keyring.encrypts() {
+        aedb_checkpoint::open_checkpoint(&path, database, |epoch| {
+            let master = epochs.master(epoch)?;
+            keyring
+                .checkpoint_key(database, epoch, master)
+                .ok()
+                .flatten()
+        })
+    } else {
+        aedb_checkpoint::open_plaintext_checkpoint(&path, database)
+    }
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    if loaded.file_sha256 != recorded.sha256 {
+        return Err(format!(
+            "{}: file hash differs from the manifest's record",
+            path.display()
+        ));
+    }
+    let state =
+        State::decode_snapshot(&loaded.payload).map_err(|e| format!("{}: {e}", path.display()))?;
+    if state.lsn() != lsn {
+        return Err(format!(
+            "{}: snapshot is at lsn {} but the manifest records {lsn}",
+            path.display(),
+            state.lsn()
+        ));
+    }
+    Ok(state)
 }
 
 /// Replays the WAL after the checkpoint's LSN into `state`; returns the report and a

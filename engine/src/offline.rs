@@ -101,46 +101,6 @@ fn epoch_table(live: &LiveState) -> Result<EpochTable, OfflineError> {
     Ok(epochs)
 }
 
-/// Opens one checkpoint recorded in the manifest and checks hash and LSN.
-fn load_checkpoint(
-    dir: &Path,
-    database: DatabaseId,
-    lsn: Lsn,
-    rec: &aedb_checkpoint::LiveCheckpoint,
-    epochs: &EpochTable,
-    keyring: &Keyring,
-) -> Result<State, String> {
-    let path = dir.join("checkpoints").join(&rec.file_name);
-    let loaded = if keyring.encrypts() {
-        aedb_checkpoint::open_checkpoint(&path, database, |epoch| {
-            let master = epochs.master(epoch)?;
-            keyring
-                .checkpoint_key(database, epoch, master)
-                .ok()
-                .flatten()
-        })
-    } else {
-        aedb_checkpoint::open_plaintext_checkpoint(&path, database)
-    }
-    .map_err(|e| format!("{}: {e}", path.display()))?;
-    if loaded.file_sha256 != rec.sha256 {
-        return Err(format!(
-            "{}: hash differs from the manifest's record",
-            path.display()
-        ));
-    }
-    let state =
-        State::decode_snapshot(&loaded.payload).map_err(|e| format!("{}: {e}", path.display()))?;
-    if state.lsn() != lsn {
-        return Err(format!(
-            "{}: snapshot at lsn {} but the manifest records {lsn}",
-            path.display(),
-            state.lsn()
-        ));
-    }
-    Ok(state)
-}
-
 fn wal_config(database: DatabaseId, epochs: &EpochTable, keyring: &Keyring) -> WalConfig {
     let mut config = WalConfig::development();
     if keyring.encrypts() {
@@ -185,7 +145,7 @@ fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, Offline
     let mut failures = Vec::new();
     let mut state = None;
     for (lsn, rec) in manifest.live.checkpoints().iter().rev() {
-        match load_checkpoint(dir, database, *lsn, rec, &epochs, &keyring) {
+        match aedb_actors::pipeline::load_checkpoint(dir, database, *lsn, rec, &epochs, &keyring) {
             Ok(s) => {
                 state = Some(s);
                 break;
@@ -355,7 +315,9 @@ pub fn check_invariants(dir: &Path, config: &AedbConfig) -> Result<Vec<Check>, O
     // re-checks every row against its schema and every version against the LSN).
     let mut bad = Vec::new();
     for (lsn, rec) in live.checkpoints() {
-        if let Err(e) = load_checkpoint(dir, database, *lsn, rec, &epochs, &keyring) {
+        if let Err(e) =
+            aedb_actors::pipeline::load_checkpoint(dir, database, *lsn, rec, &epochs, &keyring)
+        {
             bad.push(e);
         }
     }
