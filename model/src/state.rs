@@ -17,7 +17,7 @@ use crate::assertion::Verdict;
 use crate::error::{AlreadyExists, ApplyError, NotFound, OpError, ReadError, ReplayError};
 use crate::idempotency::{IdempotencyKey, IdempotencyRecord, Outcome, Rejection};
 use crate::key::{EncodedKey, KeyRange, encode_primary_key, prefix_successor};
-use crate::kv::{KvEntry, KvKey};
+use crate::kv::{KvEntry, KvKey, KvValue};
 use crate::mutation::{Ddl, Mutation};
 use crate::name::{Namespace, ProjectName, ScopeName, TableName};
 use crate::numeric::{Numeric, NumericType, OutOfRange};
@@ -80,6 +80,29 @@ fn missing_namespace(projects: &OrdMap<ProjectName, ProjectState>, ns: &Namespac
     } else {
         NotFound::Project(ns.project.clone())
     }
+}
+
+/// Writes `key = value` at `lsn` into `n` and logs the resolved put.
+fn put_kv(
+    n: &mut NamespaceState,
+    ns: &Namespace,
+    key: &KvKey,
+    value: KvValue,
+    lsn: Lsn,
+    effects: &mut Vec<Effect>,
+) {
+    n.kv.insert(
+        key.clone(),
+        KvEntry {
+            value: value.clone(),
+            lsn,
+        },
+    );
+    effects.push(Effect::KvPut {
+        ns: ns.clone(),
+        key: key.clone(),
+        value,
+    });
 }
 
 fn namespace_mut<'a>(
@@ -630,18 +653,7 @@ impl State {
         match mutation {
             Mutation::KvPut { ns, key, value } => {
                 let n = namespace_mut(&mut self.namespaces, &self.projects, ns)?;
-                n.kv.insert(
-                    key.clone(),
-                    KvEntry {
-                        value: value.clone(),
-                        lsn,
-                    },
-                );
-                effects.push(Effect::KvPut {
-                    ns: ns.clone(),
-                    key: key.clone(),
-                    value: value.clone(),
-                });
+                put_kv(n, ns, key, value.clone(), lsn, effects);
             }
             Mutation::KvDelete { ns, key } => {
                 let n = namespace_mut(&mut self.namespaces, &self.projects, ns)?;
@@ -750,19 +762,7 @@ impl State {
                 });
             }
         };
-        let value = result.to_value();
-        n.kv.insert(
-            key.clone(),
-            KvEntry {
-                value: value.clone(),
-                lsn,
-            },
-        );
-        effects.push(Effect::KvPut {
-            ns: ns.clone(),
-            key: key.clone(),
-            value,
-        });
+        put_kv(n, ns, key, result.to_value(), lsn, effects);
         Ok(())
     }
 

@@ -583,6 +583,12 @@ impl WalWriter {
         if self.written_lsn == self.synced_lsn {
             return Ok(());
         }
+        self.sync_active("fdatasync")
+    }
+
+    /// One (fault-checked) `fdatasync` of the active segment, unless syncing is off;
+    /// everything written so far is then synced. Poisons the writer on failure.
+    fn sync_active(&mut self, op: &'static str) -> Result<(), WalError> {
         if self.config.syncs() {
             let result = self
                 .config
@@ -590,7 +596,7 @@ impl WalWriter {
                 .check(FaultPoint::Fsync)
                 .and_then(|()| self.active.file.sync_data());
             if let Err(err) = result {
-                return Err(self.fail("fdatasync", err));
+                return Err(self.fail(op, err));
             }
             self.fsync_count += 1;
         }
@@ -644,18 +650,7 @@ impl WalWriter {
         self.active.offset += bytes.len() as u64;
         self.active.hasher.update(&bytes);
         self.written_bytes_total += bytes.len() as u64;
-        if self.config.syncs() {
-            let result = self
-                .config
-                .faults
-                .check(FaultPoint::Fsync)
-                .and_then(|()| self.active.file.sync_data());
-            if let Err(err) = result {
-                return Err(self.fail("fdatasync sealed segment", err));
-            }
-            self.fsync_count += 1;
-        }
-        self.synced_lsn = self.written_lsn;
+        self.sync_active("fdatasync sealed segment")?;
         let active = &self.active;
         Ok(SealedSegment {
             seq: active.header.seq,
