@@ -10,6 +10,7 @@
 //! of them, so recovery can fall back one checkpoint if the newest fails to
 //! authenticate.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -116,6 +117,10 @@ pub struct SealerContext {
     pub policy: CheckpointPolicy,
     /// LSN of the newest checkpoint at start.
     pub last_lsn: Lsn,
+    /// For each decrypt-only (older, not yet retired) key epoch, an LSN no frame sealed
+    /// under it exceeds. Once the WAL no longer holds that LSN and no live checkpoint is
+    /// sealed under the epoch, it is retired.
+    pub epoch_bounds: BTreeMap<KeyEpoch, Lsn>,
 }
 
 /// Handle to the running sealer.
@@ -248,9 +253,11 @@ impl Sealer {
             .wal_key(self.ctx.database, epoch, &master)
             .map_err(key_error)?
             .map(|key| aedb_wal::WalCipher::new(key, epoch, self.ctx.database));
-        self.wal_control(|reply| WalControl::SetCipher { cipher, reply })?
+        let last_under_old = self
+            .wal_control(|reply| WalControl::SetCipher { cipher, reply })?
             .map_err(|e| CheckpointFailure::Wal(e.to_string()))?;
-        self.ctx.epoch = (epoch, master);
+        let old = std::mem::replace(&mut self.ctx.epoch, (epoch, master));
+        self.ctx.epoch_bounds.insert(old.0, last_under_old);
         self.ctx
             .metrics
             .key_epoch
@@ -323,7 +330,7 @@ impl Sealer {
 
     /// Retires checkpoints beyond the newest [`KEEP_CHECKPOINTS`] (manifest first, then
     /// the file) and WAL segments the oldest kept checkpoint covers.
-    fn retire(&self) -> Result<(usize, usize), CheckpointFailure> {
+    fn retire(&mut self) -> Result<(usize, usize), CheckpointFailure> {
         let (c, w) = completion();
         self.ctx
             .manifest
@@ -357,12 +364,49 @@ impl Sealer {
                 .map(|(&seq, _)| ManifestRecord::SegmentRetired { seq })
                 .collect(),
         )?;
-        let removed = self
+        let retired = self
             .wal_control(|reply| WalControl::RetireThrough {
                 lsn: through,
                 reply,
             })?
             .map_err(|e: SharedWalError| CheckpointFailure::Wal(e.to_string()))?;
-        Ok((old.len(), removed.len()))
+        let kept_epochs: BTreeSet<KeyEpoch> = kept
+            .iter()
+            .filter_map(|lsn| live.checkpoints().get(lsn))
+            .map(|c| c.epoch)
+            .collect();
+        self.retire_epochs(&kept_epochs, retired.oldest_lsn)?;
+        Ok((old.len(), retired.removed.len()))
+    }
+
+    /// Retires every decrypt-only epoch no file needs any more: no kept checkpoint is
+    /// sealed under it and the WAL's oldest retained frame is past its last frame. The
+    /// retirement is recorded before anything forgets the epoch's keys.
+    fn retire_epochs(
+        &mut self,
+        kept_epochs: &BTreeSet<KeyEpoch>,
+        oldest_wal_lsn: Lsn,
+    ) -> Result<(), CheckpointFailure> {
+        let done: Vec<KeyEpoch> = self
+            .ctx
+            .epoch_bounds
+            .iter()
+            .filter(|&(epoch, bound)| !kept_epochs.contains(epoch) && *bound < oldest_wal_lsn)
+            .map(|(epoch, _)| *epoch)
+            .collect();
+        let at_unix_ms = crate::pipeline::now_unix_ms();
+        self.record(
+            done.iter()
+                .map(|&epoch| ManifestRecord::KeyEpochRetired { epoch, at_unix_ms })
+                .collect(),
+        )?;
+        for epoch in done {
+            self.ctx.epoch_bounds.remove(&epoch);
+            self.ctx
+                .metrics
+                .key_epochs_retired
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 }

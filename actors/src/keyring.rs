@@ -4,13 +4,14 @@
 //! database and key epoch, the subkeys the actors need: the manifest MAC key, and —
 //! when encryption at rest is configured — the checkpoint key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
+use aedb_checkpoint::LiveState;
 use aedb_keys::{
-    DerivationRequest, InMemoryKeyProvider, KeyError, KeyProvider, KeyPurpose, MasterKeyId,
-    SecretKey,
+    DerivationRequest, EpochKey, InMemoryKeyProvider, KeyError, KeyProvider, KeyPurpose,
+    MasterKeyId, SecretKey,
 };
 use aedb_types::{DatabaseId, KeyEpoch};
 
@@ -138,16 +139,40 @@ impl Keyring {
     }
 }
 
-/// The key epochs a manifest records, with their masters.
+/// The key epochs a manifest records, with their masters, and which were retired.
+///
+/// Retired epochs get no keys: every lookup answers [`EpochKey::Retired`], so a file
+/// claiming one is refused with a typed error instead of being decrypted.
 #[derive(Clone, Debug, Default)]
 pub struct EpochTable {
     epochs: BTreeMap<KeyEpoch, MasterKeyId>,
+    retired: BTreeSet<KeyEpoch>,
 }
 
 impl EpochTable {
+    /// The epochs (and retirements) a verified manifest records.
+    pub fn from_live(live: &LiveState) -> Result<EpochTable, KeyError> {
+        let mut table = EpochTable::default();
+        for (epoch, info) in live.key_epochs() {
+            table.insert(*epoch, info.master_key_id.parse()?);
+        }
+        table.retired.extend(live.retired_epochs().keys().copied());
+        Ok(table)
+    }
+
     /// Records `epoch` as using `master`.
     pub fn insert(&mut self, epoch: KeyEpoch, master: MasterKeyId) {
         self.epochs.insert(epoch, master);
+    }
+
+    /// Marks `epoch` retired: its keys are no longer handed out.
+    pub fn retire(&mut self, epoch: KeyEpoch) {
+        self.retired.insert(epoch);
+    }
+
+    /// Whether `epoch` was retired.
+    pub fn is_retired(&self, epoch: KeyEpoch) -> bool {
+        self.retired.contains(&epoch)
     }
 
     /// The newest epoch and its master.
@@ -155,8 +180,54 @@ impl EpochTable {
         self.epochs.iter().next_back().map(|(e, m)| (*e, m))
     }
 
-    /// The master of `epoch`.
+    /// Epochs older than the current one and not retired: files may still be sealed
+    /// under them, so they stay decrypt-only.
+    pub fn decrypt_only(&self) -> Vec<KeyEpoch> {
+        let current = self.current().map(|(e, _)| e);
+        self.epochs
+            .keys()
+            .copied()
+            .filter(|e| Some(*e) != current && !self.is_retired(*e))
+            .collect()
+    }
+
+    /// The master of `epoch`, unless it is unknown or retired.
     pub fn master(&self, epoch: KeyEpoch) -> Option<&MasterKeyId> {
-        self.epochs.get(&epoch)
+        if self.is_retired(epoch) {
+            None
+        } else {
+            self.epochs.get(&epoch)
+        }
+    }
+
+    /// The WAL key of `epoch` for readers: the key, or why there is none.
+    pub fn wal_key(&self, keyring: &Keyring, database: DatabaseId, epoch: KeyEpoch) -> EpochKey {
+        self.key(epoch, |master| keyring.wal_key(database, epoch, master))
+    }
+
+    /// The checkpoint key of `epoch` for readers: the key, or why there is none.
+    pub fn checkpoint_key(
+        &self,
+        keyring: &Keyring,
+        database: DatabaseId,
+        epoch: KeyEpoch,
+    ) -> EpochKey {
+        self.key(epoch, |master| {
+            keyring.checkpoint_key(database, epoch, master)
+        })
+    }
+
+    fn key(
+        &self,
+        epoch: KeyEpoch,
+        derive: impl FnOnce(&MasterKeyId) -> Result<Option<SecretKey>, KeyError>,
+    ) -> EpochKey {
+        if self.is_retired(epoch) {
+            return EpochKey::Retired;
+        }
+        self.epochs
+            .get(&epoch)
+            .and_then(|master| derive(master).ok().flatten())
+            .into()
     }
 }

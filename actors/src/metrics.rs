@@ -185,6 +185,8 @@ pub struct EngineMetrics {
     pub checkpoint_micros: AtomicU64,
     /// The current key epoch.
     pub key_epoch: AtomicU64,
+    /// Key epochs retired since open.
+    pub key_epochs_retired: AtomicU64,
     /// Manifest compactions since open.
     pub manifest_compactions: AtomicU64,
 }
@@ -234,6 +236,7 @@ impl EngineMetrics {
             checkpoint_bytes: self.checkpoint_bytes.load(Relaxed),
             checkpoint_micros: self.checkpoint_micros.load(Relaxed),
             key_epoch: self.key_epoch.load(Relaxed),
+            key_epochs_retired: self.key_epochs_retired.load(Relaxed),
             manifest_compactions: self.manifest_compactions.load(Relaxed),
         }
     }
@@ -303,6 +306,8 @@ pub struct OperationalMetrics {
     pub checkpoint_micros: u64,
     /// The current key epoch.
     pub key_epoch: u64,
+    /// Key epochs retired since open (no live file needed them any more).
+    pub key_epochs_retired: u64,
     /// Manifest compactions since open.
     pub manifest_compactions: u64,
 }

@@ -117,8 +117,7 @@ impl Pipeline {
             config.wal.cipher = Some(WalCipher::new(key, epoch, database));
             let (keyring, epochs) = (config.keyring.clone(), epochs.clone());
             config.wal.keyring = Some(WalKeyring::new(database, move |e| {
-                let master = epochs.master(e)?;
-                keyring.wal_key(database, e, master).ok().flatten()
+                epochs.wal_key(&keyring, database, e)
             }));
         }
         let (mut state, fallbacks) =
@@ -172,6 +171,13 @@ impl Pipeline {
             metrics: metrics.clone(),
             policy: config.checkpoints,
             last_lsn: checkpoint_lsn,
+            // Every frame of an older epoch is already on disk: anything written from
+            // now on is sealed under the current one.
+            epoch_bounds: epochs
+                .decrypt_only()
+                .into_iter()
+                .map(|e| (e, Lsn::new(lsn)))
+                .collect(),
         })
         .map_err(thread_error("checkpoint sealer"))?;
 
@@ -483,14 +489,8 @@ fn open_manifest(
         })?;
         manifest
     };
-    let mut epochs = EpochTable::default();
-    for (epoch, info) in manifest.live_state().key_epochs() {
-        let master = info
-            .master_key_id
-            .parse()
-            .map_err(|source| StartError::Key(Arc::new(source)))?;
-        epochs.insert(*epoch, master);
-    }
+    let mut epochs = EpochTable::from_live(manifest.live_state())
+        .map_err(|source| StartError::Key(Arc::new(source)))?;
     // The provider was pointed at a new master version (HSM rotation runbook): start
     // a new epoch under it; older epochs stay readable through their recorded masters.
     let current = keyring.current_data_master()?;
@@ -607,11 +607,7 @@ pub fn load_checkpoint(
     let path = data_dir.join("checkpoints").join(&recorded.file_name);
     let loaded = if keyring.encrypts() {
         aedb_checkpoint::open_checkpoint(&path, database, |epoch| {
-            let master = epochs.master(epoch)?;
-            keyring
-                .checkpoint_key(database, epoch, master)
-                .ok()
-                .flatten()
+            epochs.checkpoint_key(keyring, database, epoch)
         })
     } else {
         aedb_checkpoint::open_plaintext_checkpoint(&path, database)

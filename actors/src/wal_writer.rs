@@ -176,12 +176,25 @@ impl LogSink for WalSink {
     fn control(&mut self, control: WalControl) {
         match control {
             WalControl::RetireThrough { lsn, reply } => {
-                let result = self.writer.retire_segments_through(lsn).map_err(Arc::new);
+                let result = self
+                    .writer
+                    .retire_segments_through(lsn)
+                    .and_then(|removed| {
+                        Ok(RetiredSegments {
+                            removed,
+                            oldest_lsn: self.writer.oldest_retained_lsn()?,
+                        })
+                    })
+                    .map_err(Arc::new);
                 reply.complete(result);
             }
             WalControl::BackupView { reply } => reply.complete(self.backup_view()),
             WalControl::SetCipher { cipher, reply } => {
-                let result = self.writer.set_cipher(cipher).map_err(Arc::new);
+                let result = self
+                    .writer
+                    .set_cipher(cipher)
+                    .map(|()| self.writer.last_lsn())
+                    .map_err(Arc::new);
                 if let Err(e) = &result {
                     self.fail_stopped.store(true, Ordering::Release);
                     eprintln!("aedb: switching the WAL key failed: {e}");
@@ -237,20 +250,30 @@ pub enum WalControl {
         /// Highest LSN the newest recorded checkpoint covers.
         lsn: Lsn,
         /// Where the answer goes.
-        reply: Completer<Result<Vec<std::path::PathBuf>, SharedWalError>>,
+        reply: Completer<Result<RetiredSegments, SharedWalError>>,
     },
     /// Report the log's files and durable position for a hot backup.
     BackupView {
         /// Where the answer goes.
         reply: Completer<Result<WalBackupView, std::io::Error>>,
     },
-    /// Seal batches from now on under `cipher` (a new key epoch).
+    /// Seal batches from now on under `cipher` (a new key epoch). Answers the last LSN
+    /// sealed under the previous cipher.
     SetCipher {
         /// The new cipher.
         cipher: Option<aedb_wal::WalCipher>,
         /// Where the answer goes.
-        reply: Completer<Result<(), SharedWalError>>,
+        reply: Completer<Result<Lsn, SharedWalError>>,
     },
+}
+
+/// What [`WalControl::RetireThrough`] did.
+#[derive(Debug)]
+pub struct RetiredSegments {
+    /// The deleted segment files.
+    pub removed: Vec<std::path::PathBuf>,
+    /// The lowest LSN any remaining segment may hold (its base LSN).
+    pub oldest_lsn: Lsn,
 }
 
 /// Handle to the running writer thread.

@@ -34,7 +34,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aedb::{AedbInstance, DatabaseId, Finality, KeyEpoch, KvKey, KvValue, Lsn, SecretKey};
+use aedb::{
+    AedbInstance, DatabaseId, EpochKey, Finality, KeyEpoch, KvKey, KvValue, Lsn, SecretKey,
+};
 use aedb_benches::{
     CpuSample, Latencies, MetricsDelta, Summary, key_bytes, load_keys, namespace, open_sealed,
     run_committers, scratch_dir, sealed_production, small_put, thread_cpu_ns, value_bytes,
@@ -205,7 +207,7 @@ fn seal_open(c: &mut Criterion, root: &Path, payload: &[u8], summary: &Summary) 
     let db_id = DatabaseId::from_bytes([7; 16]);
     let key = SecretKey::new([1; 32]);
     let meta = CheckpointMeta::new(db_id, Lsn::new(1), KeyEpoch::FIRST);
-    let lookup = |_: KeyEpoch| Some(SecretKey::new([1; 32]));
+    let lookup = |_: KeyEpoch| EpochKey::Key(SecretKey::new([1; 32]));
     let sealed = seal_checkpoint_to_vec(&meta, Some(&key), &mut OsNonceSource, payload)
         .expect("seal in memory");
     let plain =

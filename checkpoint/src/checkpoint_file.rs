@@ -16,7 +16,7 @@ use crate::error::CheckpointError;
 use crate::header::Algorithm;
 use crate::nonce::NonceSource;
 use crate::record::ManifestRecord;
-use aedb_keys::SecretKey;
+use aedb_keys::{EpochKey, SecretKey};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -326,14 +326,22 @@ pub fn open_checkpoint_with(
 ///
 /// # Errors
 /// [`CheckpointError::WrongDatabase`], [`CheckpointError::UnknownEpoch`],
+/// [`CheckpointError::RetiredEpoch`],
 /// [`CheckpointError::WrongKey`], [`CheckpointError::AuthFailed`],
 /// [`CheckpointError::Truncated`], [`CheckpointError::BadHeader`], ….
-pub fn open_checkpoint(
+pub fn open_checkpoint<K>(
     path: &Path,
     expected_db: DatabaseId,
-    key_for_epoch: impl Fn(KeyEpoch) -> Option<SecretKey>,
-) -> Result<LoadedCheckpoint, CheckpointError> {
-    open_checkpoint_with(path, expected_db, OpenMode::Sealed(&key_for_epoch))
+    key_for_epoch: impl Fn(KeyEpoch) -> K,
+) -> Result<LoadedCheckpoint, CheckpointError>
+where
+    K: Into<EpochKey>,
+{
+    open_checkpoint_with(
+        path,
+        expected_db,
+        OpenMode::Sealed(&|epoch| key_for_epoch(epoch).into()),
+    )
 }
 
 /// Opens a **plaintext-mode** checkpoint (for instances without a checkpoint key). Verifies

@@ -19,7 +19,7 @@ use crate::header::{
     MIN_CHUNK_SIZE, TAG_LEN,
 };
 use crate::nonce::{NONCE_LEN, NonceSource};
-use aedb_keys::SecretKey;
+use aedb_keys::{EpochKey, SecretKey};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -316,7 +316,7 @@ pub enum OpenMode<'a> {
     /// Accept only plaintext-mode files (instances without a checkpoint key).
     Plaintext,
     /// Accept only sealed files; look up the key for the header's epoch.
-    Sealed(&'a dyn Fn(KeyEpoch) -> Option<SecretKey>),
+    Sealed(&'a dyn Fn(KeyEpoch) -> EpochKey),
 }
 
 impl fmt::Debug for OpenMode<'_> {
@@ -450,11 +450,20 @@ impl<R: Read> CheckpointDecoder<R> {
                 return Err(CheckpointError::UnexpectedPlaintext { path: label });
             }
             (OpenMode::Sealed(lookup), Algorithm::XChaCha20Poly1305) => {
-                let Some(key) = lookup(header.epoch) else {
-                    return Err(CheckpointError::UnknownEpoch {
-                        path: label,
-                        epoch: header.epoch,
-                    });
+                let key = match lookup(header.epoch) {
+                    EpochKey::Key(key) => key,
+                    EpochKey::Unknown => {
+                        return Err(CheckpointError::UnknownEpoch {
+                            path: label,
+                            epoch: header.epoch,
+                        });
+                    }
+                    EpochKey::Retired => {
+                        return Err(CheckpointError::RetiredEpoch {
+                            path: label,
+                            epoch: header.epoch,
+                        });
+                    }
                 };
                 let cipher = ChunkCipher::new(Some(&key));
                 if cipher

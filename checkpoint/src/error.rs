@@ -101,6 +101,15 @@ pub enum CheckpointError {
         /// The epoch in the header.
         epoch: KeyEpoch,
     },
+    /// The file is sealed under a key epoch the manifest retired: no live file needs it,
+    /// so the file is stale (or planted) and its key is no longer handed out.
+    #[error("{path} is sealed under key {epoch}, which was retired; the file is stale")]
+    RetiredEpoch {
+        /// The file.
+        path: PathBuf,
+        /// The epoch in the header.
+        epoch: KeyEpoch,
+    },
     /// A sealed checkpoint was expected but the file is plaintext. Refused, because
     /// accepting it would let anyone who can write the directory substitute unauthenticated
     /// data (a downgrade). Open it with `open_plaintext_checkpoint` only deliberately.

@@ -151,6 +151,23 @@ fn golden_records() -> Vec<ManifestRecord> {
     ]
 }
 
+/// Records appended after [`golden_records`] in the second file fixture: a rotation,
+/// then the retirement of the first epoch (record kind 10, added after format v1
+/// shipped; the first file fixture stays byte-identical).
+fn golden_retirement_records() -> Vec<ManifestRecord> {
+    vec![
+        ManifestRecord::KeyEpochChanged {
+            epoch: KeyEpoch::new(2),
+            master_key_id: "aedb-master/v2".into(),
+            at_unix_ms: 1_700_000_600_000,
+        },
+        ManifestRecord::KeyEpochRetired {
+            epoch: KeyEpoch::FIRST,
+            at_unix_ms: 1_700_000_700_000,
+        },
+    ]
+}
+
 fn golden_checkpoint(sealed: bool, payload: &[u8]) -> Vec<u8> {
     let key = SecretKey::new(GOLDEN_CHECKPOINT_KEY);
     let meta = CheckpointMeta::new(GOLDEN_DATABASE_ID, GOLDEN_LSN, GOLDEN_EPOCH)
@@ -221,7 +238,8 @@ pub fn golden_fixtures() -> Vec<GoldenFixture> {
         },
     });
     let records = golden_records();
-    for r in &records {
+    let retirement = golden_retirement_records();
+    for r in records.iter().chain(&retirement[1..]) {
         let kind = r.kind();
         out.push(GoldenFixture {
             name: format!("manifest_record_{}_v1", kind.name()),
@@ -234,18 +252,30 @@ pub fn golden_fixtures() -> Vec<GoldenFixture> {
             expected: GoldenExpectation::ManifestFrame { record: r.clone() },
         });
     }
-    let mut file = header.to_vec();
-    let mut prev = header_mac;
-    for r in &records {
-        let (frame, mac) = golden_frame(&key, &prev, r);
-        file.extend_from_slice(&frame);
-        prev = mac;
-    }
+    let file = |records: &[ManifestRecord]| {
+        let mut file = header.to_vec();
+        let mut prev = header_mac;
+        for r in records {
+            let (frame, mac) = golden_frame(&key, &prev, r);
+            file.extend_from_slice(&frame);
+            prev = mac;
+        }
+        file
+    };
     out.push(GoldenFixture {
         name: "manifest_file_v1".into(),
         description: "manifest v1 file: header + one record of every kind, chained".into(),
-        bytes: file,
-        expected: GoldenExpectation::ManifestFile { records },
+        bytes: file(&records),
+        expected: GoldenExpectation::ManifestFile {
+            records: records.clone(),
+        },
+    });
+    let all: Vec<ManifestRecord> = records.into_iter().chain(retirement).collect();
+    out.push(GoldenFixture {
+        name: "manifest_file_with_epoch_retirement_v1".into(),
+        description: "manifest v1 file: the records of manifest_file_v1, a second key epoch, and the retirement of the first, chained".into(),
+        bytes: file(&all),
+        expected: GoldenExpectation::ManifestFile { records: all },
     });
     out
 }
@@ -262,7 +292,9 @@ impl GoldenFixture {
         match &self.expected {
             GoldenExpectation::Checkpoint { sealed, payload } => {
                 let lookup = |e: KeyEpoch| {
-                    (e == GOLDEN_EPOCH).then(|| SecretKey::new(GOLDEN_CHECKPOINT_KEY))
+                    (e == GOLDEN_EPOCH)
+                        .then(|| SecretKey::new(GOLDEN_CHECKPOINT_KEY))
+                        .into()
                 };
                 let mode = if *sealed {
                     OpenMode::Sealed(&lookup)

@@ -129,6 +129,24 @@ pub enum LiveStateError {
         /// The rejected epoch.
         new: KeyEpoch,
     },
+    /// A record names a key epoch the manifest never recorded.
+    #[error("key epoch {epoch} was never recorded")]
+    UnknownEpoch {
+        /// The epoch.
+        epoch: KeyEpoch,
+    },
+    /// A record uses a retired key epoch, or retires it twice.
+    #[error("key epoch {epoch} is retired")]
+    EpochRetired {
+        /// The epoch.
+        epoch: KeyEpoch,
+    },
+    /// Retirement of the current epoch or of one a live checkpoint is sealed under.
+    #[error("key epoch {epoch} cannot be retired: it is current or a live checkpoint uses it")]
+    EpochInUse {
+        /// The epoch.
+        epoch: KeyEpoch,
+    },
 }
 
 /// The current set of live files and facts, folded from manifest records.
@@ -139,6 +157,7 @@ pub struct LiveState {
     checkpoints: BTreeMap<Lsn, LiveCheckpoint>,
     segments: BTreeMap<u64, LiveSegment>,
     key_epochs: BTreeMap<KeyEpoch, EpochInfo>,
+    retired_epochs: BTreeMap<KeyEpoch, u64>,
     backups: Vec<BackupInfo>,
     env_hash: Option<(String, [u8; 32])>,
     compacted_from: Option<CompactionInfo>,
@@ -153,6 +172,7 @@ impl LiveState {
             checkpoints: BTreeMap::new(),
             segments: BTreeMap::new(),
             key_epochs: BTreeMap::new(),
+            retired_epochs: BTreeMap::new(),
             backups: Vec::new(),
             env_hash: None,
             compacted_from: None,
@@ -203,9 +223,22 @@ impl LiveState {
                     Ok(())
                 }
             }
-            ManifestRecord::CheckpointAdded { lsn, .. } => {
+            ManifestRecord::CheckpointAdded { lsn, epoch, .. } => {
                 if self.checkpoints.contains_key(lsn) {
                     Err(LiveStateError::DuplicateCheckpoint { lsn: *lsn })
+                } else if self.retired_epochs.contains_key(epoch) {
+                    Err(LiveStateError::EpochRetired { epoch: *epoch })
+                } else {
+                    Ok(())
+                }
+            }
+            ManifestRecord::KeyEpochRetired { epoch, .. } => {
+                if !self.key_epochs.contains_key(epoch) {
+                    Err(LiveStateError::UnknownEpoch { epoch: *epoch })
+                } else if self.retired_epochs.contains_key(epoch) {
+                    Err(LiveStateError::EpochRetired { epoch: *epoch })
+                } else if self.referenced_epochs().contains(epoch) {
+                    Err(LiveStateError::EpochInUse { epoch: *epoch })
                 } else {
                     Ok(())
                 }
@@ -326,6 +359,9 @@ impl LiveState {
                 manifest_sha256,
                 at_unix_ms,
             }),
+            ManifestRecord::KeyEpochRetired { epoch, at_unix_ms } => {
+                self.retired_epochs.insert(epoch, at_unix_ms);
+            }
             ManifestRecord::ServerEnvHash { profile_id, hash } => {
                 self.env_hash = Some((profile_id, hash));
             }
@@ -379,6 +415,16 @@ impl LiveState {
         self.key_epochs.keys().next_back().copied()
     }
 
+    /// Whether `epoch` was retired (its keys are no longer handed out).
+    pub fn is_epoch_retired(&self, epoch: KeyEpoch) -> bool {
+        self.retired_epochs.contains_key(&epoch)
+    }
+
+    /// Retired epochs and when they were retired (milliseconds since the Unix epoch).
+    pub fn retired_epochs(&self) -> &BTreeMap<KeyEpoch, u64> {
+        &self.retired_epochs
+    }
+
     /// Epochs still needed to read live checkpoints, plus the current epoch.
     pub fn referenced_epochs(&self) -> BTreeSet<KeyEpoch> {
         let mut s: BTreeSet<KeyEpoch> = self.checkpoints.values().map(|c| c.epoch).collect();
@@ -418,6 +464,12 @@ impl LiveState {
                 epoch: *epoch,
                 master_key_id: info.master_key_id.clone(),
                 at_unix_ms: info.at_unix_ms,
+            });
+        }
+        for (epoch, at_unix_ms) in &self.retired_epochs {
+            out.push(ManifestRecord::KeyEpochRetired {
+                epoch: *epoch,
+                at_unix_ms: *at_unix_ms,
             });
         }
         for (seq, s) in &self.segments {
@@ -489,6 +541,82 @@ mod tests {
         assert_eq!(s.newest_checkpoint().map(|(l, _)| l), Some(Lsn::new(9)));
         assert_eq!(s.created_at_unix_ms(), Some(5));
         assert_eq!(s.referenced_epochs(), BTreeSet::from([KeyEpoch::FIRST]));
+    }
+
+    fn epoch(n: u32) -> ManifestRecord {
+        ManifestRecord::KeyEpochChanged {
+            epoch: KeyEpoch::new(n),
+            master_key_id: format!("k:v{n}"),
+            at_unix_ms: u64::from(n),
+        }
+    }
+
+    fn checkpoint(lsn: u64, epoch: u32) -> ManifestRecord {
+        ManifestRecord::CheckpointAdded {
+            lsn: Lsn::new(lsn),
+            epoch: KeyEpoch::new(epoch),
+            file_name: format!("{lsn}.ckpt"),
+            sha256: [0; 32],
+            len: 1,
+        }
+    }
+
+    fn retire(n: u32) -> ManifestRecord {
+        ManifestRecord::KeyEpochRetired {
+            epoch: KeyEpoch::new(n),
+            at_unix_ms: 99,
+        }
+    }
+
+    #[test]
+    fn epoch_retirement_rules() {
+        let e1 = KeyEpoch::new(1);
+        // Retiring the current epoch, an unknown one, or one a live checkpoint uses fails.
+        let fails = |recs: Vec<ManifestRecord>| LiveState::from_records(DB, &recs).unwrap_err();
+        assert_eq!(
+            fails(vec![epoch(1), retire(1)]),
+            (1, LiveStateError::EpochInUse { epoch: e1 })
+        );
+        assert_eq!(
+            fails(vec![epoch(1), retire(7)]),
+            (
+                1,
+                LiveStateError::UnknownEpoch {
+                    epoch: KeyEpoch::new(7)
+                }
+            )
+        );
+        assert_eq!(
+            fails(vec![epoch(1), checkpoint(5, 1), epoch(2), retire(1)]),
+            (3, LiveStateError::EpochInUse { epoch: e1 })
+        );
+        // Once its checkpoint is retired the epoch can go, once; nothing may use it after.
+        let ok = vec![
+            epoch(1),
+            checkpoint(5, 1),
+            epoch(2),
+            checkpoint(9, 2),
+            ManifestRecord::CheckpointRetired { lsn: Lsn::new(5) },
+            retire(1),
+        ];
+        let s = LiveState::from_records(DB, &ok).unwrap();
+        assert!(s.is_epoch_retired(e1));
+        assert!(!s.is_epoch_retired(KeyEpoch::new(2)));
+        let mut twice = ok.clone();
+        twice.push(retire(1));
+        assert_eq!(
+            fails(twice),
+            (6, LiveStateError::EpochRetired { epoch: e1 })
+        );
+        let mut reuse = ok.clone();
+        reuse.push(checkpoint(20, 1));
+        assert_eq!(
+            fails(reuse),
+            (6, LiveStateError::EpochRetired { epoch: e1 })
+        );
+        // Compaction restates retirements.
+        let restated = LiveState::from_records(DB, &s.to_records()).unwrap();
+        assert_eq!(restated.retired_epochs(), s.retired_epochs());
     }
 
     #[test]

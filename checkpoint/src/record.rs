@@ -15,6 +15,7 @@
 //! | 7 | `BackupTaken`      | backup_id (text ≤ 256), first_lsn (u64), last_lsn (u64), manifest_sha256 (32), at_unix_ms (u64) |
 //! | 8 | `ServerEnvHash`    | profile_id (text ≤ 256), hash (32) |
 //! | 9 | `Compacted`        | replaces_head (32), records_replaced (u64), at_unix_ms (u64) |
+//! | 10 | `KeyEpochRetired` | epoch (u32), at_unix_ms (u64) |
 
 use crate::codec::{ByteReader, Short};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
@@ -78,6 +79,14 @@ pub enum ManifestRecord {
         /// When, milliseconds since the Unix epoch.
         at_unix_ms: u64,
     },
+    /// No live file needs `epoch` any more: its keys are no longer handed out and a
+    /// file claiming to be sealed under it is refused as stale.
+    KeyEpochRetired {
+        /// The retired epoch (older than the current one).
+        epoch: KeyEpoch,
+        /// When, milliseconds since the Unix epoch.
+        at_unix_ms: u64,
+    },
     /// A backup was taken.
     BackupTaken {
         /// The backup's identifier.
@@ -131,11 +140,13 @@ pub enum RecordKind {
     ServerEnvHash,
     /// 9
     Compacted,
+    /// 10
+    KeyEpochRetired,
 }
 
 impl RecordKind {
     /// Every kind, in id order.
-    pub const ALL: [RecordKind; 9] = [
+    pub const ALL: [RecordKind; 10] = [
         RecordKind::DatabaseCreated,
         RecordKind::CheckpointAdded,
         RecordKind::SegmentSealed,
@@ -145,6 +156,7 @@ impl RecordKind {
         RecordKind::BackupTaken,
         RecordKind::ServerEnvHash,
         RecordKind::Compacted,
+        RecordKind::KeyEpochRetired,
     ];
 
     /// The on-disk id.
@@ -159,6 +171,7 @@ impl RecordKind {
             RecordKind::BackupTaken => 7,
             RecordKind::ServerEnvHash => 8,
             RecordKind::Compacted => 9,
+            RecordKind::KeyEpochRetired => 10,
         }
     }
 
@@ -179,6 +192,7 @@ impl RecordKind {
             RecordKind::BackupTaken => "backup_taken",
             RecordKind::ServerEnvHash => "server_env_hash",
             RecordKind::Compacted => "compacted",
+            RecordKind::KeyEpochRetired => "key_epoch_retired",
         }
     }
 }
@@ -309,6 +323,7 @@ impl ManifestRecord {
             ManifestRecord::BackupTaken { .. } => RecordKind::BackupTaken,
             ManifestRecord::ServerEnvHash { .. } => RecordKind::ServerEnvHash,
             ManifestRecord::Compacted { .. } => RecordKind::Compacted,
+            ManifestRecord::KeyEpochRetired { .. } => RecordKind::KeyEpochRetired,
         }
     }
 
@@ -363,6 +378,10 @@ impl ManifestRecord {
             } => {
                 out.extend_from_slice(&epoch.get().to_le_bytes());
                 put_text(&mut out, "master_key_id", master_key_id, MAX_TEXT_LEN)?;
+                out.extend_from_slice(&at_unix_ms.to_le_bytes());
+            }
+            ManifestRecord::KeyEpochRetired { epoch, at_unix_ms } => {
+                out.extend_from_slice(&epoch.get().to_le_bytes());
                 out.extend_from_slice(&at_unix_ms.to_le_bytes());
             }
             ManifestRecord::BackupTaken {
@@ -439,6 +458,10 @@ impl ManifestRecord {
                 master_key_id: get_text(&mut r, "master_key_id", MAX_TEXT_LEN)?,
                 at_unix_ms: r.u64()?,
             },
+            RecordKind::KeyEpochRetired => ManifestRecord::KeyEpochRetired {
+                epoch: KeyEpoch::new(r.u32()?),
+                at_unix_ms: r.u64()?,
+            },
             RecordKind::BackupTaken => ManifestRecord::BackupTaken {
                 backup_id: get_text(&mut r, "backup_id", MAX_TEXT_LEN)?,
                 first_lsn: lsn(&mut r)?,
@@ -476,7 +499,7 @@ mod tests {
             assert_eq!(RecordKind::from_id(k.id()), Some(k));
         }
         assert_eq!(RecordKind::from_id(0), None);
-        assert_eq!(RecordKind::from_id(10), None);
+        assert_eq!(RecordKind::from_id(11), None);
     }
 
     #[test]

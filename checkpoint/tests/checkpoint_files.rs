@@ -7,7 +7,7 @@ use aedb_checkpoint::{
     open_checkpoint_stream, open_plaintext_checkpoint, remove_checkpoint, remove_stale_temp_files,
     seal_checkpoint_to_vec,
 };
-use aedb_keys::SecretKey;
+use aedb_keys::{EpochKey, SecretKey};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use proptest::prelude::*;
 use std::io::Write;
@@ -21,8 +21,8 @@ fn key() -> SecretKey {
     SecretKey::new(KEY)
 }
 
-fn lookup(epoch: KeyEpoch) -> Option<SecretKey> {
-    (epoch == EPOCH).then(key)
+fn lookup(epoch: KeyEpoch) -> EpochKey {
+    (epoch == EPOCH).then(key).into()
 }
 
 fn meta(lsn: u64, chunk: u32) -> CheckpointMeta {
@@ -139,7 +139,7 @@ fn sealed_reader_refuses_plaintext_downgrade_and_plaintext_reader_needs_key() {
 }
 
 #[test]
-fn wrong_database_wrong_key_and_unknown_epoch_are_typed() {
+fn wrong_database_wrong_key_unknown_and_retired_epoch_are_typed() {
     let enc = sealed(b"payload", 16, 1);
     let other = DatabaseId::from_bytes([0xEE; 16]);
     match open_checkpoint_bytes(&enc, other, OpenMode::Sealed(&lookup)) {
@@ -148,15 +148,20 @@ fn wrong_database_wrong_key_and_unknown_epoch_are_typed() {
         }) => assert_eq!((expected, found), (other, DB)),
         r => panic!("expected WrongDatabase, got {r:?}"),
     }
-    let wrong = |_: KeyEpoch| Some(SecretKey::new([0x99; 32]));
+    let wrong = |_: KeyEpoch| EpochKey::Key(SecretKey::new([0x99; 32]));
     assert!(matches!(
         open_checkpoint_bytes(&enc, DB, OpenMode::Sealed(&wrong)),
         Err(CheckpointError::WrongKey { epoch: EPOCH, .. })
     ));
-    let none = |_: KeyEpoch| None;
+    let none = |_: KeyEpoch| EpochKey::Unknown;
     assert!(matches!(
         open_checkpoint_bytes(&enc, DB, OpenMode::Sealed(&none)),
         Err(CheckpointError::UnknownEpoch { epoch: EPOCH, .. })
+    ));
+    let retired = |_: KeyEpoch| EpochKey::Retired;
+    assert!(matches!(
+        open_checkpoint_bytes(&enc, DB, OpenMode::Sealed(&retired)),
+        Err(CheckpointError::RetiredEpoch { epoch: EPOCH, .. })
     ));
 }
 

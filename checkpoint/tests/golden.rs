@@ -121,10 +121,14 @@ fn fixtures_are_deterministic_and_cover_every_record_kind() {
         "checkpoint_sealed_empty_v1",
         "manifest_header_v1",
         "manifest_file_v1",
+        "manifest_file_with_epoch_retirement_v1",
     ] {
         assert!(names.contains(name), "missing {name}");
     }
-    let file = a.iter().find(|f| f.name == "manifest_file_v1").unwrap();
+    let file = a
+        .iter()
+        .find(|f| f.name == "manifest_file_with_epoch_retirement_v1")
+        .unwrap();
     match &file.expected {
         GoldenExpectation::ManifestFile { records } => {
             let kinds: BTreeSet<u8> = records.iter().map(|r| r.kind().id()).collect();

@@ -75,7 +75,9 @@ pub use golden::{GoldenCapsule, GoldenMismatch, golden_capsules};
 use lock::DirLock;
 
 pub use aedb_actors::{CheckpointFailure, CheckpointReport, WAL_DIR};
-pub use aedb_keys::{HsmConfig, HsmKeyProvider, InMemoryKeyProvider, KeyProvider, SecretKey};
+pub use aedb_keys::{
+    EpochKey, HsmConfig, HsmKeyProvider, InMemoryKeyProvider, KeyProvider, SecretKey,
+};
 pub use aedb_types::{DatabaseId, KeyEpoch};
 
 /// An open aedb database.

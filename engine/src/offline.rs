@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use aedb_actors::FrameReplayError;
 use aedb_actors::keyring::{EpochTable, Keyring};
 use aedb_checkpoint::{LiveState, ManifestError, VerifiedManifest};
-use aedb_keys::MasterKeyId;
 use aedb_model::State;
 use aedb_types::{DatabaseId, Lsn};
 use aedb_wal::{RecoveredWal, RecoveryMode, WalConfig, WalKeyring};
@@ -36,6 +35,10 @@ pub enum OfflineError {
     /// A key could not be derived.
     #[error("key derivation failed: {0}")]
     Key(#[from] aedb_keys::KeyError),
+    /// A checkpoint file did not open (unknown or retired key epoch, wrong key,
+    /// failed authentication, another database, …).
+    #[error(transparent)]
+    Checkpoint(#[from] aedb_checkpoint::CheckpointError),
     /// A file-system error.
     #[error("{path}: {source}")]
     Io {
@@ -93,24 +96,48 @@ pub fn read_verified_manifest(
 }
 
 fn epoch_table(live: &LiveState) -> Result<EpochTable, OfflineError> {
-    let mut epochs = EpochTable::default();
-    for (epoch, info) in live.key_epochs() {
-        let master: MasterKeyId = info.master_key_id.parse()?;
-        epochs.insert(*epoch, master);
-    }
-    Ok(epochs)
+    Ok(EpochTable::from_live(live)?)
 }
 
-fn wal_config(database: DatabaseId, epochs: &EpochTable, keyring: &Keyring) -> WalConfig {
+/// The WAL reader configuration of an offline pass: no writes, keys by epoch.
+pub(crate) fn wal_config(
+    database: DatabaseId,
+    epochs: &EpochTable,
+    keyring: &Keyring,
+) -> WalConfig {
     let mut config = WalConfig::development();
     if keyring.encrypts() {
         let (keyring, epochs) = (keyring.clone(), epochs.clone());
         config.keyring = Some(WalKeyring::new(database, move |e| {
-            let master = epochs.master(e)?;
-            keyring.wal_key(database, e, master).ok().flatten()
+            epochs.wal_key(&keyring, database, e)
         }));
     }
     config
+}
+
+/// Opens one checkpoint file — for example a copy captured during an incident — with
+/// the keys `dir`'s manifest allows: the file must belong to this database and be sealed
+/// under a live key epoch. A file sealed under a retired epoch is refused with
+/// [`aedb_checkpoint::CheckpointError::RetiredEpoch`]. Read-only.
+pub fn open_checkpoint_file(
+    dir: &Path,
+    file: &Path,
+    config: &AedbConfig,
+) -> Result<State, OfflineError> {
+    let _lock = read_lock(dir)?;
+    let keyring = config.keyring()?;
+    let manifest = read_verified_manifest(dir, &keyring)?;
+    let database = manifest.live.database_id();
+    let loaded = if keyring.encrypts() {
+        let epochs = epoch_table(&manifest.live)?;
+        aedb_checkpoint::open_checkpoint(file, database, |epoch| {
+            epochs.checkpoint_key(&keyring, database, epoch)
+        })?
+    } else {
+        aedb_checkpoint::open_plaintext_checkpoint(file, database)?
+    };
+    State::decode_snapshot(&loaded.payload)
+        .map_err(|e| OfflineError::Integrity(format!("{}: {e}", file.display())))
 }
 
 /// The result of a strict recovery dry run.

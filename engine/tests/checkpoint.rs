@@ -243,6 +243,66 @@ fn a_provider_pointed_at_a_new_master_version_starts_a_new_epoch() {
     assert!(matches!(err, OpenError::Recovery(_)), "{err:?}");
 }
 
+/// Key-epoch retirement, the end of the HSM rotation runbook: once checkpoints and the
+/// WAL no longer hold anything sealed under the old epoch, it is retired (recorded in the
+/// manifest), its keys are no longer handed out, and a stale file sealed under the
+/// retired epoch is refused with a typed error.
+#[test]
+fn old_epochs_are_retired_once_no_file_needs_them() {
+    use aedb::InMemoryKeyProvider;
+    use aedb_checkpoint::CheckpointError;
+    use std::sync::Arc;
+    let v1 = || InMemoryKeyProvider::new("hsm-like", [3; 32]).unwrap();
+    let config_with = |provider: InMemoryKeyProvider| {
+        AedbConfig::production(KEY)
+            .with_key_provider(Arc::new(provider))
+            .segment_size(64 * 1024)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = AedbInstance::open(dir.path(), config_with(v1())).unwrap();
+    db.create_project("p").unwrap();
+    db.create_scope("p", "s").unwrap();
+    let ns = Namespace::parse("p", "s").unwrap();
+    for i in 0..300 {
+        put(&db, &ns, i, "epoch1");
+    }
+    let stale = dir.path().join("stale-epoch1.ckpt");
+    std::fs::copy(db.checkpoint_now().unwrap().path.unwrap(), &stale).unwrap();
+
+    assert_eq!(db.rotate_keys().unwrap().get(), 2);
+    assert_eq!(db.operational_metrics().key_epochs_retired, 0);
+    // Two more checkpoints under epoch 2 with enough commits between them to seal and
+    // retire every segment that held epoch-1 batches.
+    for round in 1..3u32 {
+        for i in 0..400 {
+            put(&db, &ns, 400 * round - 100 + i, "epoch2");
+        }
+        db.checkpoint_now().unwrap();
+    }
+    assert_eq!(db.operational_metrics().key_epochs_retired, 1);
+    let last = db.snapshot().lsn();
+    db.shutdown().unwrap();
+
+    let config_v1_v2 = || config_with(v1().with_version(2, [4; 32]).unwrap());
+    let inspection = aedb::offline::inspect(dir.path(), &config_v1_v2()).unwrap();
+    let live = &inspection.manifest.live;
+    assert!(live.is_epoch_retired(aedb::KeyEpoch::FIRST));
+    assert!(!live.is_epoch_retired(aedb::KeyEpoch::new(2)));
+    match aedb::offline::open_checkpoint_file(dir.path(), &stale, &config_v1_v2()) {
+        Err(aedb::offline::OfflineError::Checkpoint(CheckpointError::RetiredEpoch {
+            epoch,
+            ..
+        })) => assert_eq!(epoch, aedb::KeyEpoch::FIRST),
+        other => panic!("expected RetiredEpoch, got {other:?}"),
+    }
+
+    // Recovery needs no epoch-1 key any more and the data is intact.
+    let db = AedbInstance::open(dir.path(), config_v1_v2()).unwrap();
+    assert_eq!(db.snapshot().lsn(), last);
+    assert_eq!(db.snapshot().kv_len(&ns).unwrap(), 1100);
+    db.shutdown().unwrap();
+}
+
 #[test]
 fn the_manifest_is_compacted_and_still_reopens() {
     let dir = tempfile::tempdir().unwrap();

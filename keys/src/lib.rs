@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 
 pub mod derive;
+mod epoch_key;
 mod error;
 pub mod hsm;
 mod memory;
@@ -44,6 +45,7 @@ mod provider;
 mod secret;
 
 pub use derive::{DerivationRequest, KeyPurpose, MAX_CONTEXT_LEN, expand_subkey};
+pub use epoch_key::EpochKey;
 pub use error::{KeyError, LoginFailure};
 pub use hsm::{
     HsmConfig, HsmKeyProvider, HsmProvisioner, MasterKeyAttributes, MasterKeyInfo, TokenSelector,

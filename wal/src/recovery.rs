@@ -191,6 +191,20 @@ pub enum RecoverError<E> {
         /// The key epoch the batch was sealed under.
         epoch: KeyEpoch,
     },
+    /// A sealed batch names a key epoch the manifest retired: no live segment may hold
+    /// one, so the segment is stale or planted. Nothing was modified.
+    #[error(
+        "sealed batch in {} at byte offset {offset} is under {epoch}, which was retired; the segment is stale",
+        path.display()
+    )]
+    RetiredKeyEpoch {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte offset of the sealed frame.
+        offset: u64,
+        /// The key epoch the batch was sealed under.
+        epoch: KeyEpoch,
+    },
     /// A sealed batch names a key epoch for which no key is configured (the keyring
     /// returned `None` and the cipher is of another epoch). Nothing was modified.
     #[error(
@@ -398,6 +412,11 @@ fn unseal_error<E>(path: &Path, offset: u64, lsn: Lsn, failure: UnsealFailure) -
             epoch,
         },
         UnsealFailure::UnknownEpoch { epoch } => RecoverError::UnknownKeyEpoch {
+            path,
+            offset,
+            epoch,
+        },
+        UnsealFailure::RetiredEpoch { epoch } => RecoverError::RetiredKeyEpoch {
             path,
             offset,
             epoch,

@@ -39,7 +39,7 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
-use aedb_keys::SecretKey;
+use aedb_keys::{EpochKey, SecretKey};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
@@ -689,7 +689,7 @@ impl fmt::Debug for WalCipher {
     }
 }
 
-type KeyLookup = dyn Fn(KeyEpoch) -> Option<SecretKey> + Send + Sync;
+type KeyLookup = dyn Fn(KeyEpoch) -> EpochKey + Send + Sync;
 
 /// Recovery's source of WAL keys: the database id batches are bound to and a lookup
 /// returning the WAL subkey of any key epoch found on disk (for example backed by the
@@ -705,13 +705,13 @@ impl WalKeyring {
     /// A keyring for `database` that asks `lookup` for the key of an epoch; `None` means
     /// the epoch is unknown (recovery then fails with
     /// [`crate::RecoverError::UnknownKeyEpoch`]).
-    pub fn new(
+    pub fn new<K: Into<EpochKey>>(
         database: DatabaseId,
-        lookup: impl Fn(KeyEpoch) -> Option<SecretKey> + Send + Sync + 'static,
+        lookup: impl Fn(KeyEpoch) -> K + Send + Sync + 'static,
     ) -> WalKeyring {
         WalKeyring {
             database,
-            lookup: Arc::new(lookup),
+            lookup: Arc::new(move |epoch| lookup(epoch).into()),
         }
     }
 
@@ -731,8 +731,8 @@ impl WalKeyring {
         self.database
     }
 
-    /// The key for `epoch`, if known.
-    pub fn key(&self, epoch: KeyEpoch) -> Option<SecretKey> {
+    /// The key for `epoch`, or why there is none.
+    pub fn key(&self, epoch: KeyEpoch) -> EpochKey {
         (self.lookup)(epoch)
     }
 }
@@ -753,6 +753,8 @@ pub(crate) enum UnsealFailure {
     NoKey { epoch: KeyEpoch },
     /// Keys are configured, but none for this epoch.
     UnknownEpoch { epoch: KeyEpoch },
+    /// The epoch was retired: no live file may be sealed under it.
+    RetiredEpoch { epoch: KeyEpoch },
     /// The batch did not parse, authenticate or hold valid records.
     Seal(SealError),
 }
@@ -793,9 +795,14 @@ impl<'c> Unsealer<'c> {
         let index = match self.aeads.iter().position(|(e, _)| *e == epoch) {
             Some(index) => index,
             None => {
-                let aead = match self.keyring.and_then(|keyring| keyring.key(epoch)) {
-                    Some(key) => aead_for(&key),
-                    None => match self.cipher.filter(|cipher| cipher.epoch() == epoch) {
+                let found = self
+                    .keyring
+                    .map_or(EpochKey::Unknown, |keyring| keyring.key(epoch));
+                let aead = match found {
+                    EpochKey::Key(key) => aead_for(&key),
+                    EpochKey::Retired => return Err(UnsealFailure::RetiredEpoch { epoch }),
+                    EpochKey::Unknown => match self.cipher.filter(|cipher| cipher.epoch() == epoch)
+                    {
                         Some(cipher) => cipher.aead(),
                         None => return Err(UnsealFailure::UnknownEpoch { epoch }),
                     },

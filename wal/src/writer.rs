@@ -696,6 +696,17 @@ impl WalWriter {
         Ok(removed)
     }
 
+    /// The lowest LSN the log on disk may still hold: the base LSN of the oldest
+    /// remaining segment.
+    pub fn oldest_retained_lsn(&self) -> Result<Lsn, WalError> {
+        match segment_paths(&self.dir)?.first() {
+            Some((seq, path)) if *seq != self.active.header.seq => {
+                Ok(read_segment_header(path)?.base_lsn)
+            }
+            _ => Ok(self.active.header.base_lsn),
+        }
+    }
+
     /// Takes the list of segments sealed since the last call (for the manifest). After
     /// recovery it may repeat a segment sealed just before a crash.
     pub fn take_sealed_segments(&mut self) -> Vec<SealedSegment> {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use aedb_keys::SecretKey;
+use aedb_keys::{EpochKey, SecretKey};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use aedb_wal::{
     FrameKind, NonceSource, RecoverError, RecoveryMode, SealError, SyncPolicy, WalCipher,
@@ -375,6 +375,35 @@ fn unknown_epoch_is_a_typed_error() {
         }) => {
             assert_eq!((path, offset), (epoch2.0, epoch2.1.offset));
             assert_eq!(epoch, KeyEpoch::new(2));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn retired_epoch_is_a_distinct_typed_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("wal");
+    let mut writer = WalWriter::create(&dir, sealed_config(4096, 1, &[1])).expect("create");
+    write_synced_batches(&mut writer, 2);
+    drop(writer);
+    // The manifest retired epoch 1: its key is refused, not merely missing.
+    let config = WalConfig {
+        keyring: Some(WalKeyring::new(DB, |epoch: KeyEpoch| {
+            if epoch == KeyEpoch::FIRST {
+                EpochKey::Retired
+            } else {
+                EpochKey::Unknown
+            }
+        })),
+        ..sealed_config(4096, 2, &[])
+    };
+    let (got, result) = recover_collect(&dir, &config, RecoveryMode::Strict);
+    assert!(got.is_empty());
+    match result {
+        Err(e @ RecoverError::RetiredKeyEpoch { epoch, .. }) => {
+            assert_eq!(epoch, KeyEpoch::FIRST);
+            assert!(e.to_string().contains("retired"), "{e}");
         }
         other => panic!("unexpected {other:?}"),
     }

@@ -34,7 +34,7 @@ use aedb_checkpoint::{CheckpointMeta, CheckpointWriter, Manifest, ManifestRecord
 use aedb_keys::{DerivationRequest, KeyError, KeyPurpose, MasterKeyId, SecretKey};
 use aedb_model::State;
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
-use aedb_wal::{RecoverError, RecoveryMode, SegmentHeader, WalConfig, WalKeyring};
+use aedb_wal::{RecoverError, RecoveryMode, SegmentHeader};
 use sha2::{Digest, Sha256};
 
 pub use manifest::{
@@ -966,11 +966,7 @@ fn rebuild(
         Some((path, listed)) => {
             let loaded = if keyring.encrypts() {
                 aedb_checkpoint::open_checkpoint(path, database, |epoch| {
-                    let master = epochs.master(epoch)?;
-                    keyring
-                        .checkpoint_key(database, epoch, master)
-                        .ok()
-                        .flatten()
+                    epochs.checkpoint_key(&keyring, database, epoch)
                 })
             } else {
                 aedb_checkpoint::open_plaintext_checkpoint(path, database)
@@ -1010,14 +1006,7 @@ fn rebuild(
     };
 
     // The WAL: segment chain, CRCs, density and every sealed-batch tag.
-    let mut wal_config = WalConfig::development();
-    if keyring.encrypts() {
-        let (keyring, epochs) = (keyring.clone(), epochs.clone());
-        wal_config.keyring = Some(WalKeyring::new(database, move |e| {
-            let master = epochs.master(e)?;
-            keyring.wal_key(database, e, master).ok().flatten()
-        }));
-    }
+    let wal_config = crate::offline::wal_config(database, &epochs, &keyring);
     let stop = target.unwrap_or(last);
     let base = state.lsn();
     let mut expected = base.next();

@@ -476,7 +476,13 @@ pub fn inspect(args: DataDirArg, global: &Global) -> Result<(), CliError> {
     let epochs: Vec<Value> = live
         .key_epochs()
         .iter()
-        .map(|(e, info)| json!({"epoch": e.get(), "master_key_id": info.master_key_id}))
+        .map(|(e, info)| {
+            json!({
+                "epoch": e.get(),
+                "master_key_id": info.master_key_id,
+                "retired": live.is_epoch_retired(*e),
+            })
+        })
         .collect();
     let checkpoints: Vec<Value> = i
         .checkpoints
@@ -541,7 +547,16 @@ pub fn inspect(args: DataDirArg, global: &Global) -> Result<(), CliError> {
             }
             out.push_str("key epochs:\n");
             for (e, info) in live.key_epochs() {
-                out.push_str(&format!("  {} under {}\n", e.get(), info.master_key_id));
+                let retired = if live.is_epoch_retired(*e) {
+                    " (retired)"
+                } else {
+                    ""
+                };
+                out.push_str(&format!(
+                    "  {} under {}{retired}\n",
+                    e.get(),
+                    info.master_key_id
+                ));
             }
             out.push_str(&format!(
                 "heads: newest checkpoint lsn {}, {} backups recorded",
