@@ -1,25 +1,77 @@
-//! aedb authorization: who is calling.
+//! aedb authorization: callers, permissions, grants, owners and policy evaluation.
 //!
-//! This crate will own the permission model, grants, owners and policy evaluation of
-//! secure instances (the secure-callers work: `GlobalAdmin`, `ProjectAdmin`,
-//! `ScopeAdmin`, table and KV-prefix rights, the Authz actor's policy snapshots). Today
-//! it owns only the caller identity those rules are about: [`CallerId`], a validated
-//! name, and the reserved internal system caller that users can never name or forge.
+//! This crate owns the pure logic of secure instances (no I/O, no actors):
+//! - [`CallerId`], a validated caller name, and the reserved internal system caller
+//!   that users can never name or forge; it is always allowed and can never hold a
+//!   grant or own anything;
+//! - the [`Permission`] model (`GlobalAdmin`, `ProjectAdmin`, `ScopeAdmin`,
+//!   `TableDdl`, `TableRead`/`TableWrite`, byte-prefix scoped `KvRead`/`KvWrite`),
+//!   owned [`Resource`]s, and the [`Action`]s callers attempt;
+//! - [`PolicyState`], the grants and owners with the rules for granting,
+//!   delegating, revoking (with cascade of delegated grants) and transferring
+//!   ownership, each change reported as an [`AuthzChange`] for the audit log;
+//! - [`PolicySnapshot`], the immutable `Send + Sync` view the read path checks on
+//!   the caller's thread, whose denials ([`Denied`]) say only "permission denied";
+//! - the versioned binary codec of [`PolicyRecord`]s that persist the policy.
 //!
-//! It does not own storage, audit tables or session capsules.
+//! It does not own storage, the Authz actor, audit tables or session capsules: the
+//! engine stores the records, runs the actor and writes the audit rows.
 //!
 //! ```
-//! use aedb_authz::{CallerId, CallerIdError};
+//! use aedb_authz::{Action, CallerId, Permission, PolicyState};
+//! use aedb_model::Namespace;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let root = CallerId::new("root@ops")?;
 //! let alice = CallerId::new("alice@ledger")?;
-//! assert_eq!(alice.as_str(), "alice@ledger");
-//! assert!(!alice.is_system());
-//! assert_eq!(CallerId::new("_system"), Err(CallerIdError::Reserved));
-//! assert!(CallerId::system().is_system());
-//! # Ok::<(), CallerIdError>(())
+//! let ns = Namespace::parse("bank", "eu")?;
+//!
+//! let mut policy = PolicyState::new();
+//! policy.bootstrap_admin(root.clone())?;
+//! let change = policy.grant(
+//!     &root,
+//!     alice.clone(),
+//!     Permission::KvRead { ns: ns.clone(), prefix: b"acct/".to_vec() },
+//!     false,
+//! )?;
+//! assert_eq!(change.kind(), "grant");
+//!
+//! let snapshot = policy.snapshot();
+//! assert!(snapshot.check(&alice, &Action::KvRead { ns: &ns, key: b"acct/42" }).is_ok());
+//! let denied = snapshot
+//!     .check(&alice, &Action::KvWrite { ns: &ns, key: b"acct/42" })
+//!     .unwrap_err();
+//! assert_eq!(denied.to_string(), "permission denied");
+//! assert!(snapshot.check(&root, &Action::Backup).is_ok());
+//!
+//! // The policy persists as records and rebuilds to the same state.
+//! let records = aedb_authz::encode_records(&policy.to_records());
+//! let reopened = PolicyState::from_records(aedb_authz::decode_records(&records)?)?;
+//! assert_eq!(reopened, policy);
+//! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
 
 use std::fmt;
+
+pub mod action;
+pub mod denied;
+pub mod permission;
+pub mod policy;
+pub mod record;
+pub mod snapshot;
+
+pub use action::{Action, KvRange};
+pub use denied::{Denied, DenyReason};
+pub use permission::{MAX_KV_PREFIX_LEN, Permission, Resource};
+pub use policy::{AuthzChange, AuthzError, Grant, GrantBasis, PolicyState};
+pub use record::{
+    DecodeError, DecodeErrorKind, POLICY_RECORD_VERSION, PolicyRecord, ReplayError,
+    ReplayErrorKind, decode_records, encode_records,
+};
+pub use snapshot::PolicySnapshot;
+
+#[cfg(test)]
+mod policy_tests;
 
 /// Longest caller name, in bytes.
 pub const MAX_CALLER_ID_LEN: usize = 128;
@@ -73,6 +125,16 @@ impl CallerId {
     /// it; [`CallerId::new`] refuses its name.
     pub fn system() -> CallerId {
         CallerId(SYSTEM.to_owned())
+    }
+
+    /// Decodes a persisted caller name: a valid user name or the system caller's
+    /// own name (records may name the system caller as a granter).
+    pub(crate) fn from_stored(name: &str) -> Result<CallerId, CallerIdError> {
+        if name == SYSTEM {
+            Ok(CallerId::system())
+        } else {
+            CallerId::new(name)
+        }
     }
 
     /// Whether this is the internal system caller.
