@@ -78,6 +78,9 @@ pub enum CheckpointFailure {
     /// The engine is shutting down.
     #[error("the engine is shutting down")]
     Closed,
+    /// A secure instance refused the caller. Nothing was done.
+    #[error(transparent)]
+    Access(#[from] aedb_authz::AccessError),
 }
 
 /// Messages to the sealer.

@@ -32,6 +32,10 @@ pub enum CommitError {
     /// The instance is shut down.
     #[error("the instance is shut down")]
     Closed,
+    /// A secure instance refused the caller (anonymous, or lacking the permission).
+    /// Nothing was sequenced.
+    #[error(transparent)]
+    Access(#[from] aedb_authz::AccessError),
 }
 
 /// Why the pipeline could not start (recovery failed).

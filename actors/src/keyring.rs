@@ -96,6 +96,30 @@ impl Keyring {
         )
     }
 
+    /// The audit-chain key new audit rows are MACed with, and the (non-secret) id of
+    /// the manifest master it is derived under, which each row records.
+    pub fn audit_key(&self, database: DatabaseId) -> Result<(SecretKey, MasterKeyId), KeyError> {
+        let master = self.manifest.current_master()?;
+        Ok((self.audit_key_under(database, &master)?, master))
+    }
+
+    /// The audit-chain key under the master `key_id` names (for verifying rows written
+    /// before a rotation).
+    pub fn audit_key_for(&self, database: DatabaseId, key_id: &str) -> Result<SecretKey, KeyError> {
+        self.audit_key_under(database, &key_id.parse()?)
+    }
+
+    fn audit_key_under(
+        &self,
+        database: DatabaseId,
+        master: &MasterKeyId,
+    ) -> Result<SecretKey, KeyError> {
+        self.manifest.derive(
+            master,
+            &DerivationRequest::new(KeyPurpose::Audit, KeyEpoch::FIRST, database),
+        )
+    }
+
     /// Manifest keys to try when opening, newest master version first: the manifest
     /// keeps the key of the master it was created under. Never empty.
     pub fn manifest_key_candidates(

@@ -45,6 +45,8 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod audit;
+pub mod authz_actor;
 pub mod checkpoint_sealer;
 pub mod error;
 pub mod keyring;
@@ -58,5 +60,5 @@ pub use checkpoint_sealer::{CheckpointFailure, CheckpointPolicy, CheckpointRepor
 pub use error::{CommitError, FrameReplayError, StartError};
 pub use keyring::Keyring;
 pub use metrics::{ErrorCounts, HistogramSnapshot, OperationalMetrics};
-pub use pipeline::{Admission, Pipeline, PipelineConfig, WAL_DIR};
+pub use pipeline::{Admission, Committer, Pipeline, PipelineConfig, WAL_DIR};
 pub use sequencer::{CommitOutcome, Finality, Request, Sequencer};

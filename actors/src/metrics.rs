@@ -187,6 +187,16 @@ pub struct EngineMetrics {
     pub key_epoch: AtomicU64,
     /// Key epochs retired since open.
     pub key_epochs_retired: AtomicU64,
+    /// Caller requests refused by the access policy (secure instances).
+    pub authz_denials: AtomicU64,
+    /// Grants, revokes and ownership changes applied.
+    pub authz_changes: AtomicU64,
+    /// Audit rows written.
+    pub audit_rows: AtomicU64,
+    /// Audit rows that could not be written (the commit failed).
+    pub audit_failures: AtomicU64,
+    /// Commits rejected by a failed assertion.
+    pub assertion_failures: AtomicU64,
     /// Manifest compactions since open.
     pub manifest_compactions: AtomicU64,
 }
@@ -237,6 +247,11 @@ impl EngineMetrics {
             checkpoint_micros: self.checkpoint_micros.load(Relaxed),
             key_epoch: self.key_epoch.load(Relaxed),
             key_epochs_retired: self.key_epochs_retired.load(Relaxed),
+            authz_denials: self.authz_denials.load(Relaxed),
+            authz_changes: self.authz_changes.load(Relaxed),
+            audit_rows: self.audit_rows.load(Relaxed),
+            audit_failures: self.audit_failures.load(Relaxed),
+            assertion_failures: self.assertion_failures.load(Relaxed),
             manifest_compactions: self.manifest_compactions.load(Relaxed),
         }
     }
@@ -308,6 +323,16 @@ pub struct OperationalMetrics {
     pub key_epoch: u64,
     /// Key epochs retired since open (no live file needed them any more).
     pub key_epochs_retired: u64,
+    /// Caller requests refused by the access policy since open (secure instances).
+    pub authz_denials: u64,
+    /// Grants, revokes and ownership changes applied since open.
+    pub authz_changes: u64,
+    /// Audit rows written since open.
+    pub audit_rows: u64,
+    /// Audit rows lost because their commit failed, since open.
+    pub audit_failures: u64,
+    /// Commits rejected by a failed assertion since open.
+    pub assertion_failures: u64,
     /// Manifest compactions since open.
     pub manifest_compactions: u64,
 }

@@ -69,6 +69,7 @@ pub enum Admission {
 
 /// The running commit pipeline: sequencer actor, WAL writer thread, published snapshot.
 pub struct Pipeline {
+    committer: Committer,
     sequencer: Addr<Sequencer>,
     snapshots: Arc<SnapshotCell<State>>,
     metrics: Arc<EngineMetrics>,
@@ -212,6 +213,10 @@ impl Pipeline {
         );
         Ok((
             Pipeline {
+                committer: Committer {
+                    sequencer: sequencer.clone(),
+                    metrics: metrics.clone(),
+                },
                 sequencer,
                 snapshots,
                 metrics,
@@ -304,19 +309,7 @@ impl Pipeline {
         finality: Finality,
         admission: Admission,
     ) -> Result<CommitOutcome, CommitError> {
-        let (reply, waiter) = completion();
-        let msg = Commit {
-            request,
-            finality,
-            reply,
-        };
-        match self.admit(msg, admission)? {
-            None => {}
-            Some(msg) => {
-                futures::executor::block_on(self.sequencer.send(msg)).map_err(|e| self.closed(e))?
-            }
-        }
-        waiter.wait().unwrap_or(Err(CommitError::Closed))
+        self.committer.commit(request, finality, admission)
     }
 
     /// Async form of [`Pipeline::commit`]: awaits admission and finality without
@@ -326,47 +319,23 @@ impl Pipeline {
         request: Request,
         finality: Finality,
     ) -> Result<CommitOutcome, CommitError> {
-        let (reply, waiter) = completion();
-        let msg = Commit {
-            request,
-            finality,
-            reply,
-        };
-        if let Some(msg) = self.admit(msg, Admission::Wait)? {
-            self.sequencer.send(msg).await.map_err(|e| self.closed(e))?;
-        }
-        waiter.await.unwrap_or(Err(CommitError::Closed))
+        self.committer.commit_async(request, finality).await
     }
 
-    /// Tries to enqueue without waiting; hands the message back when the mailbox is
-    /// full and the caller is willing to wait.
-    fn admit(&self, msg: Commit, admission: Admission) -> Result<Option<Commit>, CommitError> {
-        self.metrics
-            .sequencer_queue_depth
-            .fetch_add(1, Ordering::Relaxed);
-        let refused = |cause, error| {
-            self.metrics
-                .sequencer_queue_depth
-                .fetch_sub(1, Ordering::Relaxed);
-            self.metrics.count_error(cause);
-            Err(error)
-        };
-        match self.sequencer.try_send(msg) {
-            Ok(()) => Ok(None),
-            Err(SendError::Full(msg)) => match admission {
-                Admission::Wait => Ok(Some(msg)),
-                Admission::FailFast => refused(ErrorCause::Busy, CommitError::Busy),
-            },
-            Err(SendError::Closed(_)) => refused(ErrorCause::Closed, CommitError::Closed),
-        }
+    /// A cloneable handle that submits commits, for actors of the layer above (the
+    /// Authz and Audit actors write their system tables through the normal path).
+    pub fn committer(&self) -> Committer {
+        self.committer.clone()
     }
 
-    fn closed(&self, _e: MailboxError) -> CommitError {
-        self.metrics
-            .sequencer_queue_depth
-            .fetch_sub(1, Ordering::Relaxed);
-        self.metrics.count_error(ErrorCause::Closed);
-        CommitError::Closed
+    /// The engine counters (shared with the actors of the layer above).
+    pub fn engine_metrics(&self) -> Arc<EngineMetrics> {
+        self.metrics.clone()
+    }
+
+    /// The cell readers load published snapshots from.
+    pub fn snapshot_cell(&self) -> Arc<SnapshotCell<State>> {
+        self.snapshots.clone()
     }
 
     /// Makes every commit sequenced so far durable.
@@ -725,4 +694,91 @@ pub fn check_segments_against_manifest(
         }
     }
     Ok(())
+}
+
+/// Submits commits to the Sequencer: cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct Committer {
+    sequencer: Addr<Sequencer>,
+    metrics: Arc<EngineMetrics>,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer").finish_non_exhaustive()
+    }
+}
+
+impl Committer {
+    /// Sequences `request` and waits for its finality.
+    pub fn commit(
+        &self,
+        request: Request,
+        finality: Finality,
+        admission: Admission,
+    ) -> Result<CommitOutcome, CommitError> {
+        let (reply, waiter) = completion();
+        let msg = Commit {
+            request,
+            finality,
+            reply,
+        };
+        match self.admit(msg, admission)? {
+            None => {}
+            Some(msg) => {
+                futures::executor::block_on(self.sequencer.send(msg)).map_err(|e| self.closed(e))?
+            }
+        }
+        waiter.wait().unwrap_or(Err(CommitError::Closed))
+    }
+
+    /// Async form of [`Committer::commit`]: awaits admission and finality without
+    /// blocking the executor thread.
+    pub async fn commit_async(
+        &self,
+        request: Request,
+        finality: Finality,
+    ) -> Result<CommitOutcome, CommitError> {
+        let (reply, waiter) = completion();
+        let msg = Commit {
+            request,
+            finality,
+            reply,
+        };
+        if let Some(msg) = self.admit(msg, Admission::Wait)? {
+            self.sequencer.send(msg).await.map_err(|e| self.closed(e))?;
+        }
+        waiter.await.unwrap_or(Err(CommitError::Closed))
+    }
+
+    /// Tries to enqueue without waiting; hands the message back when the mailbox is
+    /// full and the caller is willing to wait.
+    fn admit(&self, msg: Commit, admission: Admission) -> Result<Option<Commit>, CommitError> {
+        self.metrics
+            .sequencer_queue_depth
+            .fetch_add(1, Ordering::Relaxed);
+        let refused = |cause, error| {
+            self.metrics
+                .sequencer_queue_depth
+                .fetch_sub(1, Ordering::Relaxed);
+            self.metrics.count_error(cause);
+            Err(error)
+        };
+        match self.sequencer.try_send(msg) {
+            Ok(()) => Ok(None),
+            Err(SendError::Full(msg)) => match admission {
+                Admission::Wait => Ok(Some(msg)),
+                Admission::FailFast => refused(ErrorCause::Busy, CommitError::Busy),
+            },
+            Err(SendError::Closed(_)) => refused(ErrorCause::Closed, CommitError::Closed),
+        }
+    }
+
+    fn closed(&self, _e: MailboxError) -> CommitError {
+        self.metrics
+            .sequencer_queue_depth
+            .fetch_sub(1, Ordering::Relaxed);
+        self.metrics.count_error(ErrorCause::Closed);
+        CommitError::Closed
+    }
 }

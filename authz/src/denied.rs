@@ -49,7 +49,9 @@ pub struct Denied {
 }
 
 impl Denied {
-    pub(crate) fn new(reason: DenyReason) -> Denied {
+    /// A denial for `reason` (for enforcement points outside this crate, such as
+    /// session administration).
+    pub fn new(reason: DenyReason) -> Denied {
         Denied {
             reason,
             action_index: None,
@@ -106,4 +108,17 @@ mod tests {
             assert_eq!(denied.action_index(), Some(3));
         }
     }
+}
+
+/// Why a caller-facing operation of a secure instance was refused. Both variants are
+/// generic: neither says whether the named project, table or key exists.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    /// An anonymous call on an instance that requires authenticated callers: use the
+    /// operation's `*_as(caller, …)` form. Nothing was done.
+    #[error("this instance requires an authenticated caller: use the *_as form of this call")]
+    CallerRequired,
+    /// The caller lacks the permission. Nothing was done; the denial is audited.
+    #[error(transparent)]
+    Denied(#[from] Denied),
 }

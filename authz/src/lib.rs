@@ -61,7 +61,7 @@ pub mod record;
 pub mod snapshot;
 
 pub use action::{Action, KvRange};
-pub use denied::{Denied, DenyReason};
+pub use denied::{AccessError, Denied, DenyReason};
 pub use permission::{MAX_KV_PREFIX_LEN, Permission, Resource};
 pub use policy::{AuthzChange, AuthzError, Grant, GrantBasis, PolicyState};
 pub use record::{

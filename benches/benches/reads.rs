@@ -6,9 +6,9 @@
 //! existing keys (16 MiB, larger than the caches) is drawn up front and walked in order.
 //!
 //! Groups:
-//! - `point_reads_1M/snapshot_once`: one `db.snapshot()` taken before timing, then
+//! - `point_reads_1M/snapshot_once`: one `db.snapshot().expect("snapshot")` taken before timing, then
 //!   `snapshot.kv_get(&ns, key)` for random keys (target: >= 2,000,000 reads/s).
-//! - `point_reads_1M/snapshot_per_read`: `db.snapshot().kv_get(&ns, key)` per read.
+//! - `point_reads_1M/snapshot_per_read`: `db.snapshot().expect("snapshot").kv_get(&ns, key)` per read.
 //!
 //! Each iteration does 1,024 reads; throughput is reported in reads/s.
 //!
@@ -45,11 +45,17 @@ fn main() {
         load.as_secs_f64(),
         KEYS as f64 / load.as_secs_f64()
     ));
-    assert_eq!(db.snapshot().kv_len(&ns).expect("kv_len"), KEYS as usize);
+    assert_eq!(
+        db.snapshot()
+            .expect("snapshot")
+            .kv_len(&ns)
+            .expect("kv_len"),
+        KEYS as usize
+    );
 
     let mut rng = SplitMix64::new(0x5EED);
     let pool: Vec<[u8; KEY_LEN]> = (0..POOL).map(|_| key_bytes(rng.next() % KEYS)).collect();
-    let snapshot = db.snapshot();
+    let snapshot = db.snapshot().expect("snapshot");
     assert!(
         pool.iter()
             .all(|k| snapshot.kv_get(&ns, k).expect("read").is_some()),
@@ -74,7 +80,12 @@ fn main() {
         b.iter(|| {
             let mut found = 0usize;
             for key in &pool[offset..offset + BATCH] {
-                found += db.snapshot().kv_get(&ns, key).expect("read").is_some() as usize;
+                found += db
+                    .snapshot()
+                    .expect("snapshot")
+                    .kv_get(&ns, key)
+                    .expect("read")
+                    .is_some() as usize;
             }
             offset = (offset + BATCH) % POOL;
             black_box(found)
@@ -89,7 +100,11 @@ fn main() {
         for _ in 0..3 {
             for key in &pool {
                 let hit = if per_read {
-                    db.snapshot().kv_get(&ns, key).expect("read").is_some()
+                    db.snapshot()
+                        .expect("snapshot")
+                        .kv_get(&ns, key)
+                        .expect("read")
+                        .is_some()
                 } else {
                     snapshot.kv_get(&ns, key).expect("read").is_some()
                 };

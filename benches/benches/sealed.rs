@@ -99,7 +99,7 @@ fn build(dir: &Path, summary: &Summary) -> Vec<u8> {
     let db = open_sealed(dir, true);
     load_keys(&db, KEYS, 10_000);
     let loaded = t.elapsed();
-    let snap = db.snapshot();
+    let snap = db.snapshot().expect("snapshot");
     let t = Instant::now();
     let cpu = thread_cpu_ns();
     let mut payload = Vec::new();
@@ -347,6 +347,7 @@ fn open_time(c: &mut Criterion, dir: &Path, summary: &Summary) {
                 frames = db.recovery_report().frames_replayed;
                 assert!(
                     db.snapshot()
+                        .expect("snapshot")
                         .kv_get(&namespace(), &key_bytes(KEYS + TAIL - 1))
                         .expect("read")
                         .is_some()
@@ -361,6 +362,7 @@ fn open_time(c: &mut Criterion, dir: &Path, summary: &Summary) {
     let db = AedbInstance::open(dir, sealed_production(true)).expect("open");
     let keys = db
         .snapshot()
+        .expect("snapshot")
         .kv_get(&namespace(), &key_bytes(KEYS + TAIL - 1))
         .expect("read")
         .is_some();

@@ -73,7 +73,7 @@ pub fn open_development(dir: &Path) -> AedbInstance {
 
 fn ensure_namespace(db: &AedbInstance) {
     let ns = namespace();
-    if !db.snapshot().has_namespace(&ns) {
+    if !db.snapshot().expect("snapshot").has_namespace(&ns) {
         db.create_project(PROJECT).expect("create project");
         db.create_scope(PROJECT, SCOPE).expect("create scope");
     }
@@ -329,7 +329,7 @@ pub fn build_wal(data_dir: &Path, commits: u64, threads: u64) -> u64 {
         }
     });
     db.flush().expect("flush build");
-    let lsn = db.snapshot().lsn().get();
+    let lsn = db.snapshot().expect("snapshot").lsn().get();
     db.shutdown().expect("shutdown build");
     lsn
 }

@@ -245,6 +245,29 @@ impl AedbConfig {
         self.fsync
     }
 
+    /// [`AedbConfig::validate`] plus what `open_production` demands: durable by
+    /// default, fsync on, strict recovery, a manifest key.
+    pub fn validate_production(&self) -> Result<(), ConfigError> {
+        self.validate()?;
+        if self.default_finality != Finality::Durable {
+            return Err(ConfigError::NotProductionGrade(
+                "the default finality must be Durable",
+            ));
+        }
+        if !self.fsync {
+            return Err(ConfigError::NotProductionGrade("fsync must be on"));
+        }
+        if self.recovery != Recovery::Strict {
+            return Err(ConfigError::NotProductionGrade("recovery must be strict"));
+        }
+        if self.manifest_provider.is_none() {
+            return Err(ConfigError::NotProductionGrade(
+                "a manifest key (or key provider) is required",
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every knob; `open` calls this.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&self.segment_size) {
@@ -338,6 +361,10 @@ pub enum ConfigError {
     /// Lenient recovery was asked for in a strict profile.
     #[error("TruncateAtCorruption recovery is only allowed in the development profile")]
     LenientRecoveryOutsideDevelopment,
+    /// `open_production` needs a durable-by-default, fsyncing, strict configuration
+    /// with a manifest key (`AedbConfig::production(key)`).
+    #[error("open_production refuses this configuration: {0}")]
+    NotProductionGrade(&'static str),
 }
 
 #[cfg(test)]

@@ -30,6 +30,10 @@ pub enum OpenError {
     /// not start.
     #[error(transparent)]
     Recovery(#[from] StartError),
+    /// The security actors of a secure instance could not start (damaged policy or
+    /// audit tables, or the bootstrap failed).
+    #[error("cannot start the secure instance: {0}")]
+    Security(Box<Error>),
 }
 
 /// Any error of the convenience API: bad input, a failed commit, or a failed read.
@@ -47,6 +51,26 @@ pub enum Error {
     /// The read did not succeed.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// A secure instance refused the caller (anonymous, or lacking the permission).
+    #[error(transparent)]
+    Access(#[from] aedb_authz::AccessError),
+    /// A grant, revoke or ownership change failed.
+    #[error(transparent)]
+    Authz(#[from] aedb_actors::authz_actor::AuthzFailure),
+    /// A checkpoint or key rotation failed.
+    #[error(transparent)]
+    Checkpoint(#[from] aedb_actors::CheckpointFailure),
+    /// Stored security state (policy, audit chain) is damaged or could not be loaded.
+    #[error("security state is damaged: {0}")]
+    Integrity(String),
+    /// A file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 impl CommitErrorExt for CommitError {

@@ -27,7 +27,7 @@
 //!     .kv_add(&ns, bob, Numeric::U64(30));
 //! let outcome = db.commit_with(transfer, Finality::Durable)?;
 //!
-//! let snapshot = db.snapshot();
+//! let snapshot = db.snapshot()?;
 //! assert_eq!(snapshot.lsn(), outcome.lsn);
 //! assert_eq!(snapshot.kv_get_numeric(&ns, b"bob", aedb::NumericType::U64)?, Numeric::U64(30));
 //! db.shutdown()?;
@@ -42,12 +42,13 @@ mod golden;
 mod lock;
 pub mod offline;
 pub mod parity;
+mod secure;
 
-use std::future::Future;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use aedb_actors::authz_actor;
 use aedb_actors::{Admission, Pipeline, PipelineConfig, Request};
 use aedb_wal::{RecoveryMode, SyncPolicy, WalConfig};
 
@@ -73,6 +74,18 @@ pub use error::{
 pub use golden::{GoldenCapsule, GoldenMismatch, golden_capsules};
 
 use lock::DirLock;
+use secure::Security;
+
+pub use aedb_actors::audit::{AuditChainError, AuditEvent, AuditRow, AuditTable};
+pub use aedb_actors::authz_actor::AuthzFailure;
+pub use aedb_authz::{
+    AccessError, Action, AuthzChange, AuthzError, CallerId, CallerIdError, Denied, DenyReason,
+    Grant, Permission, Resource,
+};
+pub use secure::{
+    AuditExport, AuditExportError, CallerSnapshot, SecureConfig, read_audit_export,
+    verify_audit_rows,
+};
 
 pub use aedb_actors::{CheckpointFailure, CheckpointReport, WAL_DIR};
 pub use aedb_keys::{
@@ -92,6 +105,7 @@ pub struct AedbInstance {
     faults: FaultInjector,
     recovered: RecoveredWal,
     backup_keys: Arc<dyn KeyProvider>,
+    security: Option<Security>,
     _lock: DirLock,
 }
 
@@ -100,19 +114,75 @@ impl std::fmt::Debug for AedbInstance {
         f.debug_struct("AedbInstance")
             .field("dir", &self.dir)
             .field("default_finality", &self.default_finality)
+            .field("secure", &self.security.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl AedbInstance {
-    /// Opens (creating if needed) the database in `dir`, recovering its WAL.
+    /// Opens (creating if needed) the database in `dir`, recovering its WAL, **without
+    /// access control**: every call is allowed and nothing is audited. For development
+    /// and for applications that do their own authorization; production paths use
+    /// [`AedbInstance::open_secure`] or [`AedbInstance::open_production`].
     ///
     /// Fails with [`OpenError::Lock`] if another instance — in this process or another
     /// — has `dir` open, and with [`OpenError::Recovery`] naming the file and offset if
     /// the WAL is corrupt (strict profiles).
     pub fn open(dir: impl AsRef<Path>, config: AedbConfig) -> Result<AedbInstance, OpenError> {
+        AedbInstance::open_with(dir.as_ref(), config, None)
+    }
+
+    /// Opens (creating if needed) a **secure** instance: every caller-facing operation
+    /// must use its `*_as(caller, …)` form and is checked against the grants (the
+    /// anonymous forms fail with [`AccessError::CallerRequired`] and do nothing);
+    /// grants, revokes, ownership changes, key rotations and every denial are written
+    /// to the `authz_audit` system table, failed assertions to `assertion_audit`, both
+    /// HMAC-chained. A new database starts with one `GlobalAdmin`, the bootstrap admin
+    /// of `secure`, so it never has to be opened anonymously.
+    ///
+    /// ```
+    /// use aedb::{AedbConfig, AedbInstance, CallerId, Namespace, Permission, SecureConfig};
+    /// let dir = tempfile::tempdir()?;
+    /// let root = CallerId::new("root")?;
+    /// let db = AedbInstance::open_secure(dir.path(), AedbConfig::production([1; 32]), SecureConfig::new(root.clone()))?;
+    /// db.create_project_as(&root, "bank")?;
+    /// db.create_scope_as(&root, "bank", "main")?;
+    /// let ns = Namespace::parse("bank", "main")?;
+    /// let teller = CallerId::new("teller-1")?;
+    /// db.grant_as(&root, &teller, Permission::KvWrite { ns: ns.clone(), prefix: b"acct/".to_vec() }, false)?;
+    /// db.kv_put_as(&teller, &ns, "acct/alice", "100")?;
+    /// assert!(db.kv_put_as(&teller, &ns, "admin/flag", "1").is_err()); // outside the prefix
+    /// assert!(db.kv_put(&ns, "acct/bob", "1").is_err()); // anonymous: refused
+    /// db.shutdown()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_secure(
+        dir: impl AsRef<Path>,
+        config: AedbConfig,
+        secure: SecureConfig,
+    ) -> Result<AedbInstance, OpenError> {
+        AedbInstance::open_with(dir.as_ref(), config, Some(secure))
+    }
+
+    /// [`AedbInstance::open_secure`] for production paths: additionally refuses a
+    /// configuration that is not durable by default with fsync, strict recovery and a
+    /// manifest key ([`ConfigError::NotProductionGrade`]).
+    pub fn open_production(
+        dir: impl AsRef<Path>,
+        config: AedbConfig,
+        secure: SecureConfig,
+    ) -> Result<AedbInstance, OpenError> {
+        config.validate_production()?;
+        AedbInstance::open_secure(dir, config, secure)
+    }
+
+    fn open_with(
+        dir: &Path,
+        config: AedbConfig,
+        secure: Option<SecureConfig>,
+    ) -> Result<AedbInstance, OpenError> {
         config.validate()?;
-        let dir = dir.as_ref().to_path_buf();
+        let dir = dir.to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|source| OpenError::Io {
             path: dir.clone(),
             source,
@@ -151,7 +221,18 @@ impl AedbInstance {
             manifest_compact_after: config.manifest_compact_after,
         };
         let backup_keys = config.backup_key_provider().map_err(StartError::from)?;
-        let (pipeline, recovered) = Pipeline::start(&dir, pipeline_config)?;
+        let keyring = pipeline_config.keyring.clone();
+        let (mut pipeline, recovered) = Pipeline::start(&dir, pipeline_config)?;
+        let security = match secure {
+            None => None,
+            Some(secure) => match Security::start(&pipeline, keyring, &secure) {
+                Ok(security) => Some(security),
+                Err(e) => {
+                    let _ = pipeline.shutdown();
+                    return Err(OpenError::Security(Box::new(e)));
+                }
+            },
+        };
         Ok(AedbInstance {
             backup_keys,
             pipeline,
@@ -159,8 +240,35 @@ impl AedbInstance {
             default_finality: config.default_finality,
             faults,
             recovered,
+            security,
             _lock: lock,
         })
+    }
+
+    /// Whether this instance requires authenticated callers.
+    pub fn is_secure(&self) -> bool {
+        self.security.is_some()
+    }
+
+    /// Refuses anonymous calls on secure instances.
+    fn anonymous(&self) -> Result<(), AccessError> {
+        match self.security {
+            Some(_) => Err(AccessError::CallerRequired),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks `actions` for `caller` (always allowed on an open instance).
+    fn authorize<'a>(
+        &self,
+        caller: &CallerId,
+        actions: impl IntoIterator<Item = &'a Action<'a>>,
+        what: &str,
+    ) -> Result<(), AccessError> {
+        match &self.security {
+            Some(s) => s.check(caller, actions, what),
+            None => Ok(()),
+        }
     }
 
     /// The data directory.
@@ -174,7 +282,8 @@ impl AedbInstance {
     }
 
     /// Commits `tx` with the configured default finality, waiting for room in the
-    /// commit queue if it is full.
+    /// commit queue if it is full. Refused on secure instances (use
+    /// [`AedbInstance::commit_as`]).
     pub fn commit(&self, tx: Transaction) -> Result<CommitOutcome, CommitError> {
         self.commit_with(tx, self.default_finality)
     }
@@ -185,6 +294,7 @@ impl AedbInstance {
         tx: Transaction,
         finality: Finality,
     ) -> Result<CommitOutcome, CommitError> {
+        self.anonymous()?;
         self.pipeline
             .commit(Request::Transaction(tx), finality, Admission::Wait)
     }
@@ -196,25 +306,169 @@ impl AedbInstance {
         tx: Transaction,
         finality: Finality,
     ) -> Result<CommitOutcome, CommitError> {
+        self.anonymous()?;
         self.pipeline
             .commit(Request::Transaction(tx), finality, Admission::FailFast)
     }
 
     /// Async form of [`AedbInstance::commit_with`] for callers on an async runtime: it
     /// never blocks the executor thread.
-    pub fn commit_async(
+    pub async fn commit_async(
         &self,
         tx: Transaction,
         finality: Finality,
-    ) -> impl Future<Output = Result<CommitOutcome, CommitError>> + '_ {
+    ) -> Result<CommitOutcome, CommitError> {
+        self.anonymous()?;
         self.pipeline
             .commit_async(Request::Transaction(tx), finality)
+            .await
     }
 
-    /// Applies a DDL statement durably.
+    /// Commits `tx` on behalf of `caller` with the default finality: every mutation
+    /// needs the matching write right (`KvWrite` covering the key, `TableWrite`) and
+    /// every assertion the matching read right. A denial changes nothing, is generic
+    /// ([`AccessError::Denied`]) and is audited; a failed assertion is recorded in
+    /// `assertion_audit` with the assertion's index and the actual value.
+    pub fn commit_as(
+        &self,
+        caller: &CallerId,
+        tx: Transaction,
+    ) -> Result<CommitOutcome, CommitError> {
+        self.commit_with_as(caller, tx, self.default_finality)
+    }
+
+    /// [`AedbInstance::commit_as`] with an explicit finality.
+    pub fn commit_with_as(
+        &self,
+        caller: &CallerId,
+        tx: Transaction,
+        finality: Finality,
+    ) -> Result<CommitOutcome, CommitError> {
+        self.authorize_commit(caller, &tx)?;
+        let result = self
+            .pipeline
+            .commit(Request::Transaction(tx), finality, Admission::Wait);
+        self.audit_outcome(caller, &result);
+        result
+    }
+
+    /// [`AedbInstance::try_commit`] on behalf of `caller`.
+    pub fn try_commit_as(
+        &self,
+        caller: &CallerId,
+        tx: Transaction,
+        finality: Finality,
+    ) -> Result<CommitOutcome, CommitError> {
+        self.authorize_commit(caller, &tx)?;
+        let result = self
+            .pipeline
+            .commit(Request::Transaction(tx), finality, Admission::FailFast);
+        self.audit_outcome(caller, &result);
+        result
+    }
+
+    /// [`AedbInstance::commit_async`] on behalf of `caller`.
+    pub async fn commit_async_as(
+        &self,
+        caller: &CallerId,
+        tx: Transaction,
+        finality: Finality,
+    ) -> Result<CommitOutcome, CommitError> {
+        self.authorize_commit(caller, &tx)?;
+        let result = self
+            .pipeline
+            .commit_async(Request::Transaction(tx), finality)
+            .await;
+        self.audit_outcome(caller, &result);
+        result
+    }
+
+    fn authorize_commit(&self, caller: &CallerId, tx: &Transaction) -> Result<(), CommitError> {
+        let actions = secure::transaction_actions(tx);
+        self.authorize(caller, &actions, "commit").map_err(|e| {
+            if let (Some(s), AccessError::Denied(denied)) = (&self.security, &e) {
+                let index = denied.action_index().unwrap_or(0);
+                s.audit(AuditEvent {
+                    table: AuditTable::Assertion,
+                    caller: caller.to_string(),
+                    kind: "policy_denied".into(),
+                    subject: actions
+                        .get(index)
+                        .map_or(String::new(), ToString::to_string),
+                    detail: denied.reason().as_str().into(),
+                });
+            }
+            CommitError::Access(e)
+        })
+    }
+
+    /// Records a failed assertion in `assertion_audit` (secure instances).
+    fn audit_outcome(&self, caller: &CallerId, result: &Result<CommitOutcome, CommitError>) {
+        if let (
+            Some(s),
+            Err(CommitError::Rejected(ApplyError::AssertionFailed { index, detail })),
+        ) = (&self.security, result)
+        {
+            s.audit(AuditEvent {
+                table: AuditTable::Assertion,
+                caller: caller.to_string(),
+                kind: "assertion_failed".into(),
+                subject: index.to_string(),
+                detail: detail.clone(),
+            });
+        }
+    }
+
+    /// Applies a DDL statement durably. Refused on secure instances (use
+    /// [`AedbInstance::ddl_as`]).
     pub fn ddl(&self, ddl: Ddl) -> Result<CommitOutcome, CommitError> {
+        self.anonymous()?;
         self.pipeline
             .commit(Request::Ddl(ddl), Finality::Durable, Admission::Wait)
+    }
+
+    /// Applies a DDL statement on behalf of `caller`: creating a project needs
+    /// `GlobalAdmin`, a scope `ProjectAdmin` (or ownership of the project), a table
+    /// `TableDdl`/`ScopeAdmin` (or ownership of the scope). The creator becomes the
+    /// owner of what it creates; a dropped table's grants and owner are forgotten.
+    pub fn ddl_as(&self, caller: &CallerId, ddl: Ddl) -> Result<CommitOutcome, Error> {
+        let action = secure::ddl_action(&ddl);
+        self.authorize(caller, [&action], "ddl")?;
+        let ownership = match (&ddl, &self.security) {
+            (_, None) => None,
+            (Ddl::CreateProject { project }, Some(_)) => {
+                Some(authz_actor::PolicyChange::SetOwner {
+                    resource: Resource::Project(project.clone()),
+                    owner: caller.clone(),
+                })
+            }
+            (Ddl::CreateScope { ns }, Some(_)) => Some(authz_actor::PolicyChange::SetOwner {
+                resource: Resource::Scope(ns.clone()),
+                owner: caller.clone(),
+            }),
+            (Ddl::CreateTable { ns, table, .. }, Some(_)) => {
+                Some(authz_actor::PolicyChange::SetOwner {
+                    resource: Resource::Table {
+                        ns: ns.clone(),
+                        table: table.clone(),
+                    },
+                    owner: caller.clone(),
+                })
+            }
+            (Ddl::DropTable { ns, table }, Some(_)) => {
+                Some(authz_actor::PolicyChange::Forget(Resource::Table {
+                    ns: ns.clone(),
+                    table: table.clone(),
+                }))
+            }
+        };
+        let outcome =
+            self.pipeline
+                .commit(Request::Ddl(ddl), Finality::Durable, Admission::Wait)?;
+        if let (Some(change), Some(s)) = (ownership, &self.security) {
+            s.authz.change(CallerId::system(), change)?;
+        }
+        Ok(outcome)
     }
 
     /// Creates a project.
@@ -223,10 +477,31 @@ impl AedbInstance {
         Ok(self.ddl(Ddl::CreateProject { project })?)
     }
 
+    /// Creates a project on behalf of `caller` (`GlobalAdmin`), who becomes its owner.
+    pub fn create_project_as(
+        &self,
+        caller: &CallerId,
+        project: &str,
+    ) -> Result<CommitOutcome, Error> {
+        let project = ProjectName::new(project)?;
+        self.ddl_as(caller, Ddl::CreateProject { project })
+    }
+
     /// Creates a scope (with its KV space) in an existing project.
     pub fn create_scope(&self, project: &str, scope: &str) -> Result<CommitOutcome, Error> {
         let ns = Namespace::parse(project, scope)?;
         Ok(self.ddl(Ddl::CreateScope { ns })?)
+    }
+
+    /// Creates a scope on behalf of `caller`, who becomes its owner.
+    pub fn create_scope_as(
+        &self,
+        caller: &CallerId,
+        project: &str,
+        scope: &str,
+    ) -> Result<CommitOutcome, Error> {
+        let ns = Namespace::parse(project, scope)?;
+        self.ddl_as(caller, Ddl::CreateScope { ns })
     }
 
     /// Creates a table in a namespace.
@@ -244,6 +519,25 @@ impl AedbInstance {
         })?)
     }
 
+    /// Creates a table on behalf of `caller`, who becomes its owner.
+    pub fn create_table_as(
+        &self,
+        caller: &CallerId,
+        ns: &Namespace,
+        table: &str,
+        schema: TableSchema,
+    ) -> Result<CommitOutcome, Error> {
+        let table = TableName::new(table)?;
+        self.ddl_as(
+            caller,
+            Ddl::CreateTable {
+                ns: ns.clone(),
+                table,
+                schema,
+            },
+        )
+    }
+
     /// Puts one KV pair (a one-mutation commit with the default finality).
     pub fn kv_put(
         &self,
@@ -255,10 +549,33 @@ impl AedbInstance {
         Ok(self.commit(tx)?)
     }
 
+    /// [`AedbInstance::kv_put`] on behalf of `caller` (`KvWrite` covering the key).
+    pub fn kv_put_as(
+        &self,
+        caller: &CallerId,
+        ns: &Namespace,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<CommitOutcome, Error> {
+        let tx = Transaction::new().kv_put(ns, KvKey::new(key)?, KvValue::new(value)?);
+        Ok(self.commit_as(caller, tx)?)
+    }
+
     /// Deletes one KV key (a one-mutation commit with the default finality).
     pub fn kv_delete(&self, ns: &Namespace, key: impl AsRef<[u8]>) -> Result<CommitOutcome, Error> {
         let tx = Transaction::new().kv_delete(ns, KvKey::new(key)?);
         Ok(self.commit(tx)?)
+    }
+
+    /// [`AedbInstance::kv_delete`] on behalf of `caller` (`KvWrite`).
+    pub fn kv_delete_as(
+        &self,
+        caller: &CallerId,
+        ns: &Namespace,
+        key: impl AsRef<[u8]>,
+    ) -> Result<CommitOutcome, Error> {
+        let tx = Transaction::new().kv_delete(ns, KvKey::new(key)?);
+        Ok(self.commit_as(caller, tx)?)
     }
 
     /// Atomically adds `delta` to the number stored at `key` (missing counts as zero);
@@ -273,6 +590,18 @@ impl AedbInstance {
         Ok(self.commit(tx)?)
     }
 
+    /// [`AedbInstance::kv_add`] on behalf of `caller` (`KvWrite`).
+    pub fn kv_add_as(
+        &self,
+        caller: &CallerId,
+        ns: &Namespace,
+        key: impl AsRef<[u8]>,
+        delta: Numeric,
+    ) -> Result<CommitOutcome, Error> {
+        let tx = Transaction::new().kv_add(ns, KvKey::new(key)?, delta);
+        Ok(self.commit_as(caller, tx)?)
+    }
+
     /// Atomically subtracts `delta`; underflow is an error and changes nothing.
     pub fn kv_sub(
         &self,
@@ -284,24 +613,64 @@ impl AedbInstance {
         Ok(self.commit(tx)?)
     }
 
+    /// [`AedbInstance::kv_sub`] on behalf of `caller` (`KvWrite`).
+    pub fn kv_sub_as(
+        &self,
+        caller: &CallerId,
+        ns: &Namespace,
+        key: impl AsRef<[u8]>,
+        delta: Numeric,
+    ) -> Result<CommitOutcome, Error> {
+        let tx = Transaction::new().kv_sub(ns, KvKey::new(key)?, delta);
+        Ok(self.commit_as(caller, tx)?)
+    }
+
     /// Reads one KV entry from the latest snapshot.
     pub fn kv_get(&self, ns: &Namespace, key: impl AsRef<[u8]>) -> Result<Option<KvEntry>, Error> {
-        Ok(self.snapshot().kv_get(ns, key.as_ref())?.cloned())
+        Ok(self.snapshot()?.kv_get(ns, key.as_ref())?.cloned())
+    }
+
+    /// [`AedbInstance::kv_get`] on behalf of `caller` (`KvRead` covering the key).
+    pub fn kv_get_as(
+        &self,
+        caller: &CallerId,
+        ns: &Namespace,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Option<KvEntry>, Error> {
+        self.snapshot_as(caller).kv_get(ns, key.as_ref())
     }
 
     /// The latest published snapshot: an immutable view, read on the caller's thread,
     /// that never blocks or is blocked by writers. All of [`State`]'s read methods
     /// (KV get and scans, table get and scans, schemas, listings) are available on it.
-    pub fn snapshot(&self) -> ReadSnapshot {
-        ReadSnapshot(self.pipeline.snapshot())
+    /// Refused on secure instances: use [`AedbInstance::snapshot_as`].
+    pub fn snapshot(&self) -> Result<ReadSnapshot, AccessError> {
+        self.anonymous()?;
+        Ok(ReadSnapshot(self.pipeline.snapshot()))
     }
 
-    /// A plain copy of the engine's counters.
+    /// The latest published snapshot for `caller`: every read on it is checked against
+    /// the policy published at the same moment, on the caller's thread (no actor hop),
+    /// and denials are audited. On an open instance nothing is checked.
+    pub fn snapshot_as(&self, caller: &CallerId) -> CallerSnapshot {
+        let state = self.pipeline.snapshot();
+        match &self.security {
+            Some(s) => {
+                CallerSnapshot::new(state, Some(s.policy()), caller.clone(), Some(s.reader()))
+            }
+            None => CallerSnapshot::new(state, None, caller.clone(), None),
+        }
+    }
+
+    /// A plain copy of the engine's counters (commit, fsync, checkpoint, recovery,
+    /// authz and audit figures). Counters reveal no stored data, so this is allowed
+    /// anonymously on secure instances too, for monitoring agents.
     pub fn operational_metrics(&self) -> OperationalMetrics {
         self.pipeline.metrics()
     }
 
     /// Makes every commit acknowledged so far (including `Visible` ones) durable.
+    /// Reveals and changes no data, so it is allowed anonymously.
     pub fn flush(&self) -> Result<(), CommitError> {
         self.pipeline.flush()
     }
@@ -312,6 +681,16 @@ impl AedbInstance {
     /// `checkpoint_interval`). Recovery starts from the newest checkpoint that
     /// authenticates, so open time does not grow with total history.
     pub fn checkpoint_now(&self) -> Result<CheckpointReport, CheckpointFailure> {
+        self.anonymous()?;
+        self.pipeline.checkpoint_now()
+    }
+
+    /// [`AedbInstance::checkpoint_now`] on behalf of `caller` (`GlobalAdmin`).
+    pub fn checkpoint_now_as(
+        &self,
+        caller: &CallerId,
+    ) -> Result<CheckpointReport, CheckpointFailure> {
+        self.authorize(caller, [&Action::Checkpoint], "checkpoint")?;
         self.pipeline.checkpoint_now()
     }
 
@@ -321,7 +700,161 @@ impl AedbInstance {
     /// newer checkpoints make them redundant. Opening with a provider pointed at a new
     /// master version (the HSM rotation runbook) starts a new epoch the same way.
     pub fn rotate_keys(&self) -> Result<KeyEpoch, CheckpointFailure> {
+        self.anonymous()?;
         self.pipeline.rotate_keys().map(|(epoch, _)| epoch)
+    }
+
+    /// [`AedbInstance::rotate_keys`] on behalf of `caller` (`GlobalAdmin`); the
+    /// rotation is recorded in `authz_audit`.
+    pub fn rotate_keys_as(&self, caller: &CallerId) -> Result<KeyEpoch, CheckpointFailure> {
+        self.authorize(caller, [&Action::RotateKeys], "rotate_keys")?;
+        let epoch = self.pipeline.rotate_keys().map(|(epoch, _)| epoch)?;
+        if let Some(s) = &self.security {
+            s.audit(AuditEvent {
+                table: AuditTable::Authz,
+                caller: caller.to_string(),
+                kind: "key_rotation".into(),
+                subject: epoch.to_string(),
+                detail: String::new(),
+            });
+        }
+        Ok(epoch)
+    }
+
+    /// [`AedbInstance::operational_metrics`] on behalf of `caller` (`ReadMetrics`).
+    pub fn operational_metrics_as(
+        &self,
+        caller: &CallerId,
+    ) -> Result<OperationalMetrics, AccessError> {
+        self.authorize(caller, [&Action::ReadMetrics], "read_metrics")?;
+        Ok(self.pipeline.metrics())
+    }
+
+    /// Grants `permission` to `grantee` on behalf of `caller`, who needs authority
+    /// over it (`GlobalAdmin`, an admin or owner covering it, or a delegable grant of
+    /// it). Durable and audited before it returns; visible to the next read.
+    pub fn grant_as(
+        &self,
+        caller: &CallerId,
+        grantee: &CallerId,
+        permission: Permission,
+        delegable: bool,
+    ) -> Result<AuthzChange, Error> {
+        Ok(self.security()?.authz.change(
+            caller.clone(),
+            authz_actor::PolicyChange::Grant {
+                grantee: grantee.clone(),
+                permission,
+                delegable,
+            },
+        )?)
+    }
+
+    /// Revokes `permission` from `grantee` on behalf of `caller`; delegated grants
+    /// that relied on it are revoked with it. Durable and audited.
+    pub fn revoke_as(
+        &self,
+        caller: &CallerId,
+        grantee: &CallerId,
+        permission: Permission,
+    ) -> Result<AuthzChange, Error> {
+        Ok(self.security()?.authz.change(
+            caller.clone(),
+            authz_actor::PolicyChange::Revoke {
+                grantee: grantee.clone(),
+                permission,
+            },
+        )?)
+    }
+
+    /// Transfers ownership of `resource` to `new_owner` on behalf of `caller` (its
+    /// owner, or an admin covering it). Durable and audited.
+    pub fn transfer_ownership_as(
+        &self,
+        caller: &CallerId,
+        resource: Resource,
+        new_owner: &CallerId,
+    ) -> Result<AuthzChange, Error> {
+        Ok(self.security()?.authz.change(
+            caller.clone(),
+            authz_actor::PolicyChange::TransferOwnership {
+                resource,
+                new_owner: new_owner.clone(),
+            },
+        )?)
+    }
+
+    /// The rows of one audit table, after every event queued so far is written
+    /// (`GlobalAdmin`, through the normal read path).
+    pub fn audit_rows_as(
+        &self,
+        caller: &CallerId,
+        table: AuditTable,
+    ) -> Result<Vec<AuditRow>, Error> {
+        let s = self.security()?;
+        s.check(caller, [&Action::ReadAudit], "read_audit")?;
+        s.audit.flush()?;
+        aedb_actors::audit::read_rows(&self.pipeline.snapshot(), table)
+            .map_err(|e| Error::Integrity(e.to_string()))
+    }
+
+    /// Verifies both audit chains as stored (`GlobalAdmin`); returns the row count of
+    /// each table.
+    pub fn verify_audit_as(&self, caller: &CallerId) -> Result<Vec<(AuditTable, u64)>, Error> {
+        let s = self.security()?;
+        let mut rows = self.audit_rows_as(caller, AuditTable::Authz)?;
+        rows.extend(self.audit_rows_as(caller, AuditTable::Assertion)?);
+        secure::verify_audit_rows(&rows, |id| s.audit_key_for(id))
+            .map_err(|e| Error::Integrity(e.to_string()))
+    }
+
+    /// Writes both audit tables as JSON lines to `out` (created; an existing file is
+    /// refused) for immutable storage, after verifying their chains. The export alone,
+    /// with the audit key, verifies ([`read_audit_export`], [`verify_audit_rows`],
+    /// `aedb audit verify`). Needs `GlobalAdmin`.
+    pub fn export_audit_as(
+        &self,
+        caller: &CallerId,
+        out: impl AsRef<Path>,
+    ) -> Result<AuditExport, Error> {
+        let s = self.security()?;
+        let mut rows = self.audit_rows_as(caller, AuditTable::Authz)?;
+        rows.extend(self.audit_rows_as(caller, AuditTable::Assertion)?);
+        let counts = secure::verify_audit_rows(&rows, |id| s.audit_key_for(id))
+            .map_err(|e| Error::Integrity(e.to_string()))?;
+        let path = out.as_ref();
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(io)?;
+        secure::write_jsonl(&rows, &mut file).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        let head = |t: AuditTable| {
+            rows.iter()
+                .rfind(|r| r.table == t)
+                .map_or_else(|| hex::encode([0u8; 32]), |r| hex::encode(r.mac))
+        };
+        Ok(AuditExport {
+            rows: counts
+                .iter()
+                .map(|(t, n)| (t.name().to_owned(), *n))
+                .collect(),
+            heads: AuditTable::ALL
+                .iter()
+                .map(|t| (t.name().to_owned(), head(*t)))
+                .collect(),
+        })
+    }
+
+    fn security(&self) -> Result<&Security, Error> {
+        self.security
+            .as_ref()
+            .ok_or_else(|| Error::Integrity("this instance was not opened with open_secure".into()))
     }
 
     /// This database's random identity, fixed at creation and bound into every
@@ -338,6 +871,9 @@ impl AedbInstance {
 
     /// Flushes everything, stops the actors and releases the directory lock.
     pub fn shutdown(mut self) -> Result<(), CommitError> {
+        if let Some(security) = self.security.take() {
+            security.stop();
+        }
         self.pipeline.shutdown()
     }
 }

@@ -94,8 +94,11 @@ fn chain() -> Chain {
             db.backup_incremental(&b, &backups[i - 1], &mut none())
                 .unwrap()
         };
-        assert_eq!(report.manifest.last_lsn, db.snapshot().lsn());
-        at_end.push(db.snapshot());
+        assert_eq!(
+            report.manifest.last_lsn,
+            db.snapshot().expect("snapshot").lsn()
+        );
+        at_end.push(db.snapshot().expect("snapshot"));
         backups.push(b);
         reports.push(report);
         load(&db, 1000 * (i as u32 + 1), 250);
@@ -112,7 +115,7 @@ fn chain() -> Chain {
 
 fn open_state(dir: &Path) -> ReadSnapshot {
     let db = AedbInstance::open(dir, config()).unwrap();
-    let s = db.snapshot();
+    let s = db.snapshot().expect("snapshot");
     db.shutdown().unwrap();
     s
 }
@@ -188,9 +191,12 @@ fn strict_backup_chain_restore_succeeds_with_hash_chain_enforcement() {
         id
     };
     assert_eq!(db.database_id(), source_id);
-    assert_eq!(first_difference(&db.snapshot(), &c.at_end[2]), None);
+    assert_eq!(
+        first_difference(&db.snapshot().expect("snapshot"), &c.at_end[2]),
+        None
+    );
     load(&db, 90_000, 5);
-    let after = db.snapshot();
+    let after = db.snapshot().expect("snapshot");
     db.shutdown().unwrap();
     assert_eq!(first_difference(&open_state(&target), &after), None);
 
@@ -419,10 +425,10 @@ fn hot_backups_under_load_restore_to_the_source_state_at_their_lsn() {
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(setup(&dir.path().join("db")));
     let history: Arc<Mutex<BTreeMap<Lsn, ReadSnapshot>>> = Arc::default();
-    history
-        .lock()
-        .unwrap()
-        .insert(db.snapshot().lsn(), db.snapshot());
+    history.lock().unwrap().insert(
+        db.snapshot().expect("snapshot").lsn(),
+        db.snapshot().expect("snapshot"),
+    );
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let worker = {
         let (db, history, stop) = (db.clone(), history.clone(), stop.clone());
@@ -430,7 +436,7 @@ fn hot_backups_under_load_restore_to_the_source_state_at_their_lsn() {
             let mut i = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) || i < 200 {
                 load(&db, i, 1);
-                let s = db.snapshot();
+                let s = db.snapshot().expect("snapshot");
                 history.lock().unwrap().insert(s.lsn(), s);
                 i += 1;
             }

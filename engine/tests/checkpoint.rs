@@ -48,7 +48,7 @@ fn recovery_starts_from_the_newest_checkpoint_and_retires_history() {
             put(&db, &ns, round * 400 + i, "SECRETMARKER");
         }
         let report = db.checkpoint_now().unwrap();
-        assert_eq!(report.lsn, db.snapshot().lsn());
+        assert_eq!(report.lsn, db.snapshot().expect("snapshot").lsn());
         assert!(report.path.is_some());
     }
     // A second checkpoint with nothing new is a no-op.
@@ -56,7 +56,7 @@ fn recovery_starts_from_the_newest_checkpoint_and_retires_history() {
     for i in 1200..1300 {
         put(&db, &ns, i, "SECRETMARKER");
     }
-    let last = db.snapshot().lsn();
+    let last = db.snapshot().expect("snapshot").lsn();
     let metrics = db.operational_metrics();
     assert_eq!(metrics.checkpoints, 3);
     db.shutdown().unwrap();
@@ -75,7 +75,7 @@ fn recovery_starts_from_the_newest_checkpoint_and_retires_history() {
     }
 
     let db = AedbInstance::open(dir.path(), config()).unwrap();
-    assert_eq!(db.snapshot().lsn(), last);
+    assert_eq!(db.snapshot().expect("snapshot").lsn(), last);
     // Only the tail after the newest checkpoint was replayed.
     assert!(
         db.recovery_report().frames_replayed <= 100 + 400,
@@ -84,7 +84,7 @@ fn recovery_starts_from_the_newest_checkpoint_and_retires_history() {
     );
     let v = db.kv_get(&ns, "k00007").unwrap().unwrap();
     assert!(v.value.as_bytes().starts_with(b"SECRETMARKER-00007"));
-    assert_eq!(db.snapshot().kv_len(&ns).unwrap(), 1300);
+    assert_eq!(db.snapshot().expect("snapshot").kv_len(&ns).unwrap(), 1300);
     db.shutdown().unwrap();
 }
 
@@ -101,7 +101,7 @@ fn a_tampered_newest_checkpoint_falls_back_to_the_previous_one() {
     for i in 100..120 {
         put(&db, &ns, i, "v");
     }
-    let last = db.snapshot().lsn();
+    let last = db.snapshot().expect("snapshot").lsn();
     db.shutdown().unwrap();
     let ckpts = files_in(&dir.path().join("checkpoints"));
     let newest = ckpts.last().unwrap();
@@ -112,12 +112,12 @@ fn a_tampered_newest_checkpoint_falls_back_to_the_previous_one() {
 
     let db = AedbInstance::open(dir.path(), config()).unwrap();
     assert_eq!(
-        db.snapshot().lsn(),
+        db.snapshot().expect("snapshot").lsn(),
         last,
         "older checkpoint + WAL reach the same state"
     );
     assert_eq!(db.operational_metrics().recovery_checkpoint_fallbacks, 1);
-    assert_eq!(db.snapshot().kv_len(&ns).unwrap(), 120);
+    assert_eq!(db.snapshot().expect("snapshot").kv_len(&ns).unwrap(), 120);
     db.shutdown().unwrap();
 }
 
@@ -185,13 +185,13 @@ fn rotated_keys_keep_every_epoch_readable() {
     for i in 100..120 {
         put(&db, &ns, i, "epoch3");
     }
-    let last = db.snapshot().lsn();
+    let last = db.snapshot().expect("snapshot").lsn();
     db.shutdown().unwrap();
 
     let db = AedbInstance::open(dir.path(), config()).unwrap();
-    assert_eq!(db.snapshot().lsn(), last);
+    assert_eq!(db.snapshot().expect("snapshot").lsn(), last);
     assert_eq!(db.operational_metrics().key_epoch, 3);
-    assert_eq!(db.snapshot().kv_len(&ns).unwrap(), 120);
+    assert_eq!(db.snapshot().expect("snapshot").kv_len(&ns).unwrap(), 120);
     let v = db.kv_get(&ns, "k00060").unwrap().unwrap();
     assert!(v.value.as_bytes().starts_with(b"epoch2-00060"));
     db.shutdown().unwrap();
@@ -226,7 +226,7 @@ fn a_provider_pointed_at_a_new_master_version_starts_a_new_epoch() {
         .segment_size(64 * 1024);
     let db = AedbInstance::open(dir.path(), config_v2).unwrap();
     assert_eq!(db.operational_metrics().key_epoch, 2);
-    assert_eq!(db.snapshot().kv_len(&ns).unwrap(), 31);
+    assert_eq!(db.snapshot().expect("snapshot").kv_len(&ns).unwrap(), 31);
     put(&db, &ns, 31, "v2");
     db.checkpoint_now().unwrap();
     db.shutdown().unwrap();
@@ -280,7 +280,7 @@ fn old_epochs_are_retired_once_no_file_needs_them() {
         db.checkpoint_now().unwrap();
     }
     assert_eq!(db.operational_metrics().key_epochs_retired, 1);
-    let last = db.snapshot().lsn();
+    let last = db.snapshot().expect("snapshot").lsn();
     db.shutdown().unwrap();
 
     let config_v1_v2 = || config_with(v1().with_version(2, [4; 32]).unwrap());
@@ -298,8 +298,8 @@ fn old_epochs_are_retired_once_no_file_needs_them() {
 
     // Recovery needs no epoch-1 key any more and the data is intact.
     let db = AedbInstance::open(dir.path(), config_v1_v2()).unwrap();
-    assert_eq!(db.snapshot().lsn(), last);
-    assert_eq!(db.snapshot().kv_len(&ns).unwrap(), 1100);
+    assert_eq!(db.snapshot().expect("snapshot").lsn(), last);
+    assert_eq!(db.snapshot().expect("snapshot").kv_len(&ns).unwrap(), 1100);
     db.shutdown().unwrap();
 }
 
@@ -319,14 +319,14 @@ fn the_manifest_is_compacted_and_still_reopens() {
     }
     let compactions = db.operational_metrics().manifest_compactions;
     assert!(compactions >= 1, "no compaction after 12 checkpoints");
-    let last = db.snapshot().lsn();
+    let last = db.snapshot().expect("snapshot").lsn();
     db.shutdown().unwrap();
     let manifest_len = std::fs::metadata(dir.path().join("MANIFEST"))
         .unwrap()
         .len();
     let db = AedbInstance::open(dir.path(), config()).unwrap();
-    assert_eq!(db.snapshot().lsn(), last);
-    assert_eq!(db.snapshot().kv_len(&ns).unwrap(), 240);
+    assert_eq!(db.snapshot().expect("snapshot").lsn(), last);
+    assert_eq!(db.snapshot().expect("snapshot").kv_len(&ns).unwrap(), 240);
     db.shutdown().unwrap();
     assert!(
         manifest_len < 16 * 1024,

@@ -144,11 +144,12 @@ fn setup(db: &AedbInstance) {
     let ns = ns();
     if !db
         .snapshot()
+        .expect("snapshot")
         .has_project(&ProjectName::new("ckpt").expect("valid project"))
     {
         db.create_project("ckpt").expect("create project");
     }
-    if !db.snapshot().has_namespace(&ns) {
+    if !db.snapshot().expect("snapshot").has_namespace(&ns) {
         db.create_scope("ckpt", "crash").expect("create scope");
     }
     if db
@@ -209,7 +210,7 @@ fn checkpoint_crash_child() {
     while Instant::now() < deadline {
         // Only calls that will write a checkpoint are reported as seals (a call with
         // nothing new since the last checkpoint returns at once without writing).
-        let lsn = db.snapshot().lsn();
+        let lsn = db.snapshot().expect("snapshot").lsn();
         if lsn <= sealed {
             std::thread::sleep(Duration::from_millis(1));
             continue;
@@ -356,7 +357,7 @@ struct Recovered {
 fn verify(dir: &Path, cycle: u64, report: &ChildReport, model: &mut Model) -> Recovered {
     let db = AedbInstance::open(dir, config()).expect("reopen after SIGKILL during a seal");
     let metrics = db.operational_metrics();
-    let snap = db.snapshot();
+    let snap = db.snapshot().expect("snapshot");
     let ns = ns();
     // Recovery used a complete, recorded checkpoint file, and none failed to authenticate.
     assert_eq!(
@@ -582,9 +583,9 @@ fn sigkill_during_checkpoint_sealing_loses_nothing() {
     assert_eq!(report.lsn.get(), model.last_lsn);
     db.shutdown().expect("shutdown");
     let db = AedbInstance::open(dir.path(), config()).expect("reopen");
-    assert_eq!(db.snapshot().lsn().get(), model.last_lsn);
+    assert_eq!(db.snapshot().expect("snapshot").lsn().get(), model.last_lsn);
     assert_eq!(
-        db.snapshot().kv_len(&ns()).expect("len"),
+        db.snapshot().expect("snapshot").kv_len(&ns()).expect("len"),
         model.kv.len(),
         "key count"
     );
@@ -617,7 +618,7 @@ fn small_database(dir: &Path) -> (u64, u64) {
         db.commit_with(cycle_tx(0, n), Finality::Durable)
             .expect("commit");
     }
-    let last = db.snapshot().lsn().get();
+    let last = db.snapshot().expect("snapshot").lsn().get();
     db.shutdown().expect("shutdown");
     (checkpoint, last)
 }
@@ -647,7 +648,7 @@ fn a_half_written_checkpoint_temp_file_is_removed_by_the_next_open() {
     std::fs::write(&stray, vec![0xA5; 4096]).expect("write partial temp file");
 
     let db = AedbInstance::open(dir.path(), config()).expect("open with a stray temp file");
-    assert_eq!(db.snapshot().lsn().get(), last);
+    assert_eq!(db.snapshot().expect("snapshot").lsn().get(), last);
     assert_eq!(db.operational_metrics().checkpoint_lsn, checkpoint);
     let report = db.checkpoint_now().expect("checkpoint");
     assert_eq!(report.lsn.get(), last);
@@ -682,7 +683,7 @@ fn a_checkpoint_renamed_but_not_recorded_does_not_block_the_next_checkpoint() {
     assert!(checkpoint_path(dir.path(), last).is_file());
 
     let db = AedbInstance::open(dir.path(), config()).expect("open after the crash");
-    assert_eq!(db.snapshot().lsn().get(), last);
+    assert_eq!(db.snapshot().expect("snapshot").lsn().get(), last);
     assert_eq!(
         db.operational_metrics().checkpoint_lsn,
         checkpoint,

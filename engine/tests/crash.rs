@@ -143,15 +143,16 @@ fn transfer_tx(id: &str, src: u64, dst: u64, amount: u64) -> Transaction {
 /// the accounts exactly once (idempotently).
 fn setup(db: &AedbInstance) {
     let ns = ns();
-    let snap = db.snapshot();
+    let snap = db.snapshot().expect("snapshot");
     if !snap.has_project(&ProjectName::new("ledger").expect("valid project")) {
         db.create_project("ledger").expect("create project");
     }
-    if !db.snapshot().has_namespace(&ns) {
+    if !db.snapshot().expect("snapshot").has_namespace(&ns) {
         db.create_scope("ledger", "main").expect("create scope");
     }
     let has_table = db
         .snapshot()
+        .expect("snapshot")
         .tables(&ns)
         .expect("namespace exists")
         .any(|t| *t == transfers());
@@ -276,7 +277,7 @@ struct Recovery {
 fn verify(dir: &Path, cycles_run: u64, ledger: &Ledger, this_cycle: &ChildReport) -> Recovery {
     let db = AedbInstance::open(dir, config()).expect("reopen after SIGKILL");
     let report = db.recovery_report().clone();
-    let snap = db.snapshot();
+    let snap = db.snapshot().expect("snapshot");
     let last = snap.lsn().get();
 
     // LSNs are dense: recovery replayed every LSN from the base to the last one.
@@ -466,7 +467,11 @@ fn verify(dir: &Path, cycles_run: u64, ledger: &Ledger, this_cycle: &ChildReport
             .expect_err("a rejected key stays rejected");
         assert_eq!(err.failed_assertion(), Some(0), "{id}: {err}");
     }
-    assert_eq!(db.snapshot().lsn().get(), last, "retries consumed no LSN");
+    assert_eq!(
+        db.snapshot().expect("snapshot").lsn().get(),
+        last,
+        "retries consumed no LSN"
+    );
     db.shutdown().expect("shutdown");
     Recovery {
         frames: report.frames_replayed,

@@ -58,6 +58,7 @@ fn tx(name: &str, amount: u64) -> Transaction {
 fn total(db: &AedbInstance) -> u64 {
     match db
         .snapshot()
+        .expect("snapshot")
         .kv_get_numeric(&ns(), b"total", NumericType::U64)
         .expect("read total")
     {
@@ -85,7 +86,7 @@ fn prepared(dir: &std::path::Path) -> (AedbInstance, Lsn) {
 
 /// Asserts everything acknowledged by [`prepared`] is in `db`.
 fn assert_acked_state(db: &AedbInstance) {
-    let snap = db.snapshot();
+    let snap = db.snapshot().expect("snapshot");
     for i in 0..ACKED {
         let name = format!("ok-{i}");
         let entry = snap
@@ -168,7 +169,7 @@ fn durable_commit_fault(point: FaultPoint) -> (tempfile::TempDir, Lsn) {
     );
 
     // Nothing of the failed commit is visible.
-    let snap = db.snapshot();
+    let snap = db.snapshot().expect("snapshot");
     assert_eq!(snap.lsn(), last);
     assert!(snap.kv_get(&ns(), b"doomed").expect("read").is_none());
     assert!(snap.idempotency(b"doomed").is_none());
@@ -180,7 +181,7 @@ fn durable_commit_fault(point: FaultPoint) -> (tempfile::TempDir, Lsn) {
         db.commit_with(tx("doomed", 1000), Finality::Durable),
         Err(CommitError::FailStopped)
     ));
-    assert_eq!(db.snapshot().lsn(), last);
+    assert_eq!(db.snapshot().expect("snapshot").lsn(), last);
     assert_eq!(total(&db), ACKED);
 
     let after = db.operational_metrics();
@@ -207,15 +208,25 @@ fn durable_commit_fault(point: FaultPoint) -> (tempfile::TempDir, Lsn) {
 fn write_fault_fails_the_commit_fail_stops_and_loses_only_the_failed_commit() {
     let (dir, last) = durable_commit_fault(FaultPoint::Write);
     let db = AedbInstance::open(dir.path(), production()).expect("reopen after the fault");
-    assert_eq!(db.snapshot().lsn(), last, "the last durable state");
+    assert_eq!(
+        db.snapshot().expect("snapshot").lsn(),
+        last,
+        "the last durable state"
+    );
     assert_acked_state(&db);
     assert!(
         db.snapshot()
+            .expect("snapshot")
             .kv_get(&ns(), b"doomed")
             .expect("read")
             .is_none()
     );
-    assert!(db.snapshot().idempotency(b"doomed").is_none());
+    assert!(
+        db.snapshot()
+            .expect("snapshot")
+            .idempotency(b"doomed")
+            .is_none()
+    );
     assert_eq!(total(&db), ACKED);
     assert_eq!(db.recovery_report().torn_tail_bytes(), 0);
 
@@ -234,7 +245,7 @@ fn fsync_fault_failed_commit_is_in_doubt_but_atomic() {
     let (dir, last) = durable_commit_fault(FaultPoint::Fsync);
     let db = AedbInstance::open(dir.path(), production()).expect("reopen after the fault");
     assert_acked_state(&db);
-    let snap = db.snapshot();
+    let snap = db.snapshot().expect("snapshot");
     // The failed batch was written before its fsync failed, so recovery may or may not
     // find it; either way it is all or nothing.
     let present = snap.idempotency(b"doomed").is_some();
@@ -277,6 +288,7 @@ fn fault_after_a_visible_commit() {
         assert_eq!(visible.lsn, last.next());
         assert!(
             db.snapshot()
+                .expect("snapshot")
                 .kv_get(&ns(), b"visible")
                 .expect("read")
                 .is_some()
@@ -297,7 +309,7 @@ fn fault_after_a_visible_commit() {
         assert_fail_stopped(&db);
         // The visible commit is not retracted from readers; the failed durable one never
         // became visible.
-        let snap = db.snapshot();
+        let snap = db.snapshot().expect("snapshot");
         assert_eq!(snap.lsn(), visible.lsn, "{point:?}");
         assert!(snap.kv_get(&ns(), b"visible").expect("read").is_some());
         assert!(snap.kv_get(&ns(), b"durable").expect("read").is_none());
@@ -313,7 +325,7 @@ fn fault_after_a_visible_commit() {
 
         let db = AedbInstance::open(dir.path(), production()).expect("reopen");
         assert_acked_state(&db);
-        let snap = db.snapshot();
+        let snap = db.snapshot().expect("snapshot");
         let durable_kept = snap.kv_get(&ns(), b"durable").expect("read").is_some();
         assert!(durable_in_doubt || !durable_kept, "{point:?}: {err:?}");
         let kept = snap.kv_get(&ns(), b"visible").expect("read").is_some();

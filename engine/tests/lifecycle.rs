@@ -163,7 +163,7 @@ fn visible_flush_child() {
             .expect("visible commit");
     }
     db.flush().expect("flush");
-    let flushed = db.snapshot().lsn();
+    let flushed = db.snapshot().expect("snapshot").lsn();
     emit(&format!("FLUSHED {}", flushed.get()));
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut i = 0u64;
@@ -201,7 +201,7 @@ fn second_open_in_the_same_process_fails_until_the_first_is_closed() {
     db.shutdown().expect("shutdown");
 
     let db = AedbInstance::open(dir.path(), production()).expect("reopen after shutdown");
-    assert_eq!(db.snapshot().lsn().get(), 1);
+    assert_eq!(db.snapshot().expect("snapshot").lsn().get(), 1);
     // Dropping without `shutdown` releases the lock too.
     drop(db);
     let db = AedbInstance::open(dir.path(), production()).expect("reopen after drop");
@@ -259,7 +259,7 @@ fn lock_is_released_when_the_holder_is_sigkilled() {
     assert_eq!(status.signal(), Some(9), "{status:?}");
 
     let db = AedbInstance::open(dir.path(), production()).expect("open after the holder died");
-    let snap = db.snapshot();
+    let snap = db.snapshot().expect("snapshot");
     assert_eq!(snap.lsn().get(), lsn);
     let entry = snap
         .kv_get(&ns(), b"holder")
@@ -371,7 +371,7 @@ fn idempotent_outcomes_survive_a_restart() {
     let err = db.commit(guarded.clone()).expect_err("gate is closed");
     assert_eq!(err.failed_assertion(), Some(1), "{err}");
     assert!(matches!(err, CommitError::Rejected(ref e) if !e.is_already_seen()));
-    let rejected_at = db.snapshot().lsn();
+    let rejected_at = db.snapshot().expect("snapshot").lsn();
     assert_eq!(
         rejected_at,
         first.lsn.next(),
@@ -381,23 +381,28 @@ fn idempotent_outcomes_survive_a_restart() {
     db.shutdown().expect("shutdown");
 
     let db = AedbInstance::open(dir.path(), production()).expect("reopen");
-    assert_eq!(db.snapshot().lsn(), rejected_at);
+    assert_eq!(db.snapshot().expect("snapshot").lsn(), rejected_at);
     let retry = db.commit(pay).expect("retry after restart");
     assert_eq!((retry.lsn, retry.idempotent_replay), (first.lsn, true));
 
     // Open the gate: the retried guarded commit would now pass, but its key already
     // has an outcome, which is returned as is.
     db.commit(put("gate", "open")).expect("open the gate");
-    let lsn = db.snapshot().lsn();
+    let lsn = db.snapshot().expect("snapshot").lsn();
     let err = db.commit(guarded).expect_err("the original rejection");
     assert_eq!(err.failed_assertion(), Some(1), "{err}");
     let CommitError::Rejected(apply) = &err else {
         panic!("{err:?}");
     };
     assert!(apply.is_already_seen(), "{err:?}");
-    assert_eq!(db.snapshot().lsn(), lsn, "a replayed outcome takes no LSN");
+    assert_eq!(
+        db.snapshot().expect("snapshot").lsn(),
+        lsn,
+        "a replayed outcome takes no LSN"
+    );
     assert_eq!(
         db.snapshot()
+            .expect("snapshot")
             .kv_get_numeric(&ns, b"balance", NumericType::U64)
             .expect("balance"),
         Numeric::U64(10)
@@ -417,7 +422,7 @@ fn visible_commits_are_readable_at_once_and_flush_makes_them_durable() {
     for i in 0..50 {
         let name = format!("k{i:03}");
         let outcome = db.commit(put(&name, "v")).expect("visible commit");
-        let snap = db.snapshot();
+        let snap = db.snapshot().expect("snapshot");
         assert!(snap.lsn() >= outcome.lsn);
         assert!(
             snap.kv_get(&ns(), name.as_bytes()).expect("read").is_some(),
@@ -437,8 +442,11 @@ fn visible_commits_are_readable_at_once_and_flush_makes_them_durable() {
     db.shutdown().expect("shutdown");
 
     let db = AedbInstance::open(dir.path(), AedbConfig::low_latency(KEY)).expect("reopen");
-    assert_eq!(db.snapshot().lsn(), last);
-    assert_eq!(db.snapshot().kv_len(&ns()).expect("len"), 50);
+    assert_eq!(db.snapshot().expect("snapshot").lsn(), last);
+    assert_eq!(
+        db.snapshot().expect("snapshot").kv_len(&ns()).expect("len"),
+        50
+    );
     db.shutdown().expect("shutdown");
 }
 
@@ -455,7 +463,7 @@ fn flushed_visible_commits_survive_sigkill() {
     assert_eq!(status.signal(), Some(9), "{status:?}");
 
     let db = AedbInstance::open(dir.path(), AedbConfig::low_latency(KEY)).expect("reopen");
-    let snap = db.snapshot();
+    let snap = db.snapshot().expect("snapshot");
     assert!(snap.lsn().get() >= flushed, "{} < {flushed}", snap.lsn());
     let page = snap
         .kv_scan_prefix(&ns(), b"flushed-", Direction::Forward, 1000)
@@ -479,7 +487,7 @@ fn try_commit_fails_fast_with_busy_and_counts_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = production().sequencer_queue(1).wal_queue(1).max_batch(1);
     let db = Arc::new(open_with_namespace(dir.path(), config));
-    let start_lsn = db.snapshot().lsn().get();
+    let start_lsn = db.snapshot().expect("snapshot").lsn().get();
     let ok = Arc::new(AtomicU64::new(0));
     let busy = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..16)
@@ -508,7 +516,7 @@ fn try_commit_fails_fast_with_busy_and_counts_it() {
         m.sequencer_queue_depth, 0,
         "refused commits leave no queue depth behind"
     );
-    let snap = db.snapshot();
+    let snap = db.snapshot().expect("snapshot");
     assert_eq!(snap.kv_len(&ns()).expect("len") as u64, ok);
     assert_eq!(
         snap.lsn().get(),
@@ -530,7 +538,7 @@ fn commit_async_works_from_a_simple_executor() {
     let db = open_with_namespace(dir.path(), production());
     let one = futures::executor::block_on(db.commit_async(put("async-0", "v"), Finality::Durable))
         .expect("async commit");
-    assert_eq!(one.lsn, db.snapshot().lsn());
+    assert_eq!(one.lsn, db.snapshot().expect("snapshot").lsn());
 
     let futures: Vec<_> = (1..=20)
         .map(|i| {
@@ -553,7 +561,10 @@ fn commit_async_works_from_a_simple_executor() {
         one.lsn.get() + 20,
         "dense LSNs"
     );
-    assert_eq!(db.snapshot().kv_len(&ns()).expect("len"), 21);
+    assert_eq!(
+        db.snapshot().expect("snapshot").kv_len(&ns()).expect("len"),
+        21
+    );
 
     let rejected = futures::executor::block_on(db.commit_async(
         Transaction::new().assert(Assertion::KvAbsent {
@@ -645,7 +656,7 @@ fn torn_tail_is_cut_and_reported() {
         db.commit(put(&format!("k{i:02}"), "some value"))
             .expect("commit");
     }
-    let last = db.snapshot().lsn();
+    let last = db.snapshot().expect("snapshot").lsn();
     db.shutdown().expect("shutdown");
 
     // Simulate a torn write: the first part of a copy of the last frame (with the next
@@ -677,8 +688,15 @@ fn torn_tail_is_cut_and_reported() {
         db.operational_metrics().recovery_torn_tail_bytes,
         nonzero as u64
     );
-    assert_eq!(db.snapshot().lsn(), last, "every complete frame is kept");
-    assert_eq!(db.snapshot().kv_len(&ns()).expect("len"), 20);
+    assert_eq!(
+        db.snapshot().expect("snapshot").lsn(),
+        last,
+        "every complete frame is kept"
+    );
+    assert_eq!(
+        db.snapshot().expect("snapshot").kv_len(&ns()).expect("len"),
+        20
+    );
     let next = db
         .commit(put("after", "tail"))
         .expect("commit after repair");
@@ -691,7 +709,7 @@ fn torn_tail_is_cut_and_reported() {
         0,
         "the tail was cut for good"
     );
-    assert_eq!(db.snapshot().lsn(), last.next());
+    assert_eq!(db.snapshot().expect("snapshot").lsn(), last.next());
     db.shutdown().expect("shutdown");
 }
 

@@ -711,7 +711,7 @@ fn observed(result: Result<aedb::CommitOutcome, CommitError>) -> Res {
 // ---------------------------------------------------------------- comparing
 
 fn assert_matches_model(db: &AedbInstance, model: &Model) {
-    let snap = db.snapshot();
+    let snap = db.snapshot().expect("snapshot");
     assert_eq!(snap.lsn(), Lsn::new(model.lsn), "lsn");
 
     let kv = snap
@@ -805,7 +805,7 @@ fn setup(db: &AedbInstance) {
     db.create_project("model").expect("project");
     db.create_scope("model", "main").expect("scope");
     db.create_table(&ns(), "items", schema()).expect("table");
-    assert_eq!(db.snapshot().lsn().get(), SETUP_LSN);
+    assert_eq!(db.snapshot().expect("snapshot").lsn().get(), SETUP_LSN);
 }
 
 fn run(ops: &[Op], config: impl Fn() -> AedbConfig) {

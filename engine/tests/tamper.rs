@@ -233,7 +233,7 @@ fn commit(db: &AedbInstance, i: u64, history: &mut BTreeMap<Lsn, State>) {
     let outcome = db
         .commit_with(tx(i), Finality::Durable)
         .expect("durable commit");
-    let state = (*db.snapshot()).clone();
+    let state = (*db.snapshot().expect("snapshot")).clone();
     assert_eq!(state.lsn(), outcome.lsn, "one commit at a time");
     history.insert(outcome.lsn, state);
 }
@@ -287,7 +287,7 @@ fn build_fixture() -> Fixture {
             }
         }
     }
-    let reference = (*db.snapshot()).clone();
+    let reference = (*db.snapshot().expect("snapshot")).clone();
     let before_last = history
         .range(..reference.lsn())
         .next_back()
@@ -323,7 +323,7 @@ fn build_fixture() -> Fixture {
     );
     // Sanity: the fixture reopens to exactly the reference.
     let db = AedbInstance::open(dir.path(), config()).expect("reopen fixture");
-    assert!(*db.snapshot() == reference);
+    assert!(*db.snapshot().expect("snapshot") == reference);
     db.shutdown().expect("shutdown");
     assert!(
         all_files(dir.path()) == files,
@@ -402,7 +402,7 @@ fn open_once(dir: &Path) -> Observed {
     match AedbInstance::open(dir, config()) {
         Err(e) => Observed::Refused(e.to_string()),
         Ok(db) => {
-            let state = (*db.snapshot()).clone();
+            let state = (*db.snapshot().expect("snapshot")).clone();
             let fallbacks = db.operational_metrics().recovery_checkpoint_fallbacks;
             let torn_tail = db
                 .recovery_report()

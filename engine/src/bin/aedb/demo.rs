@@ -75,7 +75,7 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
     let table = TableName::new(TRANSFERS).map_err(aedb::Error::from)?;
     let expected_total = setup(&db, &ns, &table, &args)?;
     let rows_before = db
-        .snapshot()
+        .snapshot()?
         .table_len(&ns, &table)
         .map_err(aedb::Error::from)? as u64;
 
@@ -102,7 +102,7 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
     let started = Instant::now();
     let db = AedbInstance::open(&args.data_dir, demo_config())?;
     let reopen = started.elapsed();
-    let snap = db.snapshot();
+    let snap = db.snapshot()?;
     let mut total: u128 = 0;
     for id in 0..args.accounts {
         match snap.kv_get_numeric(&ns, account_key(id)?.as_bytes(), NumericType::U64) {
@@ -144,7 +144,7 @@ fn setup(
     table: &TableName,
     args: &DemoArgs,
 ) -> Result<u64, CliError> {
-    let snap = db.snapshot();
+    let snap = db.snapshot()?;
     if snap.has_namespace(ns) {
         let funded = snap
             .kv_get(ns, b"meta/funded")
@@ -221,7 +221,7 @@ fn run_transfers(
     finality: Finality,
 ) -> Result<Report, CliError> {
     let next_id = Arc::new(AtomicU64::new(
-        db.snapshot().lsn().get().wrapping_mul(1_000_000),
+        db.snapshot()?.lsn().get().wrapping_mul(1_000_000),
     ));
     let remaining = Arc::new(AtomicU64::new(args.transfers));
     let bar = ProgressBar::new(args.transfers);

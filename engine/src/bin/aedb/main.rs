@@ -101,6 +101,9 @@ pub enum CliError {
     /// A commit failed unexpectedly (exit code 1).
     #[error(transparent)]
     Commit(#[from] aedb::CommitError),
+    /// A secure instance refused the call.
+    #[error(transparent)]
+    Access(#[from] aedb::AccessError),
     /// A check failed and its result was already printed (exit code 1).
     #[error("{0}")]
     Reported(String),

@@ -1,0 +1,519 @@
+//! Secure instances: authenticated callers, the Authz and Audit actors, and reads
+//! checked against the published policy on the caller's thread.
+//!
+//! [`AedbInstance::open_secure`](crate::AedbInstance::open_secure) starts two more
+//! actors beside the commit pipeline: the Authz actor (owner of grants and owners,
+//! publisher of immutable [`PolicySnapshot`]s) and the Audit actor (sole writer of the
+//! `authz_audit` and `assertion_audit` system tables, HMAC-chained). Every
+//! caller-facing operation then has an `*_as(caller, …)` form and the anonymous forms
+//! fail with [`AccessError::CallerRequired`].
+
+use std::io::Write;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use aedb_actors::audit::{self, AuditEvent, AuditHandle, AuditMsg, AuditRow, AuditTable};
+use aedb_actors::authz_actor::{self, AuthzHandle, PolicyChange};
+use aedb_actors::metrics::EngineMetrics;
+use aedb_actors::{Keyring, Pipeline};
+use aedb_authz::{AccessError, Action, CallerId, Denied, KvRange, PolicySnapshot};
+use aedb_model::{
+    Assertion, Ddl, Direction, KeyRange, KvEntry, KvKey, Mutation, Namespace, Numeric, NumericType,
+    Page, Row, State, TableName, TableSchema, Transaction, Value,
+};
+use aedb_sync::mailbox::MailboxSender;
+use aedb_types::{DatabaseId, Lsn};
+
+use crate::error::Error;
+
+/// How a secure instance is set up.
+///
+/// ```
+/// use aedb::{CallerId, SecureConfig};
+/// let secure = SecureConfig::new(CallerId::new("root@ops")?);
+/// assert_eq!(secure.bootstrap_admin().as_str(), "root@ops");
+/// # Ok::<(), aedb::CallerIdError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SecureConfig {
+    bootstrap_admin: CallerId,
+    audit_queue: usize,
+}
+
+impl SecureConfig {
+    /// A secure instance whose first `GlobalAdmin` is `bootstrap_admin`: installed
+    /// (durably, and audited) when the database is created, so no one ever has to
+    /// open it anonymously. On later opens the persisted policy applies and this name
+    /// grants nothing by itself.
+    pub fn new(bootstrap_admin: CallerId) -> SecureConfig {
+        SecureConfig {
+            bootstrap_admin,
+            audit_queue: 4096,
+        }
+    }
+
+    /// Bound of the Audit actor's mailbox (default 4096 events); a full mailbox makes
+    /// callers wait (backpressure), never drops rows.
+    pub fn audit_queue(mut self, bound: usize) -> SecureConfig {
+        self.audit_queue = bound.clamp(1, 1 << 20);
+        self
+    }
+
+    /// The bootstrap admin.
+    pub fn bootstrap_admin(&self) -> &CallerId {
+        &self.bootstrap_admin
+    }
+}
+
+/// The running security actors of a secure instance.
+#[derive(Debug)]
+pub(crate) struct Security {
+    pub(crate) authz: AuthzHandle,
+    pub(crate) audit: AuditHandle,
+    metrics: Arc<EngineMetrics>,
+    keyring: Keyring,
+    database: DatabaseId,
+}
+
+impl Security {
+    /// Creates the system tables if needed, loads the policy, starts the actors and
+    /// bootstraps the first admin of a new database.
+    pub(crate) fn start(
+        pipeline: &Pipeline,
+        keyring: Keyring,
+        config: &SecureConfig,
+    ) -> Result<Security, Error> {
+        for ddl in audit::missing_system_ddl(&pipeline.snapshot()) {
+            pipeline.commit(
+                aedb_actors::Request::Ddl(ddl),
+                aedb_actors::Finality::Durable,
+                aedb_actors::Admission::Wait,
+            )?;
+        }
+        let database = pipeline.database_id();
+        let (policy, next_seq) = authz_actor::load_policy(&pipeline.snapshot())
+            .map_err(|e| Error::Integrity(e.to_string()))?;
+        let (key, master) = keyring
+            .audit_key(database)
+            .map_err(|e| Error::Integrity(format!("audit key: {e}")))?;
+        let metrics = pipeline.engine_metrics();
+        let audit = audit::spawn(
+            pipeline.committer(),
+            &pipeline.snapshot_cell(),
+            key,
+            master.to_string(),
+            metrics.clone(),
+            config.audit_queue,
+        )
+        .map_err(|e| Error::Integrity(e.to_string()))?;
+        let bootstrapped = policy.is_bootstrapped();
+        let authz = authz_actor::spawn(
+            policy,
+            next_seq,
+            pipeline.committer(),
+            audit.mailbox.clone(),
+            metrics.clone(),
+        )
+        .map_err(|e| Error::Integrity(format!("cannot start the Authz actor: {e}")))?;
+        if !bootstrapped {
+            authz.change(
+                CallerId::system(),
+                PolicyChange::Bootstrap(config.bootstrap_admin.clone()),
+            )?;
+        }
+        Ok(Security {
+            authz,
+            audit,
+            metrics,
+            keyring,
+            database,
+        })
+    }
+
+    /// The newest published policy.
+    pub(crate) fn policy(&self) -> Arc<PolicySnapshot> {
+        self.authz.policy()
+    }
+
+    /// Checks `actions` for `caller` against the published policy; a denial is
+    /// counted and audited.
+    pub(crate) fn check<'a>(
+        &self,
+        caller: &CallerId,
+        actions: impl IntoIterator<Item = &'a Action<'a>>,
+        what: &str,
+    ) -> Result<(), AccessError> {
+        let policy = self.policy();
+        let result = policy.check_all(caller, actions);
+        if let Err(denied) = &result {
+            self.denied(caller, what, denied);
+        }
+        result.map_err(AccessError::from)
+    }
+
+    pub(crate) fn denied(&self, caller: &CallerId, what: &str, denied: &Denied) {
+        record_denial(&self.metrics, &self.audit.mailbox, caller, what, denied);
+    }
+
+    /// Queues an audit event (waits when the audit mailbox is full).
+    pub(crate) fn audit(&self, event: AuditEvent) {
+        // A closed mailbox means the instance is shutting down.
+        let _ = self.audit.mailbox.send(AuditMsg::Event(event));
+    }
+
+    /// Audit key lookup for verifying rows by their `key_id`.
+    pub(crate) fn audit_key_for(&self, key_id: &str) -> Option<aedb_keys::SecretKey> {
+        self.keyring.audit_key_for(self.database, key_id).ok()
+    }
+
+    pub(crate) fn reader(&self) -> Auditor {
+        Auditor {
+            metrics: self.metrics.clone(),
+            audit: self.audit.mailbox.clone(),
+        }
+    }
+
+    /// Stops the actors after everything queued is written.
+    pub(crate) fn stop(self) {
+        self.authz.stop();
+        self.audit.stop();
+    }
+}
+
+fn record_denial(
+    metrics: &EngineMetrics,
+    audit: &MailboxSender<AuditMsg>,
+    caller: &CallerId,
+    what: &str,
+    denied: &Denied,
+) {
+    metrics.authz_denials.fetch_add(1, Ordering::Relaxed);
+    let _ = audit.send(AuditMsg::Event(AuditEvent {
+        table: AuditTable::Authz,
+        caller: caller.to_string(),
+        kind: "denied".into(),
+        subject: what.into(),
+        detail: denied.reason().as_str().into(),
+    }));
+}
+
+/// What a read snapshot needs to audit its denials.
+#[derive(Clone, Debug)]
+pub(crate) struct Auditor {
+    metrics: Arc<EngineMetrics>,
+    audit: MailboxSender<AuditMsg>,
+}
+
+/// The actions a transaction performs: a write per mutation, a read per assertion.
+pub(crate) fn transaction_actions(tx: &Transaction) -> Vec<Action<'_>> {
+    let mut out = Vec::with_capacity(tx.mutations.len() + tx.assertions.len());
+    for m in &tx.mutations {
+        out.push(match m {
+            Mutation::KvPut { ns, key, .. }
+            | Mutation::KvDelete { ns, key }
+            | Mutation::KvAdd { ns, key, .. }
+            | Mutation::KvSub { ns, key, .. } => Action::KvWrite {
+                ns,
+                key: key.as_bytes(),
+            },
+            Mutation::TableInsert { ns, table, .. }
+            | Mutation::TableUpsert { ns, table, .. }
+            | Mutation::TableUpdate { ns, table, .. }
+            | Mutation::TableDelete { ns, table, .. } => Action::TableWrite { ns, table },
+        });
+    }
+    for a in &tx.assertions {
+        assertion_actions(a, &mut out);
+    }
+    out
+}
+
+fn assertion_actions<'a>(a: &'a Assertion, out: &mut Vec<Action<'a>>) {
+    match a {
+        Assertion::KvExists { ns, key }
+        | Assertion::KvAbsent { ns, key }
+        | Assertion::KvValueEquals { ns, key, .. }
+        | Assertion::KvCompare { ns, key, .. }
+        | Assertion::KvVersionEquals { ns, key, .. }
+        | Assertion::KvNumericAtLeast { ns, key, .. } => out.push(Action::KvRead {
+            ns,
+            key: key.as_bytes(),
+        }),
+        Assertion::RowExists { ns, table, .. }
+        | Assertion::RowAbsent { ns, table, .. }
+        | Assertion::ColumnEquals { ns, table, .. }
+        | Assertion::ColumnCompare { ns, table, .. }
+        | Assertion::RowVersionEquals { ns, table, .. } => {
+            out.push(Action::TableRead { ns, table })
+        }
+        Assertion::All(list) | Assertion::Any(list) => {
+            for a in list {
+                assertion_actions(a, out);
+            }
+        }
+        Assertion::Not(a) => assertion_actions(a, out),
+    }
+}
+
+/// The action a DDL statement performs.
+pub(crate) fn ddl_action(ddl: &Ddl) -> Action<'_> {
+    match ddl {
+        Ddl::CreateProject { project } => Action::CreateProject { project },
+        Ddl::CreateScope { ns } => Action::CreateScope { ns },
+        Ddl::CreateTable { ns, table, .. } => Action::CreateTable { ns, table },
+        Ddl::DropTable { ns, table } => Action::DropTable { ns, table },
+    }
+}
+
+/// A read snapshot bound to an authenticated caller: every read is checked against
+/// the policy published when the snapshot was taken, on the caller's thread (no actor
+/// hop), and denials are audited. Denials are generic ([`AccessError::Denied`]): they
+/// do not say whether the namespace, table or key exists.
+#[derive(Clone, Debug)]
+pub struct CallerSnapshot {
+    state: Arc<State>,
+    policy: Option<Arc<PolicySnapshot>>,
+    caller: CallerId,
+    auditor: Option<Auditor>,
+}
+
+impl CallerSnapshot {
+    pub(crate) fn new(
+        state: Arc<State>,
+        policy: Option<Arc<PolicySnapshot>>,
+        caller: CallerId,
+        auditor: Option<Auditor>,
+    ) -> CallerSnapshot {
+        CallerSnapshot {
+            state,
+            policy,
+            caller,
+            auditor,
+        }
+    }
+
+    fn allow(&self, action: &Action<'_>) -> Result<(), Error> {
+        let Some(policy) = &self.policy else {
+            return Ok(());
+        };
+        policy.check(&self.caller, action).map_err(|denied| {
+            if let Some(a) = &self.auditor {
+                record_denial(
+                    &a.metrics,
+                    &a.audit,
+                    &self.caller,
+                    &action.to_string(),
+                    &denied,
+                );
+            }
+            Error::Access(AccessError::Denied(denied))
+        })
+    }
+
+    /// The caller.
+    pub fn caller(&self) -> &CallerId {
+        &self.caller
+    }
+
+    /// The LSN of the last commit this snapshot shows.
+    pub fn lsn(&self) -> Lsn {
+        self.state.lsn()
+    }
+
+    /// One KV entry (`KvRead` on the key).
+    pub fn kv_get(&self, ns: &Namespace, key: &[u8]) -> Result<Option<KvEntry>, Error> {
+        self.allow(&Action::KvRead { ns, key })?;
+        Ok(self.state.kv_get(ns, key)?.cloned())
+    }
+
+    /// A number stored at `key` (missing = zero).
+    pub fn kv_get_numeric(
+        &self,
+        ns: &Namespace,
+        key: &[u8],
+        ty: NumericType,
+    ) -> Result<Numeric, Error> {
+        self.allow(&Action::KvRead { ns, key })?;
+        Ok(self.state.kv_get_numeric(ns, key, ty)?)
+    }
+
+    /// Keys starting with `prefix` (a readable prefix must cover `prefix`).
+    pub fn kv_scan_prefix(
+        &self,
+        ns: &Namespace,
+        prefix: &[u8],
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Page<(KvKey, aedb_model::KvEntry)>, Error> {
+        self.allow(&Action::KvScan {
+            ns,
+            range: KvRange::Prefix(prefix),
+        })?;
+        Ok(self.state.kv_scan_prefix(ns, prefix, direction, limit)?)
+    }
+
+    /// Keys in a range (one readable prefix must cover the whole range).
+    pub fn kv_scan_range(
+        &self,
+        ns: &Namespace,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Page<(KvKey, aedb_model::KvEntry)>, Error> {
+        self.allow(&Action::KvScan {
+            ns,
+            range: KvRange::Bounds { start, end },
+        })?;
+        Ok(self.state.kv_scan_range(ns, start, end, direction, limit)?)
+    }
+
+    /// One row by primary key (`TableRead`).
+    pub fn table_get(
+        &self,
+        ns: &Namespace,
+        table: &TableName,
+        pk: &[Value],
+    ) -> Result<Option<Row>, Error> {
+        self.allow(&Action::TableRead { ns, table })?;
+        Ok(self.state.table_get(ns, table, pk)?.cloned())
+    }
+
+    /// Rows in a primary-key range (`TableRead`).
+    pub fn table_scan(
+        &self,
+        ns: &Namespace,
+        table: &TableName,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Page<Row>, Error> {
+        self.allow(&Action::TableRead { ns, table })?;
+        Ok(self.state.table_scan(ns, table, range, direction, limit)?)
+    }
+
+    /// A table's schema (`TableRead`).
+    pub fn table_schema(&self, ns: &Namespace, table: &TableName) -> Result<TableSchema, Error> {
+        self.allow(&Action::TableRead { ns, table })?;
+        Ok(self.state.table_schema(ns, table)?.clone())
+    }
+}
+
+/// What [`AedbInstance::export_audit_as`](crate::AedbInstance::export_audit_as) wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditExport {
+    /// Rows written per table.
+    pub rows: Vec<(String, u64)>,
+    /// Chain head MAC per table (hex), to keep beside the export.
+    pub heads: Vec<(String, String)>,
+}
+
+/// Writes `rows` of both tables as JSON lines (one object per row, fields in a fixed
+/// order, `mac` in hex) to `out`.
+pub(crate) fn write_jsonl(rows: &[AuditRow], out: &mut impl Write) -> std::io::Result<()> {
+    for r in rows {
+        let line = serde_json::json!({
+            "table": r.table.name(),
+            "seq": r.seq,
+            "at_micros": r.at.as_micros(),
+            "key_id": r.key_id,
+            "caller": r.caller,
+            "kind": r.kind,
+            "subject": r.subject,
+            "detail": r.detail,
+            "mac": hex::encode(r.mac),
+        });
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// Why an audit export does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditExportError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A line is not an audit row.
+    #[error("line {line}: not an audit row: {reason}")]
+    Malformed {
+        /// 1-based line number.
+        line: usize,
+        /// Why.
+        reason: String,
+    },
+    /// The chain of a table does not verify.
+    #[error(transparent)]
+    Chain(#[from] audit::AuditChainError),
+}
+
+/// Reads a JSON-lines audit export back into rows (both tables, file order).
+pub fn read_audit_export(path: &Path) -> Result<Vec<AuditRow>, AuditExportError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AuditExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |reason: &str| AuditExportError::Malformed {
+            line: i + 1,
+            reason: reason.into(),
+        };
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
+        let text = |k: &str| {
+            v.get(k)
+                .and_then(|x| x.as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| bad(&format!("missing text field {k}")))
+        };
+        let table = AuditTable::from_name(&text("table")?).ok_or_else(|| bad("unknown table"))?;
+        let mac: [u8; 32] = hex::decode(text("mac")?)
+            .ok()
+            .and_then(|m| m.try_into().ok())
+            .ok_or_else(|| bad("mac is not 32 hex bytes"))?;
+        rows.push(AuditRow {
+            table,
+            seq: v
+                .get("seq")
+                .and_then(|x| x.as_u64())
+                .ok_or_else(|| bad("missing seq"))?,
+            at: aedb_model::Timestamp::from_micros(
+                v.get("at_micros")
+                    .and_then(|x| x.as_i64())
+                    .ok_or_else(|| bad("missing at_micros"))?,
+            ),
+            key_id: text("key_id")?,
+            caller: text("caller")?,
+            kind: text("kind")?,
+            subject: text("subject")?,
+            detail: text("detail")?,
+            mac,
+        });
+    }
+    Ok(rows)
+}
+
+/// Verifies both tables' chains in an export (rows grouped by table, in order) with
+/// the audit keys `key_for(key_id)` returns; returns the row count per table.
+pub fn verify_audit_rows(
+    rows: &[AuditRow],
+    mut key_for: impl FnMut(&str) -> Option<aedb_keys::SecretKey>,
+) -> Result<Vec<(AuditTable, u64)>, AuditExportError> {
+    let mut out = Vec::new();
+    for table in AuditTable::ALL {
+        let of_table: Vec<AuditRow> = rows.iter().filter(|r| r.table == table).cloned().collect();
+        audit::verify_chain(&of_table, &mut key_for)?;
+        out.push((table, of_table.len() as u64));
+    }
+    Ok(out)
+}
