@@ -83,7 +83,7 @@ pub use aedb_authz::{
     Grant, Permission, Resource,
 };
 pub use secure::{
-    AuditExport, AuditExportError, CallerSnapshot, SecureConfig, read_audit_export,
+    AuditExport, AuditExportError, CallerSnapshot, SecureConfig, audit_key_for, read_audit_export,
     verify_audit_rows,
 };
 
@@ -251,7 +251,7 @@ impl AedbInstance {
     }
 
     /// Refuses anonymous calls on secure instances.
-    fn anonymous(&self) -> Result<(), AccessError> {
+    pub(crate) fn anonymous(&self) -> Result<(), AccessError> {
         match self.security {
             Some(_) => Err(AccessError::CallerRequired),
             None => Ok(()),
@@ -259,7 +259,7 @@ impl AedbInstance {
     }
 
     /// Checks `actions` for `caller` (always allowed on an open instance).
-    fn authorize<'a>(
+    pub(crate) fn authorize<'a>(
         &self,
         caller: &CallerId,
         actions: impl IntoIterator<Item = &'a Action<'a>>,

@@ -517,3 +517,14 @@ pub fn verify_audit_rows(
     }
     Ok(out)
 }
+
+/// The audit-chain key for rows whose `key_id` names a master of `config`'s manifest
+/// provider: what verifying an export needs besides the file (the CLI takes the key
+/// from `AEDB_MANIFEST_KEY` or a key file).
+pub fn audit_key_for(
+    config: &crate::AedbConfig,
+    database: DatabaseId,
+    key_id: &str,
+) -> Result<aedb_keys::SecretKey, aedb_keys::KeyError> {
+    config.keyring()?.audit_key_for(database, key_id)
+}

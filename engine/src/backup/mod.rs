@@ -51,6 +51,10 @@ pub const BACKUP_KEY_CONTEXT: &[u8] = b"aedb backup manifest v1";
 /// Why a backup or a restore failed. Every integrity failure has its own variant.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    /// A secure instance refused the caller (use the `*_as` form; `Backup` needs
+    /// `GlobalAdmin`). Nothing was written.
+    #[error(transparent)]
+    Access(#[from] aedb_authz::AccessError),
     /// The restore target exists and is not empty.
     #[error("restore target {0} is not empty: restore only into an empty directory")]
     NonEmptyTarget(PathBuf),
@@ -518,6 +522,38 @@ impl AedbInstance {
         dir: impl AsRef<Path>,
         progress: Progress<'_>,
     ) -> Result<BackupReport, BackupError> {
+        self.anonymous()?;
+        self.backup_full_unchecked(dir, progress)
+    }
+
+    /// [`AedbInstance::backup_full`] on behalf of `caller` (`GlobalAdmin`).
+    pub fn backup_full_as(
+        &self,
+        caller: &aedb_authz::CallerId,
+        dir: impl AsRef<Path>,
+        progress: Progress<'_>,
+    ) -> Result<BackupReport, BackupError> {
+        self.authorize(caller, [&aedb_authz::Action::Backup], "backup")?;
+        self.backup_full_unchecked(dir, progress)
+    }
+
+    /// [`AedbInstance::backup_incremental`] on behalf of `caller` (`GlobalAdmin`).
+    pub fn backup_incremental_as(
+        &self,
+        caller: &aedb_authz::CallerId,
+        dir: impl AsRef<Path>,
+        parent: impl AsRef<Path>,
+        progress: Progress<'_>,
+    ) -> Result<BackupReport, BackupError> {
+        self.authorize(caller, [&aedb_authz::Action::Backup], "backup")?;
+        self.backup_incremental_unchecked(dir, parent, progress)
+    }
+
+    fn backup_full_unchecked(
+        &self,
+        dir: impl AsRef<Path>,
+        progress: Progress<'_>,
+    ) -> Result<BackupReport, BackupError> {
         let dir = dir.as_ref();
         ensure_empty_dir(dir, BackupError::NonEmptyBackupDir)?;
         self.pipeline.checkpoint_now()?;
@@ -587,6 +623,16 @@ impl AedbInstance {
     /// first). Fails with [`BackupError::WalRetired`] when checkpoints have retired
     /// that WAL since: take a full backup then.
     pub fn backup_incremental(
+        &self,
+        dir: impl AsRef<Path>,
+        parent: impl AsRef<Path>,
+        progress: Progress<'_>,
+    ) -> Result<BackupReport, BackupError> {
+        self.anonymous()?;
+        self.backup_incremental_unchecked(dir, parent, progress)
+    }
+
+    fn backup_incremental_unchecked(
         &self,
         dir: impl AsRef<Path>,
         parent: impl AsRef<Path>,
