@@ -84,7 +84,7 @@ pub use aedb_authz::{
 };
 pub use secure::{
     AuditExport, AuditExportError, CallerSnapshot, SecureConfig, audit_key_for, read_audit_export,
-    verify_audit_rows,
+    verify_audit_export, verify_audit_rows,
 };
 
 pub use aedb_actors::{CheckpointFailure, CheckpointReport, WAL_DIR};
@@ -822,33 +822,7 @@ impl AedbInstance {
         rows.extend(self.audit_rows_as(caller, AuditTable::Assertion)?);
         let counts = secure::verify_audit_rows(&rows, |id| s.audit_key_for(id))
             .map_err(|e| Error::Integrity(e.to_string()))?;
-        let path = out.as_ref();
-        let io = |source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(io)?;
-        secure::write_jsonl(&rows, &mut file).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        let head = |t: AuditTable| {
-            rows.iter()
-                .rfind(|r| r.table == t)
-                .map_or_else(|| hex::encode([0u8; 32]), |r| hex::encode(r.mac))
-        };
-        Ok(AuditExport {
-            rows: counts
-                .iter()
-                .map(|(t, n)| (t.name().to_owned(), *n))
-                .collect(),
-            heads: AuditTable::ALL
-                .iter()
-                .map(|t| (t.name().to_owned(), head(*t)))
-                .collect(),
-        })
+        secure::export_rows(self.database_id(), &rows, &counts, out.as_ref())
     }
 
     fn security(&self) -> Result<&Security, Error> {

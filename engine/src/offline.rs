@@ -140,6 +140,32 @@ pub fn open_checkpoint_file(
         .map_err(|e| OfflineError::Integrity(format!("{}: {e}", file.display())))
 }
 
+/// Exports the audit tables of a stopped database as JSON lines to `out` (a new file),
+/// after a strict recovery dry run and a check of both HMAC chains (`aedb audit
+/// export`). Read-only on `dir`.
+pub fn export_audit(
+    dir: &Path,
+    config: &AedbConfig,
+    out: &Path,
+) -> Result<crate::AuditExport, OfflineError> {
+    let verified = verify_data_dir(dir, config)?;
+    let keyring = config.keyring()?;
+    let database = verified.database_id;
+    let mut rows = Vec::new();
+    for table in aedb_actors::audit::AuditTable::ALL {
+        rows.extend(
+            aedb_actors::audit::read_rows(&verified.state, table)
+                .map_err(|e| OfflineError::Integrity(e.to_string()))?,
+        );
+    }
+    let counts = crate::verify_audit_rows(&rows, |id| keyring.audit_key_for(database, id).ok())
+        .map_err(|e| OfflineError::Integrity(e.to_string()))?;
+    crate::secure::export_rows(database, &rows, &counts, out).map_err(|e| match e {
+        crate::Error::Io { path, source } => OfflineError::Io { path, source },
+        other => OfflineError::Integrity(other.to_string()),
+    })
+}
+
 /// The result of a strict recovery dry run.
 #[derive(Debug)]
 pub struct VerifiedDir {

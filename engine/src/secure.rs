@@ -412,9 +412,14 @@ pub struct AuditExport {
 
 /// Writes `rows` of both tables as JSON lines (one object per row, fields in a fixed
 /// order, `mac` in hex) to `out`.
-pub(crate) fn write_jsonl(rows: &[AuditRow], out: &mut impl Write) -> std::io::Result<()> {
+pub(crate) fn write_jsonl(
+    database: DatabaseId,
+    rows: &[AuditRow],
+    out: &mut impl Write,
+) -> std::io::Result<()> {
     for r in rows {
         let line = serde_json::json!({
+            "database_id": database.to_string(),
             "table": r.table.name(),
             "seq": r.seq,
             "at_micros": r.at.as_micros(),
@@ -454,13 +459,70 @@ pub enum AuditExportError {
     Chain(#[from] audit::AuditChainError),
 }
 
+/// Writes `rows` (both tables, verified) to a new file `path` as JSON lines, fsynced;
+/// an existing file is refused.
+pub(crate) fn export_rows(
+    database: DatabaseId,
+    rows: &[AuditRow],
+    counts: &[(AuditTable, u64)],
+    path: &Path,
+) -> Result<AuditExport, Error> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io)?;
+    write_jsonl(database, rows, &mut file).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    let head = |t: AuditTable| {
+        rows.iter()
+            .rfind(|r| r.table == t)
+            .map_or_else(|| hex::encode([0u8; 32]), |r| hex::encode(r.mac))
+    };
+    Ok(AuditExport {
+        rows: counts
+            .iter()
+            .map(|(t, n)| (t.name().to_owned(), *n))
+            .collect(),
+        heads: AuditTable::ALL
+            .iter()
+            .map(|t| (t.name().to_owned(), head(*t)))
+            .collect(),
+    })
+}
+
+/// Verifies a JSON-lines audit export from the file alone plus the keys of `config`
+/// (the database id is in every line): both chains, in order. Returns the database
+/// and the row count per table.
+pub fn verify_audit_export(
+    path: &Path,
+    config: &crate::AedbConfig,
+) -> Result<(DatabaseId, Vec<(AuditTable, u64)>), AuditExportError> {
+    let (database, rows) = read_export(path)?;
+    let keyring = config.keyring().map_err(|e| AuditExportError::Malformed {
+        line: 0,
+        reason: format!("keys: {e}"),
+    })?;
+    let counts = verify_audit_rows(&rows, |id| keyring.audit_key_for(database, id).ok())?;
+    Ok((database, counts))
+}
+
 /// Reads a JSON-lines audit export back into rows (both tables, file order).
 pub fn read_audit_export(path: &Path) -> Result<Vec<AuditRow>, AuditExportError> {
+    read_export(path).map(|(_, rows)| rows)
+}
+
+fn read_export(path: &Path) -> Result<(DatabaseId, Vec<AuditRow>), AuditExportError> {
     let text = std::fs::read_to_string(path).map_err(|source| AuditExportError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     let mut rows = Vec::new();
+    let mut database = None;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -476,6 +538,14 @@ pub fn read_audit_export(path: &Path) -> Result<Vec<AuditRow>, AuditExportError>
                 .map(str::to_owned)
                 .ok_or_else(|| bad(&format!("missing text field {k}")))
         };
+        let id: [u8; 16] = hex::decode(text("database_id")?)
+            .ok()
+            .and_then(|m| m.try_into().ok())
+            .ok_or_else(|| bad("database_id is not 16 hex bytes"))?;
+        let id = DatabaseId::from_bytes(id);
+        if *database.get_or_insert(id) != id {
+            return Err(bad("rows of two databases"));
+        }
         let table = AuditTable::from_name(&text("table")?).ok_or_else(|| bad("unknown table"))?;
         let mac: [u8; 32] = hex::decode(text("mac")?)
             .ok()
@@ -500,7 +570,7 @@ pub fn read_audit_export(path: &Path) -> Result<Vec<AuditRow>, AuditExportError>
             mac,
         });
     }
-    Ok(rows)
+    Ok((database.unwrap_or_default(), rows))
 }
 
 /// Verifies both tables' chains in an export (rows grouped by table, in order) with

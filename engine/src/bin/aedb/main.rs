@@ -55,6 +55,9 @@ enum Command {
     /// Show a data directory's manifest records, checkpoints, WAL segments, key epochs
     /// and heads (read-only).
     Inspect(ops::DataDirArg),
+    /// Export or verify the audit tables (JSON lines, HMAC-chained).
+    #[command(subcommand)]
+    Audit(ops::AuditCmd),
 }
 
 /// Default data directory of the demo, relative to the working directory.
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Backup(cmd) => ops::backup(cmd, &global),
         Command::Restore(args) => ops::restore(args, &global),
         Command::Inspect(args) => ops::inspect(args, &global),
+        Command::Audit(cmd) => ops::audit(cmd, &global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
