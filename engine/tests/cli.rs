@@ -341,16 +341,7 @@ fn audit_export_writes_a_verifiable_jsonl_file_and_tampering_fails_verify() {
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].to_string())
         .collect();
-    for kind in [
-        "\"bootstrap\"",
-        "\"grant\"",
-        "\"denied\"",
-        "\"assertion_failed\"",
-        "\"policy_denied\"",
-    ] {
-        if kind == "\"assertion_failed\"" {
-            continue; // no assertion failed in this workload
-        }
+    for kind in ["\"bootstrap\"", "\"owner_set\"", "\"grant\"", "\"denied\""] {
         assert!(
             kinds.iter().any(|k| k == kind),
             "{kind} missing in {kinds:?}"

@@ -99,10 +99,13 @@ fn anonymous_calls_on_secure_instances_are_refused_for_every_api() {
     db.shutdown().unwrap();
 }
 
+/// Runs one operation as a caller.
+type Run = Box<dyn Fn(&AedbInstance, &CallerId) -> Result<(), Error>>;
+
 /// One caller-facing operation of the matrix.
 struct Op {
     name: &'static str,
-    run: Box<dyn Fn(&AedbInstance, &CallerId) -> Result<(), Error>>,
+    run: Run,
 }
 
 fn op(
