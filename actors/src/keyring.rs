@@ -120,6 +120,21 @@ impl Keyring {
         )
     }
 
+    /// The session-capsule subkey of `epoch` (whose master the manifest records), from
+    /// the data provider, or the manifest provider when no data key is configured:
+    /// capsules work whether or not files are encrypted at rest.
+    pub fn session_key(
+        &self,
+        database: DatabaseId,
+        epoch: KeyEpoch,
+        master: &MasterKeyId,
+    ) -> Result<SecretKey, KeyError> {
+        self.data.as_ref().unwrap_or(&self.manifest).derive(
+            master,
+            &DerivationRequest::new(KeyPurpose::Session, epoch, database),
+        )
+    }
+
     /// Manifest keys to try when opening, newest master version first: the manifest
     /// keeps the key of the master it was created under. Never empty.
     pub fn manifest_key_candidates(

@@ -54,12 +54,22 @@ pub enum Error {
     /// A secure instance refused the caller (anonymous, or lacking the permission).
     #[error(transparent)]
     Access(#[from] aedb_authz::AccessError),
-    /// A grant, revoke or ownership change failed.
+    /// A grant, revoke or ownership change failed (other than a denial, which is
+    /// [`Error::Access`]).
     #[error(transparent)]
-    Authz(#[from] aedb_actors::authz_actor::AuthzFailure),
+    Authz(aedb_actors::authz_actor::AuthzFailure),
     /// A checkpoint or key rotation failed.
     #[error(transparent)]
     Checkpoint(#[from] aedb_actors::CheckpointFailure),
+    /// A session capsule was refused (each cause is its own variant).
+    #[error(transparent)]
+    Session(#[from] aedb_authz::CapsuleError),
+    /// The server environment profile failed validation (a field is empty or too long).
+    #[error(transparent)]
+    ServerProfile(aedb_authz::ihp::ProfileError),
+    /// Session capsules are not enabled on this instance (`SecureConfig::with_sessions`).
+    #[error("session capsules are not enabled on this instance")]
+    SessionsDisabled,
     /// Stored security state (policy, audit chain) is damaged or could not be loaded.
     #[error("security state is damaged: {0}")]
     Integrity(String),
@@ -71,6 +81,18 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+impl From<aedb_actors::authz_actor::AuthzFailure> for Error {
+    fn from(e: aedb_actors::authz_actor::AuthzFailure) -> Error {
+        use aedb_actors::authz_actor::AuthzFailure;
+        match e {
+            AuthzFailure::Policy(aedb_authz::AuthzError::Denied(denied)) => {
+                Error::Access(aedb_authz::AccessError::Denied(denied))
+            }
+            other => Error::Authz(other),
+        }
+    }
 }
 
 impl CommitErrorExt for CommitError {

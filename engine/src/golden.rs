@@ -193,5 +193,19 @@ pub fn golden_capsules() -> Vec<GoldenCapsule> {
             decode: Box::new(move |_| f.verify_decodes().map_err(|e| e.to_string())),
         }
     }));
+    out.push(session_capsule());
     out
+}
+
+/// The IHP session capsule (pinned by `aedb-authz`'s own fixture, re-checked here):
+/// after a rotation its bytes and verification must not change.
+fn session_capsule() -> GoldenCapsule {
+    let golden = aedb_authz::golden_session_capsule();
+    GoldenCapsule {
+        name: aedb_authz::ihp::GoldenSessionCapsule::NAME.into(),
+        description: golden.description(),
+        bytes: golden.bytes.clone(),
+        pinned_hex: Some(aedb_authz::ihp::GOLDEN_SESSION_CAPSULE_V1_HEX),
+        decode: Box::new(move |_| golden.check().map(drop).map_err(|e| e.to_string())),
+    }
 }

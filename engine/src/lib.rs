@@ -78,9 +78,12 @@ use secure::Security;
 
 pub use aedb_actors::audit::{AuditChainError, AuditEvent, AuditRow, AuditTable};
 pub use aedb_actors::authz_actor::AuthzFailure;
+pub use aedb_authz::ihp::{IhpMetricsSnapshot, ProfileError};
 pub use aedb_authz::{
-    AccessError, Action, AuthzChange, AuthzError, CallerId, CallerIdError, Denied, DenyReason,
-    Grant, Permission, Resource,
+    AccessError, Action, AuthzChange, AuthzError, CallerId, CallerIdError, CapsuleError,
+    ChannelBinding, Denied, DenyReason, Grant, IhpConfig, IhpConfigError, Permission, Resource,
+    ServerEnvHash, ServerEnvironmentProfile, ServerProfileId, SessionAuthority, SessionCapsule,
+    UnixMicros, compute_server_env_hash_checked,
 };
 pub use secure::{
     AuditExport, AuditExportError, CallerSnapshot, SecureConfig, audit_key_for, read_audit_export,
@@ -710,6 +713,11 @@ impl AedbInstance {
         self.authorize(caller, [&Action::RotateKeys], "rotate_keys")?;
         let epoch = self.pipeline.rotate_keys().map(|(epoch, _)| epoch)?;
         if let Some(s) = &self.security {
+            if let Err(e) = s.start_session_epoch(&self.pipeline, epoch) {
+                // Capsules keep verifying under the previous epoch; say why new ones
+                // are not yet issued under the new one.
+                eprintln!("aedb: session capsules stay on the previous epoch: {e}");
+            }
             s.audit(AuditEvent {
                 table: AuditTable::Authz,
                 caller: caller.to_string(),
@@ -823,6 +831,90 @@ impl AedbInstance {
         let counts = secure::verify_audit_rows(&rows, |id| s.audit_key_for(id))
             .map_err(|e| Error::Integrity(e.to_string()))?;
         secure::export_rows(self.database_id(), &rows, &counts, out.as_ref())
+    }
+
+    /// Issues a sealed session capsule for `subject` (the IHP runbook): bound to this
+    /// server's profile id and environment hash, the current key epoch, the issue time
+    /// and — when given — the connection's channel binding (for example its TLS exporter
+    /// material), so it verifies only on that channel. `issuer` may issue for itself;
+    /// issuing for another caller needs `GlobalAdmin` (`ManageSessions`).
+    pub fn issue_session_as(
+        &self,
+        issuer: &CallerId,
+        subject: &CallerId,
+        channel: Option<&ChannelBinding>,
+    ) -> Result<SessionCapsule, Error> {
+        let s = self.security()?;
+        if issuer != subject {
+            s.check(issuer, [&Action::ManageSessions], "issue_session")?;
+        }
+        Ok(s.sessions()?.issue(subject, UnixMicros::now(), channel)?)
+    }
+
+    /// Verifies a presented capsule on `channel` and returns the caller it
+    /// authenticates, for the `*_as` calls. Checks version, header, tag, environment
+    /// hash, channel, revocations, key epoch, timestamp drift and the replay cache (a
+    /// capsule is accepted once); each refusal is a distinct [`CapsuleError`].
+    pub fn verify_session(
+        &self,
+        capsule: &[u8],
+        channel: Option<&ChannelBinding>,
+    ) -> Result<CallerId, Error> {
+        let s = self.security()?;
+        Ok(s.sessions()?
+            .verify(capsule, UnixMicros::now(), channel)?
+            .into_caller())
+    }
+
+    /// Revokes a server profile durably (recorded in `_system/authz`, audited in
+    /// `authz_audit`, reloaded at every open): capsules bound to it are refused from
+    /// now on. Needs `GlobalAdmin`.
+    pub fn revoke_server_profile_as(
+        &self,
+        caller: &CallerId,
+        profile: ServerProfileId,
+    ) -> Result<(), Error> {
+        self.revoke_session_key(caller, format!("profile/{profile}"))
+    }
+
+    /// Revokes a server environment hash durably, like
+    /// [`AedbInstance::revoke_server_profile_as`].
+    pub fn revoke_server_env_hash_as(
+        &self,
+        caller: &CallerId,
+        env_hash: ServerEnvHash,
+    ) -> Result<(), Error> {
+        self.revoke_session_key(caller, format!("env/{env_hash}"))
+    }
+
+    fn revoke_session_key(&self, caller: &CallerId, key: String) -> Result<(), Error> {
+        let s = self.security()?;
+        s.authz.change(
+            caller.clone(),
+            authz_actor::PolicyChange::RevokeSession { key: key.clone() },
+        )?;
+        if let Some(sessions) = &s.sessions {
+            secure::apply_revocation(sessions, &key);
+        }
+        Ok(())
+    }
+
+    /// The session capsule counters (issued, verified, each refusal cause), when
+    /// sessions are enabled.
+    pub fn session_metrics(&self) -> Option<IhpMetricsSnapshot> {
+        self.security
+            .as_ref()
+            .and_then(|s| s.sessions.as_ref())
+            .map(SessionAuthority::metrics)
+    }
+
+    /// This server's environment hash (recorded in the manifest), when sessions are
+    /// enabled.
+    pub fn server_env_hash(&self) -> Option<ServerEnvHash> {
+        self.security
+            .as_ref()
+            .and_then(|s| s.sessions.as_ref())
+            .map(SessionAuthority::env_hash)
     }
 
     fn security(&self) -> Result<&Security, Error> {

@@ -16,9 +16,13 @@ use std::sync::atomic::Ordering;
 
 use aedb_actors::audit::{self, AuditEvent, AuditHandle, AuditMsg, AuditRow, AuditTable};
 use aedb_actors::authz_actor::{self, AuthzHandle, PolicyChange};
+use aedb_actors::keyring::EpochTable;
 use aedb_actors::metrics::EngineMetrics;
 use aedb_actors::{Keyring, Pipeline};
-use aedb_authz::{AccessError, Action, CallerId, Denied, KvRange, PolicySnapshot};
+use aedb_authz::{
+    AccessError, Action, CallerId, Denied, IhpConfig, KvRange, PolicySnapshot,
+    ServerEnvironmentProfile, ServerProfileId, SessionAuthority, compute_server_env_hash_checked,
+};
 use aedb_model::{
     Assertion, Ddl, Direction, KeyRange, KvEntry, KvKey, Mutation, Namespace, Numeric, NumericType,
     Page, Row, State, TableName, TableSchema, Transaction, Value,
@@ -40,6 +44,15 @@ use crate::error::Error;
 pub struct SecureConfig {
     bootstrap_admin: CallerId,
     audit_queue: usize,
+    sessions: Option<SessionSetup>,
+}
+
+/// What the session-capsule authority of a secure instance needs (the IHP runbook).
+#[derive(Clone, Debug)]
+struct SessionSetup {
+    config: IhpConfig,
+    profile_id: ServerProfileId,
+    environment: ServerEnvironmentProfile,
 }
 
 impl SecureConfig {
@@ -51,7 +64,26 @@ impl SecureConfig {
         SecureConfig {
             bootstrap_admin,
             audit_queue: 4096,
+            sessions: None,
         }
+    }
+
+    /// Enables caller session capsules: the instance issues and verifies capsules bound
+    /// to this server's `profile_id` and the hash of `environment` (validated with
+    /// `compute_server_env_hash_checked` at open; the hash is recorded in the manifest
+    /// for audit whenever it changes), under `config`'s drift and replay limits.
+    pub fn with_sessions(
+        mut self,
+        config: IhpConfig,
+        profile_id: ServerProfileId,
+        environment: ServerEnvironmentProfile,
+    ) -> SecureConfig {
+        self.sessions = Some(SessionSetup {
+            config,
+            profile_id,
+            environment,
+        });
+        self
     }
 
     /// Bound of the Audit actor's mailbox (default 4096 events); a full mailbox makes
@@ -72,6 +104,7 @@ impl SecureConfig {
 pub(crate) struct Security {
     pub(crate) authz: AuthzHandle,
     pub(crate) audit: AuditHandle,
+    pub(crate) sessions: Option<SessionAuthority>,
     metrics: Arc<EngineMetrics>,
     keyring: Keyring,
     database: DatabaseId,
@@ -123,13 +156,47 @@ impl Security {
                 PolicyChange::Bootstrap(config.bootstrap_admin.clone()),
             )?;
         }
+        let sessions = match &config.sessions {
+            None => None,
+            Some(setup) => Some(start_sessions(pipeline, &keyring, setup)?),
+        };
         Ok(Security {
             authz,
             audit,
+            sessions,
             metrics,
             keyring,
             database,
         })
+    }
+
+    /// The session authority, when sessions are enabled.
+    pub(crate) fn sessions(&self) -> Result<&SessionAuthority, Error> {
+        self.sessions.as_ref().ok_or(Error::SessionsDisabled)
+    }
+
+    /// Loads the session key of a new epoch (after `rotate_keys`) and issues under it.
+    pub(crate) fn start_session_epoch(
+        &self,
+        pipeline: &Pipeline,
+        epoch: aedb_types::KeyEpoch,
+    ) -> Result<(), Error> {
+        let Some(sessions) = &self.sessions else {
+            return Ok(());
+        };
+        let live = pipeline.manifest_live_state()?;
+        let epochs = EpochTable::from_live(&live).map_err(session_key_error)?;
+        let master = epochs
+            .master(epoch)
+            .ok_or_else(|| Error::Integrity(format!("{epoch} has no recorded master")))?;
+        let key = self
+            .keyring
+            .session_key(self.database, epoch, master)
+            .map_err(session_key_error)?;
+        sessions
+            .add_epoch_key(epoch, key)
+            .and_then(|()| sessions.set_current_epoch(epoch))
+            .map_err(|e| Error::Integrity(e.to_string()))
     }
 
     /// The newest published policy.
@@ -179,6 +246,64 @@ impl Security {
     pub(crate) fn stop(self) {
         self.authz.stop();
         self.audit.stop();
+    }
+}
+
+fn session_key_error(e: aedb_keys::KeyError) -> Error {
+    Error::Integrity(format!("session key: {e}"))
+}
+
+/// Builds the session authority: the environment hash (recorded in the manifest when it
+/// changed), a session key per live key epoch, and the persisted revocations.
+fn start_sessions(
+    pipeline: &Pipeline,
+    keyring: &Keyring,
+    setup: &SessionSetup,
+) -> Result<SessionAuthority, Error> {
+    let env_hash = compute_server_env_hash_checked(&setup.environment, &setup.config)
+        .map_err(Error::ServerProfile)?;
+    let database = pipeline.database_id();
+    let live = pipeline.manifest_live_state()?;
+    let profile = setup.profile_id.to_string();
+    if live.env_hash() != Some((profile.as_str(), env_hash.as_bytes())) {
+        pipeline.record_manifest(vec![aedb_checkpoint::ManifestRecord::ServerEnvHash {
+            profile_id: profile,
+            hash: *env_hash.as_bytes(),
+        }])?;
+    }
+    let authority = SessionAuthority::new(setup.config.clone(), setup.profile_id, env_hash);
+    let epochs = EpochTable::from_live(&live).map_err(session_key_error)?;
+    for (epoch, _) in live.key_epochs() {
+        if epochs.is_retired(*epoch) {
+            authority
+                .retire_epoch(*epoch)
+                .map_err(|e| Error::Integrity(e.to_string()))?;
+        } else if let Some(master) = epochs.master(*epoch) {
+            let key = keyring
+                .session_key(database, *epoch, master)
+                .map_err(session_key_error)?;
+            authority
+                .add_epoch_key(*epoch, key)
+                .map_err(|e| Error::Integrity(e.to_string()))?;
+        }
+    }
+    if let Some((current, _)) = epochs.current() {
+        authority
+            .set_current_epoch(current)
+            .map_err(|e| Error::Integrity(e.to_string()))?;
+    }
+    for revoked in authz_actor::load_session_revocations(&pipeline.snapshot()) {
+        apply_revocation(&authority, &revoked);
+    }
+    Ok(authority)
+}
+
+/// Applies a persisted revocation key (`profile/<hex>` or `env/<hex>`).
+pub(crate) fn apply_revocation(authority: &SessionAuthority, key: &str) {
+    if let Some(id) = key.strip_prefix("profile/").and_then(|h| h.parse().ok()) {
+        authority.revoke_profile(id);
+    } else if let Some(hash) = key.strip_prefix("env/").and_then(|h| h.parse().ok()) {
+        authority.revoke_env_hash(hash);
     }
 }
 

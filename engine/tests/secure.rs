@@ -510,3 +510,104 @@ fn open_production_refuses_weak_configurations() {
     assert!(db.is_secure());
     db.shutdown().unwrap();
 }
+
+fn environment() -> aedb::ServerEnvironmentProfile {
+    aedb::ServerEnvironmentProfile {
+        hostname: "node-1".into(),
+        os: "linux".into(),
+        os_version: "6.8.0".into(),
+        binary_sha256: [7; 32],
+        tls_certificate_fingerprint: vec![9; 32],
+        deployment: "prod-eu".into(),
+        region: "eu-west-1".into(),
+    }
+}
+
+fn open_with_sessions(dir: &std::path::Path, profile: aedb::ServerProfileId) -> AedbInstance {
+    let secure = SecureConfig::new(caller("root")).with_sessions(
+        aedb::IhpConfig::production(),
+        profile,
+        environment(),
+    );
+    AedbInstance::open_secure(dir, config(), secure).unwrap()
+}
+
+#[test]
+fn session_capsules_authenticate_callers_and_revocation_is_durable() {
+    use aedb::{CapsuleError, ChannelBinding};
+    let dir = tempfile::tempdir().unwrap();
+    let profile = aedb::ServerProfileId::from_bytes([3; 16]);
+    let root = caller("root");
+    let alice = caller("alice");
+    let tls = ChannelBinding::from_slice(b"tls-exporter-material-of-conn-1").unwrap();
+    let other_tls = ChannelBinding::from_slice(b"tls-exporter-material-of-conn-2").unwrap();
+    let db = open_with_sessions(dir.path(), profile);
+    db.create_project_as(&root, "p").unwrap();
+    db.create_scope_as(&root, "p", "s").unwrap();
+    let ns = Namespace::parse("p", "s").unwrap();
+    db.grant_as(
+        &root,
+        &alice,
+        Permission::KvWrite {
+            ns: ns.clone(),
+            prefix: Vec::new(),
+        },
+        false,
+    )
+    .unwrap();
+
+    // A caller gets a capsule for itself; the verified caller drives *_as calls.
+    let capsule = db.issue_session_as(&alice, &alice, Some(&tls)).unwrap();
+    let who = db.verify_session(capsule.as_bytes(), Some(&tls)).unwrap();
+    assert_eq!(who, alice);
+    db.kv_put_as(&who, &ns, "k", "v").unwrap();
+    // Accepted once; refused on another channel; another caller's capsule needs admin.
+    assert!(matches!(
+        db.verify_session(capsule.as_bytes(), Some(&tls)),
+        Err(Error::Session(CapsuleError::Replayed))
+    ));
+    let fresh = db.issue_session_as(&alice, &alice, Some(&tls)).unwrap();
+    assert!(matches!(
+        db.verify_session(fresh.as_bytes(), Some(&other_tls)),
+        Err(Error::Session(CapsuleError::ChannelBindingMismatch))
+    ));
+    assert!(is_denied(&db.issue_session_as(&alice, &root, None)));
+    db.issue_session_as(&root, &alice, None).unwrap();
+
+    // A capsule issued before a key rotation still verifies after it.
+    let before = db.issue_session_as(&alice, &alice, None).unwrap();
+    assert_eq!(db.rotate_keys_as(&root).unwrap().get(), 2);
+    assert_eq!(db.verify_session(before.as_bytes(), None).unwrap(), alice);
+    let after = db.issue_session_as(&alice, &alice, None).unwrap();
+    assert_ne!(after.header().epoch, before.header().epoch);
+    assert_eq!(db.verify_session(after.as_bytes(), None).unwrap(), alice);
+    let m = db.session_metrics().unwrap();
+    assert!(m.decrypt_success >= 3 && m.replays == 1, "{m:?}");
+
+    // Only a GlobalAdmin revokes a profile; then its capsules are refused, durably.
+    let pending = db.issue_session_as(&alice, &alice, None).unwrap();
+    assert!(is_denied(&db.revoke_server_profile_as(&alice, profile)));
+    db.revoke_server_profile_as(&root, profile).unwrap();
+    assert!(matches!(
+        db.verify_session(pending.as_bytes(), None),
+        Err(Error::Session(CapsuleError::RevokedProfile { .. }))
+    ));
+    let rows = db.audit_rows_as(&root, AuditTable::Authz).unwrap();
+    assert!(rows.iter().any(|r| r.kind == "session_revoked"));
+    assert!(rows.iter().any(|r| r.kind == "key_rotation"));
+    let env_hash = db.server_env_hash().unwrap();
+    db.shutdown().unwrap();
+
+    // The environment hash is in the manifest; the revocation survives a reopen.
+    let inspection = aedb::offline::inspect(dir.path(), &config()).unwrap();
+    assert_eq!(
+        inspection.manifest.live.env_hash(),
+        Some((profile.to_string().as_str(), env_hash.as_bytes()))
+    );
+    let db = open_with_sessions(dir.path(), profile);
+    assert!(matches!(
+        db.issue_session_as(&alice, &alice, None),
+        Err(Error::Session(CapsuleError::RevokedProfile { .. }))
+    ));
+    db.shutdown().unwrap();
+}
