@@ -273,7 +273,7 @@ fn start_sessions(
     }
     let authority = SessionAuthority::new(setup.config.clone(), setup.profile_id, env_hash);
     let epochs = EpochTable::from_live(&live).map_err(session_key_error)?;
-    for (epoch, _) in live.key_epochs() {
+    for epoch in live.key_epochs().keys() {
         if epochs.is_retired(*epoch) {
             authority
                 .retire_epoch(*epoch)

@@ -394,3 +394,84 @@ fn wrong_key_errors_and_open_instances_print_no_key_bytes() {
         println!("{what}: {text}");
     }
 }
+
+#[test]
+fn secure_instances_sessions_and_audit_exports_print_no_key_bytes() {
+    use aedb::{CallerId, ChannelBinding, Permission, SecureConfig};
+    const CHANNEL: [u8; 32] = pattern(0x63, 0x1F);
+    let mut out = Outputs::default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = CallerId::new("root").expect("caller");
+    let profile = aedb::ServerProfileId::from_bytes([5; 16]);
+    let environment = aedb::ServerEnvironmentProfile {
+        hostname: "h".into(),
+        os: "linux".into(),
+        os_version: "6".into(),
+        binary_sha256: [1; 32],
+        tls_certificate_fingerprint: Vec::new(),
+        deployment: "d".into(),
+        region: String::new(),
+    };
+    let secure = SecureConfig::new(root.clone()).with_sessions(
+        aedb::IhpConfig::production(),
+        profile,
+        environment,
+    );
+    out.debug("SecureConfig", &secure);
+    let config = AedbConfig::production(MANIFEST_KEY).with_checkpoint_key(DATA_KEY);
+    let db = AedbInstance::open_secure(dir.path(), config, secure).expect("open");
+    out.debug("secure AedbInstance", &db);
+    db.create_project_as(&root, "p").expect("project");
+    db.create_scope_as(&root, "p", "s").expect("scope");
+    let change = db
+        .grant_as(
+            &root,
+            &root,
+            Permission::KvRead {
+                ns: ns(),
+                prefix: Vec::new(),
+            },
+            false,
+        )
+        .expect("grant");
+    out.debug("AuthzChange", &change);
+    let channel = ChannelBinding::from_slice(&CHANNEL).expect("binding");
+    out.debug("ChannelBinding", &channel);
+    let capsule = db
+        .issue_session_as(&root, &root, Some(&channel))
+        .expect("issue");
+    out.debug("SessionCapsule", &capsule);
+    db.verify_session(capsule.as_bytes(), Some(&channel))
+        .expect("verify");
+    for (what, result) in [
+        (
+            "replayed capsule",
+            db.verify_session(capsule.as_bytes(), Some(&channel)),
+        ),
+        (
+            "unbound capsule",
+            db.verify_session(capsule.as_bytes(), None),
+        ),
+        ("garbage capsule", db.verify_session(&[0u8; 255], None)),
+    ] {
+        let e = result.expect_err(what);
+        out.error(what, &e);
+    }
+    let anonymous = db.kv_get(&ns(), "k").expect_err("anonymous");
+    out.error("anonymous read", &anonymous);
+    let export = dir.path().join("audit.jsonl");
+    db.export_audit_as(&root, &export).expect("export");
+    let exported = std::fs::read_to_string(&export).expect("read export");
+    out.display("audit export file", &exported);
+    let id = db.database_id();
+    db.shutdown().expect("shutdown");
+
+    let mut keys = master_keys();
+    keys.push(("channel binding", CHANNEL.to_vec()));
+    for (alias, master) in [("aedb-manifest", MANIFEST_KEY), ("aedb-data", DATA_KEY)] {
+        for (name, key) in subkeys(alias, master, id) {
+            keys.push((Box::leak(name.into_boxed_str()), key));
+        }
+    }
+    out.assert_clean(&keys);
+}
