@@ -489,6 +489,14 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
     let err = db.verify_audit_as(&root).unwrap_err();
     assert!(err.to_string().contains("row 2"), "{err}");
     db.shutdown().unwrap();
+    // `aedb check invariants` reports it too, naming the row.
+    let checks = aedb::offline::check_invariants(dir.path(), &config()).unwrap();
+    let audit = checks
+        .iter()
+        .find(|c| c.name == "system tables and audit chain")
+        .unwrap();
+    assert_eq!(audit.status, aedb::offline::CheckStatus::Fail, "{audit:?}");
+    assert!(audit.detail.contains("row 2"), "{audit:?}");
 }
 
 /// The audit key as the CLI derives it: from the manifest key and the database id.
