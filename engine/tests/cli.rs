@@ -324,6 +324,9 @@ fn audit_export_writes_a_verifiable_jsonl_file_and_tampering_fails_verify() {
         assert!(db.kv_put_as(&teller, &ns, "x", "1").is_err());
         db.shutdown().unwrap();
     }
+    let o = aedb(&["check", "invariants", "--data-dir", s(&dir), "--json"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("chains intact"));
     let out = tmp.path().join("audit.jsonl");
     let o = aedb(&[
         "audit",
