@@ -512,8 +512,9 @@ fn plan_wal(
 }
 
 impl AedbInstance {
-    /// Takes a hot **full** backup into `dir` (created; must be empty): checkpoints now,
-    /// then copies the sealed checkpoint and the WAL after it while commits continue.
+    /// Takes a hot **full** backup into `dir` (created; must be empty): copies the newest
+    /// sealed checkpoint (taking one first only if there is none) and the WAL after it
+    /// while commits continue.
     /// The backup restores to its `last_lsn`: every commit durable when the WAL barrier
     /// ran. `progress` is called with `(bytes copied, bytes total)`. Records
     /// `BackupTaken` in the database's manifest.
@@ -556,7 +557,13 @@ impl AedbInstance {
     ) -> Result<BackupReport, BackupError> {
         let dir = dir.as_ref();
         ensure_empty_dir(dir, BackupError::NonEmptyBackupDir)?;
-        self.pipeline.checkpoint_now()?;
+        // The newest checkpoint plus the WAL after it is a full backup: sealing a fresh
+        // checkpoint would cost the workload CPU the copy does not need (automatic
+        // checkpoints bound the WAL after it by `checkpoint_wal_bytes`). Only a
+        // database that has none yet gets one.
+        if self.pipeline.manifest_live_state()?.newest_checkpoint().is_none() {
+            self.pipeline.checkpoint_now()?;
+        }
         // A concurrent checkpoint may retire the file between listing and opening it:
         // list again then (it takes two newer checkpoints to retire one).
         let mut attempt = 0;
