@@ -195,8 +195,6 @@ pub struct EngineMetrics {
     pub audit_rows: AtomicU64,
     /// Audit rows that could not be written (the commit failed).
     pub audit_failures: AtomicU64,
-    /// Commits rejected by a failed assertion.
-    pub assertion_failures: AtomicU64,
     /// Manifest compactions since open.
     pub manifest_compactions: AtomicU64,
 }
@@ -251,7 +249,6 @@ impl EngineMetrics {
             authz_changes: self.authz_changes.load(Relaxed),
             audit_rows: self.audit_rows.load(Relaxed),
             audit_failures: self.audit_failures.load(Relaxed),
-            assertion_failures: self.assertion_failures.load(Relaxed),
             manifest_compactions: self.manifest_compactions.load(Relaxed),
         }
     }
@@ -331,8 +328,6 @@ pub struct OperationalMetrics {
     pub audit_rows: u64,
     /// Audit rows lost because their commit failed, since open.
     pub audit_failures: u64,
-    /// Commits rejected by a failed assertion since open.
-    pub assertion_failures: u64,
     /// Manifest compactions since open.
     pub manifest_compactions: u64,
 }

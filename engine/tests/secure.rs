@@ -207,6 +207,63 @@ fn ops() -> Vec<Op> {
         op("read_audit", |db, c| {
             db.audit_rows_as(c, AuditTable::Authz).map(drop)
         }),
+        op("kv_delete abc", move |db, c| {
+            db.kv_delete_as(c, &ns(), "abc").map(drop)
+        }),
+        op("kv_sub abn", move |db, c| {
+            db.kv_sub_as(c, &ns(), "abn", Numeric::U64(0)).map(drop)
+        }),
+        op("try_commit abc", move |db, c| {
+            let tx = Transaction::new().kv_put(
+                &ns(),
+                KvKey::new("abc").unwrap(),
+                KvValue::new("w").unwrap(),
+            );
+            db.try_commit_as(c, tx, Finality::Durable)
+                .map(drop)
+                .map_err(Error::from)
+        }),
+        op("table_scan", move |db, c| {
+            db.snapshot_as(c)
+                .table_scan(
+                    &ns(),
+                    &table(),
+                    &aedb::KeyRange::all(),
+                    Direction::Forward,
+                    10,
+                )
+                .map(drop)
+        }),
+        op("table_schema", move |db, c| {
+            db.snapshot_as(c).table_schema(&ns(), &table()).map(drop)
+        }),
+        op("grant kvread ab", move |db, c| {
+            let p = Permission::KvRead {
+                ns: ns(),
+                prefix: b"ab".to_vec(),
+            };
+            db.grant_as(c, &CallerId::new("grantee").unwrap(), p, false)
+                .map(drop)
+        }),
+        op("rotate_keys", |db, c| {
+            db.rotate_keys_as(c).map(drop).map_err(|e| match e {
+                aedb::CheckpointFailure::Access(a) => Error::Access(a),
+                other => panic!("{other}"),
+            })
+        }),
+        op("backup_full", |db, c| {
+            let dir = std::env::temp_dir().join(format!(
+                "aedb-matrix-backup-{}-{}",
+                std::process::id(),
+                rand_suffix()
+            ));
+            let result = db.backup_full_as(c, &dir, &mut |_, _| {});
+            let _ = std::fs::remove_dir_all(&dir);
+            result.map(drop).map_err(|e| match e {
+                aedb::BackupError::Access(a) => Error::Access(a),
+                other => panic!("{other}"),
+            })
+        }),
     ]
 }
 
@@ -291,13 +348,20 @@ fn authz_matrix_every_api_against_every_permission_kind() {
             "scan a..ac",
             "assert on kv ab",
         ];
-        let kv_write = vec!["kv_put abc", "kv_put a", "kv_add abn"];
-        let table = vec!["table_get", "table_insert"];
+        let kv_write = vec![
+            "kv_put abc",
+            "kv_put a",
+            "kv_add abn",
+            "kv_delete abc",
+            "kv_sub abn",
+            "try_commit abc",
+        ];
+        let table = vec!["table_get", "table_insert", "table_scan", "table_schema"];
         let scope_all: Vec<&str> = [
             kv_read.clone(),
             kv_write.clone(),
             table.clone(),
-            vec!["create_table"],
+            vec!["create_table", "grant kvread ab"],
         ]
         .concat();
         match who {
@@ -305,13 +369,19 @@ fn authz_matrix_every_api_against_every_permission_kind() {
             "project" => [scope_all, vec!["kv_get other scope", "create_scope"]].concat(),
             "scope" => scope_all,
             "ddl" => vec!["create_table"],
-            "tread" => vec!["table_get"],
+            "tread" => vec!["table_get", "table_scan", "table_schema"],
             "twrite" => vec!["table_insert"],
             // "ab" covers "ab", "abc", "abn"; a scan of prefix "ab" too; not "a" or a..ac.
             "kvread-ab" => vec!["kv_get ab", "kv_get abc", "scan ab", "assert on kv ab"],
             // "abc" is longer than "ab": it covers only keys starting with "abc".
             "kvread-abc" => vec!["kv_get abc"],
-            "kvwrite-ab" => vec!["kv_put abc", "kv_add abn"],
+            "kvwrite-ab" => vec![
+                "kv_put abc",
+                "kv_add abn",
+                "kv_delete abc",
+                "kv_sub abn",
+                "try_commit abc",
+            ],
             "nobody" => vec![],
             other => panic!("{other}"),
         }

@@ -561,7 +561,12 @@ impl AedbInstance {
         // checkpoint would cost the workload CPU the copy does not need (automatic
         // checkpoints bound the WAL after it by `checkpoint_wal_bytes`). Only a
         // database that has none yet gets one.
-        if self.pipeline.manifest_live_state()?.newest_checkpoint().is_none() {
+        if self
+            .pipeline
+            .manifest_live_state()?
+            .newest_checkpoint()
+            .is_none()
+        {
             self.pipeline.checkpoint_now()?;
         }
         // A concurrent checkpoint may retire the file between listing and opening it:
