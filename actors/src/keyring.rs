@@ -90,9 +90,20 @@ impl Keyring {
         database: DatabaseId,
         master: &MasterKeyId,
     ) -> Result<SecretKey, KeyError> {
+        self.manifest_provider_key(KeyPurpose::Manifest, database, master)
+    }
+
+    /// A database-wide (epoch 1) subkey from the manifest provider: the manifest MAC
+    /// and audit-chain keys, which stay with the master they were created under.
+    fn manifest_provider_key(
+        &self,
+        purpose: KeyPurpose,
+        database: DatabaseId,
+        master: &MasterKeyId,
+    ) -> Result<SecretKey, KeyError> {
         self.manifest.derive(
             master,
-            &DerivationRequest::new(KeyPurpose::Manifest, KeyEpoch::FIRST, database),
+            &DerivationRequest::new(purpose, KeyEpoch::FIRST, database),
         )
     }
 
@@ -100,24 +111,14 @@ impl Keyring {
     /// the manifest master it is derived under, which each row records.
     pub fn audit_key(&self, database: DatabaseId) -> Result<(SecretKey, MasterKeyId), KeyError> {
         let master = self.manifest.current_master()?;
-        Ok((self.audit_key_under(database, &master)?, master))
+        let key = self.manifest_provider_key(KeyPurpose::Audit, database, &master)?;
+        Ok((key, master))
     }
 
     /// The audit-chain key under the master `key_id` names (for verifying rows written
     /// before a rotation).
     pub fn audit_key_for(&self, database: DatabaseId, key_id: &str) -> Result<SecretKey, KeyError> {
-        self.audit_key_under(database, &key_id.parse()?)
-    }
-
-    fn audit_key_under(
-        &self,
-        database: DatabaseId,
-        master: &MasterKeyId,
-    ) -> Result<SecretKey, KeyError> {
-        self.manifest.derive(
-            master,
-            &DerivationRequest::new(KeyPurpose::Audit, KeyEpoch::FIRST, database),
-        )
+        self.manifest_provider_key(KeyPurpose::Audit, database, &key_id.parse()?)
     }
 
     /// The session-capsule subkey of `epoch` (whose master the manifest records), from

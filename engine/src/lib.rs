@@ -347,12 +347,7 @@ impl AedbInstance {
         tx: Transaction,
         finality: Finality,
     ) -> Result<CommitOutcome, CommitError> {
-        self.authorize_commit(caller, &tx)?;
-        let result = self
-            .pipeline
-            .commit(Request::Transaction(tx), finality, Admission::Wait);
-        self.audit_outcome(caller, &result);
-        result
+        self.commit_admitted_as(caller, tx, finality, Admission::Wait)
     }
 
     /// [`AedbInstance::try_commit`] on behalf of `caller`.
@@ -362,10 +357,20 @@ impl AedbInstance {
         tx: Transaction,
         finality: Finality,
     ) -> Result<CommitOutcome, CommitError> {
+        self.commit_admitted_as(caller, tx, finality, Admission::FailFast)
+    }
+
+    fn commit_admitted_as(
+        &self,
+        caller: &CallerId,
+        tx: Transaction,
+        finality: Finality,
+        admission: Admission,
+    ) -> Result<CommitOutcome, CommitError> {
         self.authorize_commit(caller, &tx)?;
         let result = self
             .pipeline
-            .commit(Request::Transaction(tx), finality, Admission::FailFast);
+            .commit(Request::Transaction(tx), finality, admission);
         self.audit_outcome(caller, &result);
         result
     }
