@@ -15,11 +15,27 @@ if [ "${AEDB_SKIP_CLIPPY:-0}" != "1" ]; then
   step "format and lint gate"
   cargo fmt --all -- --check
   cargo clippy --workspace --all-targets -- -D warnings
+  cargo clippy -p aedb -p aedb-actors -p aedb-wal -p aedb-checkpoint -p aedb-keys -p aedb-authz \
+    --all-targets --features observability -- -D warnings
 fi
 
 step "unit, integration, property, crash and doc tests"
 AEDB_CRASH_CYCLES="${AEDB_CRASH_CYCLES:-50}" cargo test --workspace --lib --bins --tests --examples
 cargo test --workspace --doc
+
+step "observability feature: Prometheus exposition checked by promtool, spans without secrets"
+# promtool ships in Debian's `prometheus` package. Installed non-interactively (CI runs
+# as root, CI=true, no stdin); the test fails rather than skips without it.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "installing promtool (Debian package prometheus)"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "promtool is missing and this is not root; install the Debian package prometheus" >&2
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+fi
+cargo test -p aedb --features observability --test observability
 
 step "loom models (bounded preemptions)"
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \

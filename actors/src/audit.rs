@@ -543,6 +543,8 @@ impl AuditActor {
                 self.metrics
                     .audit_rows
                     .fetch_add(events.len() as u64, Ordering::Relaxed);
+                #[cfg(feature = "observability")]
+                crate::metrics::export::audit_rows(events.len() as u64);
                 Ok(())
             }
             Err(e) => {

@@ -293,6 +293,8 @@ impl AuthzActor {
             Err(e) => {
                 if matches!(e, AuthzError::Denied(_)) {
                     self.metrics.authz_denials.fetch_add(1, Ordering::Relaxed);
+                    #[cfg(feature = "observability")]
+                    crate::metrics::export::authz_denial();
                     self.audit(by, "denied", "policy change", "");
                 }
                 return Err(e.into());
@@ -330,6 +332,8 @@ impl AuthzActor {
         let policy = self.published.load().1;
         if !policy.is_global_admin(by) && !by.is_system() {
             self.metrics.authz_denials.fetch_add(1, Ordering::Relaxed);
+            #[cfg(feature = "observability")]
+            crate::metrics::export::authz_denial();
             self.audit(by, "denied", "revoke session", what);
             let denied = aedb_authz::Denied::new(aedb_authz::DenyReason::GlobalAdminRequired);
             return Err(AuthzError::Denied(denied).into());

@@ -272,6 +272,15 @@ impl Sealer {
     }
 
     fn seal(&mut self) -> Result<CheckpointReport, CheckpointFailure> {
+        // Epoch and LSN only: the checkpoint key and the state never reach the span.
+        #[cfg(feature = "observability")]
+        let span = tracing::info_span!(
+            "aedb.checkpoint",
+            epoch = self.ctx.epoch.0.get(),
+            lsn = tracing::field::Empty,
+            bytes = tracing::field::Empty,
+        )
+        .entered();
         let started = Instant::now();
         let wal_bytes = self.ctx.metrics.wal_bytes.load(Ordering::Relaxed);
         let (_, state) = self.ctx.snapshots.load();
@@ -307,6 +316,11 @@ impl Sealer {
         writer.write_all(&payload).map_err(write)?;
         drop(payload);
         let info = writer.finish().map_err(write)?;
+        #[cfg(feature = "observability")]
+        {
+            span.record("lsn", lsn.get());
+            span.record("bytes", info.len);
+        }
 
         self.record(vec![info.manifest_record()])?;
         self.ctx.last_lsn = lsn;

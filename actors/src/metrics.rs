@@ -3,6 +3,10 @@
 //! Every counter is a relaxed atomic: they are statistics, not synchronisation.
 //! [`EngineMetrics::snapshot`] copies them into [`OperationalMetrics`], the plain struct
 //! behind `AedbInstance::operational_metrics()`.
+//!
+//! With the `observability` feature the recording points also emit through the `metrics`
+//! facade (see [`export`]), so any installed recorder (Prometheus, OpenTelemetry) sees
+//! them; without it they compile to nothing.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -210,6 +214,10 @@ impl EngineMetrics {
             ErrorCause::Closed => &self.errors_closed,
         };
         c.fetch_add(1, Relaxed);
+        #[cfg(feature = "observability")]
+        if cause == ErrorCause::AssertionFailed {
+            export::assertion_failure();
+        }
     }
 
     /// Copies every figure into the plain [`OperationalMetrics`] struct.
@@ -251,6 +259,97 @@ impl EngineMetrics {
             audit_failures: self.audit_failures.load(Relaxed),
             manifest_compactions: self.manifest_compactions.load(Relaxed),
         }
+    }
+}
+
+/// `metrics` facade emission of the engine's figures (`observability` feature).
+///
+/// Each function is called next to the matching [`EngineMetrics`] update; with no recorder
+/// installed the `metrics` macros are a no-op.
+#[cfg(feature = "observability")]
+pub mod export {
+    use std::time::Duration;
+
+    /// Histogram: seconds from submitting a commit to its answer (`aedb_commit_latency_seconds`).
+    pub const COMMIT_LATENCY: &str = "aedb_commit_latency_seconds";
+    /// Histogram: seconds per successful WAL `fdatasync`.
+    pub const FSYNC_LATENCY: &str = "aedb_fsync_latency_seconds";
+    /// Histogram: submissions per group-commit batch.
+    pub const BATCH_SIZE: &str = "aedb_group_commit_batch_size";
+    /// Counter: commits applied (both finalities), DDL included.
+    pub const COMMITS: &str = "aedb_commits_total";
+    /// Counter: caller requests refused by the access policy.
+    pub const AUTHZ_DENIALS: &str = "aedb_authz_denials_total";
+    /// Counter: commits rejected by a failed assertion.
+    pub const ASSERTION_FAILURES: &str = "aedb_assertion_failures_total";
+    /// Counter: audit rows written.
+    pub const AUDIT_ROWS: &str = "aedb_audit_rows_total";
+    /// Gauge: commits submitted to the sequencer and not yet handled by it.
+    pub const SEQUENCER_QUEUE_DEPTH: &str = "aedb_sequencer_queue_depth";
+
+    /// Registers the help text of every `aedb_*` metric with the installed recorder
+    /// (Prometheus prints it as `# HELP`). Call once after installing the recorder.
+    pub fn describe_metrics() {
+        metrics::describe_histogram!(
+            COMMIT_LATENCY,
+            "Seconds from submitting a commit to its answer (visible or durable)."
+        );
+        metrics::describe_histogram!(FSYNC_LATENCY, "Seconds per successful WAL fdatasync.");
+        metrics::describe_histogram!(BATCH_SIZE, "Commits per WAL group-commit batch.");
+        metrics::describe_counter!(COMMITS, "Commits applied (both finalities), DDL included.");
+        metrics::describe_counter!(
+            AUTHZ_DENIALS,
+            "Caller requests refused by the access policy."
+        );
+        metrics::describe_counter!(
+            ASSERTION_FAILURES,
+            "Commits rejected by a failed assertion."
+        );
+        metrics::describe_counter!(AUDIT_ROWS, "Audit rows written.");
+        metrics::describe_gauge!(
+            SEQUENCER_QUEUE_DEPTH,
+            "Commits submitted to the sequencer and not yet handled by it."
+        );
+    }
+
+    /// One commit answered after `latency`.
+    pub fn commit_latency(latency: Duration) {
+        metrics::histogram!(COMMIT_LATENCY).record(latency.as_secs_f64());
+    }
+
+    /// One successful WAL sync that took `latency`.
+    pub fn fsync_latency(latency: Duration) {
+        metrics::histogram!(FSYNC_LATENCY).record(latency.as_secs_f64());
+    }
+
+    /// One group-commit batch of `submissions`.
+    pub fn batch_size(submissions: usize) {
+        metrics::histogram!(BATCH_SIZE).record(submissions as f64);
+    }
+
+    /// One commit applied.
+    pub fn commit() {
+        metrics::counter!(COMMITS).increment(1);
+    }
+
+    /// One request refused by the access policy.
+    pub fn authz_denial() {
+        metrics::counter!(AUTHZ_DENIALS).increment(1);
+    }
+
+    /// One commit rejected by a failed assertion.
+    pub fn assertion_failure() {
+        metrics::counter!(ASSERTION_FAILURES).increment(1);
+    }
+
+    /// `rows` audit rows written.
+    pub fn audit_rows(rows: u64) {
+        metrics::counter!(AUDIT_ROWS).increment(rows);
+    }
+
+    /// A commit entered (`+1.0`) or left (`-1.0`) the sequencer's queue.
+    pub fn sequencer_queue(delta: f64) {
+        metrics::gauge!(SEQUENCER_QUEUE_DEPTH).increment(delta);
     }
 }
 

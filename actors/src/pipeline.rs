@@ -98,6 +98,16 @@ impl Pipeline {
         data_dir: &Path,
         mut config: PipelineConfig,
     ) -> Result<(Pipeline, RecoveredWal), StartError> {
+        // Recovery: manifest, newest checkpoint, WAL replay (paths only, never keys).
+        #[cfg(feature = "observability")]
+        let span = tracing::info_span!(
+            "aedb.recovery",
+            data_dir = %data_dir.display(),
+            checkpoint_lsn = tracing::field::Empty,
+            frames = tracing::field::Empty,
+            lsn = tracing::field::Empty,
+        )
+        .entered();
         let started = Instant::now();
         let metrics = Arc::new(EngineMetrics::default());
         let wal_dir = data_dir.join(WAL_DIR);
@@ -141,6 +151,12 @@ impl Pipeline {
             .recovery_torn_tail_bytes
             .store(recovered.torn_tail_bytes(), Ordering::Relaxed);
         let lsn = state.lsn().get();
+        #[cfg(feature = "observability")]
+        {
+            span.record("checkpoint_lsn", checkpoint_lsn.get());
+            span.record("frames", lsn - checkpoint_lsn.get());
+            span.record("lsn", lsn);
+        }
         metrics.durable_lsn.store(lsn, Ordering::Relaxed);
         metrics.visible_lsn.store(lsn, Ordering::Relaxed);
 
@@ -717,6 +733,8 @@ impl Committer {
         finality: Finality,
         admission: Admission,
     ) -> Result<CommitOutcome, CommitError> {
+        #[cfg(feature = "observability")]
+        let started = Instant::now();
         let (reply, waiter) = completion();
         let msg = Commit {
             request,
@@ -729,7 +747,10 @@ impl Committer {
                 futures::executor::block_on(self.sequencer.send(msg)).map_err(|e| self.closed(e))?
             }
         }
-        waiter.wait().unwrap_or(Err(CommitError::Closed))
+        let answer = waiter.wait().unwrap_or(Err(CommitError::Closed));
+        #[cfg(feature = "observability")]
+        crate::metrics::export::commit_latency(started.elapsed());
+        answer
     }
 
     /// Async form of [`Committer::commit`]: awaits admission and finality without
@@ -739,6 +760,8 @@ impl Committer {
         request: Request,
         finality: Finality,
     ) -> Result<CommitOutcome, CommitError> {
+        #[cfg(feature = "observability")]
+        let started = Instant::now();
         let (reply, waiter) = completion();
         let msg = Commit {
             request,
@@ -748,7 +771,10 @@ impl Committer {
         if let Some(msg) = self.admit(msg, Admission::Wait)? {
             self.sequencer.send(msg).await.map_err(|e| self.closed(e))?;
         }
-        waiter.await.unwrap_or(Err(CommitError::Closed))
+        let answer = waiter.await.unwrap_or(Err(CommitError::Closed));
+        #[cfg(feature = "observability")]
+        crate::metrics::export::commit_latency(started.elapsed());
+        answer
     }
 
     /// Tries to enqueue without waiting; hands the message back when the mailbox is
@@ -757,10 +783,14 @@ impl Committer {
         self.metrics
             .sequencer_queue_depth
             .fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "observability")]
+        crate::metrics::export::sequencer_queue(1.0);
         let refused = |cause, error| {
             self.metrics
                 .sequencer_queue_depth
                 .fetch_sub(1, Ordering::Relaxed);
+            #[cfg(feature = "observability")]
+            crate::metrics::export::sequencer_queue(-1.0);
             self.metrics.count_error(cause);
             Err(error)
         };
@@ -778,6 +808,8 @@ impl Committer {
         self.metrics
             .sequencer_queue_depth
             .fetch_sub(1, Ordering::Relaxed);
+        #[cfg(feature = "observability")]
+        crate::metrics::export::sequencer_queue(-1.0);
         self.metrics.count_error(ErrorCause::Closed);
         CommitError::Closed
     }

@@ -189,6 +189,8 @@ impl Sequencer {
         record.encode(&mut payload);
         self.state = next;
         self.metrics.commits.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "observability")]
+        crate::metrics::export::commit();
         let snapshot = Arc::new(self.state.clone());
         let record = WalRecord { lsn, payload };
         match finality {
@@ -255,6 +257,11 @@ impl Handler<Commit> for Sequencer {
         self.metrics
             .sequencer_queue_depth
             .fetch_sub(1, Ordering::Relaxed);
+        #[cfg(feature = "observability")]
+        crate::metrics::export::sequencer_queue(-1.0);
+        #[cfg(feature = "observability")]
+        let _span =
+            tracing::trace_span!("aedb.commit.sequence", finality = ?msg.finality).entered();
         if let Some((reply, answer)) = self.sequence(&msg.request, msg.finality, msg.reply) {
             reply.complete(answer);
         }

@@ -128,6 +128,9 @@ impl LogSink for WalSink {
     }
 
     fn write(&mut self) -> Result<(), SharedWalError> {
+        // One span per group-commit batch write (sealing happens inside, in `aedb.wal.seal`).
+        #[cfg(feature = "observability")]
+        let _span = tracing::debug_span!("aedb.commit.write").entered();
         let before = self.writer.written_bytes_total();
         match self.writer.flush() {
             Ok(()) => {
@@ -143,12 +146,16 @@ impl LogSink for WalSink {
     }
 
     fn sync(&mut self) -> Result<(), SharedWalError> {
+        #[cfg(feature = "observability")]
+        let _span = tracing::debug_span!("aedb.commit.fsync").entered();
         let started = Instant::now();
         match self.writer.sync() {
             Ok(()) => {
                 self.metrics
                     .fsync_latency_us
                     .record_duration(started.elapsed());
+                #[cfg(feature = "observability")]
+                crate::metrics::export::fsync_latency(started.elapsed());
                 self.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
                 self.metrics
                     .durable_lsn
@@ -169,6 +176,8 @@ impl LogSink for WalSink {
 
     fn on_batch(&mut self, report: BatchReport) {
         self.metrics.batch_size.record(report.submissions as u64);
+        #[cfg(feature = "observability")]
+        crate::metrics::export::batch_size(report.submissions);
     }
 
     type Control = WalControl;

@@ -144,6 +144,15 @@ impl ChunkCipher {
         is_final: bool,
         buf: &mut [u8],
     ) -> Result<[u8; TAG_LEN], ChunkRejected> {
+        #[cfg(feature = "observability")]
+        let _span = tracing::debug_span!(
+            "aedb.checkpoint.seal",
+            chunk = index,
+            is_final,
+            bytes = buf.len(),
+            sealed = matches!(self, ChunkCipher::Sealed(_)),
+        )
+        .entered();
         let aad = chunk_aad(header, index, is_final);
         match self {
             ChunkCipher::Plaintext => Ok(plaintext_digest(&aad, buf)),
@@ -169,6 +178,15 @@ impl ChunkCipher {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), ChunkRejected> {
+        #[cfg(feature = "observability")]
+        let _span = tracing::debug_span!(
+            "aedb.checkpoint.open",
+            chunk = index,
+            is_final,
+            bytes = buf.len(),
+            sealed = matches!(self, ChunkCipher::Sealed(_)),
+        )
+        .entered();
         let aad = chunk_aad(header, index, is_final);
         match self {
             ChunkCipher::Plaintext => {

@@ -96,6 +96,15 @@ pub use aedb_keys::{
 };
 pub use aedb_types::{DatabaseId, KeyEpoch};
 
+/// Registers the help text of every metric aedb emits (`aedb_*` and the IHP `ihp_*`)
+/// with the installed [`metrics`] recorder, so exporters print it (Prometheus `# HELP`;
+/// `promtool check metrics` requires it). Call once after installing the recorder.
+#[cfg(feature = "observability")]
+pub fn describe_metrics() {
+    aedb_actors::metrics::export::describe_metrics();
+    aedb_authz::ihp::metrics::describe_metrics();
+}
+
 /// An open aedb database.
 ///
 /// All methods take `&self`: share the instance between threads with an `Arc`.

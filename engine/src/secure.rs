@@ -315,6 +315,8 @@ fn record_denial(
     denied: &Denied,
 ) {
     metrics.authz_denials.fetch_add(1, Ordering::Relaxed);
+    #[cfg(feature = "observability")]
+    aedb_actors::metrics::export::authz_denial();
     let _ = audit.send(AuditMsg::Event(AuditEvent {
         table: AuditTable::Authz,
         caller: caller.to_string(),

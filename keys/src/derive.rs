@@ -157,6 +157,19 @@ impl<'a> DerivationRequest<'a> {
         self.context
     }
 
+    /// A `tracing` span for deriving this subkey (`observability` feature): the purpose,
+    /// epoch and provider kind only, never the master key, the subkey or the context bytes.
+    #[cfg(feature = "observability")]
+    pub(crate) fn span(&self, provider: &'static str) -> tracing::Span {
+        tracing::debug_span!(
+            "aedb.key.derive",
+            purpose = self.purpose.label(),
+            epoch = self.epoch.get(),
+            provider,
+            has_context = self.context.is_some(),
+        )
+    }
+
     /// The derivation info bytes (layout in the [module docs](crate::derive)).
     ///
     /// # Errors

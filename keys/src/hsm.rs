@@ -226,6 +226,8 @@ impl KeyProvider for HsmKeyProvider {
         master: &MasterKeyId,
         request: &DerivationRequest<'_>,
     ) -> Result<SecretKey, KeyError> {
+        #[cfg(feature = "observability")]
+        let _span = request.span("pkcs11").entered();
         if master.alias() != self.current.alias() {
             return Err(KeyError::KeyNotFound {
                 key: master.clone(),

@@ -103,6 +103,8 @@ impl KeyProvider for InMemoryKeyProvider {
         master: &MasterKeyId,
         request: &DerivationRequest<'_>,
     ) -> Result<SecretKey, KeyError> {
+        #[cfg(feature = "observability")]
+        let _span = request.span("in-memory").entered();
         let key = (master.alias() == self.alias)
             .then(|| self.versions.get(&master.version()))
             .flatten()

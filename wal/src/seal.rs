@@ -305,6 +305,16 @@ pub(crate) fn seal_encoded(
     plaintext: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<usize, SealError> {
+    #[cfg(feature = "observability")]
+    let _span = tracing::debug_span!(
+        "aedb.wal.seal",
+        epoch = header.epoch.get(),
+        segment = seq.get(),
+        first_lsn = header.first_lsn.get(),
+        records = header.count,
+        bytes = plaintext.len(),
+    )
+    .entered();
     let payload_len = SEALED_OVERHEAD + plaintext.len();
     let len = u32::try_from(payload_len)
         .ok()
@@ -359,6 +369,15 @@ pub(crate) fn open_into(
     payload: &[u8],
     plain: &mut Vec<u8>,
 ) -> Result<(), SealError> {
+    #[cfg(feature = "observability")]
+    let _span = tracing::debug_span!(
+        "aedb.wal.open",
+        epoch = header.epoch.get(),
+        segment = seq.get(),
+        first_lsn = header.first_lsn.get(),
+        records = header.count,
+    )
+    .entered();
     // `decode_for_frame` bounded the length; recheck so this is safe on its own.
     let len = u32::try_from(payload.len())
         .ok()

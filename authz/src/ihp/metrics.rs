@@ -27,6 +27,27 @@ pub const METRIC_VERSION_MISMATCH: &str = "ihp_version_mismatch_total";
 /// Histogram name: absolute timestamp skew in seconds.
 pub const METRIC_TIMESTAMP_SKEW: &str = "ihp_timestamp_skew_seconds";
 
+/// Registers the help text of every `ihp_*` metric with the installed `metrics`
+/// recorder (exporters such as Prometheus print it as `# HELP`). Call once after
+/// installing the recorder.
+#[cfg(feature = "observability")]
+pub fn describe_metrics() {
+    ::metrics::describe_counter!(METRIC_ENCRYPT_SUCCESS, "Session capsules issued.");
+    ::metrics::describe_counter!(METRIC_DECRYPT_SUCCESS, "Session capsules verified.");
+    ::metrics::describe_counter!(
+        METRIC_HEADER_MISMATCH,
+        "Capsules refused for a profile, environment-hash or channel-binding mismatch."
+    );
+    ::metrics::describe_counter!(
+        METRIC_VERSION_MISMATCH,
+        "Capsules refused for an unsupported format version."
+    );
+    ::metrics::describe_histogram!(
+        METRIC_TIMESTAMP_SKEW,
+        "Absolute difference between a capsule's issue time and the verifier's clock, seconds."
+    );
+}
+
 /// Capsule outcome counters (relaxed atomics; each is monotonic, the set is not a
 /// consistent cut).
 #[derive(Debug, Default)]
