@@ -542,6 +542,9 @@ impl SysSample {
     }
 }
 
+/// The backup rate limit of the `BackupLimited` phases.
+const LIMITED_RATE: u64 = 64 << 20;
+
 /// What runs next to the committers in a phase of part 3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Load {
@@ -549,9 +552,8 @@ enum Load {
     None,
     /// `backup_full` in a loop.
     Backup,
-    /// `backup_full` in a loop, the backup thread and the engine's checkpoint thread at
-    /// nice 19 (control: does CPU priority fix it?).
-    BackupNiced,
+    /// `backup_full` in a loop with `set_backup_rate_limit(LIMITED_RATE)`.
+    BackupLimited,
     /// Control for the disk: the writes of one `backup_full` (the checkpoint file it
     /// writes, then its copy of the checkpoint and the WAL, each file `fsync`ed), done
     /// with `std::fs::copy` (in-kernel, almost no CPU), paced to the measured period of
@@ -566,7 +568,7 @@ impl Load {
     const ALL: [Load; 5] = [
         Load::None,
         Load::Backup,
-        Load::BackupNiced,
+        Load::BackupLimited,
         Load::CopyOnly,
         Load::CpuOnly,
     ];
@@ -575,7 +577,7 @@ impl Load {
         match self {
             Load::None => "no backup",
             Load::Backup => "backup_full",
-            Load::BackupNiced => "backup niced",
+            Load::BackupLimited => "backup 64MB/s",
             Load::CopyOnly => "I/O only",
             Load::CpuOnly => "CPU only",
         }
@@ -617,31 +619,6 @@ fn tids(comm: &str) -> Vec<String> {
     out
 }
 
-/// Sets the nice value of the threads `tids` (best effort, with `renice`).
-fn renice(tids: &[String], nice: i32) {
-    if tids.is_empty() {
-        return;
-    }
-    let status = std::process::Command::new("renice")
-        .arg("-n")
-        .arg(nice.to_string())
-        .arg("-p")
-        .args(tids)
-        .stdout(std::process::Stdio::null())
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        eprintln!("renice {nice} of {tids:?} failed");
-    }
-}
-
-/// This thread's kernel id.
-fn own_tid() -> String {
-    std::fs::read_link("/proc/thread-self")
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default()
-}
-
 /// Part 3: 64 durable committers with and without `backup_full` looping in the
 /// background, phases alternating ABCD DCBA, plus the two control loads.
 fn commits_during_backup(db: &AedbInstance, root: &Path, summary: &Summary) {
@@ -680,9 +657,8 @@ fn commits_during_backup(db: &AedbInstance, root: &Path, summary: &Summary) {
             2 * n_loads - 1 - cycle
         }];
         let mode = &mut modes[Load::ALL.iter().position(|l| *l == load).unwrap_or(0)];
-        if load == Load::BackupNiced {
-            renice(&checkpoint_tids, 19);
-        }
+        let limit = (load == Load::BackupLimited).then_some(LIMITED_RATE);
+        db.set_backup_rate_limit(limit).expect("rate limit");
         let stop = AtomicBool::new(false);
         let committed = AtomicU64::new(0);
         let backups = Mutex::new(Vec::<(PathBuf, u64, Duration)>::new());
@@ -721,9 +697,6 @@ fn commits_during_backup(db: &AedbInstance, root: &Path, summary: &Summary) {
                 std::thread::Builder::new()
                     .name("bench-backup".into())
                     .spawn_scoped(s, move || {
-                        if load == Load::BackupNiced {
-                            renice(&[own_tid()], 19);
-                        }
                         while !stop.load(Ordering::Relaxed) {
                             *k += 1;
                             let dir = root.join(format!("during-{p}-{k}"));
@@ -782,9 +755,6 @@ fn commits_during_backup(db: &AedbInstance, root: &Path, summary: &Summary) {
             elapsed = started.elapsed();
             stop.store(true, Ordering::Relaxed);
         });
-        if load == Load::BackupNiced {
-            renice(&checkpoint_tids, 0);
-        }
         let delta = MetricsDelta::between(&before, &after.expect("metrics"));
         let n = committed.load(Ordering::Relaxed);
         let rate = n as f64 / elapsed.as_secs_f64();

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use aedb_actors::{CheckpointPolicy, Finality, Keyring};
 use aedb_keys::{InMemoryKeyProvider, KeyProvider};
 
+/// Slowest allowed backup rate limit.
+pub(crate) const MIN_BACKUP_RATE: u64 = 1 << 20;
 /// Smallest accepted WAL segment size (64 KiB).
 pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
 /// Largest accepted WAL segment size (4 GiB).
@@ -78,6 +80,7 @@ pub struct AedbConfig {
     pub(crate) sequencer_queue: usize,
     pub(crate) wal_queue: usize,
     pub(crate) max_batch: usize,
+    pub(crate) backup_bytes_per_sec: Option<u64>,
 }
 
 impl AedbConfig {
@@ -91,6 +94,7 @@ impl AedbConfig {
                 interval: Duration::from_secs(600),
             },
             manifest_compact_after: 4096,
+            backup_bytes_per_sec: None,
             default_finality: Finality::Durable,
             recovery: Recovery::Strict,
             fsync: true,
@@ -150,6 +154,13 @@ impl AedbConfig {
     /// Take a checkpoint at least this often while commits arrive (default 10 min).
     pub fn checkpoint_interval(mut self, interval: Duration) -> Self {
         self.checkpoints.interval = interval;
+        self
+    }
+
+    /// Caps how fast hot backups copy (bytes per second, at least 1 MiB/s), so a
+    /// backup leaves the disk and CPU to the commit path; unlimited by default.
+    pub fn backup_rate_limit(mut self, bytes_per_sec: u64) -> Self {
+        self.backup_bytes_per_sec = Some(bytes_per_sec);
         self
     }
 
@@ -290,6 +301,14 @@ impl AedbConfig {
                 self.manifest_compact_after,
             ));
         }
+        if self
+            .backup_bytes_per_sec
+            .is_some_and(|b| b < MIN_BACKUP_RATE)
+        {
+            return Err(ConfigError::BackupRateLimit(
+                self.backup_bytes_per_sec.unwrap_or(0),
+            ));
+        }
         if self.checkpoints.wal_bytes == 0 {
             return Err(ConfigError::CheckpointWalBytes);
         }
@@ -361,6 +380,9 @@ pub enum ConfigError {
     /// Lenient recovery was asked for in a strict profile.
     #[error("TruncateAtCorruption recovery is only allowed in the development profile")]
     LenientRecoveryOutsideDevelopment,
+    /// `backup_rate_limit` below 1 MiB/s.
+    #[error("backup_rate_limit {0} bytes/s is too low: use at least 1 MiB/s")]
+    BackupRateLimit(u64),
     /// `open_production` needs a durable-by-default, fsyncing, strict configuration
     /// with a manifest key (`AedbConfig::production(key)`).
     #[error("open_production refuses this configuration: {0}")]

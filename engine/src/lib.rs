@@ -117,6 +117,8 @@ pub struct AedbInstance {
     faults: FaultInjector,
     recovered: RecoveredWal,
     backup_keys: Arc<dyn KeyProvider>,
+    /// Backup copy rate limit in bytes per second (0: unlimited).
+    backup_rate: std::sync::atomic::AtomicU64,
     security: Option<Security>,
     _lock: DirLock,
 }
@@ -247,6 +249,7 @@ impl AedbInstance {
         };
         Ok(AedbInstance {
             backup_keys,
+            backup_rate: config.backup_bytes_per_sec.unwrap_or(0).into(),
             pipeline,
             dir,
             default_finality: config.default_finality,
@@ -255,6 +258,20 @@ impl AedbInstance {
             security,
             _lock: lock,
         })
+    }
+
+    /// Changes the hot-backup copy rate limit (`None`: unlimited; at least 1 MiB/s),
+    /// for example to let a backup run faster at night. Applies to backups started
+    /// afterwards. See `AedbConfig::backup_rate_limit`.
+    pub fn set_backup_rate_limit(&self, bytes_per_sec: Option<u64>) -> Result<(), ConfigError> {
+        let rate = match bytes_per_sec {
+            Some(b) if b < config::MIN_BACKUP_RATE => return Err(ConfigError::BackupRateLimit(b)),
+            Some(b) => b,
+            None => 0,
+        };
+        self.backup_rate
+            .store(rate, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// Whether this instance requires authenticated callers.

@@ -365,6 +365,9 @@ fn sync_dir(dir: &Path) -> Result<(), BackupError> {
 
 /// Copies `len` bytes of `src` (from its start) to `dst`, fsyncs it, and returns the
 /// SHA-256 of what was copied.
+/// How much a backup copy writes between `fdatasync`s.
+const SYNC_STEP: u64 = 8 << 20;
+
 fn copy_prefix(
     src: &mut File,
     src_path: &Path,
@@ -378,6 +381,7 @@ fn copy_prefix(
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut left = len;
+    let mut unsynced = 0u64;
     while left > 0 {
         let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
         let n = src
@@ -396,10 +400,43 @@ fn copy_prefix(
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(io_err("write", dst))?;
         left -= n as u64;
+        unsynced += n as u64;
+        // Write back in steps: one fsync of a huge dirty file stalls every other
+        // fsync on the disk (the commit path's) for its whole duration.
+        if unsynced >= SYNC_STEP {
+            out.sync_data().map_err(io_err("fsync", dst))?;
+            unsynced = 0;
+        }
         progress(n as u64);
     }
     out.sync_all().map_err(io_err("fsync", dst))?;
     Ok(hasher.finalize().into())
+}
+
+/// Paces a backup's copy to a byte rate (no-op without a limit).
+struct Throttle {
+    bytes_per_sec: Option<u64>,
+    started: std::time::Instant,
+}
+
+impl Throttle {
+    /// `bytes_per_sec == 0` means unlimited.
+    fn new(bytes_per_sec: u64) -> Throttle {
+        Throttle {
+            bytes_per_sec: (bytes_per_sec > 0).then_some(bytes_per_sec),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Sleeps until copying `done` bytes so far keeps to the rate.
+    fn pace(&self, done: u64) {
+        if let Some(rate) = self.bytes_per_sec {
+            let due = std::time::Duration::from_secs_f64(done as f64 / rate as f64);
+            if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
+    }
 }
 
 /// The byte length of the active segment's stable prefix: the end of the frame that
@@ -593,9 +630,11 @@ impl AedbInstance {
         let total =
             checkpoint.as_ref().map_or(0, |c| c.1.len) + wal.iter().map(|w| w.len).sum::<u64>();
         let mut done = 0u64;
+        let throttle = Throttle::new(self.backup_rate.load(std::sync::atomic::Ordering::Relaxed));
         let mut tick = |n: u64| {
             done += n;
             progress(done, total);
+            throttle.pace(done);
         };
         let mut files = Vec::new();
         if let Some((_, rec, path, mut file)) = checkpoint {
@@ -676,9 +715,11 @@ impl AedbInstance {
         let wal = plan_wal(view, since, Some(tail))?;
         let total = wal.iter().map(|w| w.len).sum::<u64>();
         let mut done = 0u64;
+        let throttle = Throttle::new(self.backup_rate.load(std::sync::atomic::Ordering::Relaxed));
         let mut tick = |n: u64| {
             done += n;
             progress(done, total);
+            throttle.pace(done);
         };
         let files = copy_wal(dir, wal, &mut tick)?;
         self.finish_backup(
