@@ -469,3 +469,36 @@ fn hot_backups_under_load_restore_to_the_source_state_at_their_lsn() {
         assert_eq!(first_difference(&open_state(&target), expected), None);
     }
 }
+
+#[test]
+fn a_backup_rate_limit_paces_the_copy_and_is_validated() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        AedbInstance::open(tmp.path().join("bad"), config().backup_rate_limit(1000)),
+        Err(aedb::OpenError::Config(aedb::ConfigError::BackupRateLimit(
+            1000
+        )))
+    ));
+    let db = setup(&tmp.path().join("db"));
+    load(&db, 0, 5000); // about 1 MB of checkpoint and WAL
+    assert!(matches!(
+        db.set_backup_rate_limit(Some(1)),
+        Err(aedb::ConfigError::BackupRateLimit(1))
+    ));
+    db.set_backup_rate_limit(Some(1 << 20)).unwrap();
+    let started = std::time::Instant::now();
+    let report = db
+        .backup_full(tmp.path().join("slow"), &mut none())
+        .unwrap();
+    let floor = report.bytes as f64 / f64::from(1u32 << 20);
+    assert!(report.bytes > 1 << 19, "{} bytes", report.bytes);
+    // Paced: each copied chunk waits until `bytes so far / rate` has passed.
+    assert!(
+        started.elapsed().as_secs_f64() >= floor * 0.95,
+        "{} bytes in {:?}",
+        report.bytes,
+        started.elapsed()
+    );
+    db.set_backup_rate_limit(None).unwrap();
+    db.shutdown().unwrap();
+}
