@@ -75,7 +75,7 @@ pub use record::{
     DecodeError, DecodeErrorKind, POLICY_RECORD_VERSION, PolicyRecord, ReplayError,
     ReplayErrorKind, decode_records, encode_records,
 };
-pub use snapshot::PolicySnapshot;
+pub use snapshot::{CallerPolicy, PolicySnapshot};
 
 pub use ihp::{
     CapsuleError, ChannelBinding, IhpConfig, IhpConfigError, ServerEnvHash,

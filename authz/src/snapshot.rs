@@ -19,6 +19,52 @@ pub(crate) struct CallerRights {
     pub(crate) owned: Vec<Resource>,
 }
 
+impl CallerRights {
+    fn check(&self, action: &Action<'_>) -> Result<(), Denied> {
+        if self.permissions.iter().any(|p| p.allows(action))
+            || self.owned.iter().any(|r| r.owner_allows(action))
+        {
+            return Ok(());
+        }
+        Err(Denied::new(if action.is_global() {
+            DenyReason::GlobalAdminRequired
+        } else {
+            DenyReason::NotCovered
+        }))
+    }
+}
+
+impl fmt::Debug for CallerRights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallerRights")
+            .field("permissions", &self.permissions.len())
+            .field("owned", &self.owned.len())
+            .finish()
+    }
+}
+
+/// One caller's rights out of a [`PolicySnapshot`] ([`PolicySnapshot::for_caller`]):
+/// checks give the same answers as [`PolicySnapshot::check`] for that caller, without
+/// looking the caller up each time.
+#[derive(Clone, Debug)]
+pub struct CallerPolicy {
+    system: bool,
+    rights: Option<Arc<CallerRights>>,
+}
+
+impl CallerPolicy {
+    /// Whether the caller may perform `action`; denials are generic.
+    pub fn check(&self, action: &Action<'_>) -> Result<(), Denied> {
+        if self.system {
+            return Ok(());
+        }
+        match &self.rights {
+            Some(rights) => rights.check(action),
+            None => Err(Denied::new(DenyReason::NoRights)),
+        }
+    }
+}
+
 /// An immutable, cheaply clonable view of the policy, made by
 /// [`PolicyState::snapshot`](crate::PolicyState::snapshot).
 ///
@@ -30,13 +76,13 @@ pub(crate) struct CallerRights {
 /// The default snapshot is empty: it denies everyone but the system caller.
 #[derive(Clone, Default)]
 pub struct PolicySnapshot {
-    callers: Arc<HashMap<CallerId, CallerRights>>,
+    callers: Arc<HashMap<CallerId, Arc<CallerRights>>>,
 }
 
 impl PolicySnapshot {
     pub(crate) fn new(callers: HashMap<CallerId, CallerRights>) -> PolicySnapshot {
         PolicySnapshot {
-            callers: Arc::new(callers),
+            callers: Arc::new(callers.into_iter().map(|(c, r)| (c, Arc::new(r))).collect()),
         }
     }
 
@@ -49,24 +95,24 @@ impl PolicySnapshot {
         if caller.is_system() {
             return Ok(());
         }
-        let Some(rights) = self.callers.get(caller) else {
-            return Err(Denied::new(DenyReason::NoRights));
-        };
-        if rights.permissions.iter().any(|p| p.allows(action))
-            || rights.owned.iter().any(|r| r.owner_allows(action))
-        {
-            return Ok(());
+        match self.callers.get(caller) {
+            Some(rights) => rights.check(action),
+            None => Err(Denied::new(DenyReason::NoRights)),
         }
-        Err(Denied::new(if action.is_global() {
-            DenyReason::GlobalAdminRequired
-        } else {
-            DenyReason::NotCovered
-        }))
     }
 
-    /// Whether `caller` may perform every action in `actions` (for example all
-    /// the reads and writes of one transaction). Stops at the first denial, whose
-    /// [`Denied::action_index`] is its position. An empty list is allowed.
+    /// The rights of `caller` resolved once, for many checks (a read snapshot's): each
+    /// check then skips the caller lookup.
+    pub fn for_caller(&self, caller: &CallerId) -> CallerPolicy {
+        CallerPolicy {
+            system: caller.is_system(),
+            rights: self.callers.get(caller).cloned(),
+        }
+    }
+
+    /// Whether `caller` may perform every one of `actions` (for example all the
+    /// mutations and assertions of one transaction). The first denial is returned,
+    /// carrying the index of the refused action ([`Denied::action_index`]).
     pub fn check_all<'b, 'a: 'b>(
         &self,
         caller: &CallerId,
@@ -120,6 +166,55 @@ impl fmt::Debug for PolicySnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caller_policy_agrees_with_check() {
+        use aedb_model::Namespace;
+        let root = CallerId::new("root").unwrap();
+        let alice = CallerId::new("alice").unwrap();
+        let ns = Namespace::parse("p", "s").unwrap();
+        let mut state = crate::PolicyState::new();
+        state.bootstrap_admin(root.clone()).unwrap();
+        state
+            .grant(
+                &root,
+                alice.clone(),
+                Permission::KvRead {
+                    ns: ns.clone(),
+                    prefix: b"ab".to_vec(),
+                },
+                false,
+            )
+            .unwrap();
+        let snap = state.snapshot();
+        let actions = [
+            Action::KvRead {
+                ns: &ns,
+                key: b"abc",
+            },
+            Action::KvRead { ns: &ns, key: b"a" },
+            Action::KvWrite {
+                ns: &ns,
+                key: b"abc",
+            },
+            Action::Checkpoint,
+        ];
+        for caller in [
+            root,
+            alice,
+            CallerId::new("nobody").unwrap(),
+            CallerId::system(),
+        ] {
+            let resolved = snap.for_caller(&caller);
+            for action in &actions {
+                assert_eq!(
+                    resolved.check(action).map_err(|d| d.reason()),
+                    snap.check(&caller, action).map_err(|d| d.reason()),
+                    "{caller} {action:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn snapshot_is_send_sync_and_empty_denies() {

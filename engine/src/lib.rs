@@ -689,9 +689,12 @@ impl AedbInstance {
     pub fn snapshot_as(&self, caller: &CallerId) -> CallerSnapshot {
         let state = self.pipeline.snapshot();
         match &self.security {
-            Some(s) => {
-                CallerSnapshot::new(state, Some(s.policy()), caller.clone(), Some(s.reader()))
-            }
+            Some(s) => CallerSnapshot::new(
+                state,
+                Some(s.policy().for_caller(caller)),
+                caller.clone(),
+                Some(s.reader()),
+            ),
             None => CallerSnapshot::new(state, None, caller.clone(), None),
         }
     }

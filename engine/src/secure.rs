@@ -20,7 +20,7 @@ use aedb_actors::keyring::EpochTable;
 use aedb_actors::metrics::EngineMetrics;
 use aedb_actors::{Keyring, Pipeline};
 use aedb_authz::{
-    AccessError, Action, CallerId, Denied, IhpConfig, KvRange, PolicySnapshot,
+    AccessError, Action, CallerId, CallerPolicy, Denied, IhpConfig, KvRange, PolicySnapshot,
     ServerEnvironmentProfile, ServerProfileId, SessionAuthority, compute_server_env_hash_checked,
 };
 use aedb_model::{
@@ -401,7 +401,7 @@ pub(crate) fn ddl_action(ddl: &Ddl) -> Action<'_> {
 #[derive(Clone, Debug)]
 pub struct CallerSnapshot {
     state: Arc<State>,
-    policy: Option<Arc<PolicySnapshot>>,
+    policy: Option<CallerPolicy>,
     caller: CallerId,
     auditor: Option<Auditor>,
 }
@@ -409,7 +409,7 @@ pub struct CallerSnapshot {
 impl CallerSnapshot {
     pub(crate) fn new(
         state: Arc<State>,
-        policy: Option<Arc<PolicySnapshot>>,
+        policy: Option<CallerPolicy>,
         caller: CallerId,
         auditor: Option<Auditor>,
     ) -> CallerSnapshot {
@@ -425,7 +425,7 @@ impl CallerSnapshot {
         let Some(policy) = &self.policy else {
             return Ok(());
         };
-        policy.check(&self.caller, action).map_err(|denied| {
+        policy.check(action).map_err(|denied| {
             if let Some(a) = &self.auditor {
                 record_denial(
                     &a.metrics,
