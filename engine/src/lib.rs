@@ -671,7 +671,10 @@ impl AedbInstance {
         ns: &Namespace,
         key: impl AsRef<[u8]>,
     ) -> Result<Option<KvEntry>, Error> {
-        self.snapshot_as(caller).kv_get(ns, key.as_ref())
+        // One check against the published policy, without building a CallerSnapshot.
+        let key = key.as_ref();
+        self.authorize(caller, [&Action::KvRead { ns, key }], "kv_get")?;
+        Ok(self.pipeline.snapshot().kv_get(ns, key)?.cloned())
     }
 
     /// The latest published snapshot: an immutable view, read on the caller's thread,
@@ -728,7 +731,18 @@ impl AedbInstance {
         caller: &CallerId,
     ) -> Result<CheckpointReport, CheckpointFailure> {
         self.authorize(caller, [&Action::Checkpoint], "checkpoint")?;
-        self.pipeline.checkpoint_now()
+        let report = self.pipeline.checkpoint_now()?;
+        self.sync_session_epochs();
+        Ok(report)
+    }
+
+    /// Applies key-epoch retirements (done by checkpoints) to the session authority.
+    fn sync_session_epochs(&self) {
+        if let Some(s) = &self.security
+            && let Err(e) = s.sync_retired_epochs(&self.pipeline)
+        {
+            eprintln!("aedb: session capsules of retired key epochs stay verifiable: {e}");
+        }
     }
 
     /// Rotates keys: starts a new key epoch (recorded in the manifest), seals new WAL
@@ -752,6 +766,7 @@ impl AedbInstance {
                 // are not yet issued under the new one.
                 eprintln!("aedb: session capsules stay on the previous epoch: {e}");
             }
+            self.sync_session_epochs();
             s.audit(AuditEvent {
                 table: AuditTable::Authz,
                 caller: caller.to_string(),

@@ -199,6 +199,21 @@ impl Security {
             .map_err(|e| Error::Integrity(e.to_string()))
     }
 
+    /// Retires, in the session authority, the key epochs the manifest has retired
+    /// since: their capsules are refused from then on.
+    pub(crate) fn sync_retired_epochs(&self, pipeline: &Pipeline) -> Result<(), Error> {
+        let Some(sessions) = &self.sessions else {
+            return Ok(());
+        };
+        let live = pipeline.manifest_live_state()?;
+        for epoch in live.retired_epochs().keys() {
+            sessions
+                .retire_epoch(*epoch)
+                .map_err(|e| Error::Integrity(e.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// The newest published policy.
     pub(crate) fn policy(&self) -> Arc<PolicySnapshot> {
         self.authz.policy()

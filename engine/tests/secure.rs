@@ -654,6 +654,7 @@ fn session_capsules_authenticate_callers_and_revocation_is_durable() {
 
     // A capsule issued before a key rotation still verifies after it.
     let before = db.issue_session_as(&alice, &alice, None).unwrap();
+    let unused_epoch1 = db.issue_session_as(&alice, &alice, None).unwrap();
     assert_eq!(db.rotate_keys_as(&root).unwrap().get(), 2);
     assert_eq!(db.verify_session(before.as_bytes(), None).unwrap(), alice);
     let after = db.issue_session_as(&alice, &alice, None).unwrap();
@@ -661,6 +662,19 @@ fn session_capsules_authenticate_callers_and_revocation_is_durable() {
     assert_eq!(db.verify_session(after.as_bytes(), None).unwrap(), alice);
     let m = db.session_metrics().unwrap();
     assert!(m.decrypt_success >= 3 && m.replays == 1, "{m:?}");
+    // Once checkpoints retire epoch 1, its capsules are refused.
+    for round in 0..2u32 {
+        for i in 0..400u32 {
+            let key = format!("fill/{round}/{i:04}");
+            db.kv_put_as(&alice, &ns, key, "x".repeat(200)).unwrap();
+        }
+        db.checkpoint_now_as(&root).unwrap();
+    }
+    assert_eq!(db.operational_metrics().key_epochs_retired, 1);
+    assert!(matches!(
+        db.verify_session(unused_epoch1.as_bytes(), None),
+        Err(Error::Session(CapsuleError::RetiredEpoch { .. }))
+    ));
 
     // Only a GlobalAdmin revokes a profile; then its capsules are refused, durably.
     let pending = db.issue_session_as(&alice, &alice, None).unwrap();
