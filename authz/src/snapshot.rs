@@ -53,6 +53,15 @@ pub struct CallerPolicy {
 }
 
 impl CallerPolicy {
+    /// A policy that allows nothing (for a caller that must not act, such as the
+    /// engine's system caller presented from outside the engine).
+    pub fn nothing() -> CallerPolicy {
+        CallerPolicy {
+            system: false,
+            rights: None,
+        }
+    }
+
     /// Whether the caller may perform `action`; denials are generic.
     pub fn check(&self, action: &Action<'_>) -> Result<(), Denied> {
         if self.system {

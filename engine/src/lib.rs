@@ -80,10 +80,10 @@ pub use aedb_actors::audit::{AuditChainError, AuditEvent, AuditRow, AuditTable};
 pub use aedb_actors::authz_actor::AuthzFailure;
 pub use aedb_authz::ihp::{IhpMetricsSnapshot, ProfileError};
 pub use aedb_authz::{
-    AccessError, Action, AuthzChange, AuthzError, CallerId, CallerIdError, CapsuleError,
-    ChannelBinding, Denied, DenyReason, Grant, IhpConfig, IhpConfigError, Permission, Resource,
-    ServerEnvHash, ServerEnvironmentProfile, ServerProfileId, SessionAuthority, SessionCapsule,
-    UnixMicros, compute_server_env_hash_checked,
+    AccessError, Action, AuthzChange, AuthzError, CallerId, CallerIdError, CallerPolicy,
+    CapsuleError, ChannelBinding, Denied, DenyReason, Grant, IhpConfig, IhpConfigError, Permission,
+    Resource, ServerEnvHash, ServerEnvironmentProfile, ServerProfileId, SessionAuthority,
+    SessionCapsule, UnixMicros, compute_server_env_hash_checked,
 };
 pub use secure::{
     AuditExport, AuditExportError, CallerSnapshot, SecureConfig, audit_key_for, read_audit_export,
@@ -296,7 +296,17 @@ impl AedbInstance {
     ) -> Result<(), AccessError> {
         match &self.security {
             Some(s) => s.check(caller, actions, what),
-            None => Ok(()),
+            None => Self::not_system(caller),
+        }
+    }
+
+    /// Refuses the engine's internal system caller on every caller-facing API: users
+    /// can construct the value, but it only ever acts inside the engine.
+    fn not_system(caller: &CallerId) -> Result<(), AccessError> {
+        if caller.is_system() {
+            Err(AccessError::Denied(Denied::new(DenyReason::NoRights)))
+        } else {
+            Ok(())
         }
     }
 
@@ -692,12 +702,17 @@ impl AedbInstance {
     pub fn snapshot_as(&self, caller: &CallerId) -> CallerSnapshot {
         let state = self.pipeline.snapshot();
         match &self.security {
-            Some(s) => CallerSnapshot::new(
-                state,
-                Some(s.policy().for_caller(caller)),
-                caller.clone(),
-                Some(s.reader()),
-            ),
+            Some(s) => {
+                let policy = if caller.is_system() {
+                    CallerPolicy::nothing()
+                } else {
+                    s.policy().for_caller(caller)
+                };
+                CallerSnapshot::new(state, Some(policy), caller.clone(), Some(s.reader()))
+            }
+            None if caller.is_system() => {
+                CallerSnapshot::new(state, Some(CallerPolicy::nothing()), caller.clone(), None)
+            }
             None => CallerSnapshot::new(state, None, caller.clone(), None),
         }
     }
@@ -797,6 +812,7 @@ impl AedbInstance {
         permission: Permission,
         delegable: bool,
     ) -> Result<AuthzChange, Error> {
+        Self::not_system(caller)?;
         Ok(self.security()?.authz.change(
             caller.clone(),
             authz_actor::PolicyChange::Grant {
@@ -815,6 +831,7 @@ impl AedbInstance {
         grantee: &CallerId,
         permission: Permission,
     ) -> Result<AuthzChange, Error> {
+        Self::not_system(caller)?;
         Ok(self.security()?.authz.change(
             caller.clone(),
             authz_actor::PolicyChange::Revoke {
@@ -832,6 +849,7 @@ impl AedbInstance {
         resource: Resource,
         new_owner: &CallerId,
     ) -> Result<AuthzChange, Error> {
+        Self::not_system(caller)?;
         Ok(self.security()?.authz.change(
             caller.clone(),
             authz_actor::PolicyChange::TransferOwnership {
@@ -937,6 +955,7 @@ impl AedbInstance {
     }
 
     fn revoke_session_key(&self, caller: &CallerId, key: String) -> Result<(), Error> {
+        Self::not_system(caller)?;
         let s = self.security()?;
         s.authz.change(
             caller.clone(),

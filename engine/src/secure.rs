@@ -227,8 +227,13 @@ impl Security {
         actions: impl IntoIterator<Item = &'a Action<'a>>,
         what: &str,
     ) -> Result<(), AccessError> {
-        let policy = self.policy();
-        let result = policy.check_all(caller, actions);
+        // The system caller acts only inside the engine (audit writes, bootstrap);
+        // presented to a caller-facing API it is a forgery.
+        let result = if caller.is_system() {
+            Err(Denied::new(aedb_authz::DenyReason::NoRights))
+        } else {
+            self.policy().check_all(caller, actions)
+        };
         if let Err(denied) = &result {
             self.denied(caller, what, denied);
         }

@@ -94,8 +94,29 @@ fn anonymous_calls_on_secure_instances_are_refused_for_every_api() {
             .is_ok_and(|v| v.is_some())
     );
     assert_eq!(db.operational_metrics().key_epoch, 1);
-    // The system caller cannot be named by users.
+    // The system caller cannot be named by users, and the value (which code can build)
+    // is refused by every caller-facing API.
     assert_eq!(CallerId::new("_system"), Err(aedb::CallerIdError::Reserved));
+    let forged = CallerId::system();
+    assert!(is_denied(&db.create_project_as(&forged, "p")));
+    assert!(is_denied(&db.kv_put_as(&forged, &ns, "k", "v")));
+    assert!(is_denied(&db.kv_get_as(&forged, &ns, "k")));
+    assert!(is_denied(&db.snapshot_as(&forged).kv_get(&ns, b"k")));
+    assert!(is_denied(&db.grant_as(
+        &forged,
+        &caller("eve"),
+        Permission::GlobalAdmin,
+        false
+    )));
+    assert!(is_denied(&db.audit_rows_as(&forged, AuditTable::Authz)));
+    let rows = db.audit_rows_as(&root, AuditTable::Authz).unwrap();
+    assert!(
+        rows.iter()
+            .filter(|r| r.kind == "denied" && r.caller == "_system")
+            .count()
+            >= 4,
+        "{rows:?}"
+    );
     db.shutdown().unwrap();
 }
 
