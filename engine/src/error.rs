@@ -30,6 +30,16 @@ pub enum OpenError {
     /// not start.
     #[error(transparent)]
     Recovery(#[from] StartError),
+    /// The directory holds a secure database (it has the system tables): opening it
+    /// without access control would bypass its grants and audit. Open it with
+    /// `open_secure` / `open_production` (the CLI: `--caller`).
+    #[error(
+        "{path} is a secure database: open it with open_secure or open_production (CLI: --caller NAME)"
+    )]
+    SecureDatabase {
+        /// The data directory.
+        path: PathBuf,
+    },
     /// The security actors of a secure instance could not start (damaged policy or
     /// audit tables, or the bootstrap failed).
     #[error("cannot start the secure instance: {0}")]

@@ -137,7 +137,9 @@ impl AedbInstance {
     /// Opens (creating if needed) the database in `dir`, recovering its WAL, **without
     /// access control**: every call is allowed and nothing is audited. For development
     /// and for applications that do their own authorization; production paths use
-    /// [`AedbInstance::open_secure`] or [`AedbInstance::open_production`].
+    /// [`AedbInstance::open_secure`] or [`AedbInstance::open_production`]. A database
+    /// created secure is refused ([`OpenError::SecureDatabase`]): it never silently
+    /// loses its access control.
     ///
     /// Fails with [`OpenError::Lock`] if another instance — in this process or another
     /// — has `dir` open, and with [`OpenError::Recovery`] naming the file and offset if
@@ -238,6 +240,13 @@ impl AedbInstance {
         let keyring = pipeline_config.keyring.clone();
         let (mut pipeline, recovered) = Pipeline::start(&dir, pipeline_config)?;
         let security = match secure {
+            None if pipeline
+                .snapshot()
+                .has_namespace(&aedb_actors::audit::audit_namespace()) =>
+            {
+                let _ = pipeline.shutdown();
+                return Err(OpenError::SecureDatabase { path: dir });
+            }
             None => None,
             Some(secure) => match Security::start(&pipeline, keyring, &secure) {
                 Ok(security) => Some(security),

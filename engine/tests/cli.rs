@@ -327,6 +327,42 @@ fn audit_export_writes_a_verifiable_jsonl_file_and_tampering_fails_verify() {
     let o = aedb(&["check", "invariants", "--data-dir", s(&dir), "--json"]);
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
     assert!(String::from_utf8_lossy(&o.stdout).contains("chains intact"));
+    // A secure database is backed up as a GlobalAdmin (usage error without --caller,
+    // a denial for a caller without the right).
+    let b = |n: &str| tmp.path().join(n);
+    let o = aedb(&[
+        "backup",
+        "full",
+        "--data-dir",
+        s(&dir),
+        "--out",
+        s(&b("b0")),
+    ]);
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = aedb(&[
+        "backup",
+        "full",
+        "--data-dir",
+        s(&dir),
+        "--out",
+        s(&b("b1")),
+        "--caller",
+        "teller",
+    ]);
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = aedb(&[
+        "backup",
+        "full",
+        "--data-dir",
+        s(&dir),
+        "--out",
+        s(&b("b2")),
+        "--caller",
+        "root",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["kind"], "full");
     let out = tmp.path().join("audit.jsonl");
     let o = aedb(&[
         "audit",

@@ -469,6 +469,11 @@ fn grants_persist_and_the_bootstrap_admin_is_installed_once() {
         db.kv_put_as(&alice, &ns, "a/1", "x").unwrap();
         db.shutdown().unwrap();
     }
+    // A secure database never opens without access control.
+    match AedbInstance::open(dir.path(), config()) {
+        Err(OpenError::SecureDatabase { path }) => assert_eq!(path, dir.path()),
+        other => panic!("expected SecureDatabase, got {other:?}"),
+    }
     // Reopened with another bootstrap name: the persisted policy applies, the name
     // grants nothing.
     let db = AedbInstance::open_secure(dir.path(), config(), SecureConfig::new(caller("mallory")))

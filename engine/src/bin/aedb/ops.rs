@@ -66,6 +66,10 @@ pub struct FullArgs {
     /// Where to write the backup (created; must be empty).
     #[arg(long)]
     out: PathBuf,
+    /// For a secure database: the caller the backup runs as (needs `GlobalAdmin`; the
+    /// backup is checked and audited). Not needed for an open database.
+    #[arg(long, value_name = "NAME")]
+    caller: Option<String>,
 }
 
 /// Arguments of `backup incremental`.
@@ -80,6 +84,10 @@ pub struct IncrementalArgs {
     /// Where to write the backup (created; must be empty).
     #[arg(long)]
     out: PathBuf,
+    /// For a secure database: the caller the backup runs as (needs `GlobalAdmin`; the
+    /// backup is checked and audited). Not needed for an open database.
+    #[arg(long, value_name = "NAME")]
+    caller: Option<String>,
 }
 
 /// A backup chain.
@@ -315,14 +323,52 @@ fn report_json(r: &BackupReport) -> Value {
     })
 }
 
+/// Opens a stopped data directory for a backup: plainly, or — for a secure database —
+/// as `caller` (who needs `GlobalAdmin`; the backup is then checked and audited).
+fn open_for_backup(
+    dir: &Path,
+    caller: Option<&str>,
+    global: &Global,
+) -> Result<(AedbInstance, aedb::CallerId), CliError> {
+    let caller = caller
+        .map(aedb::CallerId::new)
+        .transpose()
+        .map_err(|e| CliError::Usage(format!("--caller: {e}")))?;
+    match AedbInstance::open(dir, config(global)?) {
+        Ok(db) => Ok((db, caller.unwrap_or_else(|| operator()))),
+        Err(aedb::OpenError::SecureDatabase { .. }) => {
+            let caller = caller.ok_or_else(|| {
+                CliError::Usage(format!(
+                    "{} is a secure database: pass --caller NAME (a GlobalAdmin)",
+                    dir.display()
+                ))
+            })?;
+            let secure = aedb::SecureConfig::new(caller.clone());
+            Ok((
+                AedbInstance::open_secure(dir, config(global)?, secure)?,
+                caller,
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The caller named in backups of open (non-secure) databases.
+fn operator() -> aedb::CallerId {
+    match aedb::CallerId::new("aedb-cli") {
+        Ok(c) => c,
+        Err(e) => unreachable!("a valid literal: {e}"),
+    }
+}
+
 /// Runs `backup ...`.
 pub fn backup(cmd: BackupCmd, global: &Global) -> Result<(), CliError> {
     match cmd {
         BackupCmd::Full(args) => {
-            let db = AedbInstance::open(&args.data_dir, config(global)?)?;
+            let (db, caller) = open_for_backup(&args.data_dir, args.caller.as_deref(), global)?;
             let bar = bar(global, "full backup");
             let report = db
-                .backup_full(&args.out, &mut |d, t| {
+                .backup_full_as(&caller, &args.out, &mut |d, t| {
                     bar.set_length(t);
                     bar.set_position(d);
                 })
@@ -333,10 +379,10 @@ pub fn backup(cmd: BackupCmd, global: &Global) -> Result<(), CliError> {
             Ok(())
         }
         BackupCmd::Incremental(args) => {
-            let db = AedbInstance::open(&args.data_dir, config(global)?)?;
+            let (db, caller) = open_for_backup(&args.data_dir, args.caller.as_deref(), global)?;
             let bar = bar(global, "incremental backup");
             let report = db
-                .backup_incremental(&args.out, &args.parent, &mut |d, t| {
+                .backup_incremental_as(&caller, &args.out, &args.parent, &mut |d, t| {
                     bar.set_length(t);
                     bar.set_position(d);
                 })
