@@ -335,7 +335,7 @@ fn open_for_backup(
         .transpose()
         .map_err(|e| CliError::Usage(format!("--caller: {e}")))?;
     match AedbInstance::open(dir, config(global)?) {
-        Ok(db) => Ok((db, caller.unwrap_or_else(|| operator()))),
+        Ok(db) => Ok((db, caller.unwrap_or_else(operator))),
         Err(aedb::OpenError::SecureDatabase { .. }) => {
             let caller = caller.ok_or_else(|| {
                 CliError::Usage(format!(
