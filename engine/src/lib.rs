@@ -86,8 +86,8 @@ pub use aedb_authz::{
     SessionCapsule, UnixMicros, compute_server_env_hash_checked,
 };
 pub use secure::{
-    AuditExport, AuditExportError, CallerSnapshot, SecureConfig, audit_key_for, read_audit_export,
-    verify_audit_export, verify_audit_rows,
+    AuditExport, AuditExportError, CallerSnapshot, SecureConfig, audit_key_for, parse_audit_export,
+    read_audit_export, verify_audit_export, verify_audit_rows,
 };
 
 pub use aedb_actors::{CheckpointFailure, CheckpointReport, WAL_DIR};

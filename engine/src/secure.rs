@@ -668,6 +668,12 @@ fn read_export(path: &Path) -> Result<(DatabaseId, Vec<AuditRow>), AuditExportEr
         path: path.to_path_buf(),
         source,
     })?;
+    parse_audit_export(&text)
+}
+
+/// Parses the text of a JSON-lines audit export (what [`read_audit_export`] reads)
+/// into its database id and rows, checking every field's type and size; never panics.
+pub fn parse_audit_export(text: &str) -> Result<(DatabaseId, Vec<AuditRow>), AuditExportError> {
     let mut rows = Vec::new();
     let mut database = None;
     for (i, line) in text.lines().enumerate() {
