@@ -16,15 +16,16 @@
 //! behind — a `.ckpt.tmp` that was being written, and a `.ckpt` renamed into place but
 //! not yet recorded in the manifest — and check what the next open and checkpoint do.
 
+mod child_process;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use child_process::{KillableChild, XorShift, cycles, emit};
 
 use aedb::{
     AedbConfig, AedbInstance, Direction, Finality, KvKey, KvValue, Namespace, ProjectName,
@@ -106,37 +107,6 @@ fn cycle_tx(cycle: u64, n: u64) -> Transaction {
             key(base_key(updated_base(cycle, n))),
             value(updated_value(cycle, n)),
         )
-}
-
-/// A tiny xorshift64 generator: enough randomness without a `rand` dependency.
-struct XorShift(u64);
-
-impl XorShift {
-    fn seeded() -> XorShift {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        XorShift((nanos ^ (u64::from(std::process::id()) << 32)) | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x % n
-    }
-}
-
-/// Writes one protocol line to stdout and flushes it, so the parent sees it before any kill.
-fn emit(line: &str) {
-    // One `write` of the whole line (pipe writes this small are atomic), with a leading
-    // newline to keep it apart from libtest's "test name ... " prefix.
-    let mut out = std::io::stdout().lock();
-    out.write_all(format!("\n{line}\n").as_bytes())
-        .expect("write to stdout");
-    out.flush().expect("flush stdout");
 }
 
 /// Creates the namespace and loads the base keys, unless an earlier child did.
@@ -224,17 +194,6 @@ fn checkpoint_crash_child() {
     stop.store(true, Ordering::Relaxed);
     committer.join().expect("committer thread");
     emit("DONE");
-}
-
-/// SIGKILLs and reaps the child when dropped, so a failing test leaves no process behind.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        // Errors mean the child is already gone.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// What the parent learnt from one child's stdout.
@@ -469,20 +428,12 @@ fn verify(dir: &Path, cycle: u64, report: &ChildReport, model: &mut Model) -> Re
     }
 }
 
-fn cycles() -> u64 {
-    std::env::var(CYCLES_ENV)
-        .ok()
-        .map(|v| v.parse().expect("AEDB_CKPT_CRASH_CYCLES is a number"))
-        .unwrap_or(DEFAULT_CYCLES)
-}
-
 #[test]
 fn sigkill_during_checkpoint_sealing_loses_nothing() {
-    let cycles = cycles();
+    let cycles = cycles(CYCLES_ENV, DEFAULT_CYCLES);
     assert!(cycles > 0);
     let dir = tempfile::tempdir().expect("temp dir");
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut rng = XorShift::seeded();
+    let mut rng = XorShift::seeded(0);
     let mut model: Option<Model> = None;
     let started = Instant::now();
     let (mut killed_in_seal, mut tmp_after_kill, mut in_flight_landed) = (0, 0, 0);
@@ -491,37 +442,15 @@ fn sigkill_during_checkpoint_sealing_loses_nothing() {
     let mut recovered_from = Vec::new();
 
     for cycle in 0..cycles {
-        let mut guard = ChildGuard(
-            Command::new(&exe)
-                .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-                .env(CHILD_DIR_ENV, dir.path())
-                .env(CHILD_CYCLE_ENV, cycle.to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn child"),
+        let child = KillableChild::spawn(
+            CHILD_TEST,
+            &[
+                (CHILD_DIR_ENV, dir.path().display().to_string()),
+                (CHILD_CYCLE_ENV, cycle.to_string()),
+            ],
         );
-        let child = &mut guard.0;
-        let stdout = child.stdout.take().expect("child stdout");
-        let mut stderr = child.stderr.take().expect("child stderr");
-        let (tx, rx) = mpsc::channel::<String>();
-        let out_reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let err_reader = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-
         let mut report = ChildReport::default();
-        report.read_until(&rx, "READY", |r| r.ready.is_some());
+        report.read_until(&child.lines, "READY", |r| r.ready.is_some());
         let (ready_lsn, seal_ms) = report.ready.expect("ready");
         seal_ms_seen.push(seal_ms);
         if model.is_none() {
@@ -531,22 +460,19 @@ fn sigkill_during_checkpoint_sealing_loses_nothing() {
         // Kill inside the 1st or 2nd seal after READY, at a random point of its expected
         // duration (the first seal's duration, at least 20 ms).
         let seals = 1 + rng.below(2);
-        report.read_until(&rx, "a seal", |r| r.seals_started >= seals);
+        report.read_until(&child.lines, "a seal", |r| r.seals_started >= seals);
         let span = seal_ms.max(20) * 6 / 5;
         std::thread::sleep(Duration::from_millis(rng.below(span + 1)));
-        // Ignore the result: a child that exited on its own is reported below.
-        let _ = child.kill();
-        let status = child.wait().expect("wait for child");
-        out_reader.join().expect("stdout reader");
-        for line in rx.try_iter() {
-            report.parse(&line);
+        let ended = child.kill();
+        for line in &ended.rest {
+            report.parse(line);
         }
-        let stderr_text = err_reader.join().expect("stderr reader");
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "cycle {cycle}: the child was not killed but ended with {status:?}\n--- child \
-             stderr ---\n{stderr_text}"
+        assert!(
+            ended.killed(),
+            "cycle {cycle}: the child was not killed but ended with {:?}\n--- child \
+             stderr ---\n{}",
+            ended.status,
+            ended.stderr
         );
         if report.in_seal {
             killed_in_seal += 1;

@@ -8,14 +8,15 @@
 //!
 //! `AEDB_CRASH_CYCLES` sets the number of kill cycles (default 50).
 
+mod child_process;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use child_process::{KillableChild, XorShift, cycles, emit};
 
 use aedb::{
     AedbConfig, AedbInstance, Assertion, ColumnDef, ColumnName, ColumnType, CommitErrorExt,
@@ -78,34 +79,6 @@ fn transfer_id(cycle: u64, thread: u64, n: u64) -> String {
     format!("c{cycle:04}-t{thread}-{n:07}")
 }
 
-/// A tiny xorshift64 generator: enough randomness without a `rand` dependency.
-struct XorShift(u64);
-
-impl XorShift {
-    fn seeded(extra: u64) -> XorShift {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let seed = nanos
-            ^ (u64::from(std::process::id()) << 32)
-            ^ extra.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        XorShift(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn fund_tx() -> Transaction {
     let ns = ns();
     let mut tx = Transaction::new()
@@ -164,16 +137,6 @@ fn setup(db: &AedbInstance) {
         .expect("fund accounts");
 }
 
-/// Writes one protocol line to stdout and flushes it, so the parent sees it before any kill.
-fn emit(line: &str) {
-    // One `write` of the whole line (pipe writes this small are atomic), with a leading
-    // newline to keep it apart from libtest's "test name ... " prefix.
-    let mut out = std::io::stdout().lock();
-    out.write_all(format!("\n{line}\n").as_bytes())
-        .expect("write to stdout");
-    out.flush().expect("flush stdout");
-}
-
 /// The child: runs the ledger until killed. Does nothing in a normal test run.
 #[test]
 fn crash_child() {
@@ -216,17 +179,6 @@ fn crash_child() {
         w.join().expect("worker thread");
     }
     emit("DONE");
-}
-
-/// SIGKILLs and reaps the child when dropped, so a failing test leaves no process behind.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        // Errors mean the child is already gone.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// What the parent learnt from the child's stdout.
@@ -484,13 +436,9 @@ fn verify(dir: &Path, cycles_run: u64, ledger: &Ledger, this_cycle: &ChildReport
 
 #[test]
 fn acknowledged_commits_survive_sigkill() {
-    let cycles: u64 = std::env::var(CYCLES_ENV)
-        .ok()
-        .map(|v| v.parse().expect("AEDB_CRASH_CYCLES is a number"))
-        .unwrap_or(DEFAULT_CYCLES);
+    let cycles = cycles(CYCLES_ENV, DEFAULT_CYCLES);
     assert!(cycles > 0);
     let dir = tempfile::tempdir().expect("temp dir");
-    let exe = std::env::current_exe().expect("test binary path");
     let mut rng = XorShift::seeded(0);
     let mut ledger = Ledger::default();
     let mut killed_mid_run = 0u64;
@@ -500,35 +448,13 @@ fn acknowledged_commits_survive_sigkill() {
     let mut last = None;
 
     for cycle in 0..cycles {
-        let mut guard = ChildGuard(
-            Command::new(&exe)
-                .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
-                .env(CHILD_DIR_ENV, dir.path())
-                .env(CHILD_CYCLE_ENV, cycle.to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn child"),
+        let child = KillableChild::spawn(
+            CHILD_TEST,
+            &[
+                (CHILD_DIR_ENV, dir.path().display().to_string()),
+                (CHILD_CYCLE_ENV, cycle.to_string()),
+            ],
         );
-        let child = &mut guard.0;
-        let stdout = child.stdout.take().expect("child stdout");
-        let mut stderr = child.stderr.take().expect("child stderr");
-        let (tx, rx) = mpsc::channel::<String>();
-        let out_reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let err_reader = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-
         let mut report = ChildReport::default();
         // One cycle in eight is killed at a random moment after spawn (possibly during
         // its own recovery); the others a random moment after the child is running.
@@ -539,7 +465,7 @@ fn acknowledged_commits_survive_sigkill() {
             let wait_until = Instant::now() + Duration::from_secs(120);
             while !report.ready {
                 let left = wait_until.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(left) {
+                match child.lines.recv_timeout(left) {
                     Ok(line) => parse_line(&line, &mut report),
                     Err(RecvTimeoutError::Disconnected) => break,
                     Err(RecvTimeoutError::Timeout) => panic!("child never became ready"),
@@ -548,18 +474,16 @@ fn acknowledged_commits_survive_sigkill() {
             Duration::from_millis(3 + rng.below(300))
         };
         std::thread::sleep(delay);
-        // Ignore the result: the child may have exited on its own (a failure, reported below).
-        let _ = child.kill();
-        let status = child.wait().expect("wait for child");
-        out_reader.join().expect("stdout reader");
-        for line in rx.try_iter() {
-            parse_line(&line, &mut report);
+        let ended = child.kill();
+        for line in &ended.rest {
+            parse_line(line, &mut report);
         }
-        let stderr_text = err_reader.join().expect("stderr reader");
-        let killed = status.signal() == Some(9);
+        let killed = ended.killed();
         assert!(
-            killed || status.success(),
-            "cycle {cycle}: child failed with {status:?}\n--- child stderr ---\n{stderr_text}"
+            killed || ended.status.success(),
+            "cycle {cycle}: child failed with {:?}\n--- child stderr ---\n{}",
+            ended.status,
+            ended.stderr
         );
         if killed {
             killed_mid_run += 1;
