@@ -44,14 +44,10 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aedb::{
-    AedbConfig, AedbInstance, CallerId, Finality, KvKey, KvValue, Namespace, Permission,
-    SecureConfig, Transaction,
-};
+use aedb::{AedbConfig, AedbInstance, CallerId, Finality, Namespace, Permission, SecureConfig};
 use aedb_benches::{
-    CpuSample, KEY_LEN, MetricsDelta, PROJECT, SCOPE, SplitMix64, Summary, key_bytes, load_keys,
-    namespace, open_development, open_production, scratch_dir, small_put, thread_cpu_ns,
-    value_bytes,
+    CpuSample, KEY_LEN, MetricsDelta, PROJECT, SCOPE, SplitMix64, Summary, key_batches, key_bytes,
+    load_keys, namespace, open_development, open_production, scratch_dir, small_put, thread_cpu_ns,
 };
 use criterion::{Criterion, Throughput};
 
@@ -152,21 +148,9 @@ fn open_secure(
 
 /// Loads keys `0..n` like [`load_keys`], on a secure instance as `caller`.
 fn load_keys_as(db: &AedbInstance, caller: &CallerId, n: u64, per_tx: u64) {
-    let ns = namespace();
-    let mut i = 0;
-    while i < n {
-        let end = (i + per_tx).min(n);
-        let mut tx = Transaction::new();
-        for j in i..end {
-            tx = tx.kv_put(
-                &ns,
-                KvKey::new(key_bytes(j)).expect("key"),
-                KvValue::new(value_bytes(j)).expect("value"),
-            );
-        }
+    for tx in key_batches(n, per_tx) {
         db.commit_with_as(caller, tx, Finality::Visible)
             .expect("load commit");
-        i = end;
     }
     db.flush().expect("flush load");
 }

@@ -277,22 +277,24 @@ pub fn run_committers(
 /// Loads keys `0..n` (values [`value_bytes`]) with multi-put transactions of
 /// `per_tx` mutations each.
 pub fn load_keys(db: &AedbInstance, n: u64, per_tx: u64) {
+    for tx in key_batches(n, per_tx) {
+        db.commit_with(tx, Finality::Visible).expect("load commit");
+    }
+    db.flush().expect("flush load");
+}
+
+/// The transactions [`load_keys`] commits: keys `0..n`, `per_tx` puts each.
+pub fn key_batches(n: u64, per_tx: u64) -> impl Iterator<Item = Transaction> {
     let ns = namespace();
-    let mut i = 0;
-    while i < n {
-        let end = (i + per_tx).min(n);
-        let mut tx = Transaction::new();
-        for j in i..end {
-            tx = tx.kv_put(
+    (0..n).step_by(per_tx.max(1) as usize).map(move |i| {
+        (i..(i + per_tx).min(n)).fold(Transaction::new(), |tx, j| {
+            tx.kv_put(
                 &ns,
                 KvKey::new(key_bytes(j)).expect("key"),
                 KvValue::new(value_bytes(j)).expect("value"),
-            );
-        }
-        db.commit_with(tx, Finality::Visible).expect("load commit");
-        i = end;
-    }
-    db.flush().expect("flush load");
+            )
+        })
+    })
 }
 
 /// The production profile with automatic checkpoints pushed out of reach, so a WAL
