@@ -413,25 +413,34 @@ fn copy_prefix(
     Ok(hasher.finalize().into())
 }
 
-/// Paces a backup's copy to a byte rate (no-op without a limit).
-struct Throttle {
+/// Counts the bytes a backup or restore has copied or verified, reports `(done, total)`
+/// and, for backups with a rate limit, sleeps to keep to it.
+struct CopyProgress<'p> {
+    done: u64,
+    total: u64,
+    report: Progress<'p>,
     bytes_per_sec: Option<u64>,
     started: std::time::Instant,
 }
 
-impl Throttle {
+impl<'p> CopyProgress<'p> {
     /// `bytes_per_sec == 0` means unlimited.
-    fn new(bytes_per_sec: u64) -> Throttle {
-        Throttle {
+    fn new(total: u64, report: Progress<'p>, bytes_per_sec: u64) -> CopyProgress<'p> {
+        CopyProgress {
+            done: 0,
+            total,
+            report,
             bytes_per_sec: (bytes_per_sec > 0).then_some(bytes_per_sec),
             started: std::time::Instant::now(),
         }
     }
 
-    /// Sleeps until copying `done` bytes so far keeps to the rate.
-    fn pace(&self, done: u64) {
+    /// Records `n` more bytes; sleeps until the bytes so far keep to the rate.
+    fn tick(&mut self, n: u64) {
+        self.done += n;
+        (self.report)(self.done, self.total);
         if let Some(rate) = self.bytes_per_sec {
-            let due = std::time::Duration::from_secs_f64(done as f64 / rate as f64);
+            let due = std::time::Duration::from_secs_f64(self.done as f64 / rate as f64);
             if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
                 std::thread::sleep(ahead);
             }
@@ -629,13 +638,9 @@ impl AedbInstance {
         let wal = plan_wal(view, base, None)?;
         let total =
             checkpoint.as_ref().map_or(0, |c| c.1.len) + wal.iter().map(|w| w.len).sum::<u64>();
-        let mut done = 0u64;
-        let throttle = Throttle::new(self.backup_rate.load(std::sync::atomic::Ordering::Relaxed));
-        let mut tick = |n: u64| {
-            done += n;
-            progress(done, total);
-            throttle.pace(done);
-        };
+        let rate = self.backup_rate.load(std::sync::atomic::Ordering::Relaxed);
+        let mut copied = CopyProgress::new(total, progress, rate);
+        let mut tick = |n: u64| copied.tick(n);
         let mut files = Vec::new();
         if let Some((_, rec, path, mut file)) = checkpoint {
             let out_dir = dir.join(BackupFileKind::Checkpoint.dir());
@@ -665,7 +670,7 @@ impl AedbInstance {
             None,
             &live,
             files,
-            done,
+            copied.done,
         )
     }
 
@@ -714,13 +719,9 @@ impl AedbInstance {
         let since = parent.manifest.last_lsn;
         let wal = plan_wal(view, since, Some(tail))?;
         let total = wal.iter().map(|w| w.len).sum::<u64>();
-        let mut done = 0u64;
-        let throttle = Throttle::new(self.backup_rate.load(std::sync::atomic::Ordering::Relaxed));
-        let mut tick = |n: u64| {
-            done += n;
-            progress(done, total);
-            throttle.pace(done);
-        };
+        let rate = self.backup_rate.load(std::sync::atomic::Ordering::Relaxed);
+        let mut copied = CopyProgress::new(total, progress, rate);
+        let mut tick = |n: u64| copied.tick(n);
         let files = copy_wal(dir, wal, &mut tick)?;
         self.finish_backup(
             dir,
@@ -730,7 +731,7 @@ impl AedbInstance {
             Some(parent.manifest_sha256),
             &live,
             files,
-            done,
+            copied.done,
         )
     }
 
@@ -1011,11 +1012,8 @@ fn rebuild(
         .flat_map(|b| b.manifest.files.iter())
         .map(|f| f.len)
         .sum();
-    let mut done = 0u64;
-    let mut tick = |n: u64| {
-        done += n;
-        progress(done, total);
-    };
+    let mut verified = CopyProgress::new(total, progress, 0);
+    let mut tick = |n: u64| verified.tick(n);
 
     // Every file against its authenticated listing; the WAL staged segment by segment.
     let wal_dir = staging.join("wal");
@@ -1151,7 +1149,7 @@ fn rebuild(
             lsn: state.lsn(),
             chain_last_lsn: last,
             backups: chain.len(),
-            bytes_verified: done,
+            bytes_verified: verified.done,
             frames_replayed: replayed,
         },
         Rebuilt {

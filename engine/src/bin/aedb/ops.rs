@@ -361,36 +361,39 @@ fn operator() -> aedb::CallerId {
     }
 }
 
+/// Runs one backup of `db` with a progress bar, shuts `db` down and prints the report.
+fn run_backup(
+    global: &Global,
+    db: AedbInstance,
+    what: &str,
+    take: impl FnOnce(&AedbInstance, backup::Progress<'_>) -> Result<BackupReport, backup::BackupError>,
+) -> Result<(), CliError> {
+    let bar = bar(global, what);
+    let report = take(&db, &mut |d, t| {
+        bar.set_length(t);
+        bar.set_position(d);
+    })
+    .map_err(backup_err)?;
+    bar.finish_and_clear();
+    db.shutdown()?;
+    print_backup(global, &report);
+    Ok(())
+}
+
 /// Runs `backup ...`.
 pub fn backup(cmd: BackupCmd, global: &Global) -> Result<(), CliError> {
     match cmd {
         BackupCmd::Full(args) => {
             let (db, caller) = open_for_backup(&args.data_dir, args.caller.as_deref(), global)?;
-            let bar = bar(global, "full backup");
-            let report = db
-                .backup_full_as(&caller, &args.out, &mut |d, t| {
-                    bar.set_length(t);
-                    bar.set_position(d);
-                })
-                .map_err(backup_err)?;
-            bar.finish_and_clear();
-            db.shutdown()?;
-            print_backup(global, &report);
-            Ok(())
+            run_backup(global, db, "full backup", |db, progress| {
+                db.backup_full_as(&caller, &args.out, progress)
+            })
         }
         BackupCmd::Incremental(args) => {
             let (db, caller) = open_for_backup(&args.data_dir, args.caller.as_deref(), global)?;
-            let bar = bar(global, "incremental backup");
-            let report = db
-                .backup_incremental_as(&caller, &args.out, &args.parent, &mut |d, t| {
-                    bar.set_length(t);
-                    bar.set_position(d);
-                })
-                .map_err(backup_err)?;
-            bar.finish_and_clear();
-            db.shutdown()?;
-            print_backup(global, &report);
-            Ok(())
+            run_backup(global, db, "incremental backup", |db, progress| {
+                db.backup_incremental_as(&caller, &args.out, &args.parent, progress)
+            })
         }
         BackupCmd::List(args) => {
             let i = offline::inspect(&args.data_dir, &config(global)?).map_err(offline_err)?;
