@@ -1,6 +1,13 @@
-//! The SIGKILL harness the crash tests share: the test binary re-runs one of its own
-//! tests as a child process that reports progress as lines on stdout, and the parent
-//! kills it with SIGKILL at a moment of its choosing, then checks what recovery finds.
+//! The child-process harness the crash and lifecycle tests share: the test binary re-runs
+//! one of its own tests as a child process that reports progress as lines on stdout, and
+//! the parent kills it with SIGKILL at a moment of its choosing (or waits for its exit
+//! code), then checks what recovery finds.
+//!
+//! Child entry points are `#[ignore]`d tests, so a normal run does not count them as
+//! passing tests; the parent starts them with `--ignored --exact <name>`.
+
+// Each test binary uses a part of the harness.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -87,7 +94,13 @@ impl KillableChild {
     pub fn spawn(test: &str, envs: &[(&str, String)]) -> KillableChild {
         let exe = std::env::current_exe().expect("test binary path");
         let mut child = Command::new(exe)
-            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                test,
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -118,11 +131,41 @@ impl KillableChild {
         }
     }
 
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads lines until one starts with `word`; returns the rest of that line. Panics
+    /// if the child exits or stays silent for `timeout` first.
+    pub fn wait_for_line(&self, word: &str, timeout: std::time::Duration) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(timeout)
+                .unwrap_or_else(|e| panic!("no {word} line from the child: {e}"));
+            if let Some(rest) = line.trim().strip_prefix(word) {
+                return rest.trim().to_owned();
+            }
+        }
+    }
+
+    /// Waits for the child to exit on its own and collects its output.
+    pub fn wait(self) -> Ended {
+        self.end(false)
+    }
+
     /// SIGKILLs the child (unless it already exited), reaps it, and collects the rest of
     /// its output.
-    pub fn kill(mut self) -> Ended {
-        // Ignore the result: a child that exited on its own is reported by the status.
-        let _ = self.child.kill();
+    pub fn kill(self) -> Ended {
+        self.end(true)
+    }
+
+    fn end(mut self, kill: bool) -> Ended {
+        if kill {
+            // Ignore the result: a child that exited on its own is reported by the status.
+            let _ = self.child.kill();
+        }
         let status = self.child.wait().expect("wait for child");
         if let Some(reader) = self.stdout_reader.take() {
             reader.join().expect("stdout reader");
