@@ -13,6 +13,19 @@ pub enum CommitError {
     /// index), a schema or limit violation, a missing namespace, an overflow...
     #[error(transparent)]
     Rejected(#[from] ApplyError),
+    /// The transaction's commit record is larger than one WAL frame can carry (see
+    /// [`aedb_wal::WalConfig::max_record_len`]: 64 MiB for plaintext logs, 63 bytes less
+    /// when the WAL is sealed). Nothing was applied and no LSN was used; the instance
+    /// goes on committing. Split the transaction into smaller ones.
+    #[error(
+        "the transaction's commit record is {len} bytes; the per-transaction limit is {max} bytes: split it into smaller transactions"
+    )]
+    TooLarge {
+        /// Encoded size of the commit record.
+        len: usize,
+        /// The limit for this instance.
+        max: usize,
+    },
     /// The sequencer's mailbox is full and the caller asked not to wait
     /// (`try_commit`). Retry with backoff, or use `commit`, which waits.
     #[error("the commit queue is full; retry with backoff")]

@@ -205,6 +205,7 @@ impl Pipeline {
             snapshots.clone(),
             metrics.clone(),
             config.sequencer_queue,
+            config.wal.max_record_len(),
         );
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let actix_thread = std::thread::Builder::new()

@@ -93,10 +93,14 @@ pub struct Sequencer {
     snapshots: Arc<SnapshotCell<State>>,
     metrics: Arc<EngineMetrics>,
     mailbox_capacity: usize,
+    max_record_len: usize,
 }
 
 impl Sequencer {
-    /// A sequencer continuing from the recovered `state`.
+    /// A sequencer continuing from the recovered `state`. `max_record_len` is the
+    /// largest commit record the WAL writer accepts
+    /// ([`aedb_wal::WalConfig::max_record_len`]); larger transactions are refused with
+    /// [`CommitError::TooLarge`] before anything is applied.
     pub fn new(
         state: State,
         wal: MailboxSender<WalMsg>,
@@ -104,6 +108,7 @@ impl Sequencer {
         snapshots: Arc<SnapshotCell<State>>,
         metrics: Arc<EngineMetrics>,
         mailbox_capacity: usize,
+        max_record_len: usize,
     ) -> Sequencer {
         Sequencer {
             state,
@@ -112,6 +117,7 @@ impl Sequencer {
             snapshots,
             metrics,
             mailbox_capacity,
+            max_record_len,
         }
     }
 
@@ -187,6 +193,16 @@ impl Sequencer {
 
         let mut payload = Vec::new();
         record.encode(&mut payload);
+        // Admission, not I/O: a record the WAL cannot frame is refused here, before the
+        // new state replaces the old one and before it consumes an LSN, so the writer
+        // never sees it and nothing else is affected.
+        if payload.len() > self.max_record_len {
+            let error = CommitError::TooLarge {
+                len: payload.len(),
+                max: self.max_record_len,
+            };
+            return Some((reply, self.fail(ErrorCause::Invalid, error)));
+        }
         self.state = next;
         self.metrics.commits.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "observability")]

@@ -39,6 +39,7 @@ pub mod backup;
 mod config;
 mod error;
 mod golden;
+pub mod limits;
 mod lock;
 pub mod offline;
 pub mod parity;

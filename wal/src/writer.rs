@@ -136,6 +136,19 @@ impl WalConfig {
         Ok(())
     }
 
+    /// Largest record payload [`WalWriter::append`] accepts under this configuration:
+    /// [`MAX_PAYLOAD_LEN`] for plaintext frames, [`MAX_SEALED_RECORD_LEN`] when batches are
+    /// sealed (the sealed-batch header, tag and record header take the difference). A
+    /// caller that builds records from user input checks this **before** appending, so
+    /// an oversized request is refused instead of fail-stopping the writer.
+    pub fn max_record_len(&self) -> usize {
+        if self.cipher.is_some() {
+            MAX_SEALED_RECORD_LEN
+        } else {
+            MAX_PAYLOAD_LEN as usize
+        }
+    }
+
     fn syncs(&self) -> bool {
         self.sync == SyncPolicy::Fdatasync
     }
