@@ -28,8 +28,11 @@ fn blobs() -> TableName {
     TableName::new("blobs").expect("valid table name")
 }
 
-/// The two WAL modes, with the per-transaction limit each must enforce.
-fn modes() -> [(&'static str, fn() -> AedbConfig, usize); 2] {
+/// A WAL mode: its name, its configuration, the per-transaction limit it must enforce.
+type Mode = (&'static str, fn() -> AedbConfig, usize);
+
+/// The two WAL modes.
+fn modes() -> [Mode; 2] {
     [
         (
             "plaintext",
