@@ -142,6 +142,8 @@ impl Pipeline {
             .store(checkpoint_lsn.get(), Ordering::Relaxed);
 
         let (recovered, writer) = recover_wal(&wal_dir, &config, &mut state)?;
+        let mut manifest = manifest;
+        retire_superseded_segments(&mut manifest, &wal_dir, &recovered)?;
         check_segments_against_manifest(&recovered, &manifest)?;
         check_recorded_segments_present(&wal_dir, &manifest, false)?;
         metrics
@@ -429,6 +431,18 @@ fn open_manifest(
     keyring: &Keyring,
 ) -> Result<(Manifest, EpochTable), StartError> {
     let path = data_dir.join(aedb_checkpoint::MANIFEST_FILE_NAME);
+    // A staging copy left by a creation or compaction that crashed before its rename:
+    // the manifest in place (or none) is the truth, the copy was never relied on.
+    let staged = aedb_checkpoint::manifest_temp_path(&path);
+    if staged.exists() {
+        std::fs::remove_file(&staged).map_err(|source| {
+            StartError::Manifest(aedb_checkpoint::ManifestError::Io {
+                op: "remove stale staging copy",
+                path: staged.clone(),
+                source,
+            })
+        })?;
+    }
     let mut manifest = if path.exists() {
         let database = aedb_checkpoint::peek_database_id(&path)?;
         // The manifest stays keyed under the master it was created with; after the
@@ -462,18 +476,25 @@ fn open_manifest(
             source: std::io::Error::other(e.to_string()),
         })?;
         let database = DatabaseId::from_bytes(id);
-        let mut manifest = Manifest::create(&path, database, keyring.manifest_key(database)?)?;
+        // Created whole or not at all: a crash here leaves no manifest, never one
+        // without the key epoch every later open needs.
         let now = now_unix_ms();
-        manifest.append(&ManifestRecord::DatabaseCreated {
-            database_id: database,
-            created_at_unix_ms: now,
-        })?;
-        manifest.append(&ManifestRecord::KeyEpochChanged {
-            epoch: KeyEpoch::FIRST,
-            master_key_id: keyring.current_data_master()?.to_string(),
-            at_unix_ms: now,
-        })?;
-        manifest
+        Manifest::create_with(
+            &path,
+            database,
+            keyring.manifest_key(database)?,
+            &[
+                ManifestRecord::DatabaseCreated {
+                    database_id: database,
+                    created_at_unix_ms: now,
+                },
+                ManifestRecord::KeyEpochChanged {
+                    epoch: KeyEpoch::FIRST,
+                    master_key_id: keyring.current_data_master()?.to_string(),
+                    at_unix_ms: now,
+                },
+            ],
+        )?
     };
     let mut epochs = EpochTable::from_live(manifest.live_state())
         .map_err(|source| StartError::Key(Arc::new(source)))?;
@@ -624,26 +645,14 @@ fn recover_wal(
     config: &PipelineConfig,
     state: &mut State,
 ) -> Result<(RecoveredWal, WalWriter), StartError> {
+    // A log with no segment left (every one retired behind the checkpoint, or a lenient
+    // recovery cut a header that never reached the disk) continues after the checkpoint.
     let base = state.lsn();
-    let has_segments = aedb_wal::segment_paths(wal_dir)
-        .map(|s| !s.is_empty())
-        .unwrap_or(false);
-    if !has_segments && base > Lsn::ZERO {
-        // Every segment was retired behind the checkpoint: continue after it.
-        let writer = WalWriter::create_starting_at(wal_dir, config.wal.clone(), base.next())
-            .map_err(|e| StartError::Thread {
-                what: "WAL writer",
-                source: std::io::Error::other(e.to_string()),
-            })?;
-        let (recovered, _) = aedb_wal::recover(wal_dir, &config.wal, config.recovery, |_| {
-            Ok::<(), FrameReplayError>(())
-        })?;
-        return Ok((recovered, writer));
-    }
     let mut expected = base.next();
-    let (recovered, writer) = aedb_wal::recover(wal_dir, &config.wal, config.recovery, |frame| {
-        replay_commit_frame(state, base, &mut expected, &frame)
-    })?;
+    let (recovered, writer) =
+        aedb_wal::recover_after(wal_dir, &config.wal, config.recovery, base, |frame| {
+            replay_commit_frame(state, base, &mut expected, &frame)
+        })?;
     if recovered.last_lsn < base {
         return Err(StartError::WalBehindCheckpoint {
             wal_last: recovered.last_lsn,
@@ -651,6 +660,41 @@ fn recover_wal(
         });
     }
     Ok((recovered, writer))
+}
+
+/// A lenient recovery that restarted the log after the checkpoint removed the segments
+/// the checkpoint covers ([`RecoveredWal::superseded`]); the manifest retires the ones it
+/// records, exactly as a checkpoint's own retirement would.
+fn retire_superseded_segments(
+    manifest: &mut Manifest,
+    wal_dir: &Path,
+    recovered: &RecoveredWal,
+) -> Result<(), StartError> {
+    if recovered.superseded.is_empty() {
+        return Ok(());
+    }
+    // The restarted log's first segment.
+    let Some(restart) = aedb_wal::segment_paths(wal_dir)
+        .map_err(|e| StartError::Thread {
+            what: "WAL directory listing",
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .first()
+        .map(|(seq, _)| seq.get())
+    else {
+        return Ok(());
+    };
+    let recorded: Vec<u64> = manifest
+        .live_state()
+        .segments()
+        .keys()
+        .copied()
+        .filter(|&seq| seq < restart)
+        .collect();
+    for seq in recorded {
+        manifest.append(&ManifestRecord::SegmentRetired { seq })?;
+    }
+    Ok(())
 }
 
 /// Replays one recovered WAL frame into `state`: frames at or below `base` (covered by

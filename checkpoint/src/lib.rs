@@ -98,8 +98,8 @@ pub use live_state::{
     BackupInfo, CompactionInfo, EpochInfo, LiveCheckpoint, LiveSegment, LiveState, LiveStateError,
 };
 pub use manifest::{
-    MANIFEST_FILE_NAME, Manifest, TornTail, VerifiedManifest, peek_database_id, read_manifest,
-    verify_manifest_bytes,
+    MANIFEST_FILE_NAME, Manifest, TornTail, VerifiedManifest, manifest_temp_path, peek_database_id,
+    read_manifest, verify_manifest_bytes,
 };
 pub use nonce::{FixedNonce, NONCE_LEN, NonceSource, OsNonceSource};
 pub use record::{MAX_FILE_NAME_LEN, MAX_TEXT_LEN, ManifestRecord, RecordError, RecordKind};

@@ -454,8 +454,7 @@ impl fmt::Debug for Manifest {
 }
 
 impl Manifest {
-    /// Creates a new manifest holding only the header, fsyncs it and its directory.
-    /// The caller appends `DatabaseCreated` next.
+    /// Creates a new manifest holding only the header (see [`Manifest::create_with`]).
     ///
     /// # Errors
     /// [`ManifestError::AlreadyExists`] or I/O errors.
@@ -464,36 +463,51 @@ impl Manifest {
         database_id: DatabaseId,
         key: SecretKey,
     ) -> Result<Manifest, ManifestError> {
-        let mut file = match OpenOptions::new()
+        Manifest::create_with(path, database_id, key, &[])
+    }
+
+    /// Creates a new manifest holding the header and `records` (a new database's
+    /// `DatabaseCreated` and first `KeyEpochChanged`), **atomically**: the bytes are
+    /// written to `MANIFEST.tmp`, fsynced, renamed into place and the directory fsynced,
+    /// so a crash leaves either no manifest (and a stale temporary that the next open
+    /// removes) or the whole one — never a header without the records a database needs.
+    ///
+    /// # Errors
+    /// [`ManifestError::AlreadyExists`], [`ManifestError::Rejected`] for records a new
+    /// manifest cannot start with, [`ManifestError::InvalidRecord`], or I/O errors.
+    pub fn create_with(
+        path: &Path,
+        database_id: DatabaseId,
+        key: SecretKey,
+        records: &[ManifestRecord],
+    ) -> Result<Manifest, ManifestError> {
+        if path.exists() {
+            return Err(ManifestError::AlreadyExists {
+                path: path.to_path_buf(),
+            });
+        }
+        let live = LiveState::from_records(database_id, records).map_err(|(_, source)| {
+            ManifestError::Rejected {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+        let (bytes, head_mac) = encode_chain(path, database_id, &key, records)?;
+        write_whole(path, &bytes)?;
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create_new(true)
             .open(path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(ManifestError::AlreadyExists {
-                    path: path.to_path_buf(),
-                });
-            }
-            Err(e) => return Err(io_err("create", path)(e)),
-        };
-        let header = encode_manifest_header(database_id, &key);
-        file.write_all(&header).map_err(io_err("write", path))?;
-        file.sync_all().map_err(io_err("fsync", path))?;
-        let dir = parent_dir(path);
-        sync_dir(dir).map_err(io_err("fsync directory", dir))?;
-        let mut head_mac = [0u8; MAC_LEN];
-        head_mac.copy_from_slice(&header[HEADER_MAC_OFFSET..]);
+            .map_err(io_err("open", path))?;
         Ok(Manifest {
             path: path.to_path_buf(),
             file,
             key,
             database_id,
             head_mac,
-            len: MANIFEST_HEADER_LEN as u64,
-            record_count: 0,
-            live: LiveState::new(database_id),
+            len: bytes.len() as u64,
+            record_count: records.len() as u64,
+            live,
             poisoned: false,
         })
     }
@@ -647,38 +661,8 @@ impl Manifest {
                 source,
             }
         })?;
-        let header = encode_manifest_header(self.database_id, &self.key);
-        let mut bytes = header.to_vec();
-        let mut prev = [0u8; MAC_LEN];
-        prev.copy_from_slice(&header[HEADER_MAC_OFFSET..]);
-        for r in &records {
-            let (frame, mac) = encode_frame(&self.key, &prev, r).map_err(|source| {
-                ManifestError::InvalidRecord {
-                    path: self.path.clone(),
-                    source,
-                }
-            })?;
-            bytes.extend_from_slice(&frame);
-            prev = mac;
-        }
-        let mut tmp_name = self
-            .path
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_else(|| MANIFEST_FILE_NAME.into());
-        tmp_name.push(".tmp");
-        let tmp = self.path.with_file_name(tmp_name);
-        let staged = File::create(&tmp)
-            .map_err(io_err("create", &tmp))
-            .and_then(|mut f| {
-                f.write_all(&bytes).map_err(io_err("write", &tmp))?;
-                f.sync_all().map_err(io_err("fsync", &tmp))
-            })
-            .and_then(|()| fs::rename(&tmp, &self.path).map_err(io_err("rename", &tmp)));
-        if let Err(e) = staged {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
+        let (bytes, prev) = encode_chain(&self.path, self.database_id, &self.key, &records)?;
+        write_staged(&self.path, &bytes)?;
         // The new file is in place: from here on, failures leave this handle unusable.
         self.poisoned = true;
         let dir = parent_dir(&self.path);
@@ -726,6 +710,65 @@ impl Manifest {
     pub fn live_state(&self) -> &LiveState {
         &self.live
     }
+}
+
+/// The path of the staging copy of the manifest at `path` (`MANIFEST.tmp`).
+pub fn manifest_temp_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| MANIFEST_FILE_NAME.into());
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// A manifest file's bytes: the header then `records` chained after it; returns the
+/// bytes and the chain head.
+fn encode_chain(
+    path: &Path,
+    database_id: DatabaseId,
+    key: &SecretKey,
+    records: &[ManifestRecord],
+) -> Result<(Vec<u8>, [u8; MAC_LEN]), ManifestError> {
+    let header = encode_manifest_header(database_id, key);
+    let mut bytes = header.to_vec();
+    let mut prev = [0u8; MAC_LEN];
+    prev.copy_from_slice(&header[HEADER_MAC_OFFSET..]);
+    for r in records {
+        let (frame, mac) =
+            encode_frame(key, &prev, r).map_err(|source| ManifestError::InvalidRecord {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        bytes.extend_from_slice(&frame);
+        prev = mac;
+    }
+    Ok((bytes, prev))
+}
+
+/// Writes `bytes` to the staging copy, fsyncs it and renames it over `path`. On an error
+/// the staging copy is removed and `path` is untouched. The directory is not synced.
+fn write_staged(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
+    let tmp = manifest_temp_path(path);
+    let staged = File::create(&tmp)
+        .map_err(io_err("create", &tmp))
+        .and_then(|mut f| {
+            f.write_all(bytes).map_err(io_err("write", &tmp))?;
+            f.sync_all().map_err(io_err("fsync", &tmp))
+        })
+        .and_then(|()| fs::rename(&tmp, path).map_err(io_err("rename", &tmp)));
+    if let Err(e) = staged {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// [`write_staged`], then fsyncs the directory: `path` holds `bytes` durably.
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
+    write_staged(path, bytes)?;
+    let dir = parent_dir(path);
+    sync_dir(dir).map_err(io_err("fsync directory", dir))
 }
 
 /// Reads the database id from a manifest's header **without authenticating it**, so the

@@ -62,7 +62,7 @@ pub use aedb_model::{
     ProjectName, Row, ScopeName, State, TableName, TableSchema, Timestamp, Transaction, Value,
 };
 pub use aedb_types::Lsn;
-pub use aedb_wal::{FaultInjector, FaultMode, FaultPoint, RecoveredWal};
+pub use aedb_wal::{FaultInjector, FaultKind, FaultMode, FaultPoint, RecoveredWal};
 pub use backup::{
     BackupError, BackupKind, BackupManifest, BackupReport, RestoreOptions, RestoreReport,
     restore_from_backup_chain,

@@ -3,7 +3,10 @@
 //! A [`FaultInjector`] is per instance (shared by cloning), so parallel tests never
 //! interfere. When nothing is armed, [`FaultInjector::check`] costs one relaxed atomic
 //! load. When a point is armed and reached, the operation returns an injected
-//! [`std::io::Error`] *instead of* performing the real system call.
+//! [`std::io::Error`] *instead of* performing the real system call — or, for
+//! [`FaultKind::ShortWrite`], after writing only the first half of the buffer, which is
+//! what a disk that fills up in the middle of a `write` leaves behind. An `ENOSPC`
+//! fault has the [`io::ErrorKind::StorageFull`] kind the kernel's error would have.
 
 use std::fmt;
 use std::io;
@@ -52,6 +55,20 @@ pub enum FaultMode {
     Always,
 }
 
+/// What an armed fault point does when it fires.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FaultKind {
+    /// The call fails with an I/O error (`EIO`) and does nothing (the default).
+    #[default]
+    Eio,
+    /// The call fails with `ENOSPC` (disk full) and does nothing.
+    NoSpace,
+    /// At a write site: the first half of the buffer is written, then the call fails
+    /// with `ENOSPC`. At any other site it acts like [`FaultKind::NoSpace`].
+    ShortWrite,
+}
+
 const MODE_OFF: u8 = 0;
 const MODE_ONCE: u8 = 1;
 const MODE_ALWAYS: u8 = 2;
@@ -61,6 +78,7 @@ struct Inner {
     /// Fast-path gate: false means no point is armed.
     armed: AtomicBool,
     modes: [AtomicU8; 4],
+    kinds: [AtomicU8; 4],
 }
 
 /// Per-instance fault injector; `Default` is unarmed. Cheap to clone (one `Arc`).
@@ -83,10 +101,12 @@ impl fmt::Debug for FaultInjector {
 
 /// The error payload carried inside an injected [`io::Error`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("injected fault at {point:?}")]
+#[error("injected fault at {point:?} ({kind:?})")]
 pub struct InjectedFault {
     /// The point that fired.
     pub point: FaultPoint,
+    /// What it did.
+    pub kind: FaultKind,
 }
 
 impl FaultInjector {
@@ -95,8 +115,19 @@ impl FaultInjector {
         FaultInjector::default()
     }
 
-    /// Arms `point` with `mode`; every clone of this injector sees it.
+    /// Arms `point` with `mode` to fail with `EIO`; every clone of this injector sees it.
     pub fn arm(&self, point: FaultPoint, mode: FaultMode) {
+        self.arm_with(point, mode, FaultKind::Eio);
+    }
+
+    /// Arms `point` with `mode` to fail as `kind` says.
+    pub fn arm_with(&self, point: FaultPoint, mode: FaultMode, kind: FaultKind) {
+        let kind = match kind {
+            FaultKind::Eio => 0,
+            FaultKind::NoSpace => 1,
+            FaultKind::ShortWrite => 2,
+        };
+        self.inner.kinds[point.index()].store(kind, Ordering::SeqCst);
         let raw = match mode {
             FaultMode::Once => MODE_ONCE,
             FaultMode::Always => MODE_ALWAYS,
@@ -133,6 +164,30 @@ impl FaultInjector {
         self.check_armed(point)
     }
 
+    /// `file.write_all_at(buf, offset)` at [`FaultPoint::Write`]: an armed fault fails
+    /// the write (after writing half of `buf` for [`FaultKind::ShortWrite`]).
+    #[inline]
+    pub fn write_all_at(&self, file: &std::fs::File, buf: &[u8], offset: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        match self.check(FaultPoint::Write) {
+            Ok(()) => file.write_all_at(buf, offset),
+            Err(err) => {
+                if self.kind(FaultPoint::Write) == FaultKind::ShortWrite {
+                    file.write_all_at(&buf[..buf.len() / 2], offset)?;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn kind(&self, point: FaultPoint) -> FaultKind {
+        match self.inner.kinds[point.index()].load(Ordering::SeqCst) {
+            1 => FaultKind::NoSpace,
+            2 => FaultKind::ShortWrite,
+            _ => FaultKind::Eio,
+        }
+    }
+
     #[cold]
     fn check_armed(&self, point: FaultPoint) -> io::Result<()> {
         let slot = &self.inner.modes[point.index()];
@@ -145,7 +200,12 @@ impl FaultInjector {
             _ => false,
         };
         if fire {
-            Err(io::Error::other(InjectedFault { point }))
+            let kind = self.kind(point);
+            let io_kind = match kind {
+                FaultKind::Eio => io::ErrorKind::Other,
+                FaultKind::NoSpace | FaultKind::ShortWrite => io::ErrorKind::StorageFull,
+            };
+            Err(io::Error::new(io_kind, InjectedFault { point, kind }))
         } else {
             Ok(())
         }

@@ -56,14 +56,15 @@ pub mod writer;
 
 pub use dir::{segment_file_name, segment_path, segment_paths};
 pub use error::WalError;
-pub use fault::{FaultInjector, FaultMode, FaultPoint};
+pub use fault::{FaultInjector, FaultKind, FaultMode, FaultPoint};
 pub use frame::{
     DecodedFrame, FrameError, FrameKind, MAX_PAYLOAD_LEN, PayloadTooLarge, decode_frame,
     encode_frame,
 };
 pub use reader::{Corruption, scan_segment};
 pub use recovery::{
-    RecoverError, RecoveredWal, RecoveryMode, recover, verify, verify_quiet, verify_with,
+    RecoverError, RecoveredWal, RecoveryMode, recover, recover_after, verify, verify_quiet,
+    verify_with,
 };
 pub use seal::{
     MAX_SEALED_RECORD_LEN, NonceSource, OpenedBatch, SealError, SealedBatchHeader, WalCipher,

@@ -35,7 +35,6 @@
 use std::convert::Infallible;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use aedb_types::Lsn;
@@ -45,12 +44,12 @@ use crate::error::WalError;
 use crate::fault::FaultPoint;
 use aedb_types::KeyEpoch;
 
-use crate::frame::{DecodedFrame, FrameKind};
+use crate::frame::{DecodedFrame, FrameKind, is_all_zero};
 use crate::reader::{Corruption, MappedSegment, ScanEnd, ScanError, scan_segment};
 use crate::seal::{SealError, UnsealFailure, Unsealer};
 use crate::segment::{
-    HEADER_BASE_LSN_OFFSET, HEADER_PREV_HASH_OFFSET, HEADER_SEQ_OFFSET, SegmentHash, SegmentHeader,
-    SegmentSeq,
+    HEADER_BASE_LSN_OFFSET, HEADER_PREV_HASH_OFFSET, HEADER_SEQ_OFFSET, SEGMENT_HEADER_LEN,
+    SegmentHash, SegmentHeader, SegmentSeq,
 };
 use crate::writer::{ResumePoint, SealedSegment, WalConfig, WalWriter};
 
@@ -116,7 +115,8 @@ pub struct SegmentSummary {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecoveredWal {
-    /// The directory held no segments: a fresh log was started (by `recover`).
+    /// No segment was resumed: a fresh log was started (by `recover`), because the
+    /// directory held none or a lenient cut removed them all.
     pub fresh: bool,
     /// The first LSN the log can contain (base LSN of the oldest segment; 1 if fresh).
     pub base_lsn: Lsn,
@@ -134,6 +134,12 @@ pub struct RecoveredWal {
     pub corruption: Option<CorruptionCut>,
     /// Leftover `*.wal.tmp` files of an interrupted rotation (removed by `recover`).
     pub stray_temp_files: Vec<PathBuf>,
+    /// Outside [`RecoveryMode::Strict`]: segments removed by [`recover_after`] because,
+    /// after a cut, the log ended before the checkpoint it continues, so the checkpoint
+    /// covers every frame left in them; the log restarts after the checkpoint with the
+    /// next segment number. Callers that record segments elsewhere (the manifest) retire
+    /// them there.
+    pub superseded: Vec<PathBuf>,
 }
 
 impl RecoveredWal {
@@ -247,6 +253,8 @@ struct Plan {
     repair: Option<(PathBuf, u64, u64)>,
     remove: Vec<PathBuf>,
     resume: Option<ResumePoint>,
+    /// Sequence number of the fresh log started when nothing is resumed.
+    fresh_seq: SegmentSeq,
 }
 
 /// A corruption found in the read pass.
@@ -272,15 +280,48 @@ pub fn recover<E, F>(
 where
     F: FnMut(DecodedFrame<'_>) -> Result<(), E>,
 {
+    recover_after(dir, config, mode, Lsn::ZERO, on_frame)
+}
+
+/// [`recover`] for a log that continues a checkpoint at `covered` (the state already
+/// holds every LSN up to it): when the log turns out to be empty — no segment at all, or
+/// (outside [`RecoveryMode::Strict`]) a single segment whose header a power cut never let
+/// reach the disk — the fresh log starts at `covered + 1` instead of LSN 1.
+pub fn recover_after<E, F>(
+    dir: &Path,
+    config: &WalConfig,
+    mode: RecoveryMode,
+    covered: Lsn,
+    on_frame: F,
+) -> Result<(RecoveredWal, WalWriter), RecoverError<E>>
+where
+    F: FnMut(DecodedFrame<'_>) -> Result<(), E>,
+{
     config.validate()?;
     let unsealer = Unsealer::new(config.cipher.as_ref(), config.keyring.as_ref());
-    let plan = read_pass(dir, mode, Some(unsealer), on_frame)?;
+    let synced = config.sync == crate::SyncPolicy::Fdatasync;
+    let plan = read_pass(dir, mode, synced, Some(unsealer), on_frame)?;
     let Plan {
         mut report,
-        repair,
-        remove,
-        resume,
+        mut repair,
+        mut remove,
+        mut resume,
+        mut fresh_seq,
     } = plan;
+    if mode != RecoveryMode::Strict && resume.is_some() && report.last_lsn < covered {
+        // The cut left the log behind the checkpoint: what survives is all covered by
+        // it, and appending after it would leave an LSN gap. Start over after it.
+        let kept: Vec<(SegmentSeq, PathBuf)> = segment_paths(dir)?
+            .into_iter()
+            .filter(|(_, path)| !remove.contains(path))
+            .collect();
+        fresh_seq = kept.last().map_or(fresh_seq, |(seq, _)| seq.next());
+        report.superseded = kept.into_iter().map(|(_, path)| path).collect();
+        remove.extend(report.superseded.iter().cloned());
+        report.segments.clear();
+        repair = None;
+        resume = None;
+    }
     let syncs = config.sync == crate::SyncPolicy::Fdatasync;
     let faults = &config.faults;
 
@@ -298,7 +339,9 @@ where
         None => {
             ensure_dir(dir, faults, syncs)?;
             report.fresh = true;
-            WalWriter::create(dir, config.clone())?
+            report.base_lsn = covered.next();
+            report.last_lsn = covered;
+            WalWriter::create_fresh(dir, config.clone(), fresh_seq, covered.next())?
         }
         Some(point) => {
             if syncs {
@@ -332,7 +375,7 @@ pub fn verify<E, F>(
 where
     F: FnMut(DecodedFrame<'_>) -> Result<(), E>,
 {
-    read_pass(dir, mode, None, on_frame).map(|plan| plan.report)
+    read_pass(dir, mode, false, None, on_frame).map(|plan| plan.report)
 }
 
 /// [`verify`] with the keys of `config`: like [`recover`], it opens and authenticates
@@ -349,7 +392,8 @@ where
 {
     config.validate()?;
     let unsealer = Unsealer::new(config.cipher.as_ref(), config.keyring.as_ref());
-    read_pass(dir, mode, Some(unsealer), on_frame).map(|plan| plan.report)
+    let synced = config.sync == crate::SyncPolicy::Fdatasync;
+    read_pass(dir, mode, synced, Some(unsealer), on_frame).map(|plan| plan.report)
 }
 
 /// [`verify`] without a callback, for callers that only need the report.
@@ -430,9 +474,12 @@ fn unseal_error<E>(path: &Path, offset: u64, lsn: Lsn, failure: UnsealFailure) -
     }
 }
 
+/// `synced`: the log was written with fsync, so a segment header (synced when the
+/// segment was created) can only be missing through corruption, never a power cut.
 fn read_pass<E, F>(
     dir: &Path,
     mode: RecoveryMode,
+    synced: bool,
     mut unsealer: Option<Unsealer<'_>>,
     mut on_frame: F,
 ) -> Result<Plan, RecoverError<E>>
@@ -449,6 +496,7 @@ where
         torn_tail: None,
         corruption: None,
         stray_temp_files: temp_files(dir)?,
+        superseded: Vec::new(),
     };
     if segments.is_empty() {
         return Ok(Plan {
@@ -456,6 +504,7 @@ where
             repair: None,
             remove: Vec::new(),
             resume: None,
+            fresh_seq: SegmentSeq::FIRST,
         });
     }
 
@@ -486,6 +535,7 @@ where
     let mut repair = None;
     let mut remove = Vec::new();
     let mut resume = None;
+    let mut fresh_seq = SegmentSeq::FIRST;
     let mut previous: Option<SealedSegment> = None;
 
     for (index, (name_seq, path)) in segments.iter().take(scan_count).enumerate() {
@@ -509,11 +559,14 @@ where
                 offset,
                 corruption,
             };
-            // With nothing before it to continue from, even development mode refuses.
-            let Some(prev) = previous.take() else {
-                return Err(corrupt(&found));
-            };
             if mode == RecoveryMode::Strict {
+                return Err(corrupt(&found));
+            }
+            // With nothing before it to continue from, only a header that never reached
+            // the disk is cut (the log then starts afresh with this segment's number);
+            // any other damage to the first segment refuses even in development mode.
+            let prev = previous.take();
+            if prev.is_none() && !(index == 0 && header_never_written(bytes, synced)) {
                 return Err(corrupt(&found));
             }
             let removed: Vec<PathBuf> = segments[index..].iter().map(|(_, p)| p.clone()).collect();
@@ -522,11 +575,19 @@ where
                 path: found.path,
                 offset: found.offset,
                 corruption: found.corruption,
-                bytes: 0,
+                bytes: nonzero_len(bytes),
                 removed_segments: removed,
             });
-            report.last_lsn = prev.last_lsn;
-            resume = Some(ResumePoint::Sealed(prev));
+            match prev {
+                Some(prev) => {
+                    report.last_lsn = prev.last_lsn;
+                    resume = Some(ResumePoint::Sealed(prev));
+                }
+                None => {
+                    report.segments.clear();
+                    fresh_seq = *name_seq;
+                }
+            }
             gap = None;
             break;
         }
@@ -674,7 +735,26 @@ where
         repair,
         remove,
         resume,
+        fresh_seq,
     })
+}
+
+/// Whether a segment whose header does not decode is one whose header a power cut kept
+/// from the disk, rather than a damaged one: the header bytes are missing or all zero
+/// (the file was created and possibly extended, but the sector holding the header was
+/// never persisted), and either the log was written without fsync (so no byte of it was
+/// ever promised durable) or nothing else of the file reached the disk either.
+fn header_never_written(bytes: &[u8], synced: bool) -> bool {
+    let lost = bytes.len() < SEGMENT_HEADER_LEN || is_all_zero(&bytes[..SEGMENT_HEADER_LEN]);
+    lost && (!synced || nonzero_len(bytes) == 0)
+}
+
+/// One past the last non-zero byte of `bytes` (0 if all zero).
+fn nonzero_len(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i as u64 + 1)
 }
 
 /// Header checks that depend on context: name, genesis hash, chain, base LSN.
@@ -762,8 +842,7 @@ fn zero_range<E>(
         let len = usize::try_from(to - at).map_or(zeros.len(), |n| n.min(zeros.len()));
         config
             .faults
-            .check(FaultPoint::Write)
-            .and_then(|()| file.write_all_at(&zeros[..len], at))
+            .write_all_at(&file, &zeros[..len], at)
             .map_err(|err| io_err("zero damaged tail", path, err))?;
         at += len as u64;
     }

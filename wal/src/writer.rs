@@ -282,6 +282,18 @@ impl WalWriter {
         config: WalConfig,
         first_lsn: Lsn,
     ) -> Result<WalWriter, WalError> {
+        WalWriter::create_fresh(dir, config, SegmentSeq::FIRST, first_lsn)
+    }
+
+    /// Creates a fresh log whose first segment is number `seq` (recovery restarting a
+    /// log whose only segment never got its header to disk keeps that segment's number,
+    /// so the manifest's record of earlier, retired segments stays consistent).
+    pub(crate) fn create_fresh(
+        dir: &Path,
+        config: WalConfig,
+        seq: SegmentSeq,
+        first_lsn: Lsn,
+    ) -> Result<WalWriter, WalError> {
         config.validate()?;
         if first_lsn == Lsn::ZERO {
             return Err(WalError::LsnOutOfOrder {
@@ -295,13 +307,7 @@ impl WalWriter {
                 dir: dir.to_path_buf(),
             });
         }
-        let active = create_segment(
-            dir,
-            SegmentSeq::FIRST,
-            first_lsn,
-            SegmentHash::ZERO,
-            &config,
-        )?;
+        let active = create_segment(dir, seq, first_lsn, SegmentHash::ZERO, &config)?;
         let before = Lsn::new(first_lsn.get() - 1);
         let mut writer = WalWriter::with_active(dir, config, active, before);
         writer.count_segment_creation();
@@ -553,8 +559,7 @@ impl WalWriter {
         let result = self
             .config
             .faults
-            .check(FaultPoint::Write)
-            .and_then(|()| self.active.file.write_all_at(&self.batch, offset));
+            .write_all_at(&self.active.file, &self.batch, offset);
         if let Err(err) = result {
             return Err(self.fail("write batch", err));
         }
@@ -655,8 +660,7 @@ impl WalWriter {
         let result = self
             .config
             .faults
-            .check(FaultPoint::Write)
-            .and_then(|()| self.active.file.write_all_at(&bytes, offset));
+            .write_all_at(&self.active.file, &bytes, offset);
         if let Err(err) = result {
             return Err(self.fail("write segment trailer", err));
         }
@@ -868,8 +872,7 @@ fn create_segment(
     let bytes = header.encode();
     config
         .faults
-        .check(FaultPoint::Write)
-        .and_then(|()| file.write_all_at(&bytes, 0))
+        .write_all_at(&file, &bytes, 0)
         .map_err(|err| WalError::io("write segment header", &tmp, err))?;
     if config.syncs() {
         config

@@ -1,0 +1,106 @@
+//! A full disk (`ENOSPC`) and a short write (half the buffer reached the file, then
+//! `ENOSPC`) on the WAL, plaintext and sealed, at the WAL write sites a commit reaches
+//! (its batch, and the trailer that seals a full segment at rotation): the commit gets a typed
+//! WAL error whose I/O kind is `StorageFull`, nothing is published, the instance
+//! fail-stops (the bytes on disk are in doubt), and a reopen finds every acknowledged
+//! commit and none of the failed one — a short write leaves a torn tail that recovery
+//! cuts.
+
+use aedb::{
+    AedbConfig, AedbInstance, CommitError, FaultInjector, FaultKind, FaultMode, FaultPoint,
+    Finality, KvKey, KvValue, Namespace, Transaction,
+};
+use aedb_wal::WalError;
+
+const ACKED: usize = 20;
+
+fn ns() -> Namespace {
+    Namespace::parse("disk", "main").expect("valid namespace")
+}
+
+fn put(i: usize, len: usize) -> Transaction {
+    Transaction::new().kv_put(
+        &ns(),
+        KvKey::new(format!("key-{i}")).expect("key"),
+        KvValue::new(vec![i as u8; len]).expect("value"),
+    )
+}
+
+/// A WAL mode and its configuration.
+type Mode = (&'static str, fn() -> AedbConfig);
+
+fn configs() -> [Mode; 2] {
+    [
+        ("plaintext", || {
+            AedbConfig::production([1; 32]).segment_size(64 * 1024)
+        }),
+        ("sealed", || {
+            AedbConfig::production([1; 32])
+                .with_checkpoint_key([2; 32])
+                .segment_size(64 * 1024)
+        }),
+    ]
+}
+
+fn storage_full(err: &CommitError) -> bool {
+    match err {
+        CommitError::Wal(wal) => match &**wal {
+            WalError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    && FaultInjector::injected_point(source) == Some(FaultPoint::Write)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+#[test]
+fn full_disk_and_short_writes_on_the_wal_lose_nothing_acknowledged() {
+    for (mode, config) in configs() {
+        for kind in [FaultKind::NoSpace, FaultKind::ShortWrite] {
+            // `rotation`: the failing write is the first one for a batch that does not
+            // fit the segment: the trailer sealing the full segment.
+            for rotation in [false, true] {
+                let case = format!("{mode} {kind:?} rotation={rotation}");
+                let dir = tempfile::tempdir().expect("tempdir");
+                let db = AedbInstance::open(dir.path(), config()).expect("open");
+                db.create_project("disk").expect("project");
+                db.create_scope("disk", "main").expect("scope");
+                for i in 0..ACKED {
+                    db.commit_with(put(i, 1000), Finality::Durable)
+                        .unwrap_or_else(|e| panic!("{case}: commit {i}: {e}"));
+                }
+                let lsn = db.snapshot().expect("snapshot").lsn();
+                let faults = db.fault_injector();
+                faults.arm_with(FaultPoint::Write, FaultMode::Once, kind);
+                let len = if rotation { 60 * 1024 } else { 1000 };
+                let err = db
+                    .commit_with(put(ACKED, len), Finality::Durable)
+                    .expect_err("the write fails");
+                assert!(storage_full(&err), "{case}: {err:?}");
+                assert_eq!(db.snapshot().expect("snapshot").lsn(), lsn, "{case}");
+                assert!(
+                    matches!(db.commit(put(99, 10)), Err(CommitError::FailStopped)),
+                    "{case}: fail-stopped"
+                );
+                drop(db);
+
+                let db = AedbInstance::open(dir.path(), config())
+                    .unwrap_or_else(|e| panic!("{case}: reopen: {e}"));
+                let snap = db.snapshot().expect("snapshot");
+                assert_eq!(snap.lsn(), lsn, "{case}: exactly the acknowledged commits");
+                for i in 0..ACKED {
+                    let entry = snap
+                        .kv_get(&ns(), format!("key-{i}").as_bytes())
+                        .expect("read")
+                        .unwrap_or_else(|| panic!("{case}: acknowledged key-{i} lost"));
+                    assert_eq!(entry.value.as_bytes(), vec![i as u8; 1000].as_slice());
+                }
+                db.commit(put(ACKED, 10))
+                    .unwrap_or_else(|e| panic!("{case}: commit after reopen: {e}"));
+                db.shutdown().expect("shutdown");
+            }
+        }
+    }
+}
