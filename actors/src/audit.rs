@@ -551,8 +551,8 @@ impl AuditActor {
                 self.metrics
                     .audit_failures
                     .fetch_add(events.len() as u64, Ordering::Relaxed);
-                eprintln!(
-                    "aedb: writing {} audit rows failed: {e}; they are lost",
+                tracing::warn!(
+                    "writing {} audit rows failed: {e}; they are lost",
                     events.len()
                 );
                 Err(e)

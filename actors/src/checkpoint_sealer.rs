@@ -162,7 +162,7 @@ pub fn spawn(ctx: SealerContext) -> std::io::Result<SealerHandle> {
                                 .metrics
                                 .checkpoint_failures
                                 .fetch_add(1, Ordering::Relaxed);
-                            eprintln!("aedb: automatic checkpoint failed: {e}");
+                            tracing::warn!("automatic checkpoint failed: {e}");
                         }
                     }
                     Recv::Closed => break,
@@ -368,7 +368,7 @@ impl Sealer {
             // Best effort: the manifest no longer references it, so a leftover file is
             // only disk space (and is never read).
             if let Err(e) = aedb_checkpoint::remove_checkpoint(&self.ctx.data_dir, lsn) {
-                eprintln!("aedb: could not delete retired checkpoint at lsn {lsn}: {e}");
+                tracing::warn!("could not delete retired checkpoint at lsn {lsn}: {e}");
             }
         }
         let through = kept[0];

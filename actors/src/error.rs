@@ -38,9 +38,9 @@ pub enum CommitError {
     /// to learn the outcome without applying twice.
     #[error("WAL write or sync failed; the commit's outcome is in doubt until reopen: {0}")]
     Wal(Arc<WalError>),
-    /// An earlier WAL failure fail-stopped the instance; it accepts no more commits.
-    /// Reopen it to recover the last durable state.
-    #[error("the WAL is fail-stopped after an earlier I/O error; reopen the instance")]
+    /// An earlier WAL or manifest write failure fail-stopped the instance; it accepts
+    /// no more commits. Reopen it to recover the last durable state.
+    #[error("the instance is fail-stopped after an earlier WAL or manifest I/O error; reopen it")]
     FailStopped,
     /// The instance is shut down.
     #[error("the instance is shut down")]

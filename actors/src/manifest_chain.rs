@@ -4,8 +4,15 @@
 //! changed) is appended here, HMAC-chained and `fdatasync`ed before the reply, so a
 //! caller that hears `Ok` knows the record is durable. Other actors reach the file only
 //! through [`ManifestMsg`].
+//!
+//! A failed write (of any record, or of a compaction after its rename) **fail-stops the
+//! instance** exactly like a failed WAL fsync: the shared fail-stop flag is raised, the
+//! sequencer refuses every later commit, and the host must reopen. Going on would let the
+//! log outrun the manifest — a sealed segment whose hash was never recorded escapes the
+//! tamper check at the next open.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use aedb_checkpoint::{LiveState, Manifest, ManifestError, ManifestRecord};
@@ -51,12 +58,24 @@ pub struct ManifestHandle {
 
 /// Starts the actor over an open, verified manifest. Once the log holds
 /// `compact_after` records it is compacted: rewritten (temporary file, fsync, atomic
-/// rename, directory fsync) to a `Compacted` record plus the live set.
+/// rename, directory fsync) to a `Compacted` record plus the live set. A write failure
+/// raises `fail_stop` (shared with the sequencer and the WAL writer).
 pub fn spawn(
     mut manifest: Manifest,
     compact_after: u64,
     metrics: Arc<EngineMetrics>,
+    fail_stop: Arc<AtomicBool>,
 ) -> std::io::Result<ManifestHandle> {
+    let stop_on_write_failure = move |e: &ManifestError, what: &str| {
+        // A record refused before anything was written changes nothing on disk.
+        if !matches!(
+            e,
+            ManifestError::Rejected { .. } | ManifestError::InvalidRecord { .. }
+        ) {
+            tracing::error!("{what} failed, fail-stopping the instance: {e}");
+            fail_stop.store(true, Ordering::Release);
+        }
+    };
     let (tx, rx) = mailbox::<ManifestMsg>(64);
     let thread = std::thread::Builder::new()
         .name("aedb-manifest".into())
@@ -64,18 +83,19 @@ pub fn spawn(
             while let Some(msg) = rx.recv() {
                 match msg {
                     ManifestMsg::Record { records, reply } => {
-                        let result = records
-                            .iter()
-                            .try_for_each(|r| manifest.append(r))
-                            .map_err(Arc::new);
-                        reply.complete(result);
+                        let result = records.iter().try_for_each(|r| manifest.append(r));
+                        if let Err(e) = &result {
+                            stop_on_write_failure(e, "a manifest append");
+                        }
+                        reply.complete(result.map_err(Arc::new));
                     }
                     ManifestMsg::SegmentsSealed { records } => {
                         for record in records {
                             let known = matches!(&record, ManifestRecord::SegmentSealed { seq, .. }
                                 if manifest.live_state().segments().contains_key(seq));
                             if !known && let Err(e) = manifest.append(&record) {
-                                eprintln!("aedb: recording a sealed WAL segment failed: {e}");
+                                stop_on_write_failure(&e, "recording a sealed WAL segment");
+                                break;
                             }
                         }
                     }
@@ -91,7 +111,11 @@ pub fn spawn(
                                 .manifest_compactions
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
-                        Err(e) => eprintln!("aedb: manifest compaction failed: {e}"),
+                        // Before the rename the old manifest is intact and in use.
+                        Err(e) if !manifest.is_poisoned() => {
+                            tracing::warn!("manifest compaction failed, will retry: {e}");
+                        }
+                        Err(e) => stop_on_write_failure(&e, "manifest compaction"),
                     }
                 }
             }

@@ -143,6 +143,7 @@ impl Pipeline {
 
         let (recovered, writer) = recover_wal(&wal_dir, &config, &mut state)?;
         let mut manifest = manifest;
+        manifest.set_fault_injector(config.wal.faults.clone());
         retire_superseded_segments(&mut manifest, &wal_dir, &recovered)?;
         check_segments_against_manifest(&recovered, &manifest)?;
         check_recorded_segments_present(&wal_dir, &manifest, false)?;
@@ -163,10 +164,17 @@ impl Pipeline {
         metrics.visible_lsn.store(lsn, Ordering::Relaxed);
 
         let thread_error = |what| move |source| StartError::Thread { what, source };
+        // Raised by the WAL writer or the manifest on a failed write; the sequencer
+        // refuses every commit once it is set.
+        let fail_stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let snapshots = Arc::new(SnapshotCell::new(lsn, Arc::new(state.clone())));
-        let manifest =
-            manifest_chain::spawn(manifest, config.manifest_compact_after, metrics.clone())
-                .map_err(thread_error("manifest"))?;
+        let manifest = manifest_chain::spawn(
+            manifest,
+            config.manifest_compact_after,
+            metrics.clone(),
+            fail_stopped.clone(),
+        )
+        .map_err(thread_error("manifest"))?;
         let wal = wal_writer::spawn(
             writer,
             snapshots.clone(),
@@ -177,6 +185,7 @@ impl Pipeline {
                 max_batch: config.max_batch,
             },
             manifest.mailbox.clone(),
+            fail_stopped,
         )
         .map_err(thread_error("WAL writer"))?;
         let sealer = checkpoint_sealer::spawn(SealerContext {
@@ -582,8 +591,8 @@ pub fn load_newest_checkpoint(
         match state {
             Ok(state) => {
                 if !failures.is_empty() {
-                    eprintln!(
-                        "aedb: recovery fell back to the checkpoint at lsn {lsn}; newer ones failed: {}",
+                    tracing::warn!(
+                        "recovery fell back to the checkpoint at lsn {lsn}; newer ones failed: {}",
                         failures.join("; ")
                     );
                 }

@@ -206,7 +206,7 @@ impl LogSink for WalSink {
                     .map_err(Arc::new);
                 if let Err(e) = &result {
                     self.fail_stopped.store(true, Ordering::Release);
-                    eprintln!("aedb: switching the WAL key failed: {e}");
+                    tracing::warn!("switching the WAL key failed: {e}");
                 }
                 reply.complete(result);
             }
@@ -290,7 +290,7 @@ pub struct RetiredSegments {
 pub struct WalWriterHandle {
     /// The writer's mailbox.
     pub mailbox: MailboxSender<WalMsg>,
-    /// Set once the writer has fail-stopped.
+    /// Set once the instance has fail-stopped (a WAL or manifest write failed).
     pub fail_stopped: Arc<AtomicBool>,
     /// The thread, joined on shutdown.
     pub thread: JoinHandle<()>,
@@ -304,9 +304,9 @@ pub fn spawn(
     mailbox_bound: usize,
     config: LoopConfig,
     manifest: MailboxSender<ManifestMsg>,
+    fail_stopped: Arc<AtomicBool>,
 ) -> std::io::Result<WalWriterHandle> {
     let (tx, rx) = mailbox::<WalMsg>(mailbox_bound);
-    let fail_stopped = Arc::new(AtomicBool::new(false));
     let sink = WalSink {
         writer,
         snapshots,

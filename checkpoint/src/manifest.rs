@@ -46,6 +46,7 @@ use crate::live_state::LiveState;
 use crate::record::{ManifestRecord, RecordError};
 use aedb_keys::SecretKey;
 use aedb_types::DatabaseId;
+use aedb_types::fault::{FaultInjector, FaultPoint};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
@@ -439,6 +440,7 @@ pub struct Manifest {
     record_count: u64,
     live: LiveState,
     poisoned: bool,
+    faults: FaultInjector,
 }
 
 impl fmt::Debug for Manifest {
@@ -509,6 +511,7 @@ impl Manifest {
             record_count: records.len() as u64,
             live,
             poisoned: false,
+            faults: FaultInjector::default(),
         })
     }
 
@@ -573,6 +576,7 @@ impl Manifest {
             record_count: v.records.len() as u64,
             live: v.live,
             poisoned: false,
+            faults: FaultInjector::default(),
         };
         Ok((manifest, v.records, v.torn_tail))
     }
@@ -607,13 +611,15 @@ impl Manifest {
             .seek(SeekFrom::Start(self.len))
             .map_err(io_err("seek", &self.path))
             .and_then(|_| {
-                self.file
-                    .write_all(&frame)
+                let file = &mut self.file;
+                self.faults
+                    .write_with(FaultPoint::Manifest, &frame, |part| file.write_all(part))
                     .map_err(io_err("write", &self.path))
             })
             .and_then(|()| {
-                self.file
-                    .sync_data()
+                self.faults
+                    .check(FaultPoint::Manifest)
+                    .and_then(|()| self.file.sync_data())
                     .map_err(io_err("fdatasync", &self.path))
             });
         if let Err(e) = written {
@@ -704,6 +710,19 @@ impl Manifest {
     /// The manifest's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Consults `faults` at every record write and sync ([`FaultPoint::Manifest`]), so
+    /// tests can fail a manifest append.
+    pub fn set_fault_injector(&mut self, faults: FaultInjector) {
+        self.faults = faults;
+    }
+
+    /// Whether an I/O error left this handle unusable (the file may end in a torn
+    /// frame, or a compaction's rename happened but its directory sync failed): every
+    /// later append fails with [`ManifestError::Poisoned`]; reopen to continue.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
     }
 
     /// The live set folded from every record so far.

@@ -206,8 +206,8 @@ impl AedbInstance {
         })?;
         let lock = DirLock::acquire(&dir)?;
         if config.profile == Profile::Development {
-            eprintln!(
-                "aedb: WARNING: {} is open with the development profile: fsync is OFF, \
+            tracing::warn!(
+                "WARNING: {} is open with the development profile: fsync is OFF, \
                  a crash or power loss can lose acknowledged commits",
                 dir.display()
             );
@@ -766,7 +766,7 @@ impl AedbInstance {
         if let Some(s) = &self.security
             && let Err(e) = s.sync_retired_epochs(&self.pipeline)
         {
-            eprintln!("aedb: session capsules of retired key epochs stay verifiable: {e}");
+            tracing::warn!("session capsules of retired key epochs stay verifiable: {e}");
         }
     }
 
@@ -789,7 +789,7 @@ impl AedbInstance {
             if let Err(e) = s.start_session_epoch(&self.pipeline, epoch) {
                 // Capsules keep verifying under the previous epoch; say why new ones
                 // are not yet issued under the new one.
-                eprintln!("aedb: session capsules stay on the previous epoch: {e}");
+                tracing::warn!("session capsules stay on the previous epoch: {e}");
             }
             self.sync_session_epochs();
             s.audit(AuditEvent {

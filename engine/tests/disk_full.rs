@@ -104,3 +104,71 @@ fn full_disk_and_short_writes_on_the_wal_lose_nothing_acknowledged() {
         }
     }
 }
+
+/// A manifest append that fails (full disk, short write or I/O error) fail-stops the
+/// instance like a WAL fsync failure: the checkpoint that needed it reports the error,
+/// every later commit gets `FailStopped`, and a reopen (which cuts the torn record)
+/// finds every acknowledged commit. The second case fails the `SegmentSealed` record
+/// the WAL writer sends at rotation, which used to be only printed while commits went on.
+#[test]
+fn a_failed_manifest_append_fail_stops_the_instance() {
+    for kind in [FaultKind::Eio, FaultKind::NoSpace, FaultKind::ShortWrite] {
+        for trigger in ["checkpoint", "segment sealed"] {
+            let case = format!("{kind:?} at {trigger}");
+            let (_, config) = configs()[1];
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = AedbInstance::open(dir.path(), config()).expect("open");
+            db.create_project("disk").expect("project");
+            db.create_scope("disk", "main").expect("scope");
+            for i in 0..ACKED {
+                db.commit_with(put(i, 1000), Finality::Durable)
+                    .unwrap_or_else(|e| panic!("{case}: commit {i}: {e}"));
+            }
+            let lsn = db.snapshot().expect("snapshot").lsn();
+            db.fault_injector()
+                .arm_with(FaultPoint::Manifest, FaultMode::Once, kind);
+            if trigger == "checkpoint" {
+                db.checkpoint_now()
+                    .expect_err("the checkpoint cannot be recorded");
+            } else {
+                // Fills the segment: the rotation's SegmentSealed record fails. The
+                // commit itself is durable in the WAL; the record follows it.
+                db.commit_with(put(ACKED, 60 * 1024), Finality::Durable)
+                    .unwrap_or_else(|e| panic!("{case}: the rotating commit: {e}"));
+            }
+            // The record is appended by the manifest thread; the flag is raised before
+            // the failure is answered (checkpoint) or within a bounded wait (rotation).
+            let mut refused = false;
+            for _ in 0..500 {
+                match db.commit(put(99, 10)) {
+                    Err(CommitError::FailStopped) => {
+                        refused = true;
+                        break;
+                    }
+                    Ok(_) if trigger != "checkpoint" => {
+                        std::thread::sleep(std::time::Duration::from_millis(10))
+                    }
+                    other => panic!("{case}: commit after the failed append: {other:?}"),
+                }
+            }
+            assert!(refused, "{case}: the instance did not fail-stop");
+            drop(db);
+
+            let db = AedbInstance::open(dir.path(), config())
+                .unwrap_or_else(|e| panic!("{case}: reopen: {e}"));
+            let snap = db.snapshot().expect("snapshot");
+            assert!(snap.lsn() >= lsn, "{case}: acknowledged commits lost");
+            for i in 0..ACKED {
+                assert!(
+                    snap.kv_get(&ns(), format!("key-{i}").as_bytes())
+                        .expect("read")
+                        .is_some(),
+                    "{case}: acknowledged key-{i} lost"
+                );
+            }
+            db.commit(put(ACKED + 1, 10))
+                .unwrap_or_else(|e| panic!("{case}: commit after reopen: {e}"));
+            db.shutdown().expect("shutdown");
+        }
+    }
+}

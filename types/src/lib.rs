@@ -8,6 +8,8 @@
 //!
 //! It owns no behaviour beyond ordering, arithmetic and formatting of those types;
 //! encodings on disk belong to the crates that write them (`aedb-wal`, `aedb-model`).
+//! It also holds the [`fault`] injector that every crate doing file I/O consults, so
+//! tests can fail a WAL, manifest or checkpoint write the same way.
 //!
 //! ```
 //! use aedb_types::Lsn;
@@ -17,6 +19,8 @@
 //! assert_eq!(first.to_string(), "1");
 //! ```
 #![forbid(unsafe_code)]
+
+pub mod fault;
 
 use std::fmt;
 

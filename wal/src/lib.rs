@@ -46,7 +46,7 @@
 
 pub mod dir;
 pub mod error;
-pub mod fault;
+pub use aedb_types::fault;
 pub mod frame;
 pub mod reader;
 pub mod recovery;

@@ -1126,8 +1126,8 @@ fn rebuild(
     })
     .map_err(|e| wal_error(e, &wal_dir, &staged, &chain[0].dir))?;
     if let Some(cut) = &report.corruption {
-        eprintln!(
-            "aedb: salvage restore: WAL corruption in {} at byte {}: {}; restoring up to lsn {}",
+        tracing::warn!(
+            "salvage restore: WAL corruption in {} at byte {}: {}; restoring up to lsn {}",
             cut.path.display(),
             cut.offset,
             cut.corruption,

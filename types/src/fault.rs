@@ -1,4 +1,5 @@
-//! Fault injection for the WAL's I/O sites (write, fsync, rename, directory fsync).
+//! Fault injection at the engine's I/O sites: WAL segment writes, fsyncs, renames and
+//! directory fsyncs, manifest appends, and checkpoint files.
 //!
 //! A [`FaultInjector`] is per instance (shared by cloning), so parallel tests never
 //! interfere. When nothing is armed, [`FaultInjector::check`] costs one relaxed atomic
@@ -25,15 +26,18 @@ pub enum FaultPoint {
     Rename,
     /// `fsync` of the WAL directory after creating, renaming or removing files.
     DirSync,
+    /// Writing or syncing a MANIFEST record (appends, creation and compaction).
+    Manifest,
 }
 
 impl FaultPoint {
     /// Every fault point.
-    pub const ALL: [FaultPoint; 4] = [
+    pub const ALL: [FaultPoint; 5] = [
         FaultPoint::Write,
         FaultPoint::Fsync,
         FaultPoint::Rename,
         FaultPoint::DirSync,
+        FaultPoint::Manifest,
     ];
 
     const fn index(self) -> usize {
@@ -42,6 +46,7 @@ impl FaultPoint {
             FaultPoint::Fsync => 1,
             FaultPoint::Rename => 2,
             FaultPoint::DirSync => 3,
+            FaultPoint::Manifest => 4,
         }
     }
 }
@@ -77,8 +82,8 @@ const MODE_ALWAYS: u8 = 2;
 struct Inner {
     /// Fast-path gate: false means no point is armed.
     armed: AtomicBool,
-    modes: [AtomicU8; 4],
-    kinds: [AtomicU8; 4],
+    modes: [AtomicU8; 5],
+    kinds: [AtomicU8; 5],
 }
 
 /// Per-instance fault injector; `Default` is unarmed. Cheap to clone (one `Arc`).
@@ -100,14 +105,21 @@ impl fmt::Debug for FaultInjector {
 }
 
 /// The error payload carried inside an injected [`io::Error`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("injected fault at {point:?} ({kind:?})")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InjectedFault {
     /// The point that fired.
     pub point: FaultPoint,
     /// What it did.
     pub kind: FaultKind,
 }
+
+impl fmt::Display for InjectedFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "injected fault at {:?} ({:?})", self.point, self.kind)
+    }
+}
+
+impl std::error::Error for InjectedFault {}
 
 impl FaultInjector {
     /// A new, unarmed injector.
@@ -169,11 +181,25 @@ impl FaultInjector {
     #[inline]
     pub fn write_all_at(&self, file: &std::fs::File, buf: &[u8], offset: u64) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        match self.check(FaultPoint::Write) {
-            Ok(()) => file.write_all_at(buf, offset),
+        self.write_with(FaultPoint::Write, buf, |part| {
+            file.write_all_at(part, offset)
+        })
+    }
+
+    /// `write(buf)` at `point`: an armed fault fails the write (after `write` got the
+    /// first half of `buf` for [`FaultKind::ShortWrite`]).
+    #[inline]
+    pub fn write_with(
+        &self,
+        point: FaultPoint,
+        buf: &[u8],
+        write: impl FnOnce(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        match self.check(point) {
+            Ok(()) => write(buf),
             Err(err) => {
-                if self.kind(FaultPoint::Write) == FaultKind::ShortWrite {
-                    file.write_all_at(&buf[..buf.len() / 2], offset)?;
+                if self.kind(point) == FaultKind::ShortWrite {
+                    write(&buf[..buf.len() / 2])?;
                 }
                 Err(err)
             }
