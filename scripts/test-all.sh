@@ -23,7 +23,7 @@ step "unit, integration, property, crash and doc tests"
 AEDB_CRASH_CYCLES="${AEDB_CRASH_CYCLES:-50}" cargo test --workspace --lib --bins --tests --examples
 cargo test --workspace --doc
 
-step "observability feature: Prometheus exposition checked by promtool, spans without secrets"
+step "observability feature: Prometheus exposition checked by promtool, spans without secrets, IHP metric names"
 # promtool ships in Debian's `prometheus` package. Installed non-interactively (CI runs
 # as root, CI=true, no stdin); the test fails rather than skips without it.
 if ! command -v promtool >/dev/null 2>&1; then
@@ -45,6 +45,9 @@ if ! command -v promtool >/dev/null 2>&1; then
   if [ -n "$guard" ]; then rm -f "$guard"; fi
 fi
 cargo test -p aedb --features observability --test observability
+# aedb-authz's own observability tests (the IHP runbook metric names) exist only with
+# the feature; the workspace run above builds the crate without it.
+cargo test -p aedb-authz --features observability
 
 step "loom models (bounded preemptions)"
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \

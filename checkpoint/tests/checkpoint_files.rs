@@ -299,7 +299,17 @@ fn swapped_duplicated_and_spliced_chunks_fail() {
         Err(CheckpointError::AuthFailed { chunk: 1, .. })
     ));
     let final_moved = [header.clone(), chunk(&enc, 0), chunk(&enc, 2)].concat();
-    assert!(open_sealed(&final_moved).is_err());
+    // The final chunk moved up a slot: it fails authentication at slot 1, where a
+    // non-final chunk 1 was expected.
+    let err = open_sealed(&final_moved).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CheckpointError::AuthFailed { chunk: 1, offset, .. }
+                if offset == (CHECKPOINT_HEADER_LEN + stride) as u64
+        ),
+        "{err:?}"
+    );
     // Same database, LSN and key, different base nonce: chunks cannot be spliced across.
     let other = sealed(&payload(48), 16, 10);
     let spliced = [header, chunk(&enc, 0), chunk(&other, 1), chunk(&enc, 2)].concat();
@@ -313,7 +323,16 @@ fn swapped_duplicated_and_spliced_chunks_fail() {
         enc[CHECKPOINT_HEADER_LEN..].to_vec(),
     ]
     .concat();
-    assert!(open_sealed(&reheaded).is_err());
+    // The header authenticates on its own, but its nonce does not open the first chunk.
+    let err = open_sealed(&reheaded).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CheckpointError::AuthFailed { chunk: 0, offset, .. }
+                if offset == CHECKPOINT_HEADER_LEN as u64
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]

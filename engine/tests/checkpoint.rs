@@ -5,6 +5,7 @@ use aedb::{
     AedbConfig, AedbInstance, Finality, KvKey, KvValue, Namespace, OpenError, StartError,
     Transaction,
 };
+use aedb_checkpoint::ManifestError;
 
 const KEY: [u8; 32] = [7; 32];
 const DATA_KEY: [u8; 32] = [9; 32];
@@ -134,12 +135,16 @@ fn wrong_keys_and_a_deleted_manifest_are_refused() {
         AedbConfig::production([8; 32]).with_checkpoint_key(DATA_KEY),
     )
     .unwrap_err();
+    // The manifest's header MAC is the first thing checked with the key.
+    let manifest = dir.path().join("MANIFEST");
     assert!(
         matches!(
-            wrong_manifest_key,
-            OpenError::Recovery(StartError::Manifest(_))
+            &wrong_manifest_key,
+            OpenError::Recovery(StartError::Manifest(ManifestError::HeaderAuthFailed { path }))
+                if *path == manifest
         ),
-        "{wrong_manifest_key:?}"
+        "expected HeaderAuthFailed({}), got {wrong_manifest_key:?}",
+        manifest.display()
     );
 
     let wrong_data_key = AedbInstance::open(
@@ -231,8 +236,13 @@ fn a_provider_pointed_at_a_new_master_version_starts_a_new_epoch() {
     db.checkpoint_now().unwrap();
     db.shutdown().unwrap();
 
-    // Without the old master version the database cannot be opened: a typed error.
-    let only_v2 = Arc::new(InMemoryKeyProvider::new("hsm-like", [4; 32]).unwrap());
+    // Without the old master version the database cannot be opened: the manifest stays
+    // keyed under the master it was created with (v1), so with v1 gone the only candidate
+    // key (v2's) fails the manifest's header MAC.
+    let only_v2 = Arc::new(WithoutVersion {
+        inner: v1().with_version(2, [4; 32]).unwrap(),
+        lost: 1,
+    });
     let err = AedbInstance::open(
         dir.path(),
         AedbConfig::production(KEY)
@@ -240,7 +250,48 @@ fn a_provider_pointed_at_a_new_master_version_starts_a_new_epoch() {
             .segment_size(64 * 1024),
     )
     .unwrap_err();
-    assert!(matches!(err, OpenError::Recovery(_)), "{err:?}");
+    let manifest = dir.path().join("MANIFEST");
+    assert!(
+        matches!(
+            &err,
+            OpenError::Recovery(StartError::Manifest(ManifestError::HeaderAuthFailed { path }))
+                if *path == manifest
+        ),
+        "expected HeaderAuthFailed({}), got {err:?}",
+        manifest.display()
+    );
+}
+
+/// A key provider that no longer holds master version `lost` (as an HSM from which the
+/// old version was deleted): deriving under it fails with `KeyNotFound`.
+#[derive(Debug)]
+struct WithoutVersion {
+    inner: aedb::InMemoryKeyProvider,
+    lost: u32,
+}
+
+impl aedb::KeyProvider for WithoutVersion {
+    fn current_master(&self) -> Result<aedb_keys::MasterKeyId, aedb_keys::KeyError> {
+        self.inner.current_master()
+    }
+
+    fn derive(
+        &self,
+        master: &aedb_keys::MasterKeyId,
+        request: &aedb_keys::DerivationRequest<'_>,
+    ) -> Result<aedb::SecretKey, aedb_keys::KeyError> {
+        if master.version() == self.lost {
+            return Err(aedb_keys::KeyError::KeyNotFound {
+                key: master.clone(),
+                provider: self.describe(),
+            });
+        }
+        self.inner.derive(master, request)
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
 }
 
 /// Key-epoch retirement, the end of the HSM rotation runbook: once checkpoints and the

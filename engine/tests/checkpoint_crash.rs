@@ -10,7 +10,11 @@
 //!
 //! The child is this test binary re-executed with `--exact checkpoint_crash_child`; it does
 //! nothing unless `AEDB_CKPT_CRASH_CHILD_DIR` is set. Every cycle reuses the same data
-//! directory. `AEDB_CKPT_CRASH_CYCLES` sets the number of kill cycles (default 8).
+//! directory. `AEDB_CKPT_CRASH_CYCLES` sets the number of kill cycles (default 8). The
+//! kill times come from a seed printed at the start and on failure; set
+//! `AEDB_CRASH_SEED=<seed>` to replay it. A child that panics on any thread aborts, and
+//! the parent fails the test on anything but its own SIGKILL or on a panic in the
+//! child's stderr.
 //!
 //! Two deterministic tests next to it reproduce the states a kill inside a seal can leave
 //! behind — a `.ckpt.tmp` that was being written, and a `.ckpt` renamed into place but
@@ -22,10 +26,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use child_process::{KillableChild, XorShift, cycles, emit};
+use child_process::{KillableChild, XorShift, announce_seed, child_env, cycles, emit};
 
 use aedb::{
     AedbConfig, AedbInstance, Direction, Finality, KvKey, KvValue, Namespace, ProjectName,
@@ -146,7 +149,8 @@ fn setup(db: &AedbInstance) {
 #[test]
 #[ignore = "child process of `sigkill_during_checkpoint_sealing_loses_nothing`, which starts it"]
 fn checkpoint_crash_child() {
-    let Some(dir) = std::env::var_os(CHILD_DIR_ENV) else {
+    // Also makes a panic on any thread abort the child (the parent then fails the test).
+    let Some(dir) = child_env(CHILD_DIR_ENV) else {
         return;
     };
     let cycle: u64 = std::env::var(CHILD_CYCLE_ENV)
@@ -211,41 +215,51 @@ struct ChildReport {
 }
 
 impl ChildReport {
-    fn parse(&mut self, line: &str) {
+    /// Parses one line of the child's stdout. Lines of the protocol (`READY <lsn> <ms>`,
+    /// `ACK <lsn> <n>`, `SEAL-START <lsn>`, `SEAL-END <lsn>`) must parse exactly: a
+    /// malformed one fails the test rather than being dropped. Other lines (libtest's
+    /// own) are ignored.
+    fn parse(&mut self, line: &str, hint: &str) {
         let mut words = line.split_whitespace();
-        let mut num = || words.next().and_then(|w| w.parse::<u64>().ok());
-        match line.split_whitespace().next() {
-            Some("READY") => {
-                num();
-                if let (Some(lsn), Some(ms)) = (num(), num()) {
-                    self.ready = Some((lsn, ms));
-                }
-            }
-            Some("ACK") => {
-                num();
-                if let (Some(lsn), Some(n)) = (num(), num()) {
-                    self.acked.push((lsn, n));
-                }
-            }
-            Some("SEAL-START") => {
+        let Some(word) = words.next() else { return };
+        let fields = match word {
+            "READY" | "ACK" => 2,
+            "SEAL-START" | "SEAL-END" => 1,
+            _ => return,
+        };
+        let numbers: Vec<u64> = words.map_while(|w| w.parse().ok()).collect();
+        assert_eq!(
+            (numbers.len(), line.split_whitespace().count()),
+            (fields, fields + 1),
+            "malformed {word} line from the child: {line:?} ({hint})"
+        );
+        match word {
+            "READY" => self.ready = Some((numbers[0], numbers[1])),
+            "ACK" => self.acked.push((numbers[0], numbers[1])),
+            "SEAL-START" => {
                 self.seals_started += 1;
                 self.in_seal = true;
             }
-            Some("SEAL-END") => {
+            _ => {
                 self.seals_finished += 1;
                 self.in_seal = false;
             }
-            _ => {}
         }
     }
 
-    /// Reads lines until `done(self)` holds; panics if the child goes quiet or exits.
-    fn read_until(&mut self, rx: &Receiver<String>, what: &str, done: impl Fn(&Self) -> bool) {
+    /// Reads lines until `done(self)` holds; fails the test (with the child's stderr) if
+    /// the child goes quiet or exits first.
+    fn read_until(
+        &mut self,
+        child: &mut KillableChild,
+        what: &str,
+        hint: &str,
+        done: impl Fn(&Self) -> bool,
+    ) {
         while !done(self) {
-            match rx.recv_timeout(LINE_TIMEOUT) {
-                Ok(line) => self.parse(&line),
-                Err(RecvTimeoutError::Disconnected) => panic!("the child exited before {what}"),
-                Err(RecvTimeoutError::Timeout) => panic!("the child never reached {what}"),
+            match child.recv_line(LINE_TIMEOUT, what) {
+                Some(line) => self.parse(&line, hint),
+                None => child.fail(&format!("the child exited before {what}")),
             }
         }
     }
@@ -433,6 +447,8 @@ fn verify(dir: &Path, cycle: u64, report: &ChildReport, model: &mut Model) -> Re
 fn sigkill_during_checkpoint_sealing_loses_nothing() {
     let cycles = cycles(CYCLES_ENV, DEFAULT_CYCLES);
     assert!(cycles > 0);
+    let seed = announce_seed("checkpoint crash test");
+    let hint = seed.hint.as_str();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rng = XorShift::seeded(0);
     let mut model: Option<Model> = None;
@@ -443,7 +459,7 @@ fn sigkill_during_checkpoint_sealing_loses_nothing() {
     let mut recovered_from = Vec::new();
 
     for cycle in 0..cycles {
-        let child = KillableChild::spawn(
+        let mut child = KillableChild::spawn(
             CHILD_TEST,
             &[
                 (CHILD_DIR_ENV, dir.path().display().to_string()),
@@ -451,7 +467,7 @@ fn sigkill_during_checkpoint_sealing_loses_nothing() {
             ],
         );
         let mut report = ChildReport::default();
-        report.read_until(&child.lines, "READY", |r| r.ready.is_some());
+        report.read_until(&mut child, "READY", hint, |r| r.ready.is_some());
         let (ready_lsn, seal_ms) = report.ready.expect("ready");
         seal_ms_seen.push(seal_ms);
         if model.is_none() {
@@ -461,20 +477,16 @@ fn sigkill_during_checkpoint_sealing_loses_nothing() {
         // Kill inside the 1st or 2nd seal after READY, at a random point of its expected
         // duration (the first seal's duration, at least 20 ms).
         let seals = 1 + rng.below(2);
-        report.read_until(&child.lines, "a seal", |r| r.seals_started >= seals);
+        report.read_until(&mut child, "a seal", hint, |r| r.seals_started >= seals);
         let span = seal_ms.max(20) * 6 / 5;
         std::thread::sleep(Duration::from_millis(rng.below(span + 1)));
         let ended = child.kill();
         for line in &ended.rest {
-            report.parse(line);
+            report.parse(line, hint);
         }
-        assert!(
-            ended.killed(),
-            "cycle {cycle}: the child was not killed but ended with {:?}\n--- child \
-             stderr ---\n{}",
-            ended.status,
-            ended.stderr
-        );
+        // Anything but the parent's own SIGKILL (an abort from a panicking thread, an exit
+        // of its own) fails the test, and so does a panic message on stderr.
+        ended.assert_killed(&format!("cycle {cycle} ({hint})"));
         if report.in_seal {
             killed_in_seal += 1;
         }
@@ -529,8 +541,14 @@ fn sigkill_during_checkpoint_sealing_loses_nothing() {
         tmps.len(),
         ckpts.iter().chain(&tmps).collect::<Vec<_>>()
     );
-    assert!(acked_total > 0, "the children acknowledged nothing");
-    assert!(killed_in_seal > 0, "no child was killed inside a seal");
+    assert!(
+        acked_total > 0,
+        "the children acknowledged nothing ({hint})"
+    );
+    assert!(
+        killed_in_seal > 0,
+        "no child was killed inside a seal ({hint})"
+    );
 }
 
 // ------------------------------------------------ what a kill inside a seal leaves behind

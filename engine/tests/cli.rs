@@ -321,7 +321,16 @@ fn audit_export_writes_a_verifiable_jsonl_file_and_tampering_fails_verify() {
             prefix: b"t/".to_vec(),
         };
         db.grant_as(&root, &teller, perm, false).unwrap();
-        assert!(db.kv_put_as(&teller, &ns, "x", "1").is_err());
+        // Outside the granted prefix: denied, as not covered by the teller's grant.
+        let err = db.kv_put_as(&teller, &ns, "x", "1").unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                aedb::Error::Commit(aedb::CommitError::Access(aedb::AccessError::Denied(d)))
+                    if d.reason() == aedb::DenyReason::NotCovered
+            ),
+            "{err:?}"
+        );
         db.shutdown().unwrap();
     }
     let o = aedb(&["check", "invariants", "--data-dir", s(&dir), "--json"]);
@@ -339,6 +348,13 @@ fn audit_export_writes_a_verifiable_jsonl_file_and_tampering_fails_verify() {
         s(&b("b0")),
     ]);
     assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+    let expected = format!("{} is a secure database: pass --caller NAME", s(&dir));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&expected),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!b("b0").exists(), "nothing was written");
     let o = aedb(&[
         "backup",
         "full",
@@ -350,6 +366,12 @@ fn audit_export_writes_a_verifiable_jsonl_file_and_tampering_fails_verify() {
         "teller",
     ]);
     assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("permission denied"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!b("b1").exists(), "a denied backup wrote nothing");
     let o = aedb(&[
         "backup",
         "full",
@@ -389,6 +411,17 @@ fn audit_export_writes_a_verifiable_jsonl_file_and_tampering_fails_verify() {
     // A second export to the same file is refused (exports are append-only artefacts).
     let o = aedb(&["audit", "export", "--data-dir", s(&dir), "--out", s(&out)]);
     assert_eq!(code(&o), 1);
+    let expected = format!("{}: {}", s(&out), std::io::Error::from_raw_os_error(17));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&expected),
+        "expected {expected:?} (EEXIST), got {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        text,
+        "the export is unchanged"
+    );
 
     let o = aedb(&["audit", "verify", "--file", s(&out), "--json"]);
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
@@ -398,7 +431,33 @@ fn audit_export_writes_a_verifiable_jsonl_file_and_tampering_fails_verify() {
         Some(([0x99; 32], DATA_KEY)),
     );
     assert_eq!(code(&o), 1);
+    // Under the wrong key the very first row fails its MAC.
+    let first = aedb::AuditChainError::BadMac {
+        table: aedb::AuditTable::Authz,
+        seq: 1,
+    };
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&first.to_string()),
+        "expected {first}, got {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // An edited row fails its MAC: the first row naming the teller.
+    let edited: serde_json::Value = text
+        .lines()
+        .find(|l| l.contains("\"teller\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap();
+    assert_eq!(edited["table"], "authz_audit", "{edited}");
+    let edited = aedb::AuditChainError::BadMac {
+        table: aedb::AuditTable::Authz,
+        seq: edited["seq"].as_u64().unwrap(),
+    };
     std::fs::write(&out, text.replacen("\"teller\"", "\"mallory\"", 1)).unwrap();
     let o = aedb(&["audit", "verify", "--file", s(&out)]);
     assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&edited.to_string()),
+        "expected {edited}, got {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use child_process::{KillableChild, emit};
+use child_process::{KillableChild, child_env, emit};
 
 use aedb::{
     AedbConfig, AedbInstance, Assertion, CommitError, CommitErrorExt, ConfigError, Direction,
@@ -82,7 +82,7 @@ fn lock_path(dir: &Path) -> PathBuf {
 #[test]
 #[ignore = "child process of `open_from_another_process_fails_while_the_lock_is_held`, which starts it"]
 fn lock_probe_child() {
-    let Some(dir) = std::env::var_os(PROBE_DIR_ENV) else {
+    let Some(dir) = child_env(PROBE_DIR_ENV) else {
         return;
     };
     let code = match AedbInstance::open(&dir, production()) {
@@ -103,7 +103,7 @@ fn lock_probe_child() {
 #[test]
 #[ignore = "child process of `lock_is_released_when_the_holder_is_sigkilled`, which starts it"]
 fn lock_holder_child() {
-    let Some(dir) = std::env::var_os(HOLDER_DIR_ENV) else {
+    let Some(dir) = child_env(HOLDER_DIR_ENV) else {
         return;
     };
     let db = open_with_namespace(Path::new(&dir), production());
@@ -119,7 +119,7 @@ fn lock_holder_child() {
 #[test]
 #[ignore = "child process of `flushed_visible_commits_survive_sigkill`, which starts it"]
 fn visible_flush_child() {
-    let Some(dir) = std::env::var_os(VISIBLE_DIR_ENV) else {
+    let Some(dir) = child_env(VISIBLE_DIR_ENV) else {
         return;
     };
     let db = open_with_namespace(Path::new(&dir), AedbConfig::low_latency(KEY));
@@ -177,24 +177,14 @@ fn second_open_in_the_same_process_fails_until_the_first_is_closed() {
 fn open_from_another_process_fails_while_the_lock_is_held() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = AedbInstance::open(dir.path(), production()).expect("open");
-    let status = spawn_child("lock_probe_child", (PROBE_DIR_ENV, dir.path()))
+    spawn_child("lock_probe_child", (PROBE_DIR_ENV, dir.path()))
         .wait()
-        .status;
-    assert_eq!(
-        status.code(),
-        Some(PROBE_HELD),
-        "probe while held: {status:?}"
-    );
+        .assert_exit_code(PROBE_HELD, "probe while held");
     db.shutdown().expect("shutdown");
 
-    let status = spawn_child("lock_probe_child", (PROBE_DIR_ENV, dir.path()))
+    spawn_child("lock_probe_child", (PROBE_DIR_ENV, dir.path()))
         .wait()
-        .status;
-    assert_eq!(
-        status.code(),
-        Some(PROBE_OPENED),
-        "probe after shutdown: {status:?}"
-    );
+        .assert_exit_code(PROBE_OPENED, "probe after shutdown");
     // And the lock is free again for this process.
     AedbInstance::open(dir.path(), production())
         .expect("open after the probe exited")
@@ -205,7 +195,7 @@ fn open_from_another_process_fails_while_the_lock_is_held() {
 #[test]
 fn lock_is_released_when_the_holder_is_sigkilled() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let child = spawn_child("lock_holder_child", (HOLDER_DIR_ENV, dir.path()));
+    let mut child = spawn_child("lock_holder_child", (HOLDER_DIR_ENV, dir.path()));
     let lsn = child.wait_for_line("READY", LINE_TIMEOUT);
     let lsn: u64 = lsn.parse().expect("lsn");
 
@@ -216,8 +206,7 @@ fn lock_is_released_when_the_holder_is_sigkilled() {
     let pid = format!("pid {}", child.id());
     assert!(holder.contains(&pid), "holder {holder:?} names {pid}");
 
-    let ended = child.kill();
-    assert!(ended.killed(), "{:?}\n{}", ended.status, ended.stderr);
+    child.kill().assert_killed("lock holder");
 
     let db = AedbInstance::open(dir.path(), production()).expect("open after the holder died");
     let snap = db.snapshot().expect("snapshot");
@@ -414,12 +403,11 @@ fn visible_commits_are_readable_at_once_and_flush_makes_them_durable() {
 #[test]
 fn flushed_visible_commits_survive_sigkill() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let child = spawn_child("visible_flush_child", (VISIBLE_DIR_ENV, dir.path()));
+    let mut child = spawn_child("visible_flush_child", (VISIBLE_DIR_ENV, dir.path()));
     let flushed = child.wait_for_line("FLUSHED", LINE_TIMEOUT);
     let flushed: u64 = flushed.parse().expect("lsn");
     std::thread::sleep(Duration::from_millis(20));
-    let ended = child.kill();
-    assert!(ended.killed(), "{:?}\n{}", ended.status, ended.stderr);
+    child.kill().assert_killed("visible flush child");
 
     let db = AedbInstance::open(dir.path(), AedbConfig::low_latency(KEY)).expect("reopen");
     let snap = db.snapshot().expect("snapshot");

@@ -6,10 +6,10 @@
 use std::ops::Bound;
 
 use aedb::{
-    AccessError, AedbConfig, AedbInstance, Assertion, AuditTable, CallerId, ColumnDef, ColumnName,
-    ColumnType, CommitError, ConfigError, Direction, Error, Finality, KvKey, KvValue, Namespace,
-    Numeric, OpenError, Permission, Resource, SecureConfig, TableName, TableSchema, Transaction,
-    Value,
+    AccessError, AedbConfig, AedbInstance, Assertion, AuditChainError, AuditExportError,
+    AuditTable, BackupError, CallerId, CheckpointFailure, ColumnDef, ColumnName, ColumnType,
+    CommitError, ConfigError, Direction, Error, Finality, KvKey, KvValue, Namespace, Numeric,
+    OpenError, Permission, Resource, SecureConfig, TableName, TableSchema, Transaction, Value,
 };
 
 const KEY: [u8; 32] = [0x11; 32];
@@ -40,6 +40,55 @@ fn schema() -> TableSchema {
     .unwrap()
 }
 
+/// The access error an API's error carries, whichever error type that API returns.
+trait AccessOf: std::fmt::Debug {
+    fn access(&self) -> Option<&AccessError>;
+}
+
+impl AccessOf for AccessError {
+    fn access(&self) -> Option<&AccessError> {
+        Some(self)
+    }
+}
+
+impl AccessOf for CommitError {
+    fn access(&self) -> Option<&AccessError> {
+        match self {
+            CommitError::Access(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+impl AccessOf for CheckpointFailure {
+    fn access(&self) -> Option<&AccessError> {
+        match self {
+            CheckpointFailure::Access(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+impl AccessOf for BackupError {
+    fn access(&self) -> Option<&AccessError> {
+        match self {
+            BackupError::Access(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+impl AccessOf for Error {
+    fn access(&self) -> Option<&AccessError> {
+        match self {
+            Error::Access(a) => Some(a),
+            Error::Commit(c) => c.access(),
+            Error::Checkpoint(c) => c.access(),
+            _ => None,
+        }
+    }
+}
+
 fn is_denied<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
     matches!(r, Err(Error::Access(AccessError::Denied(_))))
         || matches!(
@@ -52,12 +101,19 @@ fn is_denied<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
 fn anonymous_calls_on_secure_instances_are_refused_for_every_api() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path());
+    let root = caller("root");
+    // The namespace exists and the DDL below names new objects, so every call would
+    // succeed for a caller: nothing but the missing caller refuses them.
+    db.create_project_as(&root, "p").unwrap();
+    db.create_scope_as(&root, "p", "s").unwrap();
+    db.create_table_as(&root, &Namespace::parse("p", "s").unwrap(), "t", schema())
+        .unwrap();
+    let before = db.snapshot_as(&root).lsn();
     let ns = Namespace::parse("p", "s").unwrap();
     let tx =
         || Transaction::new().kv_put(&ns, KvKey::new("k").unwrap(), KvValue::new("v").unwrap());
-    let required = |e: &dyn std::fmt::Debug| {
-        let text = format!("{e:?}");
-        assert!(text.contains("CallerRequired"), "{text}");
+    let required = |e: &dyn AccessOf| {
+        assert_eq!(e.access(), Some(&AccessError::CallerRequired), "{e:?}");
     };
     required(&db.commit(tx()).unwrap_err());
     required(&db.commit_with(tx(), Finality::Durable).unwrap_err());
@@ -65,13 +121,13 @@ fn anonymous_calls_on_secure_instances_are_refused_for_every_api() {
     required(&futures::executor::block_on(db.commit_async(tx(), Finality::Durable)).unwrap_err());
     required(
         &db.ddl(aedb::Ddl::CreateProject {
-            project: aedb::ProjectName::new("p").unwrap(),
+            project: aedb::ProjectName::new("q").unwrap(),
         })
         .unwrap_err(),
     );
-    required(&db.create_project("p").unwrap_err());
-    required(&db.create_scope("p", "s").unwrap_err());
-    required(&db.create_table(&ns, "t", schema()).unwrap_err());
+    required(&db.create_project("q").unwrap_err());
+    required(&db.create_scope("p", "s2").unwrap_err());
+    required(&db.create_table(&ns, "t2", schema()).unwrap_err());
     required(&db.kv_put(&ns, "k", "v").unwrap_err());
     required(&db.kv_delete(&ns, "k").unwrap_err());
     required(&db.kv_add(&ns, "n", Numeric::U64(1)).unwrap_err());
@@ -86,13 +142,16 @@ fn anonymous_calls_on_secure_instances_are_refused_for_every_api() {
         .join(format!("anon-backup-{}", std::process::id()));
     required(&db.backup_full(&backup, &mut |_, _| {}).unwrap_err());
     assert!(!backup.exists(), "a refused backup wrote nothing");
-    // Nothing happened: the admin sees no user project and the key epoch is unchanged.
-    let root = caller("root");
-    assert!(
-        !db.snapshot_as(&root)
-            .kv_get(&ns, b"k")
-            .is_ok_and(|v| v.is_some())
+    // Nothing happened: no commit, DDL or audit row was sequenced, the keys the calls
+    // named are absent from the existing namespace, and the key epoch is unchanged.
+    let after = db.snapshot_as(&root);
+    assert_eq!(
+        after.lsn(),
+        before,
+        "a refused anonymous call sequenced nothing"
     );
+    assert_eq!(after.kv_get(&ns, b"k").unwrap(), None);
+    assert_eq!(after.kv_get(&ns, b"n").unwrap(), None);
     assert_eq!(db.operational_metrics().key_epoch, 1);
     // The system caller cannot be named by users, and the value (which code can build)
     // is refused by every caller-facing API.
@@ -512,6 +571,8 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
     let before = db.audit_rows_as(&root, AuditTable::Authz).unwrap().len();
     db.grant_as(&root, &bob, read.clone(), false).unwrap();
     db.grant_as(&root, &bob, write.clone(), false).unwrap();
+    db.kv_put_as(&bob, &ns, "acct/probe", "1")
+        .expect("bob may write while he holds KvWrite");
     db.revoke_as(&root, &bob, write).unwrap();
     db.transfer_ownership_as(&root, Resource::Scope(ns.clone()), &carol)
         .unwrap();
@@ -544,6 +605,41 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
     assert_eq!(failed[0].subject, "1");
     assert!(!failed[0].detail.is_empty());
 
+    // The revoke took effect: bob, who still holds KvRead on the prefix, is denied the
+    // write he could make before it (not covered by his remaining grant), and can still
+    // read.
+    let err = db.kv_put_as(&bob, &ns, "acct/probe", "2").unwrap_err();
+    match err.access() {
+        Some(AccessError::Denied(d)) => {
+            assert_eq!(d.reason(), aedb::DenyReason::NotCovered, "{err:?}")
+        }
+        _ => panic!("expected an access denial after the revoke, got {err:?}"),
+    }
+    let probe = db.kv_get_as(&bob, &ns, "acct/probe").unwrap().unwrap();
+    assert_eq!(
+        probe.value.as_bytes(),
+        b"1",
+        "the denied write changed nothing"
+    );
+    // The denial is audited in both chains.
+    let authz = db.audit_rows_as(&root, AuditTable::Authz).unwrap();
+    let last = authz.last().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.caller.as_str()),
+        ("denied", "bob")
+    );
+    let assertion = db.audit_rows_as(&root, AuditTable::Assertion).unwrap();
+    let last = assertion.last().unwrap();
+    assert_eq!(
+        (
+            last.kind.as_str(),
+            last.caller.as_str(),
+            last.detail.as_str()
+        ),
+        ("policy_denied", "bob", "not_covered"),
+        "{last:?}"
+    );
+
     // Both chains verify; the export verifies from the file alone (with the key).
     assert_eq!(db.verify_audit_as(&root).unwrap().len(), 2);
     let export = dir.path().join("audit.jsonl");
@@ -552,18 +648,57 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
     let exported = aedb::read_audit_export(&export).unwrap();
     let key_for = |id: &str| audit_key(&db, id);
     aedb::verify_audit_rows(&exported, key_for).unwrap();
-    // An edited line in the export is caught.
+    // An edited line in the export is caught: the edited row fails its chained MAC.
     let text = std::fs::read_to_string(&export).unwrap();
     let tampered = dir.path().join("tampered.jsonl");
     std::fs::write(&tampered, text.replacen("\"grant\"", "\"noop\"", 1)).unwrap();
     let rows = aedb::read_audit_export(&tampered).unwrap();
-    assert!(aedb::verify_audit_rows(&rows, |id| audit_key(&db, id)).is_err());
-    // A deleted line too.
+    let edited = exported.iter().find(|r| r.kind == "grant").unwrap();
+    let edited_back = rows
+        .iter()
+        .find(|r| (r.table, r.seq) == (edited.table, edited.seq))
+        .unwrap();
+    assert_eq!(edited_back.kind, "noop", "the edit hit the first grant row");
+    let err = aedb::verify_audit_rows(&rows, |id| audit_key(&db, id)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            AuditExportError::Chain(AuditChainError::BadMac { table, seq })
+                if (*table, *seq) == (edited.table, edited.seq)
+        ),
+        "expected BadMac for {:?} row {}, got {err:?}",
+        edited.table,
+        edited.seq
+    );
+    // A deleted line too: the chain has a gap where the row was.
     let mut lines: Vec<&str> = text.lines().collect();
     lines.remove(2);
     std::fs::write(&tampered, lines.join("\n")).unwrap();
     let rows = aedb::read_audit_export(&tampered).unwrap();
-    assert!(aedb::verify_audit_rows(&rows, |id| audit_key(&db, id)).is_err());
+    let deleted: Vec<_> = exported
+        .iter()
+        .filter(|r| !rows.iter().any(|k| (k.table, k.seq) == (r.table, r.seq)))
+        .collect();
+    let [deleted] = deleted[..] else {
+        panic!("deleting line 3 removed exactly one row: {deleted:?}");
+    };
+    assert!(
+        exported
+            .iter()
+            .any(|r| r.table == deleted.table && r.seq > deleted.seq),
+        "a row follows the deleted one in its table, so the gap is visible"
+    );
+    let err = aedb::verify_audit_rows(&rows, |id| audit_key(&db, id)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            AuditExportError::Chain(AuditChainError::Gap { table, expected, found })
+                if (*table, *expected, *found) == (deleted.table, deleted.seq, deleted.seq + 1)
+        ),
+        "expected a Gap at {:?} row {}, got {err:?}",
+        deleted.table,
+        deleted.seq
+    );
 
     // A GlobalAdmin editing a stored audit row through the commit path is caught by
     // the chain check.
@@ -583,7 +718,16 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
     );
     db.commit_as(&root, edit).unwrap();
     let err = db.verify_audit_as(&root).unwrap_err();
-    assert!(err.to_string().contains("row 2"), "{err}");
+    // `verify_audit_as` carries the chain error as text: compare it with exactly the
+    // error the edited row must produce.
+    let expected = AuditChainError::BadMac {
+        table: AuditTable::Authz,
+        seq: 2,
+    };
+    assert!(
+        matches!(&err, Error::Integrity(text) if *text == expected.to_string()),
+        "expected Integrity({expected}), got {err:?}"
+    );
     db.shutdown().unwrap();
     // `aedb check invariants` reports it too, naming the row.
     let checks = aedb::offline::check_invariants(dir.path(), &config()).unwrap();

@@ -31,9 +31,6 @@
 //! only the owner's pid and is not part of the matrix.
 //! Trials run on two threads, each on its own copy of the fixture (on tmpfs when
 //! available), restored byte for byte after every trial.
-//!
-//! `deleting_the_newest_segment_is_detected` FAILS today: it pins an engine bug (deleting
-//! the newest WAL segment silently drops every acknowledged commit in it; see the test).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::FileExt;
@@ -43,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use aedb::{
     AedbConfig, AedbInstance, Finality, IdempotencyKey, KvKey, KvValue, Lsn, Namespace, Numeric,
-    State, Transaction,
+    OpenError, StartError, State, Transaction,
 };
 
 const MANIFEST_KEY: [u8; 32] = [0x3C; 32];
@@ -389,7 +386,7 @@ fn restore_files(files: &BTreeMap<PathBuf, Vec<u8>>, dir: &Path) -> Vec<PathBuf>
 
 /// What one strict open did.
 enum Observed {
-    Refused(String),
+    Refused(OpenError),
     Opened {
         state: State,
         fallbacks: u64,
@@ -400,7 +397,7 @@ enum Observed {
 
 fn open_once(dir: &Path) -> Observed {
     match AedbInstance::open(dir, config()) {
-        Err(e) => Observed::Refused(e.to_string()),
+        Err(e) => Observed::Refused(e),
         Ok(db) => {
             let state = (*db.snapshot().expect("snapshot")).clone();
             let fallbacks = db.operational_metrics().recovery_checkpoint_fallbacks;
@@ -422,8 +419,13 @@ fn open_once(dir: &Path) -> Observed {
 impl Observed {
     /// The error message of a refused open; panics (with `what`) otherwise.
     fn refusal(self, fx: &Fixture, what: &str) -> String {
+        self.refusal_error(fx, what).to_string()
+    }
+
+    /// The error of a refused open; panics (with `what`) otherwise.
+    fn refusal_error(self, fx: &Fixture, what: &str) -> OpenError {
         match self {
-            Observed::Refused(message) => message,
+            Observed::Refused(err) => err,
             Observed::Opened { state, .. } => panic!(
                 "{what}: expected a refusal, but it opened at lsn {} ({})",
                 state.lsn(),
@@ -437,7 +439,8 @@ impl Observed {
     /// records is missing). Panics on any other refusal.
     fn opened_or_refused_naming(self, dir: &Path, what: &str) -> Option<(State, u64)> {
         match self {
-            Observed::Refused(message) => {
+            Observed::Refused(err) => {
+                let message = err.to_string();
                 assert!(
                     message.contains(&dir.display().to_string()),
                     "{what}: refused without naming a file: {message}"
@@ -453,7 +456,7 @@ impl Observed {
     /// The state and fallback count of a successful open; panics (with `what`) otherwise.
     fn opened(self, what: &str) -> (State, u64) {
         match self {
-            Observed::Refused(message) => panic!("{what}: expected an open, got: {message}"),
+            Observed::Refused(err) => panic!("{what}: expected an open, got: {err}"),
             Observed::Opened {
                 state, fallbacks, ..
             } => (state, fallbacks),
@@ -638,7 +641,8 @@ fn run_trial(fx: &Fixture, dir: &Path, trial: &Trial) -> Verdict {
         !original
     );
     let verdict = match open_once(dir) {
-        Observed::Refused(message) => {
+        Observed::Refused(err) => {
+            let message = err.to_string();
             assert!(
                 message.contains(&path.display().to_string()),
                 "{what}: the error does not name the damaged file: {message}"
@@ -822,40 +826,24 @@ fn deleting_the_oldest_segment_loses_nothing_but_the_fallback() {
 
 /// Deleting the newest WAL segment must not silently drop acknowledged commits: the
 /// manifest records every sealed segment once its successor exists, so the successor of
-/// the newest recorded one is required at open.
+/// the newest recorded one is required at open, and its absence is refused as exactly
+/// `SegmentMissing` naming it.
 #[test]
 fn deleting_the_newest_segment_is_detected() {
     let fx = fixture();
     let dir = fx.materialize();
     let newest = fx.segments.last().expect("segments");
     std::fs::remove_file(dir.path().join(newest)).expect("delete");
-    match open_once(dir.path()) {
-        Observed::Refused(message) => {
-            assert!(message.contains("wal"), "names the WAL: {message}");
-        }
-        Observed::Opened {
-            state,
-            fallbacks,
-            torn_tail,
-        } => {
-            let lost = fx.reference.lsn().get() - state.lsn().get();
-            assert!(
-                fx.history.get(&state.lsn()) == Some(&state),
-                "WRONG DATA after deleting {}: {}",
-                newest.display(),
-                fx.judge(&state)
-            );
-            assert!(
-                lost == 0,
-                "ENGINE BUG: deleting the newest WAL segment {} was not detected: strict open \
-                 succeeded at lsn {} instead of {} ({lost} acknowledged Durable commits \
-                 silently lost; fallbacks {fallbacks}, torn tail {torn_tail:?}, no error)",
-                newest.display(),
-                state.lsn(),
-                fx.reference.lsn(),
-            );
-        }
-    }
+    let err = open_once(dir.path()).refusal_error(fx, "newest segment deleted");
+    let deleted = dir.path().join(newest);
+    assert!(
+        matches!(
+            &err,
+            OpenError::Recovery(StartError::SegmentMissing { path }) if *path == deleted
+        ),
+        "expected SegmentMissing({}), got {err:?}",
+        deleted.display()
+    );
 }
 
 #[test]
@@ -1039,7 +1027,7 @@ fn manifest_truncation_is_repaired_or_refused_never_wrong_data() {
 }
 
 #[test]
-fn an_old_manifest_copy_is_refused_or_opens_complete() {
+fn an_old_manifest_copy_is_refused_when_it_lists_a_deleted_segment_and_opens_complete_otherwise() {
     let fx = fixture();
     // Right after checkpoint 2, replay the copy taken after checkpoint 1: a valid, older
     // chain (not detectable from the files, docs/FORMAT.md). Checkpoint 1 and the WAL after
@@ -1047,20 +1035,27 @@ fn an_old_manifest_copy_is_refused_or_opens_complete() {
     let dir = scratch_dir();
     restore_files(&fx.after_second, dir.path());
     std::fs::write(dir.path().join(MANIFEST), &fx.manifest_after[0]).expect("roll back");
-    // The older chain still lists WAL segments that checkpoint 2 retired: strict open
-    // refuses naming the missing segment; if it opens, the state must be exact.
-    if let Some((state, fallbacks)) = open_once(dir.path()).opened_or_refused_naming(
-        dir.path(),
+    // The older chain still lists WAL segment 0, which checkpoint 2 retired and deleted:
+    // strict open refuses with exactly `SegmentMissing` naming it.
+    let oldest = Path::new("wal").join(aedb_wal::segment_file_name(aedb_wal::SegmentSeq::new(0)));
+    assert!(
+        !fx.after_second.contains_key(&oldest),
+        "checkpoint 2 deleted {}",
+        oldest.display()
+    );
+    let err = open_once(dir.path()).refusal_error(
+        fx,
         "manifest after checkpoint 2 rolled back to checkpoint 1",
-    ) {
-        let then = fx.checkpoint_lsns[1];
-        assert!(
-            state == fx.history[&then],
-            "opened at lsn {}, expected exactly the state at lsn {then}",
-            state.lsn()
-        );
-        assert_eq!(fallbacks, 0);
-    }
+    );
+    let missing = dir.path().join(&oldest);
+    assert!(
+        matches!(
+            &err,
+            OpenError::Recovery(StartError::SegmentMissing { path }) if *path == missing
+        ),
+        "expected SegmentMissing({}), got {err:?}",
+        missing.display()
+    );
     drop(dir);
 
     // Over the final directory:
@@ -1081,11 +1076,9 @@ fn an_old_manifest_copy_is_refused_or_opens_complete() {
     // The copy taken after checkpoint 2 is a valid, older chain (not detectable from the
     // files, docs/FORMAT.md); checkpoint 2 and the WAL after it still exist, so the state
     // is complete — but the rollback un-retires checkpoint 1 and forgets checkpoint 3.
+    // It opens, with exactly the reference state and no fallback.
     std::fs::write(d.join(MANIFEST), &fx.manifest_after[1]).expect("roll back");
-    if let Some((state, fallbacks)) =
-        open_once(d).opened_or_refused_naming(d, "manifest rolled back to after checkpoint 2")
-    {
-        assert!(state == fx.reference, "{}", fx.judge(&state));
-        assert_eq!(fallbacks, 0);
-    }
+    let (state, fallbacks) = open_once(d).opened("manifest rolled back to after checkpoint 2");
+    assert!(state == fx.reference, "{}", fx.judge(&state));
+    assert_eq!(fallbacks, 0);
 }

@@ -1312,11 +1312,40 @@ fn snapshot_codec_round_trips_the_state() {
             .idempotency_key(IdempotencyKey::new("k1").unwrap()),
     )
     .unwrap();
-    let _ = db.commit(
-        &Transaction::new()
-            .kv_sub(&n, key("c"), Numeric::I64(i64::MAX))
-            .kv_sub(&n, key("c"), Numeric::I64(i64::MAX))
-            .idempotency_key(IdempotencyKey::new("k2").unwrap()),
+    // A keyed rejection, so the snapshot holds a rejected idempotency outcome too:
+    // -4 - i64::MAX underflows at the first mutation.
+    let err = db
+        .commit(
+            &Transaction::new()
+                .kv_sub(&n, key("c"), Numeric::I64(i64::MAX))
+                .kv_sub(&n, key("c"), Numeric::I64(i64::MAX))
+                .idempotency_key(IdempotencyKey::new("k2").unwrap()),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ApplyError::Mutation {
+            index: 0,
+            source: OpError::Underflow {
+                ns: n.clone(),
+                key: key("c"),
+                ty: NumericType::I64,
+            },
+        }
+    );
+    let k2 = db
+        .state
+        .idempotency(b"k2")
+        .expect("the rejection is recorded");
+    assert!(
+        matches!(
+            &k2.outcome,
+            Outcome::Rejected(Rejection::Failed {
+                kind: RejectionKind::Underflow,
+                ..
+            })
+        ),
+        "{k2:?}"
     );
     db.ddl(Ddl::CreateProject {
         project: ProjectName::system(),

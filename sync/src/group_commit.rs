@@ -320,6 +320,8 @@ mod tests {
         syncs: usize,
         published: Vec<u32>,
         fail_sync_at: Option<usize>,
+        /// Receives every batch report, when set.
+        reports: Option<std::sync::mpsc::Sender<BatchReport>>,
     }
 
     #[derive(Clone, Default)]
@@ -351,6 +353,11 @@ mod tests {
         }
         fn publish(&mut self, p: u32) {
             self.0.lock().unwrap().published.push(p);
+        }
+        fn on_batch(&mut self, report: BatchReport) {
+            if let Some(reports) = &self.0.lock().unwrap().reports {
+                reports.send(report).expect("the test listens");
+            }
         }
         type Control = Completer<usize>;
         fn control(&mut self, reply: Completer<usize>) {
@@ -425,9 +432,16 @@ mod tests {
         assert_eq!(d.syncs, 1, "a failed sync is never retried");
     }
 
+    /// A `SyncWithin` record is written at once but not synced; the flush timer then
+    /// syncs it in a batch of its own, while the mailbox stays open and nothing else is
+    /// sent (so neither a later append nor the shutdown sync can be what synced it).
+    /// Nothing here measures time: the test waits for the loop's batch reports, and a
+    /// loop that never syncs fails the wait instead of hanging.
     #[test]
-    fn visible_records_are_synced_within_the_flush_interval() {
+    fn a_visible_record_is_synced_by_the_flush_timer_without_another_message() {
         let sink = MemSink::default();
+        let (reports_tx, reports) = std::sync::mpsc::channel();
+        sink.0.lock().unwrap().reports = Some(reports_tx);
         let (tx, rx) = mailbox::<WriterMsg<MemSink, Ackr>>(64);
         let s2 = sink.clone();
         let t = std::thread::spawn(move || WriterLoop::new(s2, cfg()).run(rx));
@@ -437,16 +451,38 @@ mod tests {
             durability: Durability::SyncWithin,
         }))
         .unwrap();
-        // Wait (bounded) for the interval sync; no timing is asserted, only the outcome.
-        for _ in 0..2000 {
-            if sink.0.lock().unwrap().synced == vec![7] {
-                break;
+        let next = || {
+            reports
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the writer loop reports a batch")
+        };
+        // The append: written, not synced.
+        assert_eq!(
+            next(),
+            BatchReport {
+                submissions: 1,
+                synced: false
             }
-            std::thread::sleep(Duration::from_millis(1));
+        );
+        // The timer: an empty batch that syncs (any earlier turn is empty and unsynced).
+        let timer = loop {
+            let report = next();
+            if report.synced {
+                break report;
+            }
+            assert_eq!(report.submissions, 0, "nothing else was sent");
+        };
+        assert_eq!(timer.submissions, 0, "the timer, not a message, synced it");
+        {
+            let d = sink.0.lock().unwrap();
+            assert_eq!(d.synced, vec![7]);
+            assert_eq!((d.writes, d.syncs), (1, 1));
         }
-        assert_eq!(sink.0.lock().unwrap().synced, vec![7]);
+        // The sender was still open all along; closing it now syncs nothing more.
         drop(tx);
         t.join().unwrap();
+        assert_eq!(sink.0.lock().unwrap().syncs, 1);
+        assert!(reports.try_recv().is_err(), "no batch after the timer's");
     }
 
     #[test]

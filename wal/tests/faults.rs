@@ -107,16 +107,18 @@ fn rename_failure_during_rotation_leaves_a_recoverable_sealed_log() {
     let config = config(1024);
     let mut writer = WalWriter::create(&dir, config.clone()).expect("create");
     config.faults.arm(FaultPoint::Rename, FaultMode::Once);
-    let err = loop {
-        let next = writer.last_lsn().get() + 1;
-        writer
-            .append(Lsn::new(next), FrameKind::Commit, &payload(next))
-            .expect("append");
-        match writer.flush_and_sync() {
-            Ok(_) => continue,
-            Err(err) => break err,
-        }
-    };
+    // 1 KiB segments rotate within a few appends; a writer that never reaches the
+    // armed rename fails the test instead of looping forever.
+    const MAX_APPENDS: u64 = 1000;
+    let err = (0..MAX_APPENDS)
+        .find_map(|_| {
+            let next = writer.last_lsn().get() + 1;
+            writer
+                .append(Lsn::new(next), FrameKind::Commit, &payload(next))
+                .expect("append");
+            writer.flush_and_sync().err()
+        })
+        .unwrap_or_else(|| panic!("no rotation (and so no rename) in {MAX_APPENDS} appends"));
     assert_eq!(injected(&err), Some(FaultPoint::Rename));
     assert_fail_stopped(&mut writer);
     // The old segment was sealed and synced before the new one was created.
@@ -219,7 +221,15 @@ fn write_failure_while_repairing_a_torn_tail_is_reported_and_retryable() {
 
     config.faults.arm(FaultPoint::Write, FaultMode::Once);
     let err = recover_all(&dir, &config, RecoveryMode::Strict).expect_err("repair write fails");
-    assert!(matches!(err, RecoverError::Io { .. }));
+    // Exactly the injected write, while zeroing the torn tail of this segment.
+    assert!(
+        matches!(
+            &err,
+            RecoverError::Io { op: "zero damaged tail", path: p, source }
+                if *p == path && FaultInjector::injected_point(source) == Some(FaultPoint::Write)
+        ),
+        "{err:?}"
+    );
     let (report, _, frames) =
         recover_all(&dir, &config, RecoveryMode::Strict).expect("retry works");
     assert_eq!(report.torn_tail_bytes(), 30);

@@ -6,8 +6,8 @@ use aedb_keys::SecretKey;
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use aedb_wal::seal::{NONCE_LEN, SEALED_HEADER_LEN};
 use aedb_wal::{
-    FrameKind, SealError, SealedBatchHeader, SegmentHash, SegmentHeader, SegmentSeq, decode_frame,
-    open_sealed_batch, scan_segment, seal_batch,
+    FrameError, FrameKind, SealError, SealedBatchHeader, SegmentHash, SegmentHeader, SegmentSeq,
+    decode_frame, open_sealed_batch, scan_segment, seal_batch,
 };
 use proptest::prelude::*;
 
@@ -116,11 +116,23 @@ proptest! {
         frame[at] ^= mask;
         let crc = crc32fast::hash(&frame[..crc_at]);
         frame[crc_at..].copy_from_slice(&crc.to_le_bytes());
-        let decoded = decode_frame(&frame).ok().filter(|f| f.kind == FrameKind::SealedBatch);
-        // (A changed kind byte makes it another kind of frame, which is never opened.)
-        if let Some(decoded) = decoded {
-            let opened = open_sealed_batch(decoded.payload, decoded.lsn, SegmentSeq::new(1), DB, &key());
-            prop_assert!(opened.is_err(), "byte {} (payload header ends at {}) opened", at, 16 + SEALED_HEADER_LEN);
+        // Frame header: payload length 0..4, LSN 4..12, kind 12, flags 13, reserved 14..16.
+        // Every outcome is asserted: a frame that still decodes as a sealed batch must not
+        // open, and every other outcome must be the one the changed field explains.
+        match decode_frame(&frame) {
+            Ok(decoded) if decoded.kind == FrameKind::SealedBatch => {
+                let opened = open_sealed_batch(decoded.payload, decoded.lsn, SegmentSeq::new(1), DB, &key());
+                prop_assert!(opened.is_err(), "byte {} (payload header ends at {}) opened", at, 16 + SEALED_HEADER_LEN);
+            }
+            // Another valid kind: never opened as a sealed batch.
+            Ok(decoded) => prop_assert_eq!(at, 12, "kind {:?}", decoded.kind),
+            Err(FrameError::UnknownKind { .. }) => prop_assert_eq!(at, 12),
+            Err(FrameError::ReservedBitsSet { .. }) => prop_assert!((13..16).contains(&at), "byte {}", at),
+            // A changed length moves the CRC (or runs past the frame, or over the limit).
+            Err(FrameError::BadCrc { .. } | FrameError::Truncated { .. } | FrameError::BadLength { .. }) => {
+                prop_assert!(at < 4, "byte {}", at)
+            }
+            Err(e) => prop_assert!(false, "byte {}: unexpected {:?}", at, e),
         }
     }
 }
