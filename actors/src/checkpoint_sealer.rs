@@ -100,6 +100,8 @@ pub enum SealerMsg {
 
 /// Everything the sealer needs, handed over at start.
 pub struct SealerContext {
+    /// The file system the data directory lives on.
+    pub fs: aedb_fs::SharedFs,
     /// The data directory.
     pub data_dir: PathBuf,
     /// This database.
@@ -307,6 +309,7 @@ impl Sealer {
             .map_err(|e| CheckpointFailure::Key(Arc::new(e)))?;
         let write = |e| CheckpointFailure::Write(Arc::new(e));
         let mut writer = CheckpointWriter::create(
+            &self.ctx.fs,
             &self.ctx.data_dir,
             CheckpointMeta::new(self.ctx.database, lsn, *epoch),
             key.as_ref(),
@@ -367,7 +370,9 @@ impl Sealer {
         for &lsn in old {
             // Best effort: the manifest no longer references it, so a leftover file is
             // only disk space (and is never read).
-            if let Err(e) = aedb_checkpoint::remove_checkpoint(&self.ctx.data_dir, lsn) {
+            if let Err(e) =
+                aedb_checkpoint::remove_checkpoint(&*self.ctx.fs, &self.ctx.data_dir, lsn)
+            {
                 tracing::warn!("could not delete retired checkpoint at lsn {lsn}: {e}");
             }
         }

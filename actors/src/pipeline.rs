@@ -111,10 +111,11 @@ impl Pipeline {
         let started = Instant::now();
         let metrics = Arc::new(EngineMetrics::default());
         let wal_dir = data_dir.join(WAL_DIR);
-        let (manifest, epochs) = open_manifest(data_dir, &wal_dir, &config.keyring)?;
+        let fs = config.wal.fs.clone();
+        let (manifest, epochs) = open_manifest(&fs, data_dir, &wal_dir, &config.keyring)?;
         let database = manifest.database_id();
-        remove_unrecorded_checkpoints(data_dir, &manifest)?;
-        check_recorded_segments_present(&wal_dir, &manifest, true)?;
+        remove_unrecorded_checkpoints(&*fs, data_dir, &manifest)?;
+        check_recorded_segments_present(&*fs, &wal_dir, &manifest, true)?;
         let (epoch, master) = epochs
             .current()
             .map(|(e, m)| (e, m.clone()))
@@ -131,8 +132,14 @@ impl Pipeline {
                 epochs.wal_key(&keyring, database, e)
             }));
         }
-        let (mut state, fallbacks) =
-            load_newest_checkpoint(data_dir, database, &manifest, &epochs, &config.keyring)?;
+        let (mut state, fallbacks) = load_newest_checkpoint(
+            &*fs,
+            data_dir,
+            database,
+            &manifest,
+            &epochs,
+            &config.keyring,
+        )?;
         metrics
             .recovery_checkpoint_fallbacks
             .store(fallbacks, Ordering::Relaxed);
@@ -144,9 +151,9 @@ impl Pipeline {
         let (recovered, writer) = recover_wal(&wal_dir, &config, &mut state)?;
         let mut manifest = manifest;
         manifest.set_fault_injector(config.wal.faults.clone());
-        retire_superseded_segments(&mut manifest, &wal_dir, &recovered)?;
+        retire_superseded_segments(&*fs, &mut manifest, &wal_dir, &recovered)?;
         check_segments_against_manifest(&recovered, &manifest)?;
-        check_recorded_segments_present(&wal_dir, &manifest, false)?;
+        check_recorded_segments_present(&*fs, &wal_dir, &manifest, false)?;
         metrics
             .recovery_frames
             .store(state.lsn().get() - checkpoint_lsn.get(), Ordering::Relaxed);
@@ -189,6 +196,7 @@ impl Pipeline {
         )
         .map_err(thread_error("WAL writer"))?;
         let sealer = checkpoint_sealer::spawn(SealerContext {
+            fs: fs.clone(),
             data_dir: data_dir.to_path_buf(),
             database,
             keyring: config.keyring.clone(),
@@ -435,6 +443,7 @@ pub(crate) fn now_unix_ms() -> u64 {
 
 /// Opens and verifies the manifest, or creates it for a brand-new database.
 fn open_manifest(
+    fs: &aedb_fs::SharedFs,
     data_dir: &Path,
     wal_dir: &Path,
     keyring: &Keyring,
@@ -443,8 +452,8 @@ fn open_manifest(
     // A staging copy left by a creation or compaction that crashed before its rename:
     // the manifest in place (or none) is the truth, the copy was never relied on.
     let staged = aedb_checkpoint::manifest_temp_path(&path);
-    if staged.exists() {
-        std::fs::remove_file(&staged).map_err(|source| {
+    if fs.exists(&staged) {
+        fs.remove_file(&staged).map_err(|source| {
             StartError::Manifest(aedb_checkpoint::ManifestError::Io {
                 op: "remove stale staging copy",
                 path: staged.clone(),
@@ -452,8 +461,8 @@ fn open_manifest(
             })
         })?;
     }
-    let mut manifest = if path.exists() {
-        let database = aedb_checkpoint::peek_database_id(&path)?;
+    let mut manifest = if fs.exists(&path) {
+        let database = aedb_checkpoint::peek_database_id(&**fs, &path)?;
         // The manifest stays keyed under the master it was created with; after the
         // provider moves to a newer master version, older versions are tried.
         let mut keys = keyring.manifest_key_candidates(database)?.into_iter();
@@ -463,17 +472,17 @@ fn open_manifest(
             };
             // A torn final record is an append that crashed before its fsync returned,
             // so nothing relied on it; anything else fails closed.
-            match Manifest::open_and_repair_torn_tail(&path, key) {
+            match Manifest::open_and_repair_torn_tail(fs, &path, key) {
                 Ok((manifest, _records, _torn)) => break manifest,
                 Err(aedb_checkpoint::ManifestError::HeaderAuthFailed { .. }) if keys.len() > 0 => {}
                 Err(e) => return Err(e.into()),
             }
         }
     } else {
-        let has_wal = aedb_wal::segment_paths(wal_dir)
+        let has_wal = aedb_wal::segment_paths(&**fs, wal_dir)
             .map(|s| !s.is_empty())
             .unwrap_or(true);
-        let has_checkpoints = aedb_checkpoint::list_checkpoints(data_dir)
+        let has_checkpoints = aedb_checkpoint::list_checkpoints(&**fs, data_dir)
             .map(|c| !c.is_empty())
             .unwrap_or(true);
         if has_wal || has_checkpoints {
@@ -489,6 +498,7 @@ fn open_manifest(
         // without the key epoch every later open needs.
         let now = now_unix_ms();
         Manifest::create_with(
+            fs,
             &path,
             database,
             keyring.manifest_key(database)?,
@@ -530,12 +540,13 @@ fn open_manifest(
 /// successor of a sealed last segment, as it does after a crash between sealing a
 /// segment and creating the next, and a deleted newest segment would go unnoticed.
 fn check_recorded_segments_present(
+    fs: &dyn aedb_fs::FileSystem,
     wal_dir: &Path,
     manifest: &Manifest,
     successor_only: bool,
 ) -> Result<(), StartError> {
     let recorded = manifest.live_state().segments();
-    let present: std::collections::BTreeSet<u64> = aedb_wal::segment_paths(wal_dir)
+    let present: std::collections::BTreeSet<u64> = aedb_wal::segment_paths(fs, wal_dir)
         .map_err(|e| StartError::Thread {
             what: "WAL directory listing",
             source: std::io::Error::other(e.to_string()),
@@ -562,12 +573,16 @@ fn check_recorded_segments_present(
 /// seal that crashed, and files renamed into place whose `CheckpointAdded` never became
 /// durable. Nothing ever relied on either, and a leftover file would block the next
 /// checkpoint at the same LSN.
-fn remove_unrecorded_checkpoints(data_dir: &Path, manifest: &Manifest) -> Result<(), StartError> {
-    aedb_checkpoint::remove_stale_temp_files(data_dir)?;
+fn remove_unrecorded_checkpoints(
+    fs: &dyn aedb_fs::FileSystem,
+    data_dir: &Path,
+    manifest: &Manifest,
+) -> Result<(), StartError> {
+    aedb_checkpoint::remove_stale_temp_files(fs, data_dir)?;
     let recorded = manifest.live_state().checkpoints();
-    for entry in aedb_checkpoint::list_checkpoints(data_dir)? {
+    for entry in aedb_checkpoint::list_checkpoints(fs, data_dir)? {
         if !recorded.contains_key(&entry.lsn) {
-            aedb_checkpoint::remove_checkpoint(data_dir, entry.lsn)?;
+            aedb_checkpoint::remove_checkpoint(fs, data_dir, entry.lsn)?;
         }
     }
     Ok(())
@@ -578,6 +593,7 @@ fn remove_unrecorded_checkpoints(data_dir: &Path, manifest: &Manifest) -> Result
 /// checkpoints were skipped. Read-only: recovery, `aedb verify` and `check invariants`
 /// share it.
 pub fn load_newest_checkpoint(
+    fs: &dyn aedb_fs::FileSystem,
     data_dir: &Path,
     database: DatabaseId,
     manifest: &Manifest,
@@ -587,7 +603,7 @@ pub fn load_newest_checkpoint(
     let checkpoints = manifest.live_state().checkpoints();
     let mut failures = Vec::new();
     for (lsn, recorded) in checkpoints.iter().rev() {
-        let state = load_checkpoint(data_dir, database, *lsn, recorded, epochs, keyring);
+        let state = load_checkpoint(fs, data_dir, database, *lsn, recorded, epochs, keyring);
         match state {
             Ok(state) => {
                 if !failures.is_empty() {
@@ -613,6 +629,7 @@ pub fn load_newest_checkpoint(
 /// Opens one checkpoint the manifest records, authenticates it, and checks it against
 /// the record (file hash) and its LSN. Errors name the file.
 pub fn load_checkpoint(
+    fs: &dyn aedb_fs::FileSystem,
     data_dir: &Path,
     database: DatabaseId,
     lsn: Lsn,
@@ -622,11 +639,11 @@ pub fn load_checkpoint(
 ) -> Result<State, String> {
     let path = data_dir.join("checkpoints").join(&recorded.file_name);
     let loaded = if keyring.encrypts() {
-        aedb_checkpoint::open_checkpoint(&path, database, |epoch| {
+        aedb_checkpoint::open_checkpoint(fs, &path, database, |epoch| {
             epochs.checkpoint_key(keyring, database, epoch)
         })
     } else {
-        aedb_checkpoint::open_plaintext_checkpoint(&path, database)
+        aedb_checkpoint::open_plaintext_checkpoint(fs, &path, database)
     }
     .map_err(|e| format!("{}: {e}", path.display()))?;
     if loaded.file_sha256 != recorded.sha256 {
@@ -675,6 +692,7 @@ fn recover_wal(
 /// the checkpoint covers ([`RecoveredWal::superseded`]); the manifest retires the ones it
 /// records, exactly as a checkpoint's own retirement would.
 fn retire_superseded_segments(
+    fs: &dyn aedb_fs::FileSystem,
     manifest: &mut Manifest,
     wal_dir: &Path,
     recovered: &RecoveredWal,
@@ -683,7 +701,7 @@ fn retire_superseded_segments(
         return Ok(());
     }
     // The restarted log's first segment.
-    let Some(restart) = aedb_wal::segment_paths(wal_dir)
+    let Some(restart) = aedb_wal::segment_paths(fs, wal_dir)
         .map_err(|e| StartError::Thread {
             what: "WAL directory listing",
             source: std::io::Error::other(e.to_string()),

@@ -218,11 +218,12 @@ impl WalSink {
     /// Opens every segment file of the log at this instant (on the writer thread, so no
     /// rotation or retirement runs meanwhile) and reports the durable position.
     fn backup_view(&self) -> Result<WalBackupView, std::io::Error> {
-        let segments = aedb_wal::segment_paths(self.writer.dir())
+        let fs = &*self.writer.config().fs;
+        let segments = aedb_wal::segment_paths(fs, self.writer.dir())
             .map_err(|e| std::io::Error::other(e.to_string()))?
             .into_iter()
             .map(|(seq, path)| {
-                let file = std::fs::File::open(&path)?;
+                let file = fs.open(&path, aedb_fs::OpenMode::Existing)?;
                 Ok((seq, path, file))
             })
             .collect::<Result<Vec<_>, std::io::Error>>()?;
@@ -242,7 +243,11 @@ impl WalSink {
 #[derive(Debug)]
 pub struct WalBackupView {
     /// Every segment in sequence order, with an open read handle.
-    pub segments: Vec<(aedb_wal::SegmentSeq, std::path::PathBuf, std::fs::File)>,
+    pub segments: Vec<(
+        aedb_wal::SegmentSeq,
+        std::path::PathBuf,
+        Arc<dyn aedb_fs::DiskFile>,
+    )>,
     /// The segment being appended.
     pub active: aedb_wal::SegmentSeq,
     /// Every frame up to this LSN is written and synced (durable unless sync is off).

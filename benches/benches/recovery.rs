@@ -91,7 +91,9 @@ fn main() {
         b.iter_custom(|iters| {
             let t = Instant::now();
             for _ in 0..iters {
-                let report = aedb_wal::verify_quiet(&wal_dir, RecoveryMode::Strict).expect("scan");
+                let report =
+                    aedb_wal::verify_quiet(&aedb_fs::RealFs, &wal_dir, RecoveryMode::Strict)
+                        .expect("scan");
                 assert_eq!(report.frames_replayed, frames);
             }
             let timed = t.elapsed();
@@ -106,11 +108,12 @@ fn main() {
         b.iter_custom(|iters| {
             let t = Instant::now();
             for _ in 0..iters {
-                let report = aedb_wal::verify(&wal_dir, RecoveryMode::Strict, |frame| {
-                    black_box(CommitRecord::decode(frame.payload).expect("decode"));
-                    Ok::<(), Infallible>(())
-                })
-                .expect("scan");
+                let report =
+                    aedb_wal::verify(&aedb_fs::RealFs, &wal_dir, RecoveryMode::Strict, |frame| {
+                        black_box(CommitRecord::decode(frame.payload).expect("decode"));
+                        Ok::<(), Infallible>(())
+                    })
+                    .expect("scan");
                 assert_eq!(report.frames_replayed, frames);
             }
             let timed = t.elapsed();

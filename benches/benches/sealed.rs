@@ -285,13 +285,19 @@ fn seal_open(c: &mut Criterion, root: &Path, payload: &[u8], summary: &Summary) 
                 lsn += 1;
                 let m = CheckpointMeta::new(db_id, Lsn::new(lsn), KeyEpoch::FIRST);
                 let s = Instant::now();
-                let mut w = CheckpointWriter::create(dir.path(), m, Some(&key), &mut OsNonceSource)
-                    .expect("create");
+                let mut w = CheckpointWriter::create(
+                    &aedb_fs::RealFs::shared(),
+                    dir.path(),
+                    m,
+                    Some(&key),
+                    &mut OsNonceSource,
+                )
+                .expect("create");
                 w.write_all(payload).expect("write");
                 let info = w.finish().expect("finish");
                 let d = s.elapsed();
                 black_box(info);
-                remove_checkpoint(dir.path(), Lsn::new(lsn)).expect("remove");
+                remove_checkpoint(&aedb_fs::RealFs, dir.path(), Lsn::new(lsn)).expect("remove");
                 d
             })
         })
@@ -300,8 +306,14 @@ fn seal_open(c: &mut Criterion, root: &Path, payload: &[u8], summary: &Summary) 
 
     // One file to open repeatedly (kept warm in the page cache, as right after a write).
     let m = CheckpointMeta::new(db_id, Lsn::new(u64::MAX / 2), KeyEpoch::FIRST);
-    let mut w =
-        CheckpointWriter::create(dir.path(), m, Some(&key), &mut OsNonceSource).expect("create");
+    let mut w = CheckpointWriter::create(
+        &aedb_fs::RealFs::shared(),
+        dir.path(),
+        m,
+        Some(&key),
+        &mut OsNonceSource,
+    )
+    .expect("create");
     w.write_all(payload).expect("write");
     let info = w.finish().expect("finish");
     let mut t = Timed::default();
@@ -309,7 +321,8 @@ fn seal_open(c: &mut Criterion, root: &Path, payload: &[u8], summary: &Summary) 
         b.iter_custom(|iters| {
             timed(iters, &mut t, || {
                 let s = Instant::now();
-                let out = open_checkpoint(&info.path, db_id, lookup).expect("open");
+                let out =
+                    open_checkpoint(&aedb_fs::RealFs, &info.path, db_id, lookup).expect("open");
                 let d = s.elapsed();
                 black_box(out);
                 d

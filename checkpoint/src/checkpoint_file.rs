@@ -11,15 +11,15 @@ use crate::checkpoint_stream::{
     CheckpointDecoder, CheckpointEncoder, CheckpointMeta, LoadedCheckpoint, OpenMode,
     check_chunk_size,
 };
-use crate::durable::{ensure_dir, sync_dir};
+use crate::durable::ensure_dir;
 use crate::error::CheckpointError;
 use crate::header::Algorithm;
 use crate::nonce::NonceSource;
 use crate::record::ManifestRecord;
+use aedb_fs::{FileReader, FileSystem, FileWriter, OpenMode as FsMode, SharedFs};
 use aedb_keys::{EpochKey, SecretKey};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -96,7 +96,8 @@ impl CheckpointInfo {
 /// file. Any error poisons the writer. One writer per LSN at a time (the CheckpointSealer
 /// actor owns the directory).
 pub struct CheckpointWriter {
-    encoder: Option<CheckpointEncoder<BufWriter<File>>>,
+    encoder: Option<CheckpointEncoder<BufWriter<FileWriter>>>,
+    fs: SharedFs,
     dir: PathBuf,
     tmp_path: PathBuf,
     final_path: PathBuf,
@@ -134,6 +135,7 @@ impl CheckpointWriter {
     /// [`CheckpointError::AlreadyExists`] if the final file exists, invalid chunk size,
     /// nonce or I/O failures.
     pub fn create(
+        fs: &SharedFs,
         data_dir: &Path,
         meta: CheckpointMeta,
         key: Option<&SecretKey>,
@@ -141,21 +143,18 @@ impl CheckpointWriter {
     ) -> Result<CheckpointWriter, CheckpointError> {
         check_chunk_size(meta.chunk_size)?;
         let dir = checkpoints_dir(data_dir);
-        ensure_dir(&dir).map_err(io_err("create directory", &dir))?;
+        ensure_dir(&**fs, &dir).map_err(io_err("create directory", &dir))?;
         let file_name = checkpoint_file_name(meta.lsn);
         let final_path = dir.join(&file_name);
-        if fs::symlink_metadata(&final_path).is_ok() {
+        if fs.exists(&final_path) {
             return Err(CheckpointError::AlreadyExists { path: final_path });
         }
         let tmp_path = dir.join(format!("{file_name}{TMP_SUFFIX}"));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp_path)
+        let file = fs
+            .open(&tmp_path, FsMode::Truncate)
             .map_err(io_err("create", &tmp_path))?;
         let encoder = match CheckpointEncoder::new(
-            BufWriter::with_capacity(WRITE_BUFFER, file),
+            BufWriter::with_capacity(WRITE_BUFFER, FileWriter::new(file, 0)),
             &tmp_path,
             &meta,
             key,
@@ -163,12 +162,13 @@ impl CheckpointWriter {
         ) {
             Ok(e) => e,
             Err(e) => {
-                let _ = fs::remove_file(&tmp_path);
+                let _ = fs.remove_file(&tmp_path);
                 return Err(e);
             }
         };
         Ok(CheckpointWriter {
             encoder: Some(encoder),
+            fs: fs.clone(),
             dir,
             tmp_path,
             final_path,
@@ -220,16 +220,22 @@ impl CheckpointWriter {
             .sink
             .into_inner()
             .map_err(|e| io_err("flush", &self.tmp_path)(e.into_error()))?;
-        file.sync_all().map_err(io_err("fsync", &self.tmp_path))?;
+        file.file()
+            .sync_all()
+            .map_err(io_err("fsync", &self.tmp_path))?;
         drop(file);
-        if fs::symlink_metadata(&self.final_path).is_ok() {
+        if self.fs.exists(&self.final_path) {
             return Err(CheckpointError::AlreadyExists {
                 path: self.final_path.clone(),
             });
         }
-        fs::rename(&self.tmp_path, &self.final_path).map_err(io_err("rename", &self.tmp_path))?;
+        self.fs
+            .rename(&self.tmp_path, &self.final_path)
+            .map_err(io_err("rename", &self.tmp_path))?;
         self.published = true;
-        sync_dir(&self.dir).map_err(io_err("fsync directory", &self.dir))?;
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(io_err("fsync directory", &self.dir))?;
         Ok(CheckpointInfo {
             path: self.final_path.clone(),
             file_name: self.file_name.clone(),
@@ -250,7 +256,7 @@ impl CheckpointWriter {
     pub fn abort(mut self) -> Result<(), CheckpointError> {
         self.encoder = None;
         self.published = true; // nothing left for Drop to do
-        match fs::remove_file(&self.tmp_path) {
+        match self.fs.remove_file(&self.tmp_path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err("remove", &self.tmp_path)(e)),
@@ -262,7 +268,7 @@ impl Drop for CheckpointWriter {
     fn drop(&mut self) {
         if !self.published {
             self.encoder = None;
-            let _ = fs::remove_file(&self.tmp_path);
+            let _ = self.fs.remove_file(&self.tmp_path);
         }
     }
 }
@@ -285,13 +291,17 @@ impl Write for CheckpointWriter {
 /// # Errors
 /// As [`CheckpointDecoder::new`], plus [`CheckpointError::LsnMismatch`] and I/O errors.
 pub fn open_checkpoint_stream(
+    fs: &dyn FileSystem,
     path: &Path,
     expected_db: DatabaseId,
     mode: OpenMode<'_>,
-) -> Result<CheckpointDecoder<File>, CheckpointError> {
-    let file = File::open(path).map_err(io_err("open", path))?;
-    let len = file.metadata().map_err(io_err("stat", path))?.len();
-    let decoder = CheckpointDecoder::new(file, len, path, expected_db, mode)?;
+) -> Result<CheckpointDecoder<FileReader>, CheckpointError> {
+    let file = fs
+        .open(path, FsMode::Existing)
+        .map_err(io_err("open", path))?;
+    let len = file.len().map_err(io_err("stat", path))?;
+    let reader = FileReader::new(file, 0).map_err(io_err("stat", path))?;
+    let decoder = CheckpointDecoder::new(reader, len, path, expected_db, mode)?;
     let name_lsn = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -313,11 +323,12 @@ pub fn open_checkpoint_stream(
 /// # Errors
 /// As [`open_checkpoint_stream`] and [`CheckpointDecoder::read_to_end`].
 pub fn open_checkpoint_with(
+    fs: &dyn FileSystem,
     path: &Path,
     expected_db: DatabaseId,
     mode: OpenMode<'_>,
 ) -> Result<LoadedCheckpoint, CheckpointError> {
-    open_checkpoint_stream(path, expected_db, mode)?.read_to_end()
+    open_checkpoint_stream(fs, path, expected_db, mode)?.read_to_end()
 }
 
 /// Opens a **sealed** checkpoint: authenticates the header (via every chunk's AAD and the
@@ -330,6 +341,7 @@ pub fn open_checkpoint_with(
 /// [`CheckpointError::WrongKey`], [`CheckpointError::AuthFailed`],
 /// [`CheckpointError::Truncated`], [`CheckpointError::BadHeader`], ….
 pub fn open_checkpoint<K>(
+    fs: &dyn FileSystem,
     path: &Path,
     expected_db: DatabaseId,
     key_for_epoch: impl Fn(KeyEpoch) -> K,
@@ -338,6 +350,7 @@ where
     K: Into<EpochKey>,
 {
     open_checkpoint_with(
+        fs,
         path,
         expected_db,
         OpenMode::Sealed(&|epoch| key_for_epoch(epoch).into()),
@@ -351,10 +364,11 @@ where
 /// # Errors
 /// As [`open_checkpoint`].
 pub fn open_plaintext_checkpoint(
+    fs: &dyn FileSystem,
     path: &Path,
     expected_db: DatabaseId,
 ) -> Result<LoadedCheckpoint, CheckpointError> {
-    open_checkpoint_with(path, expected_db, OpenMode::Plaintext)
+    open_checkpoint_with(fs, path, expected_db, OpenMode::Plaintext)
 }
 
 /// A checkpoint file found by [`list_checkpoints`].
@@ -372,25 +386,15 @@ pub struct CheckpointEntry {
 ///
 /// # Errors
 /// I/O errors reading the directory.
-pub fn list_checkpoints(data_dir: &Path) -> Result<Vec<CheckpointEntry>, CheckpointError> {
+pub fn list_checkpoints(
+    fs: &dyn FileSystem,
+    data_dir: &Path,
+) -> Result<Vec<CheckpointEntry>, CheckpointError> {
     let dir = checkpoints_dir(data_dir);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("list", &dir)(e)),
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err("list", &dir))?;
-        if let Some(lsn) = entry
-            .file_name()
-            .to_str()
-            .and_then(parse_checkpoint_file_name)
-        {
-            out.push(CheckpointEntry {
-                lsn,
-                path: entry.path(),
-            });
+    for path in list_dir(fs, &dir)? {
+        if let Some(lsn) = file_name(&path).and_then(parse_checkpoint_file_name) {
+            out.push(CheckpointEntry { lsn, path });
         }
     }
     out.sort_by_key(|e| e.lsn);
@@ -402,11 +406,15 @@ pub fn list_checkpoints(data_dir: &Path) -> Result<Vec<CheckpointEntry>, Checkpo
 ///
 /// # Errors
 /// I/O errors, including `NotFound`.
-pub fn remove_checkpoint(data_dir: &Path, lsn: Lsn) -> Result<(), CheckpointError> {
+pub fn remove_checkpoint(
+    fs: &dyn FileSystem,
+    data_dir: &Path,
+    lsn: Lsn,
+) -> Result<(), CheckpointError> {
     let path = checkpoint_path(data_dir, lsn);
-    fs::remove_file(&path).map_err(io_err("remove", &path))?;
+    fs.remove_file(&path).map_err(io_err("remove", &path))?;
     let dir = checkpoints_dir(data_dir);
-    sync_dir(&dir).map_err(io_err("fsync directory", &dir))
+    fs.sync_dir(&dir).map_err(io_err("fsync directory", &dir))
 }
 
 /// Removes `*.ckpt.tmp` files left by a crash during a checkpoint and returns their paths.
@@ -414,32 +422,39 @@ pub fn remove_checkpoint(data_dir: &Path, lsn: Lsn) -> Result<(), CheckpointErro
 ///
 /// # Errors
 /// I/O errors.
-pub fn remove_stale_temp_files(data_dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
+pub fn remove_stale_temp_files(
+    fs: &dyn FileSystem,
+    data_dir: &Path,
+) -> Result<Vec<PathBuf>, CheckpointError> {
     let dir = checkpoints_dir(data_dir);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("list", &dir)(e)),
-    };
     let mut removed = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err("list", &dir))?;
-        let is_tmp = entry
-            .file_name()
-            .to_str()
+    for p in list_dir(fs, &dir)? {
+        let is_tmp = file_name(&p)
             .and_then(|n| n.strip_suffix(TMP_SUFFIX))
             .and_then(parse_checkpoint_file_name)
             .is_some();
         if is_tmp {
-            let p = entry.path();
-            fs::remove_file(&p).map_err(io_err("remove", &p))?;
+            fs.remove_file(&p).map_err(io_err("remove", &p))?;
             removed.push(p);
         }
     }
     if !removed.is_empty() {
-        sync_dir(&dir).map_err(io_err("fsync directory", &dir))?;
+        fs.sync_dir(&dir).map_err(io_err("fsync directory", &dir))?;
     }
     Ok(removed)
+}
+
+/// The entries of `dir` (a missing directory has none).
+fn list_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>, CheckpointError> {
+    match fs.read_dir(dir) {
+        Ok(entries) => Ok(entries),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err("list", dir)(e)),
+    }
+}
+
+fn file_name(path: &Path) -> Option<&str> {
+    path.file_name().and_then(|n| n.to_str())
 }
 
 #[cfg(test)]

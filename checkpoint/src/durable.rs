@@ -1,13 +1,9 @@
 //! Durability helpers: directory fsync and creating directories durably.
 
-use std::fs::{self, File};
 use std::io;
 use std::path::Path;
 
-/// `fsync`s a directory so that creations, renames and removals in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+use aedb_fs::FileSystem;
 
 /// The directory a file lives in (`.` for a bare relative file name).
 pub(crate) fn parent_dir(path: &Path) -> &Path {
@@ -18,10 +14,10 @@ pub(crate) fn parent_dir(path: &Path) -> &Path {
 }
 
 /// Creates `dir` if it is missing and makes its creation durable by fsyncing its parent.
-pub(crate) fn ensure_dir(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
+pub(crate) fn ensure_dir(fs: &dyn FileSystem, dir: &Path) -> io::Result<()> {
+    if fs.is_dir(dir) {
         return Ok(());
     }
-    fs::create_dir_all(dir)?;
-    sync_dir(parent_dir(dir))
+    fs.create_dir_all(dir)?;
+    fs.sync_dir(parent_dir(dir))
 }

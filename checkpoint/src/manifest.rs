@@ -40,19 +40,20 @@
 //! length bit in the middle of the file cannot masquerade as a torn tail and get "repaired"
 //! away together with the records after it.
 
-use crate::durable::{parent_dir, sync_dir};
+use crate::durable::parent_dir;
 use crate::error::ManifestError;
 use crate::live_state::LiveState;
 use crate::record::{ManifestRecord, RecordError};
+use aedb_fs::{DiskFile, FileSystem, OpenMode as FsMode, SharedFs};
 use aedb_keys::SecretKey;
 use aedb_types::DatabaseId;
 use aedb_types::fault::{FaultInjector, FaultPoint};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// File name of the manifest inside the data directory.
 pub const MANIFEST_FILE_NAME: &str = "MANIFEST";
@@ -388,8 +389,8 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Man
     }
 }
 
-fn read_whole(file: &mut File, path: &Path) -> Result<Vec<u8>, ManifestError> {
-    let len = file.metadata().map_err(io_err("stat", path))?.len();
+fn read_whole(file: &dyn DiskFile, path: &Path) -> Result<Vec<u8>, ManifestError> {
+    let len = file.len().map_err(io_err("stat", path))?;
     if len > MAX_MANIFEST_LEN {
         return Err(ManifestError::TooLarge {
             path: path.to_path_buf(),
@@ -405,16 +406,9 @@ fn read_whole(file: &mut File, path: &Path) -> Result<Vec<u8>, ManifestError> {
             len,
             max: MAX_MANIFEST_LEN,
         })?;
-    file.take(MAX_MANIFEST_LEN + 1)
-        .read_to_end(&mut bytes)
+    bytes.resize(len as usize, 0);
+    file.read_exact_at(&mut bytes, 0)
         .map_err(io_err("read", path))?;
-    if bytes.len() as u64 > MAX_MANIFEST_LEN {
-        return Err(ManifestError::TooLarge {
-            path: path.to_path_buf(),
-            len: bytes.len() as u64,
-            max: MAX_MANIFEST_LEN,
-        });
-    }
     Ok(bytes)
 }
 
@@ -423,16 +417,23 @@ fn read_whole(file: &mut File, path: &Path) -> Result<Vec<u8>, ManifestError> {
 ///
 /// # Errors
 /// I/O errors and everything [`verify_manifest_bytes`] reports.
-pub fn read_manifest(path: &Path, key: &SecretKey) -> Result<VerifiedManifest, ManifestError> {
-    let mut file = File::open(path).map_err(io_err("open", path))?;
-    let bytes = read_whole(&mut file, path)?;
+pub fn read_manifest(
+    fs: &dyn FileSystem,
+    path: &Path,
+    key: &SecretKey,
+) -> Result<VerifiedManifest, ManifestError> {
+    let file = fs
+        .open(path, FsMode::Existing)
+        .map_err(io_err("open", path))?;
+    let bytes = read_whole(&*file, path)?;
     verify_manifest_bytes(path, &bytes, key)
 }
 
 /// The open manifest: appends records and compacts. Owned by one actor (ManifestChain).
 pub struct Manifest {
+    fs: SharedFs,
     path: PathBuf,
-    file: File,
+    file: Arc<dyn DiskFile>,
     key: SecretKey,
     database_id: DatabaseId,
     head_mac: [u8; MAC_LEN],
@@ -461,11 +462,12 @@ impl Manifest {
     /// # Errors
     /// [`ManifestError::AlreadyExists`] or I/O errors.
     pub fn create(
+        fs: &SharedFs,
         path: &Path,
         database_id: DatabaseId,
         key: SecretKey,
     ) -> Result<Manifest, ManifestError> {
-        Manifest::create_with(path, database_id, key, &[])
+        Manifest::create_with(fs, path, database_id, key, &[])
     }
 
     /// Creates a new manifest holding the header and `records` (a new database's
@@ -478,12 +480,13 @@ impl Manifest {
     /// [`ManifestError::AlreadyExists`], [`ManifestError::Rejected`] for records a new
     /// manifest cannot start with, [`ManifestError::InvalidRecord`], or I/O errors.
     pub fn create_with(
+        fs: &SharedFs,
         path: &Path,
         database_id: DatabaseId,
         key: SecretKey,
         records: &[ManifestRecord],
     ) -> Result<Manifest, ManifestError> {
-        if path.exists() {
+        if fs.exists(path) {
             return Err(ManifestError::AlreadyExists {
                 path: path.to_path_buf(),
             });
@@ -495,13 +498,12 @@ impl Manifest {
             }
         })?;
         let (bytes, head_mac) = encode_chain(path, database_id, &key, records)?;
-        write_whole(path, &bytes)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
+        write_whole(&**fs, path, &bytes)?;
+        let file = fs
+            .open(path, FsMode::Existing)
             .map_err(io_err("open", path))?;
         Ok(Manifest {
+            fs: fs.clone(),
             path: path.to_path_buf(),
             file,
             key,
@@ -522,10 +524,11 @@ impl Manifest {
     /// # Errors
     /// I/O errors and everything [`verify_manifest_bytes`] reports.
     pub fn open(
+        fs: &SharedFs,
         path: &Path,
         key: SecretKey,
     ) -> Result<(Manifest, Vec<ManifestRecord>), ManifestError> {
-        let (m, records, _) = Manifest::open_inner(path, key, false)?;
+        let (m, records, _) = Manifest::open_inner(fs, path, key, false)?;
         Ok((m, records))
     }
 
@@ -535,23 +538,23 @@ impl Manifest {
     /// # Errors
     /// As [`Manifest::open`], except for `TornTail`.
     pub fn open_and_repair_torn_tail(
+        fs: &SharedFs,
         path: &Path,
         key: SecretKey,
     ) -> Result<(Manifest, Vec<ManifestRecord>, Option<TornTail>), ManifestError> {
-        Manifest::open_inner(path, key, true)
+        Manifest::open_inner(fs, path, key, true)
     }
 
     fn open_inner(
+        fs: &SharedFs,
         path: &Path,
         key: SecretKey,
         repair: bool,
     ) -> Result<(Manifest, Vec<ManifestRecord>, Option<TornTail>), ManifestError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
+        let file = fs
+            .open(path, FsMode::Existing)
             .map_err(io_err("open", path))?;
-        let bytes = read_whole(&mut file, path)?;
+        let bytes = read_whole(&*file, path)?;
         let v = verify_manifest_bytes(path, &bytes, &key)?;
         drop(bytes);
         if let Some(t) = v.torn_tail {
@@ -567,6 +570,7 @@ impl Manifest {
             file.sync_all().map_err(io_err("fsync", path))?;
         }
         let manifest = Manifest {
+            fs: fs.clone(),
             path: path.to_path_buf(),
             file,
             key,
@@ -606,16 +610,13 @@ impl Manifest {
                 source,
             }
         })?;
+        let (file, at) = (&self.file, self.len);
         let written = self
-            .file
-            .seek(SeekFrom::Start(self.len))
-            .map_err(io_err("seek", &self.path))
-            .and_then(|_| {
-                let file = &mut self.file;
-                self.faults
-                    .write_with(FaultPoint::Manifest, &frame, |part| file.write_all(part))
-                    .map_err(io_err("write", &self.path))
+            .faults
+            .write_with(FaultPoint::Manifest, &frame, |part| {
+                file.write_all_at(part, at)
             })
+            .map_err(io_err("write", &self.path))
             .and_then(|()| {
                 self.faults
                     .check(FaultPoint::Manifest)
@@ -668,15 +669,16 @@ impl Manifest {
             }
         })?;
         let (bytes, prev) = encode_chain(&self.path, self.database_id, &self.key, &records)?;
-        write_staged(&self.path, &bytes)?;
+        write_staged(&*self.fs, &self.path, &bytes)?;
         // The new file is in place: from here on, failures leave this handle unusable.
         self.poisoned = true;
         let dir = parent_dir(&self.path);
-        sync_dir(dir).map_err(io_err("fsync directory", dir))?;
-        self.file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
+        self.fs
+            .sync_dir(dir)
+            .map_err(io_err("fsync directory", dir))?;
+        self.file = self
+            .fs
+            .open(&self.path, FsMode::Existing)
             .map_err(io_err("open", &self.path))?;
         self.poisoned = false;
         self.head_mac = prev;
@@ -767,27 +769,23 @@ fn encode_chain(
 
 /// Writes `bytes` to the staging copy, fsyncs it and renames it over `path`. On an error
 /// the staging copy is removed and `path` is untouched. The directory is not synced.
-fn write_staged(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
+fn write_staged(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
     let tmp = manifest_temp_path(path);
-    let staged = File::create(&tmp)
-        .map_err(io_err("create", &tmp))
-        .and_then(|mut f| {
-            f.write_all(bytes).map_err(io_err("write", &tmp))?;
-            f.sync_all().map_err(io_err("fsync", &tmp))
-        })
-        .and_then(|()| fs::rename(&tmp, path).map_err(io_err("rename", &tmp)));
+    let staged = aedb_fs::write_file(fs, &tmp, bytes)
+        .map_err(io_err("write", &tmp))
+        .and_then(|()| fs.rename(&tmp, path).map_err(io_err("rename", &tmp)));
     if let Err(e) = staged {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs.remove_file(&tmp);
         return Err(e);
     }
     Ok(())
 }
 
 /// [`write_staged`], then fsyncs the directory: `path` holds `bytes` durably.
-fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
-    write_staged(path, bytes)?;
+fn write_whole(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
+    write_staged(fs, path, bytes)?;
     let dir = parent_dir(path);
-    sync_dir(dir).map_err(io_err("fsync directory", dir))
+    fs.sync_dir(dir).map_err(io_err("fsync directory", dir))
 }
 
 /// Reads the database id from a manifest's header **without authenticating it**, so the
@@ -798,28 +796,15 @@ fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), ManifestError> {
 /// # Errors
 /// I/O errors, or [`ManifestError::BadHeader`] when the file is too short or not a
 /// manifest.
-pub fn peek_database_id(path: &Path) -> Result<DatabaseId, ManifestError> {
+pub fn peek_database_id(fs: &dyn FileSystem, path: &Path) -> Result<DatabaseId, ManifestError> {
     let mut header = [0u8; MANIFEST_HEADER_LEN];
-    let mut file = File::open(path).map_err(|source| ManifestError::Io {
-        op: "open",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut filled = 0;
-    while filled < header.len() {
-        match file.read(&mut header[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => {
-                return Err(ManifestError::Io {
-                    op: "read",
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
-        }
-    }
+    let file = fs
+        .open(path, FsMode::Existing)
+        .map_err(io_err("open", path))?;
+    let len = file.len().map_err(io_err("stat", path))?;
+    let filled = header.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+    file.read_exact_at(&mut header[..filled], 0)
+        .map_err(io_err("read", path))?;
     if filled < MANIFEST_HEADER_LEN || header[0..8] != MANIFEST_MAGIC {
         return Err(bad_header(
             path,

@@ -52,6 +52,7 @@ fn file_round_trip_records_metadata_and_hash() {
     let dir = tempfile::tempdir().unwrap();
     let data = payload(3 * 1024 * 1024 + 17);
     let mut w = CheckpointWriter::create(
+        &aedb_fs::RealFs::shared(),
         dir.path(),
         meta(77, 1 << 20),
         Some(&key()),
@@ -77,7 +78,7 @@ fn file_round_trip_records_metadata_and_hash() {
         info.len,
         (CHECKPOINT_HEADER_LEN + 4 * TAG_LEN + data.len()) as u64
     );
-    let loaded = open_checkpoint(&info.path, DB, lookup).unwrap();
+    let loaded = open_checkpoint(&aedb_fs::RealFs, &info.path, DB, lookup).unwrap();
     assert_eq!(loaded.payload, data);
     assert_eq!(loaded.file_sha256, info.sha256);
     assert_eq!(loaded.header.lsn, Lsn::new(77));
@@ -98,6 +99,7 @@ fn file_writer_bytes_equal_in_memory_encoding() {
     let dir = tempfile::tempdir().unwrap();
     let data = payload(100);
     let mut w = CheckpointWriter::create(
+        &aedb_fs::RealFs::shared(),
         dir.path(),
         meta(5, 16),
         Some(&key()),
@@ -113,12 +115,18 @@ fn file_writer_bytes_equal_in_memory_encoding() {
 fn plaintext_mode_round_trips_and_is_marked() {
     let dir = tempfile::tempdir().unwrap();
     let data = payload(50);
-    let mut w =
-        CheckpointWriter::create(dir.path(), meta(9, 16), None, &mut OsNonceSource).unwrap();
+    let mut w = CheckpointWriter::create(
+        &aedb_fs::RealFs::shared(),
+        dir.path(),
+        meta(9, 16),
+        None,
+        &mut OsNonceSource,
+    )
+    .unwrap();
     w.write_all(&data).unwrap();
     let info = w.finish().unwrap();
     assert_eq!(info.algorithm, Algorithm::PlaintextSha256);
-    let loaded = open_plaintext_checkpoint(&info.path, DB).unwrap();
+    let loaded = open_plaintext_checkpoint(&aedb_fs::RealFs, &info.path, DB).unwrap();
     assert_eq!(loaded.payload, data);
     assert_eq!(loaded.header.algorithm, Algorithm::PlaintextSha256);
 }
@@ -168,8 +176,14 @@ fn wrong_database_wrong_key_unknown_and_retired_epoch_are_typed() {
 #[test]
 fn wrong_key_error_never_shows_key_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w = CheckpointWriter::create(dir.path(), meta(1, 16), Some(&key()), &mut OsNonceSource)
-        .unwrap();
+    let mut w = CheckpointWriter::create(
+        &aedb_fs::RealFs::shared(),
+        dir.path(),
+        meta(1, 16),
+        Some(&key()),
+        &mut OsNonceSource,
+    )
+    .unwrap();
     let shown = format!("{w:?}");
     assert!(
         !shown.contains("17, 17") && !shown.contains("11111111"),
@@ -177,7 +191,10 @@ fn wrong_key_error_never_shows_key_bytes() {
     );
     w.write_all(b"x").unwrap();
     let info = w.finish().unwrap();
-    let err = open_checkpoint(&info.path, DB, |_| Some(SecretKey::new([0xAB; 32]))).unwrap_err();
+    let err = open_checkpoint(&aedb_fs::RealFs, &info.path, DB, |_| {
+        Some(SecretKey::new([0xAB; 32]))
+    })
+    .unwrap_err();
     let text = format!("{err} {err:?}");
     assert!(text.contains(&info.path.display().to_string()), "{text}");
     assert!(!text.to_lowercase().contains("abab"), "{text}");
@@ -338,14 +355,19 @@ fn swapped_duplicated_and_spliced_chunks_fail() {
 #[test]
 fn renamed_checkpoint_file_is_detected() {
     let dir = tempfile::tempdir().unwrap();
-    let mut w =
-        CheckpointWriter::create(dir.path(), meta(10, 16), Some(&key()), &mut OsNonceSource)
-            .unwrap();
+    let mut w = CheckpointWriter::create(
+        &aedb_fs::RealFs::shared(),
+        dir.path(),
+        meta(10, 16),
+        Some(&key()),
+        &mut OsNonceSource,
+    )
+    .unwrap();
     w.write_all(b"old state").unwrap();
     let info = w.finish().unwrap();
     let newer = checkpoint_path(dir.path(), Lsn::new(20));
     std::fs::rename(&info.path, &newer).unwrap();
-    match open_checkpoint(&newer, DB, lookup) {
+    match open_checkpoint(&aedb_fs::RealFs, &newer, DB, lookup) {
         Err(CheckpointError::LsnMismatch {
             name_lsn,
             header_lsn,
@@ -358,7 +380,15 @@ fn renamed_checkpoint_file_is_detected() {
 #[test]
 fn writer_never_overwrites_and_cleans_up_temp_files() {
     let dir = tempfile::tempdir().unwrap();
-    let mk = || CheckpointWriter::create(dir.path(), meta(3, 16), Some(&key()), &mut OsNonceSource);
+    let mk = || {
+        CheckpointWriter::create(
+            &aedb_fs::RealFs::shared(),
+            dir.path(),
+            meta(3, 16),
+            Some(&key()),
+            &mut OsNonceSource,
+        )
+    };
     let mut w = mk().unwrap();
     let tmp = w.tmp_path().to_path_buf();
     assert!(tmp.exists());
@@ -379,7 +409,13 @@ fn writer_never_overwrites_and_cleans_up_temp_files() {
     assert!(matches!(mk(), Err(CheckpointError::AlreadyExists { .. })));
 
     assert!(matches!(
-        CheckpointWriter::create(dir.path(), meta(4, 0), None, &mut OsNonceSource),
+        CheckpointWriter::create(
+            &aedb_fs::RealFs::shared(),
+            dir.path(),
+            meta(4, 0),
+            None,
+            &mut OsNonceSource
+        ),
         Err(CheckpointError::InvalidChunkSize { size: 0 })
     ));
 }
@@ -387,27 +423,37 @@ fn writer_never_overwrites_and_cleans_up_temp_files() {
 #[test]
 fn list_remove_and_stale_temp_cleanup() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(list_checkpoints(dir.path()).unwrap().is_empty());
+    assert!(
+        list_checkpoints(&aedb_fs::RealFs, dir.path())
+            .unwrap()
+            .is_empty()
+    );
     for lsn in [30u64, 4, 100] {
-        let mut w =
-            CheckpointWriter::create(dir.path(), meta(lsn, 16), None, &mut OsNonceSource).unwrap();
+        let mut w = CheckpointWriter::create(
+            &aedb_fs::RealFs::shared(),
+            dir.path(),
+            meta(lsn, 16),
+            None,
+            &mut OsNonceSource,
+        )
+        .unwrap();
         w.write_all(&payload(lsn as usize)).unwrap();
         w.finish().unwrap();
     }
     let cdir = dir.path().join("checkpoints");
     std::fs::write(cdir.join("00000000000000000200.ckpt.tmp"), b"partial").unwrap();
     std::fs::write(cdir.join("notes.txt"), b"x").unwrap();
-    let lsns: Vec<u64> = list_checkpoints(dir.path())
+    let lsns: Vec<u64> = list_checkpoints(&aedb_fs::RealFs, dir.path())
         .unwrap()
         .iter()
         .map(|e| e.lsn.get())
         .collect();
     assert_eq!(lsns, vec![4, 30, 100]);
-    let removed = remove_stale_temp_files(dir.path()).unwrap();
+    let removed = remove_stale_temp_files(&aedb_fs::RealFs, dir.path()).unwrap();
     assert_eq!(removed, vec![cdir.join("00000000000000000200.ckpt.tmp")]);
     assert!(cdir.join("notes.txt").exists());
-    remove_checkpoint(dir.path(), Lsn::new(30)).unwrap();
-    let lsns: Vec<u64> = list_checkpoints(dir.path())
+    remove_checkpoint(&aedb_fs::RealFs, dir.path(), Lsn::new(30)).unwrap();
+    let lsns: Vec<u64> = list_checkpoints(&aedb_fs::RealFs, dir.path())
         .unwrap()
         .iter()
         .map(|e| e.lsn.get())
@@ -419,11 +465,19 @@ fn list_remove_and_stale_temp_cleanup() {
 fn streaming_reader_yields_chunks_and_only_then_completes() {
     let dir = tempfile::tempdir().unwrap();
     let data = payload(40);
-    let mut w = CheckpointWriter::create(dir.path(), meta(8, 16), Some(&key()), &mut OsNonceSource)
-        .unwrap();
+    let mut w = CheckpointWriter::create(
+        &aedb_fs::RealFs::shared(),
+        dir.path(),
+        meta(8, 16),
+        Some(&key()),
+        &mut OsNonceSource,
+    )
+    .unwrap();
     w.write_all(&data).unwrap();
     let info = w.finish().unwrap();
-    let mut dec = open_checkpoint_stream(&info.path, DB, OpenMode::Sealed(&lookup)).unwrap();
+    let mut dec =
+        open_checkpoint_stream(&aedb_fs::RealFs, &info.path, DB, OpenMode::Sealed(&lookup))
+            .unwrap();
     assert_eq!((dec.chunk_count(), dec.payload_len()), (3, 40));
     let mut got = Vec::new();
     while let Some(c) = dec.next_chunk().unwrap() {

@@ -73,7 +73,7 @@ fn history() -> Vec<ManifestRecord> {
 
 fn write_manifest(dir: &Path, records: &[ManifestRecord]) -> (PathBuf, Manifest) {
     let path = dir.join(MANIFEST_FILE_NAME);
-    let mut m = Manifest::create(&path, DB, key()).unwrap();
+    let mut m = Manifest::create(&aedb_fs::RealFs::shared(), &path, DB, key()).unwrap();
     for r in records {
         m.append(r).unwrap();
     }
@@ -110,7 +110,7 @@ fn append_then_open_round_trips_and_folds_live_state() {
     let head = m.head_mac();
     assert_eq!(m.record_count(), history().len() as u64);
     drop(m);
-    let (m, records) = Manifest::open(&path, key()).unwrap();
+    let (m, records) = Manifest::open(&aedb_fs::RealFs::shared(), &path, key()).unwrap();
     assert_eq!(records, history());
     assert_eq!(m.head_mac(), head);
     assert_eq!(m.database_id(), DB);
@@ -134,12 +134,12 @@ fn reopened_manifest_continues_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     let (path, m) = write_manifest(dir.path(), &history()[..5]);
     drop(m);
-    let (mut m, _) = Manifest::open(&path, key()).unwrap();
+    let (mut m, _) = Manifest::open(&aedb_fs::RealFs::shared(), &path, key()).unwrap();
     for r in &history()[5..] {
         m.append(r).unwrap();
     }
     drop(m);
-    let (_, records) = Manifest::open(&path, key()).unwrap();
+    let (_, records) = Manifest::open(&aedb_fs::RealFs::shared(), &path, key()).unwrap();
     assert_eq!(records, history());
 }
 
@@ -242,7 +242,13 @@ fn deleted_swapped_inserted_and_duplicated_records_fail() {
     // in: the chain starts from a header MAC that binds the database id.
     let dir = tempfile::tempdir().unwrap();
     let other_db = DatabaseId::from_bytes([0x0B; 16]);
-    let mut other = Manifest::create(&dir.path().join("OTHER"), other_db, key()).unwrap();
+    let mut other = Manifest::create(
+        &aedb_fs::RealFs::shared(),
+        &dir.path().join("OTHER"),
+        other_db,
+        key(),
+    )
+    .unwrap();
     other
         .append(&ManifestRecord::SegmentSealed {
             seq: 0,
@@ -320,7 +326,7 @@ fn torn_tail_is_refused_by_open_and_cut_by_repair() {
     let full = std::fs::read(&path).unwrap();
     let partial = &frame_bytes[full.len()..full.len() + 11];
     std::fs::write(&path, [full.as_slice(), partial].concat()).unwrap();
-    match Manifest::open(&path, key()) {
+    match Manifest::open(&aedb_fs::RealFs::shared(), &path, key()) {
         Err(ManifestError::TornTail {
             offset,
             len,
@@ -334,7 +340,8 @@ fn torn_tail_is_refused_by_open_and_cut_by_repair() {
         good_len + 11,
         "strict open changes nothing"
     );
-    let (mut m, records, torn) = Manifest::open_and_repair_torn_tail(&path, key()).unwrap();
+    let (mut m, records, torn) =
+        Manifest::open_and_repair_torn_tail(&aedb_fs::RealFs::shared(), &path, key()).unwrap();
     assert_eq!(records, history()[..4]);
     assert_eq!(torn.map(|t| (t.offset, t.len)), Some((good_len, 11)));
     assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
@@ -342,7 +349,12 @@ fn torn_tail_is_refused_by_open_and_cut_by_repair() {
         m.append(r).unwrap();
     }
     drop(m);
-    assert_eq!(Manifest::open(&path, key()).unwrap().1, history());
+    assert_eq!(
+        Manifest::open(&aedb_fs::RealFs::shared(), &path, key())
+            .unwrap()
+            .1,
+        history()
+    );
 }
 
 #[test]
@@ -367,7 +379,7 @@ fn replaying_an_older_copy_is_not_detectable_without_an_anchor() {
     let old_head = m.head_mac();
     drop(m);
     let old_copy = std::fs::read(&path).unwrap();
-    let (mut m, _) = Manifest::open(&path, key()).unwrap();
+    let (mut m, _) = Manifest::open(&aedb_fs::RealFs::shared(), &path, key()).unwrap();
     for r in &history()[6..] {
         m.append(r).unwrap();
     }
@@ -375,7 +387,7 @@ fn replaying_an_older_copy_is_not_detectable_without_an_anchor() {
     drop(m);
     std::fs::write(&path, &old_copy).unwrap();
     // The old copy is a valid chain: it opens and yields the older state …
-    let (m, records) = Manifest::open(&path, key()).unwrap();
+    let (m, records) = Manifest::open(&aedb_fs::RealFs::shared(), &path, key()).unwrap();
     assert_eq!(records, history()[..6]);
     assert!(m.live_state().checkpoints().contains_key(&Lsn::new(20)));
     // … and only an externally stored head MAC reveals the rollback.
@@ -388,14 +400,27 @@ fn wrong_key_fails_at_the_header() {
     let dir = tempfile::tempdir().unwrap();
     let (path, m) = write_manifest(dir.path(), &history());
     drop(m);
-    let err = Manifest::open(&path, SecretKey::new([0x78; 32])).unwrap_err();
+    let err = Manifest::open(
+        &aedb_fs::RealFs::shared(),
+        &path,
+        SecretKey::new([0x78; 32]),
+    )
+    .unwrap_err();
     assert!(matches!(err, ManifestError::HeaderAuthFailed { .. }));
     let text = format!("{err} {err:?}");
     assert!(
         text.contains("MANIFEST") && !text.contains("120, 120"),
         "{text}"
     );
-    assert!(format!("{:?}", Manifest::open(&path, key()).unwrap().0).contains("record_count"));
+    assert!(
+        format!(
+            "{:?}",
+            Manifest::open(&aedb_fs::RealFs::shared(), &path, key())
+                .unwrap()
+                .0
+        )
+        .contains("record_count")
+    );
 }
 
 #[test]
@@ -404,15 +429,15 @@ fn create_refuses_existing_and_short_files_are_bad_headers() {
     let (path, m) = write_manifest(dir.path(), &[]);
     drop(m);
     assert!(matches!(
-        Manifest::create(&path, DB, key()),
+        Manifest::create(&aedb_fs::RealFs::shared(), &path, DB, key()),
         Err(ManifestError::AlreadyExists { .. })
     ));
-    let (m, records) = Manifest::open(&path, key()).unwrap();
+    let (m, records) = Manifest::open(&aedb_fs::RealFs::shared(), &path, key()).unwrap();
     assert!(records.is_empty());
     assert_eq!(m.record_count(), 0);
     std::fs::write(&path, b"AEDBMN").unwrap();
     assert!(matches!(
-        Manifest::open(&path, key()),
+        Manifest::open(&aedb_fs::RealFs::shared(), &path, key()),
         Err(ManifestError::BadHeader { offset: 6, .. })
     ));
 }
@@ -462,7 +487,13 @@ fn inconsistent_appends_are_rejected_without_writing() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
     let other_db = DatabaseId::from_bytes([1; 16]);
     let dir2 = tempfile::tempdir().unwrap();
-    let mut m2 = Manifest::create(&dir2.path().join("M"), other_db, key()).unwrap();
+    let mut m2 = Manifest::create(
+        &aedb_fs::RealFs::shared(),
+        &dir2.path().join("M"),
+        other_db,
+        key(),
+    )
+    .unwrap();
     assert!(matches!(
         m2.append(&history()[0]),
         Err(ManifestError::Rejected {
@@ -489,7 +520,7 @@ fn compaction_preserves_live_state_and_links_the_old_head() {
     m.append(&extra).unwrap();
     let head = m.head_mac();
     drop(m);
-    let (m, records) = Manifest::open(&path, key()).unwrap();
+    let (m, records) = Manifest::open(&aedb_fs::RealFs::shared(), &path, key()).unwrap();
     assert_eq!(m.head_mac(), head);
     assert_eq!(
         records[0],
@@ -545,7 +576,7 @@ fn read_manifest_reports_torn_tail_without_modifying() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend_from_slice(&[7, 0, 0]);
     std::fs::write(&path, &bytes).unwrap();
-    let v = read_manifest(&path, &key()).unwrap();
+    let v = read_manifest(&aedb_fs::RealFs, &path, &key()).unwrap();
     assert_eq!(v.records, history()[..2]);
     assert_eq!(v.torn_tail.map(|t| t.len), Some(3));
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
@@ -720,5 +751,10 @@ fn largest_records_fit_the_frame_limit_and_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let (path, m) = write_manifest(dir.path(), &records);
     drop(m);
-    assert_eq!(Manifest::open(&path, key()).unwrap().1, records);
+    assert_eq!(
+        Manifest::open(&aedb_fs::RealFs::shared(), &path, key())
+            .unwrap()
+            .1,
+        records
+    );
 }

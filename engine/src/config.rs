@@ -6,6 +6,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use aedb_actors::{CheckpointPolicy, Finality, Keyring};
+use aedb_fs::{RealFs, SharedFs};
 use aedb_keys::{InMemoryKeyProvider, KeyProvider};
 
 /// Slowest allowed backup rate limit.
@@ -81,6 +82,7 @@ pub struct AedbConfig {
     pub(crate) wal_queue: usize,
     pub(crate) max_batch: usize,
     pub(crate) backup_bytes_per_sec: Option<u64>,
+    pub(crate) fs: SharedFs,
 }
 
 impl AedbConfig {
@@ -104,7 +106,22 @@ impl AedbConfig {
             sequencer_queue: 16 * 1024,
             wal_queue: 16 * 1024,
             max_batch: 4096,
+            fs: RealFs::shared(),
         }
+    }
+
+    /// Runs the instance (and the offline tools given this configuration) on `fs`
+    /// instead of the real disk: every file operation of the data directory goes through
+    /// it. For tests, with `aedb_fs::SimFs`, a simulated disk that loses unsynced writes
+    /// on a power cut; the default is [`aedb_fs::RealFs`].
+    pub fn with_file_system(mut self, fs: SharedFs) -> Self {
+        self.fs = fs;
+        self
+    }
+
+    /// The file system this configuration runs on.
+    pub fn file_system(&self) -> &SharedFs {
+        &self.fs
     }
 
     /// Durable-by-default, strict profile. `manifest_key` is the HMAC key baseline for
@@ -347,6 +364,7 @@ impl fmt::Debug for AedbConfig {
             .field("sequencer_queue", &self.sequencer_queue)
             .field("wal_queue", &self.wal_queue)
             .field("max_batch", &self.max_batch)
+            .field("fs", &self.fs)
             .finish()
     }
 }

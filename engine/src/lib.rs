@@ -121,6 +121,7 @@ pub struct AedbInstance {
     /// Backup copy rate limit in bytes per second (0: unlimited).
     backup_rate: std::sync::atomic::AtomicU64,
     security: Option<Security>,
+    fs: aedb_fs::SharedFs,
     _lock: DirLock,
 }
 
@@ -200,11 +201,14 @@ impl AedbInstance {
     ) -> Result<AedbInstance, OpenError> {
         config.validate()?;
         let dir = dir.to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|source| OpenError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let lock = DirLock::acquire(&dir)?;
+        config
+            .fs
+            .create_dir_all(&dir)
+            .map_err(|source| OpenError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        let lock = DirLock::acquire(&*config.fs, &dir)?;
         if config.profile == Profile::Development {
             tracing::warn!(
                 "WARNING: {} is open with the development profile: fsync is OFF, \
@@ -223,6 +227,7 @@ impl AedbInstance {
                     SyncPolicy::None
                 },
                 faults: faults.clone(),
+                fs: config.fs.clone(),
                 ..WalConfig::default()
             },
             recovery: match config.recovery {
@@ -266,6 +271,7 @@ impl AedbInstance {
             faults,
             recovered,
             security,
+            fs: config.fs.clone(),
             _lock: lock,
         })
     }

@@ -1,8 +1,8 @@
 //! The exclusive directory lock (`<data_dir>/LOCK`).
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use aedb_fs::{DirLockGuard, FileSystem, OpenMode};
 
 /// Holds `<data_dir>/LOCK` locked for the life of an instance.
 ///
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// this process or another — fails with [`LockError::Held`].
 #[derive(Debug)]
 pub(crate) struct DirLock {
-    _file: File,
+    _guard: Box<dyn DirLockGuard>,
 }
 
 /// Why the data directory could not be locked.
@@ -38,34 +38,31 @@ pub enum LockError {
 }
 
 impl DirLock {
-    pub(crate) fn acquire(dir: &Path) -> Result<DirLock, LockError> {
+    pub(crate) fn acquire(fs: &dyn FileSystem, dir: &Path) -> Result<DirLock, LockError> {
         let path = dir.join("LOCK");
         let io = |source| LockError::Io {
             path: path.clone(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path)
+        let guard = match fs.try_lock(&path) {
+            Ok(guard) => guard,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let holder = fs
+                    .read_whole(&path)
                     .ok()
+                    .and_then(|b| String::from_utf8(b.to_vec()).ok())
                     .map(|s| s.trim().to_owned())
                     .filter(|s| !s.is_empty())
                     .map(|s| format!(" by {s}"))
                     .unwrap_or_default();
                 return Err(LockError::Held { path, holder });
             }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
-        }
+            Err(e) => return Err(io(e)),
+        };
+        let file = fs.open(&path, OpenMode::Create).map_err(io)?;
         file.set_len(0).map_err(io)?;
-        write!(file, "pid {}", std::process::id()).map_err(io)?;
-        Ok(DirLock { _file: file })
+        file.write_all_at(format!("pid {}", std::process::id()).as_bytes(), 0)
+            .map_err(io)?;
+        Ok(DirLock { _guard: guard })
     }
 }

@@ -6,8 +6,8 @@
 //! (when the file exists) so a live writer — which holds it exclusively — is detected
 //! and reported instead of raced.
 
+use aedb_fs::{DirLockGuard, FileSystem};
 use std::collections::BTreeMap;
-use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 
 use aedb_actors::FrameReplayError;
@@ -52,38 +52,41 @@ pub enum OfflineError {
 /// A shared hold on `<data_dir>/LOCK`, released on drop.
 #[derive(Debug)]
 pub struct ReadLock {
-    _file: Option<File>,
+    _guard: Option<Box<dyn DirLockGuard>>,
 }
 
 /// Takes a shared lock on `<data_dir>/LOCK` without creating or writing it.
-pub fn read_lock(dir: &Path) -> Result<ReadLock, OfflineError> {
+pub fn read_lock(fs: &dyn FileSystem, dir: &Path) -> Result<ReadLock, OfflineError> {
     let path = dir.join("LOCK");
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ReadLock { _file: None }),
-        Err(source) => return Err(OfflineError::Io { path, source }),
-    };
-    match file.try_lock_shared() {
-        Ok(()) => Ok(ReadLock { _file: Some(file) }),
-        Err(TryLockError::WouldBlock) => Err(OfflineError::Locked(dir.to_path_buf())),
-        Err(TryLockError::Error(source)) => Err(OfflineError::Io { path, source }),
+    if !fs.exists(&path) {
+        return Ok(ReadLock { _guard: None });
+    }
+    match fs.try_lock_shared(&path) {
+        Ok(guard) => Ok(ReadLock {
+            _guard: Some(guard),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(OfflineError::Locked(dir.to_path_buf()))
+        }
+        Err(source) => Err(OfflineError::Io { path, source }),
     }
 }
 
 /// Reads and verifies the manifest (trying older master versions like `open`).
 pub fn read_verified_manifest(
+    fs: &dyn FileSystem,
     dir: &Path,
     keyring: &Keyring,
 ) -> Result<VerifiedManifest, OfflineError> {
     let path = dir.join(aedb_checkpoint::MANIFEST_FILE_NAME);
-    if !path.exists() {
+    if !fs.exists(&path) {
         return Err(OfflineError::NotADatabase(dir.to_path_buf()));
     }
     let integrity = |e: ManifestError| OfflineError::Integrity(format!("manifest: {e}"));
-    let database = aedb_checkpoint::peek_database_id(&path).map_err(integrity)?;
+    let database = aedb_checkpoint::peek_database_id(fs, &path).map_err(integrity)?;
     let mut last = None;
     for key in keyring.manifest_key_candidates(database)? {
-        match aedb_checkpoint::read_manifest(&path, &key) {
+        match aedb_checkpoint::read_manifest(fs, &path, &key) {
             Ok(m) => return Ok(m),
             Err(e @ ManifestError::HeaderAuthFailed { .. }) => last = Some(e),
             Err(e) => return Err(integrity(e)),
@@ -101,11 +104,13 @@ fn epoch_table(live: &LiveState) -> Result<EpochTable, OfflineError> {
 
 /// The WAL reader configuration of an offline pass: no writes, keys by epoch.
 pub(crate) fn wal_config(
+    fs: &aedb_fs::SharedFs,
     database: DatabaseId,
     epochs: &EpochTable,
     keyring: &Keyring,
 ) -> WalConfig {
     let mut config = WalConfig::development();
+    config.fs = fs.clone();
     if keyring.encrypts() {
         let (keyring, epochs) = (keyring.clone(), epochs.clone());
         config.keyring = Some(WalKeyring::new(database, move |e| {
@@ -124,17 +129,17 @@ pub fn open_checkpoint_file(
     file: &Path,
     config: &AedbConfig,
 ) -> Result<State, OfflineError> {
-    let _lock = read_lock(dir)?;
+    let _lock = read_lock(&*config.fs, dir)?;
     let keyring = config.keyring()?;
-    let manifest = read_verified_manifest(dir, &keyring)?;
+    let manifest = read_verified_manifest(&*config.fs, dir, &keyring)?;
     let database = manifest.live.database_id();
     let loaded = if keyring.encrypts() {
         let epochs = epoch_table(&manifest.live)?;
-        aedb_checkpoint::open_checkpoint(file, database, |epoch| {
+        aedb_checkpoint::open_checkpoint(&*config.fs, file, database, |epoch| {
             epochs.checkpoint_key(&keyring, database, epoch)
         })?
     } else {
-        aedb_checkpoint::open_plaintext_checkpoint(file, database)?
+        aedb_checkpoint::open_plaintext_checkpoint(&*config.fs, file, database)?
     };
     State::decode_snapshot(&loaded.payload)
         .map_err(|e| OfflineError::Integrity(format!("{}: {e}", file.display())))
@@ -186,19 +191,27 @@ pub struct VerifiedDir {
 /// CRCs, sealed-batch tags, density) and replays it, and checks sealed segments against
 /// the manifest. Modifies nothing.
 pub fn verify_data_dir(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, OfflineError> {
-    let _lock = read_lock(dir)?;
+    let _lock = read_lock(&*config.fs, dir)?;
     verify_locked(dir, config)
 }
 
 fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, OfflineError> {
     let keyring = config.keyring()?;
-    let manifest = read_verified_manifest(dir, &keyring)?;
+    let manifest = read_verified_manifest(&*config.fs, dir, &keyring)?;
     let database = manifest.database_id;
     let epochs = epoch_table(&manifest.live)?;
     let mut failures = Vec::new();
     let mut state = None;
     for (lsn, rec) in manifest.live.checkpoints().iter().rev() {
-        match aedb_actors::pipeline::load_checkpoint(dir, database, *lsn, rec, &epochs, &keyring) {
+        match aedb_actors::pipeline::load_checkpoint(
+            &*config.fs,
+            dir,
+            database,
+            *lsn,
+            rec,
+            &epochs,
+            &keyring,
+        ) {
             Ok(s) => {
                 state = Some(s);
                 break;
@@ -221,7 +234,7 @@ fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, Offline
     let wal_dir = dir.join(aedb_actors::WAL_DIR);
     let wal = aedb_wal::verify_with(
         &wal_dir,
-        &wal_config(database, &epochs, &keyring),
+        &wal_config(&config.fs, database, &epochs, &keyring),
         RecoveryMode::Strict,
         |frame| aedb_actors::pipeline::replay_commit_frame(&mut state, base, &mut expected, &frame),
     )
@@ -302,13 +315,13 @@ fn check(name: &'static str, result: Result<String, String>) -> Check {
 /// Runs every invariant check, offline and read-only, and returns each outcome (a
 /// failed check does not stop the others, except those that depend on it).
 pub fn check_invariants(dir: &Path, config: &AedbConfig) -> Result<Vec<Check>, OfflineError> {
-    let _lock = read_lock(dir)?;
+    let _lock = read_lock(&*config.fs, dir)?;
     let mut checks = vec![check(
         "data directory not held by a writer",
         Ok("shared LOCK taken".into()),
     )];
     let keyring = config.keyring()?;
-    let manifest = match read_verified_manifest(dir, &keyring) {
+    let manifest = match read_verified_manifest(&*config.fs, dir, &keyring) {
         Ok(m) => {
             checks.push(check(
                 "manifest HMAC chain",
@@ -365,9 +378,15 @@ pub fn check_invariants(dir: &Path, config: &AedbConfig) -> Result<Vec<Check>, O
     // re-checks every row against its schema and every version against the LSN).
     let mut bad = Vec::new();
     for (lsn, rec) in live.checkpoints() {
-        if let Err(e) =
-            aedb_actors::pipeline::load_checkpoint(dir, database, *lsn, rec, &epochs, &keyring)
-        {
+        if let Err(e) = aedb_actors::pipeline::load_checkpoint(
+            &*config.fs,
+            dir,
+            database,
+            *lsn,
+            rec,
+            &epochs,
+            &keyring,
+        ) {
             bad.push(e);
         }
     }
@@ -491,26 +510,27 @@ pub struct Inspection {
 
 /// Lists the manifest's records and the files on disk. Read-only.
 pub fn inspect(dir: &Path, config: &AedbConfig) -> Result<Inspection, OfflineError> {
-    let _lock = read_lock(dir)?;
+    let _lock = read_lock(&*config.fs, dir)?;
     let keyring = config.keyring()?;
-    let manifest = read_verified_manifest(dir, &keyring)?;
+    let manifest = read_verified_manifest(&*config.fs, dir, &keyring)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| OfflineError::Io { path, source }
     };
     let mut checkpoints = Vec::new();
-    for c in aedb_checkpoint::list_checkpoints(dir)
+    let fs = &*config.fs;
+    for c in aedb_checkpoint::list_checkpoints(fs, dir)
         .map_err(|e| OfflineError::Integrity(e.to_string()))?
     {
-        let len = std::fs::metadata(&c.path).map_err(io(&c.path))?.len();
+        let len = fs.file_len(&c.path).map_err(io(&c.path))?;
         checkpoints.push(FileInfo { path: c.path, len });
     }
     let mut segments = BTreeMap::new();
     let wal_dir = dir.join(aedb_actors::WAL_DIR);
     for (seq, path) in
-        aedb_wal::segment_paths(&wal_dir).map_err(|e| OfflineError::Integrity(e.to_string()))?
+        aedb_wal::segment_paths(fs, &wal_dir).map_err(|e| OfflineError::Integrity(e.to_string()))?
     {
-        let len = std::fs::metadata(&path).map_err(io(&path))?.len();
+        let len = fs.file_len(&path).map_err(io(&path))?;
         segments.insert(seq.get(), FileInfo { path, len });
     }
     Ok(Inspection {

@@ -130,6 +130,12 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     /// Takes an exclusive lock on the file at `path` (created if missing) without
     /// waiting: [`io::ErrorKind::WouldBlock`] when another holder has it.
     fn try_lock(&self, path: &Path) -> io::Result<Box<dyn DirLockGuard>>;
+    /// Takes a shared lock on the existing file at `path` without waiting (readers that
+    /// must not run beside a writer): [`io::ErrorKind::WouldBlock`] while an exclusive
+    /// holder has it. Implementations without shared locks may take an exclusive one.
+    fn try_lock_shared(&self, path: &Path) -> io::Result<Box<dyn DirLockGuard>> {
+        self.try_lock(path)
+    }
 }
 
 /// A shared file system handle, as the engine's crates hold it.

@@ -150,6 +150,15 @@ impl FileSystem for RealFs {
             Err(TryLockError::Error(e)) => Err(e),
         }
     }
+
+    fn try_lock_shared(&self, path: &Path) -> io::Result<Box<dyn DirLockGuard>> {
+        let file = File::open(path)?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Box::new(RealLock(file))),
+            Err(TryLockError::WouldBlock) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(TryLockError::Error(e)) => Err(e),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -176,16 +176,6 @@ impl FaultInjector {
         self.check_armed(point)
     }
 
-    /// `file.write_all_at(buf, offset)` at [`FaultPoint::Write`]: an armed fault fails
-    /// the write (after writing half of `buf` for [`FaultKind::ShortWrite`]).
-    #[inline]
-    pub fn write_all_at(&self, file: &std::fs::File, buf: &[u8], offset: u64) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        self.write_with(FaultPoint::Write, buf, |part| {
-            file.write_all_at(part, offset)
-        })
-    }
-
     /// `write(buf)` at `point`: an armed fault fails the write (after `write` got the
     /// first half of `buf` for [`FaultKind::ShortWrite`]).
     #[inline]

@@ -5,9 +5,10 @@
 //! then renamed into place, so a `.wal` file always starts with a complete header. Stray
 //! `.wal.tmp` files are leftovers of an interrupted rotation and are removed by recovery.
 
-use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+
+use aedb_fs::FileSystem;
 
 use crate::error::WalError;
 use crate::fault::{FaultInjector, FaultPoint};
@@ -44,18 +45,15 @@ pub fn parse_segment_file_name(name: &str) -> Option<SegmentSeq> {
 
 /// Lists the segment files in `dir`, sorted by sequence number. A missing directory is
 /// an empty log. Files that are not named like segments are ignored.
-pub fn segment_paths(dir: &Path) -> Result<Vec<(SegmentSeq, PathBuf)>, WalError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(WalError::io("list directory", dir, err)),
-    };
+pub fn segment_paths(
+    fs: &dyn FileSystem,
+    dir: &Path,
+) -> Result<Vec<(SegmentSeq, PathBuf)>, WalError> {
     let mut segments = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|err| WalError::io("list directory", dir, err))?;
-        let name = entry.file_name();
-        if let Some(seq) = name.to_str().and_then(parse_segment_file_name) {
-            segments.push((seq, entry.path()));
+    for path in list(fs, dir)? {
+        let name = path.file_name().and_then(|n| n.to_str());
+        if let Some(seq) = name.and_then(parse_segment_file_name) {
+            segments.push((seq, path));
         }
     }
     segments.sort_by_key(|(seq, _)| *seq);
@@ -63,61 +61,70 @@ pub fn segment_paths(dir: &Path) -> Result<Vec<(SegmentSeq, PathBuf)>, WalError>
 }
 
 /// Lists leftover `*.wal.tmp` files in `dir` (missing directory: none).
-pub(crate) fn temp_files(dir: &Path) -> Result<Vec<PathBuf>, WalError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(WalError::io("list directory", dir, err)),
-    };
-    let mut temps = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|err| WalError::io("list directory", dir, err))?;
-        if entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.ends_with(TEMP_SUFFIX))
-        {
-            temps.push(entry.path());
-        }
-    }
+pub(crate) fn temp_files(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>, WalError> {
+    let mut temps: Vec<PathBuf> = list(fs, dir)?
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(TEMP_SUFFIX))
+        })
+        .collect();
     temps.sort();
     Ok(temps)
 }
 
+/// The entries of `dir`; a missing directory has none.
+fn list(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>, WalError> {
+    match fs.read_dir(dir) {
+        Ok(entries) => Ok(entries),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(err) => Err(WalError::io("list directory", dir, err)),
+    }
+}
+
 /// `fsync`s a directory so that file creations, renames and removals in it are durable.
-pub(crate) fn sync_dir(dir: &Path, faults: &FaultInjector) -> Result<(), WalError> {
+pub(crate) fn sync_dir(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    faults: &FaultInjector,
+) -> Result<(), WalError> {
     faults
         .check(FaultPoint::DirSync)
-        .and_then(|()| File::open(dir)?.sync_all())
+        .and_then(|()| fs.sync_dir(dir))
         .map_err(|err| WalError::io("fsync directory", dir, err))
 }
 
 /// Creates `dir` (and missing parents) if needed; when it had to be created and `sync` is
 /// set, fsyncs the directory and its parent so the new entry survives a crash.
-pub(crate) fn ensure_dir(dir: &Path, faults: &FaultInjector, sync: bool) -> Result<(), WalError> {
-    match fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => return Ok(()),
-        Ok(_) => {
-            return Err(WalError::io(
-                "open WAL directory",
-                dir,
-                io::Error::new(
-                    io::ErrorKind::NotADirectory,
-                    "path exists and is not a directory",
-                ),
-            ));
-        }
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-        Err(err) => return Err(WalError::io("stat WAL directory", dir, err)),
+pub(crate) fn ensure_dir(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    faults: &FaultInjector,
+    sync: bool,
+) -> Result<(), WalError> {
+    if fs.is_dir(dir) {
+        return Ok(());
     }
-    fs::create_dir_all(dir).map_err(|err| WalError::io("create WAL directory", dir, err))?;
+    if fs.exists(dir) {
+        return Err(WalError::io(
+            "open WAL directory",
+            dir,
+            io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "path exists and is not a directory",
+            ),
+        ));
+    }
+    fs.create_dir_all(dir)
+        .map_err(|err| WalError::io("create WAL directory", dir, err))?;
     if sync {
-        sync_dir(dir, faults)?;
+        sync_dir(fs, dir, faults)?;
         let parent = match dir.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         };
-        sync_dir(parent, faults)?;
+        sync_dir(fs, parent, faults)?;
     }
     Ok(())
 }

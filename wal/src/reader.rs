@@ -23,12 +23,9 @@
 //! point was necessarily written after the torn frame and so was never covered by a
 //! successful fsync; discarding it loses nothing that was acknowledged as durable.
 
-use std::fs::File;
-use std::io;
 use std::path::PathBuf;
 
 use aedb_types::Lsn;
-use memmap2::Mmap;
 use sha2::{Digest, Sha256};
 
 use crate::frame::{DecodedFrame, FrameError, FrameKind, HeaderFields, decode_frame, is_all_zero};
@@ -428,34 +425,6 @@ fn has_zero_sector(bytes: &[u8], from: usize, to: usize) -> bool {
         start += TORN_SECTOR_LEN;
     }
     false
-}
-
-/// A read-only memory map of a segment file (empty files are not mapped).
-pub(crate) struct MappedSegment {
-    map: Option<Mmap>,
-}
-
-impl MappedSegment {
-    /// Maps `file` read-only.
-    pub(crate) fn map(file: &File) -> io::Result<MappedSegment> {
-        if file.metadata()?.len() == 0 {
-            return Ok(MappedSegment { map: None });
-        }
-        #[allow(unsafe_code)]
-        // SAFETY: `Mmap::map` is unsafe because the mapped file could be modified or
-        // truncated by another process while the map is alive, which would change bytes
-        // behind a `&[u8]` (or raise SIGBUS). The WAL directory is owned by exactly one
-        // engine instance (the data directory's LOCK file), the writer does not exist
-        // while recovery scans, and recovery drops every map before it writes to or
-        // truncates a segment file. The map is read-only and never outlives this struct.
-        let map = unsafe { Mmap::map(file)? };
-        Ok(MappedSegment { map: Some(map) })
-    }
-
-    /// The mapped bytes.
-    pub(crate) fn bytes(&self) -> &[u8] {
-        self.map.as_deref().unwrap_or(&[])
-    }
 }
 
 #[cfg(test)]

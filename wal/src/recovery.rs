@@ -33,7 +33,6 @@
 //! [`verify_with`] also opens them.
 
 use std::convert::Infallible;
-use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -45,13 +44,14 @@ use crate::fault::FaultPoint;
 use aedb_types::KeyEpoch;
 
 use crate::frame::{DecodedFrame, FrameKind, is_all_zero};
-use crate::reader::{Corruption, MappedSegment, ScanEnd, ScanError, scan_segment};
+use crate::reader::{Corruption, ScanEnd, ScanError, scan_segment};
 use crate::seal::{SealError, UnsealFailure, Unsealer};
 use crate::segment::{
     HEADER_BASE_LSN_OFFSET, HEADER_PREV_HASH_OFFSET, HEADER_SEQ_OFFSET, SEGMENT_HEADER_LEN,
     SegmentHash, SegmentHeader, SegmentSeq,
 };
 use crate::writer::{ResumePoint, SealedSegment, WalConfig, WalWriter};
+use aedb_fs::{FileSystem, OpenMode};
 
 /// What recovery does with corruption (torn tails are always cut).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -300,7 +300,8 @@ where
     config.validate()?;
     let unsealer = Unsealer::new(config.cipher.as_ref(), config.keyring.as_ref());
     let synced = config.sync == crate::SyncPolicy::Fdatasync;
-    let plan = read_pass(dir, mode, synced, Some(unsealer), on_frame)?;
+    let fs = &*config.fs;
+    let plan = read_pass(fs, dir, mode, synced, Some(unsealer), on_frame)?;
     let Plan {
         mut report,
         mut repair,
@@ -311,7 +312,7 @@ where
     if mode != RecoveryMode::Strict && resume.is_some() && report.last_lsn < covered {
         // The cut left the log behind the checkpoint: what survives is all covered by
         // it, and appending after it would leave an LSN gap. Start over after it.
-        let kept: Vec<(SegmentSeq, PathBuf)> = segment_paths(dir)?
+        let kept: Vec<(SegmentSeq, PathBuf)> = segment_paths(fs, dir)?
             .into_iter()
             .filter(|(_, path)| !remove.contains(path))
             .collect();
@@ -326,10 +327,11 @@ where
     let faults = &config.faults;
 
     for tmp in &report.stray_temp_files {
-        fs::remove_file(tmp).map_err(|err| io_err("remove stray temp segment", tmp, err))?;
+        fs.remove_file(tmp)
+            .map_err(|err| io_err("remove stray temp segment", tmp, err))?;
     }
     for path in &remove {
-        fs::remove_file(path)
+        fs.remove_file(path)
             .map_err(|err| io_err("remove segment after corruption", path, err))?;
     }
     if let Some((path, from, to)) = &repair {
@@ -337,7 +339,7 @@ where
     }
     let writer = match resume {
         None => {
-            ensure_dir(dir, faults, syncs)?;
+            ensure_dir(fs, dir, faults, syncs)?;
             report.fresh = true;
             report.base_lsn = covered.next();
             report.last_lsn = covered;
@@ -352,7 +354,7 @@ where
                     ResumePoint::Sealed(sealed) => &sealed.path,
                 };
                 sync_file(path, config)?;
-                sync_dir(dir, faults)?;
+                sync_dir(fs, dir, faults)?;
             }
             WalWriter::resume(dir, config.clone(), point)?
         }
@@ -368,6 +370,7 @@ where
 /// range, chain) and delivered **as stored** (kind `SealedBatch`, sealed payload); their
 /// tags are not verified. Use [`verify_with`] to open them.
 pub fn verify<E, F>(
+    fs: &dyn FileSystem,
     dir: &Path,
     mode: RecoveryMode,
     on_frame: F,
@@ -375,7 +378,7 @@ pub fn verify<E, F>(
 where
     F: FnMut(DecodedFrame<'_>) -> Result<(), E>,
 {
-    read_pass(dir, mode, false, None, on_frame).map(|plan| plan.report)
+    read_pass(fs, dir, mode, false, None, on_frame).map(|plan| plan.report)
 }
 
 /// [`verify`] with the keys of `config`: like [`recover`], it opens and authenticates
@@ -393,15 +396,16 @@ where
     config.validate()?;
     let unsealer = Unsealer::new(config.cipher.as_ref(), config.keyring.as_ref());
     let synced = config.sync == crate::SyncPolicy::Fdatasync;
-    read_pass(dir, mode, synced, Some(unsealer), on_frame).map(|plan| plan.report)
+    read_pass(&*config.fs, dir, mode, synced, Some(unsealer), on_frame).map(|plan| plan.report)
 }
 
 /// [`verify`] without a callback, for callers that only need the report.
 pub fn verify_quiet(
+    fs: &dyn FileSystem,
     dir: &Path,
     mode: RecoveryMode,
 ) -> Result<RecoveredWal, RecoverError<Infallible>> {
-    verify(dir, mode, |_| Ok::<(), Infallible>(()))
+    verify(fs, dir, mode, |_| Ok::<(), Infallible>(()))
 }
 
 /// Why delivering a frame during the read pass failed.
@@ -477,6 +481,7 @@ fn unseal_error<E>(path: &Path, offset: u64, lsn: Lsn, failure: UnsealFailure) -
 /// `synced`: the log was written with fsync, so a segment header (synced when the
 /// segment was created) can only be missing through corruption, never a power cut.
 fn read_pass<E, F>(
+    fs: &dyn FileSystem,
     dir: &Path,
     mode: RecoveryMode,
     synced: bool,
@@ -486,7 +491,7 @@ fn read_pass<E, F>(
 where
     F: FnMut(DecodedFrame<'_>) -> Result<(), E>,
 {
-    let segments = segment_paths(dir)?;
+    let segments = segment_paths(fs, dir)?;
     let mut report = RecoveredWal {
         fresh: segments.is_empty(),
         base_lsn: Lsn::new(1),
@@ -495,7 +500,7 @@ where
         segments: Vec::new(),
         torn_tail: None,
         corruption: None,
-        stray_temp_files: temp_files(dir)?,
+        stray_temp_files: temp_files(fs, dir)?,
         superseded: Vec::new(),
     };
     if segments.is_empty() {
@@ -540,9 +545,10 @@ where
 
     for (index, (name_seq, path)) in segments.iter().take(scan_count).enumerate() {
         let is_last = index + 1 == scan_count && gap.is_none();
-        let file = File::open(path).map_err(|err| io_err("open segment", path, err))?;
-        let mapped = MappedSegment::map(&file).map_err(|err| io_err("map segment", path, err))?;
-        let bytes = mapped.bytes();
+        let mapped = fs
+            .read_whole(path)
+            .map_err(|err| io_err("map segment", path, err))?;
+        let bytes: &[u8] = &mapped;
 
         // Header-level checks come before any frame of this segment is delivered.
         let mut frames_start = 0u64;
@@ -832,9 +838,9 @@ fn zero_range<E>(
     to: u64,
     config: &WalConfig,
 ) -> Result<(), RecoverError<E>> {
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
+    let file = config
+        .fs
+        .open(path, OpenMode::Existing)
         .map_err(|err| io_err("open segment for repair", path, err))?;
     let zeros = vec![0u8; 64 * 1024];
     let mut at = from;
@@ -842,7 +848,9 @@ fn zero_range<E>(
         let len = usize::try_from(to - at).map_or(zeros.len(), |n| n.min(zeros.len()));
         config
             .faults
-            .write_all_at(&file, &zeros[..len], at)
+            .write_with(FaultPoint::Write, &zeros[..len], |part| {
+                file.write_all_at(part, at)
+            })
             .map_err(|err| io_err("zero damaged tail", path, err))?;
         at += len as u64;
     }
@@ -861,6 +869,6 @@ fn sync_file<E>(path: &Path, config: &WalConfig) -> Result<(), RecoverError<E>> 
     config
         .faults
         .check(FaultPoint::Fsync)
-        .and_then(|()| OpenOptions::new().write(true).open(path)?.sync_data())
+        .and_then(|()| config.fs.open(path, OpenMode::Existing)?.sync_data())
         .map_err(|err| io_err("fdatasync recovered segment", path, err))
 }

@@ -19,14 +19,12 @@
 //! log with [`crate::recover`].
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use aedb_fs::{DiskFile, FileSystem, OpenMode, RealFs, SharedFs};
 use aedb_types::Lsn;
-use rustix::fs::FallocateFlags;
-use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
@@ -92,6 +90,9 @@ pub struct WalConfig {
     /// [`crate::RecoverError::UnknownKeyEpoch`]. Plaintext `Commit` frames (written before
     /// encryption was enabled) are always replayed, with or without keys.
     pub keyring: Option<WalKeyring>,
+    /// The file system every segment operation goes through (default the real disk;
+    /// tests substitute a simulated one).
+    pub fs: SharedFs,
 }
 
 impl Default for WalConfig {
@@ -103,6 +104,7 @@ impl Default for WalConfig {
             faults: FaultInjector::default(),
             cipher: None,
             keyring: None,
+            fs: RealFs::shared(),
         }
     }
 }
@@ -175,7 +177,7 @@ pub struct SealedSegment {
 
 /// The segment being appended to.
 struct ActiveSegment {
-    file: File,
+    file: Arc<dyn DiskFile>,
     path: PathBuf,
     header: SegmentHeader,
     /// Write position: end of the last written frame.
@@ -301,8 +303,8 @@ impl WalWriter {
                 got: first_lsn,
             });
         }
-        ensure_dir(dir, &config.faults, config.syncs())?;
-        if !segment_paths(dir)?.is_empty() {
+        ensure_dir(&*config.fs, dir, &config.faults, config.syncs())?;
+        if !segment_paths(&*config.fs, dir)?.is_empty() {
             return Err(WalError::AlreadyExists {
                 dir: dir.to_path_buf(),
             });
@@ -331,18 +333,16 @@ impl WalWriter {
                 last_lsn,
                 hasher,
             } => {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&path)
+                let file = config
+                    .fs
+                    .open(&path, OpenMode::Existing)
                     .map_err(|err| WalError::io("open segment", &path, err))?;
                 if config.preallocate {
                     let len = file
-                        .metadata()
-                        .map_err(|err| WalError::io("stat segment", &path, err))?
-                        .len();
+                        .len()
+                        .map_err(|err| WalError::io("stat segment", &path, err))?;
                     if len < config.segment_size {
-                        preallocate(&file, config.segment_size)
+                        file.allocate(config.segment_size)
                             .map_err(|err| WalError::io("preallocate segment", &path, err))?;
                     }
                 }
@@ -559,7 +559,9 @@ impl WalWriter {
         let result = self
             .config
             .faults
-            .write_all_at(&self.active.file, &self.batch, offset);
+            .write_with(FaultPoint::Write, &self.batch, |part| {
+                self.active.file.write_all_at(part, offset)
+            });
         if let Err(err) = result {
             return Err(self.fail("write batch", err));
         }
@@ -660,7 +662,9 @@ impl WalWriter {
         let result = self
             .config
             .faults
-            .write_all_at(&self.active.file, &bytes, offset);
+            .write_with(FaultPoint::Write, &bytes, |part| {
+                self.active.file.write_all_at(part, offset)
+            });
         if let Err(err) = result {
             return Err(self.fail("write segment trailer", err));
         }
@@ -685,7 +689,7 @@ impl WalWriter {
     /// fsyncs the directory. Returns the removed paths. Does not poison the writer.
     pub fn retire_segments_through(&mut self, through: Lsn) -> Result<Vec<PathBuf>, WalError> {
         self.ensure_live()?;
-        let segments = segment_paths(&self.dir)?;
+        let segments = segment_paths(&*self.config.fs, &self.dir)?;
         let mut removed = Vec::new();
         for pair in segments.windows(2) {
             let (seq, path) = &pair[0];
@@ -696,18 +700,20 @@ impl WalWriter {
             let next_base = if *next_seq == self.active.header.seq {
                 self.active.header.base_lsn
             } else {
-                read_segment_header(next_path)?.base_lsn
+                read_segment_header(&*self.config.fs, next_path)?.base_lsn
             };
             // base_lsn >= 1 is guaranteed by the header decoder.
             if next_base.get() - 1 > through.get() {
                 break;
             }
-            fs::remove_file(path)
+            self.config
+                .fs
+                .remove_file(path)
                 .map_err(|err| WalError::io("remove retired segment", path, err))?;
             removed.push(path.clone());
         }
         if !removed.is_empty() && self.config.syncs() {
-            sync_dir(&self.dir, &self.config.faults)?;
+            sync_dir(&*self.config.fs, &self.dir, &self.config.faults)?;
             self.fsync_count += 1;
         }
         Ok(removed)
@@ -716,9 +722,9 @@ impl WalWriter {
     /// The lowest LSN the log on disk may still hold: the base LSN of the oldest
     /// remaining segment.
     pub fn oldest_retained_lsn(&self) -> Result<Lsn, WalError> {
-        match segment_paths(&self.dir)?.first() {
+        match segment_paths(&*self.config.fs, &self.dir)?.first() {
             Some((seq, path)) if *seq != self.active.header.seq => {
-                Ok(read_segment_header(path)?.base_lsn)
+                Ok(read_segment_header(&*self.config.fs, path)?.base_lsn)
             }
             _ => Ok(self.active.header.base_lsn),
         }
@@ -823,18 +829,17 @@ fn next_seq(seq: SegmentSeq) -> Result<SegmentSeq, WalError> {
 }
 
 /// Reads and decodes the header of the segment at `path`.
-pub fn read_segment_header(path: &Path) -> Result<SegmentHeader, WalError> {
-    let file = File::open(path).map_err(|err| WalError::io("open segment", path, err))?;
+pub fn read_segment_header(fs: &dyn FileSystem, path: &Path) -> Result<SegmentHeader, WalError> {
+    let file = fs
+        .open(path, OpenMode::Existing)
+        .map_err(|err| WalError::io("open segment", path, err))?;
+    let len = file
+        .len()
+        .map_err(|err| WalError::io("stat segment", path, err))?;
     let mut buf = [0u8; SEGMENT_HEADER_LEN];
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(WalError::io("read segment header", path, err)),
-        }
-    }
+    let filled = buf.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+    file.read_exact_at(&mut buf[..filled], 0)
+        .map_err(|err| WalError::io("read segment header", path, err))?;
     SegmentHeader::decode(&buf[..filled]).map_err(|source| WalError::BadHeader {
         path: path.to_path_buf(),
         source,
@@ -858,21 +863,18 @@ fn create_segment(
     };
     let tmp = temp_segment_path(dir, seq);
     let path = segment_path(dir, seq);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
+    let file = config
+        .fs
+        .open(&tmp, OpenMode::Truncate)
         .map_err(|err| WalError::io("create segment", &tmp, err))?;
     if config.preallocate {
-        preallocate(&file, config.segment_size)
+        file.allocate(config.segment_size)
             .map_err(|err| WalError::io("preallocate segment", &tmp, err))?;
     }
     let bytes = header.encode();
     config
         .faults
-        .write_all_at(&file, &bytes, 0)
+        .write_with(FaultPoint::Write, &bytes, |part| file.write_all_at(part, 0))
         .map_err(|err| WalError::io("write segment header", &tmp, err))?;
     if config.syncs() {
         config
@@ -884,10 +886,10 @@ fn create_segment(
     config
         .faults
         .check(FaultPoint::Rename)
-        .and_then(|()| fs::rename(&tmp, &path))
+        .and_then(|()| config.fs.rename(&tmp, &path))
         .map_err(|err| WalError::io("rename new segment into place", &tmp, err))?;
     if config.syncs() {
-        sync_dir(dir, &config.faults)?;
+        sync_dir(&*config.fs, dir, &config.faults)?;
     }
     let mut hasher = Sha256::new();
     hasher.update(bytes);
@@ -900,20 +902,6 @@ fn create_segment(
         last_lsn: Lsn::new(base_lsn.get() - 1),
         hasher,
     })
-}
-
-/// Reserves `len` bytes for `file` so appends do not grow it; the new range reads as zeros.
-fn preallocate(file: &File, len: u64) -> io::Result<()> {
-    match rustix::fs::fallocate(file, FallocateFlags::empty(), 0, len) {
-        Ok(()) => Ok(()),
-        Err(errno) if errno == Errno::OPNOTSUPP || errno == Errno::NOSYS => {
-            if file.metadata()?.len() < len {
-                file.set_len(len)?;
-            }
-            Ok(())
-        }
-        Err(errno) => Err(errno.into()),
-    }
 }
 
 #[cfg(test)]

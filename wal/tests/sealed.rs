@@ -151,7 +151,7 @@ fn sealed_round_trip_across_rotations_and_key_epochs() {
     assert_eq!(got, expected_frames(1, last3));
 
     // Keyless verification checks structure and the chain, and counts records.
-    let report = verify_quiet(&dir, RecoveryMode::Strict).expect("verify");
+    let report = verify_quiet(&aedb_fs::RealFs, &dir, RecoveryMode::Strict).expect("verify");
     assert_eq!(report.last_lsn, Lsn::new(last3));
     assert_eq!(report.frames_replayed, last3);
     let mut opened = Vec::new();
@@ -439,11 +439,11 @@ fn sealed_log_without_keys_is_a_distinct_error_and_verify_is_keyless() {
     }
 
     // Keyless verification: structure, chain and density; frames delivered sealed.
-    let report = verify_quiet(&dir, RecoveryMode::Strict).expect("verify");
+    let report = verify_quiet(&aedb_fs::RealFs, &dir, RecoveryMode::Strict).expect("verify");
     assert_eq!(report.last_lsn, last);
     assert_eq!(report.frames_replayed, last.get());
     let mut kinds = Vec::new();
-    verify(&dir, RecoveryMode::Strict, |frame| {
+    verify(&aedb_fs::RealFs, &dir, RecoveryMode::Strict, |frame| {
         kinds.push((frame.kind, frame.lsn.get()));
         Ok::<(), Infallible>(())
     })

@@ -36,8 +36,11 @@ fn round_trip_across_rotations_with_verified_chain() {
         assert_eq!(pair[1].base_lsn, pair[0].last_lsn.next());
     }
     for s in &sealed {
-        let next =
-            read_segment_header(&aedb_wal::segment_path(&dir, s.seq.next())).expect("header");
+        let next = read_segment_header(
+            &aedb_fs::RealFs,
+            &aedb_wal::segment_path(&dir, s.seq.next()),
+        )
+        .expect("header");
         assert_eq!(next.prev_hash, s.hash);
     }
     // The preallocated files have the configured size (or more for oversized batches).
@@ -331,7 +334,7 @@ fn garbage_then_zeros_in_last_segment_is_a_torn_tail() {
     let garbage: Vec<u8> = (0..50u8).map(|i| i.wrapping_mul(73) | 0x80).collect();
     overwrite(&path, end, &garbage);
 
-    let report = verify_quiet(&dir, RecoveryMode::Strict).expect("verify");
+    let report = verify_quiet(&aedb_fs::RealFs, &dir, RecoveryMode::Strict).expect("verify");
     assert_eq!(
         report.torn_tail_bytes(),
         50,
@@ -466,7 +469,7 @@ fn base_lsn_that_skips_lsns_is_corruption() {
     let config = config(1024);
     build_log(&dir, &config, 3);
     let target = segments(&dir)[1].clone();
-    let mut header = read_segment_header(&target).expect("header");
+    let mut header = read_segment_header(&aedb_fs::RealFs, &target).expect("header");
     header.base_lsn = header.base_lsn.next();
     overwrite(&target, 0, &header.encode());
     match recover_all(&dir, &config, RecoveryMode::Strict).expect_err("gap") {
@@ -614,7 +617,10 @@ fn retire_removes_only_fully_covered_sealed_segments() {
 
 fn fs_first_lsn(dir: &std::path::Path) -> u64 {
     let first = segments(dir)[0].clone();
-    read_segment_header(&first).expect("header").base_lsn.get()
+    read_segment_header(&aedb_fs::RealFs, &first)
+        .expect("header")
+        .base_lsn
+        .get()
 }
 
 #[test]
@@ -642,7 +648,7 @@ fn segment_header_of_every_file_matches_its_name() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("wal");
     build_log(&dir, &config(1024), 3);
-    for (seq, path) in aedb_wal::segment_paths(&dir).expect("list") {
+    for (seq, path) in aedb_wal::segment_paths(&aedb_fs::RealFs, &dir).expect("list") {
         let bytes = fs::read(&path).expect("read");
         let header = SegmentHeader::decode(&bytes[..SEGMENT_HEADER_LEN]).expect("header");
         assert_eq!(header.seq, seq);
@@ -685,7 +691,7 @@ fn development_mode_drops_segments_from_a_chain_break_on() {
     let config = config(1024);
     build_log(&dir, &config, 4);
     let files = segments(&dir);
-    let mut header = read_segment_header(&files[2]).expect("header");
+    let mut header = read_segment_header(&aedb_fs::RealFs, &files[2]).expect("header");
     header.prev_hash.0[0] ^= 0xFF;
     overwrite(&files[2], 0, &header.encode());
     let last_kept = frames_in(&files[1])

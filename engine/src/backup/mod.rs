@@ -24,7 +24,10 @@ mod manifest;
 use aedb_keys::KeyProvider;
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+use aedb_fs::{DiskFile, FileSystem, OpenMode as FsMode, RealFs};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use aedb_actors::keyring::EpochTable;
@@ -340,16 +343,20 @@ fn now_unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn ensure_empty_dir(dir: &Path, err: impl Fn(PathBuf) -> BackupError) -> Result<bool, BackupError> {
-    match fs::read_dir(dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
+fn ensure_empty_dir(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    err: impl Fn(PathBuf) -> BackupError,
+) -> Result<bool, BackupError> {
+    match fs.read_dir(dir) {
+        Ok(entries) => {
+            if !entries.is_empty() {
                 return Err(err(dir.to_path_buf()));
             }
             Ok(false)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+            fs.create_dir_all(dir).map_err(io_err("create", dir))?;
             Ok(true)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(err(dir.to_path_buf())),
@@ -357,10 +364,8 @@ fn ensure_empty_dir(dir: &Path, err: impl Fn(PathBuf) -> BackupError) -> Result<
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), BackupError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))
+fn sync_dir(fs: &dyn FileSystem, dir: &Path) -> Result<(), BackupError> {
+    fs.sync_dir(dir).map_err(io_err("fsync directory", dir))
 }
 
 /// Copies `len` bytes of `src` (from its start) to `dst`, fsyncs it, and returns the
@@ -369,36 +374,29 @@ fn sync_dir(dir: &Path) -> Result<(), BackupError> {
 const SYNC_STEP: u64 = 8 << 20;
 
 fn copy_prefix(
-    src: &mut File,
+    fs: &dyn FileSystem,
+    src: &dyn DiskFile,
     src_path: &Path,
     dst: &Path,
     len: u64,
     progress: &mut dyn FnMut(u64),
 ) -> Result<[u8; 32], BackupError> {
-    src.seek(SeekFrom::Start(0))
-        .map_err(io_err("seek", src_path))?;
-    let mut out = File::create(dst).map_err(io_err("create", dst))?;
+    let out = fs
+        .open(dst, FsMode::Truncate)
+        .map_err(io_err("create", dst))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut left = len;
+    let mut at = 0u64;
     let mut unsynced = 0u64;
     while left > 0 {
-        let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
-        let n = src
-            .read(&mut buf[..want])
+        let n = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+        src.read_exact_at(&mut buf[..n], at)
             .map_err(io_err("read", src_path))?;
-        if n == 0 {
-            return Err(BackupError::Io {
-                op: "read",
-                path: src_path.to_path_buf(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "file shorter than its stable length",
-                ),
-            });
-        }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(io_err("write", dst))?;
+        out.write_all_at(&buf[..n], at)
+            .map_err(io_err("write", dst))?;
+        at += n as u64;
         left -= n as u64;
         unsynced += n as u64;
         // Write back in steps: one fsync of a huge dirty file stalls every other
@@ -451,11 +449,11 @@ impl<'p> CopyProgress<'p> {
 /// The byte length of the active segment's stable prefix: the end of the frame that
 /// carries `synced` (or of the last frame at or below it). Frames after it may still be
 /// being written and are never copied.
-fn stable_prefix_len(file: &mut File, path: &Path, synced: Lsn) -> Result<u64, BackupError> {
-    let mut bytes = Vec::new();
-    file.seek(SeekFrom::Start(0))
-        .map_err(io_err("seek", path))?;
-    file.read_to_end(&mut bytes).map_err(io_err("read", path))?;
+fn stable_prefix_len(file: &dyn DiskFile, path: &Path, synced: Lsn) -> Result<u64, BackupError> {
+    let len = file.len().map_err(io_err("stat", path))?;
+    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(io_err("read", path))?;
     let header = SegmentHeader::decode(&bytes).map_err(|e| BackupError::Io {
         op: "decode segment header",
         path: path.to_path_buf(),
@@ -479,16 +477,15 @@ fn stable_prefix_len(file: &mut File, path: &Path, synced: Lsn) -> Result<u64, B
 struct PlannedWal {
     seq: aedb_wal::SegmentSeq,
     path: PathBuf,
-    file: File,
+    file: Arc<dyn DiskFile>,
     /// Bytes to copy.
     len: u64,
 }
 
-fn segment_base(file: &mut File, path: &Path) -> Result<Lsn, BackupError> {
+fn segment_base(file: &dyn DiskFile, path: &Path) -> Result<Lsn, BackupError> {
     let mut buf = [0u8; 64];
-    file.seek(SeekFrom::Start(0))
-        .map_err(io_err("seek", path))?;
-    file.read_exact(&mut buf).map_err(io_err("read", path))?;
+    file.read_exact_at(&mut buf, 0)
+        .map_err(io_err("read", path))?;
     SegmentHeader::decode(&buf)
         .map(|h| h.base_lsn)
         .map_err(|e| BackupError::Io {
@@ -507,9 +504,9 @@ fn plan_wal(
 ) -> Result<Vec<PlannedWal>, BackupError> {
     let active = view.active;
     let synced = view.synced_lsn;
-    let mut segs: Vec<(aedb_wal::SegmentSeq, PathBuf, File, Lsn)> = Vec::new();
-    for (seq, path, mut file) in view.segments {
-        let base = segment_base(&mut file, &path)?;
+    let mut segs: Vec<(aedb_wal::SegmentSeq, PathBuf, Arc<dyn DiskFile>, Lsn)> = Vec::new();
+    for (seq, path, file) in view.segments {
+        let base = segment_base(&*file, &path)?;
         segs.push((seq, path, file, base));
     }
     let start = match from_seq {
@@ -538,11 +535,11 @@ fn plan_wal(
         }
     };
     let mut planned = Vec::new();
-    for (seq, path, mut file, _) in segs.into_iter().skip(start) {
+    for (seq, path, file, _) in segs.into_iter().skip(start) {
         let len = if seq == active {
-            stable_prefix_len(&mut file, &path, synced)?
+            stable_prefix_len(&*file, &path, synced)?
         } else {
-            file.metadata().map_err(io_err("stat", &path))?.len()
+            file.len().map_err(io_err("stat", &path))?
         };
         planned.push(PlannedWal {
             seq,
@@ -602,7 +599,7 @@ impl AedbInstance {
         progress: Progress<'_>,
     ) -> Result<BackupReport, BackupError> {
         let dir = dir.as_ref();
-        ensure_empty_dir(dir, BackupError::NonEmptyBackupDir)?;
+        ensure_empty_dir(&*self.fs, dir, BackupError::NonEmptyBackupDir)?;
         // The newest checkpoint plus the WAL after it is a full backup: sealing a fresh
         // checkpoint would cost the workload CPU the copy does not need (automatic
         // checkpoints bound the WAL after it by `checkpoint_wal_bytes`). Only a
@@ -624,7 +621,7 @@ impl AedbInstance {
                 break (live, None);
             };
             let path = self.dir.join("checkpoints").join(&rec.file_name);
-            match File::open(&path) {
+            match self.fs.open(&path, FsMode::Existing) {
                 Ok(file) => break (live, Some((lsn, rec, path, file))),
                 Err(e) if attempt < 3 && e.kind() == std::io::ErrorKind::NotFound => {
                     attempt += 1;
@@ -642,18 +639,20 @@ impl AedbInstance {
         let mut copied = CopyProgress::new(total, progress, rate);
         let mut tick = |n: u64| copied.tick(n);
         let mut files = Vec::new();
-        if let Some((_, rec, path, mut file)) = checkpoint {
+        if let Some((_, rec, path, file)) = checkpoint {
             let out_dir = dir.join(BackupFileKind::Checkpoint.dir());
-            fs::create_dir_all(&out_dir).map_err(io_err("create", &out_dir))?;
+            self.fs
+                .create_dir_all(&out_dir)
+                .map_err(io_err("create", &out_dir))?;
             let dst = out_dir.join(&rec.file_name);
-            let sha = copy_prefix(&mut file, &path, &dst, rec.len, &mut tick)?;
+            let sha = copy_prefix(&*self.fs, &*file, &path, &dst, rec.len, &mut tick)?;
             if sha != rec.sha256 {
                 return Err(BackupError::TamperedFile {
                     path,
                     detail: "the live checkpoint does not match its manifest record".into(),
                 });
             }
-            sync_dir(&out_dir)?;
+            sync_dir(&*self.fs, &out_dir)?;
             files.push(BackupFile {
                 kind: BackupFileKind::Checkpoint,
                 name: rec.file_name.clone(),
@@ -661,7 +660,7 @@ impl AedbInstance {
                 sha256: sha,
             });
         }
-        files.extend(copy_wal(dir, wal, &mut tick)?);
+        files.extend(copy_wal(&*self.fs, dir, wal, &mut tick)?);
         self.finish_backup(
             dir,
             BackupKind::Full,
@@ -712,7 +711,7 @@ impl AedbInstance {
                 path: parent.dir.clone(),
                 detail: "the parent backup lists no WAL segment".into(),
             })?;
-        ensure_empty_dir(dir, BackupError::NonEmptyBackupDir)?;
+        ensure_empty_dir(&*self.fs, dir, BackupError::NonEmptyBackupDir)?;
         let live = self.pipeline.manifest_live_state()?;
         let view = self.pipeline.wal_backup_view()?;
         let synced = view.synced_lsn;
@@ -722,7 +721,7 @@ impl AedbInstance {
         let rate = self.backup_rate.load(std::sync::atomic::Ordering::Relaxed);
         let mut copied = CopyProgress::new(total, progress, rate);
         let mut tick = |n: u64| copied.tick(n);
-        let files = copy_wal(dir, wal, &mut tick)?;
+        let files = copy_wal(&*self.fs, dir, wal, &mut tick)?;
         self.finish_backup(
             dir,
             BackupKind::Incremental,
@@ -770,12 +769,11 @@ impl AedbInstance {
         let bytes_out = manifest.encode(&key);
         let tmp = dir.join(format!("{BACKUP_MANIFEST_FILE}.tmp"));
         let path = dir.join(BACKUP_MANIFEST_FILE);
-        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-        f.write_all(&bytes_out).map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("fsync", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
-        sync_dir(dir)?;
+        aedb_fs::write_file(&*self.fs, &tmp, &bytes_out).map_err(io_err("write", &tmp))?;
+        self.fs
+            .rename(&tmp, &path)
+            .map_err(io_err("rename", &tmp))?;
+        sync_dir(&*self.fs, dir)?;
         let manifest_sha256: [u8; 32] = Sha256::digest(&bytes_out).into();
         self.pipeline
             .record_manifest(vec![ManifestRecord::BackupTaken {
@@ -795,17 +793,19 @@ impl AedbInstance {
 }
 
 fn copy_wal(
+    fs: &dyn FileSystem,
     dir: &Path,
     wal: Vec<PlannedWal>,
     tick: &mut dyn FnMut(u64),
 ) -> Result<Vec<BackupFile>, BackupError> {
     let out_dir = dir.join(BackupFileKind::WalSegment.dir());
-    fs::create_dir_all(&out_dir).map_err(io_err("create", &out_dir))?;
+    fs.create_dir_all(&out_dir)
+        .map_err(io_err("create", &out_dir))?;
     let mut files = Vec::new();
-    for mut w in wal {
+    for w in wal {
         let name = aedb_wal::segment_file_name(w.seq);
         let dst = out_dir.join(&name);
-        let sha = copy_prefix(&mut w.file, &w.path, &dst, w.len, tick)?;
+        let sha = copy_prefix(fs, &*w.file, &w.path, &dst, w.len, tick)?;
         files.push(BackupFile {
             kind: BackupFileKind::WalSegment,
             name,
@@ -813,7 +813,7 @@ fn copy_wal(
             sha256: sha,
         });
     }
-    sync_dir(&out_dir)?;
+    sync_dir(fs, &out_dir)?;
     Ok(files)
 }
 
@@ -1062,11 +1062,11 @@ fn rebuild(
         None => State::new(),
         Some((path, listed)) => {
             let loaded = if keyring.encrypts() {
-                aedb_checkpoint::open_checkpoint(path, database, |epoch| {
+                aedb_checkpoint::open_checkpoint(&RealFs, path, database, |epoch| {
                     epochs.checkpoint_key(&keyring, database, epoch)
                 })
             } else {
-                aedb_checkpoint::open_plaintext_checkpoint(path, database)
+                aedb_checkpoint::open_plaintext_checkpoint(&RealFs, path, database)
             };
             let loaded = loaded.map_err(|e| match e {
                 aedb_checkpoint::CheckpointError::KeyRequired { .. } => BackupError::WrongKey {
@@ -1103,7 +1103,7 @@ fn rebuild(
     };
 
     // The WAL: segment chain, CRCs, density and every sealed-batch tag.
-    let wal_config = crate::offline::wal_config(database, &epochs, &keyring);
+    let wal_config = crate::offline::wal_config(&RealFs::shared(), database, &epochs, &keyring);
     let stop = target.unwrap_or(last);
     let base = state.lsn();
     let mut expected = base.next();
@@ -1235,7 +1235,7 @@ pub fn restore_from_backup_chain(
     progress: Progress<'_>,
 ) -> Result<RestoreReport, BackupError> {
     let target = target_dir.as_ref();
-    let created = ensure_empty_dir(target, BackupError::NonEmptyTarget)?;
+    let created = ensure_empty_dir(&*options.config.fs, target, BackupError::NonEmptyTarget)?;
     let staging = target.join(".aedb-restore-staging");
     let result = (|| {
         let (report, rebuilt, database) = rebuild(
@@ -1276,6 +1276,7 @@ fn write_data_dir(
     let keyring = config.keyring()?;
     let write = |e: aedb_checkpoint::ManifestError| BackupError::Write(e.to_string());
     let mut manifest = Manifest::create(
+        &config.fs,
         &target.join(aedb_checkpoint::MANIFEST_FILE_NAME),
         database,
         keyring.manifest_key(database)?,
@@ -1308,6 +1309,7 @@ fn write_data_dir(
         let key = keyring.checkpoint_key(database, epoch, &master)?;
         let werr = |e: aedb_checkpoint::CheckpointError| BackupError::Write(e.to_string());
         let mut writer = CheckpointWriter::create(
+            &config.fs,
             target,
             CheckpointMeta::new(database, lsn, epoch),
             key.as_ref(),
@@ -1321,7 +1323,12 @@ fn write_data_dir(
         manifest.append(&info.manifest_record()).map_err(write)?;
     }
     let wal = target.join(aedb_actors::WAL_DIR);
-    fs::create_dir_all(&wal).map_err(io_err("create", &wal))?;
-    sync_dir(target)?;
-    Ok(())
+    config
+        .fs
+        .create_dir_all(&wal)
+        .map_err(io_err("create", &wal))?;
+    config
+        .fs
+        .sync_dir(target)
+        .map_err(io_err("fsync directory", target))
 }

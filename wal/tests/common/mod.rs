@@ -105,7 +105,7 @@ pub fn frames_in(path: &Path) -> Vec<Located> {
 
 /// Segment files of `dir`, oldest first.
 pub fn segments(dir: &Path) -> Vec<PathBuf> {
-    segment_paths(dir)
+    segment_paths(&aedb_fs::RealFs, dir)
         .expect("list segments")
         .into_iter()
         .map(|(_, path)| path)
