@@ -927,12 +927,20 @@ impl SimFs {
     }
 
     /// The durable view: what a power cut that keeps nothing unsynced would leave.
+    ///
+    /// # Panics
+    ///
+    /// If a file is longer than [`MAX_DATA_LEN`].
     pub fn durable_image(&self) -> DiskImage {
         self.inner.lock().image(true)
     }
 
     /// The volatile view: what reads see now. Equal to [`SimFs::durable_image`] right
     /// after a crash.
+    ///
+    /// # Panics
+    ///
+    /// If a file is longer than [`MAX_DATA_LEN`].
     pub fn image(&self) -> DiskImage {
         self.inner.lock().image(false)
     }
