@@ -3,7 +3,7 @@
 //! Every file the engine touches (WAL segments, the MANIFEST, checkpoint files, backups,
 //! the directory lock) is reached through one small trait, [`FileSystem`], so that the
 //! same engine code runs on the real disk ([`RealFs`], `std::fs` plus `memmap2`) or on a
-//! simulated one whose power cuts drop what was never synced (`SimFs`, for tests).
+//! simulated one whose power cuts drop what was never synced ([`SimFs`], for tests).
 //!
 //! This crate owns the trait, its real implementation and the simulated disk. It knows
 //! nothing of the formats written through it.
@@ -30,6 +30,7 @@
 #![deny(unsafe_code)]
 
 mod real;
+mod sim;
 
 use std::fmt;
 use std::io;
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use real::RealFs;
+pub use sim::{DiskImage, FaultOp, MAX_DATA_LEN, OpKind, SECTOR_SIZE, SimFault, SimFs, SimOp};
 
 /// How [`FileSystem::open`] opens a file. Every mode opens for reading and writing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
