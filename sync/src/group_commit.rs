@@ -234,6 +234,10 @@ impl<S: LogSink> WriterLoop<S> {
         }
         if let Err(e) = result {
             self.failed = true;
+            // Nothing written can be synced any more: without this the flush timer
+            // would fire again at once, forever (a spinning writer that never sees its
+            // mailbox close, so shutdown hangs).
+            self.unsynced_since = None;
             self.sink.on_batch(BatchReport {
                 submissions,
                 synced: false,
@@ -399,6 +403,45 @@ mod tests {
         assert_eq!(d.synced, (1..=10).collect::<Vec<_>>());
         assert_eq!((d.writes, d.syncs), (1, 1));
         assert_eq!(d.published, vec![10]);
+    }
+
+    /// Found by the power-loss exploration: a visible record waits for the flush timer,
+    /// the timer's sync fails, and the loop used to keep the timer armed, firing again at
+    /// once forever — never reading its mailbox again, so shutdown never returned.
+    #[test]
+    fn a_failed_flush_timer_sync_neither_spins_nor_hangs_shutdown() {
+        let sink = MemSink::default();
+        sink.0.lock().unwrap().fail_sync_at = Some(1);
+        let (tx, rx) = mailbox::<WriterMsg<MemSink, Ackr>>(64);
+        tx.send(WriterMsg::Append(Submission {
+            record: 1,
+            publish: None,
+            durability: Durability::SyncWithin,
+        }))
+        .unwrap();
+        let s2 = sink.clone();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            WriterLoop::new(s2, cfg()).run(rx);
+            done_tx.send(()).expect("the test waits");
+        });
+        // Let the timer fire and fail, then close the mailbox: the loop must end.
+        while sink.0.lock().unwrap().syncs == 0 {
+            std::thread::yield_now();
+        }
+        let (c, w) = completion();
+        tx.send(WriterMsg::Append(Submission {
+            record: 2,
+            publish: Some(2),
+            durability: Durability::AckAfterSync(c),
+        }))
+        .unwrap();
+        drop(tx);
+        done_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the writer loop ends once its mailbox closes");
+        assert_eq!(w.wait(), Ok(Err(GroupCommitError::FailStopped)));
+        assert_eq!(sink.0.lock().unwrap().syncs, 1, "a failed sync is never retried");
     }
 
     #[test]
