@@ -324,11 +324,12 @@ fn engine(c: &mut Corpus) -> EngineFiles {
         "engine-MANIFEST",
         fs::read(data.join("MANIFEST")).expect("manifest"),
     );
-    c.add(
-        "backup_manifest",
-        "engine-full",
-        fs::read(backup.join(BACKUP_MANIFEST_FILE)).expect("backup"),
-    );
+    let backup_bytes = fs::read(backup.join(BACKUP_MANIFEST_FILE)).expect("backup");
+    // The same manifest re-encoded under the fuzz key, so it authenticates in the target.
+    let decoded =
+        aedb::backup::BackupManifest::decode_unverified(&backup_bytes).expect("backup decodes");
+    c.add("backup_manifest", "engine-full-fuzz-key", decoded.manifest.encode(&fuzz_key()));
+    c.add("backup_manifest", "engine-full", backup_bytes);
 
     // The audit export as written, and the same rows re-chained under the fuzz key (so
     // the target's chain verification succeeds on it).
