@@ -33,8 +33,8 @@ use aedb::{
 };
 use aedb_authz::PolicyState;
 use aedb_checkpoint::{
-    CheckpointMeta, FixedNonce, GOLDEN_EPOCH, GOLDEN_LSN, Manifest, ManifestRecord,
-    open_plaintext_checkpoint, seal_checkpoint_to_vec,
+    CheckpointMeta, FixedNonce, GOLDEN_EPOCH, GOLDEN_LSN, LiveState, ManifestRecord, OpenMode,
+    open_checkpoint_bytes, seal_checkpoint_to_vec,
 };
 use aedb_fuzz::{
     FUZZ_DB, FUZZ_KEY, FUZZ_NONCE, WAL_EPOCH, WAL_SEQ, fuzz_key, join_pieces, manifest_key,
@@ -92,6 +92,23 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+/// The files `<number>.<extension>` in `dir` (WAL segments, checkpoints), by number.
+/// (Read directly rather than through the crates' directory helpers, whose file-system
+/// parameters change more often than the file names.)
+fn numbered_files(dir: &Path, extension: &str) -> Vec<(u64, PathBuf)> {
+    let mut out: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == extension))
+        .filter_map(|path| {
+            let n = path.file_stem()?.to_str()?.parse().ok()?;
+            Some((n, path))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// The file with zero padding after its last non-zero byte cut to `keep` zeros.
@@ -262,7 +279,7 @@ fn engine(c: &mut Corpus) -> EngineFiles {
 
     // The WAL: the (open) segment as written, its frames, and the commit records.
     let mut records = Vec::new();
-    let wal = aedb_wal::segment_paths(&data.join(aedb::WAL_DIR)).expect("wal segments");
+    let wal = numbered_files(&data.join(aedb::WAL_DIR), "wal");
     for (seq, path) in &wal {
         let bytes = trim_zeros(&fs::read(path).expect("read segment"), 16);
         let mut frames = Vec::new();
@@ -307,10 +324,11 @@ fn engine(c: &mut Corpus) -> EngineFiles {
     }
 
     // The checkpoint: the file as written and its snapshot payload.
-    let checkpoints = aedb_checkpoint::list_checkpoints(&data).expect("list checkpoints");
-    let newest = checkpoints.last().expect("a checkpoint");
-    let file = fs::read(&newest.path).expect("read checkpoint");
-    let loaded = open_plaintext_checkpoint(&newest.path, database).expect("open checkpoint");
+    let checkpoints = numbered_files(&data.join("checkpoints"), "ckpt");
+    let (_, newest) = checkpoints.last().expect("a checkpoint");
+    let file = fs::read(newest).expect("read checkpoint");
+    let loaded =
+        open_checkpoint_bytes(&file, database, OpenMode::Plaintext).expect("open checkpoint");
     c.add("checkpoint_file", "engine-plaintext", file);
     c.add(
         "state_snapshot",
@@ -328,7 +346,11 @@ fn engine(c: &mut Corpus) -> EngineFiles {
     // The same manifest re-encoded under the fuzz key, so it authenticates in the target.
     let decoded =
         aedb::backup::BackupManifest::decode_unverified(&backup_bytes).expect("backup decodes");
-    c.add("backup_manifest", "engine-full-fuzz-key", decoded.manifest.encode(&fuzz_key()));
+    c.add(
+        "backup_manifest",
+        "engine-full-fuzz-key",
+        decoded.manifest.encode(&fuzz_key()),
+    );
     c.add("backup_manifest", "engine-full", backup_bytes);
 
     // The audit export as written, and the same rows re-chained under the fuzz key (so
@@ -405,7 +427,7 @@ fn wal(c: &mut Corpus, records: &[Vec<u8>]) {
             writer.flush_and_sync().expect("sync");
         }
         drop(writer);
-        let segments = aedb_wal::segment_paths(&dir).expect("segments");
+        let segments = numbered_files(&dir, "wal");
         for (seq, path) in segments.iter().take(3) {
             let bytes = trim_zeros(&fs::read(path).expect("read segment"), 8);
             c.add(
@@ -563,12 +585,26 @@ fn snapshots(c: &mut Corpus, files: &EngineFiles) {
     );
 }
 
+/// A manifest image of `records` under the golden key, built by the library's own header
+/// and frame encoders (what `Manifest::create`/`append`/`compact` write).
+fn manifest_image(records: &[ManifestRecord]) -> Vec<u8> {
+    let key = manifest_key();
+    let header = aedb_checkpoint::manifest::encode_manifest_header(FUZZ_DB, &key);
+    let mut prev = [0u8; 32];
+    prev.copy_from_slice(&header[32..]);
+    let mut bytes = header.to_vec();
+    for record in records {
+        let (frame, mac) =
+            aedb_checkpoint::manifest::encode_frame(&key, &prev, record).expect("encode frame");
+        bytes.extend_from_slice(&frame);
+        prev = mac;
+    }
+    bytes
+}
+
 /// A manifest under the golden key holding every record kind, its compaction, a torn
 /// copy, and the bodies as `manifest_records` inputs.
 fn manifests(c: &mut Corpus) {
-    let tmp = TempDir::new("manifest");
-    let path = tmp.0.join("MANIFEST");
-    let mut m = Manifest::create(&path, FUZZ_DB, manifest_key()).expect("create manifest");
     let records = vec![
         ManifestRecord::DatabaseCreated {
             database_id: FUZZ_DB,
@@ -628,10 +664,8 @@ fn manifests(c: &mut Corpus) {
             at_unix_ms: 1_700_000_300_000,
         },
     ];
-    for record in &records {
-        m.append(record).expect("append");
-    }
-    let full = fs::read(&path).expect("read manifest");
+    let live = LiveState::from_records(FUZZ_DB, &records).expect("consistent records");
+    let full = manifest_image(&records);
     c.add("manifest", "generated-full", full.clone());
     let last_start = full.len()
         - (8 + records
@@ -647,13 +681,19 @@ fn manifests(c: &mut Corpus) {
         "generated-zero-tail",
         [full.clone(), vec![0; 24]].concat(),
     );
-    let summary = m.live_state().to_records();
-    m.compact(1_700_000_400_000, &summary).expect("compact");
-    drop(m);
+    // Compaction as `Manifest::compact` writes it: `Compacted`, then the live summary.
+    let head: [u8; 32] = full[full.len() - 32..].try_into().expect("head MAC");
+    let mut compacted = vec![ManifestRecord::Compacted {
+        replaces_head: head,
+        records_replaced: records.len() as u64,
+        at_unix_ms: 1_700_000_400_000,
+    }];
+    compacted.extend(live.to_records());
+    LiveState::from_records(FUZZ_DB, &compacted).expect("compaction restates");
     c.add(
         "manifest",
         "generated-compacted",
-        fs::read(&path).expect("read manifest"),
+        manifest_image(&compacted),
     );
 
     let bodies: Vec<Vec<u8>> = records
@@ -743,11 +783,20 @@ fn authz(c: &mut Corpus) {
 fn validate(c: &Corpus) {
     let seeds = |target: &str| c.0.get(target).cloned().unwrap_or_default();
     let key = manifest_key();
-    for name in ["generated-full", "generated-compacted", "generated-torn", "golden-manifest_file_v1"] {
+    for name in [
+        "generated-full",
+        "generated-compacted",
+        "generated-torn",
+        "golden-manifest_file_v1",
+    ] {
         let bytes = &seeds("manifest")[name];
         let verified = aedb_checkpoint::verify_manifest_bytes(Path::new(name), bytes, &key)
             .unwrap_or_else(|e| panic!("manifest seed {name}: {e}"));
-        assert_eq!(verified.torn_tail.is_some(), name.ends_with("torn"), "{name}");
+        assert_eq!(
+            verified.torn_tail.is_some(),
+            name.ends_with("torn"),
+            "{name}"
+        );
     }
     for (name, bytes) in seeds("checkpoint_file") {
         let header = aedb_checkpoint::CheckpointHeader::decode(&bytes).expect("checkpoint header");
@@ -762,14 +811,23 @@ fn validate(c: &Corpus) {
             header.database_id,
             aedb_checkpoint::OpenMode::Plaintext,
         );
-        assert!(sealed.is_ok() || plain.is_ok(), "checkpoint seed {name} opens in neither mode");
+        assert!(
+            sealed.is_ok() || plain.is_ok(),
+            "checkpoint seed {name} opens in neither mode"
+        );
     }
     for (name, payload) in seeds("wal_sealed_batch") {
         let first = u64::from_le_bytes(payload[6..14].try_into().expect("8 bytes"));
         let count = u32::from_le_bytes(payload[14..18].try_into().expect("4 bytes"));
         let lsn = Lsn::new(first + u64::from(count) - 1);
-        aedb_wal::open_sealed_batch(&payload, lsn, SegmentSeq::new(WAL_SEQ), FUZZ_DB, &fuzz_key())
-            .unwrap_or_else(|e| panic!("sealed batch seed {name}: {e}"));
+        aedb_wal::open_sealed_batch(
+            &payload,
+            lsn,
+            SegmentSeq::new(WAL_SEQ),
+            FUZZ_DB,
+            &fuzz_key(),
+        )
+        .unwrap_or_else(|e| panic!("sealed batch seed {name}: {e}"));
     }
     let text = &seeds("audit_export")["engine-export-fuzz-key"];
     let text = std::str::from_utf8(&text[1..]).expect("utf-8");
