@@ -3,6 +3,9 @@
 #
 # Knobs (environment):
 #   AEDB_CRASH_CYCLES      SIGKILL crash-test cycles (default 50)
+#   AEDB_SIM_CRASH_POINTS  simulated power-loss crash points of the optimised run (default
+#                          10000; the debug run of the suite does 500); AEDB_SIM_SEED sets
+#                          the first seed, AEDB_SIM_CRASH_AT replays one point
 #   LOOM_MAX_PREEMPTIONS   loom preemption bound (default 3)
 #   AEDB_FUZZ_SECONDS      seconds per fuzz target (default 10)
 #   AEDB_SKIP_CLIPPY=1     skip the fmt/clippy gate (local iteration only; CI never sets it)
@@ -20,8 +23,15 @@ if [ "${AEDB_SKIP_CLIPPY:-0}" != "1" ]; then
 fi
 
 step "unit, integration, property, crash and doc tests"
-AEDB_CRASH_CYCLES="${AEDB_CRASH_CYCLES:-50}" cargo test --workspace --lib --bins --tests --examples
+# The power-loss exploration runs here with its short debug default; its campaign is the
+# optimised step below.
+AEDB_CRASH_CYCLES="${AEDB_CRASH_CYCLES:-50}" AEDB_SIM_CRASH_POINTS=500 \
+  cargo test --workspace --lib --bins --tests --examples
 cargo test --workspace --doc
+
+step "power-loss exploration on the simulated disk (optimised build, AEDB_SIM_CRASH_POINTS)"
+AEDB_SIM_CRASH_POINTS="${AEDB_SIM_CRASH_POINTS:-10000}" \
+  cargo test --release -p aedb --test power_loss
 
 step "observability feature: Prometheus exposition checked by promtool, spans without secrets, IHP metric names"
 # promtool ships in Debian's `prometheus` package. Installed non-interactively (CI runs

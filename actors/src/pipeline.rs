@@ -115,7 +115,10 @@ impl Pipeline {
         let (manifest, epochs) = open_manifest(&fs, data_dir, &wal_dir, &config.keyring)?;
         let database = manifest.database_id();
         remove_unrecorded_checkpoints(&*fs, data_dir, &manifest)?;
-        check_recorded_segments_present(&*fs, &wal_dir, &manifest, true)?;
+        if config.recovery == RecoveryMode::Strict {
+            // A lenient recovery re-creates a successor whose creation was never synced.
+            check_recorded_segments_present(&*fs, &wal_dir, &manifest, true)?;
+        }
         let (epoch, master) = epochs
             .current()
             .map(|(e, m)| (e, m.clone()))
@@ -151,9 +154,12 @@ impl Pipeline {
         let (recovered, writer) = recover_wal(&wal_dir, &config, &mut state)?;
         let mut manifest = manifest;
         manifest.set_fault_injector(config.wal.faults.clone());
-        retire_superseded_segments(&*fs, &mut manifest, &wal_dir, &recovered)?;
-        check_segments_against_manifest(&recovered, &manifest)?;
-        check_recorded_segments_present(&*fs, &wal_dir, &manifest, false)?;
+        if config.recovery == RecoveryMode::Strict {
+            check_segments_against_manifest(&recovered, &manifest)?;
+            check_recorded_segments_present(&*fs, &wal_dir, &manifest, false)?;
+        } else {
+            retire_lost_segments(&mut manifest, &recovered)?;
+        }
         metrics
             .recovery_frames
             .store(state.lsn().get() - checkpoint_lsn.get(), Ordering::Relaxed);
@@ -675,10 +681,32 @@ fn recover_wal(
     // recovery cut a header that never reached the disk) continues after the checkpoint.
     let base = state.lsn();
     let mut expected = base.next();
+    let lenient = config.recovery != RecoveryMode::Strict;
+    // Lenient only: the log's first frame after the checkpoint is missing (a segment a
+    // power cut kept off the disk); nothing after that gap can be replayed.
+    let mut gap = None;
     let (recovered, writer) =
         aedb_wal::recover_after(wal_dir, &config.wal, config.recovery, base, |frame| {
-            replay_commit_frame(state, base, &mut expected, &frame)
+            if gap.is_some() {
+                return Ok(());
+            }
+            match replay_commit_frame(state, base, &mut expected, &frame) {
+                Err(FrameReplayError::Gap { expected, found }) if lenient => {
+                    gap = Some((expected, found));
+                    Ok(())
+                }
+                other => other,
+            }
         })?;
+    if let Some((expected, found)) = gap {
+        drop(writer);
+        tracing::warn!(
+            "lenient recovery: the WAL resumes at lsn {found}, not {expected}; \
+             restarting it after the checkpoint at lsn {}",
+            state.lsn()
+        );
+        return Ok(aedb_wal::restart_after(wal_dir, &config.wal, state.lsn())?);
+    }
     if recovered.last_lsn < base {
         return Err(StartError::WalBehindCheckpoint {
             wal_last: recovered.last_lsn,
@@ -688,37 +716,29 @@ fn recover_wal(
     Ok((recovered, writer))
 }
 
-/// A lenient recovery that restarted the log after the checkpoint removed the segments
-/// the checkpoint covers ([`RecoveredWal::superseded`]); the manifest retires the ones it
-/// records, exactly as a checkpoint's own retirement would.
-fn retire_superseded_segments(
-    fs: &dyn aedb_fs::FileSystem,
+/// After a lenient recovery (any mode but strict), the manifest forgets the sealed
+/// segments the log no longer holds as recorded: segments the recovery cut or superseded
+/// (their unsynced bytes were lost), or whose content differs from the recorded hash.
+/// They are retired exactly as a checkpoint's own retirement would, so the numbers can be
+/// written again and a later open does not look for them.
+fn retire_lost_segments(
     manifest: &mut Manifest,
-    wal_dir: &Path,
     recovered: &RecoveredWal,
 ) -> Result<(), StartError> {
-    if recovered.superseded.is_empty() {
-        return Ok(());
-    }
-    // The restarted log's first segment.
-    let Some(restart) = aedb_wal::segment_paths(fs, wal_dir)
-        .map_err(|e| StartError::Thread {
-            what: "WAL directory listing",
-            source: std::io::Error::other(e.to_string()),
-        })?
-        .first()
-        .map(|(seq, _)| seq.get())
-    else {
-        return Ok(());
-    };
-    let recorded: Vec<u64> = manifest
+    let kept: std::collections::BTreeMap<u64, [u8; 32]> = recovered
+        .segments
+        .iter()
+        .filter_map(|s| s.sealed_hash.map(|h| (s.seq.get(), h.0)))
+        .collect();
+    let lost: Vec<u64> = manifest
         .live_state()
         .segments()
-        .keys()
-        .copied()
-        .filter(|&seq| seq < restart)
+        .iter()
+        .filter(|(seq, rec)| kept.get(seq) != Some(&rec.sha256))
+        .map(|(&seq, _)| seq)
         .collect();
-    for seq in recorded {
+    for seq in lost {
+        tracing::warn!("lenient recovery: WAL segment {seq} lost its unsynced bytes; retired");
         manifest.append(&ManifestRecord::SegmentRetired { seq })?;
     }
     Ok(())

@@ -34,11 +34,13 @@
 //! changed) and cut off by [`Manifest::open_and_repair_torn_tail`], which reports what it
 //! cut. Cutting it is safe: it was never acknowledged, and an attacker who can write the
 //! file can cut at a record boundary anyway (see above), so this rule gives them nothing
-//! new. A *complete* final frame with a bad MAC is never treated as torn: that is
-//! corruption or tampering of an acknowledged record and fails with `ChainBroken`. A length
-//! field whose check value does not match is never treated as torn either, so a flipped
-//! length bit in the middle of the file cannot masquerade as a torn tail and get "repaired"
-//! away together with the records after it.
+//! new. A final frame that fails its length check or its MAC is torn only when the rest of
+//! the file fits one frame and holds the zeros of a sector piece that never reached the
+//! disk (`aedb_fs::has_lost_sector_piece`: a whole aligned sector, the head of the append
+//! up to a sector boundary, or its tail from one); otherwise it is corruption or tampering
+//! of an acknowledged record (`ChainBroken` / `BadFrame`). A flipped length bit in the
+//! middle of the file therefore cannot masquerade as a torn tail and get "repaired" away
+//! together with the records after it.
 
 use crate::durable::parent_dir;
 use crate::error::ManifestError;
@@ -69,6 +71,8 @@ pub const FRAME_PREFIX_LEN: usize = 8;
 pub const MAC_LEN: usize = 32;
 /// Largest record body accepted (records are small; this bounds allocation).
 pub const MAX_RECORD_BODY_LEN: u32 = 4096;
+/// Longest frame: prefix, the longest body, MAC.
+const MAX_FRAME_LEN: usize = FRAME_PREFIX_LEN + MAX_RECORD_BODY_LEN as usize + MAC_LEN;
 /// Largest manifest file read into memory; compaction keeps manifests far smaller.
 pub const MAX_MANIFEST_LEN: u64 = 256 * 1024 * 1024;
 
@@ -340,7 +344,19 @@ pub fn verify_manifest_bytes(
     while off < bytes.len() {
         let index = records.len() as u64;
         let offset = off as u64;
-        match parse_frame(path, &bytes[off..], &prev, key, index, offset)? {
+        let parsed = match parse_frame(path, &bytes[off..], &prev, key, index, offset) {
+            // A final append whose sector pieces partly never reached the disk (a crash
+            // before its fdatasync returned): torn, not corrupt. Only the last frame can
+            // be unsynced, so the rest of the file must fit one frame.
+            Err(ManifestError::BadFrame { .. } | ManifestError::ChainBroken { .. })
+                if bytes.len() - off <= MAX_FRAME_LEN
+                    && aedb_fs::has_lost_sector_piece(bytes, off, bytes.len()) =>
+            {
+                Frame::Torn
+            }
+            other => other?,
+        };
+        match parsed {
             Frame::Torn => {
                 torn_tail = Some(TornTail {
                     offset,

@@ -172,3 +172,86 @@ fn a_failed_manifest_append_fail_stops_the_instance() {
         }
     }
 }
+
+/// On the simulated disk: every write, sync, rename and directory sync of a checkpoint
+/// (its temporary file, the rename into place, the directory) and of a hot backup copy
+/// fails in turn with EIO, ENOSPC and a short write. The checkpoint or backup reports a
+/// typed error; nothing acknowledged is lost; the instance goes on committing (a failed
+/// checkpoint or backup is not a failed commit: the WAL still holds everything); and a
+/// retry after the disk recovers succeeds and the directory reopens with every commit.
+#[test]
+fn full_disk_on_checkpoint_files_and_backup_copies_loses_nothing() {
+    use aedb_fs::{OpKind, SimFault, SimFs};
+    for fault in [SimFault::Eio, SimFault::NoSpace, SimFault::ShortWrite] {
+        for target in ["/db/checkpoints", "/backup"] {
+            for nth in 1..=6u64 {
+                let case = format!("{fault:?} on the {nth}th operation under {target}");
+                let sim = SimFs::new(nth);
+                let config = || {
+                    AedbConfig::production([1; 32])
+                        .with_checkpoint_key([2; 32])
+                        .with_file_system(sim.shared())
+                };
+                let db = AedbInstance::open("/db", config()).expect("open");
+                db.create_project("disk").expect("project");
+                db.create_scope("disk", "main").expect("scope");
+                for i in 0..ACKED {
+                    db.commit_with(put(i, 1000), Finality::Durable)
+                        .unwrap_or_else(|e| panic!("{case}: commit {i}: {e}"));
+                }
+                if target == "/backup" {
+                    db.checkpoint_now()
+                        .expect("a checkpoint for the backup to copy");
+                }
+                let lsn = db.snapshot().expect("snapshot").lsn();
+                let prefix = std::path::PathBuf::from(target);
+                let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let counter = seen.clone();
+                sim.fail_when(
+                    move |op| {
+                        op.kind != OpKind::CreateDir
+                            && op.path.starts_with(&prefix)
+                            && counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1 == nth
+                    },
+                    fault,
+                );
+                let failed = if target == "/backup" {
+                    db.backup_full("/backup/full", &mut |_, _| {}).is_err()
+                } else {
+                    db.checkpoint_now().is_err()
+                };
+                let reached = seen.load(std::sync::atomic::Ordering::Relaxed) >= nth;
+                assert_eq!(
+                    failed, reached,
+                    "{case}: failed {failed}, fault reached {reached}"
+                );
+                sim.clear_faults();
+                // Commits go on; the retry succeeds.
+                db.commit_with(put(ACKED, 10), Finality::Durable)
+                    .unwrap_or_else(|e| panic!("{case}: commit after the failure: {e}"));
+                if target == "/backup" {
+                    db.backup_full("/backup/retry", &mut |_, _| {})
+                        .unwrap_or_else(|e| panic!("{case}: backup retry: {e}"));
+                } else {
+                    db.checkpoint_now()
+                        .unwrap_or_else(|e| panic!("{case}: checkpoint retry: {e}"));
+                }
+                db.shutdown().expect("shutdown");
+                let db = AedbInstance::open("/db", config())
+                    .unwrap_or_else(|e| panic!("{case}: reopen: {e}"));
+                let snap = db.snapshot().expect("snapshot");
+                assert_eq!(snap.lsn(), lsn.next(), "{case}: every commit reopened");
+                for i in 0..=ACKED {
+                    assert!(
+                        snap.kv_get(&ns(), format!("key-{i}").as_bytes())
+                            .expect("read")
+                            .is_some(),
+                        "{case}: key-{i} lost"
+                    );
+                }
+                drop(snap);
+                db.shutdown().expect("shutdown");
+            }
+        }
+    }
+}

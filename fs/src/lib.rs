@@ -118,6 +118,13 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Creates `path` and every missing parent directory.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Removes the empty directory at `path`. Implementations that cannot remove
+    /// directories (the simulated disk) answer [`io::ErrorKind::Unsupported`], which
+    /// callers treat as "left in place" (it is only used for cleanup).
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let _ = path;
+        Err(io::ErrorKind::Unsupported.into())
+    }
     /// The entries of directory `path` (files and directories), in no particular order.
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>>;
     /// Makes `path`'s entries (creations, renames, removals) durable: `fsync` of the
@@ -220,4 +227,32 @@ impl io::Read for FileReader {
         self.offset += n as u64;
         Ok(n)
     }
+}
+
+/// Whether `bytes[from..to)` holds the zeros a write leaves where one of its sector
+/// pieces never reached the disk while a later write did. Sectors are written whole or
+/// not at all (only the one being written when the power fails tears, and nothing of the
+/// file after it survives), so a lost piece of a write that began at `from` is: a whole
+/// [`SECTOR_SIZE`]-aligned sector of zeros; the write's head, `[from, next boundary)`
+/// all zero; or its tail, `[a boundary, to)` all zero, `to` being where the next write
+/// began (or the end of the file). A bit flip leaves no such zeros. Log readers use it to
+/// tell a torn unsynced tail from corruption of acknowledged bytes.
+pub fn has_lost_sector_piece(bytes: &[u8], from: usize, to: usize) -> bool {
+    let sector = SECTOR_SIZE as usize;
+    let zeros = |a: usize, b: usize| bytes.get(a..b).is_some_and(|r| r.iter().all(|&x| x == 0));
+    let first_boundary = from.next_multiple_of(sector);
+    // The head piece, when the write began mid-sector.
+    if first_boundary > from && first_boundary <= to && zeros(from, first_boundary) {
+        return true;
+    }
+    let mut start = first_boundary;
+    while start < to {
+        let end = start + sector;
+        // A whole sector, or the tail piece ending where the next write begins.
+        if (end <= to && zeros(start, end)) || (end > to && zeros(start, to)) {
+            return true;
+        }
+        start = end;
+    }
+    false
 }

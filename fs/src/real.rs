@@ -115,6 +115,10 @@ impl FileSystem for RealFs {
         std::fs::create_dir_all(path)
     }
 
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir(path)
+    }
+
     fn read_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
         std::fs::read_dir(path)?
             .map(|entry| entry.map(|e| e.path()))

@@ -165,8 +165,9 @@ pub struct DiskImage {
 ///   changes; all of them; a prefix of them in order (the change after the prefix maybe
 ///   cut short at a sector boundary, maybe with a torn last sector); or any subset of
 ///   its changes at sector granularity (each 512-byte-aligned piece of each write, each
-///   `set_len` / `allocate` independently), one surviving piece possibly torn (only its
-///   first bytes written). The length follows from the changes that survive: the durable
+///   `set_len` / `allocate` independently), whole pieces only: sectors are atomic, and
+///   only the sector being written when the power failed (the prefix case) tears. The
+///   length follows from the changes that survive: the durable
 ///   length, grown as the surviving writes need, cut or grown by a surviving `set_len`;
 ///   regions that a surviving extension covers but whose data did not survive read as
 ///   zeros. Files no surviving directory entry names are gone.
@@ -778,7 +779,8 @@ fn surviving_content(inode: &Inode, rng: &mut Rng) -> Content {
                 }
             }
         }
-        // Any subset of the sector pieces and resizes, one surviving piece maybe torn.
+        // Any subset of the sector pieces and resizes (sectors are atomic; only the
+        // sector being written when the power failed, the prefix case above, tears).
         _ => {
             let mut pieces: Vec<Change> = Vec::new();
             for change in pending {
@@ -791,13 +793,6 @@ fn surviving_content(inode: &Inode, rng: &mut Rng) -> Content {
                         pieces.push(change);
                     }
                 }
-            }
-            let writes: Vec<usize> = (0..pieces.len())
-                .filter(|&i| matches!(pieces[i], Change::Write { .. }))
-                .collect();
-            if !writes.is_empty() && rng.coin() {
-                let i = writes[to_usize(rng.below(writes.len() as u64))];
-                tear(&mut pieces[i], rng);
             }
             for piece in &pieces {
                 content.apply(piece);

@@ -441,7 +441,11 @@ mod tests {
             .recv_timeout(Duration::from_secs(60))
             .expect("the writer loop ends once its mailbox closes");
         assert_eq!(w.wait(), Ok(Err(GroupCommitError::FailStopped)));
-        assert_eq!(sink.0.lock().unwrap().syncs, 1, "a failed sync is never retried");
+        assert_eq!(
+            sink.0.lock().unwrap().syncs,
+            1,
+            "a failed sync is never retried"
+        );
     }
 
     #[test]

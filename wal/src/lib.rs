@@ -63,8 +63,8 @@ pub use frame::{
 };
 pub use reader::{Corruption, scan_segment};
 pub use recovery::{
-    RecoverError, RecoveredWal, RecoveryMode, recover, recover_after, verify, verify_quiet,
-    verify_with,
+    RecoverError, RecoveredWal, RecoveryMode, recover, recover_after, restart_after, verify,
+    verify_quiet, verify_with,
 };
 pub use seal::{
     MAX_SEALED_RECORD_LEN, NonceSource, OpenedBatch, SealError, SealedBatchHeader, WalCipher,

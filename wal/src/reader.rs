@@ -15,8 +15,12 @@
 //!
 //! 1. no CRC-valid frame with a plausible LSN starts anywhere in `(O, E)` ("followed only
 //!    by zeros, garbage or EOF"), or
-//! 2. such a frame starts at `X`, but `[O, X)` contains an aligned 512-byte sector of zeros:
-//!    the signature of a write whose pages reached the disk out of order before a crash.
+//! 2. such a frame starts at `X`, but `[O, X)` holds the zeros of a sector piece of the
+//!    unsynced write that never reached the disk while a later one did: an aligned
+//!    512-byte sector of zeros, the write's head (`[O, next boundary)` all zero: the damaged
+//!    frame is where the unsynced write began) or its tail (`[boundary, X)` all zero: `X`
+//!    is where the next write began). Sectors are atomic; only the sector being written
+//!    when the power failed tears, and nothing after it reached the disk (rule 1).
 //!
 //! Anything else (for example a bad CRC with intact later frames and no lost sector, an
 //! LSN gap, an unknown frame kind with a valid CRC) is **corruption**. Data after a torn
@@ -35,7 +39,7 @@ use crate::segment::{
 };
 
 /// Sector size used to recognise lost (never persisted) regions of a torn write.
-pub const TORN_SECTOR_LEN: usize = 512;
+pub const TORN_SECTOR_LEN: usize = aedb_fs::SECTOR_SIZE as usize;
 
 /// What is wrong with a segment or with the chain of segments.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -371,7 +375,7 @@ fn damaged(
 fn is_torn(bytes: &[u8], offset: usize, nonzero_end: usize, last: u64) -> bool {
     match find_later_frame(bytes, offset, nonzero_end, last) {
         None => true,
-        Some(later) => has_zero_sector(bytes, offset, later),
+        Some(later) => aedb_fs::has_lost_sector_piece(bytes, offset, later),
     }
 }
 
@@ -410,21 +414,6 @@ fn find_later_frame(bytes: &[u8], offset: usize, nonzero_end: usize, last: u64) 
         }
     }
     None
-}
-
-/// Whether `[from, to)` contains a [`TORN_SECTOR_LEN`]-aligned sector of zeros.
-fn has_zero_sector(bytes: &[u8], from: usize, to: usize) -> bool {
-    let mut start = from.next_multiple_of(TORN_SECTOR_LEN);
-    while let Some(sector) = bytes.get(start..start + TORN_SECTOR_LEN) {
-        if start + TORN_SECTOR_LEN > to {
-            break;
-        }
-        if is_all_zero(sector) {
-            return true;
-        }
-        start += TORN_SECTOR_LEN;
-    }
-    false
 }
 
 #[cfg(test)]
@@ -543,13 +532,52 @@ mod tests {
         }
     }
 
+    /// The power-loss exploration found these: the first or last sector piece of an
+    /// unsynced write lost while a later write reached the disk.
     #[test]
-    fn zero_sector_detection_respects_alignment() {
+    fn lost_head_or_tail_piece_before_later_frame_is_torn() {
+        let build = || {
+            let mut buf = header(1);
+            push(&mut buf, 1, &[1u8; 100]);
+            let at = push(&mut buf, 2, &[2u8; 1500]);
+            let next = push(&mut buf, 3, &[3u8; 100]);
+            (buf, at, next)
+        };
+        let expect = |buf: &[u8], at: usize, torn: bool| match scan(buf, true).0.end {
+            ScanEnd::Damaged(d) => {
+                assert_eq!(d.torn, torn, "{d:?}");
+                assert_eq!(d.offset, at as u64);
+            }
+            other => panic!("unexpected end {other:?}"),
+        };
+        let (mut head, at, _) = build();
+        head[at..at.next_multiple_of(512)].fill(0);
+        expect(&head, at, true);
+        let (mut tail, at, next) = build();
+        tail[(next - 1) / 512 * 512..next].fill(0);
+        expect(&tail, at, true);
+        // One flipped byte is no lost piece: corruption.
+        let (mut flipped, at, _) = build();
+        flipped[at + 40] ^= 0x10;
+        expect(&flipped, at, false);
+    }
+
+    #[test]
+    fn lost_piece_detection_follows_sector_pieces() {
         let mut bytes = vec![1u8; 2048];
-        bytes[100..700].fill(0); // 600 zeros but no aligned sector fully inside
-        assert!(!has_zero_sector(&bytes, 0, 2048));
-        bytes[512..1024].fill(0);
-        assert!(has_zero_sector(&bytes, 0, 2048));
-        assert!(!has_zero_sector(&bytes, 0, 1000));
+        bytes[100..700].fill(0); // 600 zeros, but no piece of a write starting at 0
+        assert!(!aedb_fs::has_lost_sector_piece(&bytes, 0, 2048));
+        bytes[512..1024].fill(0); // a whole aligned sector
+        assert!(aedb_fs::has_lost_sector_piece(&bytes, 0, 2048));
+        // The tail piece: from a boundary up to where the next write begins.
+        let mut bytes = vec![1u8; 2048];
+        bytes[1024..1030].fill(0);
+        assert!(aedb_fs::has_lost_sector_piece(&bytes, 0, 1030));
+        assert!(!aedb_fs::has_lost_sector_piece(&bytes, 0, 1031));
+        // The head piece: from the damaged frame (the write's start) to a boundary.
+        let mut bytes = vec![1u8; 2048];
+        bytes[1000..1024].fill(0);
+        assert!(aedb_fs::has_lost_sector_piece(&bytes, 1000, 2048));
+        assert!(!aedb_fs::has_lost_sector_piece(&bytes, 999, 2048));
     }
 }

@@ -362,6 +362,43 @@ where
     Ok((report, writer))
 }
 
+/// Lenient recovery only: the log in `dir` does not continue the checkpoint at
+/// `covered` (its first frame after `covered` is missing: a power cut kept the segment
+/// holding it off the disk in a profile without fsync). Every segment is removed — the
+/// checkpoint already holds everything the log could still replay up to `covered`, and
+/// nothing after the gap can be replayed — and a fresh log starts after `covered` with
+/// the next segment number. The report lists the removed segments as
+/// [`RecoveredWal::superseded`].
+pub fn restart_after<E>(
+    dir: &Path,
+    config: &WalConfig,
+    covered: Lsn,
+) -> Result<(RecoveredWal, WalWriter), RecoverError<E>> {
+    config.validate()?;
+    let fs = &*config.fs;
+    let segments = segment_paths(fs, dir)?;
+    let next = segments
+        .last()
+        .map_or(SegmentSeq::FIRST, |(seq, _)| seq.next());
+    for (_, path) in &segments {
+        fs.remove_file(path)
+            .map_err(|err| io_err("remove segment behind a gap", path, err))?;
+    }
+    let writer = WalWriter::create_fresh(dir, config.clone(), next, covered.next())?;
+    let report = RecoveredWal {
+        fresh: true,
+        base_lsn: covered.next(),
+        last_lsn: covered,
+        frames_replayed: 0,
+        segments: Vec::new(),
+        torn_tail: None,
+        corruption: None,
+        stray_temp_files: Vec::new(),
+        superseded: segments.into_iter().map(|(_, path)| path).collect(),
+    };
+    Ok((report, writer))
+}
+
 /// Verifies the log in `dir` exactly as [`recover`] would, streaming frames to
 /// `on_frame`, but modifies nothing and opens no writer. The report says what `recover`
 /// would cut. For inspection, backups and the `verify` command.

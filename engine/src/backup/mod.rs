@@ -23,11 +23,9 @@ mod manifest;
 
 use aedb_keys::KeyProvider;
 use std::collections::BTreeMap;
-use std::fs::{self, File};
 use std::sync::Arc;
 
-use aedb_fs::{DiskFile, FileSystem, OpenMode as FsMode, RealFs};
-use std::io::Read;
+use aedb_fs::{DiskFile, FileSystem, OpenMode as FsMode};
 use std::path::{Path, PathBuf};
 
 use aedb_actors::keyring::EpochTable;
@@ -280,12 +278,16 @@ pub struct VerifiedBackup {
 /// [`BackupError::WrongKey`] when the key differs, [`BackupError::ChainMismatch`] when
 /// the key is right but the content was changed.
 pub fn read_backup(dir: &Path, config: &AedbConfig) -> Result<VerifiedBackup, BackupError> {
-    read_backup_with(dir, &*config.backup_key_provider()?)
+    read_backup_with(&*config.fs, dir, &*config.backup_key_provider()?)
 }
 
-fn read_backup_with(dir: &Path, provider: &dyn KeyProvider) -> Result<VerifiedBackup, BackupError> {
+fn read_backup_with(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    provider: &dyn KeyProvider,
+) -> Result<VerifiedBackup, BackupError> {
     let path = dir.join(BACKUP_MANIFEST_FILE);
-    let bytes = match fs::read(&path) {
+    let bytes = match aedb_fs::read_file(fs, &path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(BackupError::MissingFile(path));
@@ -694,7 +696,7 @@ impl AedbInstance {
         progress: Progress<'_>,
     ) -> Result<BackupReport, BackupError> {
         let dir = dir.as_ref();
-        let parent = read_backup_with(parent.as_ref(), &*self.backup_keys)?;
+        let parent = read_backup_with(&*self.fs, parent.as_ref(), &*self.backup_keys)?;
         if parent.manifest.database_id != self.database_id() {
             return Err(BackupError::ForeignBackup {
                 backup: parent.dir.clone(),
@@ -896,20 +898,21 @@ pub fn verify_chain_manifests(
 
 /// Checks one listed file against the authenticated listing; returns its path.
 fn verify_file(
+    fs: &dyn FileSystem,
     backup: &VerifiedBackup,
     file: &BackupFile,
     check_hash: bool,
     tick: &mut dyn FnMut(u64),
 ) -> Result<PathBuf, BackupError> {
     let path = backup.dir.join(file.kind.dir()).join(&file.name);
-    let mut f = match File::open(&path) {
+    let f = match fs.open(&path, FsMode::Existing) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(BackupError::MissingFile(path));
         }
         Err(e) => return Err(io_err("open", &path)(e)),
     };
-    let len = f.metadata().map_err(io_err("stat", &path))?.len();
+    let len = f.len().map_err(io_err("stat", &path))?;
     if len < file.len {
         return Err(BackupError::TruncatedFile {
             path,
@@ -926,12 +929,13 @@ fn verify_file(
     if check_hash {
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).map_err(io_err("read", &path))?;
-            if n == 0 {
-                break;
-            }
+        let mut at = 0u64;
+        while at < len {
+            let n = usize::try_from((len - at).min(buf.len() as u64)).unwrap_or(buf.len());
+            f.read_exact_at(&mut buf[..n], at)
+                .map_err(io_err("read", &path))?;
             hasher.update(&buf[..n]);
+            at += n as u64;
             tick(n as u64);
         }
         let sha: [u8; 32] = hasher.finalize().into();
@@ -975,7 +979,7 @@ pub fn chain_state(
     ));
     let result = rebuild(backups, config, strict, target, &staging, progress)
         .map(|(report, rebuilt, _)| (report, rebuilt.state));
-    let _ = fs::remove_dir_all(&staging);
+    remove_tree(&*config.fs, &staging);
     result
 }
 
@@ -1016,21 +1020,23 @@ fn rebuild(
     let mut tick = |n: u64| verified.tick(n);
 
     // Every file against its authenticated listing; the WAL staged segment by segment.
+    let fs = &*config.fs;
     let wal_dir = staging.join("wal");
-    fs::create_dir_all(&wal_dir).map_err(io_err("create", &wal_dir))?;
+    fs.create_dir_all(&wal_dir)
+        .map_err(io_err("create", &wal_dir))?;
     let mut staged: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
     let mut checkpoint_path = None;
     for b in &chain {
         for file in &b.manifest.files {
             let check_hash = strict || file.kind == BackupFileKind::Checkpoint;
-            let path = verify_file(b, file, check_hash, &mut tick)?;
+            let path = verify_file(fs, b, file, check_hash, &mut tick)?;
             match file.kind {
                 BackupFileKind::Checkpoint => checkpoint_path = Some((path, file.clone())),
                 BackupFileKind::WalSegment => {
                     if let Some((earlier, earlier_len)) = staged.get(&file.name) {
                         // A segment copied again (it was active when the parent was
                         // taken) must extend the earlier copy.
-                        if !is_prefix(earlier, *earlier_len, &path)? {
+                        if !is_prefix(fs, earlier, *earlier_len, &path)? {
                             return Err(BackupError::ChainMismatch {
                                 path,
                                 detail: format!(
@@ -1047,7 +1053,8 @@ fn rebuild(
     }
     for (name, (path, _)) in &staged {
         let dst = wal_dir.join(name);
-        fs::copy(path, &dst).map_err(io_err("stage", path))?;
+        let bytes = aedb_fs::read_file(fs, path).map_err(io_err("stage", path))?;
+        aedb_fs::write_file(fs, &dst, &bytes).map_err(io_err("stage", path))?;
     }
 
     // The checkpoint: authenticated (sealed) or digest-checked (plaintext).
@@ -1062,11 +1069,11 @@ fn rebuild(
         None => State::new(),
         Some((path, listed)) => {
             let loaded = if keyring.encrypts() {
-                aedb_checkpoint::open_checkpoint(&RealFs, path, database, |epoch| {
+                aedb_checkpoint::open_checkpoint(fs, path, database, |epoch| {
                     epochs.checkpoint_key(&keyring, database, epoch)
                 })
             } else {
-                aedb_checkpoint::open_plaintext_checkpoint(&RealFs, path, database)
+                aedb_checkpoint::open_plaintext_checkpoint(fs, path, database)
             };
             let loaded = loaded.map_err(|e| match e {
                 aedb_checkpoint::CheckpointError::KeyRequired { .. } => BackupError::WrongKey {
@@ -1103,7 +1110,7 @@ fn rebuild(
     };
 
     // The WAL: segment chain, CRCs, density and every sealed-batch tag.
-    let wal_config = crate::offline::wal_config(&RealFs::shared(), database, &epochs, &keyring);
+    let wal_config = crate::offline::wal_config(&config.fs, database, &epochs, &keyring);
     let stop = target.unwrap_or(last);
     let base = state.lsn();
     let mut expected = base.next();
@@ -1210,14 +1217,34 @@ fn wal_error(
     }
 }
 
-fn is_prefix(earlier: &Path, len: u64, later: &Path) -> Result<bool, BackupError> {
-    let a = fs::read(earlier).map_err(io_err("read", earlier))?;
-    let mut b = File::open(later).map_err(io_err("open", later))?;
+fn is_prefix(
+    fs: &dyn FileSystem,
+    earlier: &Path,
+    len: u64,
+    later: &Path,
+) -> Result<bool, BackupError> {
+    let a = aedb_fs::read_file(fs, earlier).map_err(io_err("read", earlier))?;
+    let b = fs
+        .open(later, FsMode::Existing)
+        .map_err(io_err("open", later))?;
     let mut head = vec![0u8; a.len()];
-    if (a.len() as u64) != len || b.read_exact(&mut head).is_err() {
+    if (a.len() as u64) != len || b.read_exact_at(&mut head, 0).is_err() {
         return Ok(false);
     }
     Ok(head == a)
+}
+
+/// Removes `dir` and everything under it, best effort (cleanup of staging copies and of
+/// a failed restore's partial output).
+fn remove_tree(fs: &dyn FileSystem, dir: &Path) {
+    for entry in fs.read_dir(dir).unwrap_or_default() {
+        if fs.is_dir(&entry) {
+            remove_tree(fs, &entry);
+        } else {
+            let _ = fs.remove_file(&entry);
+        }
+    }
+    let _ = fs.remove_dir(dir);
 }
 
 /// Restores a chain of backups (full first, then incrementals in order) into
@@ -1246,21 +1273,21 @@ pub fn restore_from_backup_chain(
             &staging,
             progress,
         )?;
-        fs::remove_dir_all(&staging).map_err(io_err("remove", &staging))?;
+        remove_tree(&*options.config.fs, &staging);
         write_data_dir(target, &options.config, database, &rebuilt)?;
         Ok(report)
     })();
     if result.is_err() {
+        let fs = &*options.config.fs;
         if created {
-            let _ = fs::remove_dir_all(target);
-        } else if let Ok(entries) = fs::read_dir(target) {
-            for entry in entries.flatten() {
-                let p = entry.path();
-                let _ = if p.is_dir() {
-                    fs::remove_dir_all(&p)
+            remove_tree(fs, target);
+        } else {
+            for entry in fs.read_dir(target).unwrap_or_default() {
+                if fs.is_dir(&entry) {
+                    remove_tree(fs, &entry);
                 } else {
-                    fs::remove_file(&p)
-                };
+                    let _ = fs.remove_file(&entry);
+                }
             }
         }
     }
