@@ -32,26 +32,27 @@
 //!
 //! let dir = std::env::temp_dir().join(format!("aedb-ckpt-doc-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir)?;
+//! let fs = aedb_fs::RealFs::shared(); // every file operation goes through this seam
 //! let db = DatabaseId::from_bytes([7; 16]);
 //! let key = SecretKey::new([1; 32]);
 //!
 //! // Seal a checkpoint (streamed; chunked), then open and verify it.
 //! let meta = CheckpointMeta::new(db, Lsn::new(10), KeyEpoch::FIRST);
-//! let mut w = CheckpointWriter::create(&dir, meta, Some(&key), &mut OsNonceSource)?;
+//! let mut w = CheckpointWriter::create(&fs, &dir, meta, Some(&key), &mut OsNonceSource)?;
 //! w.write_all(b"snapshot bytes")?;
 //! let info = w.finish()?;
-//! let loaded = open_checkpoint(&info.path, db, |_epoch| Some(key.duplicate()))?;
+//! let loaded = open_checkpoint(&*fs, &info.path, db, |_epoch| Some(key.duplicate()))?;
 //! assert_eq!(loaded.payload, b"snapshot bytes");
 //! assert_eq!(loaded.file_sha256, info.sha256);
 //!
 //! // Record it in the manifest, then reopen and verify the chain.
 //! let path = dir.join("MANIFEST");
-//! let mut m = Manifest::create(&path, db, SecretKey::new([2; 32]))?;
+//! let mut m = Manifest::create(&fs, &path, db, SecretKey::new([2; 32]))?;
 //! m.append(&ManifestRecord::DatabaseCreated { database_id: db, created_at_unix_ms: 0 })?;
 //! m.append(&info.manifest_record())?;
 //! let head = m.head_mac();
 //! drop(m);
-//! let (m, records) = Manifest::open(&path, SecretKey::new([2; 32]))?;
+//! let (m, records) = Manifest::open(&fs, &path, SecretKey::new([2; 32]))?;
 //! assert_eq!(records.len(), 2);
 //! assert_eq!(m.head_mac(), head);
 //! assert_eq!(m.live_state().newest_checkpoint().map(|(lsn, _)| lsn), Some(Lsn::new(10)));

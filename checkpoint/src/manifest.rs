@@ -34,11 +34,10 @@
 //! changed) and cut off by [`Manifest::open_and_repair_torn_tail`], which reports what it
 //! cut. Cutting it is safe: it was never acknowledged, and an attacker who can write the
 //! file can cut at a record boundary anyway (see above), so this rule gives them nothing
-//! new. A final frame that fails its length check or its MAC is torn only when the rest of
-//! the file fits one frame and holds the zeros of a sector piece that never reached the
-//! disk (`aedb_fs::has_lost_sector_piece`: a whole aligned sector, the head of the append
-//! up to a sector boundary, or its tail from one); otherwise it is corruption or tampering
-//! of an acknowledged record (`ChainBroken` / `BadFrame`). A flipped length bit in the
+//! new. A frame that fails its length check or its MAC is torn only when it is a final
+//! append some of whose sector pieces never reached the disk ([`is_torn_final_append`]);
+//! otherwise it is corruption or tampering of an acknowledged record (`ChainBroken` /
+//! `BadFrame`). A flipped length bit in the
 //! middle of the file therefore cannot masquerade as a torn tail and get "repaired" away
 //! together with the records after it.
 
@@ -173,6 +172,49 @@ enum Frame<'a> {
         mac: [u8; MAC_LEN],
         len: usize,
     },
+}
+
+/// Whether the frame at `off` that failed its length check or its MAC is the last
+/// append, torn by a crash before its `fdatasync` returned: some of its sector pieces
+/// never reached the disk (they read as zeros, see `aedb_fs::has_lost_sector_piece`) and
+/// nothing was appended after it.
+///
+/// - With an intact length field, the frame's extent is known: nothing non-zero may
+///   follow it, and a sector piece inside it must be lost.
+/// - With a damaged length check, the length field itself sat in a lost piece: the
+///   append's head (`[off, next sector boundary)`) or the sector after it (when the
+///   8-byte prefix straddles the boundary) reads as zeros, and the rest of the file fits
+///   one frame.
+/// - A well-formed length out of range was never written by an append: corruption.
+pub fn is_torn_final_append(bytes: &[u8], off: usize) -> bool {
+    let Some(rest) = bytes.get(off..) else {
+        return false;
+    };
+    let zeros = |a: usize, b: usize| bytes.get(a..b).is_some_and(|r| r.iter().all(|&x| x == 0));
+    let length = (rest.len() >= FRAME_PREFIX_LEN)
+        .then(|| {
+            let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+            let check = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+            (crc32fast::hash(&rest[..4]) == check).then_some(n)
+        })
+        .flatten();
+    match length {
+        Some(n) if (1..=MAX_RECORD_BODY_LEN).contains(&n) => {
+            let end = off + FRAME_PREFIX_LEN + n as usize + MAC_LEN;
+            end <= bytes.len()
+                && zeros(end, bytes.len())
+                && aedb_fs::has_lost_sector_piece(bytes, off, end)
+        }
+        Some(_) => false,
+        None => {
+            let sector = aedb_fs::SECTOR_SIZE as usize;
+            let boundary = (off + 1).next_multiple_of(sector);
+            rest.len() <= MAX_FRAME_LEN
+                && (zeros(off, boundary.min(bytes.len()))
+                    || (off + FRAME_PREFIX_LEN > boundary
+                        && zeros(boundary, (boundary + sector).min(bytes.len()))))
+        }
+    }
 }
 
 fn parse_frame<'a>(
@@ -345,12 +387,8 @@ pub fn verify_manifest_bytes(
         let index = records.len() as u64;
         let offset = off as u64;
         let parsed = match parse_frame(path, &bytes[off..], &prev, key, index, offset) {
-            // A final append whose sector pieces partly never reached the disk (a crash
-            // before its fdatasync returned): torn, not corrupt. Only the last frame can
-            // be unsynced, so the rest of the file must fit one frame.
             Err(ManifestError::BadFrame { .. } | ManifestError::ChainBroken { .. })
-                if bytes.len() - off <= MAX_FRAME_LEN
-                    && aedb_fs::has_lost_sector_piece(bytes, off, bytes.len()) =>
+                if is_torn_final_append(bytes, off) =>
             {
                 Frame::Torn
             }

@@ -288,8 +288,7 @@ pub fn check_verified_manifest(
             assert_eq!((torn.offset, torn.len), (v.valid_len, tail.len() as u64));
             assert!(!tail.is_empty());
             let shape_ok = all_zero(tail)
-                || (tail.len() <= FRAME_PREFIX_LEN + MAX_RECORD_BODY_LEN as usize + MAC_LEN
-                    && aedb_fs::has_lost_sector_piece(data, rebuilt.len(), data.len()))
+                || aedb_checkpoint::manifest::is_torn_final_append(data, rebuilt.len())
                 || tail.len() < FRAME_PREFIX_LEN
                 || (crc32fast::hash(&tail[..4]).to_le_bytes() == tail[4..8] && {
                     let n = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
