@@ -913,7 +913,7 @@ impl AedbInstance {
         rows.extend(self.audit_rows_as(caller, AuditTable::Assertion)?);
         let counts = secure::verify_audit_rows(&rows, |id| s.audit_key_for(id))
             .map_err(|e| Error::Integrity(e.to_string()))?;
-        secure::export_rows(self.database_id(), &rows, &counts, out.as_ref())
+        secure::export_rows(&*self.fs, self.database_id(), &rows, &counts, out.as_ref())
     }
 
     /// Issues a sealed session capsule for `subject` (the IHP runbook): bound to this

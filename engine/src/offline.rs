@@ -165,7 +165,7 @@ pub fn export_audit(
     }
     let counts = crate::verify_audit_rows(&rows, |id| keyring.audit_key_for(database, id).ok())
         .map_err(|e| OfflineError::Integrity(e.to_string()))?;
-    crate::secure::export_rows(database, &rows, &counts, out).map_err(|e| match e {
+    crate::secure::export_rows(&*config.fs, database, &rows, &counts, out).map_err(|e| match e {
         crate::Error::Io { path, source } => OfflineError::Io { path, source },
         other => OfflineError::Integrity(other.to_string()),
     })

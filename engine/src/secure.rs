@@ -609,6 +609,7 @@ pub enum AuditExportError {
 /// Writes `rows` (both tables, verified) to a new file `path` as JSON lines, fsynced;
 /// an existing file is refused.
 pub(crate) fn export_rows(
+    fs: &dyn aedb_fs::FileSystem,
     database: DatabaseId,
     rows: &[AuditRow],
     counts: &[(AuditTable, u64)],
@@ -618,12 +619,10 @@ pub(crate) fn export_rows(
         path: path.to_path_buf(),
         source,
     };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io)?;
-    write_jsonl(database, rows, &mut file).map_err(io)?;
+    let file = fs.open(path, aedb_fs::OpenMode::CreateNew).map_err(io)?;
+    let mut out = std::io::BufWriter::new(aedb_fs::FileWriter::new(file.clone(), 0));
+    write_jsonl(database, rows, &mut out).map_err(io)?;
+    std::io::Write::flush(&mut out).map_err(io)?;
     file.sync_all().map_err(io)?;
     let head = |t: AuditTable| {
         rows.iter()
@@ -649,7 +648,7 @@ pub fn verify_audit_export(
     path: &Path,
     config: &crate::AedbConfig,
 ) -> Result<(DatabaseId, Vec<(AuditTable, u64)>), AuditExportError> {
-    let (database, rows) = read_export(path)?;
+    let (database, rows) = read_export(&*config.fs, path)?;
     let keyring = config.keyring().map_err(|e| AuditExportError::Malformed {
         line: 0,
         reason: format!("keys: {e}"),
@@ -660,14 +659,20 @@ pub fn verify_audit_export(
 
 /// Reads a JSON-lines audit export back into rows (both tables, file order).
 pub fn read_audit_export(path: &Path) -> Result<Vec<AuditRow>, AuditExportError> {
-    read_export(path).map(|(_, rows)| rows)
+    read_export(&aedb_fs::RealFs, path).map(|(_, rows)| rows)
 }
 
-fn read_export(path: &Path) -> Result<(DatabaseId, Vec<AuditRow>), AuditExportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| AuditExportError::Io {
+fn read_export(
+    fs: &dyn aedb_fs::FileSystem,
+    path: &Path,
+) -> Result<(DatabaseId, Vec<AuditRow>), AuditExportError> {
+    let io = |source| AuditExportError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let bytes = aedb_fs::read_file(fs, path).map_err(io)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
     parse_audit_export(&text)
 }
 
