@@ -372,6 +372,48 @@ fn zero_filled_tail_is_torn_not_corrupt() {
     ));
 }
 
+/// Found by the power-loss exploration: the final append's first sector piece never
+/// reached the disk while its second did (a crash between its write and its fdatasync),
+/// so its length field reads as zeros with data after it. That is a torn append, cut like
+/// any torn tail; a flipped length bit, or zeros in a frame followed by a later record,
+/// stays corruption.
+#[test]
+fn a_final_append_whose_first_sector_piece_was_lost_is_torn() {
+    let (bytes, offsets) = sample_bytes();
+    // The first record whose frame crosses a sector boundary becomes the final append.
+    let mut ends: Vec<usize> = offsets.iter().skip(1).map(|&o| o as usize).collect();
+    ends.push(bytes.len());
+    let k = (0..offsets.len())
+        .find(|&k| (offsets[k] as usize + 1).next_multiple_of(512) < ends[k])
+        .expect("some frame crosses a sector boundary");
+    let start = offsets[k] as usize;
+    let padded = bytes[..ends[k]].to_vec();
+    let boundary = (start + 1).next_multiple_of(512);
+    let mut lost_head = padded.clone();
+    lost_head[start..boundary].fill(0);
+    assert!(matches!(
+        verify(&lost_head),
+        Err(ManifestError::TornTail { offset, valid_records, .. })
+            if offset == start as u64 && valid_records == k as u64
+    ));
+    // One flipped bit of the length field is corruption, not a lost piece.
+    let mut flipped = padded.clone();
+    flipped[start] ^= 0x01;
+    assert!(matches!(
+        verify(&flipped),
+        Err(ManifestError::BadFrame { .. })
+    ));
+    // Zeros in a frame that has a record after it: corruption of an acknowledged record.
+    assert!(k >= 1, "a record before the final one");
+    let before = offsets[k - 1] as usize;
+    let mut middle = padded;
+    middle[before + 8..before + 16].fill(0);
+    assert!(matches!(
+        verify(&middle),
+        Err(ManifestError::ChainBroken { .. } | ManifestError::BadRecord { .. })
+    ));
+}
+
 #[test]
 fn replaying_an_older_copy_is_not_detectable_without_an_anchor() {
     let dir = tempfile::tempdir().unwrap();

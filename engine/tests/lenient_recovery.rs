@@ -9,7 +9,7 @@ use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use aedb::{AedbConfig, AedbInstance, Finality, KvKey, KvValue, Namespace, Transaction};
+use aedb::{AedbConfig, AedbInstance, Finality, KvKey, KvValue, Lsn, Namespace, Transaction};
 
 fn ns() -> Namespace {
     Namespace::parse("dev", "main").expect("valid namespace")
@@ -242,4 +242,61 @@ fn a_stale_manifest_staging_copy_is_removed() {
             db.shutdown().expect("shutdown");
         }
     }
+}
+
+/// Found by the power-loss exploration (development profile): the segment holding the
+/// first LSN after the checkpoint was lost while later ones survived, so the log no longer
+/// connects to the checkpoint ("WAL gap: expected lsn 20 after the checkpoint, found 24").
+/// Lenient recovery restarts the log after the checkpoint (the later frames cannot be
+/// replayed), retires the lost segments in the manifest, and opens with the checkpoint's
+/// state; the next open is clean.
+#[test]
+fn a_log_that_no_longer_connects_to_its_checkpoint_restarts_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let before = 30;
+    populate(dir.path(), before);
+    let db = AedbInstance::open(dir.path(), dev()).expect("open");
+    let covered = db.checkpoint_now().expect("checkpoint").lsn;
+    for i in 0..40 {
+        let key = KvKey::new(format!("late-{i}")).expect("key");
+        db.commit(Transaction::new().kv_put(&ns(), key, KvValue::new(vec![1; 4000]).expect("v")))
+            .expect("commit");
+    }
+    db.shutdown().expect("shutdown");
+    // The segment holding `covered + 1` is lost; later ones survive.
+    let segs = segments(dir.path());
+    let bases: Vec<Lsn> = segs
+        .iter()
+        .map(|p| {
+            aedb_wal::read_segment_header(&aedb_fs::RealFs, p)
+                .expect("header")
+                .base_lsn
+        })
+        .collect();
+    let lost = (0..segs.len())
+        .rev()
+        .find(|&i| bases[i] <= covered.next())
+        .expect("a segment holds the first LSN after the checkpoint");
+    assert!(lost + 1 < segs.len(), "later segments survive");
+    std::fs::remove_file(&segs[lost]).expect("lose the segment");
+
+    let db = AedbInstance::open(dir.path(), dev()).expect("the development profile reopens");
+    assert!(
+        !db.recovery_report().superseded.is_empty(),
+        "the disconnected log was restarted"
+    );
+    let snap = db.snapshot().expect("snapshot");
+    assert_eq!(snap.lsn(), covered, "exactly the checkpoint's state");
+    for i in 0..before {
+        assert!(
+            snap.kv_get(&ns(), format!("key-{i}").as_bytes())
+                .expect("read")
+                .is_some()
+        );
+    }
+    drop(snap);
+    db.kv_put(&ns(), b"after", b"restart".as_slice())
+        .expect("commit after the restart");
+    db.shutdown().expect("shutdown");
+    reopen_prefix(dir.path(), before, before);
 }
