@@ -55,6 +55,16 @@ fn storage_full(err: &CommitError) -> bool {
     }
 }
 
+/// Creates the namespace and commits the `ACKED` acknowledged puts every case starts from.
+fn acknowledge(db: &AedbInstance, case: &str) {
+    db.create_project("disk").expect("project");
+    db.create_scope("disk", "main").expect("scope");
+    for i in 0..ACKED {
+        db.commit_with(put(i, 1000), Finality::Durable)
+            .unwrap_or_else(|e| panic!("{case}: commit {i}: {e}"));
+    }
+}
+
 #[test]
 fn full_disk_and_short_writes_on_the_wal_lose_nothing_acknowledged() {
     for (mode, config) in configs() {
@@ -65,12 +75,7 @@ fn full_disk_and_short_writes_on_the_wal_lose_nothing_acknowledged() {
                 let case = format!("{mode} {kind:?} rotation={rotation}");
                 let dir = tempfile::tempdir().expect("tempdir");
                 let db = AedbInstance::open(dir.path(), config()).expect("open");
-                db.create_project("disk").expect("project");
-                db.create_scope("disk", "main").expect("scope");
-                for i in 0..ACKED {
-                    db.commit_with(put(i, 1000), Finality::Durable)
-                        .unwrap_or_else(|e| panic!("{case}: commit {i}: {e}"));
-                }
+                acknowledge(&db, &case);
                 let lsn = db.snapshot().expect("snapshot").lsn();
                 let faults = db.fault_injector();
                 faults.arm_with(FaultPoint::Write, FaultMode::Once, kind);
@@ -118,12 +123,7 @@ fn a_failed_manifest_append_fail_stops_the_instance() {
             let (_, config) = configs()[1];
             let dir = tempfile::tempdir().expect("tempdir");
             let db = AedbInstance::open(dir.path(), config()).expect("open");
-            db.create_project("disk").expect("project");
-            db.create_scope("disk", "main").expect("scope");
-            for i in 0..ACKED {
-                db.commit_with(put(i, 1000), Finality::Durable)
-                    .unwrap_or_else(|e| panic!("{case}: commit {i}: {e}"));
-            }
+            acknowledge(&db, &case);
             let lsn = db.snapshot().expect("snapshot").lsn();
             db.fault_injector()
                 .arm_with(FaultPoint::Manifest, FaultMode::Once, kind);
@@ -193,12 +193,7 @@ fn full_disk_on_checkpoint_files_and_backup_copies_loses_nothing() {
                         .with_file_system(sim.shared())
                 };
                 let db = AedbInstance::open("/db", config()).expect("open");
-                db.create_project("disk").expect("project");
-                db.create_scope("disk", "main").expect("scope");
-                for i in 0..ACKED {
-                    db.commit_with(put(i, 1000), Finality::Durable)
-                        .unwrap_or_else(|e| panic!("{case}: commit {i}: {e}"));
-                }
+                acknowledge(&db, &case);
                 if target == "/backup" {
                     db.checkpoint_now()
                         .expect("a checkpoint for the backup to copy");

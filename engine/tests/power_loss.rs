@@ -448,7 +448,9 @@ fn low_latency_loses_at_most_its_flush_window() {
             durable,
             "seed {seed}: the flush timer never synced lsn {last}"
         );
-        let window: Vec<Lsn> = (20..30).map(put).collect();
+        for n in 20..30 {
+            put(n);
+        }
         sim.power_off();
         drop(db);
         sim.crash();
@@ -484,7 +486,6 @@ fn low_latency_loses_at_most_its_flush_window() {
             Lsn::new(last.get() + kept as u64),
             "seed {seed}"
         );
-        assert!(window.len() == 10);
         drop(snap);
         db.shutdown().expect("shutdown");
     }
