@@ -698,12 +698,14 @@ fn recover_wal(
                 other => other,
             }
         })?;
-    if let Some((expected, found)) = gap {
+    // Lenient only: a log that ends before the checkpoint, or resumes after a gap, no
+    // longer continues it; it restarts after the checkpoint (one rule for both).
+    if lenient && (gap.is_some() || recovered.last_lsn < base) {
         drop(writer);
         tracing::warn!(
-            "lenient recovery: the WAL resumes at lsn {found}, not {expected}; \
-             restarting it after the checkpoint at lsn {}",
-            state.lsn()
+            "lenient recovery: the WAL (to lsn {}, gap {gap:?}) does not continue the \
+             checkpoint at lsn {base}; restarting it there",
+            recovered.last_lsn
         );
         return Ok(aedb_wal::restart_after(wal_dir, &config.wal, state.lsn())?);
     }

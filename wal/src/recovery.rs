@@ -134,10 +134,9 @@ pub struct RecoveredWal {
     pub corruption: Option<CorruptionCut>,
     /// Leftover `*.wal.tmp` files of an interrupted rotation (removed by `recover`).
     pub stray_temp_files: Vec<PathBuf>,
-    /// Outside [`RecoveryMode::Strict`]: segments removed by [`recover_after`] because,
-    /// after a cut, the log ended before the checkpoint it continues, so the checkpoint
-    /// covers every frame left in them; the log restarts after the checkpoint with the
-    /// next segment number. Callers that record segments elsewhere (the manifest) retire
+    /// Outside [`RecoveryMode::Strict`]: segments removed by [`restart_after`] because the
+    /// log no longer continued the checkpoint (it ended before it, or its first frame after
+    /// it was lost); the log restarts after the checkpoint with the next segment number. Callers that record segments elsewhere (the manifest) retire
     /// them there.
     pub superseded: Vec<PathBuf>,
 }
@@ -304,25 +303,11 @@ where
     let plan = read_pass(fs, dir, mode, synced, Some(unsealer), on_frame)?;
     let Plan {
         mut report,
-        mut repair,
-        mut remove,
-        mut resume,
-        mut fresh_seq,
+        repair,
+        remove,
+        resume,
+        fresh_seq,
     } = plan;
-    if mode != RecoveryMode::Strict && resume.is_some() && report.last_lsn < covered {
-        // The cut left the log behind the checkpoint: what survives is all covered by
-        // it, and appending after it would leave an LSN gap. Start over after it.
-        let kept: Vec<(SegmentSeq, PathBuf)> = segment_paths(fs, dir)?
-            .into_iter()
-            .filter(|(_, path)| !remove.contains(path))
-            .collect();
-        fresh_seq = kept.last().map_or(fresh_seq, |(seq, _)| seq.next());
-        report.superseded = kept.into_iter().map(|(_, path)| path).collect();
-        remove.extend(report.superseded.iter().cloned());
-        report.segments.clear();
-        repair = None;
-        resume = None;
-    }
     let syncs = config.sync == crate::SyncPolicy::Fdatasync;
     let faults = &config.faults;
 
