@@ -1,8 +1,8 @@
 //! The Audit actor: the only writer of the `authz_audit` and `assertion_audit` system
 //! tables.
 //!
-//! Events arrive on a bounded mailbox ([`AuditMsg`]); the actor drains what is queued
-//! and writes it as **one durable commit through the normal pipeline** (so audit rows
+//! Events arrive on its bounded mailbox ([`Event`]); after each burst the actor writes
+//! what arrived as **one durable commit through the normal pipeline** (so audit rows
 //! are replicated by backups, covered by checkpoints and visible to admins through the
 //! ordinary read API). Each table is an HMAC chain:
 //!
@@ -24,7 +24,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aedb_keys::SecretKey;
@@ -32,16 +31,15 @@ use aedb_model::{
     ColumnDef, ColumnName, ColumnType, Ddl, Direction, KeyRange, Mutation, Namespace, ProjectName,
     ScopeName, State, TableName, TableSchema, Timestamp, Transaction, Value,
 };
-use aedb_sync::completion::completion;
-use aedb_sync::mailbox::{MailboxSender, mailbox};
-use aedb_sync::{Completer, SnapshotCell};
+use aedb_sync::SnapshotCell;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::actor::{self, Ask, Owner, OwnerRef, Running};
+use crate::commit::{Finality, Request};
+use crate::committer::{Admission, Committer};
 use crate::error::CommitError;
 use crate::metrics::EngineMetrics;
-use crate::pipeline::{Admission, Committer};
-use crate::sequencer::{Finality, Request};
 
 /// The reserved project holding the system tables.
 pub const SYSTEM_PROJECT: &str = "_system";
@@ -376,16 +374,16 @@ pub fn verify_chain(
     Ok(prev)
 }
 
-/// Messages to the Audit actor.
+/// Record an event (batched with whatever else is queued). Sent with `tell`.
 #[derive(Debug)]
-pub enum AuditMsg {
-    /// Record an event (batched with whatever else is queued).
-    Event(AuditEvent),
-    /// Answer once every event sent before this one is durable.
-    Flush(Completer<Result<(), CommitError>>),
-    /// Write what is queued, then stop.
-    Stop,
-}
+pub struct Event(pub AuditEvent);
+
+/// Answer once every event sent before this one is durable.
+#[derive(Debug)]
+pub struct Flush;
+
+/// The address of the Audit actor.
+pub type AuditRef = OwnerRef<AuditActor>;
 
 /// Where the actor's chains stand.
 #[derive(Clone, Copy, Debug, Default)]
@@ -397,29 +395,21 @@ struct ChainHead {
 /// Handle to the running Audit actor.
 #[derive(Debug)]
 pub struct AuditHandle {
-    /// The mailbox.
-    pub mailbox: MailboxSender<AuditMsg>,
-    /// The thread (exits when every sender is dropped).
-    pub thread: JoinHandle<()>,
+    /// Its address (events are sent with `tell(Event(..))`).
+    pub mailbox: AuditRef,
+    running: Running<AuditActor>,
 }
 
 impl AuditHandle {
     /// Waits until every event sent so far is durable.
     pub fn flush(&self) -> Result<(), CommitError> {
-        let (reply, waiter) = completion();
-        self.mailbox
-            .send(AuditMsg::Flush(reply))
-            .map_err(|_| CommitError::Closed)?;
-        waiter.wait().unwrap_or(Err(CommitError::Closed))
+        self.mailbox.ask(Flush).unwrap_or(Err(CommitError::Closed))
     }
 
-    /// Writes what is queued and stops the actor (senders still held elsewhere, such
-    /// as read snapshots, then see a closed mailbox).
-    pub fn stop(self) {
-        if self.mailbox.send(AuditMsg::Stop).is_ok() {
-            // The thread only exits; a panic there was already reported.
-            let _ = self.thread.join();
-        }
+    /// Writes what is queued and stops the actor (addresses still held elsewhere, such
+    /// as read snapshots, then see it closed).
+    pub fn stop(mut self) {
+        self.running.stop();
     }
 }
 
@@ -432,7 +422,7 @@ pub fn spawn(
     key_id: String,
     metrics: Arc<EngineMetrics>,
     queue: usize,
-) -> Result<AuditHandle, AuditChainError> {
+) -> Result<AuditHandle, AuditStartError> {
     let (_, state) = snapshots.load();
     let mut heads = BTreeMap::new();
     for table in AuditTable::ALL {
@@ -444,58 +434,85 @@ pub fn spawn(
         heads.insert(table, head);
     }
     drop(state);
-    let (tx, rx) = mailbox::<AuditMsg>(queue);
-    let mut actor = AuditActor {
+    let stats = metrics.owners.audit.clone();
+    let actor = AuditActor {
         committer,
         key,
         key_id,
         heads,
         metrics,
+        pending: Vec::new(),
     };
-    let thread = std::thread::Builder::new()
-        .name("aedb-audit".into())
-        .spawn(move || {
-            let mut running = true;
-            while running && let Some(first) = rx.recv() {
-                let mut events = Vec::new();
-                let mut flushes = Vec::new();
-                let mut next = Some(first);
-                while let Some(msg) = next {
-                    match msg {
-                        AuditMsg::Event(e) => events.push(e),
-                        AuditMsg::Flush(reply) => flushes.push(reply),
-                        AuditMsg::Stop => running = false,
-                    }
-                    next = if events.len() < MAX_BATCH {
-                        rx.try_recv()
-                    } else {
-                        None
-                    };
-                }
-                let result = actor.write(events);
-                for reply in flushes {
-                    reply.complete(result.clone());
-                }
-            }
-        })
-        .map_err(|_| AuditChainError::Missing {
-            table: AuditTable::Authz,
-        })?;
+    let running = actor::spawn(actor, queue, stats).map_err(AuditStartError::Thread)?;
     Ok(AuditHandle {
-        mailbox: tx,
-        thread,
+        mailbox: running.addr().clone(),
+        running,
     })
 }
 
-struct AuditActor {
+/// Why the Audit actor did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditStartError {
+    /// An audit table is damaged.
+    #[error(transparent)]
+    Chain(#[from] AuditChainError),
+    /// Its thread could not be started.
+    #[error("cannot start the audit thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl Owner for AuditActor {
+    const NAME: &'static str = "audit";
+    const DRAINS: bool = true;
+
+    /// Writes the events of the burst just handled, [`MAX_BATCH`] per commit.
+    fn drained(&mut self) {
+        // A failure is counted and logged by `write`; a `Flush` reports it.
+        let _ = self.write_pending();
+    }
+}
+
+impl Ask<AuditActor> for Event {
+    type Reply = ();
+
+    fn handle(self, actor: &mut AuditActor) {
+        actor.pending.push(self.0);
+    }
+}
+
+impl Ask<AuditActor> for Flush {
+    type Reply = Result<(), CommitError>;
+
+    fn handle(self, actor: &mut AuditActor) -> Self::Reply {
+        actor.write_pending()
+    }
+}
+
+/// The Audit actor: owns both audit tables' chain heads.
+pub struct AuditActor {
     committer: Committer,
     key: SecretKey,
     key_id: String,
     heads: BTreeMap<AuditTable, ChainHead>,
     metrics: Arc<EngineMetrics>,
+    pending: Vec<AuditEvent>,
 }
 
 impl AuditActor {
+    /// Writes every pending event; the first failure is the answer.
+    fn write_pending(&mut self) -> Result<(), CommitError> {
+        let mut result = Ok(());
+        while !self.pending.is_empty() {
+            let rest = self.pending.split_off(self.pending.len().min(MAX_BATCH));
+            let batch = std::mem::replace(&mut self.pending, rest);
+            let written = self.write(batch);
+            if result.is_ok() {
+                result = written;
+            }
+        }
+        result
+    }
+
     /// Chains `events` after the heads and commits them durably in one transaction;
     /// the heads advance only if the commit succeeded.
     fn write(&mut self, events: Vec<AuditEvent>) -> Result<(), CommitError> {

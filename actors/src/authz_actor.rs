@@ -11,22 +11,20 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
 
 use aedb_authz::{
     AuthzChange, AuthzError, CallerId, Permission, PolicyRecord, PolicySnapshot, PolicyState,
     ReplayError, Resource,
 };
 use aedb_model::{Direction, KvKey, KvValue, Mutation, State, Transaction};
-use aedb_sync::completion::completion;
-use aedb_sync::mailbox::{MailboxSender, mailbox};
-use aedb_sync::{Completer, SnapshotCell};
+use aedb_sync::SnapshotCell;
 
-use crate::audit::{AuditEvent, AuditMsg, AuditTable, authz_namespace};
+use crate::actor::{self, Ask, Owner, Running};
+use crate::audit::{AuditEvent, AuditRef, AuditTable, Event, authz_namespace};
+use crate::commit::{Finality, Request};
+use crate::committer::{Admission, Committer};
 use crate::error::CommitError;
 use crate::metrics::EngineMetrics;
-use crate::pipeline::{Admission, Committer};
-use crate::sequencer::{Finality, Request};
 
 /// Key prefix of persisted policy records in `_system/authz` (then a u64 BE sequence).
 const POLICY_PREFIX: &[u8] = b"policy/";
@@ -109,26 +107,20 @@ pub enum PolicyLoadError {
     Replay(#[from] ReplayError),
 }
 
-/// Messages to the Authz actor.
+/// Apply `change` on behalf of `by` (authority is checked against the current policy);
+/// answered once it is durable and published.
 #[derive(Debug)]
-pub enum AuthzMsg {
-    /// Apply a change on behalf of `by`.
-    Change {
-        /// Who asks (authority is checked against the current policy).
-        by: CallerId,
-        /// What.
-        change: PolicyChange,
-        /// Where the answer goes.
-        reply: Completer<Result<AuthzChange, AuthzFailure>>,
-    },
+pub struct Change {
+    /// Who asks.
+    pub by: CallerId,
+    /// What.
+    pub change: PolicyChange,
 }
 
 /// Handle to the running Authz actor.
 pub struct AuthzHandle {
-    mailbox: MailboxSender<AuthzMsg>,
+    running: Running<AuthzActor>,
     policy: Arc<SnapshotCell<PolicySnapshot>>,
-    /// The thread (exits when every sender is dropped).
-    pub thread: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for AuthzHandle {
@@ -142,23 +134,15 @@ impl std::fmt::Debug for AuthzHandle {
 impl AuthzHandle {
     /// Applies `change` on behalf of `by` and waits until it is durable and published.
     pub fn change(&self, by: CallerId, change: PolicyChange) -> Result<AuthzChange, AuthzFailure> {
-        let (reply, waiter) = completion();
-        self.mailbox
-            .send(AuthzMsg::Change { by, change, reply })
-            .map_err(|_| AuthzFailure::Commit(CommitError::Closed))?;
-        waiter
-            .wait()
+        self.running
+            .addr()
+            .ask(Change { by, change })
             .unwrap_or(Err(AuthzFailure::Commit(CommitError::Closed)))
     }
 
     /// Stops the actor once the changes already queued are done.
-    pub fn stop(self) {
-        let AuthzHandle {
-            mailbox, thread, ..
-        } = self;
-        drop(mailbox);
-        // The thread only exits; a panic there was already reported.
-        let _ = thread.join();
+    pub fn stop(mut self) {
+        self.running.stop();
     }
 
     /// The newest published policy (an `Arc` load; no actor hop).
@@ -225,12 +209,12 @@ pub fn spawn(
     policy: PolicyState,
     next_seq: u64,
     committer: Committer,
-    audit: MailboxSender<AuditMsg>,
+    audit: AuditRef,
     metrics: Arc<EngineMetrics>,
 ) -> std::io::Result<AuthzHandle> {
     let published = Arc::new(SnapshotCell::new(0, Arc::new(policy.snapshot())));
-    let (tx, rx) = mailbox::<AuthzMsg>(64);
-    let mut actor = AuthzActor {
+    let stats = metrics.owners.authz.clone();
+    let actor = AuthzActor {
         policy,
         next_seq,
         version: 0,
@@ -239,28 +223,33 @@ pub fn spawn(
         audit,
         metrics,
     };
-    let thread = std::thread::Builder::new()
-        .name("aedb-authz".into())
-        .spawn(move || {
-            while let Some(AuthzMsg::Change { by, change, reply }) = rx.recv() {
-                reply.complete(actor.apply(&by, change));
-            }
-        })?;
     Ok(AuthzHandle {
-        mailbox: tx,
+        running: actor::spawn(actor, 64, stats)?,
         policy: published,
-        thread,
     })
 }
 
-struct AuthzActor {
+/// The Authz actor: owns the policy (grants, owners) and its published snapshot.
+pub struct AuthzActor {
     policy: PolicyState,
     next_seq: u64,
     version: u64,
     committer: Committer,
     published: Arc<SnapshotCell<PolicySnapshot>>,
-    audit: MailboxSender<AuditMsg>,
+    audit: AuditRef,
     metrics: Arc<EngineMetrics>,
+}
+
+impl Owner for AuthzActor {
+    const NAME: &'static str = "authz";
+}
+
+impl Ask<AuthzActor> for Change {
+    type Reply = Result<AuthzChange, AuthzFailure>;
+
+    fn handle(self, actor: &mut AuthzActor) -> Self::Reply {
+        actor.apply(&self.by, self.change)
+    }
 }
 
 impl AuthzActor {
@@ -365,8 +354,8 @@ impl AuthzActor {
     }
 
     fn audit(&self, by: &CallerId, kind: &str, subject: &str, detail: &str) {
-        // A closed mailbox means the instance is shutting down.
-        let _ = self.audit.send(AuditMsg::Event(AuditEvent {
+        // A stopped Audit actor means the instance is shutting down.
+        let _ = self.audit.tell(Event(AuditEvent {
             table: AuditTable::Authz,
             caller: by.to_string(),
             kind: kind.into(),

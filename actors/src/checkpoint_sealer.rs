@@ -1,5 +1,5 @@
-//! The CheckpointSealer actor: a dedicated thread that writes checkpoints off the
-//! commit path.
+//! The CheckpointSealer actor: writes checkpoints off the commit path, on its own
+//! thread.
 //!
 //! A checkpoint is the published snapshot (an immutable `Arc<State>`, so taking it
 //! costs nothing and stops nobody), made durable in the WAL first, encoded, sealed by
@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use aedb_checkpoint::{
@@ -24,12 +23,13 @@ use aedb_keys::{KeyError, MasterKeyId};
 use aedb_model::State;
 use aedb_sync::completion::completion;
 use aedb_sync::group_commit::{GroupCommitError, WriterMsg};
-use aedb_sync::mailbox::{MailboxSender, Recv, mailbox};
+use aedb_sync::mailbox::MailboxSender;
 use aedb_sync::{Completer, SnapshotCell};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 
+use crate::actor::{Ask, Owner, OwnerRef};
 use crate::keyring::Keyring;
-use crate::manifest_chain::{ManifestMsg, SharedManifestError};
+use crate::manifest_chain::{GetLiveState, ManifestRef, Record, SharedManifestError};
 use crate::metrics::EngineMetrics;
 use crate::wal_writer::{SharedWalError, WalControl, WalMsg};
 
@@ -83,20 +83,17 @@ pub enum CheckpointFailure {
     Access(#[from] aedb_authz::AccessError),
 }
 
-/// Messages to the sealer.
+/// Checkpoint now (`checkpoint_now()`).
 #[derive(Debug)]
-pub enum SealerMsg {
-    /// Checkpoint now (`checkpoint_now()`).
-    SealNow {
-        /// Where the answer goes.
-        reply: Completer<Result<CheckpointReport, CheckpointFailure>>,
-    },
-    /// Start a new key epoch (`rotate_keys()`), then checkpoint under it.
-    Rotate {
-        /// Where the answer goes: the new epoch and the checkpoint taken under it.
-        reply: Completer<Result<(KeyEpoch, CheckpointReport), CheckpointFailure>>,
-    },
-}
+pub struct SealNow;
+
+/// Start a new key epoch (`rotate_keys()`), then checkpoint under it. Answers the new
+/// epoch and the checkpoint taken under it.
+#[derive(Debug)]
+pub struct Rotate;
+
+/// The address of the CheckpointSealer.
+pub type SealerRef = OwnerRef<Sealer>;
 
 /// Everything the sealer needs, handed over at start.
 pub struct SealerContext {
@@ -115,7 +112,7 @@ pub struct SealerContext {
     /// The WAL writer (barriers and retirement).
     pub wal: MailboxSender<WalMsg>,
     /// The manifest.
-    pub manifest: MailboxSender<ManifestMsg>,
+    pub manifest: ManifestRef,
     /// Counters.
     pub metrics: Arc<EngineMetrics>,
     /// Automatic triggers.
@@ -128,59 +125,59 @@ pub struct SealerContext {
     pub epoch_bounds: BTreeMap<KeyEpoch, Lsn>,
 }
 
-/// Handle to the running sealer.
-#[derive(Debug)]
-pub struct SealerHandle {
-    /// The mailbox.
-    pub mailbox: MailboxSender<SealerMsg>,
-    /// The thread, joined on shutdown.
-    pub thread: JoinHandle<()>,
-}
-
-/// Starts the sealer thread.
-pub fn spawn(ctx: SealerContext) -> std::io::Result<SealerHandle> {
-    let (tx, rx) = mailbox::<SealerMsg>(16);
-    let thread = std::thread::Builder::new()
-        .name("aedb-checkpoint".into())
-        .spawn(move || {
-            let mut sealer = Sealer {
-                wal_bytes_at_last: ctx.metrics.wal_bytes.load(Ordering::Relaxed),
-                last_at: Instant::now(),
-                ctx,
-            };
-            let poll = sealer.ctx.policy.interval.min(Duration::from_millis(200));
-            loop {
-                match rx.recv_timeout(poll) {
-                    Recv::Message(SealerMsg::SealNow { reply }) => reply.complete(sealer.seal()),
-                    Recv::Message(SealerMsg::Rotate { reply }) => {
-                        reply.complete(sealer.rotate());
-                    }
-                    Recv::TimedOut => {
-                        if sealer.due()
-                            && let Err(e) = sealer.seal()
-                        {
-                            sealer
-                                .ctx
-                                .metrics
-                                .checkpoint_failures
-                                .fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!("automatic checkpoint failed: {e}");
-                        }
-                    }
-                    Recv::Closed => break,
-                }
-            }
-        })?;
-    Ok(SealerHandle {
-        mailbox: tx,
-        thread,
-    })
-}
-
-struct Sealer {
+/// The CheckpointSealer: owns writing and retiring checkpoint files.
+pub struct Sealer {
     ctx: SealerContext,
     wal_bytes_at_last: u64,
     last_at: Instant,
+}
+
+impl Sealer {
+    /// The sealer over `ctx`.
+    pub fn new(ctx: SealerContext) -> Sealer {
+        Sealer {
+            wal_bytes_at_last: ctx.metrics.wal_bytes.load(Ordering::Relaxed),
+            last_at: Instant::now(),
+            ctx,
+        }
+    }
+}
+
+impl Owner for Sealer {
+    const NAME: &'static str = "checkpoint";
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(self.ctx.policy.interval.min(Duration::from_millis(200)))
+    }
+
+    /// Automatic checkpoints, by WAL bytes and time.
+    fn tick(&mut self) {
+        if self.due()
+            && let Err(e) = self.seal()
+        {
+            self.ctx
+                .metrics
+                .checkpoint_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("automatic checkpoint failed: {e}");
+        }
+    }
+}
+
+impl Ask<Sealer> for SealNow {
+    type Reply = Result<CheckpointReport, CheckpointFailure>;
+
+    fn handle(self, sealer: &mut Sealer) -> Self::Reply {
+        sealer.seal()
+    }
+}
+
+impl Ask<Sealer> for Rotate {
+    type Reply = Result<(KeyEpoch, CheckpointReport), CheckpointFailure>;
+
+    fn handle(self, sealer: &mut Sealer) -> Self::Reply {
+        sealer.rotate()
+    }
 }
 
 impl Sealer {
@@ -224,12 +221,9 @@ impl Sealer {
         if records.is_empty() {
             return Ok(());
         }
-        let (c, w) = completion();
         self.ctx
             .manifest
-            .send(ManifestMsg::Record { records, reply: c })
-            .map_err(|_| CheckpointFailure::Closed)?;
-        w.wait()
+            .ask(Record(records))
             .map_err(|_| CheckpointFailure::Closed)?
             .map_err(CheckpointFailure::Manifest)
     }
@@ -250,7 +244,7 @@ impl Sealer {
         self.record(vec![ManifestRecord::KeyEpochChanged {
             epoch,
             master_key_id: master.to_string(),
-            at_unix_ms: crate::pipeline::now_unix_ms(),
+            at_unix_ms: crate::clock::now_unix_ms(),
         }])?;
         let cipher = self
             .ctx
@@ -351,12 +345,11 @@ impl Sealer {
     /// Retires checkpoints beyond the newest [`KEEP_CHECKPOINTS`] (manifest first, then
     /// the file) and WAL segments the oldest kept checkpoint covers.
     fn retire(&mut self) -> Result<(usize, usize), CheckpointFailure> {
-        let (c, w) = completion();
-        self.ctx
+        let live = self
+            .ctx
             .manifest
-            .send(ManifestMsg::LiveState { reply: c })
+            .ask(GetLiveState)
             .map_err(|_| CheckpointFailure::Closed)?;
-        let live = w.wait().map_err(|_| CheckpointFailure::Closed)?;
         let lsns: Vec<Lsn> = live.checkpoints().keys().copied().collect();
         if lsns.len() < KEEP_CHECKPOINTS {
             return Ok((0, 0));
@@ -416,7 +409,7 @@ impl Sealer {
             .filter(|&(epoch, bound)| !kept_epochs.contains(epoch) && *bound < oldest_wal_lsn)
             .map(|(epoch, _)| *epoch)
             .collect();
-        let at_unix_ms = crate::pipeline::now_unix_ms();
+        let at_unix_ms = crate::clock::now_unix_ms();
         self.record(
             done.iter()
                 .map(|&epoch| ManifestRecord::KeyEpochRetired { epoch, at_unix_ms })

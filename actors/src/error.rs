@@ -79,10 +79,10 @@ pub enum StartError {
     #[error("the manifest records no key epoch")]
     NoKeyEpoch,
     /// Checkpoints are recorded but none authenticates and decodes.
-    #[error("no recorded checkpoint can be used: {failures}")]
+    #[error("no recorded checkpoint can be used: {}", join(failures))]
     NoUsableCheckpoint {
         /// Why each one failed, newest first.
-        failures: String,
+        failures: Vec<CheckpointLoadError>,
     },
     /// The WAL ends before the checkpoint it should continue.
     #[error(
@@ -108,7 +108,13 @@ pub enum StartError {
         /// Where the segment should be.
         path: std::path::PathBuf,
     },
-    /// The actor system or writer thread could not be started.
+    /// The WAL directory could not be listed.
+    #[error("cannot list the WAL directory: {0}")]
+    WalListing(#[source] aedb_wal::WalError),
+    /// The operating system's random source failed (a new database needs a random id).
+    #[error("the operating system's random source failed: {0}")]
+    Random(String),
+    /// An actor's thread could not be started.
     #[error("cannot start the {what} thread: {source}")]
     Thread {
         /// Which thread.
@@ -116,6 +122,55 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// Why one checkpoint the manifest records (or a backup lists) cannot be used. Each
+/// variant names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointLoadError {
+    /// It did not open: missing, unknown or retired key epoch, wrong key, failed
+    /// authentication, another database.
+    #[error("{}: {source}", path.display())]
+    Open {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: aedb_checkpoint::CheckpointError,
+    },
+    /// It authenticates, but its SHA-256 is not the one recorded for it.
+    #[error("{}: file hash differs from the manifest's record", path.display())]
+    HashMismatch {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// Its snapshot does not decode (or a row breaks its schema).
+    #[error("{}: {source}", path.display())]
+    Decode {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: aedb_model::DecodeError,
+    },
+    /// Its snapshot is at another LSN than the one recorded for it.
+    #[error("{}: snapshot is at lsn {found} but the manifest records {recorded}", path.display())]
+    LsnMismatch {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The snapshot's LSN.
+        found: Lsn,
+        /// The recorded LSN.
+        recorded: Lsn,
+    },
+}
+
+/// The failures, one after the other.
+pub(crate) fn join(failures: &[CheckpointLoadError]) -> String {
+    failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A WAL frame that verified (CRC, chain) but cannot be replayed into the state.

@@ -45,20 +45,28 @@
 //! ```
 #![deny(unsafe_code)]
 
+pub mod actor;
 pub mod audit;
 pub mod authz_actor;
 pub mod checkpoint_sealer;
+mod clock;
+mod commit;
+mod committer;
 pub mod error;
 pub mod keyring;
 pub mod manifest_chain;
 pub mod metrics;
 pub mod pipeline;
+pub mod recovery;
 pub mod sequencer;
 pub mod wal_writer;
 
 pub use checkpoint_sealer::{CheckpointFailure, CheckpointPolicy, CheckpointReport};
-pub use error::{CommitError, FrameReplayError, StartError};
+pub use commit::{CommitOutcome, Finality, Request};
+pub use committer::{Admission, Committer};
+pub use error::{CheckpointLoadError, CommitError, FrameReplayError, StartError};
 pub use keyring::Keyring;
 pub use metrics::{ErrorCounts, HistogramSnapshot, OperationalMetrics};
-pub use pipeline::{Admission, Committer, Pipeline, PipelineConfig, WAL_DIR};
-pub use sequencer::{CommitOutcome, Finality, Request, Sequencer};
+pub use pipeline::{Pipeline, PipelineConfig};
+pub use recovery::WAL_DIR;
+pub use sequencer::Sequencer;

@@ -8,8 +8,11 @@
 //! facade (see [`export`]), so any installed recorder (Prometheus, OpenTelemetry) sees
 //! them; without it they compile to nothing.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+pub use crate::actor::{OwnerMetrics, OwnerStats};
 
 /// Buckets of a [`Histogram`]: bucket `i` counts values in `[2^(i-1), 2^i)` (bucket 0
 /// counts zero).
@@ -133,6 +136,53 @@ pub enum ErrorCause {
     Closed,
 }
 
+/// The actor pattern's counters of every owner ([`crate::actor::OwnerRef`] keeps them).
+#[derive(Debug)]
+pub struct Owners {
+    /// The single writer.
+    pub sequencer: Arc<OwnerStats>,
+    /// The WAL writer (its data path is its batch mailbox, see `wal_queue_depth`).
+    pub wal_writer: Arc<OwnerStats>,
+    /// The ManifestChain.
+    pub manifest: Arc<OwnerStats>,
+    /// The CheckpointSealer.
+    pub checkpoint: Arc<OwnerStats>,
+    /// The Authz actor (secure instances).
+    pub authz: Arc<OwnerStats>,
+    /// The Audit actor (secure instances).
+    pub audit: Arc<OwnerStats>,
+}
+
+impl Default for Owners {
+    fn default() -> Self {
+        let stats = |name| Arc::new(OwnerStats::new(name));
+        Owners {
+            sequencer: stats("sequencer"),
+            wal_writer: stats("wal-writer"),
+            manifest: stats("manifest"),
+            checkpoint: stats("checkpoint"),
+            authz: stats("authz"),
+            audit: stats("audit"),
+        }
+    }
+}
+
+impl Owners {
+    fn snapshot(&self) -> Vec<OwnerMetrics> {
+        [
+            &self.sequencer,
+            &self.wal_writer,
+            &self.manifest,
+            &self.checkpoint,
+            &self.authz,
+            &self.audit,
+        ]
+        .into_iter()
+        .map(|s| s.snapshot())
+        .collect()
+    }
+}
+
 /// The engine's live counters (shared by the actors, read by `operational_metrics`).
 #[derive(Debug, Default)]
 pub struct EngineMetrics {
@@ -154,8 +204,8 @@ pub struct EngineMetrics {
     pub errors_wal: AtomicU64,
     /// See [`ErrorCause::Closed`].
     pub errors_closed: AtomicU64,
-    /// Commits submitted to the sequencer and not yet handled by it.
-    pub sequencer_queue_depth: AtomicU64,
+    /// Mailbox figures of every owner, kept by the actor pattern.
+    pub owners: Owners,
     /// Successful WAL syncs.
     pub fsyncs: AtomicU64,
     /// WAL sync latency, microseconds.
@@ -234,7 +284,7 @@ impl EngineMetrics {
                 wal_failure: self.errors_wal.load(Relaxed),
                 closed: self.errors_closed.load(Relaxed),
             },
-            sequencer_queue_depth: self.sequencer_queue_depth.load(Relaxed),
+            sequencer_queue_depth: self.owners.sequencer.queue_depth(),
             wal_queue_depth: wal_queue_depth as u64,
             fsyncs: self.fsyncs.load(Relaxed),
             fsync_latency_us: self.fsync_latency_us.snapshot(),
@@ -258,6 +308,7 @@ impl EngineMetrics {
             audit_rows: self.audit_rows.load(Relaxed),
             audit_failures: self.audit_failures.load(Relaxed),
             manifest_compactions: self.manifest_compactions.load(Relaxed),
+            owners: self.owners.snapshot(),
         }
     }
 }
@@ -286,6 +337,8 @@ pub mod export {
     pub const AUDIT_ROWS: &str = "aedb_audit_rows_total";
     /// Gauge: commits submitted to the sequencer and not yet handled by it.
     pub const SEQUENCER_QUEUE_DEPTH: &str = "aedb_sequencer_queue_depth";
+    /// Gauge: messages sent to an owner and not yet handled, by `owner`.
+    pub const OWNER_QUEUE_DEPTH: &str = "aedb_owner_queue_depth";
 
     /// Registers the help text of every `aedb_*` metric with the installed recorder
     /// (Prometheus prints it as `# HELP`). Call once after installing the recorder.
@@ -309,6 +362,10 @@ pub mod export {
         metrics::describe_gauge!(
             SEQUENCER_QUEUE_DEPTH,
             "Commits submitted to the sequencer and not yet handled by it."
+        );
+        metrics::describe_gauge!(
+            OWNER_QUEUE_DEPTH,
+            "Messages sent to an owner (actor) and not yet handled, by owner."
         );
     }
 
@@ -348,8 +405,11 @@ pub mod export {
     }
 
     /// A commit entered (`+1.0`) or left (`-1.0`) the sequencer's queue.
-    pub fn sequencer_queue(delta: f64) {
-        metrics::gauge!(SEQUENCER_QUEUE_DEPTH).increment(delta);
+    pub fn owner_queue(owner: &'static str, delta: f64) {
+        if owner == "sequencer" {
+            metrics::gauge!(SEQUENCER_QUEUE_DEPTH).increment(delta);
+        }
+        metrics::gauge!(OWNER_QUEUE_DEPTH, "owner" => owner).increment(delta);
     }
 }
 
@@ -429,6 +489,8 @@ pub struct OperationalMetrics {
     pub audit_failures: u64,
     /// Manifest compactions since open.
     pub manifest_compactions: u64,
+    /// Each owner's mailbox: queue depth, messages handled, send-to-handled latency.
+    pub owners: Vec<OwnerMetrics>,
 }
 
 #[cfg(test)]

@@ -14,54 +14,19 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use actix::{Actor, ActorContext, Context, Handler, Message};
-use aedb_model::{ApplyError, Ddl, Outcome, State, Transaction};
+use aedb_model::{ApplyError, Outcome, State};
 use aedb_sync::group_commit::{Durability, GroupCommitError, Submission, WriterMsg};
 use aedb_sync::mailbox::MailboxSender;
 use aedb_sync::{Completer, SnapshotCell};
-use aedb_types::Lsn;
 
+use crate::actor::{Ask, Owner};
+use crate::commit::{Answer, CommitOutcome, Finality, Reply, Request};
 use crate::error::CommitError;
 use crate::metrics::{EngineMetrics, ErrorCause};
 use crate::wal_writer::{PendingAck, SharedWalError, WalMsg, WalRecord};
 
-/// When a commit is acknowledged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Finality {
-    /// Acknowledged after the commit's WAL batch is `fdatasync`ed; visible no earlier.
-    #[default]
-    Durable,
-    /// Acknowledged (and visible) right after apply; made durable within the
-    /// configured flush interval. A crash inside that window loses it.
-    Visible,
-}
-
-/// A successful commit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CommitOutcome {
-    /// The commit's LSN (for an idempotent retry: the original commit's LSN).
-    pub lsn: Lsn,
-    /// True when this was a retry answered from the idempotency table, applying nothing.
-    pub idempotent_replay: bool,
-}
-
-/// What a commit asks the sequencer to apply.
-#[derive(Clone, Debug)]
-pub enum Request {
-    /// A transaction: mutations plus assertions.
-    Transaction(Transaction),
-    /// A DDL statement.
-    Ddl(Ddl),
-}
-
-/// A commit's answer.
-pub type Answer = Result<CommitOutcome, CommitError>;
-/// Where a commit's answer goes.
-pub type Reply = Completer<Answer>;
-
 /// Sequence, apply and log one request; the answer goes to `reply`.
-#[derive(Message)]
-#[rtype(result = "()")]
+#[derive(Debug)]
 pub struct Commit {
     /// What to apply.
     pub request: Request,
@@ -72,18 +37,11 @@ pub struct Commit {
 }
 
 /// Make every commit sequenced so far durable, then answer.
-#[derive(Message)]
-#[rtype(result = "()")]
+#[derive(Debug)]
 pub struct Flush {
     /// Where the caller waits; completed by the WAL writer.
     pub reply: Completer<Result<(), GroupCommitError<SharedWalError>>>,
 }
-
-/// Stop accepting commits and release the WAL mailbox (the writer then drains,
-/// syncs and exits).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Stop;
 
 /// The single-writer actor.
 pub struct Sequencer {
@@ -92,7 +50,6 @@ pub struct Sequencer {
     wal_fail_stopped: Arc<AtomicBool>,
     snapshots: Arc<SnapshotCell<State>>,
     metrics: Arc<EngineMetrics>,
-    mailbox_capacity: usize,
     max_record_len: usize,
 }
 
@@ -107,7 +64,6 @@ impl Sequencer {
         wal_fail_stopped: Arc<AtomicBool>,
         snapshots: Arc<SnapshotCell<State>>,
         metrics: Arc<EngineMetrics>,
-        mailbox_capacity: usize,
         max_record_len: usize,
     ) -> Sequencer {
         Sequencer {
@@ -116,7 +72,6 @@ impl Sequencer {
             wal_fail_stopped,
             snapshots,
             metrics,
-            mailbox_capacity,
             max_record_len,
         }
     }
@@ -258,55 +213,44 @@ impl Sequencer {
     }
 }
 
-impl Actor for Sequencer {
-    type Context = Context<Self>;
+impl Owner for Sequencer {
+    const NAME: &'static str = "sequencer";
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(self.mailbox_capacity);
+    /// Stops accepting commits and releases the WAL mailbox (the writer then drains,
+    /// syncs and exits once every other sender is gone too).
+    fn stopped(&mut self) {
+        self.wal = None;
     }
 }
 
-impl Handler<Commit> for Sequencer {
-    type Result = ();
+impl Ask<Sequencer> for Commit {
+    type Reply = ();
 
-    fn handle(&mut self, msg: Commit, _ctx: &mut Context<Self>) {
-        self.metrics
-            .sequencer_queue_depth
-            .fetch_sub(1, Ordering::Relaxed);
-        #[cfg(feature = "observability")]
-        crate::metrics::export::sequencer_queue(-1.0);
+    fn handle(self, sequencer: &mut Sequencer) {
         #[cfg(feature = "observability")]
         let _span =
-            tracing::trace_span!("aedb.commit.sequence", finality = ?msg.finality).entered();
-        if let Some((reply, answer)) = self.sequence(&msg.request, msg.finality, msg.reply) {
+            tracing::trace_span!("aedb.commit.sequence", finality = ?self.finality).entered();
+        if let Some((reply, answer)) = sequencer.sequence(&self.request, self.finality, self.reply)
+        {
             reply.complete(answer);
         }
     }
 }
 
-impl Handler<Flush> for Sequencer {
-    type Result = ();
+impl Ask<Sequencer> for Flush {
+    type Reply = ();
 
-    fn handle(&mut self, msg: Flush, _ctx: &mut Context<Self>) {
-        let Some(wal) = &self.wal else {
-            msg.reply.complete(Err(GroupCommitError::FailStopped));
+    fn handle(self, sequencer: &mut Sequencer) {
+        let Some(wal) = &sequencer.wal else {
+            self.reply.complete(Err(GroupCommitError::FailStopped));
             return;
         };
         // The barrier queues behind every record sequenced so far; the writer answers
         // the caller directly once they are durable.
-        if let Err(closed) = wal.send(WriterMsg::Barrier(msg.reply))
+        if let Err(closed) = wal.send(WriterMsg::Barrier(self.reply))
             && let WriterMsg::Barrier(reply) = closed.0
         {
             reply.complete(Err(GroupCommitError::FailStopped));
         }
-    }
-}
-
-impl Handler<Stop> for Sequencer {
-    type Result = ();
-
-    fn handle(&mut self, _msg: Stop, ctx: &mut Context<Self>) {
-        self.wal = None;
-        ctx.stop();
     }
 }

@@ -1,4 +1,4 @@
-//! The WalWriter actor: a dedicated thread that owns the active WAL segment.
+//! The WalWriter actor: the owner of the active WAL segment.
 //!
 //! It is fed by a bounded mailbox of [`WalMsg`]s from the sequencer and runs the
 //! group-commit loop of `aedb-sync` over [`WalSink`], which adapts `aedb_wal::WalWriter`:
@@ -7,22 +7,22 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use aedb_model::State;
 use aedb_sync::group_commit::{
     Acknowledge, BatchReport, GroupCommitError, LogSink, LoopConfig, WriterLoop, WriterMsg,
 };
-use aedb_sync::mailbox::{MailboxSender, mailbox};
+use aedb_sync::mailbox::{MailboxReceiver, MailboxSender, mailbox};
 use aedb_sync::{Completer, SnapshotCell};
 use aedb_types::Lsn;
 use aedb_wal::{FrameKind, WalError, WalWriter};
 
+use crate::actor::{self, Owner, Running};
+use crate::commit::{Answer, Reply};
 use crate::error::CommitError;
-use crate::manifest_chain::ManifestMsg;
+use crate::manifest_chain::{ManifestRef, SegmentsSealed};
 use crate::metrics::{EngineMetrics, ErrorCause};
-use crate::sequencer::{Answer, Reply};
 
 /// One encoded commit record at its LSN.
 #[derive(Debug)]
@@ -82,7 +82,7 @@ pub struct WalSink {
     snapshots: Arc<SnapshotCell<State>>,
     metrics: Arc<EngineMetrics>,
     fail_stopped: Arc<AtomicBool>,
-    manifest: MailboxSender<ManifestMsg>,
+    manifest: ManifestRef,
 }
 
 impl WalSink {
@@ -103,7 +103,8 @@ impl WalSink {
                 sha256: s.hash.0,
             })
             .collect();
-        let _ = self.manifest.send(ManifestMsg::SegmentsSealed { records });
+        // A stopped manifest means the instance is shutting down.
+        let _ = self.manifest.tell(SegmentsSealed(records));
     }
 
     fn failed<T>(&self, e: WalError) -> Result<T, SharedWalError> {
@@ -290,28 +291,47 @@ pub struct RetiredSegments {
     pub oldest_lsn: Lsn,
 }
 
-/// Handle to the running writer thread.
+/// The WAL writer: owns the active segment. Its data path is the bounded batch mailbox
+/// of `aedb-sync` (appends, barriers and owner-only controls, in order), drained by the
+/// loom-checked group-commit loop, which runs on the owner's thread for its whole life
+/// ([`Owner::started`]) and ends when every sender is gone.
+pub struct WalWriterOwner {
+    run: Option<(WriterLoop<WalSink>, MailboxReceiver<WalMsg>)>,
+}
+
+impl Owner for WalWriterOwner {
+    const NAME: &'static str = "wal-writer";
+
+    fn started(&mut self) {
+        if let Some((writer_loop, mailbox)) = self.run.take() {
+            writer_loop.run(mailbox);
+        }
+    }
+}
+
+/// Handle to the running writer.
 #[derive(Debug)]
 pub struct WalWriterHandle {
-    /// The writer's mailbox.
+    /// The writer's batch mailbox.
     pub mailbox: MailboxSender<WalMsg>,
     /// Set once the instance has fail-stopped (a WAL or manifest write failed).
     pub fail_stopped: Arc<AtomicBool>,
-    /// The thread, joined on shutdown.
-    pub thread: JoinHandle<()>,
+    /// The owner, stopped on shutdown once every sender of `mailbox` is gone.
+    pub owner: Running<WalWriterOwner>,
 }
 
-/// Starts the writer thread over a recovered `writer`.
+/// Starts the writer over a recovered `writer`.
 pub fn spawn(
     writer: WalWriter,
     snapshots: Arc<SnapshotCell<State>>,
     metrics: Arc<EngineMetrics>,
     mailbox_bound: usize,
     config: LoopConfig,
-    manifest: MailboxSender<ManifestMsg>,
+    manifest: ManifestRef,
     fail_stopped: Arc<AtomicBool>,
 ) -> std::io::Result<WalWriterHandle> {
     let (tx, rx) = mailbox::<WalMsg>(mailbox_bound);
+    let stats = metrics.owners.wal_writer.clone();
     let sink = WalSink {
         writer,
         snapshots,
@@ -319,14 +339,12 @@ pub fn spawn(
         fail_stopped: fail_stopped.clone(),
         manifest,
     };
-    let thread = std::thread::Builder::new()
-        .name("aedb-wal-writer".into())
-        .spawn(move || {
-            WriterLoop::new(sink, config).run(rx);
-        })?;
+    let owner = WalWriterOwner {
+        run: Some((WriterLoop::new(sink, config), rx)),
+    };
     Ok(WalWriterHandle {
         mailbox: tx,
         fail_stopped,
-        thread,
+        owner: actor::spawn(owner, 1, stats)?,
     })
 }

@@ -811,7 +811,7 @@ fn commits_during_backup(db: &AedbInstance, root: &Path, summary: &Summary) {
         let committers = cpu_s("bench-committer") + cpu_s(EXITED_THREADS);
         let per = |secs: f64| secs * 1e6 / m.commits.max(1) as f64;
         let all: f64 = m.cpu.values().sum();
-        let path = committers + cpu_s("aedb-actors") + cpu_s("aedb-wal-writer");
+        let path = committers + cpu_s("aedb-sequencer") + cpu_s("aedb-wal-writer");
         let load_cpu = cpu_s("aedb-checkpoint") + cpu_s("bench-backup");
         let pair: Vec<f64> = m
             .rates
@@ -834,7 +834,7 @@ fn commits_during_backup(db: &AedbInstance, root: &Path, summary: &Summary) {
             m.fsyncs,
             per(path),
             per(committers),
-            per(cpu_s("aedb-actors")),
+            per(cpu_s("aedb-sequencer")),
             per(cpu_s("aedb-wal-writer")),
             path / m.secs,
             cpu_s("aedb-checkpoint") / m.secs,

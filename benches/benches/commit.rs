@@ -288,7 +288,7 @@ fn cpu_line(cpu: &CpuSplit, delta: &MetricsDelta) -> String {
     let per =
         |name: &str| cpu.get(name).copied().unwrap_or(0.0) * 1e6 / delta.commits.max(1) as f64;
     let (actors, writer, committers) = (
-        per("aedb-actors"),
+        per("aedb-sequencer"),
         per("aedb-wal-writer"),
         per(EXITED_THREADS),
     );

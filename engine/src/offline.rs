@@ -10,8 +10,8 @@ use aedb_fs::{DirLockGuard, FileSystem};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use aedb_actors::FrameReplayError;
 use aedb_actors::keyring::{EpochTable, Keyring};
+use aedb_actors::recovery;
 use aedb_checkpoint::{LiveState, ManifestError, VerifiedManifest};
 use aedb_model::State;
 use aedb_types::{DatabaseId, Lsn};
@@ -200,64 +200,34 @@ fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, Offline
     let manifest = read_verified_manifest(&*config.fs, dir, &keyring)?;
     let database = manifest.database_id;
     let epochs = epoch_table(&manifest.live)?;
-    let mut failures = Vec::new();
-    let mut state = None;
-    for (lsn, rec) in manifest.live.checkpoints().iter().rev() {
-        match aedb_actors::pipeline::load_checkpoint(
-            &*config.fs,
-            dir,
-            database,
-            *lsn,
-            rec,
-            &epochs,
-            &keyring,
-        ) {
-            Ok(s) => {
-                state = Some(s);
-                break;
-            }
-            Err(e) => failures.push(e),
-        }
-    }
-    let mut state = match state {
-        Some(s) => s,
-        None if failures.is_empty() => State::new(),
-        None => {
-            return Err(OfflineError::Integrity(format!(
-                "no checkpoint authenticates: {}",
-                failures.join("; ")
-            )));
-        }
-    };
+    let (mut state, _fallbacks) = recovery::load_newest_checkpoint(
+        &*config.fs,
+        dir,
+        database,
+        &manifest.live,
+        &epochs,
+        &keyring,
+    )
+    .map_err(|e| OfflineError::Integrity(e.to_string()))?;
     let base = state.lsn();
-    let mut expected = base.next();
     let wal_dir = dir.join(aedb_actors::WAL_DIR);
-    let wal = aedb_wal::verify_with(
+    let replay = recovery::replay_wal(
         &wal_dir,
         &wal_config(&config.fs, database, &epochs, &keyring),
         RecoveryMode::Strict,
-        |frame| aedb_actors::pipeline::replay_commit_frame(&mut state, base, &mut expected, &frame),
+        &mut state,
+        None,
     )
-    .map_err(|e: aedb_wal::RecoverError<FrameReplayError>| {
-        OfflineError::Integrity(format!("WAL: {e}"))
-    })?;
+    .map_err(|e| OfflineError::Integrity(format!("WAL: {e}")))?;
+    let wal = replay.wal;
     if wal.last_lsn < base && !wal.fresh {
         return Err(OfflineError::Integrity(format!(
             "WAL ends at lsn {} behind the checkpoint at {base}",
             wal.last_lsn
         )));
     }
-    let recorded = manifest.live.segments();
-    for seg in &wal.segments {
-        if let (Some(hash), Some(rec)) = (&seg.sealed_hash, recorded.get(&seg.seq.get()))
-            && hash.0 != rec.sha256
-        {
-            return Err(OfflineError::Integrity(format!(
-                "{}: sealed segment hash differs from the manifest's record",
-                seg.path.display()
-            )));
-        }
-    }
+    recovery::check_segments_against_manifest(&wal, &manifest.live)
+        .map_err(|e| OfflineError::Integrity(e.to_string()))?;
     Ok(VerifiedDir {
         database_id: database,
         manifest,
@@ -378,16 +348,17 @@ pub fn check_invariants(dir: &Path, config: &AedbConfig) -> Result<Vec<Check>, O
     // re-checks every row against its schema and every version against the LSN).
     let mut bad = Vec::new();
     for (lsn, rec) in live.checkpoints() {
-        if let Err(e) = aedb_actors::pipeline::load_checkpoint(
+        let path = recovery::checkpoint_path(dir, rec);
+        if let Err(e) = recovery::load_checkpoint(
             &*config.fs,
-            dir,
+            &path,
             database,
+            &rec.sha256,
             *lsn,
-            rec,
             &epochs,
             &keyring,
         ) {
-            bad.push(e);
+            bad.push(e.to_string());
         }
     }
     checks.push(check(

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use aedb_actors::audit::{self, AuditEvent, AuditHandle, AuditMsg, AuditRow, AuditTable};
+use aedb_actors::audit::{self, AuditEvent, AuditHandle, AuditRef, AuditRow, AuditTable, Event};
 use aedb_actors::authz_actor::{self, AuthzHandle, PolicyChange};
 use aedb_actors::keyring::EpochTable;
 use aedb_actors::metrics::EngineMetrics;
@@ -27,7 +27,6 @@ use aedb_model::{
     Assertion, Ddl, Direction, KeyRange, KvEntry, KvKey, Mutation, Namespace, Numeric, NumericType,
     Page, Row, State, TableName, TableSchema, Transaction, Value,
 };
-use aedb_sync::mailbox::MailboxSender;
 use aedb_types::{DatabaseId, Lsn};
 
 use crate::error::Error;
@@ -247,7 +246,7 @@ impl Security {
     /// Queues an audit event (waits when the audit mailbox is full).
     pub(crate) fn audit(&self, event: AuditEvent) {
         // A closed mailbox means the instance is shutting down.
-        let _ = self.audit.mailbox.send(AuditMsg::Event(event));
+        let _ = self.audit.mailbox.tell(Event(event));
     }
 
     /// Audit key lookup for verifying rows by their `key_id`.
@@ -329,7 +328,7 @@ pub(crate) fn apply_revocation(authority: &SessionAuthority, key: &str) {
 
 fn record_denial(
     metrics: &EngineMetrics,
-    audit: &MailboxSender<AuditMsg>,
+    audit: &AuditRef,
     caller: &CallerId,
     what: &str,
     denied: &Denied,
@@ -337,7 +336,7 @@ fn record_denial(
     metrics.authz_denials.fetch_add(1, Ordering::Relaxed);
     #[cfg(feature = "observability")]
     aedb_actors::metrics::export::authz_denial();
-    let _ = audit.send(AuditMsg::Event(AuditEvent {
+    let _ = audit.tell(Event(AuditEvent {
         table: AuditTable::Authz,
         caller: caller.to_string(),
         kind: "denied".into(),
@@ -350,7 +349,7 @@ fn record_denial(
 #[derive(Clone, Debug)]
 pub(crate) struct Auditor {
     metrics: Arc<EngineMetrics>,
-    audit: MailboxSender<AuditMsg>,
+    audit: AuditRef,
 }
 
 /// The actions a transaction performs: a write per mutation, a read per assertion.

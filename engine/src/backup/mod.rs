@@ -29,8 +29,9 @@ use aedb_fs::{DiskFile, FileSystem, OpenMode as FsMode};
 use std::path::{Path, PathBuf};
 
 use aedb_actors::keyring::EpochTable;
+use aedb_actors::recovery::{self, WalReplay};
 use aedb_actors::wal_writer::WalBackupView;
-use aedb_actors::{CheckpointFailure, FrameReplayError};
+use aedb_actors::{CheckpointFailure, CheckpointLoadError, FrameReplayError};
 use aedb_checkpoint::{CheckpointMeta, CheckpointWriter, Manifest, ManifestRecord, OsNonceSource};
 use aedb_keys::{DerivationRequest, KeyError, KeyPurpose, MasterKeyId, SecretKey};
 use aedb_model::State;
@@ -1068,70 +1069,58 @@ fn rebuild(
     let mut state = match &checkpoint_path {
         None => State::new(),
         Some((path, listed)) => {
-            let loaded = if keyring.encrypts() {
-                aedb_checkpoint::open_checkpoint(fs, path, database, |epoch| {
-                    epochs.checkpoint_key(&keyring, database, epoch)
-                })
-            } else {
-                aedb_checkpoint::open_plaintext_checkpoint(fs, path, database)
-            };
-            let loaded = loaded.map_err(|e| match e {
-                aedb_checkpoint::CheckpointError::KeyRequired { .. } => BackupError::WrongKey {
-                    backup: chain[0].dir.clone(),
-                    detail: format!("the checkpoint is sealed and no data key is configured: {e}"),
-                },
-                e => BackupError::TamperedFile {
-                    path: path.clone(),
-                    detail: format!("checkpoint does not authenticate (or wrong data key): {e}"),
-                },
-            })?;
-            if loaded.file_sha256 != listed.sha256 {
-                return Err(BackupError::TamperedFile {
-                    path: path.clone(),
-                    detail: "checkpoint hash differs from the listing".into(),
-                });
-            }
-            let state =
-                State::decode_snapshot(&loaded.payload).map_err(|e| BackupError::TamperedFile {
-                    path: path.clone(),
-                    detail: format!("snapshot does not decode: {e}"),
-                })?;
-            if state.lsn() != first {
-                return Err(BackupError::ChainMismatch {
-                    path: path.clone(),
-                    detail: format!(
-                        "checkpoint is at lsn {} but the full backup starts at {first}",
-                        state.lsn()
-                    ),
-                });
-            }
-            state
+            recovery::load_checkpoint(fs, path, database, &listed.sha256, first, &epochs, &keyring)
+                .map_err(|e| match e {
+                    CheckpointLoadError::Open {
+                        source: source @ aedb_checkpoint::CheckpointError::KeyRequired { .. },
+                        ..
+                    } => BackupError::WrongKey {
+                        backup: chain[0].dir.clone(),
+                        detail: format!(
+                            "the checkpoint is sealed and no data key is configured: {source}"
+                        ),
+                    },
+                    CheckpointLoadError::Open { source, .. } => BackupError::TamperedFile {
+                        path: path.clone(),
+                        detail: format!(
+                            "checkpoint does not authenticate (or wrong data key): {source}"
+                        ),
+                    },
+                    CheckpointLoadError::HashMismatch { .. } => BackupError::TamperedFile {
+                        path: path.clone(),
+                        detail: "checkpoint hash differs from the listing".into(),
+                    },
+                    CheckpointLoadError::Decode { source, .. } => BackupError::TamperedFile {
+                        path: path.clone(),
+                        detail: format!("snapshot does not decode: {source}"),
+                    },
+                    CheckpointLoadError::LsnMismatch { found, .. } => BackupError::ChainMismatch {
+                        path: path.clone(),
+                        detail: format!(
+                            "checkpoint is at lsn {found} but the full backup starts at {first}"
+                        ),
+                    },
+                    other => BackupError::TamperedFile {
+                        path: path.clone(),
+                        detail: other.to_string(),
+                    },
+                })?
         }
     };
 
     // The WAL: segment chain, CRCs, density and every sealed-batch tag.
     let wal_config = crate::offline::wal_config(&config.fs, database, &epochs, &keyring);
     let stop = target.unwrap_or(last);
-    let base = state.lsn();
-    let mut expected = base.next();
-    let mut replayed = 0u64;
     let mode = if strict {
         RecoveryMode::Strict
     } else {
         RecoveryMode::TruncateAtCorruption
     };
-    let report = aedb_wal::verify_with(&wal_dir, &wal_config, mode, |frame| {
-        if frame.lsn > stop {
-            return Ok(());
-        }
-        let before = expected;
-        aedb_actors::pipeline::replay_commit_frame(&mut state, base, &mut expected, &frame)?;
-        if expected != before {
-            replayed += 1;
-        }
-        Ok::<(), FrameReplayError>(())
-    })
-    .map_err(|e| wal_error(e, &wal_dir, &staged, &chain[0].dir))?;
+    let WalReplay {
+        wal: report,
+        replayed,
+    } = recovery::replay_wal(&wal_dir, &wal_config, mode, &mut state, Some(stop))
+        .map_err(|e| wal_error(e, &wal_dir, &staged, &chain[0].dir))?;
     if let Some(cut) = &report.corruption {
         tracing::warn!(
             "salvage restore: WAL corruption in {} at byte {}: {}; restoring up to lsn {}",
