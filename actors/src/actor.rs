@@ -144,7 +144,7 @@ pub struct OwnerMetrics {
 }
 
 /// Why a request did not reach its owner.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub enum AskError<M> {
     /// The mailbox is at its bound ([`OwnerRef::try_ask`] only); the request is handed
     /// back.
@@ -153,9 +153,19 @@ pub enum AskError<M> {
     Closed,
 }
 
+impl<M> std::fmt::Debug for AskError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AskError::Full(_) => f.write_str("Full(..)"),
+            AskError::Closed => f.write_str("Closed"),
+        }
+    }
+}
+
 /// The actix actor hosting an [`Owner`].
 pub struct Host<O: Owner> {
     owner: O,
+    stats: Arc<OwnerStats>,
     drain_scheduled: bool,
 }
 
@@ -197,7 +207,6 @@ impl<O: Owner> Actor for Host<O> {
 pub struct Envelope<O, M> {
     msg: M,
     sent_at: Instant,
-    stats: Arc<OwnerStats>,
     owner: PhantomData<fn() -> O>,
 }
 
@@ -210,7 +219,7 @@ impl<O: Owner, M: Ask<O>> Handler<Envelope<O, M>> for Host<O> {
 
     fn handle(&mut self, envelope: Envelope<O, M>, ctx: &mut Context<Self>) -> Self::Result {
         let reply = envelope.msg.handle(&mut self.owner);
-        envelope.stats.handled(envelope.sent_at);
+        self.stats.handled(envelope.sent_at);
         self.schedule_drain(ctx);
         MessageResult(reply)
     }
@@ -261,7 +270,6 @@ impl<O: Owner> OwnerRef<O> {
         Envelope {
             msg,
             sent_at: Instant::now(),
-            stats: self.stats.clone(),
             owner: PhantomData,
         }
     }
@@ -361,6 +369,7 @@ pub fn spawn<O: Owner>(
     stats: Arc<OwnerStats>,
 ) -> std::io::Result<Running<O>> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let host_stats = stats.clone();
     let thread = std::thread::Builder::new()
         .name(format!("aedb-{}", O::NAME))
         .spawn(move || {
@@ -374,6 +383,7 @@ pub fn spawn<O: Owner>(
             }
             let host = Host {
                 owner,
+                stats: host_stats,
                 drain_scheduled: false,
             };
             system.block_on(async move {

@@ -61,6 +61,9 @@ pub mod recovery;
 pub mod sequencer;
 pub mod wal_writer;
 
+#[cfg(test)]
+mod tests;
+
 pub use checkpoint_sealer::{CheckpointFailure, CheckpointPolicy, CheckpointReport};
 pub use commit::{CommitOutcome, Finality, Request};
 pub use committer::{Admission, Committer};

@@ -1,0 +1,163 @@
+//! The pattern itself, with a toy owner.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::actor::{self, Ask, AskError, Owner, OwnerStats};
+
+#[derive(Default)]
+struct Counter {
+    total: u64,
+    log: Arc<Mutex<Vec<String>>>,
+    ticks: Option<mpsc::Sender<()>>,
+}
+
+impl Owner for Counter {
+    const NAME: &'static str = "test-counter";
+    const DRAINS: bool = true;
+
+    fn tick_interval(&self) -> Option<Duration> {
+        self.ticks.as_ref().map(|_| Duration::from_millis(1))
+    }
+
+    fn tick(&mut self) {
+        if let Some(t) = &self.ticks {
+            let _ = t.send(());
+        }
+    }
+
+    fn drained(&mut self) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("drained at {}", self.total));
+    }
+
+    fn stopped(&mut self) {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("stopped at {}", self.total));
+    }
+}
+
+struct Add(u64);
+
+impl Ask<Counter> for Add {
+    type Reply = u64;
+
+    fn handle(self, c: &mut Counter) -> u64 {
+        c.total += self.0;
+        c.total
+    }
+}
+
+/// Holds the owner until the test lets it go.
+struct Block(mpsc::Receiver<()>);
+
+impl Ask<Counter> for Block {
+    type Reply = ();
+
+    fn handle(self, _: &mut Counter) {
+        let _ = self.0.recv();
+    }
+}
+
+fn stats() -> Arc<OwnerStats> {
+    Arc::new(OwnerStats::new("test-counter"))
+}
+
+#[test]
+fn ask_returns_the_typed_reply_and_the_pattern_counts_it() {
+    let stats = stats();
+    let mut running = actor::spawn(Counter::default(), 4, stats.clone()).unwrap();
+    assert_eq!(running.addr().ask(Add(2)).unwrap(), 2);
+    assert_eq!(running.addr().ask(Add(3)).unwrap(), 5);
+    let m = stats.snapshot();
+    assert_eq!((m.name, m.queue_depth, m.handled), ("test-counter", 0, 2));
+    assert_eq!(m.latency_us.count, 2);
+    running.stop();
+}
+
+#[test]
+fn a_full_mailbox_refuses_try_ask_and_hands_the_message_back() {
+    let stats = stats();
+    let mut running = actor::spawn(Counter::default(), 1, stats.clone()).unwrap();
+    let (release, held) = mpsc::channel();
+    running.addr().try_ask(Block(held)).unwrap();
+    // The owner is busy with `Block`: the bounded mailbox fills, then refuses.
+    let mut refused = None;
+    for i in 0..64 {
+        match running.addr().try_ask(Add(i)) {
+            Ok(()) => {}
+            Err(AskError::Full(Add(n))) => {
+                refused = Some(n);
+                break;
+            }
+            Err(AskError::Closed) => panic!("the owner is running"),
+        }
+    }
+    let n = refused.expect("a mailbox of one message refuses within 64 sends");
+    assert!(stats.queue_depth() >= 1, "queued messages are counted");
+    release.send(()).unwrap();
+    // Everything accepted is handled in order after the owner is released.
+    let accepted: u64 = (0..n).sum();
+    assert_eq!(running.addr().ask(Add(0)).unwrap(), accepted);
+    assert_eq!(stats.queue_depth(), 0);
+    running.stop();
+}
+
+#[test]
+fn stop_handles_everything_sent_before_then_drains_and_stops_once() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let owner = Counter {
+        log: log.clone(),
+        ..Counter::default()
+    };
+    let mut running = actor::spawn(owner, 8, stats()).unwrap();
+    let addr = running.addr().clone();
+    for _ in 0..5 {
+        addr.tell(Add(1)).unwrap();
+    }
+    running.stop();
+    running.stop(); // idempotent
+    let log = log.lock().unwrap();
+    assert_eq!(log.last().map(String::as_str), Some("stopped at 5"));
+    assert_eq!(log.iter().filter(|l| l.starts_with("stopped")).count(), 1);
+    assert!(log.iter().any(|l| l == "drained at 5"), "{log:?}");
+    assert!(matches!(addr.ask(Add(1)), Err(AskError::Closed)));
+    assert!(matches!(addr.try_ask(Add(1)), Err(AskError::Closed)));
+}
+
+#[test]
+fn the_timer_ticks_between_messages() {
+    let (tx, rx) = mpsc::channel();
+    let owner = Counter {
+        ticks: Some(tx),
+        ..Counter::default()
+    };
+    let mut running = actor::spawn(owner, 4, stats()).unwrap();
+    for _ in 0..3 {
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("a 1 ms timer ticks");
+    }
+    running.stop();
+}
+
+#[test]
+fn the_owner_runs_on_its_named_thread() {
+    struct Name;
+    impl Ask<Counter> for Name {
+        type Reply = Option<String>;
+        fn handle(self, _: &mut Counter) -> Option<String> {
+            std::thread::current().name().map(str::to_owned)
+        }
+    }
+    let mut running = actor::spawn(Counter::default(), 4, stats()).unwrap();
+    assert_eq!(
+        running.addr().ask(Name).unwrap().as_deref(),
+        Some("aedb-test-counter")
+    );
+    running.stop();
+}

@@ -1,0 +1,104 @@
+//! The Sequencer: LSNs, apply, admission, fail-stop; the WAL is a double.
+
+use std::sync::atomic::Ordering;
+
+use aedb_sync::completion::completion;
+
+use super::{SequencerRig, create_project};
+use crate::commit::Finality;
+use crate::committer::Admission;
+use crate::error::CommitError;
+use crate::sequencer::Flush;
+
+#[test]
+fn commits_get_dense_lsns_and_are_logged_then_published() {
+    let rig = SequencerRig::new(1 << 20);
+    let a = rig
+        .committer
+        .commit(create_project("a"), Finality::Durable, Admission::Wait)
+        .unwrap();
+    let b = rig
+        .committer
+        .commit(create_project("b"), Finality::Visible, Admission::Wait)
+        .unwrap();
+    assert_eq!((a.lsn.get(), b.lsn.get()), (1, 2));
+    assert!(!a.idempotent_replay);
+    let (version, state) = rig.snapshots.load();
+    assert_eq!((version, state.lsn().get()), (2, 2));
+    assert_eq!(rig.metrics.commits.load(Ordering::Relaxed), 2);
+    assert_eq!(rig.metrics.durable_commits.load(Ordering::Relaxed), 1);
+    assert_eq!(rig.metrics.visible_commits.load(Ordering::Relaxed), 1);
+    assert_eq!(rig.finish().lsns, vec![1, 2]);
+}
+
+#[test]
+fn a_rejected_commit_uses_no_lsn_and_changes_nothing() {
+    let rig = SequencerRig::new(1 << 20);
+    rig.committer
+        .commit(create_project("a"), Finality::Durable, Admission::Wait)
+        .unwrap();
+    let again = rig
+        .committer
+        .commit(create_project("a"), Finality::Durable, Admission::Wait);
+    assert!(matches!(again, Err(CommitError::Rejected(_))), "{again:?}");
+    let next = rig
+        .committer
+        .commit(create_project("b"), Finality::Durable, Admission::Wait)
+        .unwrap();
+    assert_eq!(next.lsn.get(), 2);
+    assert_eq!(rig.metrics.snapshot(0).errors.invalid, 1);
+    assert_eq!(rig.finish().lsns, vec![1, 2]);
+}
+
+#[test]
+fn a_record_larger_than_a_wal_frame_is_refused_before_it_is_applied() {
+    let rig = SequencerRig::new(2);
+    let refused = rig
+        .committer
+        .commit(create_project("a"), Finality::Durable, Admission::Wait);
+    match refused {
+        Err(CommitError::TooLarge { len, max }) => assert!(len > max && max == 2),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(rig.snapshots.load().1.lsn().get(), 0);
+    assert!(rig.finish().lsns.is_empty(), "the WAL never sees it");
+}
+
+#[test]
+fn after_a_fail_stop_every_commit_is_refused() {
+    let rig = SequencerRig::new(1 << 20);
+    rig.fail_stopped.store(true, Ordering::Release);
+    let refused = rig
+        .committer
+        .commit(create_project("a"), Finality::Visible, Admission::Wait);
+    assert!(
+        matches!(refused, Err(CommitError::FailStopped)),
+        "{refused:?}"
+    );
+    assert_eq!(rig.metrics.snapshot(0).errors.wal_failure, 1);
+    assert!(rig.finish().lsns.is_empty());
+}
+
+#[test]
+fn flush_is_a_barrier_behind_every_sequenced_commit() {
+    let rig = SequencerRig::new(1 << 20);
+    rig.committer
+        .commit(create_project("a"), Finality::Visible, Admission::Wait)
+        .unwrap();
+    let (reply, waiter) = completion();
+    rig.sequencer.addr().ask(Flush { reply }).unwrap();
+    assert!(matches!(waiter.wait(), Ok(Ok(()))));
+    let log = rig.finish();
+    assert_eq!((log.lsns, log.barriers), (vec![1], 1));
+}
+
+#[test]
+fn a_stopped_sequencer_answers_closed() {
+    let mut rig = SequencerRig::new(1 << 20);
+    rig.sequencer.stop();
+    let closed = rig
+        .committer
+        .commit(create_project("a"), Finality::Durable, Admission::FailFast);
+    assert!(matches!(closed, Err(CommitError::Closed)), "{closed:?}");
+    assert!(rig.finish().lsns.is_empty());
+}
