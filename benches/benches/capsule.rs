@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use aedb::{KeyEpoch, SecretKey};
 use aedb_authz::CallerId;
-use aedb_authz::ihp::{
+use aedb_session::{
     ChannelBinding, IhpConfig, ServerEnvHash, ServerProfileId, SessionAuthority, SessionCapsule,
     UnixMicros,
 };

@@ -19,9 +19,10 @@ use aedb_actors::authz_actor::{self, AuthzHandle, PolicyChange};
 use aedb_actors::keyring::EpochTable;
 use aedb_actors::metrics::EngineMetrics;
 use aedb_actors::{Keyring, Pipeline};
-use aedb_authz::{
-    AccessError, Action, CallerId, CallerPolicy, Denied, IhpConfig, KvRange, PolicySnapshot,
-    ServerEnvironmentProfile, ServerProfileId, SessionAuthority, compute_server_env_hash_checked,
+use aedb_authz::{AccessError, Action, CallerId, CallerPolicy, Denied, KvRange, PolicySnapshot};
+use aedb_session::{
+    IhpConfig, ServerEnvironmentProfile, ServerProfileId, SessionAuthority,
+    compute_server_env_hash_checked,
 };
 use aedb_model::{
     Assertion, Ddl, Direction, KeyRange, KvEntry, KvKey, Mutation, Namespace, Numeric, NumericType,

@@ -15,7 +15,7 @@ use aedb::{
     AedbConfig, AedbInstance, Assertion, CallerId, KvKey, Namespace, Permission, SecureConfig,
     Transaction,
 };
-use aedb_authz::{
+use aedb_session::{
     ChannelBinding, IhpConfig, ServerEnvHash, ServerProfileId, SessionAuthority, UnixMicros,
 };
 use aedb_keys::{DerivationRequest, InMemoryKeyProvider, KeyProvider, KeyPurpose};

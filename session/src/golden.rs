@@ -1,5 +1,5 @@
 //! The pinned version-1 session capsule: fixed inputs, the bytes the current code seals
-//! from them, and the committed fixture `authz/golden/session_capsule_v1.hex` they must
+//! from them, and the committed fixture `session/golden/session_capsule_v1.hex` they must
 //! equal. The engine adds it to `golden_capsules()`; the IHP runbook checks it after key
 //! rotation to confirm wire compatibility.
 
@@ -8,18 +8,18 @@ use std::fmt::Write as _;
 use aedb_keys::SecretKey;
 use aedb_types::KeyEpoch;
 
-use super::authority::{SessionAuthority, VerifiedCaller};
-use super::capsule::{CAPSULE_NONCE_LEN, CapsuleHeader, seal_with_nonce};
-use super::channel::{ChannelBinding, ChannelId};
-use super::config::IhpConfig;
-use super::profile::{
+use crate::authority::{SessionAuthority, VerifiedCaller};
+use crate::capsule::{CAPSULE_NONCE_LEN, CapsuleHeader, seal_with_nonce};
+use crate::channel::{ChannelBinding, ChannelId};
+use crate::config::IhpConfig;
+use crate::profile::{
     ServerEnvHash, ServerEnvironmentProfile, ServerProfileId, compute_server_env_hash_checked,
 };
-use super::time::UnixMicros;
-use crate::CallerId;
+use crate::time::UnixMicros;
+use aedb_authz::CallerId;
 
 /// The committed hex of the version-1 fixture (one line, lowercase).
-pub const GOLDEN_SESSION_CAPSULE_V1_HEX: &str = include_str!("../../golden/session_capsule_v1.hex");
+pub const GOLDEN_SESSION_CAPSULE_V1_HEX: &str = include_str!("../golden/session_capsule_v1.hex");
 
 /// The fixture: every input of the golden capsule and the bytes sealed from them.
 #[derive(Clone, Debug)]
@@ -143,7 +143,7 @@ impl GoldenSessionCapsule {
         let produced = self.hex();
         if produced != pinned {
             return Err(fail(format!(
-                "bytes differ from authz/golden/session_capsule_v1.hex\n  pinned:   {pinned}\n  produced: {produced}"
+                "bytes differ from session/golden/session_capsule_v1.hex\n  pinned:   {pinned}\n  produced: {produced}"
             )));
         }
         let authority =
@@ -183,7 +183,7 @@ mod tests {
             eprintln!("rewrote {path}; rebuild to check against it");
             return;
         }
-        assert_eq!(golden.bytes.len(), super::super::capsule::CAPSULE_LEN);
+        assert_eq!(golden.bytes.len(), crate::capsule::CAPSULE_LEN);
         let verified = golden.check().unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(verified.issued_at(), golden.issued_at);
         assert!(verified.channel_bound());
@@ -203,7 +203,7 @@ mod tests {
         // Unbound presentation is refused before decryption.
         assert_eq!(
             authority.verify(&golden.bytes, golden.issued_at, None),
-            Err(super::super::CapsuleError::ChannelBindingMismatch)
+            Err(crate::CapsuleError::ChannelBindingMismatch)
         );
         // Another key for the same epoch fails the tag.
         let other =
@@ -214,7 +214,7 @@ mod tests {
         let binding = ChannelBinding::from_slice(&golden.channel_binding).unwrap();
         assert_eq!(
             other.verify(&golden.bytes, golden.issued_at, Some(&binding)),
-            Err(super::super::CapsuleError::TagMismatch)
+            Err(crate::CapsuleError::TagMismatch)
         );
     }
 }

@@ -5,7 +5,7 @@
 //! TLS exporter material (RFC 9266 `tls-exporter`). The binding enters the capsule key, so
 //! a capsule opens only on its own channel, and a public [`ChannelId`] derived from it is
 //! written in the header, so a capsule presented on the wrong channel is refused with
-//! [`crate::ihp::CapsuleError::ChannelBindingMismatch`] before any decryption.
+//! [`crate::CapsuleError::ChannelBindingMismatch`] before any decryption.
 //!
 //! # Derivations (version 1)
 //!
@@ -27,7 +27,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use super::hexstr::write_hex;
+use crate::hexstr::write_hex;
 
 /// Longest accepted channel binding, in bytes (TLS exporters are 32–64).
 pub const MAX_CHANNEL_BINDING_LEN: usize = 1024;
@@ -40,11 +40,11 @@ pub const CHANNEL_ID_LABEL: &[u8] = b"aedb/ihp/v1/channel";
 /// `ChannelBinding(<redacted>)`, not `Clone` (see [`ChannelBinding::duplicate`]).
 ///
 /// ```
-/// use aedb_authz::ihp::ChannelBinding;
+/// use aedb_session::ChannelBinding;
 /// let binding = ChannelBinding::new(vec![0x5a; 32])?;
 /// assert_eq!(format!("{binding:?}"), "ChannelBinding(<redacted>)");
 /// assert_eq!(binding.len(), 32);
-/// # Ok::<(), aedb_authz::ihp::ChannelBindingError>(())
+/// # Ok::<(), aedb_session::ChannelBindingError>(())
 /// ```
 pub struct ChannelBinding {
     bytes: Vec<u8>,

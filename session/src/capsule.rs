@@ -29,11 +29,11 @@ use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use zeroize::Zeroize;
 
-use super::channel::{ChannelBinding, ChannelId, derive_capsule_key};
-use super::error::CapsuleError;
-use super::profile::{ServerEnvHash, ServerProfileId};
-use super::time::UnixMicros;
-use crate::{CallerId, MAX_CALLER_ID_LEN};
+use crate::channel::{ChannelBinding, ChannelId, derive_capsule_key};
+use crate::error::CapsuleError;
+use crate::profile::{ServerEnvHash, ServerProfileId};
+use crate::time::UnixMicros;
+use aedb_authz::{CallerId, MAX_CALLER_ID_LEN};
 
 /// The first 8 bytes of every capsule.
 pub const CAPSULE_MAGIC: [u8; 8] = *b"AEDBSCAP";
@@ -146,7 +146,7 @@ fn check_envelope(bytes: &[u8]) -> Result<(), CapsuleError> {
 }
 
 /// A sealed session capsule: [`CAPSULE_LEN`] bytes, structurally valid (magic, version,
-/// length), not necessarily authentic — only [`crate::ihp::SessionAuthority::verify`] says
+/// length), not necessarily authentic — only [`crate::SessionAuthority::verify`] says
 /// that. It is a bearer credential: `Debug` shows the header, never the sealed part.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionCapsule {
@@ -209,7 +209,7 @@ pub(crate) fn seal(
     let name = caller.as_str().as_bytes();
     if name.len() > MAX_CALLER_ID_LEN {
         // Unreachable through CallerId's own validation; kept so sealing cannot panic.
-        return Err(CapsuleError::InvalidCaller(crate::CallerIdError::TooLong));
+        return Err(CapsuleError::InvalidCaller(aedb_authz::CallerIdError::TooLong));
     }
     let mut bytes = [0u8; CAPSULE_LEN];
     let header_bytes = header.encode();
@@ -273,17 +273,17 @@ fn parse_plaintext(plain: &[u8; CAPSULE_PLAINTEXT_LEN]) -> Result<CallerId, Caps
         });
     }
     let name = std::str::from_utf8(name)
-        .map_err(|_| CapsuleError::InvalidCaller(crate::CallerIdError::InvalidCharacter))?;
+        .map_err(|_| CapsuleError::InvalidCaller(aedb_authz::CallerIdError::InvalidCharacter))?;
     // CallerId::new refuses `_system` (and every `_` name): the system caller can never
     // come out of a capsule.
     CallerId::new(name).map_err(CapsuleError::InvalidCaller)
 }
 
-/// **Deterministic sealing, for fixtures only** ([`crate::ihp::golden_session_capsule`]
+/// **Deterministic sealing, for fixtures only** ([`crate::golden_session_capsule`]
 /// and compatibility tests): seals `caller` with the nonce, clock and everything else
 /// given in `header`, under the capsule key derived from `session_subkey` and `channel`.
 ///
-/// Production code issues capsules with [`crate::ihp::SessionAuthority::issue`], which
+/// Production code issues capsules with [`crate::SessionAuthority::issue`], which
 /// draws a fresh random nonce. Reusing a nonce under one key breaks the cipher: never call
 /// this with a nonce that is not unique for the key.
 ///
@@ -387,7 +387,7 @@ mod tests {
         plain[..9].copy_from_slice(b"\x07\x00_system");
         assert_eq!(
             parse_plaintext(&plain),
-            Err(CapsuleError::InvalidCaller(crate::CallerIdError::Reserved))
+            Err(CapsuleError::InvalidCaller(aedb_authz::CallerIdError::Reserved))
         );
         let mut plain = [0u8; CAPSULE_PLAINTEXT_LEN];
         plain[0] = 129;
@@ -398,13 +398,13 @@ mod tests {
         plain[0] = 0;
         assert_eq!(
             parse_plaintext(&plain),
-            Err(CapsuleError::InvalidCaller(crate::CallerIdError::Empty))
+            Err(CapsuleError::InvalidCaller(aedb_authz::CallerIdError::Empty))
         );
         plain[..4].copy_from_slice(b"\x02\x00\xff\xfe");
         assert_eq!(
             parse_plaintext(&plain),
             Err(CapsuleError::InvalidCaller(
-                crate::CallerIdError::InvalidCharacter
+                aedb_authz::CallerIdError::InvalidCharacter
             ))
         );
     }

@@ -10,7 +10,7 @@ use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 
 use super::*;
-use crate::{CallerId, CallerIdError};
+use aedb_authz::{CallerId, CallerIdError};
 
 const PROFILE: ServerProfileId = ServerProfileId::from_bytes([0x50; 16]);
 const ENV: ServerEnvHash = ServerEnvHash::from_bytes([0xe0; 32]);
@@ -137,7 +137,7 @@ fn issue_and_verify_round_trip_with_and_without_binding() {
     let c2 = a.issue(&alice(), T0, None).unwrap();
     assert_ne!(c1.as_bytes(), c2.as_bytes());
     // A longest-possible caller name fits.
-    let long = CallerId::new(&"x".repeat(crate::MAX_CALLER_ID_LEN)).unwrap();
+    let long = CallerId::new(&"x".repeat(aedb_authz::MAX_CALLER_ID_LEN)).unwrap();
     let c = a.issue(&long, T0, None).unwrap();
     assert_eq!(expect_ok(&a, c.as_bytes(), T0, None).caller(), &long);
 }

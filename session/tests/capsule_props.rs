@@ -3,7 +3,7 @@
 //! single bit of a valid capsule makes it fail.
 
 use aedb_authz::CallerId;
-use aedb_authz::ihp::{
+use aedb_session::{
     CAPSULE_LEN, CAPSULE_MAGIC, CAPSULE_VERSION, CapsuleHeader, ChannelBinding, IhpConfig,
     ServerEnvHash, ServerProfileId, SessionAuthority, SessionCapsule, UnixMicros,
 };

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use aedb_types::KeyEpoch;
 
-use super::profile::{ServerEnvHash, ServerProfileId};
-use crate::CallerIdError;
+use crate::profile::{ServerEnvHash, ServerProfileId};
+use aedb_authz::CallerIdError;
 
 /// Why a capsule could not be issued or was refused. Variants are listed in the order
-/// [`crate::ihp::SessionAuthority::verify`] checks them.
+/// [`crate::SessionAuthority::verify`] checks them.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CapsuleError {
@@ -26,7 +26,7 @@ pub enum CapsuleError {
     VersionMismatch {
         /// The version byte found.
         found: u8,
-        /// [`crate::ihp::CAPSULE_VERSION`].
+        /// [`crate::CAPSULE_VERSION`].
         supported: u8,
     },
     /// The capsule was issued by another server profile. Capsules are verified by the
@@ -130,7 +130,7 @@ pub enum CapsuleError {
     },
 }
 
-/// Why a key-epoch operation on a [`crate::ihp::SessionAuthority`] was refused.
+/// Why a key-epoch operation on a [`crate::SessionAuthority`] was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyringError {

@@ -22,8 +22,8 @@ use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
-use super::config::IhpConfig;
-use super::hexstr::{ParseHexError, parse_hex, write_hex};
+use crate::config::IhpConfig;
+use crate::hexstr::{ParseHexError, parse_hex, write_hex};
 
 /// Domain label of the environment hash.
 pub const ENV_HASH_DOMAIN: &[u8] = b"aedb/ihp/v1/server-env";
@@ -32,7 +32,7 @@ pub const ENV_HASH_DOMAIN: &[u8] = b"aedb/ihp/v1/server-env";
 /// provisioning. Capsules name the profile that issued them.
 ///
 /// ```
-/// use aedb_authz::ihp::ServerProfileId;
+/// use aedb_session::ServerProfileId;
 /// let id = ServerProfileId::from_bytes([0xab; 16]);
 /// assert_eq!(id.to_string(), "abababababababababababababababab");
 /// assert_eq!(id.to_string().parse::<ServerProfileId>(), Ok(id));
@@ -286,7 +286,7 @@ fn hash_current_exe() -> Result<[u8; 32], ProfileError> {
 /// the exact encoding). The first failing field, in hash order, is named in the error.
 ///
 /// ```
-/// use aedb_authz::ihp::{
+/// use aedb_session::{
 ///     IhpConfig, ProfileError, ProfileField, ServerEnvironmentProfile,
 ///     compute_server_env_hash_checked,
 /// };

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::time::duration_micros_saturating;
+use crate::time::duration_micros_saturating;
 
 /// Default `max_timestamp_drift`: 5 minutes (the production value of the IHP runbook).
 pub const DEFAULT_MAX_TIMESTAMP_DRIFT: Duration = Duration::from_secs(5 * 60);
@@ -24,7 +24,7 @@ pub const MAX_FINGERPRINT_LEN_CAP: usize = 4096;
 ///
 /// ```
 /// use std::time::Duration;
-/// use aedb_authz::ihp::{IhpConfig, IhpConfigError};
+/// use aedb_session::{IhpConfig, IhpConfigError};
 ///
 /// let config = IhpConfig::builder().max_timestamp_drift(Duration::from_secs(30)).build()?;
 /// assert_eq!(config.max_timestamp_drift(), Duration::from_secs(30));
@@ -116,12 +116,12 @@ impl IhpConfig {
 
     /// Most capsules the replay cache remembers at once. When it is full of capsules that
     /// can still pass the drift check, verification fails closed
-    /// ([`crate::ihp::CapsuleError::ReplayCacheFull`]).
+    /// ([`crate::CapsuleError::ReplayCacheFull`]).
     pub fn replay_cache_capacity(&self) -> usize {
         self.replay_cache_capacity
     }
 
-    /// Longest accepted field of a [`crate::ihp::ServerEnvironmentProfile`], in bytes.
+    /// Longest accepted field of a [`crate::ServerEnvironmentProfile`], in bytes.
     pub fn max_fingerprint_len(&self) -> usize {
         self.max_fingerprint_len
     }

@@ -1,5 +1,5 @@
-//! Lowercase hex text for the fixed-size identifiers ([`super::ServerProfileId`],
-//! [`super::ServerEnvHash`], [`super::ChannelId`]).
+//! Lowercase hex text for the fixed-size identifiers ([`crate::ServerProfileId`],
+//! [`crate::ServerEnvHash`], [`crate::ChannelId`]).
 
 use std::fmt;
 

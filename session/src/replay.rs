@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use super::capsule::CAPSULE_NONCE_LEN;
+use crate::capsule::CAPSULE_NONCE_LEN;
 
 type Nonce = [u8; CAPSULE_NONCE_LEN];
 

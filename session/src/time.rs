@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// This is the capsule's `issued_at` encoding.
 ///
 /// ```
-/// use aedb_authz::ihp::UnixMicros;
+/// use aedb_session::UnixMicros;
 /// let t = UnixMicros::from_micros(1_700_000_000_000_000);
 /// assert_eq!(t.as_micros(), 1_700_000_000_000_000);
 /// assert_eq!(UnixMicros::try_from(t.to_system_time().unwrap()), Ok(t));

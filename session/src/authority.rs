@@ -10,15 +10,15 @@ use aedb_types::KeyEpoch;
 use chacha20poly1305::XChaCha20Poly1305;
 use parking_lot::{Mutex, RwLock};
 
-use super::capsule::{self, CAPSULE_NONCE_LEN, CapsuleHeader, SessionCapsule};
-use super::channel::{ChannelBinding, ChannelId, derive_capsule_key};
-use super::config::IhpConfig;
-use super::error::{CapsuleError, KeyringError};
-use super::metrics::{IhpMetrics, IhpMetricsSnapshot};
-use super::profile::{ServerEnvHash, ServerProfileId};
-use super::replay::{ReplayCache, ReplayRefusal};
-use super::time::UnixMicros;
-use crate::CallerId;
+use crate::capsule::{self, CAPSULE_NONCE_LEN, CapsuleHeader, SessionCapsule};
+use crate::channel::{ChannelBinding, ChannelId, derive_capsule_key};
+use crate::config::IhpConfig;
+use crate::error::{CapsuleError, KeyringError};
+use crate::metrics::{IhpMetrics, IhpMetricsSnapshot};
+use crate::profile::{ServerEnvHash, ServerProfileId};
+use crate::replay::{ReplayCache, ReplayRefusal};
+use crate::time::UnixMicros;
+use aedb_authz::CallerId;
 
 /// The issuer and verifier of one server's caller session capsules.
 ///
@@ -33,7 +33,7 @@ use crate::CallerId;
 ///
 /// ```
 /// use aedb_authz::CallerId;
-/// use aedb_authz::ihp::{
+/// use aedb_session::{
 ///     CapsuleError, IhpConfig, ServerEnvHash, ServerProfileId, SessionAuthority, UnixMicros,
 /// };
 /// use aedb_keys::SecretKey;
@@ -161,7 +161,7 @@ impl VerifiedCaller {
 
 impl SessionAuthority {
     /// An authority for the server `profile_id` running in the environment `env_hash`
-    /// (from [`crate::ihp::compute_server_env_hash_checked`]), with no keys yet.
+    /// (from [`crate::compute_server_env_hash_checked`]), with no keys yet.
     pub fn new(
         config: IhpConfig,
         profile_id: ServerProfileId,

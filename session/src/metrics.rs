@@ -1,5 +1,5 @@
 //! [`IhpMetrics`]: always-on relaxed counters of capsule outcomes, read as a plain
-//! [`IhpMetricsSnapshot`] through [`crate::ihp::SessionAuthority::metrics`].
+//! [`IhpMetricsSnapshot`] through [`crate::SessionAuthority::metrics`].
 //!
 //! With the `observability` feature the same events are also emitted through the
 //! [`metrics`](https://docs.rs/metrics) facade under the IHP runbook's names:
@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::error::CapsuleError;
+use crate::error::CapsuleError;
 
 /// Counter name: capsules issued.
 pub const METRIC_ENCRYPT_SUCCESS: &str = "ihp_encrypt_success_total";

@@ -1,5 +1,21 @@
-//! Caller session capsules ("IHP"): sealed, versioned, single-use tokens that bind a
-//! [`CallerId`](crate::CallerId) to the server that issued them.
+//! aedb caller session capsules: the IHP capsule protocol of the IHP operations runbook.
+//!
+//! **IHP** is the name the operations runbook (`IHP Operations Runbook`) and the design
+//! brief give this protocol; no project document spells the acronym out. This crate reads
+//! it as the caller *identity handshake protocol* — a descriptive gloss of what it does
+//! (a caller proves, once per session, which identity the server granted it), not an
+//! official expansion.
+//!
+//! This crate owns the capsules: sealed, versioned, single-use tokens that bind a
+//! [`CallerId`](aedb_authz::CallerId) to the server that issued them, their wire format
+//! ([`mod@capsule`], pinned by [`golden_session_capsule`]), the server identity they bind
+//! ([`ServerProfileId`], [`ServerEnvironmentProfile`], [`ServerEnvHash`]), their
+//! configuration ([`IhpConfig`]), replay cache and metrics (`ihp_*`, exported with the
+//! `observability` feature).
+//!
+//! It does **not** own: caller names, permissions, grants or policy (`aedb-authz`), key
+//! providers or derivation (`aedb-keys`: callers hand in the derived session subkey per
+//! key epoch), or persisting revocations and the environment hash (the engine).
 //!
 //! A [`SessionAuthority`] issues a [`SessionCapsule`] for an authenticated caller and later
 //! verifies it when the caller presents it. A capsule binds:
@@ -26,7 +42,7 @@
 //!
 //! ```
 //! use aedb_authz::CallerId;
-//! use aedb_authz::ihp::*;
+//! use aedb_session::*;
 //! use aedb_keys::SecretKey;
 //! use aedb_types::KeyEpoch;
 //!
@@ -59,6 +75,7 @@
 //! assert_eq!(authority.metrics().header_mismatch, 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![forbid(unsafe_code)]
 
 mod authority;
 pub mod capsule;
