@@ -1,4 +1,10 @@
-//! The `aedb` command-line tool.
+//! The `aedb` command-line tool (crate `aedb-cli`, binary `aedb`).
+//!
+//! This crate owns the operator's commands: `demo`, `check`, `verify`, `backup`,
+//! `restore`, `inspect` and `audit`, their arguments (clap), progress bars (indicatif),
+//! text and `--json` output, and how keys reach them (`keys.rs`). It does **not** own any
+//! engine logic: every command calls the public API of the `aedb` library (`aedb::offline`,
+//! `aedb::backup`, `AedbInstance`), which has no CLI dependencies.
 //!
 //! Exit codes: 0 success, 1 an integrity or invariant failure (or any other failed
 //! operation), 2 a usage error. Keys come from `AEDB_MANIFEST_KEY` / `AEDB_DATA_KEY`
@@ -16,7 +22,11 @@ mod ops;
 
 /// aedb: an actor-based embedded database engine.
 #[derive(Parser)]
-#[command(name = "aedb", version, about)]
+#[command(
+    name = "aedb",
+    version,
+    about = "aedb: an actor-based embedded database engine with durable group commit, transactions with assertions, and encrypted tamper-evident files."
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
