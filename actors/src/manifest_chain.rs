@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use aedb_checkpoint::{LiveState, Manifest, ManifestError, ManifestRecord};
+use aedb_manifest::{LiveState, Manifest, ManifestError, ManifestRecord};
 use aedb_sync::Completer;
 use aedb_sync::mailbox::{MailboxSender, mailbox};
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use actix::dev::SendError;
 use actix::{Actor, Addr, MailboxError};
-use aedb_checkpoint::{LiveState, Manifest, ManifestRecord};
+use aedb_manifest::{LiveState, Manifest, ManifestRecord};
 use aedb_model::{CommitRecord, State};
 use aedb_sync::completion::completion;
 use aedb_sync::group_commit::{GroupCommitError, LoopConfig, WriterMsg};
@@ -454,13 +454,13 @@ fn open_manifest(
     wal_dir: &Path,
     keyring: &Keyring,
 ) -> Result<(Manifest, EpochTable), StartError> {
-    let path = data_dir.join(aedb_checkpoint::MANIFEST_FILE_NAME);
+    let path = data_dir.join(aedb_manifest::MANIFEST_FILE_NAME);
     // A staging copy left by a creation or compaction that crashed before its rename:
     // the manifest in place (or none) is the truth, the copy was never relied on.
-    let staged = aedb_checkpoint::manifest_temp_path(&path);
+    let staged = aedb_manifest::manifest_temp_path(&path);
     if fs.exists(&staged) {
         fs.remove_file(&staged).map_err(|source| {
-            StartError::Manifest(aedb_checkpoint::ManifestError::Io {
+            StartError::Manifest(aedb_manifest::ManifestError::Io {
                 op: "remove stale staging copy",
                 path: staged.clone(),
                 source,
@@ -468,7 +468,7 @@ fn open_manifest(
         })?;
     }
     let mut manifest = if fs.exists(&path) {
-        let database = aedb_checkpoint::peek_database_id(&**fs, &path)?;
+        let database = aedb_manifest::peek_database_id(&**fs, &path)?;
         // The manifest stays keyed under the master it was created with; after the
         // provider moves to a newer master version, older versions are tried.
         let mut keys = keyring.manifest_key_candidates(database)?.into_iter();
@@ -480,7 +480,7 @@ fn open_manifest(
             // so nothing relied on it; anything else fails closed.
             match Manifest::open_and_repair_torn_tail(fs, &path, key) {
                 Ok((manifest, _records, _torn)) => break manifest,
-                Err(aedb_checkpoint::ManifestError::HeaderAuthFailed { .. }) if keys.len() > 0 => {}
+                Err(aedb_manifest::ManifestError::HeaderAuthFailed { .. }) if keys.len() > 0 => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -639,7 +639,7 @@ pub fn load_checkpoint(
     data_dir: &Path,
     database: DatabaseId,
     lsn: Lsn,
-    recorded: &aedb_checkpoint::LiveCheckpoint,
+    recorded: &aedb_manifest::LiveCheckpoint,
     epochs: &EpochTable,
     keyring: &Keyring,
 ) -> Result<State, String> {

@@ -72,7 +72,6 @@ pub use record::{
 };
 pub use snapshot::{CallerPolicy, PolicySnapshot};
 
-
 #[cfg(test)]
 mod policy_tests;
 

@@ -193,6 +193,16 @@ pub fn golden_capsules() -> Vec<GoldenCapsule> {
             decode: Box::new(move |_| f.verify_decodes().map_err(|e| e.to_string())),
         }
     }));
+    out.extend(aedb_manifest::golden_fixtures().into_iter().map(|f| {
+        let bytes = f.bytes.clone();
+        GoldenCapsule {
+            name: f.name.clone(),
+            description: f.description.clone(),
+            bytes,
+            pinned_hex: None,
+            decode: Box::new(move |_| f.verify_decodes().map_err(|e| e.to_string())),
+        }
+    }));
     out.push(session_capsule());
     out
 }

@@ -209,7 +209,9 @@ pub(crate) fn seal(
     let name = caller.as_str().as_bytes();
     if name.len() > MAX_CALLER_ID_LEN {
         // Unreachable through CallerId's own validation; kept so sealing cannot panic.
-        return Err(CapsuleError::InvalidCaller(aedb_authz::CallerIdError::TooLong));
+        return Err(CapsuleError::InvalidCaller(
+            aedb_authz::CallerIdError::TooLong,
+        ));
     }
     let mut bytes = [0u8; CAPSULE_LEN];
     let header_bytes = header.encode();
@@ -387,7 +389,9 @@ mod tests {
         plain[..9].copy_from_slice(b"\x07\x00_system");
         assert_eq!(
             parse_plaintext(&plain),
-            Err(CapsuleError::InvalidCaller(aedb_authz::CallerIdError::Reserved))
+            Err(CapsuleError::InvalidCaller(
+                aedb_authz::CallerIdError::Reserved
+            ))
         );
         let mut plain = [0u8; CAPSULE_PLAINTEXT_LEN];
         plain[0] = 129;
@@ -398,7 +402,9 @@ mod tests {
         plain[0] = 0;
         assert_eq!(
             parse_plaintext(&plain),
-            Err(CapsuleError::InvalidCaller(aedb_authz::CallerIdError::Empty))
+            Err(CapsuleError::InvalidCaller(
+                aedb_authz::CallerIdError::Empty
+            ))
         );
         plain[..4].copy_from_slice(b"\x02\x00\xff\xfe");
         assert_eq!(

@@ -3,11 +3,11 @@
 //! single bit of a valid capsule makes it fail.
 
 use aedb_authz::CallerId;
+use aedb_keys::SecretKey;
 use aedb_session::{
     CAPSULE_LEN, CAPSULE_MAGIC, CAPSULE_VERSION, CapsuleHeader, ChannelBinding, IhpConfig,
     ServerEnvHash, ServerProfileId, SessionAuthority, SessionCapsule, UnixMicros,
 };
-use aedb_keys::SecretKey;
 use aedb_types::KeyEpoch;
 use proptest::prelude::*;
 

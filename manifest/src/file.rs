@@ -41,7 +41,7 @@
 //! middle of the file therefore cannot masquerade as a torn tail and get "repaired" away
 //! together with the records after it.
 
-use crate::durable::parent_dir;
+use crate::chain::{HmacChain, hmac_sha256, hmac_sha256_verify};
 use crate::error::ManifestError;
 use crate::live_state::LiveState;
 use crate::record::{ManifestRecord, RecordError};
@@ -49,8 +49,6 @@ use aedb_fs::{DiskFile, FileSystem, OpenMode as FsMode, SharedFs};
 use aedb_keys::SecretKey;
 use aedb_types::DatabaseId;
 use aedb_types::fault::{FaultInjector, FaultPoint};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -66,8 +64,8 @@ pub const MANIFEST_VERSION: u16 = 1;
 pub const MANIFEST_HEADER_LEN: usize = 64;
 /// Bytes before the body in a frame (`body_len` and `len_check`).
 pub const FRAME_PREFIX_LEN: usize = 8;
-/// Length of a record MAC (HMAC-SHA256).
-pub const MAC_LEN: usize = 32;
+/// Length of a record MAC (HMAC-SHA256, [`crate::chain::CHAIN_MAC_LEN`]).
+pub const MAC_LEN: usize = crate::chain::CHAIN_MAC_LEN;
 /// Largest record body accepted (records are small; this bounds allocation).
 pub const MAX_RECORD_BODY_LEN: u32 = 4096;
 /// Longest frame: prefix, the longest body, MAC.
@@ -77,28 +75,6 @@ pub const MAX_MANIFEST_LEN: u64 = 256 * 1024 * 1024;
 
 const HEADER_DOMAIN: &[u8] = b"aedb manifest header v1\0";
 const HEADER_MAC_OFFSET: usize = 32;
-
-fn mac_over(key: &SecretKey, parts: &[&[u8]]) -> Hmac<Sha256> {
-    key.with_bytes(|k| {
-        let mut m = match <Hmac<Sha256> as Mac>::new_from_slice(k) {
-            Ok(m) => m,
-            Err(_) => unreachable!("HMAC accepts keys of any length"),
-        };
-        for p in parts {
-            m.update(p);
-        }
-        m
-    })
-}
-
-fn compute_mac(key: &SecretKey, parts: &[&[u8]]) -> [u8; MAC_LEN] {
-    mac_over(key, parts).finalize().into_bytes().into()
-}
-
-/// Constant-time MAC check.
-fn mac_matches(key: &SecretKey, parts: &[&[u8]], expected: &[u8]) -> bool {
-    mac_over(key, parts).verify_slice(expected).is_ok()
-}
 
 /// Encodes a manifest header for `database_id`, including its MAC under `key`.
 pub fn encode_manifest_header(
@@ -110,7 +86,7 @@ pub fn encode_manifest_header(
     h[8..10].copy_from_slice(&MANIFEST_VERSION.to_le_bytes());
     h[10..12].copy_from_slice(&(MANIFEST_HEADER_LEN as u16).to_le_bytes());
     h[16..32].copy_from_slice(database_id.as_bytes());
-    let mac = compute_mac(key, &[HEADER_DOMAIN, &h[..HEADER_MAC_OFFSET]]);
+    let mac = hmac_sha256(key, &[HEADER_DOMAIN, &h[..HEADER_MAC_OFFSET]]);
     h[HEADER_MAC_OFFSET..].copy_from_slice(&mac);
     h
 }
@@ -132,9 +108,17 @@ pub fn encode_frame(
     frame.extend_from_slice(&n.to_le_bytes());
     frame.extend_from_slice(&crc32fast::hash(&n.to_le_bytes()).to_le_bytes());
     frame.extend_from_slice(&body);
-    let mac = compute_mac(key, &[prev_mac, &frame]);
+    let mac = HmacChain::new(*prev_mac).link_mac(key, &[], &frame);
     frame.extend_from_slice(&mac);
     Ok((frame, mac))
+}
+
+/// The directory a file lives in (`.` for a bare relative file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 /// An incomplete final record left by a crash during `append`.
@@ -249,7 +233,7 @@ fn parse_frame<'a>(
     }
     let framed = &rest[..FRAME_PREFIX_LEN + n];
     let stored = &rest[FRAME_PREFIX_LEN + n..len];
-    if !mac_matches(key, &[prev, framed], stored) {
+    if !HmacChain::new(*prev).verify_next(key, &[], framed, stored) {
         return Err(ManifestError::ChainBroken {
             path: path.to_path_buf(),
             index,
@@ -360,7 +344,7 @@ pub fn verify_manifest_bytes(
             format!("header_len {header_len} is not {MANIFEST_HEADER_LEN}"),
         ));
     }
-    if !mac_matches(
+    if !hmac_sha256_verify(
         key,
         &[HEADER_DOMAIN, &h[..HEADER_MAC_OFFSET]],
         &h[HEADER_MAC_OFFSET..],

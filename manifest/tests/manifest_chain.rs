@@ -1,11 +1,11 @@
 //! Manifest behaviour: chain verification, tamper evidence, torn tails, replay, compaction.
 
-use aedb_checkpoint::manifest::{FRAME_PREFIX_LEN, MAC_LEN};
-use aedb_checkpoint::{
+use aedb_keys::SecretKey;
+use aedb_manifest::file::{FRAME_PREFIX_LEN, MAC_LEN};
+use aedb_manifest::{
     LiveStateError, MANIFEST_FILE_NAME, Manifest, ManifestError, ManifestRecord, RecordKind,
     read_manifest, verify_manifest_bytes,
 };
-use aedb_keys::SecretKey;
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
@@ -755,8 +755,8 @@ fn mac_len_and_frame_prefix_are_as_documented() {
 
 #[test]
 fn largest_records_fit_the_frame_limit_and_round_trip() {
-    use aedb_checkpoint::manifest::MAX_RECORD_BODY_LEN;
-    use aedb_checkpoint::{MAX_FILE_NAME_LEN, MAX_TEXT_LEN};
+    use aedb_manifest::file::MAX_RECORD_BODY_LEN;
+    use aedb_manifest::{MAX_FILE_NAME_LEN, MAX_TEXT_LEN};
     let long = "k".repeat(MAX_TEXT_LEN);
     let records = vec![
         ManifestRecord::DatabaseCreated {
