@@ -1,18 +1,19 @@
 //! `aedb demo`: a ledger workload on a real, durable data directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aedb::{
-    AedbConfig, AedbInstance, Assertion, ColumnDef, ColumnName, ColumnType, Finality,
-    IdempotencyKey, KvKey, Namespace, Numeric, NumericType, TableName, TableSchema, Timestamp,
-    Transaction, Value,
+    AedbInstance, Assertion, ColumnDef, ColumnName, ColumnType, Finality, IdempotencyKey, KvKey,
+    Namespace, Numeric, NumericType, SecretKey, TableName, TableSchema, Timestamp, Transaction,
+    Value,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::CliError;
+use crate::keys::{self, Keys};
 
 /// Arguments of `aedb demo`.
 #[derive(clap::Args)]
@@ -42,8 +43,46 @@ pub struct DemoArgs {
 const DEMO_KEY: [u8; 32] = *b"aedb-demo-key-not-for-production";
 const DEMO_DATA_KEY: [u8; 32] = *b"aedb-demo-data-key-not-for-prod!";
 
-fn demo_config() -> AedbConfig {
-    AedbConfig::production(DEMO_KEY).with_checkpoint_key(DEMO_DATA_KEY)
+/// The demo's keys: read from the key file beside the data directory
+/// (`<data-dir>.key`) if it exists, else the demo's fixed keys, written there (mode 0600,
+/// hex) so the other commands find them without key options. Returns the keys and what
+/// to tell the user (never the key bytes).
+fn demo_keys(data_dir: &Path) -> Result<(Keys, String), CliError> {
+    let path = keys::key_file_beside(data_dir);
+    if path.exists() {
+        let found = keys::read_key_file(&path)?;
+        if found.manifest.is_none() {
+            return Err(CliError::Usage(format!(
+                "{} has no manifest_key; the demo runs with the production profile",
+                path.display()
+            )));
+        }
+        return Ok((found, format!("keys: read from {}", path.display())));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| CliError::Failed(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let demo = Keys {
+        manifest: Some(SecretKey::new(DEMO_KEY)),
+        data: Some(SecretKey::new(DEMO_DATA_KEY)),
+    };
+    keys::write_key_file(
+        &path,
+        &demo,
+        &format!(
+            "aedb demo keys for {} (hex): the demo's fixed, public keys, not for production.\n\
+             The aedb CLI reads this file for that data directory (or pass --key-file).",
+            data_dir.display()
+        ),
+    )?;
+    Ok((
+        demo,
+        format!(
+            "keys: wrote {} (owner-only, hex); aedb check/verify/inspect/backup on this directory read it without key options",
+            path.display()
+        ),
+    ))
 }
 
 const PROJECT: &str = "ledger";
@@ -70,7 +109,9 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
         _ => Finality::Durable,
     };
     println!("aedb demo: ledger in {}", args.data_dir.display());
-    let db = Arc::new(AedbInstance::open(&args.data_dir, demo_config())?);
+    let (keys, told) = demo_keys(&args.data_dir)?;
+    println!("{told}");
+    let db = Arc::new(AedbInstance::open(&args.data_dir, keys.config())?);
     let ns = Namespace::parse(PROJECT, SCOPE).map_err(aedb::Error::from)?;
     let table = TableName::new(TRANSFERS).map_err(aedb::Error::from)?;
     let expected_total = setup(&db, &ns, &table, &args)?;
@@ -100,7 +141,7 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
 
     // Reopen: everything acknowledged must have survived, and money is conserved.
     let started = Instant::now();
-    let db = AedbInstance::open(&args.data_dir, demo_config())?;
+    let db = AedbInstance::open(&args.data_dir, keys.config())?;
     let reopen = started.elapsed();
     let snap = db.snapshot()?;
     let mut total: u128 = 0;

@@ -7,8 +7,9 @@
 //! `aedb::backup`, `AedbInstance`), which has no CLI dependencies.
 //!
 //! Exit codes: 0 success, 1 an integrity or invariant failure (or any other failed
-//! operation), 2 a usage error. Keys come from `AEDB_MANIFEST_KEY` / `AEDB_DATA_KEY`
-//! (hex) or `--key-file`, never from a bare argument (see `keys.rs`).
+//! operation), 2 a usage error. Keys come from `--key-file`, `AEDB_MANIFEST_KEY` /
+//! `AEDB_DATA_KEY` (hex) or the key file beside the data directory (`<data-dir>.key`,
+//! which `aedb demo` writes), never from a bare argument (see `keys.rs`).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -42,7 +43,8 @@ pub struct Global {
     pub json: bool,
     /// Read keys from this file (`manifest_key = <hex>`, `data_key = <hex>`) instead of
     /// the AEDB_MANIFEST_KEY / AEDB_DATA_KEY environment variables. Without either, the
-    /// development profile's public key is used.
+    /// key file beside the data directory (`<data-dir>.key`, as `aedb demo` writes) is
+    /// used if it exists, else the development profile's public key.
     #[arg(long, global = true, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
 }

@@ -139,8 +139,10 @@ fn emit(global: &Global, value: Value, text: impl FnOnce() -> String) {
     }
 }
 
-fn config(global: &Global) -> Result<AedbConfig, CliError> {
-    keys::config(global.key_file.as_deref())
+/// The configuration for a command on `data_dir` (whose `<data-dir>.key` is the
+/// fallback key file), or on no data directory (`None`: backups, exports).
+fn config(global: &Global, data_dir: Option<&Path>) -> Result<AedbConfig, CliError> {
+    keys::config(global.key_file.as_deref(), data_dir)
 }
 
 fn offline_err(e: offline::OfflineError) -> CliError {
@@ -155,7 +157,8 @@ pub fn check(cmd: CheckCmd, global: &Global) -> Result<(), CliError> {
     match cmd {
         CheckCmd::Invariants(args) => {
             let checks =
-                offline::check_invariants(&args.data_dir, &config(global)?).map_err(offline_err)?;
+                offline::check_invariants(&args.data_dir, &config(global, Some(&args.data_dir))?)
+                    .map_err(offline_err)?;
             let failed = checks
                 .iter()
                 .filter(|c| c.status == CheckStatus::Fail)
@@ -205,7 +208,7 @@ fn state_of_dir(dir: &Path, config: &AedbConfig) -> Result<State, CliError> {
 }
 
 fn parity(args: ParityArgs, global: &Global) -> Result<(), CliError> {
-    let config = config(global)?;
+    let config = config(global, args.data_dir.first().map(PathBuf::as_path))?;
     let (a_name, a, b_name, b) = match (args.data_dir.as_slice(), args.backup.is_empty()) {
         ([a, b], true) => (
             a.display().to_string(),
@@ -266,7 +269,8 @@ fn parity(args: ParityArgs, global: &Global) -> Result<(), CliError> {
 
 /// Runs `verify`.
 pub fn verify(args: DataDirArg, global: &Global) -> Result<(), CliError> {
-    let v = offline::verify_data_dir(&args.data_dir, &config(global)?).map_err(offline_err)?;
+    let v = offline::verify_data_dir(&args.data_dir, &config(global, Some(&args.data_dir))?)
+        .map_err(offline_err)?;
     emit(
         global,
         json!({
@@ -334,7 +338,7 @@ fn open_for_backup(
         .map(aedb::CallerId::new)
         .transpose()
         .map_err(|e| CliError::Usage(format!("--caller: {e}")))?;
-    match AedbInstance::open(dir, config(global)?) {
+    match AedbInstance::open(dir, config(global, Some(dir))?) {
         Ok(db) => Ok((db, caller.unwrap_or_else(operator))),
         Err(aedb::OpenError::SecureDatabase { .. }) => {
             let caller = caller.ok_or_else(|| {
@@ -345,7 +349,7 @@ fn open_for_backup(
             })?;
             let secure = aedb::SecureConfig::new(caller.clone());
             Ok((
-                AedbInstance::open_secure(dir, config(global)?, secure)?,
+                AedbInstance::open_secure(dir, config(global, Some(dir))?, secure)?,
                 caller,
             ))
         }
@@ -396,7 +400,8 @@ pub fn backup(cmd: BackupCmd, global: &Global) -> Result<(), CliError> {
             })
         }
         BackupCmd::List(args) => {
-            let i = offline::inspect(&args.data_dir, &config(global)?).map_err(offline_err)?;
+            let i = offline::inspect(&args.data_dir, &config(global, Some(&args.data_dir))?)
+                .map_err(offline_err)?;
             let backups = i.manifest.live.backups();
             emit(
                 global,
@@ -432,7 +437,7 @@ pub fn backup(cmd: BackupCmd, global: &Global) -> Result<(), CliError> {
         BackupCmd::Verify(args) => {
             let bar = bar(global, "verifying backup chain");
             let report =
-                backup::verify_backup_chain(&args.backup, &config(global)?, &mut |d, t| {
+                backup::verify_backup_chain(&args.backup, &config(global, None)?, &mut |d, t| {
                     bar.set_length(t);
                     bar.set_position(d);
                 })
@@ -494,7 +499,7 @@ pub fn restore(args: RestoreArgs, global: &Global) -> Result<(), CliError> {
         &args.backup,
         &args.target,
         RestoreOptions {
-            config: config(global)?,
+            config: config(global, None)?,
             strict: args.strict,
             target_lsn: args.target_lsn.map(Lsn::new),
         },
@@ -515,14 +520,10 @@ pub fn restore(args: RestoreArgs, global: &Global) -> Result<(), CliError> {
 
 /// Runs `inspect`.
 pub fn inspect(args: DataDirArg, global: &Global) -> Result<(), CliError> {
-    let i = offline::inspect(&args.data_dir, &config(global)?).map_err(offline_err)?;
+    let i = offline::inspect(&args.data_dir, &config(global, Some(&args.data_dir))?)
+        .map_err(offline_err)?;
     let live = &i.manifest.live;
-    let records: Vec<String> = i
-        .manifest
-        .records
-        .iter()
-        .map(|r| format!("{r:?}"))
-        .collect();
+    let records: Vec<String> = i.manifest.records.iter().map(ToString::to_string).collect();
     let epochs: Vec<Value> = live
         .key_epochs()
         .iter()
@@ -652,7 +653,11 @@ pub struct AuditVerifyArgs {
 
 /// Runs `audit export` / `audit verify`.
 pub fn audit(cmd: AuditCmd, global: &Global) -> Result<(), CliError> {
-    let config = config(global)?;
+    let data_dir = match &cmd {
+        AuditCmd::Export(args) => Some(args.data_dir.as_path()),
+        AuditCmd::Verify(_) => None,
+    };
+    let config = config(global, data_dir)?;
     match cmd {
         AuditCmd::Export(args) => {
             let report =

@@ -59,6 +59,34 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+fn j_str(v: &serde_json::Value) -> String {
+    v.as_str().unwrap().to_owned()
+}
+
+/// Every `sha256`, `hash`, `replaces_head` and `head mac` value in `text` is 64 lowercase
+/// hex digits (not a decimal byte array), and there is at least one.
+fn assert_hashes_are_hex(text: &str) {
+    let mut seen = 0;
+    for label in ["sha256: ", "hash: ", "replaces_head: ", "head mac "] {
+        for (at, _) in text.match_indices(label) {
+            let value: String = text[at + label.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            assert!(
+                value.len() == 64
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+                "{label:?} is followed by {value:?}, not 64 lowercase hex digits:\n{text}"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no hash printed:\n{text}");
+    assert!(!text.contains(": ["), "a byte array is printed:\n{text}");
+}
+
 #[test]
 fn every_subcommand_has_help() {
     for args in [
@@ -217,6 +245,23 @@ fn backup_restore_check_and_inspect_round_trip() {
     let j = json(&o);
     assert!(!j["wal_segments"].as_array().unwrap().is_empty());
     assert_eq!(j["key_epochs"][0]["epoch"], 1);
+    // The backups are recorded with their manifest hashes, printed as hex.
+    let records: Vec<&str> = j["manifest"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    let backup_hash = j_str(&inc_json["manifest_sha256"]);
+    assert!(
+        records
+            .iter()
+            .any(|r| r.starts_with("BackupTaken") && r.contains(&backup_hash)),
+        "{records:?}"
+    );
+    let o = aedb(&["inspect", "--data-dir", s(&db)]);
+    assert_eq!(code(&o), 0);
+    assert_hashes_are_hex(&String::from_utf8_lossy(&o.stdout));
 
     // After more commits the source and the restore differ: exit 1, first difference.
     make_db(&db, 80, 1);
@@ -459,5 +504,114 @@ fn audit_export_writes_a_verifiable_jsonl_file_and_tampering_fails_verify() {
         String::from_utf8_lossy(&o.stderr).contains(&edited.to_string()),
         "expected {edited}, got {}",
         String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `aedb demo` writes its keys beside its data directory (`<dir>.key`, owner-only, hex,
+/// never printed), and the other commands find them there without any key option.
+#[test]
+fn the_demo_directory_works_without_key_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("aedb-data").join("demo");
+    let o = aedb_with(
+        &[
+            "demo",
+            "--data-dir",
+            s(&demo),
+            "--accounts",
+            "20",
+            "--transfers",
+            "100",
+            "--threads",
+            "4",
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let key_file = dir.path().join("aedb-data").join("demo.key");
+    assert!(
+        out.contains(&format!("wrote {}", key_file.display())),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&key_file).unwrap();
+    assert!(text.contains("manifest_key = ") && text.contains("data_key = "));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The key bytes are never printed.
+    for line in text.lines().filter(|l| l.contains(" = ")) {
+        let hex = line.split(" = ").nth(1).unwrap().trim();
+        assert_eq!(hex.len(), 64);
+        assert!(!out.contains(hex) && !String::from_utf8_lossy(&o.stderr).contains(hex));
+    }
+
+    for args in [
+        vec!["inspect", "--data-dir", s(&demo)],
+        vec!["verify", "--data-dir", s(&demo)],
+        vec!["check", "invariants", "--data-dir", s(&demo)],
+    ] {
+        let o = aedb_with(&args, None);
+        assert_eq!(
+            code(&o),
+            0,
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let o = aedb_with(&["inspect", "--data-dir", s(&demo)], None);
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(text.contains("CheckpointAdded"), "{text}");
+    assert_hashes_are_hex(&text);
+    let o = aedb_with(&["inspect", "--data-dir", s(&demo), "--json"], None);
+    let j = json(&o);
+    assert_eq!(j["manifest"]["head_mac"].as_str().unwrap().len(), 64);
+    assert_hashes_are_hex(&j["manifest"]["records"].to_string().replace('"', " "));
+
+    // A second run reuses the ledger and its key file.
+    let o = aedb_with(
+        &[
+            "demo",
+            "--data-dir",
+            s(&demo),
+            "--accounts",
+            "20",
+            "--transfers",
+            "10",
+            "--threads",
+            "2",
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("read from {}", key_file.display()))
+    );
+
+    // Explicit keys win over the file beside the directory: other keys fail the header MAC.
+    let other = dir.path().join("other.key");
+    std::fs::write(
+        &other,
+        format!(
+            "manifest_key = {}\ndata_key = {}\n",
+            "11".repeat(32),
+            "22".repeat(32)
+        ),
+    )
+    .unwrap();
+    let o = aedb_with(
+        &["inspect", "--data-dir", s(&demo), "--key-file", s(&other)],
+        None,
+    );
+    assert_eq!(code(&o), 1);
+    let o = aedb_with(&["verify", "--data-dir", s(&demo)], Some((KEY, DATA_KEY)));
+    assert_eq!(
+        code(&o),
+        1,
+        "the environment wins over the file beside the directory"
     );
 }

@@ -19,6 +19,7 @@
 
 use crate::codec::{ByteReader, Short};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use std::fmt;
 
 /// Longest identifier text (`master_key_id`, `backup_id`, `profile_id`), in bytes.
 pub const MAX_TEXT_LEN: usize = 256;
@@ -308,6 +309,112 @@ fn get_text(
     let offset = r.pos();
     let bytes = r.take(len)?;
     String::from_utf8(bytes.to_vec()).map_err(|_| RecordError::InvalidUtf8 { field, offset })
+}
+
+/// Lowercase hex of a hash or MAC.
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// The record for people and logs: the variant and its fields like `Debug`, but every
+/// hash, MAC and id in lowercase hex and LSNs and epochs as plain numbers.
+///
+/// ```
+/// use aedb_manifest::ManifestRecord;
+/// use aedb_types::Lsn;
+///
+/// let r = ManifestRecord::SegmentSealed {
+///     seq: 3,
+///     first_lsn: Lsn::new(1),
+///     last_lsn: Lsn::new(9),
+///     sha256: [0xAB; 32],
+/// };
+/// assert_eq!(
+///     r.to_string(),
+///     format!("SegmentSealed {{ seq: 3, first_lsn: 1, last_lsn: 9, sha256: {} }}", "ab".repeat(32))
+/// );
+/// ```
+impl fmt::Display for ManifestRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestRecord::DatabaseCreated {
+                database_id,
+                created_at_unix_ms,
+            } => write!(
+                f,
+                "DatabaseCreated {{ database_id: {database_id}, created_at_unix_ms: {created_at_unix_ms} }}"
+            ),
+            ManifestRecord::CheckpointAdded {
+                lsn,
+                epoch,
+                file_name,
+                sha256,
+                len,
+            } => write!(
+                f,
+                "CheckpointAdded {{ lsn: {lsn}, epoch: {}, file_name: {file_name:?}, sha256: {}, len: {len} }}",
+                epoch.get(),
+                Hex(sha256)
+            ),
+            ManifestRecord::SegmentSealed {
+                seq,
+                first_lsn,
+                last_lsn,
+                sha256,
+            } => write!(
+                f,
+                "SegmentSealed {{ seq: {seq}, first_lsn: {first_lsn}, last_lsn: {last_lsn}, sha256: {} }}",
+                Hex(sha256)
+            ),
+            ManifestRecord::SegmentRetired { seq } => write!(f, "SegmentRetired {{ seq: {seq} }}"),
+            ManifestRecord::CheckpointRetired { lsn } => {
+                write!(f, "CheckpointRetired {{ lsn: {lsn} }}")
+            }
+            ManifestRecord::KeyEpochChanged {
+                epoch,
+                master_key_id,
+                at_unix_ms,
+            } => write!(
+                f,
+                "KeyEpochChanged {{ epoch: {}, master_key_id: {master_key_id:?}, at_unix_ms: {at_unix_ms} }}",
+                epoch.get()
+            ),
+            ManifestRecord::KeyEpochRetired { epoch, at_unix_ms } => write!(
+                f,
+                "KeyEpochRetired {{ epoch: {}, at_unix_ms: {at_unix_ms} }}",
+                epoch.get()
+            ),
+            ManifestRecord::BackupTaken {
+                backup_id,
+                first_lsn,
+                last_lsn,
+                manifest_sha256,
+                at_unix_ms,
+            } => write!(
+                f,
+                "BackupTaken {{ backup_id: {backup_id:?}, first_lsn: {first_lsn}, last_lsn: {last_lsn}, manifest_sha256: {}, at_unix_ms: {at_unix_ms} }}",
+                Hex(manifest_sha256)
+            ),
+            ManifestRecord::ServerEnvHash { profile_id, hash } => write!(
+                f,
+                "ServerEnvHash {{ profile_id: {profile_id:?}, hash: {} }}",
+                Hex(hash)
+            ),
+            ManifestRecord::Compacted {
+                replaces_head,
+                records_replaced,
+                at_unix_ms,
+            } => write!(
+                f,
+                "Compacted {{ replaces_head: {}, records_replaced: {records_replaced}, at_unix_ms: {at_unix_ms} }}",
+                Hex(replaces_head)
+            ),
+        }
+    }
 }
 
 impl ManifestRecord {
