@@ -33,8 +33,10 @@ cargo test -q -p aedb --test backup_restore hot_backups_under_load -- --test-thr
 cargo build -q --bin aedb
 aedb="${CARGO_TARGET_DIR:-target}/debug/aedb"
 
-# The demo's ledger is sealed under the demo's fixed keys; hand them to the CLI the
-# supported way (environment, hex), never as arguments.
+# The demo's ledger is sealed under the demo's fixed keys (the demo also writes them to
+# "$db.key", which the CLI would find for "$db" alone); the backups and the restored
+# directory need them too, so hand them to every command the supported way (environment,
+# hex), never as arguments.
 hex() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
 export AEDB_MANIFEST_KEY="$(hex 'aedb-demo-key-not-for-production')"
 export AEDB_DATA_KEY="$(hex 'aedb-demo-data-key-not-for-prod!')"

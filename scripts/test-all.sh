@@ -18,7 +18,7 @@ if [ "${AEDB_SKIP_CLIPPY:-0}" != "1" ]; then
   step "format and lint gate"
   cargo fmt --all -- --check
   cargo clippy --workspace --all-targets -- -D warnings
-  cargo clippy -p aedb -p aedb-actors -p aedb-wal -p aedb-checkpoint -p aedb-keys -p aedb-authz \
+  cargo clippy -p aedb -p aedb-actors -p aedb-wal -p aedb-checkpoint -p aedb-keys -p aedb-session \
     --all-targets --features observability -- -D warnings
 fi
 
@@ -55,9 +55,10 @@ if ! command -v promtool >/dev/null 2>&1; then
   if [ -n "$guard" ]; then rm -f "$guard"; fi
 fi
 cargo test -p aedb --features observability --test observability
-# aedb-authz's own observability tests (the IHP runbook metric names) exist only with
-# the feature; the workspace run above builds the crate without it.
-cargo test -p aedb-authz --features observability
+# aedb-session's own observability tests (the IHP runbook metric names) exist only with
+# the feature; the workspace run above builds the crate without it. (aedb-authz has no
+# observability feature: it emits no metrics or spans.)
+cargo test -p aedb-session --features observability
 
 step "loom models (bounded preemptions)"
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \

@@ -27,13 +27,12 @@ use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aedb_keys::SecretKey;
+use aedb_manifest::chain::HmacChain;
 use aedb_model::{
     ColumnDef, ColumnName, ColumnType, Ddl, Direction, KeyRange, Mutation, Namespace, ProjectName,
     ScopeName, State, TableName, TableSchema, Timestamp, Transaction, Value,
 };
 use aedb_sync::SnapshotCell;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use crate::actor::{self, Ask, Owner, OwnerRef, Running};
 use crate::commit::{Finality, Request};
@@ -201,12 +200,18 @@ fn lp(out: &mut Vec<u8>, bytes: &[u8]) {
 impl AuditRow {
     /// The MAC of this row's fields chained after `prev`.
     pub fn compute_mac(&self, key: &SecretKey, prev: &[u8; 32]) -> [u8; 32] {
-        let mut msg = Vec::with_capacity(128 + self.detail.len());
-        msg.extend_from_slice(DOMAIN);
-        lp(&mut msg, self.table.name().as_bytes());
-        msg.extend_from_slice(prev);
-        msg.extend_from_slice(&self.seq.to_le_bytes());
-        msg.extend_from_slice(&self.at.as_micros().to_le_bytes());
+        let (before, after) = self.link_bytes();
+        HmacChain::new(*prev).link_mac(key, &before, &after)
+    }
+
+    /// The row's authenticated bytes before and after the previous MAC.
+    fn link_bytes(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut before = Vec::with_capacity(DOMAIN.len() + 32);
+        before.extend_from_slice(DOMAIN);
+        lp(&mut before, self.table.name().as_bytes());
+        let mut after = Vec::with_capacity(96 + self.detail.len());
+        after.extend_from_slice(&self.seq.to_le_bytes());
+        after.extend_from_slice(&self.at.as_micros().to_le_bytes());
         for field in [
             &self.key_id,
             &self.caller,
@@ -214,16 +219,9 @@ impl AuditRow {
             &self.subject,
             &self.detail,
         ] {
-            lp(&mut msg, field.as_bytes());
+            lp(&mut after, field.as_bytes());
         }
-        key.with_bytes(|k| {
-            let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(k) {
-                Ok(mac) => mac,
-                Err(_) => unreachable!("HMAC accepts any key length"),
-            };
-            mac.update(&msg);
-            mac.finalize().into_bytes().into()
-        })
+        (before, after)
     }
 
     /// The row's cells for a table insert.
@@ -344,7 +342,7 @@ pub fn verify_chain(
     mut key_for: impl FnMut(&str) -> Option<SecretKey>,
 ) -> Result<[u8; 32], AuditChainError> {
     let mut keys: BTreeMap<String, SecretKey> = BTreeMap::new();
-    let mut prev = [0u8; 32];
+    let mut chain = HmacChain::new([0u8; 32]);
     for (i, row) in rows.iter().enumerate() {
         let expected = i as u64 + 1;
         if row.seq != expected {
@@ -363,15 +361,15 @@ pub fn verify_chain(
             keys.insert(row.key_id.clone(), key);
         }
         let key = &keys[&row.key_id];
-        if row.compute_mac(key, &prev) != row.mac {
+        let (before, after) = row.link_bytes();
+        if !chain.verify_next(key, &before, &after, &row.mac) {
             return Err(AuditChainError::BadMac {
                 table: row.table,
                 seq: row.seq,
             });
         }
-        prev = row.mac;
     }
-    Ok(prev)
+    Ok(chain.head())
 }
 
 /// Record an event (batched with whatever else is queued). Sent with `tell`.

@@ -16,10 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use aedb_checkpoint::{
-    CheckpointError, CheckpointMeta, CheckpointWriter, ManifestRecord, OsNonceSource,
-};
+use aedb_checkpoint::{CheckpointError, CheckpointMeta, CheckpointWriter, OsNonceSource};
 use aedb_keys::{KeyError, MasterKeyId};
+use aedb_manifest::ManifestRecord;
 use aedb_model::State;
 use aedb_sync::completion::completion;
 use aedb_sync::group_commit::{GroupCommitError, WriterMsg};

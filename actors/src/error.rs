@@ -68,7 +68,7 @@ pub enum StartError {
     },
     /// The manifest failed verification (edited, reordered, truncated, wrong key).
     #[error(transparent)]
-    Manifest(#[from] aedb_checkpoint::ManifestError),
+    Manifest(#[from] aedb_manifest::ManifestError),
     /// A key could not be derived or a recorded master key id is invalid.
     #[error("key error: {0}")]
     Key(Arc<aedb_keys::KeyError>),

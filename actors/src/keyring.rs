@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-use aedb_checkpoint::LiveState;
 use aedb_keys::{
     DerivationRequest, EpochKey, InMemoryKeyProvider, KeyError, KeyProvider, KeyPurpose,
     MasterKeyId, SecretKey,
 };
+use aedb_manifest::LiveState;
 use aedb_types::{DatabaseId, KeyEpoch};
 
 /// The public, fixed manifest master used by the development profile, which has no

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use aedb_checkpoint::{LiveState, Manifest, ManifestError, ManifestRecord};
+use aedb_manifest::{LiveState, Manifest, ManifestError, ManifestRecord};
 
 use crate::actor::{Ask, Owner, OwnerRef};
 use crate::metrics::EngineMetrics;

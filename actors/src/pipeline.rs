@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use aedb_checkpoint::{LiveState, ManifestRecord};
+use aedb_manifest::{LiveState, ManifestRecord};
 use aedb_model::State;
 use aedb_sync::SnapshotCell;
 use aedb_sync::completion::completion;

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aedb_checkpoint::{LiveState, Manifest, ManifestRecord};
+use aedb_manifest::{LiveState, Manifest, ManifestRecord};
 use aedb_model::{CommitRecord, State};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use aedb_wal::{
@@ -108,13 +108,13 @@ fn open_manifest(
     wal_dir: &Path,
     keyring: &Keyring,
 ) -> Result<(Manifest, EpochTable), StartError> {
-    let path = data_dir.join(aedb_checkpoint::MANIFEST_FILE_NAME);
+    let path = data_dir.join(aedb_manifest::MANIFEST_FILE_NAME);
     // A staging copy left by a creation or compaction that crashed before its rename:
     // the manifest in place (or none) is the truth, the copy was never relied on.
-    let staged = aedb_checkpoint::manifest_temp_path(&path);
+    let staged = aedb_manifest::manifest_temp_path(&path);
     if fs.exists(&staged) {
         fs.remove_file(&staged).map_err(|source| {
-            StartError::Manifest(aedb_checkpoint::ManifestError::Io {
+            StartError::Manifest(aedb_manifest::ManifestError::Io {
                 op: "remove stale staging copy",
                 path: staged.clone(),
                 source,
@@ -122,7 +122,7 @@ fn open_manifest(
         })?;
     }
     let mut manifest = if fs.exists(&path) {
-        let database = aedb_checkpoint::peek_database_id(&**fs, &path)?;
+        let database = aedb_manifest::peek_database_id(&**fs, &path)?;
         // The manifest stays keyed under the master it was created with; after the
         // provider moves to a newer master version, older versions are tried.
         let mut keys = keyring.manifest_key_candidates(database)?.into_iter();
@@ -134,7 +134,7 @@ fn open_manifest(
             // so nothing relied on it; anything else fails closed.
             match Manifest::open_and_repair_torn_tail(fs, &path, key) {
                 Ok((manifest, _records, _torn)) => break manifest,
-                Err(aedb_checkpoint::ManifestError::HeaderAuthFailed { .. }) if keys.len() > 0 => {}
+                Err(aedb_manifest::ManifestError::HeaderAuthFailed { .. }) if keys.len() > 0 => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -279,7 +279,7 @@ pub fn load_newest_checkpoint(
 }
 
 /// Where the checkpoint `recorded` lives inside `data_dir`.
-pub fn checkpoint_path(data_dir: &Path, recorded: &aedb_checkpoint::LiveCheckpoint) -> PathBuf {
+pub fn checkpoint_path(data_dir: &Path, recorded: &aedb_manifest::LiveCheckpoint) -> PathBuf {
     data_dir.join("checkpoints").join(&recorded.file_name)
 }
 

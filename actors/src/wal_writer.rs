@@ -96,7 +96,7 @@ impl WalSink {
         }
         let records = sealed
             .iter()
-            .map(|s| aedb_checkpoint::ManifestRecord::SegmentSealed {
+            .map(|s| aedb_manifest::ManifestRecord::SegmentSealed {
                 seq: s.seq.get(),
                 first_lsn: s.base_lsn,
                 last_lsn: s.last_lsn,

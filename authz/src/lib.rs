@@ -14,14 +14,10 @@
 //!   the caller's thread, whose denials ([`Denied`]) say only "permission denied";
 //! - the versioned binary codec of [`PolicyRecord`]s that persist the policy.
 //!
-//! It also owns the caller session capsules ("IHP", module [`ihp`]): the
-//! [`SessionAuthority`] that issues sealed, versioned, single-use capsules binding a
-//! caller to this server's [`ServerProfileId`], [`ServerEnvHash`], key epoch and
-//! (optionally) the TLS channel, and verifies them (version, header, tag, timestamp
-//! drift, replay), with its wire format pinned by [`golden_session_capsule`].
-//!
-//! It does not own storage, the Authz actor or audit tables: the engine stores the
-//! policy records and session revocations, runs the actor and writes the audit rows.
+//! It does not own storage, the Authz actor or audit tables (the engine stores the
+//! policy records and session revocations, runs the actor and writes the audit rows),
+//! nor the caller session capsules of the IHP runbook (crate `aedb-session`, which
+//! builds on [`CallerId`]).
 //!
 //! ```
 //! use aedb_authz::{Action, CallerId, Permission, PolicyState};
@@ -61,7 +57,6 @@ use std::fmt;
 
 pub mod action;
 pub mod denied;
-pub mod ihp;
 pub mod permission;
 pub mod policy;
 pub mod record;
@@ -76,12 +71,6 @@ pub use record::{
     ReplayErrorKind, decode_records, encode_records,
 };
 pub use snapshot::{CallerPolicy, PolicySnapshot};
-
-pub use ihp::{
-    CapsuleError, ChannelBinding, IhpConfig, IhpConfigError, ServerEnvHash,
-    ServerEnvironmentProfile, ServerProfileId, SessionAuthority, SessionCapsule, UnixMicros,
-    VerifiedCaller, compute_server_env_hash_checked, golden_session_capsule,
-};
 
 #[cfg(test)]
 mod policy_tests;

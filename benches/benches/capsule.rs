@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 
 use aedb::{KeyEpoch, SecretKey};
 use aedb_authz::CallerId;
-use aedb_authz::ihp::{
+use aedb_benches::{Summary, thread_cpu_ns};
+use aedb_session::{
     ChannelBinding, IhpConfig, ServerEnvHash, ServerProfileId, SessionAuthority, SessionCapsule,
     UnixMicros,
 };
-use aedb_benches::{Summary, thread_cpu_ns};
 use criterion::{BatchSize, Criterion, Throughput};
 
 /// Clock step between consecutive capsules.

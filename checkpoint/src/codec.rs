@@ -1,4 +1,5 @@
-//! Little-endian byte cursor shared by the header, chunk and record codecs.
+//! Little-endian byte cursor of the checkpoint header codec (the manifest record codec has
+//! its own copy in `aedb-manifest`).
 //!
 //! Every read checks the remaining length first and reports where it ran out, so decoders
 //! built on it cannot index out of bounds and never panic on any input.
@@ -21,11 +22,6 @@ pub(crate) struct ByteReader<'a> {
 impl<'a> ByteReader<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
         ByteReader { bytes, pos: 0 }
-    }
-
-    /// Current offset from the start of the slice.
-    pub(crate) fn pos(&self) -> usize {
-        self.pos
     }
 
     /// Bytes not yet consumed.
@@ -87,6 +83,6 @@ mod tests {
             })
         );
         assert_eq!(r.u8(), Ok(9));
-        assert_eq!(r.pos(), 7);
+        assert_eq!(r.remaining(), 0);
     }
 }

@@ -1,6 +1,6 @@
-//! aedb checkpoints and manifest: sealed checkpoint files and the HMAC-chained manifest log.
+//! aedb checkpoints: sealed checkpoint files, their encryption and codec.
 //!
-//! This crate owns two on-disk formats and their file I/O (the byte-level specification is
+//! This crate owns one on-disk format and its file I/O (the byte-level specification is
 //! in `docs/FORMAT.md`, section "Checkpoint files and manifest"):
 //!
 //! * **Checkpoint files** `<data_dir>/checkpoints/<lsn:020>.ckpt`: an opaque snapshot payload
@@ -10,23 +10,21 @@
 //!   duplication and splicing across files are detected. Without a key, a plaintext mode
 //!   with SHA-256 digests detects accidental corruption only (it is **not** authenticated).
 //!   See [`CheckpointWriter`], [`open_checkpoint`], [`CheckpointDecoder`], [`list_checkpoints`].
-//! * **The manifest** `<data_dir>/MANIFEST`: an append-only log of typed
-//!   [`ManifestRecord`]s, each carrying `HMAC-SHA256(k_manifest, prev_mac || record)`,
-//!   with torn-tail handling, compaction by atomic rewrite, and [`LiveState`] folding.
-//!   See [`Manifest`] (and the [`manifest`] module docs for what is and is not detectable).
-//! * [`golden_fixtures`]: byte-exact images of both formats from fixed keys and nonces.
+//! * [`golden_fixtures`]: byte-exact images of the format from fixed keys and nonces.
 //!
-//! It does **not** own: the snapshot encoding (the data model's `State::encode_snapshot`
-//! produces the payload; this crate never interprets it), key derivation or providers
-//! (`aedb-keys`; callers pass the already-derived checkpoint and manifest subkeys as
-//! [`aedb_keys::SecretKey`]), the WAL, deciding *when* to checkpoint or retire files, or
-//! the actors that own these files (`aedb-actors`).
+//! It does **not** own: the manifest that records checkpoint files (`aedb-manifest`; a
+//! sealed file hands back its [`aedb_manifest::ManifestRecord`] through
+//! [`CheckpointInfo::manifest_record`]), the snapshot encoding (the data model's
+//! `State::encode_snapshot` produces the payload; this crate never interprets it), key
+//! derivation or providers (`aedb-keys`; callers pass the already-derived checkpoint
+//! subkey as [`aedb_keys::SecretKey`]), the WAL, deciding *when* to checkpoint or retire
+//! files, or the actors that own these files (`aedb-actors`).
 //!
 //! ```
 //! use aedb_checkpoint::{
-//!     CheckpointMeta, CheckpointWriter, FixedNonce, Manifest, ManifestRecord, OsNonceSource,
-//!     open_checkpoint,
+//!     CheckpointMeta, CheckpointWriter, FixedNonce, OsNonceSource, open_checkpoint,
 //! };
+//! use aedb_manifest::{Manifest, ManifestRecord};
 //! use aedb_keys::SecretKey;
 //! use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 //!
@@ -45,7 +43,7 @@
 //! assert_eq!(loaded.payload, b"snapshot bytes");
 //! assert_eq!(loaded.file_sha256, info.sha256);
 //!
-//! // Record it in the manifest, then reopen and verify the chain.
+//! // Record it in the manifest (crate `aedb-manifest`), then reopen and verify the chain.
 //! let path = dir.join("MANIFEST");
 //! let mut m = Manifest::create(&fs, &path, db, SecretKey::new([2; 32]))?;
 //! m.append(&ManifestRecord::DatabaseCreated { database_id: db, created_at_unix_ms: 0 })?;
@@ -70,10 +68,7 @@ mod durable;
 mod error;
 mod golden;
 mod header;
-mod live_state;
-pub mod manifest;
 mod nonce;
-mod record;
 
 pub use checkpoint_file::{
     CHECKPOINTS_DIR, CheckpointEntry, CheckpointInfo, CheckpointWriter, checkpoint_file_name,
@@ -85,22 +80,13 @@ pub use checkpoint_stream::{
     CheckpointDecoder, CheckpointEncoder, CheckpointMeta, EncodedCheckpoint, LoadedCheckpoint,
     OpenMode, open_checkpoint_bytes, seal_checkpoint_to_vec,
 };
-pub use error::{CheckpointError, ManifestError};
+pub use error::CheckpointError;
 pub use golden::{
     GOLDEN_CHECKPOINT_KEY, GOLDEN_CHUNK_SIZE, GOLDEN_DATABASE_ID, GOLDEN_EPOCH, GOLDEN_LSN,
-    GOLDEN_MANIFEST_KEY, GOLDEN_NONCE, GOLDEN_PAYLOAD, GoldenError, GoldenExpectation,
-    GoldenFixture, golden_fixtures,
+    GOLDEN_NONCE, GOLDEN_PAYLOAD, GoldenError, GoldenExpectation, GoldenFixture, golden_fixtures,
 };
 pub use header::{
     Algorithm, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, CHECKPOINT_VERSION, CheckpointHeader,
     DEFAULT_CHUNK_SIZE, HeaderProblem, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, TAG_LEN,
 };
-pub use live_state::{
-    BackupInfo, CompactionInfo, EpochInfo, LiveCheckpoint, LiveSegment, LiveState, LiveStateError,
-};
-pub use manifest::{
-    MANIFEST_FILE_NAME, Manifest, TornTail, VerifiedManifest, manifest_temp_path, peek_database_id,
-    read_manifest, verify_manifest_bytes,
-};
 pub use nonce::{FixedNonce, NONCE_LEN, NonceSource, OsNonceSource};
-pub use record::{MAX_FILE_NAME_LEN, MAX_TEXT_LEN, ManifestRecord, RecordError, RecordKind};

@@ -87,7 +87,7 @@ fn file_round_trip_records_metadata_and_hash() {
     assert!(!on_disk.windows(64).any(|w| w == &data[1000..1064]));
     // The manifest record carries what was written.
     match info.manifest_record() {
-        aedb_checkpoint::ManifestRecord::CheckpointAdded {
+        aedb_manifest::ManifestRecord::CheckpointAdded {
             lsn, sha256, len, ..
         } => assert_eq!((lsn, sha256, len), (Lsn::new(77), info.sha256, info.len)),
         other => panic!("unexpected {other:?}"),

@@ -4,11 +4,13 @@
 Re-implements XChaCha20-Poly1305 opening (HChaCha20 in pure Python + the `cryptography`
 package's ChaCha20Poly1305), the plaintext digests and the manifest HMAC chain from the
 format description alone, and decodes tests/golden/*.hex with them. Not run by cargo;
-run manually: `cd checkpoint/tests/golden && python3 ../golden_independent_check.py`."""
+run manually: `cd checkpoint/tests/golden && python3 ../golden_independent_check.py`
+(the manifest fixtures are read from `manifest/tests/golden/`)."""
 import struct, hashlib, hmac, zlib
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 def load(n):
-    return bytes.fromhex(''.join(l.strip() for l in open(n+'.hex') if not l.startswith('#')))
+    d = '../../../manifest/tests/golden/' if n.startswith('manifest_') else ''
+    return bytes.fromhex(''.join(l.strip() for l in open(d+n+'.hex') if not l.startswith('#')))
 def rotl(v,c): return ((v<<c)&0xffffffff)|(v>>(32-c))
 def qr(s,a,b,c,d):
     s[a]=(s[a]+s[b])&0xffffffff; s[d]^=s[a]; s[d]=rotl(s[d],16)

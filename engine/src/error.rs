@@ -73,10 +73,10 @@ pub enum Error {
     Checkpoint(#[from] aedb_actors::CheckpointFailure),
     /// A session capsule was refused (each cause is its own variant).
     #[error(transparent)]
-    Session(#[from] aedb_authz::CapsuleError),
+    Session(#[from] aedb_session::CapsuleError),
     /// The server environment profile failed validation (a field is empty or too long).
     #[error(transparent)]
-    ServerProfile(aedb_authz::ihp::ProfileError),
+    ServerProfile(aedb_session::ProfileError),
     /// Session capsules are not enabled on this instance (`SecureConfig::with_sessions`).
     #[error("session capsules are not enabled on this instance")]
     SessionsDisabled,

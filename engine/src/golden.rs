@@ -193,19 +193,29 @@ pub fn golden_capsules() -> Vec<GoldenCapsule> {
             decode: Box::new(move |_| f.verify_decodes().map_err(|e| e.to_string())),
         }
     }));
+    out.extend(aedb_manifest::golden_fixtures().into_iter().map(|f| {
+        let bytes = f.bytes.clone();
+        GoldenCapsule {
+            name: f.name.clone(),
+            description: f.description.clone(),
+            bytes,
+            pinned_hex: None,
+            decode: Box::new(move |_| f.verify_decodes().map_err(|e| e.to_string())),
+        }
+    }));
     out.push(session_capsule());
     out
 }
 
-/// The IHP session capsule (pinned by `aedb-authz`'s own fixture, re-checked here):
+/// The IHP session capsule (pinned by `aedb-session`'s own fixture, re-checked here):
 /// after a rotation its bytes and verification must not change.
 fn session_capsule() -> GoldenCapsule {
-    let golden = aedb_authz::golden_session_capsule();
+    let golden = aedb_session::golden_session_capsule();
     GoldenCapsule {
-        name: aedb_authz::ihp::GoldenSessionCapsule::NAME.into(),
+        name: aedb_session::GoldenSessionCapsule::NAME.into(),
         description: golden.description(),
         bytes: golden.bytes.clone(),
-        pinned_hex: Some(aedb_authz::ihp::GOLDEN_SESSION_CAPSULE_V1_HEX),
+        pinned_hex: Some(aedb_session::GOLDEN_SESSION_CAPSULE_V1_HEX),
         decode: Box::new(move |_| golden.check().map(drop).map_err(|e| e.to_string())),
     }
 }

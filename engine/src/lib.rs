@@ -79,12 +79,14 @@ use secure::Security;
 
 pub use aedb_actors::audit::{AuditChainError, AuditEvent, AuditRow, AuditTable};
 pub use aedb_actors::authz_actor::AuthzFailure;
-pub use aedb_authz::ihp::{IhpMetricsSnapshot, ProfileError};
 pub use aedb_authz::{
-    AccessError, Action, AuthzChange, AuthzError, CallerId, CallerIdError, CallerPolicy,
-    CapsuleError, ChannelBinding, Denied, DenyReason, Grant, IhpConfig, IhpConfigError, Permission,
-    Resource, ServerEnvHash, ServerEnvironmentProfile, ServerProfileId, SessionAuthority,
-    SessionCapsule, UnixMicros, compute_server_env_hash_checked,
+    AccessError, Action, AuthzChange, AuthzError, CallerId, CallerIdError, CallerPolicy, Denied,
+    DenyReason, Grant, Permission, Resource,
+};
+pub use aedb_session::{
+    CapsuleError, ChannelBinding, IhpConfig, IhpConfigError, IhpMetricsSnapshot, ProfileError,
+    ServerEnvHash, ServerEnvironmentProfile, ServerProfileId, SessionAuthority, SessionCapsule,
+    UnixMicros, compute_server_env_hash_checked,
 };
 pub use secure::{
     AuditExport, AuditExportError, CallerSnapshot, SecureConfig, audit_key_for, parse_audit_export,
@@ -103,7 +105,7 @@ pub use aedb_types::{DatabaseId, KeyEpoch};
 #[cfg(feature = "observability")]
 pub fn describe_metrics() {
     aedb_actors::metrics::export::describe_metrics();
-    aedb_authz::ihp::metrics::describe_metrics();
+    aedb_session::metrics::describe_metrics();
 }
 
 /// An open aedb database.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use aedb_actors::keyring::{EpochTable, Keyring};
 use aedb_actors::recovery;
-use aedb_checkpoint::{LiveState, ManifestError, VerifiedManifest};
+use aedb_manifest::{LiveState, ManifestError, VerifiedManifest};
 use aedb_model::State;
 use aedb_types::{DatabaseId, Lsn};
 use aedb_wal::{RecoveredWal, RecoveryMode, WalConfig, WalKeyring};
@@ -78,15 +78,15 @@ pub fn read_verified_manifest(
     dir: &Path,
     keyring: &Keyring,
 ) -> Result<VerifiedManifest, OfflineError> {
-    let path = dir.join(aedb_checkpoint::MANIFEST_FILE_NAME);
+    let path = dir.join(aedb_manifest::MANIFEST_FILE_NAME);
     if !fs.exists(&path) {
         return Err(OfflineError::NotADatabase(dir.to_path_buf()));
     }
     let integrity = |e: ManifestError| OfflineError::Integrity(format!("manifest: {e}"));
-    let database = aedb_checkpoint::peek_database_id(fs, &path).map_err(integrity)?;
+    let database = aedb_manifest::peek_database_id(fs, &path).map_err(integrity)?;
     let mut last = None;
     for key in keyring.manifest_key_candidates(database)? {
-        match aedb_checkpoint::read_manifest(fs, &path, &key) {
+        match aedb_manifest::read_manifest(fs, &path, &key) {
             Ok(m) => return Ok(m),
             Err(e @ ManifestError::HeaderAuthFailed { .. }) => last = Some(e),
             Err(e) => return Err(integrity(e)),

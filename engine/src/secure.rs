@@ -19,13 +19,14 @@ use aedb_actors::authz_actor::{self, AuthzHandle, PolicyChange};
 use aedb_actors::keyring::EpochTable;
 use aedb_actors::metrics::EngineMetrics;
 use aedb_actors::{Keyring, Pipeline};
-use aedb_authz::{
-    AccessError, Action, CallerId, CallerPolicy, Denied, IhpConfig, KvRange, PolicySnapshot,
-    ServerEnvironmentProfile, ServerProfileId, SessionAuthority, compute_server_env_hash_checked,
-};
+use aedb_authz::{AccessError, Action, CallerId, CallerPolicy, Denied, KvRange, PolicySnapshot};
 use aedb_model::{
     Assertion, Ddl, Direction, KeyRange, KvEntry, KvKey, Mutation, Namespace, Numeric, NumericType,
     Page, Row, State, TableName, TableSchema, Transaction, Value,
+};
+use aedb_session::{
+    IhpConfig, ServerEnvironmentProfile, ServerProfileId, SessionAuthority,
+    compute_server_env_hash_checked,
 };
 use aedb_types::{DatabaseId, Lsn};
 
@@ -285,7 +286,7 @@ fn start_sessions(
     let live = pipeline.manifest_live_state()?;
     let profile = setup.profile_id.to_string();
     if live.env_hash() != Some((profile.as_str(), env_hash.as_bytes())) {
-        pipeline.record_manifest(vec![aedb_checkpoint::ManifestRecord::ServerEnvHash {
+        pipeline.record_manifest(vec![aedb_manifest::ManifestRecord::ServerEnvHash {
             profile_id: profile,
             hash: *env_hash.as_bytes(),
         }])?;

@@ -81,6 +81,21 @@ fn assert_restores_history(chain: &[std::path::PathBuf], history: &[Option<u64>]
     db.shutdown().expect("shutdown");
 }
 
+/// A copy of the history once it records every LSN up to `lsn` (the committer records
+/// each commit right after it returns).
+fn history_through(history: &Mutex<Vec<Option<u64>>>, lsn: u64) -> Vec<Option<u64>> {
+    let want = usize::try_from(lsn).expect("lsn fits");
+    for _ in 0..10_000 {
+        let h = history.lock().expect("history");
+        if h.len() > want {
+            return h.clone();
+        }
+        drop(h);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("the committer did not record lsn {lsn} within 10 s of its publication");
+}
+
 #[test]
 fn hot_backups_racing_retirement_restore_exactly_or_fail_typed() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -146,7 +161,11 @@ fn hot_backups_racing_retirement_restore_exactly_or_fail_typed() {
             Err(BackupError::WalRetired { .. }) => retired += 1,
             Err(e) => panic!("incremental {round}: expected success or WalRetired, got {e}"),
         }
-        let history = history.lock().expect("history").clone();
+        // A backup may hold a durable commit whose `commit` call has not returned to
+        // the committer yet: wait (bounded) until the history covers every commit
+        // published now, which includes everything the backups copied.
+        let published = db.snapshot().expect("snapshot").lsn().get();
+        let history = history_through(&history, published);
         assert_restores_history(
             &chain,
             &history,

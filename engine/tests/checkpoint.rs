@@ -5,7 +5,7 @@ use aedb::{
     AedbConfig, AedbInstance, Finality, KvKey, KvValue, Namespace, OpenError, StartError,
     Transaction,
 };
-use aedb_checkpoint::ManifestError;
+use aedb_manifest::ManifestError;
 
 const KEY: [u8; 32] = [7; 32];
 const DATA_KEY: [u8; 32] = [9; 32];

@@ -33,9 +33,10 @@ use aedb::{
 };
 use aedb_authz::PolicyState;
 use aedb_checkpoint::{
-    CheckpointMeta, FixedNonce, GOLDEN_EPOCH, GOLDEN_LSN, LiveState, ManifestRecord, OpenMode,
-    open_checkpoint_bytes, seal_checkpoint_to_vec,
+    CheckpointMeta, FixedNonce, GOLDEN_EPOCH, GOLDEN_LSN, OpenMode, open_checkpoint_bytes,
+    seal_checkpoint_to_vec,
 };
+use aedb_manifest::{LiveState, ManifestRecord};
 use aedb_fuzz::{
     FUZZ_DB, FUZZ_KEY, FUZZ_NONCE, WAL_EPOCH, WAL_SEQ, fuzz_key, join_pieces, manifest_key,
     render_audit_jsonl,
@@ -589,13 +590,13 @@ fn snapshots(c: &mut Corpus, files: &EngineFiles) {
 /// and frame encoders (what `Manifest::create`/`append`/`compact` write).
 fn manifest_image(records: &[ManifestRecord]) -> Vec<u8> {
     let key = manifest_key();
-    let header = aedb_checkpoint::manifest::encode_manifest_header(FUZZ_DB, &key);
+    let header = aedb_manifest::file::encode_manifest_header(FUZZ_DB, &key);
     let mut prev = [0u8; 32];
     prev.copy_from_slice(&header[32..]);
     let mut bytes = header.to_vec();
     for record in records {
         let (frame, mac) =
-            aedb_checkpoint::manifest::encode_frame(&key, &prev, record).expect("encode frame");
+            aedb_manifest::file::encode_frame(&key, &prev, record).expect("encode frame");
         bytes.extend_from_slice(&frame);
         prev = mac;
     }
@@ -790,7 +791,7 @@ fn validate(c: &Corpus) {
         "golden-manifest_file_v1",
     ] {
         let bytes = &seeds("manifest")[name];
-        let verified = aedb_checkpoint::verify_manifest_bytes(Path::new(name), bytes, &key)
+        let verified = aedb_manifest::verify_manifest_bytes(Path::new(name), bytes, &key)
             .unwrap_or_else(|e| panic!("manifest seed {name}: {e}"));
         assert_eq!(
             verified.torn_tail.is_some(),

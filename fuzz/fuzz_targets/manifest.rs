@@ -10,8 +10,8 @@
 //! * `manifest::decode_frame` of the bytes after the golden header: a frame that decodes
 //!   re-encodes (`encode_frame`) to the same bytes and MAC.
 #![no_main]
-use aedb_checkpoint::manifest::{decode_frame, encode_frame, encode_manifest_header};
-use aedb_checkpoint::{ManifestRecord, verify_manifest_bytes};
+use aedb_manifest::file::{decode_frame, encode_frame, encode_manifest_header};
+use aedb_manifest::{ManifestRecord, verify_manifest_bytes};
 use aedb_fuzz::{FUZZ_DB, check_verified_manifest, manifest_key};
 use libfuzzer_sys::fuzz_target;
 

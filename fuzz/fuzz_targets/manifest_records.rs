@@ -21,8 +21,8 @@
 #![no_main]
 use std::path::Path;
 
-use aedb_checkpoint::manifest::MAX_RECORD_BODY_LEN;
-use aedb_checkpoint::{LiveState, ManifestError, ManifestRecord, verify_manifest_bytes};
+use aedb_manifest::file::MAX_RECORD_BODY_LEN;
+use aedb_manifest::{LiveState, ManifestError, ManifestRecord, verify_manifest_bytes};
 use aedb_fuzz::{
     FUZZ_DB, MANIFEST_KEY, chain_manifest, check_verified_manifest, manifest_key, split_pieces,
 };
@@ -33,8 +33,8 @@ use libfuzzer_sys::fuzz_target;
 enum Expected {
     Ok(Vec<ManifestRecord>),
     BadFrame(u64),
-    BadRecord(u64, aedb_checkpoint::RecordError),
-    Inconsistent(u64, aedb_checkpoint::LiveStateError),
+    BadRecord(u64, aedb_manifest::RecordError),
+    Inconsistent(u64, aedb_manifest::LiveStateError),
 }
 
 fn expect(bodies: &[Vec<u8>]) -> Expected {
@@ -164,7 +164,7 @@ fuzz_target!(|data: &[u8]| {
                 let t = v.torn_tail.expect("a manifest with a changed byte verified whole");
                 assert!(
                     t.offset <= at as u64
-                        && aedb_checkpoint::manifest::is_torn_final_append(
+                        && aedb_manifest::file::is_torn_final_append(
                             &bad,
                             t.offset as usize
                         ),

@@ -6,7 +6,7 @@
 #![no_main]
 use std::sync::OnceLock;
 
-use aedb_authz::ihp::{
+use aedb_session::{
     CapsuleHeader, ChannelBinding, GoldenSessionCapsule, IhpConfig, SessionAuthority,
     SessionCapsule, golden_session_capsule,
 };

@@ -26,7 +26,7 @@ use sha2::Sha256;
 /// golden fixtures' `0x42 * 32` (checkpoint golden key, engine WAL golden key).
 pub const FUZZ_KEY: [u8; 32] = aedb_checkpoint::GOLDEN_CHECKPOINT_KEY;
 /// Manifest HMAC key: the golden manifest key (`0x24 * 32`).
-pub const MANIFEST_KEY: [u8; 32] = aedb_checkpoint::GOLDEN_MANIFEST_KEY;
+pub const MANIFEST_KEY: [u8; 32] = aedb_manifest::GOLDEN_MANIFEST_KEY;
 /// Database id bound into every container: the golden fixtures' `a0..af`.
 pub const FUZZ_DB: DatabaseId = aedb_checkpoint::GOLDEN_DATABASE_ID;
 /// WAL segment the sealed-batch targets bind batches to (the engine golden batch's).
@@ -183,7 +183,7 @@ pub fn chain_manifest<B: AsRef<[u8]>>(
     db: DatabaseId,
     bodies: &[B],
 ) -> ChainedManifest {
-    let header = aedb_checkpoint::manifest::encode_manifest_header(db, &SecretKey::new(*key));
+    let header = aedb_manifest::file::encode_manifest_header(db, &SecretKey::new(*key));
     let mut header_mac = [0u8; 32];
     header_mac.copy_from_slice(&header[32..64]);
     let mut bytes = header.to_vec();
@@ -253,12 +253,12 @@ pub fn all_zero(bytes: &[u8]) -> bool {
 pub fn check_verified_manifest(
     data: &[u8],
     key: &SecretKey,
-    v: &aedb_checkpoint::VerifiedManifest,
+    v: &aedb_manifest::VerifiedManifest,
 ) {
-    use aedb_checkpoint::manifest::{FRAME_PREFIX_LEN, MAC_LEN, MAX_RECORD_BODY_LEN};
-    use aedb_checkpoint::{LiveState, ManifestRecord};
+    use aedb_manifest::file::{FRAME_PREFIX_LEN, MAC_LEN, MAX_RECORD_BODY_LEN};
+    use aedb_manifest::{LiveState, ManifestRecord};
 
-    let header = aedb_checkpoint::manifest::encode_manifest_header(v.database_id, key);
+    let header = aedb_manifest::file::encode_manifest_header(v.database_id, key);
     assert_eq!(
         &header[..],
         &data[..header.len()],
@@ -270,7 +270,7 @@ pub fn check_verified_manifest(
     assert_eq!(v.records.len(), v.record_offsets.len());
     for (record, offset) in v.records.iter().zip(&v.record_offsets) {
         assert_eq!(*offset, rebuilt.len() as u64, "record offset");
-        let (frame, mac) = aedb_checkpoint::manifest::encode_frame(key, &prev, record)
+        let (frame, mac) = aedb_manifest::file::encode_frame(key, &prev, record)
             .expect("a verified record re-encodes");
         rebuilt.extend_from_slice(&frame);
         prev = mac;
@@ -288,7 +288,7 @@ pub fn check_verified_manifest(
             assert_eq!((torn.offset, torn.len), (v.valid_len, tail.len() as u64));
             assert!(!tail.is_empty());
             let shape_ok = all_zero(tail)
-                || aedb_checkpoint::manifest::is_torn_final_append(data, rebuilt.len())
+                || aedb_manifest::file::is_torn_final_append(data, rebuilt.len())
                 || tail.len() < FRAME_PREFIX_LEN
                 || (crc32fast::hash(&tail[..4]).to_le_bytes() == tail[4..8] && {
                     let n = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use aedb_checkpoint::{ManifestError, ManifestRecord};
+use aedb_manifest::{ManifestError, ManifestRecord};
 use aedb_types::Lsn;
 use aedb_types::fault::{FaultInjector, FaultMode, FaultPoint};
 

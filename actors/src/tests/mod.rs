@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
-use aedb_checkpoint::{Manifest, ManifestRecord};
+use aedb_manifest::{Manifest, ManifestRecord};
 use aedb_model::{Ddl, ProjectName, State};
 use aedb_sync::SnapshotCell;
 use aedb_sync::group_commit::{Acknowledge, Durability, WriterMsg};
@@ -170,7 +170,7 @@ pub(crate) fn new_manifest(dir: &std::path::Path) -> Manifest {
     let database = DATABASE;
     Manifest::create_with(
         &fs,
-        &dir.join(aedb_checkpoint::MANIFEST_FILE_NAME),
+        &dir.join(aedb_manifest::MANIFEST_FILE_NAME),
         database,
         keyring.manifest_key(database).unwrap(),
         &[

@@ -15,10 +15,10 @@ use aedb::{
     AedbConfig, AedbInstance, Assertion, CallerId, KvKey, Namespace, Permission, SecureConfig,
     Transaction,
 };
-use aedb_authz::{
+use aedb_keys::{DerivationRequest, InMemoryKeyProvider, KeyProvider, KeyPurpose};
+use aedb_session::{
     ChannelBinding, IhpConfig, ServerEnvHash, ServerProfileId, SessionAuthority, UnixMicros,
 };
-use aedb_keys::{DerivationRequest, InMemoryKeyProvider, KeyProvider, KeyPurpose};
 use aedb_types::KeyEpoch;
 
 /// The secrets the workload is given.

@@ -1,14 +1,14 @@
 //! The backup manifest: a hand-written, versioned, little-endian binary file
 //! (`<backup_dir>/BACKUP`) listing what one backup holds, authenticated with
-//! HMAC-SHA256 under the backup subkey. Layout in `docs/FORMAT.md`, section "Backups".
+//! HMAC-SHA256 under the backup subkey (computed and checked with the chain helper's
+//! [`hmac_sha256`] / [`hmac_sha256_verify`] from `aedb-manifest`). Layout in `docs/FORMAT.md`, section "Backups".
 //!
 //! The decoder checks every length before allocating and never panics on any input
 //! (`fuzz/fuzz_targets/backup_manifest.rs`).
 
 use aedb_keys::SecretKey;
+use aedb_manifest::chain::{hmac_sha256, hmac_sha256_verify};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 /// The file name of a backup manifest inside a backup directory.
 pub const BACKUP_MANIFEST_FILE: &str = "BACKUP";
@@ -24,8 +24,6 @@ pub const MAX_BACKUP_FILES: u32 = 1 << 20;
 pub const MAX_BACKUP_TEXT: usize = 255;
 /// The message the key-check value is the MAC of: it tells "wrong key" from "tampered".
 const KEY_CHECK_MESSAGE: &[u8] = b"aedb backup key check v1";
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Whether a backup is self-contained or continues a parent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -250,16 +248,7 @@ pub fn valid_file_name(kind: BackupFileKind, name: &str) -> bool {
 
 /// `HMAC-SHA256(key, KEY_CHECK_MESSAGE)`.
 pub fn key_check(key: &SecretKey) -> [u8; 32] {
-    mac_of(key, KEY_CHECK_MESSAGE)
-}
-
-fn mac_of(key: &SecretKey, bytes: &[u8]) -> [u8; 32] {
-    key.with_bytes(|k| {
-        // HMAC accepts keys of any length; 32 bytes never fails.
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(k).unwrap_or_else(|_| unreachable!());
-        mac.update(bytes);
-        mac.finalize().into_bytes().into()
-    })
+    hmac_sha256(key, &[KEY_CHECK_MESSAGE])
 }
 
 impl BackupManifest {
@@ -291,7 +280,7 @@ impl BackupManifest {
             out.extend_from_slice(&f.len.to_le_bytes());
             out.extend_from_slice(&f.sha256);
         }
-        let mac = mac_of(key, &out);
+        let mac = hmac_sha256(key, &[&out]);
         out.extend_from_slice(&mac);
         out
     }
@@ -421,7 +410,7 @@ impl BackupManifest {
 impl UnverifiedBackupManifest {
     /// Whether `key` is the key the manifest was written with.
     pub fn key_matches(&self, key: &SecretKey) -> bool {
-        constant_time_eq(&key_check(key), &self.key_check)
+        hmac_sha256_verify(key, &[KEY_CHECK_MESSAGE], &self.key_check)
     }
 
     /// Whether the MAC over `bytes` (the file this was decoded from) verifies under `key`.
@@ -429,18 +418,8 @@ impl UnverifiedBackupManifest {
         let Some(signed) = bytes.get(..self.signed_len) else {
             return false;
         };
-        key.with_bytes(|k| {
-            let Ok(mut mac) = <HmacSha256 as Mac>::new_from_slice(k) else {
-                return false;
-            };
-            mac.update(signed);
-            mac.verify_slice(&self.mac).is_ok()
-        })
+        hmac_sha256_verify(key, &[signed], &self.mac)
     }
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

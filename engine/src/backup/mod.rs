@@ -32,8 +32,9 @@ use aedb_actors::keyring::EpochTable;
 use aedb_actors::recovery::{self, WalReplay};
 use aedb_actors::wal_writer::WalBackupView;
 use aedb_actors::{CheckpointFailure, CheckpointLoadError, FrameReplayError};
-use aedb_checkpoint::{CheckpointMeta, CheckpointWriter, Manifest, ManifestRecord, OsNonceSource};
+use aedb_checkpoint::{CheckpointMeta, CheckpointWriter, OsNonceSource};
 use aedb_keys::{DerivationRequest, KeyError, KeyPurpose, MasterKeyId, SecretKey};
+use aedb_manifest::{Manifest, ManifestRecord};
 use aedb_model::State;
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use aedb_wal::{RecoverError, RecoveryMode, SegmentHeader};
@@ -745,7 +746,7 @@ impl AedbInstance {
         first_lsn: Lsn,
         last_lsn: Lsn,
         parent_sha256: Option<[u8; 32]>,
-        live: &aedb_checkpoint::LiveState,
+        live: &aedb_manifest::LiveState,
         files: Vec<BackupFile>,
         bytes: u64,
     ) -> Result<BackupReport, BackupError> {
@@ -1290,10 +1291,10 @@ fn write_data_dir(
     rebuilt: &Rebuilt,
 ) -> Result<(), BackupError> {
     let keyring = config.keyring()?;
-    let write = |e: aedb_checkpoint::ManifestError| BackupError::Write(e.to_string());
+    let write = |e: aedb_manifest::ManifestError| BackupError::Write(e.to_string());
     let mut manifest = Manifest::create(
         &config.fs,
-        &target.join(aedb_checkpoint::MANIFEST_FILE_NAME),
+        &target.join(aedb_manifest::MANIFEST_FILE_NAME),
         database,
         keyring.manifest_key(database)?,
     )

@@ -1,0 +1,141 @@
+//! The `aedb` command-line tool (crate `aedb-cli`, binary `aedb`).
+//!
+//! This crate owns the operator's commands: `demo`, `check`, `verify`, `backup`,
+//! `restore`, `inspect` and `audit`, their arguments (clap), progress bars (indicatif),
+//! text and `--json` output, and how keys reach them (`keys.rs`). It does **not** own any
+//! engine logic: every command calls the public API of the `aedb` library (`aedb::offline`,
+//! `aedb::backup`, `AedbInstance`), which has no CLI dependencies.
+//!
+//! Exit codes: 0 success, 1 an integrity or invariant failure (or any other failed
+//! operation), 2 a usage error. Keys come from `--key-file`, `AEDB_MANIFEST_KEY` /
+//! `AEDB_DATA_KEY` (hex) or the key file beside the data directory (`<data-dir>.key`,
+//! which `aedb demo` writes), never from a bare argument (see `keys.rs`).
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod keys;
+mod ops;
+
+/// aedb: an actor-based embedded database engine.
+#[derive(Parser)]
+#[command(
+    name = "aedb",
+    version,
+    about = "aedb: an actor-based embedded database engine with durable group commit, transactions with assertions, and encrypted tamper-evident files."
+)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(clap::Args)]
+pub struct Global {
+    /// Print one JSON object on stdout instead of text (errors too), for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Read keys from this file (`manifest_key = <hex>`, `data_key = <hex>`) instead of
+    /// the AEDB_MANIFEST_KEY / AEDB_DATA_KEY environment variables. Without either, the
+    /// key file beside the data directory (`<data-dir>.key`, as `aedb demo` writes) is
+    /// used if it exists, else the development profile's public key.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a ledger workload (concurrent durable transfers guarded by assertions),
+    /// report throughput and latency, reopen, and verify the balance is conserved.
+    Demo(demo::DemoArgs),
+    /// Offline checks of a data directory: invariants, parity.
+    #[command(subcommand)]
+    Check(ops::CheckCmd),
+    /// Full strict recovery dry run of a data directory (read-only).
+    Verify(ops::DataDirArg),
+    /// Hot full and incremental backups forming an HMAC-authenticated hash chain.
+    #[command(subcommand)]
+    Backup(ops::BackupCmd),
+    /// Restore a backup chain into an empty directory (to its end or --target-lsn).
+    Restore(ops::RestoreArgs),
+    /// Show a data directory's manifest records, checkpoints, WAL segments, key epochs
+    /// and heads (read-only).
+    Inspect(ops::DataDirArg),
+    /// Export or verify the audit tables (JSON lines, HMAC-chained).
+    #[command(subcommand)]
+    Audit(ops::AuditCmd),
+}
+
+/// Default data directory of the demo, relative to the working directory.
+pub const DEFAULT_DEMO_DIR: &str = "aedb-data/demo";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let global = cli.global;
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Check(cmd) => ops::check(cmd, &global),
+        Command::Verify(args) => ops::verify(args, &global),
+        Command::Backup(cmd) => ops::backup(cmd, &global),
+        Command::Restore(args) => ops::restore(args, &global),
+        Command::Inspect(args) => ops::inspect(args, &global),
+        Command::Audit(cmd) => ops::audit(cmd, &global),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if global.json && !matches!(e, CliError::Reported(_)) {
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": e.to_string(), "exit_code": e.exit_code()})
+                );
+            }
+            eprintln!("aedb: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// A failed command, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The data failed a check (exit code 1).
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
+    /// The engine reported an error (exit code 1).
+    #[error(transparent)]
+    Engine(#[from] aedb::Error),
+    /// Opening the database failed (exit code 1).
+    #[error(transparent)]
+    Open(#[from] aedb::OpenError),
+    /// A commit failed unexpectedly (exit code 1).
+    #[error(transparent)]
+    Commit(#[from] aedb::CommitError),
+    /// A secure instance refused the call.
+    #[error(transparent)]
+    Access(#[from] aedb::AccessError),
+    /// A check failed and its result was already printed (exit code 1).
+    #[error("{0}")]
+    Reported(String),
+    /// An operation failed for a reason other than integrity (exit code 1).
+    #[error("{0}")]
+    Failed(String),
+    /// Bad arguments (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}

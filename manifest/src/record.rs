@@ -1,0 +1,662 @@
+//! Manifest record bodies: the typed [`ManifestRecord`] and its version-1 codec.
+//!
+//! A body is `kind (u8) || fields`, all integers little-endian, text as
+//! `len (u16) || UTF-8 bytes`, fixed-size hashes as raw bytes. The body must be consumed
+//! exactly. Framing, MACs and chaining belong to `manifest.rs`.
+//!
+//! | kind | record | fields |
+//! |-----:|--------|--------|
+//! | 1 | `DatabaseCreated`  | database_id (16), created_at_unix_ms (u64) |
+//! | 2 | `CheckpointAdded`  | lsn (u64), epoch (u32), file_name (text ≤ 255, a plain file name), sha256 (32), len (u64) |
+//! | 3 | `SegmentSealed`    | seq (u64), first_lsn (u64), last_lsn (u64), sha256 (32) |
+//! | 4 | `SegmentRetired`   | seq (u64) |
+//! | 5 | `CheckpointRetired`| lsn (u64) |
+//! | 6 | `KeyEpochChanged`  | epoch (u32), master_key_id (text ≤ 256), at_unix_ms (u64) |
+//! | 7 | `BackupTaken`      | backup_id (text ≤ 256), first_lsn (u64), last_lsn (u64), manifest_sha256 (32), at_unix_ms (u64) |
+//! | 8 | `ServerEnvHash`    | profile_id (text ≤ 256), hash (32) |
+//! | 9 | `Compacted`        | replaces_head (32), records_replaced (u64), at_unix_ms (u64) |
+//! | 10 | `KeyEpochRetired` | epoch (u32), at_unix_ms (u64) |
+
+use crate::codec::{ByteReader, Short};
+use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use std::fmt;
+
+/// Longest identifier text (`master_key_id`, `backup_id`, `profile_id`), in bytes.
+pub const MAX_TEXT_LEN: usize = 256;
+/// Longest file name in a `CheckpointAdded` record, in bytes.
+pub const MAX_FILE_NAME_LEN: usize = 255;
+
+/// One manifest record. Nothing in a record is secret: `master_key_id` names a key (alias
+/// and version), it never contains key material.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ManifestRecord {
+    /// The database was created. At most once per manifest file.
+    DatabaseCreated {
+        /// Its identity; must equal the manifest header's.
+        database_id: DatabaseId,
+        /// Creation time, milliseconds since the Unix epoch.
+        created_at_unix_ms: u64,
+    },
+    /// A checkpoint file was written and made durable.
+    CheckpointAdded {
+        /// Its LSN.
+        lsn: Lsn,
+        /// The key epoch it is sealed under.
+        epoch: KeyEpoch,
+        /// Its file name in `<data_dir>/checkpoints/` (no directory part).
+        file_name: String,
+        /// SHA-256 of the whole file.
+        sha256: [u8; 32],
+        /// File length in bytes.
+        len: u64,
+    },
+    /// A WAL segment was sealed (closed with its trailer).
+    SegmentSealed {
+        /// Segment sequence number.
+        seq: u64,
+        /// First LSN in the segment.
+        first_lsn: Lsn,
+        /// Last LSN in the segment.
+        last_lsn: Lsn,
+        /// The segment's chain hash.
+        sha256: [u8; 32],
+    },
+    /// A WAL segment is no longer needed and may be (or was) deleted.
+    SegmentRetired {
+        /// Segment sequence number.
+        seq: u64,
+    },
+    /// A checkpoint is no longer needed and may be (or was) deleted.
+    CheckpointRetired {
+        /// Its LSN.
+        lsn: Lsn,
+    },
+    /// Keys were rotated: new files are sealed under `epoch`.
+    KeyEpochChanged {
+        /// The new epoch (strictly greater than the previous one).
+        epoch: KeyEpoch,
+        /// Non-secret identifier of the master key (alias and version).
+        master_key_id: String,
+        /// When, milliseconds since the Unix epoch.
+        at_unix_ms: u64,
+    },
+    /// No live file needs `epoch` any more: its keys are no longer handed out and a
+    /// file claiming to be sealed under it is refused as stale.
+    KeyEpochRetired {
+        /// The retired epoch (older than the current one).
+        epoch: KeyEpoch,
+        /// When, milliseconds since the Unix epoch.
+        at_unix_ms: u64,
+    },
+    /// A backup was taken.
+    BackupTaken {
+        /// The backup's identifier.
+        backup_id: String,
+        /// First LSN the backup covers.
+        first_lsn: Lsn,
+        /// Last LSN the backup covers.
+        last_lsn: Lsn,
+        /// SHA-256 of the manifest copy stored in the backup.
+        manifest_sha256: [u8; 32],
+        /// When, milliseconds since the Unix epoch.
+        at_unix_ms: u64,
+    },
+    /// The hash of the server environment profile the database was opened under.
+    ServerEnvHash {
+        /// The profile's identifier.
+        profile_id: String,
+        /// Its hash.
+        hash: [u8; 32],
+    },
+    /// This file is a compaction of an earlier manifest. Only valid as record 0; the
+    /// records after it restate the live set.
+    Compacted {
+        /// Chain head MAC of the manifest this one replaced.
+        replaces_head: [u8; 32],
+        /// How many records the replaced manifest held.
+        records_replaced: u64,
+        /// When, milliseconds since the Unix epoch.
+        at_unix_ms: u64,
+    },
+}
+
+/// The kind byte of each record type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    /// 1
+    DatabaseCreated,
+    /// 2
+    CheckpointAdded,
+    /// 3
+    SegmentSealed,
+    /// 4
+    SegmentRetired,
+    /// 5
+    CheckpointRetired,
+    /// 6
+    KeyEpochChanged,
+    /// 7
+    BackupTaken,
+    /// 8
+    ServerEnvHash,
+    /// 9
+    Compacted,
+    /// 10
+    KeyEpochRetired,
+}
+
+impl RecordKind {
+    /// Every kind, in id order.
+    pub const ALL: [RecordKind; 10] = [
+        RecordKind::DatabaseCreated,
+        RecordKind::CheckpointAdded,
+        RecordKind::SegmentSealed,
+        RecordKind::SegmentRetired,
+        RecordKind::CheckpointRetired,
+        RecordKind::KeyEpochChanged,
+        RecordKind::BackupTaken,
+        RecordKind::ServerEnvHash,
+        RecordKind::Compacted,
+        RecordKind::KeyEpochRetired,
+    ];
+
+    /// The on-disk id.
+    pub const fn id(self) -> u8 {
+        match self {
+            RecordKind::DatabaseCreated => 1,
+            RecordKind::CheckpointAdded => 2,
+            RecordKind::SegmentSealed => 3,
+            RecordKind::SegmentRetired => 4,
+            RecordKind::CheckpointRetired => 5,
+            RecordKind::KeyEpochChanged => 6,
+            RecordKind::BackupTaken => 7,
+            RecordKind::ServerEnvHash => 8,
+            RecordKind::Compacted => 9,
+            RecordKind::KeyEpochRetired => 10,
+        }
+    }
+
+    /// Parses an on-disk id.
+    pub fn from_id(id: u8) -> Option<RecordKind> {
+        RecordKind::ALL.into_iter().find(|k| k.id() == id)
+    }
+
+    /// A snake_case name (used for golden fixture names).
+    pub const fn name(self) -> &'static str {
+        match self {
+            RecordKind::DatabaseCreated => "database_created",
+            RecordKind::CheckpointAdded => "checkpoint_added",
+            RecordKind::SegmentSealed => "segment_sealed",
+            RecordKind::SegmentRetired => "segment_retired",
+            RecordKind::CheckpointRetired => "checkpoint_retired",
+            RecordKind::KeyEpochChanged => "key_epoch_changed",
+            RecordKind::BackupTaken => "backup_taken",
+            RecordKind::ServerEnvHash => "server_env_hash",
+            RecordKind::Compacted => "compacted",
+            RecordKind::KeyEpochRetired => "key_epoch_retired",
+        }
+    }
+}
+
+/// Why a record body cannot be encoded or decoded. Offsets are within the body.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The body ended inside a field.
+    #[error("record body ends at byte {offset}, {needed} more byte(s) needed")]
+    Truncated {
+        /// Where the field starts.
+        offset: usize,
+        /// Bytes the field needs.
+        needed: usize,
+    },
+    /// Empty body (no kind byte).
+    #[error("empty record body")]
+    Empty,
+    /// Unknown kind byte.
+    #[error("unknown record kind {kind}")]
+    UnknownKind {
+        /// The kind byte.
+        kind: u8,
+    },
+    /// Bytes left after the last field.
+    #[error("{count} trailing byte(s) after the record at byte {offset}")]
+    TrailingBytes {
+        /// Where they start.
+        offset: usize,
+        /// How many.
+        count: usize,
+    },
+    /// A text field is longer than allowed.
+    #[error("{field} is {len} bytes, longer than the {max}-byte limit")]
+    TextTooLong {
+        /// The field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A text field is not UTF-8.
+    #[error("{field} at byte {offset} is not valid UTF-8")]
+    InvalidUtf8 {
+        /// The field.
+        field: &'static str,
+        /// Where it starts.
+        offset: usize,
+    },
+    /// A checkpoint file name is not a plain file name.
+    #[error(
+        "checkpoint file name {name:?} is not a plain file name (empty, `.`/`..`, or contains `/`, `\\` or NUL)"
+    )]
+    InvalidFileName {
+        /// The rejected name.
+        name: String,
+    },
+}
+
+impl From<Short> for RecordError {
+    fn from(s: Short) -> Self {
+        RecordError::Truncated {
+            offset: s.offset,
+            needed: s.needed,
+        }
+    }
+}
+
+fn check_file_name(name: &str) -> Result<(), RecordError> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.len() > MAX_FILE_NAME_LEN
+        || name.contains(['/', '\\', '\0']);
+    if bad {
+        Err(RecordError::InvalidFileName {
+            name: name.chars().take(MAX_FILE_NAME_LEN).collect(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn put_text(
+    out: &mut Vec<u8>,
+    field: &'static str,
+    text: &str,
+    max: usize,
+) -> Result<(), RecordError> {
+    if text.len() > max {
+        return Err(RecordError::TextTooLong {
+            field,
+            len: text.len(),
+            max,
+        });
+    }
+    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    Ok(())
+}
+
+fn get_text(
+    r: &mut ByteReader<'_>,
+    field: &'static str,
+    max: usize,
+) -> Result<String, RecordError> {
+    let len = usize::from(r.u16()?);
+    if len > max {
+        return Err(RecordError::TextTooLong { field, len, max });
+    }
+    let offset = r.pos();
+    let bytes = r.take(len)?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| RecordError::InvalidUtf8 { field, offset })
+}
+
+/// Lowercase hex of a hash or MAC.
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// The record for people and logs: the variant and its fields like `Debug`, but every
+/// hash, MAC and id in lowercase hex and LSNs and epochs as plain numbers.
+///
+/// ```
+/// use aedb_manifest::ManifestRecord;
+/// use aedb_types::Lsn;
+///
+/// let r = ManifestRecord::SegmentSealed {
+///     seq: 3,
+///     first_lsn: Lsn::new(1),
+///     last_lsn: Lsn::new(9),
+///     sha256: [0xAB; 32],
+/// };
+/// assert_eq!(
+///     r.to_string(),
+///     format!("SegmentSealed {{ seq: 3, first_lsn: 1, last_lsn: 9, sha256: {} }}", "ab".repeat(32))
+/// );
+/// ```
+impl fmt::Display for ManifestRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestRecord::DatabaseCreated {
+                database_id,
+                created_at_unix_ms,
+            } => write!(
+                f,
+                "DatabaseCreated {{ database_id: {database_id}, created_at_unix_ms: {created_at_unix_ms} }}"
+            ),
+            ManifestRecord::CheckpointAdded {
+                lsn,
+                epoch,
+                file_name,
+                sha256,
+                len,
+            } => write!(
+                f,
+                "CheckpointAdded {{ lsn: {lsn}, epoch: {}, file_name: {file_name:?}, sha256: {}, len: {len} }}",
+                epoch.get(),
+                Hex(sha256)
+            ),
+            ManifestRecord::SegmentSealed {
+                seq,
+                first_lsn,
+                last_lsn,
+                sha256,
+            } => write!(
+                f,
+                "SegmentSealed {{ seq: {seq}, first_lsn: {first_lsn}, last_lsn: {last_lsn}, sha256: {} }}",
+                Hex(sha256)
+            ),
+            ManifestRecord::SegmentRetired { seq } => write!(f, "SegmentRetired {{ seq: {seq} }}"),
+            ManifestRecord::CheckpointRetired { lsn } => {
+                write!(f, "CheckpointRetired {{ lsn: {lsn} }}")
+            }
+            ManifestRecord::KeyEpochChanged {
+                epoch,
+                master_key_id,
+                at_unix_ms,
+            } => write!(
+                f,
+                "KeyEpochChanged {{ epoch: {}, master_key_id: {master_key_id:?}, at_unix_ms: {at_unix_ms} }}",
+                epoch.get()
+            ),
+            ManifestRecord::KeyEpochRetired { epoch, at_unix_ms } => write!(
+                f,
+                "KeyEpochRetired {{ epoch: {}, at_unix_ms: {at_unix_ms} }}",
+                epoch.get()
+            ),
+            ManifestRecord::BackupTaken {
+                backup_id,
+                first_lsn,
+                last_lsn,
+                manifest_sha256,
+                at_unix_ms,
+            } => write!(
+                f,
+                "BackupTaken {{ backup_id: {backup_id:?}, first_lsn: {first_lsn}, last_lsn: {last_lsn}, manifest_sha256: {}, at_unix_ms: {at_unix_ms} }}",
+                Hex(manifest_sha256)
+            ),
+            ManifestRecord::ServerEnvHash { profile_id, hash } => write!(
+                f,
+                "ServerEnvHash {{ profile_id: {profile_id:?}, hash: {} }}",
+                Hex(hash)
+            ),
+            ManifestRecord::Compacted {
+                replaces_head,
+                records_replaced,
+                at_unix_ms,
+            } => write!(
+                f,
+                "Compacted {{ replaces_head: {}, records_replaced: {records_replaced}, at_unix_ms: {at_unix_ms} }}",
+                Hex(replaces_head)
+            ),
+        }
+    }
+}
+
+impl ManifestRecord {
+    /// This record's kind.
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            ManifestRecord::DatabaseCreated { .. } => RecordKind::DatabaseCreated,
+            ManifestRecord::CheckpointAdded { .. } => RecordKind::CheckpointAdded,
+            ManifestRecord::SegmentSealed { .. } => RecordKind::SegmentSealed,
+            ManifestRecord::SegmentRetired { .. } => RecordKind::SegmentRetired,
+            ManifestRecord::CheckpointRetired { .. } => RecordKind::CheckpointRetired,
+            ManifestRecord::KeyEpochChanged { .. } => RecordKind::KeyEpochChanged,
+            ManifestRecord::BackupTaken { .. } => RecordKind::BackupTaken,
+            ManifestRecord::ServerEnvHash { .. } => RecordKind::ServerEnvHash,
+            ManifestRecord::Compacted { .. } => RecordKind::Compacted,
+            ManifestRecord::KeyEpochRetired { .. } => RecordKind::KeyEpochRetired,
+        }
+    }
+
+    /// Encodes the record body (`kind || fields`).
+    ///
+    /// # Errors
+    /// [`RecordError::TextTooLong`] or [`RecordError::InvalidFileName`].
+    pub fn encode(&self) -> Result<Vec<u8>, RecordError> {
+        let mut out = Vec::with_capacity(64);
+        out.push(self.kind().id());
+        match self {
+            ManifestRecord::DatabaseCreated {
+                database_id,
+                created_at_unix_ms,
+            } => {
+                out.extend_from_slice(database_id.as_bytes());
+                out.extend_from_slice(&created_at_unix_ms.to_le_bytes());
+            }
+            ManifestRecord::CheckpointAdded {
+                lsn,
+                epoch,
+                file_name,
+                sha256,
+                len,
+            } => {
+                check_file_name(file_name)?;
+                out.extend_from_slice(&lsn.get().to_le_bytes());
+                out.extend_from_slice(&epoch.get().to_le_bytes());
+                put_text(&mut out, "file_name", file_name, MAX_FILE_NAME_LEN)?;
+                out.extend_from_slice(sha256);
+                out.extend_from_slice(&len.to_le_bytes());
+            }
+            ManifestRecord::SegmentSealed {
+                seq,
+                first_lsn,
+                last_lsn,
+                sha256,
+            } => {
+                out.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(&first_lsn.get().to_le_bytes());
+                out.extend_from_slice(&last_lsn.get().to_le_bytes());
+                out.extend_from_slice(sha256);
+            }
+            ManifestRecord::SegmentRetired { seq } => out.extend_from_slice(&seq.to_le_bytes()),
+            ManifestRecord::CheckpointRetired { lsn } => {
+                out.extend_from_slice(&lsn.get().to_le_bytes());
+            }
+            ManifestRecord::KeyEpochChanged {
+                epoch,
+                master_key_id,
+                at_unix_ms,
+            } => {
+                out.extend_from_slice(&epoch.get().to_le_bytes());
+                put_text(&mut out, "master_key_id", master_key_id, MAX_TEXT_LEN)?;
+                out.extend_from_slice(&at_unix_ms.to_le_bytes());
+            }
+            ManifestRecord::KeyEpochRetired { epoch, at_unix_ms } => {
+                out.extend_from_slice(&epoch.get().to_le_bytes());
+                out.extend_from_slice(&at_unix_ms.to_le_bytes());
+            }
+            ManifestRecord::BackupTaken {
+                backup_id,
+                first_lsn,
+                last_lsn,
+                manifest_sha256,
+                at_unix_ms,
+            } => {
+                put_text(&mut out, "backup_id", backup_id, MAX_TEXT_LEN)?;
+                out.extend_from_slice(&first_lsn.get().to_le_bytes());
+                out.extend_from_slice(&last_lsn.get().to_le_bytes());
+                out.extend_from_slice(manifest_sha256);
+                out.extend_from_slice(&at_unix_ms.to_le_bytes());
+            }
+            ManifestRecord::ServerEnvHash { profile_id, hash } => {
+                put_text(&mut out, "profile_id", profile_id, MAX_TEXT_LEN)?;
+                out.extend_from_slice(hash);
+            }
+            ManifestRecord::Compacted {
+                replaces_head,
+                records_replaced,
+                at_unix_ms,
+            } => {
+                out.extend_from_slice(replaces_head);
+                out.extend_from_slice(&records_replaced.to_le_bytes());
+                out.extend_from_slice(&at_unix_ms.to_le_bytes());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decodes a record body. Never panics; allocates at most the text field lengths,
+    /// which are bounded by the body length.
+    ///
+    /// # Errors
+    /// Any [`RecordError`] decode variant.
+    pub fn decode(body: &[u8]) -> Result<ManifestRecord, RecordError> {
+        let mut r = ByteReader::new(body);
+        let kind_id = r.u8().map_err(|_| RecordError::Empty)?;
+        let kind =
+            RecordKind::from_id(kind_id).ok_or(RecordError::UnknownKind { kind: kind_id })?;
+        let lsn = |r: &mut ByteReader<'_>| r.u64().map(Lsn::new);
+        let record = match kind {
+            RecordKind::DatabaseCreated => ManifestRecord::DatabaseCreated {
+                database_id: DatabaseId::from_bytes(r.array()?),
+                created_at_unix_ms: r.u64()?,
+            },
+            RecordKind::CheckpointAdded => {
+                let lsn = lsn(&mut r)?;
+                let epoch = KeyEpoch::new(r.u32()?);
+                let file_name = get_text(&mut r, "file_name", MAX_FILE_NAME_LEN)?;
+                check_file_name(&file_name)?;
+                ManifestRecord::CheckpointAdded {
+                    lsn,
+                    epoch,
+                    file_name,
+                    sha256: r.array()?,
+                    len: r.u64()?,
+                }
+            }
+            RecordKind::SegmentSealed => ManifestRecord::SegmentSealed {
+                seq: r.u64()?,
+                first_lsn: lsn(&mut r)?,
+                last_lsn: lsn(&mut r)?,
+                sha256: r.array()?,
+            },
+            RecordKind::SegmentRetired => ManifestRecord::SegmentRetired { seq: r.u64()? },
+            RecordKind::CheckpointRetired => {
+                ManifestRecord::CheckpointRetired { lsn: lsn(&mut r)? }
+            }
+            RecordKind::KeyEpochChanged => ManifestRecord::KeyEpochChanged {
+                epoch: KeyEpoch::new(r.u32()?),
+                master_key_id: get_text(&mut r, "master_key_id", MAX_TEXT_LEN)?,
+                at_unix_ms: r.u64()?,
+            },
+            RecordKind::KeyEpochRetired => ManifestRecord::KeyEpochRetired {
+                epoch: KeyEpoch::new(r.u32()?),
+                at_unix_ms: r.u64()?,
+            },
+            RecordKind::BackupTaken => ManifestRecord::BackupTaken {
+                backup_id: get_text(&mut r, "backup_id", MAX_TEXT_LEN)?,
+                first_lsn: lsn(&mut r)?,
+                last_lsn: lsn(&mut r)?,
+                manifest_sha256: r.array()?,
+                at_unix_ms: r.u64()?,
+            },
+            RecordKind::ServerEnvHash => ManifestRecord::ServerEnvHash {
+                profile_id: get_text(&mut r, "profile_id", MAX_TEXT_LEN)?,
+                hash: r.array()?,
+            },
+            RecordKind::Compacted => ManifestRecord::Compacted {
+                replaces_head: r.array()?,
+                records_replaced: r.u64()?,
+                at_unix_ms: r.u64()?,
+            },
+        };
+        if r.remaining() != 0 {
+            return Err(RecordError::TrailingBytes {
+                offset: r.pos(),
+                count: r.remaining(),
+            });
+        }
+        Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in RecordKind::ALL {
+            assert_eq!(RecordKind::from_id(k.id()), Some(k));
+        }
+        assert_eq!(RecordKind::from_id(0), None);
+        assert_eq!(RecordKind::from_id(11), None);
+    }
+
+    #[test]
+    fn file_names_must_be_plain() {
+        for bad in ["", ".", "..", "a/b", "..\\x", "a\0b"] {
+            let r = ManifestRecord::CheckpointAdded {
+                lsn: Lsn::new(1),
+                epoch: KeyEpoch::FIRST,
+                file_name: bad.to_string(),
+                sha256: [0; 32],
+                len: 0,
+            };
+            assert!(
+                matches!(r.encode(), Err(RecordError::InvalidFileName { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn decode_rejects_trailing_bytes_and_long_text() {
+        let r = ManifestRecord::SegmentRetired { seq: 5 };
+        let mut body = r.encode().unwrap();
+        assert_eq!(ManifestRecord::decode(&body), Ok(r));
+        body.push(0);
+        assert_eq!(
+            ManifestRecord::decode(&body),
+            Err(RecordError::TrailingBytes {
+                offset: 9,
+                count: 1
+            })
+        );
+        let long = ManifestRecord::ServerEnvHash {
+            profile_id: "x".repeat(MAX_TEXT_LEN + 1),
+            hash: [0; 32],
+        };
+        assert!(matches!(
+            long.encode(),
+            Err(RecordError::TextTooLong { .. })
+        ));
+        let mut body = vec![8u8];
+        body.extend_from_slice(&((MAX_TEXT_LEN + 1) as u16).to_le_bytes());
+        assert!(matches!(
+            ManifestRecord::decode(&body),
+            Err(RecordError::TextTooLong { .. })
+        ));
+        assert_eq!(ManifestRecord::decode(&[]), Err(RecordError::Empty));
+        assert_eq!(
+            ManifestRecord::decode(&[42]),
+            Err(RecordError::UnknownKind { kind: 42 })
+        );
+    }
+}
