@@ -213,7 +213,8 @@ impl<'a, D> ByteReader<'a, D> {
 
     /// An item count of the given width, checked against `max` and against the
     /// remaining input assuming each item takes at least `min_item` bytes, so a caller
-    /// can allocate for it. The error points at the count.
+    /// can allocate for it. The error points just past the count, where the items
+    /// would start.
     pub fn count(
         &mut self,
         prefix: LenPrefix,
@@ -221,19 +222,15 @@ impl<'a, D> ByteReader<'a, D> {
         min_item: usize,
         max: u64,
     ) -> Result<usize, DecodeError<D>> {
-        let start = self.pos;
         let count = self.prefix(prefix)?;
         let remaining = self.remaining();
         let capacity = (remaining / min_item.max(1)) as u64;
         if count > capacity || count > max {
-            return Err(self.err_at(
-                start,
-                DecodeErrorKind::CountTooLarge {
-                    what,
-                    count,
-                    remaining,
-                },
-            ));
+            return Err(self.err(DecodeErrorKind::CountTooLarge {
+                what,
+                count,
+                remaining,
+            }));
         }
         // count <= remaining, so it fits in usize.
         Ok(count as usize)
