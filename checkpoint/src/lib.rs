@@ -65,7 +65,6 @@
 mod checkpoint_file;
 mod checkpoint_stream;
 mod chunk;
-mod codec;
 mod durable;
 mod error;
 mod golden;

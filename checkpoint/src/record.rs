@@ -17,8 +17,8 @@
 //! | 9 | `Compacted`        | replaces_head (32), records_replaced (u64), at_unix_ms (u64) |
 //! | 10 | `KeyEpochRetired` | epoch (u32), at_unix_ms (u64) |
 
-use crate::codec::{ByteReader, Short};
-use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use aedb_types::reader::{ByteReader, LenPrefix};
+use aedb_types::{DatabaseId, DecodeError, DecodeErrorKind, KeyEpoch, Lsn};
 
 /// Longest identifier text (`master_key_id`, `backup_id`, `profile_id`), in bytes.
 pub const MAX_TEXT_LEN: usize = 256;
@@ -201,31 +201,10 @@ impl RecordKind {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordError {
-    /// The body ended inside a field.
-    #[error("record body ends at byte {offset}, {needed} more byte(s) needed")]
-    Truncated {
-        /// Where the field starts.
-        offset: usize,
-        /// Bytes the field needs.
-        needed: usize,
-    },
-    /// Empty body (no kind byte).
-    #[error("empty record body")]
-    Empty,
-    /// Unknown kind byte.
-    #[error("unknown record kind {kind}")]
-    UnknownKind {
-        /// The kind byte.
-        kind: u8,
-    },
-    /// Bytes left after the last field.
-    #[error("{count} trailing byte(s) after the record at byte {offset}")]
-    TrailingBytes {
-        /// Where they start.
-        offset: usize,
-        /// How many.
-        count: usize,
-    },
+    /// The body is not a well-formed record (truncated, unknown kind, over-long or
+    /// non-UTF-8 text, trailing bytes).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     /// A text field is longer than allowed.
     #[error("{field} is {len} bytes, longer than the {max}-byte limit")]
     TextTooLong {
@@ -236,14 +215,6 @@ pub enum RecordError {
         /// The limit.
         max: usize,
     },
-    /// A text field is not UTF-8.
-    #[error("{field} at byte {offset} is not valid UTF-8")]
-    InvalidUtf8 {
-        /// The field.
-        field: &'static str,
-        /// Where it starts.
-        offset: usize,
-    },
     /// A checkpoint file name is not a plain file name.
     #[error(
         "checkpoint file name {name:?} is not a plain file name (empty, `.`/`..`, or contains `/`, `\\` or NUL)"
@@ -252,15 +223,6 @@ pub enum RecordError {
         /// The rejected name.
         name: String,
     },
-}
-
-impl From<Short> for RecordError {
-    fn from(s: Short) -> Self {
-        RecordError::Truncated {
-            offset: s.offset,
-            needed: s.needed,
-        }
-    }
 }
 
 fn check_file_name(name: &str) -> Result<(), RecordError> {
@@ -300,14 +262,8 @@ fn get_text(
     r: &mut ByteReader<'_>,
     field: &'static str,
     max: usize,
-) -> Result<String, RecordError> {
-    let len = usize::from(r.u16()?);
-    if len > max {
-        return Err(RecordError::TextTooLong { field, len, max });
-    }
-    let offset = r.pos();
-    let bytes = r.take(len)?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| RecordError::InvalidUtf8 { field, offset })
+) -> Result<String, DecodeError> {
+    Ok(r.str(LenPrefix::U16, field, max)?.to_owned())
 }
 
 impl ManifestRecord {
@@ -420,10 +376,17 @@ impl ManifestRecord {
     /// # Errors
     /// Any [`RecordError`] decode variant.
     pub fn decode(body: &[u8]) -> Result<ManifestRecord, RecordError> {
-        let mut r = ByteReader::new(body);
-        let kind_id = r.u8().map_err(|_| RecordError::Empty)?;
-        let kind =
-            RecordKind::from_id(kind_id).ok_or(RecordError::UnknownKind { kind: kind_id })?;
+        let mut r = ByteReader::new("manifest record", body);
+        let kind_id = r.u8()?;
+        let kind = RecordKind::from_id(kind_id).ok_or_else(|| {
+            r.err_at(
+                0,
+                DecodeErrorKind::UnknownTag {
+                    what: "record kind",
+                    tag: kind_id,
+                },
+            )
+        })?;
         let lsn = |r: &mut ByteReader<'_>| r.u64().map(Lsn::new);
         let record = match kind {
             RecordKind::DatabaseCreated => ManifestRecord::DatabaseCreated {
@@ -479,12 +442,7 @@ impl ManifestRecord {
                 at_unix_ms: r.u64()?,
             },
         };
-        if r.remaining() != 0 {
-            return Err(RecordError::TrailingBytes {
-                offset: r.pos(),
-                count: r.remaining(),
-            });
-        }
+        r.finish()?;
         Ok(record)
     }
 }
@@ -527,10 +485,11 @@ mod tests {
         body.push(0);
         assert_eq!(
             ManifestRecord::decode(&body),
-            Err(RecordError::TrailingBytes {
-                offset: 9,
-                count: 1
-            })
+            Err(RecordError::Decode(DecodeError::new(
+                "manifest record",
+                9,
+                DecodeErrorKind::TrailingBytes { count: 1 }
+            )))
         );
         let long = ManifestRecord::ServerEnvHash {
             profile_id: "x".repeat(MAX_TEXT_LEN + 1),
@@ -544,12 +503,36 @@ mod tests {
         body.extend_from_slice(&((MAX_TEXT_LEN + 1) as u16).to_le_bytes());
         assert!(matches!(
             ManifestRecord::decode(&body),
-            Err(RecordError::TextTooLong { .. })
+            Err(RecordError::Decode(DecodeError {
+                offset: 1,
+                kind: DecodeErrorKind::LengthTooLarge {
+                    what: "profile_id",
+                    ..
+                },
+                ..
+            }))
         ));
-        assert_eq!(ManifestRecord::decode(&[]), Err(RecordError::Empty));
+        assert_eq!(
+            ManifestRecord::decode(&[]),
+            Err(RecordError::Decode(DecodeError::new(
+                "manifest record",
+                0,
+                DecodeErrorKind::UnexpectedEnd {
+                    needed: 1,
+                    remaining: 0
+                }
+            )))
+        );
         assert_eq!(
             ManifestRecord::decode(&[42]),
-            Err(RecordError::UnknownKind { kind: 42 })
+            Err(RecordError::Decode(DecodeError::new(
+                "manifest record",
+                0,
+                DecodeErrorKind::UnknownTag {
+                    what: "record kind",
+                    tag: 42
+                }
+            )))
         );
     }
 }
