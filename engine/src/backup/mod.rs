@@ -306,10 +306,13 @@ fn read_backup_with(
             .parse()
             .map_err(|_| BackupError::Manifest {
                 path: path.clone(),
-                source: BackupManifestError::Invalid {
-                    offset: 0,
-                    what: "master key id does not parse",
-                },
+                source: BackupManifestError::new(
+                    "backup manifest",
+                    0,
+                    aedb_types::DecodeErrorKind::Invalid {
+                        what: "master key id (does not parse)",
+                    },
+                ),
             })?;
     let key = match backup_key_from(provider, decoded.manifest.database_id, Some(&master)) {
         Ok((key, _)) => key,
