@@ -105,7 +105,7 @@ pub fn spawn(
                 }
                 if manifest.record_count() >= compact_after {
                     let summary = manifest.live_state().to_records();
-                    match manifest.compact(crate::pipeline::now_unix_ms(), &summary) {
+                    match manifest.compact(aedb_types::clock::unix_millis(), &summary) {
                         Ok(()) => {
                             metrics
                                 .manifest_compactions

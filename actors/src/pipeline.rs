@@ -441,12 +441,6 @@ impl Drop for Pipeline {
 /// The WAL directory inside a data directory.
 pub const WAL_DIR: &str = "wal";
 
-pub(crate) fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Opens and verifies the manifest, or creates it for a brand-new database.
 fn open_manifest(
     fs: &aedb_fs::SharedFs,
@@ -502,7 +496,7 @@ fn open_manifest(
         let database = DatabaseId::from_bytes(id);
         // Created whole or not at all: a crash here leaves no manifest, never one
         // without the key epoch every later open needs.
-        let now = now_unix_ms();
+        let now = aedb_types::clock::unix_millis();
         Manifest::create_with(
             fs,
             &path,
@@ -533,7 +527,7 @@ fn open_manifest(
         manifest.append(&ManifestRecord::KeyEpochChanged {
             epoch: next,
             master_key_id: current.to_string(),
-            at_unix_ms: now_unix_ms(),
+            at_unix_ms: aedb_types::clock::unix_millis(),
         })?;
         epochs.insert(next, current);
     }

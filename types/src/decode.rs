@@ -85,7 +85,10 @@ impl<D: fmt::Display> fmt::Display for DecodeErrorKind<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeErrorKind::UnexpectedEnd { needed, remaining } => {
-                write!(f, "input ends early: need {needed} more bytes, {remaining} left")
+                write!(
+                    f,
+                    "input ends early: need {needed} more bytes, {remaining} left"
+                )
             }
             DecodeErrorKind::BadMagic => write!(f, "bad magic bytes"),
             DecodeErrorKind::UnsupportedVersion { found, supported } => write!(

@@ -292,7 +292,10 @@ mod tests {
         assert_eq!(e.kind, DecodeErrorKind::InvalidUtf8 { what: "name" });
         let mut r = R::new("test", &bytes);
         let e = r.prefixed(LenPrefix::U8, "name", 2).unwrap_err();
-        assert!(matches!(e.kind, DecodeErrorKind::LengthTooLarge { len: 3, .. }));
+        assert!(matches!(
+            e.kind,
+            DecodeErrorKind::LengthTooLarge { len: 3, .. }
+        ));
         let mut r = R::new("test", &bytes[4..]);
         let e = r.count(LenPrefix::U32, "item", 1, u64::MAX).unwrap_err();
         assert!(matches!(e.kind, DecodeErrorKind::CountTooLarge { .. }));
@@ -301,16 +304,31 @@ mod tests {
         let mut r = R::new("test", &bytes[..2]);
         r.u8().unwrap();
         let e = r.finish().unwrap_err();
-        assert_eq!((e.offset, e.kind), (1, DecodeErrorKind::TrailingBytes { count: 1 }));
+        assert_eq!(
+            (e.offset, e.kind),
+            (1, DecodeErrorKind::TrailingBytes { count: 1 })
+        );
     }
 
     #[test]
     fn magic_and_tags() {
         let mut r = R::new("test", b"AEDBx\x05");
         assert_eq!(r.clone().magic(b"AEDB").map(|_| ()), Ok(()));
-        assert_eq!(r.magic(b"AEDC").unwrap_err().kind, DecodeErrorKind::BadMagic);
+        assert_eq!(
+            r.magic(b"AEDC").unwrap_err().kind,
+            DecodeErrorKind::BadMagic
+        );
         let mut r = R::new("test", b"\x05");
         let e = r.tag("kind", 4).unwrap_err();
-        assert_eq!((e.offset, e.kind), (0, DecodeErrorKind::UnknownTag { what: "kind", tag: 5 }));
+        assert_eq!(
+            (e.offset, e.kind),
+            (
+                0,
+                DecodeErrorKind::UnknownTag {
+                    what: "kind",
+                    tag: 5
+                }
+            )
+        );
     }
 }

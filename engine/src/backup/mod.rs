@@ -342,12 +342,6 @@ fn read_backup_with(
     })
 }
 
-fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn ensure_empty_dir(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -759,7 +753,7 @@ impl AedbInstance {
             kind,
             database_id,
             backup_id,
-            created_at_unix_ms: now_unix_ms(),
+            created_at_unix_ms: aedb_types::clock::unix_millis(),
             first_lsn,
             last_lsn,
             parent_sha256,
@@ -1312,7 +1306,7 @@ fn write_data_dir(
         keyring.manifest_key(database)?,
     )
     .map_err(write)?;
-    let now = now_unix_ms();
+    let now = aedb_types::clock::unix_millis();
     manifest
         .append(&ManifestRecord::DatabaseCreated {
             database_id: database,
