@@ -19,7 +19,7 @@ use aedb_sync::completion::completion;
 use aedb_sync::group_commit::{GroupCommitError, LoopConfig, WriterMsg};
 use aedb_sync::mailbox::MailboxSender;
 use aedb_sync::{Completer, SnapshotCell};
-use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use aedb_types::{DatabaseId, KeyEpoch, Lsn, SegmentSeq};
 use aedb_wal::{
     FrameKind, RecoveredWal, RecoveryMode, WalCipher, WalConfig, WalKeyring, WalWriter,
 };
@@ -546,23 +546,20 @@ fn check_recorded_segments_present(
     successor_only: bool,
 ) -> Result<(), StartError> {
     let recorded = manifest.live_state().segments();
-    let present: std::collections::BTreeSet<u64> = aedb_wal::segment_paths(fs, wal_dir)
+    let present: std::collections::BTreeSet<SegmentSeq> = aedb_wal::segment_paths(fs, wal_dir)
         .map_err(|e| StartError::Thread {
             what: "WAL directory listing",
             source: std::io::Error::other(e.to_string()),
         })?
         .into_iter()
-        .map(|(seq, _)| seq.get())
+        .map(|(seq, _)| seq)
         .collect();
-    let newest = recorded
-        .keys()
-        .next_back()
-        .map(|&seq| seq.saturating_add(1));
+    let newest = recorded.keys().next_back().map(|&seq| seq.next());
     let live = recorded.keys().copied().filter(|_| !successor_only);
     for seq in live.chain(newest) {
         if !present.contains(&seq) {
             return Err(StartError::SegmentMissing {
-                path: wal_dir.join(aedb_wal::segment_file_name(aedb_wal::SegmentSeq::new(seq))),
+                path: wal_dir.join(aedb_wal::segment_file_name(seq)),
             });
         }
     }
@@ -721,12 +718,12 @@ fn retire_lost_segments(
     manifest: &mut Manifest,
     recovered: &RecoveredWal,
 ) -> Result<(), StartError> {
-    let kept: std::collections::BTreeMap<u64, [u8; 32]> = recovered
+    let kept: std::collections::BTreeMap<SegmentSeq, [u8; 32]> = recovered
         .segments
         .iter()
-        .filter_map(|s| s.sealed_hash.map(|h| (s.seq.get(), h.0)))
+        .filter_map(|s| s.sealed_hash.map(|h| (s.seq, h.0)))
         .collect();
-    let lost: Vec<u64> = manifest
+    let lost: Vec<SegmentSeq> = manifest
         .live_state()
         .segments()
         .iter()
@@ -789,7 +786,7 @@ pub fn check_segments_against_manifest(
 ) -> Result<(), StartError> {
     let recorded = manifest.live_state().segments();
     for seg in &recovered.segments {
-        if let (Some(hash), Some(rec)) = (&seg.sealed_hash, recorded.get(&seg.seq.get()))
+        if let (Some(hash), Some(rec)) = (&seg.sealed_hash, recorded.get(&seg.seq))
             && hash.0 != rec.sha256
         {
             return Err(StartError::SegmentMismatch {

@@ -13,7 +13,7 @@ use crate::manifest::{
 use crate::nonce::{FixedNonce, NONCE_LEN};
 use crate::record::ManifestRecord;
 use aedb_keys::SecretKey;
-use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use aedb_types::{DatabaseId, KeyEpoch, Lsn, SegmentSeq};
 use std::path::Path;
 
 /// The checkpoint key used by the fixtures (test value, never a real key).
@@ -123,7 +123,7 @@ fn golden_records() -> Vec<ManifestRecord> {
             at_unix_ms: 1_700_000_000_001,
         },
         ManifestRecord::SegmentSealed {
-            seq: 0,
+            seq: SegmentSeq::new(0),
             first_lsn: Lsn::new(1),
             last_lsn: Lsn::new(100),
             sha256: [0x5E; 32],
@@ -135,7 +135,9 @@ fn golden_records() -> Vec<ManifestRecord> {
             sha256: [0xC4; 32],
             len: 4096,
         },
-        ManifestRecord::SegmentRetired { seq: 0 },
+        ManifestRecord::SegmentRetired {
+            seq: SegmentSeq::new(0),
+        },
         ManifestRecord::CheckpointRetired { lsn: Lsn::new(100) },
         ManifestRecord::BackupTaken {
             backup_id: "backup-2023-11-14".into(),

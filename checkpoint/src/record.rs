@@ -18,7 +18,7 @@
 //! | 10 | `KeyEpochRetired` | epoch (u32), at_unix_ms (u64) |
 
 use aedb_types::reader::{ByteReader, LenPrefix};
-use aedb_types::{DatabaseId, DecodeError, DecodeErrorKind, KeyEpoch, Lsn};
+use aedb_types::{DatabaseId, DecodeError, DecodeErrorKind, KeyEpoch, Lsn, SegmentSeq};
 
 /// Longest identifier text (`master_key_id`, `backup_id`, `profile_id`), in bytes.
 pub const MAX_TEXT_LEN: usize = 256;
@@ -52,7 +52,7 @@ pub enum ManifestRecord {
     /// A WAL segment was sealed (closed with its trailer).
     SegmentSealed {
         /// Segment sequence number.
-        seq: u64,
+        seq: SegmentSeq,
         /// First LSN in the segment.
         first_lsn: Lsn,
         /// Last LSN in the segment.
@@ -63,7 +63,7 @@ pub enum ManifestRecord {
     /// A WAL segment is no longer needed and may be (or was) deleted.
     SegmentRetired {
         /// Segment sequence number.
-        seq: u64,
+        seq: SegmentSeq,
     },
     /// A checkpoint is no longer needed and may be (or was) deleted.
     CheckpointRetired {
@@ -318,12 +318,14 @@ impl ManifestRecord {
                 last_lsn,
                 sha256,
             } => {
-                out.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(&seq.get().to_le_bytes());
                 out.extend_from_slice(&first_lsn.get().to_le_bytes());
                 out.extend_from_slice(&last_lsn.get().to_le_bytes());
                 out.extend_from_slice(sha256);
             }
-            ManifestRecord::SegmentRetired { seq } => out.extend_from_slice(&seq.to_le_bytes()),
+            ManifestRecord::SegmentRetired { seq } => {
+                out.extend_from_slice(&seq.get().to_le_bytes());
+            }
             ManifestRecord::CheckpointRetired { lsn } => {
                 out.extend_from_slice(&lsn.get().to_le_bytes());
             }
@@ -407,12 +409,14 @@ impl ManifestRecord {
                 }
             }
             RecordKind::SegmentSealed => ManifestRecord::SegmentSealed {
-                seq: r.u64()?,
+                seq: SegmentSeq::new(r.u64()?),
                 first_lsn: lsn(&mut r)?,
                 last_lsn: lsn(&mut r)?,
                 sha256: r.array()?,
             },
-            RecordKind::SegmentRetired => ManifestRecord::SegmentRetired { seq: r.u64()? },
+            RecordKind::SegmentRetired => ManifestRecord::SegmentRetired {
+                seq: SegmentSeq::new(r.u64()?),
+            },
             RecordKind::CheckpointRetired => {
                 ManifestRecord::CheckpointRetired { lsn: lsn(&mut r)? }
             }
@@ -479,7 +483,9 @@ mod tests {
 
     #[test]
     fn decode_rejects_trailing_bytes_and_long_text() {
-        let r = ManifestRecord::SegmentRetired { seq: 5 };
+        let r = ManifestRecord::SegmentRetired {
+            seq: SegmentSeq::new(5),
+        };
         let mut body = r.encode().unwrap();
         assert_eq!(ManifestRecord::decode(&body), Ok(r));
         body.push(0);

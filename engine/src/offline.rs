@@ -14,7 +14,7 @@ use aedb_actors::FrameReplayError;
 use aedb_actors::keyring::{EpochTable, Keyring};
 use aedb_checkpoint::{LiveState, ManifestError, VerifiedManifest};
 use aedb_model::State;
-use aedb_types::{DatabaseId, Lsn};
+use aedb_types::{DatabaseId, Lsn, SegmentSeq};
 use aedb_wal::{RecoveredWal, RecoveryMode, WalConfig, WalKeyring};
 
 use crate::AedbConfig;
@@ -249,7 +249,7 @@ fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, Offline
     }
     let recorded = manifest.live.segments();
     for seg in &wal.segments {
-        if let (Some(hash), Some(rec)) = (&seg.sealed_hash, recorded.get(&seg.seq.get()))
+        if let (Some(hash), Some(rec)) = (&seg.sealed_hash, recorded.get(&seg.seq))
             && hash.0 != rec.sha256
         {
             return Err(OfflineError::Integrity(format!(
@@ -505,7 +505,7 @@ pub struct Inspection {
     /// Checkpoint files on disk.
     pub checkpoints: Vec<FileInfo>,
     /// WAL segment files on disk, by sequence number.
-    pub segments: BTreeMap<u64, FileInfo>,
+    pub segments: BTreeMap<SegmentSeq, FileInfo>,
 }
 
 /// Lists the manifest's records and the files on disk. Read-only.
@@ -531,7 +531,7 @@ pub fn inspect(dir: &Path, config: &AedbConfig) -> Result<Inspection, OfflineErr
         aedb_wal::segment_paths(fs, &wal_dir).map_err(|e| OfflineError::Integrity(e.to_string()))?
     {
         let len = fs.file_len(&path).map_err(io(&path))?;
-        segments.insert(seq.get(), FileInfo { path, len });
+        segments.insert(seq, FileInfo { path, len });
     }
     Ok(Inspection {
         manifest,
