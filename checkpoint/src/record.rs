@@ -204,7 +204,7 @@ pub enum RecordError {
     /// The body is not a well-formed record (truncated, unknown kind, over-long or
     /// non-UTF-8 text, trailing bytes).
     #[error(transparent)]
-    Decode(#[from] DecodeError),
+    Decode(Box<DecodeError>),
     /// A text field is longer than allowed.
     #[error("{field} is {len} bytes, longer than the {max}-byte limit")]
     TextTooLong {
@@ -223,6 +223,13 @@ pub enum RecordError {
         /// The rejected name.
         name: String,
     },
+}
+
+impl From<DecodeError> for RecordError {
+    fn from(e: DecodeError) -> Self {
+        // Boxed: manifest errors carry a record error, and stay small.
+        RecordError::Decode(Box::new(e))
+    }
 }
 
 fn check_file_name(name: &str) -> Result<(), RecordError> {
@@ -491,11 +498,11 @@ mod tests {
         body.push(0);
         assert_eq!(
             ManifestRecord::decode(&body),
-            Err(RecordError::Decode(DecodeError::new(
+            Err(RecordError::Decode(Box::new(DecodeError::new(
                 "manifest record",
                 9,
                 DecodeErrorKind::TrailingBytes { count: 1 }
-            )))
+            ))))
         );
         let long = ManifestRecord::ServerEnvHash {
             profile_id: "x".repeat(MAX_TEXT_LEN + 1),
@@ -507,38 +514,41 @@ mod tests {
         ));
         let mut body = vec![8u8];
         body.extend_from_slice(&((MAX_TEXT_LEN + 1) as u16).to_le_bytes());
+        let Err(RecordError::Decode(e)) = ManifestRecord::decode(&body) else {
+            panic!("an over-long profile id decoded");
+        };
         assert!(matches!(
-            ManifestRecord::decode(&body),
-            Err(RecordError::Decode(DecodeError {
+            *e,
+            DecodeError {
                 offset: 1,
                 kind: DecodeErrorKind::LengthTooLarge {
                     what: "profile_id",
                     ..
                 },
                 ..
-            }))
+            }
         ));
         assert_eq!(
             ManifestRecord::decode(&[]),
-            Err(RecordError::Decode(DecodeError::new(
+            Err(RecordError::Decode(Box::new(DecodeError::new(
                 "manifest record",
                 0,
                 DecodeErrorKind::UnexpectedEnd {
                     needed: 1,
                     remaining: 0
                 }
-            )))
+            ))))
         );
         assert_eq!(
             ManifestRecord::decode(&[42]),
-            Err(RecordError::Decode(DecodeError::new(
+            Err(RecordError::Decode(Box::new(DecodeError::new(
                 "manifest record",
                 0,
                 DecodeErrorKind::UnknownTag {
                     what: "record kind",
                     tag: 42
                 }
-            )))
+            ))))
         );
     }
 }
