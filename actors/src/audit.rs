@@ -24,7 +24,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aedb_keys::SecretKey;
 use aedb_manifest::chain::HmacChain;
@@ -517,7 +516,7 @@ impl AuditActor {
         if events.is_empty() {
             return Ok(());
         }
-        let at = Timestamp::from_micros(now_micros());
+        let at = Timestamp::from_micros(aedb_types::clock::unix_micros());
         let mut heads = self.heads.clone();
         let ns = audit_namespace();
         let mut mutations = Vec::with_capacity(events.len());
@@ -574,13 +573,6 @@ impl AuditActor {
             }
         }
     }
-}
-
-/// Microseconds since the Unix epoch (zero if the clock is before it).
-pub fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

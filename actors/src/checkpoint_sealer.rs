@@ -243,7 +243,7 @@ impl Sealer {
         self.record(vec![ManifestRecord::KeyEpochChanged {
             epoch,
             master_key_id: master.to_string(),
-            at_unix_ms: crate::clock::now_unix_ms(),
+            at_unix_ms: aedb_types::clock::unix_millis(),
         }])?;
         let cipher = self
             .ctx
@@ -408,7 +408,7 @@ impl Sealer {
             .filter(|&(epoch, bound)| !kept_epochs.contains(epoch) && *bound < oldest_wal_lsn)
             .map(|(epoch, _)| *epoch)
             .collect();
-        let at_unix_ms = crate::clock::now_unix_ms();
+        let at_unix_ms = aedb_types::clock::unix_millis();
         self.record(
             done.iter()
                 .map(|&epoch| ManifestRecord::KeyEpochRetired { epoch, at_unix_ms })

@@ -49,7 +49,6 @@ pub mod actor;
 pub mod audit;
 pub mod authz_actor;
 pub mod checkpoint_sealer;
-mod clock;
 mod commit;
 mod committer;
 pub mod error;

@@ -81,7 +81,10 @@ impl ManifestChain {
             return;
         }
         let summary = self.manifest.live_state().to_records();
-        match self.manifest.compact(crate::clock::now_unix_ms(), &summary) {
+        match self
+            .manifest
+            .compact(aedb_types::clock::unix_millis(), &summary)
+        {
             Ok(()) => {
                 self.metrics
                     .manifest_compactions

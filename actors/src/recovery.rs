@@ -13,12 +13,11 @@ use std::sync::Arc;
 
 use aedb_manifest::{LiveState, Manifest, ManifestRecord};
 use aedb_model::{CommitRecord, State};
-use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use aedb_types::{DatabaseId, KeyEpoch, Lsn, SegmentSeq};
 use aedb_wal::{
     FrameKind, RecoveredWal, RecoveryMode, WalCipher, WalConfig, WalKeyring, WalWriter,
 };
 
-use crate::clock::now_unix_ms;
 use crate::error::{CheckpointLoadError, FrameReplayError, StartError};
 use crate::keyring::{EpochTable, Keyring};
 
@@ -153,7 +152,7 @@ fn open_manifest(
         let database = DatabaseId::from_bytes(id);
         // Created whole or not at all: a crash here leaves no manifest, never one
         // without the key epoch every later open needs.
-        let now = now_unix_ms();
+        let now = aedb_types::clock::unix_millis();
         Manifest::create_with(
             fs,
             &path,
@@ -184,7 +183,7 @@ fn open_manifest(
         manifest.append(&ManifestRecord::KeyEpochChanged {
             epoch: next,
             master_key_id: current.to_string(),
-            at_unix_ms: now_unix_ms(),
+            at_unix_ms: aedb_types::clock::unix_millis(),
         })?;
         epochs.insert(next, current);
     }
@@ -203,20 +202,17 @@ fn check_recorded_segments_present(
     successor_only: bool,
 ) -> Result<(), StartError> {
     let recorded = manifest.live_state().segments();
-    let present: std::collections::BTreeSet<u64> = aedb_wal::segment_paths(fs, wal_dir)
+    let present: std::collections::BTreeSet<SegmentSeq> = aedb_wal::segment_paths(fs, wal_dir)
         .map_err(StartError::WalListing)?
         .into_iter()
-        .map(|(seq, _)| seq.get())
+        .map(|(seq, _)| seq)
         .collect();
-    let newest = recorded
-        .keys()
-        .next_back()
-        .map(|&seq| seq.saturating_add(1));
+    let newest = recorded.keys().next_back().map(|&seq| seq.next());
     let live = recorded.keys().copied().filter(|_| !successor_only);
     for seq in live.chain(newest) {
         if !present.contains(&seq) {
             return Err(StartError::SegmentMissing {
-                path: wal_dir.join(aedb_wal::segment_file_name(aedb_wal::SegmentSeq::new(seq))),
+                path: wal_dir.join(aedb_wal::segment_file_name(seq)),
             });
         }
     }
@@ -420,12 +416,12 @@ fn retire_lost_segments(
     manifest: &mut Manifest,
     recovered: &RecoveredWal,
 ) -> Result<(), StartError> {
-    let kept: std::collections::BTreeMap<u64, [u8; 32]> = recovered
+    let kept: std::collections::BTreeMap<SegmentSeq, [u8; 32]> = recovered
         .segments
         .iter()
-        .filter_map(|s| s.sealed_hash.map(|h| (s.seq.get(), h.0)))
+        .filter_map(|s| s.sealed_hash.map(|h| (s.seq, h.0)))
         .collect();
-    let lost: Vec<u64> = manifest
+    let lost: Vec<SegmentSeq> = manifest
         .live_state()
         .segments()
         .iter()
@@ -488,7 +484,7 @@ pub fn check_segments_against_manifest(
 ) -> Result<(), StartError> {
     let recorded = live.segments();
     for seg in &recovered.segments {
-        if let (Some(hash), Some(rec)) = (&seg.sealed_hash, recorded.get(&seg.seq.get()))
+        if let (Some(hash), Some(rec)) = (&seg.sealed_hash, recorded.get(&seg.seq))
             && hash.0 != rec.sha256
         {
             return Err(StartError::SegmentMismatch {

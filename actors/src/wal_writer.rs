@@ -97,7 +97,7 @@ impl WalSink {
         let records = sealed
             .iter()
             .map(|s| aedb_manifest::ManifestRecord::SegmentSealed {
-                seq: s.seq.get(),
+                seq: s.seq,
                 first_lsn: s.base_lsn,
                 last_lsn: s.last_lsn,
                 sha256: s.hash.0,

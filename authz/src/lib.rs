@@ -67,8 +67,8 @@ pub use denied::{AccessError, Denied, DenyReason};
 pub use permission::{MAX_KV_PREFIX_LEN, Permission, Resource};
 pub use policy::{AuthzChange, AuthzError, Grant, GrantBasis, PolicyState};
 pub use record::{
-    DecodeError, DecodeErrorKind, POLICY_RECORD_VERSION, PolicyRecord, ReplayError,
-    ReplayErrorKind, decode_records, encode_records,
+    DecodeError, DecodeErrorKind, POLICY_RECORD_VERSION, PolicyFieldError, PolicyRecord,
+    ReplayError, ReplayErrorKind, decode_records, encode_records,
 };
 pub use snapshot::{CallerPolicy, PolicySnapshot};
 

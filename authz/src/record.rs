@@ -34,6 +34,7 @@
 
 use aedb_model::name::MAX_NAME_LEN;
 use aedb_model::{NameError, Namespace, ProjectName, ScopeName, TableName};
+use aedb_types::reader::{ByteReader, LenPrefix};
 
 use crate::permission::{MAX_KV_PREFIX_LEN, Permission, Resource};
 use crate::policy::{Grant, GrantBasis};
@@ -114,86 +115,26 @@ pub struct ReplayError {
     pub kind: ReplayErrorKind,
 }
 
-/// What is wrong with the bytes, without the position.
+/// A field of a policy record failed its own validation: the error inside
+/// [`DecodeErrorKind::Domain`](aedb_types::DecodeErrorKind::Domain).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeErrorKind {
-    /// The input ends early.
-    #[error("input ends early: need {needed} more bytes, {remaining} left")]
-    UnexpectedEnd {
-        /// Bytes needed.
-        needed: u64,
-        /// Bytes left.
-        remaining: usize,
-    },
-    /// A version this build does not read.
-    #[error("policy record version {found} is not supported (this build reads {supported})")]
-    UnsupportedVersion {
-        /// Version found.
-        found: u8,
-        /// The version this build reads.
-        supported: u8,
-    },
-    /// An enum tag with no meaning.
-    #[error("unknown {what} tag {tag}")]
-    UnknownTag {
-        /// Which enum.
-        what: &'static str,
-        /// The tag found.
-        tag: u8,
-    },
-    /// A grant flags byte with undefined bits set.
-    #[error("invalid grant flags {byte:#04x}")]
-    InvalidFlags {
-        /// The byte found.
-        byte: u8,
-    },
-    /// A length prefix over the field's limit.
-    #[error("{what} length {len} exceeds the maximum {max}")]
-    LengthTooLarge {
-        /// Which field.
-        what: &'static str,
-        /// The length found.
-        len: u64,
-        /// The limit.
-        max: u64,
-    },
-    /// A record count larger than the remaining input could hold.
-    #[error("record count {count} exceeds what {remaining} remaining bytes can hold")]
-    CountTooLarge {
-        /// The count found.
-        count: u64,
-        /// Bytes left.
-        remaining: usize,
-    },
-    /// A string that is not UTF-8.
-    #[error("{what} is not valid UTF-8")]
-    InvalidUtf8 {
-        /// Which field.
-        what: &'static str,
-    },
+pub enum PolicyFieldError {
     /// An invalid project, scope or table name.
     #[error(transparent)]
     Name(#[from] NameError),
     /// An invalid caller id.
     #[error(transparent)]
     Caller(#[from] CallerIdError),
-    /// Bytes after a complete record.
-    #[error("{count} bytes remain after the end")]
-    TrailingBytes {
-        /// Number of extra bytes.
-        count: usize,
-    },
 }
 
+/// What is wrong with the bytes of a policy record, without the position.
+pub type DecodeErrorKind = aedb_types::DecodeErrorKind<PolicyFieldError>;
+
 /// Bytes that are not a valid policy record, and where decoding stopped.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("policy record decode failed at byte {offset}: {kind}")]
-pub struct DecodeError {
-    /// Byte offset into the input.
-    pub offset: usize,
-    /// What is wrong.
-    pub kind: DecodeErrorKind,
-}
+pub type DecodeError = aedb_types::DecodeError<PolicyFieldError>;
+
+/// What decode errors name as the thing being decoded.
+const CONTEXT: &str = "policy record";
 
 impl PolicyRecord {
     /// Encodes the record (version byte included).
@@ -249,7 +190,7 @@ impl PolicyRecord {
 
     /// Decodes one record; the whole input must be consumed.
     pub fn decode(bytes: &[u8]) -> Result<PolicyRecord, DecodeError> {
-        let mut r = Reader::new(bytes);
+        let mut r = Reader::new(CONTEXT, bytes);
         let record = r.record()?;
         r.finish()?;
         Ok(record)
@@ -274,26 +215,17 @@ pub fn encode_records(records: &[PolicyRecord]) -> Vec<u8> {
 
 /// Decodes a list made by [`encode_records`].
 pub fn decode_records(bytes: &[u8]) -> Result<Vec<PolicyRecord>, DecodeError> {
-    let mut r = Reader::new(bytes);
+    let mut r = Reader::new("policy record list", bytes);
     r.version()?;
-    let count = r.u32()?;
     // Every entry needs at least a 4-byte length and a 3-byte record.
     const MIN_ENTRY: usize = 4 + 3;
-    if count as usize > r.remaining() / MIN_ENTRY {
-        return Err(r.err(DecodeErrorKind::CountTooLarge {
-            count: count.into(),
-            remaining: r.remaining(),
-        }));
-    }
-    let mut records = Vec::with_capacity(count as usize);
+    let count = r.count(LenPrefix::U32, "policy record", MIN_ENTRY, u64::MAX)?;
+    let mut records = Vec::with_capacity(count);
     for _ in 0..count {
         let len = r.u32()? as usize;
-        let start = r.pos;
-        let body = r.take(len)?;
-        let record = PolicyRecord::decode(body).map_err(|mut e| {
-            e.offset += start;
-            e
-        })?;
+        let start = r.pos();
+        let body = r.bytes(len)?;
+        let record = PolicyRecord::decode(body).map_err(|e| e.shifted(start))?;
         records.push(record);
     }
     r.finish()?;
@@ -380,82 +312,41 @@ fn put_resource(out: &mut Vec<u8>, resource: &Resource) {
     }
 }
 
-/// A bounds-checked cursor over input bytes.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+type Reader<'a> = ByteReader<'a, PolicyFieldError>;
+
+/// The policy record's field readers on top of the shared [`ByteReader`].
+trait ReadPolicy<'a> {
+    fn version(&mut self) -> Result<(), DecodeError>;
+    fn short_str(
+        &mut self,
+        what: &'static str,
+        max: usize,
+    ) -> Result<(usize, &'a str), DecodeError>;
+    fn caller(&mut self) -> Result<CallerId, DecodeError>;
+    fn name<T>(
+        &mut self,
+        what: &'static str,
+        parse: fn(&str) -> Result<T, NameError>,
+    ) -> Result<T, DecodeError>;
+    fn project(&mut self) -> Result<ProjectName, DecodeError>;
+    fn table(&mut self) -> Result<TableName, DecodeError>;
+    fn ns(&mut self) -> Result<Namespace, DecodeError>;
+    fn prefix(&mut self) -> Result<Vec<u8>, DecodeError>;
+    fn permission(&mut self) -> Result<Permission, DecodeError>;
+    fn resource(&mut self) -> Result<Resource, DecodeError>;
+    fn record(&mut self) -> Result<PolicyRecord, DecodeError>;
 }
 
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0 }
-    }
-
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn err(&self, kind: DecodeErrorKind) -> DecodeError {
-        DecodeError {
-            offset: self.pos,
-            kind,
-        }
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if n > self.remaining() {
-            return Err(self.err(DecodeErrorKind::UnexpectedEnd {
-                needed: n as u64,
-                remaining: self.remaining(),
-            }));
-        }
-        let out = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(out)
-    }
-
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn finish(&self) -> Result<(), DecodeError> {
-        match self.remaining() {
-            0 => Ok(()),
-            count => Err(self.err(DecodeErrorKind::TrailingBytes { count })),
-        }
-    }
-
+impl<'a> ReadPolicy<'a> for Reader<'a> {
     fn version(&mut self) -> Result<(), DecodeError> {
-        let at = self.pos;
         let found = self.u8()?;
         if found != POLICY_RECORD_VERSION {
-            return Err(DecodeError {
-                offset: at,
-                kind: DecodeErrorKind::UnsupportedVersion {
-                    found,
-                    supported: POLICY_RECORD_VERSION,
-                },
-            });
+            return Err(self.back(1).err(DecodeErrorKind::UnsupportedVersion {
+                found: found.into(),
+                supported: POLICY_RECORD_VERSION.into(),
+            }));
         }
         Ok(())
-    }
-
-    /// A tag byte; the error points at it.
-    fn tag(&mut self, what: &'static str, max: u8) -> Result<u8, DecodeError> {
-        let at = self.pos;
-        let tag = self.u8()?;
-        if tag > max {
-            return Err(DecodeError {
-                offset: at,
-                kind: DecodeErrorKind::UnknownTag { what, tag },
-            });
-        }
-        Ok(tag)
     }
 
     /// A `len:u8` string of at most `max` bytes, as UTF-8; the error points at
@@ -465,31 +356,14 @@ impl<'a> Reader<'a> {
         what: &'static str,
         max: usize,
     ) -> Result<(usize, &'a str), DecodeError> {
-        let at = self.pos;
-        let len = usize::from(self.u8()?);
-        if len > max {
-            return Err(DecodeError {
-                offset: at,
-                kind: DecodeErrorKind::LengthTooLarge {
-                    what,
-                    len: len as u64,
-                    max: max as u64,
-                },
-            });
-        }
-        let bytes = self.take(len)?;
-        let s = std::str::from_utf8(bytes).map_err(|_| DecodeError {
-            offset: at,
-            kind: DecodeErrorKind::InvalidUtf8 { what },
-        })?;
-        Ok((at, s))
+        let at = self.pos();
+        Ok((at, self.str(LenPrefix::U8, what, max)?))
     }
 
     fn caller(&mut self) -> Result<CallerId, DecodeError> {
-        let (at, s) = self.short_str("caller id", MAX_CALLER_ID_LEN)?;
-        CallerId::from_stored(s).map_err(|e| DecodeError {
-            offset: at,
-            kind: e.into(),
+        self.field(|r| {
+            let (_, s) = r.short_str("caller id", MAX_CALLER_ID_LEN)?;
+            Ok(CallerId::from_stored(s))
         })
     }
 
@@ -498,11 +372,7 @@ impl<'a> Reader<'a> {
         what: &'static str,
         parse: fn(&str) -> Result<T, NameError>,
     ) -> Result<T, DecodeError> {
-        let (at, s) = self.short_str(what, MAX_NAME_LEN)?;
-        parse(s).map_err(|e| DecodeError {
-            offset: at,
-            kind: e.into(),
-        })
+        self.field(|r| Ok(parse(r.short_str(what, MAX_NAME_LEN)?.1)))
     }
 
     fn project(&mut self) -> Result<ProjectName, DecodeError> {
@@ -520,19 +390,9 @@ impl<'a> Reader<'a> {
     }
 
     fn prefix(&mut self) -> Result<Vec<u8>, DecodeError> {
-        let at = self.pos;
-        let len = self.u32()?;
-        if len as usize > MAX_KV_PREFIX_LEN {
-            return Err(DecodeError {
-                offset: at,
-                kind: DecodeErrorKind::LengthTooLarge {
-                    what: "KV prefix",
-                    len: len.into(),
-                    max: MAX_KV_PREFIX_LEN as u64,
-                },
-            });
-        }
-        Ok(self.take(len as usize)?.to_vec())
+        Ok(self
+            .prefixed(LenPrefix::U32, "KV prefix", MAX_KV_PREFIX_LEN)?
+            .to_vec())
     }
 
     fn permission(&mut self) -> Result<Permission, DecodeError> {
@@ -582,13 +442,12 @@ impl<'a> Reader<'a> {
             1 => {
                 let grantee = self.caller()?;
                 let permission = self.permission()?;
-                let at = self.pos;
                 let flags = self.u8()?;
                 if flags & !(FLAG_DELEGABLE | FLAG_DELEGATED) != 0 {
-                    return Err(DecodeError {
-                        offset: at,
-                        kind: DecodeErrorKind::InvalidFlags { byte: flags },
-                    });
+                    return Err(self.back(1).err(DecodeErrorKind::InvalidByte {
+                        what: "grant flags",
+                        byte: flags,
+                    }));
                 }
                 let granted_by = self.caller()?;
                 PolicyRecord::Grant {
@@ -726,16 +585,20 @@ mod tests {
         flags[flag_at] = 0x04;
         assert_eq!(
             PolicyRecord::decode(&flags).unwrap_err(),
-            DecodeError {
-                offset: flag_at,
-                kind: DecodeErrorKind::InvalidFlags { byte: 0x04 }
-            }
+            DecodeError::new(
+                "policy record",
+                flag_at,
+                DecodeErrorKind::InvalidByte {
+                    what: "grant flags",
+                    byte: 0x04
+                }
+            )
         );
         // A forged caller name is refused.
         let forged = [1, 0, 6, b'_', b'a', b'd', b'm', b'i', b'n'];
         assert!(matches!(
             PolicyRecord::decode(&forged).unwrap_err().kind,
-            DecodeErrorKind::Caller(CallerIdError::Reserved)
+            DecodeErrorKind::Domain(PolicyFieldError::Caller(CallerIdError::Reserved))
         ));
         // Huge prefix length is refused before allocating.
         let mut huge = vec![1, 1, 1, b'a', 6, 1, b'p', 1, b's'];
@@ -752,7 +615,10 @@ mod tests {
         list.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(
             decode_records(&list).unwrap_err().kind,
-            DecodeErrorKind::CountTooLarge { .. }
+            DecodeErrorKind::CountTooLarge {
+                what: "policy record",
+                ..
+            }
         ));
     }
 }

@@ -21,8 +21,8 @@
 //! The CRC only distinguishes accidental header corruption from other failures; the header's
 //! authenticity comes from being the associated data of every chunk (see `chunk.rs`).
 
-use crate::codec::ByteReader;
 use crate::nonce::NONCE_LEN;
+use aedb_types::ByteReader;
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use std::fmt;
 
@@ -211,7 +211,7 @@ impl CheckpointHeader {
             return Err(HeaderProblem::TooShort { len: bytes.len() });
         }
         let h = &bytes[..CHECKPOINT_HEADER_LEN];
-        let mut r = ByteReader::new(h);
+        let mut r: ByteReader<'_> = ByteReader::new("checkpoint header", h);
         let short = |_| HeaderProblem::TooShort { len: bytes.len() };
         let magic: [u8; 8] = r.array().map_err(short)?;
         if magic != CHECKPOINT_MAGIC {

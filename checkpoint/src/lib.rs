@@ -63,7 +63,6 @@
 mod checkpoint_file;
 mod checkpoint_stream;
 mod chunk;
-mod codec;
 mod durable;
 mod error;
 mod golden;

@@ -367,9 +367,7 @@ fn transfer(
     to: u64,
     amount: u64,
 ) -> Result<Transaction, aedb::Error> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
+    let now = aedb_types::clock::unix_micros();
     let from_key = account_key(from)?;
     Ok(Transaction::new()
         .assert(Assertion::KvNumericAtLeast {

@@ -545,7 +545,7 @@ pub fn inspect(args: DataDirArg, global: &Global) -> Result<(), CliError> {
         .iter()
         .map(|(seq, f)| {
             json!({
-                "seq": seq, "path": f.path, "bytes": f.len,
+                "seq": seq.get(), "path": f.path, "bytes": f.len,
                 "sealed": live.segments().get(seq).map(|s| json!({
                     "first_lsn": s.first_lsn.get(), "last_lsn": s.last_lsn.get(),
                 })),

@@ -14,7 +14,7 @@ use aedb_actors::keyring::{EpochTable, Keyring};
 use aedb_actors::recovery;
 use aedb_manifest::{LiveState, ManifestError, VerifiedManifest};
 use aedb_model::State;
-use aedb_types::{DatabaseId, Lsn};
+use aedb_types::{DatabaseId, Lsn, SegmentSeq};
 use aedb_wal::{RecoveredWal, RecoveryMode, WalConfig, WalKeyring};
 
 use crate::AedbConfig;
@@ -476,7 +476,7 @@ pub struct Inspection {
     /// Checkpoint files on disk.
     pub checkpoints: Vec<FileInfo>,
     /// WAL segment files on disk, by sequence number.
-    pub segments: BTreeMap<u64, FileInfo>,
+    pub segments: BTreeMap<SegmentSeq, FileInfo>,
 }
 
 /// Lists the manifest's records and the files on disk. Read-only.
@@ -502,7 +502,7 @@ pub fn inspect(dir: &Path, config: &AedbConfig) -> Result<Inspection, OfflineErr
         aedb_wal::segment_paths(fs, &wal_dir).map_err(|e| OfflineError::Integrity(e.to_string()))?
     {
         let len = fs.file_len(&path).map_err(io(&path))?;
-        segments.insert(seq.get(), FileInfo { path, len });
+        segments.insert(seq, FileInfo { path, len });
     }
     Ok(Inspection {
         manifest,

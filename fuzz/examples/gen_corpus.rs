@@ -621,7 +621,7 @@ fn manifests(c: &mut Corpus) {
             hash: [0x5E; 32],
         },
         ManifestRecord::SegmentSealed {
-            seq: 0,
+            seq: SegmentSeq::new(0),
             first_lsn: Lsn::new(1),
             last_lsn: Lsn::new(40),
             sha256: [0x11; 32],
@@ -634,7 +634,7 @@ fn manifests(c: &mut Corpus) {
             len: 4096,
         },
         ManifestRecord::SegmentSealed {
-            seq: 1,
+            seq: SegmentSeq::new(1),
             first_lsn: Lsn::new(41),
             last_lsn: Lsn::new(90),
             sha256: [0x33; 32],
@@ -651,7 +651,9 @@ fn manifests(c: &mut Corpus) {
             sha256: [0x44; 32],
             len: 8192,
         },
-        ManifestRecord::SegmentRetired { seq: 0 },
+        ManifestRecord::SegmentRetired {
+            seq: SegmentSeq::new(0),
+        },
         ManifestRecord::CheckpointRetired { lsn: Lsn::new(40) },
         ManifestRecord::KeyEpochRetired {
             epoch: KeyEpoch::new(1),

@@ -9,7 +9,7 @@ use crate::file::{
 };
 use crate::record::ManifestRecord;
 use aedb_keys::SecretKey;
-use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use aedb_types::{DatabaseId, KeyEpoch, Lsn, SegmentSeq};
 use std::path::Path;
 
 /// The manifest key used by the fixtures (test value, never a real key).
@@ -86,7 +86,7 @@ fn golden_records() -> Vec<ManifestRecord> {
             at_unix_ms: 1_700_000_000_001,
         },
         ManifestRecord::SegmentSealed {
-            seq: 0,
+            seq: SegmentSeq::new(0),
             first_lsn: Lsn::new(1),
             last_lsn: Lsn::new(100),
             sha256: [0x5E; 32],
@@ -98,7 +98,9 @@ fn golden_records() -> Vec<ManifestRecord> {
             sha256: [0xC4; 32],
             len: 4096,
         },
-        ManifestRecord::SegmentRetired { seq: 0 },
+        ManifestRecord::SegmentRetired {
+            seq: SegmentSeq::new(0),
+        },
         ManifestRecord::CheckpointRetired { lsn: Lsn::new(100) },
         ManifestRecord::BackupTaken {
             backup_id: "backup-2023-11-14".into(),

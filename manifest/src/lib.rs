@@ -58,7 +58,6 @@
 #![forbid(unsafe_code)]
 
 pub mod chain;
-mod codec;
 mod error;
 pub mod file;
 mod golden;

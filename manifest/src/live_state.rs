@@ -6,7 +6,7 @@
 //! only of live entries; `first_lsn ≤ last_lsn`; key epochs strictly increasing.
 
 use crate::record::ManifestRecord;
-use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use aedb_types::{DatabaseId, KeyEpoch, Lsn, SegmentSeq};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A live checkpoint as recorded by `CheckpointAdded`.
@@ -105,13 +105,13 @@ pub enum LiveStateError {
     #[error("segment {seq} sealed twice")]
     DuplicateSegment {
         /// The sequence number.
-        seq: u64,
+        seq: SegmentSeq,
     },
     /// Retirement of a segment that is not live.
     #[error("retiring segment {seq}, which is not live")]
     UnknownSegment {
         /// The sequence number.
-        seq: u64,
+        seq: SegmentSeq,
     },
     /// `first_lsn > last_lsn`.
     #[error("LSN range {first}..={last} is empty")]
@@ -155,7 +155,7 @@ pub struct LiveState {
     header_db: DatabaseId,
     database_created_at_unix_ms: Option<u64>,
     checkpoints: BTreeMap<Lsn, LiveCheckpoint>,
-    segments: BTreeMap<u64, LiveSegment>,
+    segments: BTreeMap<SegmentSeq, LiveSegment>,
     key_epochs: BTreeMap<KeyEpoch, EpochInfo>,
     retired_epochs: BTreeMap<KeyEpoch, u64>,
     backups: Vec<BackupInfo>,
@@ -401,7 +401,7 @@ impl LiveState {
     }
 
     /// Live WAL segments by sequence number.
-    pub fn segments(&self) -> &BTreeMap<u64, LiveSegment> {
+    pub fn segments(&self) -> &BTreeMap<SegmentSeq, LiveSegment> {
         &self.segments
     }
 
@@ -522,7 +522,7 @@ mod tests {
                 created_at_unix_ms: 5,
             },
             ManifestRecord::SegmentSealed {
-                seq: 0,
+                seq: SegmentSeq::new(0),
                 first_lsn: Lsn::new(1),
                 last_lsn: Lsn::new(9),
                 sha256: [1; 32],
@@ -534,7 +534,9 @@ mod tests {
                 sha256: [2; 32],
                 len: 3,
             },
-            ManifestRecord::SegmentRetired { seq: 0 },
+            ManifestRecord::SegmentRetired {
+                seq: SegmentSeq::new(0),
+            },
         ];
         let s = LiveState::from_records(DB, &recs).unwrap();
         assert!(s.segments().is_empty());
@@ -640,9 +642,13 @@ mod tests {
                 LiveStateError::UnknownCheckpoint { lsn: Lsn::new(3) },
             ),
             (
-                vec![ManifestRecord::SegmentRetired { seq: 1 }],
+                vec![ManifestRecord::SegmentRetired {
+                    seq: SegmentSeq::new(1),
+                }],
                 0,
-                LiveStateError::UnknownSegment { seq: 1 },
+                LiveStateError::UnknownSegment {
+                    seq: SegmentSeq::new(1),
+                },
             ),
             (
                 vec![
@@ -680,7 +686,7 @@ mod tests {
             ),
             (
                 vec![ManifestRecord::SegmentSealed {
-                    seq: 0,
+                    seq: SegmentSeq::new(0),
                     first_lsn: Lsn::new(5),
                     last_lsn: Lsn::new(4),
                     sha256: [0; 32],

@@ -17,8 +17,8 @@
 //! | 9 | `Compacted`        | replaces_head (32), records_replaced (u64), at_unix_ms (u64) |
 //! | 10 | `KeyEpochRetired` | epoch (u32), at_unix_ms (u64) |
 
-use crate::codec::{ByteReader, Short};
-use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use aedb_types::reader::{ByteReader, LenPrefix};
+use aedb_types::{DatabaseId, DecodeError, DecodeErrorKind, KeyEpoch, Lsn, SegmentSeq};
 use std::fmt;
 
 /// Longest identifier text (`master_key_id`, `backup_id`, `profile_id`), in bytes.
@@ -53,7 +53,7 @@ pub enum ManifestRecord {
     /// A WAL segment was sealed (closed with its trailer).
     SegmentSealed {
         /// Segment sequence number.
-        seq: u64,
+        seq: SegmentSeq,
         /// First LSN in the segment.
         first_lsn: Lsn,
         /// Last LSN in the segment.
@@ -64,7 +64,7 @@ pub enum ManifestRecord {
     /// A WAL segment is no longer needed and may be (or was) deleted.
     SegmentRetired {
         /// Segment sequence number.
-        seq: u64,
+        seq: SegmentSeq,
     },
     /// A checkpoint is no longer needed and may be (or was) deleted.
     CheckpointRetired {
@@ -202,31 +202,10 @@ impl RecordKind {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecordError {
-    /// The body ended inside a field.
-    #[error("record body ends at byte {offset}, {needed} more byte(s) needed")]
-    Truncated {
-        /// Where the field starts.
-        offset: usize,
-        /// Bytes the field needs.
-        needed: usize,
-    },
-    /// Empty body (no kind byte).
-    #[error("empty record body")]
-    Empty,
-    /// Unknown kind byte.
-    #[error("unknown record kind {kind}")]
-    UnknownKind {
-        /// The kind byte.
-        kind: u8,
-    },
-    /// Bytes left after the last field.
-    #[error("{count} trailing byte(s) after the record at byte {offset}")]
-    TrailingBytes {
-        /// Where they start.
-        offset: usize,
-        /// How many.
-        count: usize,
-    },
+    /// The body is not a well-formed record (truncated, unknown kind, over-long or
+    /// non-UTF-8 text, trailing bytes).
+    #[error(transparent)]
+    Decode(Box<DecodeError>),
     /// A text field is longer than allowed.
     #[error("{field} is {len} bytes, longer than the {max}-byte limit")]
     TextTooLong {
@@ -236,14 +215,6 @@ pub enum RecordError {
         len: usize,
         /// The limit.
         max: usize,
-    },
-    /// A text field is not UTF-8.
-    #[error("{field} at byte {offset} is not valid UTF-8")]
-    InvalidUtf8 {
-        /// The field.
-        field: &'static str,
-        /// Where it starts.
-        offset: usize,
     },
     /// A checkpoint file name is not a plain file name.
     #[error(
@@ -255,12 +226,10 @@ pub enum RecordError {
     },
 }
 
-impl From<Short> for RecordError {
-    fn from(s: Short) -> Self {
-        RecordError::Truncated {
-            offset: s.offset,
-            needed: s.needed,
-        }
+impl From<DecodeError> for RecordError {
+    fn from(e: DecodeError) -> Self {
+        // Boxed: manifest errors carry a record error, and stay small.
+        RecordError::Decode(Box::new(e))
     }
 }
 
@@ -301,14 +270,8 @@ fn get_text(
     r: &mut ByteReader<'_>,
     field: &'static str,
     max: usize,
-) -> Result<String, RecordError> {
-    let len = usize::from(r.u16()?);
-    if len > max {
-        return Err(RecordError::TextTooLong { field, len, max });
-    }
-    let offset = r.pos();
-    let bytes = r.take(len)?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| RecordError::InvalidUtf8 { field, offset })
+) -> Result<String, DecodeError> {
+    Ok(r.str(LenPrefix::U16, field, max)?.to_owned())
 }
 
 /// Lowercase hex of a hash or MAC.
@@ -325,10 +288,10 @@ impl fmt::Display for Hex<'_> {
 ///
 /// ```
 /// use aedb_manifest::ManifestRecord;
-/// use aedb_types::Lsn;
+/// use aedb_types::{Lsn, SegmentSeq};
 ///
 /// let r = ManifestRecord::SegmentSealed {
-///     seq: 3,
+///     seq: SegmentSeq::new(3),
 ///     first_lsn: Lsn::new(1),
 ///     last_lsn: Lsn::new(9),
 ///     sha256: [0xAB; 32],
@@ -469,12 +432,14 @@ impl ManifestRecord {
                 last_lsn,
                 sha256,
             } => {
-                out.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(&seq.get().to_le_bytes());
                 out.extend_from_slice(&first_lsn.get().to_le_bytes());
                 out.extend_from_slice(&last_lsn.get().to_le_bytes());
                 out.extend_from_slice(sha256);
             }
-            ManifestRecord::SegmentRetired { seq } => out.extend_from_slice(&seq.to_le_bytes()),
+            ManifestRecord::SegmentRetired { seq } => {
+                out.extend_from_slice(&seq.get().to_le_bytes());
+            }
             ManifestRecord::CheckpointRetired { lsn } => {
                 out.extend_from_slice(&lsn.get().to_le_bytes());
             }
@@ -527,10 +492,17 @@ impl ManifestRecord {
     /// # Errors
     /// Any [`RecordError`] decode variant.
     pub fn decode(body: &[u8]) -> Result<ManifestRecord, RecordError> {
-        let mut r = ByteReader::new(body);
-        let kind_id = r.u8().map_err(|_| RecordError::Empty)?;
-        let kind =
-            RecordKind::from_id(kind_id).ok_or(RecordError::UnknownKind { kind: kind_id })?;
+        let mut r = ByteReader::new("manifest record", body);
+        let kind_id = r.u8()?;
+        let kind = RecordKind::from_id(kind_id).ok_or_else(|| {
+            r.err_at(
+                0,
+                DecodeErrorKind::UnknownTag {
+                    what: "record kind",
+                    tag: kind_id,
+                },
+            )
+        })?;
         let lsn = |r: &mut ByteReader<'_>| r.u64().map(Lsn::new);
         let record = match kind {
             RecordKind::DatabaseCreated => ManifestRecord::DatabaseCreated {
@@ -551,12 +523,14 @@ impl ManifestRecord {
                 }
             }
             RecordKind::SegmentSealed => ManifestRecord::SegmentSealed {
-                seq: r.u64()?,
+                seq: SegmentSeq::new(r.u64()?),
                 first_lsn: lsn(&mut r)?,
                 last_lsn: lsn(&mut r)?,
                 sha256: r.array()?,
             },
-            RecordKind::SegmentRetired => ManifestRecord::SegmentRetired { seq: r.u64()? },
+            RecordKind::SegmentRetired => ManifestRecord::SegmentRetired {
+                seq: SegmentSeq::new(r.u64()?),
+            },
             RecordKind::CheckpointRetired => {
                 ManifestRecord::CheckpointRetired { lsn: lsn(&mut r)? }
             }
@@ -586,12 +560,7 @@ impl ManifestRecord {
                 at_unix_ms: r.u64()?,
             },
         };
-        if r.remaining() != 0 {
-            return Err(RecordError::TrailingBytes {
-                offset: r.pos(),
-                count: r.remaining(),
-            });
-        }
+        r.finish()?;
         Ok(record)
     }
 }
@@ -628,16 +597,19 @@ mod tests {
 
     #[test]
     fn decode_rejects_trailing_bytes_and_long_text() {
-        let r = ManifestRecord::SegmentRetired { seq: 5 };
+        let r = ManifestRecord::SegmentRetired {
+            seq: SegmentSeq::new(5),
+        };
         let mut body = r.encode().unwrap();
         assert_eq!(ManifestRecord::decode(&body), Ok(r));
         body.push(0);
         assert_eq!(
             ManifestRecord::decode(&body),
-            Err(RecordError::TrailingBytes {
-                offset: 9,
-                count: 1
-            })
+            Err(RecordError::Decode(Box::new(DecodeError::new(
+                "manifest record",
+                9,
+                DecodeErrorKind::TrailingBytes { count: 1 }
+            ))))
         );
         let long = ManifestRecord::ServerEnvHash {
             profile_id: "x".repeat(MAX_TEXT_LEN + 1),
@@ -649,14 +621,41 @@ mod tests {
         ));
         let mut body = vec![8u8];
         body.extend_from_slice(&((MAX_TEXT_LEN + 1) as u16).to_le_bytes());
+        let Err(RecordError::Decode(e)) = ManifestRecord::decode(&body) else {
+            panic!("an over-long profile id decoded");
+        };
         assert!(matches!(
-            ManifestRecord::decode(&body),
-            Err(RecordError::TextTooLong { .. })
+            *e,
+            DecodeError {
+                offset: 1,
+                kind: DecodeErrorKind::LengthTooLarge {
+                    what: "profile_id",
+                    ..
+                },
+                ..
+            }
         ));
-        assert_eq!(ManifestRecord::decode(&[]), Err(RecordError::Empty));
+        assert_eq!(
+            ManifestRecord::decode(&[]),
+            Err(RecordError::Decode(Box::new(DecodeError::new(
+                "manifest record",
+                0,
+                DecodeErrorKind::UnexpectedEnd {
+                    needed: 1,
+                    remaining: 0
+                }
+            ))))
+        );
         assert_eq!(
             ManifestRecord::decode(&[42]),
-            Err(RecordError::UnknownKind { kind: 42 })
+            Err(RecordError::Decode(Box::new(DecodeError::new(
+                "manifest record",
+                0,
+                DecodeErrorKind::UnknownTag {
+                    what: "record kind",
+                    tag: 42
+                }
+            ))))
         );
     }
 }

@@ -6,7 +6,7 @@ use aedb_manifest::{
     LiveStateError, MANIFEST_FILE_NAME, Manifest, ManifestError, ManifestRecord, RecordKind,
     read_manifest, verify_manifest_bytes,
 };
-use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use aedb_types::{DatabaseId, KeyEpoch, Lsn, SegmentSeq};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,7 @@ fn key() -> SecretKey {
 
 fn history() -> Vec<ManifestRecord> {
     let seg = |seq: u64, first: u64, last: u64| ManifestRecord::SegmentSealed {
-        seq,
+        seq: SegmentSeq::new(seq),
         first_lsn: Lsn::new(first),
         last_lsn: Lsn::new(last),
         sha256: [seq as u8; 32],
@@ -48,7 +48,9 @@ fn history() -> Vec<ManifestRecord> {
         seg(0, 1, 10),
         seg(1, 11, 20),
         ckpt(20, 1),
-        ManifestRecord::SegmentRetired { seq: 0 },
+        ManifestRecord::SegmentRetired {
+            seq: SegmentSeq::new(0),
+        },
         ManifestRecord::KeyEpochChanged {
             epoch: KeyEpoch::new(2),
             master_key_id: "master/v2".into(),
@@ -121,7 +123,7 @@ fn append_then_open_round_trips_and_folds_live_state() {
     );
     assert_eq!(
         live.segments().keys().copied().collect::<Vec<_>>(),
-        vec![1, 2]
+        vec![SegmentSeq::new(1), SegmentSeq::new(2)]
     );
     assert_eq!(live.current_epoch(), Some(KeyEpoch::new(2)));
     assert_eq!(live.env_hash(), Some(("prod", &[2; 32])));
@@ -251,7 +253,7 @@ fn deleted_swapped_inserted_and_duplicated_records_fail() {
     .unwrap();
     other
         .append(&ManifestRecord::SegmentSealed {
-            seq: 0,
+            seq: SegmentSeq::new(0),
             first_lsn: Lsn::new(1),
             last_lsn: Lsn::new(10),
             sha256: [0; 32],
@@ -491,7 +493,9 @@ fn inconsistent_appends_are_rejected_without_writing() {
     let len = m.len_bytes();
     let head = m.head_mac();
     let bad = [
-        ManifestRecord::SegmentRetired { seq: 99 },
+        ManifestRecord::SegmentRetired {
+            seq: SegmentSeq::new(99),
+        },
         ManifestRecord::CheckpointRetired { lsn: Lsn::new(5) },
         ManifestRecord::DatabaseCreated {
             database_id: DB,
@@ -558,7 +562,9 @@ fn compaction_preserves_live_state_and_links_the_old_head() {
     assert_eq!(m.live_state().to_records(), before.to_records());
     assert!(!dir.path().join("MANIFEST.tmp").exists());
     // Appending after compaction continues the new chain.
-    let extra = ManifestRecord::SegmentRetired { seq: 1 };
+    let extra = ManifestRecord::SegmentRetired {
+        seq: SegmentSeq::new(1),
+    };
     m.append(&extra).unwrap();
     let head = m.head_mac();
     drop(m);
@@ -577,7 +583,7 @@ fn compaction_preserves_live_state_and_links_the_old_head() {
         m.live_state().compacted_from().map(|c| c.replaces_head),
         Some(old_head)
     );
-    assert!(!m.live_state().segments().contains_key(&1));
+    assert!(!m.live_state().segments().contains_key(&SegmentSeq::new(1)));
     // The compacted file is as tamper-evident as any other.
     let bytes = std::fs::read(&path).unwrap();
     for i in 0..bytes.len() {
@@ -606,8 +612,10 @@ fn compaction_rejects_inconsistent_summaries_and_keeps_the_old_file() {
         Err(ManifestError::Rejected { .. })
     ));
     assert_eq!(std::fs::read(&path).unwrap(), before);
-    m.append(&ManifestRecord::SegmentRetired { seq: 1 })
-        .unwrap();
+    m.append(&ManifestRecord::SegmentRetired {
+        seq: SegmentSeq::new(1),
+    })
+    .unwrap();
 }
 
 #[test]
@@ -651,13 +659,15 @@ fn arb_record() -> impl Strategy<Value = ManifestRecord> {
             ),
         (any::<u64>(), any::<u64>(), any::<u64>(), h).prop_map(|(seq, a, b, sha256)| {
             ManifestRecord::SegmentSealed {
-                seq,
+                seq: SegmentSeq::new(seq),
                 first_lsn: Lsn::new(a),
                 last_lsn: Lsn::new(b),
                 sha256,
             }
         }),
-        any::<u64>().prop_map(|seq| ManifestRecord::SegmentRetired { seq }),
+        any::<u64>().prop_map(|seq| ManifestRecord::SegmentRetired {
+            seq: SegmentSeq::new(seq)
+        }),
         any::<u64>().prop_map(|l| ManifestRecord::CheckpointRetired { lsn: Lsn::new(l) }),
         (any::<u32>(), text, any::<u64>()).prop_map(|(e, id, at)| {
             ManifestRecord::KeyEpochChanged {

@@ -81,7 +81,7 @@ pub mod transaction;
 pub mod value;
 
 pub use assertion::{Assertion, CompareOp, KvOperand, MAX_ASSERTION_DEPTH, Verdict};
-pub use codec::{DecodeError, DecodeErrorKind};
+pub use codec::{DecodeError, DecodeErrorKind, FieldError};
 pub use error::{AlreadyExists, ApplyError, NotFound, OpError, ReadError, ReplayError};
 pub use idempotency::{IdempotencyKey, IdempotencyRecord, Outcome, Rejection, RejectionKind};
 pub use key::{EncodedKey, KeyError, KeyRange};

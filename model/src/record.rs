@@ -16,8 +16,9 @@
 use std::sync::Arc;
 
 use crate::codec::{
-    DResult, DecodeError, DecodeErrorKind, Reader, put_count, put_idempotency_key, put_kv_key,
-    put_kv_value, put_name, put_namespace, put_rejection, put_schema, put_u8, put_values,
+    DResult, DecodeError, DecodeErrorKind, ReadModel, Reader, put_count, put_idempotency_key,
+    put_kv_key, put_kv_value, put_name, put_namespace, put_rejection, put_schema, put_u8,
+    put_values,
 };
 use crate::idempotency::{IdempotencyKey, Rejection};
 use crate::kv::{KvKey, KvValue};
@@ -156,16 +157,16 @@ impl CommitRecord {
 
     /// Decodes exactly one record from `bytes` (trailing bytes are an error).
     pub fn decode(bytes: &[u8]) -> Result<CommitRecord, DecodeError> {
-        let mut r = Reader::new(bytes);
+        let mut r = Reader::new("commit record", bytes);
         let version = r.u8()?;
         if version != RECORD_VERSION {
-            return Err(DecodeError {
-                offset: 0,
-                kind: DecodeErrorKind::UnsupportedVersion {
-                    found: version,
-                    supported: RECORD_VERSION,
+            return Err(r.err_at(
+                0,
+                DecodeErrorKind::UnsupportedVersion {
+                    found: version.into(),
+                    supported: RECORD_VERSION.into(),
                 },
-            });
+            ));
         }
         let record = match r.u8()? {
             KIND_COMMIT => {
@@ -174,7 +175,7 @@ impl CommitRecord {
                 } else {
                     None
                 };
-                let n = r.count("effect", MIN_EFFECT_LEN)?;
+                let n = r.count32("effect", MIN_EFFECT_LEN)?;
                 let mut effects = Vec::with_capacity(n.min(1024));
                 for _ in 0..n {
                     effects.push(decode_effect(&mut r)?);
@@ -190,13 +191,13 @@ impl CommitRecord {
             },
             KIND_DDL => CommitRecord::Ddl(decode_ddl(&mut r)?),
             tag => {
-                return Err(DecodeError {
-                    offset: 1,
-                    kind: DecodeErrorKind::UnknownTag {
+                return Err(r.err_at(
+                    1,
+                    DecodeErrorKind::UnknownTag {
                         what: "record kind",
                         tag,
                     },
-                });
+                ));
             }
         };
         r.finish()?;

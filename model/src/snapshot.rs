@@ -12,8 +12,8 @@ use aedb_types::Lsn;
 use imbl::{OrdMap, OrdSet};
 
 use crate::codec::{
-    DResult, DecodeError, DecodeErrorKind, Reader, put_count, put_idempotency_key, put_kv_key,
-    put_kv_value, put_lsn, put_name, put_rejection, put_schema, put_u8, put_values,
+    DResult, DecodeError, DecodeErrorKind, ReadModel, Reader, put_count, put_idempotency_key,
+    put_kv_key, put_kv_value, put_lsn, put_name, put_rejection, put_schema, put_u8, put_values,
 };
 use crate::idempotency::{IdempotencyRecord, Outcome};
 use crate::key::EncodedKey;
@@ -92,16 +92,16 @@ impl State {
 
     /// Decodes a snapshot produced by [`State::encode_snapshot`].
     pub fn decode_snapshot(bytes: &[u8]) -> Result<State, DecodeError> {
-        let mut r = Reader::new(bytes);
+        let mut r = Reader::new("snapshot", bytes);
         let version = r.u8()?;
         if version != SNAPSHOT_VERSION {
-            return Err(DecodeError {
-                offset: 0,
-                kind: DecodeErrorKind::UnsupportedVersion {
-                    found: version,
-                    supported: SNAPSHOT_VERSION,
+            return Err(r.err_at(
+                0,
+                DecodeErrorKind::UnsupportedVersion {
+                    found: version.into(),
+                    supported: SNAPSHOT_VERSION.into(),
                 },
-            });
+            ));
         }
         let lsn = r.lsn()?;
         let mut state = State {
@@ -115,7 +115,7 @@ impl State {
                 Ok(v)
             }
         };
-        let projects = r.count("project", 13)?;
+        let projects = r.count32("project", 13)?;
         for _ in 0..projects {
             let project = r.project()?;
             if state
@@ -130,7 +130,7 @@ impl State {
             let created = r.lsn()?;
             let created = version_ok(&r, created, "project creation lsn")?;
             let mut scopes = OrdSet::new();
-            let scope_count = r.count("scope", 17)?;
+            let scope_count = r.count32("scope", 17)?;
             for _ in 0..scope_count {
                 let scope = r.scope()?;
                 if scopes.get_max().is_some_and(|last| *last >= scope) {
@@ -147,7 +147,7 @@ impl State {
                 .projects
                 .insert(project, ProjectState { created, scopes });
         }
-        let keys = r.count("idempotency record", 12)?;
+        let keys = r.count32("idempotency record", 12)?;
         for _ in 0..keys {
             let key = r.idempotency_key()?;
             if state
@@ -191,7 +191,7 @@ fn decode_namespace(
     let created = r.lsn()?;
     let created = version_ok(r, created, "scope creation lsn")?;
     let mut kv = OrdMap::new();
-    let entries = r.count("kv entry", 2 + 1 + 4 + 8)?;
+    let entries = r.count32("kv entry", 2 + 1 + 4 + 8)?;
     for _ in 0..entries {
         let key = r.kv_key()?;
         if kv.get_max().is_some_and(|(last, _)| *last >= key) {
@@ -211,7 +211,7 @@ fn decode_namespace(
         );
     }
     let mut tables = OrdMap::new();
-    let table_count = r.count("table", 2 + 8 + 4)?;
+    let table_count = r.count32("table", 2 + 8 + 4)?;
     for _ in 0..table_count {
         let table = r.table()?;
         if tables.get_max().is_some_and(|(last, _)| *last >= table) {
@@ -223,21 +223,23 @@ fn decode_namespace(
         let t_created = version_ok(r, t_created, "table creation lsn")?;
         let schema = Arc::new(r.schema()?);
         let mut rows: OrdMap<EncodedKey, Row> = OrdMap::new();
-        let row_count = r.count("row", 8 + 2)?;
+        let row_count = r.count32("row", 8 + 2)?;
         for _ in 0..row_count {
             let row_lsn = r.lsn()?;
             let row_lsn = version_ok(r, row_lsn, "row lsn")?;
-            let values = r.field(|r| {
-                let values = r.values_arc("row value")?;
-                Ok(schema
-                    .check_row(&values)
-                    .and_then(|()| EncodedKey::for_row(&schema, &values))
-                    .map(|key| (values, key))
-                    .map_err(|_| DecodeErrorKind::Invalid {
-                        what: "row (does not fit its table schema)",
-                    }))
-            })?;
-            let (values, key) = values;
+            let start = r.pos();
+            let values = r.values_arc("row value")?;
+            let key = schema
+                .check_row(&values)
+                .and_then(|()| EncodedKey::for_row(&schema, &values))
+                .map_err(|_| {
+                    r.err_at(
+                        start,
+                        DecodeErrorKind::Invalid {
+                            what: "row (does not fit its table schema)",
+                        },
+                    )
+                })?;
             if rows.get_max().is_some_and(|(last, _)| *last >= key) {
                 return Err(r.err(DecodeErrorKind::Invalid { what: "row order" }));
             }

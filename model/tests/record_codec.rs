@@ -6,9 +6,9 @@ mod common;
 use std::sync::Arc;
 
 use aedb_model::{
-    ColumnDef, ColumnName, ColumnType, CommitRecord, Ddl, DecodeErrorKind, Effect, IdempotencyKey,
-    KvKey, KvValue, Namespace, ProjectName, RECORD_VERSION, Rejection, RejectionKind, TableName,
-    TableSchema, Timestamp, Value,
+    ColumnDef, ColumnName, ColumnType, CommitRecord, Ddl, DecodeErrorKind, Effect, FieldError,
+    IdempotencyKey, KvKey, KvValue, Namespace, ProjectName, RECORD_VERSION, Rejection,
+    RejectionKind, TableName, TableSchema, Timestamp, Value,
 };
 use proptest::prelude::*;
 
@@ -109,7 +109,9 @@ fn typed_decode_errors() {
     // Empty idempotency key.
     assert!(matches!(
         kind(&[1, 2, 0, 0]),
-        DecodeErrorKind::Limit(aedb_model::LimitError::EmptyIdempotencyKey)
+        DecodeErrorKind::Domain(FieldError::Limit(
+            aedb_model::LimitError::EmptyIdempotencyKey
+        ))
     ));
     // Over-long idempotency key length prefix.
     assert!(matches!(
@@ -119,14 +121,14 @@ fn typed_decode_errors() {
     // A name with an invalid character.
     assert!(matches!(
         kind(&[1, 3, 1, 1, b' ']),
-        DecodeErrorKind::Name(aedb_model::NameError::InvalidChar { .. })
+        DecodeErrorKind::Domain(FieldError::Name(aedb_model::NameError::InvalidChar { .. }))
     ));
     // A schema that decodes but is invalid (no primary key).
     let mut b = vec![1, 3, 3, 1, b'p', 1, b's', 1, b't'];
     b.extend_from_slice(&[1, 0, 1, b'c', 2, 0, 0, 0]);
     assert!(matches!(
         kind(&b),
-        DecodeErrorKind::Schema(aedb_model::SchemaError::EmptyPrimaryKey)
+        DecodeErrorKind::Domain(FieldError::Schema(aedb_model::SchemaError::EmptyPrimaryKey))
     ));
     // Bad column flags.
     let mut b = vec![1, 3, 3, 1, b'p', 1, b's', 1, b't'];

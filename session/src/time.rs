@@ -45,7 +45,7 @@ impl UnixMicros {
     /// The system clock now (saturating at the ends of the range, which no real clock
     /// reaches).
     pub fn now() -> UnixMicros {
-        UnixMicros::try_from(SystemTime::now()).unwrap_or(UnixMicros(i64::MAX))
+        UnixMicros(aedb_types::clock::unix_micros())
     }
 
     /// This time as a [`SystemTime`], or `None` where the platform cannot represent it.

@@ -3,13 +3,16 @@
 //! This crate owns the newtypes that several aedb crates must agree on, so that no
 //! crate has to reach sideways into another for them: [`Lsn`], the log sequence
 //! number every commit, WAL frame and row version carries; [`KeyEpoch`], the
-//! generation of keys a file is sealed under; and [`DatabaseId`], the random identity
-//! of one database that every sealed file and manifest record is bound to.
+//! generation of keys a file is sealed under; [`SegmentSeq`], the number of a WAL
+//! segment file; and [`DatabaseId`], the random identity of one database that every
+//! sealed file and manifest record is bound to.
 //!
 //! It owns no behaviour beyond ordering, arithmetic and formatting of those types;
-//! encodings on disk belong to the crates that write them (`aedb-wal`, `aedb-model`).
-//! It also holds the [`fault`] injector that every crate doing file I/O consults, so
-//! tests can fail a WAL, manifest or checkpoint write the same way.
+//! encodings on disk belong to the crates that write them (`aedb-wal`, `aedb-model`),
+//! but they all read through the one bounds-checked [`reader::ByteReader`] and report
+//! the one [`DecodeError`]. It also holds the [`fault`] injector that every crate doing
+//! file I/O consults, so tests can fail a WAL, manifest or checkpoint write the same
+//! way, and the [`clock`] every record timestamp is read from.
 //!
 //! ```
 //! use aedb_types::Lsn;
@@ -20,7 +23,13 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod clock;
+pub mod decode;
 pub mod fault;
+pub mod reader;
+
+pub use decode::{DecodeError, DecodeErrorKind};
+pub use reader::{ByteReader, LenPrefix};
 
 use std::fmt;
 
@@ -110,6 +119,36 @@ impl fmt::Display for KeyEpoch {
     }
 }
 
+/// A segment's sequence number: segment files are numbered 0, 1, 2, … without gaps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentSeq(u64);
+
+impl SegmentSeq {
+    /// The first segment of a log.
+    pub const FIRST: SegmentSeq = SegmentSeq(0);
+
+    /// Wraps a raw sequence number.
+    pub const fn new(raw: u64) -> SegmentSeq {
+        SegmentSeq(raw)
+    }
+
+    /// The raw value.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The following sequence number (saturating; 2^64 segments cannot be reached).
+    pub const fn next(self) -> SegmentSeq {
+        SegmentSeq(self.0.saturating_add(1))
+    }
+}
+
+impl fmt::Display for SegmentSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// The random 128-bit identity of one database, fixed at creation. Sealed files and
 /// manifest records are bound to it, so files cannot be moved between databases.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -152,6 +191,8 @@ mod tests {
     fn epochs_and_ids() {
         assert_eq!(KeyEpoch::FIRST.next(), Some(KeyEpoch::new(2)));
         assert_eq!(KeyEpoch::new(u32::MAX).next(), None);
+        assert_eq!(SegmentSeq::FIRST.next(), SegmentSeq::new(1));
+        assert_eq!(SegmentSeq::new(7).to_string(), "7");
         let id = DatabaseId::from_bytes([0xAB; 16]);
         assert_eq!(id.to_string(), "ab".repeat(16));
     }

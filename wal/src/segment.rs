@@ -24,6 +24,8 @@ use std::fmt;
 
 use crate::frame::{FRAME_OVERHEAD, FrameKind, encode_checked_len, read_u32, read_u64};
 use aedb_types::Lsn;
+/// Re-exported from `aedb-types`, where every crate naming a segment finds it.
+pub use aedb_types::SegmentSeq;
 
 /// The eight magic bytes every segment starts with.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"AEDB-WAL";
@@ -43,36 +45,6 @@ pub const SEGMENT_END_PAYLOAD_LEN: usize = 16;
 pub const SEGMENT_END_LEN: usize = FRAME_OVERHEAD + SEGMENT_END_PAYLOAD_LEN;
 
 const HEADER_CRC_OFFSET: usize = 60;
-
-/// A segment's sequence number: segment files are numbered 0, 1, 2, … without gaps.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SegmentSeq(u64);
-
-impl SegmentSeq {
-    /// The first segment of a log.
-    pub const FIRST: SegmentSeq = SegmentSeq(0);
-
-    /// Wraps a raw sequence number.
-    pub const fn new(raw: u64) -> SegmentSeq {
-        SegmentSeq(raw)
-    }
-
-    /// The raw value.
-    pub const fn get(self) -> u64 {
-        self.0
-    }
-
-    /// The following sequence number (saturating; 2^64 segments cannot be reached).
-    pub const fn next(self) -> SegmentSeq {
-        SegmentSeq(self.0.saturating_add(1))
-    }
-}
-
-impl fmt::Display for SegmentSeq {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
 
 /// A SHA-256 chain hash of a sealed segment (see the module docs for the covered bytes).
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]

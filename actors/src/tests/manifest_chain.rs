@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use aedb_manifest::{ManifestError, ManifestRecord};
-use aedb_types::Lsn;
 use aedb_types::fault::{FaultInjector, FaultMode, FaultPoint};
+use aedb_types::{Lsn, SegmentSeq};
 
 use super::new_manifest;
 use crate::actor;
@@ -14,7 +14,7 @@ use crate::metrics::EngineMetrics;
 
 fn sealed(seq: u64) -> ManifestRecord {
     ManifestRecord::SegmentSealed {
-        seq,
+        seq: SegmentSeq::new(seq),
         first_lsn: Lsn::new(seq * 10 + 1),
         last_lsn: Lsn::new(seq * 10 + 10),
         sha256: [seq as u8; 32],
@@ -45,7 +45,7 @@ fn records_are_appended_and_visible_in_the_live_state() {
         .unwrap();
     let live = running.addr().ask(GetLiveState).unwrap();
     assert_eq!(
-        live.segments().keys().copied().collect::<Vec<_>>(),
+        live.segments().keys().map(|s| s.get()).collect::<Vec<_>>(),
         vec![1, 2]
     );
     // A record the live state refuses is a typed error and changes nothing on disk.

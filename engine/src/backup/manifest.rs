@@ -8,7 +8,8 @@
 
 use aedb_keys::SecretKey;
 use aedb_manifest::chain::{hmac_sha256, hmac_sha256_verify};
-use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use aedb_types::reader::{ByteReader, LenPrefix};
+use aedb_types::{DatabaseId, DecodeError, DecodeErrorKind, KeyEpoch, Lsn};
 
 /// The file name of a backup manifest inside a backup directory.
 pub const BACKUP_MANIFEST_FILE: &str = "BACKUP";
@@ -129,105 +130,19 @@ pub struct UnverifiedBackupManifest {
     pub signed_len: usize,
 }
 
-/// Why bytes are not a well-formed backup manifest.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum BackupManifestError {
-    /// The file ends early.
-    #[error("backup manifest truncated at byte {offset}: {what} needs {needed} more bytes")]
-    Truncated {
-        /// Where.
-        offset: usize,
-        /// The field being read.
-        what: &'static str,
-        /// Bytes missing.
-        needed: usize,
-    },
-    /// Not a backup manifest.
-    #[error("not a backup manifest (bad magic)")]
-    BadMagic,
-    /// A newer or unknown version.
-    #[error("unsupported backup manifest version {0} (this build reads {BACKUP_FORMAT_VERSION})")]
-    UnsupportedVersion(u16),
-    /// A field holds an invalid value.
-    #[error("invalid backup manifest at byte {offset}: {what}")]
-    Invalid {
-        /// Where.
-        offset: usize,
-        /// What is wrong.
-        what: &'static str,
-    },
-    /// Bytes follow the MAC.
-    #[error("{0} trailing bytes after the backup manifest's MAC")]
-    TrailingBytes(usize),
+/// Why bytes are not a well-formed backup manifest: the shared decode error, naming
+/// the failing field and its byte offset.
+pub type BackupManifestError = DecodeError;
+
+/// What decode errors name as the thing being decoded.
+const CONTEXT: &str = "backup manifest";
+
+fn text(r: &mut ByteReader<'_>, what: &'static str) -> Result<String, BackupManifestError> {
+    Ok(r.str(LenPrefix::U16, what, MAX_BACKUP_TEXT)?.to_owned())
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], BackupManifestError> {
-        let rest = self.bytes.len() - self.at;
-        if rest < n {
-            return Err(BackupManifestError::Truncated {
-                offset: self.at,
-                what,
-                needed: n - rest,
-            });
-        }
-        let out = &self.bytes[self.at..self.at + n];
-        self.at += n;
-        Ok(out)
-    }
-
-    fn array<const N: usize>(
-        &mut self,
-        what: &'static str,
-    ) -> Result<[u8; N], BackupManifestError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, what)?);
-        Ok(out)
-    }
-
-    fn u8(&mut self, what: &'static str) -> Result<u8, BackupManifestError> {
-        Ok(self.array::<1>(what)?[0])
-    }
-
-    fn u16(&mut self, what: &'static str) -> Result<u16, BackupManifestError> {
-        Ok(u16::from_le_bytes(self.array(what)?))
-    }
-
-    fn u32(&mut self, what: &'static str) -> Result<u32, BackupManifestError> {
-        Ok(u32::from_le_bytes(self.array(what)?))
-    }
-
-    fn u64(&mut self, what: &'static str) -> Result<u64, BackupManifestError> {
-        Ok(u64::from_le_bytes(self.array(what)?))
-    }
-
-    fn text(&mut self, what: &'static str) -> Result<String, BackupManifestError> {
-        let at = self.at;
-        let len = usize::from(self.u16(what)?);
-        if len > MAX_BACKUP_TEXT {
-            return Err(BackupManifestError::Invalid {
-                offset: at,
-                what: "text field longer than 255 bytes",
-            });
-        }
-        let raw = self.take(len, what)?;
-        String::from_utf8(raw.to_vec()).map_err(|_| BackupManifestError::Invalid {
-            offset: at,
-            what: "text field is not UTF-8",
-        })
-    }
-
-    fn invalid(&self, what: &'static str) -> BackupManifestError {
-        BackupManifestError::Invalid {
-            offset: self.at,
-            what,
-        }
-    }
+fn invalid(r: &ByteReader<'_>, what: &'static str) -> BackupManifestError {
+    r.err(DecodeErrorKind::Invalid { what })
 }
 
 fn put_text(out: &mut Vec<u8>, text: &str) {
@@ -289,73 +204,77 @@ impl BackupManifest {
     pub fn decode_unverified(
         bytes: &[u8],
     ) -> Result<UnverifiedBackupManifest, BackupManifestError> {
-        let mut r = Reader { bytes, at: 0 };
-        if r.array::<8>("magic")? != BACKUP_MAGIC {
-            return Err(BackupManifestError::BadMagic);
-        }
-        let version = r.u16("version")?;
+        let mut r: ByteReader<'_> = ByteReader::new(CONTEXT, bytes);
+        r.magic(&BACKUP_MAGIC)?;
+        let version = r.u16()?;
         if version != BACKUP_FORMAT_VERSION {
-            return Err(BackupManifestError::UnsupportedVersion(version));
+            return Err(r.back(2).err(DecodeErrorKind::UnsupportedVersion {
+                found: version.into(),
+                supported: BACKUP_FORMAT_VERSION.into(),
+            }));
         }
-        let kind = match r.u8("kind")? {
+        let kind = match r.u8()? {
             1 => BackupKind::Full,
             2 => BackupKind::Incremental,
-            _ => return Err(r.invalid("unknown backup kind")),
+            tag => {
+                return Err(r.back(1).err(DecodeErrorKind::UnknownTag {
+                    what: "backup kind",
+                    tag,
+                }));
+            }
         };
-        let has_parent = match r.u8("flags")? {
-            0 => false,
-            1 => true,
-            _ => return Err(r.invalid("unknown flags")),
-        };
+        let has_parent = r.bool("backup flags")?;
         if has_parent != (kind == BackupKind::Incremental) {
-            return Err(r.invalid("only incremental backups have a parent"));
+            return Err(invalid(
+                &r,
+                "parent flag (only incremental backups have a parent)",
+            ));
         }
-        let database_id = DatabaseId::from_bytes(r.array("database id")?);
-        let backup_id = r.array("backup id")?;
-        let created_at_unix_ms = r.u64("created at")?;
-        let first_lsn = Lsn::new(r.u64("first lsn")?);
-        let last_lsn = Lsn::new(r.u64("last lsn")?);
+        let database_id = DatabaseId::from_bytes(r.array()?);
+        let backup_id = r.array()?;
+        let created_at_unix_ms = r.u64()?;
+        let first_lsn = Lsn::new(r.u64()?);
+        let last_lsn = Lsn::new(r.u64()?);
         if last_lsn < first_lsn {
-            return Err(r.invalid("last lsn below first lsn"));
+            return Err(invalid(&r, "lsn range (last lsn below first lsn)"));
         }
-        let parent: [u8; 32] = r.array("parent hash")?;
+        let parent: [u8; 32] = r.array()?;
         if !has_parent && parent != [0; 32] {
-            return Err(r.invalid("a full backup's parent hash must be zero"));
+            return Err(invalid(&r, "parent hash (a full backup's must be zero)"));
         }
-        let master_key_id = r.text("master key id")?;
-        let key_check = r.array("key check")?;
-        let epoch_count = r.u16("epoch count")?;
+        let master_key_id = text(&mut r, "master key id")?;
+        let key_check = r.array()?;
         // Each epoch takes at least 6 bytes: refuse counts the input cannot hold.
-        if usize::from(epoch_count) * 6 > bytes.len() - r.at {
-            return Err(r.invalid("epoch count exceeds the file"));
-        }
-        let mut key_epochs = Vec::with_capacity(usize::from(epoch_count));
+        let epoch_count = r.count(LenPrefix::U16, "key epoch", 6, u64::MAX)?;
+        let mut key_epochs = Vec::with_capacity(epoch_count);
         for _ in 0..epoch_count {
-            let epoch = KeyEpoch::new(r.u32("epoch")?);
-            let master = r.text("epoch master")?;
+            let epoch = KeyEpoch::new(r.u32()?);
+            let master = text(&mut r, "epoch master")?;
             if key_epochs.last().is_some_and(|(last, _)| *last >= epoch) {
-                return Err(r.invalid("key epochs not strictly increasing"));
+                return Err(invalid(&r, "key epoch order (not strictly increasing)"));
             }
             key_epochs.push((epoch, master));
         }
-        let file_count = r.u32("file count")?;
         // Each file entry takes at least 43 bytes.
-        if file_count > MAX_BACKUP_FILES || file_count as usize * 43 > bytes.len() - r.at {
-            return Err(r.invalid("file count exceeds the file"));
-        }
-        let mut files = Vec::with_capacity(file_count as usize);
+        let file_count = r.count(LenPrefix::U32, "file", 43, MAX_BACKUP_FILES.into())?;
+        let mut files = Vec::with_capacity(file_count);
         for _ in 0..file_count {
-            let kind = match r.u8("file kind")? {
+            let kind = match r.u8()? {
                 1 => BackupFileKind::Checkpoint,
                 2 => BackupFileKind::WalSegment,
-                _ => return Err(r.invalid("unknown file kind")),
+                tag => {
+                    return Err(r.back(1).err(DecodeErrorKind::UnknownTag {
+                        what: "file kind",
+                        tag,
+                    }));
+                }
             };
-            let name = r.text("file name")?;
+            let name = text(&mut r, "file name")?;
             if !valid_file_name(kind, &name) {
-                return Err(r.invalid("file name breaks its kind's naming rule"));
+                return Err(invalid(&r, "file name (breaks its kind's naming rule)"));
             }
-            let len = r.u64("file length")?;
-            let sha256 = r.array("file hash")?;
+            let len = r.u64()?;
+            let sha256 = r.array()?;
             files.push(BackupFile {
                 kind,
                 name,
@@ -363,11 +282,9 @@ impl BackupManifest {
                 sha256,
             });
         }
-        let signed_len = r.at;
-        let mac = r.array("mac")?;
-        if r.at != bytes.len() {
-            return Err(BackupManifestError::TrailingBytes(bytes.len() - r.at));
-        }
+        let signed_len = r.pos();
+        let mac = r.array()?;
+        r.finish()?;
         Ok(UnverifiedBackupManifest {
             manifest: BackupManifest {
                 kind,
@@ -484,9 +401,13 @@ mod tests {
         let mut m = sample();
         m.files[0].name = "../../etc/passwd".into();
         let bytes = m.encode(&key);
-        assert!(matches!(
-            BackupManifest::decode_unverified(&bytes),
-            Err(BackupManifestError::Invalid { .. })
-        ));
+        let e = BackupManifest::decode_unverified(&bytes).unwrap_err();
+        assert_eq!(
+            e.kind,
+            DecodeErrorKind::Invalid {
+                what: "file name (breaks its kind's naming rule)"
+            }
+        );
+        assert_eq!(e.context, "backup manifest");
     }
 }

@@ -308,10 +308,13 @@ fn read_backup_with(
             .parse()
             .map_err(|_| BackupError::Manifest {
                 path: path.clone(),
-                source: BackupManifestError::Invalid {
-                    offset: 0,
-                    what: "master key id does not parse",
-                },
+                source: BackupManifestError::new(
+                    "backup manifest",
+                    0,
+                    aedb_types::DecodeErrorKind::Invalid {
+                        what: "master key id (does not parse)",
+                    },
+                ),
             })?;
     let key = match backup_key_from(provider, decoded.manifest.database_id, Some(&master)) {
         Ok((key, _)) => key,
@@ -339,12 +342,6 @@ fn read_backup_with(
         manifest: decoded.manifest,
         manifest_sha256: Sha256::digest(&bytes).into(),
     })
-}
-
-fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn ensure_empty_dir(
@@ -758,7 +755,7 @@ impl AedbInstance {
             kind,
             database_id,
             backup_id,
-            created_at_unix_ms: now_unix_ms(),
+            created_at_unix_ms: aedb_types::clock::unix_millis(),
             first_lsn,
             last_lsn,
             parent_sha256,
@@ -1299,7 +1296,7 @@ fn write_data_dir(
         keyring.manifest_key(database)?,
     )
     .map_err(write)?;
-    let now = now_unix_ms();
+    let now = aedb_types::clock::unix_millis();
     manifest
         .append(&ManifestRecord::DatabaseCreated {
             database_id: database,
