@@ -17,7 +17,7 @@
 //! - **metrics kept here**, not by each owner: queue depth (sent, not yet handled),
 //!   messages handled, and the latency from send to the end of handling, per owner
 //!   ([`OwnerStats`], reported in `operational_metrics().owners`);
-//! - **stop**: [`OwnerRef::stop`] queues a stop behind everything already sent, runs
+//! - **stop**: [`Running::stop`] queues a stop behind everything already sent, runs
 //!   [`Owner::stopped`], ends the owner's System and joins its thread.
 //!
 //! Timers are the pattern's too: [`Owner::tick_interval`] / [`Owner::tick`] (automatic

@@ -462,7 +462,7 @@ impl Owner for AuditActor {
     const NAME: &'static str = "audit";
     const DRAINS: bool = true;
 
-    /// Writes the events of the burst just handled, [`MAX_BATCH`] per commit.
+    /// Writes the events of the burst just handled, at most 512 per commit.
     fn drained(&mut self) {
         // A failure is counted and logged by `write`; a `Flush` reports it.
         let _ = self.write_pending();

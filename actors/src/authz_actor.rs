@@ -1,7 +1,7 @@
 //! The Authz actor: the only owner of the grants and owners of a secure instance.
 //!
 //! Every policy change (bootstrap, grant, revoke, ownership) is a typed message
-//! ([`AuthzMsg`]). The actor applies it to a copy of its [`PolicyState`], persists the
+//! ([`Change`]). The actor applies it to a copy of its [`PolicyState`], persists the
 //! change's [`PolicyRecord`]s as KV entries of `_system/authz` through **one durable
 //! commit** of the normal pipeline, and only then adopts the new state, publishes a
 //! fresh immutable [`PolicySnapshot`] (readers check against it on their own thread,

@@ -1,14 +1,25 @@
-//! aedb's actors and the commit pipeline.
+//! aedb's owners (actors) and the commit pipeline.
 //!
-//! This crate owns the running engine: the [`Sequencer`] actix actor (the single
-//! writer, owner of the live state and the LSN counter), the WAL writer thread (owner
-//! of the active segment, fed by a bounded mailbox, doing group commit), their typed
-//! messages, snapshot publication to readers, and the engine counters behind
-//! `operational_metrics()`.
+//! This crate owns the running engine: every resource has one owner, hosted by the one
+//! actor pattern of [`actor`] (each owner on its own named thread, a bounded mailbox, a
+//! typed reply per request, queue depth and latency kept by the pattern):
 //!
-//! It does not own formats (`aedb-wal`, `aedb-model`), the concurrency protocols
-//! themselves (`aedb-sync`, loom-checked), or the user-facing API and configuration
-//! (`aedb`).
+//! - the Sequencer ([`Sequencer`]): the single writer, owner of the live state and the LSN
+//!   counter;
+//! - the WAL writer (`wal_writer`): the active segment, group commit over a bounded batch
+//!   mailbox;
+//! - the CheckpointSealer (`checkpoint_sealer`): checkpoint files and key rotation;
+//! - the ManifestChain (`manifest_chain`): the MANIFEST and its HMAC chain;
+//! - Authz ([`authz_actor`]) and Audit ([`audit`]) on secure instances.
+//!
+//! Around them: the recovery walk from files to a running state ([`recovery`]: one walk
+//! shared by `open`, the offline checks and restore), startup and shutdown wiring
+//! ([`Pipeline`]), the caller side of the commit path ([`Committer`]), key providers by
+//! epoch ([`Keyring`]) and the engine counters behind `operational_metrics()`.
+//!
+//! It does not own formats (`aedb-wal`, `aedb-model`, `aedb-checkpoint`,
+//! `aedb-manifest`), the concurrency protocols themselves (`aedb-sync`, loom-checked), or
+//! the user-facing API and configuration (`aedb`).
 //!
 //! ```
 //! use aedb_actors::{Admission, Finality, Pipeline, PipelineConfig, Request};

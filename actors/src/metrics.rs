@@ -5,7 +5,7 @@
 //! behind `AedbInstance::operational_metrics()`.
 //!
 //! With the `observability` feature the recording points also emit through the `metrics`
-//! facade (see [`export`]), so any installed recorder (Prometheus, OpenTelemetry) sees
+//! facade (see `export`, compiled with the feature), so any installed recorder (Prometheus, OpenTelemetry) sees
 //! them; without it they compile to nothing.
 
 use std::sync::Arc;
