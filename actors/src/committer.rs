@@ -6,8 +6,6 @@ use std::sync::Arc;
 #[cfg(feature = "observability")]
 use std::time::Instant;
 
-use aedb_sync::completion::completion;
-
 use crate::actor::{AskError, OwnerRef};
 use crate::commit::{CommitOutcome, Finality, Request};
 use crate::error::CommitError;
@@ -46,23 +44,10 @@ impl Committer {
     ) -> Result<CommitOutcome, CommitError> {
         #[cfg(feature = "observability")]
         let started = Instant::now();
-        let (reply, waiter) = completion();
-        let msg = Commit {
-            request,
-            finality,
-            reply,
-        };
-        match self.sequencer.try_ask(msg) {
-            Ok(()) => {}
-            Err(AskError::Full(msg)) if admission == Admission::Wait => {
-                // Waits for room (backpressure); the reply comes through the completer.
-                self.sequencer.ask(msg).map_err(|_| self.closed())?;
-            }
-            Err(AskError::Full(_)) => {
-                self.metrics.count_error(ErrorCause::Busy);
-                return Err(CommitError::Busy);
-            }
-            Err(AskError::Closed) => return Err(self.closed()),
+        let (msg, waiter) = Commit::new(request, finality);
+        if let Some(msg) = self.offer(msg, admission)? {
+            // Waits for room (backpressure); the reply comes through the completer.
+            self.sequencer.ask(msg).map_err(|_| self.closed())?;
         }
         let answer = waiter.wait().unwrap_or(Err(CommitError::Closed));
         #[cfg(feature = "observability")]
@@ -79,26 +64,31 @@ impl Committer {
     ) -> Result<CommitOutcome, CommitError> {
         #[cfg(feature = "observability")]
         let started = Instant::now();
-        let (reply, waiter) = completion();
-        let msg = Commit {
-            request,
-            finality,
-            reply,
-        };
-        match self.sequencer.try_ask(msg) {
-            Ok(()) => {}
-            Err(AskError::Full(msg)) => {
-                self.sequencer
-                    .ask_async(msg)
-                    .await
-                    .map_err(|_| self.closed())?;
-            }
-            Err(AskError::Closed) => return Err(self.closed()),
+        let (msg, waiter) = Commit::new(request, finality);
+        if let Some(msg) = self.offer(msg, Admission::Wait)? {
+            self.sequencer
+                .ask_async(msg)
+                .await
+                .map_err(|_| self.closed())?;
         }
         let answer = waiter.await.unwrap_or(Err(CommitError::Closed));
         #[cfg(feature = "observability")]
         crate::metrics::export::commit_latency(started.elapsed());
         answer
+    }
+
+    /// Offers `msg` without waiting: `Ok(None)` once it is queued, `Ok(Some(msg))` when
+    /// the mailbox is full and `admission` waits for room, `Busy` when it does not.
+    fn offer(&self, msg: Commit, admission: Admission) -> Result<Option<Commit>, CommitError> {
+        match self.sequencer.try_ask(msg) {
+            Ok(()) => Ok(None),
+            Err(AskError::Full(msg)) if admission == Admission::Wait => Ok(Some(msg)),
+            Err(AskError::Full(_)) => {
+                self.metrics.count_error(ErrorCause::Busy);
+                Err(CommitError::Busy)
+            }
+            Err(AskError::Closed) => Err(self.closed()),
+        }
     }
 
     fn closed(&self) -> CommitError {

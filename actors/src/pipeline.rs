@@ -103,6 +103,7 @@ impl Pipeline {
         let Recovered {
             manifest,
             epochs,
+            epoch: (epoch, master),
             state,
             checkpoint_lsn,
             checkpoint_fallbacks,
@@ -110,10 +111,6 @@ impl Pipeline {
             writer,
         } = recovery::recover(data_dir, &mut config.wal, config.recovery, &config.keyring)?;
         let database = manifest.database_id();
-        let (epoch, master) = epochs
-            .current()
-            .map(|(e, m)| (e, m.clone()))
-            .ok_or(StartError::NoKeyEpoch)?;
         metrics
             .key_epoch
             .store(u64::from(epoch.get()), Ordering::Relaxed);

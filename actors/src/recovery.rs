@@ -19,6 +19,8 @@ use aedb_wal::{
 };
 
 use crate::error::{CheckpointLoadError, FrameReplayError, StartError};
+use aedb_keys::MasterKeyId;
+
 use crate::keyring::{EpochTable, Keyring};
 
 /// The WAL directory inside a data directory.
@@ -31,6 +33,8 @@ pub(crate) struct Recovered {
     pub manifest: Manifest,
     /// Key epochs and their masters, from the manifest.
     pub epochs: EpochTable,
+    /// The current key epoch (new files are sealed under it) and its master.
+    pub epoch: (KeyEpoch, MasterKeyId),
     /// The state: the checkpoint plus every WAL frame after it.
     pub state: State,
     /// The LSN of the checkpoint the walk started from (zero without one).
@@ -89,9 +93,11 @@ pub(crate) fn recover(
     } else {
         retire_lost_segments(&mut manifest, &recovered)?;
     }
+    let epoch = (epoch, master.clone());
     Ok(Recovered {
         manifest,
         epochs,
+        epoch,
         state,
         checkpoint_lsn,
         checkpoint_fallbacks,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use aedb_model::{ApplyError, Outcome, State};
+use aedb_sync::completion::{Waiter, completion};
 use aedb_sync::group_commit::{Durability, GroupCommitError, Submission, WriterMsg};
 use aedb_sync::mailbox::MailboxSender;
 use aedb_sync::{Completer, SnapshotCell};
@@ -34,6 +35,21 @@ pub struct Commit {
     pub finality: Finality,
     /// Where the caller waits.
     pub reply: Completer<Result<CommitOutcome, CommitError>>,
+}
+
+impl Commit {
+    /// A commit of `request` and the waiter its answer reaches.
+    pub fn new(request: Request, finality: Finality) -> (Commit, Waiter<Answer>) {
+        let (reply, waiter) = completion();
+        (
+            Commit {
+                request,
+                finality,
+                reply,
+            },
+            waiter,
+        )
+    }
 }
 
 /// Make every commit sequenced so far durable, then answer.
