@@ -21,7 +21,7 @@ use aedb_sync::SnapshotCell;
 
 use crate::actor::{self, Ask, Owner, Running};
 use crate::audit::{AuditEvent, AuditRef, AuditTable, Event, authz_namespace};
-use crate::commit::{Finality, Request};
+use crate::commit::{Authority, Finality, Request};
 use crate::committer::{Admission, Committer};
 use crate::error::CommitError;
 use crate::metrics::EngineMetrics;
@@ -211,8 +211,13 @@ pub fn spawn(
     committer: Committer,
     audit: AuditRef,
     metrics: Arc<EngineMetrics>,
-) -> std::io::Result<AuthzHandle> {
-    let published = Arc::new(SnapshotCell::new(0, Arc::new(policy.snapshot())));
+) -> Result<AuthzHandle, AuthzStartError> {
+    let initial = Arc::new(policy.snapshot());
+    // In force in the Sequencer before the first caller can reach it.
+    committer
+        .install_policy(initial.clone())
+        .map_err(|_| AuthzStartError::Closed)?;
+    let published = Arc::new(SnapshotCell::new(0, initial));
     let stats = metrics.owners.authz.clone();
     let actor = AuthzActor {
         policy,
@@ -224,9 +229,21 @@ pub fn spawn(
         metrics,
     };
     Ok(AuthzHandle {
-        running: actor::spawn(actor, 64, stats)?,
+        running: actor::spawn(actor, 64, stats).map_err(AuthzStartError::Thread)?,
         policy: published,
     })
+}
+
+/// Why the Authz actor did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthzStartError {
+    /// Its thread could not be started.
+    #[error("cannot start the authz thread: {0}")]
+    Thread(std::io::Error),
+    /// The pipeline is shutting down.
+    #[error("the engine is shutting down")]
+    Closed,
 }
 
 /// The Authz actor: owns the policy (grants, owners) and its published snapshot.
@@ -306,12 +323,14 @@ impl AuthzActor {
                 value: KvValue::new(record.encode()).map_err(invalid)?,
             });
         }
-        self.commit(mutations)?;
+        // The Sequencer checks every commit sequenced after this one against the new
+        // policy, so a revoke is in force before this call returns.
+        let snapshot = Arc::new(next.snapshot());
+        self.commit(mutations, Authority::installing(snapshot.clone()))?;
         self.next_seq = seq;
         self.policy = next;
         self.version += 1;
-        self.published
-            .publish(self.version, Arc::new(self.policy.snapshot()));
+        self.published.publish(self.version, snapshot);
         self.metrics.authz_changes.fetch_add(1, Ordering::Relaxed);
         self.audit(by, applied.kind(), &describe(&applied), "");
         Ok(applied)
@@ -330,11 +349,14 @@ impl AuthzActor {
         let mut key = SESSION_REVOCATION_PREFIX.to_vec();
         key.extend_from_slice(what.as_bytes());
         let invalid = |e: aedb_model::LimitError| AuthzFailure::Invalid(e.to_string());
-        self.commit(vec![Mutation::KvPut {
-            ns: authz_namespace(),
-            key: KvKey::new(key).map_err(invalid)?,
-            value: KvValue::new(b"").map_err(invalid)?,
-        }])?;
+        self.commit(
+            vec![Mutation::KvPut {
+                ns: authz_namespace(),
+                key: KvKey::new(key).map_err(invalid)?,
+                value: KvValue::new(b"").map_err(invalid)?,
+            }],
+            Authority::default(),
+        )?;
         self.audit(by, "session_revoked", what, "");
         Ok(AuthzChange::Revoked {
             by: by.clone(),
@@ -343,13 +365,18 @@ impl AuthzActor {
         })
     }
 
-    fn commit(&self, mutations: Vec<Mutation>) -> Result<(), CommitError> {
+    fn commit(&self, mutations: Vec<Mutation>, authority: Authority) -> Result<(), CommitError> {
         let tx = Transaction {
             mutations,
             ..Transaction::new()
         };
         self.committer
-            .commit(Request::Transaction(tx), Finality::Durable, Admission::Wait)
+            .submit(
+                authority,
+                Request::Transaction(tx),
+                Finality::Durable,
+                Admission::Wait,
+            )
             .map(|_| ())
     }
 

@@ -2,6 +2,9 @@
 //! Sequencer and the WAL writer: what a commit asks for, when it is acknowledged, and
 //! what it answers.
 
+use std::sync::Arc;
+
+use aedb_authz::{CallerId, PolicySnapshot};
 use aedb_model::{Ddl, Transaction};
 use aedb_sync::Completer;
 use aedb_types::Lsn;
@@ -41,3 +44,37 @@ pub enum Request {
 pub type Answer = Result<CommitOutcome, CommitError>;
 /// Where a commit's answer goes.
 pub type Reply = Completer<Answer>;
+
+/// Who a commit runs for, and what it changes in the access policy (secure instances).
+///
+/// The Sequencer checks the caller's rights against the policy in force **at
+/// sequencing** (the one installed by the newest policy commit sequenced before it), so
+/// once a revoke has been sequenced no later commit of the revoked caller applies,
+/// however long it waited in the mailbox.
+#[derive(Clone, Debug, Default)]
+pub struct Authority {
+    /// The caller whose rights the Sequencer checks; `None` for the engine's own commits
+    /// (audit rows, persisted policy) and on open instances.
+    pub caller: Option<CallerId>,
+    /// The policy this commit persists (the Authz actor's commits only): in force for
+    /// every commit sequenced after it, once it applies.
+    pub installs: Option<Arc<PolicySnapshot>>,
+}
+
+impl Authority {
+    /// A commit on behalf of `caller`.
+    pub fn caller(caller: CallerId) -> Authority {
+        Authority {
+            caller: Some(caller),
+            installs: None,
+        }
+    }
+
+    /// The engine's commit persisting `policy`.
+    pub fn installing(policy: Arc<PolicySnapshot>) -> Authority {
+        Authority {
+            caller: None,
+            installs: Some(policy),
+        }
+    }
+}

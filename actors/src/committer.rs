@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::actor::{AskError, OwnerRef};
-use crate::commit::{CommitOutcome, Finality, Request};
+use aedb_authz::PolicySnapshot;
+
+use crate::commit::{Authority, CommitOutcome, Finality, Request};
 use crate::error::CommitError;
 use crate::metrics::{EngineMetrics, ErrorCause};
-use crate::sequencer::{Commit, Sequencer};
+use crate::sequencer::{Commit, InstallPolicy, Sequencer};
 
 /// Whether a full sequencer mailbox makes the caller wait or fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,16 +37,29 @@ impl std::fmt::Debug for Committer {
 }
 
 impl Committer {
-    /// Sequences `request` and waits for its finality.
+    /// Sequences `request` (the engine's own, or an open instance's) and waits for its
+    /// finality.
     pub fn commit(
         &self,
         request: Request,
         finality: Finality,
         admission: Admission,
     ) -> Result<CommitOutcome, CommitError> {
+        self.submit(Authority::default(), request, finality, admission)
+    }
+
+    /// Sequences `request` under `authority` (the caller whose rights the Sequencer
+    /// checks, the policy it installs) and waits for its finality.
+    pub fn submit(
+        &self,
+        authority: Authority,
+        request: Request,
+        finality: Finality,
+        admission: Admission,
+    ) -> Result<CommitOutcome, CommitError> {
         #[cfg(feature = "observability")]
         let started = Instant::now();
-        let (msg, waiter) = Commit::new(request, finality);
+        let (msg, waiter) = Commit::new(request, finality, authority);
         if let Some(msg) = self.offer(msg, admission)? {
             // Waits for room (backpressure); the reply comes through the completer.
             self.sequencer.ask(msg).map_err(|_| self.closed())?;
@@ -55,16 +70,17 @@ impl Committer {
         answer
     }
 
-    /// Async form of [`Committer::commit`]: awaits admission and finality without
+    /// Async form of [`Committer::submit`]: awaits admission and finality without
     /// blocking the executor thread.
-    pub async fn commit_async(
+    pub async fn submit_async(
         &self,
+        authority: Authority,
         request: Request,
         finality: Finality,
     ) -> Result<CommitOutcome, CommitError> {
         #[cfg(feature = "observability")]
         let started = Instant::now();
-        let (msg, waiter) = Commit::new(request, finality);
+        let (msg, waiter) = Commit::new(request, finality, authority);
         if let Some(msg) = self.offer(msg, Admission::Wait)? {
             self.sequencer
                 .ask_async(msg)
@@ -75,6 +91,13 @@ impl Committer {
         #[cfg(feature = "observability")]
         crate::metrics::export::commit_latency(started.elapsed());
         answer
+    }
+
+    /// Puts `policy` in force for every commit sequenced from now on.
+    pub fn install_policy(&self, policy: Arc<PolicySnapshot>) -> Result<(), CommitError> {
+        self.sequencer
+            .ask(InstallPolicy(policy))
+            .map_err(|_| self.closed())
     }
 
     /// Offers `msg` without waiting: `Ok(None)` once it is queued, `Ok(Some(msg))` when

@@ -75,7 +75,7 @@ pub mod wal_writer;
 mod tests;
 
 pub use checkpoint_sealer::{CheckpointFailure, CheckpointPolicy, CheckpointReport};
-pub use commit::{CommitOutcome, Finality, Request};
+pub use commit::{Authority, CommitOutcome, Finality, Request};
 pub use committer::{Admission, Committer};
 pub use error::{CheckpointLoadError, CommitError, FrameReplayError, StartError};
 pub use keyring::Keyring;

@@ -24,7 +24,9 @@ use crate::actor::{self, Running};
 use crate::checkpoint_sealer::{
     CheckpointFailure, CheckpointPolicy, CheckpointReport, Rotate, SealNow, Sealer, SealerContext,
 };
-use crate::commit::{CommitOutcome, Finality, Request};
+use aedb_authz::CallerId;
+
+use crate::commit::{Authority, CommitOutcome, Finality, Request};
 use crate::committer::{Admission, Committer};
 use crate::error::{CommitError, StartError};
 use crate::keyring::Keyring;
@@ -299,7 +301,36 @@ impl Pipeline {
         request: Request,
         finality: Finality,
     ) -> Result<CommitOutcome, CommitError> {
-        self.committer.commit_async(request, finality).await
+        self.committer
+            .submit_async(Authority::default(), request, finality)
+            .await
+    }
+
+    /// [`Pipeline::commit`] on behalf of `caller`: the Sequencer checks the caller's
+    /// rights against the policy in force when the commit is sequenced.
+    pub fn commit_as(
+        &self,
+        caller: &CallerId,
+        request: Request,
+        finality: Finality,
+        admission: Admission,
+    ) -> Result<CommitOutcome, CommitError> {
+        let authority = Authority::caller(caller.clone());
+        self.committer
+            .submit(authority, request, finality, admission)
+    }
+
+    /// Async form of [`Pipeline::commit_as`].
+    pub async fn commit_async_as(
+        &self,
+        caller: &CallerId,
+        request: Request,
+        finality: Finality,
+    ) -> Result<CommitOutcome, CommitError> {
+        let authority = Authority::caller(caller.clone());
+        self.committer
+            .submit_async(authority, request, finality)
+            .await
     }
 
     /// A cloneable handle that submits commits, for actors of the layer above (the

@@ -21,7 +21,9 @@ use aedb_sync::mailbox::MailboxSender;
 use aedb_sync::{Completer, SnapshotCell};
 
 use crate::actor::{Ask, Owner};
-use crate::commit::{Answer, CommitOutcome, Finality, Reply, Request};
+use aedb_authz::{AccessError, Denied, PolicySnapshot, ddl_action, transaction_actions};
+
+use crate::commit::{Answer, Authority, CommitOutcome, Finality, Reply, Request};
 use crate::error::CommitError;
 use crate::metrics::{EngineMetrics, ErrorCause};
 use crate::wal_writer::{PendingAck, SharedWalError, WalMsg, WalRecord};
@@ -33,24 +35,36 @@ pub struct Commit {
     pub request: Request,
     /// When to acknowledge.
     pub finality: Finality,
+    /// Whose rights are checked, and the policy it installs.
+    pub authority: Authority,
     /// Where the caller waits.
     pub reply: Completer<Result<CommitOutcome, CommitError>>,
 }
 
 impl Commit {
-    /// A commit of `request` and the waiter its answer reaches.
-    pub fn new(request: Request, finality: Finality) -> (Commit, Waiter<Answer>) {
+    /// A commit of `request` under `authority` and the waiter its answer reaches.
+    pub fn new(
+        request: Request,
+        finality: Finality,
+        authority: Authority,
+    ) -> (Commit, Waiter<Answer>) {
         let (reply, waiter) = completion();
         (
             Commit {
                 request,
                 finality,
+                authority,
                 reply,
             },
             waiter,
         )
     }
 }
+
+/// Put `policy` in force for every commit sequenced from now on (a secure instance's
+/// Authz actor, at start).
+#[derive(Debug)]
+pub struct InstallPolicy(pub Arc<PolicySnapshot>);
 
 /// Make every commit sequenced so far durable, then answer.
 #[derive(Debug)]
@@ -67,6 +81,8 @@ pub struct Sequencer {
     snapshots: Arc<SnapshotCell<State>>,
     metrics: Arc<EngineMetrics>,
     max_record_len: usize,
+    /// The access policy in force (secure instances), replaced by each policy commit.
+    policy: Option<Arc<PolicySnapshot>>,
 }
 
 impl Sequencer {
@@ -89,6 +105,20 @@ impl Sequencer {
             snapshots,
             metrics,
             max_record_len,
+            policy: None,
+        }
+    }
+
+    /// The caller's rights for every mutation and assertion (or the DDL statement),
+    /// against the policy in force now. Always allowed on open instances and for the
+    /// engine's own commits.
+    fn check_rights(&self, request: &Request, authority: &Authority) -> Result<(), Denied> {
+        let (Some(policy), Some(caller)) = (&self.policy, &authority.caller) else {
+            return Ok(());
+        };
+        match request {
+            Request::Transaction(tx) => policy.check_all(caller, &transaction_actions(tx)),
+            Request::Ddl(ddl) => policy.check(caller, &ddl_action(ddl)),
         }
     }
 
@@ -103,6 +133,7 @@ impl Sequencer {
         &mut self,
         request: &Request,
         finality: Finality,
+        authority: &Authority,
         reply: Reply,
     ) -> Option<(Reply, Answer)> {
         let Some(wal) = self.wal.clone() else {
@@ -111,6 +142,11 @@ impl Sequencer {
         };
         if self.wal_fail_stopped.load(Ordering::Acquire) {
             let answer = self.fail(ErrorCause::WalFailure, CommitError::FailStopped);
+            return Some((reply, answer));
+        }
+        if let Err(denied) = self.check_rights(request, authority) {
+            self.metrics.authz_denials.fetch_add(1, Ordering::Relaxed);
+            let answer = Err(CommitError::Access(AccessError::Denied(denied)));
             return Some((reply, answer));
         }
         let lsn = self.state.lsn().next();
@@ -175,6 +211,11 @@ impl Sequencer {
             return Some((reply, self.fail(ErrorCause::Invalid, error)));
         }
         self.state = next;
+        if outcome.is_ok()
+            && let Some(policy) = &authority.installs
+        {
+            self.policy = Some(policy.clone());
+        }
         self.metrics.commits.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "observability")]
         crate::metrics::export::commit();
@@ -246,10 +287,19 @@ impl Ask<Sequencer> for Commit {
         #[cfg(feature = "observability")]
         let _span =
             tracing::trace_span!("aedb.commit.sequence", finality = ?self.finality).entered();
-        if let Some((reply, answer)) = sequencer.sequence(&self.request, self.finality, self.reply)
+        if let Some((reply, answer)) =
+            sequencer.sequence(&self.request, self.finality, &self.authority, self.reply)
         {
             reply.complete(answer);
         }
+    }
+}
+
+impl Ask<Sequencer> for InstallPolicy {
+    type Reply = ();
+
+    fn handle(self, sequencer: &mut Sequencer) {
+        sequencer.policy = Some(self.0);
     }
 }
 

@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::ops::Bound;
 
-use aedb_model::{Namespace, ProjectName, TableName};
+use aedb_model::{Assertion, Ddl, Mutation, Namespace, ProjectName, TableName, Transaction};
 
 use crate::permission::{Permission, Resource};
 
@@ -194,6 +194,67 @@ impl<'a> Action<'a> {
             Action::CreateTable { ns: a, .. } | Action::AlterTable { ns: a, .. } | Action::DropTable { ns: a, .. }
                 if a == ns
         )
+    }
+}
+
+/// The actions a transaction performs: a write per mutation, a read per assertion.
+pub fn transaction_actions(tx: &Transaction) -> Vec<Action<'_>> {
+    let mut out = Vec::with_capacity(tx.mutations.len() + tx.assertions.len());
+    for m in &tx.mutations {
+        out.push(match m {
+            Mutation::KvPut { ns, key, .. }
+            | Mutation::KvDelete { ns, key }
+            | Mutation::KvAdd { ns, key, .. }
+            | Mutation::KvSub { ns, key, .. } => Action::KvWrite {
+                ns,
+                key: key.as_bytes(),
+            },
+            Mutation::TableInsert { ns, table, .. }
+            | Mutation::TableUpsert { ns, table, .. }
+            | Mutation::TableUpdate { ns, table, .. }
+            | Mutation::TableDelete { ns, table, .. } => Action::TableWrite { ns, table },
+        });
+    }
+    for a in &tx.assertions {
+        assertion_actions(a, &mut out);
+    }
+    out
+}
+
+fn assertion_actions<'a>(a: &'a Assertion, out: &mut Vec<Action<'a>>) {
+    match a {
+        Assertion::KvExists { ns, key }
+        | Assertion::KvAbsent { ns, key }
+        | Assertion::KvValueEquals { ns, key, .. }
+        | Assertion::KvCompare { ns, key, .. }
+        | Assertion::KvVersionEquals { ns, key, .. }
+        | Assertion::KvNumericAtLeast { ns, key, .. } => out.push(Action::KvRead {
+            ns,
+            key: key.as_bytes(),
+        }),
+        Assertion::RowExists { ns, table, .. }
+        | Assertion::RowAbsent { ns, table, .. }
+        | Assertion::ColumnEquals { ns, table, .. }
+        | Assertion::ColumnCompare { ns, table, .. }
+        | Assertion::RowVersionEquals { ns, table, .. } => {
+            out.push(Action::TableRead { ns, table })
+        }
+        Assertion::All(list) | Assertion::Any(list) => {
+            for a in list {
+                assertion_actions(a, out);
+            }
+        }
+        Assertion::Not(a) => assertion_actions(a, out),
+    }
+}
+
+/// The action a DDL statement performs.
+pub fn ddl_action(ddl: &Ddl) -> Action<'_> {
+    match ddl {
+        Ddl::CreateProject { project } => Action::CreateProject { project },
+        Ddl::CreateScope { ns } => Action::CreateScope { ns },
+        Ddl::CreateTable { ns, table, .. } => Action::CreateTable { ns, table },
+        Ddl::DropTable { ns, table } => Action::DropTable { ns, table },
     }
 }
 

@@ -62,7 +62,7 @@ pub mod policy;
 pub mod record;
 pub mod snapshot;
 
-pub use action::{Action, KvRange};
+pub use action::{Action, KvRange, ddl_action, transaction_actions};
 pub use denied::{AccessError, Denied, DenyReason};
 pub use permission::{MAX_KV_PREFIX_LEN, Permission, Resource};
 pub use policy::{AuthzChange, AuthzError, Grant, GrantBasis, PolicyState};

@@ -446,7 +446,7 @@ impl AedbInstance {
     }
 
     fn authorize_commit(&self, caller: &CallerId, tx: &Transaction) -> Result<(), CommitError> {
-        let actions = secure::transaction_actions(tx);
+        let actions = aedb_authz::transaction_actions(tx);
         self.authorize(caller, &actions, "commit").map_err(|e| {
             if let (Some(s), AccessError::Denied(denied)) = (&self.security, &e) {
                 let index = denied.action_index().unwrap_or(0);
@@ -494,7 +494,7 @@ impl AedbInstance {
     /// `TableDdl`/`ScopeAdmin` (or ownership of the scope). The creator becomes the
     /// owner of what it creates; a dropped table's grants and owner are forgotten.
     pub fn ddl_as(&self, caller: &CallerId, ddl: Ddl) -> Result<CommitOutcome, Error> {
-        let action = secure::ddl_action(&ddl);
+        let action = aedb_authz::ddl_action(&ddl);
         self.authorize(caller, [&action], "ddl")?;
         let ownership = match (&ddl, &self.security) {
             (_, None) => None,

@@ -21,8 +21,8 @@ use aedb_actors::metrics::EngineMetrics;
 use aedb_actors::{Keyring, Pipeline};
 use aedb_authz::{AccessError, Action, CallerId, CallerPolicy, Denied, KvRange, PolicySnapshot};
 use aedb_model::{
-    Assertion, Ddl, Direction, KeyRange, KvEntry, KvKey, Mutation, Namespace, Numeric, NumericType,
-    Page, Row, State, TableName, TableSchema, Transaction, Value,
+    Direction, KeyRange, KvEntry, KvKey, Namespace, Numeric, NumericType, Page, Row, State,
+    TableName, TableSchema, Value,
 };
 use aedb_session::{
     IhpConfig, ServerEnvironmentProfile, ServerProfileId, SessionAuthority,
@@ -351,67 +351,6 @@ fn record_denial(
 pub(crate) struct Auditor {
     metrics: Arc<EngineMetrics>,
     audit: AuditRef,
-}
-
-/// The actions a transaction performs: a write per mutation, a read per assertion.
-pub(crate) fn transaction_actions(tx: &Transaction) -> Vec<Action<'_>> {
-    let mut out = Vec::with_capacity(tx.mutations.len() + tx.assertions.len());
-    for m in &tx.mutations {
-        out.push(match m {
-            Mutation::KvPut { ns, key, .. }
-            | Mutation::KvDelete { ns, key }
-            | Mutation::KvAdd { ns, key, .. }
-            | Mutation::KvSub { ns, key, .. } => Action::KvWrite {
-                ns,
-                key: key.as_bytes(),
-            },
-            Mutation::TableInsert { ns, table, .. }
-            | Mutation::TableUpsert { ns, table, .. }
-            | Mutation::TableUpdate { ns, table, .. }
-            | Mutation::TableDelete { ns, table, .. } => Action::TableWrite { ns, table },
-        });
-    }
-    for a in &tx.assertions {
-        assertion_actions(a, &mut out);
-    }
-    out
-}
-
-fn assertion_actions<'a>(a: &'a Assertion, out: &mut Vec<Action<'a>>) {
-    match a {
-        Assertion::KvExists { ns, key }
-        | Assertion::KvAbsent { ns, key }
-        | Assertion::KvValueEquals { ns, key, .. }
-        | Assertion::KvCompare { ns, key, .. }
-        | Assertion::KvVersionEquals { ns, key, .. }
-        | Assertion::KvNumericAtLeast { ns, key, .. } => out.push(Action::KvRead {
-            ns,
-            key: key.as_bytes(),
-        }),
-        Assertion::RowExists { ns, table, .. }
-        | Assertion::RowAbsent { ns, table, .. }
-        | Assertion::ColumnEquals { ns, table, .. }
-        | Assertion::ColumnCompare { ns, table, .. }
-        | Assertion::RowVersionEquals { ns, table, .. } => {
-            out.push(Action::TableRead { ns, table })
-        }
-        Assertion::All(list) | Assertion::Any(list) => {
-            for a in list {
-                assertion_actions(a, out);
-            }
-        }
-        Assertion::Not(a) => assertion_actions(a, out),
-    }
-}
-
-/// The action a DDL statement performs.
-pub(crate) fn ddl_action(ddl: &Ddl) -> Action<'_> {
-    match ddl {
-        Ddl::CreateProject { project } => Action::CreateProject { project },
-        Ddl::CreateScope { ns } => Action::CreateScope { ns },
-        Ddl::CreateTable { ns, table, .. } => Action::CreateTable { ns, table },
-        Ddl::DropTable { ns, table } => Action::DropTable { ns, table },
-    }
 }
 
 /// A read snapshot bound to an authenticated caller: every read is checked against
