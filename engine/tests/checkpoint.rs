@@ -140,7 +140,7 @@ fn wrong_keys_and_a_deleted_manifest_are_refused() {
     assert!(
         matches!(
             &wrong_manifest_key,
-            OpenError::Recovery(StartError::Manifest(ManifestError::HeaderAuthFailed { path }))
+            aedb::Error::Open(OpenError::Recovery(StartError::Manifest(ManifestError::HeaderAuthFailed { path })))
                 if *path == manifest
         ),
         "expected HeaderAuthFailed({}), got {wrong_manifest_key:?}",
@@ -155,7 +155,7 @@ fn wrong_keys_and_a_deleted_manifest_are_refused() {
     assert!(
         matches!(
             wrong_data_key,
-            OpenError::Recovery(StartError::NoUsableCheckpoint { .. })
+            aedb::Error::Open(OpenError::Recovery(StartError::NoUsableCheckpoint { .. }))
         ),
         "{wrong_data_key:?}"
     );
@@ -165,7 +165,7 @@ fn wrong_keys_and_a_deleted_manifest_are_refused() {
     assert!(
         matches!(
             missing,
-            OpenError::Recovery(StartError::MissingManifest { .. })
+            aedb::Error::Open(OpenError::Recovery(StartError::MissingManifest { .. }))
         ),
         "{missing:?}"
     );
@@ -254,7 +254,7 @@ fn a_provider_pointed_at_a_new_master_version_starts_a_new_epoch() {
     assert!(
         matches!(
             &err,
-            OpenError::Recovery(StartError::Manifest(ManifestError::HeaderAuthFailed { path }))
+            aedb::Error::Open(OpenError::Recovery(StartError::Manifest(ManifestError::HeaderAuthFailed { path })))
                 if *path == manifest
         ),
         "expected HeaderAuthFailed({}), got {err:?}",
@@ -340,10 +340,9 @@ fn old_epochs_are_retired_once_no_file_needs_them() {
     assert!(live.is_epoch_retired(aedb::KeyEpoch::FIRST));
     assert!(!live.is_epoch_retired(aedb::KeyEpoch::new(2)));
     match aedb::offline::open_checkpoint_file(dir.path(), &stale, &config_v1_v2()) {
-        Err(aedb::offline::OfflineError::Checkpoint(CheckpointError::RetiredEpoch {
-            epoch,
-            ..
-        })) => assert_eq!(epoch, aedb::KeyEpoch::FIRST),
+        Err(aedb::Error::Offline(aedb::offline::OfflineError::Checkpoint(
+            CheckpointError::RetiredEpoch { epoch, .. },
+        ))) => assert_eq!(epoch, aedb::KeyEpoch::FIRST),
         other => panic!("expected RetiredEpoch, got {other:?}"),
     }
 

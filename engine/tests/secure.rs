@@ -7,9 +7,9 @@ use std::ops::Bound;
 
 use aedb::{
     AccessError, AedbConfig, AedbInstance, Assertion, AuditChainError, AuditExportError,
-    AuditTable, BackupError, CallerId, CheckpointFailure, ColumnDef, ColumnName, ColumnType,
-    CommitError, ConfigError, Direction, Error, Finality, KvKey, KvValue, Namespace, Numeric,
-    OpenError, Permission, Resource, SecureConfig, TableName, TableSchema, Transaction, Value,
+    AuditTable, CallerId, ColumnDef, ColumnName, ColumnType, CommitError, ConfigError, Direction,
+    Error, Finality, KvKey, KvValue, Namespace, Numeric, OpenError, Permission, Resource,
+    SecureConfig, TableName, TableSchema, Transaction, Value,
 };
 
 const KEY: [u8; 32] = [0x11; 32];
@@ -40,50 +40,16 @@ fn schema() -> TableSchema {
     .unwrap()
 }
 
-/// The access error an API's error carries, whichever error type that API returns.
+/// The access error an API's error carries (every API returns `aedb::Error`, and a
+/// refusal is always its `Access` kind).
 trait AccessOf: std::fmt::Debug {
     fn access(&self) -> Option<&AccessError>;
-}
-
-impl AccessOf for AccessError {
-    fn access(&self) -> Option<&AccessError> {
-        Some(self)
-    }
-}
-
-impl AccessOf for CommitError {
-    fn access(&self) -> Option<&AccessError> {
-        match self {
-            CommitError::Access(a) => Some(a),
-            _ => None,
-        }
-    }
-}
-
-impl AccessOf for CheckpointFailure {
-    fn access(&self) -> Option<&AccessError> {
-        match self {
-            CheckpointFailure::Access(a) => Some(a),
-            _ => None,
-        }
-    }
-}
-
-impl AccessOf for BackupError {
-    fn access(&self) -> Option<&AccessError> {
-        match self {
-            BackupError::Access(a) => Some(a),
-            _ => None,
-        }
-    }
 }
 
 impl AccessOf for Error {
     fn access(&self) -> Option<&AccessError> {
         match self {
             Error::Access(a) => Some(a),
-            Error::Commit(c) => c.access(),
-            Error::Checkpoint(c) => c.access(),
             _ => None,
         }
     }
@@ -91,10 +57,6 @@ impl AccessOf for Error {
 
 fn is_denied<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
     matches!(r, Err(Error::Access(AccessError::Denied(_))))
-        || matches!(
-            r,
-            Err(Error::Commit(CommitError::Access(AccessError::Denied(_))))
-        )
 }
 
 #[test]
@@ -275,12 +237,7 @@ fn ops() -> Vec<Op> {
             let name = format!("pr{}", rand_suffix());
             db.create_project_as(c, &name).map(drop)
         }),
-        op("checkpoint", |db, c| {
-            db.checkpoint_now_as(c).map(drop).map_err(|e| match e {
-                aedb::CheckpointFailure::Access(a) => Error::Access(a),
-                other => panic!("{other}"),
-            })
-        }),
+        op("checkpoint", |db, c| db.checkpoint_now_as(c).map(drop)),
         op("read_metrics", |db, c| {
             db.operational_metrics_as(c).map(drop).map_err(Error::from)
         }),
@@ -325,12 +282,7 @@ fn ops() -> Vec<Op> {
             db.grant_as(c, &CallerId::new("grantee").unwrap(), p, false)
                 .map(drop)
         }),
-        op("rotate_keys", |db, c| {
-            db.rotate_keys_as(c).map(drop).map_err(|e| match e {
-                aedb::CheckpointFailure::Access(a) => Error::Access(a),
-                other => panic!("{other}"),
-            })
-        }),
+        op("rotate_keys", |db, c| db.rotate_keys_as(c).map(drop)),
         op("backup_full", |db, c| {
             let dir = std::env::temp_dir().join(format!(
                 "aedb-matrix-backup-{}-{}",
@@ -339,10 +291,7 @@ fn ops() -> Vec<Op> {
             ));
             let result = db.backup_full_as(c, &dir, &mut |_, _| {});
             let _ = std::fs::remove_dir_all(&dir);
-            result.map(drop).map_err(|e| match e {
-                aedb::BackupError::Access(a) => Error::Access(a),
-                other => panic!("{other}"),
-            })
+            result.map(drop)
         }),
     ]
 }
@@ -530,7 +479,7 @@ fn grants_persist_and_the_bootstrap_admin_is_installed_once() {
     }
     // A secure database never opens without access control.
     match AedbInstance::open(dir.path(), config()) {
-        Err(OpenError::SecureDatabase { path }) => assert_eq!(path, dir.path()),
+        Err(aedb::Error::Open(OpenError::SecureDatabase { path })) => assert_eq!(path, dir.path()),
         other => panic!("expected SecureDatabase, got {other:?}"),
     }
     // Reopened with another bootstrap name: the persisted policy applies, the name
@@ -597,7 +546,10 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
         })
         .kv_sub(&ns, KvKey::new("acct/carol").unwrap(), Numeric::U64(10));
     let err = db.commit_as(&carol, tx).unwrap_err();
-    assert!(matches!(err, CommitError::Rejected(_)), "{err:?}");
+    assert!(
+        matches!(err, aedb::Error::Commit(CommitError::Rejected(_))),
+        "{err:?}"
+    );
     let failed = db.audit_rows_as(&root, AuditTable::Assertion).unwrap();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].kind, "assertion_failed");
@@ -663,7 +615,7 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
     assert!(
         matches!(
             &err,
-            AuditExportError::Chain(AuditChainError::BadMac { table, seq })
+            Error::AuditExport(AuditExportError::Chain(AuditChainError::BadMac { table, seq }))
                 if (*table, *seq) == (edited.table, edited.seq)
         ),
         "expected BadMac for {:?} row {}, got {err:?}",
@@ -692,8 +644,11 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
     assert!(
         matches!(
             &err,
-            AuditExportError::Chain(AuditChainError::Gap { table, expected, found })
-                if (*table, *expected, *found) == (deleted.table, deleted.seq, deleted.seq + 1)
+            Error::AuditExport(AuditExportError::Chain(AuditChainError::Gap {
+                table,
+                expected,
+                found
+            })) if (*table, *expected, *found) == (deleted.table, deleted.seq, deleted.seq + 1)
         ),
         "expected a Gap at {:?} row {}, got {err:?}",
         deleted.table,
@@ -718,16 +673,19 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
     );
     db.commit_as(&root, edit).unwrap();
     let err = db.verify_audit_as(&root).unwrap_err();
-    // `verify_audit_as` carries the chain error as text: compare it with exactly the
-    // error the edited row must produce.
-    let expected = AuditChainError::BadMac {
-        table: AuditTable::Authz,
-        seq: 2,
-    };
+    // `verify_audit_as` carries the chain error: exactly the one the edited row must
+    // produce.
     assert!(
-        matches!(&err, Error::Integrity(text) if *text == expected.to_string()),
-        "expected Integrity({expected}), got {err:?}"
+        matches!(
+            &err,
+            Error::AuditExport(AuditExportError::Chain(AuditChainError::BadMac {
+                table: AuditTable::Authz,
+                seq: 2
+            }))
+        ),
+        "expected BadMac of authz row 2, got {err:?}"
     );
+    assert_eq!(err.class(), aedb::ErrorClass::Integrity);
     db.shutdown().unwrap();
     // `aedb check invariants` reports it too, naming the row.
     let checks = aedb::offline::check_invariants(dir.path(), &config()).unwrap();
@@ -750,7 +708,7 @@ fn open_production_refuses_weak_configurations() {
     let secure = || SecureConfig::new(caller("root"));
     for weak in [AedbConfig::low_latency(KEY), AedbConfig::development()] {
         match AedbInstance::open_production(dir.path(), weak, secure()) {
-            Err(OpenError::Config(ConfigError::NotProductionGrade(_))) => {}
+            Err(aedb::Error::Open(OpenError::Config(ConfigError::NotProductionGrade(_)))) => {}
             other => panic!("expected NotProductionGrade, got {other:?}"),
         }
     }

@@ -44,18 +44,17 @@ pub use manifest::{
     UnverifiedBackupManifest, valid_file_name,
 };
 
-use crate::{AedbConfig, AedbInstance};
+use crate::{AedbConfig, AedbInstance, Error, Who};
 
 /// The derivation context of the backup-manifest MAC key.
 pub const BACKUP_KEY_CONTEXT: &[u8] = b"aedb backup manifest v1";
 
-/// Why a backup or a restore failed. Every integrity failure has its own variant.
+/// Why a backup or a restore failed (the [`Error::Backup`](crate::Error::Backup) kind).
+/// Every integrity failure has its own variant. A refused caller is
+/// [`Error::Access`](crate::Error::Access).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BackupError {
-    /// A secure instance refused the caller (use the `*_as` form; `Backup` needs
-    /// `GlobalAdmin`). Nothing was written.
-    #[error(transparent)]
-    Access(#[from] aedb_authz::AccessError),
     /// The restore target exists and is not empty.
     #[error("restore target {0} is not empty: restore only into an empty directory")]
     NonEmptyTarget(PathBuf),
@@ -242,8 +241,9 @@ pub fn backup_key(
     config: &AedbConfig,
     database: DatabaseId,
     master: Option<&MasterKeyId>,
-) -> Result<(SecretKey, MasterKeyId), KeyError> {
-    backup_key_from(&*config.backup_key_provider()?, database, master)
+) -> Result<(SecretKey, MasterKeyId), Error> {
+    let provider = config.backup_key_provider().map_err(BackupError::Key)?;
+    Ok(backup_key_from(&*provider, database, master).map_err(BackupError::Key)?)
 }
 
 fn backup_key_from(
@@ -277,7 +277,11 @@ pub struct VerifiedBackup {
 /// Reads `<dir>/BACKUP` and authenticates it with the backup key `config` derives:
 /// [`BackupError::WrongKey`] when the key differs, [`BackupError::ChainMismatch`] when
 /// the key is right but the content was changed.
-pub fn read_backup(dir: &Path, config: &AedbConfig) -> Result<VerifiedBackup, BackupError> {
+pub fn read_backup(dir: &Path, config: &AedbConfig) -> Result<VerifiedBackup, Error> {
+    Ok(read_backup_cfg(dir, config)?)
+}
+
+fn read_backup_cfg(dir: &Path, config: &AedbConfig) -> Result<VerifiedBackup, BackupError> {
     read_backup_with(&*config.fs, dir, &*config.backup_key_provider()?)
 }
 
@@ -567,9 +571,8 @@ impl AedbInstance {
         &self,
         dir: impl AsRef<Path>,
         progress: Progress<'_>,
-    ) -> Result<BackupReport, BackupError> {
-        self.anonymous()?;
-        self.backup_full_unchecked(dir, progress)
+    ) -> Result<BackupReport, Error> {
+        self.backup_full_by(Who::Anonymous, dir.as_ref(), progress)
     }
 
     /// [`AedbInstance::backup_full`] on behalf of `caller` (`GlobalAdmin`).
@@ -578,9 +581,8 @@ impl AedbInstance {
         caller: &aedb_authz::CallerId,
         dir: impl AsRef<Path>,
         progress: Progress<'_>,
-    ) -> Result<BackupReport, BackupError> {
-        self.authorize(caller, [&aedb_authz::Action::Backup], "backup")?;
-        self.backup_full_unchecked(dir, progress)
+    ) -> Result<BackupReport, Error> {
+        self.backup_full_by(Who::Caller(caller), dir.as_ref(), progress)
     }
 
     /// [`AedbInstance::backup_incremental`] on behalf of `caller` (`GlobalAdmin`).
@@ -590,17 +592,38 @@ impl AedbInstance {
         dir: impl AsRef<Path>,
         parent: impl AsRef<Path>,
         progress: Progress<'_>,
-    ) -> Result<BackupReport, BackupError> {
-        self.authorize(caller, [&aedb_authz::Action::Backup], "backup")?;
-        self.backup_incremental_unchecked(dir, parent, progress)
+    ) -> Result<BackupReport, Error> {
+        self.backup_incremental_by(Who::Caller(caller), dir.as_ref(), parent.as_ref(), progress)
+    }
+
+    /// The one full-backup path of the anonymous and `*_as` forms.
+    fn backup_full_by(
+        &self,
+        who: Who<'_>,
+        dir: &Path,
+        progress: Progress<'_>,
+    ) -> Result<BackupReport, Error> {
+        self.permit(who, [&aedb_authz::Action::Backup], "backup")?;
+        Ok(self.backup_full_unchecked(dir, progress)?)
+    }
+
+    /// The one incremental-backup path of the anonymous and `*_as` forms.
+    fn backup_incremental_by(
+        &self,
+        who: Who<'_>,
+        dir: &Path,
+        parent: &Path,
+        progress: Progress<'_>,
+    ) -> Result<BackupReport, Error> {
+        self.permit(who, [&aedb_authz::Action::Backup], "backup")?;
+        Ok(self.backup_incremental_unchecked(dir, parent, progress)?)
     }
 
     fn backup_full_unchecked(
         &self,
-        dir: impl AsRef<Path>,
+        dir: &Path,
         progress: Progress<'_>,
     ) -> Result<BackupReport, BackupError> {
-        let dir = dir.as_ref();
         ensure_empty_dir(&*self.fs, dir, BackupError::NonEmptyBackupDir)?;
         // The newest checkpoint plus the WAL after it is a full backup: sealing a fresh
         // checkpoint would cost the workload CPU the copy does not need (automatic
@@ -684,19 +707,17 @@ impl AedbInstance {
         dir: impl AsRef<Path>,
         parent: impl AsRef<Path>,
         progress: Progress<'_>,
-    ) -> Result<BackupReport, BackupError> {
-        self.anonymous()?;
-        self.backup_incremental_unchecked(dir, parent, progress)
+    ) -> Result<BackupReport, Error> {
+        self.backup_incremental_by(Who::Anonymous, dir.as_ref(), parent.as_ref(), progress)
     }
 
     fn backup_incremental_unchecked(
         &self,
-        dir: impl AsRef<Path>,
-        parent: impl AsRef<Path>,
+        dir: &Path,
+        parent: &Path,
         progress: Progress<'_>,
     ) -> Result<BackupReport, BackupError> {
-        let dir = dir.as_ref();
-        let parent = read_backup_with(&*self.fs, parent.as_ref(), &*self.backup_keys)?;
+        let parent = read_backup_with(&*self.fs, parent, &*self.backup_keys)?;
         if parent.manifest.database_id != self.database_id() {
             return Err(BackupError::ForeignBackup {
                 backup: parent.dir.clone(),
@@ -825,13 +846,20 @@ fn copy_wal(
 pub fn verify_chain_manifests(
     backups: &[PathBuf],
     config: &AedbConfig,
+) -> Result<Vec<VerifiedBackup>, Error> {
+    Ok(chain_manifests(backups, config)?)
+}
+
+fn chain_manifests(
+    backups: &[PathBuf],
+    config: &AedbConfig,
 ) -> Result<Vec<VerifiedBackup>, BackupError> {
     if backups.is_empty() {
         return Err(BackupError::EmptyChain);
     }
     let read: Vec<VerifiedBackup> = backups
         .iter()
-        .map(|b| read_backup(b, config))
+        .map(|b| read_backup_cfg(b, config))
         .collect::<Result<_, _>>()?;
     let database = read[0].manifest.database_id;
     for b in &read {
@@ -958,7 +986,7 @@ pub fn verify_backup_chain(
     backups: &[PathBuf],
     config: &AedbConfig,
     progress: Progress<'_>,
-) -> Result<RestoreReport, BackupError> {
+) -> Result<RestoreReport, Error> {
     chain_state(backups, config, true, None, progress).map(|(report, _)| report)
 }
 
@@ -971,7 +999,7 @@ pub fn chain_state(
     strict: bool,
     target: Option<Lsn>,
     progress: Progress<'_>,
-) -> Result<(RestoreReport, State), BackupError> {
+) -> Result<(RestoreReport, State), Error> {
     let staging = std::env::temp_dir().join(format!(
         "aedb-verify-{}-{}",
         std::process::id(),
@@ -980,7 +1008,7 @@ pub fn chain_state(
     let result = rebuild(backups, config, strict, target, &staging, progress)
         .map(|(report, rebuilt, _)| (report, rebuilt.state));
     remove_tree(&*config.fs, &staging);
-    result
+    Ok(result?)
 }
 
 struct Rebuilt {
@@ -998,7 +1026,7 @@ fn rebuild(
     staging: &Path,
     progress: Progress<'_>,
 ) -> Result<(RestoreReport, Rebuilt, DatabaseId), BackupError> {
-    let chain = verify_chain_manifests(backups, config)?;
+    let chain = chain_manifests(backups, config)?;
     let database = chain[0].manifest.database_id;
     let first = chain[0].manifest.first_lsn;
     let last = chain[chain.len() - 1].manifest.last_lsn;
@@ -1260,8 +1288,16 @@ pub fn restore_from_backup_chain(
     target_dir: impl AsRef<Path>,
     options: RestoreOptions,
     progress: Progress<'_>,
+) -> Result<RestoreReport, Error> {
+    Ok(restore(backups, target_dir.as_ref(), options, progress)?)
+}
+
+fn restore(
+    backups: &[PathBuf],
+    target: &Path,
+    options: RestoreOptions,
+    progress: Progress<'_>,
 ) -> Result<RestoreReport, BackupError> {
-    let target = target_dir.as_ref();
     let created = ensure_empty_dir(&*options.config.fs, target, BackupError::NonEmptyTarget)?;
     let staging = target.join(".aedb-restore-staging");
     let result = (|| {
