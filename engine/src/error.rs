@@ -172,14 +172,14 @@ impl std::fmt::Display for ErrorClass {
 /// key material or stored values beyond the names and sizes needed to explain it.
 ///
 /// ```
-/// use aedb::{AedbConfig, AedbInstance, ErrorClass, Namespace, Numeric, Transaction};
+/// use aedb::{AedbConfig, AedbInstance, ErrorClass};
 /// let dir = tempfile::tempdir()?;
 /// let db = AedbInstance::open(dir.path(), AedbConfig::production([0u8; 32]))?;
 /// match db.create_project("not a name") {
 ///     Err(e) if e.class() == ErrorClass::InvalidInput => assert_eq!(e.code(), "name.invalid"),
 ///     other => panic!("{other:?}"),
 /// }
-/// # Ok::<(), aedb::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// # Codes
@@ -444,6 +444,7 @@ fn start_code(e: &StartError) -> (&'static str, ErrorClass) {
             ("open.recovery_io", C::Io)
         }
         StartError::Wal(aedb_wal::RecoverError::Encrypted { .. })
+        | StartError::Manifest(aedb_checkpoint::ManifestError::HeaderAuthFailed { .. })
         | StartError::Key(_)
         | StartError::NoKeyEpoch => ("open.key", C::Integrity),
         _ => ("open.corrupt", C::Integrity),

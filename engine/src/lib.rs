@@ -33,6 +33,39 @@
 //! db.shutdown()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Errors
+//!
+//! Every fallible call returns [`Error`]: one `#[non_exhaustive]` enum whose variants
+//! are kinds ([`Error::Commit`], [`Error::Access`], [`Error::Open`], …) holding the typed
+//! cause. Branch on [`Error::class`] (an [`ErrorClass`]) and log [`Error::code`], a
+//! stable `&'static str` such as `"commit.busy"` or `"access.denied"` (the full list is
+//! in [`Error`]'s documentation):
+//!
+//! ```
+//! use aedb::{AedbConfig, AedbInstance, ErrorClass, Finality, KvKey, KvValue, Namespace, Transaction};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let db = AedbInstance::open(dir.path(), AedbConfig::production([0u8; 32]))?;
+//! db.create_project("app")?;
+//! db.create_scope("app", "main")?;
+//! let ns = Namespace::parse("app", "main")?;
+//! let tx = Transaction::new().kv_put(&ns, KvKey::new("k")?, KvValue::new("v")?);
+//! let outcome = loop {
+//!     match db.try_commit(tx.clone(), Finality::Durable) {
+//!         Ok(outcome) => break outcome,
+//!         Err(e) => match e.class() {
+//!             ErrorClass::Retryable => std::thread::yield_now(), // the queue is full
+//!             ErrorClass::Conflict => return Err(e.into()), // re-read and decide
+//!             ErrorClass::Closed => return Err(e.into()),   // reopen the instance
+//!             _ => return Err(format!("{}: {e}", e.code()).into()),
+//!         },
+//!     }
+//! };
+//! assert_eq!(db.snapshot()?.lsn(), outcome.lsn);
+//! db.shutdown()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(unsafe_code)]
 
 pub mod backup;
