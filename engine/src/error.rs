@@ -43,7 +43,7 @@ pub enum OpenError {
     /// Recovery failed (corruption names the file and offset), or the actors could
     /// not start.
     #[error(transparent)]
-    Recovery(#[from] StartError),
+    Recovery(Box<StartError>),
     /// The directory holds a secure database (it has the system tables): opening it
     /// without access control would bypass its grants and audit. Open it with
     /// `open_secure` / `open_production` (the CLI: `--caller`).
@@ -356,9 +356,15 @@ impl From<BackupError> for Error {
     }
 }
 
+impl From<StartError> for OpenError {
+    fn from(e: StartError) -> OpenError {
+        OpenError::Recovery(Box::new(e))
+    }
+}
+
 impl From<StartError> for Error {
     fn from(e: StartError) -> Error {
-        Error::Open(OpenError::Recovery(e))
+        Error::Open(OpenError::from(e))
     }
 }
 

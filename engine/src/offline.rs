@@ -33,7 +33,7 @@ pub enum OfflineError {
     NotADatabase(PathBuf),
     /// An integrity failure.
     #[error(transparent)]
-    Integrity(#[from] IntegrityFailure),
+    Integrity(Box<IntegrityFailure>),
     /// A key could not be derived.
     #[error("key derivation failed: {0}")]
     Key(#[from] aedb_keys::KeyError),
@@ -103,6 +103,17 @@ pub enum IntegrityFailure {
     CheckpointListing(aedb_checkpoint::CheckpointError),
 }
 
+impl From<IntegrityFailure> for OfflineError {
+    fn from(e: IntegrityFailure) -> OfflineError {
+        OfflineError::Integrity(Box::new(e))
+    }
+}
+
+/// An [`OfflineError::Integrity`] of `cause`.
+fn damaged<E: Into<IntegrityFailure>>(cause: E) -> OfflineError {
+    OfflineError::Integrity(Box::new(cause.into()))
+}
+
 /// A shared hold on `<data_dir>/LOCK`, released on drop.
 #[derive(Debug)]
 pub struct ReadLock {
@@ -148,7 +159,7 @@ fn verified_manifest(
     if !fs.exists(&path) {
         return Err(OfflineError::NotADatabase(dir.to_path_buf()));
     }
-    let integrity = |e: ManifestError| OfflineError::Integrity(e.into());
+    let integrity = damaged::<ManifestError>;
     let database = aedb_checkpoint::peek_database_id(fs, &path).map_err(integrity)?;
     let mut last = None;
     for key in keyring.manifest_key_candidates(database)? {
@@ -158,10 +169,7 @@ fn verified_manifest(
             Err(e) => return Err(integrity(e)),
         }
     }
-    Err(last.map_or_else(
-        || OfflineError::Integrity(IntegrityFailure::NoManifestKey),
-        integrity,
-    ))
+    Err(last.map_or_else(|| damaged(IntegrityFailure::NoManifestKey), integrity))
 }
 
 fn epoch_table(live: &LiveState) -> Result<EpochTable, OfflineError> {
@@ -206,7 +214,7 @@ pub fn open_checkpoint_file(dir: &Path, file: &Path, config: &AedbConfig) -> Res
             .map_err(OfflineError::from)?
     };
     let state = State::decode_snapshot(&loaded.payload).map_err(|source| {
-        OfflineError::Integrity(IntegrityFailure::Snapshot {
+        damaged(IntegrityFailure::Snapshot {
             file: file.to_path_buf(),
             source,
         })
@@ -227,10 +235,7 @@ pub fn export_audit(
     let database = verified.database_id;
     let mut rows = Vec::new();
     for table in aedb_actors::audit::AuditTable::ALL {
-        rows.extend(
-            aedb_actors::audit::read_rows(&verified.state, table)
-                .map_err(|e| OfflineError::Integrity(e.into()))?,
-        );
+        rows.extend(aedb_actors::audit::read_rows(&verified.state, table).map_err(damaged)?);
     }
     let counts = crate::verify_audit_rows(&rows, |id| keyring.audit_key_for(database, id).ok())?;
     crate::secure::export_rows(&*config.fs, database, &rows, &counts, out)
@@ -288,9 +293,7 @@ fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, Offline
         Some(s) => s,
         None if failures.is_empty() => State::new(),
         None => {
-            return Err(OfflineError::Integrity(IntegrityFailure::NoCheckpoint {
-                failures,
-            }));
+            return Err(damaged(IntegrityFailure::NoCheckpoint { failures }));
         }
     };
     let base = state.lsn();
@@ -302,21 +305,19 @@ fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, Offline
         RecoveryMode::Strict,
         |frame| aedb_actors::pipeline::replay_commit_frame(&mut state, base, &mut expected, &frame),
     )
-    .map_err(|e: aedb_wal::RecoverError<FrameReplayError>| OfflineError::Integrity(e.into()))?;
+    .map_err(damaged::<aedb_wal::RecoverError<FrameReplayError>>)?;
     if wal.last_lsn < base && !wal.fresh {
-        return Err(OfflineError::Integrity(
-            IntegrityFailure::WalBehindCheckpoint {
-                wal_last: wal.last_lsn,
-                checkpoint: base,
-            },
-        ));
+        return Err(damaged(IntegrityFailure::WalBehindCheckpoint {
+            wal_last: wal.last_lsn,
+            checkpoint: base,
+        }));
     }
     let recorded = manifest.live.segments();
     for seg in &wal.segments {
         if let (Some(hash), Some(rec)) = (&seg.sealed_hash, recorded.get(&seg.seq.get()))
             && hash.0 != rec.sha256
         {
-            return Err(OfflineError::Integrity(IntegrityFailure::SegmentMismatch {
+            return Err(damaged(IntegrityFailure::SegmentMismatch {
                 path: seg.path.clone(),
             }));
         }
@@ -594,16 +595,14 @@ fn list_files(dir: &Path, config: &AedbConfig) -> Result<Inspection, OfflineErro
     let mut checkpoints = Vec::new();
     let fs = &*config.fs;
     for c in aedb_checkpoint::list_checkpoints(fs, dir)
-        .map_err(|e| OfflineError::Integrity(IntegrityFailure::CheckpointListing(e)))?
+        .map_err(|e| damaged(IntegrityFailure::CheckpointListing(e)))?
     {
         let len = fs.file_len(&c.path).map_err(io(&c.path))?;
         checkpoints.push(FileInfo { path: c.path, len });
     }
     let mut segments = BTreeMap::new();
     let wal_dir = dir.join(aedb_actors::WAL_DIR);
-    for (seq, path) in
-        aedb_wal::segment_paths(fs, &wal_dir).map_err(|e| OfflineError::Integrity(e.into()))?
-    {
+    for (seq, path) in aedb_wal::segment_paths(fs, &wal_dir).map_err(damaged)? {
         let len = fs.file_len(&path).map_err(io(&path))?;
         segments.insert(seq.get(), FileInfo { path, len });
     }

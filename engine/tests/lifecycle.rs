@@ -697,14 +697,16 @@ fn corrupt_sealed_segment_fails_strict_open_naming_the_file() {
         let err = AedbInstance::open(dir.path(), config()).expect_err("strict open refuses");
         let message = err.to_string();
         assert!(message.contains(&sealed.display().to_string()), "{message}");
-        match &err {
-            aedb::Error::Open(OpenError::Recovery(StartError::Wal(
-                aedb_wal::RecoverError::Corrupt { path, offset, .. },
-            ))) => {
+        let recovery = match &err {
+            aedb::Error::Open(OpenError::Recovery(e)) => Some(&**e),
+            _ => None,
+        };
+        match recovery {
+            Some(StartError::Wal(aedb_wal::RecoverError::Corrupt { path, offset, .. })) => {
                 assert_eq!(path, sealed);
                 assert_eq!(*offset, start as u64, "{message}");
             }
-            other => panic!("expected WAL corruption, got {other:?}"),
+            _ => panic!("expected WAL corruption, got {err:?}"),
         }
     }
     assert_eq!(std::fs::read(sealed).expect("read").len(), bytes.len());
@@ -724,7 +726,7 @@ fn corrupt_sealed_segment_fails_strict_open_naming_the_file() {
     assert!(
         matches!(
             err,
-            aedb::Error::Open(OpenError::Recovery(StartError::Manifest(_)))
+            aedb::Error::Open(OpenError::Recovery(ref e)) if matches!(**e, StartError::Manifest(_))
         ),
         "{err:?}"
     );

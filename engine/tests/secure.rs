@@ -215,14 +215,14 @@ fn ops() -> Vec<Op> {
         }),
         op("table_insert", move |db, c| {
             let tx = Transaction::new().table_upsert(&ns(), &table(), row(7));
-            db.commit_as(c, tx).map(drop).map_err(Error::from)
+            db.commit_as(c, tx).map(drop)
         }),
         op("assert on kv ab", move |db, c| {
             let tx = Transaction::new().assert(Assertion::KvAbsent {
                 ns: ns(),
                 key: KvKey::new("ab-none").unwrap(),
             });
-            db.commit_as(c, tx).map(drop).map_err(Error::from)
+            db.commit_as(c, tx).map(drop)
         }),
         op("create_table", move |db, c| {
             // Unique names so repeated allowed calls do not collide.
@@ -239,7 +239,7 @@ fn ops() -> Vec<Op> {
         }),
         op("checkpoint", |db, c| db.checkpoint_now_as(c).map(drop)),
         op("read_metrics", |db, c| {
-            db.operational_metrics_as(c).map(drop).map_err(Error::from)
+            db.operational_metrics_as(c).map(drop)
         }),
         op("read_audit", |db, c| {
             db.audit_rows_as(c, AuditTable::Authz).map(drop)
@@ -256,9 +256,7 @@ fn ops() -> Vec<Op> {
                 KvKey::new("abc").unwrap(),
                 KvValue::new("w").unwrap(),
             );
-            db.try_commit_as(c, tx, Finality::Durable)
-                .map(drop)
-                .map_err(Error::from)
+            db.try_commit_as(c, tx, Finality::Durable).map(drop)
         }),
         op("table_scan", move |db, c| {
             db.snapshot_as(c)

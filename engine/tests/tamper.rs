@@ -839,7 +839,8 @@ fn deleting_the_newest_segment_is_detected() {
     assert!(
         matches!(
             &err,
-            OpenError::Recovery(StartError::SegmentMissing { path }) if *path == deleted
+            OpenError::Recovery(e)
+                if matches!(&**e, StartError::SegmentMissing { path } if *path == deleted)
         ),
         "expected SegmentMissing({}), got {err:?}",
         deleted.display()
@@ -1051,7 +1052,8 @@ fn an_old_manifest_copy_is_refused_when_it_lists_a_deleted_segment_and_opens_com
     assert!(
         matches!(
             &err,
-            OpenError::Recovery(StartError::SegmentMissing { path }) if *path == missing
+            OpenError::Recovery(e)
+                if matches!(&**e, StartError::SegmentMissing { path } if *path == missing)
         ),
         "expected SegmentMissing({}), got {err:?}",
         missing.display()
