@@ -619,3 +619,80 @@ pub trait CommitErrorExt {
     /// an idempotent retry) in the original commit.
     fn failed_assertion(&self) -> Option<u32>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every code `describe` can return is listed in [`Error`]'s documentation table
+    /// (the stable list hosts rely on), and the table lists no code twice.
+    #[test]
+    fn every_code_is_documented_once() {
+        let source = include_str!("error.rs");
+        let (docs, code) = source
+            .split_once("pub enum Error {")
+            .expect("the Error enum");
+        let (code, _) = code.split_once("#[cfg(test)]").expect("the tests");
+        let documented: Vec<&str> = docs
+            .lines()
+            .filter_map(|l| l.strip_prefix("/// | `")?.split('`').next())
+            .collect();
+        let mut unique = documented.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), documented.len(), "a code is listed twice");
+        let returned: Vec<&str> = code
+            .split("(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("\", C::").map(|(c, _)| c))
+            .collect();
+        assert!(returned.len() > 40, "found {} codes", returned.len());
+        for c in returned {
+            assert!(documented.contains(&c), "{c} is not in the table");
+        }
+    }
+
+    #[test]
+    fn kinds_map_to_their_classes() {
+        let cases: Vec<(Error, &str, ErrorClass)> = vec![
+            (
+                CommitError::Closed.into(),
+                "commit.closed",
+                ErrorClass::Closed,
+            ),
+            (
+                CheckpointFailure::Closed.into(),
+                "checkpoint.closed",
+                ErrorClass::Closed,
+            ),
+            (
+                Error::Usage(UsageError::SessionsDisabled),
+                "usage.sessions_disabled",
+                ErrorClass::Usage,
+            ),
+            (
+                SecurityError::NoRecordedMaster(KeyEpoch::FIRST).into(),
+                "security.damaged",
+                ErrorClass::Integrity,
+            ),
+            (
+                BackupError::EmptyChain.into(),
+                "backup.invalid_chain",
+                ErrorClass::InvalidInput,
+            ),
+            (
+                BackupError::Engine(CheckpointFailure::Access(AccessError::CallerRequired)).into(),
+                "access.caller_required",
+                ErrorClass::Access,
+            ),
+            (
+                OfflineError::Locked(PathBuf::from("d")).into(),
+                "offline.locked",
+                ErrorClass::Retryable,
+            ),
+        ];
+        for (e, code, class) in cases {
+            assert_eq!((e.code(), e.class()), (code, class), "{e:?}");
+        }
+    }
+}

@@ -179,9 +179,10 @@ impl AedbInstance {
     /// created secure is refused ([`OpenError::SecureDatabase`]): it never silently
     /// loses its access control.
     ///
-    /// Fails with [`OpenError::Lock`] if another instance — in this process or another
-    /// — has `dir` open, and with [`OpenError::Recovery`] naming the file and offset if
-    /// the WAL is corrupt (strict profiles).
+    /// Fails with [`Error::Open`]: [`OpenError::Lock`] (code `open.locked`, class
+    /// [`ErrorClass::Retryable`]) if another instance — in this process or another — has
+    /// `dir` open, and [`OpenError::Recovery`] naming the file and offset if the WAL is
+    /// corrupt (strict profiles; class [`ErrorClass::Integrity`]).
     pub fn open(dir: impl AsRef<Path>, config: AedbConfig) -> Result<AedbInstance, Error> {
         Ok(AedbInstance::open_with(dir.as_ref(), config, None)?)
     }

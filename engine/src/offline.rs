@@ -20,7 +20,7 @@ use aedb_wal::{RecoveredWal, RecoveryMode, WalConfig, WalKeyring};
 use crate::{AedbConfig, Error};
 
 /// Why an offline operation could not run at all (the
-/// [`Error::Offline`](crate::Error::Offline) kind; integrity failures are reported as
+/// [`Error::Offline`] kind; integrity failures are reported as
 /// failed [`Check`]s or [`OfflineError::Integrity`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -49,9 +49,9 @@ use crate::{AedbConfig, AedbInstance, Error, Who};
 /// The derivation context of the backup-manifest MAC key.
 pub const BACKUP_KEY_CONTEXT: &[u8] = b"aedb backup manifest v1";
 
-/// Why a backup or a restore failed (the [`Error::Backup`](crate::Error::Backup) kind).
+/// Why a backup or a restore failed (the [`Error::Backup`] kind).
 /// Every integrity failure has its own variant. A refused caller is
-/// [`Error::Access`](crate::Error::Access).
+/// [`Error::Access`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackupError {
