@@ -133,6 +133,7 @@ pub struct UnverifiedBackupManifest {
 
 /// Why bytes are not a well-formed backup manifest.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BackupManifestError {
     /// The file ends early.
     #[error("backup manifest truncated at byte {offset}: {what} needs {needed} more bytes")]
