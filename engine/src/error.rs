@@ -236,6 +236,7 @@ impl std::fmt::Display for ErrorClass {
 /// | `backup.engine` | *of its cause* | the engine could not take the backup |
 /// | `backup.key` | Integrity | the backup key could not be derived |
 /// | `backup.write_failed` | Io | writing the restored database failed |
+/// | `backup.segment_header` | Integrity | a live WAL segment's header does not decode |
 /// | `backup.io` | Io | a file-system operation failed |
 /// | `offline.locked` | Retryable | a live instance holds the directory |
 /// | `offline.not_a_database` | InvalidInput | the directory holds no manifest |
@@ -566,6 +567,7 @@ fn backup_code(e: &BackupError) -> (&'static str, ErrorClass) {
         BackupError::Engine(c) => ("backup.engine", checkpoint_code(c).1),
         BackupError::Key(_) => ("backup.key", C::Integrity),
         BackupError::Write(_) => ("backup.write_failed", C::Io),
+        BackupError::SegmentHeader { .. } => ("backup.segment_header", C::Integrity),
         BackupError::Io { .. } => ("backup.io", C::Io),
     }
 }

@@ -176,6 +176,14 @@ pub enum BackupError {
     /// Writing the restored checkpoint or manifest failed.
     #[error("writing the restored database failed: {0}")]
     Write(#[source] WriteFailure),
+    /// A live WAL segment's header does not decode.
+    #[error("decode segment header {}: {source}", .path.display())]
+    SegmentHeader {
+        /// The segment.
+        path: PathBuf,
+        /// Why.
+        source: aedb_wal::segment::SegmentHeaderError,
+    },
     /// A file-system operation failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -635,10 +643,9 @@ fn stable_prefix_len(file: &dyn DiskFile, path: &Path, synced: Lsn) -> Result<u6
     let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
     file.read_exact_at(&mut bytes, 0)
         .map_err(io_err("read", path))?;
-    let header = SegmentHeader::decode(&bytes).map_err(|e| BackupError::Io {
-        op: "decode segment header",
+    let header = SegmentHeader::decode(&bytes).map_err(|source| BackupError::SegmentHeader {
         path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
+        source,
     })?;
     let mut at = header.header_len() as u64;
     let mut end = at;
@@ -669,10 +676,9 @@ fn segment_base(file: &dyn DiskFile, path: &Path) -> Result<Lsn, BackupError> {
         .map_err(io_err("read", path))?;
     SegmentHeader::decode(&buf)
         .map(|h| h.base_lsn)
-        .map_err(|e| BackupError::Io {
-            op: "decode segment header",
+        .map_err(|source| BackupError::SegmentHeader {
             path: path.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
+            source,
         })
 }
 

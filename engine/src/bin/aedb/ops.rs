@@ -303,6 +303,7 @@ fn backup_err(e: aedb::Error) -> CliError {
     match e {
         aedb::Error::Backup(
             B::Io { .. }
+            | B::SegmentHeader { .. }
             | B::Engine(_)
             | B::Write(_)
             | B::NonEmptyBackupDir(_)
