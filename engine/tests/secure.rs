@@ -829,3 +829,98 @@ fn session_capsules_authenticate_callers_and_revocation_is_durable() {
     ));
     db.shutdown().unwrap();
 }
+
+/// `ReadSnapshot` (open instances) and `CallerSnapshot` (checked reads) answer the same
+/// reads with the same types and values.
+#[test]
+fn read_snapshot_and_caller_snapshot_read_alike() {
+    let open_dir = tempfile::tempdir().unwrap();
+    let db = AedbInstance::open(open_dir.path(), config()).unwrap();
+    db.create_project("p").unwrap();
+    db.create_scope("p", "s").unwrap();
+    let ns = Namespace::parse("p", "s").unwrap();
+    db.create_table(&ns, "t", schema()).unwrap();
+    db.kv_put(&ns, "k", "v").unwrap();
+    db.kv_add(&ns, "n", Numeric::U64(7)).unwrap();
+    let table = TableName::new("t").unwrap();
+    db.commit(Transaction::new().table_insert(
+        &ns,
+        &table,
+        vec![
+            (ColumnName::new("id").unwrap(), Value::U64(1)),
+            (ColumnName::new("v").unwrap(), Value::Text("x".into())),
+        ],
+    ))
+    .unwrap();
+    let plain = db.snapshot().unwrap();
+    let checked = db.snapshot_as(&caller("reader"));
+    let entry: Option<aedb::KvEntry> = plain.kv_get(&ns, b"k").unwrap();
+    assert_eq!(entry, checked.kv_get(&ns, b"k").unwrap());
+    let n: Numeric = plain
+        .kv_get_numeric(&ns, b"n", aedb::NumericType::U64)
+        .unwrap();
+    assert_eq!(
+        n,
+        checked
+            .kv_get_numeric(&ns, b"n", aedb::NumericType::U64)
+            .unwrap()
+    );
+    let page: aedb::Page<(KvKey, aedb::KvEntry)> = plain
+        .kv_scan_prefix(&ns, b"", Direction::Forward, 10)
+        .unwrap();
+    assert_eq!(
+        page,
+        checked
+            .kv_scan_prefix(&ns, b"", Direction::Forward, 10)
+            .unwrap()
+    );
+    assert_eq!(
+        plain
+            .kv_scan_range(
+                &ns,
+                Bound::Unbounded,
+                Bound::Unbounded,
+                Direction::Reverse,
+                1
+            )
+            .unwrap(),
+        checked
+            .kv_scan_range(
+                &ns,
+                Bound::Unbounded,
+                Bound::Unbounded,
+                Direction::Reverse,
+                1
+            )
+            .unwrap()
+    );
+    let row: Option<aedb::Row> = plain.table_get(&ns, &table, &[Value::U64(1)]).unwrap();
+    assert_eq!(
+        row,
+        checked.table_get(&ns, &table, &[Value::U64(1)]).unwrap()
+    );
+    let range = aedb::KeyRange::all();
+    assert_eq!(
+        plain
+            .table_scan(&ns, &table, &range, Direction::Forward, 10)
+            .unwrap(),
+        checked
+            .table_scan(&ns, &table, &range, Direction::Forward, 10)
+            .unwrap()
+    );
+    let schema: TableSchema = plain.table_schema(&ns, &table).unwrap();
+    assert_eq!(schema, checked.table_schema(&ns, &table).unwrap());
+    assert_eq!(plain.kv_len(&ns).unwrap(), checked.kv_len(&ns).unwrap());
+    assert_eq!(
+        plain.table_len(&ns, &table).unwrap(),
+        checked.table_len(&ns, &table).unwrap()
+    );
+    assert_eq!(plain.lsn(), checked.lsn());
+    // A missing namespace is the same error on both.
+    let missing = Namespace::parse("p", "nope").unwrap();
+    assert_eq!(
+        plain.kv_get(&missing, b"k").unwrap_err().code(),
+        checked.kv_get(&missing, b"k").unwrap_err().code()
+    );
+    db.shutdown().unwrap();
+}
