@@ -271,7 +271,8 @@ pub enum Error {
     #[error(transparent)]
     Access(AccessError),
     /// A grant, revoke or ownership change failed (other than a denial, which is
-    /// [`Error::Access`], or a failed commit, which is [`Error::Commit`]).
+    /// [`Error::Access`]); a failed commit of the change has the code and class of
+    /// that commit error.
     #[error(transparent)]
     Authz(AuthzFailure),
     /// A checkpoint or key rotation failed.
@@ -339,7 +340,6 @@ impl From<AuthzFailure> for Error {
             AuthzFailure::Policy(AuthzError::Denied(denied)) => {
                 Error::Access(AccessError::Denied(denied))
             }
-            AuthzFailure::Commit(c) => Error::from(c),
             other => Error::Authz(other),
         }
     }
