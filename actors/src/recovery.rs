@@ -83,12 +83,15 @@ pub(crate) fn recover(
         manifest.live_state(),
         &epochs,
         keyring,
-    )?;
+    )
+    .map_err(|failures| StartError::NoUsableCheckpoint { failures })?;
     let checkpoint_lsn = state.lsn();
     let (recovered, writer) = recover_wal(&wal_dir, wal, mode, &mut state)?;
     manifest.set_fault_injector(wal.faults.clone());
     if mode == RecoveryMode::Strict {
-        check_segments_against_manifest(&recovered, manifest.live_state())?;
+        if let Some(path) = first_segment_mismatch(&recovered, manifest.live_state()) {
+            return Err(StartError::SegmentMismatch { path });
+        }
         check_recorded_segments_present(&*fs, &wal_dir, &manifest, false)?;
     } else {
         retire_lost_segments(&mut manifest, &recovered)?;
@@ -246,7 +249,7 @@ fn remove_unrecorded_checkpoints(
 
 /// Loads the newest checkpoint of `data_dir` that authenticates and matches the hash the
 /// manifest recorded; returns the state (empty without checkpoints) and how many newer
-/// checkpoints were skipped. Read-only: recovery, `aedb verify` and `check invariants`
+/// checkpoints were skipped, or why each recorded one failed (newest first). Read-only: recovery, `aedb verify` and `check invariants`
 /// share it.
 pub fn load_newest_checkpoint(
     fs: &dyn aedb_fs::FileSystem,
@@ -255,7 +258,7 @@ pub fn load_newest_checkpoint(
     live: &LiveState,
     epochs: &EpochTable,
     keyring: &Keyring,
-) -> Result<(State, u64), StartError> {
+) -> Result<(State, u64), Vec<CheckpointLoadError>> {
     let checkpoints = live.checkpoints();
     let mut failures = Vec::new();
     for (lsn, recorded) in checkpoints.iter().rev() {
@@ -276,7 +279,7 @@ pub fn load_newest_checkpoint(
     if failures.is_empty() {
         Ok((State::new(), 0))
     } else {
-        Err(StartError::NoUsableCheckpoint { failures })
+        Err(failures)
     }
 }
 
@@ -483,20 +486,15 @@ pub fn replay_commit_frame(
 }
 
 /// Every sealed segment the manifest recorded must hash to what it recorded (the
-/// recovery check, shared with the offline checks).
-pub fn check_segments_against_manifest(
-    recovered: &RecoveredWal,
-    live: &LiveState,
-) -> Result<(), StartError> {
+/// recovery check, shared with the offline checks): the first one that does not.
+pub fn first_segment_mismatch(recovered: &RecoveredWal, live: &LiveState) -> Option<PathBuf> {
     let recorded = live.segments();
-    for seg in &recovered.segments {
-        if let (Some(hash), Some(rec)) = (&seg.sealed_hash, recorded.get(&seg.seq))
-            && hash.0 != rec.sha256
-        {
-            return Err(StartError::SegmentMismatch {
-                path: seg.path.clone(),
-            });
-        }
-    }
-    Ok(())
+    recovered
+        .segments
+        .iter()
+        .find(|seg| {
+            matches!((&seg.sealed_hash, recorded.get(&seg.seq)),
+                (Some(hash), Some(rec)) if hash.0 != rec.sha256)
+        })
+        .map(|seg| seg.path.clone())
 }

@@ -357,15 +357,13 @@ fn full_and_restore(c: &mut Criterion, db: &AedbInstance, root: &Path, summary: 
         .snapshot()
         .expect("snapshot")
         .kv_get(&ns, &key_bytes(KEYS - 1))
-        .expect("read")
-        .cloned();
+        .expect("read");
     assert_eq!(
         last,
         db.snapshot()
             .expect("snapshot")
             .kv_get(&ns, &key_bytes(KEYS - 1))
             .expect("read")
-            .cloned()
     );
     assert_eq!(
         restored.snapshot().expect("snapshot").lsn(),

@@ -99,13 +99,20 @@ fn build(dir: &Path, summary: &Summary) -> Vec<u8> {
     let db = open_sealed(dir, true);
     load_keys(&db, KEYS, 10_000);
     let loaded = t.elapsed();
-    let snap = db.snapshot().expect("snapshot");
+    let report = db.checkpoint_now().expect("checkpoint");
+    let m = db.operational_metrics();
+    // Readers see only reads: the state to encode is the one the checkpoint sealed,
+    // read back offline (the same content the snapshot held: nothing committed since).
+    db.shutdown().expect("shutdown after load");
+    let state = aedb::offline::verify_data_dir(dir, &aedb_benches::sealed_production(true))
+        .expect("verify loaded directory")
+        .state;
     let t = Instant::now();
     let cpu = thread_cpu_ns();
     let mut payload = Vec::new();
-    snap.encode_snapshot(&mut payload);
+    state.encode_snapshot(&mut payload);
     let (enc_wall, enc_cpu) = (t.elapsed(), thread_cpu_ns() - cpu);
-    drop(snap);
+    drop(state);
     let t = Instant::now();
     let decoded = aedb::State::decode_snapshot(&payload).expect("decode snapshot");
     let dec_wall = t.elapsed();
@@ -115,8 +122,6 @@ fn build(dir: &Path, summary: &Summary) -> Vec<u8> {
         dec_wall.as_secs_f64() * 1e3,
         mb_per_s(payload.len(), dec_wall.as_secs_f64()),
     ));
-    let report = db.checkpoint_now().expect("checkpoint");
-    let m = db.operational_metrics();
     summary.line(format!(
         "state: {KEYS} keys loaded in {:.2}s; State::encode_snapshot {:.1} MiB in {:.0} ms ({:.0} MB/s wall, {:.0} MB/s CPU)",
         loaded.as_secs_f64(),
@@ -131,6 +136,7 @@ fn build(dir: &Path, summary: &Summary) -> Vec<u8> {
         m.checkpoint_micros as f64 / 1e3,
         report.lsn.get(),
     ));
+    let db = open_sealed(dir, true);
     let t = Instant::now();
     let ns = namespace();
     std::thread::scope(|s| {

@@ -163,7 +163,8 @@ enum Variant {
     AnonPerRead,
     AuthPerRead,
     /// Anonymous, snapshot once, with the entry cloned as `CallerSnapshot::kv_get`
-    /// does (decomposition only).
+    /// does (decomposition only). `ReadSnapshot::kv_get` now returns the entry owned
+    /// too, so this measures the same read as `AnonOnce`; kept for comparable rows.
     AnonOnceCloned,
     /// `snapshot_as(reader)` once on the **open** instance: the `CallerSnapshot`
     /// wrapper without a policy (decomposition only).
@@ -221,7 +222,7 @@ impl Readers<'_> {
             }
             Variant::AnonOnceCloned => {
                 for k in keys {
-                    found += self.anon.kv_get(ns, k).expect("read").cloned().is_some() as usize;
+                    found += self.anon.kv_get(ns, k).expect("read").is_some() as usize;
                 }
             }
             Variant::AuthOnce => {

@@ -115,10 +115,7 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
     let ns = Namespace::parse(PROJECT, SCOPE).map_err(aedb::Error::from)?;
     let table = TableName::new(TRANSFERS).map_err(aedb::Error::from)?;
     let expected_total = setup(&db, &ns, &table, &args)?;
-    let rows_before = db
-        .snapshot()?
-        .table_len(&ns, &table)
-        .map_err(aedb::Error::from)? as u64;
+    let rows_before = db.snapshot()?.table_len(&ns, &table)? as u64;
 
     let report = run_transfers(&db, &ns, &table, &args, finality)?;
     let metrics = db.operational_metrics();
@@ -149,10 +146,10 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
         match snap.kv_get_numeric(&ns, account_key(id)?.as_bytes(), NumericType::U64) {
             Ok(Numeric::U64(v)) => total += u128::from(v),
             Ok(other) => return Err(CliError::Integrity(format!("account {id} holds {other:?}"))),
-            Err(e) => return Err(aedb::Error::from(e).into()),
+            Err(e) => return Err(e.into()),
         }
     }
-    let rows_after = snap.table_len(&ns, &table).map_err(aedb::Error::from)? as u64;
+    let rows_after = snap.table_len(&ns, &table)? as u64;
     println!(
         "reopened in {:.1} ms from the checkpoint ({} WAL frames replayed after it)",
         reopen.as_secs_f64() * 1e3,
@@ -188,8 +185,7 @@ fn setup(
     let snap = db.snapshot()?;
     if snap.has_namespace(ns) {
         let funded = snap
-            .kv_get(ns, b"meta/funded")
-            .map_err(aedb::Error::from)?
+            .kv_get(ns, b"meta/funded")?
             .map(|e| e.value.as_bytes().to_vec());
         let Some(bytes) = funded else {
             return Err(CliError::Integrity(
@@ -321,14 +317,14 @@ fn run_transfers(
                         Ok(_) => {
                             committed.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(e) if aedb::CommitErrorExt::failed_assertion(&e) == Some(0) => {
+                        Err(e) if e.failed_assertion() == Some(0) => {
                             insufficient.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => {
                             failure
                                 .lock()
                                 .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e.into());
+                                .get_or_insert(e);
                             return;
                         }
                     }

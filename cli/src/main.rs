@@ -111,15 +111,6 @@ pub enum CliError {
     /// The engine reported an error (exit code 1).
     #[error(transparent)]
     Engine(#[from] aedb::Error),
-    /// Opening the database failed (exit code 1).
-    #[error(transparent)]
-    Open(#[from] aedb::OpenError),
-    /// A commit failed unexpectedly (exit code 1).
-    #[error(transparent)]
-    Commit(#[from] aedb::CommitError),
-    /// A secure instance refused the call.
-    #[error(transparent)]
-    Access(#[from] aedb::AccessError),
     /// A check failed and its result was already printed (exit code 1).
     #[error("{0}")]
     Reported(String),

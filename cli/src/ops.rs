@@ -145,9 +145,11 @@ fn config(global: &Global, data_dir: Option<&Path>) -> Result<AedbConfig, CliErr
     keys::config(global.key_file.as_deref(), data_dir)
 }
 
-fn offline_err(e: offline::OfflineError) -> CliError {
+fn offline_err(e: aedb::Error) -> CliError {
     match e {
-        offline::OfflineError::Integrity(s) => CliError::Integrity(s),
+        aedb::Error::Offline(offline::OfflineError::Integrity(s)) => {
+            CliError::Integrity(s.to_string())
+        }
         other => CliError::Failed(other.to_string()),
     }
 }
@@ -300,14 +302,18 @@ pub fn verify(args: DataDirArg, global: &Global) -> Result<(), CliError> {
     Ok(())
 }
 
-fn backup_err(e: backup::BackupError) -> CliError {
+fn backup_err(e: aedb::Error) -> CliError {
     use backup::BackupError as B;
     match e {
-        B::Io { .. }
-        | B::Engine(_)
-        | B::Write(_)
-        | B::NonEmptyBackupDir(_)
-        | B::NonEmptyTarget(_) => CliError::Failed(e.to_string()),
+        aedb::Error::Backup(
+            B::Io { .. }
+            | B::SegmentHeader { .. }
+            | B::Engine(_)
+            | B::Write(_)
+            | B::NonEmptyBackupDir(_)
+            | B::NonEmptyTarget(_),
+        )
+        | aedb::Error::Checkpoint(_) => CliError::Failed(e.to_string()),
         other => CliError::Integrity(other.to_string()),
     }
 }
@@ -340,7 +346,7 @@ fn open_for_backup(
         .map_err(|e| CliError::Usage(format!("--caller: {e}")))?;
     match AedbInstance::open(dir, config(global, Some(dir))?) {
         Ok(db) => Ok((db, caller.unwrap_or_else(operator))),
-        Err(aedb::OpenError::SecureDatabase { .. }) => {
+        Err(aedb::Error::Open(aedb::OpenError::SecureDatabase { .. })) => {
             let caller = caller.ok_or_else(|| {
                 CliError::Usage(format!(
                     "{} is a secure database: pass --caller NAME (a GlobalAdmin)",
@@ -370,7 +376,7 @@ fn run_backup(
     global: &Global,
     db: AedbInstance,
     what: &str,
-    take: impl FnOnce(&AedbInstance, backup::Progress<'_>) -> Result<BackupReport, backup::BackupError>,
+    take: impl FnOnce(&AedbInstance, backup::Progress<'_>) -> Result<BackupReport, aedb::Error>,
 ) -> Result<(), CliError> {
     let bar = bar(global, what);
     let report = take(&db, &mut |d, t| {

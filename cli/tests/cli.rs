@@ -371,7 +371,7 @@ fn audit_export_writes_a_verifiable_jsonl_file_and_tampering_fails_verify() {
         assert!(
             matches!(
                 &err,
-                aedb::Error::Commit(aedb::CommitError::Access(aedb::AccessError::Denied(d)))
+                aedb::Error::Access(aedb::AccessError::Denied(d))
                     if d.reason() == aedb::DenyReason::NotCovered
             ),
             "{err:?}"

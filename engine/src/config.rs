@@ -371,6 +371,7 @@ impl fmt::Debug for AedbConfig {
 
 /// A configuration knob is out of range.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// Segment size outside 64 KiB ..= 4 GiB.
     #[error("segment_size {0} bytes is out of range: use 64 KiB ..= 4 GiB")]

@@ -33,6 +33,39 @@
 //! db.shutdown()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Errors
+//!
+//! Every fallible call returns [`Error`]: one `#[non_exhaustive]` enum whose variants
+//! are kinds ([`Error::Commit`], [`Error::Access`], [`Error::Open`], …) holding the typed
+//! cause. Branch on [`Error::class`] (an [`ErrorClass`]) and log [`Error::code`], a
+//! stable `&'static str` such as `"commit.busy"` or `"access.denied"` (the full list is
+//! in [`Error`]'s documentation):
+//!
+//! ```
+//! use aedb::{AedbConfig, AedbInstance, ErrorClass, Finality, KvKey, KvValue, Namespace, Transaction};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let db = AedbInstance::open(dir.path(), AedbConfig::production([0u8; 32]))?;
+//! db.create_project("app")?;
+//! db.create_scope("app", "main")?;
+//! let ns = Namespace::parse("app", "main")?;
+//! let tx = Transaction::new().kv_put(&ns, KvKey::new("k")?, KvValue::new("v")?);
+//! let outcome = loop {
+//!     match db.try_commit(tx.clone(), Finality::Durable) {
+//!         Ok(outcome) => break outcome,
+//!         Err(e) => match e.class() {
+//!             ErrorClass::Retryable => std::thread::yield_now(), // the queue is full
+//!             ErrorClass::Conflict => return Err(e.into()), // re-read and decide
+//!             ErrorClass::Closed => return Err(e.into()),   // reopen the instance
+//!             _ => return Err(format!("{}: {e}", e.code()).into()),
+//!         },
+//!     }
+//! };
+//! assert_eq!(db.snapshot()?.lsn(), outcome.lsn);
+//! db.shutdown()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(unsafe_code)]
 
 pub mod backup;
@@ -44,8 +77,8 @@ mod lock;
 pub mod offline;
 pub mod parity;
 mod secure;
+mod snapshot;
 
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -58,8 +91,9 @@ pub use aedb_actors::{
 };
 pub use aedb_model::{
     Assertion, ColumnDef, ColumnName, ColumnType, CompareOp, Ddl, Direction, IdempotencyKey,
-    KeyRange, KvEntry, KvKey, KvOperand, KvValue, Mutation, Namespace, Numeric, NumericType, Page,
-    ProjectName, Row, ScopeName, State, TableName, TableSchema, Timestamp, Transaction, Value,
+    IdempotencyRecord, KeyRange, KvEntry, KvKey, KvOperand, KvValue, Mutation, Namespace, Numeric,
+    NumericType, Outcome, Page, ProjectName, Rejection, Row, ScopeName, State, TableName,
+    TableSchema, Timestamp, Transaction, Value,
 };
 pub use aedb_types::Lsn;
 pub use aedb_wal::{FaultInjector, FaultKind, FaultMode, FaultPoint, RecoveredWal};
@@ -69,10 +103,12 @@ pub use backup::{
 };
 pub use config::{AedbConfig, Profile, Recovery};
 pub use error::{
-    ApplyError, CommitError, CommitErrorExt, ConfigError, Error, LimitError, LockError, NameError,
-    OpenError, ReadError, StartError,
+    ApplyError, CommitError, CommitErrorExt, ConfigError, Error, ErrorClass, LimitError, LockError,
+    NameError, OpenError, ReadError, SecurityError, StartError, UsageError,
 };
 pub use golden::{GoldenCapsule, GoldenMismatch, golden_capsules};
+pub use offline::OfflineError;
+pub use snapshot::ReadSnapshot;
 
 use lock::DirLock;
 use secure::Security;
@@ -145,11 +181,12 @@ impl AedbInstance {
     /// created secure is refused ([`OpenError::SecureDatabase`]): it never silently
     /// loses its access control.
     ///
-    /// Fails with [`OpenError::Lock`] if another instance — in this process or another
-    /// — has `dir` open, and with [`OpenError::Recovery`] naming the file and offset if
-    /// the WAL is corrupt (strict profiles).
-    pub fn open(dir: impl AsRef<Path>, config: AedbConfig) -> Result<AedbInstance, OpenError> {
-        AedbInstance::open_with(dir.as_ref(), config, None)
+    /// Fails with [`Error::Open`]: [`OpenError::Lock`] (code `open.locked`, class
+    /// [`ErrorClass::Retryable`]) if another instance — in this process or another — has
+    /// `dir` open, and [`OpenError::Recovery`] naming the file and offset if the WAL is
+    /// corrupt (strict profiles; class [`ErrorClass::Integrity`]).
+    pub fn open(dir: impl AsRef<Path>, config: AedbConfig) -> Result<AedbInstance, Error> {
+        Ok(AedbInstance::open_with(dir.as_ref(), config, None)?)
     }
 
     /// Opens (creating if needed) a **secure** instance: every caller-facing operation
@@ -180,8 +217,8 @@ impl AedbInstance {
         dir: impl AsRef<Path>,
         config: AedbConfig,
         secure: SecureConfig,
-    ) -> Result<AedbInstance, OpenError> {
-        AedbInstance::open_with(dir.as_ref(), config, Some(secure))
+    ) -> Result<AedbInstance, Error> {
+        Ok(AedbInstance::open_with(dir.as_ref(), config, Some(secure))?)
     }
 
     /// [`AedbInstance::open_secure`] for production paths: additionally refuses a
@@ -191,8 +228,8 @@ impl AedbInstance {
         dir: impl AsRef<Path>,
         config: AedbConfig,
         secure: SecureConfig,
-    ) -> Result<AedbInstance, OpenError> {
-        config.validate_production()?;
+    ) -> Result<AedbInstance, Error> {
+        config.validate_production().map_err(OpenError::from)?;
         AedbInstance::open_secure(dir, config, secure)
     }
 
@@ -281,9 +318,11 @@ impl AedbInstance {
     /// Changes the hot-backup copy rate limit (`None`: unlimited; at least 1 MiB/s),
     /// for example to let a backup run faster at night. Applies to backups started
     /// afterwards. See `AedbConfig::backup_rate_limit`.
-    pub fn set_backup_rate_limit(&self, bytes_per_sec: Option<u64>) -> Result<(), ConfigError> {
+    pub fn set_backup_rate_limit(&self, bytes_per_sec: Option<u64>) -> Result<(), Error> {
         let rate = match bytes_per_sec {
-            Some(b) if b < config::MIN_BACKUP_RATE => return Err(ConfigError::BackupRateLimit(b)),
+            Some(b) if b < config::MIN_BACKUP_RATE => {
+                return Err(ConfigError::BackupRateLimit(b).into());
+            }
             Some(b) => b,
             None => 0,
         };
@@ -295,6 +334,21 @@ impl AedbInstance {
     /// Whether this instance requires authenticated callers.
     pub fn is_secure(&self) -> bool {
         self.security.is_some()
+    }
+
+    /// Checks that `who` may perform `actions`: an anonymous call is refused on a secure
+    /// instance; a caller is checked against the grants (always allowed on an open
+    /// instance, except the system caller).
+    pub(crate) fn permit<'a>(
+        &self,
+        who: Who<'_>,
+        actions: impl IntoIterator<Item = &'a Action<'a>>,
+        what: &str,
+    ) -> Result<(), AccessError> {
+        match who {
+            Who::Anonymous => self.anonymous(),
+            Who::Caller(caller) => self.authorize(caller, actions, what),
+        }
     }
 
     /// Refuses anonymous calls on secure instances.
@@ -341,31 +395,20 @@ impl AedbInstance {
     /// Commits `tx` with the configured default finality, waiting for room in the
     /// commit queue if it is full. Refused on secure instances (use
     /// [`AedbInstance::commit_as`]).
-    pub fn commit(&self, tx: Transaction) -> Result<CommitOutcome, CommitError> {
-        self.commit_with(tx, self.default_finality)
+    pub fn commit(&self, tx: Transaction) -> Result<CommitOutcome, Error> {
+        self.commit_by(Who::Anonymous, tx, self.default_finality, Admission::Wait)
     }
 
     /// Commits `tx` with an explicit finality.
-    pub fn commit_with(
-        &self,
-        tx: Transaction,
-        finality: Finality,
-    ) -> Result<CommitOutcome, CommitError> {
-        self.anonymous()?;
-        self.pipeline
-            .commit(Request::Transaction(tx), finality, Admission::Wait)
+    pub fn commit_with(&self, tx: Transaction, finality: Finality) -> Result<CommitOutcome, Error> {
+        self.commit_by(Who::Anonymous, tx, finality, Admission::Wait)
     }
 
-    /// Like [`AedbInstance::commit_with`], but fails with [`CommitError::Busy`] instead
-    /// of waiting when the commit queue is full.
-    pub fn try_commit(
-        &self,
-        tx: Transaction,
-        finality: Finality,
-    ) -> Result<CommitOutcome, CommitError> {
-        self.anonymous()?;
-        self.pipeline
-            .commit(Request::Transaction(tx), finality, Admission::FailFast)
+    /// Like [`AedbInstance::commit_with`], but fails with [`CommitError::Busy`]
+    /// (class [`ErrorClass::Retryable`]) instead of waiting when the commit queue is
+    /// full.
+    pub fn try_commit(&self, tx: Transaction, finality: Finality) -> Result<CommitOutcome, Error> {
+        self.commit_by(Who::Anonymous, tx, finality, Admission::FailFast)
     }
 
     /// Async form of [`AedbInstance::commit_with`] for callers on an async runtime: it
@@ -374,11 +417,8 @@ impl AedbInstance {
         &self,
         tx: Transaction,
         finality: Finality,
-    ) -> Result<CommitOutcome, CommitError> {
-        self.anonymous()?;
-        self.pipeline
-            .commit_async(Request::Transaction(tx), finality)
-            .await
+    ) -> Result<CommitOutcome, Error> {
+        self.commit_async_by(Who::Anonymous, tx, finality).await
     }
 
     /// Commits `tx` on behalf of `caller` with the default finality: every mutation
@@ -386,12 +426,13 @@ impl AedbInstance {
     /// every assertion the matching read right. A denial changes nothing, is generic
     /// ([`AccessError::Denied`]) and is audited; a failed assertion is recorded in
     /// `assertion_audit` with the assertion's index and the actual value.
-    pub fn commit_as(
-        &self,
-        caller: &CallerId,
-        tx: Transaction,
-    ) -> Result<CommitOutcome, CommitError> {
-        self.commit_with_as(caller, tx, self.default_finality)
+    pub fn commit_as(&self, caller: &CallerId, tx: Transaction) -> Result<CommitOutcome, Error> {
+        self.commit_by(
+            Who::Caller(caller),
+            tx,
+            self.default_finality,
+            Admission::Wait,
+        )
     }
 
     /// [`AedbInstance::commit_as`] with an explicit finality.
@@ -400,8 +441,8 @@ impl AedbInstance {
         caller: &CallerId,
         tx: Transaction,
         finality: Finality,
-    ) -> Result<CommitOutcome, CommitError> {
-        self.commit_admitted_as(caller, tx, finality, Admission::Wait)
+    ) -> Result<CommitOutcome, Error> {
+        self.commit_by(Who::Caller(caller), tx, finality, Admission::Wait)
     }
 
     /// [`AedbInstance::try_commit`] on behalf of `caller`.
@@ -410,23 +451,8 @@ impl AedbInstance {
         caller: &CallerId,
         tx: Transaction,
         finality: Finality,
-    ) -> Result<CommitOutcome, CommitError> {
-        self.commit_admitted_as(caller, tx, finality, Admission::FailFast)
-    }
-
-    fn commit_admitted_as(
-        &self,
-        caller: &CallerId,
-        tx: Transaction,
-        finality: Finality,
-        admission: Admission,
-    ) -> Result<CommitOutcome, CommitError> {
-        self.authorize_commit(caller, &tx)?;
-        let result = self
-            .pipeline
-            .commit(Request::Transaction(tx), finality, admission);
-        self.audit_outcome(caller, &result);
-        result
+    ) -> Result<CommitOutcome, Error> {
+        self.commit_by(Who::Caller(caller), tx, finality, Admission::FailFast)
     }
 
     /// [`AedbInstance::commit_async`] on behalf of `caller`.
@@ -435,20 +461,49 @@ impl AedbInstance {
         caller: &CallerId,
         tx: Transaction,
         finality: Finality,
-    ) -> Result<CommitOutcome, CommitError> {
-        self.authorize_commit(caller, &tx)?;
+    ) -> Result<CommitOutcome, Error> {
+        self.commit_async_by(Who::Caller(caller), tx, finality)
+            .await
+    }
+
+    /// The one commit path of the anonymous and `*_as` forms.
+    fn commit_by(
+        &self,
+        who: Who<'_>,
+        tx: Transaction,
+        finality: Finality,
+        admission: Admission,
+    ) -> Result<CommitOutcome, Error> {
+        self.authorize_commit(who, &tx)?;
+        let result = self
+            .pipeline
+            .commit(Request::Transaction(tx), finality, admission);
+        self.audit_outcome(who, &result);
+        Ok(result?)
+    }
+
+    async fn commit_async_by(
+        &self,
+        who: Who<'_>,
+        tx: Transaction,
+        finality: Finality,
+    ) -> Result<CommitOutcome, Error> {
+        self.authorize_commit(who, &tx)?;
         let result = self
             .pipeline
             .commit_async(Request::Transaction(tx), finality)
             .await;
-        self.audit_outcome(caller, &result);
-        result
+        self.audit_outcome(who, &result);
+        Ok(result?)
     }
 
-    fn authorize_commit(&self, caller: &CallerId, tx: &Transaction) -> Result<(), CommitError> {
+    fn authorize_commit(&self, who: Who<'_>, tx: &Transaction) -> Result<(), AccessError> {
+        let Who::Caller(caller) = who else {
+            return self.anonymous();
+        };
         let actions = aedb_authz::transaction_actions(tx);
-        self.authorize(caller, &actions, "commit").map_err(|e| {
-            if let (Some(s), AccessError::Denied(denied)) = (&self.security, &e) {
+        self.authorize(caller, &actions, "commit").inspect_err(|e| {
+            if let (Some(s), AccessError::Denied(denied)) = (&self.security, e) {
                 let index = denied.action_index().unwrap_or(0);
                 s.audit(AuditEvent {
                     table: AuditTable::Assertion,
@@ -460,16 +515,16 @@ impl AedbInstance {
                     detail: denied.reason().as_str().into(),
                 });
             }
-            CommitError::Access(e)
         })
     }
 
     /// Records a failed assertion in `assertion_audit` (secure instances).
-    fn audit_outcome(&self, caller: &CallerId, result: &Result<CommitOutcome, CommitError>) {
+    fn audit_outcome(&self, who: Who<'_>, result: &Result<CommitOutcome, CommitError>) {
         if let (
             Some(s),
+            Who::Caller(caller),
             Err(CommitError::Rejected(ApplyError::AssertionFailed { index, detail })),
-        ) = (&self.security, result)
+        ) = (&self.security, who, result)
         {
             s.audit(AuditEvent {
                 table: AuditTable::Assertion,
@@ -483,10 +538,8 @@ impl AedbInstance {
 
     /// Applies a DDL statement durably. Refused on secure instances (use
     /// [`AedbInstance::ddl_as`]).
-    pub fn ddl(&self, ddl: Ddl) -> Result<CommitOutcome, CommitError> {
-        self.anonymous()?;
-        self.pipeline
-            .commit(Request::Ddl(ddl), Finality::Durable, Admission::Wait)
+    pub fn ddl(&self, ddl: Ddl) -> Result<CommitOutcome, Error> {
+        self.ddl_by(Who::Anonymous, ddl)
     }
 
     /// Applies a DDL statement on behalf of `caller`: creating a project needs
@@ -494,21 +547,28 @@ impl AedbInstance {
     /// `TableDdl`/`ScopeAdmin` (or ownership of the scope). The creator becomes the
     /// owner of what it creates; a dropped table's grants and owner are forgotten.
     pub fn ddl_as(&self, caller: &CallerId, ddl: Ddl) -> Result<CommitOutcome, Error> {
+        self.ddl_by(Who::Caller(caller), ddl)
+    }
+
+    /// The one DDL path of the anonymous and `*_as` forms.
+    fn ddl_by(&self, who: Who<'_>, ddl: Ddl) -> Result<CommitOutcome, Error> {
         let action = aedb_authz::ddl_action(&ddl);
-        self.authorize(caller, [&action], "ddl")?;
-        let ownership = match (&ddl, &self.security) {
-            (_, None) => None,
-            (Ddl::CreateProject { project }, Some(_)) => {
+        self.permit(who, [&action], "ddl")?;
+        let ownership = match (&ddl, &self.security, who) {
+            (_, None, _) | (_, _, Who::Anonymous) => None,
+            (Ddl::CreateProject { project }, Some(_), Who::Caller(caller)) => {
                 Some(authz_actor::PolicyChange::SetOwner {
                     resource: Resource::Project(project.clone()),
                     owner: caller.clone(),
                 })
             }
-            (Ddl::CreateScope { ns }, Some(_)) => Some(authz_actor::PolicyChange::SetOwner {
-                resource: Resource::Scope(ns.clone()),
-                owner: caller.clone(),
-            }),
-            (Ddl::CreateTable { ns, table, .. }, Some(_)) => {
+            (Ddl::CreateScope { ns }, Some(_), Who::Caller(caller)) => {
+                Some(authz_actor::PolicyChange::SetOwner {
+                    resource: Resource::Scope(ns.clone()),
+                    owner: caller.clone(),
+                })
+            }
+            (Ddl::CreateTable { ns, table, .. }, Some(_), Who::Caller(caller)) => {
                 Some(authz_actor::PolicyChange::SetOwner {
                     resource: Resource::Table {
                         ns: ns.clone(),
@@ -517,7 +577,7 @@ impl AedbInstance {
                     owner: caller.clone(),
                 })
             }
-            (Ddl::DropTable { ns, table }, Some(_)) => {
+            (Ddl::DropTable { ns, table }, Some(_), Who::Caller(_)) => {
                 Some(authz_actor::PolicyChange::Forget(Resource::Table {
                     ns: ns.clone(),
                     table: table.clone(),
@@ -536,7 +596,7 @@ impl AedbInstance {
     /// Creates a project.
     pub fn create_project(&self, project: &str) -> Result<CommitOutcome, Error> {
         let project = ProjectName::new(project)?;
-        Ok(self.ddl(Ddl::CreateProject { project })?)
+        self.ddl_by(Who::Anonymous, Ddl::CreateProject { project })
     }
 
     /// Creates a project on behalf of `caller` (`GlobalAdmin`), who becomes its owner.
@@ -546,13 +606,13 @@ impl AedbInstance {
         project: &str,
     ) -> Result<CommitOutcome, Error> {
         let project = ProjectName::new(project)?;
-        self.ddl_as(caller, Ddl::CreateProject { project })
+        self.ddl_by(Who::Caller(caller), Ddl::CreateProject { project })
     }
 
     /// Creates a scope (with its KV space) in an existing project.
     pub fn create_scope(&self, project: &str, scope: &str) -> Result<CommitOutcome, Error> {
         let ns = Namespace::parse(project, scope)?;
-        Ok(self.ddl(Ddl::CreateScope { ns })?)
+        self.ddl_by(Who::Anonymous, Ddl::CreateScope { ns })
     }
 
     /// Creates a scope on behalf of `caller`, who becomes its owner.
@@ -563,7 +623,7 @@ impl AedbInstance {
         scope: &str,
     ) -> Result<CommitOutcome, Error> {
         let ns = Namespace::parse(project, scope)?;
-        self.ddl_as(caller, Ddl::CreateScope { ns })
+        self.ddl_by(Who::Caller(caller), Ddl::CreateScope { ns })
     }
 
     /// Creates a table in a namespace.
@@ -573,12 +633,7 @@ impl AedbInstance {
         table: &str,
         schema: TableSchema,
     ) -> Result<CommitOutcome, Error> {
-        let table = TableName::new(table)?;
-        Ok(self.ddl(Ddl::CreateTable {
-            ns: ns.clone(),
-            table,
-            schema,
-        })?)
+        self.create_table_by(Who::Anonymous, ns, table, schema)
     }
 
     /// Creates a table on behalf of `caller`, who becomes its owner.
@@ -589,15 +644,30 @@ impl AedbInstance {
         table: &str,
         schema: TableSchema,
     ) -> Result<CommitOutcome, Error> {
+        self.create_table_by(Who::Caller(caller), ns, table, schema)
+    }
+
+    fn create_table_by(
+        &self,
+        who: Who<'_>,
+        ns: &Namespace,
+        table: &str,
+        schema: TableSchema,
+    ) -> Result<CommitOutcome, Error> {
         let table = TableName::new(table)?;
-        self.ddl_as(
-            caller,
+        self.ddl_by(
+            who,
             Ddl::CreateTable {
                 ns: ns.clone(),
                 table,
                 schema,
             },
         )
+    }
+
+    /// A one-mutation commit with the default finality.
+    fn commit_one(&self, who: Who<'_>, tx: Transaction) -> Result<CommitOutcome, Error> {
+        self.commit_by(who, tx, self.default_finality, Admission::Wait)
     }
 
     /// Puts one KV pair (a one-mutation commit with the default finality).
@@ -608,7 +678,7 @@ impl AedbInstance {
         value: impl AsRef<[u8]>,
     ) -> Result<CommitOutcome, Error> {
         let tx = Transaction::new().kv_put(ns, KvKey::new(key)?, KvValue::new(value)?);
-        Ok(self.commit(tx)?)
+        self.commit_one(Who::Anonymous, tx)
     }
 
     /// [`AedbInstance::kv_put`] on behalf of `caller` (`KvWrite` covering the key).
@@ -620,13 +690,13 @@ impl AedbInstance {
         value: impl AsRef<[u8]>,
     ) -> Result<CommitOutcome, Error> {
         let tx = Transaction::new().kv_put(ns, KvKey::new(key)?, KvValue::new(value)?);
-        Ok(self.commit_as(caller, tx)?)
+        self.commit_one(Who::Caller(caller), tx)
     }
 
     /// Deletes one KV key (a one-mutation commit with the default finality).
     pub fn kv_delete(&self, ns: &Namespace, key: impl AsRef<[u8]>) -> Result<CommitOutcome, Error> {
         let tx = Transaction::new().kv_delete(ns, KvKey::new(key)?);
-        Ok(self.commit(tx)?)
+        self.commit_one(Who::Anonymous, tx)
     }
 
     /// [`AedbInstance::kv_delete`] on behalf of `caller` (`KvWrite`).
@@ -637,7 +707,7 @@ impl AedbInstance {
         key: impl AsRef<[u8]>,
     ) -> Result<CommitOutcome, Error> {
         let tx = Transaction::new().kv_delete(ns, KvKey::new(key)?);
-        Ok(self.commit_as(caller, tx)?)
+        self.commit_one(Who::Caller(caller), tx)
     }
 
     /// Atomically adds `delta` to the number stored at `key` (missing counts as zero);
@@ -649,7 +719,7 @@ impl AedbInstance {
         delta: Numeric,
     ) -> Result<CommitOutcome, Error> {
         let tx = Transaction::new().kv_add(ns, KvKey::new(key)?, delta);
-        Ok(self.commit(tx)?)
+        self.commit_one(Who::Anonymous, tx)
     }
 
     /// [`AedbInstance::kv_add`] on behalf of `caller` (`KvWrite`).
@@ -661,7 +731,7 @@ impl AedbInstance {
         delta: Numeric,
     ) -> Result<CommitOutcome, Error> {
         let tx = Transaction::new().kv_add(ns, KvKey::new(key)?, delta);
-        Ok(self.commit_as(caller, tx)?)
+        self.commit_one(Who::Caller(caller), tx)
     }
 
     /// Atomically subtracts `delta`; underflow is an error and changes nothing.
@@ -672,7 +742,7 @@ impl AedbInstance {
         delta: Numeric,
     ) -> Result<CommitOutcome, Error> {
         let tx = Transaction::new().kv_sub(ns, KvKey::new(key)?, delta);
-        Ok(self.commit(tx)?)
+        self.commit_one(Who::Anonymous, tx)
     }
 
     /// [`AedbInstance::kv_sub`] on behalf of `caller` (`KvWrite`).
@@ -684,12 +754,12 @@ impl AedbInstance {
         delta: Numeric,
     ) -> Result<CommitOutcome, Error> {
         let tx = Transaction::new().kv_sub(ns, KvKey::new(key)?, delta);
-        Ok(self.commit_as(caller, tx)?)
+        self.commit_one(Who::Caller(caller), tx)
     }
 
     /// Reads one KV entry from the latest snapshot.
     pub fn kv_get(&self, ns: &Namespace, key: impl AsRef<[u8]>) -> Result<Option<KvEntry>, Error> {
-        Ok(self.snapshot()?.kv_get(ns, key.as_ref())?.cloned())
+        self.kv_get_by(Who::Anonymous, ns, key.as_ref())
     }
 
     /// [`AedbInstance::kv_get`] on behalf of `caller` (`KvRead` covering the key).
@@ -699,19 +769,27 @@ impl AedbInstance {
         ns: &Namespace,
         key: impl AsRef<[u8]>,
     ) -> Result<Option<KvEntry>, Error> {
+        self.kv_get_by(Who::Caller(caller), ns, key.as_ref())
+    }
+
+    fn kv_get_by(
+        &self,
+        who: Who<'_>,
+        ns: &Namespace,
+        key: &[u8],
+    ) -> Result<Option<KvEntry>, Error> {
         // One check against the published policy, without building a CallerSnapshot.
-        let key = key.as_ref();
-        self.authorize(caller, [&Action::KvRead { ns, key }], "kv_get")?;
+        self.permit(who, [&Action::KvRead { ns, key }], "kv_get")?;
         Ok(self.pipeline.snapshot().kv_get(ns, key)?.cloned())
     }
 
     /// The latest published snapshot: an immutable view, read on the caller's thread,
-    /// that never blocks or is blocked by writers. All of [`State`]'s read methods
-    /// (KV get and scans, table get and scans, schemas, listings) are available on it.
-    /// Refused on secure instances: use [`AedbInstance::snapshot_as`].
-    pub fn snapshot(&self) -> Result<ReadSnapshot, AccessError> {
+    /// that never blocks or is blocked by writers (KV get and scans, table get and
+    /// scans, schemas, listings). Refused on secure instances: use
+    /// [`AedbInstance::snapshot_as`].
+    pub fn snapshot(&self) -> Result<ReadSnapshot, Error> {
         self.anonymous()?;
-        Ok(ReadSnapshot(self.pipeline.snapshot()))
+        Ok(ReadSnapshot::new(self.pipeline.snapshot()))
     }
 
     /// The latest published snapshot for `caller`: every read on it is checked against
@@ -744,8 +822,8 @@ impl AedbInstance {
 
     /// Makes every commit acknowledged so far (including `Visible` ones) durable.
     /// Reveals and changes no data, so it is allowed anonymously.
-    pub fn flush(&self) -> Result<(), CommitError> {
-        self.pipeline.flush()
+    pub fn flush(&self) -> Result<(), Error> {
+        Ok(self.pipeline.flush()?)
     }
 
     /// Writes a checkpoint of the newest state now, off the commit path (commits go
@@ -753,17 +831,17 @@ impl AedbInstance {
     /// Checkpoints also run automatically (see `AedbConfig::checkpoint_wal_bytes` and
     /// `checkpoint_interval`). Recovery starts from the newest checkpoint that
     /// authenticates, so open time does not grow with total history.
-    pub fn checkpoint_now(&self) -> Result<CheckpointReport, CheckpointFailure> {
-        self.anonymous()?;
-        self.pipeline.checkpoint_now()
+    pub fn checkpoint_now(&self) -> Result<CheckpointReport, Error> {
+        self.checkpoint_now_by(Who::Anonymous)
     }
 
     /// [`AedbInstance::checkpoint_now`] on behalf of `caller` (`GlobalAdmin`).
-    pub fn checkpoint_now_as(
-        &self,
-        caller: &CallerId,
-    ) -> Result<CheckpointReport, CheckpointFailure> {
-        self.authorize(caller, [&Action::Checkpoint], "checkpoint")?;
+    pub fn checkpoint_now_as(&self, caller: &CallerId) -> Result<CheckpointReport, Error> {
+        self.checkpoint_now_by(Who::Caller(caller))
+    }
+
+    fn checkpoint_now_by(&self, who: Who<'_>) -> Result<CheckpointReport, Error> {
+        self.permit(who, [&Action::Checkpoint], "checkpoint")?;
         let report = self.pipeline.checkpoint_now()?;
         self.sync_session_epochs();
         Ok(report)
@@ -783,17 +861,20 @@ impl AedbInstance {
     /// epochs stay readable while the manifest references them; they are retired as
     /// newer checkpoints make them redundant. Opening with a provider pointed at a new
     /// master version (the HSM rotation runbook) starts a new epoch the same way.
-    pub fn rotate_keys(&self) -> Result<KeyEpoch, CheckpointFailure> {
-        self.anonymous()?;
-        self.pipeline.rotate_keys().map(|(epoch, _)| epoch)
+    pub fn rotate_keys(&self) -> Result<KeyEpoch, Error> {
+        self.rotate_keys_by(Who::Anonymous)
     }
 
     /// [`AedbInstance::rotate_keys`] on behalf of `caller` (`GlobalAdmin`); the
     /// rotation is recorded in `authz_audit`.
-    pub fn rotate_keys_as(&self, caller: &CallerId) -> Result<KeyEpoch, CheckpointFailure> {
-        self.authorize(caller, [&Action::RotateKeys], "rotate_keys")?;
+    pub fn rotate_keys_as(&self, caller: &CallerId) -> Result<KeyEpoch, Error> {
+        self.rotate_keys_by(Who::Caller(caller))
+    }
+
+    fn rotate_keys_by(&self, who: Who<'_>) -> Result<KeyEpoch, Error> {
+        self.permit(who, [&Action::RotateKeys], "rotate_keys")?;
         let epoch = self.pipeline.rotate_keys().map(|(epoch, _)| epoch)?;
-        if let Some(s) = &self.security {
+        if let (Some(s), Who::Caller(caller)) = (&self.security, who) {
             if let Err(e) = s.start_session_epoch(&self.pipeline, epoch) {
                 // Capsules keep verifying under the previous epoch; say why new ones
                 // are not yet issued under the new one.
@@ -812,10 +893,7 @@ impl AedbInstance {
     }
 
     /// [`AedbInstance::operational_metrics`] on behalf of `caller` (`ReadMetrics`).
-    pub fn operational_metrics_as(
-        &self,
-        caller: &CallerId,
-    ) -> Result<OperationalMetrics, AccessError> {
+    pub fn operational_metrics_as(&self, caller: &CallerId) -> Result<OperationalMetrics, Error> {
         self.authorize(caller, [&Action::ReadMetrics], "read_metrics")?;
         Ok(self.pipeline.metrics())
     }
@@ -888,7 +966,7 @@ impl AedbInstance {
         s.check(caller, [&Action::ReadAudit], "read_audit")?;
         s.audit.flush()?;
         aedb_actors::audit::read_rows(&self.pipeline.snapshot(), table)
-            .map_err(|e| Error::Integrity(e.to_string()))
+            .map_err(|e| Error::Security(SecurityError::Audit(e)))
     }
 
     /// Verifies both audit chains as stored (`GlobalAdmin`); returns the row count of
@@ -898,7 +976,6 @@ impl AedbInstance {
         let mut rows = self.audit_rows_as(caller, AuditTable::Authz)?;
         rows.extend(self.audit_rows_as(caller, AuditTable::Assertion)?);
         secure::verify_audit_rows(&rows, |id| s.audit_key_for(id))
-            .map_err(|e| Error::Integrity(e.to_string()))
     }
 
     /// Writes both audit tables as JSON lines to `out` (created; an existing file is
@@ -913,8 +990,7 @@ impl AedbInstance {
         let s = self.security()?;
         let mut rows = self.audit_rows_as(caller, AuditTable::Authz)?;
         rows.extend(self.audit_rows_as(caller, AuditTable::Assertion)?);
-        let counts = secure::verify_audit_rows(&rows, |id| s.audit_key_for(id))
-            .map_err(|e| Error::Integrity(e.to_string()))?;
+        let counts = secure::verify_audit_rows(&rows, |id| s.audit_key_for(id))?;
         secure::export_rows(&*self.fs, self.database_id(), &rows, &counts, out.as_ref())
     }
 
@@ -1003,10 +1079,12 @@ impl AedbInstance {
             .map(SessionAuthority::env_hash)
     }
 
+    /// The security actors; [`UsageError::NotSecure`] on an instance opened without
+    /// `open_secure`.
     fn security(&self) -> Result<&Security, Error> {
         self.security
             .as_ref()
-            .ok_or_else(|| Error::Integrity("this instance was not opened with open_secure".into()))
+            .ok_or(Error::Usage(UsageError::NotSecure))
     }
 
     /// This database's random identity, fixed at creation and bound into every
@@ -1022,24 +1100,22 @@ impl AedbInstance {
     }
 
     /// Flushes everything, stops the actors and releases the directory lock.
-    pub fn shutdown(mut self) -> Result<(), CommitError> {
+    pub fn shutdown(mut self) -> Result<(), Error> {
         if let Some(security) = self.security.take() {
             security.stop();
         }
-        self.pipeline.shutdown()
+        Ok(self.pipeline.shutdown()?)
     }
 }
 
-/// An immutable snapshot of the database at one LSN; dereferences to [`State`] for
-/// every read.
-#[derive(Clone, Debug)]
-pub struct ReadSnapshot(Arc<State>);
-
-impl Deref for ReadSnapshot {
-    type Target = State;
-    fn deref(&self) -> &State {
-        &self.0
-    }
+/// Who makes a call: the anonymous form (refused on secure instances) or the `*_as`
+/// form of an authenticated caller. Both forms of a call share one implementation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Who<'a> {
+    /// The anonymous form.
+    Anonymous,
+    /// The `*_as` form.
+    Caller(&'a CallerId),
 }
 
 /// The README's example runs as a doctest, so it cannot rot.

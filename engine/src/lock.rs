@@ -16,16 +16,19 @@ pub(crate) struct DirLock {
 
 /// Why the data directory could not be locked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LockError {
     /// Another instance (this process or another) has the directory open.
     #[error(
-        "data directory {path} is already open by another aedb instance (LOCK is held{holder}); close it first"
+        "data directory {} is already open by another aedb instance (LOCK is held{}); close it first",
+        .path.display(),
+        .holder_pid.map(|pid| format!(" by pid {pid}")).unwrap_or_default()
     )]
     Held {
         /// The lock file.
         path: PathBuf,
-        /// Text describing the holder, as recorded in the lock file (may be empty).
-        holder: String,
+        /// The process id the holder recorded in the lock file, when it reads as one.
+        holder_pid: Option<u32>,
     },
     /// The lock file could not be created or locked.
     #[error("cannot lock {path}: {source}")]
@@ -47,15 +50,15 @@ impl DirLock {
         let guard = match fs.try_lock(&path) {
             Ok(guard) => guard,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let holder = fs
-                    .read_whole(&path)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b.to_vec()).ok())
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .map(|s| format!(" by {s}"))
-                    .unwrap_or_default();
-                return Err(LockError::Held { path, holder });
+                let holder_pid = fs.read_whole(&path).ok().and_then(|b| {
+                    std::str::from_utf8(&b)
+                        .ok()?
+                        .trim()
+                        .strip_prefix("pid ")?
+                        .parse()
+                        .ok()
+                });
+                return Err(LockError::Held { path, holder_pid });
             }
             Err(e) => return Err(io(e)),
         };

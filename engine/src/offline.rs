@@ -11,17 +11,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use aedb_actors::keyring::{EpochTable, Keyring};
-use aedb_actors::recovery;
+use aedb_actors::{FrameReplayError, recovery};
 use aedb_manifest::{LiveState, ManifestError, VerifiedManifest};
 use aedb_model::State;
 use aedb_types::{DatabaseId, Lsn, SegmentSeq};
 use aedb_wal::{RecoveredWal, RecoveryMode, WalConfig, WalKeyring};
 
-use crate::AedbConfig;
+use crate::{AedbConfig, Error};
 
-/// Why an offline operation could not run at all (integrity failures are reported as
+/// Why an offline operation could not run at all (the
+/// [`Error::Offline`] kind; integrity failures are reported as
 /// failed [`Check`]s or [`OfflineError::Integrity`]).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OfflineError {
     /// A live instance holds the directory.
     #[error("{0} is held by a running aedb instance (LOCK is held); stop it or use its API")]
@@ -30,8 +32,8 @@ pub enum OfflineError {
     #[error("{0} holds no MANIFEST: not an aedb data directory")]
     NotADatabase(PathBuf),
     /// An integrity failure.
-    #[error("{0}")]
-    Integrity(String),
+    #[error(transparent)]
+    Integrity(Box<IntegrityFailure>),
     /// A key could not be derived.
     #[error("key derivation failed: {0}")]
     Key(#[from] aedb_keys::KeyError),
@@ -49,6 +51,69 @@ pub enum OfflineError {
     },
 }
 
+/// What failed to verify in a data directory (the cause of [`OfflineError::Integrity`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntegrityFailure {
+    /// The manifest does not verify.
+    #[error("manifest: {0}")]
+    Manifest(#[from] ManifestError),
+    /// No key candidate was available for the manifest.
+    #[error("manifest: no key candidates")]
+    NoManifestKey,
+    /// A checkpoint's payload does not decode.
+    #[error("{}: {source}", file.display())]
+    Snapshot {
+        /// The checkpoint file.
+        file: PathBuf,
+        /// Why.
+        source: aedb_model::DecodeError,
+    },
+    /// Checkpoints are recorded but none authenticates.
+    #[error("no checkpoint authenticates: {}", failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    NoCheckpoint {
+        /// Why each one failed, newest first.
+        failures: Vec<aedb_actors::CheckpointLoadError>,
+    },
+    /// The WAL does not verify.
+    #[error("WAL: {0}")]
+    Wal(#[from] aedb_wal::RecoverError<FrameReplayError>),
+    /// The WAL ends before the checkpoint it should continue.
+    #[error("WAL ends at lsn {wal_last} behind the checkpoint at {checkpoint}")]
+    WalBehindCheckpoint {
+        /// Last LSN in the WAL.
+        wal_last: Lsn,
+        /// The checkpoint's LSN.
+        checkpoint: Lsn,
+    },
+    /// A sealed segment's hash differs from the manifest's record.
+    #[error("{}: sealed segment hash differs from the manifest's record", path.display())]
+    SegmentMismatch {
+        /// The segment.
+        path: PathBuf,
+    },
+    /// An audit table does not read or its chain is broken.
+    #[error(transparent)]
+    Audit(#[from] aedb_actors::audit::AuditChainError),
+    /// The WAL directory does not list.
+    #[error("WAL directory: {0}")]
+    WalListing(#[from] aedb_wal::WalError),
+    /// The checkpoint directory does not list.
+    #[error(transparent)]
+    CheckpointListing(aedb_checkpoint::CheckpointError),
+}
+
+impl From<IntegrityFailure> for OfflineError {
+    fn from(e: IntegrityFailure) -> OfflineError {
+        OfflineError::Integrity(Box::new(e))
+    }
+}
+
+/// An [`OfflineError::Integrity`] of `cause`.
+fn damaged<E: Into<IntegrityFailure>>(cause: E) -> OfflineError {
+    OfflineError::Integrity(Box::new(cause.into()))
+}
+
 /// A shared hold on `<data_dir>/LOCK`, released on drop.
 #[derive(Debug)]
 pub struct ReadLock {
@@ -56,7 +121,11 @@ pub struct ReadLock {
 }
 
 /// Takes a shared lock on `<data_dir>/LOCK` without creating or writing it.
-pub fn read_lock(fs: &dyn FileSystem, dir: &Path) -> Result<ReadLock, OfflineError> {
+pub fn read_lock(fs: &dyn FileSystem, dir: &Path) -> Result<ReadLock, Error> {
+    Ok(lock_shared(fs, dir)?)
+}
+
+fn lock_shared(fs: &dyn FileSystem, dir: &Path) -> Result<ReadLock, OfflineError> {
     let path = dir.join("LOCK");
     if !fs.exists(&path) {
         return Ok(ReadLock { _guard: None });
@@ -77,12 +146,20 @@ pub fn read_verified_manifest(
     fs: &dyn FileSystem,
     dir: &Path,
     keyring: &Keyring,
+) -> Result<VerifiedManifest, Error> {
+    Ok(verified_manifest(fs, dir, keyring)?)
+}
+
+fn verified_manifest(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    keyring: &Keyring,
 ) -> Result<VerifiedManifest, OfflineError> {
     let path = dir.join(aedb_manifest::MANIFEST_FILE_NAME);
     if !fs.exists(&path) {
         return Err(OfflineError::NotADatabase(dir.to_path_buf()));
     }
-    let integrity = |e: ManifestError| OfflineError::Integrity(format!("manifest: {e}"));
+    let integrity = damaged::<ManifestError>;
     let database = aedb_manifest::peek_database_id(fs, &path).map_err(integrity)?;
     let mut last = None;
     for key in keyring.manifest_key_candidates(database)? {
@@ -92,10 +169,7 @@ pub fn read_verified_manifest(
             Err(e) => return Err(integrity(e)),
         }
     }
-    Err(last.map_or_else(
-        || OfflineError::Integrity("manifest: no key candidates".into()),
-        integrity,
-    ))
+    Err(last.map_or_else(|| damaged(IntegrityFailure::NoManifestKey), integrity))
 }
 
 fn epoch_table(live: &LiveState) -> Result<EpochTable, OfflineError> {
@@ -124,25 +198,28 @@ pub(crate) fn wal_config(
 /// the keys `dir`'s manifest allows: the file must belong to this database and be sealed
 /// under a live key epoch. A file sealed under a retired epoch is refused with
 /// [`aedb_checkpoint::CheckpointError::RetiredEpoch`]. Read-only.
-pub fn open_checkpoint_file(
-    dir: &Path,
-    file: &Path,
-    config: &AedbConfig,
-) -> Result<State, OfflineError> {
-    let _lock = read_lock(&*config.fs, dir)?;
-    let keyring = config.keyring()?;
-    let manifest = read_verified_manifest(&*config.fs, dir, &keyring)?;
+pub fn open_checkpoint_file(dir: &Path, file: &Path, config: &AedbConfig) -> Result<State, Error> {
+    let _lock = lock_shared(&*config.fs, dir)?;
+    let keyring = config.keyring().map_err(OfflineError::from)?;
+    let manifest = verified_manifest(&*config.fs, dir, &keyring)?;
     let database = manifest.live.database_id();
     let loaded = if keyring.encrypts() {
         let epochs = epoch_table(&manifest.live)?;
         aedb_checkpoint::open_checkpoint(&*config.fs, file, database, |epoch| {
             epochs.checkpoint_key(&keyring, database, epoch)
-        })?
+        })
+        .map_err(OfflineError::from)?
     } else {
-        aedb_checkpoint::open_plaintext_checkpoint(&*config.fs, file, database)?
+        aedb_checkpoint::open_plaintext_checkpoint(&*config.fs, file, database)
+            .map_err(OfflineError::from)?
     };
-    State::decode_snapshot(&loaded.payload)
-        .map_err(|e| OfflineError::Integrity(format!("{}: {e}", file.display())))
+    let state = State::decode_snapshot(&loaded.payload).map_err(|source| {
+        damaged(IntegrityFailure::Snapshot {
+            file: file.to_path_buf(),
+            source,
+        })
+    })?;
+    Ok(state)
 }
 
 /// Exports the audit tables of a stopped database as JSON lines to `out` (a new file),
@@ -152,23 +229,16 @@ pub fn export_audit(
     dir: &Path,
     config: &AedbConfig,
     out: &Path,
-) -> Result<crate::AuditExport, OfflineError> {
+) -> Result<crate::AuditExport, Error> {
     let verified = verify_data_dir(dir, config)?;
-    let keyring = config.keyring()?;
+    let keyring = config.keyring().map_err(OfflineError::from)?;
     let database = verified.database_id;
     let mut rows = Vec::new();
     for table in aedb_actors::audit::AuditTable::ALL {
-        rows.extend(
-            aedb_actors::audit::read_rows(&verified.state, table)
-                .map_err(|e| OfflineError::Integrity(e.to_string()))?,
-        );
+        rows.extend(aedb_actors::audit::read_rows(&verified.state, table).map_err(damaged)?);
     }
-    let counts = crate::verify_audit_rows(&rows, |id| keyring.audit_key_for(database, id).ok())
-        .map_err(|e| OfflineError::Integrity(e.to_string()))?;
-    crate::secure::export_rows(&*config.fs, database, &rows, &counts, out).map_err(|e| match e {
-        crate::Error::Io { path, source } => OfflineError::Io { path, source },
-        other => OfflineError::Integrity(other.to_string()),
-    })
+    let counts = crate::verify_audit_rows(&rows, |id| keyring.audit_key_for(database, id).ok())?;
+    crate::secure::export_rows(&*config.fs, database, &rows, &counts, out)
 }
 
 /// The result of a strict recovery dry run.
@@ -190,14 +260,14 @@ pub struct VerifiedDir {
 /// that authenticates (falling back like `open`), verifies the WAL (segment chain,
 /// CRCs, sealed-batch tags, density) and replays it, and checks sealed segments against
 /// the manifest. Modifies nothing.
-pub fn verify_data_dir(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, OfflineError> {
-    let _lock = read_lock(&*config.fs, dir)?;
-    verify_locked(dir, config)
+pub fn verify_data_dir(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, Error> {
+    let _lock = lock_shared(&*config.fs, dir)?;
+    Ok(verify_locked(dir, config)?)
 }
 
 fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, OfflineError> {
     let keyring = config.keyring()?;
-    let manifest = read_verified_manifest(&*config.fs, dir, &keyring)?;
+    let manifest = verified_manifest(&*config.fs, dir, &keyring)?;
     let database = manifest.database_id;
     let epochs = epoch_table(&manifest.live)?;
     let (mut state, _fallbacks) = recovery::load_newest_checkpoint(
@@ -208,7 +278,7 @@ fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, Offline
         &epochs,
         &keyring,
     )
-    .map_err(|e| OfflineError::Integrity(e.to_string()))?;
+    .map_err(|failures| damaged(IntegrityFailure::NoCheckpoint { failures }))?;
     let base = state.lsn();
     let wal_dir = dir.join(aedb_actors::WAL_DIR);
     let replay = recovery::replay_wal(
@@ -218,16 +288,17 @@ fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, Offline
         &mut state,
         None,
     )
-    .map_err(|e| OfflineError::Integrity(format!("WAL: {e}")))?;
+    .map_err(damaged::<aedb_wal::RecoverError<FrameReplayError>>)?;
     let wal = replay.wal;
     if wal.last_lsn < base && !wal.fresh {
-        return Err(OfflineError::Integrity(format!(
-            "WAL ends at lsn {} behind the checkpoint at {base}",
-            wal.last_lsn
-        )));
+        return Err(damaged(IntegrityFailure::WalBehindCheckpoint {
+            wal_last: wal.last_lsn,
+            checkpoint: base,
+        }));
     }
-    recovery::check_segments_against_manifest(&wal, &manifest.live)
-        .map_err(|e| OfflineError::Integrity(e.to_string()))?;
+    if let Some(path) = recovery::first_segment_mismatch(&wal, &manifest.live) {
+        return Err(damaged(IntegrityFailure::SegmentMismatch { path }));
+    }
     Ok(VerifiedDir {
         database_id: database,
         manifest,
@@ -284,14 +355,18 @@ fn check(name: &'static str, result: Result<String, String>) -> Check {
 
 /// Runs every invariant check, offline and read-only, and returns each outcome (a
 /// failed check does not stop the others, except those that depend on it).
-pub fn check_invariants(dir: &Path, config: &AedbConfig) -> Result<Vec<Check>, OfflineError> {
-    let _lock = read_lock(&*config.fs, dir)?;
+pub fn check_invariants(dir: &Path, config: &AedbConfig) -> Result<Vec<Check>, Error> {
+    Ok(run_checks(dir, config)?)
+}
+
+fn run_checks(dir: &Path, config: &AedbConfig) -> Result<Vec<Check>, OfflineError> {
+    let _lock = lock_shared(&*config.fs, dir)?;
     let mut checks = vec![check(
         "data directory not held by a writer",
         Ok("shared LOCK taken".into()),
     )];
     let keyring = config.keyring()?;
-    let manifest = match read_verified_manifest(&*config.fs, dir, &keyring) {
+    let manifest = match verified_manifest(&*config.fs, dir, &keyring) {
         Ok(m) => {
             checks.push(check(
                 "manifest HMAC chain",
@@ -308,7 +383,7 @@ pub fn check_invariants(dir: &Path, config: &AedbConfig) -> Result<Vec<Check>, O
             m
         }
         Err(OfflineError::Integrity(e)) => {
-            checks.push(check("manifest HMAC chain", Err(e)));
+            checks.push(check("manifest HMAC chain", Err(e.to_string())));
             return Ok(checks);
         }
         Err(e) => return Err(e),
@@ -430,7 +505,10 @@ pub fn check_invariants(dir: &Path, config: &AedbConfig) -> Result<Vec<Check>, O
             ));
         }
         Err(OfflineError::Integrity(e)) => {
-            checks.push(check("WAL authentication and segment chain", Err(e)));
+            checks.push(check(
+                "WAL authentication and segment chain",
+                Err(e.to_string()),
+            ));
         }
         Err(e) => return Err(e),
     }
@@ -480,10 +558,14 @@ pub struct Inspection {
 }
 
 /// Lists the manifest's records and the files on disk. Read-only.
-pub fn inspect(dir: &Path, config: &AedbConfig) -> Result<Inspection, OfflineError> {
-    let _lock = read_lock(&*config.fs, dir)?;
+pub fn inspect(dir: &Path, config: &AedbConfig) -> Result<Inspection, Error> {
+    Ok(list_files(dir, config)?)
+}
+
+fn list_files(dir: &Path, config: &AedbConfig) -> Result<Inspection, OfflineError> {
+    let _lock = lock_shared(&*config.fs, dir)?;
     let keyring = config.keyring()?;
-    let manifest = read_verified_manifest(&*config.fs, dir, &keyring)?;
+    let manifest = verified_manifest(&*config.fs, dir, &keyring)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| OfflineError::Io { path, source }
@@ -491,16 +573,14 @@ pub fn inspect(dir: &Path, config: &AedbConfig) -> Result<Inspection, OfflineErr
     let mut checkpoints = Vec::new();
     let fs = &*config.fs;
     for c in aedb_checkpoint::list_checkpoints(fs, dir)
-        .map_err(|e| OfflineError::Integrity(e.to_string()))?
+        .map_err(|e| damaged(IntegrityFailure::CheckpointListing(e)))?
     {
         let len = fs.file_len(&c.path).map_err(io(&c.path))?;
         checkpoints.push(FileInfo { path: c.path, len });
     }
     let mut segments = BTreeMap::new();
     let wal_dir = dir.join(aedb_actors::WAL_DIR);
-    for (seq, path) in
-        aedb_wal::segment_paths(fs, &wal_dir).map_err(|e| OfflineError::Integrity(e.to_string()))?
-    {
+    for (seq, path) in aedb_wal::segment_paths(fs, &wal_dir).map_err(damaged)? {
         let len = fs.file_len(&path).map_err(io(&path))?;
         segments.insert(seq, FileInfo { path, len });
     }

@@ -30,7 +30,7 @@ use aedb_session::{
 };
 use aedb_types::{DatabaseId, Lsn};
 
-use crate::error::Error;
+use crate::error::{Error, SecurityError, UsageError};
 
 /// How a secure instance is set up.
 ///
@@ -126,11 +126,11 @@ impl Security {
             )?;
         }
         let database = pipeline.database_id();
-        let (policy, next_seq) = authz_actor::load_policy(&pipeline.snapshot())
-            .map_err(|e| Error::Integrity(e.to_string()))?;
+        let (policy, next_seq) =
+            authz_actor::load_policy(&pipeline.snapshot()).map_err(SecurityError::from)?;
         let (key, master) = keyring
             .audit_key(database)
-            .map_err(|e| Error::Integrity(format!("audit key: {e}")))?;
+            .map_err(SecurityError::AuditKey)?;
         let metrics = pipeline.engine_metrics();
         let audit = audit::spawn(
             pipeline.committer(),
@@ -140,7 +140,13 @@ impl Security {
             metrics.clone(),
             config.audit_queue,
         )
-        .map_err(|e| Error::Integrity(e.to_string()))?;
+        .map_err(|e| match e {
+            audit::AuditStartError::Chain(e) => Error::from(SecurityError::Audit(e)),
+            audit::AuditStartError::Thread(source) => Error::from(SecurityError::Thread {
+                what: "Audit",
+                source,
+            }),
+        })?;
         let bootstrapped = policy.is_bootstrapped();
         let authz = authz_actor::spawn(
             policy,
@@ -149,7 +155,13 @@ impl Security {
             audit.mailbox.clone(),
             metrics.clone(),
         )
-        .map_err(|e| Error::Integrity(format!("cannot start the Authz actor: {e}")))?;
+        .map_err(|e| match e {
+            authz_actor::AuthzStartError::Thread(source) => Error::from(SecurityError::Thread {
+                what: "Authz",
+                source,
+            }),
+            _ => Error::Commit(aedb_actors::CommitError::Closed),
+        })?;
         if !bootstrapped {
             authz.change(
                 CallerId::system(),
@@ -172,7 +184,9 @@ impl Security {
 
     /// The session authority, when sessions are enabled.
     pub(crate) fn sessions(&self) -> Result<&SessionAuthority, Error> {
-        self.sessions.as_ref().ok_or(Error::SessionsDisabled)
+        self.sessions
+            .as_ref()
+            .ok_or(Error::Usage(UsageError::SessionsDisabled))
     }
 
     /// Loads the session key of a new epoch (after `rotate_keys`) and issues under it.
@@ -188,7 +202,7 @@ impl Security {
         let epochs = EpochTable::from_live(&live).map_err(session_key_error)?;
         let master = epochs
             .master(epoch)
-            .ok_or_else(|| Error::Integrity(format!("{epoch} has no recorded master")))?;
+            .ok_or(SecurityError::NoRecordedMaster(epoch))?;
         let key = self
             .keyring
             .session_key(self.database, epoch, master)
@@ -196,7 +210,7 @@ impl Security {
         sessions
             .add_epoch_key(epoch, key)
             .and_then(|()| sessions.set_current_epoch(epoch))
-            .map_err(|e| Error::Integrity(e.to_string()))
+            .map_err(|e| SecurityError::from(e).into())
     }
 
     /// Retires, in the session authority, the key epochs the manifest has retired
@@ -207,9 +221,7 @@ impl Security {
         };
         let live = pipeline.manifest_live_state()?;
         for epoch in live.retired_epochs().keys() {
-            sessions
-                .retire_epoch(*epoch)
-                .map_err(|e| Error::Integrity(e.to_string()))?;
+            sessions.retire_epoch(*epoch).map_err(SecurityError::from)?;
         }
         Ok(())
     }
@@ -270,7 +282,7 @@ impl Security {
 }
 
 fn session_key_error(e: aedb_keys::KeyError) -> Error {
-    Error::Integrity(format!("session key: {e}"))
+    SecurityError::SessionKey(e).into()
 }
 
 /// Builds the session authority: the environment hash (recorded in the manifest when it
@@ -297,20 +309,20 @@ fn start_sessions(
         if epochs.is_retired(*epoch) {
             authority
                 .retire_epoch(*epoch)
-                .map_err(|e| Error::Integrity(e.to_string()))?;
+                .map_err(SecurityError::from)?;
         } else if let Some(master) = epochs.master(*epoch) {
             let key = keyring
                 .session_key(database, *epoch, master)
                 .map_err(session_key_error)?;
             authority
                 .add_epoch_key(*epoch, key)
-                .map_err(|e| Error::Integrity(e.to_string()))?;
+                .map_err(SecurityError::from)?;
         }
     }
     if let Some((current, _)) = epochs.current() {
         authority
             .set_current_epoch(current)
-            .map_err(|e| Error::Integrity(e.to_string()))?;
+            .map_err(SecurityError::from)?;
     }
     for revoked in authz_actor::load_session_revocations(&pipeline.snapshot()) {
         apply_revocation(&authority, &revoked);
@@ -485,6 +497,22 @@ impl CallerSnapshot {
         self.allow(&Action::TableRead { ns, table })?;
         Ok(self.state.table_schema(ns, table)?.clone())
     }
+
+    /// Number of keys in the namespace's KV space (a readable prefix must cover every
+    /// key: an empty prefix).
+    pub fn kv_len(&self, ns: &Namespace) -> Result<usize, Error> {
+        self.allow(&Action::KvScan {
+            ns,
+            range: KvRange::Prefix(b""),
+        })?;
+        Ok(self.state.kv_len(ns)?)
+    }
+
+    /// Number of rows in a table (`TableRead`).
+    pub fn table_len(&self, ns: &Namespace, table: &TableName) -> Result<usize, Error> {
+        self.allow(&Action::TableRead { ns, table })?;
+        Ok(self.state.table_len(ns, table)?)
+    }
 }
 
 /// What [`AedbInstance::export_audit_as`](crate::AedbInstance::export_audit_as) wrote.
@@ -521,8 +549,10 @@ pub(crate) fn write_jsonl(
     Ok(())
 }
 
-/// Why an audit export does not verify.
+/// Why an audit export does not read or verify (the
+/// [`Error::AuditExport`](crate::Error::AuditExport) kind).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuditExportError {
     /// The file could not be read.
     #[error("{path}: {source}")]
@@ -537,8 +567,8 @@ pub enum AuditExportError {
     Malformed {
         /// 1-based line number.
         line: usize,
-        /// Why.
-        reason: String,
+        /// Why (a fixed description, naming the field at fault).
+        reason: &'static str,
     },
     /// The chain of a table does not verify.
     #[error(transparent)]
@@ -586,19 +616,16 @@ pub(crate) fn export_rows(
 pub fn verify_audit_export(
     path: &Path,
     config: &crate::AedbConfig,
-) -> Result<(DatabaseId, Vec<(AuditTable, u64)>), AuditExportError> {
+) -> Result<(DatabaseId, Vec<(AuditTable, u64)>), Error> {
     let (database, rows) = read_export(&*config.fs, path)?;
-    let keyring = config.keyring().map_err(|e| AuditExportError::Malformed {
-        line: 0,
-        reason: format!("keys: {e}"),
-    })?;
+    let keyring = config.keyring().map_err(SecurityError::AuditKey)?;
     let counts = verify_audit_rows(&rows, |id| keyring.audit_key_for(database, id).ok())?;
     Ok((database, counts))
 }
 
 /// Reads a JSON-lines audit export back into rows (both tables, file order).
-pub fn read_audit_export(path: &Path) -> Result<Vec<AuditRow>, AuditExportError> {
-    read_export(&aedb_fs::RealFs, path).map(|(_, rows)| rows)
+pub fn read_audit_export(path: &Path) -> Result<Vec<AuditRow>, Error> {
+    Ok(read_export(&aedb_fs::RealFs, path).map(|(_, rows)| rows)?)
 }
 
 fn read_export(
@@ -612,28 +639,32 @@ fn read_export(
     let bytes = aedb_fs::read_file(fs, path).map_err(io)?;
     let text = String::from_utf8(bytes)
         .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-    parse_audit_export(&text)
+    parse_export(&text)
 }
 
 /// Parses the text of a JSON-lines audit export (what [`read_audit_export`] reads)
 /// into its database id and rows, checking every field's type and size; never panics.
-pub fn parse_audit_export(text: &str) -> Result<(DatabaseId, Vec<AuditRow>), AuditExportError> {
+pub fn parse_audit_export(text: &str) -> Result<(DatabaseId, Vec<AuditRow>), Error> {
+    Ok(parse_export(text)?)
+}
+
+fn parse_export(text: &str) -> Result<(DatabaseId, Vec<AuditRow>), AuditExportError> {
     let mut rows = Vec::new();
     let mut database = None;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |reason: &str| AuditExportError::Malformed {
+        let bad = |reason: &'static str| AuditExportError::Malformed {
             line: i + 1,
-            reason: reason.into(),
+            reason,
         };
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
-        let text = |k: &str| {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|_| bad("not JSON"))?;
+        let text = |k: &'static str| {
             v.get(k)
                 .and_then(|x| x.as_str())
                 .map(str::to_owned)
-                .ok_or_else(|| bad(&format!("missing text field {k}")))
+                .ok_or_else(|| bad(missing_text_field(k)))
         };
         let id: [u8; 16] = hex::decode(text("database_id")?)
             .ok()
@@ -675,11 +706,11 @@ pub fn parse_audit_export(text: &str) -> Result<(DatabaseId, Vec<AuditRow>), Aud
 pub fn verify_audit_rows(
     rows: &[AuditRow],
     mut key_for: impl FnMut(&str) -> Option<aedb_keys::SecretKey>,
-) -> Result<Vec<(AuditTable, u64)>, AuditExportError> {
+) -> Result<Vec<(AuditTable, u64)>, Error> {
     let mut out = Vec::new();
     for table in AuditTable::ALL {
         let of_table: Vec<AuditRow> = rows.iter().filter(|r| r.table == table).cloned().collect();
-        audit::verify_chain(&of_table, &mut key_for)?;
+        audit::verify_chain(&of_table, &mut key_for).map_err(AuditExportError::from)?;
         out.push((table, of_table.len() as u64));
     }
     Ok(out)
@@ -692,6 +723,24 @@ pub fn audit_key_for(
     config: &crate::AedbConfig,
     database: DatabaseId,
     key_id: &str,
-) -> Result<aedb_keys::SecretKey, aedb_keys::KeyError> {
-    config.keyring()?.audit_key_for(database, key_id)
+) -> Result<aedb_keys::SecretKey, Error> {
+    Ok(config
+        .keyring()
+        .and_then(|k| k.audit_key_for(database, key_id))
+        .map_err(SecurityError::AuditKey)?)
+}
+
+/// The description of a missing text field of an audit export line.
+fn missing_text_field(field: &str) -> &'static str {
+    match field {
+        "database_id" => "missing text field database_id",
+        "table" => "missing text field table",
+        "mac" => "missing text field mac",
+        "key_id" => "missing text field key_id",
+        "caller" => "missing text field caller",
+        "kind" => "missing text field kind",
+        "subject" => "missing text field subject",
+        "detail" => "missing text field detail",
+        _ => "missing text field",
+    }
 }

@@ -158,7 +158,7 @@ fn hot_backups_racing_retirement_restore_exactly_or_fail_typed() {
                 incrementals += 1;
                 chain.push(inc);
             }
-            Err(BackupError::WalRetired { .. }) => retired += 1,
+            Err(aedb::Error::Backup(BackupError::WalRetired { .. })) => retired += 1,
             Err(e) => panic!("incremental {round}: expected success or WalRetired, got {e}"),
         }
         // A backup may hold a durable commit whose `commit` call has not returned to

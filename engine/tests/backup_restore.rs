@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use aedb::backup::{BACKUP_MANIFEST_FILE, BackupManifest, backup_key, verify_backup_chain};
-use aedb::parity::first_difference;
 use aedb::{
     AedbConfig, AedbInstance, BackupError, BackupKind, BackupReport, Finality, KvKey, KvValue, Lsn,
     Namespace, ReadSnapshot, RestoreOptions, Transaction, restore_from_backup_chain,
@@ -241,7 +240,10 @@ fn strict_backup_chain_restore_rejects_tampered_incremental_segment() {
     // 1. The file no longer matches the authenticated listing.
     let err =
         restore_from_backup_chain(&c.backups, &target, options(None), &mut none()).unwrap_err();
-    assert!(matches!(err, BackupError::TamperedFile { .. }), "{err}");
+    assert!(
+        matches!(err, aedb::Error::Backup(BackupError::TamperedFile { .. })),
+        "{err}"
+    );
     assert!(is_empty_or_absent(&target));
 
     // 2. The attacker also recomputes the file's SHA-256 and rewrites it in the listing:
@@ -259,7 +261,10 @@ fn strict_backup_chain_restore_rejects_tampered_incremental_segment() {
     std::fs::write(&manifest_path, &forged).unwrap();
     let err =
         restore_from_backup_chain(&c.backups, &target, options(None), &mut none()).unwrap_err();
-    assert!(matches!(err, BackupError::ChainMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, aedb::Error::Backup(BackupError::ChainMismatch { .. })),
+        "{err}"
+    );
     assert!(is_empty_or_absent(&target));
 
     // 3. Even an attacker holding the backup MAC key, who re-signs the listing, is caught
@@ -273,7 +278,8 @@ fn strict_backup_chain_restore_rejects_tampered_incremental_segment() {
     assert!(
         matches!(
             err,
-            BackupError::TamperedFile { .. } | BackupError::MissingIncremental { .. }
+            aedb::Error::Backup(BackupError::TamperedFile { .. })
+                | aedb::Error::Backup(BackupError::MissingIncremental { .. })
         ),
         "{err}"
     );
@@ -281,7 +287,10 @@ fn strict_backup_chain_restore_rejects_tampered_incremental_segment() {
     // own authentication is what rejects it.
     let err = restore_from_backup_chain(&c.backups[..2], &target, options(None), &mut none())
         .unwrap_err();
-    assert!(matches!(err, BackupError::TamperedFile { .. }), "{err}");
+    assert!(
+        matches!(err, aedb::Error::Backup(BackupError::TamperedFile { .. })),
+        "{err}"
+    );
     assert!(is_empty_or_absent(&target));
 }
 
@@ -323,7 +332,13 @@ fn restore_to_a_target_lsn_matches_the_source_at_that_lsn() {
         &mut none(),
     )
     .unwrap_err();
-    assert!(matches!(err, BackupError::TargetOutOfRange { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            aedb::Error::Backup(BackupError::TargetOutOfRange { .. })
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -333,7 +348,10 @@ fn restore_refuses_a_non_empty_directory() {
     std::fs::write(out.path().join("keep-me"), b"precious").unwrap();
     let err =
         restore_from_backup_chain(&c.backups, out.path(), options(None), &mut none()).unwrap_err();
-    assert!(matches!(err, BackupError::NonEmptyTarget(_)), "{err}");
+    assert!(
+        matches!(err, aedb::Error::Backup(BackupError::NonEmptyTarget(_))),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read(out.path().join("keep-me")).unwrap(),
         b"precious"
@@ -348,7 +366,10 @@ fn a_missing_incremental_is_a_gap() {
         restore_from_backup_chain(&chain, c._dir.path().join("r"), options(None), &mut none())
             .unwrap_err();
     assert!(
-        matches!(err, BackupError::MissingIncremental { .. }),
+        matches!(
+            err,
+            aedb::Error::Backup(BackupError::MissingIncremental { .. })
+        ),
         "{err}"
     );
 }
@@ -364,12 +385,18 @@ fn an_out_of_order_chain_is_refused() {
     let err =
         restore_from_backup_chain(&chain, c._dir.path().join("r"), options(None), &mut none())
             .unwrap_err();
-    assert!(matches!(err, BackupError::OutOfOrder { .. }), "{err}");
+    assert!(
+        matches!(err, aedb::Error::Backup(BackupError::OutOfOrder { .. })),
+        "{err}"
+    );
     let chain = vec![c.backups[1].clone(), c.backups[0].clone()];
     let err =
         restore_from_backup_chain(&chain, c._dir.path().join("r"), options(None), &mut none())
             .unwrap_err();
-    assert!(matches!(err, BackupError::OutOfOrder { .. }), "{err}");
+    assert!(
+        matches!(err, aedb::Error::Backup(BackupError::OutOfOrder { .. })),
+        "{err}"
+    );
 }
 
 #[test]
@@ -385,7 +412,10 @@ fn a_backup_from_another_database_is_refused() {
     let err =
         restore_from_backup_chain(&chain, c._dir.path().join("r"), options(None), &mut none())
             .unwrap_err();
-    assert!(matches!(err, BackupError::ForeignBackup { .. }), "{err}");
+    assert!(
+        matches!(err, aedb::Error::Backup(BackupError::ForeignBackup { .. })),
+        "{err}"
+    );
 }
 
 #[test]
@@ -398,7 +428,10 @@ fn a_wrong_key_is_refused() {
     };
     let err = restore_from_backup_chain(&c.backups, c._dir.path().join("r"), wrong, &mut none())
         .unwrap_err();
-    assert!(matches!(err, BackupError::WrongKey { .. }), "{err}");
+    assert!(
+        matches!(err, aedb::Error::Backup(BackupError::WrongKey { .. })),
+        "{err}"
+    );
     // Right manifest key, no data key: the sealed files cannot be opened.
     let keyless = RestoreOptions {
         config: AedbConfig::production(KEY),
@@ -407,7 +440,10 @@ fn a_wrong_key_is_refused() {
     };
     let err = restore_from_backup_chain(&c.backups, c._dir.path().join("r"), keyless, &mut none())
         .unwrap_err();
-    assert!(matches!(err, BackupError::WrongKey { .. }), "{err}");
+    assert!(
+        matches!(err, aedb::Error::Backup(BackupError::WrongKey { .. })),
+        "{err}"
+    );
 }
 
 #[test]
@@ -423,7 +459,10 @@ fn a_truncated_file_is_refused() {
         &mut none(),
     )
     .unwrap_err();
-    assert!(matches!(err, BackupError::TruncatedFile { .. }), "{err}");
+    assert!(
+        matches!(err, aedb::Error::Backup(BackupError::TruncatedFile { .. })),
+        "{err}"
+    );
 }
 
 #[test]
@@ -435,7 +474,10 @@ fn backup_dirs_must_be_empty_and_backups_are_recorded_in_the_manifest() {
     std::fs::create_dir_all(&b).unwrap();
     std::fs::write(b.join("x"), b"x").unwrap();
     let err = db.backup_full(&b, &mut none()).unwrap_err();
-    assert!(matches!(err, BackupError::NonEmptyBackupDir(_)), "{err}");
+    assert!(
+        matches!(err, aedb::Error::Backup(BackupError::NonEmptyBackupDir(_))),
+        "{err}"
+    );
     let full = db.backup_full(dir.path().join("f"), &mut none()).unwrap();
     db.shutdown().unwrap();
     let manifest = std::fs::read(dir.path().join("db").join("MANIFEST")).unwrap();
@@ -525,8 +567,8 @@ fn a_backup_rate_limit_is_validated_and_a_limited_backup_is_complete() {
     let tmp = tempfile::tempdir().unwrap();
     assert!(matches!(
         AedbInstance::open(tmp.path().join("bad"), config().backup_rate_limit(1000)),
-        Err(aedb::OpenError::Config(aedb::ConfigError::BackupRateLimit(
-            1000
+        Err(aedb::Error::Open(aedb::OpenError::Config(
+            aedb::ConfigError::BackupRateLimit(1000)
         )))
     ));
     // The slowest allowed rate is accepted at open.
@@ -540,7 +582,7 @@ fn a_backup_rate_limit_is_validated_and_a_limited_backup_is_complete() {
         assert!(
             matches!(
                 db.set_backup_rate_limit(Some(too_slow)),
-                Err(aedb::ConfigError::BackupRateLimit(r)) if r == too_slow
+                Err(aedb::Error::Config(aedb::ConfigError::BackupRateLimit(r))) if r == too_slow
             ),
             "{too_slow} bytes/s"
         );
@@ -575,4 +617,9 @@ fn a_backup_rate_limit_is_validated_and_a_limited_backup_is_complete() {
     )
     .unwrap();
     assert_eq!(first_difference(&open_state(&restored), &source), None);
+}
+
+/// The first difference between two snapshots' content, if any.
+fn first_difference(a: &ReadSnapshot, b: &ReadSnapshot) -> Option<String> {
+    a.first_difference(b)
 }

@@ -140,8 +140,8 @@ fn wrong_keys_and_a_deleted_manifest_are_refused() {
     assert!(
         matches!(
             &wrong_manifest_key,
-            OpenError::Recovery(StartError::Manifest(ManifestError::HeaderAuthFailed { path }))
-                if *path == manifest
+            aedb::Error::Open(OpenError::Recovery(e))
+                if matches!(&**e, StartError::Manifest(ManifestError::HeaderAuthFailed { path }) if *path == manifest)
         ),
         "expected HeaderAuthFailed({}), got {wrong_manifest_key:?}",
         manifest.display()
@@ -154,8 +154,9 @@ fn wrong_keys_and_a_deleted_manifest_are_refused() {
     .unwrap_err();
     assert!(
         matches!(
-            wrong_data_key,
-            OpenError::Recovery(StartError::NoUsableCheckpoint { .. })
+            &wrong_data_key,
+            aedb::Error::Open(OpenError::Recovery(e))
+                if matches!(**e, StartError::NoUsableCheckpoint { .. })
         ),
         "{wrong_data_key:?}"
     );
@@ -164,8 +165,9 @@ fn wrong_keys_and_a_deleted_manifest_are_refused() {
     let missing = AedbInstance::open(dir.path(), config()).unwrap_err();
     assert!(
         matches!(
-            missing,
-            OpenError::Recovery(StartError::MissingManifest { .. })
+            &missing,
+            aedb::Error::Open(OpenError::Recovery(e))
+                if matches!(**e, StartError::MissingManifest { .. })
         ),
         "{missing:?}"
     );
@@ -254,8 +256,8 @@ fn a_provider_pointed_at_a_new_master_version_starts_a_new_epoch() {
     assert!(
         matches!(
             &err,
-            OpenError::Recovery(StartError::Manifest(ManifestError::HeaderAuthFailed { path }))
-                if *path == manifest
+            aedb::Error::Open(OpenError::Recovery(e))
+                if matches!(&**e, StartError::Manifest(ManifestError::HeaderAuthFailed { path }) if *path == manifest)
         ),
         "expected HeaderAuthFailed({}), got {err:?}",
         manifest.display()
@@ -340,10 +342,9 @@ fn old_epochs_are_retired_once_no_file_needs_them() {
     assert!(live.is_epoch_retired(aedb::KeyEpoch::FIRST));
     assert!(!live.is_epoch_retired(aedb::KeyEpoch::new(2)));
     match aedb::offline::open_checkpoint_file(dir.path(), &stale, &config_v1_v2()) {
-        Err(aedb::offline::OfflineError::Checkpoint(CheckpointError::RetiredEpoch {
-            epoch,
-            ..
-        })) => assert_eq!(epoch, aedb::KeyEpoch::FIRST),
+        Err(aedb::Error::Offline(aedb::offline::OfflineError::Checkpoint(
+            CheckpointError::RetiredEpoch { epoch, .. },
+        ))) => assert_eq!(epoch, aedb::KeyEpoch::FIRST),
         other => panic!("expected RetiredEpoch, got {other:?}"),
     }
 

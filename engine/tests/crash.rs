@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use child_process::{KillableChild, XorShift, announce_seed, child_env, cycles, emit};
 
 use aedb::{
-    AedbConfig, AedbInstance, Assertion, ColumnDef, ColumnName, ColumnType, CommitErrorExt,
-    Direction, Finality, IdempotencyKey, KeyRange, KvKey, Namespace, Numeric, NumericType,
-    ProjectName, TableName, TableSchema, Transaction, Value,
+    AedbConfig, AedbInstance, Assertion, ColumnDef, ColumnName, ColumnType, Direction, Finality,
+    IdempotencyKey, KeyRange, KvKey, Namespace, Numeric, NumericType, ProjectName, TableName,
+    TableSchema, Transaction, Value,
 };
 use aedb_model::{Outcome, Rejection};
 
@@ -133,7 +133,7 @@ fn setup(db: &AedbInstance) {
         .expect("snapshot")
         .tables(&ns)
         .expect("namespace exists")
-        .any(|t| *t == transfers());
+        .contains(&transfers());
     if !has_table {
         db.create_table(&ns, "transfers", schema())
             .expect("create table");
@@ -265,7 +265,7 @@ fn verify(dir: &Path, cycles_run: u64, ledger: &Ledger, this_cycle: &ChildReport
         && snap
             .tables(&ns)
             .expect("namespace exists")
-            .any(|t| *t == transfers());
+            .contains(&transfers());
     let funded = snap.idempotency(FUND_KEY);
     if !table_exists || funded.is_none() {
         // The child never got through its setup.

@@ -42,9 +42,9 @@ fn configs() -> [Mode; 2] {
     ]
 }
 
-fn storage_full(err: &CommitError) -> bool {
+fn storage_full(err: &aedb::Error) -> bool {
     match err {
-        CommitError::Wal(wal) => match &**wal {
+        aedb::Error::Commit(CommitError::Wal(wal)) => match &**wal {
             WalError::Io { source, .. } => {
                 source.kind() == std::io::ErrorKind::StorageFull
                     && FaultInjector::injected_point(source) == Some(FaultPoint::Write)
@@ -86,7 +86,10 @@ fn full_disk_and_short_writes_on_the_wal_lose_nothing_acknowledged() {
                 assert!(storage_full(&err), "{case}: {err:?}");
                 assert_eq!(db.snapshot().expect("snapshot").lsn(), lsn, "{case}");
                 assert!(
-                    matches!(db.commit(put(99, 10)), Err(CommitError::FailStopped)),
+                    matches!(
+                        db.commit(put(99, 10)),
+                        Err(aedb::Error::Commit(CommitError::FailStopped))
+                    ),
                     "{case}: fail-stopped"
                 );
                 drop(db);
@@ -141,7 +144,7 @@ fn a_failed_manifest_append_fail_stops_the_instance() {
             let mut refused = false;
             for _ in 0..500 {
                 match db.commit(put(99, 10)) {
-                    Err(CommitError::FailStopped) => {
+                    Err(aedb::Error::Commit(CommitError::FailStopped)) => {
                         refused = true;
                         break;
                     }

@@ -2,9 +2,9 @@
 //! `AedbInstance::fault_injector()`.
 //!
 //! Observed and asserted semantics:
-//! - A `Durable` commit whose batch fails to write or fsync gets `CommitError::Wal`,
+//! - A `Durable` commit whose batch fails to write or fsync gets `aedb::Error::Commit(CommitError::Wal)`,
 //!   is not published, and fail-stops the instance: every later commit, DDL and flush
-//!   gets `CommitError::FailStopped`, and `shutdown` reports `FailStopped` too.
+//!   gets `aedb::Error::Commit(CommitError::FailStopped)`, and `shutdown` reports `FailStopped` too.
 //! - After reopening, everything acknowledged before the fault is there.
 //! - A failed `write` leaves nothing on disk, so the failed commit is gone after reopen.
 //! - A failed `fsync` comes after a successful `write`: the bytes are in the file (in the
@@ -105,9 +105,9 @@ fn assert_acked_state(db: &AedbInstance) {
 }
 
 /// The injected fault carried by a `CommitError::Wal`.
-fn injected_point(err: &CommitError) -> Option<FaultPoint> {
+fn injected_point(err: &aedb::Error) -> Option<FaultPoint> {
     match err {
-        CommitError::Wal(wal) => match &**wal {
+        aedb::Error::Commit(CommitError::Wal(wal)) => match &**wal {
             WalError::Io { source, .. } => FaultInjector::injected_point(source),
             _ => None,
         },
@@ -131,12 +131,15 @@ fn assert_fail_stopped(db: &AedbInstance) -> u64 {
     ];
     for (i, result) in refused.iter().enumerate() {
         assert!(
-            matches!(result, Err(CommitError::FailStopped)),
+            matches!(result, Err(aedb::Error::Commit(CommitError::FailStopped))),
             "request {i} after the fault: {result:?}"
         );
     }
     assert!(
-        matches!(db.flush(), Err(CommitError::FailStopped)),
+        matches!(
+            db.flush(),
+            Err(aedb::Error::Commit(CommitError::FailStopped))
+        ),
         "flush after the fault"
     );
     refused.len() as u64
@@ -160,7 +163,10 @@ fn durable_commit_fault(point: FaultPoint) -> (tempfile::TempDir, Lsn) {
     let err = db
         .commit_with(tx("doomed", 1000), Finality::Durable)
         .expect_err("the commit's batch fails");
-    assert!(matches!(err, CommitError::Wal(_)), "{err:?}");
+    assert!(
+        matches!(err, aedb::Error::Commit(CommitError::Wal(_))),
+        "{err:?}"
+    );
     assert_eq!(injected_point(&err), Some(point), "{err}");
     assert_eq!(
         db.fault_injector().mode(point),
@@ -179,7 +185,7 @@ fn durable_commit_fault(point: FaultPoint) -> (tempfile::TempDir, Lsn) {
     // Retrying the failed commit itself is refused too, and still shows nothing.
     assert!(matches!(
         db.commit_with(tx("doomed", 1000), Finality::Durable),
-        Err(CommitError::FailStopped)
+        Err(aedb::Error::Commit(CommitError::FailStopped))
     ));
     assert_eq!(db.snapshot().expect("snapshot").lsn(), last);
     assert_eq!(total(&db), ACKED);
@@ -198,7 +204,10 @@ fn durable_commit_fault(point: FaultPoint) -> (tempfile::TempDir, Lsn) {
     }
 
     assert!(
-        matches!(db.shutdown(), Err(CommitError::FailStopped)),
+        matches!(
+            db.shutdown(),
+            Err(aedb::Error::Commit(CommitError::FailStopped))
+        ),
         "shutdown reports that the final flush could not happen"
     );
     (dir, last)
@@ -300,12 +309,17 @@ fn fault_after_a_visible_commit() {
             .commit_with(tx("durable", 1), Finality::Durable)
             .expect_err("the WAL failed");
         assert!(
-            matches!(err, CommitError::Wal(_) | CommitError::FailStopped),
+            matches!(
+                err,
+                aedb::Error::Commit(CommitError::Wal(_))
+                    | aedb::Error::Commit(CommitError::FailStopped)
+            ),
             "{point:?}: {err:?}"
         );
         // `FailStopped` means the durable commit never reached the writer's file; `Wal`
         // means its batch failed (after a successful write, for an fsync fault).
-        let durable_in_doubt = point == FaultPoint::Fsync && matches!(err, CommitError::Wal(_));
+        let durable_in_doubt =
+            point == FaultPoint::Fsync && matches!(err, aedb::Error::Commit(CommitError::Wal(_)));
         assert_fail_stopped(&db);
         // The visible commit is not retracted from readers; the failed durable one never
         // became visible.

@@ -195,13 +195,14 @@ fn strict_recovery_still_refuses_a_lost_header() {
     let segs = segments(dir.path());
     zero(&segs[0], 0, 512);
     match AedbInstance::open(dir.path(), config()) {
-        Err(aedb::OpenError::Recovery(aedb::StartError::Wal(
-            aedb_wal::RecoverError::Corrupt {
+        Err(aedb::Error::Open(aedb::OpenError::Recovery(e))) => match *e {
+            aedb::StartError::Wal(aedb_wal::RecoverError::Corrupt {
                 path,
                 offset: 0,
                 corruption: aedb_wal::Corruption::Header(_),
-            },
-        ))) => assert_eq!(path, segs[0]),
+            }) => assert_eq!(path, segs[0]),
+            other => panic!("strict open of a segment without header: {other:?}"),
+        },
         other => panic!("strict open of a segment without header: {other:?}"),
     }
 }

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use child_process::{KillableChild, child_env, emit};
 
 use aedb::{
-    AedbConfig, AedbInstance, Assertion, CommitError, CommitErrorExt, ConfigError, Direction,
-    Finality, IdempotencyKey, KvKey, KvValue, LockError, Namespace, Numeric, NumericType,
-    OpenError, Recovery, StartError, Transaction, WAL_DIR,
+    AedbConfig, AedbInstance, Assertion, CommitError, ConfigError, Direction, Finality,
+    IdempotencyKey, KvKey, KvValue, LockError, Namespace, Numeric, NumericType, OpenError,
+    Recovery, StartError, Transaction, WAL_DIR,
 };
 
 const KEY: [u8; 32] = [0x5C; 32];
@@ -90,7 +90,7 @@ fn lock_probe_child() {
             db.shutdown().expect("probe shutdown");
             PROBE_OPENED
         }
-        Err(OpenError::Lock(LockError::Held { .. })) => PROBE_HELD,
+        Err(aedb::Error::Open(OpenError::Lock(LockError::Held { .. }))) => PROBE_HELD,
         Err(e) => {
             eprintln!("lock probe: {e}");
             PROBE_OTHER_ERROR
@@ -148,12 +148,13 @@ fn second_open_in_the_same_process_fails_until_the_first_is_closed() {
     let db = AedbInstance::open(dir.path(), production()).expect("first open");
     for config in [production(), AedbConfig::development()] {
         let err = AedbInstance::open(dir.path(), config).expect_err("second open");
-        let OpenError::Lock(LockError::Held { path, holder }) = &err else {
+        let aedb::Error::Open(OpenError::Lock(LockError::Held { path, holder_pid })) = &err else {
             panic!("expected LockError::Held, got {err:?}");
         };
         assert_eq!(*path, lock_path(dir.path()));
+        assert_eq!(*holder_pid, Some(std::process::id()), "the holder's pid");
         let pid = format!("pid {}", std::process::id());
-        assert!(holder.contains(&pid), "holder {holder:?} names {pid}");
+        assert!(err.to_string().contains(&pid), "{err} names {pid}");
         let message = err.to_string();
         assert!(
             message.contains(&dir.path().display().to_string()),
@@ -200,11 +201,10 @@ fn lock_is_released_when_the_holder_is_sigkilled() {
     let lsn: u64 = lsn.parse().expect("lsn");
 
     let err = AedbInstance::open(dir.path(), production()).expect_err("held by the child");
-    let OpenError::Lock(LockError::Held { holder, .. }) = &err else {
+    let aedb::Error::Open(OpenError::Lock(LockError::Held { holder_pid, .. })) = &err else {
         panic!("expected LockError::Held, got {err:?}");
     };
-    let pid = format!("pid {}", child.id());
-    assert!(holder.contains(&pid), "holder {holder:?} names {pid}");
+    assert_eq!(*holder_pid, Some(child.id()), "the holder's pid");
 
     child.kill().assert_killed("lock holder");
 
@@ -270,7 +270,7 @@ fn invalid_configuration_is_rejected_before_touching_the_directory() {
     for (config, expected) in cases {
         let shown = format!("{config:?}");
         match AedbInstance::open(&dir, config) {
-            Err(OpenError::Config(e)) => {
+            Err(aedb::Error::Open(OpenError::Config(e))) => {
                 assert!(expected(&e), "{shown}: {e:?}");
                 assert!(!e.to_string().is_empty());
             }
@@ -320,7 +320,9 @@ fn idempotent_outcomes_survive_a_restart() {
         .idempotency_key(idem("guarded-1"));
     let err = db.commit(guarded.clone()).expect_err("gate is closed");
     assert_eq!(err.failed_assertion(), Some(1), "{err}");
-    assert!(matches!(err, CommitError::Rejected(ref e) if !e.is_already_seen()));
+    assert!(
+        matches!(err, aedb::Error::Commit(CommitError::Rejected(ref e)) if !e.is_already_seen())
+    );
     let rejected_at = db.snapshot().expect("snapshot").lsn();
     assert_eq!(
         rejected_at,
@@ -341,7 +343,7 @@ fn idempotent_outcomes_survive_a_restart() {
     let lsn = db.snapshot().expect("snapshot").lsn();
     let err = db.commit(guarded).expect_err("the original rejection");
     assert_eq!(err.failed_assertion(), Some(1), "{err}");
-    let CommitError::Rejected(apply) = &err else {
+    let aedb::Error::Commit(CommitError::Rejected(apply)) = &err else {
         panic!("{err:?}");
     };
     assert!(apply.is_already_seen(), "{err:?}");
@@ -444,7 +446,9 @@ fn try_commit_fails_fast_with_busy_and_counts_it() {
                 for i in 0..20 {
                     match db.try_commit(put(&format!("t{t:02}-{i:02}"), "v"), Finality::Durable) {
                         Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                        Err(CommitError::Busy) => busy.fetch_add(1, Ordering::Relaxed),
+                        Err(aedb::Error::Commit(CommitError::Busy)) => {
+                            busy.fetch_add(1, Ordering::Relaxed)
+                        }
                         Err(e) => panic!("try_commit: {e:?}"),
                     };
                 }
@@ -693,16 +697,16 @@ fn corrupt_sealed_segment_fails_strict_open_naming_the_file() {
         let err = AedbInstance::open(dir.path(), config()).expect_err("strict open refuses");
         let message = err.to_string();
         assert!(message.contains(&sealed.display().to_string()), "{message}");
-        match &err {
-            OpenError::Recovery(StartError::Wal(aedb_wal::RecoverError::Corrupt {
-                path,
-                offset,
-                ..
-            })) => {
+        let recovery = match &err {
+            aedb::Error::Open(OpenError::Recovery(e)) => Some(&**e),
+            _ => None,
+        };
+        match recovery {
+            Some(StartError::Wal(aedb_wal::RecoverError::Corrupt { path, offset, .. })) => {
                 assert_eq!(path, sealed);
                 assert_eq!(*offset, start as u64, "{message}");
             }
-            other => panic!("expected WAL corruption, got {other:?}"),
+            _ => panic!("expected WAL corruption, got {err:?}"),
         }
     }
     assert_eq!(std::fs::read(sealed).expect("read").len(), bytes.len());
@@ -720,7 +724,10 @@ fn corrupt_sealed_segment_fails_strict_open_naming_the_file() {
     )
     .expect_err("a different manifest key is refused");
     assert!(
-        matches!(err, OpenError::Recovery(StartError::Manifest(_))),
+        matches!(
+            err,
+            aedb::Error::Open(OpenError::Recovery(ref e)) if matches!(**e, StartError::Manifest(_))
+        ),
         "{err:?}"
     );
 }

@@ -85,14 +85,14 @@ fn puts(sizes: &[usize]) -> Transaction {
 }
 
 /// The record length the sequencer reported for an oversized transaction.
-fn too_large(result: Result<aedb::CommitOutcome, CommitError>, max: usize) -> usize {
+fn too_large(result: Result<aedb::CommitOutcome, aedb::Error>, max: usize) -> usize {
     match result {
-        Err(CommitError::TooLarge { len, max: reported }) => {
+        Err(aedb::Error::Commit(CommitError::TooLarge { len, max: reported })) => {
             assert_eq!(reported, max, "the reported limit");
             assert!(len > max, "a refused record of {len} bytes is within {max}");
             len
         }
-        other => panic!("expected CommitError::TooLarge, got {other:?}"),
+        other => panic!("expected aedb::Error::Commit(CommitError::TooLarge), got {other:?}"),
     }
 }
 
@@ -224,12 +224,12 @@ fn row(id_len: usize, body_len: usize) -> Transaction {
     )
 }
 
-fn row_error(result: Result<aedb::CommitOutcome, CommitError>) -> RowError {
+fn row_error(result: Result<aedb::CommitOutcome, aedb::Error>) -> RowError {
     match result {
-        Err(CommitError::Rejected(ApplyError::Mutation {
+        Err(aedb::Error::Commit(CommitError::Rejected(ApplyError::Mutation {
             index: 0,
             source: OpError::Row { source, .. },
-        })) => source,
+        }))) => source,
         other => panic!("expected a row violation of mutation 0, got {other:?}"),
     }
 }

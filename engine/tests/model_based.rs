@@ -688,13 +688,13 @@ fn remembered(outcome: &Outcome) -> Remembered {
     }
 }
 
-fn observed(result: Result<aedb::CommitOutcome, CommitError>) -> Res {
+fn observed(result: Result<aedb::CommitOutcome, aedb::Error>) -> Res {
     match result {
         Ok(o) => Res::Ok {
             lsn: o.lsn.get(),
             replay: o.idempotent_replay,
         },
-        Err(CommitError::Rejected(e)) => match e {
+        Err(aedb::Error::Commit(CommitError::Rejected(e))) => match e {
             ApplyError::AssertionFailed { index, .. } => Res::AssertionFailed(index),
             ApplyError::InvalidAssertion { index, .. } => Res::InvalidAssertion(index),
             ApplyError::Mutation { index, source } => Res::Mutation(index, source.rejection_kind()),

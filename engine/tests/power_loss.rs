@@ -625,7 +625,7 @@ fn secure_concurrent_workload_survives_power_loss() {
                                     .expect("acked")
                                     .push((format!("row-{n:04}"), o.lsn)),
                                 Ok(_) => {}
-                                Err(aedb::CommitError::Rejected(_)) => {}
+                                Err(aedb::Error::Commit(aedb::CommitError::Rejected(_))) => {}
                                 Err(_) => return,
                             }
                             // A denial (audited): tellers may not create projects.

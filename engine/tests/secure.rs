@@ -7,9 +7,9 @@ use std::ops::Bound;
 
 use aedb::{
     AccessError, AedbConfig, AedbInstance, Assertion, AuditChainError, AuditExportError,
-    AuditTable, BackupError, CallerId, CheckpointFailure, ColumnDef, ColumnName, ColumnType,
-    CommitError, ConfigError, Direction, Error, Finality, KvKey, KvValue, Namespace, Numeric,
-    OpenError, Permission, Resource, SecureConfig, TableName, TableSchema, Transaction, Value,
+    AuditTable, CallerId, ColumnDef, ColumnName, ColumnType, CommitError, ConfigError, Direction,
+    Error, Finality, KvKey, KvValue, Namespace, Numeric, OpenError, Permission, Resource,
+    SecureConfig, TableName, TableSchema, Transaction, Value,
 };
 
 const KEY: [u8; 32] = [0x11; 32];
@@ -40,50 +40,16 @@ fn schema() -> TableSchema {
     .unwrap()
 }
 
-/// The access error an API's error carries, whichever error type that API returns.
+/// The access error an API's error carries (every API returns `aedb::Error`, and a
+/// refusal is always its `Access` kind).
 trait AccessOf: std::fmt::Debug {
     fn access(&self) -> Option<&AccessError>;
-}
-
-impl AccessOf for AccessError {
-    fn access(&self) -> Option<&AccessError> {
-        Some(self)
-    }
-}
-
-impl AccessOf for CommitError {
-    fn access(&self) -> Option<&AccessError> {
-        match self {
-            CommitError::Access(a) => Some(a),
-            _ => None,
-        }
-    }
-}
-
-impl AccessOf for CheckpointFailure {
-    fn access(&self) -> Option<&AccessError> {
-        match self {
-            CheckpointFailure::Access(a) => Some(a),
-            _ => None,
-        }
-    }
-}
-
-impl AccessOf for BackupError {
-    fn access(&self) -> Option<&AccessError> {
-        match self {
-            BackupError::Access(a) => Some(a),
-            _ => None,
-        }
-    }
 }
 
 impl AccessOf for Error {
     fn access(&self) -> Option<&AccessError> {
         match self {
             Error::Access(a) => Some(a),
-            Error::Commit(c) => c.access(),
-            Error::Checkpoint(c) => c.access(),
             _ => None,
         }
     }
@@ -91,10 +57,6 @@ impl AccessOf for Error {
 
 fn is_denied<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
     matches!(r, Err(Error::Access(AccessError::Denied(_))))
-        || matches!(
-            r,
-            Err(Error::Commit(CommitError::Access(AccessError::Denied(_))))
-        )
 }
 
 #[test]
@@ -253,14 +215,14 @@ fn ops() -> Vec<Op> {
         }),
         op("table_insert", move |db, c| {
             let tx = Transaction::new().table_upsert(&ns(), &table(), row(7));
-            db.commit_as(c, tx).map(drop).map_err(Error::from)
+            db.commit_as(c, tx).map(drop)
         }),
         op("assert on kv ab", move |db, c| {
             let tx = Transaction::new().assert(Assertion::KvAbsent {
                 ns: ns(),
                 key: KvKey::new("ab-none").unwrap(),
             });
-            db.commit_as(c, tx).map(drop).map_err(Error::from)
+            db.commit_as(c, tx).map(drop)
         }),
         op("create_table", move |db, c| {
             // Unique names so repeated allowed calls do not collide.
@@ -275,14 +237,9 @@ fn ops() -> Vec<Op> {
             let name = format!("pr{}", rand_suffix());
             db.create_project_as(c, &name).map(drop)
         }),
-        op("checkpoint", |db, c| {
-            db.checkpoint_now_as(c).map(drop).map_err(|e| match e {
-                aedb::CheckpointFailure::Access(a) => Error::Access(a),
-                other => panic!("{other}"),
-            })
-        }),
+        op("checkpoint", |db, c| db.checkpoint_now_as(c).map(drop)),
         op("read_metrics", |db, c| {
-            db.operational_metrics_as(c).map(drop).map_err(Error::from)
+            db.operational_metrics_as(c).map(drop)
         }),
         op("read_audit", |db, c| {
             db.audit_rows_as(c, AuditTable::Authz).map(drop)
@@ -299,9 +256,7 @@ fn ops() -> Vec<Op> {
                 KvKey::new("abc").unwrap(),
                 KvValue::new("w").unwrap(),
             );
-            db.try_commit_as(c, tx, Finality::Durable)
-                .map(drop)
-                .map_err(Error::from)
+            db.try_commit_as(c, tx, Finality::Durable).map(drop)
         }),
         op("table_scan", move |db, c| {
             db.snapshot_as(c)
@@ -325,12 +280,7 @@ fn ops() -> Vec<Op> {
             db.grant_as(c, &CallerId::new("grantee").unwrap(), p, false)
                 .map(drop)
         }),
-        op("rotate_keys", |db, c| {
-            db.rotate_keys_as(c).map(drop).map_err(|e| match e {
-                aedb::CheckpointFailure::Access(a) => Error::Access(a),
-                other => panic!("{other}"),
-            })
-        }),
+        op("rotate_keys", |db, c| db.rotate_keys_as(c).map(drop)),
         op("backup_full", |db, c| {
             let dir = std::env::temp_dir().join(format!(
                 "aedb-matrix-backup-{}-{}",
@@ -339,10 +289,7 @@ fn ops() -> Vec<Op> {
             ));
             let result = db.backup_full_as(c, &dir, &mut |_, _| {});
             let _ = std::fs::remove_dir_all(&dir);
-            result.map(drop).map_err(|e| match e {
-                aedb::BackupError::Access(a) => Error::Access(a),
-                other => panic!("{other}"),
-            })
+            result.map(drop)
         }),
     ]
 }
@@ -530,7 +477,7 @@ fn grants_persist_and_the_bootstrap_admin_is_installed_once() {
     }
     // A secure database never opens without access control.
     match AedbInstance::open(dir.path(), config()) {
-        Err(OpenError::SecureDatabase { path }) => assert_eq!(path, dir.path()),
+        Err(aedb::Error::Open(OpenError::SecureDatabase { path })) => assert_eq!(path, dir.path()),
         other => panic!("expected SecureDatabase, got {other:?}"),
     }
     // Reopened with another bootstrap name: the persisted policy applies, the name
@@ -597,7 +544,10 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
         })
         .kv_sub(&ns, KvKey::new("acct/carol").unwrap(), Numeric::U64(10));
     let err = db.commit_as(&carol, tx).unwrap_err();
-    assert!(matches!(err, CommitError::Rejected(_)), "{err:?}");
+    assert!(
+        matches!(err, aedb::Error::Commit(CommitError::Rejected(_))),
+        "{err:?}"
+    );
     let failed = db.audit_rows_as(&root, AuditTable::Assertion).unwrap();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].kind, "assertion_failed");
@@ -663,7 +613,7 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
     assert!(
         matches!(
             &err,
-            AuditExportError::Chain(AuditChainError::BadMac { table, seq })
+            Error::AuditExport(AuditExportError::Chain(AuditChainError::BadMac { table, seq }))
                 if (*table, *seq) == (edited.table, edited.seq)
         ),
         "expected BadMac for {:?} row {}, got {err:?}",
@@ -692,8 +642,11 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
     assert!(
         matches!(
             &err,
-            AuditExportError::Chain(AuditChainError::Gap { table, expected, found })
-                if (*table, *expected, *found) == (deleted.table, deleted.seq, deleted.seq + 1)
+            Error::AuditExport(AuditExportError::Chain(AuditChainError::Gap {
+                table,
+                expected,
+                found
+            })) if (*table, *expected, *found) == (deleted.table, deleted.seq, deleted.seq + 1)
         ),
         "expected a Gap at {:?} row {}, got {err:?}",
         deleted.table,
@@ -718,16 +671,19 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
     );
     db.commit_as(&root, edit).unwrap();
     let err = db.verify_audit_as(&root).unwrap_err();
-    // `verify_audit_as` carries the chain error as text: compare it with exactly the
-    // error the edited row must produce.
-    let expected = AuditChainError::BadMac {
-        table: AuditTable::Authz,
-        seq: 2,
-    };
+    // `verify_audit_as` carries the chain error: exactly the one the edited row must
+    // produce.
     assert!(
-        matches!(&err, Error::Integrity(text) if *text == expected.to_string()),
-        "expected Integrity({expected}), got {err:?}"
+        matches!(
+            &err,
+            Error::AuditExport(AuditExportError::Chain(AuditChainError::BadMac {
+                table: AuditTable::Authz,
+                seq: 2
+            }))
+        ),
+        "expected BadMac of authz row 2, got {err:?}"
     );
+    assert_eq!(err.class(), aedb::ErrorClass::Integrity);
     db.shutdown().unwrap();
     // `aedb check invariants` reports it too, naming the row.
     let checks = aedb::offline::check_invariants(dir.path(), &config()).unwrap();
@@ -750,7 +706,7 @@ fn open_production_refuses_weak_configurations() {
     let secure = || SecureConfig::new(caller("root"));
     for weak in [AedbConfig::low_latency(KEY), AedbConfig::development()] {
         match AedbInstance::open_production(dir.path(), weak, secure()) {
-            Err(OpenError::Config(ConfigError::NotProductionGrade(_))) => {}
+            Err(aedb::Error::Open(OpenError::Config(ConfigError::NotProductionGrade(_)))) => {}
             other => panic!("expected NotProductionGrade, got {other:?}"),
         }
     }
@@ -871,5 +827,100 @@ fn session_capsules_authenticate_callers_and_revocation_is_durable() {
         db.issue_session_as(&alice, &alice, None),
         Err(Error::Session(CapsuleError::RevokedProfile { .. }))
     ));
+    db.shutdown().unwrap();
+}
+
+/// `ReadSnapshot` (open instances) and `CallerSnapshot` (checked reads) answer the same
+/// reads with the same types and values.
+#[test]
+fn read_snapshot_and_caller_snapshot_read_alike() {
+    let open_dir = tempfile::tempdir().unwrap();
+    let db = AedbInstance::open(open_dir.path(), config()).unwrap();
+    db.create_project("p").unwrap();
+    db.create_scope("p", "s").unwrap();
+    let ns = Namespace::parse("p", "s").unwrap();
+    db.create_table(&ns, "t", schema()).unwrap();
+    db.kv_put(&ns, "k", "v").unwrap();
+    db.kv_add(&ns, "n", Numeric::U64(7)).unwrap();
+    let table = TableName::new("t").unwrap();
+    db.commit(Transaction::new().table_insert(
+        &ns,
+        &table,
+        vec![
+            (ColumnName::new("id").unwrap(), Value::U64(1)),
+            (ColumnName::new("v").unwrap(), Value::Text("x".into())),
+        ],
+    ))
+    .unwrap();
+    let plain = db.snapshot().unwrap();
+    let checked = db.snapshot_as(&caller("reader"));
+    let entry: Option<aedb::KvEntry> = plain.kv_get(&ns, b"k").unwrap();
+    assert_eq!(entry, checked.kv_get(&ns, b"k").unwrap());
+    let n: Numeric = plain
+        .kv_get_numeric(&ns, b"n", aedb::NumericType::U64)
+        .unwrap();
+    assert_eq!(
+        n,
+        checked
+            .kv_get_numeric(&ns, b"n", aedb::NumericType::U64)
+            .unwrap()
+    );
+    let page: aedb::Page<(KvKey, aedb::KvEntry)> = plain
+        .kv_scan_prefix(&ns, b"", Direction::Forward, 10)
+        .unwrap();
+    assert_eq!(
+        page,
+        checked
+            .kv_scan_prefix(&ns, b"", Direction::Forward, 10)
+            .unwrap()
+    );
+    assert_eq!(
+        plain
+            .kv_scan_range(
+                &ns,
+                Bound::Unbounded,
+                Bound::Unbounded,
+                Direction::Reverse,
+                1
+            )
+            .unwrap(),
+        checked
+            .kv_scan_range(
+                &ns,
+                Bound::Unbounded,
+                Bound::Unbounded,
+                Direction::Reverse,
+                1
+            )
+            .unwrap()
+    );
+    let row: Option<aedb::Row> = plain.table_get(&ns, &table, &[Value::U64(1)]).unwrap();
+    assert_eq!(
+        row,
+        checked.table_get(&ns, &table, &[Value::U64(1)]).unwrap()
+    );
+    let range = aedb::KeyRange::all();
+    assert_eq!(
+        plain
+            .table_scan(&ns, &table, &range, Direction::Forward, 10)
+            .unwrap(),
+        checked
+            .table_scan(&ns, &table, &range, Direction::Forward, 10)
+            .unwrap()
+    );
+    let schema: TableSchema = plain.table_schema(&ns, &table).unwrap();
+    assert_eq!(schema, checked.table_schema(&ns, &table).unwrap());
+    assert_eq!(plain.kv_len(&ns).unwrap(), checked.kv_len(&ns).unwrap());
+    assert_eq!(
+        plain.table_len(&ns, &table).unwrap(),
+        checked.table_len(&ns, &table).unwrap()
+    );
+    assert_eq!(plain.lsn(), checked.lsn());
+    // A missing namespace is the same error on both.
+    let missing = Namespace::parse("p", "nope").unwrap();
+    assert_eq!(
+        plain.kv_get(&missing, b"k").unwrap_err().code(),
+        checked.kv_get(&missing, b"k").unwrap_err().code()
+    );
     db.shutdown().unwrap();
 }

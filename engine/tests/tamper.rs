@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use aedb::{
     AedbConfig, AedbInstance, Finality, IdempotencyKey, KvKey, KvValue, Lsn, Namespace, Numeric,
-    OpenError, StartError, State, Transaction,
+    OpenError, ReadSnapshot, StartError, Transaction,
 };
 
 const MANIFEST_KEY: [u8; 32] = [0x3C; 32];
@@ -192,11 +192,11 @@ fn checkpoint_rel_path(lsn: u64) -> PathBuf {
 struct Fixture {
     files: BTreeMap<PathBuf, Vec<u8>>,
     /// The state before tampering (every commit was acknowledged `Durable`).
-    reference: State,
+    reference: ReadSnapshot,
     /// The state one commit earlier (what a cut of the last frame leaves).
-    before_last: State,
+    before_last: ReadSnapshot,
     /// The state after every commit, by LSN (states are persistent maps: clones are cheap).
-    history: BTreeMap<Lsn, State>,
+    history: BTreeMap<Lsn, ReadSnapshot>,
     /// Live checkpoints, oldest first.
     checkpoints: Vec<PathBuf>,
     /// WAL segments, oldest first.
@@ -226,11 +226,11 @@ fn newest_segment_seq(dir: &Path) -> u64 {
         .expect("a segment")
 }
 
-fn commit(db: &AedbInstance, i: u64, history: &mut BTreeMap<Lsn, State>) {
+fn commit(db: &AedbInstance, i: u64, history: &mut BTreeMap<Lsn, ReadSnapshot>) {
     let outcome = db
         .commit_with(tx(i), Finality::Durable)
         .expect("durable commit");
-    let state = (*db.snapshot().expect("snapshot")).clone();
+    let state = db.snapshot().expect("snapshot");
     assert_eq!(state.lsn(), outcome.lsn, "one commit at a time");
     history.insert(outcome.lsn, state);
 }
@@ -284,7 +284,7 @@ fn build_fixture() -> Fixture {
             }
         }
     }
-    let reference = (*db.snapshot().expect("snapshot")).clone();
+    let reference = db.snapshot().expect("snapshot");
     let before_last = history
         .range(..reference.lsn())
         .next_back()
@@ -320,7 +320,7 @@ fn build_fixture() -> Fixture {
     );
     // Sanity: the fixture reopens to exactly the reference.
     let db = AedbInstance::open(dir.path(), config()).expect("reopen fixture");
-    assert!(*db.snapshot().expect("snapshot") == reference);
+    assert!(db.snapshot().expect("snapshot") == reference);
     db.shutdown().expect("shutdown");
     assert!(
         all_files(dir.path()) == files,
@@ -388,7 +388,7 @@ fn restore_files(files: &BTreeMap<PathBuf, Vec<u8>>, dir: &Path) -> Vec<PathBuf>
 enum Observed {
     Refused(OpenError),
     Opened {
-        state: State,
+        state: ReadSnapshot,
         fallbacks: u64,
         /// The torn tail recovery cut: file and offset.
         torn_tail: Option<(PathBuf, u64)>,
@@ -397,9 +397,10 @@ enum Observed {
 
 fn open_once(dir: &Path) -> Observed {
     match AedbInstance::open(dir, config()) {
-        Err(e) => Observed::Refused(e),
+        Err(aedb::Error::Open(e)) => Observed::Refused(e),
+        Err(other) => panic!("an open fails with an Open error, got {other:?}"),
         Ok(db) => {
-            let state = (*db.snapshot().expect("snapshot")).clone();
+            let state = db.snapshot().expect("snapshot");
             let fallbacks = db.operational_metrics().recovery_checkpoint_fallbacks;
             let torn_tail = db
                 .recovery_report()
@@ -437,7 +438,7 @@ impl Observed {
     /// Either a successful open (its state and fallback count), or a refusal whose
     /// message names a file inside `dir` (the engine noticed that a file the manifest
     /// records is missing). Panics on any other refusal.
-    fn opened_or_refused_naming(self, dir: &Path, what: &str) -> Option<(State, u64)> {
+    fn opened_or_refused_naming(self, dir: &Path, what: &str) -> Option<(ReadSnapshot, u64)> {
         match self {
             Observed::Refused(err) => {
                 let message = err.to_string();
@@ -454,7 +455,7 @@ impl Observed {
     }
 
     /// The state and fallback count of a successful open; panics (with `what`) otherwise.
-    fn opened(self, what: &str) -> (State, u64) {
+    fn opened(self, what: &str) -> (ReadSnapshot, u64) {
         match self {
             Observed::Refused(err) => panic!("{what}: expected an open, got: {err}"),
             Observed::Opened {
@@ -466,7 +467,7 @@ impl Observed {
 
 impl Fixture {
     /// How a recovered state relates to the fixture's history.
-    fn judge(&self, state: &State) -> String {
+    fn judge(&self, state: &ReadSnapshot) -> String {
         if *state == self.reference {
             "equal to the reference".into()
         } else if self.history.get(&state.lsn()) == Some(state) {
@@ -838,7 +839,8 @@ fn deleting_the_newest_segment_is_detected() {
     assert!(
         matches!(
             &err,
-            OpenError::Recovery(StartError::SegmentMissing { path }) if *path == deleted
+            OpenError::Recovery(e)
+                if matches!(&**e, StartError::SegmentMissing { path } if *path == deleted)
         ),
         "expected SegmentMissing({}), got {err:?}",
         deleted.display()
@@ -1050,7 +1052,8 @@ fn an_old_manifest_copy_is_refused_when_it_lists_a_deleted_segment_and_opens_com
     assert!(
         matches!(
             &err,
-            OpenError::Recovery(StartError::SegmentMissing { path }) if *path == missing
+            OpenError::Recovery(e)
+                if matches!(&**e, StartError::SegmentMissing { path } if *path == missing)
         ),
         "expected SegmentMissing({}), got {err:?}",
         missing.display()

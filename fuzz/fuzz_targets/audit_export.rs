@@ -52,7 +52,7 @@ fn text_mode(data: &[u8]) {
     };
     let (db, rows) = match parse_audit_export(text) {
         Ok(parsed) => parsed,
-        Err(AuditExportError::Malformed { line, .. }) => {
+        Err(aedb::Error::AuditExport(AuditExportError::Malformed { line, .. })) => {
             assert!(
                 line >= 1 && line <= text.lines().count(),
                 "error at line {line}"
@@ -65,7 +65,7 @@ fn text_mode(data: &[u8]) {
     assert_eq!(again, (db, rows.clone()), "re-export parses differently");
     match verify_audit_rows(&rows, key_for) {
         Ok(counts) => check_chains(&rows, &counts),
-        Err(AuditExportError::Chain(_)) => {}
+        Err(aedb::Error::AuditExport(AuditExportError::Chain(_))) => {}
         Err(other) => panic!("verification reported {other:?}"),
     }
 }

@@ -46,18 +46,17 @@ pub use manifest::{
     UnverifiedBackupManifest, valid_file_name,
 };
 
-use crate::{AedbConfig, AedbInstance};
+use crate::{AedbConfig, AedbInstance, Error, Who};
 
 /// The derivation context of the backup-manifest MAC key.
 pub const BACKUP_KEY_CONTEXT: &[u8] = b"aedb backup manifest v1";
 
-/// Why a backup or a restore failed. Every integrity failure has its own variant.
+/// Why a backup or a restore failed (the [`Error::Backup`] kind).
+/// Every integrity failure has its own variant. A refused caller is
+/// [`Error::Access`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BackupError {
-    /// A secure instance refused the caller (use the `*_as` form; `Backup` needs
-    /// `GlobalAdmin`). Nothing was written.
-    #[error(transparent)]
-    Access(#[from] aedb_authz::AccessError),
     /// The restore target exists and is not empty.
     #[error("restore target {0} is not empty: restore only into an empty directory")]
     NonEmptyTarget(PathBuf),
@@ -66,22 +65,24 @@ pub enum BackupError {
     NonEmptyBackupDir(PathBuf),
     /// The chain is missing a backup: an incremental's parent is not among those given.
     #[error(
-        "backup chain has a gap: {backup} continues a parent (manifest sha256 {parent}) that is not in the chain; add the missing incremental"
+        "backup chain has a gap: {} continues a parent (manifest sha256 {}) that is not in the chain; add the missing incremental",
+        .backup.display(),
+        hex::encode(.parent)
     )]
     MissingIncremental {
         /// The backup whose parent is missing.
         backup: PathBuf,
-        /// Hex SHA-256 of the missing parent's manifest.
-        parent: String,
+        /// SHA-256 of the missing parent's manifest.
+        parent: [u8; 32],
     },
     /// The backups are not given in chain order (full first, then each child after its
     /// parent), or the chain does not start with a full backup.
-    #[error("backup chain out of order at {backup}: {reason}")]
+    #[error("backup chain out of order at {}: {reason}", .backup.display())]
     OutOfOrder {
         /// The backup at the wrong position.
         backup: PathBuf,
         /// What is wrong.
-        reason: String,
+        reason: ChainOrder,
     },
     /// A backup belongs to another database.
     #[error("{backup} is a backup of database {found}, but the chain is of database {expected}")]
@@ -94,12 +95,15 @@ pub enum BackupError {
         found: DatabaseId,
     },
     /// The configured keys are not the ones the backup was written with.
-    #[error("wrong key for {backup}: its manifest was authenticated under another key ({detail})")]
+    #[error(
+        "wrong key for {}: its manifest was authenticated under another key ({detail})",
+        .backup.display()
+    )]
     WrongKey {
         /// The backup.
         backup: PathBuf,
         /// Which key.
-        detail: String,
+        detail: Box<KeyMismatch>,
     },
     /// A listed file is shorter than listed.
     #[error("{path} is truncated: {found} bytes, the backup manifest lists {expected}")]
@@ -116,21 +120,21 @@ pub enum BackupError {
     MissingFile(PathBuf),
     /// A file's content does not match the authenticated listing (or fails its own
     /// authentication: sealed-batch tag, checkpoint chunk tag).
-    #[error("{path} was tampered with: {detail}")]
+    #[error("{} was tampered with: {detail}", .path.display())]
     TamperedFile {
         /// The file.
         path: PathBuf,
         /// What failed.
-        detail: String,
+        detail: Box<Tamper>,
     },
     /// A backup manifest does not authenticate, a parent link or LSN range does not
     /// chain, or the WAL segment chain across backups is broken.
-    #[error("backup chain integrity failure at {path}: {detail}")]
+    #[error("backup chain integrity failure at {}: {detail}", .path.display())]
     ChainMismatch {
         /// The manifest or file.
         path: PathBuf,
         /// What failed.
-        detail: String,
+        detail: ChainBreak,
     },
     /// A backup manifest is malformed.
     #[error("{path}: {source}")]
@@ -160,11 +164,11 @@ pub enum BackupError {
         /// The LSN the backup had to start from.
         since: Lsn,
         /// What was missing.
-        detail: String,
+        detail: RetiredWal,
     },
     /// Replaying the restored WAL failed.
     #[error("WAL replay failed during restore: {0}")]
-    Replay(String),
+    Replay(#[source] Box<RecoverError<FrameReplayError>>),
     /// The engine could not take the backup (checkpoint, WAL barrier, manifest).
     #[error("the engine could not take the backup: {0}")]
     Engine(#[from] CheckpointFailure),
@@ -173,7 +177,15 @@ pub enum BackupError {
     Key(#[from] KeyError),
     /// Writing the restored checkpoint or manifest failed.
     #[error("writing the restored database failed: {0}")]
-    Write(String),
+    Write(#[source] WriteFailure),
+    /// A live WAL segment's header does not decode.
+    #[error("decode segment header {}: {source}", .path.display())]
+    SegmentHeader {
+        /// The segment.
+        path: PathBuf,
+        /// Why.
+        source: aedb_wal::segment::SegmentHeaderError,
+    },
     /// A file-system operation failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -184,6 +196,179 @@ pub enum BackupError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// Why a backup chain is out of order ([`BackupError::OutOfOrder`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainOrder {
+    /// The full backup is not first (its 1-based position in the list).
+    #[error("the full backup is at position {0} but must come first")]
+    FullNotFirst(usize),
+    /// No backup of the list is a full backup.
+    #[error("the chain does not start with a full backup")]
+    NoFull,
+    /// A second full backup follows the chain's start.
+    #[error("a full backup after the chain's start")]
+    FullAfterStart,
+    /// The backup's parent is elsewhere in the list (its 1-based position).
+    #[error("its parent is backup {0} of the list, not the one before it")]
+    ParentElsewhere(usize),
+}
+
+/// Which key does not fit ([`BackupError::WrongKey`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyMismatch {
+    /// The backup key cannot be derived under the backup's master.
+    #[error("cannot derive under master {master}: {source}")]
+    Derive {
+        /// The master the backup names.
+        master: MasterKeyId,
+        /// Why.
+        source: KeyError,
+    },
+    /// The backup manifest was keyed under another backup key.
+    #[error("backup manifest key under master {master}")]
+    ManifestKey {
+        /// The master the backup names.
+        master: MasterKeyId,
+    },
+    /// The checkpoint is sealed and no data key is configured.
+    #[error("the checkpoint is sealed and no data key is configured: {0}")]
+    CheckpointSealed(#[source] aedb_checkpoint::CheckpointError),
+    /// A WAL segment is encrypted and no data key is configured.
+    #[error("{} is encrypted under {epoch} and no data key is configured", .path.display())]
+    WalEncrypted {
+        /// The backup's segment file.
+        path: PathBuf,
+        /// Its key epoch.
+        epoch: KeyEpoch,
+    },
+    /// No key is configured for a WAL segment's key epoch.
+    #[error("no key for {epoch} in {}", .path.display())]
+    NoWalKey {
+        /// The backup's segment file.
+        path: PathBuf,
+        /// Its key epoch.
+        epoch: KeyEpoch,
+    },
+}
+
+/// What a tampered backup file fails ([`BackupError::TamperedFile`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Tamper {
+    /// The live checkpoint being copied does not match its manifest record.
+    #[error("the live checkpoint does not match its manifest record")]
+    LiveCheckpoint,
+    /// The file is longer than listed.
+    #[error("{len} bytes, the authenticated listing says {listed}")]
+    Longer {
+        /// Its length.
+        len: u64,
+        /// The listed length.
+        listed: u64,
+    },
+    /// The file's SHA-256 differs from the listing.
+    #[error("SHA-256 differs from the authenticated listing")]
+    Hash,
+    /// The checkpoint does not authenticate (or the data key is wrong).
+    #[error("checkpoint does not authenticate (or wrong data key): {0}")]
+    CheckpointAuth(#[source] aedb_checkpoint::CheckpointError),
+    /// The checkpoint's hash differs from the listing.
+    #[error("checkpoint hash differs from the listing")]
+    CheckpointHash,
+    /// The checkpoint's snapshot does not decode.
+    #[error("snapshot does not decode: {0}")]
+    Snapshot(#[source] aedb_model::DecodeError),
+    /// The checkpoint cannot be used for another reason.
+    #[error(transparent)]
+    Checkpoint(aedb_actors::CheckpointLoadError),
+    /// The WAL is corrupt.
+    #[error("WAL corruption at byte {offset}: {corruption}")]
+    WalCorrupt {
+        /// Byte offset in the segment.
+        offset: u64,
+        /// What is wrong.
+        corruption: aedb_wal::Corruption,
+    },
+    /// A sealed batch does not authenticate.
+    #[error("sealed batch at byte {offset} (lsn {lsn}) does not authenticate: {source}")]
+    Unseal {
+        /// Byte offset in the segment.
+        offset: u64,
+        /// The batch's last LSN.
+        lsn: Lsn,
+        /// Why.
+        source: aedb_wal::SealError,
+    },
+}
+
+/// How a backup chain fails to link ([`BackupError::ChainMismatch`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainBreak {
+    /// The backup manifest's HMAC does not verify.
+    #[error("backup manifest HMAC does not verify: its content was changed")]
+    ManifestMac,
+    /// The parent backup lists no WAL segment.
+    #[error("the parent backup lists no WAL segment")]
+    ParentWithoutWal,
+    /// The backup does not start where its parent ends.
+    #[error("starts at lsn {first} but its parent ends at lsn {parent_last}")]
+    LsnGap {
+        /// The backup's first LSN.
+        first: Lsn,
+        /// The parent's last LSN.
+        parent_last: Lsn,
+    },
+    /// A segment copied again does not extend the earlier copy.
+    #[error("does not extend the copy of the same segment in {}", .earlier.display())]
+    SegmentNotExtended {
+        /// The earlier copy.
+        earlier: PathBuf,
+    },
+    /// The full backup's checkpoint is not at the backup's first LSN.
+    #[error("checkpoint is at lsn {checkpoint} but the full backup starts at {first}")]
+    CheckpointLsn {
+        /// The checkpoint's LSN.
+        checkpoint: Lsn,
+        /// The full backup's first LSN.
+        first: Lsn,
+    },
+    /// The WAL ends before the LSN the backups claim.
+    #[error("the WAL in the chain ends at lsn {wal_last} but the backups claim lsn {claimed}")]
+    WalShort {
+        /// The WAL's last LSN.
+        wal_last: Lsn,
+        /// The chain's last LSN.
+        claimed: Lsn,
+    },
+}
+
+/// What WAL an incremental backup misses ([`BackupError::WalRetired`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RetiredWal {
+    /// The segment the parent backup ends in.
+    #[error("segment {0} that the parent backup ends in")]
+    ParentSegment(aedb_wal::SegmentSeq),
+    /// No segment holds the LSN after the checkpoint.
+    #[error("no segment holds the lsn after the checkpoint")]
+    AfterCheckpoint,
+}
+
+/// What failed while writing a restored data directory ([`BackupError::Write`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteFailure {
+    /// The manifest.
+    #[error(transparent)]
+    Manifest(aedb_manifest::ManifestError),
+    /// The checkpoint.
+    #[error(transparent)]
+    Checkpoint(aedb_checkpoint::CheckpointError),
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
@@ -244,8 +429,9 @@ pub fn backup_key(
     config: &AedbConfig,
     database: DatabaseId,
     master: Option<&MasterKeyId>,
-) -> Result<(SecretKey, MasterKeyId), KeyError> {
-    backup_key_from(&*config.backup_key_provider()?, database, master)
+) -> Result<(SecretKey, MasterKeyId), Error> {
+    let provider = config.backup_key_provider().map_err(BackupError::Key)?;
+    Ok(backup_key_from(&*provider, database, master).map_err(BackupError::Key)?)
 }
 
 fn backup_key_from(
@@ -279,7 +465,11 @@ pub struct VerifiedBackup {
 /// Reads `<dir>/BACKUP` and authenticates it with the backup key `config` derives:
 /// [`BackupError::WrongKey`] when the key differs, [`BackupError::ChainMismatch`] when
 /// the key is right but the content was changed.
-pub fn read_backup(dir: &Path, config: &AedbConfig) -> Result<VerifiedBackup, BackupError> {
+pub fn read_backup(dir: &Path, config: &AedbConfig) -> Result<VerifiedBackup, Error> {
+    Ok(read_backup_cfg(dir, config)?)
+}
+
+fn read_backup_cfg(dir: &Path, config: &AedbConfig) -> Result<VerifiedBackup, BackupError> {
     read_backup_with(&*config.fs, dir, &*config.backup_key_provider()?)
 }
 
@@ -321,20 +511,20 @@ fn read_backup_with(
         Err(e) => {
             return Err(BackupError::WrongKey {
                 backup: dir.to_path_buf(),
-                detail: format!("cannot derive under master {master}: {e}"),
+                detail: Box::new(KeyMismatch::Derive { master, source: e }),
             });
         }
     };
     if !decoded.key_matches(&key) {
         return Err(BackupError::WrongKey {
             backup: dir.to_path_buf(),
-            detail: format!("backup manifest key under master {master}"),
+            detail: Box::new(KeyMismatch::ManifestKey { master }),
         });
     }
     if !decoded.mac_verifies(&bytes, &key) {
         return Err(BackupError::ChainMismatch {
             path,
-            detail: "backup manifest HMAC does not verify: its content was changed".into(),
+            detail: ChainBreak::ManifestMac,
         });
     }
     Ok(VerifiedBackup {
@@ -455,10 +645,9 @@ fn stable_prefix_len(file: &dyn DiskFile, path: &Path, synced: Lsn) -> Result<u6
     let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
     file.read_exact_at(&mut bytes, 0)
         .map_err(io_err("read", path))?;
-    let header = SegmentHeader::decode(&bytes).map_err(|e| BackupError::Io {
-        op: "decode segment header",
+    let header = SegmentHeader::decode(&bytes).map_err(|source| BackupError::SegmentHeader {
         path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
+        source,
     })?;
     let mut at = header.header_len() as u64;
     let mut end = at;
@@ -489,10 +678,9 @@ fn segment_base(file: &dyn DiskFile, path: &Path) -> Result<Lsn, BackupError> {
         .map_err(io_err("read", path))?;
     SegmentHeader::decode(&buf)
         .map(|h| h.base_lsn)
-        .map_err(|e| BackupError::Io {
-            op: "decode segment header",
+        .map_err(|source| BackupError::SegmentHeader {
             path: path.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
+            source,
         })
 }
 
@@ -515,7 +703,7 @@ fn plan_wal(
             let Some(i) = segs.iter().position(|s| s.0 == first) else {
                 return Err(BackupError::WalRetired {
                     since: after,
-                    detail: format!("segment {first} that the parent backup ends in"),
+                    detail: RetiredWal::ParentSegment(first),
                 });
             };
             i
@@ -529,7 +717,7 @@ fn plan_wal(
             if segs.get(i).is_none_or(|s| s.3 > after.next()) {
                 return Err(BackupError::WalRetired {
                     since: after,
-                    detail: "no segment holds the lsn after the checkpoint".into(),
+                    detail: RetiredWal::AfterCheckpoint,
                 });
             }
             i
@@ -566,9 +754,8 @@ impl AedbInstance {
         &self,
         dir: impl AsRef<Path>,
         progress: Progress<'_>,
-    ) -> Result<BackupReport, BackupError> {
-        self.anonymous()?;
-        self.backup_full_unchecked(dir, progress)
+    ) -> Result<BackupReport, Error> {
+        self.backup_full_by(Who::Anonymous, dir.as_ref(), progress)
     }
 
     /// [`AedbInstance::backup_full`] on behalf of `caller` (`GlobalAdmin`).
@@ -577,9 +764,8 @@ impl AedbInstance {
         caller: &aedb_authz::CallerId,
         dir: impl AsRef<Path>,
         progress: Progress<'_>,
-    ) -> Result<BackupReport, BackupError> {
-        self.authorize(caller, [&aedb_authz::Action::Backup], "backup")?;
-        self.backup_full_unchecked(dir, progress)
+    ) -> Result<BackupReport, Error> {
+        self.backup_full_by(Who::Caller(caller), dir.as_ref(), progress)
     }
 
     /// [`AedbInstance::backup_incremental`] on behalf of `caller` (`GlobalAdmin`).
@@ -589,17 +775,38 @@ impl AedbInstance {
         dir: impl AsRef<Path>,
         parent: impl AsRef<Path>,
         progress: Progress<'_>,
-    ) -> Result<BackupReport, BackupError> {
-        self.authorize(caller, [&aedb_authz::Action::Backup], "backup")?;
-        self.backup_incremental_unchecked(dir, parent, progress)
+    ) -> Result<BackupReport, Error> {
+        self.backup_incremental_by(Who::Caller(caller), dir.as_ref(), parent.as_ref(), progress)
+    }
+
+    /// The one full-backup path of the anonymous and `*_as` forms.
+    fn backup_full_by(
+        &self,
+        who: Who<'_>,
+        dir: &Path,
+        progress: Progress<'_>,
+    ) -> Result<BackupReport, Error> {
+        self.permit(who, [&aedb_authz::Action::Backup], "backup")?;
+        Ok(self.backup_full_unchecked(dir, progress)?)
+    }
+
+    /// The one incremental-backup path of the anonymous and `*_as` forms.
+    fn backup_incremental_by(
+        &self,
+        who: Who<'_>,
+        dir: &Path,
+        parent: &Path,
+        progress: Progress<'_>,
+    ) -> Result<BackupReport, Error> {
+        self.permit(who, [&aedb_authz::Action::Backup], "backup")?;
+        Ok(self.backup_incremental_unchecked(dir, parent, progress)?)
     }
 
     fn backup_full_unchecked(
         &self,
-        dir: impl AsRef<Path>,
+        dir: &Path,
         progress: Progress<'_>,
     ) -> Result<BackupReport, BackupError> {
-        let dir = dir.as_ref();
         ensure_empty_dir(&*self.fs, dir, BackupError::NonEmptyBackupDir)?;
         // The newest checkpoint plus the WAL after it is a full backup: sealing a fresh
         // checkpoint would cost the workload CPU the copy does not need (automatic
@@ -650,7 +857,7 @@ impl AedbInstance {
             if sha != rec.sha256 {
                 return Err(BackupError::TamperedFile {
                     path,
-                    detail: "the live checkpoint does not match its manifest record".into(),
+                    detail: Box::new(Tamper::LiveCheckpoint),
                 });
             }
             sync_dir(&*self.fs, &out_dir)?;
@@ -683,19 +890,17 @@ impl AedbInstance {
         dir: impl AsRef<Path>,
         parent: impl AsRef<Path>,
         progress: Progress<'_>,
-    ) -> Result<BackupReport, BackupError> {
-        self.anonymous()?;
-        self.backup_incremental_unchecked(dir, parent, progress)
+    ) -> Result<BackupReport, Error> {
+        self.backup_incremental_by(Who::Anonymous, dir.as_ref(), parent.as_ref(), progress)
     }
 
     fn backup_incremental_unchecked(
         &self,
-        dir: impl AsRef<Path>,
-        parent: impl AsRef<Path>,
+        dir: &Path,
+        parent: &Path,
         progress: Progress<'_>,
     ) -> Result<BackupReport, BackupError> {
-        let dir = dir.as_ref();
-        let parent = read_backup_with(&*self.fs, parent.as_ref(), &*self.backup_keys)?;
+        let parent = read_backup_with(&*self.fs, parent, &*self.backup_keys)?;
         if parent.manifest.database_id != self.database_id() {
             return Err(BackupError::ForeignBackup {
                 backup: parent.dir.clone(),
@@ -710,7 +915,7 @@ impl AedbInstance {
             .and_then(|f| aedb_wal::dir::parse_segment_file_name(&f.name))
             .ok_or_else(|| BackupError::ChainMismatch {
                 path: parent.dir.clone(),
-                detail: "the parent backup lists no WAL segment".into(),
+                detail: ChainBreak::ParentWithoutWal,
             })?;
         ensure_empty_dir(&*self.fs, dir, BackupError::NonEmptyBackupDir)?;
         let live = self.pipeline.manifest_live_state()?;
@@ -824,13 +1029,20 @@ fn copy_wal(
 pub fn verify_chain_manifests(
     backups: &[PathBuf],
     config: &AedbConfig,
+) -> Result<Vec<VerifiedBackup>, Error> {
+    Ok(chain_manifests(backups, config)?)
+}
+
+fn chain_manifests(
+    backups: &[PathBuf],
+    config: &AedbConfig,
 ) -> Result<Vec<VerifiedBackup>, BackupError> {
     if backups.is_empty() {
         return Err(BackupError::EmptyChain);
     }
     let read: Vec<VerifiedBackup> = backups
         .iter()
-        .map(|b| read_backup(b, config))
+        .map(|b| read_backup_cfg(b, config))
         .collect::<Result<_, _>>()?;
     let database = read[0].manifest.database_id;
     for b in &read {
@@ -847,11 +1059,8 @@ pub fn verify_chain_manifests(
             .iter()
             .position(|b| b.manifest.kind == BackupKind::Full)
         {
-            Some(i) => format!(
-                "the full backup is at position {} but must come first",
-                i + 1
-            ),
-            None => "the chain does not start with a full backup".into(),
+            Some(i) => ChainOrder::FullNotFirst(i + 1),
+            None => ChainOrder::NoFull,
         };
         return Err(BackupError::OutOfOrder {
             backup: read[0].dir.clone(),
@@ -863,7 +1072,7 @@ pub fn verify_chain_manifests(
         if cur.manifest.kind == BackupKind::Full {
             return Err(BackupError::OutOfOrder {
                 backup: cur.dir.clone(),
-                reason: "a full backup after the chain's start".into(),
+                reason: ChainOrder::FullAfterStart,
             });
         }
         let parent = cur.manifest.parent_sha256.unwrap_or([0; 32]);
@@ -871,24 +1080,21 @@ pub fn verify_chain_manifests(
             if let Some(j) = read.iter().position(|b| b.manifest_sha256 == parent) {
                 return Err(BackupError::OutOfOrder {
                     backup: cur.dir.clone(),
-                    reason: format!(
-                        "its parent is backup {} of the list, not the one before it",
-                        j + 1
-                    ),
+                    reason: ChainOrder::ParentElsewhere(j + 1),
                 });
             }
             return Err(BackupError::MissingIncremental {
                 backup: cur.dir.clone(),
-                parent: hex::encode(parent),
+                parent,
             });
         }
         if cur.manifest.first_lsn != prev.manifest.last_lsn {
             return Err(BackupError::ChainMismatch {
                 path: cur.dir.join(BACKUP_MANIFEST_FILE),
-                detail: format!(
-                    "starts at lsn {} but its parent ends at lsn {}",
-                    cur.manifest.first_lsn, prev.manifest.last_lsn
-                ),
+                detail: ChainBreak::LsnGap {
+                    first: cur.manifest.first_lsn,
+                    parent_last: prev.manifest.last_lsn,
+                },
             });
         }
     }
@@ -922,7 +1128,10 @@ fn verify_file(
     if len > file.len {
         return Err(BackupError::TamperedFile {
             path,
-            detail: format!("{len} bytes, the authenticated listing says {}", file.len),
+            detail: Box::new(Tamper::Longer {
+                len,
+                listed: file.len,
+            }),
         });
     }
     if check_hash {
@@ -941,7 +1150,7 @@ fn verify_file(
         if sha != file.sha256 {
             return Err(BackupError::TamperedFile {
                 path,
-                detail: "SHA-256 differs from the authenticated listing".into(),
+                detail: Box::new(Tamper::Hash),
             });
         }
     } else {
@@ -957,7 +1166,7 @@ pub fn verify_backup_chain(
     backups: &[PathBuf],
     config: &AedbConfig,
     progress: Progress<'_>,
-) -> Result<RestoreReport, BackupError> {
+) -> Result<RestoreReport, Error> {
     chain_state(backups, config, true, None, progress).map(|(report, _)| report)
 }
 
@@ -970,7 +1179,7 @@ pub fn chain_state(
     strict: bool,
     target: Option<Lsn>,
     progress: Progress<'_>,
-) -> Result<(RestoreReport, State), BackupError> {
+) -> Result<(RestoreReport, State), Error> {
     let staging = std::env::temp_dir().join(format!(
         "aedb-verify-{}-{}",
         std::process::id(),
@@ -979,7 +1188,7 @@ pub fn chain_state(
     let result = rebuild(backups, config, strict, target, &staging, progress)
         .map(|(report, rebuilt, _)| (report, rebuilt.state));
     remove_tree(&*config.fs, &staging);
-    result
+    Ok(result?)
 }
 
 struct Rebuilt {
@@ -997,7 +1206,7 @@ fn rebuild(
     staging: &Path,
     progress: Progress<'_>,
 ) -> Result<(RestoreReport, Rebuilt, DatabaseId), BackupError> {
-    let chain = verify_chain_manifests(backups, config)?;
+    let chain = chain_manifests(backups, config)?;
     let database = chain[0].manifest.database_id;
     let first = chain[0].manifest.first_lsn;
     let last = chain[chain.len() - 1].manifest.last_lsn;
@@ -1038,10 +1247,9 @@ fn rebuild(
                         if !is_prefix(fs, earlier, *earlier_len, &path)? {
                             return Err(BackupError::ChainMismatch {
                                 path,
-                                detail: format!(
-                                    "does not extend the copy of the same segment in {}",
-                                    earlier.display()
-                                ),
+                                detail: ChainBreak::SegmentNotExtended {
+                                    earlier: earlier.clone(),
+                                },
                             });
                         }
                     }
@@ -1070,37 +1278,34 @@ fn rebuild(
             recovery::load_checkpoint(fs, path, database, &listed.sha256, first, &epochs, &keyring)
                 .map_err(|e| match e {
                     CheckpointLoadError::Open {
-                        source: source @ aedb_checkpoint::CheckpointError::KeyRequired { .. },
+                        source: e @ aedb_checkpoint::CheckpointError::KeyRequired { .. },
                         ..
                     } => BackupError::WrongKey {
                         backup: chain[0].dir.clone(),
-                        detail: format!(
-                            "the checkpoint is sealed and no data key is configured: {source}"
-                        ),
+                        detail: Box::new(KeyMismatch::CheckpointSealed(e)),
                     },
                     CheckpointLoadError::Open { source, .. } => BackupError::TamperedFile {
                         path: path.clone(),
-                        detail: format!(
-                            "checkpoint does not authenticate (or wrong data key): {source}"
-                        ),
+                        detail: Box::new(Tamper::CheckpointAuth(source)),
                     },
                     CheckpointLoadError::HashMismatch { .. } => BackupError::TamperedFile {
                         path: path.clone(),
-                        detail: "checkpoint hash differs from the listing".into(),
+                        detail: Box::new(Tamper::CheckpointHash),
                     },
                     CheckpointLoadError::Decode { source, .. } => BackupError::TamperedFile {
                         path: path.clone(),
-                        detail: format!("snapshot does not decode: {source}"),
+                        detail: Box::new(Tamper::Snapshot(source)),
                     },
                     CheckpointLoadError::LsnMismatch { found, .. } => BackupError::ChainMismatch {
                         path: path.clone(),
-                        detail: format!(
-                            "checkpoint is at lsn {found} but the full backup starts at {first}"
-                        ),
+                        detail: ChainBreak::CheckpointLsn {
+                            checkpoint: found,
+                            first,
+                        },
                     },
                     other => BackupError::TamperedFile {
                         path: path.clone(),
-                        detail: other.to_string(),
+                        detail: Box::new(Tamper::Checkpoint(other)),
                     },
                 })?
         }
@@ -1131,10 +1336,10 @@ fn rebuild(
     if strict && state.lsn() != stop {
         return Err(BackupError::ChainMismatch {
             path: wal_dir,
-            detail: format!(
-                "the WAL in the chain ends at lsn {} but the backups claim lsn {stop}",
-                state.lsn()
-            ),
+            detail: ChainBreak::WalShort {
+                wal_last: state.lsn(),
+                claimed: stop,
+            },
         });
     }
     Ok((
@@ -1175,7 +1380,7 @@ fn wal_error(
             corruption,
         } => BackupError::TamperedFile {
             path: original(&path),
-            detail: format!("WAL corruption at byte {offset}: {corruption}"),
+            detail: Box::new(Tamper::WalCorrupt { offset, corruption }),
         },
         RecoverError::Unseal {
             path,
@@ -1184,23 +1389,27 @@ fn wal_error(
             source,
         } => BackupError::TamperedFile {
             path: original(&path),
-            detail: format!(
-                "sealed batch at byte {offset} (lsn {lsn}) does not authenticate: {source}"
-            ),
+            detail: Box::new(Tamper::Unseal {
+                offset,
+                lsn,
+                source,
+            }),
         },
         RecoverError::Encrypted { path, epoch, .. } => BackupError::WrongKey {
             backup: full.to_path_buf(),
-            detail: format!(
-                "{} is encrypted under {epoch} and no data key is configured",
-                original(&path).display()
-            ),
+            detail: Box::new(KeyMismatch::WalEncrypted {
+                path: original(&path),
+                epoch,
+            }),
         },
         RecoverError::UnknownKeyEpoch { path, epoch, .. } => BackupError::WrongKey {
             backup: full.to_path_buf(),
-            detail: format!("no key for {epoch} in {}", original(&path).display()),
+            detail: Box::new(KeyMismatch::NoWalKey {
+                path: original(&path),
+                epoch,
+            }),
         },
-        RecoverError::Callback(e) => BackupError::Replay(e.to_string()),
-        other => BackupError::Replay(other.to_string()),
+        other => BackupError::Replay(Box::new(other)),
     }
 }
 
@@ -1247,8 +1456,16 @@ pub fn restore_from_backup_chain(
     target_dir: impl AsRef<Path>,
     options: RestoreOptions,
     progress: Progress<'_>,
+) -> Result<RestoreReport, Error> {
+    Ok(restore(backups, target_dir.as_ref(), options, progress)?)
+}
+
+fn restore(
+    backups: &[PathBuf],
+    target: &Path,
+    options: RestoreOptions,
+    progress: Progress<'_>,
 ) -> Result<RestoreReport, BackupError> {
-    let target = target_dir.as_ref();
     let created = ensure_empty_dir(&*options.config.fs, target, BackupError::NonEmptyTarget)?;
     let staging = target.join(".aedb-restore-staging");
     let result = (|| {
@@ -1288,7 +1505,7 @@ fn write_data_dir(
     rebuilt: &Rebuilt,
 ) -> Result<(), BackupError> {
     let keyring = config.keyring()?;
-    let write = |e: aedb_manifest::ManifestError| BackupError::Write(e.to_string());
+    let write = |e: aedb_manifest::ManifestError| BackupError::Write(WriteFailure::Manifest(e));
     let mut manifest = Manifest::create(
         &config.fs,
         &target.join(aedb_manifest::MANIFEST_FILE_NAME),
@@ -1321,7 +1538,8 @@ fn write_data_dir(
         let (epoch, master) = epochs[epochs.len() - 1].clone();
         let master: MasterKeyId = master.parse()?;
         let key = keyring.checkpoint_key(database, epoch, &master)?;
-        let werr = |e: aedb_checkpoint::CheckpointError| BackupError::Write(e.to_string());
+        let werr =
+            |e: aedb_checkpoint::CheckpointError| BackupError::Write(WriteFailure::Checkpoint(e));
         let mut writer = CheckpointWriter::create(
             &config.fs,
             target,

@@ -1,0 +1,158 @@
+//! [`ReadSnapshot`]: the read-only view of one published state.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use aedb_model::{
+    Direction, IdempotencyRecord, KeyRange, KvEntry, KvKey, Namespace, Numeric, NumericType, Page,
+    ProjectName, Row, ScopeName, State, TableName, TableSchema, Value,
+};
+use aedb_types::Lsn;
+
+use crate::error::Error;
+
+/// An immutable snapshot of the database at one LSN, from
+/// [`AedbInstance::snapshot`](crate::AedbInstance::snapshot): reads only, on the
+/// caller's thread, never blocked by writers. Cloning it is cheap (one reference
+/// count).
+///
+/// Its reads return the same types as the same reads of a
+/// [`CallerSnapshot`](crate::CallerSnapshot). Two snapshots are equal when they show
+/// the same content at the same LSN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadSnapshot(Arc<State>);
+
+impl ReadSnapshot {
+    pub(crate) fn new(state: Arc<State>) -> ReadSnapshot {
+        ReadSnapshot(state)
+    }
+
+    /// The LSN of the last commit this snapshot shows.
+    pub fn lsn(&self) -> Lsn {
+        self.0.lsn()
+    }
+
+    /// One KV entry, if the key is set.
+    pub fn kv_get(&self, ns: &Namespace, key: &[u8]) -> Result<Option<KvEntry>, Error> {
+        Ok(self.0.kv_get(ns, key)?.cloned())
+    }
+
+    /// A number stored at `key` as `ty` (a missing key is zero).
+    pub fn kv_get_numeric(
+        &self,
+        ns: &Namespace,
+        key: &[u8],
+        ty: NumericType,
+    ) -> Result<Numeric, Error> {
+        Ok(self.0.kv_get_numeric(ns, key, ty)?)
+    }
+
+    /// Entries whose key starts with `prefix` (all entries for an empty prefix), in
+    /// `direction`, at most `limit`.
+    pub fn kv_scan_prefix(
+        &self,
+        ns: &Namespace,
+        prefix: &[u8],
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Page<(KvKey, KvEntry)>, Error> {
+        Ok(self.0.kv_scan_prefix(ns, prefix, direction, limit)?)
+    }
+
+    /// Entries with keys between `start` and `end`, in `direction`, at most `limit`.
+    pub fn kv_scan_range(
+        &self,
+        ns: &Namespace,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Page<(KvKey, KvEntry)>, Error> {
+        Ok(self.0.kv_scan_range(ns, start, end, direction, limit)?)
+    }
+
+    /// Number of keys in the namespace's KV space.
+    pub fn kv_len(&self, ns: &Namespace) -> Result<usize, Error> {
+        Ok(self.0.kv_len(ns)?)
+    }
+
+    /// One row by primary key (values in key order), if any.
+    pub fn table_get(
+        &self,
+        ns: &Namespace,
+        table: &TableName,
+        pk: &[Value],
+    ) -> Result<Option<Row>, Error> {
+        Ok(self.0.table_get(ns, table, pk)?.cloned())
+    }
+
+    /// Rows whose primary keys fall in `range`, in `direction`, at most `limit`.
+    pub fn table_scan(
+        &self,
+        ns: &Namespace,
+        table: &TableName,
+        range: &KeyRange,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Page<Row>, Error> {
+        Ok(self.0.table_scan(ns, table, range, direction, limit)?)
+    }
+
+    /// Number of rows in a table.
+    pub fn table_len(&self, ns: &Namespace, table: &TableName) -> Result<usize, Error> {
+        Ok(self.0.table_len(ns, table)?)
+    }
+
+    /// A table's schema.
+    pub fn table_schema(&self, ns: &Namespace, table: &TableName) -> Result<TableSchema, Error> {
+        Ok(self.0.table_schema(ns, table)?.clone())
+    }
+
+    /// All projects, in name order.
+    pub fn projects(&self) -> Vec<ProjectName> {
+        self.0.projects().cloned().collect()
+    }
+
+    /// Whether the project exists.
+    pub fn has_project(&self, project: &ProjectName) -> bool {
+        self.0.has_project(project)
+    }
+
+    /// The scopes of a project, in name order.
+    pub fn scopes(&self, project: &ProjectName) -> Result<Vec<ScopeName>, Error> {
+        Ok(self.0.scopes(project)?.cloned().collect())
+    }
+
+    /// Whether the namespace (project and scope) exists.
+    pub fn has_namespace(&self, ns: &Namespace) -> bool {
+        self.0.has_namespace(ns)
+    }
+
+    /// The tables of a namespace, in name order.
+    pub fn tables(&self, ns: &Namespace) -> Result<Vec<TableName>, Error> {
+        Ok(self.0.tables(ns)?.cloned().collect())
+    }
+
+    /// The remembered outcome of an idempotency key, if it was used.
+    pub fn idempotency(&self, key: &[u8]) -> Option<IdempotencyRecord> {
+        self.0.idempotency(key).cloned()
+    }
+
+    /// Number of remembered idempotency keys.
+    pub fn idempotency_len(&self) -> usize {
+        self.0.idempotency_len()
+    }
+
+    /// SHA-256 of the snapshot's canonical encoding: equal digests mean equal content
+    /// (see [`crate::parity`]).
+    pub fn content_digest(&self) -> [u8; 32] {
+        crate::parity::content_digest(&self.0)
+    }
+
+    /// The first difference between this snapshot and `other` (LSN, a project, scope,
+    /// table, row or key), or `None` when their content is equal (see
+    /// [`crate::parity::first_difference`]).
+    pub fn first_difference(&self, other: &ReadSnapshot) -> Option<String> {
+        crate::parity::first_difference(&self.0, &other.0)
+    }
+}
