@@ -24,8 +24,6 @@ use crate::actor::{self, Running};
 use crate::checkpoint_sealer::{
     CheckpointFailure, CheckpointPolicy, CheckpointReport, Rotate, SealNow, Sealer, SealerContext,
 };
-use aedb_authz::CallerId;
-
 use crate::commit::{Authority, CommitOutcome, Finality, Request};
 use crate::committer::{Admission, Committer};
 use crate::error::{CommitError, StartError};
@@ -306,28 +304,26 @@ impl Pipeline {
             .await
     }
 
-    /// [`Pipeline::commit`] on behalf of `caller`: the Sequencer checks the caller's
-    /// rights against the policy in force when the commit is sequenced.
-    pub fn commit_as(
+    /// [`Pipeline::commit`] under `authority`: the Sequencer checks the caller's rights
+    /// against the policy in force when the commit is sequenced.
+    pub fn submit(
         &self,
-        caller: &CallerId,
+        authority: Authority,
         request: Request,
         finality: Finality,
         admission: Admission,
     ) -> Result<CommitOutcome, CommitError> {
-        let authority = Authority::caller(caller.clone());
         self.committer
             .submit(authority, request, finality, admission)
     }
 
-    /// Async form of [`Pipeline::commit_as`].
-    pub async fn commit_async_as(
+    /// Async form of [`Pipeline::submit`].
+    pub async fn submit_async(
         &self,
-        caller: &CallerId,
+        authority: Authority,
         request: Request,
         finality: Finality,
     ) -> Result<CommitOutcome, CommitError> {
-        let authority = Authority::caller(caller.clone());
         self.committer
             .submit_async(authority, request, finality)
             .await

@@ -145,7 +145,7 @@ impl Sequencer {
             return Some((reply, answer));
         }
         if let Err(denied) = self.check_rights(request, authority) {
-            self.metrics.authz_denials.fetch_add(1, Ordering::Relaxed);
+            // Counted and audited by the caller's side, like a denial before sequencing.
             let answer = Err(CommitError::Access(AccessError::Denied(denied)));
             return Some((reply, answer));
         }

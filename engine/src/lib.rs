@@ -83,7 +83,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aedb_actors::authz_actor;
-use aedb_actors::{Admission, Pipeline, PipelineConfig, Request};
+use aedb_actors::{Admission, Authority, Pipeline, PipelineConfig, Request};
 use aedb_wal::{RecoveryMode, SyncPolicy, WalConfig};
 
 pub use aedb_actors::{
@@ -475,9 +475,12 @@ impl AedbInstance {
         admission: Admission,
     ) -> Result<CommitOutcome, Error> {
         self.authorize_commit(who, &tx)?;
-        let result = self
-            .pipeline
-            .commit(Request::Transaction(tx), finality, admission);
+        let result = self.pipeline.submit(
+            who.authority(),
+            Request::Transaction(tx),
+            finality,
+            admission,
+        );
         self.audit_outcome(who, &result);
         Ok(result?)
     }
@@ -491,7 +494,7 @@ impl AedbInstance {
         self.authorize_commit(who, &tx)?;
         let result = self
             .pipeline
-            .commit_async(Request::Transaction(tx), finality)
+            .submit_async(who.authority(), Request::Transaction(tx), finality)
             .await;
         self.audit_outcome(who, &result);
         Ok(result?)
@@ -518,8 +521,15 @@ impl AedbInstance {
         })
     }
 
-    /// Records a failed assertion in `assertion_audit` (secure instances).
+    /// Records a failed assertion in `assertion_audit`, and a denial by the Sequencer
+    /// (the caller's rights were revoked between the check on its thread and
+    /// sequencing) like any other denial (secure instances).
     fn audit_outcome(&self, who: Who<'_>, result: &Result<CommitOutcome, CommitError>) {
+        if let (Some(s), Who::Caller(caller), Err(CommitError::Access(AccessError::Denied(d)))) =
+            (&self.security, who, result)
+        {
+            s.denied(caller, "commit", d);
+        }
         if let (
             Some(s),
             Who::Caller(caller),
@@ -584,9 +594,14 @@ impl AedbInstance {
                 }))
             }
         };
-        let outcome =
-            self.pipeline
-                .commit(Request::Ddl(ddl), Finality::Durable, Admission::Wait)?;
+        let result = self.pipeline.submit(
+            who.authority(),
+            Request::Ddl(ddl),
+            Finality::Durable,
+            Admission::Wait,
+        );
+        self.audit_outcome(who, &result);
+        let outcome = result?;
         if let (Some(change), Some(s)) = (ownership, &self.security) {
             s.authz.change(CallerId::system(), change)?;
         }
@@ -1116,6 +1131,16 @@ pub(crate) enum Who<'a> {
     Anonymous,
     /// The `*_as` form.
     Caller(&'a CallerId),
+}
+
+impl Who<'_> {
+    /// Whose rights the Sequencer checks again when it sequences the call's commit.
+    fn authority(self) -> Authority {
+        match self {
+            Who::Anonymous => Authority::default(),
+            Who::Caller(caller) => Authority::caller(caller.clone()),
+        }
+    }
 }
 
 /// The README's example runs as a doctest, so it cannot rot.
