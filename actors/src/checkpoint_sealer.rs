@@ -26,7 +26,7 @@ use aedb_sync::mailbox::MailboxSender;
 use aedb_sync::{Completer, SnapshotCell};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 
-use crate::actor::{Ask, Owner, OwnerRef};
+use crate::actor::{Ask, Owner};
 use crate::keyring::Keyring;
 use crate::manifest_chain::{GetLiveState, ManifestRef, Record, SharedManifestError};
 use crate::metrics::EngineMetrics;
@@ -90,9 +90,6 @@ pub struct SealNow;
 /// epoch and the checkpoint taken under it.
 #[derive(Debug)]
 pub struct Rotate;
-
-/// The address of the CheckpointSealer.
-pub type SealerRef = OwnerRef<Sealer>;
 
 /// Everything the sealer needs, handed over at start.
 pub struct SealerContext {

@@ -4,7 +4,7 @@
 //! actor pattern of [`actor`] (each owner on its own named thread, a bounded mailbox, a
 //! typed reply per request, queue depth and latency kept by the pattern):
 //!
-//! - the Sequencer ([`Sequencer`]): the single writer, owner of the live state and the LSN
+//! - the Sequencer (`sequencer`): the single writer, owner of the live state and the LSN
 //!   counter;
 //! - the WAL writer (`wal_writer`): the active segment, group commit over a bounded batch
 //!   mailbox;
@@ -59,17 +59,17 @@
 pub mod actor;
 pub mod audit;
 pub mod authz_actor;
-pub mod checkpoint_sealer;
+mod checkpoint_sealer;
 mod commit;
 mod committer;
-pub mod error;
-pub mod keyring;
-pub mod manifest_chain;
+mod error;
+mod keyring;
+mod manifest_chain;
 pub mod metrics;
-pub mod pipeline;
+mod pipeline;
 pub mod recovery;
-pub mod sequencer;
-pub mod wal_writer;
+mod sequencer;
+mod wal_writer;
 
 #[cfg(test)]
 mod tests;
@@ -78,8 +78,8 @@ pub use checkpoint_sealer::{CheckpointFailure, CheckpointPolicy, CheckpointRepor
 pub use commit::{Authority, CommitOutcome, Finality, Request};
 pub use committer::{Admission, Committer};
 pub use error::{CheckpointLoadError, CommitError, FrameReplayError, StartError};
-pub use keyring::Keyring;
+pub use keyring::{EpochTable, Keyring};
 pub use metrics::{ErrorCounts, HistogramSnapshot, OperationalMetrics};
 pub use pipeline::{Pipeline, PipelineConfig};
 pub use recovery::WAL_DIR;
-pub use sequencer::Sequencer;
+pub use wal_writer::WalBackupView;

@@ -10,7 +10,7 @@ use aedb_fs::{DirLockGuard, FileSystem};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use aedb_actors::keyring::{EpochTable, Keyring};
+use aedb_actors::{EpochTable, Keyring};
 use aedb_actors::{FrameReplayError, recovery};
 use aedb_manifest::{LiveState, ManifestError, VerifiedManifest};
 use aedb_model::State;

@@ -14,9 +14,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use aedb_actors::EpochTable;
 use aedb_actors::audit::{self, AuditEvent, AuditHandle, AuditRef, AuditRow, AuditTable, Event};
 use aedb_actors::authz_actor::{self, AuthzHandle, PolicyChange};
-use aedb_actors::keyring::EpochTable;
 use aedb_actors::metrics::EngineMetrics;
 use aedb_actors::{Keyring, Pipeline};
 use aedb_authz::{AccessError, Action, CallerId, CallerPolicy, Denied, KvRange, PolicySnapshot};

@@ -28,9 +28,9 @@ use std::sync::Arc;
 use aedb_fs::{DiskFile, FileSystem, OpenMode as FsMode};
 use std::path::{Path, PathBuf};
 
-use aedb_actors::keyring::EpochTable;
+use aedb_actors::EpochTable;
+use aedb_actors::WalBackupView;
 use aedb_actors::recovery::{self, WalReplay};
-use aedb_actors::wal_writer::WalBackupView;
 use aedb_actors::{CheckpointFailure, CheckpointLoadError, FrameReplayError};
 use aedb_checkpoint::{CheckpointMeta, CheckpointWriter, OsNonceSource};
 use aedb_keys::{DerivationRequest, KeyError, KeyPurpose, MasterKeyId, SecretKey};
