@@ -125,7 +125,7 @@ impl AedbConfig {
     }
 
     /// Durable-by-default, strict profile. `manifest_key` is the HMAC key baseline for
-    /// the manifest chain (kept zeroizing inside a [`SecretKey`]).
+    /// the manifest chain (kept zeroizing inside a [`SecretKey`](aedb_keys::SecretKey)).
     pub fn production(manifest_key: [u8; 32]) -> AedbConfig {
         AedbConfig::base(Profile::Production, Some(manifest_key))
     }

@@ -1,0 +1,328 @@
+//! Why a backup or a restore failed: [`BackupError`] and its typed causes.
+
+use super::*;
+
+/// Why a backup or a restore failed (the [`Error::Backup`] kind).
+/// Every integrity failure has its own variant. A refused caller is
+/// [`Error::Access`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackupError {
+    /// The restore target exists and is not empty.
+    #[error("restore target {0} is not empty: restore only into an empty directory")]
+    NonEmptyTarget(PathBuf),
+    /// A backup directory to write into is not empty.
+    #[error("backup directory {0} is not empty")]
+    NonEmptyBackupDir(PathBuf),
+    /// The chain is missing a backup: an incremental's parent is not among those given.
+    #[error(
+        "backup chain has a gap: {} continues a parent (manifest sha256 {}) that is not in the chain; add the missing incremental",
+        .backup.display(),
+        hex::encode(.parent)
+    )]
+    MissingIncremental {
+        /// The backup whose parent is missing.
+        backup: PathBuf,
+        /// SHA-256 of the missing parent's manifest.
+        parent: [u8; 32],
+    },
+    /// The backups are not given in chain order (full first, then each child after its
+    /// parent), or the chain does not start with a full backup.
+    #[error("backup chain out of order at {}: {reason}", .backup.display())]
+    OutOfOrder {
+        /// The backup at the wrong position.
+        backup: PathBuf,
+        /// What is wrong.
+        reason: ChainOrder,
+    },
+    /// A backup belongs to another database.
+    #[error("{backup} is a backup of database {found}, but the chain is of database {expected}")]
+    ForeignBackup {
+        /// The backup.
+        backup: PathBuf,
+        /// The chain's database.
+        expected: DatabaseId,
+        /// The backup's database.
+        found: DatabaseId,
+    },
+    /// The configured keys are not the ones the backup was written with.
+    #[error(
+        "wrong key for {}: its manifest was authenticated under another key ({detail})",
+        .backup.display()
+    )]
+    WrongKey {
+        /// The backup.
+        backup: PathBuf,
+        /// Which key.
+        detail: Box<KeyMismatch>,
+    },
+    /// A listed file is shorter than listed.
+    #[error("{path} is truncated: {found} bytes, the backup manifest lists {expected}")]
+    TruncatedFile {
+        /// The file.
+        path: PathBuf,
+        /// Listed length.
+        expected: u64,
+        /// Actual length.
+        found: u64,
+    },
+    /// A listed file is missing.
+    #[error("{0} is listed in the backup manifest but missing")]
+    MissingFile(PathBuf),
+    /// A file's content does not match the authenticated listing (or fails its own
+    /// authentication: sealed-batch tag, checkpoint chunk tag).
+    #[error("{} was tampered with: {detail}", .path.display())]
+    TamperedFile {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        detail: Box<Tamper>,
+    },
+    /// A backup manifest does not authenticate, a parent link or LSN range does not
+    /// chain, or the WAL segment chain across backups is broken.
+    #[error("backup chain integrity failure at {}: {detail}", .path.display())]
+    ChainMismatch {
+        /// The manifest or file.
+        path: PathBuf,
+        /// What failed.
+        detail: ChainBreak,
+    },
+    /// A backup manifest is malformed.
+    #[error("{path}: {source}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// The decoding error.
+        source: BackupManifestError,
+    },
+    /// The target LSN is outside what the chain covers.
+    #[error("target lsn {target} is outside the chain's range {first}..={last}")]
+    TargetOutOfRange {
+        /// Asked for.
+        target: Lsn,
+        /// The full backup's checkpoint LSN.
+        first: Lsn,
+        /// The chain's end.
+        last: Lsn,
+    },
+    /// No backups were given.
+    #[error("no backups given")]
+    EmptyChain,
+    /// The WAL the incremental needs has been retired since the parent was taken (or a
+    /// checkpoint retired it during a full backup): take a full backup.
+    #[error("the WAL needed since lsn {since} is no longer on disk ({detail}); take a full backup")]
+    WalRetired {
+        /// The LSN the backup had to start from.
+        since: Lsn,
+        /// What was missing.
+        detail: RetiredWal,
+    },
+    /// Replaying the restored WAL failed.
+    #[error("WAL replay failed during restore: {0}")]
+    Replay(#[source] Box<RecoverError<FrameReplayError>>),
+    /// The engine could not take the backup (checkpoint, WAL barrier, manifest).
+    #[error("the engine could not take the backup: {0}")]
+    Engine(#[from] CheckpointFailure),
+    /// A key could not be derived.
+    #[error("key derivation failed: {0}")]
+    Key(#[from] KeyError),
+    /// Writing the restored checkpoint or manifest failed.
+    #[error("writing the restored database failed: {0}")]
+    Write(#[source] WriteFailure),
+    /// A live WAL segment's header does not decode.
+    #[error("decode segment header {}: {source}", .path.display())]
+    SegmentHeader {
+        /// The segment.
+        path: PathBuf,
+        /// Why.
+        source: aedb_wal::segment::SegmentHeaderError,
+    },
+    /// A file-system operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Why a backup chain is out of order ([`BackupError::OutOfOrder`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainOrder {
+    /// The full backup is not first (its 1-based position in the list).
+    #[error("the full backup is at position {0} but must come first")]
+    FullNotFirst(usize),
+    /// No backup of the list is a full backup.
+    #[error("the chain does not start with a full backup")]
+    NoFull,
+    /// A second full backup follows the chain's start.
+    #[error("a full backup after the chain's start")]
+    FullAfterStart,
+    /// The backup's parent is elsewhere in the list (its 1-based position).
+    #[error("its parent is backup {0} of the list, not the one before it")]
+    ParentElsewhere(usize),
+}
+
+/// Which key does not fit ([`BackupError::WrongKey`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyMismatch {
+    /// The backup key cannot be derived under the backup's master.
+    #[error("cannot derive under master {master}: {source}")]
+    Derive {
+        /// The master the backup names.
+        master: MasterKeyId,
+        /// Why.
+        source: KeyError,
+    },
+    /// The backup manifest was keyed under another backup key.
+    #[error("backup manifest key under master {master}")]
+    ManifestKey {
+        /// The master the backup names.
+        master: MasterKeyId,
+    },
+    /// The checkpoint is sealed and no data key is configured.
+    #[error("the checkpoint is sealed and no data key is configured: {0}")]
+    CheckpointSealed(#[source] aedb_checkpoint::CheckpointError),
+    /// A WAL segment is encrypted and no data key is configured.
+    #[error("{} is encrypted under {epoch} and no data key is configured", .path.display())]
+    WalEncrypted {
+        /// The backup's segment file.
+        path: PathBuf,
+        /// Its key epoch.
+        epoch: KeyEpoch,
+    },
+    /// No key is configured for a WAL segment's key epoch.
+    #[error("no key for {epoch} in {}", .path.display())]
+    NoWalKey {
+        /// The backup's segment file.
+        path: PathBuf,
+        /// Its key epoch.
+        epoch: KeyEpoch,
+    },
+}
+
+/// What a tampered backup file fails ([`BackupError::TamperedFile`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Tamper {
+    /// The live checkpoint being copied does not match its manifest record.
+    #[error("the live checkpoint does not match its manifest record")]
+    LiveCheckpoint,
+    /// The file is longer than listed.
+    #[error("{len} bytes, the authenticated listing says {listed}")]
+    Longer {
+        /// Its length.
+        len: u64,
+        /// The listed length.
+        listed: u64,
+    },
+    /// The file's SHA-256 differs from the listing.
+    #[error("SHA-256 differs from the authenticated listing")]
+    Hash,
+    /// The checkpoint does not authenticate (or the data key is wrong).
+    #[error("checkpoint does not authenticate (or wrong data key): {0}")]
+    CheckpointAuth(#[source] aedb_checkpoint::CheckpointError),
+    /// The checkpoint's hash differs from the listing.
+    #[error("checkpoint hash differs from the listing")]
+    CheckpointHash,
+    /// The checkpoint's snapshot does not decode.
+    #[error("snapshot does not decode: {0}")]
+    Snapshot(#[source] aedb_model::DecodeError),
+    /// The checkpoint cannot be used for another reason.
+    #[error(transparent)]
+    Checkpoint(aedb_actors::CheckpointLoadError),
+    /// The WAL is corrupt.
+    #[error("WAL corruption at byte {offset}: {corruption}")]
+    WalCorrupt {
+        /// Byte offset in the segment.
+        offset: u64,
+        /// What is wrong.
+        corruption: aedb_wal::Corruption,
+    },
+    /// A sealed batch does not authenticate.
+    #[error("sealed batch at byte {offset} (lsn {lsn}) does not authenticate: {source}")]
+    Unseal {
+        /// Byte offset in the segment.
+        offset: u64,
+        /// The batch's last LSN.
+        lsn: Lsn,
+        /// Why.
+        source: aedb_wal::SealError,
+    },
+}
+
+/// How a backup chain fails to link ([`BackupError::ChainMismatch`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainBreak {
+    /// The backup manifest's HMAC does not verify.
+    #[error("backup manifest HMAC does not verify: its content was changed")]
+    ManifestMac,
+    /// The parent backup lists no WAL segment.
+    #[error("the parent backup lists no WAL segment")]
+    ParentWithoutWal,
+    /// The backup does not start where its parent ends.
+    #[error("starts at lsn {first} but its parent ends at lsn {parent_last}")]
+    LsnGap {
+        /// The backup's first LSN.
+        first: Lsn,
+        /// The parent's last LSN.
+        parent_last: Lsn,
+    },
+    /// A segment copied again does not extend the earlier copy.
+    #[error("does not extend the copy of the same segment in {}", .earlier.display())]
+    SegmentNotExtended {
+        /// The earlier copy.
+        earlier: PathBuf,
+    },
+    /// The full backup's checkpoint is not at the backup's first LSN.
+    #[error("checkpoint is at lsn {checkpoint} but the full backup starts at {first}")]
+    CheckpointLsn {
+        /// The checkpoint's LSN.
+        checkpoint: Lsn,
+        /// The full backup's first LSN.
+        first: Lsn,
+    },
+    /// The WAL ends before the LSN the backups claim.
+    #[error("the WAL in the chain ends at lsn {wal_last} but the backups claim lsn {claimed}")]
+    WalShort {
+        /// The WAL's last LSN.
+        wal_last: Lsn,
+        /// The chain's last LSN.
+        claimed: Lsn,
+    },
+}
+
+/// What WAL an incremental backup misses ([`BackupError::WalRetired`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RetiredWal {
+    /// The segment the parent backup ends in.
+    #[error("segment {0} that the parent backup ends in")]
+    ParentSegment(aedb_wal::SegmentSeq),
+    /// No segment holds the LSN after the checkpoint.
+    #[error("no segment holds the lsn after the checkpoint")]
+    AfterCheckpoint,
+}
+
+/// What failed while writing a restored data directory ([`BackupError::Write`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteFailure {
+    /// The manifest.
+    #[error(transparent)]
+    Manifest(aedb_manifest::ManifestError),
+    /// The checkpoint.
+    #[error(transparent)]
+    Checkpoint(aedb_checkpoint::CheckpointError),
+}
+
+pub(super) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
+    let path = path.to_path_buf();
+    move |source| BackupError::Io { op, path, source }
+}
