@@ -1,7 +1,7 @@
 //! [`KeyError`]: everything that can go wrong getting a key, each variant saying what to
 //! fix. No variant ever carries key bytes or a PIN.
 
-use crate::provider::MasterKeyId;
+use crate::master::MasterKeyId;
 use std::path::PathBuf;
 
 /// Why a key could not be derived, found or provisioned.

@@ -42,7 +42,8 @@
 
 use crate::derive::DerivationRequest;
 use crate::error::{KeyError, LoginFailure};
-use crate::provider::{KeyProvider, MasterKeyId};
+use crate::master::MasterKeyId;
+use crate::provider::KeyProvider;
 use crate::secret::{KEY_LEN, SecretKey, SecretString};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};

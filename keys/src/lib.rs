@@ -40,6 +40,7 @@ pub mod derive;
 mod epoch_key;
 mod error;
 pub mod hsm;
+mod master;
 mod memory;
 mod provider;
 mod secret;
@@ -50,6 +51,7 @@ pub use error::{KeyError, LoginFailure};
 pub use hsm::{
     HsmConfig, HsmKeyProvider, HsmProvisioner, MasterKeyAttributes, MasterKeyInfo, TokenSelector,
 };
+pub use master::MasterKeyId;
 pub use memory::InMemoryKeyProvider;
-pub use provider::{KeyProvider, MasterKeyId};
+pub use provider::KeyProvider;
 pub use secret::{KEY_LEN, SecretKey, SecretString};

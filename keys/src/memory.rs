@@ -3,7 +3,8 @@
 
 use crate::derive::{DerivationRequest, expand_subkey};
 use crate::error::KeyError;
-use crate::provider::{KeyProvider, MasterKeyId};
+use crate::master::MasterKeyId;
+use crate::provider::KeyProvider;
 use crate::secret::{KEY_LEN, SecretKey};
 use std::collections::BTreeMap;
 use std::fmt;

@@ -64,6 +64,7 @@ pub mod assertion;
 mod bytes;
 mod codec;
 pub mod error;
+mod evaluate;
 pub mod idempotency;
 pub mod key;
 pub mod kv;
