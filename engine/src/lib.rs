@@ -103,8 +103,8 @@ pub use backup::{
 };
 pub use config::{AedbConfig, Profile, Recovery};
 pub use error::{
-    ApplyError, CommitError, CommitErrorExt, ConfigError, Error, ErrorClass, LimitError, LockError,
-    NameError, OpenError, ReadError, SecurityError, StartError, UsageError,
+    ApplyError, AuditExportError, CommitError, CommitErrorExt, ConfigError, Error, ErrorClass,
+    LimitError, LockError, NameError, OpenError, ReadError, SecurityError, StartError, UsageError,
 };
 pub use golden::{GoldenCapsule, GoldenMismatch, golden_capsules};
 pub use offline::OfflineError;
@@ -125,7 +125,7 @@ pub use aedb_session::{
     UnixMicros, compute_server_env_hash_checked,
 };
 pub use secure::{
-    AuditExport, AuditExportError, CallerSnapshot, SecureConfig, audit_key_for, parse_audit_export,
+    AuditExport, CallerSnapshot, SecureConfig, audit_key_for, parse_audit_export,
     read_audit_export, verify_audit_export, verify_audit_rows,
 };
 

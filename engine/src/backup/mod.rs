@@ -20,7 +20,6 @@
 //! at the restored LSN, an empty WAL continuing after it) that opens normally.
 
 mod chain;
-mod error;
 mod manifest;
 mod restore;
 mod take;
@@ -35,7 +34,7 @@ use std::path::{Path, PathBuf};
 use aedb_actors::EpochTable;
 use aedb_actors::WalBackupView;
 use aedb_actors::recovery::{self, WalReplay};
-use aedb_actors::{CheckpointFailure, CheckpointLoadError, FrameReplayError};
+use aedb_actors::{CheckpointLoadError, FrameReplayError};
 use aedb_checkpoint::{CheckpointMeta, CheckpointWriter, OsNonceSource};
 use aedb_keys::{DerivationRequest, KeyError, KeyPurpose, MasterKeyId, SecretKey};
 use aedb_manifest::{Manifest, ManifestRecord};
@@ -55,14 +54,13 @@ use crate::{AedbConfig, AedbInstance, Error, Who};
 /// The derivation context of the backup-manifest MAC key.
 pub const BACKUP_KEY_CONTEXT: &[u8] = b"aedb backup manifest v1";
 
-pub use chain::{VerifiedBackup, read_backup, verify_backup_chain, verify_chain_manifests};
-pub use error::{
+pub use crate::error::{
     BackupError, ChainBreak, ChainOrder, KeyMismatch, RetiredWal, Tamper, WriteFailure,
 };
+pub use chain::{VerifiedBackup, read_backup, verify_backup_chain, verify_chain_manifests};
 pub use restore::{chain_state, restore_from_backup_chain};
 // The submodules share their crate-private helpers through here (`use super::*`).
 use chain::*;
-use error::*;
 use take::*;
 
 /// Progress of a backup or restore: called with `(bytes done, bytes total)` as files
@@ -173,4 +171,9 @@ impl<'p> CopyProgress<'p> {
             }
         }
     }
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
+    let path = path.to_path_buf();
+    move |source| BackupError::Io { op, path, source }
 }

@@ -1,6 +1,14 @@
 //! Why a backup or a restore failed: [`BackupError`] and its typed causes.
 
-use super::*;
+use std::path::PathBuf;
+
+use aedb_actors::{CheckpointFailure, FrameReplayError};
+use aedb_keys::{KeyError, MasterKeyId};
+use aedb_types::{DatabaseId, DecodeError, KeyEpoch, Lsn};
+use aedb_wal::RecoverError;
+
+#[cfg(doc)]
+use super::Error;
 
 /// Why a backup or a restore failed (the [`Error::Backup`] kind).
 /// Every integrity failure has its own variant. A refused caller is
@@ -93,7 +101,7 @@ pub enum BackupError {
         /// The manifest file.
         path: PathBuf,
         /// The decoding error.
-        source: BackupManifestError,
+        source: DecodeError,
     },
     /// The target LSN is outside what the chain covers.
     #[error("target lsn {target} is outside the chain's range {first}..={last}")]
@@ -320,9 +328,4 @@ pub enum WriteFailure {
     /// The checkpoint.
     #[error(transparent)]
     Checkpoint(aedb_checkpoint::CheckpointError),
-}
-
-pub(super) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BackupError {
-    let path = path.to_path_buf();
-    move |source| BackupError::Io { op, path, source }
 }
