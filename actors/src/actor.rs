@@ -20,6 +20,12 @@
 //! - **stop**: [`Running::stop`] queues a stop behind everything already sent, runs
 //!   [`Owner::stopped`], ends the owner's System and joins its thread.
 //!
+//! - **supervision is fail-stop**: an owner that panics ends its thread; every later
+//!   request to it gets [`AskError::Closed`] (the engine reports `commit.closed` and the
+//!   like) instead of being handled by a restarted owner whose in-memory state (the
+//!   live state, the manifest's chain head) would no longer match the files. The host
+//!   reopens the instance, and recovery rebuilds every owner from disk.
+//!
 //! Timers are the pattern's too: [`Owner::tick_interval`] / [`Owner::tick`] (automatic
 //! checkpoints). The commit data path between the Sequencer and the WAL writer does not
 //! go through actix envelopes: it is the loom-checked bounded batch mailbox of
