@@ -161,3 +161,21 @@ fn the_owner_runs_on_its_named_thread() {
     );
     running.stop();
 }
+
+#[test]
+fn an_owner_that_panics_is_stopped_for_good() {
+    struct Boom;
+    impl Ask<Counter> for Boom {
+        type Reply = ();
+        fn handle(self, _: &mut Counter) {
+            panic!("owner failure injected by the test");
+        }
+    }
+    let mut running = actor::spawn(Counter::default(), 4, stats()).unwrap();
+    let addr = running.addr().clone();
+    assert!(matches!(addr.ask(Boom), Err(AskError::Closed)));
+    // Fail-stop: no restart; every later request is refused.
+    assert!(matches!(addr.ask(Add(1)), Err(AskError::Closed)));
+    assert!(matches!(addr.try_ask(Add(1)), Err(AskError::Closed)));
+    running.stop();
+}
