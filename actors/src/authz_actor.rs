@@ -355,7 +355,7 @@ impl AuthzActor {
                 key: KvKey::new(key).map_err(invalid)?,
                 value: KvValue::new(b"").map_err(invalid)?,
             }],
-            Authority::default(),
+            Authority::engine(),
         )?;
         self.audit(by, "session_revoked", what, "");
         Ok(AuthzChange::Revoked {
