@@ -312,6 +312,14 @@ impl Sequencer {
 impl Sequencer {
     /// Records `freeze` (or lifts it) at the next LSN; see [`SetWriteFreeze`].
     fn set_write_freeze(&mut self, freeze: Option<WriteFreeze>, reply: Reply) {
+        if freeze.is_none() && self.frozen.is_none() {
+            // Nothing to lift: answer with the current position, commit nothing.
+            reply.complete(Ok(CommitOutcome {
+                lsn: self.state.lsn(),
+                idempotent_replay: false,
+            }));
+            return;
+        }
         let engine = Authority::engine();
         for ddl in missing_namespace_ddl(&self.state) {
             // Its answer is not awaited: the freeze commit below is sequenced after it
