@@ -112,7 +112,9 @@ impl RateLimit {
         }
         let per_sec = u128::from(self.commits) * 1_000_000_000 / self.period_nanos();
         if per_sec > u128::from(MAX_RATE_PER_SECOND) {
-            return Err(invalid("the rate must be at most 100,000,000 commits per second"));
+            return Err(invalid(
+                "the rate must be at most 100,000,000 commits per second",
+            ));
         }
         if let Some(b) = self.burst
             && !(1..=MAX_BURST).contains(&b)

@@ -12,8 +12,8 @@ use aedb_authz::PolicySnapshot;
 
 use crate::commit::{Authority, CommitOutcome, Finality, Request};
 use crate::error::CommitError;
-use crate::metrics::{EngineMetrics, ErrorCause};
 use crate::freeze::WriteFreeze;
+use crate::metrics::{EngineMetrics, ErrorCause};
 use crate::sequencer::{Commit, InstallPolicy, Sequencer, SetWriteFreeze};
 
 /// Whether a full sequencer mailbox or an exhausted rate limit makes the caller wait
@@ -141,7 +141,10 @@ impl Committer {
 
     /// Records a write freeze (`Some`) or lifts it (`None`) in the Sequencer, durably;
     /// see [`SetWriteFreeze`].
-    pub fn set_write_freeze(&self, freeze: Option<WriteFreeze>) -> Result<CommitOutcome, CommitError> {
+    pub fn set_write_freeze(
+        &self,
+        freeze: Option<WriteFreeze>,
+    ) -> Result<CommitOutcome, CommitError> {
         let (reply, waiter) = aedb_sync::completion::completion();
         self.sequencer
             .ask(SetWriteFreeze { freeze, reply })

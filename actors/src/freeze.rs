@@ -88,7 +88,9 @@ impl WriteFreeze {
             ));
         }
         let since_unix_millis = r.u64()?;
-        let by = r.str(LenPrefix::U16, "freeze caller", MAX_FREEZE_BY)?.to_string();
+        let by = r
+            .str(LenPrefix::U16, "freeze caller", MAX_FREEZE_BY)?
+            .to_string();
         let reason = r
             .str(LenPrefix::U16, "freeze reason", MAX_FREEZE_REASON)?
             .to_string();

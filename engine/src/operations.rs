@@ -17,7 +17,9 @@ use aedb_authz::{Action, CallerId};
 use aedb_model::{State, Transaction};
 use aedb_types::Lsn;
 
-use crate::{AedbInstance, AuditEvent, AuditTable, CommitOutcome, ConfigError, Error, Finality, Who};
+use crate::{
+    AedbInstance, AuditEvent, AuditTable, CommitOutcome, ConfigError, Error, Finality, Who,
+};
 
 /// The write freeze recorded in `state` (for example the state an offline check
 /// recovered), if writes are frozen there.
@@ -139,7 +141,13 @@ impl AedbInstance {
         finality: Finality,
         deadline: Instant,
     ) -> Result<CommitOutcome, Error> {
-        self.commit_until_by(Who::Anonymous, tx, finality, Admission::Wait, Some(deadline))
+        self.commit_until_by(
+            Who::Anonymous,
+            tx,
+            finality,
+            Admission::Wait,
+            Some(deadline),
+        )
     }
 
     /// [`AedbInstance::commit_with_deadline`] on behalf of `caller`.

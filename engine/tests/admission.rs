@@ -73,7 +73,10 @@ fn a_freeze_refuses_every_commit_and_keeps_reads_backups_and_checkpoints() {
 
     let at = db.freeze_writes_as(&root, "integrity alert 7").unwrap();
     let freeze = db.write_freeze().expect("frozen");
-    assert_eq!((freeze.by.as_str(), freeze.reason.as_str()), ("root", "integrity alert 7"));
+    assert_eq!(
+        (freeze.by.as_str(), freeze.reason.as_str()),
+        ("root", "integrity alert 7")
+    );
     let m = db.operational_metrics();
     assert!(m.frozen);
     assert_eq!(m.freeze_reason.as_deref(), Some("integrity alert 7"));
@@ -106,7 +109,10 @@ fn a_freeze_refuses_every_commit_and_keeps_reads_backups_and_checkpoints() {
     for e in &refusals {
         assert!(is_frozen(e), "{e:?}");
     }
-    assert_eq!(db.operational_metrics().errors.frozen, refusals.len() as u64);
+    assert_eq!(
+        db.operational_metrics().errors.frozen,
+        refusals.len() as u64
+    );
 
     // Nothing was applied; reads, checkpoints, backups and audit reads work.
     let snapshot = db.snapshot_as(&teller);
@@ -124,7 +130,10 @@ fn a_freeze_refuses_every_commit_and_keeps_reads_backups_and_checkpoints() {
         .iter()
         .find(|r| r.kind == "write_freeze")
         .expect("the freeze is audited");
-    assert_eq!((row.caller.as_str(), row.subject.as_str()), ("root", "integrity alert 7"));
+    assert_eq!(
+        (row.caller.as_str(), row.subject.as_str()),
+        ("root", "integrity alert 7")
+    );
     // The engine's own commits go through: a grant (policy + audit) still works.
     db.grant_as(
         &root,
@@ -192,7 +201,8 @@ fn only_a_global_admin_freezes_unfreezes_or_changes_rate_limits() {
     assert!(denied(db.unfreeze_writes_as(&teller).unwrap_err()));
     assert!(db.write_freeze().is_some());
     assert!(denied(
-        db.set_rate_limits_as(&teller, RateLimits::new()).unwrap_err()
+        db.set_rate_limits_as(&teller, RateLimits::new())
+            .unwrap_err()
     ));
     // Anonymous forms are refused on a secure instance.
     assert!(matches!(
@@ -264,8 +274,7 @@ fn rate_limits_refuse_commits_over_the_limit_per_project() {
         &db.try_commit(put(&a, "k"), Finality::Durable).unwrap_err()
     ));
     assert!(rate_limited(
-        &futures::executor::block_on(db.commit_async(put(&a, "k"), Finality::Durable))
-            .unwrap_err()
+        &futures::executor::block_on(db.commit_async(put(&a, "k"), Finality::Durable)).unwrap_err()
     ));
     // `b` used both its tokens too.
     assert!(rate_limited(&db.kv_put(&b, "k", "v").unwrap_err()));
@@ -289,7 +298,10 @@ fn rate_limits_refuse_commits_over_the_limit_per_project() {
     let e = db
         .set_rate_limits(RateLimits::new().global(RateLimit::per_second(0)))
         .unwrap_err();
-    assert_eq!((e.code(), e.class()), ("config.invalid", ErrorClass::InvalidInput));
+    assert_eq!(
+        (e.code(), e.class()),
+        ("config.invalid", ErrorClass::InvalidInput)
+    );
     db.kv_put(&a, "k2", "v").unwrap();
     db.shutdown().unwrap();
 }
@@ -305,7 +317,9 @@ fn rate_limits_spare_the_engine_and_are_audited_when_changed() {
         AedbInstance::open_secure(dir.path(), config, SecureConfig::new(root.clone())).unwrap();
     db.create_project_as(&root, "p").unwrap();
     // The bucket is empty; the engine's policy and audit commits still go through.
-    assert!(rate_limited(&db.create_scope_as(&root, "p", "s").unwrap_err()));
+    assert!(rate_limited(
+        &db.create_scope_as(&root, "p", "s").unwrap_err()
+    ));
     db.grant_as(
         &root,
         &caller("x"),
@@ -337,7 +351,10 @@ fn a_commit_past_its_deadline_is_refused_and_applies_nothing() {
         .commit_with_deadline_as(&teller, put(&ns, "late"), Finality::Durable, Instant::now())
         .unwrap_err();
     assert!(matches!(e.as_commit(), Some(CommitError::Timeout)), "{e:?}");
-    assert_eq!((e.code(), e.class()), ("commit.timeout", ErrorClass::Retryable));
+    assert_eq!(
+        (e.code(), e.class()),
+        ("commit.timeout", ErrorClass::Retryable)
+    );
     let snapshot = db.snapshot_as(&teller);
     assert!(snapshot.kv_get(&ns, b"late").unwrap().is_none());
     assert_eq!(snapshot.lsn(), before, "no LSN was used");
