@@ -676,14 +676,14 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_by_one_bucket_hands_back_the_tokens_of_the_others() {
+    fn a_refusal_by_one_bucket_takes_no_token_from_the_others() {
         let limits = RateLimits::new()
             .global(RateLimit::per_second(1).burst(2))
             .project("a".parse().unwrap(), RateLimit::per_second(1).burst(1))
             .max_wait(Duration::ZERO);
         let l = Limiter::new(limits);
         assert_eq!(l.decide(&put("a"), None, 0, None), Decision::Admit);
-        // Project `a` is empty: refused, and the global token it took is returned...
+        // Project `a` is empty: refused before the global bucket is touched...
         assert!(matches!(
             l.decide(&put("a"), None, 0, None),
             Decision::Refuse(_)
@@ -694,6 +694,18 @@ mod tests {
             l.decide(&put("c"), None, 0, None),
             Decision::Refuse(_)
         ));
+    }
+
+    #[test]
+    fn a_token_handed_back_is_available_again() {
+        // What `decide` does when a concurrent commit empties a later bucket between
+        // its look and its take.
+        let b = Bucket::new(&RateLimit::per_second(1).burst(1));
+        assert!(b.take(0, 0));
+        assert!(!b.take(0, 0));
+        b.give_back();
+        assert!(b.take(0, 0));
+        assert_eq!(b.wait_at(0), 1_000_000_000);
     }
 
     #[test]

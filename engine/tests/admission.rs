@@ -416,3 +416,56 @@ fn failed_version_and_compare_assertions_count_as_optimistic_conflicts() {
     assert_eq!(m.errors.assertion_failed, 2);
     db.shutdown().unwrap();
 }
+
+#[test]
+fn no_commit_sequenced_after_a_freeze_applies() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let root = caller("root");
+    let db = Arc::new(open(dir.path()));
+    let ns = bank(&db);
+    let frozen = Arc::new(AtomicBool::new(false));
+    let committers: Vec<_> = (0..4)
+        .map(|t| {
+            let (db, ns, frozen) = (db.clone(), ns.clone(), frozen.clone());
+            std::thread::spawn(move || {
+                let teller = caller("teller");
+                let mut applied = Vec::new();
+                let mut refused_after = 0;
+                for i in 0..100_000u32 {
+                    let seen = frozen.load(Ordering::Acquire);
+                    match db.try_commit_as(
+                        &teller,
+                        put(&ns, &format!("{t}/{i}")),
+                        Finality::Visible,
+                    ) {
+                        Ok(o) => applied.push(o.lsn),
+                        Err(e) if is_frozen(&e) => refused_after += u32::from(seen),
+                        Err(e) if e.code() == "commit.busy" => {}
+                        Err(e) => panic!("{e:?}"),
+                    }
+                    if refused_after == 50 {
+                        break;
+                    }
+                }
+                applied
+            })
+        })
+        .collect();
+    // Let the committers fill the pipeline, then freeze.
+    while db.operational_metrics().commits < 500 {
+        std::thread::yield_now();
+    }
+    let at = db.freeze_writes_as(&root, "race").unwrap();
+    frozen.store(true, Ordering::Release);
+    let applied: Vec<Lsn> = committers
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(!applied.is_empty());
+    for lsn in applied {
+        assert!(lsn < at, "commit at {lsn} applied after the freeze at {at}");
+    }
+    Arc::try_unwrap(db).unwrap().shutdown().unwrap();
+}
