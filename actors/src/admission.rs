@@ -41,6 +41,11 @@ pub const MAX_RATE_PER_SECOND: u64 = 100_000_000;
 pub const MAX_BURST: u64 = 10_000_000;
 /// Longest [`RateLimits::max_wait`].
 pub const MAX_ADMISSION_WAIT: Duration = Duration::from_secs(60);
+/// Most projects (and callers) given a bucket and counters of their own: commits
+/// naming further ones (for example projects that do not exist, which fail later)
+/// share one overflow bucket and are not counted per project, so a client cannot
+/// grow the limiter's memory without bound.
+pub const MAX_TRACKED: usize = 10_000;
 
 /// A sustained rate (`commits` per `period`) and a burst (commits admitted at once
 /// from a full bucket; by default one second's worth, at least 1).
@@ -332,12 +337,21 @@ struct Buckets {
     global: Option<Bucket>,
     projects: RwLock<HashMap<ProjectName, Arc<Bucket>>>,
     callers: RwLock<HashMap<CallerId, Arc<Bucket>>>,
+    /// Shared by projects beyond [`MAX_TRACKED`] (per-project limit).
+    project_overflow: Option<Arc<Bucket>>,
+    /// Shared by callers beyond [`MAX_TRACKED`].
+    caller_overflow: Option<Arc<Bucket>>,
 }
 
 impl Buckets {
     fn new(limits: RateLimits) -> Buckets {
         Buckets {
             global: limits.global.as_ref().map(Bucket::new),
+            project_overflow: limits
+                .per_project
+                .as_ref()
+                .map(|l| Arc::new(Bucket::new(l))),
+            caller_overflow: limits.per_caller.as_ref().map(|l| Arc::new(Bucket::new(l))),
             limits,
             projects: RwLock::new(HashMap::new()),
             callers: RwLock::new(HashMap::new()),
@@ -346,31 +360,45 @@ impl Buckets {
 
     fn project(&self, project: &ProjectName) -> Option<Arc<Bucket>> {
         let limit = self.limits.project_limit(project)?;
-        if let Some(b) = self.projects.read().get(project) {
-            return Some(b.clone());
-        }
-        Some(
-            self.projects
-                .write()
-                .entry(project.clone())
-                .or_insert_with(|| Arc::new(Bucket::new(&limit)))
-                .clone(),
-        )
+        // A project with a limit of its own always gets its own bucket (there are
+        // only as many as configured).
+        let overflow = if self.limits.projects.contains_key(project) {
+            None
+        } else {
+            self.project_overflow.as_ref()
+        };
+        tracked(&self.projects, project, &limit, overflow)
     }
 
     fn caller(&self, caller: &CallerId) -> Option<Arc<Bucket>> {
         let limit = self.limits.per_caller?;
-        if let Some(b) = self.callers.read().get(caller) {
-            return Some(b.clone());
-        }
-        Some(
-            self.callers
-                .write()
-                .entry(caller.clone())
-                .or_insert_with(|| Arc::new(Bucket::new(&limit)))
-                .clone(),
-        )
+        tracked(&self.callers, caller, &limit, self.caller_overflow.as_ref())
     }
+}
+
+/// The bucket of `key` in `map`, created on first use; beyond [`MAX_TRACKED`] keys the
+/// shared `overflow` bucket, unless there is none (`key` then gets its own).
+fn tracked<K: std::hash::Hash + Eq + Clone>(
+    map: &RwLock<HashMap<K, Arc<Bucket>>>,
+    key: &K,
+    limit: &RateLimit,
+    overflow: Option<&Arc<Bucket>>,
+) -> Option<Arc<Bucket>> {
+    if let Some(b) = map.read().get(key) {
+        return Some(b.clone());
+    }
+    let mut map = map.write();
+    if map.len() >= MAX_TRACKED
+        && !map.contains_key(key)
+        && let Some(shared) = overflow
+    {
+        return Some(shared.clone());
+    }
+    Some(
+        map.entry(key.clone())
+            .or_insert_with(|| Arc::new(Bucket::new(limit)))
+            .clone(),
+    )
 }
 
 /// What the limiter decided for one commit.
@@ -498,7 +526,13 @@ impl Limiter {
             let known = self.counts.read().get(p).cloned();
             let counts = match known {
                 Some(c) => c,
-                None => self.counts.write().entry(p.clone()).or_default().clone(),
+                None => {
+                    let mut counts = self.counts.write();
+                    if counts.len() >= MAX_TRACKED && !counts.contains_key(p) {
+                        continue;
+                    }
+                    counts.entry(p.clone()).or_default().clone()
+                }
             };
             let c = if limited {
                 &counts.limited
@@ -509,7 +543,8 @@ impl Limiter {
         }
     }
 
-    /// Admitted and limited commits per project, sorted by project.
+    /// Admitted and limited commits per project, sorted by project (at most
+    /// [`MAX_TRACKED`] projects).
     pub fn snapshot(&self) -> Vec<ProjectAdmission> {
         let mut out: Vec<ProjectAdmission> = self
             .counts
@@ -706,6 +741,26 @@ mod tests {
         b.give_back();
         assert!(b.take(0, 0));
         assert_eq!(b.wait_at(0), 1_000_000_000);
+    }
+
+    #[test]
+    fn projects_beyond_the_cap_share_one_bucket_and_are_not_counted() {
+        let limits = RateLimits::new()
+            .per_project(RateLimit::per_second(1).burst(1))
+            .max_wait(Duration::ZERO);
+        let l = Limiter::new(limits);
+        for i in 0..MAX_TRACKED {
+            assert_eq!(
+                l.decide(&put(&format!("p{i}")), None, 0, None),
+                Decision::Admit
+            );
+        }
+        assert_eq!(l.decide(&put("late1"), None, 0, None), Decision::Admit);
+        assert!(matches!(
+            l.decide(&put("late2"), None, 0, None),
+            Decision::Refuse(_)
+        ));
+        assert_eq!(l.snapshot().len(), MAX_TRACKED);
     }
 
     #[test]
