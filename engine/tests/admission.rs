@@ -156,6 +156,27 @@ fn a_freeze_refuses_every_commit_and_keeps_reads_backups_and_checkpoints() {
     assert!(rows.iter().any(|r| r.kind == "write_unfreeze"));
     db.verify_audit_as(&root).unwrap();
     db.shutdown().unwrap();
+
+    // The freeze is database state: the backup taken while frozen restores frozen.
+    let restored = tempfile::tempdir().unwrap();
+    let target = restored.path().join("db");
+    aedb::restore_from_backup_chain(
+        &[backup.path().join("full")],
+        &target,
+        aedb::RestoreOptions {
+            config: config(),
+            strict: true,
+            target_lsn: None,
+        },
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let db = open(&target);
+    assert_eq!(db.write_freeze().unwrap().reason, "integrity alert 7");
+    assert!(is_frozen(
+        &db.kv_put_as(&teller, &ns, "k", "v").unwrap_err()
+    ));
+    db.shutdown().unwrap();
 }
 
 #[test]
