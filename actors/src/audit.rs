@@ -28,8 +28,8 @@ use std::sync::atomic::Ordering;
 use aedb_keys::SecretKey;
 use aedb_manifest::chain::HmacChain;
 use aedb_model::{
-    ColumnDef, ColumnName, ColumnType, Ddl, Direction, KeyRange, Mutation, Namespace, ProjectName,
-    ScopeName, State, TableName, TableSchema, Timestamp, Transaction, Value,
+    ColumnDef, ColumnName, ColumnType, Ddl, Direction, KeyRange, Mutation, State, TableName,
+    TableSchema, Timestamp, Transaction, Value,
 };
 use aedb_sync::SnapshotCell;
 
@@ -38,13 +38,11 @@ use crate::commit::{Finality, Request};
 use crate::committer::{Admission, Committer};
 use crate::error::CommitError;
 use crate::metrics::EngineMetrics;
+use crate::system::reserved;
+pub use crate::system::{
+    AUDIT_SCOPE, AUTHZ_SCOPE, SYSTEM_PROJECT, audit_namespace, authz_namespace,
+};
 
-/// The reserved project holding the system tables.
-pub const SYSTEM_PROJECT: &str = "_system";
-/// The scope of the audit tables inside [`SYSTEM_PROJECT`].
-pub const AUDIT_SCOPE: &str = "audit";
-/// The scope whose KV space holds the persisted policy and session revocations.
-pub const AUTHZ_SCOPE: &str = "authz";
 /// Most events written in one commit.
 const MAX_BATCH: usize = 512;
 const DOMAIN: &[u8] = b"aedb/audit/v1";
@@ -80,29 +78,6 @@ impl AuditTable {
     pub fn from_name(name: &str) -> Option<AuditTable> {
         AuditTable::ALL.into_iter().find(|t| t.name() == name)
     }
-}
-
-fn reserved<T>(name: Result<T, aedb_model::NameError>) -> T {
-    match name {
-        Ok(name) => name,
-        Err(e) => unreachable!("system names are valid: {e}"),
-    }
-}
-
-/// `_system/audit`, the namespace of the audit tables.
-pub fn audit_namespace() -> Namespace {
-    Namespace::new(
-        reserved(ProjectName::reserved(SYSTEM_PROJECT)),
-        reserved(ScopeName::reserved(AUDIT_SCOPE)),
-    )
-}
-
-/// `_system/authz`, whose KV space holds the persisted policy.
-pub fn authz_namespace() -> Namespace {
-    Namespace::new(
-        reserved(ProjectName::reserved(SYSTEM_PROJECT)),
-        reserved(ScopeName::reserved(AUTHZ_SCOPE)),
-    )
 }
 
 /// The schema both audit tables share.

@@ -20,11 +20,12 @@ use aedb_model::{Direction, KvKey, KvValue, Mutation, State, Transaction};
 use aedb_sync::SnapshotCell;
 
 use crate::actor::{self, Ask, Owner, Running};
-use crate::audit::{AuditEvent, AuditRef, AuditTable, Event, authz_namespace};
+use crate::audit::{AuditEvent, AuditRef, AuditTable, Event};
 use crate::commit::{Authority, Finality, Request};
 use crate::committer::{Admission, Committer};
 use crate::error::CommitError;
 use crate::metrics::EngineMetrics;
+use crate::system::authz_namespace;
 
 /// Key prefix of persisted policy records in `_system/authz` (then a u64 BE sequence).
 const POLICY_PREFIX: &[u8] = b"policy/";
@@ -355,7 +356,7 @@ impl AuthzActor {
                 key: KvKey::new(key).map_err(invalid)?,
                 value: KvValue::new(b"").map_err(invalid)?,
             }],
-            Authority::default(),
+            Authority::engine(),
         )?;
         self.audit(by, "session_revoked", what, "");
         Ok(AuthzChange::Revoked {

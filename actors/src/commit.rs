@@ -59,6 +59,10 @@ pub struct Authority {
     /// The policy this commit persists (the Authz actor's commits only): in force for
     /// every commit sequenced after it, once it applies.
     pub installs: Option<Arc<PolicySnapshot>>,
+    /// The engine's own commit (audit rows, persisted policy, system tables): it goes
+    /// through while writes are frozen and is never rate limited, so a frozen instance
+    /// can still audit, change its policy and be unfrozen.
+    pub engine: bool,
 }
 
 impl Authority {
@@ -67,6 +71,16 @@ impl Authority {
         Authority {
             caller: Some(caller),
             installs: None,
+            engine: false,
+        }
+    }
+
+    /// The engine's own commit (audit rows, system tables, session revocations).
+    pub fn engine() -> Authority {
+        Authority {
+            caller: None,
+            installs: None,
+            engine: true,
         }
     }
 
@@ -75,6 +89,7 @@ impl Authority {
         Authority {
             caller: None,
             installs: Some(policy),
+            engine: true,
         }
     }
 }

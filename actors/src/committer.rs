@@ -1,25 +1,29 @@
-//! The caller side of the commit path: [`Committer`] puts a commit into the
-//! Sequencer's bounded mailbox (waiting for room or failing fast, per [`Admission`]) and
-//! waits on the commit's completion.
+//! The caller side of the commit path: [`Committer`] admits a commit against the rate
+//! limits ([`crate::admission`]), puts it into the Sequencer's bounded mailbox (waiting
+//! for room or failing fast, per [`Admission`]) and waits on the commit's completion.
+//! Everything that waits here waits on the caller's thread, never in the single writer.
 
 use std::sync::Arc;
-#[cfg(feature = "observability")]
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::actor::{AskError, OwnerRef};
+use crate::admission::Limiter;
 use aedb_authz::PolicySnapshot;
 
 use crate::commit::{Authority, CommitOutcome, Finality, Request};
 use crate::error::CommitError;
+use crate::freeze::WriteFreeze;
 use crate::metrics::{EngineMetrics, ErrorCause};
-use crate::sequencer::{Commit, InstallPolicy, Sequencer};
+use crate::sequencer::{Commit, InstallPolicy, Sequencer, SetWriteFreeze};
 
-/// Whether a full sequencer mailbox makes the caller wait or fail.
+/// Whether a full sequencer mailbox or an exhausted rate limit makes the caller wait
+/// or fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
-    /// Wait for room (backpressure).
+    /// Wait for room (backpressure) and, within the limits' bound, for a rate-limit
+    /// token.
     Wait,
-    /// Fail with [`CommitError::Busy`].
+    /// Fail with [`CommitError::Busy`] or [`CommitError::RateLimited`].
     FailFast,
 }
 
@@ -28,6 +32,7 @@ pub enum Admission {
 pub struct Committer {
     pub(crate) sequencer: OwnerRef<Sequencer>,
     pub(crate) metrics: Arc<EngineMetrics>,
+    pub(crate) limiter: Arc<Limiter>,
 }
 
 impl std::fmt::Debug for Committer {
@@ -37,15 +42,15 @@ impl std::fmt::Debug for Committer {
 }
 
 impl Committer {
-    /// Sequences `request` (the engine's own, or an open instance's) and waits for its
-    /// finality.
+    /// Sequences the engine's own `request` (system tables, audit rows: exempt from
+    /// the write freeze and the rate limits) and waits for its finality.
     pub fn commit(
         &self,
         request: Request,
         finality: Finality,
         admission: Admission,
     ) -> Result<CommitOutcome, CommitError> {
-        self.submit(Authority::default(), request, finality, admission)
+        self.submit(Authority::engine(), request, finality, admission)
     }
 
     /// Sequences `request` under `authority` (the caller whose rights the Sequencer
@@ -57,9 +62,33 @@ impl Committer {
         finality: Finality,
         admission: Admission,
     ) -> Result<CommitOutcome, CommitError> {
+        self.submit_until(authority, request, finality, admission, None)
+    }
+
+    /// [`Committer::submit`] with a deadline: a rate-limit wait never runs past it,
+    /// and the Sequencer refuses the commit with [`CommitError::Timeout`] (applying
+    /// nothing) if it takes it from its mailbox after it.
+    pub fn submit_until(
+        &self,
+        authority: Authority,
+        request: Request,
+        finality: Finality,
+        admission: Admission,
+        deadline: Option<Instant>,
+    ) -> Result<CommitOutcome, CommitError> {
         #[cfg(feature = "observability")]
         let started = Instant::now();
-        let (msg, waiter) = Commit::new(request, finality, authority);
+        if !authority.engine {
+            let max_wait = match admission {
+                Admission::FailFast => Some(Duration::ZERO),
+                Admission::Wait => deadline.map(|d| {
+                    let left = d.saturating_duration_since(Instant::now());
+                    left.min(self.limiter.wait_bound())
+                }),
+            };
+            self.admit(&authority, &request, max_wait)?;
+        }
+        let (msg, waiter) = Commit::new(request, finality, authority, deadline);
         if let Some(msg) = self.offer(msg, admission)? {
             // Waits for room (backpressure); the reply comes through the completer.
             self.sequencer.ask(msg).map_err(|_| self.closed())?;
@@ -70,17 +99,34 @@ impl Committer {
         answer
     }
 
-    /// Async form of [`Committer::submit`]: awaits admission and finality without
-    /// blocking the executor thread.
+    /// Async form of [`Committer::submit`]: awaits room in the mailbox and finality
+    /// without blocking the executor thread. An exhausted rate limit fails fast with
+    /// [`CommitError::RateLimited`] (its `retry_after` says when to retry): an executor
+    /// thread is never put to sleep.
     pub async fn submit_async(
         &self,
         authority: Authority,
         request: Request,
         finality: Finality,
     ) -> Result<CommitOutcome, CommitError> {
+        self.submit_async_until(authority, request, finality, None)
+            .await
+    }
+
+    /// [`Committer::submit_async`] with a deadline (see [`Committer::submit_until`]).
+    pub async fn submit_async_until(
+        &self,
+        authority: Authority,
+        request: Request,
+        finality: Finality,
+        deadline: Option<Instant>,
+    ) -> Result<CommitOutcome, CommitError> {
         #[cfg(feature = "observability")]
         let started = Instant::now();
-        let (msg, waiter) = Commit::new(request, finality, authority);
+        if !authority.engine {
+            self.admit(&authority, &request, Some(Duration::ZERO))?;
+        }
+        let (msg, waiter) = Commit::new(request, finality, authority, deadline);
         if let Some(msg) = self.offer(msg, Admission::Wait)? {
             self.sequencer
                 .ask_async(msg)
@@ -91,6 +137,35 @@ impl Committer {
         #[cfg(feature = "observability")]
         crate::metrics::export::commit_latency(started.elapsed());
         answer
+    }
+
+    /// Records a write freeze (`Some`) or lifts it (`None`) in the Sequencer, durably;
+    /// see [`SetWriteFreeze`].
+    pub fn set_write_freeze(
+        &self,
+        freeze: Option<WriteFreeze>,
+    ) -> Result<CommitOutcome, CommitError> {
+        let (reply, waiter) = aedb_sync::completion::completion();
+        self.sequencer
+            .ask(SetWriteFreeze { freeze, reply })
+            .map_err(|_| self.closed())?;
+        waiter.wait().unwrap_or(Err(CommitError::Closed))
+    }
+
+    /// The commit rate limiter (shared by every clone).
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
+    }
+
+    fn admit(
+        &self,
+        authority: &Authority,
+        request: &Request,
+        max_wait: Option<Duration>,
+    ) -> Result<(), CommitError> {
+        self.limiter
+            .admit_blocking(request, authority.caller.as_ref(), max_wait)
+            .inspect_err(|_| self.metrics.count_error(ErrorCause::RateLimited))
     }
 
     /// Puts `policy` in force for every commit sequenced from now on.

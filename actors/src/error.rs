@@ -49,6 +49,23 @@ pub enum CommitError {
     /// Nothing was sequenced.
     #[error(transparent)]
     Access(#[from] aedb_authz::AccessError),
+    /// Writes are frozen (`freeze_writes_as`, for example during an incident): nothing
+    /// was applied. Reads, backups and checks go on; retry once an admin has lifted the
+    /// freeze (`unfreeze_writes_as`).
+    #[error("writes are frozen by an administrator; retry after the freeze is lifted")]
+    Frozen,
+    /// The commit admission rate limit is exhausted (the global, project or caller
+    /// bucket; see `AedbConfig::commit_rate_limits`): nothing was sequenced. A waiting
+    /// commit waited as long as its bound allowed first.
+    #[error("the commit rate limit is exhausted; retry in {retry_after:?}")]
+    RateLimited {
+        /// When a retry would likely be admitted.
+        retry_after: std::time::Duration,
+    },
+    /// The commit's deadline passed before the Sequencer took it: nothing was applied.
+    /// (A commit sequenced before its deadline runs to its finality.)
+    #[error("the commit's deadline passed before it was sequenced; nothing was applied")]
+    Timeout,
 }
 
 /// Why the pipeline could not start (recovery failed).

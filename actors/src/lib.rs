@@ -14,7 +14,8 @@
 //!
 //! Around them: the recovery walk from files to a running state ([`recovery`]: one walk
 //! shared by `open`, the offline checks and restore), startup and shutdown wiring
-//! ([`Pipeline`]), the caller side of the commit path ([`Committer`]), key providers by
+//! ([`Pipeline`]), the caller side of the commit path ([`Committer`], with the commit
+//! rate limits of [`admission`]), the write freeze ([`freeze`]), key providers by
 //! epoch ([`Keyring`]) and the engine counters behind `operational_metrics()`.
 //!
 //! It does not own formats (`aedb-wal`, `aedb-model`, `aedb-checkpoint`,
@@ -57,27 +58,32 @@
 #![deny(unsafe_code)]
 
 pub mod actor;
+pub mod admission;
 pub mod audit;
 pub mod authz_actor;
 mod checkpoint_sealer;
 mod commit;
 mod committer;
 mod error;
+pub mod freeze;
 mod keyring;
 mod manifest_chain;
 pub mod metrics;
 mod pipeline;
 pub mod recovery;
 mod sequencer;
+mod system;
 mod wal_writer;
 
 #[cfg(test)]
 mod tests;
 
+pub use admission::{ProjectAdmission, RateLimit, RateLimitError, RateLimits};
 pub use checkpoint_sealer::{CheckpointFailure, CheckpointPolicy, CheckpointReport};
 pub use commit::{Authority, CommitOutcome, Finality, Request};
 pub use committer::{Admission, Committer};
 pub use error::{CheckpointLoadError, CommitError, FrameReplayError, StartError};
+pub use freeze::{FreezeReasonError, WriteFreeze};
 pub use keyring::{EpochTable, Keyring};
 pub use metrics::{ErrorCounts, HistogramSnapshot, OperationalMetrics};
 pub use pipeline::{Pipeline, PipelineConfig};

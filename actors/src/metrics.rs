@@ -134,6 +134,12 @@ pub enum ErrorCause {
     WalFailure,
     /// The pipeline is shut down.
     Closed,
+    /// Writes are frozen.
+    Frozen,
+    /// The commit's deadline passed before it was sequenced.
+    Timeout,
+    /// The admission rate limit refused the commit.
+    RateLimited,
 }
 
 /// The actor pattern's counters of every owner ([`crate::actor::OwnerRef`] keeps them).
@@ -204,6 +210,15 @@ pub struct EngineMetrics {
     pub errors_wal: AtomicU64,
     /// See [`ErrorCause::Closed`].
     pub errors_closed: AtomicU64,
+    /// See [`ErrorCause::Frozen`].
+    pub errors_frozen: AtomicU64,
+    /// See [`ErrorCause::Timeout`].
+    pub errors_timeout: AtomicU64,
+    /// See [`ErrorCause::RateLimited`].
+    pub errors_rate_limited: AtomicU64,
+    /// Commits rejected because a version or value-comparison assertion failed
+    /// (optimistic-concurrency conflicts; also counted as assertion failures).
+    pub optimistic_conflicts: AtomicU64,
     /// Mailbox figures of every owner, kept by the actor pattern.
     pub owners: Owners,
     /// Successful WAL syncs.
@@ -262,6 +277,9 @@ impl EngineMetrics {
             ErrorCause::Busy => &self.errors_busy,
             ErrorCause::WalFailure => &self.errors_wal,
             ErrorCause::Closed => &self.errors_closed,
+            ErrorCause::Frozen => &self.errors_frozen,
+            ErrorCause::Timeout => &self.errors_timeout,
+            ErrorCause::RateLimited => &self.errors_rate_limited,
         };
         c.fetch_add(1, Relaxed);
         #[cfg(feature = "observability")]
@@ -283,7 +301,14 @@ impl EngineMetrics {
                 busy: self.errors_busy.load(Relaxed),
                 wal_failure: self.errors_wal.load(Relaxed),
                 closed: self.errors_closed.load(Relaxed),
+                frozen: self.errors_frozen.load(Relaxed),
+                timeout: self.errors_timeout.load(Relaxed),
+                rate_limited: self.errors_rate_limited.load(Relaxed),
             },
+            optimistic_conflicts: self.optimistic_conflicts.load(Relaxed),
+            frozen: false,
+            freeze_reason: None,
+            admission: Vec::new(),
             sequencer_queue_depth: self.owners.sequencer.queue_depth(),
             wal_queue_depth: wal_queue_depth as u64,
             fsyncs: self.fsyncs.load(Relaxed),
@@ -426,6 +451,13 @@ pub struct ErrorCounts {
     pub wal_failure: u64,
     /// Commits refused because the instance is shut down.
     pub closed: u64,
+    /// Commits refused because writes are frozen.
+    pub frozen: u64,
+    /// Commits refused because their deadline passed before they were sequenced
+    /// (the runbook's "commit timeout" signal).
+    pub timeout: u64,
+    /// Commits refused by the admission rate limits.
+    pub rate_limited: u64,
 }
 
 /// A plain snapshot of the engine's operational figures.
@@ -441,6 +473,16 @@ pub struct OperationalMetrics {
     pub idempotent_replays: u64,
     /// Failures by cause.
     pub errors: ErrorCounts,
+    /// Commits rejected because a version or value-comparison assertion failed: the
+    /// optimistic-concurrency conflicts of the runbook's "conflict spikes" (each is
+    /// also in `errors.assertion_failed`).
+    pub optimistic_conflicts: u64,
+    /// Whether writes are frozen (`freeze_writes_as`; durable until lifted).
+    pub frozen: bool,
+    /// The reason given for the freeze in force.
+    pub freeze_reason: Option<String>,
+    /// Admitted and rate-limited commits per project, sorted by project.
+    pub admission: Vec<crate::admission::ProjectAdmission>,
     /// Commits waiting for the sequencer.
     pub sequencer_queue_depth: u64,
     /// Records waiting for the WAL writer.

@@ -21,12 +21,14 @@ use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use aedb_wal::{RecoveredWal, RecoveryMode, WalConfig};
 
 use crate::actor::{self, Running};
+use crate::admission::{Limiter, RateLimits};
 use crate::checkpoint_sealer::{
     CheckpointFailure, CheckpointPolicy, CheckpointReport, Rotate, SealNow, Sealer, SealerContext,
 };
 use crate::commit::{Authority, CommitOutcome, Finality, Request};
 use crate::committer::{Admission, Committer};
 use crate::error::{CommitError, StartError};
+use crate::freeze::{WriteFreeze, load_write_freeze};
 use crate::keyring::Keyring;
 use crate::manifest_chain::{GetLiveState, ManifestChain, Record};
 use crate::metrics::{EngineMetrics, OperationalMetrics};
@@ -213,6 +215,7 @@ impl Pipeline {
                 committer: Committer {
                     sequencer: sequencer.addr().clone(),
                     metrics: metrics.clone(),
+                    limiter: Arc::new(Limiter::default()),
                 },
                 snapshots,
                 metrics,
@@ -282,7 +285,8 @@ impl Pipeline {
             .map_err(CheckpointFailure::Manifest)
     }
 
-    /// Sequences `request` and waits for its finality.
+    /// Sequences the engine's own `request` (exempt from the write freeze and the rate
+    /// limits) and waits for its finality.
     pub fn commit(
         &self,
         request: Request,
@@ -300,8 +304,61 @@ impl Pipeline {
         finality: Finality,
     ) -> Result<CommitOutcome, CommitError> {
         self.committer
-            .submit_async(Authority::default(), request, finality)
+            .submit_async(Authority::engine(), request, finality)
             .await
+    }
+
+    /// [`Pipeline::submit`] with a deadline: refused with [`CommitError::Timeout`]
+    /// (nothing applied) if the Sequencer dequeues it after `deadline`.
+    pub fn submit_until(
+        &self,
+        authority: Authority,
+        request: Request,
+        finality: Finality,
+        admission: Admission,
+        deadline: Option<Instant>,
+    ) -> Result<CommitOutcome, CommitError> {
+        self.committer
+            .submit_until(authority, request, finality, admission, deadline)
+    }
+
+    /// Async form of [`Pipeline::submit_until`].
+    pub async fn submit_async_until(
+        &self,
+        authority: Authority,
+        request: Request,
+        finality: Finality,
+        deadline: Option<Instant>,
+    ) -> Result<CommitOutcome, CommitError> {
+        self.committer
+            .submit_async_until(authority, request, finality, deadline)
+            .await
+    }
+
+    /// Freezes writes (`Some`) or lifts the freeze (`None`), durably, in the
+    /// Sequencer: every commit sequenced afterwards, except the engine's own, is
+    /// refused with [`CommitError::Frozen`] until it is lifted.
+    pub fn set_write_freeze(
+        &self,
+        freeze: Option<WriteFreeze>,
+    ) -> Result<CommitOutcome, CommitError> {
+        self.committer.set_write_freeze(freeze)
+    }
+
+    /// The write freeze recorded in the newest published state.
+    pub fn write_freeze(&self) -> Option<WriteFreeze> {
+        load_write_freeze(&self.snapshot())
+    }
+
+    /// Replaces the commit rate limits (validate them first); in force for the next
+    /// commit.
+    pub fn set_rate_limits(&self, limits: RateLimits) {
+        self.committer.limiter().set_limits(limits);
+    }
+
+    /// The commit rate limits in force.
+    pub fn rate_limits(&self) -> RateLimits {
+        self.committer.limiter().limits()
     }
 
     /// [`Pipeline::commit`] under `authority`: the Sequencer checks the caller's rights
@@ -368,7 +425,13 @@ impl Pipeline {
     /// A plain copy of the engine's counters.
     pub fn metrics(&self) -> OperationalMetrics {
         let depth = self.wal_mailbox.as_ref().map_or(0, MailboxSender::len);
-        self.metrics.snapshot(depth)
+        let mut m = self.metrics.snapshot(depth);
+        if let Some(freeze) = self.write_freeze() {
+            m.frozen = true;
+            m.freeze_reason = Some(freeze.reason);
+        }
+        m.admission = self.committer.limiter().snapshot();
+        m
     }
 
     /// Flushes, stops the actors and joins their threads. Idempotent.

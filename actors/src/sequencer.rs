@@ -13,8 +13,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
-use aedb_model::{ApplyError, Outcome, State};
+use aedb_model::{ApplyError, Assertion, Outcome, State};
 use aedb_sync::completion::{Waiter, completion};
 use aedb_sync::group_commit::{Durability, GroupCommitError, Submission, WriterMsg};
 use aedb_sync::mailbox::MailboxSender;
@@ -25,6 +26,7 @@ use aedb_authz::{AccessError, Denied, PolicySnapshot, ddl_action, transaction_ac
 
 use crate::commit::{Answer, Authority, CommitOutcome, Finality, Reply, Request};
 use crate::error::CommitError;
+use crate::freeze::{WriteFreeze, freeze_transaction, load_write_freeze, missing_namespace_ddl};
 use crate::metrics::{EngineMetrics, ErrorCause};
 use crate::wal_writer::{PendingAck, SharedWalError, WalMsg, WalRecord};
 
@@ -37,16 +39,22 @@ pub struct Commit {
     pub finality: Finality,
     /// Whose rights are checked, and the policy it installs.
     pub authority: Authority,
+    /// When the commit stops being worth applying: if the Sequencer takes it from its
+    /// mailbox after this instant, it is refused with [`CommitError::Timeout`] and
+    /// nothing is applied.
+    pub deadline: Option<Instant>,
     /// Where the caller waits.
     pub reply: Completer<Result<CommitOutcome, CommitError>>,
 }
 
 impl Commit {
-    /// A commit of `request` under `authority` and the waiter its answer reaches.
+    /// A commit of `request` under `authority` (refused if dequeued after `deadline`)
+    /// and the waiter its answer reaches.
     pub fn new(
         request: Request,
         finality: Finality,
         authority: Authority,
+        deadline: Option<Instant>,
     ) -> (Commit, Waiter<Answer>) {
         let (reply, waiter) = completion();
         (
@@ -54,11 +62,24 @@ impl Commit {
                 request,
                 finality,
                 authority,
+                deadline,
                 reply,
             },
             waiter,
         )
     }
+}
+
+/// Freeze writes (`Some`) or lift the freeze (`None`): the Sequencer records it in
+/// `_system/authz` with one durable commit of its own (creating that namespace first on
+/// an open instance) and refuses every later commit but the engine's own with
+/// [`CommitError::Frozen`] until it is lifted. Answered like a commit, once durable.
+#[derive(Debug)]
+pub struct SetWriteFreeze {
+    /// The freeze to record, or `None` to lift it.
+    pub freeze: Option<WriteFreeze>,
+    /// Where the caller waits.
+    pub reply: Reply,
 }
 
 /// Put `policy` in force for every commit sequenced from now on (a secure instance's
@@ -83,6 +104,8 @@ pub struct Sequencer {
     max_record_len: usize,
     /// The access policy in force (secure instances), replaced by each policy commit.
     policy: Option<Arc<PolicySnapshot>>,
+    /// The write freeze in force (read from the state at start).
+    frozen: Option<WriteFreeze>,
 }
 
 impl Sequencer {
@@ -99,6 +122,7 @@ impl Sequencer {
         max_record_len: usize,
     ) -> Sequencer {
         Sequencer {
+            frozen: load_write_freeze(&state),
             state,
             wal: Some(wal),
             wal_fail_stopped,
@@ -144,6 +168,9 @@ impl Sequencer {
             let answer = self.fail(ErrorCause::WalFailure, CommitError::FailStopped);
             return Some((reply, answer));
         }
+        if self.frozen.is_some() && !authority.engine {
+            return Some((reply, self.fail(ErrorCause::Frozen, CommitError::Frozen)));
+        }
         if let Err(denied) = self.check_rights(request, authority) {
             // Counted and audited by the caller's side, like a denial before sequencing.
             let answer = Err(CommitError::Access(AccessError::Denied(denied)));
@@ -181,7 +208,19 @@ impl Sequencer {
             }
             Err(error) => {
                 let cause = match error {
-                    ApplyError::AssertionFailed { .. } => ErrorCause::AssertionFailed,
+                    ApplyError::AssertionFailed { index, .. } => {
+                        if let Request::Transaction(tx) = request
+                            && tx
+                                .assertions
+                                .get(index as usize)
+                                .is_some_and(is_optimistic_check)
+                        {
+                            self.metrics
+                                .optimistic_conflicts
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        ErrorCause::AssertionFailed
+                    }
                     _ => ErrorCause::Invalid,
                 };
                 self.metrics.count_error(cause);
@@ -270,6 +309,59 @@ impl Sequencer {
     }
 }
 
+impl Sequencer {
+    /// Records `freeze` (or lifts it) at the next LSN; see [`SetWriteFreeze`].
+    fn set_write_freeze(&mut self, freeze: Option<WriteFreeze>, reply: Reply) {
+        if freeze.is_none() && self.frozen.is_none() {
+            // Nothing to lift: answer with the current position, commit nothing.
+            reply.complete(Ok(CommitOutcome {
+                lsn: self.state.lsn(),
+                idempotent_replay: false,
+            }));
+            return;
+        }
+        let engine = Authority::engine();
+        for ddl in missing_namespace_ddl(&self.state) {
+            // Its answer is not awaited: the freeze commit below is sequenced after it
+            // and answered only once it, and so everything before it, is durable.
+            let (ack, _ignored) = completion();
+            if let Some((_, Err(e))) =
+                self.sequence(&Request::Ddl(ddl), Finality::Durable, &engine, ack)
+            {
+                reply.complete(Err(e));
+                return;
+            }
+        }
+        let request = Request::Transaction(freeze_transaction(freeze.as_ref()));
+        match self.sequence(&request, Finality::Durable, &engine, reply) {
+            // Applied and handed to the WAL writer, which answers after the fsync.
+            None => self.frozen = freeze,
+            Some((reply, answer)) => {
+                if answer.is_ok() {
+                    self.frozen = freeze;
+                }
+                reply.complete(answer);
+            }
+        }
+    }
+}
+
+/// Whether `assertion` is an optimistic-concurrency check (a version or value
+/// comparison) whose failure means another writer got there first.
+fn is_optimistic_check(assertion: &Assertion) -> bool {
+    match assertion {
+        Assertion::KvVersionEquals { .. }
+        | Assertion::RowVersionEquals { .. }
+        | Assertion::KvValueEquals { .. }
+        | Assertion::KvCompare { .. }
+        | Assertion::ColumnEquals { .. }
+        | Assertion::ColumnCompare { .. } => true,
+        Assertion::All(list) | Assertion::Any(list) => list.iter().any(is_optimistic_check),
+        Assertion::Not(inner) => is_optimistic_check(inner),
+        _ => false,
+    }
+}
+
 impl Owner for Sequencer {
     const NAME: &'static str = "sequencer";
 
@@ -287,11 +379,26 @@ impl Ask<Sequencer> for Commit {
         #[cfg(feature = "observability")]
         let _span =
             tracing::trace_span!("aedb.commit.sequence", finality = ?self.finality).entered();
+        // Checked when the commit leaves the mailbox: one that waited past its
+        // deadline is refused before anything is applied.
+        if self.deadline.is_some_and(|d| Instant::now() > d) {
+            sequencer.metrics.count_error(ErrorCause::Timeout);
+            self.reply.complete(Err(CommitError::Timeout));
+            return;
+        }
         if let Some((reply, answer)) =
             sequencer.sequence(&self.request, self.finality, &self.authority, self.reply)
         {
             reply.complete(answer);
         }
+    }
+}
+
+impl Ask<Sequencer> for SetWriteFreeze {
+    type Reply = ();
+
+    fn handle(self, sequencer: &mut Sequencer) {
+        sequencer.set_write_freeze(self.freeze, self.reply);
     }
 }
 

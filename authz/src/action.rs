@@ -131,6 +131,10 @@ pub enum Action<'a> {
     ReadAudit,
     /// Issue or revoke caller session profiles (global).
     ManageSessions,
+    /// Freeze or unfreeze all writes (global).
+    FreezeWrites,
+    /// Change the commit admission rate limits (global).
+    SetRateLimits,
 }
 
 impl<'a> Action<'a> {
@@ -162,6 +166,8 @@ impl<'a> Action<'a> {
                 | Action::ReadMetrics
                 | Action::ReadAudit
                 | Action::ManageSessions
+                | Action::FreezeWrites
+                | Action::SetRateLimits
         )
     }
 
@@ -184,6 +190,8 @@ impl<'a> Action<'a> {
             Action::ReadMetrics => "read_metrics",
             Action::ReadAudit => "read_audit",
             Action::ManageSessions => "manage_sessions",
+            Action::FreezeWrites => "freeze_writes",
+            Action::SetRateLimits => "set_rate_limits",
         }
     }
 

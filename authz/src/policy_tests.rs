@@ -52,13 +52,15 @@ fn allowed(snap: &PolicySnapshot, who: &CallerId, action: Action<'_>) -> bool {
     snap.check(who, &action).is_ok()
 }
 
-const GLOBAL_ACTIONS: [Action<'static>; 6] = [
+const GLOBAL_ACTIONS: [Action<'static>; 8] = [
     Action::Checkpoint,
     Action::Backup,
     Action::RotateKeys,
     Action::ReadMetrics,
     Action::ReadAudit,
     Action::ManageSessions,
+    Action::FreezeWrites,
+    Action::SetRateLimits,
 ];
 
 /// One action of every kind, targeting `n` / `t`.

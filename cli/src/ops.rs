@@ -131,7 +131,7 @@ fn bar(global: &Global, what: &str) -> ProgressBar {
     bar
 }
 
-fn emit(global: &Global, value: Value, text: impl FnOnce() -> String) {
+pub(crate) fn emit(global: &Global, value: Value, text: impl FnOnce() -> String) {
     if global.json {
         println!("{value}");
     } else {
@@ -333,9 +333,10 @@ fn report_json(r: &BackupReport) -> Value {
     })
 }
 
-/// Opens a stopped data directory for a backup: plainly, or — for a secure database —
-/// as `caller` (who needs `GlobalAdmin`; the backup is then checked and audited).
-fn open_for_backup(
+/// Opens a stopped data directory for an administrative command (backup, freeze):
+/// plainly, or — for a secure database — as `caller` (who needs `GlobalAdmin`; the
+/// command is then checked and audited).
+pub(crate) fn open_admin(
     dir: &Path,
     caller: Option<&str>,
     global: &Global,
@@ -394,13 +395,13 @@ fn run_backup(
 pub fn backup(cmd: BackupCmd, global: &Global) -> Result<(), CliError> {
     match cmd {
         BackupCmd::Full(args) => {
-            let (db, caller) = open_for_backup(&args.data_dir, args.caller.as_deref(), global)?;
+            let (db, caller) = open_admin(&args.data_dir, args.caller.as_deref(), global)?;
             run_backup(global, db, "full backup", |db, progress| {
                 db.backup_full_as(&caller, &args.out, progress)
             })
         }
         BackupCmd::Incremental(args) => {
-            let (db, caller) = open_for_backup(&args.data_dir, args.caller.as_deref(), global)?;
+            let (db, caller) = open_admin(&args.data_dir, args.caller.as_deref(), global)?;
             run_backup(global, db, "incremental backup", |db, progress| {
                 db.backup_incremental_as(&caller, &args.out, &args.parent, progress)
             })
@@ -529,6 +530,25 @@ pub fn inspect(args: DataDirArg, global: &Global) -> Result<(), CliError> {
     let i = offline::inspect(&args.data_dir, &config(global, Some(&args.data_dir))?)
         .map_err(offline_err)?;
     let live = &i.manifest.live;
+    // The freeze is in the database's state: recovered read-only, best effort (a
+    // directory that does not verify still inspects).
+    let freeze = offline::verify_data_dir(&args.data_dir, &config(global, Some(&args.data_dir))?)
+        .map(|v| aedb::write_freeze_of(&v.state));
+    let freeze_json = match &freeze {
+        Ok(Some(f)) => {
+            json!({"frozen": true, "by": f.by, "reason": f.reason, "since_unix_millis": f.since_unix_millis})
+        }
+        Ok(None) => json!({"frozen": false}),
+        Err(e) => json!({"frozen": null, "error": e.to_string()}),
+    };
+    let freeze_text = match &freeze {
+        Ok(Some(f)) => format!(
+            "write freeze: FROZEN by {} since {} ms after the epoch: {}",
+            f.by, f.since_unix_millis, f.reason
+        ),
+        Ok(None) => "write freeze: not frozen".to_owned(),
+        Err(e) => format!("write freeze: unknown (the state does not verify: {e})"),
+    };
     let records: Vec<String> = i.manifest.records.iter().map(ToString::to_string).collect();
     let epochs: Vec<Value> = live
         .key_epochs()
@@ -572,6 +592,7 @@ pub fn inspect(args: DataDirArg, global: &Global) -> Result<(), CliError> {
             "wal_segments": segments,
             "key_epochs": epochs,
             "backups": live.backups().len(),
+            "write_freeze": freeze_json,
         }),
         || {
             let mut out = format!(
@@ -621,6 +642,8 @@ pub fn inspect(args: DataDirArg, global: &Global) -> Result<(), CliError> {
                     .map_or("none".to_owned(), |(l, _)| l.to_string()),
                 live.backups().len()
             ));
+            out.push('\n');
+            out.push_str(&freeze_text);
             out
         },
     );

@@ -615,3 +615,113 @@ fn the_demo_directory_works_without_key_options() {
         "the environment wins over the file beside the directory"
     );
 }
+
+#[test]
+fn freeze_and_unfreeze_round_trip_on_an_offline_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    make_db(&dir, 0, 3);
+    let config = || AedbConfig::production(KEY).with_checkpoint_key(DATA_KEY);
+    let ns = Namespace::parse("p", "s").unwrap();
+
+    let o = aedb(&[
+        "freeze",
+        "--data-dir",
+        s(&dir),
+        "--reason",
+        "incident 9",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["frozen"], true);
+    let o = aedb(&["inspect", "--data-dir", s(&dir), "--json"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["write_freeze"]["frozen"], true);
+    assert_eq!(json(&o)["write_freeze"]["reason"], "incident 9");
+    let o = aedb(&["inspect", "--data-dir", s(&dir)]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("write freeze: FROZEN by aedb-cli"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // The offline checks still pass on a frozen directory.
+    let o = aedb(&["check", "invariants", "--data-dir", s(&dir)]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
+    {
+        let db = AedbInstance::open(&dir, config()).unwrap();
+        let e = db.kv_put(&ns, "k", "v").unwrap_err();
+        assert_eq!(e.code(), "commit.frozen");
+        assert_eq!(
+            db.snapshot()
+                .unwrap()
+                .kv_get(&ns, b"k0")
+                .unwrap()
+                .unwrap()
+                .value
+                .as_bytes(),
+            b"v0"
+        );
+        db.shutdown().unwrap();
+    }
+
+    let o = aedb(&["unfreeze", "--data-dir", s(&dir), "--json"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["was_frozen"], true);
+    let o = aedb(&["inspect", "--data-dir", s(&dir), "--json"]);
+    assert_eq!(json(&o)["write_freeze"]["frozen"], false);
+    let db = AedbInstance::open(&dir, config()).unwrap();
+    db.kv_put(&ns, "k", "v").unwrap();
+    db.shutdown().unwrap();
+
+    // An empty reason is refused without touching the directory.
+    let o = aedb(&["freeze", "--data-dir", s(&dir), "--reason", ""]);
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn freezing_a_secure_directory_needs_a_global_admin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let root = aedb::CallerId::new("root").unwrap();
+    let config = || AedbConfig::production(KEY).with_checkpoint_key(DATA_KEY);
+    AedbInstance::open_secure(&dir, config(), aedb::SecureConfig::new(root.clone()))
+        .unwrap()
+        .shutdown()
+        .unwrap();
+    let o = aedb(&["freeze", "--data-dir", s(&dir), "--reason", "r"]);
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = aedb(&[
+        "freeze",
+        "--data-dir",
+        s(&dir),
+        "--reason",
+        "r",
+        "--caller",
+        "mallory",
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("permission denied"));
+    let o = aedb(&[
+        "freeze",
+        "--data-dir",
+        s(&dir),
+        "--reason",
+        "r",
+        "--caller",
+        "root",
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    {
+        let db = AedbInstance::open_secure(&dir, config(), aedb::SecureConfig::new(root.clone()))
+            .unwrap();
+        assert_eq!(db.write_freeze().unwrap().by, "root");
+        let rows = db.audit_rows_as(&root, aedb::AuditTable::Authz).unwrap();
+        assert!(
+            rows.iter()
+                .any(|r| r.kind == "write_freeze" && r.subject == "r")
+        );
+        db.shutdown().unwrap();
+    }
+    let o = aedb(&["unfreeze", "--data-dir", s(&dir), "--caller", "root"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+}

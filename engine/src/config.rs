@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use aedb_actors::{CheckpointPolicy, Finality, Keyring};
+use aedb_actors::{CheckpointPolicy, Finality, Keyring, RateLimit, RateLimitError, RateLimits};
 use aedb_fs::{RealFs, SharedFs};
 use aedb_keys::{InMemoryKeyProvider, KeyProvider};
 
@@ -82,6 +82,7 @@ pub struct AedbConfig {
     pub(crate) wal_queue: usize,
     pub(crate) max_batch: usize,
     pub(crate) backup_bytes_per_sec: Option<u64>,
+    pub(crate) rate_limits: RateLimits,
     pub(crate) fs: SharedFs,
 }
 
@@ -97,6 +98,7 @@ impl AedbConfig {
             },
             manifest_compact_after: 4096,
             backup_bytes_per_sec: None,
+            rate_limits: RateLimits::new(),
             default_finality: Finality::Durable,
             recovery: Recovery::Strict,
             fsync: true,
@@ -178,6 +180,59 @@ impl AedbConfig {
     /// backup leaves the disk and CPU to the commit path; unlimited by default.
     pub fn backup_rate_limit(mut self, bytes_per_sec: u64) -> Self {
         self.backup_bytes_per_sec = Some(bytes_per_sec);
+        self
+    }
+
+    /// Commit admission limits (token buckets on commits per second: global, per
+    /// project, per caller), replacing any set before; none by default. Over a limit,
+    /// `commit` waits up to the limits' `max_wait` and `try_commit` fails at once, both
+    /// with `CommitError::RateLimited` (code `commit.rate_limited`, class Retryable).
+    /// The engine's own commits (audit rows, policy) are never limited. An admin can
+    /// change them at run time (`AedbInstance::set_rate_limits_as`). Zero or absurd
+    /// values are refused by [`AedbConfig::validate`] ([`ConfigError::CommitRateLimit`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aedb::{AedbConfig, RateLimit, RateLimits};
+    /// let config = AedbConfig::production([7u8; 32]).commit_rate_limits(
+    ///     RateLimits::new()
+    ///         .global(RateLimit::per_second(20_000))
+    ///         .per_project(RateLimit::per_second(5_000).burst(200))
+    ///         .max_wait(Duration::from_millis(20)),
+    /// );
+    /// assert!(config.validate().is_ok());
+    /// let zero = AedbConfig::production([7u8; 32]).global_commit_rate_limit(RateLimit::per_second(0));
+    /// assert!(zero.validate().is_err());
+    /// ```
+    pub fn commit_rate_limits(mut self, limits: RateLimits) -> Self {
+        self.rate_limits = limits;
+        self
+    }
+
+    /// Limits all commits together (see [`AedbConfig::commit_rate_limits`]).
+    pub fn global_commit_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limits = self.rate_limits.global(limit);
+        self
+    }
+
+    /// Limits the commits of each project separately (see
+    /// [`AedbConfig::commit_rate_limits`]).
+    pub fn per_project_commit_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limits = self.rate_limits.per_project(limit);
+        self
+    }
+
+    /// Limits each authenticated caller's commits separately (see
+    /// [`AedbConfig::commit_rate_limits`]).
+    pub fn per_caller_commit_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limits = self.rate_limits.per_caller(limit);
+        self
+    }
+
+    /// Longest a waiting commit waits for a rate-limit token (default 100 ms, at most
+    /// 60 s).
+    pub fn commit_admission_wait(mut self, wait: Duration) -> Self {
+        self.rate_limits = self.rate_limits.max_wait(wait);
         self
     }
 
@@ -326,6 +381,9 @@ impl AedbConfig {
                 self.backup_bytes_per_sec.unwrap_or(0),
             ));
         }
+        self.rate_limits
+            .validate()
+            .map_err(ConfigError::CommitRateLimit)?;
         if self.checkpoints.wal_bytes == 0 {
             return Err(ConfigError::CheckpointWalBytes);
         }
@@ -364,6 +422,7 @@ impl fmt::Debug for AedbConfig {
             .field("sequencer_queue", &self.sequencer_queue)
             .field("wal_queue", &self.wal_queue)
             .field("max_batch", &self.max_batch)
+            .field("rate_limits", &self.rate_limits)
             .field("fs", &self.fs)
             .finish()
     }
@@ -402,6 +461,9 @@ pub enum ConfigError {
     /// `backup_rate_limit` below 1 MiB/s.
     #[error("backup_rate_limit {0} bytes/s is too low: use at least 1 MiB/s")]
     BackupRateLimit(u64),
+    /// A commit rate limit is zero, absurd or out of range.
+    #[error(transparent)]
+    CommitRateLimit(RateLimitError),
     /// `open_production` needs a durable-by-default, fsyncing, strict configuration
     /// with a manifest key (`AedbConfig::production(key)`).
     #[error("open_production refuses this configuration: {0}")]
@@ -460,6 +522,18 @@ mod tests {
                 .validate(),
             Err(ConfigError::LenientRecoveryOutsideDevelopment)
         );
+        for bad in [
+            d().global_commit_rate_limit(RateLimit::per_second(0)),
+            d().per_project_commit_rate_limit(RateLimit::new(1, Duration::ZERO)),
+            d().per_caller_commit_rate_limit(RateLimit::per_second(u64::MAX)),
+            d().global_commit_rate_limit(RateLimit::per_second(10).burst(0)),
+            d().commit_admission_wait(Duration::from_secs(3600)),
+        ] {
+            assert!(
+                matches!(bad.validate(), Err(ConfigError::CommitRateLimit(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

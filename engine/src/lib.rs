@@ -75,6 +75,7 @@ mod golden;
 pub mod limits;
 mod lock;
 pub mod offline;
+mod operations;
 pub mod parity;
 mod secure;
 mod snapshot;
@@ -87,7 +88,8 @@ use aedb_actors::{Admission, Authority, Pipeline, PipelineConfig, Request};
 use aedb_wal::{RecoveryMode, SyncPolicy, WalConfig};
 
 pub use aedb_actors::{
-    CommitOutcome, ErrorCounts, Finality, HistogramSnapshot, OperationalMetrics,
+    CommitOutcome, ErrorCounts, Finality, HistogramSnapshot, OperationalMetrics, ProjectAdmission,
+    RateLimit, RateLimitError, RateLimits, WriteFreeze,
 };
 pub use aedb_model::{
     Assertion, ColumnDef, ColumnName, ColumnType, CompareOp, Ddl, Direction, IdempotencyKey,
@@ -104,10 +106,12 @@ pub use backup::{
 pub use config::{AedbConfig, Profile, Recovery};
 pub use error::{
     ApplyError, AuditExportError, CommitError, CommitErrorExt, ConfigError, Error, ErrorClass,
-    LimitError, LockError, NameError, OpenError, ReadError, SecurityError, StartError, UsageError,
+    FreezeReasonError, LimitError, LockError, NameError, OpenError, ReadError, SecurityError,
+    StartError, UsageError,
 };
 pub use golden::{GoldenCapsule, GoldenMismatch, golden_capsules};
 pub use offline::OfflineError;
+pub use operations::write_freeze_of;
 pub use snapshot::ReadSnapshot;
 
 use lock::DirLock;
@@ -284,6 +288,7 @@ impl AedbInstance {
         let backup_keys = config.backup_key_provider().map_err(StartError::from)?;
         let keyring = pipeline_config.keyring.clone();
         let (mut pipeline, recovered) = Pipeline::start(&dir, pipeline_config)?;
+        pipeline.set_rate_limits(config.rate_limits.clone());
         let security = match secure {
             None if pipeline
                 .snapshot()
@@ -466,7 +471,7 @@ impl AedbInstance {
             .await
     }
 
-    /// The one commit path of the anonymous and `*_as` forms.
+    /// The commit path of the anonymous and `*_as` forms without a deadline.
     fn commit_by(
         &self,
         who: Who<'_>,
@@ -474,12 +479,26 @@ impl AedbInstance {
         finality: Finality,
         admission: Admission,
     ) -> Result<CommitOutcome, Error> {
+        self.commit_until_by(who, tx, finality, admission, None)
+    }
+
+    /// The one commit path of the anonymous and `*_as` forms: refused with
+    /// [`CommitError::Timeout`] if the Sequencer dequeues it after `deadline`.
+    fn commit_until_by(
+        &self,
+        who: Who<'_>,
+        tx: Transaction,
+        finality: Finality,
+        admission: Admission,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<CommitOutcome, Error> {
         self.authorize_commit(who, &tx)?;
-        let result = self.pipeline.submit(
+        let result = self.pipeline.submit_until(
             who.authority(),
             Request::Transaction(tx),
             finality,
             admission,
+            deadline,
         );
         self.audit_outcome(who, &result);
         Ok(result?)

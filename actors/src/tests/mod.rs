@@ -129,6 +129,7 @@ impl SequencerRig {
             committer: Committer {
                 sequencer: sequencer.addr().clone(),
                 metrics: metrics.clone(),
+                limiter: Default::default(),
             },
             sequencer,
             snapshots,

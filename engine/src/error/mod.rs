@@ -7,6 +7,7 @@ pub use aedb_actors::{CommitError, StartError};
 pub use aedb_model::{ApplyError, LimitError, NameError, ReadError};
 
 use aedb_actors::CheckpointFailure;
+pub use aedb_actors::FreezeReasonError;
 use aedb_actors::audit::AuditChainError;
 use aedb_actors::authz_actor::{AuthzFailure, PolicyLoadError};
 use aedb_authz::{AccessError, AuthzError};
@@ -206,6 +207,10 @@ impl std::fmt::Display for ErrorClass {
 /// | `name.invalid` | InvalidInput | a project, scope, table or column name is invalid |
 /// | `limit.exceeded` | InvalidInput | a key, value or idempotency key breaks a size limit |
 /// | `commit.busy` | Retryable | the commit queue is full (`try_commit`) |
+/// | `commit.frozen` | Retryable | writes are frozen (`freeze_writes_as`); nothing was applied |
+/// | `commit.rate_limited` | Retryable | the commit admission rate limit is exhausted; nothing was sequenced |
+/// | `commit.timeout` | Retryable | the commit's deadline passed before it was sequenced; nothing was applied |
+/// | `freeze.invalid_reason` | InvalidInput | a freeze reason is empty or longer than 1024 bytes |
 /// | `commit.assertion_failed` | Conflict | an assertion failed (now, or in the original commit of an idempotent retry) |
 /// | `commit.already_seen` | Conflict | the idempotency key was used by a commit that did not fail an assertion |
 /// | `commit.conflict` | Conflict | the data refuses the change (overflow, underflow, duplicate key, already exists) |
@@ -308,6 +313,9 @@ pub enum Error {
     /// An audit export does not read or verify.
     #[error(transparent)]
     AuditExport(#[from] AuditExportError),
+    /// A write-freeze reason is empty or too long.
+    #[error(transparent)]
+    FreezeReason(#[from] FreezeReasonError),
     /// A file could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -433,6 +441,7 @@ impl Error {
             Error::Backup(e) => backup_code(e),
             Error::Offline(e) => offline_code(e),
             Error::AuditExport(e) => audit_export_code(e),
+            Error::FreezeReason(_) => ("freeze.invalid_reason", C::InvalidInput),
             Error::Io { .. } => ("io", C::Io),
         }
     }
@@ -493,6 +502,9 @@ fn commit_code(e: &CommitError) -> (&'static str, ErrorClass) {
         },
         CommitError::TooLarge { .. } => ("commit.too_large", C::InvalidInput),
         CommitError::Busy => ("commit.busy", C::Retryable),
+        CommitError::Frozen => ("commit.frozen", C::Retryable),
+        CommitError::RateLimited { .. } => ("commit.rate_limited", C::Retryable),
+        CommitError::Timeout => ("commit.timeout", C::Retryable),
         CommitError::Wal(_) => ("commit.in_doubt", C::Io),
         CommitError::FailStopped => ("commit.fail_stopped", C::Closed),
         CommitError::Closed => ("commit.closed", C::Closed),
@@ -674,6 +686,29 @@ mod tests {
                 CheckpointFailure::Closed.into(),
                 "checkpoint.closed",
                 ErrorClass::Closed,
+            ),
+            (
+                CommitError::Frozen.into(),
+                "commit.frozen",
+                ErrorClass::Retryable,
+            ),
+            (
+                CommitError::RateLimited {
+                    retry_after: std::time::Duration::from_millis(5),
+                }
+                .into(),
+                "commit.rate_limited",
+                ErrorClass::Retryable,
+            ),
+            (
+                CommitError::Timeout.into(),
+                "commit.timeout",
+                ErrorClass::Retryable,
+            ),
+            (
+                FreezeReasonError { len: 0 }.into(),
+                "freeze.invalid_reason",
+                ErrorClass::InvalidInput,
             ),
             (
                 Error::Usage(UsageError::SessionsDisabled),

@@ -1,0 +1,69 @@
+//! Incident-response commands on a stopped data directory: `aedb freeze` and
+//! `aedb unfreeze` (the security runbook's "freeze writes"). Each opens the directory
+//! with the engine's public API (a secure database as `--caller`, a GlobalAdmin),
+//! records or lifts the durable write freeze (audited), and closes it again.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::ops::{emit, open_admin};
+use crate::{CliError, Global};
+
+/// Arguments of `freeze`.
+#[derive(clap::Args)]
+pub struct FreezeArgs {
+    /// The data directory (must not be open by another process).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Why writes are frozen (1 ..= 1024 bytes; stored and audited, so no secrets).
+    #[arg(long)]
+    reason: String,
+    /// For a secure database: the caller that freezes (needs `GlobalAdmin`; audited).
+    #[arg(long, value_name = "NAME")]
+    caller: Option<String>,
+}
+
+/// Arguments of `unfreeze`.
+#[derive(clap::Args)]
+pub struct UnfreezeArgs {
+    /// The data directory (must not be open by another process).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// For a secure database: the caller that lifts the freeze (needs `GlobalAdmin`).
+    #[arg(long, value_name = "NAME")]
+    caller: Option<String>,
+}
+
+/// Runs `freeze`: every commit is refused (`commit.frozen`) from now on, across
+/// restarts, until `unfreeze`.
+pub fn freeze(args: FreezeArgs, global: &Global) -> Result<(), CliError> {
+    let (db, caller) = open_admin(&args.data_dir, args.caller.as_deref(), global)?;
+    let result = db.freeze_writes_as(&caller, &args.reason);
+    db.shutdown()?;
+    let lsn = result?;
+    emit(
+        global,
+        json!({"ok": true, "frozen": true, "lsn": lsn.get(), "by": caller.as_str(), "reason": args.reason}),
+        || format!("writes frozen at lsn {lsn} by {caller}: {}", args.reason),
+    );
+    Ok(())
+}
+
+/// Runs `unfreeze`.
+pub fn unfreeze(args: UnfreezeArgs, global: &Global) -> Result<(), CliError> {
+    let (db, caller) = open_admin(&args.data_dir, args.caller.as_deref(), global)?;
+    let was = db.write_freeze();
+    let result = db.unfreeze_writes_as(&caller);
+    db.shutdown()?;
+    let lsn = result?;
+    emit(
+        global,
+        json!({"ok": true, "frozen": false, "lsn": lsn.get(), "was_frozen": was.is_some()}),
+        || match was {
+            Some(_) => format!("writes unfrozen at lsn {lsn} by {caller}"),
+            None => "writes were not frozen".to_owned(),
+        },
+    );
+    Ok(())
+}
