@@ -74,7 +74,11 @@ mod wal_writer;
 #[cfg(test)]
 mod tests;
 
-pub use checkpoint_sealer::{CheckpointFailure, CheckpointPolicy, CheckpointReport};
+pub use checkpoint_sealer::{
+    CaptureFailure, CaptureView, CapturedCheckpoint, CheckpointFailure, CheckpointPolicy,
+    CheckpointReport,
+};
+pub use manifest_chain::ManifestCopy;
 pub use commit::{Authority, CommitOutcome, Finality, Request};
 pub use committer::{Admission, Committer};
 pub use error::{CheckpointLoadError, CommitError, FrameReplayError, StartError};

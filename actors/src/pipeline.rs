@@ -22,7 +22,7 @@ use aedb_wal::{RecoveredWal, RecoveryMode, WalConfig};
 
 use crate::actor::{self, Running};
 use crate::checkpoint_sealer::{
-    CheckpointFailure, CheckpointPolicy, CheckpointReport, Rotate, SealNow, Sealer, SealerContext,
+    Capture, CaptureFailure, CaptureView, CheckpointFailure, CheckpointPolicy, CheckpointReport, Rotate, SealNow, Sealer, SealerContext,
 };
 use crate::commit::{Authority, CommitOutcome, Finality, Request};
 use crate::committer::{Admission, Committer};
@@ -261,6 +261,16 @@ impl Pipeline {
             .wait()
             .map_err(|_| CheckpointFailure::Closed)?
             .map_err(|e| CheckpointFailure::Wal(e.to_string()))
+    }
+
+    /// Pins a consistent set of the data directory's files for a forensic capture: a
+    /// copy of the manifest, open handles on its checkpoints, and the WAL opened at a
+    /// barrier after it (see [`CaptureView`]). Commits continue meanwhile.
+    pub fn capture_view(&self) -> Result<CaptureView, CaptureFailure> {
+        self.sealer
+            .addr()
+            .ask(Capture)
+            .map_err(|_| CaptureFailure::Pipeline(CheckpointFailure::Closed))?
     }
 
     /// A copy of the live state the manifest describes (checkpoints, sealed segments,

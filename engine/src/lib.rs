@@ -98,8 +98,8 @@ pub use aedb_model::{
 pub use aedb_types::Lsn;
 pub use aedb_wal::{FaultInjector, FaultKind, FaultMode, FaultPoint, RecoveredWal};
 pub use backup::{
-    BackupError, BackupKind, BackupManifest, BackupReport, RestoreOptions, RestoreReport,
-    restore_from_backup_chain,
+    BackupError, BackupKind, BackupManifest, BackupReport, CaptureReport, RestoreOptions,
+    RestoreReport, capture_offline, restore_from_backup_chain, verify_capture,
 };
 pub use config::{AedbConfig, Profile, Recovery};
 pub use error::{

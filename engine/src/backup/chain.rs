@@ -34,7 +34,17 @@ pub(super) fn read_backup_with(
     dir: &Path,
     provider: &dyn KeyProvider,
 ) -> Result<VerifiedBackup, BackupError> {
-    let path = dir.join(BACKUP_MANIFEST_FILE);
+    read_listing_with(fs, dir, BACKUP_MANIFEST_FILE, provider)
+}
+
+/// Reads `<dir>/<file>` (a `BACKUP` or a capture's `CAPTURE`) and authenticates it.
+pub(super) fn read_listing_with(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    file: &str,
+    provider: &dyn KeyProvider,
+) -> Result<VerifiedBackup, BackupError> {
+    let path = dir.join(file);
     let bytes = match aedb_fs::read_file(fs, &path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

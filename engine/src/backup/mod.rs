@@ -19,6 +19,7 @@
 //! a target LSN, and writes a fresh data directory (same database id, a new checkpoint
 //! at the restored LSN, an empty WAL continuing after it) that opens normally.
 
+mod capture;
 mod chain;
 mod error;
 mod manifest;
@@ -55,6 +56,7 @@ use crate::{AedbConfig, AedbInstance, Error, Who};
 /// The derivation context of the backup-manifest MAC key.
 pub const BACKUP_KEY_CONTEXT: &[u8] = b"aedb backup manifest v1";
 
+pub use capture::{CAPTURE_LISTING_FILE, CaptureReport, capture_offline, verify_capture};
 pub use chain::{VerifiedBackup, read_backup, verify_backup_chain, verify_chain_manifests};
 pub use error::{
     BackupError, ChainBreak, ChainOrder, KeyMismatch, RetiredWal, Tamper, WriteFailure,
