@@ -1,7 +1,7 @@
 //! The `aedb` command-line tool (crate `aedb-cli`, binary `aedb`).
 //!
 //! This crate owns the operator's commands: `demo`, `check`, `verify`, `backup`,
-//! `restore`, `inspect` and `audit`, their arguments (clap), progress bars (indicatif),
+//! `restore`, `inspect`, `audit` and `capture`, their arguments (clap), progress bars (indicatif),
 //! text and `--json` output, and how keys reach them (`keys.rs`). It does **not** own any
 //! engine logic: every command calls the public API of the `aedb` library (`aedb::offline`,
 //! `aedb::backup`, `AedbInstance`), which has no CLI dependencies.
@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod capture;
 mod demo;
 mod keys;
 mod ops;
@@ -70,6 +71,9 @@ enum Command {
     /// Export or verify the audit tables (JSON lines, HMAC-chained).
     #[command(subcommand)]
     Audit(ops::AuditCmd),
+    /// Forensic capture of a stopped data directory (manifest, checkpoints, WAL, with an
+    /// authenticated SHA-256 listing), or verify one with --verify.
+    Capture(capture::CaptureArgs),
 }
 
 /// Default data directory of the demo, relative to the working directory.
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => ops::restore(args, &global),
         Command::Inspect(args) => ops::inspect(args, &global),
         Command::Audit(cmd) => ops::audit(cmd, &global),
+        Command::Capture(args) => capture::run(args, &global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

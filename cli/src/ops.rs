@@ -117,7 +117,7 @@ pub struct RestoreArgs {
     target_lsn: Option<u64>,
 }
 
-fn bar(global: &Global, what: &str) -> ProgressBar {
+pub(crate) fn bar(global: &Global, what: &str) -> ProgressBar {
     if global.json {
         return ProgressBar::hidden();
     }
@@ -131,7 +131,7 @@ fn bar(global: &Global, what: &str) -> ProgressBar {
     bar
 }
 
-fn emit(global: &Global, value: Value, text: impl FnOnce() -> String) {
+pub(crate) fn emit(global: &Global, value: Value, text: impl FnOnce() -> String) {
     if global.json {
         println!("{value}");
     } else {
@@ -141,7 +141,7 @@ fn emit(global: &Global, value: Value, text: impl FnOnce() -> String) {
 
 /// The configuration for a command on `data_dir` (whose `<data-dir>.key` is the
 /// fallback key file), or on no data directory (`None`: backups, exports).
-fn config(global: &Global, data_dir: Option<&Path>) -> Result<AedbConfig, CliError> {
+pub(crate) fn config(global: &Global, data_dir: Option<&Path>) -> Result<AedbConfig, CliError> {
     keys::config(global.key_file.as_deref(), data_dir)
 }
 
@@ -302,7 +302,7 @@ pub fn verify(args: DataDirArg, global: &Global) -> Result<(), CliError> {
     Ok(())
 }
 
-fn backup_err(e: aedb::Error) -> CliError {
+pub(crate) fn backup_err(e: aedb::Error) -> CliError {
     use backup::BackupError as B;
     match e {
         aedb::Error::Backup(
