@@ -129,6 +129,12 @@ pub struct CapturedCheckpoint {
     pub file: Arc<dyn aedb_fs::DiskFile>,
 }
 
+/// Open every WAL segment at a barrier ([`crate::WalBackupView`]) for a hot backup
+/// taken through a [`crate::BackupPort`]: asked of the sealer, so the port holds no
+/// sender of the WAL mailbox (which would keep the WAL writer alive past shutdown).
+#[derive(Debug)]
+pub struct WalView;
+
 /// Why a [`Capture`] failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -236,6 +242,16 @@ impl Ask<Sealer> for Capture {
 
     fn handle(self, sealer: &mut Sealer) -> Self::Reply {
         sealer.capture()
+    }
+}
+
+impl Ask<Sealer> for WalView {
+    type Reply = Result<crate::wal_writer::WalBackupView, CheckpointFailure>;
+
+    fn handle(self, sealer: &mut Sealer) -> Self::Reply {
+        sealer
+            .wal_control(|reply| WalControl::BackupView { reply })?
+            .map_err(|e| CheckpointFailure::Wal(e.to_string()))
     }
 }
 

@@ -84,6 +84,6 @@ pub use committer::{Admission, Committer};
 pub use error::{CheckpointLoadError, CommitError, FrameReplayError, StartError};
 pub use keyring::{EpochTable, Keyring};
 pub use metrics::{ErrorCounts, HistogramSnapshot, OperationalMetrics};
-pub use pipeline::{Pipeline, PipelineConfig};
+pub use pipeline::{BackupPort, Pipeline, PipelineConfig};
 pub use recovery::WAL_DIR;
 pub use wal_writer::WalBackupView;

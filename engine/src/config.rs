@@ -82,6 +82,7 @@ pub struct AedbConfig {
     pub(crate) wal_queue: usize,
     pub(crate) max_batch: usize,
     pub(crate) backup_bytes_per_sec: Option<u64>,
+    pub(crate) backup_policy: Option<crate::backup::BackupPolicy>,
     pub(crate) fs: SharedFs,
 }
 
@@ -97,6 +98,7 @@ impl AedbConfig {
             },
             manifest_compact_after: 4096,
             backup_bytes_per_sec: None,
+            backup_policy: None,
             default_finality: Finality::Durable,
             recovery: Recovery::Strict,
             fsync: true,
@@ -313,6 +315,9 @@ impl AedbConfig {
                 return Err(ConfigError::QueueBound { name, bound });
             }
         }
+        if let Some(policy) = &self.backup_policy {
+            crate::backup::check_policy(policy)?;
+        }
         if self.manifest_compact_after < 16 {
             return Err(ConfigError::ManifestCompactAfter(
                 self.manifest_compact_after,
@@ -373,6 +378,9 @@ impl fmt::Debug for AedbConfig {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// A backup policy knob is out of range.
+    #[error("backup_policy: {0}")]
+    BackupPolicy(&'static str),
     /// Segment size outside 64 KiB ..= 4 GiB.
     #[error("segment_size {0} bytes is out of range: use 64 KiB ..= 4 GiB")]
     SegmentSize(u64),

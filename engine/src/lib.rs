@@ -150,6 +150,8 @@ pub fn describe_metrics() {
 /// Writes go through the single-writer pipeline; reads use [`AedbInstance::snapshot`]
 /// on the caller's thread.
 pub struct AedbInstance {
+    /// The backup policy's scheduler; first, so it stops before the pipeline drops.
+    backup_scheduler: Option<backup::RunningScheduler>,
     pipeline: Pipeline,
     dir: PathBuf,
     default_finality: Finality,
@@ -157,7 +159,7 @@ pub struct AedbInstance {
     recovered: RecoveredWal,
     backup_keys: Arc<dyn KeyProvider>,
     /// Backup copy rate limit in bytes per second (0: unlimited).
-    backup_rate: std::sync::atomic::AtomicU64,
+    backup_rate: Arc<std::sync::atomic::AtomicU64>,
     security: Option<Security>,
     fs: aedb_fs::SharedFs,
     _lock: DirLock,
@@ -301,9 +303,10 @@ impl AedbInstance {
                 }
             },
         };
-        Ok(AedbInstance {
+        let mut db = AedbInstance {
+            backup_scheduler: None,
             backup_keys,
-            backup_rate: config.backup_bytes_per_sec.unwrap_or(0).into(),
+            backup_rate: Arc::new(config.backup_bytes_per_sec.unwrap_or(0).into()),
             pipeline,
             dir,
             default_finality: config.default_finality,
@@ -312,7 +315,17 @@ impl AedbInstance {
             security,
             fs: config.fs.clone(),
             _lock: lock,
-        })
+        };
+        if let Some(policy) = &config.backup_policy {
+            let scheduler = backup::start_scheduler(&db, policy.clone(), &config).map_err(
+                |source| StartError::Thread {
+                    what: "backup-policy",
+                    source,
+                },
+            )?;
+            db.backup_scheduler = Some(scheduler);
+        }
+        Ok(db)
     }
 
     /// Changes the hot-backup copy rate limit (`None`: unlimited; at least 1 MiB/s),
@@ -1116,6 +1129,9 @@ impl AedbInstance {
 
     /// Flushes everything, stops the actors and releases the directory lock.
     pub fn shutdown(mut self) -> Result<(), Error> {
+        if let Some(mut scheduler) = self.backup_scheduler.take() {
+            scheduler.stop();
+        }
         if let Some(security) = self.security.take() {
             security.stop();
         }
