@@ -166,7 +166,7 @@ pub(crate) fn start_scheduler(
     verify.data_provider = config.data_provider.clone();
     verify.fs = config.fs.clone();
     let status = Arc::new(Mutex::new(BackupPolicyStatus::default()));
-    let scheduler = BackupScheduler {
+    let mut scheduler = BackupScheduler {
         ctx: db.backup_ctx(),
         verify,
         policy,
@@ -175,6 +175,8 @@ pub(crate) fn start_scheduler(
         full_now: false,
         status: status.clone(),
     };
+    // Before the owner starts, so the status reflects the chains on disk at open.
+    scheduler.resume();
     let stats = Arc::new(aedb_actors::actor::OwnerStats::new("backup-policy"));
     let running = aedb_actors::actor::spawn(scheduler, 4, stats)?;
     Ok(RunningScheduler { running, status })
@@ -182,10 +184,6 @@ pub(crate) fn start_scheduler(
 
 impl aedb_actors::actor::Owner for BackupScheduler {
     const NAME: &'static str = "backup-policy";
-
-    fn started(&mut self) {
-        self.resume();
-    }
 
     fn tick_interval(&self) -> Option<Duration> {
         let shortest = self.policy.full_every.min(self.policy.incremental_every);
