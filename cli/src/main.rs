@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backup_list;
 mod capture;
 mod demo;
 mod keys;

@@ -50,8 +50,9 @@ pub enum BackupCmd {
     Full(FullArgs),
     /// Take an incremental backup (the WAL since the parent backup's end).
     Incremental(IncrementalArgs),
-    /// List the backups recorded in a data directory's manifest.
-    List(DataDirArg),
+    /// List the backups recorded in a data directory's manifest (--data-dir), or the
+    /// backup chains in a directory of backups with each backup's age (--dir).
+    List(crate::backup_list::ListArgs),
     /// Verify a backup chain strictly (manifest HMACs, parent links, file hashes, WAL
     /// chain and sealed-batch tags) without restoring it.
     Verify(ChainArg),
@@ -405,7 +406,16 @@ pub fn backup(cmd: BackupCmd, global: &Global) -> Result<(), CliError> {
                 db.backup_incremental_as(&caller, &args.out, &args.parent, progress)
             })
         }
-        BackupCmd::List(args) => {
+        BackupCmd::List(crate::backup_list::ListArgs {
+            dir: Some(dir),
+            data_dir: None,
+        }) => crate::backup_list::run(&dir, global),
+        BackupCmd::List(crate::backup_list::ListArgs { data_dir, .. }) => {
+            let args = DataDirArg {
+                data_dir: data_dir.ok_or_else(|| {
+                    CliError::Usage("backup list needs --data-dir or --dir".into())
+                })?,
+            };
             let i = offline::inspect(&args.data_dir, &config(global, Some(&args.data_dir))?)
                 .map_err(offline_err)?;
             let backups = i.manifest.live.backups();

@@ -647,3 +647,41 @@ fn capture_copies_a_stopped_directory_that_verify_and_check_accept() {
     );
     assert_eq!(code(&aedb(&["capture", "--data-dir", s(&data)])), 2);
 }
+
+#[test]
+fn backup_list_dir_shows_chains_and_ages() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("db");
+    make_db(&data, 0, 20);
+    let backups = dir.path().join("backups");
+    let full = backups.join("full");
+    let inc = backups.join("inc");
+    let o = aedb(&["backup", "full", "--data-dir", s(&data), "--out", s(&full)]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    make_db(&data, 20, 10);
+    let o = aedb(&[
+        "backup",
+        "incremental",
+        "--data-dir",
+        s(&data),
+        "--parent",
+        s(&full),
+        "--out",
+        s(&inc),
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = aedb(&["--json", "backup", "list", "--dir", s(&backups)]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json(&o);
+    let chains = v["chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 1, "{v}");
+    let list = chains[0]["backups"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{v}");
+    assert_eq!(list[0]["kind"], "full");
+    assert_eq!(list[1]["kind"], "incremental");
+    assert!(list[1]["age_secs"].is_u64(), "{v}");
+    let o = aedb(&["backup", "list", "--dir", s(&backups)]);
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("chain 1 (2 backups"));
+    assert_eq!(code(&aedb(&["backup", "list"])), 2);
+}
