@@ -78,11 +78,11 @@ pub use checkpoint_sealer::{
     CaptureFailure, CaptureView, CapturedCheckpoint, CheckpointFailure, CheckpointPolicy,
     CheckpointReport,
 };
-pub use manifest_chain::ManifestCopy;
 pub use commit::{Authority, CommitOutcome, Finality, Request};
 pub use committer::{Admission, Committer};
 pub use error::{CheckpointLoadError, CommitError, FrameReplayError, StartError};
 pub use keyring::{EpochTable, Keyring};
+pub use manifest_chain::ManifestCopy;
 pub use metrics::{ErrorCounts, HistogramSnapshot, OperationalMetrics};
 pub use pipeline::{BackupPort, Pipeline, PipelineConfig};
 pub use recovery::WAL_DIR;

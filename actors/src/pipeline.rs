@@ -22,7 +22,8 @@ use aedb_wal::{RecoveredWal, RecoveryMode, WalConfig};
 
 use crate::actor::{self, OwnerRef, Running};
 use crate::checkpoint_sealer::{
-    Capture, CaptureFailure, CaptureView, CheckpointFailure, WalView, CheckpointPolicy, CheckpointReport, Rotate, SealNow, Sealer, SealerContext,
+    Capture, CaptureFailure, CaptureView, CheckpointFailure, CheckpointPolicy, CheckpointReport,
+    Rotate, SealNow, Sealer, SealerContext, WalView,
 };
 use crate::commit::{Authority, CommitOutcome, Finality, Request};
 use crate::committer::{Admission, Committer};

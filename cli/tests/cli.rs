@@ -623,7 +623,14 @@ fn capture_copies_a_stopped_directory_that_verify_and_check_accept() {
     let data = dir.path().join("db");
     make_db(&data, 0, 50);
     let cap = dir.path().join("capture");
-    let o = aedb(&["--json", "capture", "--data-dir", s(&data), "--out", s(&cap)]);
+    let o = aedb(&[
+        "--json",
+        "capture",
+        "--data-dir",
+        s(&data),
+        "--out",
+        s(&cap),
+    ]);
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     let v = json(&o);
     assert!(v["files"].as_array().unwrap().len() >= 2, "{v}");
@@ -631,7 +638,10 @@ fn capture_copies_a_stopped_directory_that_verify_and_check_accept() {
     let o = aedb(&["capture", "--verify", s(&cap)]);
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(code(&aedb(&["verify", "--data-dir", s(&cap)])), 0);
-    assert_eq!(code(&aedb(&["check", "invariants", "--data-dir", s(&cap)])), 0);
+    assert_eq!(
+        code(&aedb(&["check", "invariants", "--data-dir", s(&cap)])),
+        0
+    );
     // A changed byte in a captured file fails the listing (exit 1).
     let manifest = cap.join("MANIFEST");
     let mut bytes = std::fs::read(&manifest).unwrap();
@@ -642,7 +652,13 @@ fn capture_copies_a_stopped_directory_that_verify_and_check_accept() {
     assert_eq!(code(&o), 1);
     // Capturing into a non-empty directory, or without --out, is refused.
     assert_eq!(
-        code(&aedb(&["capture", "--data-dir", s(&data), "--out", s(&cap)])),
+        code(&aedb(&[
+            "capture",
+            "--data-dir",
+            s(&data),
+            "--out",
+            s(&cap)
+        ])),
         1
     );
     assert_eq!(code(&aedb(&["capture", "--data-dir", s(&data)])), 2);

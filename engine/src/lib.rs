@@ -317,12 +317,13 @@ impl AedbInstance {
             _lock: lock,
         };
         if let Some(policy) = &config.backup_policy {
-            let scheduler = backup::start_scheduler(&db, policy.clone(), &config).map_err(
-                |source| StartError::Thread {
-                    what: "backup-policy",
-                    source,
-                },
-            )?;
+            let scheduler =
+                backup::start_scheduler(&db, policy.clone(), &config).map_err(|source| {
+                    StartError::Thread {
+                        what: "backup-policy",
+                        source,
+                    }
+                })?;
             db.backup_scheduler = Some(scheduler);
         }
         Ok(db)

@@ -99,7 +99,10 @@ fn scheduled_backups_run_while_committing_prune_beyond_keep_and_restore() {
         s.fulls >= 3 && s.incrementals >= 3 && s.chains_pruned >= 1
     });
     assert!(status.last_full_backup_age_secs.is_some(), "{status:?}");
-    assert!(status.last_incremental_backup_age_secs.is_some(), "{status:?}");
+    assert!(
+        status.last_incremental_backup_age_secs.is_some(),
+        "{status:?}"
+    );
     assert_eq!(status.failures, 0, "{status:?}");
     db.shutdown().expect("shutdown");
 
@@ -172,8 +175,18 @@ fn a_reopened_instance_continues_the_newest_chain() {
 fn invalid_policies_are_refused_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     for config in [
-        base().backup_policy(dir.path().join("b"), Duration::from_secs(1), Duration::from_secs(1), 0),
-        base().backup_policy(dir.path().join("b"), Duration::ZERO, Duration::from_secs(1), 1),
+        base().backup_policy(
+            dir.path().join("b"),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            0,
+        ),
+        base().backup_policy(
+            dir.path().join("b"),
+            Duration::ZERO,
+            Duration::from_secs(1),
+            1,
+        ),
     ] {
         let e = AedbInstance::open(dir.path().join("db"), config).expect_err("refused");
         assert_eq!(e.code(), "config.invalid", "{e}");

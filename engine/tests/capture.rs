@@ -50,7 +50,10 @@ fn assert_prefix_of_history(capture: &Path, history: &[Option<u64>]) -> u64 {
     }
     let lsn = verified.state.lsn().get();
     let upto = usize::try_from(lsn).expect("lsn fits");
-    assert!(upto < history.len(), "the capture is past the recorded history");
+    assert!(
+        upto < history.len(),
+        "the capture is past the recorded history"
+    );
     for (at, n) in history.iter().enumerate().skip(1) {
         let Some(n) = n else { continue };
         let entry = verified
@@ -207,7 +210,9 @@ fn the_listing_detects_changed_removed_and_added_files() {
         .find(|f| f.kind == aedb::backup::BackupFileKind::WalSegment)
         .expect("a WAL segment");
     let wal_name = wal.name.clone();
-    let e = tampered("flipped-wal", &|c| flip_byte(&c.join("wal").join(&wal_name), 100));
+    let e = tampered("flipped-wal", &|c| {
+        flip_byte(&c.join("wal").join(&wal_name), 100)
+    });
     assert!(
         matches!(e, Error::Backup(BackupError::TamperedFile { .. })),
         "{e}"
@@ -223,7 +228,10 @@ fn the_listing_detects_changed_removed_and_added_files() {
     let e = tampered("removed-wal", &|c| {
         std::fs::remove_file(c.join("wal").join(&wal_name)).expect("rm")
     });
-    assert!(matches!(e, Error::Backup(BackupError::MissingFile(_))), "{e}");
+    assert!(
+        matches!(e, Error::Backup(BackupError::MissingFile(_))),
+        "{e}"
+    );
 
     let e = tampered("added-checkpoint", &|c| {
         std::fs::write(
@@ -246,7 +254,10 @@ fn the_listing_detects_changed_removed_and_added_files() {
 
     let other = AedbConfig::production([0x01; 32]);
     let e = verify_capture(&cap, &other).expect_err("another key");
-    assert!(matches!(e, Error::Backup(BackupError::WrongKey { .. })), "{e}");
+    assert!(
+        matches!(e, Error::Backup(BackupError::WrongKey { .. })),
+        "{e}"
+    );
 }
 
 #[test]
@@ -258,7 +269,10 @@ fn offline_capture_verifies_and_is_refused_while_the_directory_is_open() {
     db.create_scope("cap", "main").expect("scope");
     let mut history = vec![None; usize::try_from(db.snapshot().unwrap().lsn().get()).unwrap() + 1];
     for n in 0..150 {
-        let lsn = db.commit_with(put(n), Finality::Durable).expect("commit").lsn;
+        let lsn = db
+            .commit_with(put(n), Finality::Durable)
+            .expect("commit")
+            .lsn;
         let at = usize::try_from(lsn.get()).unwrap();
         history.resize(history.len().max(at + 1), None);
         history[at] = Some(n);
@@ -266,8 +280,13 @@ fn offline_capture_verifies_and_is_refused_while_the_directory_is_open() {
             db.checkpoint_now().expect("checkpoint");
         }
     }
-    let refused = capture_offline(dir.path(), &out.path().join("busy"), &config(), &mut |_, _| {})
-        .expect_err("the directory is open");
+    let refused = capture_offline(
+        dir.path(),
+        &out.path().join("busy"),
+        &config(),
+        &mut |_, _| {},
+    )
+    .expect_err("the directory is open");
     assert_eq!(refused.code(), "offline.locked");
     db.shutdown().expect("shutdown");
 
@@ -282,7 +301,11 @@ fn offline_capture_verifies_and_is_refused_while_the_directory_is_open() {
     );
     verify_capture(&cap, &config()).expect("listing verifies");
     let lsn = assert_prefix_of_history(&cap, &history);
-    assert_eq!(usize::try_from(lsn).unwrap(), history.len() - 1, "everything durable");
+    assert_eq!(
+        usize::try_from(lsn).unwrap(),
+        history.len() - 1,
+        "everything durable"
+    );
 }
 
 #[test]
@@ -318,10 +341,14 @@ fn only_a_global_admin_may_capture() {
         "{anonymous:?}"
     );
     let cap = out.path().join("root");
-    db.capture_as(&root, &cap, &mut |_, _| {}).expect("admin capture");
+    db.capture_as(&root, &cap, &mut |_, _| {})
+        .expect("admin capture");
     db.shutdown().expect("shutdown");
     verify_capture(&cap, &config()).expect("listing verifies");
     verify_data_dir(&cap, &config()).expect("verify runs on the capture");
     let checks = check_invariants(&cap, &config()).expect("check invariants runs");
-    assert!(checks.iter().all(|c| c.status == CheckStatus::Pass), "{checks:?}");
+    assert!(
+        checks.iter().all(|c| c.status == CheckStatus::Pass),
+        "{checks:?}"
+    );
 }

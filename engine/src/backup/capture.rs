@@ -59,19 +59,26 @@ impl From<aedb_actors::CaptureFailure> for BackupError {
     }
 }
 
-/// Copies the whole of `src` (or `len` bytes) into `dst`, returning the listing entry.
+/// One file to capture: an open handle, its path, and how many bytes to copy.
+struct Source<'a> {
+    file: &'a dyn DiskFile,
+    path: &'a Path,
+    len: u64,
+}
+
+/// Copies `src` into the capture `out` as `<kind's dir>/<name>`, returning the listing
+/// entry (with the SHA-256 of what was copied).
 fn capture_file(
     fs: &dyn FileSystem,
+    out: &Path,
     kind: BackupFileKind,
     name: &str,
-    src: &dyn DiskFile,
-    src_path: &Path,
-    out: &Path,
-    len: u64,
+    src: Source<'_>,
     tick: &mut dyn FnMut(u64),
 ) -> Result<BackupFile, BackupError> {
     let dst = out.join(kind.dir()).join(name);
-    let sha256 = copy_prefix(fs, src, src_path, &dst, len, tick)?;
+    let len = src.len;
+    let sha256 = copy_prefix(fs, src.file, src.path, &dst, len, tick)?;
     Ok(BackupFile {
         kind,
         name: name.to_owned(),
@@ -220,34 +227,47 @@ impl AedbInstance {
         for c in &view.checkpoints {
             // The recorded length, as found: a file cut short fails the copy's read.
             let len = c.file.len().map_err(io_err("stat", &c.path))?;
+            let src = Source {
+                file: &*c.file,
+                path: &c.path,
+                len,
+            };
             files.push(capture_file(
                 fs,
+                dir,
                 BackupFileKind::Checkpoint,
                 &c.record.file_name,
-                &*c.file,
-                &c.path,
-                dir,
-                len,
+                src,
                 &mut tick,
             )?);
         }
         for (seq, path, file, len) in wal {
             let name = aedb_wal::segment_file_name(seq);
+            let src = Source {
+                file: &*file,
+                path: &path,
+                len,
+            };
             files.push(capture_file(
                 fs,
+                dir,
                 BackupFileKind::WalSegment,
                 &name,
-                &*file,
-                &path,
-                dir,
-                len,
+                src,
                 &mut tick,
             )?);
         }
         let live = &view.manifest.live;
         let first = live.newest_checkpoint().map_or(Lsn::ZERO, |(l, _)| l);
         let (key, master) = backup_key_from(&*self.backup_keys, self.database_id(), None)?;
-        let listing = new_listing(self.database_id(), &master, first, synced, Some(live), files);
+        let listing = new_listing(
+            self.database_id(),
+            &master,
+            first,
+            synced,
+            Some(live),
+            files,
+        );
         let listing_sha256 = write_listing(fs, dir, &listing, &key)?;
         Ok(CaptureReport {
             dir: dir.to_path_buf(),
@@ -321,8 +341,7 @@ fn capture_offline_locked(
         };
         names.sort();
         for entry in names {
-            let Some(name) = entry.file_name().map(|n| n.to_string_lossy().into_owned())
-            else {
+            let Some(name) = entry.file_name().map(|n| n.to_string_lossy().into_owned()) else {
                 continue;
             };
             if valid_file_name(kind, &name) {
@@ -344,9 +363,12 @@ fn capture_offline_locked(
     capture_dirs(fs, out)?;
     let mut files = Vec::new();
     for (kind, name, path, file, len) in opened {
-        files.push(capture_file(
-            fs, kind, &name, &*file, &path, out, len, &mut tick,
-        )?);
+        let src = Source {
+            file: &*file,
+            path: &path,
+            len,
+        };
+        files.push(capture_file(fs, out, kind, &name, src, &mut tick)?);
     }
     let provider = config.backup_key_provider()?;
     let (key, master) = backup_key_from(&*provider, database_id, None)?;

@@ -58,14 +58,14 @@ use crate::{AedbConfig, AedbInstance, Error, Who};
 pub const BACKUP_KEY_CONTEXT: &[u8] = b"aedb backup manifest v1";
 
 pub use capture::{CAPTURE_LISTING_FILE, CaptureReport, capture_offline, verify_capture};
-pub use policy::{
-    BackupChainListing, BackupPolicy, BackupPolicyStatus, ListedBackup, list_backups,
-};
-pub(crate) use policy::{RunningScheduler, check_policy, start_scheduler};
 pub use chain::{VerifiedBackup, read_backup, verify_backup_chain, verify_chain_manifests};
 pub use error::{
     BackupError, ChainBreak, ChainOrder, KeyMismatch, RetiredWal, Tamper, WriteFailure,
 };
+pub use policy::{
+    BackupChainListing, BackupPolicy, BackupPolicyStatus, ListedBackup, list_backups,
+};
+pub(crate) use policy::{RunningScheduler, check_policy, start_scheduler};
 pub use restore::{chain_state, restore_from_backup_chain};
 // The submodules share their crate-private helpers through here (`use super::*`).
 use chain::*;

@@ -292,7 +292,10 @@ impl BackupScheduler {
         if full_due {
             self.take_full(now);
         } else if let Some(chain) = &self.chain
-            && now >= chain.newest_at_ms.saturating_add(every(self.policy.incremental_every))
+            && now
+                >= chain
+                    .newest_at_ms
+                    .saturating_add(every(self.policy.incremental_every))
         {
             self.take_incremental();
         }
@@ -321,7 +324,8 @@ impl BackupScheduler {
         };
         // A full backup starts a chain only once it verified as a restore would; only
         // then may older chains go.
-        if let Err(e) = verify_backup_chain(std::slice::from_ref(&full), &self.verify, &mut |_, _| {})
+        if let Err(e) =
+            verify_backup_chain(std::slice::from_ref(&full), &self.verify, &mut |_, _| {})
         {
             self.fail("verification of a new full backup", &e);
             self.full_now = true;
@@ -351,7 +355,11 @@ impl BackupScheduler {
         let chains = chain_dirs(fs, &self.policy.dir);
         let excess = chains.len().saturating_sub(self.policy.keep);
         let mut pruned = 0;
-        for old in chains.iter().take(excess).filter(|c| c.as_path() != current) {
+        for old in chains
+            .iter()
+            .take(excess)
+            .filter(|c| c.as_path() != current)
+        {
             remove_tree(fs, old);
             pruned += 1;
         }
@@ -424,7 +432,10 @@ pub fn list_backups(dir: &Path, config: &AedbConfig) -> Result<Vec<BackupChainLi
     Ok(list_backups_cfg(dir, config)?)
 }
 
-fn list_backups_cfg(dir: &Path, config: &AedbConfig) -> Result<Vec<BackupChainListing>, BackupError> {
+fn list_backups_cfg(
+    dir: &Path,
+    config: &AedbConfig,
+) -> Result<Vec<BackupChainListing>, BackupError> {
     let fs = &*config.fs;
     let provider = config.backup_key_provider()?;
     let mut dirs = Vec::new();

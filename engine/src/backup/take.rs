@@ -253,7 +253,6 @@ impl AedbInstance {
     ) -> Result<BackupReport, Error> {
         self.backup_incremental_by(Who::Anonymous, dir.as_ref(), parent.as_ref(), progress)
     }
-
 }
 
 /// What taking a hot backup needs of an instance, cloneable so an owner of its own (the
