@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 mod backup_list;
 mod capture;
 mod demo;
+mod hsm;
 mod keys;
 mod ops;
 
@@ -49,6 +50,10 @@ pub struct Global {
     /// used if it exists, else the development profile's public key.
     #[arg(long, global = true, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
+    /// An HSM-keyed database: PKCS#11 module, token, PIN variable, master alias and
+    /// version (see `hsm.rs`).
+    #[command(flatten)]
+    pub hsm: hsm::HsmArgs,
 }
 
 #[derive(Subcommand)]
@@ -75,6 +80,12 @@ enum Command {
     /// Forensic capture of a stopped data directory (manifest, checkpoints, WAL, with an
     /// authenticated SHA-256 listing), or verify one with --verify.
     Capture(capture::CaptureArgs),
+    /// Master keys in a PKCS#11 token (the PIN comes from --hsm-pin-env).
+    #[command(subcommand)]
+    Hsm(hsm::HsmCmd),
+    /// Server profiles for caller sessions.
+    #[command(subcommand)]
+    Profile(hsm::ProfileCmd),
 }
 
 /// Default data directory of the demo, relative to the working directory.
@@ -92,6 +103,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => ops::inspect(args, &global),
         Command::Audit(cmd) => ops::audit(cmd, &global),
         Command::Capture(args) => capture::run(args, &global),
+        Command::Hsm(cmd) => hsm::hsm(cmd, &global),
+        Command::Profile(cmd) => hsm::profile(cmd, &global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -143,6 +143,9 @@ pub(crate) fn emit(global: &Global, value: Value, text: impl FnOnce() -> String)
 /// The configuration for a command on `data_dir` (whose `<data-dir>.key` is the
 /// fallback key file), or on no data directory (`None`: backups, exports).
 pub(crate) fn config(global: &Global, data_dir: Option<&Path>) -> Result<AedbConfig, CliError> {
+    if let Some(config) = global.hsm.config()? {
+        return Ok(config);
+    }
     keys::config(global.key_file.as_deref(), data_dir)
 }
 

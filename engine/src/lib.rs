@@ -131,7 +131,8 @@ pub use secure::{
 
 pub use aedb_actors::{CheckpointFailure, CheckpointReport, WAL_DIR};
 pub use aedb_keys::{
-    EpochKey, HsmConfig, HsmKeyProvider, InMemoryKeyProvider, KeyProvider, SecretKey,
+    EpochKey, HsmConfig, HsmKeyProvider, HsmProvisioner, InMemoryKeyProvider, KeyError,
+    KeyProvider, MasterKeyId, MasterKeyInfo, SecretKey, SecretString, TokenSelector,
 };
 pub use aedb_types::{DatabaseId, KeyEpoch};
 
