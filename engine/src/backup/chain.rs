@@ -75,9 +75,27 @@ pub(super) fn read_listing_with(
     let key = match backup_key_from(provider, decoded.manifest.database_id, Some(&master)) {
         Ok((key, _)) => key,
         Err(e) => {
+            // Name the key epochs the missing master seals (a chain spanning a rotation
+            // restored without the old master version).
+            let epochs: Vec<KeyEpoch> = decoded
+                .manifest
+                .key_epochs
+                .iter()
+                .filter(|(_, m)| *m == master.to_string())
+                .map(|(epoch, _)| *epoch)
+                .collect();
+            let detail = if epochs.is_empty() {
+                KeyMismatch::Derive { master, source: e }
+            } else {
+                KeyMismatch::EpochMasterMissing {
+                    epochs,
+                    master,
+                    source: e,
+                }
+            };
             return Err(BackupError::WrongKey {
                 backup: dir.to_path_buf(),
-                detail: Box::new(KeyMismatch::Derive { master, source: e }),
+                detail: Box::new(detail),
             });
         }
     };

@@ -191,6 +191,21 @@ pub enum KeyMismatch {
         /// Why.
         source: KeyError,
     },
+    /// The master a backup names cannot be derived, and the key epochs listed are
+    /// sealed under it: a chain spanning a key rotation needs the old master version
+    /// (keep it in the HSM, or add it to the provider) to restore.
+    #[error(
+        "key epoch(s) {} need master {master}, which the key provider cannot derive: {source}",
+        .epochs.iter().map(|e| e.get().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    EpochMasterMissing {
+        /// The epochs sealed under the missing master.
+        epochs: Vec<KeyEpoch>,
+        /// The master.
+        master: MasterKeyId,
+        /// Why it cannot be derived.
+        source: KeyError,
+    },
     /// The backup manifest was keyed under another backup key.
     #[error("backup manifest key under master {master}")]
     ManifestKey {
