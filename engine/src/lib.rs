@@ -136,6 +136,10 @@ pub use aedb_keys::{
 };
 pub use aedb_types::{DatabaseId, KeyEpoch};
 
+/// Bucket upper bounds (seconds) that make `ihp_timestamp_skew_seconds` a Prometheus
+/// histogram (see `aedb_session::metrics`).
+pub use aedb_session::metrics::TIMESTAMP_SKEW_BUCKETS as IHP_TIMESTAMP_SKEW_BUCKETS;
+
 /// Registers the help text of every metric aedb emits (`aedb_*` and the IHP `ihp_*`)
 /// with the installed [`metrics`] recorder, so exporters print it (Prometheus `# HELP`;
 /// `promtool check metrics` requires it). Call once after installing the recorder.
