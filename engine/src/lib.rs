@@ -1082,6 +1082,19 @@ impl AedbInstance {
         self.revoke_session_key(caller, format!("env/{env_hash}"))
     }
 
+    /// Revokes every session capsule of `subject` issued up to now, durably (recorded in
+    /// `_system/authz`, audited in `authz_audit` as `session_revoked`, reloaded at every
+    /// open): the runbook's "rotate application credentials". Capsules issued afterwards
+    /// are accepted, so the caller re-authenticates and carries on. Needs `GlobalAdmin`.
+    pub fn revoke_caller_sessions_as(
+        &self,
+        caller: &CallerId,
+        subject: &CallerId,
+    ) -> Result<(), Error> {
+        let cutoff = UnixMicros::now().as_micros();
+        self.revoke_session_key(caller, format!("caller/{cutoff}/{subject}"))
+    }
+
     fn revoke_session_key(&self, caller: &CallerId, key: String) -> Result<(), Error> {
         Self::not_system(caller)?;
         let s = self.security()?;

@@ -189,9 +189,9 @@ impl IhpMetrics {
                 ::metrics::counter!(METRIC_HEADER_MISMATCH).increment(1);
                 &self.header_mismatch
             }
-            CapsuleError::RevokedProfile { .. } | CapsuleError::RevokedEnvHash { .. } => {
-                &self.revoked
-            }
+            CapsuleError::RevokedProfile { .. }
+            | CapsuleError::RevokedEnvHash { .. }
+            | CapsuleError::RevokedCaller { .. } => &self.revoked,
             CapsuleError::UnknownEpoch { .. } | CapsuleError::RetiredEpoch { .. } => {
                 &self.unknown_epoch
             }
