@@ -135,7 +135,7 @@ pub struct CapturedCheckpoint {
 #[derive(Debug)]
 pub struct WalView;
 
-/// Why a [`Capture`] failed.
+/// Why gathering a [`CaptureView`] failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CaptureFailure {

@@ -43,7 +43,7 @@ pub struct GetLiveState;
 #[derive(Debug)]
 pub struct GetManifestCopy;
 
-/// What [`GetManifestCopy`] answers.
+/// A consistent copy of the manifest (what the ManifestChain answers a capture).
 #[derive(Debug)]
 pub struct ManifestCopy {
     /// The manifest file's bytes (every durable record, nothing after).

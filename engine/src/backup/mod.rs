@@ -18,6 +18,12 @@
 //! [`restore_from_backup_chain`] verifies all of that, replays the chain up to its end or
 //! a target LSN, and writes a fresh data directory (same database id, a new checkpoint
 //! at the restored LSN, an empty WAL continuing after it) that opens normally.
+//!
+//! Also here: scheduled backups ([`AedbConfig::backup_policy`], `policy.rs`: an owner of
+//! its own takes them, verifies each new full backup, prunes old chains;
+//! [`list_backups`]) and forensic captures ([`AedbInstance::capture_as`],
+//! [`capture_offline`], [`verify_capture`], `capture.rs`: a consistent, pinned copy of a
+//! data directory with an authenticated listing in the backup manifest format).
 
 mod capture;
 mod chain;
