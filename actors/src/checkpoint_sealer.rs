@@ -91,6 +91,67 @@ pub struct SealNow;
 #[derive(Debug)]
 pub struct Rotate;
 
+/// Pin a consistent set of the data directory's files for a forensic capture (see
+/// [`CaptureView`]). Answered on the sealer's thread, so no checkpoint is sealed or
+/// retired (and no WAL segment retired) while the set is gathered.
+#[derive(Debug)]
+pub struct Capture;
+
+/// A consistent, pinned set of a running database's files: a copy of the manifest, an
+/// open handle on every checkpoint it lists, and every WAL segment opened at a barrier
+/// after it. Open handles keep the files readable even if a later checkpoint retires
+/// them, so the caller copies them at leisure, off every owner's thread.
+///
+/// The manifest is copied first and the WAL opened after it: a segment sealed between
+/// the two is present but not yet recorded, exactly as after a crash between sealing and
+/// recording, which recovery accepts; the reverse order could record a seal the copied
+/// (active, partial) segment lacks.
+#[derive(Debug)]
+pub struct CaptureView {
+    /// The manifest's bytes and the live state they describe.
+    pub manifest: crate::manifest_chain::ManifestCopy,
+    /// Every live checkpoint: its LSN, its record, its path and an open read handle.
+    pub checkpoints: Vec<CapturedCheckpoint>,
+    /// Every WAL segment, opened at a barrier after the manifest copy.
+    pub wal: crate::wal_writer::WalBackupView,
+}
+
+/// One checkpoint of a [`CaptureView`].
+#[derive(Debug)]
+pub struct CapturedCheckpoint {
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// What the manifest records about it (name, length, SHA-256).
+    pub record: aedb_manifest::LiveCheckpoint,
+    /// Its path in the data directory.
+    pub path: PathBuf,
+    /// An open read handle.
+    pub file: Arc<dyn aedb_fs::DiskFile>,
+}
+
+/// Open every WAL segment at a barrier ([`crate::WalBackupView`]) for a hot backup
+/// taken through a [`crate::BackupPort`]: asked of the sealer, so the port holds no
+/// sender of the WAL mailbox (which would keep the WAL writer alive past shutdown).
+#[derive(Debug)]
+pub struct WalView;
+
+/// Why gathering a [`CaptureView`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureFailure {
+    /// The manifest, the WAL or the sealer refused.
+    #[error(transparent)]
+    Pipeline(#[from] CheckpointFailure),
+    /// A checkpoint the manifest lists could not be opened.
+    #[error("cannot open checkpoint {}: {source}", .path.display())]
+    OpenCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
 /// Everything the sealer needs, handed over at start.
 pub struct SealerContext {
     /// The file system the data directory lives on.
@@ -176,7 +237,62 @@ impl Ask<Sealer> for Rotate {
     }
 }
 
+impl Ask<Sealer> for Capture {
+    type Reply = Result<CaptureView, CaptureFailure>;
+
+    fn handle(self, sealer: &mut Sealer) -> Self::Reply {
+        sealer.capture()
+    }
+}
+
+impl Ask<Sealer> for WalView {
+    type Reply = Result<crate::wal_writer::WalBackupView, CheckpointFailure>;
+
+    fn handle(self, sealer: &mut Sealer) -> Self::Reply {
+        sealer
+            .wal_control(|reply| WalControl::BackupView { reply })?
+            .map_err(|e| CheckpointFailure::Wal(e.to_string()))
+    }
+}
+
 impl Sealer {
+    /// Gathers a [`CaptureView`] (manifest copy, then checkpoint handles, then the WAL at
+    /// a barrier), all on this thread so no retirement interleaves.
+    fn capture(&self) -> Result<CaptureView, CaptureFailure> {
+        let manifest = self
+            .ctx
+            .manifest
+            .ask(crate::manifest_chain::GetManifestCopy)
+            .map_err(|_| CheckpointFailure::Closed)?
+            .map_err(CheckpointFailure::Manifest)?;
+        let mut checkpoints = Vec::new();
+        for (&lsn, record) in manifest.live.checkpoints() {
+            let path = aedb_checkpoint::checkpoints_dir(&self.ctx.data_dir).join(&record.file_name);
+            let file = self
+                .ctx
+                .fs
+                .open(&path, aedb_fs::OpenMode::Existing)
+                .map_err(|source| CaptureFailure::OpenCheckpoint {
+                    path: path.clone(),
+                    source,
+                })?;
+            checkpoints.push(CapturedCheckpoint {
+                lsn,
+                record: record.clone(),
+                path,
+                file,
+            });
+        }
+        let wal = self
+            .wal_control(|reply| WalControl::BackupView { reply })?
+            .map_err(|e| CheckpointFailure::Wal(e.to_string()))?;
+        Ok(CaptureView {
+            manifest,
+            checkpoints,
+            wal,
+        })
+    }
+
     fn due(&self) -> bool {
         let written = self.ctx.metrics.wal_bytes.load(Ordering::Relaxed) - self.wal_bytes_at_last;
         let new_commits = self.ctx.snapshots.version() > self.ctx.last_lsn.get();

@@ -79,13 +79,17 @@ mod wal_writer;
 mod tests;
 
 pub use admission::{ProjectAdmission, RateLimit, RateLimitError, RateLimits};
-pub use checkpoint_sealer::{CheckpointFailure, CheckpointPolicy, CheckpointReport};
+pub use checkpoint_sealer::{
+    CaptureFailure, CaptureView, CapturedCheckpoint, CheckpointFailure, CheckpointPolicy,
+    CheckpointReport,
+};
 pub use commit::{Authority, CommitOutcome, Finality, Request};
 pub use committer::{Admission, Committer};
 pub use error::{CheckpointLoadError, CommitError, FrameReplayError, StartError};
 pub use freeze::{FreezeReasonError, WriteFreeze};
 pub use keyring::{EpochTable, Keyring};
+pub use manifest_chain::ManifestCopy;
 pub use metrics::{ErrorCounts, HistogramSnapshot, OperationalMetrics};
-pub use pipeline::{Pipeline, PipelineConfig};
+pub use pipeline::{BackupPort, Pipeline, PipelineConfig};
 pub use recovery::WAL_DIR;
 pub use wal_writer::WalBackupView;

@@ -38,6 +38,20 @@ pub struct SegmentsSealed(pub Vec<ManifestRecord>);
 #[derive(Debug)]
 pub struct GetLiveState;
 
+/// A consistent copy of the manifest for a forensic capture: its bytes up to the last
+/// durable record and the live state they describe.
+#[derive(Debug)]
+pub struct GetManifestCopy;
+
+/// A consistent copy of the manifest (what the ManifestChain answers a capture).
+#[derive(Debug)]
+pub struct ManifestCopy {
+    /// The manifest file's bytes (every durable record, nothing after).
+    pub bytes: Vec<u8>,
+    /// The live state those records describe.
+    pub live: LiveState,
+}
+
 /// The ManifestChain: owns the open, verified manifest.
 pub struct ManifestChain {
     manifest: Manifest,
@@ -137,5 +151,17 @@ impl Ask<ManifestChain> for GetLiveState {
 
     fn handle(self, chain: &mut ManifestChain) -> LiveState {
         chain.manifest.live_state().clone()
+    }
+}
+
+impl Ask<ManifestChain> for GetManifestCopy {
+    type Reply = Result<ManifestCopy, SharedManifestError>;
+
+    fn handle(self, chain: &mut ManifestChain) -> Self::Reply {
+        let bytes = chain.manifest.durable_bytes().map_err(Arc::new)?;
+        Ok(ManifestCopy {
+            bytes,
+            live: chain.manifest.live_state().clone(),
+        })
     }
 }

@@ -20,10 +20,11 @@ use aedb_sync::mailbox::MailboxSender;
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use aedb_wal::{RecoveredWal, RecoveryMode, WalConfig};
 
-use crate::actor::{self, Running};
+use crate::actor::{self, OwnerRef, Running};
 use crate::admission::{Limiter, RateLimits};
 use crate::checkpoint_sealer::{
-    CheckpointFailure, CheckpointPolicy, CheckpointReport, Rotate, SealNow, Sealer, SealerContext,
+    Capture, CaptureFailure, CaptureView, CheckpointFailure, CheckpointPolicy, CheckpointReport,
+    Rotate, SealNow, Sealer, SealerContext, WalView,
 };
 use crate::commit::{Authority, CommitOutcome, Finality, Request};
 use crate::committer::{Admission, Committer};
@@ -266,6 +267,26 @@ impl Pipeline {
             .map_err(|e| CheckpointFailure::Wal(e.to_string()))
     }
 
+    /// A cloneable handle for hot backups taken off the caller's thread (a backup
+    /// scheduler): see [`BackupPort`].
+    pub fn backup_port(&self) -> BackupPort {
+        BackupPort {
+            sealer: self.sealer.addr().clone(),
+            manifest: self.manifest.addr().clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// Pins a consistent set of the data directory's files for a forensic capture: a
+    /// copy of the manifest, open handles on its checkpoints, and the WAL opened at a
+    /// barrier after it (see [`CaptureView`]). Commits continue meanwhile.
+    pub fn capture_view(&self) -> Result<CaptureView, CaptureFailure> {
+        self.sealer
+            .addr()
+            .ask(Capture)
+            .map_err(|_| CaptureFailure::Pipeline(CheckpointFailure::Closed))?
+    }
+
     /// A copy of the live state the manifest describes (checkpoints, sealed segments,
     /// key epochs, backups).
     pub fn manifest_live_state(&self) -> Result<LiveState, CheckpointFailure> {
@@ -455,5 +476,58 @@ impl Pipeline {
 impl Drop for Pipeline {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+/// What a hot backup needs of the pipeline, as a cloneable handle another owner can
+/// hold (a backup scheduler): the CheckpointSealer's and the ManifestChain's addresses
+/// and the engine counters. It holds no WAL sender, so it never keeps the WAL writer
+/// alive: once the pipeline shuts down every call answers [`CheckpointFailure::Closed`].
+#[derive(Clone)]
+pub struct BackupPort {
+    sealer: OwnerRef<Sealer>,
+    manifest: crate::manifest_chain::ManifestRef,
+    metrics: Arc<EngineMetrics>,
+}
+
+impl std::fmt::Debug for BackupPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupPort").finish_non_exhaustive()
+    }
+}
+
+impl BackupPort {
+    /// As [`Pipeline::checkpoint_now`].
+    pub fn checkpoint_now(&self) -> Result<CheckpointReport, CheckpointFailure> {
+        self.sealer
+            .ask(SealNow)
+            .map_err(|_| CheckpointFailure::Closed)?
+    }
+
+    /// As [`Pipeline::wal_backup_view`] (asked through the CheckpointSealer).
+    pub fn wal_backup_view(&self) -> Result<WalBackupView, CheckpointFailure> {
+        self.sealer
+            .ask(WalView)
+            .map_err(|_| CheckpointFailure::Closed)?
+    }
+
+    /// As [`Pipeline::manifest_live_state`].
+    pub fn manifest_live_state(&self) -> Result<LiveState, CheckpointFailure> {
+        self.manifest
+            .ask(GetLiveState)
+            .map_err(|_| CheckpointFailure::Closed)
+    }
+
+    /// As [`Pipeline::record_manifest`].
+    pub fn record_manifest(&self, records: Vec<ManifestRecord>) -> Result<(), CheckpointFailure> {
+        self.manifest
+            .ask(Record(records))
+            .map_err(|_| CheckpointFailure::Closed)?
+            .map_err(CheckpointFailure::Manifest)
+    }
+
+    /// The engine counters.
+    pub fn engine_metrics(&self) -> Arc<EngineMetrics> {
+        self.metrics.clone()
     }
 }

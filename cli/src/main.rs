@@ -1,8 +1,8 @@
 //! The `aedb` command-line tool (crate `aedb-cli`, binary `aedb`).
 //!
 //! This crate owns the operator's commands: `demo`, `check`, `verify`, `backup`,
-//! `restore`, `inspect`, `audit`, `freeze` and `unfreeze`, their arguments (clap), progress bars (indicatif),
-//! text and `--json` output, and how keys reach them (`keys.rs`). It does **not** own any
+//! `restore`, `inspect`, `audit`, `freeze`, `unfreeze`, `capture`, `hsm` and `profile`,
+//! their arguments (clap), progress bars (indicatif), text and `--json` output, and how keys reach them (`keys.rs`). It does **not** own any
 //! engine logic: every command calls the public API of the `aedb` library (`aedb::offline`,
 //! `aedb::backup`, `AedbInstance`), which has no CLI dependencies.
 //!
@@ -18,7 +18,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod admin;
+mod backup_list;
+mod capture;
 mod demo;
+mod hsm;
 mod keys;
 mod ops;
 
@@ -48,6 +51,10 @@ pub struct Global {
     /// used if it exists, else the development profile's public key.
     #[arg(long, global = true, value_name = "PATH")]
     pub key_file: Option<PathBuf>,
+    /// An HSM-keyed database: PKCS#11 module, token, PIN variable, master alias and
+    /// version (see `hsm.rs`).
+    #[command(flatten)]
+    pub hsm: hsm::HsmArgs,
 }
 
 #[derive(Subcommand)]
@@ -76,6 +83,15 @@ enum Command {
     Freeze(admin::FreezeArgs),
     /// Lift the write freeze of a stopped data directory.
     Unfreeze(admin::UnfreezeArgs),
+    /// Forensic capture of a stopped data directory (manifest, checkpoints, WAL, with an
+    /// authenticated SHA-256 listing), or verify one with --verify.
+    Capture(capture::CaptureArgs),
+    /// Master keys in a PKCS#11 token (the PIN comes from --hsm-pin-env).
+    #[command(subcommand)]
+    Hsm(hsm::HsmCmd),
+    /// Server profiles for caller sessions.
+    #[command(subcommand)]
+    Profile(hsm::ProfileCmd),
 }
 
 /// Default data directory of the demo, relative to the working directory.
@@ -94,6 +110,9 @@ fn main() -> ExitCode {
         Command::Audit(cmd) => ops::audit(cmd, &global),
         Command::Freeze(args) => admin::freeze(args, &global),
         Command::Unfreeze(args) => admin::unfreeze(args, &global),
+        Command::Capture(args) => capture::run(args, &global),
+        Command::Hsm(cmd) => hsm::hsm(cmd, &global),
+        Command::Profile(cmd) => hsm::profile(cmd, &global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

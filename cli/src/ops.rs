@@ -50,8 +50,9 @@ pub enum BackupCmd {
     Full(FullArgs),
     /// Take an incremental backup (the WAL since the parent backup's end).
     Incremental(IncrementalArgs),
-    /// List the backups recorded in a data directory's manifest.
-    List(DataDirArg),
+    /// List the backups recorded in a data directory's manifest (--data-dir), or the
+    /// backup chains in a directory of backups with each backup's age (--dir).
+    List(crate::backup_list::ListArgs),
     /// Verify a backup chain strictly (manifest HMACs, parent links, file hashes, WAL
     /// chain and sealed-batch tags) without restoring it.
     Verify(ChainArg),
@@ -117,7 +118,7 @@ pub struct RestoreArgs {
     target_lsn: Option<u64>,
 }
 
-fn bar(global: &Global, what: &str) -> ProgressBar {
+pub(crate) fn bar(global: &Global, what: &str) -> ProgressBar {
     if global.json {
         return ProgressBar::hidden();
     }
@@ -141,7 +142,10 @@ pub(crate) fn emit(global: &Global, value: Value, text: impl FnOnce() -> String)
 
 /// The configuration for a command on `data_dir` (whose `<data-dir>.key` is the
 /// fallback key file), or on no data directory (`None`: backups, exports).
-fn config(global: &Global, data_dir: Option<&Path>) -> Result<AedbConfig, CliError> {
+pub(crate) fn config(global: &Global, data_dir: Option<&Path>) -> Result<AedbConfig, CliError> {
+    if let Some(config) = global.hsm.config()? {
+        return Ok(config);
+    }
     keys::config(global.key_file.as_deref(), data_dir)
 }
 
@@ -302,7 +306,7 @@ pub fn verify(args: DataDirArg, global: &Global) -> Result<(), CliError> {
     Ok(())
 }
 
-fn backup_err(e: aedb::Error) -> CliError {
+pub(crate) fn backup_err(e: aedb::Error) -> CliError {
     use backup::BackupError as B;
     match e {
         aedb::Error::Backup(
@@ -406,7 +410,16 @@ pub fn backup(cmd: BackupCmd, global: &Global) -> Result<(), CliError> {
                 db.backup_incremental_as(&caller, &args.out, &args.parent, progress)
             })
         }
-        BackupCmd::List(args) => {
+        BackupCmd::List(crate::backup_list::ListArgs {
+            dir: Some(dir),
+            data_dir: None,
+        }) => crate::backup_list::run(&dir, global),
+        BackupCmd::List(crate::backup_list::ListArgs { data_dir, .. }) => {
+            let args = DataDirArg {
+                data_dir: data_dir.ok_or_else(|| {
+                    CliError::Usage("backup list needs --data-dir or --dir".into())
+                })?,
+            };
             let i = offline::inspect(&args.data_dir, &config(global, Some(&args.data_dir))?)
                 .map_err(offline_err)?;
             let backups = i.manifest.live.backups();

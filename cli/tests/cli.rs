@@ -102,6 +102,7 @@ fn every_subcommand_has_help() {
         vec!["backup", "verify", "--help"],
         vec!["restore", "--help"],
         vec!["inspect", "--help"],
+        vec!["capture", "--help"],
     ] {
         let o = aedb(&args);
         assert_eq!(code(&o), 0, "{args:?}");
@@ -724,4 +725,89 @@ fn freezing_a_secure_directory_needs_a_global_admin() {
     }
     let o = aedb(&["unfreeze", "--data-dir", s(&dir), "--caller", "root"]);
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn capture_copies_a_stopped_directory_that_verify_and_check_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("db");
+    make_db(&data, 0, 50);
+    let cap = dir.path().join("capture");
+    let o = aedb(&[
+        "--json",
+        "capture",
+        "--data-dir",
+        s(&data),
+        "--out",
+        s(&cap),
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json(&o);
+    assert!(v["files"].as_array().unwrap().len() >= 2, "{v}");
+    assert_eq!(v["files"][0]["kind"], "manifest");
+    let o = aedb(&["capture", "--verify", s(&cap)]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(code(&aedb(&["verify", "--data-dir", s(&cap)])), 0);
+    assert_eq!(
+        code(&aedb(&["check", "invariants", "--data-dir", s(&cap)])),
+        0
+    );
+    // A changed byte in a captured file fails the listing (exit 1).
+    let manifest = cap.join("MANIFEST");
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&manifest, bytes).unwrap();
+    let o = aedb(&["capture", "--verify", s(&cap)]);
+    assert_eq!(code(&o), 1);
+    // Capturing into a non-empty directory, or without --out, is refused.
+    assert_eq!(
+        code(&aedb(&[
+            "capture",
+            "--data-dir",
+            s(&data),
+            "--out",
+            s(&cap)
+        ])),
+        1
+    );
+    assert_eq!(code(&aedb(&["capture", "--data-dir", s(&data)])), 2);
+}
+
+#[test]
+fn backup_list_dir_shows_chains_and_ages() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("db");
+    make_db(&data, 0, 20);
+    let backups = dir.path().join("backups");
+    let full = backups.join("full");
+    let inc = backups.join("inc");
+    let o = aedb(&["backup", "full", "--data-dir", s(&data), "--out", s(&full)]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    make_db(&data, 20, 10);
+    let o = aedb(&[
+        "backup",
+        "incremental",
+        "--data-dir",
+        s(&data),
+        "--parent",
+        s(&full),
+        "--out",
+        s(&inc),
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = aedb(&["--json", "backup", "list", "--dir", s(&backups)]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json(&o);
+    let chains = v["chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 1, "{v}");
+    let list = chains[0]["backups"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{v}");
+    assert_eq!(list[0]["kind"], "full");
+    assert_eq!(list[1]["kind"], "incremental");
+    assert!(list[1]["age_secs"].is_u64(), "{v}");
+    let o = aedb(&["backup", "list", "--dir", s(&backups)]);
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("chain 1 (2 backups"));
+    assert_eq!(code(&aedb(&["backup", "list"])), 2);
 }

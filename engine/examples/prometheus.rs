@@ -11,10 +11,16 @@
 #[path = "support/observability_workload.rs"]
 mod workload;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let handle = PrometheusBuilder::new().install_recorder()?;
+    // Buckets make `ihp_timestamp_skew_seconds` a histogram (the default is a summary).
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("ihp_timestamp_skew_seconds".into()),
+            aedb::IHP_TIMESTAMP_SKEW_BUCKETS,
+        )?
+        .install_recorder()?;
     aedb::describe_metrics();
     let dir = tempfile::tempdir()?;
     let secrets = workload::Secrets {

@@ -1,6 +1,7 @@
 //! Instance configuration: profiles, knobs, and their validation.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -83,6 +84,7 @@ pub struct AedbConfig {
     pub(crate) max_batch: usize,
     pub(crate) backup_bytes_per_sec: Option<u64>,
     pub(crate) rate_limits: RateLimits,
+    pub(crate) backup_policy: Option<BackupPolicy>,
     pub(crate) fs: SharedFs,
 }
 
@@ -99,6 +101,7 @@ impl AedbConfig {
             manifest_compact_after: 4096,
             backup_bytes_per_sec: None,
             rate_limits: RateLimits::new(),
+            backup_policy: None,
             default_finality: Finality::Durable,
             recovery: Recovery::Strict,
             fsync: true,
@@ -368,6 +371,9 @@ impl AedbConfig {
                 return Err(ConfigError::QueueBound { name, bound });
             }
         }
+        if let Some(policy) = &self.backup_policy {
+            check_backup_policy(policy)?;
+        }
         if self.manifest_compact_after < 16 {
             return Err(ConfigError::ManifestCompactAfter(
                 self.manifest_compact_after,
@@ -432,6 +438,9 @@ impl fmt::Debug for AedbConfig {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// A backup policy knob is out of range.
+    #[error("backup_policy: {0}")]
+    BackupPolicy(&'static str),
     /// Segment size outside 64 KiB ..= 4 GiB.
     #[error("segment_size {0} bytes is out of range: use 64 KiB ..= 4 GiB")]
     SegmentSize(u64),
@@ -548,4 +557,53 @@ mod tests {
         assert!(!s.contains("90"), "{s}");
         assert!(!s.to_lowercase().contains("5a"), "{s}");
     }
+}
+
+/// When and where [`AedbConfig::backup_policy`] takes backups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupPolicy {
+    /// The directory holding the chains (created if missing).
+    pub dir: PathBuf,
+    /// A new full backup (a new chain) this long after the newest full.
+    pub full_every: Duration,
+    /// An incremental this long after the chain's newest backup.
+    pub incremental_every: Duration,
+    /// Chains kept (at least 1); older ones are deleted once a newer full verified.
+    pub keep: usize,
+}
+
+impl AedbConfig {
+    /// Takes hot full and incremental backups into `dir` on a schedule, off the commit
+    /// path (see [`crate::backup`]'s policy section): a full backup every `full_every`
+    /// (starting a new chain), an incremental every `incremental_every` in between, and
+    /// once a new full backup has verified, deletes the oldest chains beyond `keep`.
+    /// Progress is read with [`AedbInstance::backup_policy_status`].
+    pub fn backup_policy(
+        mut self,
+        dir: impl Into<PathBuf>,
+        full_every: Duration,
+        incremental_every: Duration,
+        keep: usize,
+    ) -> Self {
+        self.backup_policy = Some(BackupPolicy {
+            dir: dir.into(),
+            full_every,
+            incremental_every,
+            keep,
+        });
+        self
+    }
+}
+
+/// Checks a policy's knobs (part of `AedbConfig::validate`).
+pub(crate) fn check_backup_policy(policy: &BackupPolicy) -> Result<(), ConfigError> {
+    if policy.keep == 0 {
+        return Err(ConfigError::BackupPolicy("keep must be at least 1"));
+    }
+    if policy.full_every.is_zero() || policy.incremental_every.is_zero() {
+        return Err(ConfigError::BackupPolicy(
+            "full_every and incremental_every must be more than zero",
+        ));
+    }
+    Ok(())
 }

@@ -100,8 +100,8 @@ pub use aedb_model::{
 pub use aedb_types::Lsn;
 pub use aedb_wal::{FaultInjector, FaultKind, FaultMode, FaultPoint, RecoveredWal};
 pub use backup::{
-    BackupError, BackupKind, BackupManifest, BackupReport, RestoreOptions, RestoreReport,
-    restore_from_backup_chain,
+    BackupError, BackupKind, BackupManifest, BackupReport, CaptureReport, RestoreOptions,
+    RestoreReport, capture_offline, restore_from_backup_chain, verify_capture,
 };
 pub use config::{AedbConfig, Profile, Recovery};
 pub use error::{
@@ -135,9 +135,14 @@ pub use secure::{
 
 pub use aedb_actors::{CheckpointFailure, CheckpointReport, WAL_DIR};
 pub use aedb_keys::{
-    EpochKey, HsmConfig, HsmKeyProvider, InMemoryKeyProvider, KeyProvider, SecretKey,
+    EpochKey, HsmConfig, HsmKeyProvider, HsmProvisioner, InMemoryKeyProvider, KeyError,
+    KeyProvider, MasterKeyId, MasterKeyInfo, SecretKey, SecretString, TokenSelector,
 };
 pub use aedb_types::{DatabaseId, KeyEpoch};
+
+/// Bucket upper bounds (seconds) that make `ihp_timestamp_skew_seconds` a Prometheus
+/// histogram (see `aedb_session::metrics`).
+pub use aedb_session::metrics::TIMESTAMP_SKEW_BUCKETS as IHP_TIMESTAMP_SKEW_BUCKETS;
 
 /// Registers the help text of every metric aedb emits (`aedb_*` and the IHP `ihp_*`)
 /// with the installed [`metrics`] recorder, so exporters print it (Prometheus `# HELP`;
@@ -154,6 +159,8 @@ pub fn describe_metrics() {
 /// Writes go through the single-writer pipeline; reads use [`AedbInstance::snapshot`]
 /// on the caller's thread.
 pub struct AedbInstance {
+    /// The backup policy's scheduler; first, so it stops before the pipeline drops.
+    backup_scheduler: Option<backup::RunningScheduler>,
     pipeline: Pipeline,
     dir: PathBuf,
     default_finality: Finality,
@@ -161,7 +168,7 @@ pub struct AedbInstance {
     recovered: RecoveredWal,
     backup_keys: Arc<dyn KeyProvider>,
     /// Backup copy rate limit in bytes per second (0: unlimited).
-    backup_rate: std::sync::atomic::AtomicU64,
+    backup_rate: Arc<std::sync::atomic::AtomicU64>,
     security: Option<Security>,
     fs: aedb_fs::SharedFs,
     _lock: DirLock,
@@ -306,9 +313,10 @@ impl AedbInstance {
                 }
             },
         };
-        Ok(AedbInstance {
+        let mut db = AedbInstance {
+            backup_scheduler: None,
             backup_keys,
-            backup_rate: config.backup_bytes_per_sec.unwrap_or(0).into(),
+            backup_rate: Arc::new(config.backup_bytes_per_sec.unwrap_or(0).into()),
             pipeline,
             dir,
             default_finality: config.default_finality,
@@ -317,7 +325,18 @@ impl AedbInstance {
             security,
             fs: config.fs.clone(),
             _lock: lock,
-        })
+        };
+        if let Some(policy) = &config.backup_policy {
+            let scheduler =
+                backup::start_scheduler(&db, policy.clone(), &config).map_err(|source| {
+                    StartError::Thread {
+                        what: "backup-policy",
+                        source,
+                    }
+                })?;
+            db.backup_scheduler = Some(scheduler);
+        }
+        Ok(db)
     }
 
     /// Changes the hot-backup copy rate limit (`None`: unlimited; at least 1 MiB/s),
@@ -1082,6 +1101,19 @@ impl AedbInstance {
         self.revoke_session_key(caller, format!("env/{env_hash}"))
     }
 
+    /// Revokes every session capsule of `subject` issued up to now, durably (recorded in
+    /// `_system/authz`, audited in `authz_audit` as `session_revoked`, reloaded at every
+    /// open): the runbook's "rotate application credentials". Capsules issued afterwards
+    /// are accepted, so the caller re-authenticates and carries on. Needs `GlobalAdmin`.
+    pub fn revoke_caller_sessions_as(
+        &self,
+        caller: &CallerId,
+        subject: &CallerId,
+    ) -> Result<(), Error> {
+        let cutoff = UnixMicros::now().as_micros();
+        self.revoke_session_key(caller, format!("caller/{cutoff}/{subject}"))
+    }
+
     fn revoke_session_key(&self, caller: &CallerId, key: String) -> Result<(), Error> {
         Self::not_system(caller)?;
         let s = self.security()?;
@@ -1135,6 +1167,9 @@ impl AedbInstance {
 
     /// Flushes everything, stops the actors and releases the directory lock.
     pub fn shutdown(mut self) -> Result<(), Error> {
+        if let Some(mut scheduler) = self.backup_scheduler.take() {
+            scheduler.stop();
+        }
         if let Some(security) = self.security.take() {
             security.stop();
         }

@@ -330,12 +330,19 @@ fn start_sessions(
     Ok(authority)
 }
 
-/// Applies a persisted revocation key (`profile/<hex>` or `env/<hex>`).
+/// Applies a persisted revocation key (`profile/<hex>`, `env/<hex>`, or
+/// `caller/<issued-up-to unix micros>/<caller id>`).
 pub(crate) fn apply_revocation(authority: &SessionAuthority, key: &str) {
     if let Some(id) = key.strip_prefix("profile/").and_then(|h| h.parse().ok()) {
         authority.revoke_profile(id);
     } else if let Some(hash) = key.strip_prefix("env/").and_then(|h| h.parse().ok()) {
         authority.revoke_env_hash(hash);
+    } else if let Some((cutoff, caller)) = key
+        .strip_prefix("caller/")
+        .and_then(|rest| rest.split_once('/'))
+        && let (Ok(cutoff), Ok(caller)) = (cutoff.parse::<i64>(), CallerId::new(caller))
+    {
+        authority.revoke_caller_sessions(&caller, aedb_session::UnixMicros::from_micros(cutoff));
     }
 }
 

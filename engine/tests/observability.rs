@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
@@ -59,6 +59,11 @@ fn run() -> &'static Run {
         let capture: &'static Capture = Box::leak(Box::default());
         tracing::subscriber::set_global_default(CaptureRef(capture)).expect("first subscriber");
         let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("ihp_timestamp_skew_seconds".into()),
+                aedb::IHP_TIMESTAMP_SKEW_BUCKETS,
+            )
+            .expect("buckets")
             .install_recorder()
             .expect("first recorder");
         aedb::describe_metrics();
@@ -102,6 +107,7 @@ fn prometheus_exposition_passes_promtool_and_names_every_metric() {
         "ihp_header_mismatch_total",
         "ihp_version_mismatch_total",
         "ihp_timestamp_skew_seconds",
+        "ihp_tag_failures_total",
         "aedb_commit_latency_seconds",
         "aedb_fsync_latency_seconds",
         "aedb_group_commit_batch_size",
@@ -117,6 +123,12 @@ fn prometheus_exposition_passes_promtool_and_names_every_metric() {
             run.rendered
         );
     }
+    assert!(
+        run.rendered
+            .contains("# TYPE ihp_timestamp_skew_seconds histogram"),
+        "the skew buckets make a histogram:\n{}",
+        run.rendered
+    );
     assert_no_secret("exposition", &run.rendered, &run.secrets);
 }
 

@@ -769,6 +769,25 @@ impl Manifest {
     pub fn live_state(&self) -> &LiveState {
         &self.live
     }
+
+    /// The bytes of every record written so far (the file up to [`Manifest::len_bytes`]),
+    /// read from the open file: a consistent copy of the chain at this instant, for a
+    /// forensic capture. Only the owner appends, so nothing changes during the read.
+    ///
+    /// # Errors
+    /// [`ManifestError::Io`] when the file cannot be read.
+    pub fn durable_bytes(&self) -> Result<Vec<u8>, ManifestError> {
+        let len = usize::try_from(self.len).map_err(|_| ManifestError::TooLarge {
+            path: self.path.clone(),
+            len: self.len,
+            max: MAX_MANIFEST_LEN,
+        })?;
+        let mut bytes = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut bytes, 0)
+            .map_err(io_err("read", &self.path))?;
+        Ok(bytes)
+    }
 }
 
 /// The path of the staging copy of the manifest at `path` (`MANIFEST.tmp`).

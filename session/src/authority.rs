@@ -111,6 +111,8 @@ struct Keyring {
 struct RevocationSets {
     profiles: BTreeSet<ServerProfileId>,
     env_hashes: BTreeSet<ServerEnvHash>,
+    /// Per caller, the newest revocation: capsules issued at or before it are refused.
+    callers: BTreeMap<CallerId, UnixMicros>,
 }
 
 /// Every revocation an authority holds, sorted (for persisting; reload them on open
@@ -264,6 +266,28 @@ impl SessionAuthority {
         new
     }
 
+    /// Revokes every session of `caller` issued at or before `issued_up_to` (the
+    /// "rotate application credentials" step: the caller must obtain new capsules).
+    /// Capsules issued later are accepted. Returns whether the cutoff moved forward.
+    pub fn revoke_caller_sessions(&self, caller: &CallerId, issued_up_to: UnixMicros) -> bool {
+        let mut sets = self.revocations.write();
+        let cutoff = sets
+            .callers
+            .entry(caller.clone())
+            .or_insert(UnixMicros::EPOCH);
+        let moved = issued_up_to > *cutoff;
+        if moved {
+            *cutoff = issued_up_to;
+        }
+        moved
+    }
+
+    /// The caller-session revocations held: each caller with its cutoff, sorted.
+    pub fn revoked_callers(&self) -> Vec<(CallerId, UnixMicros)> {
+        let sets = self.revocations.read();
+        sets.callers.iter().map(|(c, t)| (c.clone(), *t)).collect()
+    }
+
     /// Every revocation held, sorted.
     pub fn revoked(&self) -> Revocations {
         let sets = self.revocations.read();
@@ -415,6 +439,12 @@ impl SessionAuthority {
             };
             key.with_aead(header.epoch, channel, |aead| capsule::open(aead, &capsule))?
         };
+
+        if let Some(cutoff) = self.revocations.read().callers.get(&caller)
+            && header.issued_at <= *cutoff
+        {
+            return Err(CapsuleError::RevokedCaller { caller });
+        }
 
         let drift = self.config.max_timestamp_drift_micros();
         let skew = i128::from(header.issued_at.as_micros()) - i128::from(now.as_micros());

@@ -63,6 +63,13 @@ pub enum CapsuleError {
         /// The revoked hash.
         env_hash: ServerEnvHash,
     },
+    /// Every session of this caller issued up to a revocation was revoked
+    /// (`revoke_caller_sessions`): the caller must obtain a new capsule.
+    #[error("the sessions of caller {caller} issued before a revocation are revoked")]
+    RevokedCaller {
+        /// The caller.
+        caller: aedb_authz::CallerId,
+    },
     /// The capsule is bound to a different channel (or to one when none was presented,
     /// or the reverse). Capsules only work on the connection they were issued for.
     #[error("session capsule is bound to a different channel")]

@@ -10,7 +10,17 @@
 //! | `ihp_decrypt_success_total` | counter | a capsule verified |
 //! | `ihp_header_mismatch_total` | counter | profile, environment-hash or channel mismatch |
 //! | `ihp_version_mismatch_total` | counter | unsupported capsule version |
+//! | `ihp_tag_failures_total` | counter | a capsule failed authentication (AEAD tag mismatch: altered, forged or under another key) |
 //! | `ihp_timestamp_skew_seconds` | histogram | `|now - issued_at|` in seconds, on every verify that reaches the drift check |
+//!
+//! `ihp_timestamp_skew_seconds` is recorded as raw samples; the exporter decides its
+//! shape. For a Prometheus **histogram** (rather than the exporter's default summary)
+//! configure the buckets [`TIMESTAMP_SKEW_BUCKETS`] (seconds: 0.01, 0.05, 0.1, 0.5, 1, 5,
+//! 15, 30, 60, 120, 300, 600 — fine resolution where clocks agree, then up to twice the
+//! production drift limit of 5 min, so `max_timestamp_drift` can be tuned from
+//! `histogram_quantile`), e.g. with `metrics-exporter-prometheus`:
+//! `PrometheusBuilder::new().set_buckets_for_metric(Matcher::Full(METRIC_TIMESTAMP_SKEW.into()), TIMESTAMP_SKEW_BUCKETS)`
+//! (the `prometheus` example of `aedb` does this).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,6 +36,13 @@ pub const METRIC_HEADER_MISMATCH: &str = "ihp_header_mismatch_total";
 pub const METRIC_VERSION_MISMATCH: &str = "ihp_version_mismatch_total";
 /// Histogram name: absolute timestamp skew in seconds.
 pub const METRIC_TIMESTAMP_SKEW: &str = "ihp_timestamp_skew_seconds";
+/// Counter name: capsules that failed authentication (tag mismatch).
+pub const METRIC_TAG_FAILURES: &str = "ihp_tag_failures_total";
+/// Bucket upper bounds (seconds) that make [`METRIC_TIMESTAMP_SKEW`] a Prometheus
+/// histogram (see the module documentation).
+pub const TIMESTAMP_SKEW_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
 
 /// Registers the help text of every `ihp_*` metric with the installed `metrics`
 /// recorder (exporters such as Prometheus print it as `# HELP`). Call once after
@@ -41,6 +58,10 @@ pub fn describe_metrics() {
     ::metrics::describe_counter!(
         METRIC_VERSION_MISMATCH,
         "Capsules refused for an unsupported format version."
+    );
+    ::metrics::describe_counter!(
+        METRIC_TAG_FAILURES,
+        "Capsules refused because they failed authentication (altered, forged or under another key)."
     );
     ::metrics::describe_histogram!(
         METRIC_TIMESTAMP_SKEW,
@@ -168,13 +189,17 @@ impl IhpMetrics {
                 ::metrics::counter!(METRIC_HEADER_MISMATCH).increment(1);
                 &self.header_mismatch
             }
-            CapsuleError::RevokedProfile { .. } | CapsuleError::RevokedEnvHash { .. } => {
-                &self.revoked
-            }
+            CapsuleError::RevokedProfile { .. }
+            | CapsuleError::RevokedEnvHash { .. }
+            | CapsuleError::RevokedCaller { .. } => &self.revoked,
             CapsuleError::UnknownEpoch { .. } | CapsuleError::RetiredEpoch { .. } => {
                 &self.unknown_epoch
             }
-            CapsuleError::TagMismatch => &self.tag_failures,
+            CapsuleError::TagMismatch => {
+                #[cfg(feature = "observability")]
+                ::metrics::counter!(METRIC_TAG_FAILURES).increment(1);
+                &self.tag_failures
+            }
             CapsuleError::InvalidCaller(_) => &self.invalid_caller,
             CapsuleError::Stale { .. } => &self.stale,
             CapsuleError::FromFuture { .. } => &self.future,

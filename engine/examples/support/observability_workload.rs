@@ -102,6 +102,10 @@ pub fn run(dir: &Path, secrets: &Secrets) -> Result<Vec<Vec<u8>>, Box<dyn Error>
     let mut future_version = capsule.to_vec();
     future_version[8] = 9;
     assert!(authority.verify(&future_version, later, None).is_err());
+    // One flipped ciphertext byte: `ihp_tag_failures_total`.
+    let mut tampered = authority.issue(&teller, now, None)?.to_vec();
+    tampered[120] ^= 1;
+    assert!(authority.verify(&tampered, later, None).is_err());
     // An unbound capsule presented on a bound channel: `ihp_header_mismatch_total`.
     let fresh = authority.issue(&teller, now, None)?;
     assert!(

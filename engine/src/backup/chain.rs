@@ -34,7 +34,17 @@ pub(super) fn read_backup_with(
     dir: &Path,
     provider: &dyn KeyProvider,
 ) -> Result<VerifiedBackup, BackupError> {
-    let path = dir.join(BACKUP_MANIFEST_FILE);
+    read_listing_with(fs, dir, BACKUP_MANIFEST_FILE, provider)
+}
+
+/// Reads `<dir>/<file>` (a `BACKUP` or a capture's `CAPTURE`) and authenticates it.
+pub(super) fn read_listing_with(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    file: &str,
+    provider: &dyn KeyProvider,
+) -> Result<VerifiedBackup, BackupError> {
+    let path = dir.join(file);
     let bytes = match aedb_fs::read_file(fs, &path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -65,9 +75,27 @@ pub(super) fn read_backup_with(
     let key = match backup_key_from(provider, decoded.manifest.database_id, Some(&master)) {
         Ok((key, _)) => key,
         Err(e) => {
+            // Name the key epochs the missing master seals (a chain spanning a rotation
+            // restored without the old master version).
+            let epochs: Vec<KeyEpoch> = decoded
+                .manifest
+                .key_epochs
+                .iter()
+                .filter(|(_, m)| *m == master.to_string())
+                .map(|(epoch, _)| *epoch)
+                .collect();
+            let detail = if epochs.is_empty() {
+                KeyMismatch::Derive { master, source: e }
+            } else {
+                KeyMismatch::EpochMasterMissing {
+                    epochs,
+                    master,
+                    source: e,
+                }
+            };
             return Err(BackupError::WrongKey {
                 backup: dir.to_path_buf(),
-                detail: Box::new(KeyMismatch::Derive { master, source: e }),
+                detail: Box::new(detail),
             });
         }
     };

@@ -33,6 +33,10 @@ pub enum BackupKind {
     Full,
     /// The WAL since the parent backup's end.
     Incremental,
+    /// A forensic capture (`CAPTURE`, not `BACKUP`): the manifest, every live
+    /// checkpoint and every WAL segment of a data directory, as found. Never part of a
+    /// restore chain.
+    Capture,
 }
 
 impl BackupKind {
@@ -40,14 +44,16 @@ impl BackupKind {
         match self {
             BackupKind::Full => 1,
             BackupKind::Incremental => 2,
+            BackupKind::Capture => 3,
         }
     }
 
-    /// `"full"` or `"incremental"`.
+    /// `"full"`, `"incremental"` or `"capture"`.
     pub fn as_str(self) -> &'static str {
         match self {
             BackupKind::Full => "full",
             BackupKind::Incremental => "incremental",
+            BackupKind::Capture => "capture",
         }
     }
 }
@@ -59,6 +65,8 @@ pub enum BackupFileKind {
     Checkpoint,
     /// A WAL segment (or the synced prefix of the active one), stored under `wal/`.
     WalSegment,
+    /// The database's `MANIFEST` (forensic captures only), stored at the top level.
+    Manifest,
 }
 
 impl BackupFileKind {
@@ -66,14 +74,17 @@ impl BackupFileKind {
         match self {
             BackupFileKind::Checkpoint => 1,
             BackupFileKind::WalSegment => 2,
+            BackupFileKind::Manifest => 3,
         }
     }
 
-    /// The sub-directory of the backup directory holding files of this kind.
+    /// The sub-directory of the backup directory holding files of this kind (`""`: the
+    /// directory itself).
     pub fn dir(self) -> &'static str {
         match self {
             BackupFileKind::Checkpoint => "checkpoints",
             BackupFileKind::WalSegment => "wal",
+            BackupFileKind::Manifest => "",
         }
     }
 }
@@ -158,6 +169,7 @@ pub fn valid_file_name(kind: BackupFileKind, name: &str) -> bool {
     match kind {
         BackupFileKind::Checkpoint => aedb_checkpoint::parse_checkpoint_file_name(name).is_some(),
         BackupFileKind::WalSegment => aedb_wal::dir::parse_segment_file_name(name).is_some(),
+        BackupFileKind::Manifest => name == aedb_manifest::MANIFEST_FILE_NAME,
     }
 }
 
@@ -216,6 +228,7 @@ impl BackupManifest {
         let kind = match r.u8()? {
             1 => BackupKind::Full,
             2 => BackupKind::Incremental,
+            3 => BackupKind::Capture,
             tag => {
                 return Err(r.back(1).err(DecodeErrorKind::UnknownTag {
                     what: "backup kind",
@@ -262,6 +275,7 @@ impl BackupManifest {
             let kind = match r.u8()? {
                 1 => BackupFileKind::Checkpoint,
                 2 => BackupFileKind::WalSegment,
+                3 => BackupFileKind::Manifest,
                 tag => {
                     return Err(r.back(1).err(DecodeErrorKind::UnknownTag {
                         what: "file kind",

@@ -18,9 +18,17 @@
 //! [`restore_from_backup_chain`] verifies all of that, replays the chain up to its end or
 //! a target LSN, and writes a fresh data directory (same database id, a new checkpoint
 //! at the restored LSN, an empty WAL continuing after it) that opens normally.
+//!
+//! Also here: scheduled backups ([`AedbConfig::backup_policy`], `policy.rs`: an owner of
+//! its own takes them, verifies each new full backup, prunes old chains;
+//! [`list_backups`]) and forensic captures ([`AedbInstance::capture_as`],
+//! [`capture_offline`], [`verify_capture`], `capture.rs`: a consistent, pinned copy of a
+//! data directory with an authenticated listing in the backup manifest format).
 
+mod capture;
 mod chain;
 mod manifest;
+mod policy;
 mod restore;
 mod take;
 
@@ -54,10 +62,14 @@ use crate::{AedbConfig, AedbInstance, Error, Who};
 /// The derivation context of the backup-manifest MAC key.
 pub const BACKUP_KEY_CONTEXT: &[u8] = b"aedb backup manifest v1";
 
+pub use crate::config::BackupPolicy;
 pub use crate::error::{
     BackupError, ChainBreak, ChainOrder, KeyMismatch, RetiredWal, Tamper, WriteFailure,
 };
+pub use capture::{CAPTURE_LISTING_FILE, CaptureReport, capture_offline, verify_capture};
 pub use chain::{VerifiedBackup, read_backup, verify_backup_chain, verify_chain_manifests};
+pub use policy::{BackupChainListing, BackupPolicyStatus, ListedBackup, list_backups};
+pub(crate) use policy::{RunningScheduler, start_scheduler};
 pub use restore::{chain_state, restore_from_backup_chain};
 // The submodules share their crate-private helpers through here (`use super::*`).
 use chain::*;

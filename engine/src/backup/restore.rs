@@ -53,6 +53,9 @@ pub(super) fn rebuild(
             let path = verify_file(fs, b, file, check_hash, &mut tick)?;
             match file.kind {
                 BackupFileKind::Checkpoint => checkpoint_path = Some((path, file.clone())),
+                // Only captures list the manifest, and a capture is never in a chain
+                // (`verify_chain_manifests` refuses it): nothing to stage.
+                BackupFileKind::Manifest => {}
                 BackupFileKind::WalSegment => {
                     if let Some((earlier, earlier_len)) = staged.get(&file.name) {
                         // A segment copied again (it was active when the parent was

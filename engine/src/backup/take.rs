@@ -226,7 +226,7 @@ impl AedbInstance {
         progress: Progress<'_>,
     ) -> Result<BackupReport, Error> {
         self.permit(who, [&aedb_authz::Action::Backup], "backup")?;
-        Ok(self.backup_full_unchecked(dir, progress)?)
+        Ok(self.backup_ctx().full(dir, progress)?)
     }
 
     /// The one incremental-backup path of the anonymous and `*_as` forms.
@@ -238,10 +238,53 @@ impl AedbInstance {
         progress: Progress<'_>,
     ) -> Result<BackupReport, Error> {
         self.permit(who, [&aedb_authz::Action::Backup], "backup")?;
-        Ok(self.backup_incremental_unchecked(dir, parent, progress)?)
+        Ok(self.backup_ctx().incremental(dir, parent, progress)?)
     }
 
-    fn backup_full_unchecked(
+    /// Takes a hot **incremental** backup into `dir` (created; must be empty): the WAL
+    /// since `parent`'s end (a full or incremental backup of this database, verified
+    /// first). Fails with [`BackupError::WalRetired`] when checkpoints have retired
+    /// that WAL since: take a full backup then.
+    pub fn backup_incremental(
+        &self,
+        dir: impl AsRef<Path>,
+        parent: impl AsRef<Path>,
+        progress: Progress<'_>,
+    ) -> Result<BackupReport, Error> {
+        self.backup_incremental_by(Who::Anonymous, dir.as_ref(), parent.as_ref(), progress)
+    }
+}
+
+/// What taking a hot backup needs of an instance, cloneable so an owner of its own (the
+/// backup scheduler) can take backups off the caller's thread: the data directory, the
+/// pipeline's [`aedb_actors::BackupPort`], the backup key provider and the copy rate.
+#[derive(Clone)]
+pub(crate) struct BackupCtx {
+    pub(crate) fs: aedb_fs::SharedFs,
+    pub(crate) dir: PathBuf,
+    pub(crate) port: aedb_actors::BackupPort,
+    pub(crate) keys: Arc<dyn KeyProvider>,
+    /// Copy rate limit in bytes per second (0: unlimited), shared with the instance.
+    pub(crate) rate: Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) database_id: DatabaseId,
+}
+
+impl AedbInstance {
+    /// The backup context of this instance.
+    pub(crate) fn backup_ctx(&self) -> BackupCtx {
+        BackupCtx {
+            fs: self.fs.clone(),
+            dir: self.dir.clone(),
+            port: self.pipeline.backup_port(),
+            keys: self.backup_keys.clone(),
+            rate: self.backup_rate.clone(),
+            database_id: self.database_id(),
+        }
+    }
+}
+
+impl BackupCtx {
+    pub(crate) fn full(
         &self,
         dir: &Path,
         progress: Progress<'_>,
@@ -252,18 +295,18 @@ impl AedbInstance {
         // checkpoints bound the WAL after it by `checkpoint_wal_bytes`). Only a
         // database that has none yet gets one.
         if self
-            .pipeline
+            .port
             .manifest_live_state()?
             .newest_checkpoint()
             .is_none()
         {
-            self.pipeline.checkpoint_now()?;
+            self.port.checkpoint_now()?;
         }
         // A concurrent checkpoint may retire the file between listing and opening it:
         // list again then (it takes two newer checkpoints to retire one).
         let mut attempt = 0;
         let (live, checkpoint) = loop {
-            let live = self.pipeline.manifest_live_state()?;
+            let live = self.port.manifest_live_state()?;
             let Some((lsn, rec)) = live.newest_checkpoint().map(|(l, r)| (l, r.clone())) else {
                 break (live, None);
             };
@@ -277,12 +320,12 @@ impl AedbInstance {
             }
         };
         let base = checkpoint.as_ref().map_or(Lsn::ZERO, |c| c.0);
-        let view = self.pipeline.wal_backup_view()?;
+        let view = self.port.wal_backup_view()?;
         let synced = view.synced_lsn;
         let wal = plan_wal(view, base, None)?;
         let total =
             checkpoint.as_ref().map_or(0, |c| c.1.len) + wal.iter().map(|w| w.len).sum::<u64>();
-        let rate = self.backup_rate.load(std::sync::atomic::Ordering::Relaxed);
+        let rate = self.rate.load(std::sync::atomic::Ordering::Relaxed);
         let mut copied = CopyProgress::new(total, progress, rate);
         let mut tick = |n: u64| copied.tick(n);
         let mut files = Vec::new();
@@ -320,30 +363,17 @@ impl AedbInstance {
         )
     }
 
-    /// Takes a hot **incremental** backup into `dir` (created; must be empty): the WAL
-    /// since `parent`'s end (a full or incremental backup of this database, verified
-    /// first). Fails with [`BackupError::WalRetired`] when checkpoints have retired
-    /// that WAL since: take a full backup then.
-    pub fn backup_incremental(
-        &self,
-        dir: impl AsRef<Path>,
-        parent: impl AsRef<Path>,
-        progress: Progress<'_>,
-    ) -> Result<BackupReport, Error> {
-        self.backup_incremental_by(Who::Anonymous, dir.as_ref(), parent.as_ref(), progress)
-    }
-
-    fn backup_incremental_unchecked(
+    pub(crate) fn incremental(
         &self,
         dir: &Path,
         parent: &Path,
         progress: Progress<'_>,
     ) -> Result<BackupReport, BackupError> {
-        let parent = read_backup_with(&*self.fs, parent, &*self.backup_keys)?;
-        if parent.manifest.database_id != self.database_id() {
+        let parent = read_backup_with(&*self.fs, parent, &*self.keys)?;
+        if parent.manifest.database_id != self.database_id {
             return Err(BackupError::ForeignBackup {
                 backup: parent.dir.clone(),
-                expected: self.database_id(),
+                expected: self.database_id,
                 found: parent.manifest.database_id,
             });
         }
@@ -357,13 +387,13 @@ impl AedbInstance {
                 detail: ChainBreak::ParentWithoutWal,
             })?;
         ensure_empty_dir(&*self.fs, dir, BackupError::NonEmptyBackupDir)?;
-        let live = self.pipeline.manifest_live_state()?;
-        let view = self.pipeline.wal_backup_view()?;
+        let live = self.port.manifest_live_state()?;
+        let view = self.port.wal_backup_view()?;
         let synced = view.synced_lsn;
         let since = parent.manifest.last_lsn;
         let wal = plan_wal(view, since, Some(tail))?;
         let total = wal.iter().map(|w| w.len).sum::<u64>();
-        let rate = self.backup_rate.load(std::sync::atomic::Ordering::Relaxed);
+        let rate = self.rate.load(std::sync::atomic::Ordering::Relaxed);
         let mut copied = CopyProgress::new(total, progress, rate);
         let mut tick = |n: u64| copied.tick(n);
         let files = copy_wal(&*self.fs, dir, wal, &mut tick)?;
@@ -391,8 +421,8 @@ impl AedbInstance {
         files: Vec<BackupFile>,
         bytes: u64,
     ) -> Result<BackupReport, BackupError> {
-        let database_id = self.database_id();
-        let (key, master) = backup_key_from(&*self.backup_keys, database_id, None)?;
+        let database_id = self.database_id;
+        let (key, master) = backup_key_from(&*self.keys, database_id, None)?;
         let mut backup_id = [0u8; 16];
         rand::fill(&mut backup_id);
         let manifest = BackupManifest {
@@ -420,7 +450,7 @@ impl AedbInstance {
             .map_err(io_err("rename", &tmp))?;
         sync_dir(&*self.fs, dir)?;
         let manifest_sha256: [u8; 32] = Sha256::digest(&bytes_out).into();
-        self.pipeline
+        self.port
             .record_manifest(vec![ManifestRecord::BackupTaken {
                 backup_id: manifest.backup_id_hex(),
                 first_lsn,

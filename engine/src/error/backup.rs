@@ -145,6 +145,15 @@ pub enum BackupError {
         /// Why.
         source: aedb_wal::segment::SegmentHeaderError,
     },
+    /// An offline capture could not read the database id from the manifest header,
+    /// which the capture listing's MAC key is derived for.
+    #[error("cannot read the database id from {}: {source}", .path.display())]
+    NoDatabaseId {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        source: Box<aedb_manifest::ManifestError>,
+    },
     /// A file-system operation failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -170,6 +179,9 @@ pub enum ChainOrder {
     /// A second full backup follows the chain's start.
     #[error("a full backup after the chain's start")]
     FullAfterStart,
+    /// A `CAPTURE` listing is not of kind capture (or a capture was given as a backup).
+    #[error("the listing is not a forensic capture's")]
+    NotACapture,
     /// The backup's parent is elsewhere in the list (its 1-based position).
     #[error("its parent is backup {0} of the list, not the one before it")]
     ParentElsewhere(usize),
@@ -185,6 +197,21 @@ pub enum KeyMismatch {
         /// The master the backup names.
         master: MasterKeyId,
         /// Why.
+        source: KeyError,
+    },
+    /// The master a backup names cannot be derived, and the key epochs listed are
+    /// sealed under it: a chain spanning a key rotation needs the old master version
+    /// (keep it in the HSM, or add it to the provider) to restore.
+    #[error(
+        "key epoch(s) {} need master {master}, which the key provider cannot derive: {source}",
+        .epochs.iter().map(|e| e.get().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    EpochMasterMissing {
+        /// The epochs sealed under the missing master.
+        epochs: Vec<KeyEpoch>,
+        /// The master.
+        master: MasterKeyId,
+        /// Why it cannot be derived.
         source: KeyError,
     },
     /// The backup manifest was keyed under another backup key.
@@ -229,6 +256,9 @@ pub enum Tamper {
         /// The listed length.
         listed: u64,
     },
+    /// A capture holds a file its listing does not list (it was added).
+    #[error("the file is not in the authenticated listing")]
+    Unlisted,
     /// The file's SHA-256 differs from the listing.
     #[error("SHA-256 differs from the authenticated listing")]
     Hash,

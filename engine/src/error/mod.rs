@@ -251,6 +251,7 @@ impl std::fmt::Display for ErrorClass {
 /// | `backup.write_failed` | Io | writing the restored database failed |
 /// | `backup.segment_header` | Integrity | a live WAL segment's header does not decode |
 /// | `backup.io` | Io | a file-system operation failed |
+/// | `backup.no_database_id` | Integrity | an offline capture cannot read the database id from the manifest header |
 /// | `offline.locked` | Retryable | a live instance holds the directory |
 /// | `offline.not_a_database` | InvalidInput | the directory holds no manifest |
 /// | `offline.integrity` | Integrity | the files do not verify |
@@ -589,6 +590,7 @@ fn backup_code(e: &BackupError) -> (&'static str, ErrorClass) {
         BackupError::Write(_) => ("backup.write_failed", C::Io),
         BackupError::SegmentHeader { .. } => ("backup.segment_header", C::Integrity),
         BackupError::Io { .. } => ("backup.io", C::Io),
+        BackupError::NoDatabaseId { .. } => ("backup.no_database_id", C::Integrity),
     }
 }
 

@@ -1,0 +1,197 @@
+//! Scheduled backups (`AedbConfig::backup_policy`): full and incremental backups are
+//! taken off the commit path while commits run, each recorded in the manifest, old
+//! chains pruned beyond `keep`, every kept chain restores, and a reopened instance
+//! continues the newest chain. Intervals are short (tens of ms); every wait is bounded
+//! and waits for an observable effect, never asserting how long anything took.
+
+use std::path::Path;
+use std::time::Duration;
+
+use aedb::backup::{BackupPolicyStatus, list_backups};
+use aedb::{
+    AedbConfig, AedbInstance, BackupKind, Finality, KvKey, KvValue, Namespace, RestoreOptions,
+    Transaction, restore_from_backup_chain,
+};
+
+const KEY: [u8; 32] = [0x7a; 32];
+
+fn base() -> AedbConfig {
+    AedbConfig::production(KEY)
+        .with_checkpoint_key([0x7b; 32])
+        .segment_size(64 * 1024)
+        .preallocate(false)
+}
+
+fn ns() -> Namespace {
+    Namespace::parse("pol", "main").expect("namespace")
+}
+
+fn put(n: u64) -> Transaction {
+    Transaction::new().kv_put(
+        &ns(),
+        KvKey::new(format!("k{n:06}")).expect("key"),
+        KvValue::new(format!("{n}:{}", "y".repeat(300))).expect("value"),
+    )
+}
+
+/// Commits until `done(status)` holds (at most 60 s, then fails with the status).
+fn commit_until(
+    db: &AedbInstance,
+    next: &mut u64,
+    done: impl Fn(&BackupPolicyStatus) -> bool,
+) -> BackupPolicyStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = db.backup_policy_status().expect("a policy is configured");
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy did not get there: {status:?}"
+        );
+        db.commit_with(put(*next), Finality::Durable)
+            .expect("commit");
+        *next += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Restores `chain` strictly into `into`, opens it and returns its LSN.
+fn restore(chain: &[std::path::PathBuf], into: &Path) -> u64 {
+    let report = restore_from_backup_chain(
+        chain,
+        into,
+        RestoreOptions {
+            config: base(),
+            strict: true,
+            target_lsn: None,
+        },
+        &mut |_, _| {},
+    )
+    .unwrap_or_else(|e| panic!("restore {chain:?}: {e}"));
+    let db = AedbInstance::open(into, base()).expect("open restored");
+    let snap = db.snapshot().expect("snapshot");
+    assert_eq!(snap.lsn(), report.lsn);
+    // The first put is in every backup (each full follows it).
+    assert!(snap.kv_get(&ns(), b"k000000").expect("read").is_some());
+    db.shutdown().expect("shutdown");
+    report.lsn.get()
+}
+
+#[test]
+fn scheduled_backups_run_while_committing_prune_beyond_keep_and_restore() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backups = tempfile::tempdir().expect("tempdir");
+    let restored = tempfile::tempdir().expect("tempdir");
+    let policy_dir = backups.path().join("policy");
+    let config = base().backup_policy(
+        &policy_dir,
+        Duration::from_millis(300),
+        Duration::from_millis(50),
+        2,
+    );
+    let db = AedbInstance::open(dir.path(), config).expect("open");
+    db.create_project("pol").expect("project");
+    db.create_scope("pol", "main").expect("scope");
+    let mut next = 0;
+    let status = commit_until(&db, &mut next, |s| {
+        s.fulls >= 3 && s.incrementals >= 3 && s.chains_pruned >= 1
+    });
+    assert!(status.last_full_backup_age_secs.is_some(), "{status:?}");
+    assert!(
+        status.last_incremental_backup_age_secs.is_some(),
+        "{status:?}"
+    );
+    assert_eq!(status.failures, 0, "{status:?}");
+    db.shutdown().expect("shutdown");
+
+    // Pruned to `keep` chains, each a full then incrementals in order.
+    let chains = list_backups(&policy_dir, &base()).expect("list");
+    assert_eq!(chains.len(), 2, "{chains:#?}");
+    let mut restored_lsns = Vec::new();
+    for (i, chain) in chains.iter().enumerate() {
+        assert_eq!(chain.backups[0].manifest.kind, BackupKind::Full);
+        assert!(
+            chain.backups[1..]
+                .iter()
+                .all(|b| b.manifest.kind == BackupKind::Incremental)
+        );
+        let dirs: Vec<_> = chain.backups.iter().map(|b| b.dir.clone()).collect();
+        let lsn = restore(&dirs, &restored.path().join(format!("r{i}")));
+        assert_eq!(lsn, chain.backups.last().unwrap().manifest.last_lsn.get());
+        restored_lsns.push(lsn);
+    }
+    assert!(restored_lsns[0] <= restored_lsns[1], "{restored_lsns:?}");
+
+    // Every backup the policy took is recorded in the manifest (`BackupTaken`).
+    let inspection = aedb::offline::inspect(dir.path(), &base()).expect("inspect");
+    let recorded = inspection.manifest.live.backups().len() as u64;
+    assert!(
+        recorded >= status.fulls + status.incrementals,
+        "{recorded} recorded, {status:?}"
+    );
+}
+
+#[test]
+fn a_reopened_instance_continues_the_newest_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backups = tempfile::tempdir().expect("tempdir");
+    let policy_dir = backups.path().join("policy");
+    let config = |inc_ms| {
+        base().backup_policy(
+            &policy_dir,
+            Duration::from_secs(3600),
+            Duration::from_millis(inc_ms),
+            3,
+        )
+    };
+    let db = AedbInstance::open(dir.path(), config(50)).expect("open");
+    db.create_project("pol").expect("project");
+    db.create_scope("pol", "main").expect("scope");
+    let mut next = 0;
+    commit_until(&db, &mut next, |s| s.fulls == 1 && s.incrementals >= 1);
+    db.shutdown().expect("shutdown");
+    let before = list_backups(&policy_dir, &base()).expect("list");
+    assert_eq!(before.len(), 1);
+    let len_before = before[0].backups.len();
+
+    // The full is an hour from due: the reopened scheduler adds incrementals to the
+    // same chain instead of starting a new one.
+    let db = AedbInstance::open(dir.path(), config(50)).expect("reopen");
+    let resumed = db.backup_policy_status().expect("status");
+    assert!(resumed.last_full_unix_ms.is_some(), "{resumed:?}");
+    commit_until(&db, &mut next, |s| s.incrementals >= 1);
+    db.shutdown().expect("shutdown");
+    let after = list_backups(&policy_dir, &base()).expect("list");
+    assert_eq!(after.len(), 1, "{after:#?}");
+    assert!(after[0].backups.len() > len_before);
+    let dirs: Vec<_> = after[0].backups.iter().map(|b| b.dir.clone()).collect();
+    let restored = tempfile::tempdir().expect("tempdir");
+    restore(&dirs, &restored.path().join("r"));
+}
+
+#[test]
+fn invalid_policies_are_refused_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for config in [
+        base().backup_policy(
+            dir.path().join("b"),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            0,
+        ),
+        base().backup_policy(
+            dir.path().join("b"),
+            Duration::ZERO,
+            Duration::from_secs(1),
+            1,
+        ),
+    ] {
+        let e = AedbInstance::open(dir.path().join("db"), config).expect_err("refused");
+        assert_eq!(e.code(), "config.invalid", "{e}");
+    }
+    let db = AedbInstance::open(dir.path().join("db"), base()).expect("open");
+    assert_eq!(db.backup_policy_status(), None);
+    db.shutdown().expect("shutdown");
+}
