@@ -81,5 +81,5 @@ pub use error::{CheckpointLoadError, CommitError, FrameReplayError, StartError};
 pub use keyring::Keyring;
 pub use metrics::{ErrorCounts, HistogramSnapshot, OperationalMetrics};
 pub use pipeline::{Pipeline, PipelineConfig};
-pub use recovery::WAL_DIR;
+pub use recovery::{RecoveryEvent, WAL_DIR};
 pub use sequencer::Sequencer;

@@ -76,7 +76,8 @@ pub use golden::{
 };
 pub use live_state::{
     BackupInfo, CompactionInfo, EpochInfo, LiveCheckpoint, LiveSegment, LiveState, LiveStateError,
-    MAX_LIVE_RECOVERY_EVENTS, RecoveryEventInfo,
+    FULL_BACKUP_ID_PREFIX, INCREMENTAL_BACKUP_ID_PREFIX, MAX_LIVE_RECOVERY_EVENTS,
+    RecoveryEventInfo,
 };
 pub use record::{
     MAX_DETAIL_LEN, MAX_FILE_NAME_LEN, MAX_TEXT_LEN, ManifestRecord, RecordError, RecordKind,

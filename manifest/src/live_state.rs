@@ -57,6 +57,25 @@ pub struct BackupInfo {
     pub at_unix_ms: u64,
 }
 
+/// The `backup_id` prefix of a full backup's `BackupTaken` record.
+pub const FULL_BACKUP_ID_PREFIX: &str = "full-";
+/// The `backup_id` prefix of an incremental backup's `BackupTaken` record.
+pub const INCREMENTAL_BACKUP_ID_PREFIX: &str = "incremental-";
+
+impl BackupInfo {
+    /// Whether the backup was full (`Some(true)`) or incremental (`Some(false)`), from
+    /// its id's prefix; `None` for an id without one (recorded before the prefixes).
+    pub fn is_full(&self) -> Option<bool> {
+        if self.backup_id.starts_with(FULL_BACKUP_ID_PREFIX) {
+            Some(true)
+        } else if self.backup_id.starts_with(INCREMENTAL_BACKUP_ID_PREFIX) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
 /// A recorded recovery event (see [`crate::RecoveryEventKind`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecoveryEventInfo {
