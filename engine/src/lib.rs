@@ -113,7 +113,9 @@ pub use snapshot::ReadSnapshot;
 use lock::DirLock;
 use secure::Security;
 
+pub use aedb_actors::RecoveryEvent;
 pub use aedb_actors::audit::{AuditChainError, AuditEvent, AuditRow, AuditTable};
+pub use aedb_manifest::{RecoveryEventInfo, RecoveryEventKind};
 pub use aedb_actors::authz_actor::AuthzFailure;
 pub use aedb_authz::{
     AccessError, Action, AuthzChange, AuthzError, CallerId, CallerIdError, CallerPolicy, Denied,
