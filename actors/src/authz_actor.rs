@@ -317,7 +317,8 @@ impl AuthzActor {
             Ok(applied) => applied,
             Err(e) => {
                 if matches!(e, AuthzError::Denied(_)) {
-                    self.metrics.count_denial(project.as_deref().unwrap_or(GLOBAL_LABEL));
+                    self.metrics
+                        .count_denial(project.as_deref().unwrap_or(GLOBAL_LABEL));
                     self.audit(by, "denied", "policy change", "");
                 }
                 return Err(e.into());

@@ -675,7 +675,9 @@ fn verify_fails_on_a_checkpoint_fallback_unless_allowed() {
     // An open routes around it too, and records it durably: inspect shows it.
     let i = AedbInstance::open(&db, config()).unwrap();
     assert_eq!(
-        i.operational_metrics().recovery_events.get("checkpoint_fallback"),
+        i.operational_metrics()
+            .recovery_events
+            .get("checkpoint_fallback"),
         Some(&1)
     );
     i.shutdown().unwrap();

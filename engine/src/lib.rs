@@ -115,12 +115,12 @@ use secure::Security;
 
 pub use aedb_actors::RecoveryEvent;
 pub use aedb_actors::audit::{AuditChainError, AuditEvent, AuditRow, AuditTable};
-pub use aedb_manifest::{RecoveryEventInfo, RecoveryEventKind};
 pub use aedb_actors::authz_actor::AuthzFailure;
 pub use aedb_authz::{
     AccessError, Action, AuthzChange, AuthzError, CallerId, CallerIdError, CallerPolicy, Denied,
     DenyReason, Grant, Permission, Resource,
 };
+pub use aedb_manifest::{RecoveryEventInfo, RecoveryEventKind};
 pub use aedb_session::{
     CapsuleError, ChannelBinding, IhpConfig, IhpConfigError, IhpMetricsSnapshot, ProfileError,
     ServerEnvHash, ServerEnvironmentProfile, ServerProfileId, SessionAuthority, SessionCapsule,

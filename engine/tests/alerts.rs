@@ -160,12 +160,12 @@ fn alertable_metrics_count_by_project_and_kind() {
         let tx = Transaction::new()
             .assert(Assertion::KvExists {
                 ns: ns.clone(),
-                key: aedb::KvKey::new(b"acct/missing".to_vec()).unwrap(),
+                key: aedb::KvKey::new(b"acct/missing").unwrap(),
             })
             .kv_put(
                 &ns,
-                aedb::KvKey::new(b"acct/x".to_vec()).unwrap(),
-                aedb::KvValue::new(b"1".to_vec()).unwrap(),
+                aedb::KvKey::new(b"acct/x").unwrap(),
+                aedb::KvValue::new(b"1").unwrap(),
             );
         assert!(db.commit_as(&bob, tx).is_err());
     }
@@ -177,7 +177,11 @@ fn alertable_metrics_count_by_project_and_kind() {
         .unwrap();
 
     let m = db.operational_metrics();
-    assert_eq!(m.assertion_failures_by_project.get("bank"), Some(&2), "{m:?}");
+    assert_eq!(
+        m.assertion_failures_by_project.get("bank"),
+        Some(&2),
+        "{m:?}"
+    );
     assert_eq!(m.errors.assertion_failed, 2);
     assert_eq!(m.authz_denials_by_project.get("bank"), Some(&1), "{m:?}");
     assert_eq!(m.authz_denials_by_project.get("_global"), Some(&1), "{m:?}");
@@ -188,18 +192,36 @@ fn alertable_metrics_count_by_project_and_kind() {
     db.backup_full_as(&root, backups.join("full"), &mut none())
         .unwrap();
     let m = db.operational_metrics();
-    assert!(m.last_full_backup_age_seconds.is_some_and(|a| a < 60), "{m:?}");
+    assert!(
+        m.last_full_backup_age_seconds.is_some_and(|a| a < 60),
+        "{m:?}"
+    );
     assert_eq!(m.last_incremental_backup_age_seconds, None);
-    db.backup_incremental_as(&root, backups.join("inc"), backups.join("full"), &mut none())
-        .unwrap();
+    db.backup_incremental_as(
+        &root,
+        backups.join("inc"),
+        backups.join("full"),
+        &mut none(),
+    )
+    .unwrap();
     db.shutdown().unwrap();
 
     // After a restart the ages come from the manifest's backup records.
     let db = open_secure(&data);
     let m = db.operational_metrics();
-    assert!(m.last_full_backup_age_seconds.is_some_and(|a| a < 60), "{m:?}");
-    assert!(m.last_incremental_backup_age_seconds.is_some_and(|a| a < 60), "{m:?}");
-    assert!(m.recovery_events.is_empty(), "a clean restart alerts nothing: {m:?}");
+    assert!(
+        m.last_full_backup_age_seconds.is_some_and(|a| a < 60),
+        "{m:?}"
+    );
+    assert!(
+        m.last_incremental_backup_age_seconds
+            .is_some_and(|a| a < 60),
+        "{m:?}"
+    );
+    assert!(
+        m.recovery_events.is_empty(),
+        "a clean restart alerts nothing: {m:?}"
+    );
     db.shutdown().unwrap();
 }
 
@@ -249,14 +271,15 @@ fn a_torn_wal_tail_is_recorded_and_shown_by_inspect() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].event, RecoveryEventKind::WalTornTail);
     assert!(
-        events[0].detail.contains(segment.file_name().unwrap().to_str().unwrap()),
+        events[0]
+            .detail
+            .contains(segment.file_name().unwrap().to_str().unwrap()),
         "{events:?}"
     );
     assert!(
-        i.manifest
-            .records
-            .iter()
-            .any(|r| r.to_string().starts_with("RecoveryEvent { event: wal_torn_tail")),
+        i.manifest.records.iter().any(|r| r
+            .to_string()
+            .starts_with("RecoveryEvent { event: wal_torn_tail")),
         "inspect lists the record"
     );
     // The recorded alert keeps verify failing (the CLI exits 1 without

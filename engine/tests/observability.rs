@@ -160,7 +160,8 @@ fn alert_rules_pass_promtool_and_use_only_exported_metrics() {
     assert!(used.len() >= 6, "rules use {used:?}");
     // The alert behind `aedb_recovery_events_total` is also a tracing warning.
     assert!(
-        run.trace.contains("integrity alert: recovery routed around damage"),
+        run.trace
+            .contains("integrity alert: recovery routed around damage"),
         "the torn tail cut at open was not logged"
     );
     for name in &used {

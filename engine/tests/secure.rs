@@ -528,7 +528,13 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
     // The last row is this read itself: every admin-only call is audited.
     assert_eq!(
         new,
-        ["grant", "grant", "revoke", "ownership_transfer", "admin_action"]
+        [
+            "grant",
+            "grant",
+            "revoke",
+            "ownership_transfer",
+            "admin_action"
+        ]
     );
     assert!(rows[before..].iter().all(|r| r.caller == "root"));
     assert!(rows[before].subject.contains("bob"), "{:?}", rows[before]);
@@ -586,7 +592,11 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
         ("denied", "bob")
     );
     assert_eq!(
-        (read.kind.as_str(), read.caller.as_str(), read.subject.as_str()),
+        (
+            read.kind.as_str(),
+            read.caller.as_str(),
+            read.subject.as_str()
+        ),
         ("admin_action", "root", "read_audit")
     );
     let assertion = db.audit_rows_as(&root, AuditTable::Assertion).unwrap();

@@ -75,8 +75,8 @@ pub use golden::{
     golden_fixtures,
 };
 pub use live_state::{
-    BackupInfo, CompactionInfo, EpochInfo, LiveCheckpoint, LiveSegment, LiveState, LiveStateError,
-    FULL_BACKUP_ID_PREFIX, INCREMENTAL_BACKUP_ID_PREFIX, MAX_LIVE_RECOVERY_EVENTS,
+    BackupInfo, CompactionInfo, EpochInfo, FULL_BACKUP_ID_PREFIX, INCREMENTAL_BACKUP_ID_PREFIX,
+    LiveCheckpoint, LiveSegment, LiveState, LiveStateError, MAX_LIVE_RECOVERY_EVENTS,
     RecoveryEventInfo,
 };
 pub use record::{

@@ -109,7 +109,9 @@ pub fn run(dir: &Path, secrets: &Secrets) -> Result<Vec<Vec<u8>>, Box<dyn Error>
     let db = AedbInstance::open_secure(dir, config(), SecureConfig::new(root.clone()))?;
     assert!(db.kv_get_as(&root, &ns, "acct/024")?.is_some());
     assert_eq!(
-        db.operational_metrics().recovery_events.get("wal_torn_tail"),
+        db.operational_metrics()
+            .recovery_events
+            .get("wal_torn_tail"),
         Some(&1)
     );
     db.shutdown()?;
