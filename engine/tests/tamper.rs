@@ -1012,7 +1012,10 @@ fn manifest_truncation_is_repaired_or_refused_never_wrong_data() {
             // checkpoint files the shorter chain never recorded) after the boundary, and
             // nothing else.
             if now.len() > boundary {
-                let kept = records.iter().filter(|r| r.start + r.len <= boundary).count();
+                let kept = records
+                    .iter()
+                    .filter(|r| r.start + r.len <= boundary)
+                    .count();
                 let listed = aedb::offline::inspect(d, &config()).expect("inspect");
                 let extra: Vec<String> = listed.manifest.records[kept..]
                     .iter()

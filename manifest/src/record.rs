@@ -728,6 +728,42 @@ mod tests {
     }
 
     #[test]
+    fn recovery_event_has_the_documented_layout() {
+        let r = ManifestRecord::RecoveryEvent {
+            event: RecoveryEventKind::CheckpointFallback,
+            lsn: Lsn::new(40),
+            at_unix_ms: 1_700_000_500_000,
+            detail: "checkpoint at lsn 90: authentication failed".into(),
+        };
+        let body = r.encode().unwrap();
+        let mut expected = vec![11u8, 1];
+        expected.extend_from_slice(&40u64.to_le_bytes());
+        expected.extend_from_slice(&1_700_000_500_000u64.to_le_bytes());
+        expected.extend_from_slice(&43u16.to_le_bytes());
+        expected.extend_from_slice(b"checkpoint at lsn 90: authentication failed");
+        assert_eq!(body, expected);
+        assert_eq!(ManifestRecord::decode(&body), Ok(r));
+        // An unknown event byte is refused at its offset.
+        let mut bad = body.clone();
+        bad[1] = 0;
+        let Err(RecordError::Decode(e)) = ManifestRecord::decode(&bad) else {
+            panic!("event 0 decoded");
+        };
+        assert_eq!(e.offset, 1);
+        // A long detail is cut at a character boundary by the constructor.
+        let long = ManifestRecord::recovery_event(
+            RecoveryEventKind::FileSkipped,
+            Lsn::ZERO,
+            &"é".repeat(MAX_DETAIL_LEN),
+        );
+        let ManifestRecord::RecoveryEvent { detail, .. } = &long else {
+            unreachable!()
+        };
+        assert_eq!(detail.len(), MAX_DETAIL_LEN);
+        assert!(long.encode().is_ok());
+    }
+
+    #[test]
     fn file_names_must_be_plain() {
         for bad in ["", ".", "..", "a/b", "..\\x", "a\0b"] {
             let r = ManifestRecord::CheckpointAdded {
