@@ -344,7 +344,7 @@ impl AedbInstance {
     pub(crate) fn permit<'a>(
         &self,
         who: Who<'_>,
-        actions: impl IntoIterator<Item = &'a Action<'a>>,
+        actions: impl IntoIterator<Item = &'a Action<'a>, IntoIter: Clone>,
         what: &str,
     ) -> Result<(), AccessError> {
         match who {
@@ -365,7 +365,7 @@ impl AedbInstance {
     pub(crate) fn authorize<'a>(
         &self,
         caller: &CallerId,
-        actions: impl IntoIterator<Item = &'a Action<'a>>,
+        actions: impl IntoIterator<Item = &'a Action<'a>, IntoIter: Clone>,
         what: &str,
     ) -> Result<(), AccessError> {
         match &self.security {

@@ -235,7 +235,7 @@ impl Security {
     pub(crate) fn check<'a>(
         &self,
         caller: &CallerId,
-        actions: impl IntoIterator<Item = &'a Action<'a>>,
+        actions: impl IntoIterator<Item = &'a Action<'a>, IntoIter: Clone>,
         what: &str,
     ) -> Result<(), AccessError> {
         let admin = self.check_deferring_row(caller, actions, what)?;
@@ -251,24 +251,25 @@ impl Security {
     pub(crate) fn check_deferring_row<'a>(
         &self,
         caller: &CallerId,
-        actions: impl IntoIterator<Item = &'a Action<'a>>,
+        actions: impl IntoIterator<Item = &'a Action<'a>, IntoIter: Clone>,
         what: &str,
     ) -> Result<bool, AccessError> {
         // The system caller acts only inside the engine (audit writes, bootstrap);
         // presented to a caller-facing API it is a forgery.
-        let actions: Vec<&Action<'_>> = actions.into_iter().collect();
+        // Iterated again (no copy) for the denial's project or the admin count.
+        let mut actions = actions.into_iter();
         let result = if caller.is_system() {
             Err(Denied::new(aedb_authz::DenyReason::NoRights))
         } else {
-            self.policy().check_all(caller, actions.iter().copied())
+            self.policy().check_all(caller, actions.clone())
         };
         if let Err(denied) = &result {
-            let action = actions.get(denied.action_index().unwrap_or(0));
-            let project = action.map_or_else(|| GLOBAL_LABEL.to_owned(), |a| action_project(a));
+            let action = actions.clone().nth(denied.action_index().unwrap_or(0));
+            let project = action.map_or_else(|| GLOBAL_LABEL.to_owned(), action_project);
             self.denied(caller, what, denied, &project);
         }
         result.map_err(AccessError::from)?;
-        let admin = actions.iter().any(|a| a.is_global());
+        let admin = actions.any(|a| a.is_global());
         if admin {
             self.metrics.count_global_admin_action(caller.as_str());
         }
