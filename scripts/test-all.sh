@@ -33,7 +33,7 @@ step "power-loss exploration on the simulated disk (optimised build, AEDB_SIM_CR
 AEDB_SIM_CRASH_POINTS="${AEDB_SIM_CRASH_POINTS:-10000}" \
   cargo test --release -p aedb --test power_loss
 
-step "observability feature: Prometheus exposition checked by promtool, spans without secrets, IHP metric names"
+step "observability feature: Prometheus exposition and alert rules checked by promtool, spans without secrets, IHP metric names"
 # promtool ships in Debian's `prometheus` package. Installed non-interactively (CI runs
 # as root, CI=true, no stdin); the test fails rather than skips without it.
 if ! command -v promtool >/dev/null 2>&1; then
@@ -55,6 +55,9 @@ if ! command -v promtool >/dev/null 2>&1; then
   if [ -n "$guard" ]; then rm -f "$guard"; fi
 fi
 cargo test -p aedb --features observability --test observability
+# The runbook's alert rules (README "Alerts"): valid rules; the test above checks that the
+# exposition holds every metric they use.
+promtool check rules docs/alerts.rules.yml
 # aedb-session's own observability tests (the IHP runbook metric names) exist only with
 # the feature; the workspace run above builds the crate without it. (aedb-authz has no
 # observability feature: it emits no metrics or spans.)

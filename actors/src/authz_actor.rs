@@ -10,7 +10,6 @@
 //! At open the policy is rebuilt by replaying the persisted records in key order.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use aedb_authz::{
     AuthzChange, AuthzError, CallerId, Permission, PolicyRecord, PolicySnapshot, PolicyState,
@@ -270,11 +269,31 @@ impl Ask<AuthzActor> for Change {
     }
 }
 
+/// The label denials of admin-only actions are counted under (no project).
+pub const GLOBAL_LABEL: &str = "_global";
+
+/// The project a policy change concerns, when it concerns one.
+fn change_project(change: &PolicyChange) -> Option<String> {
+    let project = match change {
+        PolicyChange::Grant { permission, .. } | PolicyChange::Revoke { permission, .. } => {
+            permission.project().cloned()
+        }
+        PolicyChange::TransferOwnership { resource, .. }
+        | PolicyChange::SetOwner { resource, .. }
+        | PolicyChange::Forget(resource) => Some(resource.project().clone()),
+        PolicyChange::Bootstrap(_) | PolicyChange::RevokeSession { .. } => None,
+    };
+    project.map(|p| p.to_string())
+}
+
 impl AuthzActor {
     fn apply(&mut self, by: &CallerId, change: PolicyChange) -> Result<AuthzChange, AuthzFailure> {
         if let PolicyChange::RevokeSession { key } = &change {
             return self.revoke_session(by, key);
         }
+        // The project a denial is counted under (policy changes on global rights count
+        // under `_global`).
+        let project = change_project(&change);
         let mut next = self.policy.clone();
         let result = match change {
             PolicyChange::Bootstrap(admin) => next.bootstrap_admin(admin),
@@ -299,9 +318,8 @@ impl AuthzActor {
             Ok(applied) => applied,
             Err(e) => {
                 if matches!(e, AuthzError::Denied(_)) {
-                    self.metrics.authz_denials.fetch_add(1, Ordering::Relaxed);
-                    #[cfg(feature = "observability")]
-                    crate::metrics::export::authz_denial();
+                    self.metrics
+                        .count_denial(project.as_deref().unwrap_or(GLOBAL_LABEL));
                     self.audit(by, "denied", "policy change", "");
                 }
                 return Err(e.into());
@@ -332,7 +350,7 @@ impl AuthzActor {
         self.policy = next;
         self.version += 1;
         self.published.publish(self.version, snapshot);
-        self.metrics.authz_changes.fetch_add(1, Ordering::Relaxed);
+        self.metrics.count_policy_change(applied.kind());
         self.audit(by, applied.kind(), &describe(&applied), "");
         Ok(applied)
     }
@@ -340,9 +358,7 @@ impl AuthzActor {
     fn revoke_session(&mut self, by: &CallerId, what: &str) -> Result<AuthzChange, AuthzFailure> {
         let policy = self.published.load().1;
         if !policy.is_global_admin(by) && !by.is_system() {
-            self.metrics.authz_denials.fetch_add(1, Ordering::Relaxed);
-            #[cfg(feature = "observability")]
-            crate::metrics::export::authz_denial();
+            self.metrics.count_denial(GLOBAL_LABEL);
             self.audit(by, "denied", "revoke session", what);
             let denied = aedb_authz::Denied::new(aedb_authz::DenyReason::GlobalAdminRequired);
             return Err(AuthzError::Denied(denied).into());
@@ -358,6 +374,9 @@ impl AuthzActor {
             }],
             Authority::engine(),
         )?;
+        if !by.is_system() {
+            self.metrics.count_global_admin_action(by.as_str());
+        }
         self.audit(by, "session_revoked", what, "");
         Ok(AuthzChange::Revoked {
             by: by.clone(),

@@ -91,5 +91,5 @@ pub use keyring::{EpochTable, Keyring};
 pub use manifest_chain::ManifestCopy;
 pub use metrics::{ErrorCounts, HistogramSnapshot, OperationalMetrics};
 pub use pipeline::{BackupPort, Pipeline, PipelineConfig};
-pub use recovery::WAL_DIR;
+pub use recovery::{RecoveryEvent, WAL_DIR};
 pub use wal_writer::WalBackupView;

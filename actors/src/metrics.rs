@@ -8,9 +8,12 @@
 //! facade (see `export`, compiled with the feature), so any installed recorder (Prometheus, OpenTelemetry) sees
 //! them; without it they compile to nothing.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use aedb_manifest::RecoveryEventKind;
 
 pub use crate::actor::{OwnerMetrics, OwnerStats};
 
@@ -142,6 +145,71 @@ pub enum ErrorCause {
     RateLimited,
 }
 
+/// Distinct label values a [`LabeledCounter`] keeps; later ones are counted under
+/// [`OTHER_LABEL`] so a metric's cardinality stays bounded whatever callers do.
+pub const MAX_LABELS: usize = 256;
+/// The label value counts beyond [`MAX_LABELS`] distinct values go to.
+pub const OTHER_LABEL: &str = "_other";
+
+/// A counter by one low-cardinality label (a project or caller name; never a key or a
+/// value), capped at [`MAX_LABELS`] distinct values.
+#[derive(Debug, Default)]
+pub struct LabeledCounter {
+    counts: parking_lot::Mutex<BTreeMap<String, u64>>,
+}
+
+impl LabeledCounter {
+    /// Adds one under `label`; returns the label value the count went to (`label`, or
+    /// [`OTHER_LABEL`] once the cap is reached).
+    pub fn increment(&self, label: &str) -> String {
+        let mut counts = self.counts.lock();
+        let label = if counts.contains_key(label) || counts.len() < MAX_LABELS {
+            label
+        } else {
+            OTHER_LABEL
+        };
+        *counts.entry(label.to_owned()).or_default() += 1;
+        label.to_owned()
+    }
+
+    /// A copy of every count, by label.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().clone()
+    }
+}
+
+/// Milliseconds since the Unix epoch of the newest backup of each kind (0 = none).
+#[derive(Debug, Default)]
+pub struct BackupTimes {
+    /// The newest full backup.
+    pub full_unix_ms: AtomicU64,
+    /// The newest incremental backup.
+    pub incremental_unix_ms: AtomicU64,
+}
+
+impl BackupTimes {
+    /// Notes a backup taken at `at_unix_ms` (keeps the newest).
+    pub fn record(&self, full: bool, at_unix_ms: u64) {
+        let slot = if full {
+            &self.full_unix_ms
+        } else {
+            &self.incremental_unix_ms
+        };
+        slot.fetch_max(at_unix_ms, Relaxed);
+        #[cfg(feature = "observability")]
+        export::backup_taken(full, slot.load(Relaxed));
+    }
+
+    /// Seconds since the newest backup of each kind `(full, incremental)` at `now_ms`.
+    pub fn ages(&self, now_ms: u64) -> (Option<u64>, Option<u64>) {
+        let age = |slot: &AtomicU64| match slot.load(Relaxed) {
+            0 => None,
+            at => Some(now_ms.saturating_sub(at) / 1000),
+        };
+        (age(&self.full_unix_ms), age(&self.incremental_unix_ms))
+    }
+}
+
 /// The actor pattern's counters of every owner ([`crate::actor::OwnerRef`] keeps them).
 #[derive(Debug)]
 pub struct Owners {
@@ -266,9 +334,71 @@ pub struct EngineMetrics {
     pub audit_failures: AtomicU64,
     /// Manifest compactions since open.
     pub manifest_compactions: AtomicU64,
+    /// Commits rejected by a failed assertion, by the project the assertion reads.
+    pub assertion_failures_by_project: LabeledCounter,
+    /// Caller requests refused by the access policy, by project (`_global` for
+    /// admin-only actions).
+    pub authz_denials_by_project: LabeledCounter,
+    /// Admin-only actions (those only `GlobalAdmin` may perform) authorised, by caller.
+    pub global_admin_actions_by_caller: LabeledCounter,
+    /// Grants applied.
+    pub grants: AtomicU64,
+    /// Revokes applied.
+    pub revokes: AtomicU64,
+    /// Ownership transfers applied.
+    pub ownership_transfers: AtomicU64,
+    /// Integrity alerts of the last recovery (places it routed around damage), by kind.
+    pub recovery_events: LabeledCounter,
+    /// When the newest full and incremental backups were taken.
+    pub backups: BackupTimes,
 }
 
 impl EngineMetrics {
+    /// Counts one commit rejected by a failed assertion reading `project`.
+    pub fn count_assertion_failure(&self, project: &str) {
+        let _label = self.assertion_failures_by_project.increment(project);
+        #[cfg(feature = "observability")]
+        export::assertion_failure_in(&_label);
+    }
+
+    /// Counts one request refused by the access policy in `project` (`_global` for
+    /// admin-only actions).
+    pub fn count_denial(&self, project: &str) {
+        self.authz_denials.fetch_add(1, Relaxed);
+        let _label = self.authz_denials_by_project.increment(project);
+        #[cfg(feature = "observability")]
+        export::authz_denial(&_label);
+    }
+
+    /// Counts one admin-only action authorised for `caller`.
+    pub fn count_global_admin_action(&self, caller: &str) {
+        let _label = self.global_admin_actions_by_caller.increment(caller);
+        #[cfg(feature = "observability")]
+        export::global_admin_action(&_label);
+    }
+
+    /// Counts one applied policy change of `kind` (`"grant"`, `"revoke"`,
+    /// `"ownership_transfer"`; anything else only in `authz_changes`).
+    pub fn count_policy_change(&self, kind: &'static str) {
+        self.authz_changes.fetch_add(1, Relaxed);
+        let c = match kind {
+            "grant" => &self.grants,
+            "revoke" => &self.revokes,
+            "ownership_transfer" => &self.ownership_transfers,
+            _ => return,
+        };
+        c.fetch_add(1, Relaxed);
+        #[cfg(feature = "observability")]
+        export::policy_change(kind);
+    }
+
+    /// Counts one integrity alert of the recovery walk.
+    pub fn count_recovery_event(&self, kind: RecoveryEventKind) {
+        self.recovery_events.increment(kind.name());
+        #[cfg(feature = "observability")]
+        export::recovery_event(kind.name());
+    }
+
     /// Counts one failure.
     pub fn count_error(&self, cause: ErrorCause) {
         let c = match cause {
@@ -282,14 +412,13 @@ impl EngineMetrics {
             ErrorCause::RateLimited => &self.errors_rate_limited,
         };
         c.fetch_add(1, Relaxed);
-        #[cfg(feature = "observability")]
-        if cause == ErrorCause::AssertionFailed {
-            export::assertion_failure();
-        }
     }
 
     /// Copies every figure into the plain [`OperationalMetrics`] struct.
     pub fn snapshot(&self, wal_queue_depth: usize) -> OperationalMetrics {
+        let (full_age, incremental_age) = self.backups.ages(aedb_types::clock::unix_millis());
+        #[cfg(feature = "observability")]
+        export::backup_ages(full_age, incremental_age);
         OperationalMetrics {
             commits: self.commits.load(Relaxed),
             durable_commits: self.durable_commits.load(Relaxed),
@@ -334,6 +463,15 @@ impl EngineMetrics {
             audit_failures: self.audit_failures.load(Relaxed),
             manifest_compactions: self.manifest_compactions.load(Relaxed),
             owners: self.owners.snapshot(),
+            assertion_failures_by_project: self.assertion_failures_by_project.snapshot(),
+            authz_denials_by_project: self.authz_denials_by_project.snapshot(),
+            global_admin_actions_by_caller: self.global_admin_actions_by_caller.snapshot(),
+            grants: self.grants.load(Relaxed),
+            revokes: self.revokes.load(Relaxed),
+            ownership_transfers: self.ownership_transfers.load(Relaxed),
+            recovery_events: self.recovery_events.snapshot(),
+            last_full_backup_age_seconds: full_age,
+            last_incremental_backup_age_seconds: incremental_age,
         }
     }
 }
@@ -356,8 +494,21 @@ pub mod export {
     pub const COMMITS: &str = "aedb_commits_total";
     /// Counter: caller requests refused by the access policy.
     pub const AUTHZ_DENIALS: &str = "aedb_authz_denials_total";
-    /// Counter: commits rejected by a failed assertion.
+    /// Counter: commits rejected by a failed assertion, by `project`.
     pub const ASSERTION_FAILURES: &str = "aedb_assertion_failures_total";
+    /// Counter: admin-only actions authorised (only `GlobalAdmin` may perform them), by
+    /// `caller`.
+    pub const GLOBAL_ADMIN_ACTIONS: &str = "aedb_global_admin_actions_total";
+    /// Counter: policy changes applied, by `change` (`grant`, `revoke`,
+    /// `ownership_transfer`).
+    pub const POLICY_CHANGES: &str = "aedb_policy_changes_total";
+    /// Counter: integrity alerts of recovery, by `event`.
+    pub const RECOVERY_EVENTS: &str = "aedb_recovery_events_total";
+    /// Gauge: Unix time (seconds) of the newest backup, by `kind` (`full`,
+    /// `incremental`).
+    pub const BACKUP_LAST_TIMESTAMP: &str = "aedb_backup_last_timestamp_seconds";
+    /// Gauge: seconds since the newest backup at the last metrics read, by `kind`.
+    pub const BACKUP_AGE: &str = "aedb_backup_age_seconds";
     /// Counter: audit rows written.
     pub const AUDIT_ROWS: &str = "aedb_audit_rows_total";
     /// Gauge: commits submitted to the sequencer and not yet handled by it.
@@ -377,11 +528,31 @@ pub mod export {
         metrics::describe_counter!(COMMITS, "Commits applied (both finalities), DDL included.");
         metrics::describe_counter!(
             AUTHZ_DENIALS,
-            "Caller requests refused by the access policy."
+            "Caller requests refused by the access policy, by project (_global: admin-only actions)."
         );
         metrics::describe_counter!(
             ASSERTION_FAILURES,
-            "Commits rejected by a failed assertion."
+            "Commits rejected by a failed assertion, by the project the assertion reads."
+        );
+        metrics::describe_counter!(
+            GLOBAL_ADMIN_ACTIONS,
+            "Admin-only actions authorised through GlobalAdmin, by caller."
+        );
+        metrics::describe_counter!(
+            POLICY_CHANGES,
+            "Policy changes applied, by change (grant, revoke, ownership_transfer)."
+        );
+        metrics::describe_counter!(
+            RECOVERY_EVENTS,
+            "Integrity alerts: places recovery routed around damage, by event."
+        );
+        metrics::describe_gauge!(
+            BACKUP_LAST_TIMESTAMP,
+            "Unix time in seconds of the newest backup, by kind (full, incremental)."
+        );
+        metrics::describe_gauge!(
+            BACKUP_AGE,
+            "Seconds since the newest backup at the last metrics read, by kind."
         );
         metrics::describe_counter!(AUDIT_ROWS, "Audit rows written.");
         metrics::describe_gauge!(
@@ -414,14 +585,44 @@ pub mod export {
         metrics::counter!(COMMITS).increment(1);
     }
 
-    /// One request refused by the access policy.
-    pub fn authz_denial() {
-        metrics::counter!(AUTHZ_DENIALS).increment(1);
+    /// One request refused by the access policy in `project`.
+    pub fn authz_denial(project: &str) {
+        metrics::counter!(AUTHZ_DENIALS, "project" => project.to_owned()).increment(1);
     }
 
-    /// One commit rejected by a failed assertion.
-    pub fn assertion_failure() {
-        metrics::counter!(ASSERTION_FAILURES).increment(1);
+    /// One commit rejected by a failed assertion reading `project`.
+    pub fn assertion_failure_in(project: &str) {
+        metrics::counter!(ASSERTION_FAILURES, "project" => project.to_owned()).increment(1);
+    }
+
+    /// One admin-only action authorised for `caller`.
+    pub fn global_admin_action(caller: &str) {
+        metrics::counter!(GLOBAL_ADMIN_ACTIONS, "caller" => caller.to_owned()).increment(1);
+    }
+
+    /// One policy change of `change` applied.
+    pub fn policy_change(change: &'static str) {
+        metrics::counter!(POLICY_CHANGES, "change" => change).increment(1);
+    }
+
+    /// One integrity alert of recovery.
+    pub fn recovery_event(event: &'static str) {
+        metrics::counter!(RECOVERY_EVENTS, "event" => event).increment(1);
+    }
+
+    /// The newest backup of its kind is now the one at `at_unix_ms`.
+    pub fn backup_taken(full: bool, at_unix_ms: u64) {
+        let kind = if full { "full" } else { "incremental" };
+        metrics::gauge!(BACKUP_LAST_TIMESTAMP, "kind" => kind).set(at_unix_ms as f64 / 1000.0);
+    }
+
+    /// Backup ages at a metrics read (`None`: no backup of that kind).
+    pub fn backup_ages(full: Option<u64>, incremental: Option<u64>) {
+        for (kind, age) in [("full", full), ("incremental", incremental)] {
+            if let Some(age) = age {
+                metrics::gauge!(BACKUP_AGE, "kind" => kind).set(age as f64);
+            }
+        }
     }
 
     /// `rows` audit rows written.
@@ -533,6 +734,30 @@ pub struct OperationalMetrics {
     pub manifest_compactions: u64,
     /// Each owner's mailbox: queue depth, messages handled, send-to-handled latency.
     pub owners: Vec<OwnerMetrics>,
+    /// Commits rejected by a failed assertion since open, by the project the failed
+    /// assertion reads (the runbook's "repeated failed assertions").
+    pub assertion_failures_by_project: BTreeMap<String, u64>,
+    /// Requests refused by the access policy since open, by project (`_global` for
+    /// admin-only actions).
+    pub authz_denials_by_project: BTreeMap<String, u64>,
+    /// Admin-only actions (backups, checkpoints, key rotation, audit reads and exports,
+    /// metrics reads, session management, project creation) authorised since open, by
+    /// caller (the runbook's "unexpected GlobalAdmin usage").
+    pub global_admin_actions_by_caller: BTreeMap<String, u64>,
+    /// Grants applied since open (the runbook's "unusual permission churn").
+    pub grants: u64,
+    /// Revokes applied since open.
+    pub revokes: u64,
+    /// Ownership transfers applied since open.
+    pub ownership_transfers: u64,
+    /// Integrity alerts of the last recovery, by kind (`checkpoint_fallback`,
+    /// `wal_torn_tail`, `manifest_torn_tail`, `lenient_restart`, `segment_lost`,
+    /// `file_skipped`); each is also recorded in the manifest.
+    pub recovery_events: BTreeMap<String, u64>,
+    /// Seconds since the newest full backup recorded in the manifest (`None`: none).
+    pub last_full_backup_age_seconds: Option<u64>,
+    /// Seconds since the newest incremental backup recorded in the manifest.
+    pub last_incremental_backup_age_seconds: Option<u64>,
 }
 
 #[cfg(test)]

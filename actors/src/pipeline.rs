@@ -110,10 +110,19 @@ impl Pipeline {
             state,
             checkpoint_lsn,
             checkpoint_fallbacks,
+            events,
             wal: recovered,
             writer,
         } = recovery::recover(data_dir, &mut config.wal, config.recovery, &config.keyring)?;
         let database = manifest.database_id();
+        for event in &events {
+            metrics.count_recovery_event(event.kind);
+        }
+        for backup in manifest.live_state().backups() {
+            if let Some(full) = backup.is_full() {
+                metrics.backups.record(full, backup.at_unix_ms);
+            }
+        }
         metrics
             .key_epoch
             .store(u64::from(epoch.get()), Ordering::Relaxed);

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aedb_manifest::{LiveState, Manifest, ManifestRecord};
+use aedb_manifest::{LiveState, Manifest, ManifestRecord, RecoveryEventKind};
 use aedb_model::{CommitRecord, State};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn, SegmentSeq};
 use aedb_wal::{
@@ -25,6 +25,91 @@ use crate::keyring::{EpochTable, Keyring};
 
 /// The WAL directory inside a data directory.
 pub const WAL_DIR: &str = "wal";
+
+/// One place where recovery routed around damage: an integrity alert. `open` logs it,
+/// counts it and records it in the manifest as a `RecoveryEvent` record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryEvent {
+    /// What recovery did.
+    pub kind: RecoveryEventKind,
+    /// The LSN it concerns (see [`RecoveryEventKind`]; zero when none).
+    pub lsn: Lsn,
+    /// Which file and why (no key material, no user data).
+    pub detail: String,
+}
+
+impl RecoveryEvent {
+    /// An event of `kind` at `lsn`.
+    pub fn new(kind: RecoveryEventKind, lsn: Lsn, detail: impl Into<String>) -> RecoveryEvent {
+        RecoveryEvent {
+            kind,
+            lsn,
+            detail: detail.into(),
+        }
+    }
+
+    /// The manifest record of this event, stamped now.
+    pub fn to_record(&self) -> ManifestRecord {
+        ManifestRecord::recovery_event(self.kind, self.lsn, &self.detail)
+    }
+}
+
+impl std::fmt::Display for RecoveryEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at lsn {}: {}", self.kind, self.lsn, self.detail)
+    }
+}
+
+/// The events a WAL pass routed around: a torn tail cut, a corruption cut (lenient
+/// modes), segments superseded by a lenient restart. Shared by `open` and the offline
+/// dry run.
+pub fn wal_events(wal: &RecoveredWal) -> Vec<RecoveryEvent> {
+    let mut events = Vec::new();
+    if let Some(cut) = &wal.torn_tail
+        && cut.bytes > 0
+    {
+        events.push(RecoveryEvent::new(
+            RecoveryEventKind::WalTornTail,
+            wal.last_lsn,
+            format!(
+                "{}: torn tail of {} bytes cut at offset {} ({})",
+                cut.path.display(),
+                cut.bytes,
+                cut.offset,
+                cut.corruption
+            ),
+        ));
+    }
+    if let Some(cut) = &wal.corruption {
+        events.push(RecoveryEvent::new(
+            RecoveryEventKind::LenientRestart,
+            wal.last_lsn,
+            format!(
+                "{}: corruption at offset {} ({}); {} bytes and {} later segments cut",
+                cut.path.display(),
+                cut.offset,
+                cut.corruption,
+                cut.bytes,
+                cut.removed_segments.len()
+            ),
+        ));
+    }
+    events
+}
+
+/// The event of a checkpoint fallback: recovery loaded the checkpoint at `loaded`
+/// after every newer one failed (`skipped`, newest first).
+pub fn fallback_event(loaded: Lsn, skipped: &[CheckpointLoadError]) -> RecoveryEvent {
+    RecoveryEvent::new(
+        RecoveryEventKind::CheckpointFallback,
+        loaded,
+        format!(
+            "{} newer checkpoint(s) skipped: {}",
+            skipped.len(),
+            crate::error::join(skipped)
+        ),
+    )
+}
 
 /// What [`recover`] found and left ready for the actors.
 pub(crate) struct Recovered {
@@ -41,6 +126,9 @@ pub(crate) struct Recovered {
     pub checkpoint_lsn: Lsn,
     /// Newer checkpoints skipped because they did not authenticate.
     pub checkpoint_fallbacks: u64,
+    /// Every place this walk routed around damage, each already logged (`tracing`
+    /// warning) and recorded durably in the manifest (`RecoveryEvent`).
+    pub events: Vec<RecoveryEvent>,
     /// What the WAL pass found.
     pub wal: RecoveredWal,
     /// A writer positioned after the last valid frame.
@@ -59,9 +147,10 @@ pub(crate) fn recover(
 ) -> Result<Recovered, StartError> {
     let wal_dir = data_dir.join(WAL_DIR);
     let fs = wal.fs.clone();
-    let (mut manifest, epochs) = open_manifest(&fs, data_dir, &wal_dir, keyring)?;
+    let mut events = Vec::new();
+    let (mut manifest, epochs) = open_manifest(&fs, data_dir, &wal_dir, keyring, &mut events)?;
     let database = manifest.database_id();
-    remove_unrecorded_checkpoints(&*fs, data_dir, &manifest)?;
+    remove_unrecorded_checkpoints(&*fs, data_dir, &manifest, &mut events)?;
     if mode == RecoveryMode::Strict {
         // A lenient recovery re-creates a successor whose creation was never synced.
         check_recorded_segments_present(&*fs, &wal_dir, &manifest, true)?;
@@ -76,7 +165,7 @@ pub(crate) fn recover(
             epochs.wal_key(&keyring, database, e)
         }));
     }
-    let (mut state, checkpoint_fallbacks) = load_newest_checkpoint(
+    let (mut state, skipped) = load_newest_checkpoint(
         &*fs,
         data_dir,
         database,
@@ -86,7 +175,11 @@ pub(crate) fn recover(
     )
     .map_err(|failures| StartError::NoUsableCheckpoint { failures })?;
     let checkpoint_lsn = state.lsn();
-    let (recovered, writer) = recover_wal(&wal_dir, wal, mode, &mut state)?;
+    if !skipped.is_empty() {
+        events.push(fallback_event(checkpoint_lsn, &skipped));
+    }
+    let (recovered, writer) = recover_wal(&wal_dir, wal, mode, &mut state, &mut events)?;
+    events.extend(wal_events(&recovered));
     manifest.set_fault_injector(wal.faults.clone());
     if mode == RecoveryMode::Strict {
         if let Some(path) = first_segment_mismatch(&recovered, manifest.live_state()) {
@@ -94,7 +187,20 @@ pub(crate) fn recover(
         }
         check_recorded_segments_present(&*fs, &wal_dir, &manifest, false)?;
     } else {
-        retire_lost_segments(&mut manifest, &recovered)?;
+        retire_lost_segments(&mut manifest, &recovered, &mut events)?;
+    }
+    // Integrity alerts are never silent: each one is logged and recorded durably before
+    // the instance starts.
+    for event in &events {
+        tracing::warn!(
+            event = event.kind.name(),
+            lsn = event.lsn.get(),
+            "integrity alert: recovery routed around damage: {}",
+            event.detail
+        );
+    }
+    for event in &events {
+        manifest.append(&event.to_record())?;
     }
     let epoch = (epoch, master.clone());
     Ok(Recovered {
@@ -103,7 +209,8 @@ pub(crate) fn recover(
         epoch,
         state,
         checkpoint_lsn,
-        checkpoint_fallbacks,
+        checkpoint_fallbacks: skipped.len() as u64,
+        events,
         wal: recovered,
         writer,
     })
@@ -115,6 +222,7 @@ fn open_manifest(
     data_dir: &Path,
     wal_dir: &Path,
     keyring: &Keyring,
+    events: &mut Vec<RecoveryEvent>,
 ) -> Result<(Manifest, EpochTable), StartError> {
     let path = data_dir.join(aedb_manifest::MANIFEST_FILE_NAME);
     // A staging copy left by a creation or compaction that crashed before its rename:
@@ -141,7 +249,21 @@ fn open_manifest(
             // A torn final record is an append that crashed before its fsync returned,
             // so nothing relied on it; anything else fails closed.
             match Manifest::open_and_repair_torn_tail(fs, &path, key) {
-                Ok((manifest, _records, _torn)) => break manifest,
+                Ok((manifest, _records, torn)) => {
+                    if let Some(torn) = torn {
+                        events.push(RecoveryEvent::new(
+                            RecoveryEventKind::ManifestTornTail,
+                            Lsn::ZERO,
+                            format!(
+                                "{}: torn final append of {} bytes cut at offset {}",
+                                path.display(),
+                                torn.len,
+                                torn.offset
+                            ),
+                        ));
+                    }
+                    break manifest;
+                }
                 Err(aedb_manifest::ManifestError::HeaderAuthFailed { .. }) if keys.len() > 0 => {}
                 Err(e) => return Err(e.into()),
             }
@@ -236,21 +358,31 @@ fn remove_unrecorded_checkpoints(
     fs: &dyn aedb_fs::FileSystem,
     data_dir: &Path,
     manifest: &Manifest,
+    events: &mut Vec<RecoveryEvent>,
 ) -> Result<(), StartError> {
     aedb_checkpoint::remove_stale_temp_files(fs, data_dir)?;
     let recorded = manifest.live_state().checkpoints();
     for entry in aedb_checkpoint::list_checkpoints(fs, data_dir)? {
         if !recorded.contains_key(&entry.lsn) {
             aedb_checkpoint::remove_checkpoint(fs, data_dir, entry.lsn)?;
+            events.push(RecoveryEvent::new(
+                RecoveryEventKind::FileSkipped,
+                entry.lsn,
+                format!(
+                    "{}: checkpoint file the manifest never recorded, removed",
+                    entry.path.display()
+                ),
+            ));
         }
     }
     Ok(())
 }
 
 /// Loads the newest checkpoint of `data_dir` that authenticates and matches the hash the
-/// manifest recorded; returns the state (empty without checkpoints) and how many newer
-/// checkpoints were skipped, or why each recorded one failed (newest first). Read-only: recovery, `aedb verify` and `check invariants`
-/// share it.
+/// manifest recorded; returns the state (empty without checkpoints) and why each newer
+/// checkpoint was skipped (newest first; empty when the newest loaded), or why each
+/// recorded one failed (newest first). Read-only: recovery, `aedb verify` and `check
+/// invariants` share it.
 pub fn load_newest_checkpoint(
     fs: &dyn aedb_fs::FileSystem,
     data_dir: &Path,
@@ -258,7 +390,7 @@ pub fn load_newest_checkpoint(
     live: &LiveState,
     epochs: &EpochTable,
     keyring: &Keyring,
-) -> Result<(State, u64), Vec<CheckpointLoadError>> {
+) -> Result<(State, Vec<CheckpointLoadError>), Vec<CheckpointLoadError>> {
     let checkpoints = live.checkpoints();
     let mut failures = Vec::new();
     for (lsn, recorded) in checkpoints.iter().rev() {
@@ -271,13 +403,13 @@ pub fn load_newest_checkpoint(
                         crate::error::join(&failures)
                     );
                 }
-                return Ok((state, failures.len() as u64));
+                return Ok((state, failures));
             }
             Err(e) => failures.push(e),
         }
     }
     if failures.is_empty() {
-        Ok((State::new(), 0))
+        Ok((State::new(), Vec::new()))
     } else {
         Err(failures)
     }
@@ -339,6 +471,7 @@ fn recover_wal(
     wal: &WalConfig,
     mode: RecoveryMode,
     state: &mut State,
+    events: &mut Vec<RecoveryEvent>,
 ) -> Result<(RecoveredWal, WalWriter), StartError> {
     // A log with no segment left (every one retired behind the checkpoint, or a lenient
     // recovery cut a header that never reached the disk) continues after the checkpoint.
@@ -364,12 +497,27 @@ fn recover_wal(
     // longer continues it; it restarts after the checkpoint (one rule for both).
     if lenient && (gap.is_some() || recovered.last_lsn < base) {
         drop(writer);
-        tracing::warn!(
-            "lenient recovery: the WAL (to lsn {}, gap {gap:?}) does not continue the \
-             checkpoint at lsn {base}; restarting it there",
+        let detail = format!(
+            "the WAL (to lsn {}, gap {gap:?}) does not continue the checkpoint at lsn {base}; restarted there",
             recovered.last_lsn
         );
-        return Ok(aedb_wal::restart_after(wal_dir, wal, state.lsn())?);
+        let restarted = aedb_wal::restart_after(wal_dir, wal, state.lsn())?;
+        let superseded: Vec<String> = restarted
+            .0
+            .superseded
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        events.push(RecoveryEvent::new(
+            RecoveryEventKind::LenientRestart,
+            base,
+            if superseded.is_empty() {
+                detail
+            } else {
+                format!("{detail}; segments superseded: {}", superseded.join(", "))
+            },
+        ));
+        return Ok(restarted);
     }
     if recovered.last_lsn < base {
         return Err(StartError::WalBehindCheckpoint {
@@ -424,6 +572,7 @@ pub fn replay_wal(
 fn retire_lost_segments(
     manifest: &mut Manifest,
     recovered: &RecoveredWal,
+    events: &mut Vec<RecoveryEvent>,
 ) -> Result<(), StartError> {
     let kept: std::collections::BTreeMap<SegmentSeq, [u8; 32]> = recovered
         .segments
@@ -438,8 +587,15 @@ fn retire_lost_segments(
         .map(|(&seq, _)| seq)
         .collect();
     for seq in lost {
-        tracing::warn!("lenient recovery: WAL segment {seq} lost its unsynced bytes; retired");
         manifest.append(&ManifestRecord::SegmentRetired { seq })?;
+        events.push(RecoveryEvent::new(
+            RecoveryEventKind::SegmentLost,
+            Lsn::ZERO,
+            format!(
+                "{}: sealed segment {seq} lost its unsynced bytes; retired",
+                aedb_wal::segment_file_name(seq)
+            ),
+        ));
     }
     Ok(())
 }

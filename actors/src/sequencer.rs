@@ -209,15 +209,17 @@ impl Sequencer {
             Err(error) => {
                 let cause = match error {
                     ApplyError::AssertionFailed { index, .. } => {
-                        if let Request::Transaction(tx) = request
-                            && tx
-                                .assertions
-                                .get(index as usize)
-                                .is_some_and(is_optimistic_check)
-                        {
-                            self.metrics
-                                .optimistic_conflicts
-                                .fetch_add(1, Ordering::Relaxed);
+                        if let Request::Transaction(tx) = request {
+                            let failed = tx.assertions.get(index as usize);
+                            if failed.is_some_and(is_optimistic_check) {
+                                self.metrics
+                                    .optimistic_conflicts
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
+                            let project = failed.and_then(assertion_project);
+                            self.metrics.count_assertion_failure(
+                                project.map_or("_unknown", |p| p.as_str()),
+                            );
                         }
                         ErrorCause::AssertionFailed
                     }
@@ -425,5 +427,26 @@ impl Ask<Sequencer> for Flush {
         {
             reply.complete(Err(GroupCommitError::FailStopped));
         }
+    }
+}
+
+/// The project an assertion reads (the first one, for a combinator): the label of
+/// `aedb_assertion_failures_total`.
+fn assertion_project(a: &aedb_model::Assertion) -> Option<&aedb_model::ProjectName> {
+    use aedb_model::Assertion as A;
+    match a {
+        A::KvExists { ns, .. }
+        | A::KvAbsent { ns, .. }
+        | A::KvValueEquals { ns, .. }
+        | A::KvCompare { ns, .. }
+        | A::KvVersionEquals { ns, .. }
+        | A::KvNumericAtLeast { ns, .. }
+        | A::RowExists { ns, .. }
+        | A::RowAbsent { ns, .. }
+        | A::ColumnEquals { ns, .. }
+        | A::ColumnCompare { ns, .. }
+        | A::RowVersionEquals { ns, .. } => Some(&ns.project),
+        A::All(list) | A::Any(list) => list.iter().find_map(assertion_project),
+        A::Not(a) => assertion_project(a),
     }
 }

@@ -65,8 +65,10 @@ enum Command {
     /// Offline checks of a data directory: invariants, parity.
     #[command(subcommand)]
     Check(ops::CheckCmd),
-    /// Full strict recovery dry run of a data directory (read-only).
-    Verify(ops::DataDirArg),
+    /// Full strict recovery dry run of a data directory (read-only). Lists every place
+    /// recovery routed around damage (recorded by earlier opens, or found by the dry
+    /// run) and exits 1 on any unless --allow-fallback.
+    Verify(ops::VerifyArgs),
     /// Hot full and incremental backups forming an HMAC-authenticated hash chain.
     #[command(subcommand)]
     Backup(ops::BackupCmd),

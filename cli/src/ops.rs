@@ -274,13 +274,55 @@ fn parity(args: ParityArgs, global: &Global) -> Result<(), CliError> {
 }
 
 /// Runs `verify`.
-pub fn verify(args: DataDirArg, global: &Global) -> Result<(), CliError> {
+/// Arguments of `verify`.
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// The data directory.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Exit 0 even when recovery routed around damage (a fallback to an older
+    /// checkpoint, a torn tail cut, a file skipped): the events are still listed.
+    /// Without it such an integrity alert fails the command (exit 1).
+    #[arg(long)]
+    allow_fallback: bool,
+}
+
+/// The integrity alerts of a verified directory, as JSON and as text lines.
+fn event_lists(v: &offline::VerifiedDir) -> (Vec<Value>, Vec<String>) {
+    let mut json = Vec::new();
+    let mut text = Vec::new();
+    for e in v.recorded_events() {
+        json.push(json!({
+            "source": "manifest", "event": e.event.name(), "lsn": e.lsn.get(),
+            "at_unix_ms": e.at_unix_ms, "detail": e.detail,
+        }));
+        text.push(format!(
+            "  recorded at {} ms: {} at lsn {}: {}",
+            e.at_unix_ms, e.event, e.lsn, e.detail
+        ));
+    }
+    for e in &v.dry_run_events {
+        json.push(json!({
+            "source": "dry_run", "event": e.kind.name(), "lsn": e.lsn.get(),
+            "detail": e.detail,
+        }));
+        text.push(format!("  found by this dry run: {e}"));
+    }
+    (json, text)
+}
+
+pub fn verify(args: VerifyArgs, global: &Global) -> Result<(), CliError> {
     let v = offline::verify_data_dir(&args.data_dir, &config(global, Some(&args.data_dir))?)
         .map_err(offline_err)?;
+    let (events, event_lines) = event_lists(&v);
+    let alert = v.routed_around_damage();
+    let ok = !alert || args.allow_fallback;
     emit(
         global,
         json!({
-            "ok": true,
+            "ok": ok,
+            "integrity_events": events,
+            "allow_fallback": args.allow_fallback,
             "database_id": v.database_id.to_string(),
             "manifest_records": v.manifest.records.len(),
             "checkpoint_lsn": v.checkpoint_lsn.get(),
@@ -300,10 +342,32 @@ pub fn verify(args: DataDirArg, global: &Global) -> Result<(), CliError> {
                 v.wal.segments.len(),
                 v.wal.torn_tail_bytes(),
                 hex::encode(content_digest(&v.state))
-            )
+            ) + &if event_lines.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "\nINTEGRITY ALERT: recovery routed around damage ({} events{}):\n{}",
+                    event_lines.len(),
+                    if args.allow_fallback {
+                        ", allowed by --allow-fallback"
+                    } else {
+                        "; pass --allow-fallback to accept"
+                    },
+                    event_lines.join("\n")
+                )
+            }
         },
     );
-    Ok(())
+    if ok {
+        Ok(())
+    } else {
+        Err(CliError::Reported(format!(
+            "{}: recovery routed around damage ({} integrity events listed above); \
+             rerun with --allow-fallback to accept",
+            args.data_dir.display(),
+            event_lines.len()
+        )))
+    }
 }
 
 pub(crate) fn backup_err(e: aedb::Error) -> CliError {
@@ -606,6 +670,10 @@ pub fn inspect(args: DataDirArg, global: &Global) -> Result<(), CliError> {
             "key_epochs": epochs,
             "backups": live.backups().len(),
             "write_freeze": freeze_json,
+            "recovery_events": live.recovery_events().iter().map(|e| json!({
+                "event": e.event.name(), "lsn": e.lsn.get(),
+                "at_unix_ms": e.at_unix_ms, "detail": e.detail,
+            })).collect::<Vec<_>>(),
         }),
         || {
             let mut out = format!(
@@ -648,6 +716,15 @@ pub fn inspect(args: DataDirArg, global: &Global) -> Result<(), CliError> {
                     e.get(),
                     info.master_key_id
                 ));
+            }
+            if !live.recovery_events().is_empty() {
+                out.push_str("recovery events (integrity alerts):\n");
+                for e in live.recovery_events() {
+                    out.push_str(&format!(
+                        "  at {} ms: {} at lsn {}: {}\n",
+                        e.at_unix_ms, e.event, e.lsn, e.detail
+                    ));
+                }
             }
             out.push_str(&format!(
                 "heads: newest checkpoint lsn {}, {} backups recorded",

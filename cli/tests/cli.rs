@@ -811,3 +811,78 @@ fn backup_list_dir_shows_chains_and_ages() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("chain 1 (2 backups"));
     assert_eq!(code(&aedb(&["backup", "list"])), 2);
 }
+
+/// Issue 13 item 10: one flipped byte in the newest checkpoint of a sealed database.
+/// `verify` still recovers (from the older checkpoint) but lists the fallback and exits 1
+/// unless `--allow-fallback`; after an `open` the event is recorded in the manifest and
+/// `inspect` shows it.
+#[test]
+fn verify_fails_on_a_checkpoint_fallback_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let config = || AedbConfig::production(KEY).with_checkpoint_key(DATA_KEY);
+    {
+        let i = AedbInstance::open(&db, config()).unwrap();
+        i.create_project("p").unwrap();
+        i.create_scope("p", "s").unwrap();
+        let ns = Namespace::parse("p", "s").unwrap();
+        for round in 0..2u32 {
+            for k in 0..20 {
+                i.kv_put(&ns, format!("k{round}-{k}"), "v").unwrap();
+            }
+            i.checkpoint_now().unwrap();
+        }
+        i.shutdown().unwrap();
+    }
+    let o = aedb(&["verify", "--data-dir", s(&db)]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let newest = std::fs::read_dir(db.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ckpt"))
+        .max()
+        .unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&newest, bytes).unwrap();
+    let name = newest.file_name().unwrap().to_str().unwrap().to_owned();
+
+    // Without the flag: exit 1, the fallback listed (text and JSON).
+    let o = aedb(&["verify", "--data-dir", s(&db)]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 1, "{out}");
+    assert!(out.contains("INTEGRITY ALERT"), "{out}");
+    assert!(out.contains("checkpoint_fallback"), "{out}");
+    assert!(out.contains(&name), "the skipped file is named: {out}");
+    let o = aedb(&["verify", "--data-dir", s(&db), "--json"]);
+    assert_eq!(code(&o), 1);
+    let v = json(&o);
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["integrity_events"][0]["event"], "checkpoint_fallback");
+    assert_eq!(v["integrity_events"][0]["source"], "dry_run");
+    // With the flag: exit 0, still listed.
+    let o = aedb(&["verify", "--data-dir", s(&db), "--allow-fallback", "--json"]);
+    assert_eq!(code(&o), 0);
+    let v = json(&o);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["integrity_events"][0]["event"], "checkpoint_fallback");
+
+    // An open routes around it too, and records it durably: inspect shows it.
+    let i = AedbInstance::open(&db, config()).unwrap();
+    assert_eq!(
+        i.operational_metrics()
+            .recovery_events
+            .get("checkpoint_fallback"),
+        Some(&1)
+    );
+    i.shutdown().unwrap();
+    let o = aedb(&["inspect", "--data-dir", s(&db), "--json"]);
+    assert_eq!(code(&o), 0);
+    let v = json(&o);
+    assert_eq!(v["recovery_events"][0]["event"], "checkpoint_fallback");
+    let o = aedb(&["inspect", "--data-dir", s(&db)]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("recovery events (integrity alerts)"), "{out}");
+    assert!(out.contains("RecoveryEvent"), "{out}");
+}

@@ -117,12 +117,14 @@ pub use snapshot::ReadSnapshot;
 use lock::DirLock;
 use secure::Security;
 
+pub use aedb_actors::RecoveryEvent;
 pub use aedb_actors::audit::{AuditChainError, AuditEvent, AuditRow, AuditTable};
 pub use aedb_actors::authz_actor::AuthzFailure;
 pub use aedb_authz::{
     AccessError, Action, AuthzChange, AuthzError, CallerId, CallerIdError, CallerPolicy, Denied,
     DenyReason, Grant, Permission, Resource,
 };
+pub use aedb_manifest::{RecoveryEventInfo, RecoveryEventKind};
 pub use aedb_session::{
     CapsuleError, ChannelBinding, IhpConfig, IhpConfigError, IhpMetricsSnapshot, ProfileError,
     ServerEnvHash, ServerEnvironmentProfile, ServerProfileId, SessionAuthority, SessionCapsule,
@@ -366,7 +368,7 @@ impl AedbInstance {
     pub(crate) fn permit<'a>(
         &self,
         who: Who<'_>,
-        actions: impl IntoIterator<Item = &'a Action<'a>>,
+        actions: impl IntoIterator<Item = &'a Action<'a>, IntoIter: Clone>,
         what: &str,
     ) -> Result<(), AccessError> {
         match who {
@@ -387,7 +389,7 @@ impl AedbInstance {
     pub(crate) fn authorize<'a>(
         &self,
         caller: &CallerId,
-        actions: impl IntoIterator<Item = &'a Action<'a>>,
+        actions: impl IntoIterator<Item = &'a Action<'a>, IntoIter: Clone>,
         what: &str,
     ) -> Result<(), AccessError> {
         match &self.security {
@@ -566,7 +568,9 @@ impl AedbInstance {
         if let (Some(s), Who::Caller(caller), Err(CommitError::Access(AccessError::Denied(d)))) =
             (&self.security, who, result)
         {
-            s.denied(caller, "commit", d);
+            // Refused by the Sequencer (rights revoked while the commit was queued):
+            // the transaction is gone by now, so it counts under its own label.
+            s.denied(caller, "commit", d, secure::SEQUENCER_LABEL);
         }
         if let (
             Some(s),
@@ -925,8 +929,27 @@ impl AedbInstance {
     }
 
     fn rotate_keys_by(&self, who: Who<'_>) -> Result<KeyEpoch, Error> {
-        self.permit(who, [&Action::RotateKeys], "rotate_keys")?;
-        let epoch = self.pipeline.rotate_keys().map(|(epoch, _)| epoch)?;
+        // One audit row per call: `key_rotation` naming the new epoch, or an
+        // `admin_action` row saying the authorised rotation failed.
+        let audited = match (&self.security, who) {
+            (Some(s), Who::Caller(caller)) => {
+                s.check_deferring_row(caller, [&Action::RotateKeys], "rotate_keys")?;
+                Some((s, caller))
+            }
+            _ => {
+                self.permit(who, [&Action::RotateKeys], "rotate_keys")?;
+                None
+            }
+        };
+        let epoch = match self.pipeline.rotate_keys() {
+            Ok((epoch, _)) => epoch,
+            Err(e) => {
+                if let Some((s, caller)) = audited {
+                    s.admin_row(caller, "rotate_keys", "failed");
+                }
+                return Err(e.into());
+            }
+        };
         if let (Some(s), Who::Caller(caller)) = (&self.security, who) {
             if let Err(e) = s.start_session_epoch(&self.pipeline, epoch) {
                 // Capsules keep verifying under the previous epoch; say why new ones
@@ -1017,17 +1040,35 @@ impl AedbInstance {
     ) -> Result<Vec<AuditRow>, Error> {
         let s = self.security()?;
         s.check(caller, [&Action::ReadAudit], "read_audit")?;
+        self.audit_rows_checked(s, table)
+    }
+
+    /// The rows of `table` after everything queued is written; the caller was checked.
+    fn audit_rows_checked(
+        &self,
+        s: &secure::Security,
+        table: AuditTable,
+    ) -> Result<Vec<AuditRow>, Error> {
         s.audit.flush()?;
         aedb_actors::audit::read_rows(&self.pipeline.snapshot(), table)
             .map_err(|e| Error::Security(SecurityError::Audit(e)))
+    }
+
+    /// Both audit tables for one admin call (`what`): one check, one `admin_action`
+    /// row (written before the read, so the rows returned include it).
+    fn all_audit_rows(&self, caller: &CallerId, what: &str) -> Result<Vec<AuditRow>, Error> {
+        let s = self.security()?;
+        s.check(caller, [&Action::ReadAudit], what)?;
+        let mut rows = self.audit_rows_checked(s, AuditTable::Authz)?;
+        rows.extend(self.audit_rows_checked(s, AuditTable::Assertion)?);
+        Ok(rows)
     }
 
     /// Verifies both audit chains as stored (`GlobalAdmin`); returns the row count of
     /// each table.
     pub fn verify_audit_as(&self, caller: &CallerId) -> Result<Vec<(AuditTable, u64)>, Error> {
         let s = self.security()?;
-        let mut rows = self.audit_rows_as(caller, AuditTable::Authz)?;
-        rows.extend(self.audit_rows_as(caller, AuditTable::Assertion)?);
+        let rows = self.all_audit_rows(caller, "verify_audit")?;
         secure::verify_audit_rows(&rows, |id| s.audit_key_for(id))
     }
 
@@ -1041,8 +1082,7 @@ impl AedbInstance {
         out: impl AsRef<Path>,
     ) -> Result<AuditExport, Error> {
         let s = self.security()?;
-        let mut rows = self.audit_rows_as(caller, AuditTable::Authz)?;
-        rows.extend(self.audit_rows_as(caller, AuditTable::Assertion)?);
+        let rows = self.all_audit_rows(caller, "export_audit")?;
         let counts = secure::verify_audit_rows(&rows, |id| s.audit_key_for(id))?;
         secure::export_rows(&*self.fs, self.database_id(), &rows, &counts, out.as_ref())
     }

@@ -166,12 +166,33 @@ pub struct VerifiedDir {
     pub state: State,
     /// What the WAL pass found.
     pub wal: RecoveredWal,
+    /// Where this dry run itself routed around damage (an older checkpoint than the
+    /// newest, a torn WAL tail or manifest append `open` would cut), as `open` would
+    /// record them.
+    pub dry_run_events: Vec<aedb_actors::RecoveryEvent>,
+}
+
+impl VerifiedDir {
+    /// The integrity alerts earlier opens recorded in the manifest (the newest
+    /// [`aedb_manifest::MAX_LIVE_RECOVERY_EVENTS`]), oldest first.
+    pub fn recorded_events(&self) -> &[aedb_manifest::RecoveryEventInfo] {
+        self.manifest.live.recovery_events()
+    }
+
+    /// Whether recovery ever routed around damage here: an event recorded by an
+    /// earlier open or found by this dry run (`aedb verify` exits 1 then, unless
+    /// `--allow-fallback`).
+    pub fn routed_around_damage(&self) -> bool {
+        !self.dry_run_events.is_empty() || !self.recorded_events().is_empty()
+    }
 }
 
 /// A strict recovery dry run: verifies the manifest chain, loads the newest checkpoint
 /// that authenticates (falling back like `open`), verifies the WAL (segment chain,
 /// CRCs, sealed-batch tags, density) and replays it, and checks sealed segments against
-/// the manifest. Modifies nothing.
+/// the manifest. Modifies nothing. Every place it routed around damage, and every
+/// integrity alert an earlier open recorded, is in the result
+/// ([`VerifiedDir::dry_run_events`], [`VerifiedDir::recorded_events`]).
 pub fn verify_data_dir(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, Error> {
     let _lock = lock_shared(&*config.fs, dir)?;
     Ok(verify_locked(dir, config)?)
@@ -182,7 +203,20 @@ fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, Offline
     let manifest = verified_manifest(&*config.fs, dir, &keyring)?;
     let database = manifest.database_id;
     let epochs = epoch_table(&manifest.live)?;
-    let (mut state, _fallbacks) = recovery::load_newest_checkpoint(
+    let mut dry_run_events = Vec::new();
+    if let Some(torn) = &manifest.torn_tail {
+        dry_run_events.push(aedb_actors::RecoveryEvent::new(
+            aedb_manifest::RecoveryEventKind::ManifestTornTail,
+            Lsn::ZERO,
+            format!(
+                "{}: torn final append of {} bytes at offset {} (cut at next open)",
+                dir.join(aedb_manifest::MANIFEST_FILE_NAME).display(),
+                torn.len,
+                torn.offset
+            ),
+        ));
+    }
+    let (mut state, skipped) = recovery::load_newest_checkpoint(
         &*config.fs,
         dir,
         database,
@@ -192,6 +226,9 @@ fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, Offline
     )
     .map_err(|failures| damaged(IntegrityFailure::NoCheckpoint { failures }))?;
     let base = state.lsn();
+    if !skipped.is_empty() {
+        dry_run_events.push(recovery::fallback_event(base, &skipped));
+    }
     let wal_dir = dir.join(aedb_actors::WAL_DIR);
     let replay = recovery::replay_wal(
         &wal_dir,
@@ -211,12 +248,14 @@ fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, Offline
     if let Some(path) = recovery::first_segment_mismatch(&wal, &manifest.live) {
         return Err(damaged(IntegrityFailure::SegmentMismatch { path }));
     }
+    dry_run_events.extend(recovery::wal_events(&wal));
     Ok(VerifiedDir {
         database_id: database,
         manifest,
         checkpoint_lsn: base,
         state,
         wal,
+        dry_run_events,
     })
 }
 

@@ -12,7 +12,6 @@ use std::io::Write;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use aedb_actors::EpochTable;
 use aedb_actors::audit::{self, AuditEvent, AuditHandle, AuditRef, AuditRow, AuditTable, Event};
@@ -236,24 +235,71 @@ impl Security {
     pub(crate) fn check<'a>(
         &self,
         caller: &CallerId,
-        actions: impl IntoIterator<Item = &'a Action<'a>>,
+        actions: impl IntoIterator<Item = &'a Action<'a>, IntoIter: Clone>,
         what: &str,
     ) -> Result<(), AccessError> {
+        let admin = self.check_deferring_row(caller, actions, what)?;
+        if admin {
+            self.admin_row(caller, what, "");
+        }
+        Ok(())
+    }
+
+    /// [`Security::check`] without the `admin_action` row: returns whether an
+    /// admin-only action was authorised (counted already), so the caller writes the one
+    /// row itself once it knows the outcome (key rotation names the new epoch).
+    pub(crate) fn check_deferring_row<'a>(
+        &self,
+        caller: &CallerId,
+        actions: impl IntoIterator<Item = &'a Action<'a>, IntoIter: Clone>,
+        what: &str,
+    ) -> Result<bool, AccessError> {
         // The system caller acts only inside the engine (audit writes, bootstrap);
         // presented to a caller-facing API it is a forgery.
+        // Iterated again (no copy) for the denial's project or the admin count.
+        let mut actions = actions.into_iter();
         let result = if caller.is_system() {
             Err(Denied::new(aedb_authz::DenyReason::NoRights))
         } else {
-            self.policy().check_all(caller, actions)
+            self.policy().check_all(caller, actions.clone())
         };
         if let Err(denied) = &result {
-            self.denied(caller, what, denied);
+            let action = actions.clone().nth(denied.action_index().unwrap_or(0));
+            let project = action.map_or_else(|| GLOBAL_LABEL.to_owned(), action_project);
+            self.denied(caller, what, denied, &project);
         }
-        result.map_err(AccessError::from)
+        result.map_err(AccessError::from)?;
+        let admin = actions.any(|a| a.is_global());
+        if admin {
+            self.metrics.count_global_admin_action(caller.as_str());
+        }
+        Ok(admin)
     }
 
-    pub(crate) fn denied(&self, caller: &CallerId, what: &str, denied: &Denied) {
-        record_denial(&self.metrics, &self.audit.mailbox, caller, what, denied);
+    /// Records an admin-only action authorised for `caller` in `authz_audit` (the
+    /// runbook's "unexpected GlobalAdmin usage"): kind `admin_action`, subject `what`.
+    /// Every `*_as` call that needs `GlobalAdmin` writes exactly one such row (key
+    /// rotation writes its own `key_rotation` row instead, naming the new epoch).
+    pub(crate) fn admin_row(&self, caller: &CallerId, what: &str, detail: &str) {
+        self.audit(AuditEvent {
+            table: AuditTable::Authz,
+            caller: caller.to_string(),
+            kind: "admin_action".into(),
+            subject: what.into(),
+            detail: detail.into(),
+        });
+    }
+
+    /// Counts and audits a denial of `what` in `project` (see [`action_project`]).
+    pub(crate) fn denied(&self, caller: &CallerId, what: &str, denied: &Denied, project: &str) {
+        record_denial(
+            &self.metrics,
+            &self.audit.mailbox,
+            caller,
+            what,
+            denied,
+            project,
+        );
     }
 
     /// Queues an audit event (waits when the audit mailbox is full).
@@ -346,16 +392,32 @@ pub(crate) fn apply_revocation(authority: &SessionAuthority, key: &str) {
     }
 }
 
+/// The label denials of admin-only actions are counted under.
+pub(crate) const GLOBAL_LABEL: &str = aedb_actors::authz_actor::GLOBAL_LABEL;
+
+/// The label of denials by the Sequencer (a caller's rights revoked while its commit
+/// was queued), which no longer sees the transaction's project.
+pub(crate) const SEQUENCER_LABEL: &str = "_sequencer";
+
+/// The project an action works in, as a metrics label (`_global` for admin-only
+/// actions): a project name, never a key or a value.
+pub(crate) fn action_project(action: &Action<'_>) -> String {
+    match (action, action.namespace()) {
+        (_, Some(ns)) => ns.project.to_string(),
+        (Action::CreateProject { project }, None) => project.to_string(),
+        _ => GLOBAL_LABEL.to_owned(),
+    }
+}
+
 fn record_denial(
     metrics: &EngineMetrics,
     audit: &AuditRef,
     caller: &CallerId,
     what: &str,
     denied: &Denied,
+    project: &str,
 ) {
-    metrics.authz_denials.fetch_add(1, Ordering::Relaxed);
-    #[cfg(feature = "observability")]
-    aedb_actors::metrics::export::authz_denial();
+    metrics.count_denial(project);
     let _ = audit.tell(Event(AuditEvent {
         table: AuditTable::Authz,
         caller: caller.to_string(),
@@ -411,6 +473,7 @@ impl CallerSnapshot {
                     &self.caller,
                     &action.to_string(),
                     &denied,
+                    &action_project(action),
                 );
             }
             Error::Access(AccessError::Denied(denied))

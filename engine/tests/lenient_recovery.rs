@@ -301,3 +301,27 @@ fn a_log_that_no_longer_connects_to_its_checkpoint_restarts_after_it() {
     db.shutdown().expect("shutdown");
     reopen_prefix(dir.path(), before, before);
 }
+
+/// Integrity alerts are never silent, in lenient modes too: the corruption cut is
+/// counted and recorded in the manifest (`RecoveryEvent`), where `inspect` shows it.
+#[test]
+fn a_lenient_cut_is_recorded_as_an_integrity_alert() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let total = 60;
+    populate(dir.path(), total);
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3, "rotation made {} segments", segs.len());
+    zero(segs.last().expect("a segment"), 0, 4096);
+    let db = AedbInstance::open(dir.path(), dev()).expect("lenient open");
+    let events = db.operational_metrics().recovery_events;
+    assert_eq!(events.get("lenient_restart"), Some(&1), "{events:?}");
+    db.shutdown().expect("shutdown");
+    let listed = aedb::offline::inspect(dir.path(), &dev()).expect("inspect");
+    let recorded = listed.manifest.live.recovery_events();
+    assert!(
+        recorded
+            .iter()
+            .any(|e| e.event == aedb::RecoveryEventKind::LenientRestart),
+        "{recorded:?}"
+    );
+}

@@ -525,7 +525,17 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
         .unwrap();
     let rows = db.audit_rows_as(&root, AuditTable::Authz).unwrap();
     let new: Vec<_> = rows[before..].iter().map(|r| r.kind.as_str()).collect();
-    assert_eq!(new, ["grant", "grant", "revoke", "ownership_transfer"]);
+    // The last row is this read itself: every admin-only call is audited.
+    assert_eq!(
+        new,
+        [
+            "grant",
+            "grant",
+            "revoke",
+            "ownership_transfer",
+            "admin_action"
+        ]
+    );
     assert!(rows[before..].iter().all(|r| r.caller == "root"));
     assert!(rows[before].subject.contains("bob"), "{:?}", rows[before]);
 
@@ -573,10 +583,21 @@ fn audit_rows_for_changes_and_failed_assertions_and_tamper_detection() {
     );
     // The denial is audited in both chains.
     let authz = db.audit_rows_as(&root, AuditTable::Authz).unwrap();
-    let last = authz.last().unwrap();
+    // The last row is this read (admin_action by root); the denial comes before it.
+    let [.., denied, read] = authz.as_slice() else {
+        panic!("{authz:?}")
+    };
     assert_eq!(
-        (last.kind.as_str(), last.caller.as_str()),
+        (denied.kind.as_str(), denied.caller.as_str()),
         ("denied", "bob")
+    );
+    assert_eq!(
+        (
+            read.kind.as_str(),
+            read.caller.as_str(),
+            read.subject.as_str()
+        ),
+        ("admin_action", "root", "read_audit")
     );
     let assertion = db.audit_rows_as(&root, AuditTable::Assertion).unwrap();
     let last = assertion.last().unwrap();

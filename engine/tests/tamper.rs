@@ -1003,11 +1003,36 @@ fn manifest_truncation_is_repaired_or_refused_never_wrong_data() {
                 .filter(|&end| end <= cut)
                 .max()
                 .expect("header");
-            let len = std::fs::metadata(d.join(MANIFEST)).expect("stat").len() as usize;
-            assert_eq!(
-                len, boundary,
+            let now = std::fs::read(d.join(MANIFEST)).expect("read manifest");
+            assert!(
+                now.len() >= boundary && now[..boundary] == manifest[..boundary],
                 "{what}: the torn record was cut to the boundary"
             );
+            // An open that went on records what it routed around (the torn append cut,
+            // checkpoint files the shorter chain never recorded) after the boundary, and
+            // nothing else.
+            if now.len() > boundary {
+                let kept = records
+                    .iter()
+                    .filter(|r| r.start + r.len <= boundary)
+                    .count();
+                let listed = aedb::offline::inspect(d, &config()).expect("inspect");
+                let extra: Vec<String> = listed.manifest.records[kept..]
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                assert!(
+                    !extra.is_empty() && extra.iter().all(|r| r.starts_with("RecoveryEvent")),
+                    "{what}: {extra:?}"
+                );
+                assert_eq!(
+                    boundary != cut,
+                    extra
+                        .iter()
+                        .any(|r| r.starts_with("RecoveryEvent { event: manifest_torn_tail")),
+                    "{what}: {extra:?}"
+                );
+            }
             assert_eq!(at_boundary, boundary == cut, "{what}");
         }
         let kind = if at_boundary { "boundary" } else { "in-record" };

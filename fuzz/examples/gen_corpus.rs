@@ -666,6 +666,13 @@ fn manifests(c: &mut Corpus) {
             manifest_sha256: [0x55; 32],
             at_unix_ms: 1_700_000_300_000,
         },
+        // Kind 11, last so the bodies before it keep their seed file names.
+        ManifestRecord::RecoveryEvent {
+            event: aedb_manifest::RecoveryEventKind::CheckpointFallback,
+            lsn: Lsn::new(40),
+            at_unix_ms: 1_700_000_500_000,
+            detail: "checkpoint at lsn 90: authentication failed".into(),
+        },
     ];
     let live = LiveState::from_records(FUZZ_DB, &records).expect("consistent records");
     let full = manifest_image(&records);

@@ -7,7 +7,7 @@ use crate::error::ManifestError;
 use crate::file::{
     MAC_LEN, decode_frame, encode_frame, encode_manifest_header, verify_manifest_bytes,
 };
-use crate::record::ManifestRecord;
+use crate::record::{ManifestRecord, RecoveryEventKind};
 use aedb_keys::SecretKey;
 use aedb_types::{DatabaseId, KeyEpoch, Lsn, SegmentSeq};
 use std::path::Path;
@@ -133,6 +133,18 @@ fn golden_retirement_records() -> Vec<ManifestRecord> {
     ]
 }
 
+/// Records appended after [`golden_retirement_records`] in the third file fixture: a
+/// recovery event (record kind 11, added after kinds 1-10 shipped; the earlier fixtures
+/// stay byte-identical).
+fn golden_recovery_records() -> Vec<ManifestRecord> {
+    vec![ManifestRecord::RecoveryEvent {
+        event: RecoveryEventKind::CheckpointFallback,
+        lsn: Lsn::new(100),
+        at_unix_ms: 1_700_000_800_000,
+        detail: "00000000000000000200.ckpt: authentication failed".into(),
+    }]
+}
+
 fn golden_frame(
     key: &SecretKey,
     prev: &[u8; MAC_LEN],
@@ -161,7 +173,8 @@ pub fn golden_fixtures() -> Vec<GoldenFixture> {
     });
     let records = golden_records();
     let retirement = golden_retirement_records();
-    for r in records.iter().chain(&retirement[1..]) {
+    let recovery = golden_recovery_records();
+    for r in records.iter().chain(&retirement[1..]).chain(&recovery) {
         let kind = r.kind();
         out.push(GoldenFixture {
             name: format!("manifest_record_{}_v1", kind.name()),
@@ -196,6 +209,15 @@ pub fn golden_fixtures() -> Vec<GoldenFixture> {
     out.push(GoldenFixture {
         name: "manifest_file_with_epoch_retirement_v1".into(),
         description: "manifest v1 file: the records of manifest_file_v1, a second key epoch, and the retirement of the first, chained".into(),
+        bytes: file(&all),
+        expected: GoldenExpectation::ManifestFile {
+            records: all.clone(),
+        },
+    });
+    let all: Vec<ManifestRecord> = all.into_iter().chain(recovery).collect();
+    out.push(GoldenFixture {
+        name: "manifest_file_with_recovery_event_v1".into(),
+        description: "manifest v1 file: the records of manifest_file_with_epoch_retirement_v1 and a recovery event (kind 11), chained".into(),
         bytes: file(&all),
         expected: GoldenExpectation::ManifestFile { records: all },
     });

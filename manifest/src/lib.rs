@@ -75,6 +75,11 @@ pub use golden::{
     golden_fixtures,
 };
 pub use live_state::{
-    BackupInfo, CompactionInfo, EpochInfo, LiveCheckpoint, LiveSegment, LiveState, LiveStateError,
+    BackupInfo, CompactionInfo, EpochInfo, FULL_BACKUP_ID_PREFIX, INCREMENTAL_BACKUP_ID_PREFIX,
+    LiveCheckpoint, LiveSegment, LiveState, LiveStateError, MAX_LIVE_RECOVERY_EVENTS,
+    RecoveryEventInfo,
 };
-pub use record::{MAX_FILE_NAME_LEN, MAX_TEXT_LEN, ManifestRecord, RecordError, RecordKind};
+pub use record::{
+    MAX_DETAIL_LEN, MAX_FILE_NAME_LEN, MAX_TEXT_LEN, ManifestRecord, RecordError, RecordKind,
+    RecoveryEventKind,
+};

@@ -57,6 +57,42 @@ pub struct BackupInfo {
     pub at_unix_ms: u64,
 }
 
+/// The `backup_id` prefix of a full backup's `BackupTaken` record.
+pub const FULL_BACKUP_ID_PREFIX: &str = "full-";
+/// The `backup_id` prefix of an incremental backup's `BackupTaken` record.
+pub const INCREMENTAL_BACKUP_ID_PREFIX: &str = "incremental-";
+
+impl BackupInfo {
+    /// Whether the backup was full (`Some(true)`) or incremental (`Some(false)`), from
+    /// its id's prefix; `None` for an id without one (recorded before the prefixes).
+    pub fn is_full(&self) -> Option<bool> {
+        if self.backup_id.starts_with(FULL_BACKUP_ID_PREFIX) {
+            Some(true)
+        } else if self.backup_id.starts_with(INCREMENTAL_BACKUP_ID_PREFIX) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+/// A recorded recovery event (see [`crate::RecoveryEventKind`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryEventInfo {
+    /// What recovery routed around.
+    pub event: crate::RecoveryEventKind,
+    /// The LSN it concerns (0 when none).
+    pub lsn: Lsn,
+    /// When, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// Which file and why.
+    pub detail: String,
+}
+
+/// How many recovery events the live state keeps (and a compaction restates): the
+/// newest ones; older ones stay in the history the compaction replaced.
+pub const MAX_LIVE_RECOVERY_EVENTS: usize = 64;
+
 /// Where a compacted manifest came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CompactionInfo {
@@ -159,6 +195,7 @@ pub struct LiveState {
     key_epochs: BTreeMap<KeyEpoch, EpochInfo>,
     retired_epochs: BTreeMap<KeyEpoch, u64>,
     backups: Vec<BackupInfo>,
+    recovery_events: Vec<RecoveryEventInfo>,
     env_hash: Option<(String, [u8; 32])>,
     compacted_from: Option<CompactionInfo>,
 }
@@ -174,6 +211,7 @@ impl LiveState {
             key_epochs: BTreeMap::new(),
             retired_epochs: BTreeMap::new(),
             backups: Vec::new(),
+            recovery_events: Vec::new(),
             env_hash: None,
             compacted_from: None,
         }
@@ -281,7 +319,7 @@ impl LiveState {
                 last_lsn,
                 ..
             } => range(*first_lsn, *last_lsn),
-            ManifestRecord::ServerEnvHash { .. } => Ok(()),
+            ManifestRecord::ServerEnvHash { .. } | ManifestRecord::RecoveryEvent { .. } => Ok(()),
         }
     }
 
@@ -365,6 +403,22 @@ impl LiveState {
             ManifestRecord::ServerEnvHash { profile_id, hash } => {
                 self.env_hash = Some((profile_id, hash));
             }
+            ManifestRecord::RecoveryEvent {
+                event,
+                lsn,
+                at_unix_ms,
+                detail,
+            } => {
+                if self.recovery_events.len() == MAX_LIVE_RECOVERY_EVENTS {
+                    self.recovery_events.remove(0);
+                }
+                self.recovery_events.push(RecoveryEventInfo {
+                    event,
+                    lsn,
+                    at_unix_ms,
+                    detail,
+                });
+            }
             ManifestRecord::Compacted {
                 replaces_head,
                 records_replaced,
@@ -437,6 +491,12 @@ impl LiveState {
         &self.backups
     }
 
+    /// Recorded recovery events (integrity alerts), oldest first: the newest
+    /// [`MAX_LIVE_RECOVERY_EVENTS`].
+    pub fn recovery_events(&self) -> &[RecoveryEventInfo] {
+        &self.recovery_events
+    }
+
     /// The last recorded server environment profile id and hash.
     pub fn env_hash(&self) -> Option<(&str, &[u8; 32])> {
         self.env_hash.as_ref().map(|(p, h)| (p.as_str(), h))
@@ -448,7 +508,8 @@ impl LiveState {
     }
 
     /// The minimal records that restate this state (for `Manifest::compact`): database
-    /// creation, all key epochs, live segments, live checkpoints, backups, env hash.
+    /// creation, all key epochs, live segments, live checkpoints, backups, the kept
+    /// recovery events, env hash.
     /// Folding them (after a `Compacted` record) reproduces this state except
     /// [`LiveState::compacted_from`].
     pub fn to_records(&self) -> Vec<ManifestRecord> {
@@ -496,6 +557,14 @@ impl LiveState {
                 last_lsn: b.last_lsn,
                 manifest_sha256: b.manifest_sha256,
                 at_unix_ms: b.at_unix_ms,
+            });
+        }
+        for e in &self.recovery_events {
+            out.push(ManifestRecord::RecoveryEvent {
+                event: e.event,
+                lsn: e.lsn,
+                at_unix_ms: e.at_unix_ms,
+                detail: e.detail.clone(),
             });
         }
         if let Some((profile_id, hash)) = &self.env_hash {

@@ -16,6 +16,7 @@
 //! | 8 | `ServerEnvHash`    | profile_id (text ≤ 256), hash (32) |
 //! | 9 | `Compacted`        | replaces_head (32), records_replaced (u64), at_unix_ms (u64) |
 //! | 10 | `KeyEpochRetired` | epoch (u32), at_unix_ms (u64) |
+//! | 11 | `RecoveryEvent`   | event (u8, [`RecoveryEventKind`]), lsn (u64), at_unix_ms (u64), detail (text ≤ 256) |
 
 use aedb_types::reader::{ByteReader, LenPrefix};
 use aedb_types::{DatabaseId, DecodeError, DecodeErrorKind, KeyEpoch, Lsn, SegmentSeq};
@@ -23,6 +24,8 @@ use std::fmt;
 
 /// Longest identifier text (`master_key_id`, `backup_id`, `profile_id`), in bytes.
 pub const MAX_TEXT_LEN: usize = 256;
+/// Longest `detail` text of a `RecoveryEvent` record, in bytes.
+pub const MAX_DETAIL_LEN: usize = 256;
 /// Longest file name in a `CheckpointAdded` record, in bytes.
 pub const MAX_FILE_NAME_LEN: usize = 255;
 
@@ -108,6 +111,19 @@ pub enum ManifestRecord {
         /// Its hash.
         hash: [u8; 32],
     },
+    /// Recovery routed around damage (an integrity alert, recorded durably so `aedb
+    /// inspect` and `aedb verify` show it after the fact).
+    RecoveryEvent {
+        /// What recovery did.
+        event: RecoveryEventKind,
+        /// The LSN it concerns (see [`RecoveryEventKind`]; 0 when none).
+        lsn: Lsn,
+        /// When, milliseconds since the Unix epoch.
+        at_unix_ms: u64,
+        /// Which file and why, for people (≤ [`MAX_DETAIL_LEN`] bytes; never key
+        /// material or user data).
+        detail: String,
+    },
     /// This file is a compaction of an earlier manifest. Only valid as record 0; the
     /// records after it restate the live set.
     Compacted {
@@ -143,11 +159,81 @@ pub enum RecordKind {
     Compacted,
     /// 10
     KeyEpochRetired,
+    /// 11
+    RecoveryEvent,
+}
+
+/// What recovery routed around (the `event` byte of a `RecoveryEvent` record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecoveryEventKind {
+    /// 1: the newest checkpoint did not load; recovery started from an older one
+    /// (`lsn`: the checkpoint it loaded, 0 for none).
+    CheckpointFallback,
+    /// 2: a torn WAL tail was cut (`lsn`: the last valid LSN).
+    WalTornTail,
+    /// 3: a torn final manifest append was cut (`lsn`: 0).
+    ManifestTornTail,
+    /// 4: a lenient recovery restarted the WAL after the checkpoint (`lsn`: the
+    /// checkpoint's LSN), or cut it at corruption.
+    LenientRestart,
+    /// 5: a lenient recovery retired a sealed segment whose bytes were lost (`lsn`: 0;
+    /// the segment in `detail`).
+    SegmentLost,
+    /// 6: a file was skipped or removed (a checkpoint file the manifest never recorded;
+    /// `lsn`: its LSN).
+    FileSkipped,
+}
+
+impl RecoveryEventKind {
+    /// Every kind, in id order.
+    pub const ALL: [RecoveryEventKind; 6] = [
+        RecoveryEventKind::CheckpointFallback,
+        RecoveryEventKind::WalTornTail,
+        RecoveryEventKind::ManifestTornTail,
+        RecoveryEventKind::LenientRestart,
+        RecoveryEventKind::SegmentLost,
+        RecoveryEventKind::FileSkipped,
+    ];
+
+    /// The on-disk id.
+    pub const fn id(self) -> u8 {
+        match self {
+            RecoveryEventKind::CheckpointFallback => 1,
+            RecoveryEventKind::WalTornTail => 2,
+            RecoveryEventKind::ManifestTornTail => 3,
+            RecoveryEventKind::LenientRestart => 4,
+            RecoveryEventKind::SegmentLost => 5,
+            RecoveryEventKind::FileSkipped => 6,
+        }
+    }
+
+    /// Parses an on-disk id.
+    pub fn from_id(id: u8) -> Option<RecoveryEventKind> {
+        RecoveryEventKind::ALL.into_iter().find(|k| k.id() == id)
+    }
+
+    /// A stable snake_case name (metrics labels, CLI output).
+    pub const fn name(self) -> &'static str {
+        match self {
+            RecoveryEventKind::CheckpointFallback => "checkpoint_fallback",
+            RecoveryEventKind::WalTornTail => "wal_torn_tail",
+            RecoveryEventKind::ManifestTornTail => "manifest_torn_tail",
+            RecoveryEventKind::LenientRestart => "lenient_restart",
+            RecoveryEventKind::SegmentLost => "segment_lost",
+            RecoveryEventKind::FileSkipped => "file_skipped",
+        }
+    }
+}
+
+impl fmt::Display for RecoveryEventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl RecordKind {
     /// Every kind, in id order.
-    pub const ALL: [RecordKind; 10] = [
+    pub const ALL: [RecordKind; 11] = [
         RecordKind::DatabaseCreated,
         RecordKind::CheckpointAdded,
         RecordKind::SegmentSealed,
@@ -158,6 +244,7 @@ impl RecordKind {
         RecordKind::ServerEnvHash,
         RecordKind::Compacted,
         RecordKind::KeyEpochRetired,
+        RecordKind::RecoveryEvent,
     ];
 
     /// The on-disk id.
@@ -173,6 +260,7 @@ impl RecordKind {
             RecordKind::ServerEnvHash => 8,
             RecordKind::Compacted => 9,
             RecordKind::KeyEpochRetired => 10,
+            RecordKind::RecoveryEvent => 11,
         }
     }
 
@@ -194,6 +282,7 @@ impl RecordKind {
             RecordKind::ServerEnvHash => "server_env_hash",
             RecordKind::Compacted => "compacted",
             RecordKind::KeyEpochRetired => "key_epoch_retired",
+            RecordKind::RecoveryEvent => "recovery_event",
         }
     }
 }
@@ -367,6 +456,15 @@ impl fmt::Display for ManifestRecord {
                 "ServerEnvHash {{ profile_id: {profile_id:?}, hash: {} }}",
                 Hex(hash)
             ),
+            ManifestRecord::RecoveryEvent {
+                event,
+                lsn,
+                at_unix_ms,
+                detail,
+            } => write!(
+                f,
+                "RecoveryEvent {{ event: {event}, lsn: {lsn}, at_unix_ms: {at_unix_ms}, detail: {detail:?} }}"
+            ),
             ManifestRecord::Compacted {
                 replaces_head,
                 records_replaced,
@@ -381,6 +479,21 @@ impl fmt::Display for ManifestRecord {
 }
 
 impl ManifestRecord {
+    /// A `RecoveryEvent` record stamped now, its `detail` cut to [`MAX_DETAIL_LEN`] bytes
+    /// (at a character boundary) so it always encodes.
+    pub fn recovery_event(event: RecoveryEventKind, lsn: Lsn, detail: &str) -> ManifestRecord {
+        let mut end = detail.len().min(MAX_DETAIL_LEN);
+        while !detail.is_char_boundary(end) {
+            end -= 1;
+        }
+        ManifestRecord::RecoveryEvent {
+            event,
+            lsn,
+            at_unix_ms: aedb_types::clock::unix_millis(),
+            detail: detail[..end].to_owned(),
+        }
+    }
+
     /// This record's kind.
     pub fn kind(&self) -> RecordKind {
         match self {
@@ -394,6 +507,7 @@ impl ManifestRecord {
             ManifestRecord::ServerEnvHash { .. } => RecordKind::ServerEnvHash,
             ManifestRecord::Compacted { .. } => RecordKind::Compacted,
             ManifestRecord::KeyEpochRetired { .. } => RecordKind::KeyEpochRetired,
+            ManifestRecord::RecoveryEvent { .. } => RecordKind::RecoveryEvent,
         }
     }
 
@@ -472,6 +586,17 @@ impl ManifestRecord {
             ManifestRecord::ServerEnvHash { profile_id, hash } => {
                 put_text(&mut out, "profile_id", profile_id, MAX_TEXT_LEN)?;
                 out.extend_from_slice(hash);
+            }
+            ManifestRecord::RecoveryEvent {
+                event,
+                lsn,
+                at_unix_ms,
+                detail,
+            } => {
+                out.push(event.id());
+                out.extend_from_slice(&lsn.get().to_le_bytes());
+                out.extend_from_slice(&at_unix_ms.to_le_bytes());
+                put_text(&mut out, "detail", detail, MAX_DETAIL_LEN)?;
             }
             ManifestRecord::Compacted {
                 replaces_head,
@@ -554,6 +679,25 @@ impl ManifestRecord {
                 profile_id: get_text(&mut r, "profile_id", MAX_TEXT_LEN)?,
                 hash: r.array()?,
             },
+            RecordKind::RecoveryEvent => {
+                let at = r.pos();
+                let id = r.u8()?;
+                let event = RecoveryEventKind::from_id(id).ok_or_else(|| {
+                    r.err_at(
+                        at,
+                        DecodeErrorKind::UnknownTag {
+                            what: "recovery event kind",
+                            tag: id,
+                        },
+                    )
+                })?;
+                ManifestRecord::RecoveryEvent {
+                    event,
+                    lsn: lsn(&mut r)?,
+                    at_unix_ms: r.u64()?,
+                    detail: get_text(&mut r, "detail", MAX_DETAIL_LEN)?,
+                }
+            }
             RecordKind::Compacted => ManifestRecord::Compacted {
                 replaces_head: r.array()?,
                 records_replaced: r.u64()?,
@@ -575,7 +719,48 @@ mod tests {
             assert_eq!(RecordKind::from_id(k.id()), Some(k));
         }
         assert_eq!(RecordKind::from_id(0), None);
-        assert_eq!(RecordKind::from_id(11), None);
+        assert_eq!(RecordKind::from_id(12), None);
+        for k in RecoveryEventKind::ALL {
+            assert_eq!(RecoveryEventKind::from_id(k.id()), Some(k));
+        }
+        assert_eq!(RecoveryEventKind::from_id(0), None);
+        assert_eq!(RecoveryEventKind::from_id(7), None);
+    }
+
+    #[test]
+    fn recovery_event_has_the_documented_layout() {
+        let r = ManifestRecord::RecoveryEvent {
+            event: RecoveryEventKind::CheckpointFallback,
+            lsn: Lsn::new(40),
+            at_unix_ms: 1_700_000_500_000,
+            detail: "checkpoint at lsn 90: authentication failed".into(),
+        };
+        let body = r.encode().unwrap();
+        let mut expected = vec![11u8, 1];
+        expected.extend_from_slice(&40u64.to_le_bytes());
+        expected.extend_from_slice(&1_700_000_500_000u64.to_le_bytes());
+        expected.extend_from_slice(&43u16.to_le_bytes());
+        expected.extend_from_slice(b"checkpoint at lsn 90: authentication failed");
+        assert_eq!(body, expected);
+        assert_eq!(ManifestRecord::decode(&body), Ok(r));
+        // An unknown event byte is refused at its offset.
+        let mut bad = body.clone();
+        bad[1] = 0;
+        let Err(RecordError::Decode(e)) = ManifestRecord::decode(&bad) else {
+            panic!("event 0 decoded");
+        };
+        assert_eq!(e.offset, 1);
+        // A long detail is cut at a character boundary by the constructor.
+        let long = ManifestRecord::recovery_event(
+            RecoveryEventKind::FileSkipped,
+            Lsn::ZERO,
+            &"é".repeat(MAX_DETAIL_LEN),
+        );
+        let ManifestRecord::RecoveryEvent { detail, .. } = &long else {
+            unreachable!()
+        };
+        assert_eq!(detail.len(), MAX_DETAIL_LEN);
+        assert!(long.encode().is_ok());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! appears at least once.
 //!
 //! Opens a secure production instance (sealed WAL and checkpoints), commits, is denied,
-//! fails an assertion, checkpoints, commits again, reopens (recovery from the checkpoint
-//! plus the WAL tail), then issues and verifies IHP session capsules, including a
+//! fails an assertion, checkpoints, commits again, grants, revokes and transfers
+//! ownership, takes a full and an incremental backup, plants a torn WAL tail and reopens
+//! (recovery from the checkpoint plus the WAL tail, with one integrity alert), then issues and verifies IHP session capsules, including a
 //! version mismatch and a channel-binding (header) mismatch.
 
 use std::error::Error;
@@ -12,8 +13,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use aedb::{
-    AedbConfig, AedbInstance, Assertion, CallerId, KvKey, Namespace, Permission, SecureConfig,
-    Transaction,
+    AedbConfig, AedbInstance, Assertion, CallerId, KvKey, Namespace, Permission, Resource,
+    SecureConfig, Transaction,
 };
 use aedb_keys::{DerivationRequest, InMemoryKeyProvider, KeyProvider, KeyPurpose};
 use aedb_session::{
@@ -68,12 +69,51 @@ pub fn run(dir: &Path, secrets: &Secrets) -> Result<Vec<Vec<u8>>, Box<dyn Error>
     for i in 20..25 {
         db.kv_put_as(&teller, &ns, format!("acct/{i:03}"), "1")?;
     }
+    // Permission churn (`aedb_policy_changes_total{change}`): a grant and a revoke, an
+    // ownership transfer.
+    let auditor = CallerId::new("auditor")?;
+    let read = Permission::KvRead {
+        ns: ns.clone(),
+        prefix: b"acct/".to_vec(),
+    };
+    db.grant_as(&root, &auditor, read.clone(), false)?;
+    db.revoke_as(&root, &auditor, read)?;
+    db.transfer_ownership_as(&root, Resource::Scope(ns.clone()), &teller)?;
+    // Hot backups (`aedb_backup_last_timestamp_seconds{kind}`), admin-only calls
+    // (`aedb_global_admin_actions_total{caller}`), a metrics read (backup ages).
+    let backups = dir.join("backups");
+    db.backup_full_as(&root, backups.join("full"), &mut |_, _| {})?;
+    db.backup_incremental_as(
+        &root,
+        backups.join("incremental"),
+        backups.join("full"),
+        &mut |_, _| {},
+    )?;
+    db.operational_metrics_as(&root)?;
     let database = db.database_id();
     db.shutdown()?;
+
+    // An integrity alert (`aedb_recovery_events_total{event}`): a non-zero byte in the
+    // preallocated zero tail of the active WAL segment, cut as a torn tail at open.
+    let segment = std::fs::read_dir(dir.join("wal"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .max()
+        .ok_or("no WAL segment")?;
+    let mut bytes = std::fs::read(&segment)?;
+    let at = bytes.len() - 64;
+    bytes[at] = 0xA5;
+    std::fs::write(&segment, bytes)?;
 
     // Recovery: the checkpoint is opened, then the sealed WAL tail replayed.
     let db = AedbInstance::open_secure(dir, config(), SecureConfig::new(root.clone()))?;
     assert!(db.kv_get_as(&root, &ns, "acct/024")?.is_some());
+    assert_eq!(
+        db.operational_metrics()
+            .recovery_events
+            .get("wal_torn_tail"),
+        Some(&1)
+    );
     db.shutdown()?;
 
     // IHP session capsules under a session subkey derived through a key provider.

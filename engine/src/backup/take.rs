@@ -450,14 +450,27 @@ impl BackupCtx {
             .map_err(io_err("rename", &tmp))?;
         sync_dir(&*self.fs, dir)?;
         let manifest_sha256: [u8; 32] = Sha256::digest(&bytes_out).into();
+        // The id's prefix says the kind, so backup age by kind survives a restart.
+        let prefix = match kind {
+            BackupKind::Full => aedb_manifest::FULL_BACKUP_ID_PREFIX,
+            BackupKind::Incremental => aedb_manifest::INCREMENTAL_BACKUP_ID_PREFIX,
+            // Captures are not backups and are not recorded through here.
+            BackupKind::Capture => "capture-",
+        };
         self.port
             .record_manifest(vec![ManifestRecord::BackupTaken {
-                backup_id: manifest.backup_id_hex(),
+                backup_id: format!("{prefix}{}", manifest.backup_id_hex()),
                 first_lsn,
                 last_lsn,
                 manifest_sha256,
                 at_unix_ms: manifest.created_at_unix_ms,
             }])?;
+        if kind != BackupKind::Capture {
+            self.port
+                .engine_metrics()
+                .backups
+                .record(kind == BackupKind::Full, manifest.created_at_unix_ms);
+        }
         Ok(BackupReport {
             dir: dir.to_path_buf(),
             manifest,
