@@ -577,7 +577,7 @@ impl AedbConfig {
     /// path (see [`crate::backup`]'s policy section): a full backup every `full_every`
     /// (starting a new chain), an incremental every `incremental_every` in between, and
     /// once a new full backup has verified, deletes the oldest chains beyond `keep`.
-    /// Progress is read with [`AedbInstance::backup_policy_status`].
+    /// Progress is read with [`AedbInstance::backup_policy_status`](crate::AedbInstance::backup_policy_status).
     pub fn backup_policy(
         mut self,
         dir: impl Into<PathBuf>,

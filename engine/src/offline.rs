@@ -150,7 +150,7 @@ pub fn export_audit(
         rows.extend(aedb_actors::audit::read_rows(&verified.state, table).map_err(damaged)?);
     }
     let counts = crate::verify_audit_rows(&rows, |id| keyring.audit_key_for(database, id).ok())?;
-    crate::secure::export_rows(&*config.fs, database, &rows, &counts, out)
+    crate::audit_export::export_rows(&*config.fs, database, &rows, &counts, out)
 }
 
 /// The result of a strict recovery dry run.

@@ -10,6 +10,9 @@ use aedb_model::{
 use aedb_types::Lsn;
 
 use crate::error::Error;
+use crate::secure::CallerSnapshot;
+use crate::{AedbInstance, Who};
+use aedb_authz::{Action, CallerId, CallerPolicy};
 
 /// An immutable snapshot of the database at one LSN, from
 /// [`AedbInstance::snapshot`](crate::AedbInstance::snapshot): reads only, on the
@@ -154,5 +157,63 @@ impl ReadSnapshot {
     /// [`crate::parity::first_difference`]).
     pub fn first_difference(&self, other: &ReadSnapshot) -> Option<String> {
         crate::parity::first_difference(&self.0, &other.0)
+    }
+}
+
+impl AedbInstance {
+    /// Reads one KV entry from the latest snapshot.
+    pub fn kv_get(&self, ns: &Namespace, key: impl AsRef<[u8]>) -> Result<Option<KvEntry>, Error> {
+        self.kv_get_by(Who::Anonymous, ns, key.as_ref())
+    }
+
+    /// [`AedbInstance::kv_get`] on behalf of `caller` (`KvRead` covering the key).
+    pub fn kv_get_as(
+        &self,
+        caller: &CallerId,
+        ns: &Namespace,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Option<KvEntry>, Error> {
+        self.kv_get_by(Who::Caller(caller), ns, key.as_ref())
+    }
+
+    fn kv_get_by(
+        &self,
+        who: Who<'_>,
+        ns: &Namespace,
+        key: &[u8],
+    ) -> Result<Option<KvEntry>, Error> {
+        // One check against the published policy, without building a CallerSnapshot.
+        self.permit(who, [&Action::KvRead { ns, key }], "kv_get")?;
+        Ok(self.pipeline.snapshot().kv_get(ns, key)?.cloned())
+    }
+
+    /// The latest published snapshot: an immutable view, read on the caller's thread,
+    /// that never blocks or is blocked by writers (KV get and scans, table get and
+    /// scans, schemas, listings). Refused on secure instances: use
+    /// [`AedbInstance::snapshot_as`].
+    pub fn snapshot(&self) -> Result<ReadSnapshot, Error> {
+        self.anonymous()?;
+        Ok(ReadSnapshot::new(self.pipeline.snapshot()))
+    }
+
+    /// The latest published snapshot for `caller`: every read on it is checked against
+    /// the policy published at the same moment, on the caller's thread (no actor hop),
+    /// and denials are audited. On an open instance nothing is checked.
+    pub fn snapshot_as(&self, caller: &CallerId) -> CallerSnapshot {
+        let state = self.pipeline.snapshot();
+        match &self.security {
+            Some(s) => {
+                let policy = if caller.is_system() {
+                    CallerPolicy::nothing()
+                } else {
+                    s.policy().for_caller(caller)
+                };
+                CallerSnapshot::new(state, Some(policy), caller.clone(), Some(s.reader()))
+            }
+            None if caller.is_system() => {
+                CallerSnapshot::new(state, Some(CallerPolicy::nothing()), caller.clone(), None)
+            }
+            None => CallerSnapshot::new(state, None, caller.clone(), None),
+        }
     }
 }
