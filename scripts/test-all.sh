@@ -54,7 +54,7 @@ if ! command -v promtool >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
   if [ -n "$guard" ]; then rm -f "$guard"; fi
 fi
-cargo test -p aedb --features observability --test observability
+cargo test -p aedb --features observability --test observability --example opentelemetry
 # The runbook's alert rules (README "Alerts"): valid rules; the test above checks that the
 # exposition holds every metric they use.
 promtool check rules docs/alerts.rules.yml
