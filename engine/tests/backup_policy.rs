@@ -5,6 +5,8 @@
 //! and waits for an observable effect, never asserting how long anything took.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aedb::backup::{BackupPolicyStatus, list_backups};
@@ -193,5 +195,150 @@ fn invalid_policies_are_refused_at_open() {
     }
     let db = AedbInstance::open(dir.path().join("db"), base()).expect("open");
     assert_eq!(db.backup_policy_status(), None);
+    db.shutdown().expect("shutdown");
+}
+
+/// A file system that, while `corrupt` is set, hands back flipped bytes from every read
+/// of a checkpoint file inside a backup (`.../full/checkpoints/...`): the backup itself
+/// is written correctly, but verifying it fails, as it would on a bad disk.
+#[derive(Debug)]
+struct CorruptBackupReads {
+    inner: aedb_fs::SharedFs,
+    corrupt: Arc<AtomicBool>,
+}
+
+#[derive(Debug)]
+struct FlippedReads(Arc<dyn aedb_fs::DiskFile>);
+
+impl aedb_fs::DiskFile for FlippedReads {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.0.read_exact_at(buf, offset)?;
+        if let Some(b) = buf.first_mut() {
+            *b ^= 0xFF;
+        }
+        Ok(())
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn allocate(&self, len: u64) -> std::io::Result<()> {
+        self.0.allocate(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+    fn sync_all(&self) -> std::io::Result<()> {
+        self.0.sync_all()
+    }
+}
+
+impl aedb_fs::FileSystem for CorruptBackupReads {
+    fn open(
+        &self,
+        path: &Path,
+        mode: aedb_fs::OpenMode,
+    ) -> std::io::Result<Arc<dyn aedb_fs::DiskFile>> {
+        let file = self.inner.open(path, mode)?;
+        let in_backup = path.to_string_lossy().contains(&format!(
+            "{0}full{0}checkpoints{0}",
+            std::path::MAIN_SEPARATOR
+        ));
+        if in_backup && self.corrupt.load(Ordering::Acquire) {
+            Ok(Arc::new(FlippedReads(file)))
+        } else {
+            Ok(file)
+        }
+    }
+    fn read_whole(&self, path: &Path) -> std::io::Result<aedb_fs::FileBytes> {
+        self.inner.read_whole(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn remove_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_dir(path)
+    }
+    fn read_dir(&self, path: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+        self.inner.read_dir(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.inner.is_dir(path)
+    }
+    fn file_len(&self, path: &Path) -> std::io::Result<u64> {
+        self.inner.file_len(path)
+    }
+    fn try_lock(&self, path: &Path) -> std::io::Result<Box<dyn aedb_fs::DirLockGuard>> {
+        self.inner.try_lock(path)
+    }
+    fn try_lock_shared(&self, path: &Path) -> std::io::Result<Box<dyn aedb_fs::DirLockGuard>> {
+        self.inner.try_lock_shared(path)
+    }
+}
+
+#[test]
+fn a_full_backup_that_does_not_verify_prunes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let backups = tempfile::tempdir().expect("tempdir");
+    let policy_dir = backups.path().join("policy");
+    let corrupt = Arc::new(AtomicBool::new(false));
+    let fs = Arc::new(CorruptBackupReads {
+        inner: aedb_fs::RealFs::shared(),
+        corrupt: corrupt.clone(),
+    });
+    // keep = 1: every verified full backup prunes the chain before it.
+    let config = base().with_file_system(fs).backup_policy(
+        &policy_dir,
+        Duration::from_millis(100),
+        Duration::from_secs(3600),
+        1,
+    );
+    let db = AedbInstance::open(dir.path(), config).expect("open");
+    db.create_project("pol").expect("project");
+    db.create_scope("pol", "main").expect("scope");
+    let mut next = 0;
+    let first = commit_until(&db, &mut next, |s| s.fulls >= 1);
+    let verified_chain = first.current_chain.clone().expect("a chain");
+
+    // From now on every new full backup fails its verification.
+    corrupt.store(true, Ordering::Release);
+    let failing = commit_until(&db, &mut next, |s| s.failures >= 2);
+    assert_eq!(failing.fulls, first.fulls, "{failing:?}");
+    assert_eq!(failing.chains_pruned, first.chains_pruned, "{failing:?}");
+    assert!(
+        failing
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("verification")),
+        "{failing:?}"
+    );
+    assert!(
+        verified_chain.exists(),
+        "the last verified chain was pruned"
+    );
+    assert_eq!(failing.current_chain.as_ref(), Some(&verified_chain));
+
+    // A full backup that verifies again starts a chain and prunes the old ones.
+    corrupt.store(false, Ordering::Release);
+    let healed = commit_until(&db, &mut next, |s| s.fulls > first.fulls);
+    assert!(healed.chains_pruned > first.chains_pruned, "{healed:?}");
+    assert!(!verified_chain.exists(), "keep = 1 prunes the older chain");
     db.shutdown().expect("shutdown");
 }
