@@ -126,6 +126,14 @@ impl RateLimit {
         {
             return Err(invalid("the burst must be 1 ..= 10,000,000"));
         }
+        // The bucket's tolerance is `(burst - 1) * interval` nanoseconds on a u64 clock:
+        // beyond about 146 years it would saturate and admit everything.
+        let span = u128::from(self.interval_nanos()) * u128::from(self.effective_burst());
+        if span > 1u128 << 62 {
+            return Err(invalid(
+                "the burst times the interval between commits must be at most about 146 years",
+            ));
+        }
         Ok(())
     }
 }
@@ -286,8 +294,12 @@ impl Bucket {
     /// then; `false` when another commit took it first.
     fn take(&self, now: u64, at: u64) -> bool {
         let mut current = self.tat.load(Ordering::Acquire);
+        debug_assert!(at >= now);
         loop {
-            let tat = current.max(now);
+            // Standard GCRA: the commit runs at `at`, so it is charged from then on (a
+            // commit that waited on another bucket must not be charged as of `now`, or
+            // this bucket would admit a burst on top of it at `at`).
+            let tat = current.max(at);
             if tat.saturating_sub(at.saturating_add(self.tolerance)) > 0 {
                 return false;
             }
@@ -474,9 +486,16 @@ impl Limiter {
             return Decision::Admit;
         }
         let mut chosen: Vec<Arc<Bucket>> = Vec::with_capacity(projects.len() + 2);
-        chosen.extend(projects.iter().filter_map(|&p| buckets.project(p)));
-        if let Some(c) = caller.and_then(|c| buckets.caller(c)) {
-            chosen.push(c);
+        // Projects beyond MAX_TRACKED share one overflow bucket: a commit touching two of
+        // them takes its token once, not twice.
+        let candidates = projects
+            .iter()
+            .filter_map(|&p| buckets.project(p))
+            .chain(caller.and_then(|c| buckets.caller(c)));
+        for bucket in candidates {
+            if !chosen.iter().any(|b| Arc::ptr_eq(b, &bucket)) {
+                chosen.push(bucket);
+            }
         }
         let global = buckets.global.as_ref();
         let bound = max_wait.unwrap_or(buckets.limits.max_wait);
@@ -627,6 +646,72 @@ mod tests {
             KvKey::new("k").unwrap(),
             KvValue::new("v").unwrap(),
         ))
+    }
+
+    #[test]
+    fn a_commit_that_waited_on_one_bucket_is_charged_to_the_others_when_it_runs() {
+        // Project: 10/s, burst 1. Callers: 1/s each, burst 1. Five callers commit twice
+        // at t = 0 (their second commits wait on their own buckets until about t = 1 s),
+        // then commits without a caller bucket arrive at t = 1 s: the project's rate
+        // must hold across both, so no two commits of the project run within 100 ms.
+        let limits = RateLimits::new()
+            .per_project(RateLimit::per_second(10).burst(1))
+            .per_caller(RateLimit::per_second(1).burst(1))
+            .max_wait(Duration::from_secs(5));
+        let l = Limiter::new(limits);
+        let mut runs_at = Vec::new();
+        let mut run = |d: Decision, t: u64| match d {
+            Decision::Admit => runs_at.push(t),
+            Decision::AdmitAfter(w) => runs_at.push(t + w.as_nanos() as u64),
+            Decision::Refuse(_) => {}
+        };
+        for _ in 0..2 {
+            for c in 0..5 {
+                let caller = CallerId::new(&format!("c{c}")).unwrap();
+                run(l.decide(&put("p"), Some(&caller), 0, None), 0);
+            }
+        }
+        for _ in 0..3 {
+            run(l.decide(&put("p"), None, 1_000 * MS, None), 1_000 * MS);
+        }
+        runs_at.sort_unstable();
+        for pair in runs_at.windows(2) {
+            assert!(pair[1] - pair[0] >= 100 * MS, "{runs_at:?}");
+        }
+    }
+
+    #[test]
+    fn projects_beyond_the_tracked_ones_share_one_token_per_commit() {
+        let limits = RateLimits::new()
+            .per_project(RateLimit::per_second(1).burst(1))
+            .max_wait(Duration::ZERO);
+        let l = Limiter::new(limits);
+        for i in 0..MAX_TRACKED {
+            let _ = l.decide(&put(&format!("p{i}")), None, 0, None);
+        }
+        // Two untracked projects in one commit map to the same overflow bucket: the
+        // commit takes one token, so it is admitted.
+        let a = Namespace::parse("overflow-a", "s").unwrap();
+        let b = Namespace::parse("overflow-b", "s").unwrap();
+        let two = Request::Transaction(
+            Transaction::new()
+                .kv_put(&a, KvKey::new("k").unwrap(), KvValue::new("v").unwrap())
+                .kv_put(&b, KvKey::new("k").unwrap(), KvValue::new("v").unwrap()),
+        );
+        assert_eq!(l.decide(&two, None, 0, None), Decision::Admit);
+    }
+
+    #[test]
+    fn limits_whose_tolerance_would_overflow_are_refused() {
+        let huge = RateLimits::new()
+            .global(RateLimit::new(1, Duration::from_secs(3600)).burst(10_000_000));
+        assert!(huge.validate().is_err());
+        assert!(
+            RateLimits::new()
+                .global(RateLimit::per_second(1_000).burst(10_000_000))
+                .validate()
+                .is_ok()
+        );
     }
 
     #[test]

@@ -146,14 +146,78 @@ pub(crate) fn recover(
     keyring: &Keyring,
 ) -> Result<Recovered, StartError> {
     let wal_dir = data_dir.join(WAL_DIR);
-    let fs = wal.fs.clone();
     let mut events = Vec::new();
-    let (mut manifest, epochs) = open_manifest(&fs, data_dir, &wal_dir, keyring, &mut events)?;
+    let (mut manifest, epochs) = open_manifest(&wal.fs, data_dir, &wal_dir, keyring, &mut events)?;
+    let walked = walk(
+        data_dir,
+        &wal_dir,
+        wal,
+        mode,
+        keyring,
+        &mut manifest,
+        &epochs,
+        &mut events,
+    );
+    // Integrity alerts are never silent: each one is logged and recorded durably before
+    // the instance starts — and also when the open then fails, since the repair that
+    // routed around the damage (a cut tail, a removed file) is already on disk and the
+    // next open would find nothing left to report.
+    for event in &events {
+        tracing::warn!(
+            event = event.kind.name(),
+            lsn = event.lsn.get(),
+            "integrity alert: recovery routed around damage: {}",
+            event.detail
+        );
+    }
+    let recorded = events
+        .iter()
+        .try_for_each(|event| manifest.append(&event.to_record()));
+    let walked = walked?;
+    recorded?;
+    Ok(Recovered {
+        manifest,
+        epochs,
+        epoch: walked.epoch,
+        state: walked.state,
+        checkpoint_lsn: walked.checkpoint_lsn,
+        checkpoint_fallbacks: walked.checkpoint_fallbacks,
+        events,
+        wal: walked.wal,
+        writer: walked.writer,
+    })
+}
+
+/// What [`walk`] found after the manifest.
+struct Walked {
+    epoch: (KeyEpoch, MasterKeyId),
+    state: State,
+    checkpoint_lsn: Lsn,
+    checkpoint_fallbacks: u64,
+    wal: RecoveredWal,
+    writer: WalWriter,
+}
+
+/// The walk after the manifest opened: repairs, the newest authenticating checkpoint, the
+/// WAL after it, the checks against the manifest. Every place it routes around damage
+/// adds to `events`.
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    data_dir: &Path,
+    wal_dir: &Path,
+    wal: &mut WalConfig,
+    mode: RecoveryMode,
+    keyring: &Keyring,
+    manifest: &mut Manifest,
+    epochs: &EpochTable,
+    events: &mut Vec<RecoveryEvent>,
+) -> Result<Walked, StartError> {
+    let fs = wal.fs.clone();
     let database = manifest.database_id();
-    remove_unrecorded_checkpoints(&*fs, data_dir, &manifest, &mut events)?;
+    remove_unrecorded_checkpoints(&*fs, data_dir, manifest, events)?;
     if mode == RecoveryMode::Strict {
         // A lenient recovery re-creates a successor whose creation was never synced.
-        check_recorded_segments_present(&*fs, &wal_dir, &manifest, true)?;
+        check_recorded_segments_present(&*fs, wal_dir, manifest, true)?;
     }
     let (epoch, master) = epochs.current().ok_or(StartError::NoKeyEpoch)?;
     if let Some(key) = keyring.wal_key(database, epoch, master)? {
@@ -170,7 +234,7 @@ pub(crate) fn recover(
         data_dir,
         database,
         manifest.live_state(),
-        &epochs,
+        epochs,
         keyring,
     )
     .map_err(|failures| StartError::NoUsableCheckpoint { failures })?;
@@ -178,39 +242,22 @@ pub(crate) fn recover(
     if !skipped.is_empty() {
         events.push(fallback_event(checkpoint_lsn, &skipped));
     }
-    let (recovered, writer) = recover_wal(&wal_dir, wal, mode, &mut state, &mut events)?;
+    let (recovered, writer) = recover_wal(wal_dir, wal, mode, &mut state, events)?;
     events.extend(wal_events(&recovered));
     manifest.set_fault_injector(wal.faults.clone());
     if mode == RecoveryMode::Strict {
         if let Some(path) = first_segment_mismatch(&recovered, manifest.live_state()) {
             return Err(StartError::SegmentMismatch { path });
         }
-        check_recorded_segments_present(&*fs, &wal_dir, &manifest, false)?;
+        check_recorded_segments_present(&*fs, wal_dir, manifest, false)?;
     } else {
-        retire_lost_segments(&mut manifest, &recovered, &mut events)?;
+        retire_lost_segments(manifest, &recovered, events)?;
     }
-    // Integrity alerts are never silent: each one is logged and recorded durably before
-    // the instance starts.
-    for event in &events {
-        tracing::warn!(
-            event = event.kind.name(),
-            lsn = event.lsn.get(),
-            "integrity alert: recovery routed around damage: {}",
-            event.detail
-        );
-    }
-    for event in &events {
-        manifest.append(&event.to_record())?;
-    }
-    let epoch = (epoch, master.clone());
-    Ok(Recovered {
-        manifest,
-        epochs,
-        epoch,
+    Ok(Walked {
+        epoch: (epoch, master.clone()),
         state,
         checkpoint_lsn,
         checkpoint_fallbacks: skipped.len() as u64,
-        events,
         wal: recovered,
         writer,
     })

@@ -299,27 +299,33 @@ fn a_full_backup_that_does_not_verify_prunes_nothing() {
     let backups = tempfile::tempdir().expect("tempdir");
     let policy_dir = backups.path().join("policy");
     let corrupt = Arc::new(AtomicBool::new(false));
-    let fs = Arc::new(CorruptBackupReads {
-        inner: aedb_fs::RealFs::shared(),
-        corrupt: corrupt.clone(),
-    });
     // keep = 1: every verified full backup prunes the chain before it.
-    let config = base().with_file_system(fs).backup_policy(
-        &policy_dir,
-        Duration::from_millis(100),
-        Duration::from_secs(3600),
-        1,
-    );
-    let db = AedbInstance::open(dir.path(), config).expect("open");
+    let config = || {
+        let fs = Arc::new(CorruptBackupReads {
+            inner: aedb_fs::RealFs::shared(),
+            corrupt: corrupt.clone(),
+        });
+        base().with_file_system(fs).backup_policy(
+            &policy_dir,
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+            1,
+        )
+    };
+    let db = AedbInstance::open(dir.path(), config()).expect("open");
     db.create_project("pol").expect("project");
     db.create_scope("pol", "main").expect("scope");
     let mut next = 0;
-    let first = commit_until(&db, &mut next, |s| s.fulls >= 1);
-    let verified_chain = first.current_chain.clone().expect("a chain");
+    commit_until(&db, &mut next, |s| s.fulls >= 1);
 
-    // From now on every new full backup fails its verification.
+    // From now on every new full backup fails its verification. The scheduler takes its
+    // backups one at a time, so once one failure is recorded, the last full that
+    // verified (possibly one that finished just after the switch) is recorded too.
     corrupt.store(true, Ordering::Release);
-    let failing = commit_until(&db, &mut next, |s| s.failures >= 2);
+    let first = commit_until(&db, &mut next, |s| s.failures >= 1);
+    let verified_chain = first.current_chain.clone().expect("a chain");
+    let failing = commit_until(&db, &mut next, |s| s.failures >= 3);
+    db.shutdown().expect("shutdown");
     assert_eq!(failing.fulls, first.fulls, "{failing:?}");
     assert_eq!(failing.chains_pruned, first.chains_pruned, "{failing:?}");
     assert!(
@@ -329,16 +335,21 @@ fn a_full_backup_that_does_not_verify_prunes_nothing() {
             .is_some_and(|e| e.contains("verification")),
         "{failing:?}"
     );
-    assert!(
-        verified_chain.exists(),
-        "the last verified chain was pruned"
-    );
     assert_eq!(failing.current_chain.as_ref(), Some(&verified_chain));
+    // The verified chain is kept, and a full that did not verify is not: it would count
+    // toward `keep` and could be continued after a restart.
+    let chains: Vec<_> = std::fs::read_dir(&policy_dir)
+        .expect("policy dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(chains, vec![verified_chain.clone()], "{failing:?}");
 
-    // A full backup that verifies again starts a chain and prunes the old ones.
+    // Reopened (it can only continue the verified chain: nothing else is on disk), a full
+    // backup that verifies again starts a chain and prunes the old one.
     corrupt.store(false, Ordering::Release);
-    let healed = commit_until(&db, &mut next, |s| s.fulls > first.fulls);
-    assert!(healed.chains_pruned > first.chains_pruned, "{healed:?}");
-    assert!(!verified_chain.exists(), "keep = 1 prunes the older chain");
+    let db = AedbInstance::open(dir.path(), config()).expect("reopen");
+    let healed = commit_until(&db, &mut next, |s| s.fulls >= 1 && s.chains_pruned >= 1);
     db.shutdown().expect("shutdown");
+    assert_ne!(healed.current_chain.as_ref(), Some(&verified_chain));
+    assert!(!verified_chain.exists(), "keep = 1 prunes the older chain");
 }

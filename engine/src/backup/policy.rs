@@ -76,6 +76,9 @@ pub(crate) struct BackupScheduler {
     chain: Option<Chain>,
     last_full_ms: Option<u64>,
     full_now: bool,
+    /// After a full backup failed (or did not verify), no new one before this time
+    /// (ms): a failing disk must not get a full backup every tick.
+    retry_full_at: Option<u64>,
     status: Arc<Mutex<BackupPolicyStatus>>,
 }
 
@@ -124,6 +127,7 @@ pub(crate) fn start_scheduler(
         chain: None,
         last_full_ms: None,
         full_now: false,
+        retry_full_at: None,
         status: status.clone(),
     };
     // Before the owner starts, so the status reflects the chains on disk at open.
@@ -240,7 +244,8 @@ impl BackupScheduler {
             || self
                 .last_full_ms
                 .is_none_or(|at| now >= at.saturating_add(every(self.policy.full_every)));
-        if full_due {
+        let backing_off = self.retry_full_at.is_some_and(|at| now < at);
+        if full_due && !backing_off {
             self.take_full(now);
         } else if let Some(chain) = &self.chain
             && now
@@ -265,23 +270,38 @@ impl BackupScheduler {
             chain_dir = self.policy.dir.join(format!("chain-{stamp:020}"));
         }
         let full = chain_dir.join("full");
+        // Retried (with the current chain continued meanwhile) no sooner than this.
+        let retry_at = now.saturating_add(
+            u64::try_from(
+                self.policy
+                    .full_every
+                    .min(self.policy.incremental_every)
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+        );
         let report = match self.ctx.full(&full, &mut |_, _| {}) {
             Ok(r) => r,
             Err(e) => {
                 remove_tree(fs, &chain_dir);
                 self.fail("full backup", &e);
+                self.retry_full_at = Some(retry_at);
                 return;
             }
         };
         // A full backup starts a chain only once it verified as a restore would; only
-        // then may older chains go.
+        // then may older chains go. One that does not verify is removed: it would
+        // otherwise count toward `keep` and could be continued after a restart.
         if let Err(e) =
             verify_backup_chain(std::slice::from_ref(&full), &self.verify, &mut |_, _| {})
         {
+            remove_tree(fs, &chain_dir);
             self.fail("verification of a new full backup", &e);
             self.full_now = true;
+            self.retry_full_at = Some(retry_at);
             return;
         }
+        self.retry_full_at = None;
         let at = report.manifest.created_at_unix_ms;
         self.full_now = false;
         self.last_full_ms = Some(at);
