@@ -68,6 +68,7 @@ mod error;
 mod golden;
 mod header;
 mod nonce;
+mod run;
 
 pub use checkpoint_file::{
     CHECKPOINTS_DIR, CheckpointEntry, CheckpointInfo, CheckpointWriter, checkpoint_file_name,
@@ -79,7 +80,7 @@ pub use checkpoint_stream::{
     CheckpointDecoder, CheckpointEncoder, CheckpointMeta, EncodedCheckpoint, LoadedCheckpoint,
     OpenMode, open_checkpoint_bytes, seal_checkpoint_to_vec,
 };
-pub use error::CheckpointError;
+pub use error::{BlockProblem, CheckpointError, EntryProblem};
 pub use golden::{
     GOLDEN_CHECKPOINT_KEY, GOLDEN_CHUNK_SIZE, GOLDEN_DATABASE_ID, GOLDEN_EPOCH, GOLDEN_LSN,
     GOLDEN_NONCE, GOLDEN_PAYLOAD, GoldenError, GoldenExpectation, GoldenFixture, golden_fixtures,
@@ -88,4 +89,13 @@ pub use header::{
     Algorithm, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, CHECKPOINT_VERSION, CheckpointHeader,
     DEFAULT_CHUNK_SIZE, HeaderProblem, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, TAG_LEN,
 };
-pub use nonce::{FixedNonce, NONCE_LEN, NonceSource, OsNonceSource};
+pub use nonce::{CounterNonce, FixedNonce, NONCE_LEN, NonceSource, OsNonceSource};
+pub use run::{
+    BlockKind, Compression, DEFAULT_BLOOM_BITS_PER_KEY, DEFAULT_RUN_BLOCK_SIZE, DataBlock,
+    EntryKind, EntryRef, FooterProblem, MAX_BLOOM_BITS_PER_KEY, MAX_DATA_BLOCK_LEN,
+    MAX_RUN_BLOCK_SIZE, MAX_RUN_INDEX_LEN, MAX_RUN_KEY_LEN, MAX_RUN_META_LEN, MAX_RUN_VALUE_LEN,
+    RUN_ENTRY_OVERHEAD, RUN_FILE_PREFIX, RUN_FILE_VERSION, RUN_FOOTER_LEN, RUN_FOOTER_MAGIC,
+    RUN_HEADER_LEN, RunFile, RunFileMeta, RunHeader, RunHeaderProblem, RunInfo, RunOptions,
+    RunWriter, decode_block_body, decode_data_block, list_run_files, parse_run_file_name,
+    remove_stale_run_temp_files, run_file_name, run_path,
+};
