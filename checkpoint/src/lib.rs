@@ -83,7 +83,8 @@ pub use checkpoint_stream::{
 pub use error::{BlockProblem, CheckpointError, EntryProblem};
 pub use golden::{
     GOLDEN_CHECKPOINT_KEY, GOLDEN_CHUNK_SIZE, GOLDEN_DATABASE_ID, GOLDEN_EPOCH, GOLDEN_LSN,
-    GOLDEN_NONCE, GOLDEN_PAYLOAD, GoldenError, GoldenExpectation, GoldenFixture, golden_fixtures,
+    GOLDEN_NONCE, GOLDEN_PAYLOAD, GOLDEN_RUN_BLOCK_SIZE, GOLDEN_RUN_FILE_ID, GoldenError,
+    GoldenExpectation, GoldenFixture, golden_fixtures, golden_run_entries,
 };
 pub use header::{
     Algorithm, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, CHECKPOINT_VERSION, CheckpointHeader,
