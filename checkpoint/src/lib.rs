@@ -97,6 +97,6 @@ pub use run::{
     MAX_RUN_BLOCK_SIZE, MAX_RUN_INDEX_LEN, MAX_RUN_KEY_LEN, MAX_RUN_META_LEN, MAX_RUN_VALUE_LEN,
     RUN_ENTRY_OVERHEAD, RUN_FILE_PREFIX, RUN_FILE_VERSION, RUN_FOOTER_LEN, RUN_FOOTER_MAGIC,
     RUN_HEADER_LEN, RunFile, RunFileMeta, RunHeader, RunHeaderProblem, RunInfo, RunOptions,
-    RunWriter, decode_block_body, decode_data_block, list_run_files, parse_run_file_name,
-    remove_stale_run_temp_files, run_file_name, run_path,
+    RunWriter, decode_block_body, decode_data_block, decode_run_block, list_run_files,
+    parse_run_file_name, remove_stale_run_temp_files, run_file_name, run_path,
 };
