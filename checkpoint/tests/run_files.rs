@@ -979,3 +979,55 @@ fn the_error_type_stays_small() {
     // engine's errors; the run-file variants must not inflate it.
     assert!(std::mem::size_of::<CheckpointError>() <= 64);
 }
+
+#[test]
+fn header_edits_with_a_fixed_up_crc_are_still_caught_at_open() {
+    let fs = sim();
+    let info = write_run(
+        &fs,
+        &dir(),
+        5,
+        true,
+        RunOptions::default(),
+        &small_entries(),
+    );
+    let good = aedb_fs::read_file(&*fs, &info.path).unwrap();
+    for i in 0..100 {
+        for mask in [0x01u8, 0x80] {
+            let mut bad = good.clone();
+            bad[i] ^= mask;
+            let crc = crc32fast::hash(&bad[..100]);
+            bad[100..104].copy_from_slice(&crc.to_le_bytes());
+            aedb_fs::write_file(&*fs, &info.path, &bad).unwrap();
+            let expected = match i {
+                0..=19 => matches!(
+                    open(&fs, &info.path, true),
+                    Err(CheckpointError::BadRunHeader { .. }
+                        | CheckpointError::WrongKey { .. }
+                        | CheckpointError::UnknownEpoch { .. })
+                ),
+                20..=35 => matches!(
+                    open(&fs, &info.path, true),
+                    Err(CheckpointError::WrongDatabase { .. })
+                ),
+                36..=83 => matches!(
+                    open(&fs, &info.path, true),
+                    Err(CheckpointError::WrongKey { .. })
+                ),
+                _ => matches!(
+                    open(&fs, &info.path, true),
+                    Err(CheckpointError::BadRunHeader { .. }
+                        | CheckpointError::BlockAuthFailed {
+                            kind: BlockKind::Meta,
+                            ..
+                        })
+                ),
+            };
+            assert!(
+                expected,
+                "byte {i} mask {mask:#x}: {:?}",
+                open(&fs, &info.path, true).err()
+            );
+        }
+    }
+}

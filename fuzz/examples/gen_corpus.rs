@@ -37,11 +37,11 @@ use aedb_checkpoint::{
     CheckpointMeta, FixedNonce, GOLDEN_EPOCH, GOLDEN_LSN, OpenMode, open_checkpoint_bytes,
     seal_checkpoint_to_vec,
 };
-use aedb_manifest::{LiveState, ManifestRecord};
 use aedb_fuzz::{
     FUZZ_DB, FUZZ_KEY, FUZZ_NONCE, WAL_EPOCH, WAL_SEQ, fuzz_key, join_pieces, manifest_key,
     render_audit_jsonl,
 };
+use aedb_manifest::{LiveState, ManifestRecord};
 use aedb_model::{CommitRecord, State};
 use aedb_types::{KeyEpoch, Lsn};
 use aedb_wal::reader::ScanEnd;
@@ -639,7 +639,11 @@ fn runs(c: &mut Corpus) {
                 }
                 let info = w.finish().expect("finish run");
                 let bytes = aedb_fs::read_file(&*fs, &info.path).expect("read run");
-                c.add("run_file", format!("generated-{mode}-{comp}-{block_size}"), bytes.clone());
+                c.add(
+                    "run_file",
+                    format!("generated-{mode}-{comp}-{block_size}"),
+                    bytes.clone(),
+                );
                 if !sealed {
                     run_blocks(c, &format!("{comp}-{block_size}"), &bytes, compression);
                 }
@@ -661,14 +665,20 @@ fn runs(c: &mut Corpus) {
         block.extend_from_slice(value);
     }
     c.add("run_block", "data-handmade", [&[0u8][..], &block].concat());
-    c.add("run_block", "all-kinds-handmade", [&[5u8][..], &block].concat());
+    c.add(
+        "run_block",
+        "all-kinds-handmade",
+        [&[5u8][..], &block].concat(),
+    );
 }
 
 /// Splits a plaintext-mode run file into its blocks (per the footer and the index, each
 /// without its 16-byte digest) and adds them as `run_block` seeds with their mode byte.
 fn run_blocks(c: &mut Corpus, name: &str, bytes: &[u8], compression: aedb_checkpoint::Compression) {
-    let le64 = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8")) as usize;
-    let le32 = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4")) as usize;
+    let le64 =
+        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8")) as usize;
+    let le32 =
+        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4")) as usize;
     let f = &bytes[bytes.len() - 48..];
     let body = |off: usize, len: usize| bytes[off..off + len - 16].to_vec();
     let lz4 = compression == aedb_checkpoint::Compression::Lz4;
@@ -693,14 +703,42 @@ fn run_blocks(c: &mut Corpus, name: &str, bytes: &[u8], compression: aedb_checkp
     let first = blocks.first().cloned().expect("a data block");
     let last = blocks.last().cloned().expect("a data block");
     if lz4 {
-        c.add("run_block", format!("lz4-first-{name}"), [&[1u8][..], &first].concat());
-        c.add("run_block", format!("lz4-last-{name}"), [&[1u8][..], &last].concat());
+        c.add(
+            "run_block",
+            format!("lz4-first-{name}"),
+            [&[1u8][..], &first].concat(),
+        );
+        c.add(
+            "run_block",
+            format!("lz4-last-{name}"),
+            [&[1u8][..], &last].concat(),
+        );
     } else {
-        c.add("run_block", format!("data-first-{name}"), [&[0u8][..], &first].concat());
-        c.add("run_block", format!("data-last-{name}"), [&[0u8][..], &last].concat());
-        c.add("run_block", format!("index-{name}"), [&[2u8][..], &index].concat());
-        c.add("run_block", format!("filter-{name}"), [&[3u8][..], &filter].concat());
-        c.add("run_block", format!("meta-{name}"), [&[4u8][..], &meta].concat());
+        c.add(
+            "run_block",
+            format!("data-first-{name}"),
+            [&[0u8][..], &first].concat(),
+        );
+        c.add(
+            "run_block",
+            format!("data-last-{name}"),
+            [&[0u8][..], &last].concat(),
+        );
+        c.add(
+            "run_block",
+            format!("index-{name}"),
+            [&[2u8][..], &index].concat(),
+        );
+        c.add(
+            "run_block",
+            format!("filter-{name}"),
+            [&[3u8][..], &filter].concat(),
+        );
+        c.add(
+            "run_block",
+            format!("meta-{name}"),
+            [&[4u8][..], &meta].concat(),
+        );
     }
 }
 
@@ -951,9 +989,8 @@ fn validate(c: &Corpus) {
         aedb_fs::FileSystem::create_dir_all(&*fs, dir).expect("mkdir");
         let path = dir.join(aedb_checkpoint::run_file_name(header.file_id));
         aedb_fs::write_file(&*fs, &path, &bytes).expect("write");
-        let sealed = aedb_checkpoint::RunFile::open(&*fs, &path, header.database_id, |_| {
-            Some(fuzz_key())
-        });
+        let sealed =
+            aedb_checkpoint::RunFile::open(&*fs, &path, header.database_id, |_| Some(fuzz_key()));
         let plain = aedb_checkpoint::RunFile::open_plaintext(&*fs, &path, header.database_id);
         let run = sealed
             .or(plain)
@@ -972,7 +1009,9 @@ fn validate(c: &Corpus) {
             )
             .is_ok_and(|p| aedb_checkpoint::decode_data_block(&p).is_ok()),
             2 => aedb_checkpoint::decode_run_block(aedb_checkpoint::BlockKind::Index, body).is_ok(),
-            3 => aedb_checkpoint::decode_run_block(aedb_checkpoint::BlockKind::Filter, body).is_ok(),
+            3 => {
+                aedb_checkpoint::decode_run_block(aedb_checkpoint::BlockKind::Filter, body).is_ok()
+            }
             _ => aedb_checkpoint::decode_run_block(aedb_checkpoint::BlockKind::Meta, body).is_ok(),
         };
         assert!(ok, "run block seed {name} does not decode");

@@ -59,7 +59,9 @@ fn data_block(bytes: &[u8]) {
             assert!(p.key < e.key || (p.key == e.key && p.lsn > e.lsn), "order");
         }
         assert_eq!(block.seek(e.key, e.lsn), i);
-        let first = (0..=i).find(|&j| block.entry(j).key == e.key).expect("self");
+        let first = (0..=i)
+            .find(|&j| block.entry(j).key == e.key)
+            .expect("self");
         assert_eq!(block.seek(e.key, Lsn::MAX), first);
     }
 }
