@@ -290,8 +290,8 @@ pub enum CheckpointError {
         block: u64,
         /// Byte offset of the block in the file.
         offset: u64,
-        /// What is wrong.
-        problem: BlockProblem,
+        /// What is wrong (boxed to keep the error small).
+        problem: Box<BlockProblem>,
     },
     /// [`crate::RunFile::read_block`] was asked for a block the file does not have.
     #[error("{path} has {count} data blocks; there is no block {block}")]

@@ -353,6 +353,29 @@ pub(crate) fn io_err<'a>(
     }
 }
 
+/// Decodes the plaintext of a block of `kind` exactly as the reader does after
+/// authentication and decompression, and returns its canonical re-encoding (for the
+/// `run_block` fuzz target: whatever decodes must re-encode to the same bytes).
+///
+/// # Errors
+/// The decoder's [`aedb_types::DecodeError`]. Never panics.
+#[doc(hidden)]
+pub fn decode_run_block(kind: BlockKind, bytes: &[u8]) -> Result<Vec<u8>, aedb_types::DecodeError> {
+    match kind {
+        BlockKind::Data => {
+            let decoded = block::DataBlock::decode(bytes.to_vec())?;
+            let mut builder = block::BlockBuilder::new(bytes.len());
+            for e in decoded.iter() {
+                builder.push(e.key, e.lsn, e.kind, e.value);
+            }
+            Ok(builder.take())
+        }
+        BlockKind::Index => Ok(index::BlockIndex::decode(bytes)?.encode()),
+        BlockKind::Filter => Ok(filter::BloomFilter::decode(bytes)?.encode()),
+        BlockKind::Meta => Ok(meta::RunMeta::decode(bytes)?.encode()),
+    }
+}
+
 /// The algorithm a writer with (or without) a key uses.
 pub(crate) fn algorithm_for(sealed: bool) -> Algorithm {
     if sealed {
@@ -395,6 +418,38 @@ mod tests {
             parse_run_file_name(&crate::checkpoint_file_name(Lsn::new(7))),
             None
         );
+    }
+
+    #[test]
+    fn decode_run_block_re_encodes_every_kind_canonically() {
+        let mut data = block::BlockBuilder::new(64);
+        data.push(b"a", Lsn::new(3), EntryKind::Put, b"v");
+        data.push(b"a", Lsn::new(1), EntryKind::Delete, b"");
+        let data = data.take();
+        let mut index = index::BlockIndex::new();
+        index.push(b"a", 104, 80, 2);
+        let filter = filter::BloomFilter::build(&[filter::key_hash(b"a")], 10);
+        let meta = meta::RunMeta {
+            entries: 2,
+            distinct_keys: 1,
+            tombstones: 1,
+            data_blocks: 1,
+            first_key: b"a".to_vec(),
+            last_key: b"a".to_vec(),
+            min_lsn: Lsn::new(1),
+            max_lsn: Lsn::new(3),
+            raw_key_bytes: 2,
+            raw_value_bytes: 1,
+        };
+        for (kind, bytes) in [
+            (BlockKind::Data, data),
+            (BlockKind::Index, index.encode()),
+            (BlockKind::Filter, filter.encode()),
+            (BlockKind::Meta, meta.encode()),
+        ] {
+            assert_eq!(decode_run_block(kind, &bytes).unwrap(), bytes, "{kind}");
+            assert!(decode_run_block(kind, &bytes[..bytes.len() - 1]).is_err());
+        }
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl Blocks<'_> {
             kind,
             block,
             offset,
-            problem,
+            problem: Box::new(problem),
         }
     }
 
