@@ -1,14 +1,13 @@
-//! The CheckpointSealer actor: writes checkpoints off the commit path, on its own
-//! thread.
+//! The CheckpointSealer actor: writes incremental checkpoints off the commit path, on
+//! its own thread.
 //!
-//! A checkpoint is the published snapshot (an immutable `Arc<State>`, so taking it
-//! costs nothing and stops nobody), made durable in the WAL first, encoded, sealed by
-//! `aedb-checkpoint` (XChaCha20-Poly1305 chunks when a key is configured), written to a
-//! temporary file, fsynced and atomically renamed. Only then is it recorded in the
-//! manifest, and only after that are old checkpoints and WAL segments retired: the
-//! newest [`KEEP_CHECKPOINTS`] checkpoints stay, and the WAL is kept back to the oldest
-//! of them, so recovery can fall back one checkpoint if the newest fails to
-//! authenticate.
+//! An incremental checkpoint is a flush: the Sequencer freezes its memtable (when full,
+//! or on `checkpoint_now()`), the sealer makes the WAL durable up to it, writes it as one
+//! level-0 run file (`aedb-checkpoint`: sorted blocks, each sealed with XChaCha20-Poly1305
+//! under the current key epoch when a key is configured), fsyncs and renames it, records
+//! it in the manifest as a version edit and hands the open run back to the Sequencer,
+//! which drops the memtable. Only then are version-1 full checkpoints and WAL segments
+//! the runs cover retired. A checkpoint writes only what changed since the last one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -16,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use aedb_checkpoint::{CheckpointError, CheckpointMeta, CheckpointWriter, OsNonceSource};
+use aedb_checkpoint::{CheckpointError, OsNonceSource};
 use aedb_keys::{KeyError, MasterKeyId};
 use aedb_manifest::ManifestRecord;
 use aedb_model::State;
@@ -24,16 +23,18 @@ use aedb_sync::completion::completion;
 use aedb_sync::group_commit::{GroupCommitError, WriterMsg};
 use aedb_sync::mailbox::MailboxSender;
 use aedb_sync::{Completer, SnapshotCell};
-use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use aedb_types::{DatabaseId, KeyEpoch, Lsn, SegmentSeq};
 
-use crate::actor::{Ask, Owner};
+use crate::actor::{Ask, Owner, OwnerRef};
 use crate::keyring::Keyring;
 use crate::manifest_chain::{GetLiveState, ManifestRef, Record, SharedManifestError};
 use crate::metrics::EngineMetrics;
+use crate::runs::{FileIds, RunOpener, run_record};
+use crate::sequencer::{Freeze, InstallRuns, Sequencer};
 use crate::wal_writer::{SharedWalError, WalControl, WalMsg};
-
-/// Checkpoints kept on disk (the newest, and one to fall back to).
-pub const KEEP_CHECKPOINTS: usize = 2;
+use aedb_checkpoint::{RunFileMeta, RunOptions, RunWriter, checkpoints_dir};
+use aedb_manifest::VersionEdit;
+use aedb_storage::Edit;
 
 /// When automatic checkpoints run.
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +75,9 @@ pub enum CheckpointFailure {
     /// The state could not be read (a run file failed to read or authenticate).
     #[error("reading the state failed: {0}")]
     Read(aedb_model::ReadError),
+    /// Flushing a memtable failed (its run could not be written).
+    #[error("flushing a memtable failed: {0}")]
+    Storage(aedb_storage::StorageError),
     /// The checkpoint key could not be derived.
     #[error("deriving the checkpoint key failed: {0}")]
     Key(Arc<KeyError>),
@@ -115,6 +119,9 @@ pub struct CaptureView {
     pub manifest: crate::manifest_chain::ManifestCopy,
     /// Every live checkpoint: its LSN, its record, its path and an open read handle.
     pub checkpoints: Vec<CapturedCheckpoint>,
+    /// Every live run file: its record, its path and an open read handle. Compaction
+    /// cannot delete an open file's data from under the handle.
+    pub runs: Vec<CapturedRun>,
     /// Every WAL segment, opened at a barrier after the manifest copy.
     pub wal: crate::wal_writer::WalBackupView,
 }
@@ -126,6 +133,17 @@ pub struct CapturedCheckpoint {
     pub lsn: Lsn,
     /// What the manifest records about it (name, length, SHA-256).
     pub record: aedb_manifest::LiveCheckpoint,
+    /// Its path in the data directory.
+    pub path: PathBuf,
+    /// An open read handle.
+    pub file: Arc<dyn aedb_fs::DiskFile>,
+}
+
+/// One run file of a [`CaptureView`].
+#[derive(Debug)]
+pub struct CapturedRun {
+    /// What the manifest records about it (level, LSN range, length, SHA-256).
+    pub record: aedb_manifest::RunRecord,
     /// Its path in the data directory.
     pub path: PathBuf,
     /// An open read handle.
@@ -177,8 +195,17 @@ pub struct SealerContext {
     pub metrics: Arc<EngineMetrics>,
     /// Automatic triggers.
     pub policy: CheckpointPolicy,
-    /// LSN of the newest checkpoint at start.
+    /// LSN of the newest checkpoint at start (every commit up to it is in run files or
+    /// a version-1 checkpoint).
     pub last_lsn: Lsn,
+    /// The Sequencer: frozen memtables come from it, installed runs go back to it.
+    pub sequencer: OwnerRef<Sequencer>,
+    /// Opens the runs it writes.
+    pub runs: RunOpener,
+    /// Run-file ids (shared with the Compactor).
+    pub file_ids: Arc<FileIds>,
+    /// Block size, filter and compression of the runs it writes.
+    pub run_options: RunOptions,
     /// For each decrypt-only (older, not yet retired) key epoch, an LSN no frame sealed
     /// under it exceeds. Once the WAL no longer holds that LSN and no live checkpoint is
     /// sealed under the epoch, it is retired.
@@ -210,11 +237,11 @@ impl Owner for Sealer {
         Some(self.ctx.policy.interval.min(Duration::from_millis(200)))
     }
 
-    /// Automatic checkpoints, by WAL bytes and time.
+    /// Automatic checkpoints: full memtables the Sequencer froze, and by WAL bytes and
+    /// time.
     fn tick(&mut self) {
-        if self.due()
-            && let Err(e) = self.seal()
-        {
+        let force = self.due();
+        if let Err(e) = self.flush(force) {
             self.ctx
                 .metrics
                 .checkpoint_failures
@@ -286,12 +313,30 @@ impl Sealer {
                 file,
             });
         }
+        let mut runs = Vec::new();
+        for (&file_id, record) in manifest.live.runs() {
+            let path = aedb_checkpoint::run_path(&self.ctx.data_dir, file_id);
+            let file = self
+                .ctx
+                .fs
+                .open(&path, aedb_fs::OpenMode::Existing)
+                .map_err(|source| CaptureFailure::OpenCheckpoint {
+                    path: path.clone(),
+                    source,
+                })?;
+            runs.push(CapturedRun {
+                record: record.clone(),
+                path,
+                file,
+            });
+        }
         let wal = self
             .wal_control(|reply| WalControl::BackupView { reply })?
             .map_err(|e| CheckpointFailure::Wal(e.to_string()))?;
         Ok(CaptureView {
             manifest,
             checkpoints,
+            runs,
             wal,
         })
     }
@@ -370,6 +415,7 @@ impl Sealer {
         let last_under_old = self
             .wal_control(|reply| WalControl::SetCipher { cipher, reply })?
             .map_err(|e| CheckpointFailure::Wal(e.to_string()))?;
+        self.ctx.runs.epochs.insert(epoch, master.clone());
         let old = std::mem::replace(&mut self.ctx.epoch, (epoch, master));
         self.ctx.epoch_bounds.insert(old.0, last_under_old);
         self.ctx
@@ -382,7 +428,16 @@ impl Sealer {
         Ok((epoch, report))
     }
 
+    /// `checkpoint_now()`: freezes the active memtable and flushes every frozen one.
     fn seal(&mut self) -> Result<CheckpointReport, CheckpointFailure> {
+        self.flush(true)
+    }
+
+    /// Flushes the Sequencer's frozen memtables (after freezing the active one when
+    /// `force`), oldest first, each into one level-0 run: written, fsynced, renamed,
+    /// directory-fsynced, recorded in the manifest as a version edit, then installed in
+    /// the Sequencer. Only what changed since the last checkpoint is written.
+    fn flush(&mut self, force: bool) -> Result<CheckpointReport, CheckpointFailure> {
         // Epoch and LSN only: the checkpoint key and the state never reach the span.
         #[cfg(feature = "observability")]
         let span = tracing::info_span!(
@@ -394,22 +449,26 @@ impl Sealer {
         .entered();
         let started = Instant::now();
         let wal_bytes = self.ctx.metrics.wal_bytes.load(Ordering::Relaxed);
-        let (_, state) = self.ctx.snapshots.load();
-        let lsn = state.lsn();
-        if lsn <= self.ctx.last_lsn {
+        let frozen = self
+            .ctx
+            .sequencer
+            .ask(Freeze { force })
+            .map_err(|_| CheckpointFailure::Closed)?;
+        if frozen.is_empty() {
+            // Nothing new to write; what a re-seal or compaction freed may still retire.
+            let (retired_checkpoints, retired_segments) =
+                if force { self.retire()? } else { (0, 0) };
             return Ok(CheckpointReport {
                 lsn: self.ctx.last_lsn,
                 path: None,
                 bytes: 0,
-                retired_segments: 0,
-                retired_checkpoints: 0,
+                retired_segments,
+                retired_checkpoints,
             });
         }
-        // A published `Visible` commit may not be on disk yet: the checkpoint must never
-        // cover an LSN the WAL could still lose.
+        // A memtable may hold `Visible` commits not on disk yet: a run must never hold
+        // an LSN the WAL could still lose.
         self.wal_barrier()?;
-        let payload = state.to_snapshot_bytes().map_err(CheckpointFailure::Read)?;
-        drop(state);
         let (epoch, master) = &self.ctx.epoch;
         let key = self
             .ctx
@@ -417,65 +476,99 @@ impl Sealer {
             .checkpoint_key(self.ctx.database, *epoch, master)
             .map_err(|e| CheckpointFailure::Key(Arc::new(e)))?;
         let write = |e| CheckpointFailure::Write(Arc::new(e));
-        let mut writer = CheckpointWriter::create(
-            &self.ctx.fs,
-            &self.ctx.data_dir,
-            CheckpointMeta::new(self.ctx.database, lsn, *epoch),
-            key.as_ref(),
-            &mut OsNonceSource,
-        )
-        .map_err(write)?;
-        writer.write_all(&payload).map_err(write)?;
-        drop(payload);
-        let info = writer.finish().map_err(write)?;
+        let mut bytes = 0;
+        let mut path = None;
+        for f in frozen {
+            let file_id = self.ctx.file_ids.next();
+            let writer = RunWriter::create(
+                &self.ctx.fs,
+                &checkpoints_dir(&self.ctx.data_dir),
+                RunFileMeta {
+                    database: self.ctx.database,
+                    file_id,
+                    epoch: *epoch,
+                },
+                key.as_ref(),
+                Box::new(OsNonceSource),
+                self.ctx.run_options,
+            )
+            .map_err(write)?;
+            let info = aedb_storage::flush::flush(&f.memtable, writer)
+                .map_err(CheckpointFailure::Storage)?;
+            let mut record = VersionEdit {
+                flushed_lsn: f.lsn,
+                next_file_id: file_id + 1,
+                added: Vec::new(),
+                removed: Vec::new(),
+            };
+            let mut edit = Edit::default();
+            if let Some(info) = info {
+                record.added.push(run_record(&info, 0));
+                edit.added
+                    .push((0, self.ctx.runs.open(info.file_id).map_err(write)?));
+                bytes += info.len;
+                path = Some(info.path);
+            }
+            self.record(vec![ManifestRecord::VersionEdit(record)])?;
+            self.ctx
+                .sequencer
+                .ask(InstallRuns {
+                    edit,
+                    flushed: Some(f.memtable.id()),
+                })
+                .map_err(|_| CheckpointFailure::Closed)?;
+            self.ctx.last_lsn = f.lsn;
+        }
+        let lsn = self.ctx.last_lsn;
         #[cfg(feature = "observability")]
         {
             span.record("lsn", lsn.get());
-            span.record("bytes", info.len);
+            span.record("bytes", bytes);
         }
-
-        self.record(vec![info.manifest_record()])?;
-        self.ctx.last_lsn = lsn;
         self.wal_bytes_at_last = wal_bytes;
         self.last_at = Instant::now();
 
         let (retired_checkpoints, retired_segments) = self.retire()?;
         let m = &self.ctx.metrics;
         m.checkpoints.fetch_add(1, Ordering::Relaxed);
+        m.flush_bytes_written.fetch_add(bytes, Ordering::Relaxed);
         m.checkpoint_lsn.store(lsn.get(), Ordering::Relaxed);
-        m.checkpoint_bytes.store(info.len, Ordering::Relaxed);
+        m.checkpoint_bytes.store(bytes, Ordering::Relaxed);
         m.checkpoint_micros.store(
             u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
         Ok(CheckpointReport {
             lsn,
-            path: Some(info.path),
-            bytes: info.len,
+            path,
+            bytes,
             retired_segments,
             retired_checkpoints,
         })
     }
 
-    /// Retires checkpoints beyond the newest [`KEEP_CHECKPOINTS`] (manifest first, then
-    /// the file) and WAL segments the oldest kept checkpoint covers.
+    /// Retires what the runs now cover: every version-1 full checkpoint (manifest
+    /// first, then the file) and the WAL segments up to the flushed LSN, then every key
+    /// epoch no live file needs.
     fn retire(&mut self) -> Result<(usize, usize), CheckpointFailure> {
         let live = self
             .ctx
             .manifest
             .ask(GetLiveState)
             .map_err(|_| CheckpointFailure::Closed)?;
-        let lsns: Vec<Lsn> = live.checkpoints().keys().copied().collect();
-        if lsns.len() < KEEP_CHECKPOINTS {
-            return Ok((0, 0));
-        }
-        let (old, kept) = lsns.split_at(lsns.len() - KEEP_CHECKPOINTS);
+        let through = live.flushed_lsn();
+        let old: Vec<Lsn> = live
+            .checkpoints()
+            .keys()
+            .copied()
+            .filter(|&lsn| lsn <= through)
+            .collect();
         self.record(
             old.iter()
                 .map(|&lsn| ManifestRecord::CheckpointRetired { lsn })
                 .collect(),
         )?;
-        for &lsn in old {
+        for &lsn in &old {
             // Best effort: the manifest no longer references it, so a leftover file is
             // only disk space (and is never read).
             if let Err(e) =
@@ -484,26 +577,36 @@ impl Sealer {
                 tracing::warn!("could not delete retired checkpoint at lsn {lsn}: {e}");
             }
         }
-        let through = kept[0];
         // Record first, delete second: a crash in between leaves files the manifest no
         // longer lists (harmless), never listed files that are gone (refused at open).
+        // Only segments whose seal the manifest already records are retired: the WAL
+        // writer reports seals asynchronously, and deleting a segment whose seal is
+        // recorded afterwards would list a missing file.
+        let covered: Vec<(SegmentSeq, Lsn)> = live
+            .segments()
+            .iter()
+            .filter(|(_, seg)| seg.last_lsn <= through)
+            .map(|(&seq, seg)| (seq, seg.last_lsn))
+            .collect();
         self.record(
-            live.segments()
+            covered
                 .iter()
-                .filter(|(_, seg)| seg.last_lsn <= through)
-                .map(|(&seq, _)| ManifestRecord::SegmentRetired { seq })
+                .map(|&(seq, _)| ManifestRecord::SegmentRetired { seq })
                 .collect(),
         )?;
+        let retire_to = covered.iter().map(|&(_, l)| l).max().unwrap_or(Lsn::ZERO);
         let retired = self
             .wal_control(|reply| WalControl::RetireThrough {
-                lsn: through,
+                lsn: retire_to,
                 reply,
             })?
             .map_err(|e: SharedWalError| CheckpointFailure::Wal(e.to_string()))?;
-        let kept_epochs: BTreeSet<KeyEpoch> = kept
+        let kept_epochs: BTreeSet<KeyEpoch> = live
+            .checkpoints()
             .iter()
-            .filter_map(|lsn| live.checkpoints().get(lsn))
-            .map(|c| c.epoch)
+            .filter(|(lsn, _)| **lsn > through)
+            .map(|(_, c)| c.epoch)
+            .chain(live.runs().values().map(|r| r.epoch))
             .collect();
         self.retire_epochs(&kept_epochs, retired.oldest_lsn)?;
         Ok((old.len(), retired.removed.len()))

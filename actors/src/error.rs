@@ -179,6 +179,17 @@ pub enum CheckpointLoadError {
         /// The recorded LSN.
         recorded: Lsn,
     },
+    /// A run file authenticates but is not the one the manifest records.
+    #[error("{}: run file {what} differs from the manifest's record", path.display())]
+    RunMismatch {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What differs.
+        what: &'static str,
+    },
+    /// The state over the runs cannot be read (its catalog does not decode).
+    #[error("the state over the run files is unreadable: {0}")]
+    Unreadable(aedb_model::ReadError),
 }
 
 /// The failures, one after the other.

@@ -41,6 +41,7 @@
 //!         interval: Duration::from_secs(600),
 //!     },
 //!     manifest_compact_after: 4096,
+//!     storage: aedb_actors::StorageConfig::default(),
 //! };
 //! let (mut pipeline, _recovered) = Pipeline::start(dir.path(), config).unwrap();
 //! let project = ProjectName::new("bank").unwrap();
@@ -64,6 +65,7 @@ pub mod authz_actor;
 mod checkpoint_sealer;
 mod commit;
 mod committer;
+mod compactor;
 mod error;
 pub mod freeze;
 mod keyring;
@@ -71,6 +73,7 @@ mod manifest_chain;
 pub mod metrics;
 mod pipeline;
 pub mod recovery;
+pub mod runs;
 mod sequencer;
 mod system;
 mod wal_writer;
@@ -80,16 +83,17 @@ mod tests;
 
 pub use admission::{ProjectAdmission, RateLimit, RateLimitError, RateLimits};
 pub use checkpoint_sealer::{
-    CaptureFailure, CaptureView, CapturedCheckpoint, CheckpointFailure, CheckpointPolicy,
-    CheckpointReport,
+    CaptureFailure, CaptureView, CapturedCheckpoint, CapturedRun, CheckpointFailure,
+    CheckpointPolicy, CheckpointReport,
 };
 pub use commit::{Authority, CommitOutcome, Finality, Request};
 pub use committer::{Admission, Committer};
+pub use compactor::CompactionReport;
 pub use error::{CheckpointLoadError, CommitError, FrameReplayError, StartError};
 pub use freeze::{FreezeReasonError, WriteFreeze};
 pub use keyring::{EpochTable, Keyring};
 pub use manifest_chain::ManifestCopy;
-pub use metrics::{ErrorCounts, HistogramSnapshot, OperationalMetrics};
-pub use pipeline::{BackupPort, Pipeline, PipelineConfig};
+pub use metrics::{ErrorCounts, HistogramSnapshot, OperationalMetrics, StorageMetrics};
+pub use pipeline::{BackupPort, Pipeline, PipelineConfig, StorageConfig};
 pub use recovery::{RecoveryEvent, WAL_DIR};
 pub use wal_writer::WalBackupView;

@@ -221,6 +221,8 @@ pub struct Owners {
     pub manifest: Arc<OwnerStats>,
     /// The CheckpointSealer.
     pub checkpoint: Arc<OwnerStats>,
+    /// The Compactor.
+    pub compactor: Arc<OwnerStats>,
     /// The Authz actor (secure instances).
     pub authz: Arc<OwnerStats>,
     /// The Audit actor (secure instances).
@@ -235,6 +237,7 @@ impl Default for Owners {
             wal_writer: stats("wal-writer"),
             manifest: stats("manifest"),
             checkpoint: stats("checkpoint"),
+            compactor: stats("compactor"),
             authz: stats("authz"),
             audit: stats("audit"),
         }
@@ -248,6 +251,7 @@ impl Owners {
             &self.wal_writer,
             &self.manifest,
             &self.checkpoint,
+            &self.compactor,
             &self.authz,
             &self.audit,
         ]
@@ -255,6 +259,35 @@ impl Owners {
         .map(|s| s.snapshot())
         .collect()
     }
+}
+
+/// The LSM's shape and costs at one moment (see [`OperationalMetrics::storage`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StorageMetrics {
+    /// Bytes held by the memtables (the active one and those waiting to be flushed).
+    pub memtable_bytes: u64,
+    /// Memtables (the active one included).
+    pub memtables: u64,
+    /// Run files per level (level 0 first).
+    pub level_runs: Vec<u64>,
+    /// Run-file bytes per level (level 0 first).
+    pub level_bytes: Vec<u64>,
+    /// Bytes compaction still has to rewrite to bring every level under its target.
+    pub pending_compaction_bytes: u64,
+    /// Block cache lookups answered from memory since open.
+    pub cache_hits: u64,
+    /// Block cache lookups that read (and authenticated) a block since open.
+    pub cache_misses: u64,
+    /// Bytes the block cache holds now, and its capacity.
+    pub cache_bytes: u64,
+    /// The block cache's capacity in bytes.
+    pub cache_capacity: u64,
+    /// Run-file bytes written (flushes and compactions) per byte flushed since open
+    /// (1.0 before any compaction; 0 before any flush).
+    pub write_amplification: f64,
+    /// Live run-file bytes per byte of the newest version of every key, estimated from
+    /// the deepest level (≥ 1; 0 when there are no runs).
+    pub space_amplification: f64,
 }
 
 /// The engine's live counters (shared by the actors, read by `operational_metrics`).
@@ -312,6 +345,16 @@ pub struct EngineMetrics {
     pub recovery_checkpoint_fallbacks: AtomicU64,
     /// Checkpoints written since open.
     pub checkpoints: AtomicU64,
+    /// Memtables frozen (full, or by `checkpoint_now`) since open.
+    pub memtables_frozen: AtomicU64,
+    /// Compactions completed since open.
+    pub compactions: AtomicU64,
+    /// Run-file bytes compactions read since open.
+    pub compaction_bytes_read: AtomicU64,
+    /// Run-file bytes compactions wrote since open.
+    pub compaction_bytes_written: AtomicU64,
+    /// Run-file bytes flushes wrote since open.
+    pub flush_bytes_written: AtomicU64,
     /// Automatic checkpoints that failed.
     pub checkpoint_failures: AtomicU64,
     /// LSN of the newest checkpoint.
@@ -451,6 +494,12 @@ impl EngineMetrics {
             recovery_torn_tail_bytes: self.recovery_torn_tail_bytes.load(Relaxed),
             recovery_checkpoint_fallbacks: self.recovery_checkpoint_fallbacks.load(Relaxed),
             checkpoints: self.checkpoints.load(Relaxed),
+            memtables_frozen: self.memtables_frozen.load(Relaxed),
+            compactions: self.compactions.load(Relaxed),
+            compaction_bytes_read: self.compaction_bytes_read.load(Relaxed),
+            compaction_bytes_written: self.compaction_bytes_written.load(Relaxed),
+            flush_bytes_written: self.flush_bytes_written.load(Relaxed),
+            storage: StorageMetrics::default(),
             checkpoint_failures: self.checkpoint_failures.load(Relaxed),
             checkpoint_lsn: self.checkpoint_lsn.load(Relaxed),
             checkpoint_bytes: self.checkpoint_bytes.load(Relaxed),
@@ -710,6 +759,19 @@ pub struct OperationalMetrics {
     pub recovery_checkpoint_fallbacks: u64,
     /// Checkpoints written since open.
     pub checkpoints: u64,
+    /// Memtables frozen since open.
+    pub memtables_frozen: u64,
+    /// Compactions completed since open.
+    pub compactions: u64,
+    /// Run-file bytes compactions read since open.
+    pub compaction_bytes_read: u64,
+    /// Run-file bytes compactions wrote since open.
+    pub compaction_bytes_written: u64,
+    /// Run-file bytes flushes wrote since open.
+    pub flush_bytes_written: u64,
+    /// The LSM now: memtables, levels, block cache, pending compaction and
+    /// amplification (filled in by the pipeline from the live version).
+    pub storage: StorageMetrics,
     /// Automatic checkpoints that failed.
     pub checkpoint_failures: u64,
     /// LSN of the newest checkpoint (recovery starts there).

@@ -28,14 +28,17 @@ use crate::checkpoint_sealer::{
 };
 use crate::commit::{Authority, CommitOutcome, Finality, Request};
 use crate::committer::{Admission, Committer};
+use crate::compactor::{Compact, CompactionReport, Compactor, CompactorContext, Reseal};
 use crate::error::{CommitError, StartError};
 use crate::freeze::{WriteFreeze, load_write_freeze};
 use crate::keyring::Keyring;
 use crate::manifest_chain::{GetLiveState, ManifestChain, Record};
 use crate::metrics::{EngineMetrics, OperationalMetrics};
 use crate::recovery::{self, Recovered};
+use crate::runs::{FileIds, RunOpener};
 use crate::sequencer::{Flush, Sequencer};
 use crate::wal_writer::{self, WalBackupView, WalControl, WalMsg, WalWriterOwner};
+use aedb_storage::BlockCache;
 
 /// Knobs of the pipeline (validated by the engine's `AedbConfig`).
 #[derive(Clone, Debug)]
@@ -58,6 +61,39 @@ pub struct PipelineConfig {
     pub checkpoints: CheckpointPolicy,
     /// Compact the manifest once it holds this many records.
     pub manifest_compact_after: u64,
+    /// Memtable, block cache and run-file knobs.
+    pub storage: StorageConfig,
+}
+
+/// Memory and run-file knobs of the LSM.
+#[derive(Clone, Copy, Debug)]
+pub struct StorageConfig {
+    /// Freeze (and flush) the active memtable once it holds this many bytes.
+    pub memtable_bytes: usize,
+    /// Bytes of decoded blocks the block cache holds.
+    pub block_cache_bytes: u64,
+    /// Block size, filter and compression of new run files.
+    pub run_options: aedb_checkpoint::RunOptions,
+    /// Compaction triggers and sizes.
+    pub compaction: aedb_storage::compaction::CompactionOptions,
+    /// Reads as of this many LSNs before the newest stay possible (`snapshot_at`);
+    /// compaction keeps the versions they need.
+    pub retention_lsns: u64,
+    /// Compaction writes at most this many bytes per second (0: unlimited).
+    pub compaction_bytes_per_sec: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            memtable_bytes: 64 << 20,
+            block_cache_bytes: 128 << 20,
+            run_options: aedb_checkpoint::RunOptions::default(),
+            compaction: aedb_storage::compaction::CompactionOptions::default(),
+            retention_lsns: 0,
+            compaction_bytes_per_sec: 128 << 20,
+        }
+    }
 }
 
 /// The running commit pipeline: the owners (Sequencer, WAL writer, CheckpointSealer,
@@ -70,7 +106,10 @@ pub struct Pipeline {
     sequencer: Running<Sequencer>,
     wal_writer: Running<WalWriterOwner>,
     sealer: Running<Sealer>,
+    compactor: Running<Compactor>,
     manifest: Running<ManifestChain>,
+    cache: Arc<BlockCache>,
+    compaction: aedb_storage::compaction::CompactionOptions,
     database: DatabaseId,
 }
 
@@ -103,6 +142,7 @@ impl Pipeline {
         let started = Instant::now();
         let metrics = Arc::new(EngineMetrics::default());
         let fs = config.wal.fs.clone();
+        let cache = Arc::new(BlockCache::new(config.storage.block_cache_bytes));
         let Recovered {
             manifest,
             epochs,
@@ -113,8 +153,15 @@ impl Pipeline {
             events,
             wal: recovered,
             writer,
-        } = recovery::recover(data_dir, &mut config.wal, config.recovery, &config.keyring)?;
+        } = recovery::recover(
+            data_dir,
+            &mut config.wal,
+            config.recovery,
+            &config.keyring,
+            &cache,
+        )?;
         let database = manifest.database_id();
+        let file_ids = Arc::new(FileIds::new(manifest.live_state().next_file_id()));
         for event in &events {
             metrics.count_recovery_event(event.kind);
         }
@@ -178,6 +225,20 @@ impl Pipeline {
             fail_stopped,
         )
         .map_err(thread_error("WAL writer"))?;
+        let sequencer = actor::spawn(
+            Sequencer::new(
+                state,
+                wal.mailbox.clone(),
+                wal.fail_stopped.clone(),
+                snapshots.clone(),
+                metrics.clone(),
+                config.wal.max_record_len(),
+                config.storage.memtable_bytes,
+            ),
+            config.sequencer_queue,
+            owners.sequencer.clone(),
+        )
+        .map_err(thread_error("sequencer"))?;
         let sealer = actor::spawn(
             Sealer::new(SealerContext {
                 fs: fs.clone(),
@@ -191,6 +252,17 @@ impl Pipeline {
                 metrics: metrics.clone(),
                 policy: config.checkpoints,
                 last_lsn: checkpoint_lsn,
+                sequencer: sequencer.addr().clone(),
+                runs: RunOpener {
+                    fs: fs.clone(),
+                    data_dir: data_dir.to_path_buf(),
+                    database,
+                    keyring: config.keyring.clone(),
+                    epochs: epochs.clone(),
+                    cache: cache.clone(),
+                },
+                file_ids: file_ids.clone(),
+                run_options: config.storage.run_options,
                 // Every frame of an older epoch is already on disk: anything written
                 // from now on is sealed under the current one.
                 epoch_bounds: epochs
@@ -203,19 +275,30 @@ impl Pipeline {
             owners.checkpoint.clone(),
         )
         .map_err(thread_error("checkpoint sealer"))?;
-        let sequencer = actor::spawn(
-            Sequencer::new(
-                state,
-                wal.mailbox.clone(),
-                wal.fail_stopped.clone(),
-                snapshots.clone(),
-                metrics.clone(),
-                config.wal.max_record_len(),
-            ),
-            config.sequencer_queue,
-            owners.sequencer.clone(),
+        let compactor = actor::spawn(
+            Compactor::new(CompactorContext {
+                sequencer: sequencer.addr().clone(),
+                manifest: manifest.addr().clone(),
+                runs: RunOpener {
+                    fs: fs.clone(),
+                    data_dir: data_dir.to_path_buf(),
+                    database,
+                    keyring: config.keyring.clone(),
+                    epochs: epochs.clone(),
+                    cache: cache.clone(),
+                },
+                file_ids,
+                run_options: config.storage.run_options,
+                options: config.storage.compaction,
+                retention_lsns: config.storage.retention_lsns,
+                bytes_per_sec: config.storage.compaction_bytes_per_sec,
+                snapshots: snapshots.clone(),
+                metrics: metrics.clone(),
+            }),
+            16,
+            owners.compactor.clone(),
         )
-        .map_err(thread_error("sequencer"))?;
+        .map_err(thread_error("compactor"))?;
         metrics.recovery_micros.store(
             u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
@@ -233,6 +316,9 @@ impl Pipeline {
                 sequencer,
                 wal_writer: wal.owner,
                 sealer,
+                compactor,
+                cache,
+                compaction: config.storage.compaction,
                 manifest,
                 database,
             },
@@ -261,6 +347,29 @@ impl Pipeline {
             .addr()
             .ask(SealNow)
             .map_err(|_| CheckpointFailure::Closed)?
+    }
+
+    /// A full compaction (every run merged into the bottom level), then leveled ones
+    /// until no level is over its trigger (those also run by themselves, in the
+    /// background).
+    pub fn compact_now(&self) -> Result<CompactionReport, CheckpointFailure> {
+        self.compactor
+            .addr()
+            .ask(Compact)
+            .map_err(|_| CheckpointFailure::Closed)?
+    }
+
+    /// Re-seals every run sealed under an older key epoch under the current one.
+    pub fn reseal_now(&self) -> Result<CompactionReport, CheckpointFailure> {
+        self.compactor
+            .addr()
+            .ask(Reseal)
+            .map_err(|_| CheckpointFailure::Closed)?
+    }
+
+    /// The shared block cache of run-file blocks.
+    pub fn block_cache(&self) -> &Arc<BlockCache> {
+        &self.cache
     }
 
     /// Opens every WAL segment at a barrier (everything sequenced before it is synced
@@ -461,7 +570,54 @@ impl Pipeline {
             m.freeze_reason = Some(freeze.reason);
         }
         m.admission = self.committer.limiter().snapshot();
+        m.storage = self.storage_metrics(&m);
         m
+    }
+
+    /// The LSM's shape, read from the published snapshot's sources.
+    fn storage_metrics(&self, m: &OperationalMetrics) -> crate::metrics::StorageMetrics {
+        let (_, state) = self.snapshots.load();
+        let view = state.view();
+        let version = view.version();
+        let levels = aedb_storage::LEVELS;
+        let level_bytes: Vec<u64> = (0..levels).map(|l| version.level_bytes(l)).collect();
+        let cache = self.cache.stats();
+        let live: u64 = level_bytes.iter().sum();
+        let deepest = level_bytes
+            .iter()
+            .rev()
+            .copied()
+            .find(|&b| b > 0)
+            .unwrap_or(0);
+        crate::metrics::StorageMetrics {
+            memtable_bytes: view
+                .memtables()
+                .iter()
+                .map(|t| t.approximate_bytes() as u64)
+                .sum(),
+            memtables: view.memtables().len() as u64,
+            level_runs: (0..levels).map(|l| version.level(l).len() as u64).collect(),
+            level_bytes,
+            pending_compaction_bytes: aedb_storage::compaction::picker::pending_bytes(
+                version,
+                &self.compaction,
+            ),
+            cache_hits: cache.hits,
+            cache_misses: cache.misses,
+            cache_bytes: cache.bytes,
+            cache_capacity: cache.capacity,
+            write_amplification: if m.flush_bytes_written == 0 {
+                0.0
+            } else {
+                (m.flush_bytes_written + m.compaction_bytes_written) as f64
+                    / m.flush_bytes_written as f64
+            },
+            space_amplification: if deepest == 0 {
+                0.0
+            } else {
+                live as f64 / deepest as f64
+            },
+        }
     }
 
     /// Flushes, stops the actors and joins their threads. Idempotent.
@@ -469,8 +625,10 @@ impl Pipeline {
         if self.wal_mailbox.is_none() {
             return Ok(());
         }
-        // The sealer goes first (it holds WAL and manifest addresses), then the
-        // sequencer, the WAL writer, and the manifest last.
+        // The compactor and the sealer go first (they hold the sequencer's, the WAL's
+        // and the manifest's addresses), then the sequencer, the WAL writer, and the
+        // manifest last.
+        self.compactor.stop();
         self.sealer.stop();
         let flushed = self.flush();
         self.sequencer.stop();

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use aedb_manifest::{LiveState, Manifest, ManifestRecord, RecoveryEventKind};
 use aedb_model::{CommitRecord, State};
+use aedb_storage::{BlockCache, Memtable, View};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn, SegmentSeq};
 use aedb_wal::{
     FrameKind, RecoveredWal, RecoveryMode, WalCipher, WalConfig, WalKeyring, WalWriter,
@@ -22,6 +23,7 @@ use crate::error::{CheckpointLoadError, FrameReplayError, StartError};
 use aedb_keys::MasterKeyId;
 
 use crate::keyring::{EpochTable, Keyring};
+use crate::runs::RunOpener;
 
 /// The WAL directory inside a data directory.
 pub const WAL_DIR: &str = "wal";
@@ -144,6 +146,7 @@ pub(crate) fn recover(
     wal: &mut WalConfig,
     mode: RecoveryMode,
     keyring: &Keyring,
+    cache: &Arc<BlockCache>,
 ) -> Result<Recovered, StartError> {
     let wal_dir = data_dir.join(WAL_DIR);
     let mut events = Vec::new();
@@ -157,6 +160,7 @@ pub(crate) fn recover(
         &mut manifest,
         &epochs,
         &mut events,
+        cache,
     );
     // Integrity alerts are never silent: each one is logged and recorded durably before
     // the instance starts — and also when the open then fails, since the repair that
@@ -211,13 +215,16 @@ fn walk(
     manifest: &mut Manifest,
     epochs: &EpochTable,
     events: &mut Vec<RecoveryEvent>,
+    cache: &Arc<BlockCache>,
 ) -> Result<Walked, StartError> {
     let fs = wal.fs.clone();
     let database = manifest.database_id();
     remove_unrecorded_checkpoints(&*fs, data_dir, manifest, events)?;
     if mode == RecoveryMode::Strict {
-        // A lenient recovery re-creates a successor whose creation was never synced.
-        check_recorded_segments_present(&*fs, wal_dir, manifest, true)?;
+        // Every recorded segment before replay, so a missing one is named (replay would
+        // only see a gap). A lenient recovery re-creates a successor whose creation was
+        // never synced, so it checks nothing here.
+        check_recorded_segments_present(&*fs, wal_dir, manifest, false)?;
     }
     let (epoch, master) = epochs.current().ok_or(StartError::NoKeyEpoch)?;
     if let Some(key) = keyring.wal_key(database, epoch, master)? {
@@ -230,12 +237,13 @@ fn walk(
         }));
     }
     let (mut state, skipped) = load_newest_checkpoint(
-        &*fs,
+        &fs,
         data_dir,
         database,
         manifest.live_state(),
         epochs,
         keyring,
+        cache,
     )
     .map_err(|failures| StartError::NoUsableCheckpoint { failures })?;
     let checkpoint_lsn = state.lsn();
@@ -253,6 +261,7 @@ fn walk(
     } else {
         retire_lost_segments(manifest, &recovered, events)?;
     }
+    remove_unrecorded_runs(&*fs, data_dir, manifest, events)?;
     Ok(Walked {
         epoch: (epoch, master.clone()),
         state,
@@ -425,19 +434,86 @@ fn remove_unrecorded_checkpoints(
     Ok(())
 }
 
+/// Deletes run files the manifest does not list: half-written temporaries, runs renamed
+/// into place whose version edit never became durable, and inputs of a recorded
+/// compaction whose deletion did not happen. Called only once recovery succeeded, so a
+/// refused open changes nothing on disk.
+fn remove_unrecorded_runs(
+    fs: &dyn aedb_fs::FileSystem,
+    data_dir: &Path,
+    manifest: &Manifest,
+    events: &mut Vec<RecoveryEvent>,
+) -> Result<(), StartError> {
+    let runs_dir = aedb_checkpoint::checkpoints_dir(data_dir);
+    aedb_checkpoint::remove_stale_run_temp_files(fs, &runs_dir)?;
+    let live_runs = manifest.live_state().runs();
+    let mut removed = false;
+    for (file_id, path) in aedb_checkpoint::list_run_files(fs, &runs_dir)? {
+        if !live_runs.contains_key(&file_id) {
+            removed = true;
+            // Written but never recorded (a crash before its version edit), or an
+            // input a recorded compaction replaced whose deletion did not happen.
+            fs.remove_file(&path)
+                .map_err(|source| aedb_checkpoint::CheckpointError::Io {
+                    op: "remove",
+                    path: path.clone(),
+                    source,
+                })?;
+            events.push(RecoveryEvent::new(
+                RecoveryEventKind::FileSkipped,
+                Lsn::ZERO,
+                format!(
+                    "{}: run file the manifest does not list, removed",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    if removed {
+        fs.sync_dir(&runs_dir)
+            .map_err(|source| aedb_checkpoint::CheckpointError::Io {
+                op: "fsync directory",
+                path: runs_dir.clone(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
 /// Loads the newest checkpoint of `data_dir` that authenticates and matches the hash the
 /// manifest recorded; returns the state (empty without checkpoints) and why each newer
 /// checkpoint was skipped (newest first; empty when the newest loaded), or why each
 /// recorded one failed (newest first). Read-only: recovery, `aedb verify` and `check
 /// invariants` share it.
 pub fn load_newest_checkpoint(
-    fs: &dyn aedb_fs::FileSystem,
+    fs: &aedb_fs::SharedFs,
     data_dir: &Path,
     database: DatabaseId,
     live: &LiveState,
     epochs: &EpochTable,
     keyring: &Keyring,
+    cache: &Arc<BlockCache>,
 ) -> Result<(State, Vec<CheckpointLoadError>), Vec<CheckpointLoadError>> {
+    if !live.runs().is_empty() || live.flushed_lsn() > Lsn::ZERO {
+        // The LSM: the live runs (metadata only; blocks are read on demand) under an
+        // empty memtable, as of the flushed LSN.
+        let opener = RunOpener {
+            fs: fs.clone(),
+            data_dir: data_dir.to_path_buf(),
+            database,
+            keyring: keyring.clone(),
+            epochs: epochs.clone(),
+            cache: cache.clone(),
+        };
+        let version = opener.load_version(live).map_err(|e| vec![e])?;
+        let lsn = live.flushed_lsn();
+        let memtable = Arc::new(Memtable::new(1));
+        memtable.mark_installed(lsn);
+        let view = View::new(vec![memtable], Arc::new(version), lsn);
+        let state = State::from_view(view).map_err(|e| vec![CheckpointLoadError::Unreadable(e)])?;
+        return Ok((state, Vec::new()));
+    }
+    let fs = &**fs;
     let checkpoints = live.checkpoints();
     let mut failures = Vec::new();
     for (lsn, recorded) in checkpoints.iter().rev() {

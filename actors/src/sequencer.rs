@@ -16,10 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use aedb_model::{ApplyError, Assertion, Outcome, State};
+use aedb_storage::{Edit, Memtable, Version, View};
 use aedb_sync::completion::{Waiter, completion};
 use aedb_sync::group_commit::{Durability, GroupCommitError, Submission, WriterMsg};
 use aedb_sync::mailbox::MailboxSender;
 use aedb_sync::{Completer, SnapshotCell};
+use aedb_types::Lsn;
 
 use crate::actor::{Ask, Owner};
 use aedb_authz::{AccessError, Denied, PolicySnapshot, ddl_action, transaction_actions};
@@ -94,9 +96,43 @@ pub struct Flush {
     pub reply: Completer<Result<(), GroupCommitError<SharedWalError>>>,
 }
 
+/// Freeze the active memtable when `force` and it holds anything, then answer every
+/// frozen memtable not yet flushed, oldest first (the CheckpointSealer flushes them).
+#[derive(Debug)]
+pub struct Freeze {
+    /// Freeze the active memtable even if it is not full (`checkpoint_now`).
+    pub force: bool,
+}
+
+/// A frozen memtable waiting to be flushed, and the LSN it covers up to.
+#[derive(Clone, Debug)]
+pub struct FrozenMemtable {
+    /// The memtable (no longer written to).
+    pub memtable: Arc<Memtable>,
+    /// Every commit up to this LSN is in it or in older sources.
+    pub lsn: Lsn,
+}
+
+/// Install a version edit (runs added by a flush or a compaction, runs removed by a
+/// compaction) and drop the memtable a flush wrote out: the Sequencer owns the live
+/// sources (memtables and version) every new snapshot reads.
+#[derive(Debug)]
+pub struct InstallRuns {
+    /// The change of the live runs.
+    pub edit: Edit,
+    /// The id of the memtable the added run holds, for a flush.
+    pub flushed: Option<u64>,
+}
+
+/// The live version (the CheckpointSealer's and Compactor's starting point).
+#[derive(Debug)]
+pub struct CurrentVersion;
+
 /// The single-writer actor.
 pub struct Sequencer {
     state: State,
+    /// Freeze the active memtable once it holds this many bytes.
+    memtable_bytes: usize,
     wal: Option<MailboxSender<WalMsg>>,
     wal_fail_stopped: Arc<AtomicBool>,
     snapshots: Arc<SnapshotCell<State>>,
@@ -120,10 +156,12 @@ impl Sequencer {
         snapshots: Arc<SnapshotCell<State>>,
         metrics: Arc<EngineMetrics>,
         max_record_len: usize,
+        memtable_bytes: usize,
     ) -> Sequencer {
         Sequencer {
             frozen: load_write_freeze(&state),
             state,
+            memtable_bytes,
             wal: Some(wal),
             wal_fail_stopped,
             snapshots,
@@ -260,6 +298,9 @@ impl Sequencer {
                 return Some((reply, answer));
             }
         };
+        if self.state.view().memtables()[0].approximate_bytes() >= self.memtable_bytes {
+            self.freeze_active();
+        }
         if outcome.is_ok()
             && let Some(policy) = &authority.installs
         {
@@ -320,6 +361,55 @@ impl Sequencer {
 }
 
 impl Sequencer {
+    /// Freezes the active memtable (when it holds anything) behind a fresh one. New
+    /// snapshots read both until the CheckpointSealer's flush installs the run.
+    fn freeze_active(&mut self) {
+        let view = self.state.view();
+        let active = &view.memtables()[0];
+        if active.is_empty() {
+            return;
+        }
+        active.freeze();
+        let mut memtables = vec![Arc::new(Memtable::new(active.id() + 1))];
+        memtables.extend(view.memtables().iter().cloned());
+        let view = View::new(memtables, view.version().clone(), self.state.lsn());
+        self.state = self.state.with_view(view);
+        self.metrics
+            .memtables_frozen
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The frozen memtables, oldest first.
+    fn frozen_memtables(&self) -> Vec<FrozenMemtable> {
+        self.state.view().memtables()[1..]
+            .iter()
+            .rev()
+            .map(|m| FrozenMemtable {
+                memtable: m.clone(),
+                lsn: m.installed_lsn(),
+            })
+            .collect()
+    }
+
+    /// Installs `edit` and drops the flushed memtable; re-points the published snapshot
+    /// at the new sources so readers stop pinning the old ones.
+    fn install_runs(&mut self, edit: &Edit, flushed: Option<u64>) {
+        let view = self.state.view();
+        let version = Arc::new(view.version().apply(edit));
+        let memtables: Vec<Arc<Memtable>> = view
+            .memtables()
+            .iter()
+            .filter(|m| Some(m.id()) != flushed)
+            .cloned()
+            .collect();
+        let view = View::new(memtables, version, self.state.lsn());
+        self.state = self.state.with_view(view.clone());
+        let current = self.state.lsn();
+        self.snapshots.refresh(|published| {
+            (published.lsn() <= current).then(|| Arc::new(published.with_view(view)))
+        });
+    }
+
     /// Records `freeze` (or lifts it) at the next LSN; see [`SetWriteFreeze`].
     fn set_write_freeze(&mut self, freeze: Option<WriteFreeze>, reply: Reply) {
         if freeze.is_none() && self.frozen.is_none() {
@@ -409,6 +499,33 @@ impl Ask<Sequencer> for SetWriteFreeze {
 
     fn handle(self, sequencer: &mut Sequencer) {
         sequencer.set_write_freeze(self.freeze, self.reply);
+    }
+}
+
+impl Ask<Sequencer> for Freeze {
+    type Reply = Vec<FrozenMemtable>;
+
+    fn handle(self, sequencer: &mut Sequencer) -> Vec<FrozenMemtable> {
+        if self.force {
+            sequencer.freeze_active();
+        }
+        sequencer.frozen_memtables()
+    }
+}
+
+impl Ask<Sequencer> for InstallRuns {
+    type Reply = ();
+
+    fn handle(self, sequencer: &mut Sequencer) {
+        sequencer.install_runs(&self.edit, self.flushed);
+    }
+}
+
+impl Ask<Sequencer> for CurrentVersion {
+    type Reply = Arc<Version>;
+
+    fn handle(self, sequencer: &mut Sequencer) -> Arc<Version> {
+        sequencer.state.view().version().clone()
     }
 }
 

@@ -67,3 +67,57 @@ pub fn unfreeze(args: UnfreezeArgs, global: &Global) -> Result<(), CliError> {
     );
     Ok(())
 }
+
+/// Arguments of `compact` and `reseal`.
+#[derive(clap::Args)]
+pub struct StorageArgs {
+    /// The data directory (must not be open by another process).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// For a secure database: the caller (needs `GlobalAdmin`; audited).
+    #[arg(long, value_name = "NAME")]
+    caller: Option<String>,
+}
+
+/// Runs `compact`: merges run files until no level is over its trigger.
+pub fn compact(args: StorageArgs, global: &Global) -> Result<(), CliError> {
+    let (db, caller) = open_admin(&args.data_dir, args.caller.as_deref(), global)?;
+    let result = db.compact_now_as(&caller);
+    db.shutdown()?;
+    report(global, "compacted", result?);
+    Ok(())
+}
+
+/// Runs `reseal`: re-seals every run file under the current key epoch, so older
+/// epochs can be retired.
+pub fn reseal(args: StorageArgs, global: &Global) -> Result<(), CliError> {
+    let (db, caller) = open_admin(&args.data_dir, args.caller.as_deref(), global)?;
+    let result = db.reseal_now_as(&caller);
+    db.shutdown()?;
+    report(global, "re-sealed", result?);
+    Ok(())
+}
+
+fn report(global: &Global, what: &str, r: aedb::CompactionReport) {
+    emit(
+        global,
+        json!({
+            "ok": true,
+            "compactions": r.compactions,
+            "bytes_read": r.bytes_read,
+            "bytes_written": r.bytes_written,
+            "dropped_versions": r.dropped_versions,
+            "dropped_tombstones": r.dropped_tombstones,
+        }),
+        || {
+            format!(
+                "{what}: {} merges, {} bytes read, {} bytes written, {} hidden versions and {} tombstones dropped",
+                r.compactions,
+                r.bytes_read,
+                r.bytes_written,
+                r.dropped_versions,
+                r.dropped_tombstones
+            )
+        },
+    );
+}

@@ -41,6 +41,7 @@ fn print(global: &Global, what: &str, dir: &std::path::Path, listing: &aedb::Bac
                     backup::BackupFileKind::Manifest => "manifest",
                     backup::BackupFileKind::Checkpoint => "checkpoint",
                     backup::BackupFileKind::WalSegment => "wal",
+                    backup::BackupFileKind::Run { .. } => "run",
                 },
                 "name": f.name,
                 "len": f.len,

@@ -128,12 +128,13 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
         .checkpoint_now()
         .map_err(|e| CliError::Integrity(format!("checkpoint failed: {e}")))?;
     println!(
-        "checkpoint at lsn {}: {} bytes sealed (XChaCha20-Poly1305) in {:.1} ms; retired {} WAL segments",
+        "incremental checkpoint at lsn {}: {} bytes sealed (XChaCha20-Poly1305) into one run file in {:.1} ms; retired {} WAL segments",
         checkpoint.lsn,
         checkpoint.bytes,
         started.elapsed().as_secs_f64() * 1e3,
         checkpoint.retired_segments
     );
+    print_memory(&db.operational_metrics());
     db.shutdown()?;
 
     // Reopen: everything acknowledged must have survived, and money is conserved.
@@ -151,7 +152,7 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
     }
     let rows_after = snap.table_len(&ns, &table)? as u64;
     println!(
-        "reopened in {:.1} ms from the checkpoint ({} WAL frames replayed after it)",
+        "reopened in {:.1} ms from the run files' metadata ({} WAL frames replayed after the last checkpoint)",
         reopen.as_secs_f64() * 1e3,
         db.operational_metrics().recovery_frames
     );
@@ -172,6 +173,34 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
     );
     db.shutdown()?;
     Ok(())
+}
+
+/// Resident memory of this process (Linux `/proc/self/status`), in KiB.
+fn resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The memory the storage engine holds against its budget, and the LSM's shape.
+fn print_memory(m: &aedb::OperationalMetrics) {
+    let s = &m.storage;
+    let rss = resident_kib().map_or("unknown".to_owned(), |k| {
+        format!("{:.1} MiB", k as f64 / 1024.0)
+    });
+    println!(
+        "memory: resident {rss}; memtables {:.1} KiB in {}; block cache {:.1} KiB of {:.1} MiB ({} hits, {} misses); runs per level {:?}; write amplification {:.2}",
+        s.memtable_bytes as f64 / 1024.0,
+        s.memtables,
+        s.cache_bytes as f64 / 1024.0,
+        s.cache_capacity as f64 / (1024.0 * 1024.0),
+        s.cache_hits,
+        s.cache_misses,
+        s.level_runs,
+        s.write_amplification
+    );
 }
 
 /// Creates the project, scope, table and funded accounts unless they exist; returns

@@ -85,6 +85,12 @@ enum Command {
     Freeze(admin::FreezeArgs),
     /// Lift the write freeze of a stopped data directory.
     Unfreeze(admin::UnfreezeArgs),
+    /// Merge the run files of a stopped data directory until no level is over its
+    /// trigger (compaction also runs by itself in the background).
+    Compact(admin::StorageArgs),
+    /// Re-seal every run file of a stopped data directory under the current key epoch
+    /// (after a key rotation), so older epochs are retired.
+    Reseal(admin::StorageArgs),
     /// Forensic capture of a stopped data directory (manifest, checkpoints, WAL, with an
     /// authenticated SHA-256 listing), or verify one with --verify.
     Capture(capture::CaptureArgs),
@@ -112,6 +118,8 @@ fn main() -> ExitCode {
         Command::Audit(cmd) => ops::audit(cmd, &global),
         Command::Freeze(args) => admin::freeze(args, &global),
         Command::Unfreeze(args) => admin::unfreeze(args, &global),
+        Command::Compact(args) => admin::compact(args, &global),
+        Command::Reseal(args) => admin::reseal(args, &global),
         Command::Capture(args) => capture::run(args, &global),
         Command::Hsm(cmd) => hsm::hsm(cmd, &global),
         Command::Profile(cmd) => hsm::profile(cmd, &global),

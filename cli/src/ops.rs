@@ -645,6 +645,34 @@ pub fn inspect(args: DataDirArg, global: &Global) -> Result<(), CliError> {
         .iter()
         .map(|c| json!({"path": c.path, "bytes": c.len}))
         .collect();
+    let runs: Vec<Value> = live
+        .runs()
+        .values()
+        .map(|r| {
+            json!({
+                "file_id": r.file_id,
+                "file": aedb_checkpoint::run_file_name(r.file_id),
+                "level": r.level,
+                "first_key": hex::encode(&r.first_key),
+                "last_key": hex::encode(&r.last_key),
+                "min_lsn": r.min_lsn.get(),
+                "max_lsn": r.max_lsn.get(),
+                "epoch": r.epoch.get(),
+                "entries": r.entries,
+                "bytes": r.len,
+                "sha256": hex::encode(r.sha256),
+            })
+        })
+        .collect();
+    let mut level_bytes = [0u64; aedb_manifest::MAX_LEVELS as usize];
+    let mut level_runs = [0u64; aedb_manifest::MAX_LEVELS as usize];
+    for r in live.runs().values() {
+        level_bytes[usize::from(r.level)] += r.len;
+        level_runs[usize::from(r.level)] += 1;
+    }
+    let levels: Vec<Value> = (0..level_bytes.len())
+        .map(|l| json!({"level": l, "runs": level_runs[l], "bytes": level_bytes[l]}))
+        .collect();
     let segments: Vec<Value> = i
         .segments
         .iter()
@@ -668,6 +696,9 @@ pub fn inspect(args: DataDirArg, global: &Global) -> Result<(), CliError> {
             },
             "newest_checkpoint_lsn": live.newest_checkpoint().map(|(l, _)| l.get()),
             "checkpoints": checkpoints,
+            "flushed_lsn": live.flushed_lsn().get(),
+            "levels": levels,
+            "runs": runs,
             "wal_segments": segments,
             "key_epochs": epochs,
             "backups": live.backups().len(),
@@ -691,6 +722,27 @@ pub fn inspect(args: DataDirArg, global: &Global) -> Result<(), CliError> {
             out.push_str("checkpoints:\n");
             for c in &i.checkpoints {
                 out.push_str(&format!("  {} ({} bytes)\n", c.path.display(), c.len));
+            }
+            out.push_str(&format!(
+                "LSM: flushed through lsn {}; runs per level {:?}, bytes per level {:?}\n",
+                live.flushed_lsn(),
+                level_runs,
+                level_bytes
+            ));
+            for r in live.runs().values() {
+                out.push_str(&format!(
+                    "  L{} {} keys {}..{} lsn {}..={} epoch {} {} entries {} bytes sha256 {}\n",
+                    r.level,
+                    aedb_checkpoint::run_file_name(r.file_id),
+                    hex::encode(&r.first_key),
+                    hex::encode(&r.last_key),
+                    r.min_lsn,
+                    r.max_lsn,
+                    r.epoch.get(),
+                    r.entries,
+                    r.len,
+                    hex::encode(r.sha256)
+                ));
             }
             out.push_str("WAL segments:\n");
             for (seq, f) in &i.segments {

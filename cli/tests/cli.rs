@@ -103,6 +103,8 @@ fn every_subcommand_has_help() {
         vec!["restore", "--help"],
         vec!["inspect", "--help"],
         vec!["capture", "--help"],
+        vec!["compact", "--help"],
+        vec!["reseal", "--help"],
     ] {
         let o = aedb(&args);
         assert_eq!(code(&o), 0, "{args:?}");
@@ -566,7 +568,7 @@ fn the_demo_directory_works_without_key_options() {
     }
     let o = aedb_with(&["inspect", "--data-dir", s(&demo)], None);
     let text = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(text.contains("CheckpointAdded"), "{text}");
+    assert!(text.contains("VersionEdit"), "{text}");
     assert_hashes_are_hex(&text);
     let o = aedb_with(&["inspect", "--data-dir", s(&demo), "--json"], None);
     let j = json(&o);
@@ -817,7 +819,7 @@ fn backup_list_dir_shows_chains_and_ages() {
 /// unless `--allow-fallback`; after an `open` the event is recorded in the manifest and
 /// `inspect` shows it.
 #[test]
-fn verify_fails_on_a_checkpoint_fallback_unless_allowed() {
+fn verify_fails_on_an_integrity_event_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
     let config = || AedbConfig::production(KEY).with_checkpoint_key(DATA_KEY);
@@ -836,53 +838,123 @@ fn verify_fails_on_a_checkpoint_fallback_unless_allowed() {
     }
     let o = aedb(&["verify", "--data-dir", s(&db)]);
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    // `check invariants` authenticates every block of every run file.
+    let o = aedb(&["check", "invariants", "--data-dir", s(&db)]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}");
+    assert!(out.contains("blocks authenticated"), "{out}");
+    // A run file the manifest does not list (what a crash between a run's rename and
+    // its version edit leaves): recovery removes it, and says so.
     let newest = std::fs::read_dir(db.join("checkpoints"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "ckpt"))
         .max()
         .unwrap();
-    let mut bytes = std::fs::read(&newest).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x01;
-    std::fs::write(&newest, bytes).unwrap();
-    let name = newest.file_name().unwrap().to_str().unwrap().to_owned();
+    let name = "run-00000000000000000999.ckpt";
+    std::fs::copy(&newest, db.join("checkpoints").join(name)).unwrap();
 
-    // Without the flag: exit 1, the fallback listed (text and JSON).
+    // Without the flag: exit 1, the event listed (text and JSON).
     let o = aedb(&["verify", "--data-dir", s(&db)]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(code(&o), 1, "{out}");
     assert!(out.contains("INTEGRITY ALERT"), "{out}");
-    assert!(out.contains("checkpoint_fallback"), "{out}");
-    assert!(out.contains(&name), "the skipped file is named: {out}");
+    assert!(out.contains("file_skipped"), "{out}");
+    assert!(out.contains(name), "the file is named: {out}");
     let o = aedb(&["verify", "--data-dir", s(&db), "--json"]);
     assert_eq!(code(&o), 1);
     let v = json(&o);
     assert_eq!(v["ok"], false);
-    assert_eq!(v["integrity_events"][0]["event"], "checkpoint_fallback");
+    assert_eq!(v["integrity_events"][0]["event"], "file_skipped");
     assert_eq!(v["integrity_events"][0]["source"], "dry_run");
     // With the flag: exit 0, still listed.
     let o = aedb(&["verify", "--data-dir", s(&db), "--allow-fallback", "--json"]);
     assert_eq!(code(&o), 0);
     let v = json(&o);
     assert_eq!(v["ok"], true);
-    assert_eq!(v["integrity_events"][0]["event"], "checkpoint_fallback");
+    assert_eq!(v["integrity_events"][0]["event"], "file_skipped");
 
     // An open routes around it too, and records it durably: inspect shows it.
     let i = AedbInstance::open(&db, config()).unwrap();
     assert_eq!(
-        i.operational_metrics()
-            .recovery_events
-            .get("checkpoint_fallback"),
+        i.operational_metrics().recovery_events.get("file_skipped"),
         Some(&1)
     );
     i.shutdown().unwrap();
+    assert!(!db.join("checkpoints").join(name).exists());
     let o = aedb(&["inspect", "--data-dir", s(&db), "--json"]);
     assert_eq!(code(&o), 0);
     let v = json(&o);
-    assert_eq!(v["recovery_events"][0]["event"], "checkpoint_fallback");
+    assert_eq!(v["recovery_events"][0]["event"], "file_skipped");
+    assert_eq!(v["runs"].as_array().map(Vec::len), Some(2), "{v}");
+    assert!(v["levels"][0]["runs"] == 2, "{v}");
     let o = aedb(&["inspect", "--data-dir", s(&db)]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("recovery events (integrity alerts)"), "{out}");
     assert!(out.contains("RecoveryEvent"), "{out}");
+}
+
+#[test]
+fn compact_and_reseal_rewrite_runs_and_keep_every_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let config = || AedbConfig::production(KEY).with_checkpoint_key(DATA_KEY);
+    {
+        let db = AedbInstance::open(&dir, config()).unwrap();
+        db.create_project("p").unwrap();
+        db.create_scope("p", "s").unwrap();
+        let ns = Namespace::parse("p", "s").unwrap();
+        for round in 0..3u32 {
+            for k in 0..30 {
+                db.kv_put(&ns, format!("k{k:02}"), format!("v{round}"))
+                    .unwrap();
+            }
+            db.checkpoint_now().unwrap();
+        }
+        db.shutdown().unwrap();
+    }
+    let runs = |dir: &Path| {
+        let v = json(&aedb(&["inspect", "--data-dir", s(dir), "--json"]));
+        v["runs"].as_array().cloned().unwrap_or_default()
+    };
+    assert_eq!(runs(&dir).len(), 3);
+
+    // Three level-0 runs under epoch 1: compaction merges them into one level-1 run,
+    // dropping the versions no snapshot needs.
+    let o = aedb(&["compact", "--data-dir", s(&dir), "--json"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json(&o);
+    assert!(v["compactions"].as_u64() >= Some(1), "{v}");
+    assert!(v["dropped_versions"].as_u64() >= Some(60), "{v}");
+    let after = runs(&dir);
+    assert!(
+        after.iter().all(|r| r["level"].as_u64() >= Some(1)),
+        "{after:?}"
+    );
+
+    assert!(after.iter().all(|r| r["epoch"] == 1), "{after:?}");
+
+    // After a rotation the merged run is still sealed under epoch 1: `reseal` rewrites
+    // it under epoch 2 (epoch 1 is retired once the WAL no longer holds its batches
+    // either; here the first segment still does).
+    let db = AedbInstance::open(&dir, config()).unwrap();
+    assert_eq!(db.rotate_keys().unwrap().get(), 2);
+    db.shutdown().unwrap();
+    let o = aedb(&["reseal", "--data-dir", s(&dir), "--json"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(json(&o)["compactions"].as_u64() >= Some(1));
+    let after = runs(&dir);
+    assert!(after.iter().all(|r| r["epoch"] == 2), "{after:?}");
+
+    let o = aedb(&["check", "invariants", "--data-dir", s(&dir)]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
+    let db = AedbInstance::open(&dir, config()).unwrap();
+    let ns = Namespace::parse("p", "s").unwrap();
+    let snap = db.snapshot().unwrap();
+    assert_eq!(snap.kv_len(&ns).unwrap(), 30);
+    assert_eq!(
+        snap.kv_get(&ns, b"k07").unwrap().unwrap().value.as_bytes(),
+        b"v2"
+    );
+    db.shutdown().unwrap();
 }

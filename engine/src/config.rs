@@ -85,8 +85,49 @@ pub struct AedbConfig {
     pub(crate) backup_bytes_per_sec: Option<u64>,
     pub(crate) rate_limits: RateLimits,
     pub(crate) backup_policy: Option<BackupPolicy>,
+    pub(crate) memory: MemoryBudget,
+    pub(crate) history_retention: u64,
     pub(crate) fs: SharedFs,
 }
+
+/// How much memory the storage engine may hold, whatever the data size: the active
+/// memtable (recent writes, frozen and flushed to a run file once full) and the block
+/// cache (decrypted data blocks of run files). Resident memory stays near
+/// `memtable_bytes × 2 + block_cache_bytes` plus a constant (the frozen memtable being
+/// flushed, run metadata, the process itself).
+///
+/// ```
+/// use aedb::{AedbConfig, MemoryBudget};
+/// let config = AedbConfig::production([7u8; 32]).memory_budget(MemoryBudget {
+///     memtable_bytes: 32 << 20,
+///     block_cache_bytes: 256 << 20,
+/// });
+/// assert!(config.validate().is_ok());
+/// assert!(AedbConfig::development()
+///     .memory_budget(MemoryBudget { memtable_bytes: 1, block_cache_bytes: 1 })
+///     .validate()
+///     .is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryBudget {
+    /// Freeze and flush the active memtable once it holds this many bytes (default
+    /// 64 MiB; 64 KiB ..= 4 GiB).
+    pub memtable_bytes: usize,
+    /// Bytes of decoded run-file blocks to cache (default 128 MiB; at least 64 KiB).
+    pub block_cache_bytes: u64,
+}
+
+impl Default for MemoryBudget {
+    fn default() -> MemoryBudget {
+        MemoryBudget {
+            memtable_bytes: 64 << 20,
+            block_cache_bytes: 128 << 20,
+        }
+    }
+}
+
+const MIN_BUDGET_BYTES: u64 = 64 << 10;
+const MAX_MEMTABLE_BYTES: u64 = 4 << 30;
 
 impl AedbConfig {
     fn base(profile: Profile, manifest_key: Option<[u8; 32]>) -> AedbConfig {
@@ -102,6 +143,8 @@ impl AedbConfig {
             backup_bytes_per_sec: None,
             rate_limits: RateLimits::new(),
             backup_policy: None,
+            memory: MemoryBudget::default(),
+            history_retention: 0,
             default_finality: Finality::Durable,
             recovery: Recovery::Strict,
             fsync: true,
@@ -164,6 +207,21 @@ impl AedbConfig {
     pub fn with_key_provider(mut self, provider: Arc<dyn KeyProvider>) -> Self {
         self.manifest_provider = Some(provider.clone());
         self.data_provider = Some(provider);
+        self
+    }
+
+    /// Keep every version of the last `lsns` commits readable through
+    /// `AedbInstance::snapshot_at` (default 0: compaction keeps only what the newest
+    /// state needs; older LSNs stay readable until a compaction drops them). Larger
+    /// windows cost disk: compaction keeps the versions the window needs.
+    pub fn history_retention(mut self, lsns: u64) -> Self {
+        self.history_retention = lsns;
+        self
+    }
+
+    /// The storage engine's memory budget (see [`MemoryBudget`]).
+    pub fn memory_budget(mut self, budget: MemoryBudget) -> Self {
+        self.memory = budget;
         self
     }
 
@@ -371,6 +429,12 @@ impl AedbConfig {
                 return Err(ConfigError::QueueBound { name, bound });
             }
         }
+        let m = &self.memory;
+        if !(MIN_BUDGET_BYTES..=MAX_MEMTABLE_BYTES).contains(&(m.memtable_bytes as u64))
+            || m.block_cache_bytes < MIN_BUDGET_BYTES
+        {
+            return Err(ConfigError::MemoryBudget(*m));
+        }
         if let Some(policy) = &self.backup_policy {
             check_backup_policy(policy)?;
         }
@@ -444,6 +508,11 @@ pub enum ConfigError {
     /// Segment size outside 64 KiB ..= 4 GiB.
     #[error("segment_size {0} bytes is out of range: use 64 KiB ..= 4 GiB")]
     SegmentSize(u64),
+    /// A memory budget knob is out of range.
+    #[error(
+        "memory budget {0:?} is out of range: memtable 64 KiB ..= 4 GiB, block cache at least 64 KiB"
+    )]
+    MemoryBudget(MemoryBudget),
     /// Flush interval zero or longer than 10 s.
     #[error("flush_interval {0:?} is out of range: use more than zero and at most 10 s")]
     FlushInterval(Duration),

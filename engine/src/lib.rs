@@ -106,7 +106,7 @@ pub use backup::{
     BackupError, BackupKind, BackupManifest, BackupReport, CaptureReport, RestoreOptions,
     RestoreReport, capture_offline, restore_from_backup_chain, verify_capture,
 };
-pub use config::{AedbConfig, Profile, Recovery};
+pub use config::{AedbConfig, MemoryBudget, Profile, Recovery};
 pub use error::{
     ApplyError, AuditExportError, CommitError, CommitErrorExt, ConfigError, Error, ErrorClass,
     FreezeReasonError, LimitError, LockError, NameError, OpenError, ReadError, SecurityError,
@@ -139,7 +139,7 @@ pub use audit_export::{
 };
 pub use secure::{CallerSnapshot, SecureConfig};
 
-pub use aedb_actors::{CheckpointFailure, CheckpointReport, WAL_DIR};
+pub use aedb_actors::{CheckpointFailure, CheckpointReport, CompactionReport, WAL_DIR};
 pub use aedb_keys::{
     EpochKey, HsmConfig, HsmKeyProvider, HsmProvisioner, InMemoryKeyProvider, KeyError,
     KeyProvider, MasterKeyId, MasterKeyInfo, SecretKey, SecretString, TokenSelector,
@@ -297,6 +297,12 @@ impl AedbInstance {
             keyring: config.keyring().map_err(StartError::from)?,
             checkpoints: config.checkpoints,
             manifest_compact_after: config.manifest_compact_after,
+            storage: aedb_actors::StorageConfig {
+                memtable_bytes: config.memory.memtable_bytes,
+                block_cache_bytes: config.memory.block_cache_bytes,
+                retention_lsns: config.history_retention,
+                ..aedb_actors::StorageConfig::default()
+            },
         };
         let backup_keys = config.backup_key_provider().map_err(StartError::from)?;
         let keyring = pipeline_config.keyring.clone();
@@ -435,11 +441,13 @@ impl AedbInstance {
         Ok(self.pipeline.flush()?)
     }
 
-    /// Writes a checkpoint of the newest state now, off the commit path (commits go
-    /// on meanwhile), then retires checkpoints and WAL segments it makes redundant.
-    /// Checkpoints also run automatically (see `AedbConfig::checkpoint_wal_bytes` and
-    /// `checkpoint_interval`). Recovery starts from the newest checkpoint that
-    /// authenticates, so open time does not grow with total history.
+    /// Writes an incremental checkpoint now, off the commit path (commits go on
+    /// meanwhile): the memtable is frozen and written as one sealed run file holding
+    /// only what changed since the last checkpoint, then the WAL it covers is retired.
+    /// Checkpoints also run automatically (when the memtable is full, and see
+    /// `AedbConfig::checkpoint_wal_bytes` and `checkpoint_interval`). Open reads the
+    /// run files' metadata and replays only the WAL after the last checkpoint, so open
+    /// time does not grow with the data.
     pub fn checkpoint_now(&self) -> Result<CheckpointReport, Error> {
         self.checkpoint_now_by(Who::Anonymous)
     }
@@ -452,6 +460,46 @@ impl AedbInstance {
     fn checkpoint_now_by(&self, who: Who<'_>) -> Result<CheckpointReport, Error> {
         self.permit(who, [&Action::Checkpoint], "checkpoint")?;
         let report = self.pipeline.checkpoint_now()?;
+        self.sync_session_epochs();
+        Ok(report)
+    }
+
+    /// Runs a full compaction now: every run file merged into the bottom level, dropping
+    /// every version the retention window does not need and every tombstone, then any
+    /// leveled compaction still due. Leveled compactions also run by themselves, in the
+    /// background and rate-limited. Replaced files are deleted once no snapshot reads
+    /// them.
+    pub fn compact_now(&self) -> Result<CompactionReport, Error> {
+        self.compact_now_by(Who::Anonymous)
+    }
+
+    /// [`AedbInstance::compact_now`] on behalf of `caller` (`GlobalAdmin`).
+    pub fn compact_now_as(&self, caller: &CallerId) -> Result<CompactionReport, Error> {
+        self.compact_now_by(Who::Caller(caller))
+    }
+
+    fn compact_now_by(&self, who: Who<'_>) -> Result<CompactionReport, Error> {
+        self.permit(who, [&Action::Checkpoint], "compact")?;
+        Ok(self.pipeline.compact_now()?)
+    }
+
+    /// Re-seals every run file sealed under an older key epoch under the current one
+    /// (after [`AedbInstance::rotate_keys`]), so the next checkpoint can retire the old
+    /// epochs. Compaction re-seals them by itself over time; this forces it now.
+    pub fn reseal_now(&self) -> Result<CompactionReport, Error> {
+        self.reseal_now_by(Who::Anonymous)
+    }
+
+    /// [`AedbInstance::reseal_now`] on behalf of `caller` (`GlobalAdmin`).
+    pub fn reseal_now_as(&self, caller: &CallerId) -> Result<CompactionReport, Error> {
+        self.reseal_now_by(Who::Caller(caller))
+    }
+
+    fn reseal_now_by(&self, who: Who<'_>) -> Result<CompactionReport, Error> {
+        self.permit(who, [&Action::Checkpoint], "reseal")?;
+        let report = self.pipeline.reseal_now()?;
+        // Retire what the re-seal freed (a checkpoint retires unused epochs).
+        self.pipeline.checkpoint_now()?;
         self.sync_session_epochs();
         Ok(report)
     }

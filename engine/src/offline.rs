@@ -9,6 +9,7 @@
 use aedb_fs::{DirLockGuard, FileSystem};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use aedb_actors::{EpochTable, Keyring};
 use aedb_actors::{FrameReplayError, recovery};
@@ -106,7 +107,8 @@ pub(crate) fn wal_config(
     config
 }
 
-/// Opens one checkpoint file — for example a copy captured during an incident — with
+/// Opens one checkpoint file (a version-1 full checkpoint, or a run file, every block
+/// authenticated) — for example a copy captured during an incident — with
 /// the keys `dir`'s manifest allows: the file must belong to this database and be sealed
 /// under a live key epoch. A file sealed under a retired epoch is refused with
 /// [`aedb_checkpoint::CheckpointError::RetiredEpoch`]. Read-only.
@@ -115,6 +117,14 @@ pub fn open_checkpoint_file(dir: &Path, file: &Path, config: &AedbConfig) -> Res
     let keyring = config.keyring().map_err(OfflineError::from)?;
     let manifest = verified_manifest(&*config.fs, dir, &keyring)?;
     let database = manifest.live.database_id();
+    let is_run = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(aedb_checkpoint::parse_run_file_name)
+        .is_some();
+    if is_run {
+        return open_run_file(file, config, &keyring, &manifest.live);
+    }
     let loaded = if keyring.encrypts() {
         let epochs = epoch_table(&manifest.live)?;
         aedb_checkpoint::open_checkpoint(&*config.fs, file, database, |epoch| {
@@ -132,6 +142,45 @@ pub fn open_checkpoint_file(dir: &Path, file: &Path, config: &AedbConfig) -> Res
         })
     })?;
     Ok(state)
+}
+
+/// One run file (format version 2) as a state of its own: authenticated block by block
+/// (with the key of the epoch it names; a retired epoch is refused), read as of its
+/// newest LSN.
+fn open_run_file(
+    file: &Path,
+    config: &AedbConfig,
+    keyring: &aedb_actors::Keyring,
+    live: &aedb_manifest::LiveState,
+) -> Result<State, Error> {
+    let database = live.database_id();
+    let epochs = epoch_table(live)?;
+    let opened = if keyring.encrypts() {
+        let lookup = |epoch| epochs.checkpoint_key(keyring, database, epoch);
+        aedb_checkpoint::RunFile::open_with(
+            &*config.fs,
+            file,
+            database,
+            aedb_checkpoint::OpenMode::Sealed(&lookup),
+        )
+    } else {
+        aedb_checkpoint::RunFile::open_plaintext(&*config.fs, file, database)
+    }
+    .map_err(OfflineError::from)?;
+    opened.verify().map_err(OfflineError::from)?;
+    let lsn = opened.max_lsn();
+    let cache = Arc::new(aedb_storage::BlockCache::new(OFFLINE_CACHE_BYTES));
+    let run = Arc::new(aedb_storage::Run::new(opened, file.to_path_buf(), cache));
+    let version = aedb_storage::Version::empty().apply(&aedb_storage::Edit {
+        added: vec![(0, run)],
+        ..Default::default()
+    });
+    let view = aedb_storage::View::new(
+        vec![Arc::new(aedb_storage::Memtable::new(0))],
+        Arc::new(version),
+        lsn,
+    );
+    Ok(State::from_view(view)?)
 }
 
 /// Exports the audit tables of a stopped database as JSON lines to `out` (a new file),
@@ -198,6 +247,9 @@ pub fn verify_data_dir(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, E
     Ok(verify_locked(dir, config)?)
 }
 
+/// Block cache of the offline tools (they read each block about once).
+const OFFLINE_CACHE_BYTES: u64 = 8 << 20;
+
 fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, OfflineError> {
     let keyring = config.keyring()?;
     let manifest = verified_manifest(&*config.fs, dir, &keyring)?;
@@ -216,13 +268,33 @@ fn verify_locked(dir: &Path, config: &AedbConfig) -> Result<VerifiedDir, Offline
             ),
         ));
     }
+    // Run files the manifest does not list: an open removes them (a crash between a
+    // run's rename and its version edit, or a replaced run whose deletion did not
+    // happen).
+    let runs_dir = aedb_checkpoint::checkpoints_dir(dir);
+    for (file_id, path) in aedb_checkpoint::list_run_files(&*config.fs, &runs_dir)
+        .map_err(|e| damaged(IntegrityFailure::CheckpointListing(e)))?
+    {
+        if !manifest.live.runs().contains_key(&file_id) {
+            dry_run_events.push(aedb_actors::RecoveryEvent::new(
+                aedb_manifest::RecoveryEventKind::FileSkipped,
+                Lsn::ZERO,
+                format!(
+                    "{}: run file the manifest does not list (removed at next open)",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    let cache = Arc::new(aedb_storage::BlockCache::new(OFFLINE_CACHE_BYTES));
     let (mut state, skipped) = recovery::load_newest_checkpoint(
-        &*config.fs,
+        &config.fs,
         dir,
         database,
         &manifest.live,
         &epochs,
         &keyring,
+        &cache,
     )
     .map_err(|failures| damaged(IntegrityFailure::NoCheckpoint { failures }))?;
     let base = state.lsn();
@@ -301,6 +373,91 @@ fn check(name: &'static str, result: Result<String, String>) -> Check {
             status: CheckStatus::Fail,
             detail,
         },
+    }
+}
+
+/// Every live run file: opens and matches its manifest record (id, length, LSN range,
+/// epoch, key-range prefixes, entries), its whole-file SHA-256 equals the record's, every
+/// block authenticates and decodes with keys in order and LSNs inside the recorded range
+/// (`RunFile::verify`), and sorted levels hold disjoint key ranges in order.
+fn check_runs(
+    dir: &Path,
+    config: &AedbConfig,
+    keyring: &aedb_actors::Keyring,
+    live: &aedb_manifest::LiveState,
+    epochs: &aedb_actors::EpochTable,
+) -> Result<String, String> {
+    let opener = aedb_actors::runs::RunOpener {
+        fs: config.fs.clone(),
+        data_dir: dir.to_path_buf(),
+        database: live.database_id(),
+        keyring: keyring.clone(),
+        epochs: epochs.clone(),
+        cache: Arc::new(aedb_storage::BlockCache::new(OFFLINE_CACHE_BYTES)),
+    };
+    let mut bad = Vec::new();
+    let mut entries = 0u64;
+    let mut blocks = 0usize;
+    for (&file_id, rec) in live.runs() {
+        let path = aedb_checkpoint::run_path(dir, file_id);
+        let run = match opener.open(file_id) {
+            Ok(run) => run,
+            Err(e) => {
+                bad.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+        };
+        if let Err(e) = aedb_actors::runs::check_against_record(&run, rec) {
+            bad.push(e.to_string());
+            continue;
+        }
+        match run.file().sha256() {
+            Ok(sha) if sha == rec.sha256 => {}
+            Ok(_) => {
+                bad.push(format!(
+                    "{}: SHA-256 differs from the manifest's record",
+                    path.display()
+                ));
+                continue;
+            }
+            Err(e) => {
+                bad.push(format!("{}: {e}", path.display()));
+                continue;
+            }
+        }
+        match run.file().verify() {
+            Ok(n) => {
+                entries += n;
+                blocks += run.file().block_count();
+            }
+            Err(e) => bad.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if bad.is_empty() {
+        match opener.load_version(live) {
+            Ok(version) => {
+                for level in 1..aedb_storage::LEVELS {
+                    for pair in version.level(level).windows(2) {
+                        if pair[0].file().last_key() >= pair[1].file().first_key() {
+                            bad.push(format!(
+                                "level {level}: {} and {} overlap",
+                                pair[0].path().display(),
+                                pair[1].path().display()
+                            ));
+                        }
+                    }
+                }
+            }
+            Err(e) => bad.push(e.to_string()),
+        }
+    }
+    if bad.is_empty() {
+        Ok(format!(
+            "{} runs, {blocks} blocks authenticated, {entries} entries in order",
+            live.runs().len()
+        ))
+    } else {
+        Err(bad.join("; "))
     }
 }
 
@@ -395,6 +552,10 @@ fn run_checks(dir: &Path, config: &AedbConfig) -> Result<Vec<Check>, OfflineErro
             Err(bad.join("; "))
         },
     ));
+    checks.push(check(
+        "run files",
+        check_runs(dir, config, &keyring, live, &epochs),
+    ));
 
     // The full strict recovery dry run: WAL authentication, chain and LSN density.
     match verify_locked(dir, config) {
@@ -446,13 +607,12 @@ fn run_checks(dir: &Path, config: &AedbConfig) -> Result<Vec<Check>, OfflineErro
             ));
             checks.push(check(
                 "idempotency records consistent",
-                if v.state.idempotency_len() == 0 || State::decode_snapshot(&bytes).is_ok() {
-                    Ok(format!(
-                        "{} records, none newer than the state",
-                        v.state.idempotency_len()
-                    ))
-                } else {
-                    Err("an idempotency record is inconsistent with the state".into())
+                match v.state.idempotency_len() {
+                    Err(e) => Err(e.to_string()),
+                    Ok(n) if n == 0 || State::decode_snapshot(&bytes).is_ok() => {
+                        Ok(format!("{n} records, none newer than the state"))
+                    }
+                    Ok(_) => Err("an idempotency record is inconsistent with the state".into()),
                 },
             ));
             checks.push(check(

@@ -51,12 +51,12 @@ pub fn first_difference(a: &State, b: &State) -> Option<String> {
             }
         }
     }
-    if a.idempotency_len() != b.idempotency_len() {
-        return Some(format!(
-            "idempotency records: {} vs {}",
-            a.idempotency_len(),
-            b.idempotency_len()
-        ));
+    match (a.idempotency_len(), b.idempotency_len()) {
+        (Ok(x), Ok(y)) if x != y => {
+            return Some(format!("idempotency records: {x} vs {y}"));
+        }
+        (Err(e), _) | (_, Err(e)) => return Some(format!("unreadable: {e}")),
+        _ => {}
     }
     Some("creation versions or idempotency outcomes differ (encodings differ)".into())
 }

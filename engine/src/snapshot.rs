@@ -144,9 +144,12 @@ impl ReadSnapshot {
         Ok(self.0.idempotency(key)?)
     }
 
-    /// Number of remembered idempotency keys.
-    pub fn idempotency_len(&self) -> usize {
-        self.0.idempotency_len()
+    /// Number of remembered idempotency keys (a scan).
+    ///
+    /// # Errors
+    /// A record cannot be read (a run file failed to authenticate).
+    pub fn idempotency_len(&self) -> Result<usize, Error> {
+        Ok(self.0.idempotency_len()?)
     }
 
     /// SHA-256 of the snapshot's canonical encoding: equal digests mean equal content
@@ -200,6 +203,44 @@ impl AedbInstance {
     pub fn snapshot(&self) -> Result<ReadSnapshot, Error> {
         self.anonymous()?;
         Ok(ReadSnapshot::new(self.pipeline.snapshot()))
+    }
+
+    /// The database as it was at `lsn` (reconciliation: "the balance as of LSN n"), for
+    /// any LSN from the oldest the retention window keeps
+    /// (`AedbConfig::history_retention`) up to the newest visible one. Reads never wait
+    /// for the writer.
+    ///
+    /// # Errors
+    /// `read.too_old` naming the oldest readable LSN when compaction already dropped
+    /// what `lsn` would need; `read.future_lsn` for an LSN not visible yet.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use aedb::{AedbConfig, AedbInstance, Namespace};
+    /// let db = AedbInstance::open(dir.path(), AedbConfig::development())?;
+    /// db.create_project("bank")?;
+    /// db.create_scope("bank", "eu")?;
+    /// let ns = Namespace::parse("bank", "eu")?;
+    /// let first = db.kv_put(&ns, "alice", "100")?.lsn;
+    /// db.kv_put(&ns, "alice", "40")?;
+    /// let then = db.snapshot_at(first)?;
+    /// assert_eq!(then.kv_get(&ns, b"alice")?.unwrap().value.as_bytes(), b"100");
+    /// assert_eq!(db.snapshot()?.kv_get(&ns, b"alice")?.unwrap().value.as_bytes(), b"40");
+    /// # db.shutdown()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn snapshot_at(&self, lsn: Lsn) -> Result<ReadSnapshot, Error> {
+        self.anonymous()?;
+        let state = self.pipeline.snapshot();
+        let oldest = state.view().version().floor();
+        if lsn < oldest {
+            return Err(aedb_model::ReadError::TooOld {
+                requested: lsn,
+                oldest,
+            }
+            .into());
+        }
+        Ok(ReadSnapshot::new(Arc::new(state.as_of(lsn)?)))
     }
 
     /// The latest published snapshot for `caller`: every read on it is checked against

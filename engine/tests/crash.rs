@@ -274,7 +274,7 @@ fn verify(dir: &Path, cycles_run: u64, ledger: &Ledger, this_cycle: &ChildReport
             last <= SETUP_DDL,
             "only setup DDL can be in the log, found lsn {last}"
         );
-        assert_eq!(snap.idempotency_len(), 0);
+        assert_eq!(snap.idempotency_len().expect("readable"), 0);
         db.shutdown().expect("shutdown");
         return Recovery {
             frames: report.frames_replayed,
@@ -395,7 +395,7 @@ fn verify(dir: &Path, cycles_run: u64, ledger: &Ledger, this_cycle: &ChildReport
     );
     assert_eq!(
         committed + rejected + 1,
-        snap.idempotency_len(),
+        snap.idempotency_len().expect("readable"),
         "no unexpected idempotency records"
     );
     // Every LSN is accounted for: setup DDL plus one per keyed record, all distinct.

@@ -791,7 +791,11 @@ fn assert_matches_model(db: &AedbInstance, model: &Model) {
         .collect();
     assert_eq!(actual, expected, "table contents (in primary-key order)");
 
-    assert_eq!(snap.idempotency_len(), model.idem.len(), "idempotency keys");
+    assert_eq!(
+        snap.idempotency_len().expect("readable"),
+        model.idem.len(),
+        "idempotency keys"
+    );
     for (k, (lsn, outcome)) in &model.idem {
         let record = snap
             .idempotency(k)

@@ -155,6 +155,14 @@ fn workload(sim: &Arc<SimFs>, acked: &mut Acked) -> Option<aedb::OperationalMetr
             if i == 9 {
                 db.rotate_keys()?;
             }
+            if i == 11 {
+                // Re-seal the epoch-1 runs (compaction writes, a version edit, deletes).
+                db.reseal_now()?;
+            }
+            if i == 16 {
+                // Merge the level-0 runs (outputs, one edit, inputs deleted).
+                db.compact_now()?;
+            }
             if i == 12 {
                 let full = std::path::PathBuf::from("/data/backup-full");
                 let report = db.backup_full(&full, &mut |_, _| {})?;
@@ -319,6 +327,7 @@ fn full_run_ops() -> u64 {
     });
     // The workload reaches every mechanism the crash points are meant to cut through.
     assert!(m.checkpoints >= 4, "checkpoints: {}", m.checkpoints);
+    assert!(m.compactions >= 2, "compactions: {}", m.compactions);
     assert!(
         m.key_epochs_retired >= 1,
         "key epochs retired: {}",

@@ -283,6 +283,7 @@ fn configurations_and_key_holders_print_no_key_bytes() {
                 interval: Duration::from_secs(60),
             },
             manifest_compact_after: 4096,
+            storage: aedb_actors::StorageConfig::default(),
         },
     );
 

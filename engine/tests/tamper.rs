@@ -1,34 +1,108 @@
-//! The tamper matrix: a small sealed database (production profile, checkpoint key, 64 KiB
-//! WAL segments, three segments, two kept checkpoints, a WAL tail after the newest one)
-//! whose files are damaged one byte at a time, plus whole-file attacks: deleted segments,
-//! swapped or deleted checkpoints, a truncated manifest, a rolled-back manifest.
+//! The tamper matrix: a small sealed LSM database (production profile, checkpoint key,
+//! 64 KiB WAL segments) whose files are damaged one byte at a time, plus whole-file
+//! attacks: deleted WAL segments, swapped, overwritten, deleted or stale run files, a
+//! truncated manifest, rolled-back manifests.
 //!
-//! The rule every trial checks: a strict open either **refuses with an error whose
-//! `Display` names the damaged file** (and changes nothing on disk), or — for the newest
-//! checkpoint — **falls back** to the older one, or succeeds; and whatever succeeds returns
-//! **exactly** the state captured before tampering (full `State` equality). The exceptions
-//! documented in docs/FORMAT.md ("Recovery rules: torn tail versus corruption") are
-//! asserted precisely rather than waved through:
+//! # The fixture
 //!
-//! * a flipped byte in the preallocated zero tail of the last segment is cut as a torn
-//!   tail, with no data lost;
-//! * a flipped byte anywhere in the **final frame of the last segment** is indistinguishable
-//!   from a torn write and is cut — which drops that frame's commit although it was
-//!   acknowledged `Durable`. The trial asserts the state is then exactly the reference minus
-//!   that one commit and that the cut is reported, and the summary counts these
-//!   ("cut-acked").
+//! Built once, deterministically (explicit checkpoints and compactions only; every commit
+//! acknowledged `Durable`, one at a time, so each is one sealed batch, one WAL frame):
 //!
-//! Recovery unseals every retained WAL batch and at least one checkpoint on every open,
-//! which costs tens of milliseconds of CPU in a debug build, so files larger than
-//! [`FULL_FLIP_LIMIT`] are sampled: every header byte, every N-th byte (N =
-//! [`DEFAULT_STRIDE`] = 1361, env `AEDB_TAMPER_STRIDE`), the last byte of every checkpoint,
-//! and in every segment its last frame (the trailer of a sealed segment; the newest commit
-//! of the last one) as 16 header bytes + CRC + every 4th byte; in the last segment also the
-//! frame before the final one (same pattern) and the first 16 bytes of the zero tail.
-//! With the default stride that is ~105 flips per ~11.5 KiB checkpoint, ~136 per sealed
-//! 64 KiB segment and ~210 for the last one; the MANIFEST (848 bytes) has all bytes flipped:
-//! ~1550 trials in all. The printed summary gives the exact count per file. `LOCK` holds
-//! only the owner's pid and is not part of the matrix.
+//! 1. *Bulk*: the catalog, [`SEED_KEYS`] `seed-*` keys, then large values on four `bulk-*`
+//!    keys until WAL segment 0 is sealed and segment 1 started, then those four keys are
+//!    deleted and a few small commits made. `checkpoint_now()` writes all of it as run 1
+//!    (≈60 KiB) and retires segment 0; `compact_now()` merges run 1 into run 2 at level 1,
+//!    dropping every hidden version and tombstone (≈6 KiB left: the catalog, the seed and
+//!    small keys, in two data blocks), and deletes run 1.
+//! 2. *Small*: three rounds of [`ROUND`] small commits (puts, deletes, a numeric counter,
+//!    idempotency keys), each followed by `checkpoint_now()`: level-0 runs 3, 4 and 5
+//!    (≈1 KiB, one data block each; automatic compaction starts at four level-0 runs).
+//! 3. *Tail*: large values on three `tail-*` keys until segment 3 exists (segments 1 and
+//!    2 sealed), then [`TAIL`] small commits: the last segment holds only commits after
+//!    the newest checkpoint, and its final frames are small.
+//!
+//! What stays: `MANIFEST` (11 records), four live run files (one level-1, three level-0)
+//! and WAL segments 1 to 3; the oldest holds the frames right after the flushed LSN
+//! (retirement deletes exactly the segments the runs cover). The run files are small on
+//! purpose, so that **every byte of every run file is flipped**; the WAL holds few, large
+//! frames, so that an open (it unseals every retained batch and replays every frame after
+//! the flushed LSN) is cheap. The fixture also keeps copies of MANIFEST taken along the
+//! way ([`Milestone`]) and the bytes of the compacted-away run 1.
+//!
+//! # The rules every trial checks
+//!
+//! An open is strict. It either **refuses with an error whose `Display` names the damaged
+//! file** and then changes nothing on disk — in particular it removes no run file the
+//! manifest does not list (that sweep runs only after a successful recovery) — or it
+//! succeeds, and then every read of the recovered state (a full forward scan, `kv_len`,
+//! `kv_get` of every key the fixture ever wrote and of one it never wrote, `idempotency`
+//! of every idempotency key it used and of one it never used, `content_digest`, the
+//! catalog and the LSN) either returns **exactly** what it returned before the damage, or
+//! fails with error code `storage.unreadable`, naming the damaged file and the block, and
+//! returns no data. There is no checkpoint fallback any more: `recovery_checkpoint_fallbacks`
+//! must be 0 after every successful open, and `checkpoint_lsn` is the flushed LSN of the
+//! manifest the open used.
+//!
+//! Per region of a byte flip (docs/FORMAT.md, "Run files" and "Recovery rules: torn tail
+//! versus corruption"):
+//!
+//! * MANIFEST, sealed WAL segments, the last segment's header and every frame but its
+//!   final one: refused, naming the file.
+//! * a run file's header, index, filter and meta blocks, and footer: refused at open,
+//!   naming the file, and not as a data-block failure: open authenticates all of them (and
+//!   checks the run against its manifest record) but no data block. Where the data blocks
+//!   end comes from the plaintext footer (`index_offset`); the regions tile the file.
+//! * a run file's data blocks: detected **when the block is read**: either the open
+//!   succeeds and some reads fail with `storage.unreadable` while every read that succeeds
+//!   is exact ("refused-at-read"), or recovery itself reads the block (loading the catalog)
+//!   and the open is refused naming the file. Both report the block (`data block <n> at
+//!   byte <offset>`): the test checks that the flipped byte lies in the reported block,
+//!   using the block starts the trials themselves report (every block's first byte is
+//!   flipped and must report that block), that the blocks are numbered 0, 1, .. from byte
+//!   104 on, and that refused-at-read does occur (data blocks are read lazily).
+//! * the preallocated zero tail of the last segment: cut as a torn tail, nothing lost.
+//! * the **final frame of the last segment**: indistinguishable from a torn write and cut,
+//!   which drops that frame's commit although it was acknowledged `Durable`. The trial
+//!   asserts every read is then exactly the state one commit earlier and that the cut is
+//!   reported; the summary counts these ("cut-acked").
+//!
+//! Anything else fails the test: an open or a read that returns a value that differs, a
+//! key missing or extra, another LSN; a read error of another code or not naming the
+//! damaged file; a refusal that changed a file; a flip nothing detects.
+//!
+//! `ReadSnapshot::idempotency_len()` is among the reads: it scans, and over an
+//! unreadable block it fails like every other read.
+//!
+//! # Whole-file attacks
+//!
+//! * A WAL segment deleted (newest, middle or oldest): `SegmentMissing` naming it, from
+//!   the check that every recorded segment is present, which strict recovery runs before
+//!   it opens runs or replays anything.
+//! * Run files swapped (every pair), one overwritten with another, deleted (each, all):
+//!   refused, naming the (lowest-id) affected run; nothing on disk changes. Run files the
+//!   manifest does not list (the compacted-away run put back, a copy under an unused id)
+//!   are never read and are removed once the open succeeded, each with a `file_skipped`
+//!   recovery event.
+//! * MANIFEST truncated (in the header, at every record boundary, inside every record) or
+//!   replaced by an older copy: the outcome is computed from the records that remain,
+//!   following recovery's order (every recorded segment and the successor of the newest,
+//!   the key epoch, every listed run, the WAL from the flushed LSN on): refused naming
+//!   the missing file or as a WAL gap (a lost version edit whose WAL was retired), with
+//!   nothing but the manifest's torn tail touched; or opened with exactly the reference
+//!   state (the WAL after an older flushed LSN still holds everything) and the runs the
+//!   shorter chain does not list removed. Never wrong data.
+//!
+//! # Sampling
+//!
+//! Files up to [`FULL_FLIP_LIMIT`] bytes (the MANIFEST and every run file; the fixture
+//! asserts this for run files) have every byte flipped. WAL segments (64 KiB) are sampled:
+//! every header byte, every N-th byte (N = [`DEFAULT_STRIDE`] = 1361, env
+//! `AEDB_TAMPER_STRIDE`), and in every segment its last frame (the trailer of a sealed
+//! segment; the newest commit of the last one) as 16 header bytes + CRC + every 4th byte;
+//! in the last segment also the frame before the final one (same pattern) and the first
+//! 16 bytes of the zero tail. That is ≈11 150 trials: 1372 for the MANIFEST, ≈9300 for the
+//! run files, ≈480 for the WAL; the printed summary gives the exact count per file and per
+//! region and verdict. `LOCK` holds only the owner's pid and is not part of the matrix.
 //! Trials run on two threads, each on its own copy of the fixture (on tmpfs when
 //! available), restored byte for byte after every trial.
 
@@ -39,8 +113,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aedb::{
-    AedbConfig, AedbInstance, Finality, IdempotencyKey, KvKey, KvValue, Lsn, Namespace, Numeric,
-    OpenError, ReadSnapshot, StartError, Transaction,
+    AedbConfig, AedbInstance, Direction, Finality, IdempotencyKey, IdempotencyRecord, KvEntry,
+    KvKey, KvValue, Lsn, Namespace, Numeric, OpenError, ProjectName, ReadSnapshot, ScopeName,
+    StartError, Transaction,
 };
 
 const MANIFEST_KEY: [u8; 32] = [0x3C; 32];
@@ -55,10 +130,26 @@ const STRIDE_ENV: &str = "AEDB_TAMPER_STRIDE";
 
 const MANIFEST: &str = "MANIFEST";
 const WAL_HEADER: usize = 64;
-const CKPT_HEADER: usize = 96;
 const MANIFEST_HEADER: usize = 64;
-/// Commits after each segment rotation the fixture waits for.
+/// docs/FORMAT.md, "Run files": header and footer sizes.
+const RUN_HEADER: usize = 104;
+const RUN_FOOTER: usize = 48;
+/// Small commits at the end of the bulk phase (they survive its compaction).
+const BULK_SMALL: u64 = 12;
+/// Small commits before each of the three level-0 checkpoints.
+const ROUND: u64 = 12;
+/// Small commits at the very end (the last segment's final frames).
 const TAIL: u64 = 20;
+/// Distinct small keys (`key-000` ..).
+const KEYS: u64 = 24;
+/// Keys that get large values: in the bulk phase (deleted before its checkpoint), and
+/// in the WAL tail.
+const BULK_KEYS: u64 = 4;
+const TAIL_KEYS: u64 = 3;
+const LARGE_VALUE: usize = 3000;
+/// Keys written once in the bulk phase with medium values: they survive its compaction
+/// and give the compacted run two data blocks (blocks close at 4 KiB of plaintext).
+const SEED_KEYS: u64 = 56;
 
 fn config() -> AedbConfig {
     AedbConfig::production(MANIFEST_KEY)
@@ -86,25 +177,77 @@ fn ns() -> Namespace {
     Namespace::parse("tamper", "main").expect("namespace")
 }
 
-/// Commit `i` of the fixture: puts (some overwriting), deletes, a numeric counter, and an
-/// idempotency key on every tenth commit.
+fn small_key(k: u64) -> String {
+    format!("key-{k:03}")
+}
+
+fn kv_key(name: &str) -> KvKey {
+    KvKey::new(name).expect("key")
+}
+
+fn idempotency_name(i: u64) -> String {
+    format!("idem-{i}")
+}
+
+/// Small commit `i`: puts (some overwriting), deletes of a key put three commits
+/// earlier, a numeric counter, and an idempotency key on every tenth commit.
 fn tx(i: u64) -> Transaction {
     let ns = ns();
-    let key = |k: u64| KvKey::new(format!("key-{k:03}")).expect("key");
     let t = match i % 7 {
-        3 => Transaction::new().kv_delete(&ns, key((i - 3) % 200)),
-        5 => Transaction::new().kv_add(&ns, KvKey::new("counter").expect("key"), Numeric::U64(i)),
+        3 => Transaction::new().kv_delete(&ns, kv_key(&small_key((i - 3) % KEYS))),
+        5 => Transaction::new().kv_add(&ns, kv_key("counter"), Numeric::U64(i)),
         _ => Transaction::new().kv_put(
             &ns,
-            key(i % 200),
-            KvValue::new(format!("value-{i:06}-{}", "v".repeat(24))).expect("value"),
+            kv_key(&small_key(i % KEYS)),
+            KvValue::new(format!("value-{i:06}")).expect("value"),
         ),
     };
     if i.is_multiple_of(10) {
-        t.idempotency_key(IdempotencyKey::new(format!("idem-{i}")).expect("idem"))
+        t.idempotency_key(IdempotencyKey::new(idempotency_name(i)).expect("idem"))
     } else {
         t
     }
+}
+
+fn seed_key(k: u64) -> String {
+    format!("seed-{k:02}")
+}
+
+/// The commit writing seed key `k`.
+fn seed_put(k: u64) -> Transaction {
+    let value = format!("seed-value-{k:02}-").repeat(4);
+    Transaction::new().kv_put(
+        &ns(),
+        kv_key(&seed_key(k)),
+        KvValue::new(value).expect("value"),
+    )
+}
+
+/// A commit with a large value on `key`.
+fn large_put(i: u64, key: &str) -> Transaction {
+    let value = format!("{i:06}-").repeat(LARGE_VALUE / 7);
+    Transaction::new().kv_put(&ns(), kv_key(key), KvValue::new(value).expect("value"))
+}
+
+/// Every key the fixture ever wrote, and one it never wrote.
+fn probe_keys() -> Vec<String> {
+    let mut keys: Vec<String> = (0..KEYS).map(small_key).collect();
+    keys.extend((0..SEED_KEYS).map(seed_key));
+    keys.extend((0..BULK_KEYS).map(|k| format!("bulk-{k}")));
+    keys.extend((0..TAIL_KEYS).map(|k| format!("tail-{k}")));
+    keys.push("counter".into());
+    keys.push("never-written".into());
+    keys
+}
+
+/// Every idempotency key the fixture used (commits up to `last`), and one it never used.
+fn probe_idempotency_keys(last: u64) -> Vec<String> {
+    let mut keys: Vec<String> = (1..=last)
+        .filter(|i| i.is_multiple_of(10))
+        .map(idempotency_name)
+        .collect();
+    keys.push("idem-never".into());
+    keys
 }
 
 /// Every file under `dir` except `LOCK` (it holds the last owner's pid), by path relative
@@ -149,19 +292,80 @@ fn wal_frames(bytes: &[u8]) -> Vec<(usize, usize)> {
     out
 }
 
+/// The LSN of a segment's first frame (a sealed batch's frame LSN is its last LSN; one
+/// commit per batch here).
+fn first_frame_lsn(segment: &[u8]) -> u64 {
+    u64::from_le_bytes(
+        segment[WAL_HEADER + 4..WAL_HEADER + 12]
+            .try_into()
+            .expect("8 bytes"),
+    )
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> usize {
+    usize::from(u16::from_le_bytes(
+        bytes[at..at + 2].try_into().expect("2 bytes"),
+    ))
+}
+
+/// What one manifest record does to the state the truncation test folds.
+#[derive(Debug)]
+enum RecordEffect {
+    KeyEpoch,
+    SegmentSealed(u64),
+    SegmentRetired(u64),
+    /// `VersionEdit` (kind 12): flushed LSN, run ids added, run ids removed.
+    VersionEdit {
+        flushed_lsn: u64,
+        added: Vec<u64>,
+        removed: Vec<u64>,
+    },
+    Other,
+}
+
 /// One manifest record (docs/FORMAT.md: u32 body_len, u32 len_check, body, 32-byte MAC).
 struct ManifestRecord {
     start: usize,
     len: usize,
-    kind: u8,
-    /// The `u64` after the kind byte: the LSN of `CheckpointAdded` (2) and
-    /// `CheckpointRetired` (5).
-    first_field: u64,
+    effect: RecordEffect,
 }
 
-const CHECKPOINT_ADDED: u8 = 2;
-const CHECKPOINT_RETIRED: u8 = 5;
+const SEGMENT_SEALED: u8 = 3;
+const SEGMENT_RETIRED: u8 = 4;
 const KEY_EPOCH_CHANGED: u8 = 6;
+const VERSION_EDIT: u8 = 12;
+
+/// Decodes the body of a `VersionEdit` (docs/FORMAT.md, "Version edits (kind 12)").
+fn version_edit(body: &[u8]) -> RecordEffect {
+    let flushed_lsn = u64_at(body, 1);
+    let mut at = 17;
+    let added_count = u16_at(body, at);
+    at += 2;
+    let mut added = Vec::new();
+    for _ in 0..added_count {
+        added.push(u64_at(body, at));
+        // file_id, level, epoch, min_lsn, max_lsn, entries, len, sha256
+        at += 8 + 1 + 4 + 8 + 8 + 8 + 8 + 32;
+        for _ in 0..2 {
+            at += 2 + u16_at(body, at);
+        }
+    }
+    let removed_count = u16_at(body, at);
+    at += 2;
+    let removed = (0..removed_count)
+        .map(|k| u64_at(body, at + 8 * k))
+        .collect();
+    assert_eq!(at + 8 * removed_count, body.len(), "a version edit parses");
+    RecordEffect::VersionEdit {
+        flushed_lsn,
+        added,
+        removed,
+    }
+}
 
 fn manifest_records(bytes: &[u8]) -> Vec<ManifestRecord> {
     let mut out = Vec::new();
@@ -169,14 +373,17 @@ fn manifest_records(bytes: &[u8]) -> Vec<ManifestRecord> {
     while at + 8 <= bytes.len() {
         let n = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
         let body = &bytes[at + 8..at + 8 + n];
-        let first_field = body
-            .get(1..9)
-            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        let effect = match body[0] {
+            KEY_EPOCH_CHANGED => RecordEffect::KeyEpoch,
+            SEGMENT_SEALED => RecordEffect::SegmentSealed(u64_at(body, 1)),
+            SEGMENT_RETIRED => RecordEffect::SegmentRetired(u64_at(body, 1)),
+            VERSION_EDIT => version_edit(body),
+            _ => RecordEffect::Other,
+        };
         out.push(ManifestRecord {
             start: at,
             len: 8 + n + 32,
-            kind: body[0],
-            first_field,
+            effect,
         });
         at += 8 + n + 32;
     }
@@ -184,29 +391,188 @@ fn manifest_records(bytes: &[u8]) -> Vec<ManifestRecord> {
     out
 }
 
-fn checkpoint_rel_path(lsn: u64) -> PathBuf {
-    Path::new("checkpoints").join(format!("{lsn:020}.ckpt"))
+fn run_rel_path(file_id: u64) -> PathBuf {
+    Path::new("checkpoints").join(format!("run-{file_id:020}.ckpt"))
+}
+
+fn segment_rel_path(seq: u64) -> PathBuf {
+    Path::new("wal").join(aedb_wal::segment_file_name(aedb_wal::SegmentSeq::new(seq)))
+}
+
+/// Where a run file's data blocks are: `[RUN_HEADER, index_offset)`, `index_offset`
+/// from the (plaintext, CRC-checked) footer; the index, filter and meta blocks follow
+/// up to the footer (docs/FORMAT.md, "Layout").
+fn run_data_end(bytes: &[u8]) -> usize {
+    let footer = &bytes[bytes.len() - RUN_FOOTER..];
+    assert_eq!(&footer[36..44], b"AEDBRUN\0", "a run footer");
+    let index_offset = usize::try_from(u64_at(footer, 0)).expect("offset");
+    assert!(
+        (RUN_HEADER < index_offset) && (index_offset < bytes.len() - RUN_FOOTER),
+        "the footer locates the data blocks"
+    );
+    index_offset
+}
+
+/// Every read the trials compare, of one recovered state. A failed read keeps its error
+/// code and message (it returned no data).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Reads {
+    lsn: Lsn,
+    projects: Vec<ProjectName>,
+    scopes: Vec<Result<Vec<ScopeName>, ReadFailure>>,
+    scan: Result<Vec<(KvKey, KvEntry)>, ReadFailure>,
+    len: Result<usize, ReadFailure>,
+    idempotency_len: Result<usize, ReadFailure>,
+    gets: Vec<(String, Result<Option<KvEntry>, ReadFailure>)>,
+    idempotency: Vec<(String, Result<Option<IdempotencyRecord>, ReadFailure>)>,
+    digest: Result<[u8; 32], ReadFailure>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ReadFailure {
+    code: &'static str,
+    message: String,
+}
+
+fn failure(e: aedb::Error) -> ReadFailure {
+    ReadFailure {
+        code: e.code(),
+        message: e.to_string(),
+    }
+}
+
+/// Every read the trials compare.
+fn read_all(state: &ReadSnapshot, idempotency_last: u64) -> Reads {
+    let ns = ns();
+    let projects = state.projects();
+    let scopes = projects
+        .iter()
+        .map(|p| state.scopes(p).map_err(failure))
+        .collect();
+    Reads {
+        lsn: state.lsn(),
+        scopes,
+        projects,
+        scan: state
+            .kv_scan_prefix(&ns, b"", Direction::Forward, usize::MAX)
+            .map(|page| {
+                assert!(!page.has_more, "one page holds everything");
+                page.items
+            })
+            .map_err(failure),
+        len: state.kv_len(&ns).map_err(failure),
+        idempotency_len: state.idempotency_len().map_err(failure),
+        gets: probe_keys()
+            .into_iter()
+            .map(|k| {
+                let got = state.kv_get(&ns, k.as_bytes()).map_err(failure);
+                (k, got)
+            })
+            .collect(),
+        idempotency: probe_idempotency_keys(idempotency_last)
+            .into_iter()
+            .map(|k| {
+                let got = state.idempotency(k.as_bytes()).map_err(failure);
+                (k, got)
+            })
+            .collect(),
+        digest: state.content_digest().map_err(failure),
+    }
+}
+
+/// How a state's reads compare with the expected ones: the reads that failed, and the
+/// reads that returned something else (wrong data).
+#[derive(Debug, Default)]
+struct Comparison {
+    failed: Vec<(String, ReadFailure)>,
+    differ: Vec<String>,
+}
+
+fn compare(got: &Reads, want: &Reads) -> Comparison {
+    fn one<T: PartialEq + std::fmt::Debug>(
+        c: &mut Comparison,
+        what: String,
+        got: &Result<T, ReadFailure>,
+        want: &Result<T, ReadFailure>,
+    ) {
+        let want = want.as_ref().expect("the reference reads cleanly");
+        match got {
+            Err(e) => c.failed.push((what, e.clone())),
+            Ok(v) if v == want => {}
+            Ok(v) => c.differ.push(format!("{what}: got {v:?}, want {want:?}")),
+        }
+    }
+    let mut c = Comparison::default();
+    if got.lsn != want.lsn {
+        c.differ
+            .push(format!("lsn: got {}, want {}", got.lsn, want.lsn));
+    }
+    if got.projects != want.projects || got.scopes.len() != want.scopes.len() {
+        c.differ.push(format!(
+            "projects: got {:?}, want {:?}",
+            got.projects, want.projects
+        ));
+    } else {
+        for (i, (g, w)) in got.scopes.iter().zip(&want.scopes).enumerate() {
+            one(&mut c, format!("scopes of project {i}"), g, w);
+        }
+    }
+    one(&mut c, "full scan".into(), &got.scan, &want.scan);
+    one(
+        &mut c,
+        "idempotency_len".into(),
+        &got.idempotency_len,
+        &want.idempotency_len,
+    );
+    one(&mut c, "kv_len".into(), &got.len, &want.len);
+    assert_eq!(got.gets.len(), want.gets.len());
+    for ((k, g), (_, w)) in got.gets.iter().zip(&want.gets) {
+        one(&mut c, format!("kv_get({k})"), g, w);
+    }
+    assert_eq!(got.idempotency.len(), want.idempotency.len());
+    for ((k, g), (_, w)) in got.idempotency.iter().zip(&want.idempotency) {
+        one(&mut c, format!("idempotency({k})"), g, w);
+    }
+    one(&mut c, "content_digest".into(), &got.digest, &want.digest);
+    c
 }
 
 /// The database every test damages, kept in memory and materialized per test.
 struct Fixture {
     files: BTreeMap<PathBuf, Vec<u8>>,
-    /// The state before tampering (every commit was acknowledged `Durable`).
-    reference: ReadSnapshot,
-    /// The state one commit earlier (what a cut of the last frame leaves).
-    before_last: ReadSnapshot,
-    /// The state after every commit, by LSN (states are persistent maps: clones are cheap).
+    /// The last commit's number (for the idempotency keys to probe).
+    last_commit: u64,
+    /// Every read of the state before tampering (every commit was acknowledged
+    /// `Durable`).
+    reference: Reads,
+    /// The same reads one commit earlier (what a cut of the last frame leaves).
+    before_last: Reads,
+    /// The state after every commit of the small and tail phases, by LSN (for
+    /// diagnostics: states are persistent maps, clones are cheap).
     history: BTreeMap<Lsn, ReadSnapshot>,
-    /// Live checkpoints, oldest first.
-    checkpoints: Vec<PathBuf>,
+    /// Live run files, by file id.
+    runs: BTreeMap<u64, PathBuf>,
+    /// The run the bulk checkpoint wrote and the compaction deleted: its id and bytes.
+    compacted_away: (u64, Vec<u8>),
     /// WAL segments, oldest first.
     segments: Vec<PathBuf>,
-    /// Copies of MANIFEST taken right after the first and the second checkpoint.
-    manifest_after: [Vec<u8>; 2],
-    /// LSNs of the three checkpoints taken (the first one is retired).
-    checkpoint_lsns: Vec<Lsn>,
-    /// The directory right after checkpoint 2 (taken while the instance was open).
-    after_second: BTreeMap<PathBuf, Vec<u8>>,
+    /// The flushed LSN of the manifest (the newest checkpoint's).
+    flushed_lsn: Lsn,
+    /// Copies of MANIFEST taken at the milestones of [`Milestone`].
+    manifests: BTreeMap<Milestone, Vec<u8>>,
+}
+
+/// When the fixture copied the MANIFEST.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Milestone {
+    /// Segment 0 sealed, no checkpoint yet.
+    BeforeFirstCheckpoint,
+    /// After the bulk checkpoint (run 1, segment 0 retired).
+    AfterBulkCheckpoint,
+    /// After the compaction (run 1 replaced by run 2).
+    AfterCompaction,
+    /// After each level-0 checkpoint (runs 3, 4, 5).
+    AfterCheckpoint(u64),
 }
 
 fn fixture() -> &'static Fixture {
@@ -226,13 +592,27 @@ fn newest_segment_seq(dir: &Path) -> u64 {
         .expect("a segment")
 }
 
-fn commit(db: &AedbInstance, i: u64, history: &mut BTreeMap<Lsn, ReadSnapshot>) {
-    let outcome = db
-        .commit_with(tx(i), Finality::Durable)
-        .expect("durable commit");
+/// Skips commit numbers so that the next small commit is number `7k` (a put): a delete
+/// (`7k + 3`) then always deletes the key put three commits earlier.
+fn align(i: &mut u64) {
+    while !(*i + 1).is_multiple_of(7) {
+        *i += 1;
+    }
+}
+
+/// Commits `t` durably; returns its LSN.
+fn commit(db: &AedbInstance, t: Transaction) -> Lsn {
+    db.commit_with(t, Finality::Durable)
+        .expect("durable commit")
+        .lsn
+}
+
+/// Commits `t` durably and records the state after it in `history`.
+fn commit_recorded(db: &AedbInstance, t: Transaction, history: &mut BTreeMap<Lsn, ReadSnapshot>) {
+    let lsn = commit(db, t);
     let state = db.snapshot().expect("snapshot");
-    assert_eq!(state.lsn(), outcome.lsn, "one commit at a time");
-    history.insert(outcome.lsn, state);
+    assert_eq!(state.lsn(), lsn, "one commit at a time");
+    history.insert(lsn, state);
 }
 
 /// A scratch directory, on tmpfs when the machine has one: trials measure integrity
@@ -247,95 +627,182 @@ fn scratch_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
 
+/// A copy of the MANIFEST once it is quiet (the WAL writer records sealed segments
+/// asynchronously): two reads 20 ms apart agree.
+fn manifest_copy(dir: &Path) -> Vec<u8> {
+    let read = || std::fs::read(dir.join(MANIFEST)).expect("manifest");
+    let mut copy = read();
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let again = read();
+        if again == copy {
+            manifest_records(&copy);
+            return copy;
+        }
+        copy = again;
+    }
+}
+
 fn build_fixture() -> Fixture {
     let dir = scratch_dir();
-    let db = AedbInstance::open(dir.path(), config()).expect("open fixture");
+    let d = dir.path();
+    let db = AedbInstance::open(d, config()).expect("open fixture");
     db.create_project("tamper").expect("project");
     db.create_scope("tamper", "main").expect("scope");
+    let mut manifests = BTreeMap::new();
     let mut i = 0u64;
-    let mut manifest_after = Vec::new();
-    let mut checkpoint_lsns = Vec::new();
-    // Segment 0 fills and is sealed; checkpoint 1 lands early in segment 1 and checkpoint
-    // 2 shortly after it (retiring segment 0). Segment 1 then fills, checkpoint 3 lands in
-    // segment 2 (retiring checkpoint 1), and the tail fills segment 2 and spills into
-    // segment 3, so the last segment holds only commits after the newest checkpoint.
-    // Segments 1..=3 remain. Every commit is acknowledged `Durable`, one at a time, so
-    // each is one sealed batch (one WAL frame).
-    let mut history = BTreeMap::new();
-    let mut after_second = BTreeMap::new();
-    for (round, seq) in [1, 1, 2, 3].into_iter().enumerate() {
-        while newest_segment_seq(dir.path()) < seq {
-            i += 1;
-            commit(&db, i, &mut history);
-        }
-        for _ in 0..TAIL {
-            i += 1;
-            commit(&db, i, &mut history);
-        }
-        if round < 3 {
-            let report = db.checkpoint_now().expect("checkpoint");
-            assert!(report.path.is_some(), "{report:?}");
-            checkpoint_lsns.push(report.lsn);
-            manifest_after.push(std::fs::read(dir.path().join(MANIFEST)).expect("manifest"));
-            if round == 1 {
-                // Every commit so far is durable and the checkpoint complete: a copy now is
-                // what a crash right after checkpoint 2 would leave.
-                after_second = all_files(dir.path());
-            }
-        }
+
+    for k in 0..SEED_KEYS {
+        commit(&db, seed_put(k));
     }
-    let reference = db.snapshot().expect("snapshot");
-    let before_last = history
-        .range(..reference.lsn())
-        .next_back()
-        .expect("earlier states")
-        .1
-        .clone();
+    // Bulk: large values until segment 0 is sealed (and recorded), overwritten, then
+    // deleted; a few small keys; checkpoint (run 1, retiring segment 0); compaction.
+    while newest_segment_seq(d) < 1 {
+        i += 1;
+        commit(&db, large_put(i, &format!("bulk-{}", i % BULK_KEYS)));
+    }
+    for k in 0..BULK_KEYS {
+        i += 1;
+        commit(
+            &db,
+            Transaction::new().kv_delete(&ns(), kv_key(&format!("bulk-{k}"))),
+        );
+    }
+    manifests.insert(Milestone::BeforeFirstCheckpoint, manifest_copy(d));
+    align(&mut i);
+    for _ in 0..BULK_SMALL {
+        i += 1;
+        commit(&db, tx(i));
+    }
+    let bulk = db.checkpoint_now().expect("bulk checkpoint");
+    let bulk_run = bulk.path.clone().expect("a run file");
+    let bulk_bytes = std::fs::read(&bulk_run).expect("read the bulk run");
+    assert_eq!(bulk.retired_segments, 1, "{bulk:?}");
+    manifests.insert(Milestone::AfterBulkCheckpoint, manifest_copy(d));
+    let compaction = db.compact_now().expect("compaction");
+    assert!(
+        compaction.compactions == 1 && compaction.dropped_tombstones > 0,
+        "{compaction:?}"
+    );
+    // The replaced run is deleted once no snapshot reads it (the compactor's next tick).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bulk_run.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the compacted run was not deleted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    manifests.insert(Milestone::AfterCompaction, manifest_copy(d));
+
+    // Small: three level-0 runs.
+    let mut history = BTreeMap::new();
+    let mut flushed_lsn = Lsn::ZERO;
+    for round in 0..3 {
+        for _ in 0..ROUND {
+            i += 1;
+            commit_recorded(&db, tx(i), &mut history);
+        }
+        let report = db.checkpoint_now().expect("checkpoint");
+        assert!(report.path.is_some(), "{report:?}");
+        flushed_lsn = report.lsn;
+        manifests.insert(Milestone::AfterCheckpoint(round), manifest_copy(d));
+    }
+
+    // Tail: large values until segment 3 exists, then small commits.
+    while newest_segment_seq(d) < 3 {
+        i += 1;
+        commit_recorded(
+            &db,
+            large_put(i, &format!("tail-{}", i % TAIL_KEYS)),
+            &mut history,
+        );
+    }
+    align(&mut i);
+    for _ in 0..TAIL {
+        i += 1;
+        commit_recorded(&db, tx(i), &mut history);
+    }
+    let snapshot = db.snapshot().expect("snapshot");
+    let reference = read_all(&snapshot, i);
+    let before_last = read_all(
+        history
+            .range(..snapshot.lsn())
+            .next_back()
+            .expect("earlier states")
+            .1,
+        i,
+    );
+    let metrics = db.operational_metrics();
+    assert_eq!(metrics.checkpoint_lsn, flushed_lsn.get());
     db.shutdown().expect("shutdown");
 
-    let files = all_files(dir.path());
-    let checkpoints = files_with_ext(&files, "ckpt");
+    let files = all_files(d);
     let segments = files_with_ext(&files, "wal");
+    let runs: BTreeMap<u64, PathBuf> = files_with_ext(&files, "ckpt")
+        .into_iter()
+        .map(|p| {
+            let id = p
+                .file_name()
+                .and_then(|n| n.to_str()?.strip_prefix("run-")?.strip_suffix(".ckpt"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{} is a run file", p.display()));
+            (id, p)
+        })
+        .collect();
+    let compacted_away = (1, bulk_bytes);
     assert_eq!(
-        checkpoints.len(),
-        2,
-        "two checkpoints kept: {checkpoints:?}"
+        runs.keys().copied().collect::<Vec<_>>(),
+        [2, 3, 4, 5],
+        "one compacted run and three level-0 runs: {runs:?}"
     );
-    assert!(segments.len() >= 3, "at least three segments: {segments:?}");
-    let newest_ckpt = *checkpoint_lsns.last().expect("checkpoints");
+    assert_eq!(bulk_run, d.join(run_rel_path(compacted_away.0)));
+    for run in runs.values() {
+        let len = files[run].len();
+        assert!(
+            len <= FULL_FLIP_LIMIT,
+            "{} ({len} bytes) is small enough to flip every byte",
+            run.display()
+        );
+        run_data_end(&files[run]);
+    }
+    assert_eq!(
+        segments,
+        (1..=3).map(segment_rel_path).collect::<Vec<_>>(),
+        "segment 0 retired, 1 to 3 kept"
+    );
     let last_segment = &files[segments.last().expect("segments")];
-    let first_frame_lsn = u64::from_le_bytes(
-        last_segment[WAL_HEADER + 4..WAL_HEADER + 12]
-            .try_into()
-            .expect("8 bytes"),
-    );
     assert!(
-        reference.lsn() > newest_ckpt,
+        reference.lsn > flushed_lsn,
         "a WAL tail follows the newest checkpoint"
     );
-    // A sealed batch's frame LSN is its last LSN; one commit per batch here.
     assert!(
-        first_frame_lsn > newest_ckpt.get(),
+        first_frame_lsn(last_segment) > flushed_lsn.get(),
         "the last segment holds only commits after the newest checkpoint"
     );
-    // Sanity: the fixture reopens to exactly the reference.
-    let db = AedbInstance::open(dir.path(), config()).expect("reopen fixture");
-    assert!(db.snapshot().expect("snapshot") == reference);
-    db.shutdown().expect("shutdown");
     assert!(
-        all_files(dir.path()) == files,
-        "a clean open changes no file"
+        first_frame_lsn(&files[&segments[0]]) <= flushed_lsn.get(),
+        "the oldest segment holds commits the runs cover"
     );
+    // Sanity: the fixture reopens to exactly the reference, and changes nothing.
+    let db = AedbInstance::open(d, config()).expect("reopen fixture");
+    assert!(read_all(&db.snapshot().expect("snapshot"), i) == reference);
+    let metrics = db.operational_metrics();
+    assert_eq!(metrics.checkpoint_lsn, flushed_lsn.get());
+    assert_eq!(metrics.recovery_checkpoint_fallbacks, 0);
+    db.shutdown().expect("shutdown");
+    assert!(all_files(d) == files, "a clean open changes no file");
     Fixture {
         files,
+        last_commit: i,
         reference,
         before_last,
         history,
-        checkpoints,
+        runs,
+        compacted_away,
         segments,
-        manifest_after: manifest_after[..2].to_vec().try_into().expect("two copies"),
-        checkpoint_lsns,
-        after_second,
+        flushed_lsn,
+        manifests,
     }
 }
 
@@ -354,6 +821,41 @@ impl Fixture {
 
     fn len(&self, rel: &Path) -> usize {
         self.files[rel].len()
+    }
+
+    /// Panics unless `dir` holds exactly the fixture's files except those in `except`.
+    fn assert_unchanged_except(&self, dir: &Path, except: &[&Path], what: &str) {
+        let now = all_files(dir);
+        let names: BTreeSet<&PathBuf> = now.keys().chain(self.files.keys()).collect();
+        for name in names {
+            if except.contains(&name.as_path()) {
+                continue;
+            }
+            assert!(
+                now.get(name) == self.files.get(name),
+                "{what}: {} was {}",
+                name.display(),
+                match (now.get(name), self.files.get(name)) {
+                    (None, _) => "removed",
+                    (_, None) => "created",
+                    _ => "modified",
+                }
+            );
+        }
+    }
+
+    /// How a recovered state relates to the fixture's history (for failure messages).
+    fn judge(&self, state: &ReadSnapshot) -> String {
+        if read_all(state, self.last_commit) == self.reference {
+            "equal to the reference".into()
+        } else if self.history.get(&state.lsn()) == Some(state) {
+            format!(
+                "an exact earlier state: {} acknowledged commits missing",
+                self.reference.lsn.get() - state.lsn().get()
+            )
+        } else {
+            "WRONG DATA: equal to no state the database had since the compaction".into()
+        }
     }
 }
 
@@ -388,20 +890,30 @@ fn restore_files(files: &BTreeMap<PathBuf, Vec<u8>>, dir: &Path) -> Vec<PathBuf>
 enum Observed {
     Refused(OpenError),
     Opened {
+        /// Every read of the recovered state, taken before shutdown.
+        reads: Box<Reads>,
+        /// The state itself (for diagnostics).
         state: ReadSnapshot,
-        fallbacks: u64,
+        /// The flushed LSN recovery started from (`checkpoint_lsn`).
+        checkpoint_lsn: u64,
         /// The torn tail recovery cut: file and offset.
         torn_tail: Option<(PathBuf, u64)>,
     },
 }
 
 fn open_once(dir: &Path) -> Observed {
+    let fx = fixture();
     match AedbInstance::open(dir, config()) {
         Err(aedb::Error::Open(e)) => Observed::Refused(e),
         Err(other) => panic!("an open fails with an Open error, got {other:?}"),
         Ok(db) => {
             let state = db.snapshot().expect("snapshot");
-            let fallbacks = db.operational_metrics().recovery_checkpoint_fallbacks;
+            let reads = Box::new(read_all(&state, fx.last_commit));
+            let metrics = db.operational_metrics();
+            assert_eq!(
+                metrics.recovery_checkpoint_fallbacks, 0,
+                "there is no checkpoint fallback any more"
+            );
             let torn_tail = db
                 .recovery_report()
                 .torn_tail
@@ -409,8 +921,9 @@ fn open_once(dir: &Path) -> Observed {
                 .map(|cut| (cut.path.clone(), cut.offset));
             db.shutdown().expect("shutdown");
             Observed::Opened {
+                reads,
                 state,
-                fallbacks,
+                checkpoint_lsn: metrics.checkpoint_lsn,
                 torn_tail,
             }
         }
@@ -435,48 +948,25 @@ impl Observed {
         }
     }
 
-    /// Either a successful open (its state and fallback count), or a refusal whose
-    /// message names a file inside `dir` (the engine noticed that a file the manifest
-    /// records is missing). Panics on any other refusal.
-    fn opened_or_refused_naming(self, dir: &Path, what: &str) -> Option<(ReadSnapshot, u64)> {
-        match self {
-            Observed::Refused(err) => {
-                let message = err.to_string();
-                assert!(
-                    message.contains(&dir.display().to_string()),
-                    "{what}: refused without naming a file: {message}"
-                );
-                None
-            }
-            Observed::Opened {
-                state, fallbacks, ..
-            } => Some((state, fallbacks)),
-        }
-    }
-
-    /// The state and fallback count of a successful open; panics (with `what`) otherwise.
-    fn opened(self, what: &str) -> (ReadSnapshot, u64) {
+    /// Panics (with `what`) unless the open succeeded and every read is exactly the
+    /// reference; returns the flushed LSN it recovered from.
+    fn opened_equal(self, fx: &Fixture, what: &str) -> u64 {
         match self {
             Observed::Refused(err) => panic!("{what}: expected an open, got: {err}"),
             Observed::Opened {
-                state, fallbacks, ..
-            } => (state, fallbacks),
-        }
-    }
-}
-
-impl Fixture {
-    /// How a recovered state relates to the fixture's history.
-    fn judge(&self, state: &ReadSnapshot) -> String {
-        if *state == self.reference {
-            "equal to the reference".into()
-        } else if self.history.get(&state.lsn()) == Some(state) {
-            format!(
-                "an exact earlier state: {} acknowledged commits missing",
-                self.reference.lsn().get() - state.lsn().get()
-            )
-        } else {
-            "WRONG DATA: equal to no state the database ever had".into()
+                reads,
+                state,
+                checkpoint_lsn,
+                ..
+            } => {
+                let c = compare(&reads, &fx.reference);
+                assert!(
+                    c.failed.is_empty() && c.differ.is_empty(),
+                    "{what}: {c:?} ({})",
+                    fx.judge(&state)
+                );
+                checkpoint_lsn
+            }
         }
     }
 }
@@ -485,8 +975,14 @@ impl Fixture {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Region {
     Manifest,
-    NewestCheckpoint,
-    OlderCheckpoint,
+    /// A run file's 104-byte header.
+    RunHeader,
+    /// A run file's data blocks.
+    RunDataBlock,
+    /// A run file's index, filter and meta blocks.
+    RunIndexFilterMeta,
+    /// A run file's 48-byte footer.
+    RunFooter,
     /// A segment other than the last (sealed).
     SealedSegment,
     /// The last segment's header, or a frame before its final one.
@@ -501,8 +997,10 @@ impl Region {
     fn kind(self) -> &'static str {
         match self {
             Region::Manifest => "MANIFEST",
-            Region::NewestCheckpoint => "checkpoint (newest)",
-            Region::OlderCheckpoint => "checkpoint (older)",
+            Region::RunHeader => "run: header",
+            Region::RunDataBlock => "run: data blocks",
+            Region::RunIndexFilterMeta => "run: index+filter+meta",
+            Region::RunFooter => "run: footer",
             Region::SealedSegment => "WAL segment (sealed)",
             Region::LastSegmentBody => "WAL last seg: header+frames",
             Region::LastSegmentFinalFrame => "WAL last seg: final frame",
@@ -510,25 +1008,34 @@ impl Region {
         }
     }
 
-    /// The only acceptable outcome of a flip here.
-    fn expected(self) -> Verdict {
+    /// The acceptable outcomes of a flip here.
+    fn expected(self) -> &'static [Verdict] {
         match self {
-            Region::Manifest | Region::SealedSegment | Region::LastSegmentBody => Verdict::Refused,
-            // The older checkpoint authenticates; the older one is never read.
-            Region::NewestCheckpoint => Verdict::FellBack,
-            Region::OlderCheckpoint => Verdict::SucceededEqual,
+            Region::Manifest
+            | Region::RunHeader
+            | Region::RunIndexFilterMeta
+            | Region::RunFooter
+            | Region::SealedSegment
+            | Region::LastSegmentBody => &[Verdict::Refused],
+            // Detected when the block is read: by a read after the open, or by recovery
+            // itself (the catalog, a replayed numeric add).
+            Region::RunDataBlock => &[Verdict::RefusedAtRead, Verdict::Refused],
             // docs/FORMAT.md: damage at the very end of the last segment is
             // indistinguishable from a torn write and is cut as one.
-            Region::LastSegmentFinalFrame => Verdict::CutAcknowledgedCommit,
-            Region::LastSegmentZeroTail => Verdict::SucceededEqual,
+            Region::LastSegmentFinalFrame => &[Verdict::CutAcknowledgedCommit],
+            Region::LastSegmentZeroTail => &[Verdict::SucceededEqual],
         }
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Verdict {
+    /// The open was refused, naming the file.
     Refused,
-    FellBack,
+    /// The open succeeded; some reads failed with `storage.unreadable` naming the file,
+    /// every other read was exact.
+    RefusedAtRead,
+    /// The open succeeded and every read was exact.
     SucceededEqual,
     /// Opened exactly one commit short: the acknowledged final commit was cut as a torn
     /// tail.
@@ -541,6 +1048,13 @@ struct Trial {
     region: Region,
     /// Where a torn-tail cut must be reported, for the regions that are cut.
     cut_at: Option<u64>,
+}
+
+/// What one trial observed.
+struct Outcome {
+    verdict: Verdict,
+    /// For a data-block flip: the block the error reported (ordinal, offset).
+    block: Option<(u64, u64)>,
 }
 
 /// The offsets flipped in a file of `len` bytes: every byte up to [`FULL_FLIP_LIMIT`],
@@ -566,16 +1080,23 @@ fn plan_trials(fx: &Fixture) -> Vec<Trial> {
             cut_at: None,
         });
     }
-    for (i, ckpt) in fx.checkpoints.iter().enumerate() {
-        let len = fx.len(ckpt);
-        let region = if i + 1 == fx.checkpoints.len() {
-            Region::NewestCheckpoint
-        } else {
-            Region::OlderCheckpoint
-        };
-        for offset in offsets(len, CKPT_HEADER, [len - 1]) {
+    for run in fx.runs.values() {
+        let bytes = &fx.files[run];
+        let data_end = run_data_end(bytes);
+        let footer = bytes.len() - RUN_FOOTER;
+        // Every byte (the fixture asserts run files are small).
+        for offset in 0..bytes.len() {
+            let region = if offset < RUN_HEADER {
+                Region::RunHeader
+            } else if offset < data_end {
+                Region::RunDataBlock
+            } else if offset < footer {
+                Region::RunIndexFilterMeta
+            } else {
+                Region::RunFooter
+            };
             trials.push(Trial {
-                file: ckpt.clone(),
+                file: run.clone(),
                 offset,
                 region,
                 cut_at: None,
@@ -621,10 +1142,22 @@ fn plan_trials(fx: &Fixture) -> Vec<Trial> {
     trials
 }
 
-/// Flips one byte, opens, judges, restores. Panics unless the outcome is the one expected
-/// for the region (so in particular on wrong data, on an error that does not name the
-/// file, and on a refused open that changed something on disk).
-fn run_trial(fx: &Fixture, dir: &Path, trial: &Trial) -> Verdict {
+/// The data block a run-file error message reports, if any:
+/// `<path>: data block <n> at byte <offset> failed authentication`.
+fn reported_data_block(message: &str, path: &Path) -> Option<(u64, u64)> {
+    let prefix = format!("{}: data block ", path.display());
+    let rest = &message[message.find(&prefix)? + prefix.len()..];
+    let mut words = rest.split_whitespace();
+    let block = words.next()?.parse().ok()?;
+    (words.next()? == "at" && words.next()? == "byte").then_some(())?;
+    let offset = words.next()?.trim_end_matches(':').parse().ok()?;
+    Some((block, offset))
+}
+
+/// Flips one byte, opens, reads everything, judges, restores. Panics unless the outcome
+/// is one expected for the region (so in particular on wrong data, on an error that does
+/// not name the file, and on a refusal that changed something on disk).
+fn run_trial(fx: &Fixture, dir: &Path, trial: &Trial) -> Outcome {
     let path = dir.join(&trial.file);
     let original = fx.files[&trial.file][trial.offset];
     let file = std::fs::OpenOptions::new()
@@ -641,6 +1174,8 @@ fn run_trial(fx: &Fixture, dir: &Path, trial: &Trial) -> Verdict {
         trial.region,
         !original
     );
+    let data_block = trial.region == Region::RunDataBlock;
+    let mut block = None;
     let verdict = match open_once(dir) {
         Observed::Refused(err) => {
             let message = err.to_string();
@@ -648,6 +1183,13 @@ fn run_trial(fx: &Fixture, dir: &Path, trial: &Trial) -> Verdict {
                 message.contains(&path.display().to_string()),
                 "{what}: the error does not name the damaged file: {message}"
             );
+            let reported = reported_data_block(&message, &path);
+            assert_eq!(
+                reported.is_some(),
+                data_block,
+                "{what}: a refusal for a data block reports it, and only then: {message}"
+            );
+            block = reported;
             let mut tampered = fx.files[&trial.file].clone();
             tampered[trial.offset] = !original;
             assert!(
@@ -657,47 +1199,79 @@ fn run_trial(fx: &Fixture, dir: &Path, trial: &Trial) -> Verdict {
             Verdict::Refused
         }
         Observed::Opened {
+            reads,
             state,
-            fallbacks,
+            checkpoint_lsn,
             torn_tail,
         } => {
-            assert!(fallbacks <= 1, "{what}: {fallbacks} fallbacks");
+            assert_eq!(checkpoint_lsn, fx.flushed_lsn.get(), "{what}");
             let cut = torn_tail.map(|(p, offset)| (p == path, offset));
-            if state == fx.reference && fallbacks == 1 {
-                assert_eq!(cut, None, "{what}");
-                Verdict::FellBack
-            } else if state == fx.reference {
+            let c = compare(&reads, &fx.reference);
+            if c.failed.is_empty() && c.differ.is_empty() {
                 let expected_cut = trial.cut_at.map(|offset| (true, offset));
                 assert_eq!(cut, expected_cut, "{what}: torn tail cut");
                 Verdict::SucceededEqual
-            } else if state == fx.before_last {
-                assert_eq!(fallbacks, 0, "{what}");
-                let expected_cut = trial.cut_at.map(|offset| (true, offset));
-                assert_eq!(cut, expected_cut, "{what}: torn tail cut");
-                Verdict::CutAcknowledgedCommit
+            } else if c.differ.is_empty() {
+                // Detected at read: every failure is an unreadable block of this file
+                // (the same one), and every read that succeeded was exact.
+                assert_eq!(cut, None, "{what}");
+                for (read, e) in &c.failed {
+                    assert!(
+                        e.code == "storage.unreadable"
+                            && e.message.contains(&path.display().to_string()),
+                        "{what}: {read} failed with {} ({}), not an unreadable block of the \
+                         damaged file",
+                        e.code,
+                        e.message
+                    );
+                    let reported = reported_data_block(&e.message, &path);
+                    assert!(
+                        reported.is_some() && (block.is_none() || block == reported),
+                        "{what}: {read}: {}",
+                        e.message
+                    );
+                    block = reported;
+                }
+                Verdict::RefusedAtRead
             } else {
-                panic!(
-                    "{what}: opened at lsn {} and the state is {}",
-                    state.lsn(),
-                    fx.judge(&state)
-                );
+                let short = compare(&reads, &fx.before_last);
+                if short.failed.is_empty() && short.differ.is_empty() {
+                    let expected_cut = trial.cut_at.map(|offset| (true, offset));
+                    assert_eq!(cut, expected_cut, "{what}: torn tail cut");
+                    Verdict::CutAcknowledgedCommit
+                } else {
+                    panic!(
+                        "{what}: WRONG DATA: opened at lsn {}, reads that differ: {:#?}, \
+                         reads that failed: {:#?} ({})",
+                        reads.lsn,
+                        c.differ,
+                        c.failed,
+                        fx.judge(&state)
+                    );
+                }
             }
         }
     };
+    if let Some((_, offset)) = block {
+        let end = run_data_end(&fx.files[&trial.file]);
+        assert!(
+            offset as usize <= trial.offset && trial.offset < end,
+            "{what}: the reported data block at byte {offset} cannot hold the flipped byte"
+        );
+    }
     let changed = fx.restore(dir);
-    if verdict == Verdict::Refused {
+    if matches!(verdict, Verdict::Refused | Verdict::RefusedAtRead) {
         assert_eq!(
             changed,
             vec![trial.file.clone()],
-            "{what}: a refused open changed other files"
+            "{what}: the open ({verdict:?}) changed other files"
         );
     }
-    assert_eq!(
-        verdict,
-        trial.region.expected(),
-        "{what}: unexpected outcome"
+    assert!(
+        trial.region.expected().contains(&verdict),
+        "{what}: unexpected outcome {verdict:?}"
     );
-    verdict
+    Outcome { verdict, block }
 }
 
 #[test]
@@ -705,7 +1279,7 @@ fn every_single_byte_flip_is_refused_or_recovered_exactly() {
     let fx = fixture();
     let trials = plan_trials(fx);
     let started = Instant::now();
-    let results: Mutex<Vec<(usize, Verdict)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
     let workers = workers();
     std::thread::scope(|s| {
         for w in 0..workers {
@@ -713,26 +1287,80 @@ fn every_single_byte_flip_is_refused_or_recovered_exactly() {
             s.spawn(move || {
                 let dir = fx.materialize();
                 for (i, trial) in trials.iter().enumerate().skip(w).step_by(workers) {
-                    let verdict = run_trial(fx, dir.path(), trial);
-                    results.lock().expect("results").push((i, verdict));
+                    let outcome = run_trial(fx, dir.path(), trial);
+                    results.lock().expect("results").push((i, outcome));
                 }
             });
         }
     });
-    let results = results.into_inner().expect("results");
+    let mut results = results.into_inner().expect("results");
+    results.sort_by_key(|(i, _)| *i);
     assert_eq!(results.len(), trials.len(), "every trial ran");
 
+    // Data-block attribution: the blocks the trials reported, per file, must tile the
+    // data region (ordinals 0, 1, .. from byte 104 on), and every flip must have been
+    // reported in the block that holds it.
+    let mut blocks: BTreeMap<&Path, BTreeMap<u64, u64>> = BTreeMap::new();
+    for (i, outcome) in &results {
+        let trial = &trials[*i];
+        if trial.region == Region::RunDataBlock {
+            let (ordinal, offset) = outcome.block.unwrap_or_else(|| {
+                panic!("{} byte {}: no block", trial.file.display(), trial.offset)
+            });
+            let previous = blocks
+                .entry(&trial.file)
+                .or_default()
+                .insert(offset, ordinal);
+            assert!(
+                previous.is_none_or(|p| p == ordinal),
+                "{}: two ordinals for the block at byte {offset}",
+                trial.file.display()
+            );
+        }
+    }
+    assert_eq!(
+        blocks.len(),
+        fx.runs.len(),
+        "every run has data-block trials"
+    );
+    for (file, starts) in &blocks {
+        let ordinals: Vec<u64> = starts.values().copied().collect();
+        assert_eq!(
+            ordinals,
+            (0..starts.len() as u64).collect::<Vec<_>>(),
+            "{}: blocks {starts:?}",
+            file.display()
+        );
+        assert_eq!(starts.keys().next(), Some(&(RUN_HEADER as u64)));
+    }
+    for (i, outcome) in &results {
+        let trial = &trials[*i];
+        if let Some((_, offset)) = outcome.block {
+            let holder = blocks[trial.file.as_path()]
+                .range(..=trial.offset as u64)
+                .next_back()
+                .map(|(&start, _)| start);
+            assert_eq!(
+                holder,
+                Some(offset),
+                "{} byte {}: reported in the block at {offset}",
+                trial.file.display(),
+                trial.offset
+            );
+        }
+    }
+
     let mut table: BTreeMap<Region, BTreeMap<Verdict, u64>> = BTreeMap::new();
-    for (i, verdict) in &results {
+    for (i, outcome) in &results {
         *table
             .entry(trials[*i].region)
             .or_default()
-            .entry(*verdict)
+            .entry(outcome.verdict)
             .or_default() += 1;
     }
     println!(
         "tamper matrix: {} single-byte flips (byte XOR 0xFF) in {:.1?} on {workers} thread(s). \
-         Files <= {FULL_FLIP_LIMIT} bytes: every byte; larger: header + every {}th byte + \
+         MANIFEST and run files: every byte; WAL segments: header + every {}th byte + \
          extras (module docs).",
         trials.len(),
         started.elapsed(),
@@ -740,25 +1368,39 @@ fn every_single_byte_flip_is_refused_or_recovered_exactly() {
     );
     for (name, bytes) in &fx.files {
         let n = trials.iter().filter(|t| t.file == *name).count();
+        let detail = match blocks.get(name.as_path()) {
+            Some(starts) => format!(
+                "  data [{RUN_HEADER}, {}) in {} block(s) at {:?}",
+                run_data_end(bytes),
+                starts.len(),
+                starts.keys().collect::<Vec<_>>()
+            ),
+            None => String::new(),
+        };
         println!(
-            "  {:<42} {:>6} bytes {:>5} trials",
+            "  {:<42} {:>6} bytes {:>5} trials{detail}",
             name.display(),
             bytes.len(),
             n
         );
     }
     println!(
-        "  {:<28} {:>6} {:>8} {:>10} {:>16} {:>10}",
-        "file kind", "trials", "refused", "fell back", "succeeded-equal", "cut-acked"
+        "  (run {} was compacted away: {} bytes, not part of the matrix)",
+        fx.compacted_away.0,
+        fx.compacted_away.1.len()
+    );
+    println!(
+        "  {:<28} {:>6} {:>8} {:>15} {:>16} {:>10}",
+        "region", "trials", "refused", "refused-at-read", "succeeded-equal", "cut-acked"
     );
     for (region, verdicts) in &table {
         let get = |v| verdicts.get(&v).copied().unwrap_or(0);
         println!(
-            "  {:<28} {:>6} {:>8} {:>10} {:>16} {:>10}",
+            "  {:<28} {:>6} {:>8} {:>15} {:>16} {:>10}",
             region.kind(),
             verdicts.values().sum::<u64>(),
             get(Verdict::Refused),
-            get(Verdict::FellBack),
+            get(Verdict::RefusedAtRead),
             get(Verdict::SucceededEqual),
             get(Verdict::CutAcknowledgedCommit),
         );
@@ -774,8 +1416,10 @@ fn every_single_byte_flip_is_refused_or_recovered_exactly() {
     );
     for region in [
         Region::Manifest,
-        Region::NewestCheckpoint,
-        Region::OlderCheckpoint,
+        Region::RunHeader,
+        Region::RunDataBlock,
+        Region::RunIndexFilterMeta,
+        Region::RunFooter,
         Region::SealedSegment,
         Region::LastSegmentBody,
         Region::LastSegmentFinalFrame,
@@ -783,45 +1427,100 @@ fn every_single_byte_flip_is_refused_or_recovered_exactly() {
     ] {
         assert!(table.contains_key(&region), "no trial in {region:?}");
     }
+    // Data blocks really are read lazily: damage the open does not read is found by
+    // the reads after it.
+    assert!(
+        table[&Region::RunDataBlock].contains_key(&Verdict::RefusedAtRead),
+        "no data-block flip was detected at read: {:?}",
+        table[&Region::RunDataBlock]
+    );
 }
 
 // ------------------------------------------------------------------ whole-file attacks
 
-#[test]
-fn deleting_a_middle_segment_is_refused_naming_the_next_one() {
-    let fx = fixture();
-    let dir = fx.materialize();
-    std::fs::remove_file(dir.path().join(&fx.segments[1])).expect("delete");
-    let message = open_once(dir.path()).refusal(fx, "middle segment deleted");
-    let next = dir.path().join(&fx.segments[2]);
-    assert!(
-        message.contains(&next.display().to_string()) && message.contains("sequence gap"),
-        "{message}"
-    );
+/// How a refused open reports a WAL gap: recovery replays from the flushed LSN on, and
+/// the first frame it finds is later. This message names no file.
+fn wal_gap(expected: u64, found: u64) -> String {
+    format!("WAL gap: expected lsn {expected} after the checkpoint, found {found}")
 }
 
+/// The manifest records every sealed segment: a deleted one is named before recovery
+/// reads anything else.
 #[test]
-fn deleting_the_oldest_segment_loses_nothing_but_the_fallback() {
+fn deleting_a_middle_segment_is_refused_naming_it() {
     let fx = fixture();
     let dir = fx.materialize();
-    std::fs::remove_file(dir.path().join(&fx.segments[0])).expect("delete");
-    // The manifest still lists the segment as live: strict open refuses, naming it.
-    let segment = dir.path().join(&fx.segments[0]).display().to_string();
-    let message = open_once(dir.path()).refusal(fx, "oldest segment deleted");
-    assert!(message.contains(&segment), "{message}");
-    fx.restore(dir.path());
+    let d = dir.path();
+    std::fs::remove_file(d.join(&fx.segments[1])).expect("delete");
+    let message = open_once(d).refusal(fx, "middle segment deleted");
+    let missing = d.join(&fx.segments[1]);
+    assert!(
+        message.contains(&missing.display().to_string()) && message.contains("is missing"),
+        "{message}"
+    );
+    fx.assert_unchanged_except(d, &[&fx.segments[1]], "middle segment deleted");
+}
 
-    // Damaging the newest checkpoint as well is refused too, never opened with a gap.
-    std::fs::remove_file(dir.path().join(&fx.segments[0])).expect("delete");
-    let newest = dir.path().join(fx.checkpoints.last().expect("checkpoints"));
-    let mut bytes = std::fs::read(&newest).expect("read");
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xFF;
-    std::fs::write(&newest, bytes).expect("write");
-    // Recovery falls back to the older checkpoint, whose replay needs the deleted
-    // segment's frames: the WAL gap refuses the open.
-    let message = open_once(dir.path()).refusal(fx, "oldest segment + newest checkpoint");
-    assert!(message.contains("WAL gap: expected lsn"), "{message}");
+/// Retirement deletes exactly the segments whose frames the runs cover, so the oldest
+/// segment left always holds the first frames after the flushed LSN: deleting it loses
+/// acknowledged commits, and the open must refuse — with the gap at exactly the flushed
+/// LSN (the replay runs before the check that every recorded segment is present), or
+/// naming the segment — and change nothing on disk.
+#[test]
+fn deleting_the_oldest_segment_is_refused() {
+    let fx = fixture();
+    let [oldest, next, ..] = &fx.segments[..] else {
+        panic!("segments: {:?}", fx.segments)
+    };
+    let resume = fx.flushed_lsn.get() + 1;
+    let next_first = first_frame_lsn(&fx.files[next]);
+    assert!(
+        first_frame_lsn(&fx.files[oldest]) <= resume && resume < next_first,
+        "the oldest segment holds the frames right after the flushed LSN"
+    );
+    let dir = fx.materialize();
+    let d = dir.path();
+    std::fs::remove_file(d.join(oldest)).expect("delete");
+    let err = open_once(d).refusal_error(fx, "oldest segment deleted");
+    let message = err.to_string();
+    let missing = d.join(oldest);
+    let names_it = matches!(
+        &err,
+        OpenError::Recovery(e)
+            if matches!(&**e, StartError::SegmentMissing { path } if *path == missing)
+    );
+    assert!(
+        names_it || message.contains(&wal_gap(resume, next_first)),
+        "expected SegmentMissing({}) or a WAL gap at lsn {resume}, got {err:?}",
+        missing.display()
+    );
+    fx.assert_unchanged_except(d, &[oldest], "oldest segment deleted");
+    fx.restore(d);
+
+    // The newest run deleted as well: refused (naming the segment: recorded segments
+    // are checked before runs are opened), and still nothing on disk changes; with the
+    // segment back, naming the run.
+    let (_, newest_run) = fx.runs.iter().next_back().expect("runs");
+    std::fs::remove_file(d.join(oldest)).expect("delete");
+    std::fs::remove_file(d.join(newest_run)).expect("delete");
+    let message = open_once(d).refusal(fx, "oldest segment and newest run deleted");
+    assert!(
+        message.contains(&d.join(oldest).display().to_string()),
+        "{message}"
+    );
+    fx.assert_unchanged_except(
+        d,
+        &[oldest, newest_run],
+        "oldest segment and newest run deleted",
+    );
+    fx.restore(d);
+    std::fs::remove_file(d.join(newest_run)).expect("delete");
+    let message = open_once(d).refusal(fx, "newest run deleted");
+    assert!(
+        message.contains(&d.join(newest_run).display().to_string()),
+        "{message}"
+    );
+    fx.assert_unchanged_except(d, &[newest_run], "newest run deleted");
 }
 
 /// Deleting the newest WAL segment must not silently drop acknowledged commits: the
@@ -845,95 +1544,239 @@ fn deleting_the_newest_segment_is_detected() {
         "expected SegmentMissing({}), got {err:?}",
         deleted.display()
     );
+    fx.assert_unchanged_except(dir.path(), &[newest], "newest segment deleted");
+}
+
+/// The `RecoveryEvent` records `dir`'s manifest holds after its first `kept` records.
+fn events_after(dir: &Path, kept: usize) -> Vec<String> {
+    let listed = aedb::offline::inspect(dir, &config()).expect("inspect");
+    listed.manifest.records[kept..]
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 #[test]
-fn swapped_or_deleted_checkpoints_never_yield_wrong_data() {
+fn swapped_or_deleted_runs_never_yield_wrong_data() {
     let fx = fixture();
     let dir = fx.materialize();
     let d = dir.path();
-    let [older, newest] = &fx.checkpoints[..] else {
-        panic!("two checkpoints")
-    };
-    // Swap A <-> B: both names now disagree with their headers.
-    let parking = d.join("checkpoints").join("swap");
-    std::fs::rename(d.join(older), &parking).expect("rename");
-    std::fs::rename(d.join(newest), d.join(older)).expect("rename");
-    std::fs::rename(&parking, d.join(newest)).expect("rename");
-    let message = open_once(d).refusal(fx, "checkpoints swapped");
-    for file in [older, newest] {
-        let path = d.join(file).display().to_string();
-        assert!(message.contains(&path), "names {path}: {message}");
+    let runs: Vec<&PathBuf> = fx.runs.values().collect();
+    let named = |run: &Path| d.join(run).display().to_string();
+    // Every pair swapped (renamed onto each other): both names now disagree with the
+    // file ids in their headers. Recovery opens runs by id, so the lower one is named.
+    for (i, &first) in runs.iter().enumerate() {
+        for &second in &runs[i + 1..] {
+            let what = format!("{} and {} swapped", first.display(), second.display());
+            let parking = d.join("checkpoints").join("swap");
+            std::fs::rename(d.join(first), &parking).expect("rename");
+            std::fs::rename(d.join(second), d.join(first)).expect("rename");
+            std::fs::rename(&parking, d.join(second)).expect("rename");
+            let message = open_once(d).refusal(fx, &what);
+            assert!(
+                message.contains(&named(first)) && message.contains("renamed"),
+                "{what}: {message}"
+            );
+            // The refusal changed nothing: exactly the two files still differ.
+            assert_eq!(fx.restore(d), vec![first.clone(), second.clone()], "{what}");
+        }
     }
-    assert!(message.contains("renamed"), "{message}");
+    // A run overwritten with a copy of another one: refused, naming it.
+    for pair in runs.windows(2) {
+        let (victim, source) = (pair[1], pair[0]);
+        let what = format!("{} overwritten with {}", victim.display(), source.display());
+        std::fs::write(d.join(victim), &fx.files[source]).expect("overwrite");
+        let message = open_once(d).refusal(fx, &what);
+        assert!(
+            message.contains(&named(victim)) && message.contains("renamed"),
+            "{what}: {message}"
+        );
+        assert_eq!(fx.restore(d), vec![victim.clone()], "{what}");
+    }
+    // Each run deleted, then all of them: refused, naming the (first) missing one, and
+    // no file touched (unlisted runs are swept only after a successful recovery).
+    for &run in &runs {
+        let what = format!("{} deleted", run.display());
+        std::fs::remove_file(d.join(run)).expect("delete");
+        let message = open_once(d).refusal(fx, &what);
+        assert!(message.contains(&named(run)), "{what}: {message}");
+        fx.assert_unchanged_except(d, &[run], &what);
+        fx.restore(d);
+    }
+    for &run in &runs {
+        std::fs::remove_file(d.join(run)).expect("delete");
+    }
+    let message = open_once(d).refusal(fx, "every run deleted");
+    assert!(message.contains(&named(runs[0])), "{message}");
+    let all: Vec<&Path> = runs.iter().map(|p| p.as_path()).collect();
+    fx.assert_unchanged_except(d, &all, "every run deleted");
     fx.restore(d);
 
-    // The newest deleted: fall back; the older deleted: not needed; both: refused.
-    std::fs::remove_file(d.join(newest)).expect("delete");
-    let (state, fallbacks) = open_once(d).opened("newest checkpoint deleted");
-    assert!(state == fx.reference, "{}", fx.judge(&state));
-    assert_eq!(fallbacks, 1);
-    fx.restore(d);
-    std::fs::remove_file(d.join(older)).expect("delete");
-    let (state, fallbacks) = open_once(d).opened("older checkpoint deleted");
-    assert!(state == fx.reference, "{}", fx.judge(&state));
-    assert_eq!(fallbacks, 0);
-    fx.restore(d);
-    std::fs::remove_file(d.join(older)).expect("delete");
-    std::fs::remove_file(d.join(newest)).expect("delete");
-    let message = open_once(d).refusal(fx, "both checkpoints deleted");
-    for file in [older, newest] {
-        let path = d.join(file).display().to_string();
-        assert!(message.contains(&path), "names {path}: {message}");
+    // Run files the manifest does not list are never read, and are removed once the
+    // open succeeded: the run the compaction replaced (an authentic older file of this
+    // database, put back) and a copy of a live run under an id never handed out.
+    let (stale_id, stale_bytes) = &fx.compacted_away;
+    let stale = run_rel_path(*stale_id);
+    let foreign = run_rel_path(99);
+    std::fs::write(d.join(&stale), stale_bytes).expect("put back");
+    std::fs::write(d.join(&foreign), &fx.files[runs[runs.len() - 1]]).expect("copy");
+    let kept = manifest_records(&fx.files[Path::new(MANIFEST)]).len();
+    let flushed = open_once(d).opened_equal(fx, "unlisted run files present");
+    assert_eq!(flushed, fx.flushed_lsn.get());
+    assert!(!d.join(&stale).exists() && !d.join(&foreign).exists());
+    let events = events_after(d, kept);
+    assert_eq!(events.len(), 2, "{events:?}");
+    for file in [&stale, &foreign] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e.contains("file_skipped") && e.contains(&named(file))),
+            "{}: {events:?}",
+            file.display()
+        );
     }
+    assert_eq!(fx.restore(d), vec![PathBuf::from(MANIFEST)]);
 }
 
-/// What truncating the manifest at `cut` must do, from the records that remain whole.
+/// The live state a prefix of the manifest's records describes (what recovery folds).
+#[derive(Debug, Default)]
+struct Folded {
+    has_epoch: bool,
+    runs: BTreeSet<u64>,
+    flushed_lsn: u64,
+    segments: BTreeSet<u64>,
+}
+
+fn fold<'a>(records: impl IntoIterator<Item = &'a ManifestRecord>) -> Folded {
+    let mut f = Folded::default();
+    for r in records {
+        match &r.effect {
+            RecordEffect::KeyEpoch => f.has_epoch = true,
+            RecordEffect::SegmentSealed(seq) => {
+                f.segments.insert(*seq);
+            }
+            RecordEffect::SegmentRetired(seq) => {
+                f.segments.remove(seq);
+            }
+            RecordEffect::VersionEdit {
+                flushed_lsn,
+                added,
+                removed,
+            } => {
+                // A compaction writes flushed_lsn = 0: the live value is the maximum.
+                f.flushed_lsn = f.flushed_lsn.max(*flushed_lsn);
+                f.runs.extend(added);
+                for id in removed {
+                    assert!(f.runs.remove(id), "removes a live run");
+                }
+            }
+            RecordEffect::Other => {}
+        }
+    }
+    f
+}
+
+/// What a strict open of the fixture's files under a manifest folding to `live` must
+/// do, following recovery's order (actors/src/recovery.rs, `walk`).
 #[derive(Debug, PartialEq, Eq)]
-enum TruncationOutcome {
+enum RecoveryOutcome {
     /// Refused; the message names this file.
     RefusedNaming(PathBuf),
     /// Refused with this message (which names no file: see the report).
-    RefusedSaying(&'static str),
-    /// Opened with exactly the reference state.
-    OpenedEqual,
+    RefusedSaying(String),
+    /// Opened with exactly the reference state, from this flushed LSN; the run files
+    /// the manifest does not list are removed.
+    OpenedEqual {
+        flushed_lsn: u64,
+        unlisted: Vec<PathBuf>,
+    },
 }
 
-fn expected_after_truncation(
-    fx: &Fixture,
-    records: &[ManifestRecord],
-    cut: usize,
-) -> TruncationOutcome {
-    if cut < MANIFEST_HEADER {
-        return TruncationOutcome::RefusedNaming(PathBuf::from(MANIFEST));
-    }
-    let whole = records.iter().take_while(|r| r.start + r.len <= cut);
-    let mut live = BTreeSet::new();
-    let mut has_epoch = false;
-    for r in whole {
-        match r.kind {
-            CHECKPOINT_ADDED => {
-                live.insert(r.first_field);
-            }
-            CHECKPOINT_RETIRED => {
-                live.remove(&r.first_field);
-            }
-            KEY_EPOCH_CHANGED => has_epoch = true,
-            _ => {}
+fn expected_recovery(fx: &Fixture, live: &Folded) -> RecoveryOutcome {
+    // Before anything else (strict): every recorded segment, then the successor of the
+    // newest one, must exist.
+    for &seq in &live.segments {
+        let segment = segment_rel_path(seq);
+        if !fx.files.contains_key(&segment) {
+            return RecoveryOutcome::RefusedNaming(segment);
         }
     }
-    if !has_epoch {
-        return TruncationOutcome::RefusedSaying("the manifest records no key epoch");
-    }
-    match live.last() {
-        // No checkpoint: replay from LSN 1, but the WAL starts later (segment 0 retired).
-        None => TruncationOutcome::RefusedSaying("WAL gap: expected lsn 1"),
-        Some(&lsn) if !fx.files.contains_key(&checkpoint_rel_path(lsn)) => {
-            TruncationOutcome::RefusedNaming(checkpoint_rel_path(lsn))
+    if let Some(&newest) = live.segments.last() {
+        let successor = segment_rel_path(newest + 1);
+        if !fx.files.contains_key(&successor) {
+            return RecoveryOutcome::RefusedNaming(successor);
         }
-        // A rolled-back manifest whose newest checkpoint still exists: the WAL after it is
-        // all there, so the state is complete.
-        Some(_) => TruncationOutcome::OpenedEqual,
+    }
+    if !live.has_epoch {
+        return RecoveryOutcome::RefusedSaying("the manifest records no key epoch".into());
+    }
+    // Every listed run is opened and checked against its record, lowest id first.
+    for &id in &live.runs {
+        let run = run_rel_path(id);
+        if !fx.files.contains_key(&run) {
+            return RecoveryOutcome::RefusedNaming(run);
+        }
+    }
+    // The WAL must continue the flushed LSN.
+    let first = first_frame_lsn(&fx.files[&fx.segments[0]]);
+    if live.flushed_lsn + 1 < first {
+        return RecoveryOutcome::RefusedSaying(wal_gap(live.flushed_lsn + 1, first));
+    }
+    RecoveryOutcome::OpenedEqual {
+        flushed_lsn: live.flushed_lsn,
+        unlisted: fx
+            .runs
+            .iter()
+            .filter(|(id, _)| !live.runs.contains(id))
+            .map(|(_, run)| run.clone())
+            .collect(),
+    }
+}
+
+/// Opens `d` (whose MANIFEST was replaced or truncated), checks the outcome against
+/// `expected` and what the open did to the other files: a refusal touches none of them,
+/// a successful open removes exactly the unlisted runs. Returns a label for summaries.
+fn check_recovery(fx: &Fixture, d: &Path, expected: &RecoveryOutcome, what: &str) -> String {
+    let observed = open_once(d);
+    let manifest = Path::new(MANIFEST);
+    match expected {
+        RecoveryOutcome::RefusedNaming(file) => {
+            let message = observed.refusal(fx, what);
+            let path = d.join(file).display().to_string();
+            assert!(message.contains(&path), "{what}: {message}");
+            fx.assert_unchanged_except(d, &[manifest], what);
+            format!("refused naming {}", file.display())
+        }
+        RecoveryOutcome::RefusedSaying(text) => {
+            let message = observed.refusal(fx, what);
+            assert!(message.contains(text.as_str()), "{what}: {message}");
+            fx.assert_unchanged_except(d, &[manifest], what);
+            format!("refused: {text} (no file named)")
+        }
+        RecoveryOutcome::OpenedEqual {
+            flushed_lsn,
+            unlisted,
+        } => {
+            let flushed = observed.opened_equal(fx, what);
+            assert_eq!(
+                flushed, *flushed_lsn,
+                "{what}: recovered from the flushed LSN"
+            );
+            let mut except: Vec<&Path> = unlisted.iter().map(PathBuf::as_path).collect();
+            except.push(manifest);
+            fx.assert_unchanged_except(d, &except, what);
+            for run in unlisted {
+                assert!(
+                    !d.join(run).exists(),
+                    "{what}: the unlisted {} was not removed",
+                    run.display()
+                );
+            }
+            format!(
+                "opened equal from lsn {flushed}, {} unlisted runs removed",
+                unlisted.len()
+            )
+        }
     }
 }
 
@@ -966,33 +1809,15 @@ fn manifest_truncation_is_repaired_or_refused_never_wrong_data() {
         file.set_len(cut as u64).expect("truncate");
         drop(file);
         let at_boundary = cut == MANIFEST_HEADER || records.iter().any(|r| r.start + r.len == cut);
-        let expected = expected_after_truncation(fx, &records, cut);
-        let what = format!("manifest truncated at byte {cut} (expecting {expected:?})");
-        let observed = open_once(d);
-        let label = match (&expected, observed) {
-            (TruncationOutcome::RefusedNaming(file), observed) => {
-                let message = observed.refusal(fx, &what);
-                let path = d.join(file).display().to_string();
-                assert!(message.contains(&path), "{what}: {message}");
-                format!("refused naming {}", file.display())
-            }
-            (TruncationOutcome::RefusedSaying(text), observed) => {
-                let message = observed.refusal(fx, &what);
-                assert!(message.contains(text), "{what}: {message}");
-                format!("refused: {text} (no file named)")
-            }
-            (TruncationOutcome::OpenedEqual, observed) => {
-                match observed.opened_or_refused_naming(d, &what) {
-                    Some((state, fallbacks)) => {
-                        assert!(state == fx.reference, "{what}: {}", fx.judge(&state));
-                        assert_eq!(fallbacks, 0, "{what}");
-                        "opened equal".to_owned()
-                    }
-                    // The shorter chain still lists files that later records retired.
-                    None => "refused naming a file the shorter chain lists".to_owned(),
-                }
-            }
+        let whole = records.iter().take_while(|r| r.start + r.len <= cut);
+        let kept = whole.clone().count();
+        let expected = if cut < MANIFEST_HEADER {
+            RecoveryOutcome::RefusedNaming(PathBuf::from(MANIFEST))
+        } else {
+            expected_recovery(fx, &fold(whole))
         };
+        let what = format!("manifest truncated at byte {cut} (expecting {expected:?})");
+        let label = check_recovery(fx, d, &expected, &what);
         // A cut inside a record is a torn tail: it is truncated away to the previous
         // record boundary (even when the open then fails).
         if cut >= MANIFEST_HEADER {
@@ -1008,31 +1833,34 @@ fn manifest_truncation_is_repaired_or_refused_never_wrong_data() {
                 now.len() >= boundary && now[..boundary] == manifest[..boundary],
                 "{what}: the torn record was cut to the boundary"
             );
-            // An open that went on records what it routed around (the torn append cut,
-            // checkpoint files the shorter chain never recorded) after the boundary, and
-            // nothing else.
-            if now.len() > boundary {
-                let kept = records
+            // An open records what it routed around (the torn append it cut, the run
+            // files the shorter chain does not list, once it succeeded) after the
+            // boundary, and nothing else.
+            let extra = if now.len() > boundary {
+                events_after(d, kept)
+            } else {
+                Vec::new()
+            };
+            assert!(
+                extra.iter().all(|r| r.starts_with("RecoveryEvent")),
+                "{what}: {extra:?}"
+            );
+            assert_eq!(
+                boundary != cut,
+                extra
                     .iter()
-                    .filter(|r| r.start + r.len <= boundary)
-                    .count();
-                let listed = aedb::offline::inspect(d, &config()).expect("inspect");
-                let extra: Vec<String> = listed.manifest.records[kept..]
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                assert!(
-                    !extra.is_empty() && extra.iter().all(|r| r.starts_with("RecoveryEvent")),
-                    "{what}: {extra:?}"
-                );
-                assert_eq!(
-                    boundary != cut,
-                    extra
-                        .iter()
-                        .any(|r| r.starts_with("RecoveryEvent { event: manifest_torn_tail")),
-                    "{what}: {extra:?}"
-                );
-            }
+                    .any(|r| r.starts_with("RecoveryEvent { event: manifest_torn_tail")),
+                "{what}: {extra:?}"
+            );
+            let removed = match &expected {
+                RecoveryOutcome::OpenedEqual { unlisted, .. } => unlisted.len(),
+                _ => 0,
+            };
+            assert_eq!(
+                extra.iter().filter(|r| r.contains("file_skipped")).count(),
+                removed,
+                "{what}: {extra:?}"
+            );
             assert_eq!(at_boundary, boundary == cut, "{what}");
         }
         let kind = if at_boundary { "boundary" } else { "in-record" };
@@ -1050,62 +1878,67 @@ fn manifest_truncation_is_repaired_or_refused_never_wrong_data() {
     for (label, cuts) in &summary {
         println!("  {label}: cuts at {cuts:?}");
     }
+    // The interesting cases all occur: a lost version edit whose WAL is gone, a listed
+    // run the compaction deleted, and an older chain that recovers completely.
+    for needle in [
+        "refused naming wal/",
+        "refused naming checkpoints/run-",
+        "opened equal",
+    ] {
+        assert!(
+            summary.keys().any(|label| label.contains(needle)),
+            "no cut gave {needle}: {summary:?}"
+        );
+    }
 }
 
 #[test]
-fn an_old_manifest_copy_is_refused_when_it_lists_a_deleted_segment_and_opens_complete_otherwise() {
+fn an_old_manifest_copy_is_refused_when_it_lists_a_deleted_file_and_opens_complete_otherwise() {
     let fx = fixture();
-    // Right after checkpoint 2, replay the copy taken after checkpoint 1: a valid, older
-    // chain (not detectable from the files, docs/FORMAT.md). Checkpoint 1 and the WAL after
-    // it still exist, so the open replays from checkpoint 1 and the state is complete.
-    let dir = scratch_dir();
-    restore_files(&fx.after_second, dir.path());
-    std::fs::write(dir.path().join(MANIFEST), &fx.manifest_after[0]).expect("roll back");
-    // The older chain still lists WAL segment 0, which checkpoint 2 retired and deleted:
-    // strict open refuses with exactly `SegmentMissing` naming it.
-    let oldest = Path::new("wal").join(aedb_wal::segment_file_name(aedb_wal::SegmentSeq::new(0)));
-    assert!(
-        !fx.after_second.contains_key(&oldest),
-        "checkpoint 2 deleted {}",
-        oldest.display()
-    );
-    let err = open_once(dir.path()).refusal_error(
-        fx,
-        "manifest after checkpoint 2 rolled back to checkpoint 1",
-    );
-    let missing = dir.path().join(&oldest);
-    assert!(
-        matches!(
-            &err,
-            OpenError::Recovery(e)
-                if matches!(&**e, StartError::SegmentMissing { path } if *path == missing)
-        ),
-        "expected SegmentMissing({}), got {err:?}",
-        missing.display()
-    );
-    drop(dir);
-
-    // Over the final directory:
     let dir = fx.materialize();
     let d = dir.path();
-    // the copy taken after checkpoint 1 names only that checkpoint, which checkpoint 3
-    // retired and deleted: refused, naming the file.
-    std::fs::write(d.join(MANIFEST), &fx.manifest_after[0]).expect("roll back");
-    let first = checkpoint_rel_path(fx.checkpoint_lsns[0].get());
-    assert!(!fx.files.contains_key(&first), "checkpoint 1 was retired");
-    let message = open_once(d).refusal(fx, "manifest rolled back to after checkpoint 1");
-    assert!(
-        message.contains(&d.join(&first).display().to_string()),
-        "{message}"
-    );
-    fx.restore(d);
-
-    // The copy taken after checkpoint 2 is a valid, older chain (not detectable from the
-    // files, docs/FORMAT.md); checkpoint 2 and the WAL after it still exist, so the state
-    // is complete — but the rollback un-retires checkpoint 1 and forgets checkpoint 3.
-    // It opens, with exactly the reference state and no fallback.
-    std::fs::write(d.join(MANIFEST), &fx.manifest_after[1]).expect("roll back");
-    let (state, fallbacks) = open_once(d).opened("manifest rolled back to after checkpoint 2");
-    assert!(state == fx.reference, "{}", fx.judge(&state));
-    assert_eq!(fallbacks, 0);
+    for (milestone, copy) in &fx.manifests {
+        // Replaying an older copy is not detectable from the files (docs/FORMAT.md):
+        // it is a valid, older chain.
+        std::fs::write(d.join(MANIFEST), copy).expect("roll back");
+        let records = manifest_records(copy);
+        let live = fold(&records);
+        let expected = expected_recovery(fx, &live);
+        let what = format!("MANIFEST rolled back to {milestone:?} (expecting {expected:?})");
+        match milestone {
+            // Lists segment 0 (retired and deleted since) and no run: refused naming
+            // the missing segment before anything is replayed.
+            Milestone::BeforeFirstCheckpoint => assert_eq!(
+                expected,
+                RecoveryOutcome::RefusedNaming(segment_rel_path(0)),
+                "{what}"
+            ),
+            // Lists run 1, which the compaction replaced and deleted.
+            Milestone::AfterBulkCheckpoint => assert_eq!(
+                expected,
+                RecoveryOutcome::RefusedNaming(run_rel_path(fx.compacted_away.0)),
+                "{what}"
+            ),
+            // Its runs exist and the WAL after its flushed LSN is complete: the state is
+            // complete; the runs written later are not listed.
+            Milestone::AfterCompaction | Milestone::AfterCheckpoint(_) => assert!(
+                matches!(&expected, RecoveryOutcome::OpenedEqual { unlisted, .. }
+                    if unlisted.iter().all(|run| fx.runs.iter().any(|(id, r)| r == run && !live.runs.contains(id)))),
+                "{what}"
+            ),
+        }
+        check_recovery(fx, d, &expected, &what);
+        if matches!(expected, RecoveryOutcome::OpenedEqual { .. }) {
+            // The recovered directory (the older chain, its runs, the whole WAL) opens
+            // to the same state again.
+            open_once(d).opened_equal(fx, &format!("{what}, reopened"));
+        } else {
+            // A refusal leaves the rolled-back manifest as it was, too.
+            assert!(
+                std::fs::read(d.join(MANIFEST)).expect("read") == *copy,
+                "{what}: the refused open changed the manifest"
+            );
+        }
+        fx.restore(d);
+    }
 }

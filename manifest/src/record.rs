@@ -625,7 +625,7 @@ impl fmt::Display for ManifestRecord {
             ManifestRecord::VersionEdit(edit) => {
                 write!(
                     f,
-                    "VersionEdit {{ flushed_lsn: {}, next_file_id: {}, added: [",
+                    "VersionEdit {{ flushed_lsn: {}, next_file_id: {}, added: (",
                     edit.flushed_lsn, edit.next_file_id
                 )?;
                 for (i, run) in edit.added.iter().enumerate() {
@@ -645,7 +645,8 @@ impl fmt::Display for ManifestRecord {
                         Hex(&run.last_key)
                     )?;
                 }
-                write!(f, "], removed: {:?} }}", edit.removed)
+                let removed: Vec<String> = edit.removed.iter().map(u64::to_string).collect();
+                write!(f, "), removed: ({}) }}", removed.join(", "))
             }
             ManifestRecord::Compacted {
                 replaces_head,

@@ -307,6 +307,15 @@ pub enum ReadError {
         #[source]
         source: WrongWidth,
     },
+    /// A read as of an LSN older than the retention window keeps: compaction dropped
+    /// versions it would need.
+    #[error("lsn {requested} is older than the oldest readable lsn {oldest}")]
+    TooOld {
+        /// The LSN asked for.
+        requested: Lsn,
+        /// The oldest LSN still readable.
+        oldest: Lsn,
+    },
     /// A read as of an LSN after the snapshot's own.
     #[error("lsn {requested} is after the snapshot's lsn {current}")]
     FutureLsn {

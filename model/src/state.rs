@@ -671,12 +671,17 @@ impl State {
         }))
     }
 
-    /// Number of remembered idempotency keys (a scan; unreadable entries are not
-    /// counted).
-    pub fn idempotency_len(&self) -> usize {
-        self.idempotency_iter()
-            .map(|it| it.filter(Result::is_ok).count())
-            .unwrap_or(0)
+    /// Number of remembered idempotency keys (a scan).
+    ///
+    /// # Errors
+    /// A record cannot be read or decoded.
+    pub fn idempotency_len(&self) -> Result<usize, ReadError> {
+        let mut n = 0;
+        for item in self.idempotency_iter()? {
+            item?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     // ------------------------------------------------------------------ writes

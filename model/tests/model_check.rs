@@ -503,7 +503,7 @@ fn assert_agrees(state: &State, model: &Reference) {
             (*lsn, outcome.clone())
         );
     }
-    assert_eq!(state.idempotency_len(), model.idem.len());
+    assert_eq!(state.idempotency_len().unwrap(), model.idem.len());
 }
 
 proptest! {

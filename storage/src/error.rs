@@ -10,8 +10,9 @@ use aedb_checkpoint::CheckpointError;
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
-    /// A run file (or one of its blocks) could not be read, decoded or authenticated.
-    #[error("run file {}: {source}", .path.display())]
+    /// A run file (or one of its blocks) could not be read, decoded or authenticated
+    /// (the source names the file, the block and its offset).
+    #[error("{source}")]
     Run {
         /// The file.
         path: PathBuf,

@@ -9,6 +9,7 @@
 
 use std::cmp::Reverse;
 use std::ops::Bound;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use aedb_checkpoint::EntryKind;
@@ -19,10 +20,11 @@ use crossbeam_skiplist::SkipMap;
 /// and the boxed slices' headers (measured order of magnitude, not exact).
 pub const ENTRY_OVERHEAD: usize = 80;
 
-/// An internal key: ordered by user key, then newest version first.
+/// An internal key: ordered by user key, then newest version first. Keys and values are
+/// shared slices, so cursors copy a reference count, not the bytes.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct MemKey {
-    pub(crate) key: Box<[u8]>,
+    pub(crate) key: Arc<[u8]>,
     pub(crate) lsn: Reverse<u64>,
 }
 
@@ -42,7 +44,7 @@ impl MemKey {
 /// A stored version: a value, or a tombstone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum MemValue {
-    Put(Box<[u8]>),
+    Put(Arc<[u8]>),
     Delete,
 }
 
@@ -211,14 +213,30 @@ impl Memtable {
         Ok(())
     }
 
-    /// The first entry at or after (`forward`) / at or before the probe.
-    pub(crate) fn step(&self, bound: Bound<&MemKey>, forward: bool) -> Option<(MemKey, MemValue)> {
-        let e = if forward {
-            self.map.lower_bound(bound)?
-        } else {
-            self.map.upper_bound(bound)?
+    /// Up to `n` entries from `bound` on, in internal order (`forward`) or its reverse:
+    /// one skip-list search per batch, then links.
+    pub(crate) fn batch(
+        &self,
+        bound: Bound<&MemKey>,
+        forward: bool,
+        n: usize,
+        out: &mut std::collections::VecDeque<(MemKey, MemValue)>,
+    ) {
+        let entry = |e: &crossbeam_skiplist::map::Entry<'_, MemKey, MemValue>| {
+            (e.key().clone(), e.value().clone())
         };
-        Some((e.key().clone(), e.value().clone()))
+        let mut cur = if forward {
+            self.map.lower_bound(bound)
+        } else {
+            self.map.upper_bound(bound)
+        };
+        while let Some(e) = cur {
+            if out.len() == n {
+                break;
+            }
+            out.push_back(entry(&e));
+            cur = if forward { e.next() } else { e.prev() };
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! hiding older versions) and the scan's far bound.
 
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -65,35 +66,43 @@ fn start_probe(bound: &Bound<Vec<u8>>, forward: bool) -> Option<(&[u8], Lsn)> {
 pub(crate) struct MemSource {
     mem: Arc<Memtable>,
     forward: bool,
-    current: Option<(MemKey, MemValue)>,
+    /// The entries ahead, fetched a batch at a time; the front is the current one.
+    ahead: VecDeque<(MemKey, MemValue)>,
+    exhausted: bool,
 }
+
+/// Entries a memtable cursor fetches per skip-list search.
+const MEM_BATCH: usize = 64;
 
 impl MemSource {
     /// Positioned at the scan's near bound (`start` forward, `end` reverse).
     pub(crate) fn new(mem: Arc<Memtable>, near: &Bound<Vec<u8>>, forward: bool) -> MemSource {
-        let current = match start_probe(near, forward) {
-            None if forward => mem.step(Bound::Unbounded, true),
-            None => mem.step(Bound::Unbounded, false),
+        let mut ahead = VecDeque::with_capacity(MEM_BATCH);
+        match start_probe(near, forward) {
+            None => mem.batch(Bound::Unbounded, forward, MEM_BATCH, &mut ahead),
             Some((k, lsn)) => {
                 let probe = MemKey::new(k, lsn);
-                if forward {
-                    mem.step(Bound::Included(&probe), true)
+                let bound = if forward {
+                    Bound::Included(&probe)
                 } else {
-                    mem.step(Bound::Excluded(&probe), false)
-                }
+                    Bound::Excluded(&probe)
+                };
+                mem.batch(bound, forward, MEM_BATCH, &mut ahead);
             }
-        };
+        }
+        let exhausted = ahead.len() < MEM_BATCH;
         MemSource {
             mem,
             forward,
-            current,
+            ahead,
+            exhausted,
         }
     }
 }
 
 impl Source for MemSource {
     fn current(&self) -> Option<EntryRef<'_>> {
-        self.current.as_ref().map(|(k, v)| EntryRef {
+        self.ahead.front().map(|(k, v)| EntryRef {
             key: &k.key,
             lsn: k.lsn(),
             kind: v.kind(),
@@ -102,8 +111,17 @@ impl Source for MemSource {
     }
 
     fn advance(&mut self) -> Result<(), StorageError> {
-        if let Some((k, _)) = self.current.take() {
-            self.current = self.mem.step(Bound::Excluded(&k), self.forward);
+        let Some((last, _)) = self.ahead.pop_front() else {
+            return Ok(());
+        };
+        if self.ahead.is_empty() && !self.exhausted {
+            self.mem.batch(
+                Bound::Excluded(&last),
+                self.forward,
+                MEM_BATCH,
+                &mut self.ahead,
+            );
+            self.exhausted = self.ahead.len() < MEM_BATCH;
         }
         Ok(())
     }
@@ -396,28 +414,25 @@ impl Scan {
             }
             let skip = self.decided.as_deref() == Some(e.key) || e.lsn > self.at;
             let at = self.at;
+            let decided = &mut self.decided;
             let item = self.merged.next_with(|e| {
                 if skip {
-                    return (None, None);
+                    return None;
                 }
                 // The newest version at or before the snapshot: it decides the key.
-                let item = (e.kind == EntryKind::Put).then(|| ScanItem {
+                debug_assert!(e.lsn <= at);
+                let d = decided.get_or_insert_with(Vec::new);
+                d.clear();
+                d.extend_from_slice(e.key);
+                (e.kind == EntryKind::Put).then(|| ScanItem {
                     key: e.key.to_vec(),
                     lsn: e.lsn,
                     value: e.value.to_vec(),
-                });
-                debug_assert!(e.lsn <= at);
-                (Some(e.key.to_vec()), item)
+                })
             })?;
             match item {
-                Some((decided, item)) => {
-                    if decided.is_some() {
-                        self.decided = decided;
-                    }
-                    if item.is_some() {
-                        return Ok(item);
-                    }
-                }
+                Some(Some(item)) => return Ok(Some(item)),
+                Some(None) => {}
                 None => return Ok(None),
             }
         }

@@ -21,6 +21,7 @@ pub const LEVELS: usize = aedb_manifest::MAX_LEVELS as usize;
 #[derive(Clone, Debug, Default)]
 pub struct Version {
     levels: [Vec<Arc<Run>>; LEVELS],
+    floor: aedb_types::Lsn,
 }
 
 /// One change of a version: runs added at their levels, runs removed by id.
@@ -30,6 +31,9 @@ pub struct Edit {
     pub added: Vec<(usize, Arc<Run>)>,
     /// Ids of runs no longer live.
     pub removed: Vec<u64>,
+    /// The retention floor the added runs were compacted to: versions older than the
+    /// newest one at or before it may be gone, so reads as of earlier LSNs are refused.
+    pub floor: aedb_types::Lsn,
 }
 
 impl Version {
@@ -64,9 +68,15 @@ impl Version {
             .unwrap_or(0)
     }
 
+    /// The oldest LSN every run can still be read as of (see [`Edit::floor`]).
+    pub fn floor(&self) -> aedb_types::Lsn {
+        self.floor
+    }
+
     /// The version after `edit`.
     pub fn apply(&self, edit: &Edit) -> Version {
         let mut next = self.clone();
+        next.floor = next.floor.max(edit.floor);
         for level in &mut next.levels {
             level.retain(|r| !edit.removed.contains(&r.id()));
         }

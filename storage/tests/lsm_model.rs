@@ -116,7 +116,7 @@ impl Lsm {
             let run = self.open(info.file_id);
             self.version = Arc::new(self.version.apply(&Edit {
                 added: vec![(0, run)],
-                removed: Vec::new(),
+                ..Edit::default()
             }));
         }
     }
@@ -135,6 +135,7 @@ impl Lsm {
         self.version = Arc::new(self.version.apply(&Edit {
             added,
             removed: task.inputs.iter().map(|(_, r)| r.id()).collect(),
+            floor: Lsn::new(floor),
         }));
         true
     }
@@ -354,7 +355,7 @@ fn a_tampered_block_is_an_error_never_data() {
     let run = lsm.open(1);
     lsm.version = Arc::new(Version::empty().apply(&Edit {
         added: vec![(0, run)],
-        removed: vec![],
+        ..Edit::default()
     }));
     assert!(lsm.view(100).get(b"key000").is_err());
     let scan: Result<Vec<_>, _> = lsm

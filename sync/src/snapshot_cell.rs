@@ -34,6 +34,16 @@ impl<T> SnapshotCell<T> {
         }
     }
 
+    /// Replaces the newest snapshot with `f(current)` at the same version, when `f`
+    /// returns one: the writer re-points a published snapshot at new sources holding the
+    /// same data (a flushed memtable's run), so readers stop pinning the old ones.
+    pub fn refresh(&self, f: impl FnOnce(&T) -> Option<Arc<T>>) {
+        let mut cur = self.current.write();
+        if let Some(next) = f(&cur.1) {
+            cur.1 = next;
+        }
+    }
+
     /// The newest published snapshot and its version.
     pub fn load(&self) -> (u64, Arc<T>) {
         let cur = self.current.read();
@@ -58,5 +68,9 @@ mod tests {
         assert!(!cell.publish(5, Arc::new("five again")));
         let (v, s) = cell.load();
         assert_eq!((v, *s), (5, "five"));
+        cell.refresh(|_| None);
+        assert_eq!(*cell.load().1, "five");
+        cell.refresh(|cur| Some(Arc::new(if *cur == "five" { "FIVE" } else { "?" })));
+        assert_eq!(cell.load(), (5, Arc::new("FIVE")));
     }
 }

@@ -120,6 +120,7 @@ impl SequencerRig {
                 snapshots.clone(),
                 metrics.clone(),
                 max_record_len,
+                1 << 20,
             ),
             16,
             metrics.owners.sequencer.clone(),

@@ -87,6 +87,13 @@ fn capture_file(
     })
 }
 
+/// The LSN a capture's files start from: what the runs (or the newest version-1
+/// checkpoint) cover.
+fn capture_base(live: &aedb_manifest::LiveState) -> Lsn {
+    let checkpoint = live.newest_checkpoint().map_or(Lsn::ZERO, |(l, _)| l);
+    checkpoint.max(live.flushed_lsn())
+}
+
 /// Creates the capture's `checkpoints/` and `wal/` directories.
 fn capture_dirs(fs: &dyn FileSystem, out: &Path) -> Result<(), BackupError> {
     for kind in [BackupFileKind::Checkpoint, BackupFileKind::WalSegment] {
@@ -207,6 +214,7 @@ impl AedbInstance {
         let manifest_bytes = view.manifest.bytes;
         let total = manifest_bytes.len() as u64
             + view.checkpoints.iter().map(|c| c.record.len).sum::<u64>()
+            + view.runs.iter().map(|r| r.record.len).sum::<u64>()
             + wal.iter().map(|w| w.3).sum::<u64>();
         let rate = self.backup_rate.load(std::sync::atomic::Ordering::Relaxed);
         let mut copied = CopyProgress::new(total, progress, rate);
@@ -241,6 +249,24 @@ impl AedbInstance {
                 &mut tick,
             )?);
         }
+        for r in &view.runs {
+            let len = r.file.len().map_err(io_err("stat", &r.path))?;
+            let src = Source {
+                file: &*r.file,
+                path: &r.path,
+                len,
+            };
+            files.push(capture_file(
+                fs,
+                dir,
+                BackupFileKind::Run {
+                    level: r.record.level,
+                },
+                &aedb_checkpoint::run_file_name(r.record.file_id),
+                src,
+                &mut tick,
+            )?);
+        }
         for (seq, path, file, len) in wal {
             let name = aedb_wal::segment_file_name(seq);
             let src = Source {
@@ -258,7 +284,7 @@ impl AedbInstance {
             )?);
         }
         let live = &view.manifest.live;
-        let first = live.newest_checkpoint().map_or(Lsn::ZERO, |(l, _)| l);
+        let first = capture_base(live);
         let (key, master) = backup_key_from(&*self.backup_keys, self.database_id(), None)?;
         let listing = new_listing(
             self.database_id(),
@@ -346,6 +372,15 @@ fn capture_offline_locked(
             };
             if valid_file_name(kind, &name) {
                 plan.push((kind, name.clone(), sub.join(&name)));
+            } else if let Some(file_id) = aedb_checkpoint::parse_run_file_name(&name)
+                && kind == BackupFileKind::Checkpoint
+            {
+                // A run the manifest lists keeps its level; one it does not (or a
+                // damaged manifest) is captured as found, at level 0.
+                let level = live
+                    .and_then(|l| l.runs().get(&file_id))
+                    .map_or(0, |r| r.level);
+                plan.push((BackupFileKind::Run { level }, name.clone(), sub.join(&name)));
             }
         }
     }
@@ -372,9 +407,7 @@ fn capture_offline_locked(
     }
     let provider = config.backup_key_provider()?;
     let (key, master) = backup_key_from(&*provider, database_id, None)?;
-    let first = live
-        .and_then(|l| l.newest_checkpoint().map(|(lsn, _)| lsn))
-        .unwrap_or(Lsn::ZERO);
+    let first = live.map_or(Lsn::ZERO, capture_base);
     let listing = new_listing(database_id, &master, first, first, live, files);
     let listing_sha256 = write_listing(fs, out, &listing, &key)?;
     Ok(CaptureReport {
@@ -424,7 +457,7 @@ fn verify_capture_cfg(dir: &Path, config: &AedbConfig) -> Result<BackupManifest,
                 .manifest
                 .files
                 .iter()
-                .any(|f| f.kind == kind && f.name == name);
+                .any(|f| f.kind.dir() == kind.dir() && f.name == name);
             if !listed {
                 return Err(BackupError::TamperedFile {
                     path: sub.join(&name),

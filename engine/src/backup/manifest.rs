@@ -29,7 +29,7 @@ const KEY_CHECK_MESSAGE: &[u8] = b"aedb backup key check v1";
 /// Whether a backup is self-contained or continues a parent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BackupKind {
-    /// A checkpoint plus the WAL after it.
+    /// The run files (or a version-1 checkpoint) plus the WAL after them.
     Full,
     /// The WAL since the parent backup's end.
     Incremental,
@@ -67,6 +67,12 @@ pub enum BackupFileKind {
     WalSegment,
     /// The database's `MANIFEST` (forensic captures only), stored at the top level.
     Manifest,
+    /// A run file of the LSM (an incremental checkpoint file) and the level it is live
+    /// at, stored under `checkpoints/`. Id `10 + level`.
+    Run {
+        /// Its level (0 ..= 6).
+        level: u8,
+    },
 }
 
 impl BackupFileKind {
@@ -75,6 +81,7 @@ impl BackupFileKind {
             BackupFileKind::Checkpoint => 1,
             BackupFileKind::WalSegment => 2,
             BackupFileKind::Manifest => 3,
+            BackupFileKind::Run { level } => 10 + level,
         }
     }
 
@@ -82,7 +89,7 @@ impl BackupFileKind {
     /// directory itself).
     pub fn dir(self) -> &'static str {
         match self {
-            BackupFileKind::Checkpoint => "checkpoints",
+            BackupFileKind::Checkpoint | BackupFileKind::Run { .. } => "checkpoints",
             BackupFileKind::WalSegment => "wal",
             BackupFileKind::Manifest => "",
         }
@@ -170,6 +177,7 @@ pub fn valid_file_name(kind: BackupFileKind, name: &str) -> bool {
         BackupFileKind::Checkpoint => aedb_checkpoint::parse_checkpoint_file_name(name).is_some(),
         BackupFileKind::WalSegment => aedb_wal::dir::parse_segment_file_name(name).is_some(),
         BackupFileKind::Manifest => name == aedb_manifest::MANIFEST_FILE_NAME,
+        BackupFileKind::Run { .. } => aedb_checkpoint::parse_run_file_name(name).is_some(),
     }
 }
 
@@ -276,6 +284,7 @@ impl BackupManifest {
                 1 => BackupFileKind::Checkpoint,
                 2 => BackupFileKind::WalSegment,
                 3 => BackupFileKind::Manifest,
+                id @ 10..=16 => BackupFileKind::Run { level: id - 10 },
                 tag => {
                     return Err(r.back(1).err(DecodeErrorKind::UnknownTag {
                         what: "file kind",
@@ -328,6 +337,14 @@ impl BackupManifest {
         self.files
             .iter()
             .filter(|f| f.kind == BackupFileKind::WalSegment)
+    }
+
+    /// The run files listed (full backups), with their levels.
+    pub fn run_files(&self) -> impl Iterator<Item = (&BackupFile, u8)> {
+        self.files.iter().filter_map(|f| match f.kind {
+            BackupFileKind::Run { level } => Some((f, level)),
+            _ => None,
+        })
     }
 
     /// The checkpoint listed (full backups).

@@ -43,7 +43,7 @@ use aedb_actors::EpochTable;
 use aedb_actors::WalBackupView;
 use aedb_actors::recovery::{self, WalReplay};
 use aedb_actors::{CheckpointLoadError, FrameReplayError};
-use aedb_checkpoint::{CheckpointMeta, CheckpointWriter, OsNonceSource};
+use aedb_checkpoint::OsNonceSource;
 use aedb_keys::{DerivationRequest, KeyError, KeyPurpose, MasterKeyId, SecretKey};
 use aedb_manifest::{Manifest, ManifestRecord};
 use aedb_model::State;

@@ -7,6 +7,8 @@ use super::*;
 pub(super) struct Rebuilt {
     state: State,
     epochs: Vec<(KeyEpoch, String)>,
+    /// The full backup's run files (copied into the restored directory as they are).
+    runs: Vec<(PathBuf, usize, Arc<aedb_storage::Run>, [u8; 32])>,
 }
 
 /// Verifies the chain, stages its WAL in `staging` (created, left for the caller to
@@ -47,12 +49,14 @@ pub(super) fn rebuild(
         .map_err(io_err("create", &wal_dir))?;
     let mut staged: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
     let mut checkpoint_path = None;
+    let mut run_files = Vec::new();
     for b in &chain {
         for file in &b.manifest.files {
-            let check_hash = strict || file.kind == BackupFileKind::Checkpoint;
+            let check_hash = strict || file.kind != BackupFileKind::WalSegment;
             let path = verify_file(fs, b, file, check_hash, &mut tick)?;
             match file.kind {
                 BackupFileKind::Checkpoint => checkpoint_path = Some((path, file.clone())),
+                BackupFileKind::Run { level } => run_files.push((path, file.clone(), level)),
                 // Only captures list the manifest, and a capture is never in a chain
                 // (`verify_chain_manifests` refuses it): nothing to stage.
                 BackupFileKind::Manifest => {}
@@ -88,7 +92,60 @@ pub(super) fn rebuild(
         let master: MasterKeyId = master.parse()?;
         epochs.insert(*epoch, master);
     }
+    let cache = Arc::new(aedb_storage::BlockCache::new(8 << 20));
+    let opener = aedb_actors::runs::RunOpener {
+        fs: config.fs.clone(),
+        data_dir: chain[0].dir.clone(),
+        database,
+        keyring: keyring.clone(),
+        epochs: epochs.clone(),
+        cache,
+    };
+    let mut runs = Vec::new();
+    for (path, listed, level) in &run_files {
+        let tampered = |source| BackupError::TamperedFile {
+            path: path.clone(),
+            detail: Box::new(Tamper::CheckpointAuth(source)),
+        };
+        let file_id = aedb_checkpoint::parse_run_file_name(&listed.name)
+            // The listing's names are validated when it is decoded.
+            .ok_or_else(|| {
+                tampered(aedb_checkpoint::CheckpointError::FileIdMismatch {
+                    path: path.clone(),
+                    name_id: 0,
+                    header_id: 0,
+                })
+            })?;
+        let run = opener.open(file_id).map_err(|e| match e {
+            e @ aedb_checkpoint::CheckpointError::KeyRequired { .. } => BackupError::WrongKey {
+                backup: chain[0].dir.clone(),
+                detail: Box::new(KeyMismatch::CheckpointSealed(e)),
+            },
+            e => tampered(e),
+        })?;
+        if run.file().max_lsn() > first {
+            return Err(BackupError::ChainMismatch {
+                path: path.clone(),
+                detail: ChainBreak::CheckpointLsn {
+                    checkpoint: run.file().max_lsn(),
+                    first,
+                },
+            });
+        }
+        runs.push((path.clone(), usize::from(*level), run, listed.sha256));
+    }
     let mut state = match &checkpoint_path {
+        None if !runs.is_empty() => {
+            let edit = aedb_storage::Edit {
+                added: runs.iter().map(|(_, l, r, _)| (*l, r.clone())).collect(),
+                ..Default::default()
+            };
+            let version = aedb_storage::Version::empty().apply(&edit);
+            let memtable = Arc::new(aedb_storage::Memtable::new(1));
+            memtable.mark_installed(first);
+            let view = aedb_storage::View::new(vec![memtable], Arc::new(version), first);
+            State::from_view(view).map_err(|e| BackupError::Write(WriteFailure::Unreadable(e)))?
+        }
         None => State::new(),
         Some((path, listed)) => {
             recovery::load_checkpoint(fs, path, database, &listed.sha256, first, &epochs, &keyring)
@@ -170,6 +227,7 @@ pub(super) fn rebuild(
         Rebuilt {
             state,
             epochs: epoch_list,
+            runs,
         },
         database,
     ))
@@ -349,28 +407,84 @@ pub(super) fn write_data_dir(
             })
             .map_err(write)?;
     }
+    // The full backup's runs, copied as they are; what the WAL replay added (or a
+    // version-1 checkpoint's whole state) flushed into one more level-0 run; all of it
+    // recorded as the live version, up to the restored LSN.
     let lsn = rebuilt.state.lsn();
-    if lsn > Lsn::ZERO {
+    let runs_dir = aedb_checkpoint::checkpoints_dir(target);
+    config
+        .fs
+        .create_dir_all(&runs_dir)
+        .map_err(io_err("create", &runs_dir))?;
+    let mut added = Vec::new();
+    for (path, level, run, sha256) in &rebuilt.runs {
+        let src = config
+            .fs
+            .open(path, FsMode::Existing)
+            .map_err(io_err("open", path))?;
+        let dst = runs_dir.join(aedb_checkpoint::run_file_name(run.id()));
+        copy_prefix(
+            &*config.fs,
+            &*src,
+            path,
+            &dst,
+            run.file().len(),
+            &mut |_| {},
+        )?;
+        added.push(aedb_actors::runs::record_of(run, *level, *sha256));
+    }
+    let next_id = added.iter().map(|r| r.file_id + 1).max().unwrap_or(1);
+    let memtable = &rebuilt.state.view().memtables()[0];
+    let mut next_file_id = next_id;
+    if !memtable.is_empty() {
         let (epoch, master) = epochs[epochs.len() - 1].clone();
         let master: MasterKeyId = master.parse()?;
         let key = keyring.checkpoint_key(database, epoch, &master)?;
         let werr =
             |e: aedb_checkpoint::CheckpointError| BackupError::Write(WriteFailure::Checkpoint(e));
-        let mut writer = CheckpointWriter::create(
+        let writer = aedb_checkpoint::RunWriter::create(
             &config.fs,
-            target,
-            CheckpointMeta::new(database, lsn, epoch),
+            &runs_dir,
+            aedb_checkpoint::RunFileMeta {
+                database,
+                file_id: next_id,
+                epoch,
+            },
             key.as_ref(),
-            &mut OsNonceSource,
+            Box::new(OsNonceSource),
+            aedb_checkpoint::RunOptions::default(),
         )
         .map_err(werr)?;
-        let payload = rebuilt
-            .state
-            .to_snapshot_bytes()
-            .map_err(|e| BackupError::Write(WriteFailure::Unreadable(e)))?;
-        writer.write_all(&payload).map_err(werr)?;
-        let info = writer.finish().map_err(werr)?;
-        manifest.append(&info.manifest_record()).map_err(write)?;
+        if let Some(info) = aedb_storage::flush::flush(memtable, writer)
+            .map_err(|e| BackupError::Write(WriteFailure::Storage(e)))?
+        {
+            added.push(aedb_actors::runs::run_record(&info, 0));
+        }
+        next_file_id = next_id + 1;
+    }
+    if lsn > Lsn::ZERO {
+        let chunks: Vec<&[aedb_manifest::RunRecord]> =
+            added.chunks(aedb_manifest::MAX_EDIT_RUNS).collect();
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.iter().enumerate() {
+            manifest
+                .append(&ManifestRecord::VersionEdit(aedb_manifest::VersionEdit {
+                    flushed_lsn: lsn,
+                    next_file_id: if i == last { next_file_id } else { 0 },
+                    added: chunk.to_vec(),
+                    removed: Vec::new(),
+                }))
+                .map_err(write)?;
+        }
+        if chunks.is_empty() {
+            manifest
+                .append(&ManifestRecord::VersionEdit(aedb_manifest::VersionEdit {
+                    flushed_lsn: lsn,
+                    next_file_id,
+                    ..Default::default()
+                }))
+                .map_err(write)?;
+        }
     }
     let wal = target.join(aedb_actors::WAL_DIR);
     config

@@ -290,65 +290,72 @@ impl BackupCtx {
         progress: Progress<'_>,
     ) -> Result<BackupReport, BackupError> {
         ensure_empty_dir(&*self.fs, dir, BackupError::NonEmptyBackupDir)?;
-        // The newest checkpoint plus the WAL after it is a full backup: sealing a fresh
-        // checkpoint would cost the workload CPU the copy does not need (automatic
-        // checkpoints bound the WAL after it by `checkpoint_wal_bytes`). Only a
-        // database that has none yet gets one.
-        if self
-            .port
-            .manifest_live_state()?
-            .newest_checkpoint()
-            .is_none()
-        {
+        // The live run files (immutable: copied as they are, no state is encoded) plus
+        // the WAL after the LSN they cover is a full backup. A database with no run yet
+        // (or still on a version-1 full checkpoint) is flushed into one first.
+        if self.port.manifest_live_state()?.runs().is_empty() {
             self.port.checkpoint_now()?;
         }
-        // A concurrent checkpoint may retire the file between listing and opening it:
-        // list again then (it takes two newer checkpoints to retire one).
+        // A compaction may delete a listed run between listing and opening it, and a
+        // flush may retire the WAL after the listed LSN: list again then.
         let mut attempt = 0;
-        let (live, checkpoint) = loop {
+        let (live, runs, wal, synced) = loop {
+            attempt += 1;
             let live = self.port.manifest_live_state()?;
-            let Some((lsn, rec)) = live.newest_checkpoint().map(|(l, r)| (l, r.clone())) else {
-                break (live, None);
-            };
-            let path = self.dir.join("checkpoints").join(&rec.file_name);
-            match self.fs.open(&path, FsMode::Existing) {
-                Ok(file) => break (live, Some((lsn, rec, path, file))),
-                Err(e) if attempt < 3 && e.kind() == std::io::ErrorKind::NotFound => {
-                    attempt += 1;
+            let mut runs = Vec::new();
+            let mut gone = false;
+            for (&file_id, rec) in live.runs() {
+                let path = aedb_checkpoint::run_path(&self.dir, file_id);
+                match self.fs.open(&path, FsMode::Existing) {
+                    Ok(file) => runs.push((rec.clone(), path, file)),
+                    Err(e) if attempt < 4 && e.kind() == std::io::ErrorKind::NotFound => {
+                        gone = true;
+                        break;
+                    }
+                    Err(e) => return Err(io_err("open", &path)(e)),
                 }
-                Err(e) => return Err(io_err("open", &path)(e)),
+            }
+            if gone {
+                continue;
+            }
+            let view = self.port.wal_backup_view()?;
+            let synced = view.synced_lsn;
+            match plan_wal(view, live.flushed_lsn(), None) {
+                Ok(wal) => break (live, runs, wal, synced),
+                Err(BackupError::WalRetired { .. }) if attempt < 4 => continue,
+                Err(e) => return Err(e),
             }
         };
-        let base = checkpoint.as_ref().map_or(Lsn::ZERO, |c| c.0);
-        let view = self.port.wal_backup_view()?;
-        let synced = view.synced_lsn;
-        let wal = plan_wal(view, base, None)?;
+        let base = live.flushed_lsn();
         let total =
-            checkpoint.as_ref().map_or(0, |c| c.1.len) + wal.iter().map(|w| w.len).sum::<u64>();
+            runs.iter().map(|r| r.0.len).sum::<u64>() + wal.iter().map(|w| w.len).sum::<u64>();
         let rate = self.rate.load(std::sync::atomic::Ordering::Relaxed);
         let mut copied = CopyProgress::new(total, progress, rate);
         let mut tick = |n: u64| copied.tick(n);
         let mut files = Vec::new();
-        if let Some((_, rec, path, file)) = checkpoint {
-            let out_dir = dir.join(BackupFileKind::Checkpoint.dir());
+        if !runs.is_empty() {
+            let out_dir = dir.join(BackupFileKind::Run { level: 0 }.dir());
             self.fs
                 .create_dir_all(&out_dir)
                 .map_err(io_err("create", &out_dir))?;
-            let dst = out_dir.join(&rec.file_name);
-            let sha = copy_prefix(&*self.fs, &*file, &path, &dst, rec.len, &mut tick)?;
-            if sha != rec.sha256 {
-                return Err(BackupError::TamperedFile {
-                    path,
-                    detail: Box::new(Tamper::LiveCheckpoint),
+            for (rec, path, file) in runs {
+                let name = aedb_checkpoint::run_file_name(rec.file_id);
+                let dst = out_dir.join(&name);
+                let sha = copy_prefix(&*self.fs, &*file, &path, &dst, rec.len, &mut tick)?;
+                if sha != rec.sha256 {
+                    return Err(BackupError::TamperedFile {
+                        path,
+                        detail: Box::new(Tamper::LiveCheckpoint),
+                    });
+                }
+                files.push(BackupFile {
+                    kind: BackupFileKind::Run { level: rec.level },
+                    name,
+                    len: rec.len,
+                    sha256: sha,
                 });
             }
             sync_dir(&*self.fs, &out_dir)?;
-            files.push(BackupFile {
-                kind: BackupFileKind::Checkpoint,
-                name: rec.file_name.clone(),
-                len: rec.len,
-                sha256: sha,
-            });
         }
         files.extend(copy_wal(&*self.fs, dir, wal, &mut tick)?);
         self.finish_backup(

@@ -361,4 +361,7 @@ pub enum WriteFailure {
     /// The restored state could not be read back to seal it.
     #[error(transparent)]
     Unreadable(aedb_model::ReadError),
+    /// A run file of the restored state could not be written.
+    #[error(transparent)]
+    Storage(aedb_storage::StorageError),
 }

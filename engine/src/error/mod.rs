@@ -223,6 +223,8 @@ impl std::fmt::Display for ErrorClass {
 /// | `commit.internal` | Internal | an engine invariant broke |
 /// | `read.not_found` | NotFound | a project, scope or table does not exist |
 /// | `read.invalid` | InvalidInput | a primary key or numeric width does not fit |
+/// | `read.too_old` | NotFound | `snapshot_at` an LSN older than the retention window keeps (the error names the oldest readable one) |
+/// | `read.future_lsn` | InvalidInput | `snapshot_at` an LSN not visible yet |
 /// | `storage.unreadable` | Integrity | a run file block failed to read or authenticate, or a stored entry does not decode: nothing is returned in its place |
 /// | `access.caller_required` | Access | an anonymous call on a secure instance |
 /// | `access.denied` | Access | the caller lacks the permission (generic, audited) |
@@ -522,6 +524,8 @@ fn read_code(e: &ReadError) -> (&'static str, ErrorClass) {
             ("read.not_found", ErrorClass::NotFound)
         }
         ReadError::Unreadable(_) => ("storage.unreadable", ErrorClass::Integrity),
+        ReadError::TooOld { .. } => ("read.too_old", ErrorClass::NotFound),
+        ReadError::FutureLsn { .. } => ("read.future_lsn", ErrorClass::InvalidInput),
         _ => ("read.invalid", ErrorClass::InvalidInput),
     }
 }

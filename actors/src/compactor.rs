@@ -1,0 +1,389 @@
+//! The Compactor actor: merges run files level by level in the background, on its own
+//! thread, never on the commit path.
+//!
+//! Each tick it asks the Sequencer for the live version, lets the leveled policy
+//! (`aedb_storage::compaction::pick`) choose the most urgent merge, writes the merged
+//! runs (sealed under the current key epoch), records the change as one version edit in
+//! the manifest (outputs added and inputs removed atomically), and hands it to the
+//! Sequencer. The inputs' files are deleted only after that, and only once no snapshot
+//! still holds them: they wait in a graveyard until the last reader lets go. Versions
+//! older than the retention floor that a newer version hides, and tombstones that
+//! reached the bottom, are dropped. Older-epoch runs are re-sealed under the current
+//! epoch when nothing more urgent is due (or at once, on [`Reseal`]). A byte budget per
+//! second keeps compaction from starving the WAL's fsyncs.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use aedb_checkpoint::{OsNonceSource, RunFileMeta, RunOptions, RunWriter, checkpoints_dir};
+use aedb_keys::MasterKeyId;
+use aedb_manifest::{ManifestRecord, VersionEdit};
+use aedb_model::State;
+use aedb_storage::compaction::{self, CompactionOptions, Task};
+use aedb_storage::{Edit, Run, StorageError, Version};
+use aedb_sync::SnapshotCell;
+use aedb_types::{KeyEpoch, Lsn};
+
+use crate::actor::{Ask, Owner, OwnerRef};
+use crate::checkpoint_sealer::CheckpointFailure;
+use crate::keyring::EpochTable;
+use crate::manifest_chain::{GetLiveState, ManifestRef, Record};
+use crate::metrics::EngineMetrics;
+use crate::runs::{FileIds, RunOpener, run_record};
+use crate::sequencer::{CurrentVersion, InstallRuns, Sequencer};
+
+/// Merge every run into the bottom level (a full compaction: one run per key range,
+/// every version the retention floor hides and every tombstone dropped), then run
+/// whatever leveled compaction is still due; answers what was done.
+#[derive(Debug)]
+pub struct Compact;
+
+/// Most runs a full compaction merges at once (its version edit must stay within the
+/// manifest's limit together with the outputs); beyond it, leveled compactions run.
+const MAX_FULL_COMPACTION_INPUTS: usize = 128;
+
+/// Re-seal every run not sealed under the current key epoch (after `rotate_keys`), so
+/// older epochs can be retired; answers what was done.
+#[derive(Debug)]
+pub struct Reseal;
+
+/// What a [`Compact`] or [`Reseal`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// Merges run.
+    pub compactions: u64,
+    /// Run-file bytes read.
+    pub bytes_read: u64,
+    /// Run-file bytes written.
+    pub bytes_written: u64,
+    /// Versions dropped (hidden below the retention floor).
+    pub dropped_versions: u64,
+    /// Tombstones dropped at the bottom.
+    pub dropped_tombstones: u64,
+}
+
+/// Everything the Compactor needs, handed over at start.
+pub struct CompactorContext {
+    /// The Sequencer (live version in, version edits out).
+    pub sequencer: OwnerRef<Sequencer>,
+    /// The manifest.
+    pub manifest: ManifestRef,
+    /// Opens the runs it writes (and holds the file system, keys and block cache).
+    pub runs: RunOpener,
+    /// Run-file ids (shared with the CheckpointSealer).
+    pub file_ids: Arc<FileIds>,
+    /// Block size, filter and compression of the runs it writes.
+    pub run_options: RunOptions,
+    /// Triggers and sizes.
+    pub options: CompactionOptions,
+    /// Reads as of this many LSNs before the newest stay possible (`snapshot_at`).
+    pub retention_lsns: u64,
+    /// Write at most this many bytes per second (0: unlimited).
+    pub bytes_per_sec: u64,
+    /// Published snapshots (the retention floor follows the visible LSN).
+    pub snapshots: Arc<SnapshotCell<State>>,
+    /// Counters.
+    pub metrics: Arc<EngineMetrics>,
+}
+
+/// The Compactor; see the module docs.
+pub struct Compactor {
+    ctx: CompactorContext,
+    /// Replaced runs whose files are deleted once no reader holds them.
+    graveyard: Vec<Arc<Run>>,
+    /// Until when the byte budget pauses automatic compaction.
+    resume_at: Instant,
+}
+
+impl Compactor {
+    /// The compactor over `ctx`.
+    pub fn new(ctx: CompactorContext) -> Compactor {
+        Compactor {
+            ctx,
+            graveyard: Vec::new(),
+            resume_at: Instant::now(),
+        }
+    }
+
+    fn version(&self) -> Result<Arc<Version>, CheckpointFailure> {
+        self.ctx
+            .sequencer
+            .ask(CurrentVersion)
+            .map_err(|_| CheckpointFailure::Closed)
+    }
+
+    /// The epoch new runs are sealed under, and its master (from the manifest, which
+    /// `rotate_keys` updates first).
+    /// Also refreshes the epochs the compactor can open runs under.
+    fn current_epoch(&mut self) -> Result<(KeyEpoch, MasterKeyId), CheckpointFailure> {
+        let live = self
+            .ctx
+            .manifest
+            .ask(GetLiveState)
+            .map_err(|_| CheckpointFailure::Closed)?;
+        self.ctx.runs.epochs =
+            EpochTable::from_live(&live).map_err(|e| CheckpointFailure::Key(Arc::new(e)))?;
+        let (epoch, info) =
+            live.key_epochs().iter().next_back().ok_or_else(|| {
+                CheckpointFailure::Wal("the manifest records no key epoch".into())
+            })?;
+        let master = info
+            .master_key_id
+            .parse()
+            .map_err(|e| CheckpointFailure::Key(Arc::new(e)))?;
+        Ok((*epoch, master))
+    }
+
+    /// Runs one merge and installs it.
+    fn run(
+        &mut self,
+        task: &Task,
+        floor: Lsn,
+        report: &mut CompactionReport,
+    ) -> Result<(), CheckpointFailure> {
+        let started = Instant::now();
+        let (epoch, master) = self.current_epoch()?;
+        let key = self
+            .ctx
+            .runs
+            .keyring
+            .checkpoint_key(self.ctx.runs.database, epoch, &master)
+            .map_err(|e| CheckpointFailure::Key(Arc::new(e)))?;
+        let mut ids = Vec::new();
+        let new_writer = || {
+            let file_id = self.ctx.file_ids.next();
+            ids.push(file_id);
+            RunWriter::create(
+                &self.ctx.runs.fs,
+                &checkpoints_dir(&self.ctx.runs.data_dir),
+                RunFileMeta {
+                    database: self.ctx.runs.database,
+                    file_id,
+                    epoch,
+                },
+                key.as_ref(),
+                Box::new(OsNonceSource),
+                self.ctx.run_options,
+            )
+            .map_err(|e| StorageError::Write(Arc::new(e)))
+        };
+        let outcome = match compaction::compact(task, floor, new_writer) {
+            Ok(o) => o,
+            Err(e) => {
+                self.remove_unrecorded(&ids);
+                return Err(CheckpointFailure::Storage(e));
+            }
+        };
+        let opened: Result<Vec<Arc<Run>>, _> = outcome
+            .outputs
+            .iter()
+            .map(|o| self.ctx.runs.open(o.file_id))
+            .collect();
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                self.remove_unrecorded(&ids);
+                return Err(CheckpointFailure::Write(Arc::new(e)));
+            }
+        };
+        let record = VersionEdit {
+            flushed_lsn: Lsn::ZERO,
+            next_file_id: ids.iter().max().map_or(0, |id| id + 1),
+            added: outcome
+                .outputs
+                .iter()
+                .map(|o| run_record(o, task.output_level))
+                .collect(),
+            removed: task.inputs.iter().map(|(_, r)| r.id()).collect(),
+        };
+        let recorded = self
+            .ctx
+            .manifest
+            .ask(Record(vec![ManifestRecord::VersionEdit(record)]))
+            .map_err(|_| CheckpointFailure::Closed)?;
+        if let Err(e) = recorded {
+            self.remove_unrecorded(&ids);
+            return Err(CheckpointFailure::Manifest(e));
+        }
+        let edit = Edit {
+            added: opened.into_iter().map(|r| (task.output_level, r)).collect(),
+            removed: task.inputs.iter().map(|(_, r)| r.id()).collect(),
+            floor,
+        };
+        self.ctx
+            .sequencer
+            .ask(InstallRuns {
+                edit,
+                flushed: None,
+            })
+            .map_err(|_| CheckpointFailure::Closed)?;
+        self.graveyard
+            .extend(task.inputs.iter().map(|(_, r)| r.clone()));
+        let read = task.input_bytes();
+        let written: u64 = outcome.outputs.iter().map(|o| o.len).sum();
+        report.compactions += 1;
+        report.bytes_read += read;
+        report.bytes_written += written;
+        report.dropped_versions += outcome.dropped_versions;
+        report.dropped_tombstones += outcome.dropped_tombstones;
+        let m = &self.ctx.metrics;
+        m.compactions.fetch_add(1, Ordering::Relaxed);
+        m.compaction_bytes_read.fetch_add(read, Ordering::Relaxed);
+        m.compaction_bytes_written
+            .fetch_add(written, Ordering::Relaxed);
+        if self.ctx.bytes_per_sec > 0 {
+            let budget = Duration::from_secs_f64(written as f64 / self.ctx.bytes_per_sec as f64);
+            self.resume_at = started + budget;
+        }
+        Ok(())
+    }
+
+    /// Best effort: outputs that never reached the manifest are removed at the next
+    /// open anyway.
+    fn remove_unrecorded(&self, ids: &[u64]) {
+        for &id in ids {
+            let path = aedb_checkpoint::run_path(&self.ctx.runs.data_dir, id);
+            if self.ctx.runs.fs.exists(&path) {
+                let _ = self.ctx.runs.fs.remove_file(&path);
+            }
+        }
+    }
+
+    /// The oldest LSN reads must still see exactly.
+    fn floor(&self) -> Lsn {
+        Lsn::new(
+            self.ctx
+                .snapshots
+                .version()
+                .saturating_sub(self.ctx.retention_lsns),
+        )
+    }
+
+    /// A full compaction, then leveled ones until nothing is due.
+    fn compact_all(&mut self) -> Result<CompactionReport, CheckpointFailure> {
+        let mut report = CompactionReport::default();
+        let full = {
+            let version = self.version()?;
+            let inputs: Vec<(usize, Arc<Run>)> =
+                version.runs().map(|(l, r)| (l, r.clone())).collect();
+            let merges_something = inputs.len() > 1 || inputs.iter().any(|(l, _)| *l == 0);
+            (merges_something && inputs.len() <= MAX_FULL_COMPACTION_INPUTS).then(|| Task {
+                inputs,
+                output_level: version.deepest_level().max(1),
+                bottommost: true,
+                target_file_bytes: self.ctx.options.target_file_bytes,
+            })
+        };
+        if let Some(task) = full {
+            let floor = self.floor();
+            self.run(&task, floor, &mut report)?;
+        }
+        while let Some(task) = compaction::pick(&*self.version()?, &self.ctx.options) {
+            let floor = self.floor();
+            self.run(&task, floor, &mut report)?;
+        }
+        self.collect_garbage();
+        Ok(report)
+    }
+
+    /// Rewrites every run sealed under an older epoch, in place (same level, same
+    /// keys, every version kept).
+    fn reseal(&mut self) -> Result<CompactionReport, CheckpointFailure> {
+        let mut report = CompactionReport::default();
+        let (epoch, _) = self.current_epoch()?;
+        let stale: Vec<Task> = self
+            .version()?
+            .runs()
+            .filter(|(_, run)| run.file().epoch() != epoch)
+            .map(|(level, run)| Task {
+                inputs: vec![(level, run.clone())],
+                output_level: level,
+                bottommost: false,
+                target_file_bytes: u64::MAX,
+            })
+            .collect();
+        for task in stale {
+            self.run(&task, Lsn::ZERO, &mut report)?;
+        }
+        self.collect_garbage();
+        Ok(report)
+    }
+
+    /// Deletes replaced runs no reader holds any more (the graveyard holds the last
+    /// reference).
+    fn collect_garbage(&mut self) {
+        let runs = &self.ctx.runs;
+        self.graveyard.retain(|run| {
+            if Arc::strong_count(run) > 1 {
+                return true;
+            }
+            runs.cache.forget_file(run.id(), run.file().block_count());
+            match runs.fs.remove_file(run.path()) {
+                Ok(()) => false,
+                Err(e) => {
+                    // The manifest no longer lists it: open removes it if this fails.
+                    tracing::warn!(
+                        "could not delete replaced run {}: {e}",
+                        run.path().display()
+                    );
+                    false
+                }
+            }
+        });
+    }
+}
+
+impl Owner for Compactor {
+    const NAME: &'static str = "compactor";
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(100))
+    }
+
+    /// One merge per tick when one is due and the byte budget allows, then garbage.
+    fn tick(&mut self) {
+        self.collect_garbage();
+        if Instant::now() < self.resume_at {
+            return;
+        }
+        let task = match self.version() {
+            Ok(v) => compaction::pick(&v, &self.ctx.options),
+            Err(_) => return,
+        };
+        if let Some(task) = task {
+            let floor = self.floor();
+            let mut report = CompactionReport::default();
+            if let Err(e) = self.run(&task, floor, &mut report) {
+                self.ctx
+                    .metrics
+                    .checkpoint_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("compaction failed: {e}");
+                // Back off: a failing disk is not retried in a tight loop.
+                self.resume_at = Instant::now() + Duration::from_secs(1);
+            }
+        }
+    }
+
+    /// Deletes what it can at shutdown (readers are gone by then).
+    fn stopped(&mut self) {
+        self.collect_garbage();
+    }
+}
+
+impl Ask<Compactor> for Compact {
+    type Reply = Result<CompactionReport, CheckpointFailure>;
+
+    fn handle(self, compactor: &mut Compactor) -> Self::Reply {
+        compactor.compact_all()
+    }
+}
+
+impl Ask<Compactor> for Reseal {
+    type Reply = Result<CompactionReport, CheckpointFailure>;
+
+    fn handle(self, compactor: &mut Compactor) -> Self::Reply {
+        compactor.reseal()
+    }
+}

@@ -1,0 +1,215 @@
+//! Scale: the disk-resident LSM under a memory budget.
+//!
+//! Loads `AEDB_SCALE_KEYS` keys (default 1,000,000; the figure is 16,000,000)
+//! with 100-byte values in 10,000-put commits into a sealed production instance with a
+//! memory budget of `AEDB_SCALE_BUDGET_MB` (default 256: a 64 MiB memtable and a 128 MiB
+//! block cache), then reports, each against the budget: resident memory after the load,
+//! after a full compaction and after reopening; open time after a clean shutdown and
+//! after a SIGKILL-like stop (the process keeps the WAL; here: drop without flushing is
+//! not possible in-process, so the second figure is open after more unflushed puts);
+//! the cost of a checkpoint after N more puts for N = 100, 10,000 and 1,000,000 (capped
+//! at the key count); disk use against raw key+value bytes; point reads per second
+//! with a cold and a warm cache.
+//!
+//! Run: `cargo bench -p aedb-benches --bench scale` (knobs above, and `AEDB_BENCH_DIR`
+//! for the data directory). Figures go to `benches/RESULTS.md` by hand, with the machine
+//! and its load.
+
+use std::path::Path;
+use std::time::Instant;
+
+use aedb::{AedbConfig, AedbInstance, KvKey, KvValue, MemoryBudget, Namespace, Transaction};
+
+const VALUE_LEN: usize = 100;
+const PER_COMMIT: u64 = 10_000;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn config(budget_mb: u64) -> AedbConfig {
+    let cache = (budget_mb / 2).max(1) << 20;
+    let memtable = (budget_mb / 4).max(1) << 20;
+    AedbConfig::production([7; 32])
+        .with_checkpoint_key([9; 32])
+        .memory_budget(MemoryBudget {
+            memtable_bytes: memtable as usize,
+            block_cache_bytes: cache,
+        })
+}
+
+fn key(i: u64) -> Vec<u8> {
+    // Spread keys: a multiplicative hash keeps inserts random, as a ledger's accounts.
+    format!("acct{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).into_bytes()
+}
+
+fn value(i: u64, round: u64) -> Vec<u8> {
+    let mut v = format!("{i:020}-{round:08}-").into_bytes();
+    v.resize(VALUE_LEN, b'v');
+    v
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            total += dir_bytes(&path);
+        } else if let Ok(m) = entry.metadata() {
+            total += m.len();
+        }
+    }
+    total
+}
+
+fn put_range(db: &AedbInstance, ns: &Namespace, from: u64, to: u64, round: u64) {
+    let mut i = from;
+    while i < to {
+        let end = (i + PER_COMMIT).min(to);
+        let mut tx = Transaction::new();
+        for k in i..end {
+            tx = tx.kv_put(
+                ns,
+                KvKey::new(key(k)).expect("key"),
+                KvValue::new(value(k, round)).expect("value"),
+            );
+        }
+        db.commit(tx).expect("commit");
+        i = end;
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let keys = env_u64("AEDB_SCALE_KEYS", 1_000_000);
+    let budget = env_u64("AEDB_SCALE_BUDGET_MB", 256);
+    let root =
+        std::env::var("AEDB_BENCH_DIR").unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").into());
+    std::fs::create_dir_all(&root).expect("bench root");
+    let tmp = tempfile::tempdir_in(&root).expect("temp dir");
+    let dir = tmp.path().join("db");
+    let raw = keys * (key(0).len() as u64 + VALUE_LEN as u64);
+    println!(
+        "scale: {keys} keys x {VALUE_LEN} B values ({:.1} MB raw), budget {budget} MB, sealed production, {} puts per commit",
+        raw as f64 / 1e6,
+        PER_COMMIT
+    );
+
+    let db = AedbInstance::open(&dir, config(budget)).expect("open");
+    db.create_project("scale").expect("project");
+    db.create_scope("scale", "main").expect("scope");
+    let ns = Namespace::parse("scale", "main").expect("ns");
+    let started = Instant::now();
+    put_range(&db, &ns, 0, keys, 0);
+    let load = started.elapsed();
+    println!(
+        "load: {:.1} s ({:.0} puts/s); RSS {:.0} MB (budget {budget} MB + 64 MB = {} MB)",
+        load.as_secs_f64(),
+        keys as f64 / load.as_secs_f64(),
+        rss_mb(),
+        budget + 64
+    );
+
+    // What the load left in the memtable, then the checkpoint cost after N more puts
+    // (only what changed is written).
+    let started = Instant::now();
+    let report = db.checkpoint_now().expect("checkpoint");
+    println!(
+        "checkpoint after the load (its last memtable): {:.1} ms, {} bytes written",
+        started.elapsed().as_secs_f64() * 1e3,
+        report.bytes
+    );
+    for n in [100u64, 10_000, 1_000_000] {
+        let n = n.min(keys);
+        put_range(&db, &ns, 0, n, 1);
+        let started = Instant::now();
+        let report = db.checkpoint_now().expect("checkpoint");
+        println!(
+            "checkpoint after {n} puts: {:.1} ms, {} bytes written",
+            started.elapsed().as_secs_f64() * 1e3,
+            report.bytes
+        );
+    }
+    let started = Instant::now();
+    let report = db.compact_now().expect("compact");
+    let m = db.operational_metrics();
+    println!(
+        "full compaction: {:.1} s, {} merges, {:.0} MB read, {:.0} MB written; RSS {:.0} MB; levels {:?}; write amp {:.2}",
+        started.elapsed().as_secs_f64(),
+        report.compactions,
+        report.bytes_read as f64 / 1e6,
+        report.bytes_written as f64 / 1e6,
+        rss_mb(),
+        m.storage.level_runs,
+        m.storage.write_amplification
+    );
+    db.shutdown().expect("shutdown");
+    let disk = dir_bytes(&dir.join("checkpoints"));
+    println!(
+        "disk after compaction: {:.1} MB of run files ({:.2}x raw; sealed, uncompressed); {:.1} MB with WAL and manifest",
+        disk as f64 / 1e6,
+        disk as f64 / raw as f64,
+        dir_bytes(&dir) as f64 / 1e6
+    );
+
+    let started = Instant::now();
+    let db = AedbInstance::open(&dir, config(budget)).expect("reopen");
+    let open = started.elapsed();
+    println!(
+        "open after a clean shutdown: {:.1} ms ({} WAL frames replayed); RSS {:.0} MB",
+        open.as_secs_f64() * 1e3,
+        db.operational_metrics().recovery_frames,
+        rss_mb()
+    );
+    let snap = db.snapshot().expect("snapshot");
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let reads = 200_000u64.min(keys * 2);
+    for pass in ["cold", "warm"] {
+        let started = Instant::now();
+        for _ in 0..reads {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = x % keys;
+            let e = snap.kv_get(&ns, &key(k)).expect("read").expect("present");
+            assert_eq!(e.value.len(), VALUE_LEN);
+        }
+        let s = db.operational_metrics().storage;
+        println!(
+            "random point reads ({pass} cache): {:.0}/s, 1 thread; cache {} hits / {} misses, {:.0} MB held",
+            reads as f64 / started.elapsed().as_secs_f64(),
+            s.cache_hits,
+            s.cache_misses,
+            s.cache_bytes as f64 / 1e6
+        );
+    }
+    println!("RSS after reads: {:.0} MB", rss_mb());
+    drop(snap);
+    // Unflushed writes, then reopen: open pays the WAL replay since the last checkpoint.
+    put_range(&db, &ns, 0, 50_000.min(keys), 2);
+    db.shutdown().expect("shutdown");
+    let started = Instant::now();
+    let db = AedbInstance::open(&dir, config(budget)).expect("reopen");
+    println!(
+        "open with {} frames of WAL after the last checkpoint: {:.1} ms",
+        db.operational_metrics().recovery_frames,
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    db.shutdown().expect("shutdown");
+}

@@ -1,0 +1,144 @@
+//! The disk-resident LSM through the public API: a small memory budget makes memtables
+//! flush into run files by themselves, background compaction keeps level 0 short,
+//! reads as of older LSNs work inside the retention window and are refused (typed,
+//! naming the oldest readable LSN) outside it, and everything survives a reopen.
+
+use std::time::{Duration, Instant};
+
+use aedb::{AedbConfig, AedbInstance, Lsn, MemoryBudget, Namespace};
+
+const KEY: [u8; 32] = [0x11; 32];
+const DATA_KEY: [u8; 32] = [0x22; 32];
+
+fn config(retention: u64) -> AedbConfig {
+    AedbConfig::production(KEY)
+        .with_checkpoint_key(DATA_KEY)
+        .memory_budget(MemoryBudget {
+            memtable_bytes: 64 << 10,
+            block_cache_bytes: 256 << 10,
+        })
+        .history_retention(retention)
+}
+
+fn setup(db: &AedbInstance) -> Namespace {
+    db.create_project("ledger").unwrap();
+    db.create_scope("ledger", "main").unwrap();
+    Namespace::parse("ledger", "main").unwrap()
+}
+
+fn value(key: u32, round: u32) -> String {
+    format!("{key:05}-round{round}-{}", "x".repeat(100))
+}
+
+#[test]
+fn a_small_budget_flushes_and_compacts_by_itself_and_reads_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = AedbInstance::open(dir.path(), config(0)).unwrap();
+    let ns = setup(&db);
+    // 5 rounds over 1,000 keys: ~120 KB per round, several memtables' worth.
+    for round in 0..5u32 {
+        for k in 0..1000u32 {
+            db.kv_put(&ns, format!("acct{k:05}"), value(k, round))
+                .unwrap();
+        }
+    }
+    let m = db.operational_metrics();
+    assert!(
+        m.memtables_frozen >= 4,
+        "memtables frozen: {}",
+        m.memtables_frozen
+    );
+    // The sealer flushes frozen memtables within its tick; compaction follows.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let settled = |m: &aedb::OperationalMetrics| {
+        m.compactions > 0 && m.storage.level_runs[0] < 4 && m.storage.memtables == 1
+    };
+    while !settled(&db.operational_metrics()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let m = db.operational_metrics();
+    assert!(
+        m.compactions >= 1,
+        "no background compaction: {:?}",
+        m.storage
+    );
+    // Every frozen memtable was flushed and level 0 compacted below its trigger.
+    assert!(settled(&m), "{:?}", m.storage);
+    assert!(m.storage.memtable_bytes < 64 << 10, "{:?}", m.storage);
+    assert!(m.storage.cache_capacity >= 256 << 10);
+    let snap = db.snapshot().unwrap();
+    assert_eq!(snap.kv_len(&ns).unwrap(), 1000);
+    for k in (0..1000u32).step_by(37) {
+        let e = snap
+            .kv_get(&ns, format!("acct{k:05}").as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.value.as_bytes(), value(k, 4).as_bytes());
+    }
+    let last = snap.lsn();
+    drop(snap);
+    db.shutdown().unwrap();
+
+    let db = AedbInstance::open(dir.path(), config(0)).unwrap();
+    let snap = db.snapshot().unwrap();
+    assert_eq!(snap.lsn(), last);
+    assert_eq!(snap.kv_len(&ns).unwrap(), 1000);
+    // Open replayed only the WAL after the last flush, not the history.
+    assert!(
+        db.operational_metrics().recovery_frames < 1000,
+        "replayed {}",
+        db.operational_metrics().recovery_frames
+    );
+    drop(snap);
+    db.shutdown().unwrap();
+}
+
+#[test]
+fn snapshot_at_reads_history_inside_the_retention_window_and_refuses_older() {
+    for retention in [0u64, 10_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = AedbInstance::open(dir.path(), config(retention)).unwrap();
+        let ns = setup(&db);
+        let mut at = Vec::new();
+        for round in 0..4u32 {
+            for k in 0..50u32 {
+                db.kv_put(&ns, format!("acct{k:05}"), value(k, round))
+                    .unwrap();
+            }
+            at.push(db.snapshot().unwrap().lsn());
+            db.checkpoint_now().unwrap();
+        }
+        // Before any compaction every LSN is readable, exactly.
+        for (round, lsn) in at.iter().enumerate() {
+            let then = db.snapshot_at(*lsn).unwrap();
+            let e = then.kv_get(&ns, b"acct00007").unwrap().unwrap();
+            assert_eq!(e.value.as_bytes(), value(7, round as u32).as_bytes());
+            assert_eq!(then.lsn(), *lsn);
+        }
+        let future = db.snapshot_at(Lsn::new(at[3].get() + 1_000)).unwrap_err();
+        assert_eq!(future.code(), "read.future_lsn");
+
+        let report = db.compact_now().unwrap();
+        assert!(report.compactions >= 1);
+        if retention == 0 {
+            // The full compaction kept only the newest versions: older LSNs are refused,
+            // naming the oldest readable one.
+            assert!(report.dropped_versions >= 150, "{report:?}");
+            let err = db.snapshot_at(at[0]).unwrap_err();
+            assert_eq!(err.code(), "read.too_old");
+            assert!(err.to_string().contains(&at[3].to_string()), "{err}");
+        } else {
+            // Inside the window nothing was dropped and history stays exact.
+            assert_eq!(report.dropped_versions, 0, "{report:?}");
+            for (round, lsn) in at.iter().enumerate() {
+                let then = db.snapshot_at(*lsn).unwrap();
+                let e = then.kv_get(&ns, b"acct00007").unwrap().unwrap();
+                assert_eq!(e.value.as_bytes(), value(7, round as u32).as_bytes());
+            }
+        }
+        let now = db.snapshot_at(at[3]).unwrap();
+        assert_eq!(now.kv_len(&ns).unwrap(), 50);
+        drop(now);
+        db.shutdown().unwrap();
+    }
+}
