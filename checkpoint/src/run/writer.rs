@@ -142,6 +142,7 @@ impl RunWriter {
             max_lsn: Lsn::ZERO,
         };
         if cipher.is_sealed() {
+            // The key check: the tag of the empty message (sealing it cannot fail).
             let prefix = header.encode();
             let mut aad = KEY_CHECK_DOMAIN.to_vec();
             aad.extend_from_slice(&prefix[..KEY_CHECK_OFFSET]);
