@@ -36,11 +36,12 @@
 //!
 //! | variable | default | meaning |
 //! | --- | --- | --- |
-//! | `AEDB_PEERS_COMMITS` | 4000 | durable commits per run (one engine, one committer count), split evenly over the committers (`db_bench --num` = this / threads) |
+//! | `AEDB_PEERS_COMMITS` | 20000 | durable commits per run (one engine, one committer count), split evenly over the committers (`db_bench --num` = this / threads) |
+//! | `AEDB_PEERS_COMMIT_SECS` | 15 | time cap of one in-process commit run: a committer stops once this has passed (the report says so; throughput is what was done over the time taken). Keeps a run on a stalling disk bounded; `db_bench` has no such cap with `--num` |
 //! | `AEDB_PEERS_COMMITTERS` | `1,64,256` | committer thread counts |
 //! | `AEDB_PEERS_KEYS` | 1000000 | preloaded keys for reads and scans (16000000 for the large set) |
-//! | `AEDB_PEERS_READS` | 1000000 | point reads per run, split over the reader threads |
-//! | `AEDB_PEERS_SCANS` | 100000 | range scans per run, split over the reader threads |
+//! | `AEDB_PEERS_READS` | 2000000 | point reads per run, split over the reader threads |
+//! | `AEDB_PEERS_SCANS` | 200000 | range scans per run, split over the reader threads |
 //! | `AEDB_PEERS_SCAN_LEN` | 100 | entries read per scan, from the seek position on (`db_bench --seek_nexts`) |
 //! | `AEDB_PEERS_READERS` | `1,2` | reader thread counts for reads and scans |
 //! | `AEDB_PEERS_CACHE_MB` | 128 | cache of redb, SQLite, fjall and RocksDB (`db_bench --cache_size`) |
@@ -229,6 +230,8 @@ impl Figure {
 struct Knobs {
     /// Durable commits per run.
     commits: u64,
+    /// Time cap of one in-process commit run, seconds.
+    commit_secs: u64,
     /// Committer thread counts.
     committers: Vec<usize>,
     /// Preloaded keys.
@@ -293,7 +296,7 @@ impl Knobs {
         let (commits, committers, keys, reads, scans) = if smoke {
             (64, "1,4", 5_000, 5_000, 500)
         } else {
-            (4_000, "1,64,256", 1_000_000, 1_000_000, 100_000)
+            (20_000, "1,64,256", 1_000_000, 2_000_000, 200_000)
         };
         let engines = env_list(
             "AEDB_PEERS_ENGINES",
@@ -315,6 +318,7 @@ impl Knobs {
         };
         let knobs = Knobs {
             commits: env_u64("AEDB_PEERS_COMMITS", commits)?.max(1),
+            commit_secs: env_u64("AEDB_PEERS_COMMIT_SECS", 15)?.max(1),
             committers: env_list("AEDB_PEERS_COMMITTERS", committers, parse_threads)?,
             keys: env_u64("AEDB_PEERS_KEYS", keys)?.max(1),
             reads: env_u64("AEDB_PEERS_READS", reads)?.max(1),
@@ -971,32 +975,46 @@ fn run_threads<S, T: Send>(
 }
 
 /// `threads` committers each doing `commits / threads` durable one-put commits of
-/// random keys.
-fn commit_run(store: &dyn Store, threads: usize, commits: u64) -> Res<Figure> {
+/// random keys, each stopping early once `cap` has passed since it started.
+fn commit_run(store: &dyn Store, threads: usize, commits: u64, cap: Duration) -> Res<Figure> {
     let per = (commits / threads as u64).max(1);
     let lat = Latencies::default();
-    let (elapsed, _) = run_threads(
+    let (elapsed, done) = run_threads(
         threads,
         |_| Ok(()),
         |t, ()| {
             let mut rng = SplitMix64::new(0xC0FF_EE00 + t as u64);
             let mut nanos = Vec::with_capacity(per as usize);
+            let stop = Instant::now() + cap;
             for _ in 0..per {
                 let (k, v) = (key(rng.next()), value(rng.next()));
                 let started = Instant::now();
+                if started >= stop {
+                    break;
+                }
                 store.put_durable(&k, &v)?;
                 nanos.push(started.elapsed().as_nanos() as u64);
             }
             lat.extend(&nanos);
-            Ok(())
+            Ok(nanos.len() as u64)
         },
     )?;
+    let ops: u64 = done.iter().sum();
+    let planned = per * threads as u64;
+    let note = if ops < planned {
+        format!(
+            "stopped at the {} s cap after {ops} of {planned} commits",
+            cap.as_secs()
+        )
+    } else {
+        String::new()
+    };
     Ok(Figure {
-        ops: per * threads as u64,
+        ops,
         secs: elapsed.as_secs_f64(),
         p50_us: lat.quantile_us(0.5),
         p99_us: lat.quantile_us(0.99),
-        note: String::new(),
+        note,
     })
 }
 
@@ -1065,7 +1083,7 @@ impl Report {
         let label = row.label(scan_len);
         match &result {
             Ok(f) => println!(
-                "peers: {label:<48} {:<8} {:>12}/s  p50 {:>9}  p99 {:>9}  ({} ops in {:.2}s; load {}){}",
+                "peers: {label:<48} {:<8} {:>12}/s  p50 {:>9}  p99 {:>9}  ({} ops in {:.2}s; load after {}){}",
                 engine.label(),
                 thousands(f.rate()),
                 f.p50_us.map_or("-".into(), micros),
@@ -1162,7 +1180,8 @@ fn commit_engine(
         return Ok(parse_db_bench(&stdout, "fillrandom")?.figure(String::new()));
     }
     let store = open_store(engine, dir.path(), knobs)?;
-    let figure = commit_run(store.as_ref(), threads, knobs.commits);
+    let cap = Duration::from_secs(knobs.commit_secs);
+    let figure = commit_run(store.as_ref(), threads, knobs.commits, cap);
     store.close()?;
     figure
 }
@@ -1299,16 +1318,27 @@ fn render(knobs: &Knobs, report: &Report, load_start: &str, wall: Duration) -> S
     let engines = &knobs.engines;
     let mut out = String::new();
     let _ = writeln!(out, "## Peer comparison\n");
-    let _ = writeln!(
-        out,
-        "aedb {} (sealed production profile) vs redb {}, SQLite {} (rusqlite {}, bundled), fjall {}, RocksDB {} (`db_bench`).",
-        env!("CARGO_PKG_VERSION"),
-        locked_version("redb"),
-        rusqlite::version(),
-        locked_version("rusqlite"),
-        locked_version("fjall"),
-        report.rocksdb_version.as_deref().unwrap_or("not run"),
-    );
+    let versions: Vec<String> = engines
+        .iter()
+        .map(|e| match e {
+            Engine::Aedb => format!(
+                "aedb {} (sealed production profile)",
+                env!("CARGO_PKG_VERSION")
+            ),
+            Engine::Redb => format!("redb {}", locked_version("redb")),
+            Engine::Sqlite => format!(
+                "SQLite {} (rusqlite {}, bundled)",
+                rusqlite::version(),
+                locked_version("rusqlite")
+            ),
+            Engine::Fjall => format!("fjall {}", locked_version("fjall")),
+            Engine::Rocksdb => format!(
+                "RocksDB {} (`db_bench`)",
+                report.rocksdb_version.as_deref().unwrap_or("(not run)")
+            ),
+        })
+        .collect();
+    let _ = writeln!(out, "Engines: {}.", versions.join(", "));
     let _ = writeln!(
         out,
         "Machine: {} CPUs; load average (1/5/15 min) {load_start} at the start, {} at the end; {:.0} s for the whole run.",
@@ -1318,8 +1348,14 @@ fn render(knobs: &Knobs, report: &Report, load_start: &str, wall: Duration) -> S
     );
     let _ = writeln!(
         out,
-        "Sizes: {KEY_LEN}-byte keys, {VALUE_LEN}-byte values; {} durable commits per run; {} preloaded keys; {} point reads and {} scans of {} entries per run; peer cache {} MiB (aedb has no cache knob: it holds the whole state in memory).\n",
-        knobs.commits, knobs.keys, knobs.reads, knobs.scans, knobs.scan_len, knobs.cache_mb
+        "Sizes: {KEY_LEN}-byte keys, {VALUE_LEN}-byte values; {} durable commits per run (in-process runs capped at {} s); {} preloaded keys; {} point reads and {} scans of {} entries per run; peer cache {} MiB (aedb has no cache knob: it holds the whole state in memory).\n",
+        knobs.commits,
+        knobs.commit_secs,
+        knobs.keys,
+        knobs.reads,
+        knobs.scans,
+        knobs.scan_len,
+        knobs.cache_mb
     );
 
     let header = |first: &str, cols: &[String]| {
@@ -1405,24 +1441,27 @@ fn render(knobs: &Knobs, report: &Report, load_start: &str, wall: Duration) -> S
     let notes = [
         "Durable means: aedb `Finality::Durable` (ack after the WAL writer's `fdatasync`, group commit); redb `Durability::Immediate`; SQLite WAL + `synchronous=FULL` (one writer connection behind a mutex); fjall insert + `persist(PersistMode::SyncData)`; RocksDB `db_bench --sync=true`.".to_string(),
         "Reads see the latest commit: aedb one snapshot per operation, redb one read transaction per operation, SQLite one autocommit statement per operation on the thread's own connection, fjall and RocksDB plain gets and iterators.".to_string(),
-        "RocksDB runs as a separate process (`db_bench`, flags in `benches/benches/peers.rs`); the Debian build warns that its assertions are enabled, which makes its figures somewhat pessimistic.".to_string(),
     ];
-    for n in notes.iter().chain(&report.notes) {
+    let rocksdb_note = "RocksDB runs as a separate process (`db_bench`, flags in `benches/benches/peers.rs`); the Debian build warns that its assertions are enabled, which makes its figures somewhat pessimistic.".to_string();
+    let rocksdb = engines.contains(&Engine::Rocksdb).then_some(&rocksdb_note);
+    for n in notes.iter().chain(rocksdb).chain(&report.notes) {
         let _ = writeln!(out, "- {n}");
     }
     for (row, by_engine) in &report.figures {
-        for (e, f) in by_engine {
-            if let Ok(f) = f
-                && !f.note.is_empty()
-            {
-                let _ = writeln!(
-                    out,
-                    "- {} / {}: {}",
-                    e.label(),
-                    row.label(knobs.scan_len),
-                    f.note
-                );
-            }
+        let row_notes: Vec<String> = by_engine
+            .iter()
+            .filter_map(|(e, f)| {
+                let f = f.as_ref().ok().filter(|f| !f.note.is_empty())?;
+                Some(format!("{} {}", e.label(), f.note))
+            })
+            .collect();
+        if !row_notes.is_empty() {
+            let _ = writeln!(
+                out,
+                "- {}: {}",
+                row.label(knobs.scan_len),
+                row_notes.join("; ")
+            );
         }
     }
     out
