@@ -22,9 +22,9 @@
 //! values 150 bytes. Committers (1, 64, 256 threads) each do their own one-put
 //! transactions on a fresh database; engines with one writer (redb, SQLite) serialize
 //! them, which is what a user of them gets. Reads and scans run on a database preloaded
-//! with `AEDB_PEERS_KEYS` keys in key order (in batches of 10,000 per transaction; then
-//! made durable; the LSM engines also flush their memtable and RocksDB waits for
-//! compaction). Every read or scan sees the latest commit: aedb takes a snapshot per
+//! with `AEDB_PEERS_KEYS` keys in key order (in batches of 10,000 per transaction), then
+//! settled: aedb takes a checkpoint, SQLite checkpoints its WAL into the database file,
+//! fjall and RocksDB flush their memtable and wait for compactions. Every read or scan sees the latest commit: aedb takes a snapshot per
 //! operation, redb a read transaction per operation, SQLite runs each statement in
 //! autocommit mode, fjall and RocksDB read the latest sequence number.
 //!
@@ -362,8 +362,9 @@ trait Store: Sync {
     /// One transaction putting `value` at `key`, durable when this returns.
     fn put_durable(&self, key: &[u8], value: &[u8]) -> Res<()>;
     /// Loads keys `0..n` ([`key`], [`value`]) in key order, [`LOAD_BATCH`] per
-    /// transaction, and returns once all of it is durable (and, for an LSM tree, the
-    /// memtable is flushed).
+    /// transaction, and returns once all of it is durable and settled: aedb takes a
+    /// checkpoint, SQLite checkpoints its WAL, fjall flushes its memtable and waits for
+    /// compactions (as `db_bench` does `flush,waitforcompaction` for RocksDB).
     fn load(&self, n: u64) -> Res<()>;
     /// A reader for one thread.
     fn reader(&self) -> Res<Box<dyn Reader + '_>>;
@@ -440,6 +441,9 @@ impl Store for AedbStore {
                 .commit_with(tx, Finality::Durable)
                 .ctx("aedb load commit")?;
         }
+        // Settle, as the LSM engines flush: checkpoint the loaded state now, so no
+        // automatic checkpoint runs during the reads.
+        self.db.checkpoint_now().ctx("aedb checkpoint")?;
         Ok(())
     }
 
@@ -663,7 +667,9 @@ impl Store for SqliteStore {
             }
             tx.commit().ctx("sqlite commit")?;
         }
-        Ok(())
+        // Settle: move the WAL into the database file.
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .ctx("sqlite wal_checkpoint")
     }
 
     fn reader(&self) -> Res<Box<dyn Reader + '_>> {
@@ -770,7 +776,17 @@ impl Store for FjallStore {
             .ctx("fjall persist")?;
         self.ks
             .rotate_memtable_and_wait()
-            .ctx("fjall flush memtable")
+            .ctx("fjall flush memtable")?;
+        // Settle, as `db_bench`'s waitforcompaction: until no flush or compaction has
+        // run for a while (at most a minute).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut quiet = 0;
+        while quiet < 5 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            let idle = self.db.outstanding_flushes() == 0 && self.db.active_compactions() == 0;
+            quiet = if idle { quiet + 1 } else { 0 };
+        }
+        Ok(())
     }
 
     fn reader(&self) -> Res<Box<dyn Reader + '_>> {
@@ -1230,7 +1246,7 @@ fn read_engine(knobs: &Knobs, engine: Engine, report: &mut Report) -> Res<()> {
         }
         let fill = parse_db_bench(&stdout, "fillseq")?;
         report.notes.push(format!(
-            "RocksDB loaded {} keys in {:.1} s (db_bench fillseq, then flush and waitforcompaction)",
+            "RocksDB loaded {} keys in {:.1} s (db_bench fillseq; then flush and waitforcompaction, not timed)",
             knobs.keys, fill.secs
         ));
         let run = |name: &str, threads: usize, ops: u64, extra: Option<String>| -> Res<Figure> {
@@ -1272,7 +1288,7 @@ fn read_engine(knobs: &Knobs, engine: Engine, report: &mut Report) -> Res<()> {
     let started = Instant::now();
     store.load(knobs.keys)?;
     report.notes.push(format!(
-        "{} loaded {} keys in {:.1} s ({} puts per transaction)",
+        "{} loaded and settled {} keys in {:.1} s ({} puts per transaction)",
         engine.label(),
         knobs.keys,
         started.elapsed().as_secs_f64(),
