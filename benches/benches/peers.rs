@@ -1083,6 +1083,24 @@ fn loadavg() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// CPU and I/O pressure (`some avg10` of `/proc/pressure/{cpu,io}`: the share of the
+/// last 10 s in which some runnable task waited for a core, or for I/O).
+fn pressure() -> String {
+    let avg10 = |what: &str| {
+        std::fs::read_to_string(format!("/proc/pressure/{what}"))
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("some"))?;
+                let v = line
+                    .split_whitespace()
+                    .find_map(|t| t.strip_prefix("avg10="))?;
+                Some(format!("{what} {v}%"))
+            })
+            .unwrap_or_else(|| format!("{what} ?"))
+    };
+    format!("{}, {}", avg10("cpu"), avg10("io"))
+}
+
 /// Everything measured, and what happened along the way.
 struct Report {
     /// Figures by row and engine.
@@ -1099,7 +1117,7 @@ impl Report {
         let label = row.label(scan_len);
         match &result {
             Ok(f) => println!(
-                "peers: {label:<48} {:<8} {:>12}/s  p50 {:>9}  p99 {:>9}  ({} ops in {:.2}s; load after {}){}",
+                "peers: {label:<48} {:<8} {:>12}/s  p50 {:>9}  p99 {:>9}  ({} ops in {:.2}s; after: load {}, pressure {}){}",
                 engine.label(),
                 thousands(f.rate()),
                 f.p50_us.map_or("-".into(), micros),
@@ -1107,6 +1125,7 @@ impl Report {
                 f.ops,
                 f.secs,
                 loadavg(),
+                pressure(),
                 if f.note.is_empty() {
                     String::new()
                 } else {
