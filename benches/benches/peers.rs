@@ -1,8 +1,8 @@
 //! Peer comparison: aedb against redb, SQLite, fjall and RocksDB, every workload against
 //! every engine in **one run**, so the ratios between engines hold on a noisy machine.
 //! It is a throughput and latency harness with its own `main` (no criterion): each run
-//! is one fixed amount of work, timed from a barrier releasing every thread to the last
-//! thread finishing.
+//! is one fixed amount of work, released to every thread by a barrier and timed from the
+//! first thread starting to the last one finishing (each thread reads the clock itself).
 //!
 //! The one command is `bash scripts/peers.sh`: it installs RocksDB's `db_bench` when
 //! missing, builds this bench, prints the machine and its load, runs it and prints the
@@ -20,13 +20,15 @@
 //!
 //! Keys are 24 bytes (an 8-byte big-endian index padded with `'0'`, `db_bench`'s layout),
 //! values 150 bytes. Committers (1, 64, 256 threads) each do their own one-put
-//! transactions on a fresh database; engines with one writer (redb, SQLite) serialize
-//! them, which is what a user of them gets. Reads and scans run on a database preloaded
-//! with `AEDB_PEERS_KEYS` keys in key order (in batches of 10,000 per transaction), then
-//! settled: aedb takes a checkpoint, SQLite checkpoints its WAL into the database file,
-//! fjall and RocksDB flush their memtable and wait for compactions. Every read or scan sees the latest commit: aedb takes a snapshot per
-//! operation, redb a read transaction per operation, SQLite runs each statement in
-//! autocommit mode, fjall and RocksDB read the latest sequence number.
+//! transactions of random keys on a fresh database; engines with one writer (redb,
+//! SQLite) serialize them, which is what a user of them gets. Reads and scans run on a
+//! database preloaded with keys `0..AEDB_PEERS_KEYS` in key order (10,000 per
+//! transaction), then settled: aedb takes a checkpoint, SQLite checkpoints its WAL into
+//! the database file, fjall and RocksDB flush their memtable and wait for compactions.
+//! Every read or scan picks a uniformly random loaded key and sees the latest commit:
+//! aedb takes a snapshot per operation, redb a read transaction per operation, SQLite
+//! runs each statement in autocommit mode, fjall and RocksDB read the latest sequence
+//! number.
 //!
 //! aedb has **no cache knob**: it holds the whole state in memory. `AEDB_PEERS_CACHE_MB`
 //! sizes the cache of the four peers (SQLite's per connection); the operating system's
