@@ -71,6 +71,9 @@ pub enum CheckpointFailure {
     /// Recording it in the manifest failed.
     #[error("recording the checkpoint in the manifest failed: {0}")]
     Manifest(SharedManifestError),
+    /// The state could not be read (a run file failed to read or authenticate).
+    #[error("reading the state failed: {0}")]
+    Read(aedb_model::ReadError),
     /// The checkpoint key could not be derived.
     #[error("deriving the checkpoint key failed: {0}")]
     Key(Arc<KeyError>),
@@ -405,7 +408,7 @@ impl Sealer {
         // A published `Visible` commit may not be on disk yet: the checkpoint must never
         // cover an LSN the WAL could still lose.
         self.wal_barrier()?;
-        let payload = state.to_snapshot_bytes();
+        let payload = state.to_snapshot_bytes().map_err(CheckpointFailure::Read)?;
         drop(state);
         let (epoch, master) = &self.ctx.epoch;
         let key = self

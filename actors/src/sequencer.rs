@@ -178,8 +178,8 @@ impl Sequencer {
         }
         let lsn = self.state.lsn().next();
         let applied = match request {
-            Request::Transaction(tx) => self.state.apply(tx, lsn),
-            Request::Ddl(ddl) => self.state.apply_ddl(ddl, lsn),
+            Request::Transaction(tx) => self.state.stage(tx, lsn),
+            Request::Ddl(ddl) => self.state.stage_ddl(ddl, lsn),
         };
         let (next, record, outcome) = match applied {
             Ok((next, record)) => (
@@ -227,7 +227,7 @@ impl Sequencer {
                 };
                 self.metrics.count_error(cause);
                 let logged = match request {
-                    Request::Transaction(tx) => self.state.reject(tx, &error, lsn),
+                    Request::Transaction(tx) => self.state.stage_reject(tx, &error, lsn),
                     Request::Ddl(_) => Ok(None),
                 };
                 match logged {
@@ -251,7 +251,15 @@ impl Sequencer {
             };
             return Some((reply, self.fail(ErrorCause::Invalid, error)));
         }
-        self.state = next;
+        self.state = match next.install() {
+            Ok(state) => state,
+            // Only a change computed on a stale state is refused, and the sequencer
+            // always computes on its own newest one.
+            Err(e) => {
+                let answer = self.fail(ErrorCause::Invalid, CommitError::Rejected(e));
+                return Some((reply, answer));
+            }
+        };
         if outcome.is_ok()
             && let Some(policy) = &authority.installs
         {

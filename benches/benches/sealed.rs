@@ -110,7 +110,7 @@ fn build(dir: &Path, summary: &Summary) -> Vec<u8> {
     let t = Instant::now();
     let cpu = thread_cpu_ns();
     let mut payload = Vec::new();
-    state.encode_snapshot(&mut payload);
+    state.encode_snapshot(&mut payload).expect("readable");
     let (enc_wall, enc_cpu) = (t.elapsed(), thread_cpu_ns() - cpu);
     drop(state);
     let t = Instant::now();

@@ -57,8 +57,14 @@ fn key_check_aad(header_prefix: &[u8]) -> Vec<u8> {
 }
 
 fn plaintext_digest(aad: &[u8], data: &[u8]) -> [u8; TAG_LEN] {
+    domain_digest(PLAINTEXT_DOMAIN, aad, data)
+}
+
+/// `SHA-256(domain || aad || data)[..16]`: the integrity digest of plaintext-mode chunks
+/// (v1) and blocks (run files, with their own domain string).
+pub(crate) fn domain_digest(domain: &[u8], aad: &[u8], data: &[u8]) -> [u8; TAG_LEN] {
     let mut h = Sha256::new();
-    h.update(PLAINTEXT_DOMAIN);
+    h.update(domain);
     h.update(aad);
     h.update(data);
     let full = h.finalize();
@@ -86,6 +92,68 @@ impl ChunkCipher {
                     XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(b))
                 })))
             }
+        }
+    }
+
+    /// Whether this is the sealed (XChaCha20-Poly1305) protection.
+    pub(crate) fn is_sealed(&self) -> bool {
+        matches!(self, ChunkCipher::Sealed(_))
+    }
+
+    /// Seals `buf` in place under an explicit `nonce` and `aad` and returns the tag; in
+    /// plaintext mode leaves `buf` as it is and returns `SHA-256(domain || aad || buf)[..16]`.
+    /// Used by run files, whose blocks carry their own random nonces.
+    pub(crate) fn seal_detached(
+        &self,
+        domain: &[u8],
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], ChunkRejected> {
+        match self {
+            ChunkCipher::Plaintext => Ok(domain_digest(domain, aad, buf)),
+            ChunkCipher::Sealed(c) => {
+                let tag = c
+                    .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, buf)
+                    .map_err(|_| ChunkRejected)?;
+                let mut out = [0u8; TAG_LEN];
+                out.copy_from_slice(&tag);
+                Ok(out)
+            }
+        }
+    }
+
+    /// Verifies and (when sealed) decrypts `buf` in place, the inverse of
+    /// [`ChunkCipher::seal_detached`]. On failure `buf` is unchanged.
+    pub(crate) fn open_detached(
+        &self,
+        domain: &[u8],
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), ChunkRejected> {
+        match self {
+            ChunkCipher::Plaintext => {
+                let digest = domain_digest(domain, aad, buf);
+                let diff = digest
+                    .iter()
+                    .zip(tag)
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+                if diff == 0 {
+                    Ok(())
+                } else {
+                    Err(ChunkRejected)
+                }
+            }
+            ChunkCipher::Sealed(c) => c
+                .decrypt_in_place_detached(
+                    XNonce::from_slice(nonce),
+                    aad,
+                    buf,
+                    Tag::from_slice(tag),
+                )
+                .map_err(|_| ChunkRejected),
         }
     }
 

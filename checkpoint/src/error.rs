@@ -4,7 +4,8 @@
 //! record index and the byte offset. No variant ever carries key material.
 
 use crate::header::HeaderProblem;
-use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use crate::run::{BlockKind, FooterProblem, RunHeaderProblem};
+use aedb_types::{DatabaseId, DecodeError, KeyEpoch, Lsn};
 use std::io;
 use std::path::PathBuf;
 
@@ -128,7 +129,7 @@ pub enum CheckpointError {
     },
     /// The supplied key for the header's epoch is not the key that sealed the file.
     #[error(
-        "{path}: the key supplied for {epoch} is not the key that sealed this checkpoint (or the key-check bytes at offset 72 were altered)"
+        "{path}: the key supplied for {epoch} is not the key that sealed this file (or the header's key-check bytes were altered)"
     )]
     WrongKey {
         /// The file.
@@ -176,5 +177,198 @@ pub enum CheckpointError {
         path: PathBuf,
         /// Payload length.
         len: u64,
+    },
+    /// A [`crate::RunOptions`] field is outside its allowed range.
+    #[error("invalid run option {option} = {value}: {reason}")]
+    InvalidRunOptions {
+        /// The field.
+        option: &'static str,
+        /// The rejected value.
+        value: u64,
+        /// The allowed range.
+        reason: &'static str,
+    },
+    /// [`crate::RunWriter::add`] refused an entry (the writer is unchanged and still usable).
+    #[error("{path}: entry {entry} rejected: {problem}")]
+    EntryRejected {
+        /// The run file being written.
+        path: PathBuf,
+        /// How many entries were accepted before it.
+        entry: u64,
+        /// What is wrong with it.
+        problem: EntryProblem,
+    },
+    /// [`crate::RunWriter::finish`] was called before any entry was added: a run file
+    /// holds at least one entry.
+    #[error("{path}: a run file needs at least one entry; abandon an empty one instead")]
+    EmptyRun {
+        /// The run file being written.
+        path: PathBuf,
+    },
+    /// The run's index or filter block would exceed its size limit: split the output
+    /// into more files (see [`crate::RunWriter::bytes_written`]).
+    #[error(
+        "{path}: the {what} would be {len} bytes, more than the {max}-byte limit; split the run into smaller files"
+    )]
+    RunTooLarge {
+        /// The run file being written.
+        path: PathBuf,
+        /// Which block ("index block", "filter block").
+        what: &'static str,
+        /// Its size in bytes.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The cipher refused to seal a run-file block (cannot happen for blocks within the
+    /// size limits).
+    #[error("cannot seal {kind} block {block} of {path}")]
+    BlockSealFailed {
+        /// The run file being written.
+        path: PathBuf,
+        /// Which kind of block.
+        kind: BlockKind,
+        /// Its ordinal (data blocks count from 0; the others are 0).
+        block: u64,
+    },
+    /// A run file's header is malformed (not a run file, corrupted, or a newer version).
+    #[error("{path}: bad run-file header at byte {offset}: {problem}", offset = problem.offset())]
+    BadRunHeader {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong (and where: [`RunHeaderProblem::offset`]).
+        problem: RunHeaderProblem,
+    },
+    /// A run file's name says one file id, its header another (a renamed file).
+    #[error(
+        "{path} is named for run file {name_id} but its header says run file {header_id}: the file was renamed"
+    )]
+    FileIdMismatch {
+        /// The file.
+        path: PathBuf,
+        /// File id from the name.
+        name_id: u64,
+        /// File id from the header.
+        header_id: u64,
+    },
+    /// A run file's footer (its last bytes) is missing or malformed: the file is truncated,
+    /// unfinished, has trailing bytes, or its footer was damaged.
+    #[error("{path}: bad run-file footer at byte {offset}: {problem}")]
+    BadFooter {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the footer (the file length minus the footer length, or 0).
+        offset: u64,
+        /// What was wrong.
+        problem: FooterProblem,
+    },
+    /// A run-file block failed authentication (sealed) or its digest (plaintext): it was
+    /// corrupted, tampered with, moved, or copied from another file.
+    #[error(
+        "{path}: {kind} block {block} at byte {offset} failed authentication: the file was corrupted or tampered with"
+    )]
+    BlockAuthFailed {
+        /// The file.
+        path: PathBuf,
+        /// Which kind of block.
+        kind: BlockKind,
+        /// Its ordinal (data blocks count from 0; the others are 0).
+        block: u64,
+        /// Byte offset of the block in the file.
+        offset: u64,
+    },
+    /// A run-file block authenticated but its contents are malformed or disagree with the
+    /// rest of the file (only a faulty writer, or plaintext-mode damage that kept its
+    /// digest, can produce one).
+    #[error("{path}: {kind} block {block} at byte {offset} is invalid: {problem}")]
+    BadBlock {
+        /// The file.
+        path: PathBuf,
+        /// Which kind of block.
+        kind: BlockKind,
+        /// Its ordinal (data blocks count from 0; the others are 0).
+        block: u64,
+        /// Byte offset of the block in the file.
+        offset: u64,
+        /// What is wrong (boxed to keep the error small).
+        problem: Box<BlockProblem>,
+    },
+    /// [`crate::RunFile::read_block`] was asked for a block the file does not have.
+    #[error("{path} has {count} data blocks; there is no block {block}")]
+    BlockOutOfRange {
+        /// The file.
+        path: PathBuf,
+        /// The requested block.
+        block: usize,
+        /// How many data blocks the file has.
+        count: usize,
+    },
+}
+
+/// Why [`crate::RunWriter::add`] refused an entry.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryProblem {
+    /// The key is longer than [`crate::MAX_RUN_KEY_LEN`].
+    #[error("key of {len} bytes is longer than {max}", max = crate::MAX_RUN_KEY_LEN)]
+    KeyTooLong {
+        /// The key's length.
+        len: usize,
+    },
+    /// The value is longer than [`crate::MAX_RUN_VALUE_LEN`].
+    #[error("value of {len} bytes is longer than {max}", max = crate::MAX_RUN_VALUE_LEN)]
+    ValueTooLong {
+        /// The value's length.
+        len: usize,
+    },
+    /// A [`crate::EntryKind::Delete`] carries a value; tombstones are empty.
+    #[error("a tombstone (Delete) must have an empty value, not {len} bytes")]
+    TombstoneWithValue {
+        /// The value's length.
+        len: usize,
+    },
+    /// The key sorts before the previous entry's key (keys must ascend).
+    #[error("key sorts before the previous entry's key (entries must be in ascending key order)")]
+    KeyOutOfOrder,
+    /// Same key as the previous entry but not an older LSN (versions of one key must be
+    /// added newest first, each LSN once).
+    #[error(
+        "LSN {lsn} for the same key as the previous entry (LSN {previous}) is not older: versions of a key go newest first, each LSN once"
+    )]
+    LsnOutOfOrder {
+        /// The previous entry's LSN.
+        previous: Lsn,
+        /// The rejected entry's LSN.
+        lsn: Lsn,
+    },
+}
+
+/// What is wrong with a run-file block that authenticated.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlockProblem {
+    /// Its stored or declared (decompressed) size exceeds the limit for its kind.
+    #[error("size {len} exceeds the {max}-byte limit for this kind of block")]
+    TooLarge {
+        /// The size found.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// LZ4 decompression failed or produced another size than declared.
+    #[error("LZ4 decompression failed: {detail}")]
+    Decompress {
+        /// The decompressor's message.
+        detail: String,
+    },
+    /// The plaintext is not a valid encoding of its block kind.
+    #[error("{0}")]
+    Decode(DecodeError),
+    /// The block is valid by itself but disagrees with the header, footer, index, meta
+    /// block or a neighbouring block.
+    #[error("inconsistent with the rest of the file: {what}")]
+    Inconsistent {
+        /// What disagrees.
+        what: &'static str,
     },
 }

@@ -1,5 +1,6 @@
-//! Golden fixtures: byte-exact images of the checkpoint file format, produced from fixed
-//! keys and nonces (the manifest's are in `aedb-manifest`). `tests/golden.rs` compares them with the hex files
+//! Golden fixtures: byte-exact images of the checkpoint file formats (version 1 full
+//! checkpoints and version 2 run files), produced from fixed keys and nonces (the
+//! manifest's are in `aedb-manifest`). `tests/golden.rs` compares them with the hex files
 //! in `tests/golden/` (regenerate deliberately with `AEDB_REGEN_GOLDEN=1`) and checks that
 //! the stored bytes still decode.
 
@@ -7,9 +8,12 @@ use crate::checkpoint_stream::{
     CheckpointMeta, OpenMode, open_checkpoint_bytes, seal_checkpoint_to_vec,
 };
 use crate::error::CheckpointError;
-use crate::nonce::{FixedNonce, NONCE_LEN};
+use crate::nonce::{CounterNonce, FixedNonce, NONCE_LEN};
+use crate::run::{Compression, EntryKind, RunFile, RunFileMeta, RunOptions, RunWriter};
+use aedb_fs::{FileSystem, SimFs};
 use aedb_keys::SecretKey;
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use std::path::Path;
 
 /// The checkpoint key used by the fixtures (test value, never a real key).
 pub const GOLDEN_CHECKPOINT_KEY: [u8; 32] = [0x42; 32];
@@ -31,6 +35,42 @@ pub const GOLDEN_LSN: Lsn = Lsn::new(42);
 /// Key epoch of the checkpoint fixtures.
 pub const GOLDEN_EPOCH: KeyEpoch = KeyEpoch::new(3);
 
+/// File id of the run-file fixtures.
+pub const GOLDEN_RUN_FILE_ID: u64 = 7;
+/// Data-block target size of the run-file fixtures (small, so the entries span blocks).
+pub const GOLDEN_RUN_BLOCK_SIZE: usize = 48;
+
+/// The entries of the run-file fixtures, in run order: two versions of `alpha` (a Put
+/// and an older Delete), a Put of `beta` and a Delete of `gamma`.
+pub fn golden_run_entries() -> Vec<(Vec<u8>, Lsn, EntryKind, Vec<u8>)> {
+    vec![
+        (
+            b"alpha".to_vec(),
+            Lsn::new(12),
+            EntryKind::Put,
+            b"first value".to_vec(),
+        ),
+        (
+            b"alpha".to_vec(),
+            Lsn::new(9),
+            EntryKind::Delete,
+            Vec::new(),
+        ),
+        (
+            b"beta".to_vec(),
+            Lsn::new(10),
+            EntryKind::Put,
+            b"b".to_vec(),
+        ),
+        (
+            b"gamma".to_vec(),
+            Lsn::new(11),
+            EntryKind::Delete,
+            Vec::new(),
+        ),
+    ]
+}
+
 /// What a fixture must decode to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GoldenExpectation {
@@ -41,6 +81,17 @@ pub enum GoldenExpectation {
         sealed: bool,
         /// The expected payload.
         payload: Vec<u8>,
+    },
+    /// A run file (checkpoint format version 2) with file id [`GOLDEN_RUN_FILE_ID`] at
+    /// [`GOLDEN_EPOCH`], sealed with [`GOLDEN_CHECKPOINT_KEY`] or plaintext, that opens,
+    /// verifies and holds exactly `entries`.
+    RunFile {
+        /// Sealed (true) or plaintext mode.
+        sealed: bool,
+        /// The header's compression.
+        compression: Compression,
+        /// The expected entries, in order.
+        entries: Vec<(Vec<u8>, Lsn, EntryKind, Vec<u8>)>,
     },
 }
 
@@ -92,6 +143,54 @@ fn golden_checkpoint(sealed: bool, payload: &[u8]) -> Vec<u8> {
     }
 }
 
+fn golden_run_dir() -> &'static Path {
+    Path::new("/golden/checkpoints")
+}
+
+/// The run-file fixture: the golden entries written by [`RunWriter`] on a simulated disk
+/// with the golden key (or none), database and epoch, nonces counting up from
+/// [`GOLDEN_NONCE`].
+fn golden_run(sealed: bool, compression: Compression) -> Vec<u8> {
+    let fs = SimFs::new(0).shared();
+    let key = SecretKey::new(GOLDEN_CHECKPOINT_KEY);
+    let meta = RunFileMeta {
+        database: GOLDEN_DATABASE_ID,
+        file_id: GOLDEN_RUN_FILE_ID,
+        epoch: GOLDEN_EPOCH,
+    };
+    let options = RunOptions {
+        block_size: GOLDEN_RUN_BLOCK_SIZE,
+        bloom_bits_per_key: 10,
+        compression,
+    };
+    let written = RunWriter::create(
+        &fs,
+        golden_run_dir(),
+        meta,
+        sealed.then_some(&key),
+        Box::new(CounterNonce::new(GOLDEN_NONCE)),
+        options,
+    )
+    .and_then(|mut w| {
+        for (k, lsn, kind, v) in golden_run_entries() {
+            w.add(&k, lsn, kind, &v)?;
+        }
+        w.finish()
+    })
+    .and_then(|info| {
+        aedb_fs::read_file(&*fs, &info.path).map_err(|source| CheckpointError::Io {
+            op: "read",
+            path: info.path,
+            source,
+        })
+    });
+    match written {
+        Ok(bytes) => bytes,
+        // Writing valid entries to an in-memory disk has no failure path.
+        Err(e) => unreachable!("golden run file cannot fail to write: {e}"),
+    }
+}
+
 /// Every golden fixture of this crate, in a stable order.
 pub fn golden_fixtures() -> Vec<GoldenFixture> {
     vec![
@@ -123,6 +222,38 @@ pub fn golden_fixtures() -> Vec<GoldenFixture> {
             expected: GoldenExpectation::Checkpoint {
                 sealed: false,
                 payload: GOLDEN_PAYLOAD.to_vec(),
+            },
+        },
+        GoldenFixture {
+            name: "run_sealed_v2".into(),
+            description: format!(
+                "run file (checkpoint v2), XChaCha20-Poly1305, no compression, key 0x42*32, epoch 3, db a0..af, file id {GOLDEN_RUN_FILE_ID}, block size {GOLDEN_RUN_BLOCK_SIZE}, 10 bloom bits/key, nonces counting up from 60..77; entries alpha@12 Put \"first value\", alpha@9 Delete, beta@10 Put \"b\", gamma@11 Delete"
+            ),
+            bytes: golden_run(true, Compression::None),
+            expected: GoldenExpectation::RunFile {
+                sealed: true,
+                compression: Compression::None,
+                entries: golden_run_entries(),
+            },
+        },
+        GoldenFixture {
+            name: "run_sealed_lz4_v2".into(),
+            description: "run file (checkpoint v2), same parameters and entries, LZ4 block compression (lz4_flex block format, size prepended)".into(),
+            bytes: golden_run(true, Compression::Lz4),
+            expected: GoldenExpectation::RunFile {
+                sealed: true,
+                compression: Compression::Lz4,
+                entries: golden_run_entries(),
+            },
+        },
+        GoldenFixture {
+            name: "run_plaintext_v2".into(),
+            description: "run file (checkpoint v2), plaintext + truncated SHA-256 digests (algorithm 0), no compression, same parameters and entries".into(),
+            bytes: golden_run(false, Compression::None),
+            expected: GoldenExpectation::RunFile {
+                sealed: false,
+                compression: Compression::None,
+                entries: golden_run_entries(),
             },
         },
     ]
@@ -160,6 +291,56 @@ impl GoldenFixture {
                 }
                 if loaded.header.lsn != GOLDEN_LSN || loaded.header.epoch != GOLDEN_EPOCH {
                     return Err(mismatch(format!("header {:?}", loaded.header)));
+                }
+            }
+            GoldenExpectation::RunFile {
+                sealed,
+                compression,
+                entries,
+            } => {
+                let checkpoint = |source| GoldenError::Checkpoint {
+                    name: name(),
+                    source,
+                };
+                let fs = SimFs::new(0);
+                let path = golden_run_dir().join(crate::run::run_file_name(GOLDEN_RUN_FILE_ID));
+                let stored = fs
+                    .create_dir_all(golden_run_dir())
+                    .and_then(|()| aedb_fs::write_file(&*fs, &path, &self.bytes))
+                    .map_err(|source| {
+                        checkpoint(CheckpointError::Io {
+                            op: "write",
+                            path: path.clone(),
+                            source,
+                        })
+                    });
+                stored?;
+                let run = if *sealed {
+                    RunFile::open(&*fs, &path, GOLDEN_DATABASE_ID, |e| {
+                        (e == GOLDEN_EPOCH).then(|| SecretKey::new(GOLDEN_CHECKPOINT_KEY))
+                    })
+                } else {
+                    RunFile::open_plaintext(&*fs, &path, GOLDEN_DATABASE_ID)
+                }
+                .map_err(checkpoint)?;
+                run.verify().map_err(checkpoint)?;
+                let mut found = Vec::new();
+                for b in 0..run.block_count() {
+                    let block = run.read_block(b).map_err(checkpoint)?;
+                    found.extend(
+                        block
+                            .iter()
+                            .map(|e| (e.key.to_vec(), e.lsn, e.kind, e.value.to_vec())),
+                    );
+                }
+                if found != *entries {
+                    return Err(mismatch("entries differ".into()));
+                }
+                let h = run.header();
+                if (h.file_id, h.epoch, h.compression)
+                    != (GOLDEN_RUN_FILE_ID, GOLDEN_EPOCH, *compression)
+                {
+                    return Err(mismatch(format!("header {h:?}")));
                 }
             }
         }

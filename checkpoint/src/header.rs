@@ -28,7 +28,9 @@ use std::fmt;
 
 /// File magic of a checkpoint file.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"AEDBCKPT";
-/// The newest (and only) checkpoint format version this crate writes and reads.
+/// The version of full checkpoint files (this header and chunk layout), which this crate
+/// writes and reads. Version 2 is the run-file format ([`crate::RUN_FILE_VERSION`]),
+/// which shares the magic but has its own header ([`crate::RunHeader`]).
 pub const CHECKPOINT_VERSION: u16 = 1;
 /// Size of the version-1 header in bytes.
 pub const CHECKPOINT_HEADER_LEN: usize = 96;
@@ -122,6 +124,11 @@ pub enum HeaderProblem {
         /// Version found.
         version: u16,
     },
+    /// Version 2: a run file ([`crate::RunFile`]), not a full checkpoint.
+    #[error(
+        "checkpoint format version 2 is a run file (an incremental checkpoint), not a full checkpoint; open it as a run file"
+    )]
+    RunFile,
     /// `header_len` is not 96.
     #[error("header_len {len} is not {CHECKPOINT_HEADER_LEN}")]
     BadHeaderLen {
@@ -167,7 +174,7 @@ impl HeaderProblem {
         match self {
             HeaderProblem::TooShort { len } => *len as u64,
             HeaderProblem::BadMagic => 0,
-            HeaderProblem::UnsupportedVersion { .. } => 8,
+            HeaderProblem::UnsupportedVersion { .. } | HeaderProblem::RunFile => 8,
             HeaderProblem::BadHeaderLen { .. } => 10,
             HeaderProblem::BadCrc { .. } => CRC_OFFSET as u64,
             HeaderProblem::UnknownAlgorithm { .. } => 12,
@@ -218,6 +225,9 @@ impl CheckpointHeader {
             return Err(HeaderProblem::BadMagic);
         }
         let version = r.u16().map_err(short)?;
+        if version == crate::run::RUN_FILE_VERSION {
+            return Err(HeaderProblem::RunFile);
+        }
         if version == 0 || version > CHECKPOINT_VERSION {
             return Err(HeaderProblem::UnsupportedVersion { version });
         }
@@ -309,12 +319,15 @@ mod tests {
     #[test]
     fn newer_version_reports_version_not_crc() {
         let mut b = sample().encode();
-        b[8] = 2;
+        b[8] = 3;
         assert_eq!(
             CheckpointHeader::decode(&b),
-            Err(HeaderProblem::UnsupportedVersion { version: 2 })
+            Err(HeaderProblem::UnsupportedVersion { version: 3 })
         );
-        assert_eq!(HeaderProblem::UnsupportedVersion { version: 2 }.offset(), 8);
+        assert_eq!(HeaderProblem::UnsupportedVersion { version: 3 }.offset(), 8);
+        b[8] = 2;
+        assert_eq!(CheckpointHeader::decode(&b), Err(HeaderProblem::RunFile));
+        assert_eq!(HeaderProblem::RunFile.offset(), 8);
     }
 
     #[test]

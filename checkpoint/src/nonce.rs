@@ -46,6 +46,37 @@ impl NonceSource for FixedNonce {
     }
 }
 
+/// Returns `start`, then `start + 1`, `start + 2`, … (the nonce read as a little-endian
+/// 192-bit counter, wrapping). **For golden fixtures and tests only**: the nonces are
+/// distinct but predictable. Run files draw one nonce per block, so a [`FixedNonce`] would
+/// seal every block of a file under the same nonce; this gives reproducible bytes without
+/// that reuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterNonce {
+    next: [u8; NONCE_LEN],
+}
+
+impl CounterNonce {
+    /// A counter whose first nonce is `start`.
+    pub const fn new(start: [u8; NONCE_LEN]) -> CounterNonce {
+        CounterNonce { next: start }
+    }
+}
+
+impl NonceSource for CounterNonce {
+    fn fill_nonce(&mut self, nonce: &mut [u8; NONCE_LEN]) -> io::Result<()> {
+        *nonce = self.next;
+        for byte in &mut self.next {
+            let (sum, carry) = byte.overflowing_add(1);
+            *byte = sum;
+            if !carry {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +90,23 @@ mod tests {
         let mut f = FixedNonce([7; NONCE_LEN]);
         f.fill_nonce(&mut a).unwrap();
         assert_eq!(a, [7; NONCE_LEN]);
+    }
+
+    #[test]
+    fn counter_nonce_counts_little_endian_with_carry() {
+        let mut start = [0u8; NONCE_LEN];
+        start[0] = 0xFE;
+        let mut c = CounterNonce::new(start);
+        let mut n = [0u8; NONCE_LEN];
+        c.fill_nonce(&mut n).unwrap();
+        assert_eq!(n, start);
+        c.fill_nonce(&mut n).unwrap();
+        assert_eq!((n[0], n[1]), (0xFF, 0));
+        c.fill_nonce(&mut n).unwrap();
+        assert_eq!((n[0], n[1]), (0x00, 1));
+        let mut wrap = CounterNonce::new([0xFF; NONCE_LEN]);
+        wrap.fill_nonce(&mut n).unwrap();
+        wrap.fill_nonce(&mut n).unwrap();
+        assert_eq!(n, [0; NONCE_LEN]);
     }
 }

@@ -3,7 +3,10 @@
 //! and the stored bytes must still decode. After an *intentional* format change, regenerate
 //! with `AEDB_REGEN_GOLDEN=1 cargo test -p aedb-checkpoint --test golden` and review the diff.
 
-use aedb_checkpoint::{GOLDEN_DATABASE_ID, GOLDEN_NONCE, GoldenFixture, golden_fixtures};
+use aedb_checkpoint::{
+    GOLDEN_DATABASE_ID, GOLDEN_NONCE, GOLDEN_RUN_FILE_ID, GoldenFixture, RUN_FOOTER_LEN,
+    RUN_HEADER_LEN, golden_fixtures,
+};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -114,6 +117,9 @@ fn fixtures_are_deterministic() {
         "checkpoint_sealed_v1",
         "checkpoint_plaintext_v1",
         "checkpoint_sealed_empty_v1",
+        "run_sealed_v2",
+        "run_sealed_lz4_v2",
+        "run_plaintext_v2",
     ] {
         assert!(names.contains(name), "missing {name}");
     }
@@ -152,4 +158,80 @@ fn sealed_checkpoint_fixture_has_the_documented_layout() {
         b"aedb golden chec",
         "plaintext chunk 0 is visible"
     );
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+#[test]
+fn run_file_fixtures_have_the_documented_layout() {
+    for (name, sealed, lz4) in [
+        ("run_sealed_v2", true, false),
+        ("run_sealed_lz4_v2", true, true),
+        ("run_plaintext_v2", false, false),
+    ] {
+        let b = stored(name);
+        assert_eq!(&b[0..8], b"AEDBCKPT", "{name}");
+        assert_eq!(u16::from_le_bytes([b[8], b[9]]), 2, "version");
+        assert_eq!(u16::from_le_bytes([b[10], b[11]]), 104, "header_len");
+        assert_eq!(b[12], u8::from(sealed), "algorithm");
+        assert_eq!(b[13], u8::from(lz4), "compression");
+        assert_eq!(&b[14..16], &[0, 0], "flags");
+        assert_eq!(le_u32(&b, 16), 3, "epoch");
+        assert_eq!(&b[20..36], GOLDEN_DATABASE_ID.as_bytes());
+        assert_eq!(le_u64(&b, 36), GOLDEN_RUN_FILE_ID, "file id");
+        assert_eq!(
+            &b[44..68],
+            &GOLDEN_NONCE,
+            "file nonce: the first nonce drawn"
+        );
+        assert_eq!(b[68..84] == [0u8; 16], !sealed, "key check");
+        assert_eq!((le_u64(&b, 84), le_u64(&b, 92)), (9, 12), "LSN range");
+        assert_eq!(le_u32(&b, 100), crc32fast::hash(&b[..100]), "header CRC");
+
+        let f = &b[b.len() - RUN_FOOTER_LEN..];
+        assert_eq!(&f[36..44], b"AEDBRUN\0");
+        assert_eq!(le_u32(f, 44), crc32fast::hash(&f[..44]), "footer CRC");
+        let (index, index_len) = (le_u64(f, 0), le_u32(f, 8));
+        let (filter, filter_len) = (le_u64(f, 12), le_u32(f, 20));
+        let (meta, meta_len) = (le_u64(f, 24), le_u32(f, 32));
+        assert_eq!(index + u64::from(index_len), filter);
+        assert_eq!(filter + u64::from(filter_len), meta);
+        assert_eq!(
+            meta + u64::from(meta_len) + RUN_FOOTER_LEN as u64,
+            b.len() as u64
+        );
+        assert!(index > RUN_HEADER_LEN as u64);
+        if sealed {
+            // The first block's nonce is the second nonce drawn: 60..77 plus one.
+            let mut second = GOLDEN_NONCE;
+            second[0] += 1;
+            assert_eq!(&b[104..128], &second);
+        }
+    }
+    // In plaintext mode the first data block is readable at offset 104: with a 48-byte
+    // target, alpha@12 ("first value", 36 bytes) fills block 0 alone.
+    let p = stored("run_plaintext_v2");
+    assert_eq!(le_u32(&p, 104), 1, "entries in block 0");
+    assert_eq!(u16::from_le_bytes([p[108], p[109]]), 5);
+    assert_eq!(&p[110..115], b"alpha");
+    assert_eq!(le_u64(&p, 115), 12, "lsn");
+    assert_eq!(p[123], 1, "kind Put");
+    assert_eq!(le_u32(&p, 124), 11);
+    assert_eq!(&p[128..139], b"first value");
+    // Then the 16-byte digest, and block 1 starts with its entry count: alpha@9 Delete
+    // and beta@10 (4 + 20 + 20 bytes); gamma@11 would pass 48, so it starts block 2.
+    assert_eq!(le_u32(&p, 155), 2, "entries in block 1");
+    assert_eq!(le_u32(&p, 155 + 44 + 16), 1, "entries in block 2");
+    assert_eq!(le_u64(&p, footer_at(&p)), 155 + 44 + 16 + 24 + 16);
+}
+
+/// Where a run file's footer starts (its first field is the index offset).
+fn footer_at(b: &[u8]) -> usize {
+    b.len() - RUN_FOOTER_LEN
 }

@@ -243,7 +243,8 @@ fn parity(args: ParityArgs, global: &Global) -> Result<(), CliError> {
             ));
         }
     };
-    let (da, db) = (content_digest(&a), content_digest(&b));
+    let digest = |s: &State| content_digest(s).map_err(aedb::Error::from);
+    let (da, db) = (digest(&a)?, digest(&b)?);
     let difference = first_difference(&a, &b);
     emit(
         global,
@@ -317,6 +318,7 @@ pub fn verify(args: VerifyArgs, global: &Global) -> Result<(), CliError> {
     let (events, event_lines) = event_lists(&v);
     let alert = v.routed_around_damage();
     let ok = !alert || args.allow_fallback;
+    let digest = content_digest(&v.state).map_err(aedb::Error::from)?;
     emit(
         global,
         json!({
@@ -330,7 +332,7 @@ pub fn verify(args: VerifyArgs, global: &Global) -> Result<(), CliError> {
             "wal_segments": v.wal.segments.len(),
             "wal_frames": v.wal.frames_replayed,
             "torn_tail_bytes": v.wal.torn_tail_bytes(),
-            "sha256": hex::encode(content_digest(&v.state)),
+            "sha256": hex::encode(digest),
         }),
         || {
             format!(
@@ -341,7 +343,7 @@ pub fn verify(args: VerifyArgs, global: &Global) -> Result<(), CliError> {
                 v.state.lsn(),
                 v.wal.segments.len(),
                 v.wal.torn_tail_bytes(),
-                hex::encode(content_digest(&v.state))
+                hex::encode(digest)
             ) + &if event_lines.is_empty() {
                 String::new()
             } else {

@@ -428,15 +428,20 @@ fn run_checks(dir: &Path, config: &AedbConfig) -> Result<Vec<Check>, OfflineErro
                     ))
                 },
             ));
-            let bytes = v.state.to_snapshot_bytes();
+            let bytes = v.state.to_snapshot_bytes().unwrap_or_default();
             checks.push(check(
                 "rows match their table schemas",
-                match State::decode_snapshot(&bytes) {
-                    Ok(again) if again.to_snapshot_bytes() == bytes => {
+                match v
+                    .state
+                    .to_snapshot_bytes()
+                    .map(|b| State::decode_snapshot(&b))
+                {
+                    Err(e) => Err(e.to_string()),
+                    Ok(Ok(again)) if again.to_snapshot_bytes().as_ref() == Ok(&bytes) => {
                         Ok(format!("state at lsn {} re-validated", v.state.lsn()))
                     }
-                    Ok(_) => Err("state does not re-encode identically".into()),
-                    Err(e) => Err(e.to_string()),
+                    Ok(Ok(_)) => Err("state does not re-encode identically".into()),
+                    Ok(Err(e)) => Err(e.to_string()),
                 },
             ));
             checks.push(check(

@@ -8,16 +8,21 @@ use aedb_model::{Direction, KeyRange, Namespace, State};
 use sha2::{Digest, Sha256};
 
 /// SHA-256 of the canonical snapshot encoding of `state`.
-pub fn content_digest(state: &State) -> [u8; 32] {
-    Sha256::digest(state.to_snapshot_bytes()).into()
+///
+/// # Errors
+/// Stored data could not be read.
+pub fn content_digest(state: &State) -> Result<[u8; 32], aedb_model::ReadError> {
+    Ok(Sha256::digest(state.to_snapshot_bytes()?).into())
 }
 
 /// The first logical difference between `a` and `b`, in a stable walk order (LSN,
 /// projects, scopes, KV keys, tables, schemas, rows, idempotency), or `None` when their
 /// encodings are identical.
 pub fn first_difference(a: &State, b: &State) -> Option<String> {
-    if a.to_snapshot_bytes() == b.to_snapshot_bytes() {
-        return None;
+    match (a.to_snapshot_bytes(), b.to_snapshot_bytes()) {
+        (Ok(x), Ok(y)) if x == y => return None,
+        (Err(e), _) | (_, Err(e)) => return Some(format!("unreadable: {e}")),
+        _ => {}
     }
     if a.lsn() != b.lsn() {
         return Some(format!("lsn: {} vs {}", a.lsn(), b.lsn()));

@@ -491,7 +491,7 @@ impl CallerSnapshot {
     /// One KV entry (`KvRead` on the key).
     pub fn kv_get(&self, ns: &Namespace, key: &[u8]) -> Result<Option<KvEntry>, Error> {
         self.allow(&Action::KvRead { ns, key })?;
-        Ok(self.state.kv_get(ns, key)?.cloned())
+        Ok(self.state.kv_get(ns, key)?)
     }
 
     /// A number stored at `key` (missing = zero).
@@ -544,7 +544,7 @@ impl CallerSnapshot {
         pk: &[Value],
     ) -> Result<Option<Row>, Error> {
         self.allow(&Action::TableRead { ns, table })?;
-        Ok(self.state.table_get(ns, table, pk)?.cloned())
+        Ok(self.state.table_get(ns, table, pk)?)
     }
 
     /// Rows in a primary-key range (`TableRead`).

@@ -37,7 +37,7 @@ impl ReadSnapshot {
 
     /// One KV entry, if the key is set.
     pub fn kv_get(&self, ns: &Namespace, key: &[u8]) -> Result<Option<KvEntry>, Error> {
-        Ok(self.0.kv_get(ns, key)?.cloned())
+        Ok(self.0.kv_get(ns, key)?)
     }
 
     /// A number stored at `key` as `ty` (a missing key is zero).
@@ -86,7 +86,7 @@ impl ReadSnapshot {
         table: &TableName,
         pk: &[Value],
     ) -> Result<Option<Row>, Error> {
-        Ok(self.0.table_get(ns, table, pk)?.cloned())
+        Ok(self.0.table_get(ns, table, pk)?)
     }
 
     /// Rows whose primary keys fall in `range`, in `direction`, at most `limit`.
@@ -137,8 +137,11 @@ impl ReadSnapshot {
     }
 
     /// The remembered outcome of an idempotency key, if it was used.
-    pub fn idempotency(&self, key: &[u8]) -> Option<IdempotencyRecord> {
-        self.0.idempotency(key).cloned()
+    ///
+    /// # Errors
+    /// The record could not be read (a run file failed to authenticate).
+    pub fn idempotency(&self, key: &[u8]) -> Result<Option<IdempotencyRecord>, Error> {
+        Ok(self.0.idempotency(key)?)
     }
 
     /// Number of remembered idempotency keys.
@@ -148,8 +151,11 @@ impl ReadSnapshot {
 
     /// SHA-256 of the snapshot's canonical encoding: equal digests mean equal content
     /// (see [`crate::parity`]).
-    pub fn content_digest(&self) -> [u8; 32] {
-        crate::parity::content_digest(&self.0)
+    ///
+    /// # Errors
+    /// Stored data could not be read.
+    pub fn content_digest(&self) -> Result<[u8; 32], Error> {
+        Ok(crate::parity::content_digest(&self.0)?)
     }
 
     /// The first difference between this snapshot and `other` (LSN, a project, scope,
@@ -184,7 +190,7 @@ impl AedbInstance {
     ) -> Result<Option<KvEntry>, Error> {
         // One check against the published policy, without building a CallerSnapshot.
         self.permit(who, [&Action::KvRead { ns, key }], "kv_get")?;
-        Ok(self.pipeline.snapshot().kv_get(ns, key)?.cloned())
+        Ok(self.pipeline.snapshot().kv_get(ns, key)?)
     }
 
     /// The latest published snapshot: an immutable view, read on the caller's thread,

@@ -266,7 +266,7 @@ fn verify(dir: &Path, cycles_run: u64, ledger: &Ledger, this_cycle: &ChildReport
             .tables(&ns)
             .expect("namespace exists")
             .contains(&transfers());
-    let funded = snap.idempotency(FUND_KEY);
+    let funded = snap.idempotency(FUND_KEY).expect("readable");
     if !table_exists || funded.is_none() {
         // The child never got through its setup.
         assert!(ledger.acked.is_empty() && ledger.rejected.is_empty());
@@ -317,6 +317,7 @@ fn verify(dir: &Path, cycles_run: u64, ledger: &Ledger, this_cycle: &ChildReport
         assert!(*amount >= 1 && *amount <= INITIAL_BALANCE / 3, "{row:?}");
         let record = snap
             .idempotency(id.as_bytes())
+            .expect("readable")
             .unwrap_or_else(|| panic!("row {id} has no idempotency record"));
         assert_eq!(record.outcome, Outcome::Committed, "{id}");
         assert_eq!(
@@ -357,7 +358,7 @@ fn verify(dir: &Path, cycles_run: u64, ledger: &Ledger, this_cycle: &ChildReport
             let mut n = 0;
             loop {
                 let id = transfer_id(cycle, thread, n);
-                let Some(record) = snap.idempotency(id.as_bytes()) else {
+                let Some(record) = snap.idempotency(id.as_bytes()).expect("readable") else {
                     break;
                 };
                 assert!(
@@ -380,7 +381,10 @@ fn verify(dir: &Path, cycles_run: u64, ledger: &Ledger, this_cycle: &ChildReport
             }
             for later in n + 1..n + 4 {
                 let id = transfer_id(cycle, thread, later);
-                assert!(snap.idempotency(id.as_bytes()).is_none(), "gap before {id}");
+                assert!(
+                    snap.idempotency(id.as_bytes()).expect("readable").is_none(),
+                    "gap before {id}"
+                );
             }
         }
     }
@@ -408,6 +412,7 @@ fn verify(dir: &Path, cycles_run: u64, ledger: &Ledger, this_cycle: &ChildReport
     for id in &ledger.rejected {
         let record = snap
             .idempotency(id.as_bytes())
+            .expect("readable")
             .unwrap_or_else(|| panic!("acknowledged rejection {id} was lost"));
         assert_eq!(
             record.outcome,

@@ -99,6 +99,7 @@ fn assert_acked_state(db: &AedbInstance) {
         );
         let record = snap
             .idempotency(name.as_bytes())
+            .expect("readable")
             .expect("idempotency record");
         assert_eq!(record.outcome, Outcome::Committed);
     }
@@ -178,7 +179,7 @@ fn durable_commit_fault(point: FaultPoint) -> (tempfile::TempDir, Lsn) {
     let snap = db.snapshot().expect("snapshot");
     assert_eq!(snap.lsn(), last);
     assert!(snap.kv_get(&ns(), b"doomed").expect("read").is_none());
-    assert!(snap.idempotency(b"doomed").is_none());
+    assert!(snap.idempotency(b"doomed").expect("readable").is_none());
     assert_eq!(total(&db), ACKED);
 
     let refused = assert_fail_stopped(&db);
@@ -234,6 +235,7 @@ fn write_fault_fails_the_commit_fail_stops_and_loses_only_the_failed_commit() {
         db.snapshot()
             .expect("snapshot")
             .idempotency(b"doomed")
+            .expect("readable")
             .is_none()
     );
     assert_eq!(total(&db), ACKED);
@@ -257,7 +259,7 @@ fn fsync_fault_failed_commit_is_in_doubt_but_atomic() {
     let snap = db.snapshot().expect("snapshot");
     // The failed batch was written before its fsync failed, so recovery may or may not
     // find it; either way it is all or nothing.
-    let present = snap.idempotency(b"doomed").is_some();
+    let present = snap.idempotency(b"doomed").expect("readable").is_some();
     if present {
         assert_eq!(snap.lsn(), last.next());
         assert!(snap.kv_get(&ns(), b"doomed").expect("read").is_some());

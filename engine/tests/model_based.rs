@@ -795,6 +795,7 @@ fn assert_matches_model(db: &AedbInstance, model: &Model) {
     for (k, (lsn, outcome)) in &model.idem {
         let record = snap
             .idempotency(k)
+            .expect("readable")
             .unwrap_or_else(|| panic!("idempotency key {k:?} missing"));
         assert_eq!(record.lsn.get(), *lsn);
         assert_eq!(remembered(&record.outcome), *outcome);

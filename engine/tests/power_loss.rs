@@ -196,6 +196,7 @@ fn verify(sim: &Arc<SimFs>, acked: &Acked) -> Result<(), String> {
     for (key, lsn) in &acked.durable {
         let record = snap
             .idempotency(key.as_bytes())
+            .expect("readable")
             .ok_or_else(|| format!("acknowledged durable commit {key} (lsn {lsn}) is lost"))?;
         if record.outcome != Outcome::Committed || record.lsn != *lsn {
             return Err(format!(
@@ -207,7 +208,7 @@ fn verify(sim: &Arc<SimFs>, acked: &Acked) -> Result<(), String> {
         return Err("the acknowledged namespace is lost".into());
     }
     if snap.has_project(&aedb::ProjectName::new("ledger").expect("valid"))
-        && snap.idempotency(b"fund").is_some()
+        && snap.idempotency(b"fund").expect("readable").is_some()
     {
         let total: u64 = (0..ACCOUNTS).map(|a| balance(&snap, a)).sum();
         if total != ACCOUNTS * FUNDS {
@@ -217,7 +218,9 @@ fn verify(sim: &Arc<SimFs>, acked: &Acked) -> Result<(), String> {
             let row = snap
                 .kv_get(&ns(), format!("row-{i:04}").as_bytes())
                 .map_err(|e| e.to_string())?;
-            let record = snap.idempotency(format!("t{i}").as_bytes());
+            let record = snap
+                .idempotency(format!("t{i}").as_bytes())
+                .expect("readable");
             if row.is_some() != record.is_some() {
                 return Err(format!("transfer {i} is partially applied"));
             }
@@ -277,7 +280,12 @@ fn verify_restore(sim: &Arc<SimFs>, acked: &Acked, backup_lsn: Lsn) -> Result<()
         .map_err(|e| format!("open the restored directory: {e}"))?;
     let snap = db.snapshot().map_err(|e| e.to_string())?;
     for (key, lsn) in acked.durable.iter().filter(|(_, l)| *l <= backup_lsn) {
-        if snap.idempotency(key.as_bytes()).map(|r| r.lsn) != Some(*lsn) {
+        if snap
+            .idempotency(key.as_bytes())
+            .expect("readable")
+            .map(|r| r.lsn)
+            != Some(*lsn)
+        {
             return Err(format!(
                 "the restore lacks durable commit {key} (lsn {lsn})"
             ));
@@ -536,7 +544,7 @@ fn development_profile_opens_after_any_power_cut() {
         });
         let snap = db.snapshot().expect("snapshot");
         if snap.has_project(&aedb::ProjectName::new("ledger").expect("valid"))
-            && snap.idempotency(b"fund").is_some()
+            && snap.idempotency(b"fund").expect("readable").is_some()
         {
             let total: u64 = (0..ACCOUNTS).map(|a| balance(&snap, a)).sum();
             assert_eq!(total, ACCOUNTS * FUNDS, "seed {seed}: money not conserved");
@@ -544,7 +552,9 @@ fn development_profile_opens_after_any_power_cut() {
                 let row = snap
                     .kv_get(&ns(), format!("row-{i:04}").as_bytes())
                     .expect("read");
-                let record = snap.idempotency(format!("t{i}").as_bytes());
+                let record = snap
+                    .idempotency(format!("t{i}").as_bytes())
+                    .expect("readable");
                 assert_eq!(row.is_some(), record.is_some(), "seed {seed}: transfer {i}");
             }
         }

@@ -13,8 +13,9 @@
 //! snapshot, backup manifest and audit export are taken as they are; `WalWriter` with
 //! small segments and a fixed-nonce cipher (sealed and rotated segments over the real
 //! commit records); `Manifest` under the golden key (every record kind, compaction, a
-//! torn tail); checkpoints of the real snapshot sealed under the fuzz key; and policy
-//! records from `aedb_authz::PolicyState`.
+//! torn tail); checkpoints of the real snapshot sealed under the fuzz key; run files
+//! (checkpoint format version 2) written by `RunWriter` and their block plaintexts; and
+//! policy records from `aedb_authz::PolicyState`.
 //!
 //! Each target directory is emptied and rewritten. Everything keyed uses the fixed
 //! keys of `aedb_fuzz`, so the seeds get past the MACs the targets check. The engine's
@@ -36,11 +37,11 @@ use aedb_checkpoint::{
     CheckpointMeta, FixedNonce, GOLDEN_EPOCH, GOLDEN_LSN, OpenMode, open_checkpoint_bytes,
     seal_checkpoint_to_vec,
 };
-use aedb_manifest::{LiveState, ManifestRecord};
 use aedb_fuzz::{
     FUZZ_DB, FUZZ_KEY, FUZZ_NONCE, WAL_EPOCH, WAL_SEQ, fuzz_key, join_pieces, manifest_key,
     render_audit_jsonl,
 };
+use aedb_manifest::{LiveState, ManifestRecord};
 use aedb_model::{CommitRecord, State};
 use aedb_types::{KeyEpoch, Lsn};
 use aedb_wal::reader::ScanEnd;
@@ -133,6 +134,7 @@ fn golden(c: &mut Corpus) {
             }
             n if n.starts_with("commit_record_v1_") => c.add("commit_record", seed, bytes),
             n if n.starts_with("checkpoint_") => c.add("checkpoint_file", seed, bytes),
+            n if n.starts_with("run_") => c.add("run_file", seed, bytes),
             n if n.starts_with("manifest_record_") => {
                 // A frame chained after the golden header: its body is a record.
                 let body = bytes[8..bytes.len() - 32].to_vec();
@@ -586,6 +588,160 @@ fn snapshots(c: &mut Corpus, files: &EngineFiles) {
     );
 }
 
+/// Run files (checkpoint format version 2) written by `RunWriter` on a simulated disk
+/// under the fuzz key (nonces counting up from the fuzz nonce) and in plaintext mode, with
+/// and without LZ4, as `run_file` seeds; the plaintext files' block plaintexts (data,
+/// index, filter, meta; LZ4 bodies as they are stored) as `run_block` seeds.
+fn runs(c: &mut Corpus) {
+    use aedb_checkpoint::{
+        Compression, CounterNonce, EntryKind, RunFileMeta, RunOptions, RunWriter,
+    };
+    let fs = aedb_fs::SimFs::new(0).shared();
+    let dir = Path::new("/corpus");
+    let mut entries: Vec<(Vec<u8>, u64, EntryKind, Vec<u8>)> = Vec::new();
+    for k in 0..40u32 {
+        let key = format!("user/{:04}", k * 7).into_bytes();
+        for v in (0..(k % 4) + 1).rev() {
+            let lsn = u64::from(k) * 10 + u64::from(v) + 1;
+            if (k + v) % 5 == 0 {
+                entries.push((key.clone(), lsn, EntryKind::Delete, Vec::new()));
+            } else {
+                let value = format!("value {k} v{v} {}", "x".repeat((k % 9) as usize));
+                entries.push((key.clone(), lsn, EntryKind::Put, value.into_bytes()));
+            }
+        }
+    }
+    let mut file_id = 100;
+    for (mode, sealed) in [("sealed", true), ("plaintext", false)] {
+        for (comp, compression) in [("raw", Compression::None), ("lz4", Compression::Lz4)] {
+            for block_size in [96usize, 4096] {
+                file_id += 1;
+                let key = fuzz_key();
+                let mut w = RunWriter::create(
+                    &fs,
+                    dir,
+                    RunFileMeta {
+                        database: FUZZ_DB,
+                        file_id,
+                        epoch: GOLDEN_EPOCH,
+                    },
+                    sealed.then_some(&key),
+                    Box::new(CounterNonce::new(FUZZ_NONCE)),
+                    RunOptions {
+                        block_size,
+                        bloom_bits_per_key: 10,
+                        compression,
+                    },
+                )
+                .expect("create run");
+                for (k, lsn, kind, v) in &entries {
+                    w.add(k, Lsn::new(*lsn), *kind, v).expect("add");
+                }
+                let info = w.finish().expect("finish run");
+                let bytes = aedb_fs::read_file(&*fs, &info.path).expect("read run");
+                c.add(
+                    "run_file",
+                    format!("generated-{mode}-{comp}-{block_size}"),
+                    bytes.clone(),
+                );
+                if !sealed {
+                    run_blocks(c, &format!("{comp}-{block_size}"), &bytes, compression);
+                }
+            }
+        }
+    }
+    // A hand-made data block: every kind, an empty key and value, LSN extremes.
+    let mut block = 3u32.to_le_bytes().to_vec();
+    for (key, lsn, kind, value) in [
+        (&b""[..], u64::MAX, 1u8, &b"v"[..]),
+        (b"", 0, 2, b""),
+        (b"k", 5, 1, b""),
+    ] {
+        block.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        block.extend_from_slice(key);
+        block.extend_from_slice(&lsn.to_le_bytes());
+        block.push(kind);
+        block.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        block.extend_from_slice(value);
+    }
+    c.add("run_block", "data-handmade", [&[0u8][..], &block].concat());
+    c.add(
+        "run_block",
+        "all-kinds-handmade",
+        [&[5u8][..], &block].concat(),
+    );
+}
+
+/// Splits a plaintext-mode run file into its blocks (per the footer and the index, each
+/// without its 16-byte digest) and adds them as `run_block` seeds with their mode byte.
+fn run_blocks(c: &mut Corpus, name: &str, bytes: &[u8], compression: aedb_checkpoint::Compression) {
+    let le64 =
+        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8")) as usize;
+    let le32 =
+        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4")) as usize;
+    let f = &bytes[bytes.len() - 48..];
+    let body = |off: usize, len: usize| bytes[off..off + len - 16].to_vec();
+    let lz4 = compression == aedb_checkpoint::Compression::Lz4;
+    let plain = |b: Vec<u8>| {
+        if lz4 {
+            aedb_checkpoint::decode_block_body(compression, &b, 1 << 30).expect("lz4 body")
+        } else {
+            b
+        }
+    };
+    let index = plain(body(le64(f, 0), le32(f, 8)));
+    let filter = plain(body(le64(f, 12), le32(f, 20)));
+    let meta = plain(body(le64(f, 24), le32(f, 32)));
+    let mut blocks = Vec::new();
+    let mut p = 4;
+    for _ in 0..le32(&index, 0) {
+        let key_len = usize::from(u16::from_le_bytes([index[p], index[p + 1]]));
+        p += 2 + key_len;
+        blocks.push(body(le64(&index, p), le32(&index, p + 8)));
+        p += 16;
+    }
+    let first = blocks.first().cloned().expect("a data block");
+    let last = blocks.last().cloned().expect("a data block");
+    if lz4 {
+        c.add(
+            "run_block",
+            format!("lz4-first-{name}"),
+            [&[1u8][..], &first].concat(),
+        );
+        c.add(
+            "run_block",
+            format!("lz4-last-{name}"),
+            [&[1u8][..], &last].concat(),
+        );
+    } else {
+        c.add(
+            "run_block",
+            format!("data-first-{name}"),
+            [&[0u8][..], &first].concat(),
+        );
+        c.add(
+            "run_block",
+            format!("data-last-{name}"),
+            [&[0u8][..], &last].concat(),
+        );
+        c.add(
+            "run_block",
+            format!("index-{name}"),
+            [&[2u8][..], &index].concat(),
+        );
+        c.add(
+            "run_block",
+            format!("filter-{name}"),
+            [&[3u8][..], &filter].concat(),
+        );
+        c.add(
+            "run_block",
+            format!("meta-{name}"),
+            [&[4u8][..], &meta].concat(),
+        );
+    }
+}
+
 /// A manifest image of `records` under the golden key, built by the library's own header
 /// and frame encoders (what `Manifest::create`/`append`/`compact` write).
 fn manifest_image(records: &[ManifestRecord]) -> Vec<u8> {
@@ -826,6 +982,40 @@ fn validate(c: &Corpus) {
             "checkpoint seed {name} opens in neither mode"
         );
     }
+    for (name, bytes) in seeds("run_file") {
+        let header = aedb_checkpoint::RunHeader::decode(&bytes).expect("run header");
+        let fs = aedb_fs::SimFs::new(0);
+        let dir = Path::new("/validate");
+        aedb_fs::FileSystem::create_dir_all(&*fs, dir).expect("mkdir");
+        let path = dir.join(aedb_checkpoint::run_file_name(header.file_id));
+        aedb_fs::write_file(&*fs, &path, &bytes).expect("write");
+        let sealed =
+            aedb_checkpoint::RunFile::open(&*fs, &path, header.database_id, |_| Some(fuzz_key()));
+        let plain = aedb_checkpoint::RunFile::open_plaintext(&*fs, &path, header.database_id);
+        let run = sealed
+            .or(plain)
+            .unwrap_or_else(|e| panic!("run seed {name} opens in neither mode: {e}"));
+        run.verify()
+            .unwrap_or_else(|e| panic!("run seed {name} does not verify: {e}"));
+    }
+    for (name, bytes) in seeds("run_block") {
+        let (mode, body) = bytes.split_first().expect("mode byte");
+        let ok = match mode % 8 {
+            0 | 5..=7 => aedb_checkpoint::decode_data_block(body).is_ok(),
+            1 => aedb_checkpoint::decode_block_body(
+                aedb_checkpoint::Compression::Lz4,
+                body,
+                aedb_checkpoint::MAX_DATA_BLOCK_LEN,
+            )
+            .is_ok_and(|p| aedb_checkpoint::decode_data_block(&p).is_ok()),
+            2 => aedb_checkpoint::decode_run_block(aedb_checkpoint::BlockKind::Index, body).is_ok(),
+            3 => {
+                aedb_checkpoint::decode_run_block(aedb_checkpoint::BlockKind::Filter, body).is_ok()
+            }
+            _ => aedb_checkpoint::decode_run_block(aedb_checkpoint::BlockKind::Meta, body).is_ok(),
+        };
+        assert!(ok, "run block seed {name} does not decode");
+    }
     for (name, payload) in seeds("wal_sealed_batch") {
         let first = u64::from_le_bytes(payload[6..14].try_into().expect("8 bytes"));
         let count = u32::from_le_bytes(payload[14..18].try_into().expect("4 bytes"));
@@ -878,6 +1068,7 @@ fn main() {
     let files = engine(&mut c);
     wal(&mut c, &files.records);
     snapshots(&mut c, &files);
+    runs(&mut c);
     manifests(&mut c);
     authz(&mut c);
     validate(&c);

@@ -70,10 +70,10 @@ fn replay(records: &[(Lsn, Vec<u8>)]) {
         }
     }
     if replayed {
-        let snapshot = state.to_snapshot_bytes();
+        let snapshot = state.to_snapshot_bytes().expect("a decoded state is in memory");
         let again = State::decode_snapshot(&snapshot).expect("a replayed state's snapshot decodes");
         assert_eq!(
-            again.to_snapshot_bytes(),
+            again.to_snapshot_bytes().expect("a decoded state is in memory"),
             snapshot,
             "snapshot is not canonical"
         );

@@ -5,7 +5,7 @@
 //! header = magic "AEDBMNFT" (8) || version u16 = 1 || header_len u16 = 64 || reserved u32 = 0
 //!          || database_id (16) || header_mac (32)
 //!          header_mac = HMAC-SHA256(k_manifest, "aedb manifest header v1\0" || header[0..32])
-//! frame  = body_len u32 (1..=4096) || len_check u32 = CRC-32(body_len bytes)
+//! frame  = body_len u32 (1..=65536) || len_check u32 = CRC-32(body_len bytes)
 //!          || body (body_len bytes, see record.rs) || mac (32)
 //!          mac_i = HMAC-SHA256(k_manifest, mac_{i-1} || body_len || len_check || body)
 //!          mac_{-1} = header_mac
@@ -67,7 +67,7 @@ pub const FRAME_PREFIX_LEN: usize = 8;
 /// Length of a record MAC (HMAC-SHA256, [`crate::chain::CHAIN_MAC_LEN`]).
 pub const MAC_LEN: usize = crate::chain::CHAIN_MAC_LEN;
 /// Largest record body accepted (records are small; this bounds allocation).
-pub const MAX_RECORD_BODY_LEN: u32 = 4096;
+pub const MAX_RECORD_BODY_LEN: u32 = 65536;
 /// Longest frame: prefix, the longest body, MAC.
 const MAX_FRAME_LEN: usize = FRAME_PREFIX_LEN + MAX_RECORD_BODY_LEN as usize + MAC_LEN;
 /// Largest manifest file read into memory; compaction keeps manifests far smaller.

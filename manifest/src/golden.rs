@@ -7,7 +7,7 @@ use crate::error::ManifestError;
 use crate::file::{
     MAC_LEN, decode_frame, encode_frame, encode_manifest_header, verify_manifest_bytes,
 };
-use crate::record::{ManifestRecord, RecoveryEventKind};
+use crate::record::{ManifestRecord, RecoveryEventKind, RunRecord, VersionEdit};
 use aedb_keys::SecretKey;
 use aedb_types::{DatabaseId, KeyEpoch, Lsn, SegmentSeq};
 use std::path::Path;
@@ -145,6 +145,41 @@ fn golden_recovery_records() -> Vec<ManifestRecord> {
     }]
 }
 
+/// Records appended after [`golden_recovery_records`] in the fourth file fixture: an LSM
+/// flush and a compaction (record kind 12, added after kinds 1-11 shipped; the earlier
+/// fixtures stay byte-identical).
+fn golden_version_edits() -> Vec<ManifestRecord> {
+    let run = |file_id: u64, level: u8, lsn: (u64, u64), keys: (&[u8], &[u8])| RunRecord {
+        file_id,
+        level,
+        epoch: KeyEpoch::new(2),
+        min_lsn: Lsn::new(lsn.0),
+        max_lsn: Lsn::new(lsn.1),
+        entries: 1000 + file_id,
+        len: 65_536 + file_id,
+        sha256: [0xF0 | file_id as u8; 32],
+        first_key: keys.0.to_vec(),
+        last_key: keys.1.to_vec(),
+    };
+    vec![
+        ManifestRecord::VersionEdit(VersionEdit {
+            flushed_lsn: Lsn::new(150),
+            next_file_id: 2,
+            added: vec![run(1, 0, (101, 150), (b"\x02acct/0001", b"\x02acct/9999"))],
+            removed: Vec::new(),
+        }),
+        ManifestRecord::VersionEdit(VersionEdit {
+            flushed_lsn: Lsn::ZERO,
+            next_file_id: 4,
+            added: vec![
+                run(2, 1, (101, 150), (b"\x02acct/0001", b"\x02acct/4999")),
+                run(3, 1, (120, 150), (b"\x02acct/5000", b"\x02acct/9999")),
+            ],
+            removed: vec![1],
+        }),
+    ]
+}
+
 fn golden_frame(
     key: &SecretKey,
     prev: &[u8; MAC_LEN],
@@ -174,7 +209,13 @@ pub fn golden_fixtures() -> Vec<GoldenFixture> {
     let records = golden_records();
     let retirement = golden_retirement_records();
     let recovery = golden_recovery_records();
-    for r in records.iter().chain(&retirement[1..]).chain(&recovery) {
+    let edits = golden_version_edits();
+    for r in records
+        .iter()
+        .chain(&retirement[1..])
+        .chain(&recovery)
+        .chain(&edits[..1])
+    {
         let kind = r.kind();
         out.push(GoldenFixture {
             name: format!("manifest_record_{}_v1", kind.name()),
@@ -218,6 +259,15 @@ pub fn golden_fixtures() -> Vec<GoldenFixture> {
     out.push(GoldenFixture {
         name: "manifest_file_with_recovery_event_v1".into(),
         description: "manifest v1 file: the records of manifest_file_with_epoch_retirement_v1 and a recovery event (kind 11), chained".into(),
+        bytes: file(&all),
+        expected: GoldenExpectation::ManifestFile {
+            records: all.clone(),
+        },
+    });
+    let all: Vec<ManifestRecord> = all.into_iter().chain(edits).collect();
+    out.push(GoldenFixture {
+        name: "manifest_file_with_version_edits_v1".into(),
+        description: "manifest v1 file: the records of manifest_file_with_recovery_event_v1, an LSM flush and a compaction (kind 12), chained".into(),
         bytes: file(&all),
         expected: GoldenExpectation::ManifestFile { records: all },
     });

@@ -76,10 +76,10 @@ pub use golden::{
 };
 pub use live_state::{
     BackupInfo, CompactionInfo, EpochInfo, FULL_BACKUP_ID_PREFIX, INCREMENTAL_BACKUP_ID_PREFIX,
-    LiveCheckpoint, LiveSegment, LiveState, LiveStateError, MAX_LIVE_RECOVERY_EVENTS,
+    LiveCheckpoint, LiveRun, LiveSegment, LiveState, LiveStateError, MAX_LIVE_RECOVERY_EVENTS,
     RecoveryEventInfo,
 };
 pub use record::{
-    MAX_DETAIL_LEN, MAX_FILE_NAME_LEN, MAX_TEXT_LEN, ManifestRecord, RecordError, RecordKind,
-    RecoveryEventKind,
+    MAX_DETAIL_LEN, MAX_EDIT_RUNS, MAX_FILE_NAME_LEN, MAX_LEVELS, MAX_RUN_KEY_PREFIX, MAX_TEXT_LEN,
+    ManifestRecord, RecordError, RecordKind, RecoveryEventKind, RunRecord, VersionEdit,
 };

@@ -5,7 +5,7 @@
 //! database; no duplicate checkpoint LSN or segment seq among live entries; retirements
 //! only of live entries; `first_lsn ≤ last_lsn`; key epochs strictly increasing.
 
-use crate::record::ManifestRecord;
+use crate::record::{MAX_EDIT_RUNS, MAX_LEVELS, ManifestRecord, RunRecord, VersionEdit};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn, SegmentSeq};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,6 +21,10 @@ pub struct LiveCheckpoint {
     /// File length.
     pub len: u64,
 }
+
+/// A live run file of the LSM (an incremental checkpoint file), as its last
+/// `VersionEdit` recorded it.
+pub type LiveRun = RunRecord;
 
 /// A live (sealed, not retired) WAL segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +181,26 @@ pub enum LiveStateError {
         /// The epoch.
         epoch: KeyEpoch,
     },
+    /// A `VersionEdit` adds a run id that is live or was already used.
+    #[error("run file {file_id} added twice (or its id reused)")]
+    DuplicateRun {
+        /// The file id.
+        file_id: u64,
+    },
+    /// A `VersionEdit` removes a run that is not live (or adds and removes it at once).
+    #[error("run file {file_id} removed but not live")]
+    UnknownRun {
+        /// The file id.
+        file_id: u64,
+    },
+    /// A `VersionEdit` run is malformed: level out of range or an inverted LSN range.
+    #[error("run file {file_id} is malformed: {what}")]
+    BadRun {
+        /// The file id.
+        file_id: u64,
+        /// What is wrong.
+        what: &'static str,
+    },
     /// Retirement of the current epoch or of one a live checkpoint is sealed under.
     #[error("key epoch {epoch} cannot be retired: it is current or a live checkpoint uses it")]
     EpochInUse {
@@ -198,6 +222,9 @@ pub struct LiveState {
     recovery_events: Vec<RecoveryEventInfo>,
     env_hash: Option<(String, [u8; 32])>,
     compacted_from: Option<CompactionInfo>,
+    runs: BTreeMap<u64, LiveRun>,
+    flushed_lsn: Lsn,
+    next_file_id: u64,
 }
 
 impl LiveState {
@@ -214,6 +241,9 @@ impl LiveState {
             recovery_events: Vec::new(),
             env_hash: None,
             compacted_from: None,
+            runs: BTreeMap::new(),
+            flushed_lsn: Lsn::ZERO,
+            next_file_id: 0,
         }
     }
 
@@ -319,8 +349,41 @@ impl LiveState {
                 last_lsn,
                 ..
             } => range(*first_lsn, *last_lsn),
+            ManifestRecord::VersionEdit(edit) => self.check_edit(edit),
             ManifestRecord::ServerEnvHash { .. } | ManifestRecord::RecoveryEvent { .. } => Ok(()),
         }
+    }
+
+    fn check_edit(&self, edit: &VersionEdit) -> Result<(), LiveStateError> {
+        let mut added = BTreeSet::new();
+        for run in &edit.added {
+            let file_id = run.file_id;
+            if file_id < self.next_file_id || !added.insert(file_id) {
+                return Err(LiveStateError::DuplicateRun { file_id });
+            }
+            if run.level >= MAX_LEVELS {
+                return Err(LiveStateError::BadRun {
+                    file_id,
+                    what: "level out of range",
+                });
+            }
+            if run.min_lsn > run.max_lsn {
+                return Err(LiveStateError::BadRun {
+                    file_id,
+                    what: "min_lsn after max_lsn",
+                });
+            }
+            if self.retired_epochs.contains_key(&run.epoch) {
+                return Err(LiveStateError::EpochRetired { epoch: run.epoch });
+            }
+        }
+        let mut removed = BTreeSet::new();
+        for &file_id in &edit.removed {
+            if !self.runs.contains_key(&file_id) || !removed.insert(file_id) {
+                return Err(LiveStateError::UnknownRun { file_id });
+            }
+        }
+        Ok(())
     }
 
     /// Checks and applies `record` at position `index`.
@@ -419,6 +482,20 @@ impl LiveState {
                     detail,
                 });
             }
+            ManifestRecord::VersionEdit(edit) => {
+                for id in &edit.removed {
+                    self.runs.remove(id);
+                }
+                let highest = edit.added.iter().map(|r| r.file_id + 1).max();
+                self.next_file_id = self
+                    .next_file_id
+                    .max(edit.next_file_id)
+                    .max(highest.unwrap_or(0));
+                for run in edit.added {
+                    self.runs.insert(run.file_id, run);
+                }
+                self.flushed_lsn = self.flushed_lsn.max(edit.flushed_lsn);
+            }
             ManifestRecord::Compacted {
                 replaces_head,
                 records_replaced,
@@ -479,9 +556,25 @@ impl LiveState {
         &self.retired_epochs
     }
 
-    /// Epochs still needed to read live checkpoints, plus the current epoch.
+    /// The live run files of the LSM by file id.
+    pub fn runs(&self) -> &BTreeMap<u64, LiveRun> {
+        &self.runs
+    }
+
+    /// Every commit up to this LSN is in the live runs (zero before the first flush).
+    pub fn flushed_lsn(&self) -> Lsn {
+        self.flushed_lsn
+    }
+
+    /// The next unused run file id.
+    pub fn next_file_id(&self) -> u64 {
+        self.next_file_id
+    }
+
+    /// Epochs still needed to read live checkpoints and runs, plus the current epoch.
     pub fn referenced_epochs(&self) -> BTreeSet<KeyEpoch> {
         let mut s: BTreeSet<KeyEpoch> = self.checkpoints.values().map(|c| c.epoch).collect();
+        s.extend(self.runs.values().map(|r| r.epoch));
         s.extend(self.current_epoch());
         s
     }
@@ -550,6 +643,22 @@ impl LiveState {
                 len: c.len,
             });
         }
+        let runs: Vec<&LiveRun> = self.runs.values().collect();
+        let mut chunks: Vec<&[&LiveRun]> = runs.chunks(MAX_EDIT_RUNS).collect();
+        if chunks.is_empty() && (self.flushed_lsn > Lsn::ZERO || self.next_file_id > 0) {
+            chunks.push(&[]);
+        }
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            // Ids only grow, so the reserved id goes with the last chunk (earlier chunks'
+            // ids must stay addable).
+            out.push(ManifestRecord::VersionEdit(VersionEdit {
+                flushed_lsn: self.flushed_lsn,
+                next_file_id: if i == last { self.next_file_id } else { 0 },
+                added: chunk.iter().map(|r| (*r).clone()).collect(),
+                removed: Vec::new(),
+            }));
+        }
         for b in &self.backups {
             out.push(ManifestRecord::BackupTaken {
                 backup_id: b.backup_id.clone(),
@@ -582,6 +691,104 @@ mod tests {
     use super::*;
 
     const DB: DatabaseId = DatabaseId::from_bytes([1; 16]);
+
+    fn run(file_id: u64, level: u8, epoch: u32) -> RunRecord {
+        RunRecord {
+            file_id,
+            level,
+            epoch: KeyEpoch::new(epoch),
+            min_lsn: Lsn::new(1),
+            max_lsn: Lsn::new(10),
+            entries: 3,
+            len: 100,
+            sha256: [file_id as u8; 32],
+            first_key: b"a".to_vec(),
+            last_key: b"z".to_vec(),
+        }
+    }
+
+    fn edit(flushed: u64, added: Vec<RunRecord>, removed: Vec<u64>) -> ManifestRecord {
+        ManifestRecord::VersionEdit(VersionEdit {
+            flushed_lsn: Lsn::new(flushed),
+            next_file_id: 0,
+            added,
+            removed,
+        })
+    }
+
+    #[test]
+    fn version_edits_fold_into_the_live_runs() {
+        let mut s = LiveState::new(DB);
+        let epoch = ManifestRecord::KeyEpochChanged {
+            epoch: KeyEpoch::new(1),
+            master_key_id: "m".into(),
+            at_unix_ms: 0,
+        };
+        s.apply(0, &epoch).unwrap();
+        s.apply(1, &edit(10, vec![run(1, 0, 1)], vec![])).unwrap();
+        s.apply(2, &edit(20, vec![run(2, 0, 1)], vec![])).unwrap();
+        // A compaction: two L0 runs become one L1 run; flushed LSN is a maximum.
+        s.apply(3, &edit(0, vec![run(3, 1, 1)], vec![1, 2]))
+            .unwrap();
+        assert_eq!(s.runs().keys().copied().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(s.flushed_lsn(), Lsn::new(20));
+        assert_eq!(s.next_file_id(), 4);
+        assert!(s.referenced_epochs().contains(&KeyEpoch::new(1)));
+        // Ids are never reused, removals name live runs, levels and LSN ranges are sane.
+        let bad = [
+            (edit(0, vec![run(2, 1, 1)], vec![]), "reused id"),
+            (edit(0, vec![run(9, 1, 1), run(9, 1, 1)], vec![]), "twice"),
+            (edit(0, vec![], vec![1]), "removed twice"),
+            (edit(0, vec![], vec![3, 3]), "same removal twice"),
+            (edit(0, vec![run(9, MAX_LEVELS, 1)], vec![]), "level"),
+        ];
+        for (record, what) in bad {
+            let before = s.clone();
+            assert!(s.apply(4, &record).is_err(), "{what}");
+            assert_eq!(s, before, "{what}: state changed");
+        }
+        let mut inverted = run(9, 1, 1);
+        inverted.min_lsn = Lsn::new(11);
+        assert!(s.check(4, &edit(0, vec![inverted], vec![])).is_err());
+        // An epoch a live run uses cannot be retired.
+        s.apply(
+            4,
+            &ManifestRecord::KeyEpochChanged {
+                epoch: KeyEpoch::new(2),
+                master_key_id: "m2".into(),
+                at_unix_ms: 1,
+            },
+        )
+        .unwrap();
+        let retire = ManifestRecord::KeyEpochRetired {
+            epoch: KeyEpoch::new(1),
+            at_unix_ms: 2,
+        };
+        assert_eq!(
+            s.check(5, &retire),
+            Err(LiveStateError::EpochInUse {
+                epoch: KeyEpoch::new(1)
+            })
+        );
+    }
+
+    #[test]
+    fn restating_many_runs_reproduces_the_live_runs() {
+        let mut s = LiveState::new(DB);
+        let many: Vec<RunRecord> = (0..600).map(|i| run(i, 1, 1)).collect();
+        for (i, chunk) in many.chunks(MAX_EDIT_RUNS).enumerate() {
+            s.apply(i as u64, &edit(77, chunk.to_vec(), vec![]))
+                .unwrap();
+        }
+        s.apply(9, &edit(0, vec![], (0..50).collect())).unwrap();
+        let restated = LiveState::from_records(DB, &s.to_records()).unwrap();
+        assert_eq!(restated.runs(), s.runs());
+        assert_eq!(restated.flushed_lsn(), Lsn::new(77));
+        assert_eq!(restated.next_file_id(), 600);
+        for r in s.to_records() {
+            assert!(r.encode().unwrap().len() <= crate::file::MAX_RECORD_BODY_LEN as usize);
+        }
+    }
 
     #[test]
     fn folds_adds_and_retirements() {

@@ -17,6 +17,13 @@
 //! | 9 | `Compacted`        | replaces_head (32), records_replaced (u64), at_unix_ms (u64) |
 //! | 10 | `KeyEpochRetired` | epoch (u32), at_unix_ms (u64) |
 //! | 11 | `RecoveryEvent`   | event (u8, [`RecoveryEventKind`]), lsn (u64), at_unix_ms (u64), detail (text ≤ 256) |
+//! | 12 | `VersionEdit`     | flushed_lsn (u64), next_file_id (u64), added count (u16), run*, removed count (u16), file_id (u64)* |
+//!
+//! A `run` of a `VersionEdit` is `file_id (u64), level (u8), epoch (u32), min_lsn (u64),
+//! max_lsn (u64), entries (u64), len (u64), sha256 (32), first_key (bytes ≤ 64), last_key
+//! (bytes ≤ 64)`, byte strings as `len (u16) || bytes`. The keys are prefixes of the file's
+//! first and last key (at most [`MAX_RUN_KEY_PREFIX`] bytes), for people and for `check
+//! invariants`; the file's own authenticated metadata holds the full keys.
 
 use aedb_types::reader::{ByteReader, LenPrefix};
 use aedb_types::{DatabaseId, DecodeError, DecodeErrorKind, KeyEpoch, Lsn, SegmentSeq};
@@ -28,6 +35,60 @@ pub const MAX_TEXT_LEN: usize = 256;
 pub const MAX_DETAIL_LEN: usize = 256;
 /// Longest file name in a `CheckpointAdded` record, in bytes.
 pub const MAX_FILE_NAME_LEN: usize = 255;
+/// Longest key prefix a [`RunRecord`] keeps of its file's first and last key, in bytes.
+pub const MAX_RUN_KEY_PREFIX: usize = 64;
+/// Deepest LSM level a run can be recorded at is `MAX_LEVELS - 1`.
+pub const MAX_LEVELS: u8 = 7;
+/// Most runs (added plus removed) one `VersionEdit` record may name: keeps a record
+/// under the manifest's body limit whatever its key prefixes.
+pub const MAX_EDIT_RUNS: usize = 256;
+
+/// One run file (an incremental checkpoint file of the LSM) as a `VersionEdit` records it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RunRecord {
+    /// The file's id (its name is derived from it by `aedb-checkpoint`).
+    pub file_id: u64,
+    /// Its level (0 = freshly flushed, overlapping; deeper levels are sorted and disjoint).
+    pub level: u8,
+    /// The key epoch it is sealed under.
+    pub epoch: KeyEpoch,
+    /// Oldest LSN of an entry in it.
+    pub min_lsn: Lsn,
+    /// Newest LSN of an entry in it.
+    pub max_lsn: Lsn,
+    /// Number of entries (versions and tombstones).
+    pub entries: u64,
+    /// File length in bytes.
+    pub len: u64,
+    /// SHA-256 of the whole file.
+    pub sha256: [u8; 32],
+    /// Prefix (≤ [`MAX_RUN_KEY_PREFIX`] bytes) of its first key.
+    pub first_key: Vec<u8>,
+    /// Prefix (≤ [`MAX_RUN_KEY_PREFIX`] bytes) of its last key.
+    pub last_key: Vec<u8>,
+}
+
+impl RunRecord {
+    /// `key` cut to the prefix a record keeps.
+    pub fn key_prefix(key: &[u8]) -> Vec<u8> {
+        key[..key.len().min(MAX_RUN_KEY_PREFIX)].to_vec()
+    }
+}
+
+/// One atomic change of the LSM's live run files (see [`ManifestRecord::VersionEdit`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VersionEdit {
+    /// Every commit with an LSN up to this one is in the live runs (a flush raises it; a
+    /// compaction passes the current value or zero). The live value is the maximum seen.
+    pub flushed_lsn: Lsn,
+    /// File ids below this are used or reserved; the live value is the maximum seen
+    /// (and above every added id), so ids are never reused.
+    pub next_file_id: u64,
+    /// Runs made live.
+    pub added: Vec<RunRecord>,
+    /// File ids of live runs no longer needed.
+    pub removed: Vec<u64>,
+}
 
 /// One manifest record. Nothing in a record is secret: `master_key_id` names a key (alias
 /// and version), it never contains key material.
@@ -124,6 +185,9 @@ pub enum ManifestRecord {
         /// material or user data).
         detail: String,
     },
+    /// The LSM's run files changed: runs added (a flush or a compaction's output) and
+    /// removed (a compaction's inputs), atomically.
+    VersionEdit(VersionEdit),
     /// This file is a compaction of an earlier manifest. Only valid as record 0; the
     /// records after it restate the live set.
     Compacted {
@@ -161,6 +225,8 @@ pub enum RecordKind {
     KeyEpochRetired,
     /// 11
     RecoveryEvent,
+    /// 12
+    VersionEdit,
 }
 
 /// What recovery routed around (the `event` byte of a `RecoveryEvent` record).
@@ -233,7 +299,7 @@ impl fmt::Display for RecoveryEventKind {
 
 impl RecordKind {
     /// Every kind, in id order.
-    pub const ALL: [RecordKind; 11] = [
+    pub const ALL: [RecordKind; 12] = [
         RecordKind::DatabaseCreated,
         RecordKind::CheckpointAdded,
         RecordKind::SegmentSealed,
@@ -245,6 +311,7 @@ impl RecordKind {
         RecordKind::Compacted,
         RecordKind::KeyEpochRetired,
         RecordKind::RecoveryEvent,
+        RecordKind::VersionEdit,
     ];
 
     /// The on-disk id.
@@ -261,6 +328,7 @@ impl RecordKind {
             RecordKind::Compacted => 9,
             RecordKind::KeyEpochRetired => 10,
             RecordKind::RecoveryEvent => 11,
+            RecordKind::VersionEdit => 12,
         }
     }
 
@@ -283,6 +351,7 @@ impl RecordKind {
             RecordKind::Compacted => "compacted",
             RecordKind::KeyEpochRetired => "key_epoch_retired",
             RecordKind::RecoveryEvent => "recovery_event",
+            RecordKind::VersionEdit => "version_edit",
         }
     }
 }
@@ -305,6 +374,13 @@ pub enum RecordError {
         /// The limit.
         max: usize,
     },
+    /// A `VersionEdit` names more runs than [`MAX_EDIT_RUNS`], or a key prefix is
+    /// longer than [`MAX_RUN_KEY_PREFIX`].
+    #[error("version edit too large: {what}")]
+    EditTooLarge {
+        /// What was over its limit.
+        what: &'static str,
+    },
     /// A checkpoint file name is not a plain file name.
     #[error(
         "checkpoint file name {name:?} is not a plain file name (empty, `.`/`..`, or contains `/`, `\\` or NUL)"
@@ -320,6 +396,87 @@ impl From<DecodeError> for RecordError {
         // Boxed: manifest errors carry a record error, and stay small.
         RecordError::Decode(Box::new(e))
     }
+}
+
+fn encode_edit(out: &mut Vec<u8>, edit: &VersionEdit) -> Result<(), RecordError> {
+    if edit.added.len() + edit.removed.len() > MAX_EDIT_RUNS {
+        return Err(RecordError::EditTooLarge {
+            what: "more runs than MAX_EDIT_RUNS",
+        });
+    }
+    out.extend_from_slice(&edit.flushed_lsn.get().to_le_bytes());
+    out.extend_from_slice(&edit.next_file_id.to_le_bytes());
+    // Both counts are at most MAX_EDIT_RUNS, so they fit in u16.
+    out.extend_from_slice(&(edit.added.len() as u16).to_le_bytes());
+    for run in &edit.added {
+        out.extend_from_slice(&run.file_id.to_le_bytes());
+        out.push(run.level);
+        out.extend_from_slice(&run.epoch.get().to_le_bytes());
+        out.extend_from_slice(&run.min_lsn.get().to_le_bytes());
+        out.extend_from_slice(&run.max_lsn.get().to_le_bytes());
+        out.extend_from_slice(&run.entries.to_le_bytes());
+        out.extend_from_slice(&run.len.to_le_bytes());
+        out.extend_from_slice(&run.sha256);
+        for key in [&run.first_key, &run.last_key] {
+            if key.len() > MAX_RUN_KEY_PREFIX {
+                return Err(RecordError::EditTooLarge {
+                    what: "key prefix longer than MAX_RUN_KEY_PREFIX",
+                });
+            }
+            out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            out.extend_from_slice(key);
+        }
+    }
+    out.extend_from_slice(&(edit.removed.len() as u16).to_le_bytes());
+    for id in &edit.removed {
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    Ok(())
+}
+
+/// Smallest encoded run: fixed fields plus two empty key prefixes.
+const MIN_RUN_LEN: usize = 8 + 1 + 4 + 8 + 8 + 8 + 8 + 32 + 2 + 2;
+
+fn decode_edit(r: &mut ByteReader<'_>) -> Result<VersionEdit, DecodeError> {
+    let flushed_lsn = Lsn::new(r.u64()?);
+    let next_file_id = r.u64()?;
+    let added_count = r.count(
+        LenPrefix::U16,
+        "added run",
+        MIN_RUN_LEN,
+        MAX_EDIT_RUNS as u64,
+    )?;
+    let mut added = Vec::with_capacity(added_count);
+    for _ in 0..added_count {
+        added.push(RunRecord {
+            file_id: r.u64()?,
+            level: r.u8()?,
+            epoch: KeyEpoch::new(r.u32()?),
+            min_lsn: Lsn::new(r.u64()?),
+            max_lsn: Lsn::new(r.u64()?),
+            entries: r.u64()?,
+            len: r.u64()?,
+            sha256: r.array()?,
+            first_key: r
+                .prefixed(LenPrefix::U16, "first key prefix", MAX_RUN_KEY_PREFIX)?
+                .to_vec(),
+            last_key: r
+                .prefixed(LenPrefix::U16, "last key prefix", MAX_RUN_KEY_PREFIX)?
+                .to_vec(),
+        });
+    }
+    let removed_max = (MAX_EDIT_RUNS - added_count) as u64;
+    let removed_count = r.count(LenPrefix::U16, "removed run", 8, removed_max)?;
+    let mut removed = Vec::with_capacity(removed_count);
+    for _ in 0..removed_count {
+        removed.push(r.u64()?);
+    }
+    Ok(VersionEdit {
+        flushed_lsn,
+        next_file_id,
+        added,
+        removed,
+    })
 }
 
 fn check_file_name(name: &str) -> Result<(), RecordError> {
@@ -465,6 +622,31 @@ impl fmt::Display for ManifestRecord {
                 f,
                 "RecoveryEvent {{ event: {event}, lsn: {lsn}, at_unix_ms: {at_unix_ms}, detail: {detail:?} }}"
             ),
+            ManifestRecord::VersionEdit(edit) => {
+                write!(
+                    f,
+                    "VersionEdit {{ flushed_lsn: {}, next_file_id: {}, added: [",
+                    edit.flushed_lsn, edit.next_file_id
+                )?;
+                for (i, run) in edit.added.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(
+                        f,
+                        "{sep}{{ file_id: {}, level: {}, epoch: {}, lsn: {}..={}, entries: {}, len: {}, sha256: {}, keys: {}..{} }}",
+                        run.file_id,
+                        run.level,
+                        run.epoch.get(),
+                        run.min_lsn,
+                        run.max_lsn,
+                        run.entries,
+                        run.len,
+                        Hex(&run.sha256),
+                        Hex(&run.first_key),
+                        Hex(&run.last_key)
+                    )?;
+                }
+                write!(f, "], removed: {:?} }}", edit.removed)
+            }
             ManifestRecord::Compacted {
                 replaces_head,
                 records_replaced,
@@ -508,6 +690,7 @@ impl ManifestRecord {
             ManifestRecord::Compacted { .. } => RecordKind::Compacted,
             ManifestRecord::KeyEpochRetired { .. } => RecordKind::KeyEpochRetired,
             ManifestRecord::RecoveryEvent { .. } => RecordKind::RecoveryEvent,
+            ManifestRecord::VersionEdit(_) => RecordKind::VersionEdit,
         }
     }
 
@@ -598,6 +781,7 @@ impl ManifestRecord {
                 out.extend_from_slice(&at_unix_ms.to_le_bytes());
                 put_text(&mut out, "detail", detail, MAX_DETAIL_LEN)?;
             }
+            ManifestRecord::VersionEdit(edit) => encode_edit(&mut out, edit)?,
             ManifestRecord::Compacted {
                 replaces_head,
                 records_replaced,
@@ -698,6 +882,7 @@ impl ManifestRecord {
                     detail: get_text(&mut r, "detail", MAX_DETAIL_LEN)?,
                 }
             }
+            RecordKind::VersionEdit => ManifestRecord::VersionEdit(decode_edit(&mut r)?),
             RecordKind::Compacted => ManifestRecord::Compacted {
                 replaces_head: r.array()?,
                 records_replaced: r.u64()?,
@@ -719,7 +904,7 @@ mod tests {
             assert_eq!(RecordKind::from_id(k.id()), Some(k));
         }
         assert_eq!(RecordKind::from_id(0), None);
-        assert_eq!(RecordKind::from_id(12), None);
+        assert_eq!(RecordKind::from_id(13), None);
         for k in RecoveryEventKind::ALL {
             assert_eq!(RecoveryEventKind::from_id(k.id()), Some(k));
         }
@@ -761,6 +946,66 @@ mod tests {
         };
         assert_eq!(detail.len(), MAX_DETAIL_LEN);
         assert!(long.encode().is_ok());
+    }
+
+    fn edit_with(added: usize, removed: usize, prefix: usize) -> ManifestRecord {
+        let run = |i: usize| RunRecord {
+            file_id: i as u64,
+            level: (i % 7) as u8,
+            epoch: KeyEpoch::new(3),
+            min_lsn: Lsn::new(1),
+            max_lsn: Lsn::new(9),
+            entries: 5,
+            len: 1 << 20,
+            sha256: [i as u8; 32],
+            first_key: vec![0xAA; prefix],
+            last_key: vec![0xFF; prefix],
+        };
+        ManifestRecord::VersionEdit(VersionEdit {
+            flushed_lsn: Lsn::new(9),
+            next_file_id: 1 << 40,
+            added: (0..added).map(run).collect(),
+            removed: (0..removed as u64).map(|i| 1_000 + i).collect(),
+        })
+    }
+
+    #[test]
+    fn version_edits_round_trip_up_to_their_limits() {
+        for (a, r) in [
+            (0, 0),
+            (1, 0),
+            (0, 1),
+            (3, 5),
+            (MAX_EDIT_RUNS, 0),
+            (100, 156),
+        ] {
+            let edit = edit_with(a, r, MAX_RUN_KEY_PREFIX);
+            let body = edit.encode().unwrap();
+            assert!(body.len() <= crate::file::MAX_RECORD_BODY_LEN as usize);
+            assert_eq!(ManifestRecord::decode(&body), Ok(edit.clone()));
+            // Every truncation is a typed error, never a panic or a shorter edit.
+            for cut in 0..body.len().min(400) {
+                assert!(ManifestRecord::decode(&body[..cut]).is_err(), "cut {cut}");
+            }
+        }
+        assert!(matches!(
+            edit_with(MAX_EDIT_RUNS, 1, 0).encode(),
+            Err(RecordError::EditTooLarge { .. })
+        ));
+        assert!(matches!(
+            edit_with(1, 0, MAX_RUN_KEY_PREFIX + 1).encode(),
+            Err(RecordError::EditTooLarge { .. })
+        ));
+        // A count over the limit is refused before anything is allocated.
+        let mut body = vec![12u8];
+        body.extend_from_slice(&[0; 16]);
+        body.extend_from_slice(&((MAX_EDIT_RUNS + 1) as u16).to_le_bytes());
+        assert!(ManifestRecord::decode(&body).is_err());
+        assert_eq!(
+            RunRecord::key_prefix(&[7; 100]),
+            vec![7; MAX_RUN_KEY_PREFIX]
+        );
+        assert_eq!(RunRecord::key_prefix(b"ab"), b"ab".to_vec());
     }
 
     #[test]

@@ -121,12 +121,13 @@ fn fixtures_are_deterministic_and_cover_every_record_kind() {
         "manifest_file_v1",
         "manifest_file_with_epoch_retirement_v1",
         "manifest_file_with_recovery_event_v1",
+        "manifest_file_with_version_edits_v1",
     ] {
         assert!(names.contains(name), "missing {name}");
     }
     let file = a
         .iter()
-        .find(|f| f.name == "manifest_file_with_recovery_event_v1")
+        .find(|f| f.name == "manifest_file_with_version_edits_v1")
         .unwrap();
     match &file.expected {
         GoldenExpectation::ManifestFile { records } => {

@@ -123,7 +123,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let start = Instant::now();
-    let snap = state.to_snapshot_bytes();
+    let snap = state.to_snapshot_bytes()?;
     let enc = start.elapsed();
     let start = Instant::now();
     let back = State::decode_snapshot(&snap)?;

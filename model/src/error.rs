@@ -8,6 +8,51 @@ use crate::name::{Namespace, ProjectName, TableName};
 use crate::numeric::{NumericType, WrongWidth};
 use crate::schema::RowError;
 
+/// Stored data could not be read: a run file's block failed to read or authenticate,
+/// or a stored entry does not decode. Nothing is ever returned in its place.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("stored data is unreadable: {message}")]
+pub struct Unreadable {
+    message: String,
+    #[source]
+    source: Option<std::sync::Arc<aedb_storage::StorageError>>,
+}
+
+impl Unreadable {
+    pub(crate) fn message(message: &str) -> Unreadable {
+        Unreadable {
+            message: message.to_owned(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn entry(what: &str, e: &crate::codec::DecodeError) -> Unreadable {
+        Unreadable::message(&format!("a stored {what} does not decode: {e}"))
+    }
+
+    /// The storage failure behind it, if any.
+    pub fn storage(&self) -> Option<&aedb_storage::StorageError> {
+        self.source.as_deref()
+    }
+}
+
+impl From<aedb_storage::StorageError> for Unreadable {
+    fn from(e: aedb_storage::StorageError) -> Unreadable {
+        Unreadable {
+            message: e.to_string(),
+            source: Some(std::sync::Arc::new(e)),
+        }
+    }
+}
+
+impl PartialEq for Unreadable {
+    fn eq(&self, other: &Unreadable) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for Unreadable {}
+
 /// A project, scope or table that an operation needs does not exist.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NotFound {
@@ -123,6 +168,9 @@ pub enum OpError {
         /// The limit.
         max: usize,
     },
+    /// Stored data could not be read.
+    #[error(transparent)]
+    Unreadable(#[from] Unreadable),
 }
 
 impl OpError {
@@ -137,6 +185,9 @@ impl OpError {
             OpError::DuplicatePrimaryKey { .. } => RejectionKind::DuplicatePrimaryKey,
             OpError::Row { .. } => RejectionKind::SchemaViolation,
             OpError::AssertionTooDeep { .. } => RejectionKind::InvalidAssertion,
+            // Never recorded: staging turns it into `ApplyError::Unreadable`, which is
+            // not an outcome of the transaction.
+            OpError::Unreadable(_) => RejectionKind::NotFound,
         }
     }
 }
@@ -190,6 +241,9 @@ pub enum ApplyError {
     /// The DDL statement could not be applied.
     #[error("ddl: {0}")]
     Ddl(#[source] OpError),
+    /// Stored data the transaction reads could not be read; nothing was applied.
+    #[error(transparent)]
+    Unreadable(Unreadable),
 }
 
 impl ApplyError {
@@ -211,7 +265,15 @@ impl ApplyError {
             )),
             ApplyError::LsnNotIncreasing { .. }
             | ApplyError::AlreadySeen { .. }
-            | ApplyError::Ddl(_) => None,
+            | ApplyError::Ddl(_)
+            | ApplyError::Unreadable(_) => None,
+        }
+    }
+
+    pub(crate) fn from_read(e: ReadError) -> ApplyError {
+        match e {
+            ReadError::Unreadable(u) => ApplyError::Unreadable(u),
+            other => ApplyError::Unreadable(Unreadable::message(&other.to_string())),
         }
     }
 
@@ -245,6 +307,32 @@ pub enum ReadError {
         #[source]
         source: WrongWidth,
     },
+    /// A read as of an LSN after the snapshot's own.
+    #[error("lsn {requested} is after the snapshot's lsn {current}")]
+    FutureLsn {
+        /// The LSN asked for.
+        requested: Lsn,
+        /// The snapshot's LSN.
+        current: Lsn,
+    },
+    /// Stored data could not be read.
+    #[error(transparent)]
+    Unreadable(#[from] Unreadable),
+}
+
+impl ReadError {
+    /// The read-side form of an error met while looking something up.
+    pub(crate) fn from_op(e: OpError) -> ReadError {
+        match e {
+            OpError::NotFound(n) => ReadError::NotFound(n),
+            OpError::Unreadable(u) => ReadError::Unreadable(u),
+            OpError::Row { table, source, .. } => ReadError::Row { table, source },
+            OpError::WrongNumericWidth { key, source, .. } => {
+                ReadError::WrongNumericWidth { key, source }
+            }
+            other => ReadError::Unreadable(Unreadable::message(&other.to_string())),
+        }
+    }
 }
 
 /// A decoded commit record does not apply to the state: the log and the state
@@ -297,4 +385,7 @@ pub enum ReplayError {
         /// The key.
         key: IdempotencyKey,
     },
+    /// Stored data the record touches could not be read.
+    #[error(transparent)]
+    Unreadable(#[from] Unreadable),
 }

@@ -109,7 +109,7 @@ impl Assertion {
                 value,
             } => {
                 let (row, schema) = state.row_lookup(ns, table, pk)?;
-                let idx = column_for(ns, table, schema, column, value)?;
+                let idx = column_for(ns, table, &schema, column, value)?;
                 match row {
                     None => {
                         Verdict::Fails(format!("no row with key {} in `{table}`", show_key(pk)))
@@ -138,7 +138,7 @@ impl Assertion {
                         },
                     });
                 }
-                let idx = column_for(ns, table, schema, column, value)?;
+                let idx = column_for(ns, table, &schema, column, value)?;
                 match row {
                     None => {
                         Verdict::Fails(format!("no row with key {} in `{table}`", show_key(pk)))
@@ -201,7 +201,7 @@ fn numeric_at(
     like: Numeric,
 ) -> Result<Numeric, OpError> {
     let entry = state.kv_entry(ns, key)?;
-    Numeric::decode(like.ty(), entry.map(|e| e.value.as_bytes())).map_err(|source| {
+    Numeric::decode(like.ty(), entry.as_ref().map(|e| e.value.as_bytes())).map_err(|source| {
         OpError::WrongNumericWidth {
             ns: ns.clone(),
             key: key.clone(),
@@ -235,4 +235,57 @@ fn column_for(
 fn show_key(pk: &[Value]) -> String {
     let parts: Vec<String> = pk.iter().map(ToString::to_string).collect();
     format!("({})", parts.join(", "))
+}
+
+/// The storage keys a transaction's assertions and mutations read (what the
+/// committing caller prefetches before the writer evaluates them).
+pub(crate) fn touched_keys(state: &State, tx: &crate::transaction::Transaction) -> Vec<Vec<u8>> {
+    use crate::mutation::Mutation;
+    let mut keys = Vec::new();
+    fn visit(state: &State, a: &Assertion, keys: &mut Vec<Vec<u8>>) {
+        match a {
+            Assertion::KvExists { ns, key }
+            | Assertion::KvAbsent { ns, key }
+            | Assertion::KvValueEquals { ns, key, .. }
+            | Assertion::KvCompare { ns, key, .. }
+            | Assertion::KvVersionEquals { ns, key, .. }
+            | Assertion::KvNumericAtLeast { ns, key, .. } => {
+                keys.push(state.storage_kv_key(ns, key));
+            }
+            Assertion::RowExists { ns, table, pk }
+            | Assertion::RowAbsent { ns, table, pk }
+            | Assertion::ColumnEquals { ns, table, pk, .. }
+            | Assertion::ColumnCompare { ns, table, pk, .. }
+            | Assertion::RowVersionEquals { ns, table, pk, .. } => {
+                keys.extend(state.storage_row_key(ns, table, pk));
+            }
+            Assertion::All(items) | Assertion::Any(items) => {
+                for a in items {
+                    visit(state, a, keys);
+                }
+            }
+            Assertion::Not(inner) => visit(state, inner, keys),
+        }
+    }
+    for a in &tx.assertions {
+        visit(state, a, &mut keys);
+    }
+    for m in &tx.mutations {
+        match m {
+            // Blind writes read nothing.
+            Mutation::KvPut { .. }
+            | Mutation::TableUpsert { .. }
+            | Mutation::TableInsert { .. } => {}
+            Mutation::KvDelete { ns, key }
+            | Mutation::KvAdd { ns, key, .. }
+            | Mutation::KvSub { ns, key, .. } => {
+                keys.push(state.storage_kv_key(ns, key));
+            }
+            Mutation::TableUpdate { ns, table, pk, .. }
+            | Mutation::TableDelete { ns, table, pk } => {
+                keys.extend(state.storage_row_key(ns, table, pk));
+            }
+        }
+    }
+    keys
 }

@@ -1,14 +1,6 @@
 //! Scan results and scan direction.
 
-/// The order a scan walks keys in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Ascending key order.
-    #[default]
-    Forward,
-    /// Descending key order.
-    Reverse,
-}
+pub use aedb_storage::Direction;
 
 /// One page of a scan: at most `limit` items, in scan order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,31 +13,26 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    /// Collects at most `limit` items from `iter`, noting whether more remain.
-    pub(crate) fn collect(mut iter: impl Iterator<Item = T>, limit: usize) -> Page<T> {
+    /// Collects at most `limit` items from `iter`, noting whether more remain; stops at
+    /// the first error.
+    pub(crate) fn try_collect<E>(
+        iter: impl Iterator<Item = Result<T, E>>,
+        limit: usize,
+    ) -> Result<Page<T>, E> {
         let mut items = Vec::with_capacity(limit.min(1024));
-        while items.len() < limit {
-            match iter.next() {
-                Some(item) => items.push(item),
-                None => {
-                    return Page {
-                        items,
-                        has_more: false,
-                    };
-                }
+        for item in iter {
+            let item = item?;
+            if items.len() == limit {
+                return Ok(Page {
+                    items,
+                    has_more: true,
+                });
             }
+            items.push(item);
         }
-        Page {
-            has_more: iter.next().is_some(),
+        Ok(Page {
             items,
-        }
-    }
-
-    /// A page with no items and nothing more.
-    pub(crate) fn empty() -> Page<T> {
-        Page {
-            items: Vec::new(),
             has_more: false,
-        }
+        })
     }
 }

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use aedb_storage::EntryKind;
+use aedb_storage::Memtable;
 use aedb_types::Lsn;
 use imbl::{OrdMap, OrdSet};
 
@@ -15,12 +17,13 @@ use crate::codec::{
     DResult, DecodeError, DecodeErrorKind, ReadModel, Reader, put_count, put_idempotency_key,
     put_kv_key, put_kv_value, put_lsn, put_name, put_rejection, put_schema, put_u8, put_values,
 };
-use crate::idempotency::{IdempotencyRecord, Outcome};
+use crate::error::ReadError;
+use crate::idempotency::{IdempotencyKey, IdempotencyRecord, Outcome};
 use crate::key::EncodedKey;
-use crate::kv::KvEntry;
+use crate::keyspace;
+use crate::kv::KvKey;
 use crate::name::Namespace;
-use crate::row::Row;
-use crate::state::{NamespaceState, ProjectState, State, TableState};
+use crate::state::{Catalog, NamespaceState, ProjectState, State, TableState};
 
 /// The snapshot format version this build writes and reads.
 pub const SNAPSHOT_VERSION: u8 = 1;
@@ -29,48 +32,69 @@ const OUTCOME_COMMITTED: u8 = 1;
 const OUTCOME_REJECTED: u8 = 2;
 
 impl State {
-    /// Appends the snapshot encoding of the whole state to `out`.
-    pub fn encode_snapshot(&self, out: &mut Vec<u8>) {
+    /// Appends the snapshot encoding of the whole state to `out` (format version 1,
+    /// the payload of a version-1 full checkpoint; reads every entry).
+    ///
+    /// # Errors
+    /// Stored data could not be read.
+    pub fn encode_snapshot(&self, out: &mut Vec<u8>) -> Result<(), ReadError> {
+        let catalog = self.catalog();
         put_u8(out, SNAPSHOT_VERSION);
-        put_lsn(out, self.lsn);
-        put_count(out, self.projects.len());
-        for (project, p) in &self.projects {
+        put_lsn(out, self.lsn());
+        put_count(out, catalog.projects.len());
+        for (project, p) in &catalog.projects {
             put_name(out, project.as_str());
             put_lsn(out, p.created);
             put_count(out, p.scopes.len());
             for scope in &p.scopes {
                 let ns = Namespace::new(project.clone(), scope.clone());
-                // Every scope in a project has a namespace entry (DDL keeps them
-                // in step); an absent one encodes as empty.
-                let empty = NamespaceState {
-                    created: p.created,
-                    kv: OrdMap::new(),
-                    tables: OrdMap::new(),
-                };
-                let n = self.namespaces.get(&ns).unwrap_or(&empty);
+                let n = catalog.namespaces.get(&ns);
                 put_name(out, scope.as_str());
-                put_lsn(out, n.created);
-                put_count(out, n.kv.len());
-                for (key, entry) in &n.kv {
+                put_lsn(out, n.map_or(p.created, |n| n.created));
+                let mut entries = Vec::new();
+                for item in self.kv_iter(
+                    &ns,
+                    std::ops::Bound::Unbounded,
+                    std::ops::Bound::Unbounded,
+                    crate::Direction::Forward,
+                )? {
+                    entries.push(item?);
+                }
+                put_count(out, entries.len());
+                for (key, entry) in &entries {
                     put_kv_key(out, key);
                     put_kv_value(out, &entry.value);
                     put_lsn(out, entry.lsn);
                 }
-                put_count(out, n.tables.len());
-                for (table, t) in &n.tables {
+                let tables = n.map(|n| n.tables.clone()).unwrap_or_default();
+                put_count(out, tables.len());
+                for (table, t) in &tables {
                     put_name(out, table.as_str());
                     put_lsn(out, t.created);
                     put_schema(out, &t.schema);
-                    put_count(out, t.rows.len());
-                    for row in t.rows.values() {
+                    let mut rows = Vec::new();
+                    for row in self.table_iter(
+                        &ns,
+                        table,
+                        &crate::KeyRange::all(),
+                        crate::Direction::Forward,
+                    )? {
+                        rows.push(row?);
+                    }
+                    put_count(out, rows.len());
+                    for row in &rows {
                         put_lsn(out, row.lsn);
                         put_values(out, &row.values);
                     }
                 }
             }
         }
-        put_count(out, self.idempotency.len());
-        for (key, rec) in &self.idempotency {
+        let mut records = Vec::new();
+        for item in self.idempotency_iter()? {
+            records.push(item?);
+        }
+        put_count(out, records.len());
+        for (key, rec) in &records {
             put_idempotency_key(out, key);
             put_lsn(out, rec.lsn);
             match &rec.outcome {
@@ -81,16 +105,21 @@ impl State {
                 }
             }
         }
+        Ok(())
     }
 
     /// The snapshot encoding as a new vector.
-    pub fn to_snapshot_bytes(&self) -> Vec<u8> {
+    ///
+    /// # Errors
+    /// Stored data could not be read.
+    pub fn to_snapshot_bytes(&self) -> Result<Vec<u8>, ReadError> {
         let mut out = Vec::new();
-        self.encode_snapshot(&mut out);
-        out
+        self.encode_snapshot(&mut out)?;
+        Ok(out)
     }
 
-    /// Decodes a snapshot produced by [`State::encode_snapshot`].
+    /// Decodes a snapshot produced by [`State::encode_snapshot`] into a fresh memtable
+    /// (a version-1 full checkpoint being loaded or migrated).
     pub fn decode_snapshot(bytes: &[u8]) -> Result<State, DecodeError> {
         let mut r = Reader::new("snapshot", bytes);
         let version = r.u8()?;
@@ -104,10 +133,8 @@ impl State {
             ));
         }
         let lsn = r.lsn()?;
-        let mut state = State {
-            lsn,
-            ..State::default()
-        };
+        let mem = Arc::new(Memtable::new(0));
+        let mut catalog = Catalog::default();
         let version_ok = |r: &Reader<'_>, v: Lsn, what: &'static str| -> DResult<Lsn> {
             if v > lsn {
                 Err(r.err(DecodeErrorKind::Invalid { what }))
@@ -118,7 +145,7 @@ impl State {
         let projects = r.count32("project", 13)?;
         for _ in 0..projects {
             let project = r.project()?;
-            if state
+            if catalog
                 .projects
                 .get_max()
                 .is_some_and(|(last, _)| *last >= project)
@@ -129,6 +156,12 @@ impl State {
             }
             let created = r.lsn()?;
             let created = version_ok(&r, created, "project creation lsn")?;
+            mem.insert(
+                &keyspace::project_key(&project),
+                created,
+                EntryKind::Put,
+                &keyspace::catalog_value(created, None),
+            );
             let mut scopes = OrdSet::new();
             let scope_count = r.count32("scope", 17)?;
             for _ in 0..scope_count {
@@ -140,21 +173,18 @@ impl State {
                 }
                 scopes.insert(scope.clone());
                 let ns = Namespace::new(project.clone(), scope);
-                let n = decode_namespace(&mut r, &version_ok)?;
-                state.namespaces.insert(ns, n);
+                let n = decode_namespace(&mut r, &ns, &mem, &version_ok)?;
+                catalog.namespaces.insert(ns, n);
             }
-            state
+            catalog
                 .projects
                 .insert(project, ProjectState { created, scopes });
         }
         let keys = r.count32("idempotency record", 12)?;
+        let mut last_key: Option<IdempotencyKey> = None;
         for _ in 0..keys {
             let key = r.idempotency_key()?;
-            if state
-                .idempotency
-                .get_max()
-                .is_some_and(|(last, _)| *last >= key)
-            {
+            if last_key.as_ref().is_some_and(|last| *last >= key) {
                 return Err(r.err(DecodeErrorKind::Invalid {
                     what: "idempotency key order",
                 }));
@@ -171,30 +201,42 @@ impl State {
                     }));
                 }
             };
-            state.idempotency.insert(
-                key,
-                IdempotencyRecord {
-                    lsn: rec_lsn,
-                    outcome,
-                },
+            let record = IdempotencyRecord {
+                lsn: rec_lsn,
+                outcome,
+            };
+            mem.insert(
+                &keyspace::idempotency_key(key.as_bytes()),
+                rec_lsn,
+                EntryKind::Put,
+                &keyspace::idempotency_value(&record),
             );
+            last_key = Some(key);
         }
         r.finish()?;
-        Ok(state)
+        Ok(State::from_parts(lsn, catalog, mem))
     }
 }
 
 fn decode_namespace(
     r: &mut Reader<'_>,
+    ns: &Namespace,
+    mem: &Memtable,
     version_ok: &impl Fn(&Reader<'_>, Lsn, &'static str) -> DResult<Lsn>,
 ) -> DResult<NamespaceState> {
     let created = r.lsn()?;
     let created = version_ok(r, created, "scope creation lsn")?;
-    let mut kv = OrdMap::new();
+    mem.insert(
+        &keyspace::scope_key(ns),
+        created,
+        EntryKind::Put,
+        &keyspace::catalog_value(created, None),
+    );
     let entries = r.count32("kv entry", 2 + 1 + 4 + 8)?;
+    let mut last: Option<KvKey> = None;
     for _ in 0..entries {
         let key = r.kv_key()?;
-        if kv.get_max().is_some_and(|(last, _)| *last >= key) {
+        if last.as_ref().is_some_and(|l| *l >= key) {
             return Err(r.err(DecodeErrorKind::Invalid {
                 what: "kv key order",
             }));
@@ -202,13 +244,13 @@ fn decode_namespace(
         let value = r.kv_value()?;
         let entry_lsn = r.lsn()?;
         let entry_lsn = version_ok(r, entry_lsn, "kv entry lsn")?;
-        kv.insert(
-            key,
-            KvEntry {
-                value,
-                lsn: entry_lsn,
-            },
+        mem.insert(
+            &keyspace::kv_key(ns, &key),
+            entry_lsn,
+            EntryKind::Put,
+            value.as_bytes(),
         );
+        last = Some(key);
     }
     let mut tables = OrdMap::new();
     let table_count = r.count32("table", 2 + 8 + 4)?;
@@ -222,8 +264,14 @@ fn decode_namespace(
         let t_created = r.lsn()?;
         let t_created = version_ok(r, t_created, "table creation lsn")?;
         let schema = Arc::new(r.schema()?);
-        let mut rows: OrdMap<EncodedKey, Row> = OrdMap::new();
+        mem.insert(
+            &keyspace::table_key(ns, &table),
+            t_created,
+            EntryKind::Put,
+            &keyspace::catalog_value(t_created, Some(&schema)),
+        );
         let row_count = r.count32("row", 8 + 2)?;
+        let mut last: Option<EncodedKey> = None;
         for _ in 0..row_count {
             let row_lsn = r.lsn()?;
             let row_lsn = version_ok(r, row_lsn, "row lsn")?;
@@ -240,29 +288,26 @@ fn decode_namespace(
                         },
                     )
                 })?;
-            if rows.get_max().is_some_and(|(last, _)| *last >= key) {
+            if last.as_ref().is_some_and(|l| *l >= key) {
                 return Err(r.err(DecodeErrorKind::Invalid { what: "row order" }));
             }
-            rows.insert(
-                key,
-                Row {
-                    values,
-                    lsn: row_lsn,
-                },
+            let mut encoded = Vec::new();
+            put_values(&mut encoded, &values);
+            mem.insert(
+                &keyspace::row_key(ns, t_created, key.as_bytes()),
+                row_lsn,
+                EntryKind::Put,
+                &encoded,
             );
+            last = Some(key);
         }
         tables.insert(
             table,
             TableState {
                 created: t_created,
                 schema,
-                rows,
             },
         );
     }
-    Ok(NamespaceState {
-        created,
-        kv,
-        tables,
-    })
+    Ok(NamespaceState { created, tables })
 }

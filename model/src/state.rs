@@ -1,29 +1,43 @@
-//! The in-memory database state owned by the single writer, and everything that
-//! changes it: transactions, DDL, recorded rejections and replayed records.
+//! The database state owned by the single writer, and everything that changes it:
+//! transactions, DDL, recorded rejections and replayed records.
 //!
-//! [`State`] is a persistent structure (imbl `OrdMap`s): `clone` is O(1) and an
-//! immutable snapshot is just a clone. Every change is computed on a clone and
-//! returned as a new `State`, so a failed transaction leaves the original
-//! untouched and readers holding older snapshots never see partial work.
+//! A [`State`] is a small catalog (projects, scopes, tables and their schemas, in
+//! persistent imbl maps) plus a storage [`View`]: every KV entry, row, catalog entry and
+//! idempotency record lives in the LSM (`aedb-storage`) under the keys of
+//! [`crate::keyspace`], versioned by the LSN that wrote it. Cloning a state is a few
+//! `Arc` increments and a clone is a snapshot: it reads as of its own LSN, so commits
+//! applied after it are invisible to it although they go into the same memtable.
+//!
+//! A change is computed first ([`State::stage`]: assertions against the state, then
+//! mutations into a private overlay that later mutations of the same transaction read
+//! through) and installed only when the caller accepts it ([`Staged::install`]), so a
+//! failed or refused transaction writes nothing.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use aedb_storage::EntryKind;
+use aedb_storage::{Direction, Memtable, Scan, View};
 use aedb_types::Lsn;
 use imbl::{OrdMap, OrdSet};
 
 use crate::assertion::Verdict;
-use crate::error::{AlreadyExists, ApplyError, NotFound, OpError, ReadError, ReplayError};
+use crate::codec::{ReadModel, Reader, put_values};
+use crate::error::{
+    AlreadyExists, ApplyError, NotFound, OpError, ReadError, ReplayError, Unreadable,
+};
 use crate::idempotency::{IdempotencyKey, IdempotencyRecord, Outcome, Rejection};
-use crate::key::{EncodedKey, KeyRange, encode_primary_key, prefix_successor};
+use crate::key::{EncodedKey, KeyRange, encode_primary_key};
+use crate::keyspace::{self, CatalogEntry};
 use crate::kv::{KvEntry, KvKey, KvValue};
 use crate::mutation::{Ddl, Mutation};
 use crate::name::{Namespace, ProjectName, ScopeName, TableName};
 use crate::numeric::{Numeric, NumericType, OutOfRange};
 use crate::record::{CommitRecord, Effect};
 use crate::row::Row;
-use crate::scan::{Direction, Page};
+use crate::scan::Page;
 use crate::schema::{RowError, TableSchema};
 use crate::transaction::Transaction;
 use crate::value::Value;
@@ -35,100 +49,160 @@ pub(crate) struct ProjectState {
     pub(crate) scopes: OrdSet<ScopeName>,
 }
 
-/// A scope's contents: its KV space and tables.
+/// A scope: when it was created and its tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct NamespaceState {
     pub(crate) created: Lsn,
-    pub(crate) kv: OrdMap<KvKey, KvEntry>,
     pub(crate) tables: OrdMap<TableName, TableState>,
 }
 
-/// A table: its schema and rows keyed by encoded primary key.
+/// A table: its id (the LSN that created it) and schema.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TableState {
     pub(crate) created: Lsn,
     pub(crate) schema: Arc<TableSchema>,
-    pub(crate) rows: OrdMap<EncodedKey, Row>,
+}
+
+/// Projects, scopes and tables: small, kept in memory, stored in the LSM too.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Catalog {
+    pub(crate) projects: OrdMap<ProjectName, ProjectState>,
+    pub(crate) namespaces: OrdMap<Namespace, NamespaceState>,
+}
+
+impl Catalog {
+    fn namespace(&self, ns: &Namespace) -> Result<&NamespaceState, NotFound> {
+        self.namespaces.get(ns).ok_or_else(|| {
+            if self.projects.contains_key(&ns.project) {
+                NotFound::Scope(ns.clone())
+            } else {
+                NotFound::Project(ns.project.clone())
+            }
+        })
+    }
+
+    fn table(&self, ns: &Namespace, table: &TableName) -> Result<&TableState, NotFound> {
+        self.namespace(ns)?
+            .tables
+            .get(table)
+            .ok_or_else(|| NotFound::Table {
+                ns: ns.clone(),
+                table: table.clone(),
+            })
+    }
+
+    /// Rebuilds the catalog from the catalog entries visible in `view`.
+    fn load(view: &View) -> Result<Catalog, Unreadable> {
+        let (lo, hi) = keyspace::prefix_bounds(vec![keyspace::CATALOG]);
+        let mut c = Catalog::default();
+        let mut scopes = Vec::new();
+        let mut tables = Vec::new();
+        for item in view.scan(lo, hi, Direction::Forward)? {
+            let item = item?;
+            match keyspace::decode_catalog(&item.key, &item.value)
+                .map_err(|e| Unreadable::entry("catalog", &e))?
+            {
+                CatalogEntry::Project { project, created } => {
+                    c.projects.insert(
+                        project,
+                        ProjectState {
+                            created,
+                            scopes: OrdSet::new(),
+                        },
+                    );
+                }
+                CatalogEntry::Scope { ns, created } => scopes.push((ns, created)),
+                CatalogEntry::Table {
+                    ns,
+                    table,
+                    created,
+                    schema,
+                } => tables.push((ns, table, created, schema)),
+            }
+        }
+        // Keys sort projects before scopes before tables, so parents exist by now.
+        for (ns, created) in scopes {
+            let p = c
+                .projects
+                .get_mut(&ns.project)
+                .ok_or_else(|| Unreadable::message("catalog: a scope of a missing project"))?;
+            p.scopes.insert(ns.scope.clone());
+            c.namespaces.insert(
+                ns,
+                NamespaceState {
+                    created,
+                    tables: OrdMap::new(),
+                },
+            );
+        }
+        for (ns, table, created, schema) in tables {
+            let n = c
+                .namespaces
+                .get_mut(&ns)
+                .ok_or_else(|| Unreadable::message("catalog: a table of a missing scope"))?;
+            n.tables.insert(
+                table,
+                TableState {
+                    created,
+                    schema: Arc::new(schema),
+                },
+            );
+        }
+        Ok(c)
+    }
 }
 
 /// The whole database at one LSN. Cheap to clone; clones are snapshots.
-///
-/// Namespaces live in one flat map keyed by `(project, scope)`, so a point read
-/// is one small namespace lookup plus one B-tree lookup.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct State {
-    pub(crate) lsn: Lsn,
-    pub(crate) projects: OrdMap<ProjectName, ProjectState>,
-    pub(crate) namespaces: OrdMap<Namespace, NamespaceState>,
-    pub(crate) idempotency: OrdMap<IdempotencyKey, IdempotencyRecord>,
+    lsn: Lsn,
+    catalog: Catalog,
+    view: View,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State::new()
+    }
 }
 
 impl fmt::Debug for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("State")
             .field("lsn", &self.lsn)
-            .field("projects", &self.projects.len())
-            .field("namespaces", &self.namespaces.len())
-            .field("idempotency_keys", &self.idempotency.len())
+            .field("projects", &self.catalog.projects.len())
+            .field("namespaces", &self.catalog.namespaces.len())
+            .field("memtables", &self.view.memtables().len())
             .finish()
     }
 }
 
-fn missing_namespace(projects: &OrdMap<ProjectName, ProjectState>, ns: &Namespace) -> NotFound {
-    if projects.contains_key(&ns.project) {
-        NotFound::Scope(ns.clone())
-    } else {
-        NotFound::Project(ns.project.clone())
+/// Two states are equal when they hold the same LSN, catalog and visible contents
+/// (a full scan of both; an unreadable entry makes them unequal).
+impl PartialEq for State {
+    fn eq(&self, other: &State) -> bool {
+        if self.lsn != other.lsn || self.catalog != other.catalog {
+            return false;
+        }
+        let all = || (Bound::Unbounded, Bound::Unbounded);
+        let (Ok(a), Ok(b)) = (
+            self.view.scan(all().0, all().1, Direction::Forward),
+            other.view.scan(all().0, all().1, Direction::Forward),
+        ) else {
+            return false;
+        };
+        let mut b = b;
+        for x in a {
+            match (x, b.next()) {
+                (Ok(x), Some(Ok(y))) if x == y => {}
+                _ => return false,
+            }
+        }
+        b.next().is_none()
     }
 }
 
-/// Writes `key = value` at `lsn` into `n` and logs the resolved put.
-fn put_kv(
-    n: &mut NamespaceState,
-    ns: &Namespace,
-    key: &KvKey,
-    value: KvValue,
-    lsn: Lsn,
-    effects: &mut Vec<Effect>,
-) {
-    n.kv.insert(
-        key.clone(),
-        KvEntry {
-            value: value.clone(),
-            lsn,
-        },
-    );
-    effects.push(Effect::KvPut {
-        ns: ns.clone(),
-        key: key.clone(),
-        value,
-    });
-}
-
-fn namespace_mut<'a>(
-    namespaces: &'a mut OrdMap<Namespace, NamespaceState>,
-    projects: &OrdMap<ProjectName, ProjectState>,
-    ns: &Namespace,
-) -> Result<&'a mut NamespaceState, NotFound> {
-    namespaces
-        .get_mut(ns)
-        .ok_or_else(|| missing_namespace(projects, ns))
-}
-
-fn table_mut<'a>(
-    namespaces: &'a mut OrdMap<Namespace, NamespaceState>,
-    projects: &OrdMap<ProjectName, ProjectState>,
-    ns: &Namespace,
-    table: &TableName,
-) -> Result<&'a mut TableState, NotFound> {
-    namespace_mut(namespaces, projects, ns)?
-        .tables
-        .get_mut(table)
-        .ok_or_else(|| NotFound::Table {
-            ns: ns.clone(),
-            table: table.clone(),
-        })
-}
+impl Eq for State {}
 
 fn row_error(ns: &Namespace, table: &TableName) -> impl Fn(RowError) -> OpError {
     move |source| OpError::Row {
@@ -147,8 +221,7 @@ fn key_of_row(schema: &TableSchema, row: &[Value]) -> String {
     show_key(schema.primary_key_indices().iter().map(|&i| &row[i]))
 }
 
-/// Whether byte bounds certainly select nothing (also keeps inverted ranges away
-/// from the B-tree).
+/// Whether byte bounds certainly select nothing.
 fn bounds_empty(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
     match (start, end) {
         (Bound::Included(s), Bound::Included(e)) => s > e,
@@ -158,7 +231,23 @@ fn bounds_empty(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
     }
 }
 
-fn as_ref_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+/// `bound` (relative to a KV space or table) as a storage-key bound under `prefix`;
+/// unbounded ends become the range's own ends.
+fn under(prefix: &[u8], bound: Bound<&[u8]>, start: bool) -> Bound<Vec<u8>> {
+    let with = |k: &[u8]| {
+        let mut v = prefix.to_vec();
+        v.extend_from_slice(k);
+        v
+    };
+    match bound {
+        Bound::Included(k) => Bound::Included(with(k)),
+        Bound::Excluded(k) => Bound::Excluded(with(k)),
+        Bound::Unbounded if start => Bound::Included(prefix.to_vec()),
+        Bound::Unbounded => keyspace::prefix_bounds(prefix.to_vec()).1,
+    }
+}
+
+fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     match b {
         Bound::Included(v) => Bound::Included(v.as_slice()),
         Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
@@ -166,15 +255,86 @@ fn as_ref_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     }
 }
 
+fn kv_entry_from(lsn: Lsn, value: Vec<u8>) -> Result<KvEntry, Unreadable> {
+    Ok(KvEntry {
+        value: KvValue::from_vec(value)
+            .map_err(|_| Unreadable::message("a stored KV value over the size limit"))?,
+        lsn,
+    })
+}
+
+fn row_from(lsn: Lsn, bytes: &[u8]) -> Result<Row, Unreadable> {
+    let mut r = Reader::new("row", bytes);
+    let values = r
+        .values_arc("row value")
+        .and_then(|v| r.finish().map(|()| v))
+        .map_err(|e| Unreadable::entry("row", &e))?;
+    Ok(Row { values, lsn })
+}
+
+fn encode_row(values: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_values(&mut out, values);
+    out
+}
+
 impl State {
-    /// An empty state at [`Lsn::ZERO`].
+    /// An empty state at [`Lsn::ZERO`] over a fresh, empty memtable.
     pub fn new() -> State {
-        State::default()
+        State {
+            lsn: Lsn::ZERO,
+            catalog: Catalog::default(),
+            view: View::empty(),
+        }
+    }
+
+    /// The state stored in `view` (recovery: the runs of the manifest's version and the
+    /// memtable the WAL is replayed into), as of the view's LSN.
+    ///
+    /// # Errors
+    /// The catalog entries cannot be read or decoded.
+    pub fn from_view(view: View) -> Result<State, ReadError> {
+        Ok(State {
+            lsn: view.lsn(),
+            catalog: Catalog::load(&view)?,
+            view,
+        })
     }
 
     /// The LSN of the last applied commit, DDL or recorded rejection.
     pub fn lsn(&self) -> Lsn {
         self.lsn
+    }
+
+    /// The storage view this state reads.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// This state with its view's sources replaced (after a memtable was frozen or a
+    /// version edit installed). `view` must hold the same data as of this state's LSN.
+    pub fn with_view(&self, view: View) -> State {
+        State {
+            lsn: self.lsn,
+            catalog: self.catalog.clone(),
+            view: view.at(self.lsn),
+        }
+    }
+
+    /// The state as of an earlier `lsn`, read from the same sources (the catalog is
+    /// re-read as of `lsn`). Versions older than what the sources still hold read as
+    /// their newest surviving version; callers check the retention window first.
+    ///
+    /// # Errors
+    /// `lsn` is after this state's, or the catalog cannot be read.
+    pub fn as_of(&self, lsn: Lsn) -> Result<State, ReadError> {
+        if lsn > self.lsn {
+            return Err(ReadError::FutureLsn {
+                requested: lsn,
+                current: self.lsn,
+            });
+        }
+        State::from_view(self.view.at(lsn))
     }
 
     fn check_lsn(&self, lsn: Lsn) -> Result<(), ApplyError> {
@@ -189,28 +349,16 @@ impl State {
 
     // ------------------------------------------------------------------ reads
 
-    fn namespace(&self, ns: &Namespace) -> Result<&NamespaceState, NotFound> {
-        self.namespaces
-            .get(ns)
-            .ok_or_else(|| missing_namespace(&self.projects, ns))
-    }
-
-    fn table(&self, ns: &Namespace, table: &TableName) -> Result<&TableState, NotFound> {
-        self.namespace(ns)?
-            .tables
-            .get(table)
-            .ok_or_else(|| NotFound::Table {
-                ns: ns.clone(),
-                table: table.clone(),
-            })
-    }
-
-    pub(crate) fn kv_entry(
-        &self,
-        ns: &Namespace,
-        key: &[u8],
-    ) -> Result<Option<&KvEntry>, NotFound> {
-        Ok(self.namespace(ns)?.kv.get(key))
+    pub(crate) fn kv_entry(&self, ns: &Namespace, key: &[u8]) -> Result<Option<KvEntry>, OpError> {
+        self.catalog.namespace(ns)?;
+        match self
+            .view
+            .get(&keyspace::kv_key(ns, key))
+            .map_err(Unreadable::from)?
+        {
+            None => Ok(None),
+            Some((lsn, v)) => Ok(Some(kv_entry_from(lsn, v)?)),
+        }
     }
 
     pub(crate) fn row_lookup(
@@ -218,16 +366,21 @@ impl State {
         ns: &Namespace,
         table: &TableName,
         pk: &[Value],
-    ) -> Result<(Option<&Row>, &TableSchema), OpError> {
-        let t = self.table(ns, table)?;
+    ) -> Result<(Option<Row>, Arc<TableSchema>), OpError> {
+        let t = self.catalog.table(ns, table)?;
         let mut key = Vec::new();
         encode_primary_key(&t.schema, pk, &mut key).map_err(row_error(ns, table))?;
-        Ok((t.rows.get(key.as_slice()), &t.schema))
+        let stored = self
+            .view
+            .get(&keyspace::row_key(ns, t.created, &key))
+            .map_err(Unreadable::from)?;
+        let row = stored.map(|(lsn, v)| row_from(lsn, &v)).transpose()?;
+        Ok((row, t.schema.clone()))
     }
 
     /// The entry stored at `key`, if any.
-    pub fn kv_get(&self, ns: &Namespace, key: &[u8]) -> Result<Option<&KvEntry>, ReadError> {
-        Ok(self.kv_entry(ns, key)?)
+    pub fn kv_get(&self, ns: &Namespace, key: &[u8]) -> Result<Option<KvEntry>, ReadError> {
+        self.kv_entry(ns, key).map_err(ReadError::from_op)
     }
 
     /// The number stored at `key` as `ty` (a missing key is zero).
@@ -237,15 +390,45 @@ impl State {
         key: &[u8],
         ty: NumericType,
     ) -> Result<Numeric, ReadError> {
-        match self.namespace(ns)?.kv.get_key_value(key) {
-            None => Ok(ty.zero()),
-            Some((k, e)) => Numeric::decode(ty, Some(e.value.as_bytes())).map_err(|source| {
-                ReadError::WrongNumericWidth {
-                    key: k.clone(),
-                    source,
-                }
-            }),
+        let Some(e) = self.kv_get(ns, key)? else {
+            return Ok(ty.zero());
+        };
+        Numeric::decode(ty, Some(e.value.as_bytes())).map_err(|source| {
+            match KvKey::new(key) {
+                Ok(key) => ReadError::WrongNumericWidth { key, source },
+                // A stored key is always a valid key.
+                Err(_) => Unreadable::message("a stored KV key out of limits").into(),
+            }
+        })
+    }
+
+    /// Warms the block cache for the storage keys a transaction's assertions and
+    /// mutations touch, so the single writer finds them in memory. Run on the
+    /// committing caller's thread before the transaction is sequenced; errors are
+    /// left for the writer to report.
+    pub fn prefetch(&self, tx: &Transaction) {
+        for key in crate::evaluate::touched_keys(self, tx) {
+            // A failed read here is reported when the writer reads the key.
+            let _ = self.view.prefetch(&key);
         }
+    }
+
+    /// The storage key of a KV entry (for prefetching).
+    pub(crate) fn storage_kv_key(&self, ns: &Namespace, key: &[u8]) -> Vec<u8> {
+        keyspace::kv_key(ns, key)
+    }
+
+    /// The storage key of a row (for prefetching), if the table exists and `pk` fits.
+    pub(crate) fn storage_row_key(
+        &self,
+        ns: &Namespace,
+        table: &TableName,
+        pk: &[Value],
+    ) -> Option<Vec<u8>> {
+        let t = self.catalog.table(ns, table).ok()?;
+        let mut key = Vec::new();
+        encode_primary_key(&t.schema, pk, &mut key).ok()?;
+        Some(keyspace::row_key(ns, t.created, &key))
     }
 
     /// Entries whose key starts with `prefix` (all entries for an empty prefix).
@@ -256,7 +439,7 @@ impl State {
         direction: Direction,
         limit: usize,
     ) -> Result<Page<(KvKey, KvEntry)>, ReadError> {
-        let end = prefix_successor(prefix);
+        let end = crate::key::prefix_successor(prefix);
         let end = match &end {
             Some(e) => Bound::Excluded(e.as_slice()),
             None => Bound::Unbounded,
@@ -273,22 +456,46 @@ impl State {
         direction: Direction,
         limit: usize,
     ) -> Result<Page<(KvKey, KvEntry)>, ReadError> {
-        let kv = &self.namespace(ns)?.kv;
-        if bounds_empty(start, end) {
-            return Ok(Page::empty());
-        }
-        let iter = kv
-            .range::<_, [u8]>((start, end))
-            .map(|(k, e)| (k.clone(), e.clone()));
-        Ok(match direction {
-            Direction::Forward => Page::collect(iter, limit),
-            Direction::Reverse => Page::collect(iter.rev(), limit),
-        })
+        Page::try_collect(self.kv_iter(ns, start, end, direction)?, limit)
     }
 
-    /// Number of keys in the namespace's KV space.
+    /// Entries with keys between `start` and `end`, in `direction`, as a lazy iterator:
+    /// blocks are read as it reaches them.
+    pub fn kv_iter(
+        &self,
+        ns: &Namespace,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        direction: Direction,
+    ) -> Result<impl Iterator<Item = Result<(KvKey, KvEntry), ReadError>> + use<>, ReadError> {
+        self.catalog.namespace(ns)?;
+        let prefix = keyspace::kv_prefix(ns);
+        let skip = prefix.len();
+        let empty = bounds_empty(start, end);
+        let scan = self
+            .view
+            .scan(
+                under(&prefix, start, true),
+                under(&prefix, end, false),
+                direction,
+            )
+            .map_err(Unreadable::from)?;
+        Ok(scan.take_while(move |_| !empty).map(move |item| {
+            let item = item.map_err(Unreadable::from)?;
+            let key = KvKey::new(&item.key[skip..])
+                .map_err(|_| Unreadable::message("a stored KV key out of limits"))?;
+            Ok((key, kv_entry_from(item.lsn, item.value)?))
+        }))
+    }
+
+    /// Number of keys in the namespace's KV space (a scan).
     pub fn kv_len(&self, ns: &Namespace) -> Result<usize, ReadError> {
-        Ok(self.namespace(ns)?.kv.len())
+        let mut n = 0;
+        for item in self.kv_iter(ns, Bound::Unbounded, Bound::Unbounded, Direction::Forward)? {
+            item?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// The row with primary key `pk` (values in key order), if any.
@@ -297,14 +504,15 @@ impl State {
         ns: &Namespace,
         table: &TableName,
         pk: &[Value],
-    ) -> Result<Option<&Row>, ReadError> {
-        let t = self.table(ns, table)?;
-        let mut key = Vec::new();
-        encode_primary_key(&t.schema, pk, &mut key).map_err(|source| ReadError::Row {
-            table: table.clone(),
-            source,
-        })?;
-        Ok(t.rows.get(key.as_slice()))
+    ) -> Result<Option<Row>, ReadError> {
+        match self.row_lookup(ns, table, pk) {
+            Ok((row, _)) => Ok(row),
+            Err(OpError::Row { source, .. }) => Err(ReadError::Row {
+                table: table.clone(),
+                source,
+            }),
+            Err(e) => Err(ReadError::from_op(e)),
+        }
     }
 
     /// Rows whose primary keys fall in `range`, in `direction`, at most `limit`.
@@ -316,7 +524,32 @@ impl State {
         direction: Direction,
         limit: usize,
     ) -> Result<Page<Row>, ReadError> {
-        let t = self.table(ns, table)?;
+        Page::try_collect(self.table_iter(ns, table, range, direction)?, limit)
+    }
+
+    /// Rows whose primary keys fall in `range`, in `direction`, as a lazy iterator.
+    pub fn table_iter(
+        &self,
+        ns: &Namespace,
+        table: &TableName,
+        range: &KeyRange,
+        direction: Direction,
+    ) -> Result<impl Iterator<Item = Result<Row, ReadError>> + use<>, ReadError> {
+        let scan = self.table_scan_iter(ns, table, range, direction)?;
+        Ok(scan.into_iter().flatten().map(|item| {
+            let item = item.map_err(Unreadable::from)?;
+            Ok(row_from(item.lsn, &item.value)?)
+        }))
+    }
+
+    fn table_scan_iter(
+        &self,
+        ns: &Namespace,
+        table: &TableName,
+        range: &KeyRange,
+        direction: Direction,
+    ) -> Result<Option<Scan>, ReadError> {
+        let t = self.catalog.table(ns, table)?;
         let bounds = range
             .to_byte_bounds(&t.schema)
             .map_err(|source| ReadError::Row {
@@ -324,25 +557,36 @@ impl State {
                 source,
             })?;
         let Some((start, end)) = bounds else {
-            return Ok(Page::empty());
+            return Ok(None);
         };
-        let (start, end) = (as_ref_bound(&start), as_ref_bound(&end));
+        let (start, end) = (as_ref(&start), as_ref(&end));
         if bounds_empty(start, end) {
-            return Ok(Page::empty());
+            return Ok(None);
         }
-        let iter = t
-            .rows
-            .range::<_, [u8]>((start, end))
-            .map(|(_, r)| r.clone());
-        Ok(match direction {
-            Direction::Forward => Page::collect(iter, limit),
-            Direction::Reverse => Page::collect(iter.rev(), limit),
-        })
+        let prefix = keyspace::row_prefix(ns, t.created);
+        let scan = self
+            .view
+            .scan(
+                under(&prefix, start, true),
+                under(&prefix, end, false),
+                direction,
+            )
+            .map_err(Unreadable::from)?;
+        Ok(Some(scan))
     }
 
-    /// Number of rows in a table.
+    /// Number of rows in a table (a scan).
     pub fn table_len(&self, ns: &Namespace, table: &TableName) -> Result<usize, ReadError> {
-        Ok(self.table(ns, table)?.rows.len())
+        let Some(scan) = self.table_scan_iter(ns, table, &KeyRange::all(), Direction::Forward)?
+        else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for item in scan {
+            item.map_err(Unreadable::from)?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// The schema of a table.
@@ -351,17 +595,17 @@ impl State {
         ns: &Namespace,
         table: &TableName,
     ) -> Result<&TableSchema, ReadError> {
-        Ok(&self.table(ns, table)?.schema)
+        Ok(&self.catalog.table(ns, table)?.schema)
     }
 
     /// All projects, in name order.
     pub fn projects(&self) -> impl Iterator<Item = &ProjectName> + '_ {
-        self.projects.keys()
+        self.catalog.projects.keys()
     }
 
     /// Whether the project exists.
     pub fn has_project(&self, project: &ProjectName) -> bool {
-        self.projects.contains_key(project)
+        self.catalog.projects.contains_key(project)
     }
 
     /// The scopes of a project, in name order.
@@ -370,6 +614,7 @@ impl State {
         project: &ProjectName,
     ) -> Result<impl Iterator<Item = &ScopeName> + '_, ReadError> {
         let p = self
+            .catalog
             .projects
             .get(project)
             .ok_or_else(|| NotFound::Project(project.clone()))?;
@@ -378,7 +623,7 @@ impl State {
 
     /// Whether the namespace (project and scope) exists.
     pub fn has_namespace(&self, ns: &Namespace) -> bool {
-        self.namespaces.contains_key(ns)
+        self.catalog.namespaces.contains_key(ns)
     }
 
     /// The tables of a namespace, in name order.
@@ -386,35 +631,82 @@ impl State {
         &self,
         ns: &Namespace,
     ) -> Result<impl Iterator<Item = &TableName> + '_, ReadError> {
-        Ok(self.namespace(ns)?.tables.keys())
+        Ok(self.catalog.namespace(ns)?.tables.keys())
     }
 
     /// The remembered outcome of an idempotency key, if it was used.
-    pub fn idempotency(&self, key: &[u8]) -> Option<&IdempotencyRecord> {
-        self.idempotency.get(key)
+    ///
+    /// # Errors
+    /// The record cannot be read or decoded.
+    pub fn idempotency(&self, key: &[u8]) -> Result<Option<IdempotencyRecord>, ReadError> {
+        let stored = self
+            .view
+            .get(&keyspace::idempotency_key(key))
+            .map_err(Unreadable::from)?;
+        Ok(stored
+            .map(|(_, v)| keyspace::decode_idempotency(&v))
+            .transpose()
+            .map_err(|e| Unreadable::entry("idempotency record", &e))?)
     }
 
-    /// Number of remembered idempotency keys.
+    /// Every remembered idempotency key and its outcome, in key order (a lazy scan).
+    pub fn idempotency_iter(
+        &self,
+    ) -> Result<
+        impl Iterator<Item = Result<(IdempotencyKey, IdempotencyRecord), ReadError>> + use<>,
+        ReadError,
+    > {
+        let (lo, hi) = keyspace::prefix_bounds(vec![keyspace::IDEMPOTENCY]);
+        let scan = self
+            .view
+            .scan(lo, hi, Direction::Forward)
+            .map_err(Unreadable::from)?;
+        Ok(scan.map(|item| {
+            let item = item.map_err(Unreadable::from)?;
+            let key = IdempotencyKey::new(&item.key[1..])
+                .map_err(|_| Unreadable::message("a stored idempotency key out of limits"))?;
+            let rec = keyspace::decode_idempotency(&item.value)
+                .map_err(|e| Unreadable::entry("idempotency record", &e))?;
+            Ok((key, rec))
+        }))
+    }
+
+    /// Number of remembered idempotency keys (a scan; unreadable entries are not
+    /// counted).
     pub fn idempotency_len(&self) -> usize {
-        self.idempotency.len()
+        self.idempotency_iter()
+            .map(|it| it.filter(Result::is_ok).count())
+            .unwrap_or(0)
     }
 
     // ------------------------------------------------------------------ writes
 
-    /// Applies a transaction at `lsn` (which must be after [`State::lsn`]).
+    fn txn(&self, lsn: Lsn) -> Txn<'_> {
+        Txn {
+            base: self,
+            catalog: self.catalog.clone(),
+            writes: BTreeMap::new(),
+            lsn,
+        }
+    }
+
+    /// Computes a transaction at `lsn` (which must be after [`State::lsn`]) without
+    /// installing it.
     ///
-    /// Order: a known idempotency key returns [`ApplyError::AlreadySeen`] with
-    /// the original outcome; then every assertion is evaluated against `self`;
-    /// then mutations apply in order to a clone. On success returns the new state
-    /// and the resolved record to log; on any error nothing is applied.
-    pub fn apply(&self, tx: &Transaction, lsn: Lsn) -> Result<(State, CommitRecord), ApplyError> {
+    /// Order: a known idempotency key returns [`ApplyError::AlreadySeen`] with the
+    /// original outcome; then every assertion is evaluated against `self`; then the
+    /// mutations apply in order to a private overlay. On success returns the change
+    /// and the resolved record to log; on any error nothing is written.
+    pub fn stage(&self, tx: &Transaction, lsn: Lsn) -> Result<(Staged, CommitRecord), ApplyError> {
         self.check_lsn(lsn)?;
         if let Some(key) = &tx.idempotency_key
-            && let Some(original) = self.idempotency.get(key)
+            && let Some(original) = self
+                .idempotency(key.as_bytes())
+                .map_err(ApplyError::from_read)?
         {
             return Err(ApplyError::AlreadySeen {
                 key: key.clone(),
-                original: original.clone(),
+                original,
             });
         }
         for (i, assertion) in tx.assertions.iter().enumerate() {
@@ -424,70 +716,77 @@ impl State {
                 Ok(Verdict::Fails(detail)) => {
                     return Err(ApplyError::AssertionFailed { index, detail });
                 }
+                Err(OpError::Unreadable(e)) => return Err(ApplyError::Unreadable(e)),
                 Err(source) => return Err(ApplyError::InvalidAssertion { index, source }),
             }
         }
-        let mut next = self.clone();
+        let mut txn = self.txn(lsn);
         let mut effects = Vec::with_capacity(tx.mutations.len());
         for (i, m) in tx.mutations.iter().enumerate() {
-            next.apply_mutation(m, lsn, &mut effects)
-                .map_err(|source| ApplyError::Mutation {
-                    index: u32::try_from(i).unwrap_or(u32::MAX),
-                    source,
+            txn.apply_mutation(m, &mut effects)
+                .map_err(|source| match source {
+                    OpError::Unreadable(e) => ApplyError::Unreadable(e),
+                    source => ApplyError::Mutation {
+                        index: u32::try_from(i).unwrap_or(u32::MAX),
+                        source,
+                    },
                 })?;
         }
         if let Some(key) = &tx.idempotency_key {
-            next.idempotency.insert(
-                key.clone(),
-                IdempotencyRecord {
-                    lsn,
-                    outcome: Outcome::Committed,
-                },
-            );
+            txn.remember(key, Outcome::Committed);
         }
-        next.lsn = lsn;
         let record = CommitRecord::Commit {
             idempotency_key: tx.idempotency_key.clone(),
             effects,
         };
-        Ok((next, record))
+        Ok((txn.into_staged(), record))
+    }
+
+    /// [`State::stage`], installed: returns the new state and the record to log.
+    pub fn apply(&self, tx: &Transaction, lsn: Lsn) -> Result<(State, CommitRecord), ApplyError> {
+        let (staged, record) = self.stage(tx, lsn)?;
+        Ok((staged.install()?, record))
+    }
+
+    /// Computes a DDL statement at `lsn` without installing it.
+    pub fn stage_ddl(&self, ddl: &Ddl, lsn: Lsn) -> Result<(Staged, CommitRecord), ApplyError> {
+        self.check_lsn(lsn)?;
+        let mut txn = self.txn(lsn);
+        txn.ddl(ddl).map_err(|e| match e {
+            OpError::Unreadable(e) => ApplyError::Unreadable(e),
+            e => ApplyError::Ddl(e),
+        })?;
+        Ok((txn.into_staged(), CommitRecord::Ddl(ddl.clone())))
     }
 
     /// Applies a DDL statement at `lsn`; returns the new state and its record.
     pub fn apply_ddl(&self, ddl: &Ddl, lsn: Lsn) -> Result<(State, CommitRecord), ApplyError> {
-        self.check_lsn(lsn)?;
-        let mut next = self.clone();
-        next.ddl(ddl, lsn).map_err(ApplyError::Ddl)?;
-        next.lsn = lsn;
-        Ok((next, CommitRecord::Ddl(ddl.clone())))
+        let (staged, record) = self.stage_ddl(ddl, lsn)?;
+        Ok((staged.install()?, record))
     }
 
-    /// Remembers at `lsn` that the transaction with `key` was rejected, so a
-    /// retry returns `rejection`; returns the new state and the record to log.
-    pub fn record_rejection(
+    /// Computes, at `lsn`, remembering that the transaction with `key` was rejected, so
+    /// a retry returns `rejection`.
+    pub fn stage_rejection(
         &self,
         key: &IdempotencyKey,
         rejection: Rejection,
         lsn: Lsn,
-    ) -> Result<(State, CommitRecord), ApplyError> {
+    ) -> Result<(Staged, CommitRecord), ApplyError> {
         self.check_lsn(lsn)?;
-        if let Some(original) = self.idempotency.get(key) {
+        if let Some(original) = self
+            .idempotency(key.as_bytes())
+            .map_err(ApplyError::from_read)?
+        {
             return Err(ApplyError::AlreadySeen {
                 key: key.clone(),
-                original: original.clone(),
+                original,
             });
         }
-        let mut next = self.clone();
-        next.idempotency.insert(
-            key.clone(),
-            IdempotencyRecord {
-                lsn,
-                outcome: Outcome::Rejected(rejection.clone()),
-            },
-        );
-        next.lsn = lsn;
+        let mut txn = self.txn(lsn);
+        txn.remember(key, Outcome::Rejected(rejection.clone()));
         Ok((
-            next,
+            txn.into_staged(),
             CommitRecord::Rejected {
                 idempotency_key: key.clone(),
                 rejection,
@@ -495,107 +794,208 @@ impl State {
         ))
     }
 
-    /// After [`State::apply`] failed with `error`: if `tx` has an idempotency
-    /// key and the error is an outcome of the transaction
-    /// ([`ApplyError::rejection`]), records the rejection at `lsn` (see
-    /// [`State::record_rejection`]); otherwise returns `Ok(None)` and nothing
-    /// needs logging.
+    /// Remembers at `lsn` that the transaction with `key` was rejected, so a retry
+    /// returns `rejection`; returns the new state and the record to log.
+    pub fn record_rejection(
+        &self,
+        key: &IdempotencyKey,
+        rejection: Rejection,
+        lsn: Lsn,
+    ) -> Result<(State, CommitRecord), ApplyError> {
+        let (staged, record) = self.stage_rejection(key, rejection, lsn)?;
+        Ok((staged.install()?, record))
+    }
+
+    /// After [`State::stage`] failed with `error`: if `tx` has an idempotency key and
+    /// the error is an outcome of the transaction ([`ApplyError::rejection`]), computes
+    /// recording the rejection at `lsn`; otherwise `Ok(None)`: nothing needs logging.
+    pub fn stage_reject(
+        &self,
+        tx: &Transaction,
+        error: &ApplyError,
+        lsn: Lsn,
+    ) -> Result<Option<(Staged, CommitRecord)>, ApplyError> {
+        match (&tx.idempotency_key, error.rejection()) {
+            (Some(key), Some(rejection)) => self.stage_rejection(key, rejection, lsn).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// [`State::stage_reject`], installed.
     pub fn reject(
         &self,
         tx: &Transaction,
         error: &ApplyError,
         lsn: Lsn,
     ) -> Result<Option<(State, CommitRecord)>, ApplyError> {
-        match (&tx.idempotency_key, error.rejection()) {
-            (Some(key), Some(rejection)) => self.record_rejection(key, rejection, lsn).map(Some),
-            _ => Ok(None),
+        match self.stage_reject(tx, error, lsn)? {
+            Some((staged, record)) => Ok(Some((staged.install()?, record))),
+            None => Ok(None),
         }
     }
 
-    /// Applies a decoded record at `lsn` (recovery). Never evaluates assertions;
-    /// any mismatch between record and state is a typed [`ReplayError`] and
-    /// leaves `self` unchanged.
+    /// Applies a decoded record at `lsn` (recovery). Never evaluates assertions; any
+    /// mismatch between record and state is a typed [`ReplayError`] and leaves `self`
+    /// unchanged.
     pub fn replay(&mut self, record: &CommitRecord, lsn: Lsn) -> Result<(), ReplayError> {
-        self.check_replay_lsn(lsn)?;
-        let mut next = self.clone();
-        next.replay_record(record, lsn)?;
-        *self = next;
-        Ok(())
-    }
-
-    /// Like [`State::replay`], but mutates `self` in place, without first taking
-    /// a snapshot: faster for recovery, where nobody else holds the state.
-    ///
-    /// On error `self` may hold part of the record's effects and must be
-    /// discarded (recovery stops on any replay error anyway).
-    pub fn replay_in_place(&mut self, record: &CommitRecord, lsn: Lsn) -> Result<(), ReplayError> {
-        self.check_replay_lsn(lsn)?;
-        self.replay_record(record, lsn)
-    }
-
-    fn check_replay_lsn(&self, lsn: Lsn) -> Result<(), ReplayError> {
         if lsn <= self.lsn {
             return Err(ReplayError::LsnNotIncreasing {
                 current: self.lsn,
                 given: lsn,
             });
         }
-        Ok(())
-    }
-
-    fn replay_record(&mut self, record: &CommitRecord, lsn: Lsn) -> Result<(), ReplayError> {
-        match record {
-            CommitRecord::Commit {
-                idempotency_key,
-                effects,
-            } => {
-                for (i, effect) in effects.iter().enumerate() {
-                    self.replay_effect(u32::try_from(i).unwrap_or(u32::MAX), effect, lsn)?;
-                }
-                if let Some(key) = idempotency_key {
-                    self.remember(key, lsn, Outcome::Committed)?;
-                }
+        let mut txn = self.txn(lsn);
+        txn.replay_record(record)?;
+        *self = txn.into_staged().install().map_err(|e| match e {
+            ApplyError::LsnNotIncreasing { current, given } => {
+                ReplayError::LsnNotIncreasing { current, given }
             }
-            CommitRecord::Rejected {
-                idempotency_key,
-                rejection,
-            } => self.remember(idempotency_key, lsn, Outcome::Rejected(rejection.clone()))?,
-            CommitRecord::Ddl(ddl) => self.ddl(ddl, lsn).map_err(ReplayError::Ddl)?,
-        }
-        self.lsn = lsn;
+            other => ReplayError::Unreadable(Unreadable::message(&other.to_string())),
+        })?;
         Ok(())
     }
 
-    fn remember(
-        &mut self,
-        key: &IdempotencyKey,
-        lsn: Lsn,
-        outcome: Outcome,
-    ) -> Result<(), ReplayError> {
-        if self.idempotency.contains_key(key) {
-            return Err(ReplayError::IdempotencyKeyReused { key: key.clone() });
-        }
-        self.idempotency
-            .insert(key.clone(), IdempotencyRecord { lsn, outcome });
-        Ok(())
+    /// The same as [`State::replay`] (kept for callers that replay in bulk; the
+    /// overlay already makes a failed record write nothing).
+    pub fn replay_in_place(&mut self, record: &CommitRecord, lsn: Lsn) -> Result<(), ReplayError> {
+        self.replay(record, lsn)
     }
 
-    fn ddl(&mut self, ddl: &Ddl, lsn: Lsn) -> Result<(), OpError> {
+    /// Writes every entry of a decoded full snapshot into `mem` and returns the state
+    /// over it (used by the snapshot decoder).
+    pub(crate) fn from_parts(lsn: Lsn, catalog: Catalog, mem: Arc<Memtable>) -> State {
+        mem.mark_installed(lsn);
+        let view = View::new(vec![mem], Arc::new(aedb_storage::Version::empty()), lsn);
+        State { lsn, catalog, view }
+    }
+
+    pub(crate) fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+}
+
+/// A computed change not yet written: the new catalog and the storage writes, at one
+/// LSN. [`Staged::install`] writes it into the writer's memtable.
+#[derive(Debug)]
+pub struct Staged {
+    view: View,
+    catalog: Catalog,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    lsn: Lsn,
+}
+
+impl Staged {
+    /// The LSN it will be installed at.
+    pub fn lsn(&self) -> Lsn {
+        self.lsn
+    }
+
+    /// Bytes it will add to the memtable (keys, values and per-entry overhead).
+    pub fn approximate_bytes(&self) -> usize {
+        self.writes
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + aedb_storage::ENTRY_OVERHEAD)
+            .sum()
+    }
+
+    /// Writes the change into the active memtable at its LSN and returns the new state.
+    ///
+    /// # Errors
+    /// [`ApplyError::LsnNotIncreasing`] when the memtable already holds this LSN or a
+    /// later one, or was frozen (the change was computed on a stale state); nothing is
+    /// written then.
+    pub fn install(self) -> Result<State, ApplyError> {
+        let active = &self.view.memtables()[0];
+        active
+            .begin_install(self.lsn)
+            .map_err(|current| ApplyError::LsnNotIncreasing {
+                current,
+                given: self.lsn,
+            })?;
+        for (key, value) in &self.writes {
+            match value {
+                Some(v) => active.insert(key, self.lsn, EntryKind::Put, v),
+                None => active.insert(key, self.lsn, EntryKind::Delete, &[]),
+            }
+        }
+        Ok(State {
+            lsn: self.lsn,
+            catalog: self.catalog,
+            view: self.view.at(self.lsn),
+        })
+    }
+}
+
+/// A change being computed: reads go through its own writes first.
+struct Txn<'a> {
+    base: &'a State,
+    catalog: Catalog,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    lsn: Lsn,
+}
+
+impl Txn<'_> {
+    fn into_staged(self) -> Staged {
+        Staged {
+            view: self.base.view.clone(),
+            catalog: self.catalog,
+            writes: self.writes,
+            lsn: self.lsn,
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<(Lsn, Vec<u8>)>, Unreadable> {
+        if let Some(w) = self.writes.get(key) {
+            return Ok(w.clone().map(|v| (self.lsn, v)));
+        }
+        Ok(self.base.view.get(key)?)
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert(key, Some(value));
+    }
+
+    fn delete(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+
+    fn remember(&mut self, key: &IdempotencyKey, outcome: Outcome) {
+        let record = IdempotencyRecord {
+            lsn: self.lsn,
+            outcome,
+        };
+        self.put(
+            keyspace::idempotency_key(key.as_bytes()),
+            keyspace::idempotency_value(&record),
+        );
+    }
+
+    fn table(&self, ns: &Namespace, table: &TableName) -> Result<TableState, NotFound> {
+        self.catalog.table(ns, table).cloned()
+    }
+
+    fn ddl(&mut self, ddl: &Ddl) -> Result<(), OpError> {
+        let lsn = self.lsn;
         match ddl {
             Ddl::CreateProject { project } => {
-                if self.projects.contains_key(project) {
+                if self.catalog.projects.contains_key(project) {
                     return Err(AlreadyExists::Project(project.clone()).into());
                 }
-                self.projects.insert(
+                self.catalog.projects.insert(
                     project.clone(),
                     ProjectState {
                         created: lsn,
                         scopes: OrdSet::new(),
                     },
                 );
+                self.put(
+                    keyspace::project_key(project),
+                    keyspace::catalog_value(lsn, None),
+                );
             }
             Ddl::CreateScope { ns } => {
                 let p = self
+                    .catalog
                     .projects
                     .get_mut(&ns.project)
                     .ok_or_else(|| NotFound::Project(ns.project.clone()))?;
@@ -603,17 +1003,22 @@ impl State {
                     return Err(AlreadyExists::Scope(ns.clone()).into());
                 }
                 p.scopes.insert(ns.scope.clone());
-                self.namespaces.insert(
+                self.catalog.namespaces.insert(
                     ns.clone(),
                     NamespaceState {
                         created: lsn,
-                        kv: OrdMap::new(),
                         tables: OrdMap::new(),
                     },
                 );
+                self.put(keyspace::scope_key(ns), keyspace::catalog_value(lsn, None));
             }
             Ddl::CreateTable { ns, table, schema } => {
-                let n = namespace_mut(&mut self.namespaces, &self.projects, ns)?;
+                self.catalog.namespace(ns)?;
+                let n = self
+                    .catalog
+                    .namespaces
+                    .get_mut(ns)
+                    .ok_or_else(|| NotFound::Scope(ns.clone()))?;
                 if n.tables.contains_key(table) {
                     return Err(AlreadyExists::Table {
                         ns: ns.clone(),
@@ -626,12 +1031,20 @@ impl State {
                     TableState {
                         created: lsn,
                         schema: Arc::new(schema.clone()),
-                        rows: OrdMap::new(),
                     },
+                );
+                self.put(
+                    keyspace::table_key(ns, table),
+                    keyspace::catalog_value(lsn, Some(schema)),
                 );
             }
             Ddl::DropTable { ns, table } => {
-                let n = namespace_mut(&mut self.namespaces, &self.projects, ns)?;
+                self.catalog.namespace(ns)?;
+                let n = self
+                    .catalog
+                    .namespaces
+                    .get_mut(ns)
+                    .ok_or_else(|| NotFound::Scope(ns.clone()))?;
                 if n.tables.remove(table).is_none() {
                     return Err(NotFound::Table {
                         ns: ns.clone(),
@@ -639,25 +1052,55 @@ impl State {
                     }
                     .into());
                 }
+                // The rows stay under the dropped table's id, unreachable: a table
+                // created again gets a new id (its creating LSN).
+                self.delete(keyspace::table_key(ns, table));
             }
         }
         Ok(())
     }
 
+    fn put_kv(&mut self, ns: &Namespace, key: &KvKey, value: KvValue, effects: &mut Vec<Effect>) {
+        self.put(keyspace::kv_key(ns, key), value.as_bytes().to_vec());
+        effects.push(Effect::KvPut {
+            ns: ns.clone(),
+            key: key.clone(),
+            value,
+        });
+    }
+
+    fn put_row(
+        &mut self,
+        ns: &Namespace,
+        table: &TableName,
+        t: &TableState,
+        key: &[u8],
+        values: Arc<[Value]>,
+        effects: &mut Vec<Effect>,
+    ) {
+        self.put(keyspace::row_key(ns, t.created, key), encode_row(&values));
+        effects.push(Effect::RowPut {
+            ns: ns.clone(),
+            table: table.clone(),
+            row: values,
+        });
+    }
+
     fn apply_mutation(
         &mut self,
         mutation: &Mutation,
-        lsn: Lsn,
         effects: &mut Vec<Effect>,
     ) -> Result<(), OpError> {
         match mutation {
             Mutation::KvPut { ns, key, value } => {
-                let n = namespace_mut(&mut self.namespaces, &self.projects, ns)?;
-                put_kv(n, ns, key, value.clone(), lsn, effects);
+                self.catalog.namespace(ns)?;
+                self.put_kv(ns, key, value.clone(), effects);
             }
             Mutation::KvDelete { ns, key } => {
-                let n = namespace_mut(&mut self.namespaces, &self.projects, ns)?;
-                if n.kv.remove(key.as_bytes()).is_some() {
+                self.catalog.namespace(ns)?;
+                let skey = keyspace::kv_key(ns, key);
+                if self.get(&skey)?.is_some() {
+                    self.delete(skey);
                     effects.push(Effect::KvDelete {
                         ns: ns.clone(),
                         key: key.clone(),
@@ -665,57 +1108,62 @@ impl State {
                 }
             }
             Mutation::KvAdd { ns, key, delta } => {
-                self.kv_numeric(ns, key, *delta, false, lsn, effects)?
+                self.kv_numeric(ns, key, *delta, false, effects)?
             }
             Mutation::KvSub { ns, key, delta } => {
-                self.kv_numeric(ns, key, *delta, true, lsn, effects)?
+                self.kv_numeric(ns, key, *delta, true, effects)?
             }
             Mutation::TableInsert { ns, table, cells } => {
-                let t = table_mut(&mut self.namespaces, &self.projects, ns, table)?;
+                let t = self.table(ns, table)?;
                 let err = row_error(ns, table);
                 let row = t.schema.row_from_cells(cells).map_err(&err)?;
                 let key = EncodedKey::for_row(&t.schema, &row).map_err(&err)?;
-                if t.rows.contains_key(key.as_bytes()) {
+                if self
+                    .get(&keyspace::row_key(ns, t.created, key.as_bytes()))?
+                    .is_some()
+                {
                     return Err(OpError::DuplicatePrimaryKey {
                         ns: ns.clone(),
                         table: table.clone(),
                         key: key_of_row(&t.schema, &row),
                     });
                 }
-                put_row(t, key, row, lsn, ns, table, effects);
+                self.put_row(ns, table, &t, key.as_bytes(), Arc::from(row), effects);
             }
             Mutation::TableUpsert { ns, table, cells } => {
-                let t = table_mut(&mut self.namespaces, &self.projects, ns, table)?;
+                let t = self.table(ns, table)?;
                 let err = row_error(ns, table);
                 let row = t.schema.row_from_cells(cells).map_err(&err)?;
                 let key = EncodedKey::for_row(&t.schema, &row).map_err(&err)?;
-                put_row(t, key, row, lsn, ns, table, effects);
+                self.put_row(ns, table, &t, key.as_bytes(), Arc::from(row), effects);
             }
             Mutation::TableUpdate { ns, table, pk, set } => {
-                let t = table_mut(&mut self.namespaces, &self.projects, ns, table)?;
+                let t = self.table(ns, table)?;
                 let err = row_error(ns, table);
                 let mut key = Vec::new();
                 encode_primary_key(&t.schema, pk, &mut key).map_err(&err)?;
                 let updates = t.schema.check_update(set).map_err(&err)?;
-                let Some((stored_key, old)) = t.rows.get_key_value(key.as_slice()) else {
+                let Some((lsn, stored)) = self.get(&keyspace::row_key(ns, t.created, &key))? else {
                     return Err(OpError::RowNotFound {
                         ns: ns.clone(),
                         table: table.clone(),
                         key: show_key(pk),
                     });
                 };
-                let stored_key = stored_key.clone();
+                let old = row_from(lsn, &stored)?;
                 let mut row = old.values.to_vec();
                 for (i, v) in updates {
                     row[i] = v;
                 }
-                put_row(t, stored_key, row, lsn, ns, table, effects);
+                self.put_row(ns, table, &t, &key, Arc::from(row), effects);
             }
             Mutation::TableDelete { ns, table, pk } => {
-                let t = table_mut(&mut self.namespaces, &self.projects, ns, table)?;
+                let t = self.table(ns, table)?;
                 let mut key = Vec::new();
                 encode_primary_key(&t.schema, pk, &mut key).map_err(row_error(ns, table))?;
-                if t.rows.remove(key.as_slice()).is_some() {
+                let skey = keyspace::row_key(ns, t.created, &key);
+                if self.get(&skey)?.is_some() {
+                    self.delete(skey);
                     effects.push(Effect::RowDelete {
                         ns: ns.clone(),
                         table: table.clone(),
@@ -733,16 +1181,18 @@ impl State {
         key: &KvKey,
         delta: Numeric,
         subtract: bool,
-        lsn: Lsn,
         effects: &mut Vec<Effect>,
     ) -> Result<(), OpError> {
-        let n = namespace_mut(&mut self.namespaces, &self.projects, ns)?;
+        self.catalog.namespace(ns)?;
         let ty = delta.ty();
-        let current = Numeric::decode(ty, n.kv.get(key.as_bytes()).map(|e| e.value.as_bytes()))
-            .map_err(|source| OpError::WrongNumericWidth {
-                ns: ns.clone(),
-                key: key.clone(),
-                source,
+        let stored = self.get(&keyspace::kv_key(ns, key))?;
+        let current =
+            Numeric::decode(ty, stored.as_ref().map(|(_, v)| v.as_slice())).map_err(|source| {
+                OpError::WrongNumericWidth {
+                    ns: ns.clone(),
+                    key: key.clone(),
+                    source,
+                }
             })?;
         let result = match current.checked_apply(delta, subtract) {
             Some(Ok(v)) => v,
@@ -762,88 +1212,98 @@ impl State {
                 });
             }
         };
-        put_kv(n, ns, key, result.to_value(), lsn, effects);
+        self.put_kv(ns, key, result.to_value(), effects);
         Ok(())
     }
 
-    fn replay_effect(&mut self, index: u32, effect: &Effect, lsn: Lsn) -> Result<(), ReplayError> {
-        let wrap = |source: OpError| ReplayError::Effect { index, source };
+    fn replay_record(&mut self, record: &CommitRecord) -> Result<(), ReplayError> {
+        match record {
+            CommitRecord::Commit {
+                idempotency_key,
+                effects,
+            } => {
+                for (i, effect) in effects.iter().enumerate() {
+                    self.replay_effect(u32::try_from(i).unwrap_or(u32::MAX), effect)?;
+                }
+                if let Some(key) = idempotency_key {
+                    self.replay_remember(key, Outcome::Committed)?;
+                }
+            }
+            CommitRecord::Rejected {
+                idempotency_key,
+                rejection,
+            } => self.replay_remember(idempotency_key, Outcome::Rejected(rejection.clone()))?,
+            CommitRecord::Ddl(ddl) => self.ddl(ddl).map_err(|e| match e {
+                OpError::Unreadable(e) => ReplayError::Unreadable(e),
+                e => ReplayError::Ddl(e),
+            })?,
+        }
+        Ok(())
+    }
+
+    fn replay_remember(
+        &mut self,
+        key: &IdempotencyKey,
+        outcome: Outcome,
+    ) -> Result<(), ReplayError> {
+        if self
+            .get(&keyspace::idempotency_key(key.as_bytes()))?
+            .is_some()
+        {
+            return Err(ReplayError::IdempotencyKeyReused { key: key.clone() });
+        }
+        self.remember(key, outcome);
+        Ok(())
+    }
+
+    fn replay_effect(&mut self, index: u32, effect: &Effect) -> Result<(), ReplayError> {
+        let wrap = |source: OpError| match source {
+            OpError::Unreadable(e) => ReplayError::Unreadable(e),
+            source => ReplayError::Effect { index, source },
+        };
         match effect {
             Effect::KvPut { ns, key, value } => {
-                let n = namespace_mut(&mut self.namespaces, &self.projects, ns)
-                    .map_err(|e| wrap(e.into()))?;
-                n.kv.insert(
-                    key.clone(),
-                    KvEntry {
-                        value: value.clone(),
-                        lsn,
-                    },
-                );
+                self.catalog.namespace(ns).map_err(|e| wrap(e.into()))?;
+                self.put(keyspace::kv_key(ns, key), value.as_bytes().to_vec());
             }
             Effect::KvDelete { ns, key } => {
-                let n = namespace_mut(&mut self.namespaces, &self.projects, ns)
-                    .map_err(|e| wrap(e.into()))?;
-                if n.kv.remove(key.as_bytes()).is_none() {
+                self.catalog.namespace(ns).map_err(|e| wrap(e.into()))?;
+                let skey = keyspace::kv_key(ns, key);
+                if self.get(&skey)?.is_none() {
                     return Err(ReplayError::DeleteOfMissingKey {
                         index,
                         ns: ns.clone(),
                         key: key.clone(),
                     });
                 }
+                self.delete(skey);
             }
             Effect::RowPut { ns, table, row } => {
-                let t = table_mut(&mut self.namespaces, &self.projects, ns, table)
-                    .map_err(|e| wrap(e.into()))?;
+                let t = self.table(ns, table).map_err(|e| wrap(e.into()))?;
                 let err = |source| wrap(row_error(ns, table)(source));
                 t.schema.check_row(row).map_err(err)?;
                 let key = EncodedKey::for_row(&t.schema, row).map_err(err)?;
-                t.rows.insert(
-                    key,
-                    Row {
-                        values: row.clone(),
-                        lsn,
-                    },
+                self.put(
+                    keyspace::row_key(ns, t.created, key.as_bytes()),
+                    encode_row(row),
                 );
             }
             Effect::RowDelete { ns, table, pk } => {
-                let t = table_mut(&mut self.namespaces, &self.projects, ns, table)
-                    .map_err(|e| wrap(e.into()))?;
+                let t = self.table(ns, table).map_err(|e| wrap(e.into()))?;
                 let mut key = Vec::new();
                 encode_primary_key(&t.schema, pk, &mut key)
                     .map_err(|source| wrap(row_error(ns, table)(source)))?;
-                if t.rows.remove(key.as_slice()).is_none() {
+                let skey = keyspace::row_key(ns, t.created, &key);
+                if self.get(&skey)?.is_none() {
                     return Err(ReplayError::DeleteOfMissingRow {
                         index,
                         ns: ns.clone(),
                         table: table.clone(),
                     });
                 }
+                self.delete(skey);
             }
         }
         Ok(())
     }
-}
-
-fn put_row(
-    t: &mut TableState,
-    key: EncodedKey,
-    row: Vec<Value>,
-    lsn: Lsn,
-    ns: &Namespace,
-    table: &TableName,
-    effects: &mut Vec<Effect>,
-) {
-    let values: Arc<[Value]> = Arc::from(row);
-    t.rows.insert(
-        key,
-        Row {
-            values: values.clone(),
-            lsn,
-        },
-    );
-    effects.push(Effect::RowPut {
-        ns: ns.clone(),
-        table: table.clone(),
-        row: values,
-    });
 }

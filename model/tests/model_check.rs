@@ -496,6 +496,7 @@ fn assert_agrees(state: &State, model: &Reference) {
     for (k, (lsn, outcome)) in &model.idem {
         let rec = state
             .idempotency(idem(*k).as_bytes())
+            .expect("readable")
             .expect("idempotency record");
         assert_eq!(
             (rec.lsn.get(), outcome_of(&rec.outcome)),
@@ -549,7 +550,7 @@ proptest! {
         }
         prop_assert_eq!(&in_place, &state);
         // Recovery from a snapshot.
-        let snap = State::decode_snapshot(&state.to_snapshot_bytes()).unwrap();
+        let snap = State::decode_snapshot(&state.to_snapshot_bytes().unwrap()).unwrap();
         prop_assert_eq!(&snap, &state);
     }
 }

@@ -53,7 +53,7 @@ proptest! {
         let mut versioned = vec![aedb_model::SNAPSHOT_VERSION];
         versioned.extend_from_slice(&bytes);
         if let Ok(state) = aedb_model::State::decode_snapshot(&versioned) {
-            prop_assert_eq!(state.to_snapshot_bytes(), versioned);
+            prop_assert_eq!(state.to_snapshot_bytes().unwrap(), versioned);
         }
     }
 

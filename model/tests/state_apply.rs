@@ -912,7 +912,7 @@ fn assertions_report_top_level_index_and_apply_nothing() {
             .assert(a.clone())
             .kv_put(&n, key("x"), val("1"));
         assert!(
-            db.state.apply(&tx, db.next_lsn()).is_ok(),
+            db.state.stage(&tx, db.next_lsn()).is_ok(),
             "should hold: {a:?}"
         );
     }
@@ -923,7 +923,7 @@ fn assertions_report_top_level_index_and_apply_nothing() {
         }
         let tx = tx.assert(f.clone()).kv_put(&n, key("x"), val("1"));
         let before = db.state.clone();
-        match db.state.apply(&tx, db.next_lsn()) {
+        match db.state.stage(&tx, db.next_lsn()) {
             Err(ApplyError::AssertionFailed { index, detail }) => {
                 assert_eq!(index as usize, holds.len(), "{f:?}");
                 assert!(!detail.is_empty());
@@ -939,7 +939,7 @@ fn assertions_report_top_level_index_and_apply_nothing() {
             ns: n.clone(),
             key: key("new"),
         });
-    assert!(db.state.apply(&tx, db.next_lsn()).is_ok());
+    assert!(db.state.stage(&tx, db.next_lsn()).is_ok());
 }
 
 #[test]
@@ -957,7 +957,7 @@ fn assertion_combinators() {
         key: key("b"),
     };
     let check = |a: Assertion| -> bool {
-        match db.state.apply(&Transaction::new().assert(a), db.next_lsn()) {
+        match db.state.stage(&Transaction::new().assert(a), db.next_lsn()) {
             Ok(_) => true,
             Err(ApplyError::AssertionFailed { index: 0, .. }) => false,
             Err(e) => panic!("{e:?}"),
@@ -1000,7 +1000,7 @@ fn row_assertions() {
     let pk = vec![Value::from("ann"), Value::U64(1)];
     let missing = vec![Value::from("zed"), Value::U64(1)];
     let check = |a: Assertion| -> Result<bool, ApplyError> {
-        match db.state.apply(&Transaction::new().assert(a), db.next_lsn()) {
+        match db.state.stage(&Transaction::new().assert(a), db.next_lsn()) {
             Ok(_) => Ok(true),
             Err(ApplyError::AssertionFailed { .. }) => Ok(false),
             Err(e) => Err(e),
@@ -1156,7 +1156,10 @@ fn idempotent_rejection_is_recorded_and_survives_replay() {
         })
     );
     let recovered = db.replayed();
-    assert_eq!(recovered.idempotency(k.as_bytes()), Some(&expect));
+    assert_eq!(
+        recovered.idempotency(k.as_bytes()),
+        Ok(Some(expect.clone()))
+    );
     assert_eq!(recovered, db.state);
     // Mutation failures are recorded with their kind.
     let k2 = IdempotencyKey::new("req-3").unwrap();
@@ -1164,7 +1167,13 @@ fn idempotent_rejection_is_recorded_and_survives_replay() {
         .kv_sub(&n, key("empty"), Numeric::U64(1))
         .idempotency_key(k2.clone());
     db.commit(&tx).unwrap_err();
-    match &db.state.idempotency(k2.as_bytes()).unwrap().outcome {
+    match &db
+        .state
+        .idempotency(k2.as_bytes())
+        .unwrap()
+        .unwrap()
+        .outcome
+    {
         Outcome::Rejected(Rejection::Failed { kind, message }) => {
             assert_eq!(*kind, RejectionKind::Underflow);
             assert!(message.contains("underflow"), "{message}");
@@ -1336,6 +1345,7 @@ fn snapshot_codec_round_trips_the_state() {
     let k2 = db
         .state
         .idempotency(b"k2")
+        .expect("readable")
         .expect("the rejection is recorded");
     assert!(
         matches!(
@@ -1351,12 +1361,12 @@ fn snapshot_codec_round_trips_the_state() {
         project: ProjectName::system(),
     })
     .unwrap();
-    let bytes = db.state.to_snapshot_bytes();
+    let bytes = db.state.to_snapshot_bytes().unwrap();
     let decoded = State::decode_snapshot(&bytes).unwrap();
     assert_eq!(decoded, db.state);
     assert_eq!(decoded.lsn(), db.state.lsn());
     assert_eq!(
-        State::decode_snapshot(&State::new().to_snapshot_bytes()),
+        State::decode_snapshot(&State::new().to_snapshot_bytes().unwrap()),
         Ok(State::new())
     );
     for cut in 0..bytes.len() {
@@ -1365,4 +1375,39 @@ fn snapshot_codec_round_trips_the_state() {
     let mut extra = bytes.clone();
     extra.push(0);
     assert!(State::decode_snapshot(&extra).is_err());
+}
+
+#[test]
+fn a_change_on_a_stale_state_is_refused_and_a_dropped_stage_writes_nothing() {
+    let p = |n: &str| Ddl::CreateProject {
+        project: ProjectName::new(n).unwrap(),
+    };
+    let s0 = State::new();
+    let (s1, _) = s0.apply_ddl(&p("a"), Lsn::new(1)).unwrap();
+    // Another change computed on the old state would reuse LSN 1 in the shared
+    // memtable: refused, nothing written.
+    assert_eq!(
+        s0.apply_ddl(&p("b"), Lsn::new(1)).unwrap_err(),
+        ApplyError::LsnNotIncreasing {
+            current: Lsn::new(1),
+            given: Lsn::new(1)
+        }
+    );
+    // A staged change that is never installed leaves no trace.
+    let (staged, _) = s1.stage_ddl(&p("c"), Lsn::new(2)).unwrap();
+    assert_eq!(staged.lsn(), Lsn::new(2));
+    drop(staged);
+    let (s2, _) = s1.apply_ddl(&p("d"), Lsn::new(2)).unwrap();
+    let reloaded = State::from_view(s2.view().clone()).unwrap();
+    let names: Vec<String> = reloaded.projects().map(|p| p.as_str().to_owned()).collect();
+    assert_eq!(names, vec!["a".to_owned(), "d".to_owned()]);
+    assert_eq!(reloaded, s2);
+    // The older snapshot still reads as of its own LSN.
+    assert_eq!(
+        State::from_view(s1.view().clone())
+            .unwrap()
+            .projects()
+            .count(),
+        1
+    );
 }

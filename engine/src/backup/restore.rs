@@ -364,9 +364,11 @@ pub(super) fn write_data_dir(
             &mut OsNonceSource,
         )
         .map_err(werr)?;
-        writer
-            .write_all(&rebuilt.state.to_snapshot_bytes())
-            .map_err(werr)?;
+        let payload = rebuilt
+            .state
+            .to_snapshot_bytes()
+            .map_err(|e| BackupError::Write(WriteFailure::Unreadable(e)))?;
+        writer.write_all(&payload).map_err(werr)?;
         let info = writer.finish().map_err(werr)?;
         manifest.append(&info.manifest_record()).map_err(write)?;
     }

@@ -358,4 +358,7 @@ pub enum WriteFailure {
     /// The checkpoint.
     #[error(transparent)]
     Checkpoint(aedb_checkpoint::CheckpointError),
+    /// The restored state could not be read back to seal it.
+    #[error(transparent)]
+    Unreadable(aedb_model::ReadError),
 }

@@ -223,6 +223,7 @@ impl std::fmt::Display for ErrorClass {
 /// | `commit.internal` | Internal | an engine invariant broke |
 /// | `read.not_found` | NotFound | a project, scope or table does not exist |
 /// | `read.invalid` | InvalidInput | a primary key or numeric width does not fit |
+/// | `storage.unreadable` | Integrity | a run file block failed to read or authenticate, or a stored entry does not decode: nothing is returned in its place |
 /// | `access.caller_required` | Access | an anonymous call on a secure instance |
 /// | `access.denied` | Access | the caller lacks the permission (generic, audited) |
 /// | `authz.invalid_change` | InvalidInput | a grant, revoke or ownership change is invalid |
@@ -499,6 +500,7 @@ fn commit_code(e: &CommitError) -> (&'static str, ErrorClass) {
             ApplyError::AlreadySeen { .. } => ("commit.already_seen", C::Conflict),
             ApplyError::InvalidAssertion { .. } => ("commit.invalid", C::InvalidInput),
             ApplyError::Mutation { source, .. } | ApplyError::Ddl(source) => op_code(source),
+            ApplyError::Unreadable(_) => ("storage.unreadable", C::Integrity),
             _ => ("commit.internal", C::Internal),
         },
         CommitError::TooLarge { .. } => ("commit.too_large", C::InvalidInput),
@@ -519,6 +521,7 @@ fn read_code(e: &ReadError) -> (&'static str, ErrorClass) {
         ReadError::NotFound(NotFound::Project(_) | NotFound::Scope(_) | NotFound::Table { .. }) => {
             ("read.not_found", ErrorClass::NotFound)
         }
+        ReadError::Unreadable(_) => ("storage.unreadable", ErrorClass::Integrity),
         _ => ("read.invalid", ErrorClass::InvalidInput),
     }
 }

@@ -1,0 +1,670 @@
+//! [`RunFile`]: an open, authenticated run file. Opening reads and authenticates the
+//! header, footer, meta, index and filter blocks; data blocks are read one at a time by
+//! [`RunFile::read_block`] with a positioned read.
+
+use crate::checkpoint_stream::OpenMode;
+use crate::chunk::ChunkCipher;
+use crate::error::{BlockProblem, CheckpointError};
+use crate::header::Algorithm;
+use crate::run::block::{DataBlock, run_order};
+use crate::run::filter::BloomFilter;
+use crate::run::footer::{Footer, FooterProblem, RUN_FOOTER_LEN};
+use crate::run::header::{KEY_CHECK_OFFSET, RUN_HEADER_LEN, RunHeader};
+use crate::run::index::BlockIndex;
+use crate::run::meta::RunMeta;
+use crate::run::seal::{self, KEY_CHECK_DOMAIN};
+use crate::run::{BlockKind, Compression, io_err, parse_run_file_name};
+use aedb_fs::{DiskFile, FileSystem, OpenMode as FsMode};
+use aedb_keys::{EpochKey, SecretKey};
+use aedb_types::{DatabaseId, KeyEpoch, Lsn};
+use sha2::{Digest, Sha256};
+use std::cmp::Ordering;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// SHA-256 of the first `len` bytes of `file`, read in 1 MiB pieces.
+pub(crate) fn hash_file(
+    file: &dyn DiskFile,
+    len: u64,
+    path: &Path,
+) -> Result<[u8; 32], CheckpointError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; (1 << 20).min(len as usize)];
+    let mut at = 0u64;
+    while at < len {
+        let n = (len - at).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], at)
+            .map_err(io_err("read", path))?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(hasher.finalize().into())
+}
+
+/// Reads and opens stored blocks of one file.
+struct Blocks<'a> {
+    path: &'a Path,
+    file: &'a dyn DiskFile,
+    cipher: &'a ChunkCipher,
+    header_bytes: &'a [u8; RUN_HEADER_LEN],
+    compression: Compression,
+}
+
+impl Blocks<'_> {
+    fn bad(
+        &self,
+        kind: BlockKind,
+        block: u64,
+        offset: u64,
+        problem: BlockProblem,
+    ) -> CheckpointError {
+        CheckpointError::BadBlock {
+            path: self.path.to_path_buf(),
+            kind,
+            block,
+            offset,
+            problem: Box::new(problem),
+        }
+    }
+
+    /// Reads the `len` stored bytes at `offset`, authenticates them as block `ordinal`
+    /// of `kind`, and decompresses the body within the kind's limit.
+    fn load(
+        &self,
+        kind: BlockKind,
+        ordinal: u64,
+        offset: u64,
+        len: u32,
+        footer: &[u8],
+    ) -> Result<Vec<u8>, CheckpointError> {
+        #[cfg(feature = "observability")]
+        let _span = tracing::debug_span!(
+            "aedb.run.open_block",
+            kind = %kind,
+            block = ordinal,
+            bytes = len,
+            sealed = self.cipher.is_sealed(),
+        )
+        .entered();
+        let mut stored = vec![0u8; len as usize];
+        self.file
+            .read_exact_at(&mut stored, offset)
+            .map_err(io_err("read", self.path))?;
+        let aad = seal::block_aad(self.header_bytes, kind, ordinal, offset, footer);
+        let body = seal::open_stored(self.cipher, &aad, stored).map_err(|_| {
+            CheckpointError::BlockAuthFailed {
+                path: self.path.to_path_buf(),
+                kind,
+                block: ordinal,
+                offset,
+            }
+        })?;
+        seal::decompress_body(self.compression, body, seal::max_plaintext(kind))
+            .map_err(|problem| self.bad(kind, ordinal, offset, problem))
+    }
+}
+
+/// An open run file: its authenticated header, index, bloom filter and meta block, and a
+/// handle for positioned reads of its data blocks. `Send + Sync`; share it in an `Arc`.
+pub struct RunFile {
+    path: PathBuf,
+    file: Arc<dyn DiskFile>,
+    len: u64,
+    header: RunHeader,
+    header_bytes: [u8; RUN_HEADER_LEN],
+    cipher: ChunkCipher,
+    footer: Footer,
+    index: BlockIndex,
+    filter: BloomFilter,
+    meta: RunMeta,
+}
+
+impl fmt::Debug for RunFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunFile")
+            .field("path", &self.path)
+            .field("header", &self.header)
+            .field("len", &self.len)
+            .field("entries", &self.meta.entries)
+            .field("data_blocks", &self.index.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunFile {
+    /// Opens a **sealed** run file: reads and authenticates the header (key check), the
+    /// footer, and the meta, index and filter blocks (not the data blocks). The key for
+    /// the header's epoch comes from `key_for_epoch`. A plaintext-mode file is refused
+    /// ([`CheckpointError::UnexpectedPlaintext`]: accepting it would be a downgrade); open
+    /// those with [`RunFile::open_plaintext`], or choose with [`RunFile::open_with`].
+    ///
+    /// # Errors
+    /// [`CheckpointError::BadRunHeader`], [`CheckpointError::WrongDatabase`],
+    /// [`CheckpointError::UnexpectedPlaintext`], [`CheckpointError::UnknownEpoch`],
+    /// [`CheckpointError::WrongKey`], [`CheckpointError::FileIdMismatch`],
+    /// [`CheckpointError::BadFooter`], [`CheckpointError::BlockAuthFailed`],
+    /// [`CheckpointError::BadBlock`], I/O errors.
+    pub fn open(
+        fs: &dyn FileSystem,
+        path: &Path,
+        database: DatabaseId,
+        key_for_epoch: impl Fn(KeyEpoch) -> Option<SecretKey>,
+    ) -> Result<RunFile, CheckpointError> {
+        let lookup = |epoch: KeyEpoch| EpochKey::from(key_for_epoch(epoch));
+        RunFile::open_with(fs, path, database, OpenMode::Sealed(&lookup))
+    }
+
+    /// Opens a **plaintext-mode** run file (instances without a checkpoint key). Its
+    /// digests detect accidental corruption, not deliberate tampering. A sealed file is
+    /// refused ([`CheckpointError::KeyRequired`]).
+    ///
+    /// # Errors
+    /// As [`RunFile::open`].
+    pub fn open_plaintext(
+        fs: &dyn FileSystem,
+        path: &Path,
+        database: DatabaseId,
+    ) -> Result<RunFile, CheckpointError> {
+        RunFile::open_with(fs, path, database, OpenMode::Plaintext)
+    }
+
+    /// Opens a run file in the given mode ([`OpenMode::Sealed`] also reports retired
+    /// epochs as [`CheckpointError::RetiredEpoch`]).
+    ///
+    /// # Errors
+    /// As [`RunFile::open`], plus [`CheckpointError::KeyRequired`],
+    /// [`CheckpointError::RetiredEpoch`].
+    pub fn open_with(
+        fs: &dyn FileSystem,
+        path: &Path,
+        database: DatabaseId,
+        mode: OpenMode<'_>,
+    ) -> Result<RunFile, CheckpointError> {
+        let label = || path.to_path_buf();
+        let file = fs
+            .open(path, FsMode::Existing)
+            .map_err(io_err("open", path))?;
+        let len = file.len().map_err(io_err("stat", path))?;
+
+        // Header.
+        let mut header_bytes = [0u8; RUN_HEADER_LEN];
+        let have = len.min(RUN_HEADER_LEN as u64) as usize;
+        file.read_exact_at(&mut header_bytes[..have], 0)
+            .map_err(io_err("read", path))?;
+        let header = RunHeader::decode(&header_bytes[..have]).map_err(|problem| {
+            CheckpointError::BadRunHeader {
+                path: label(),
+                problem,
+            }
+        })?;
+        if header.database_id != database {
+            return Err(CheckpointError::WrongDatabase {
+                path: label(),
+                expected: database,
+                found: header.database_id,
+            });
+        }
+        let cipher = match (mode, header.algorithm) {
+            (OpenMode::Plaintext, Algorithm::PlaintextSha256) => ChunkCipher::new(None),
+            (OpenMode::Plaintext, Algorithm::XChaCha20Poly1305) => {
+                return Err(CheckpointError::KeyRequired {
+                    path: label(),
+                    epoch: header.epoch,
+                });
+            }
+            (OpenMode::Sealed(_), Algorithm::PlaintextSha256) => {
+                return Err(CheckpointError::UnexpectedPlaintext { path: label() });
+            }
+            (OpenMode::Sealed(lookup), Algorithm::XChaCha20Poly1305) => {
+                let key = match lookup(header.epoch) {
+                    EpochKey::Key(key) => key,
+                    EpochKey::Unknown => {
+                        return Err(CheckpointError::UnknownEpoch {
+                            path: label(),
+                            epoch: header.epoch,
+                        });
+                    }
+                    EpochKey::Retired => {
+                        return Err(CheckpointError::RetiredEpoch {
+                            path: label(),
+                            epoch: header.epoch,
+                        });
+                    }
+                };
+                let cipher = ChunkCipher::new(Some(&key));
+                let mut aad = KEY_CHECK_DOMAIN.to_vec();
+                aad.extend_from_slice(&header_bytes[..KEY_CHECK_OFFSET]);
+                let mut tag = [0u8; crate::header::TAG_LEN];
+                tag.copy_from_slice(&header.key_check);
+                if cipher
+                    .open_detached(KEY_CHECK_DOMAIN, &header.file_nonce, &aad, &mut [], &tag)
+                    .is_err()
+                {
+                    return Err(CheckpointError::WrongKey {
+                        path: label(),
+                        epoch: header.epoch,
+                    });
+                }
+                cipher
+            }
+        };
+        let name_id = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(parse_run_file_name);
+        if let Some(name_id) = name_id
+            && name_id != header.file_id
+        {
+            return Err(CheckpointError::FileIdMismatch {
+                path: label(),
+                name_id,
+                header_id: header.file_id,
+            });
+        }
+
+        // Footer.
+        let footer_at = len.saturating_sub(RUN_FOOTER_LEN as u64);
+        let bad_footer = |problem| CheckpointError::BadFooter {
+            path: label(),
+            offset: footer_at,
+            problem,
+        };
+        if len < (RUN_HEADER_LEN + RUN_FOOTER_LEN) as u64 {
+            return Err(bad_footer(FooterProblem::Missing { len }));
+        }
+        let mut footer_bytes = [0u8; RUN_FOOTER_LEN];
+        file.read_exact_at(&mut footer_bytes, footer_at)
+            .map_err(io_err("read", path))?;
+        let algorithm = header.algorithm;
+        let footer = Footer::decode(&footer_bytes, len, seal::min_stored_len(algorithm))
+            .map_err(bad_footer)?;
+
+        let blocks = Blocks {
+            path,
+            file: &*file,
+            cipher: &cipher,
+            header_bytes: &header_bytes,
+            compression: header.compression,
+        };
+        let too_large = |kind, offset, len: u32| {
+            let max =
+                seal::max_stored_len(algorithm, header.compression, seal::max_plaintext(kind));
+            if u64::from(len) > max {
+                Err(blocks.bad(
+                    kind,
+                    0,
+                    offset,
+                    BlockProblem::TooLarge {
+                        len: u64::from(len),
+                        max,
+                    },
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        too_large(BlockKind::Meta, footer.meta_offset, footer.meta_len)?;
+        too_large(BlockKind::Index, footer.index_offset, footer.index_len)?;
+        too_large(BlockKind::Filter, footer.filter_offset, footer.filter_len)?;
+
+        // Meta: authenticates the whole header and the footer.
+        let meta_plain = blocks.load(
+            BlockKind::Meta,
+            0,
+            footer.meta_offset,
+            footer.meta_len,
+            &footer.fields(),
+        )?;
+        let bad_meta = |problem| blocks.bad(BlockKind::Meta, 0, footer.meta_offset, problem);
+        let meta = RunMeta::decode(&meta_plain).map_err(|e| bad_meta(BlockProblem::Decode(e)))?;
+        if (meta.min_lsn, meta.max_lsn) != (header.min_lsn, header.max_lsn) {
+            return Err(bad_meta(BlockProblem::Inconsistent {
+                what: "LSN range differs from the header's",
+            }));
+        }
+
+        // Index.
+        let index_plain = blocks.load(
+            BlockKind::Index,
+            0,
+            footer.index_offset,
+            footer.index_len,
+            &[],
+        )?;
+        let bad_index = |what| {
+            blocks.bad(
+                BlockKind::Index,
+                0,
+                footer.index_offset,
+                BlockProblem::Inconsistent { what },
+            )
+        };
+        let index = BlockIndex::decode(&index_plain).map_err(|e| {
+            blocks.bad(
+                BlockKind::Index,
+                0,
+                footer.index_offset,
+                BlockProblem::Decode(e),
+            )
+        })?;
+        check_index(&index, &meta, &footer, algorithm, header.compression).map_err(bad_index)?;
+
+        // Filter.
+        let filter_plain = blocks.load(
+            BlockKind::Filter,
+            0,
+            footer.filter_offset,
+            footer.filter_len,
+            &[],
+        )?;
+        let filter = BloomFilter::decode(&filter_plain).map_err(|e| {
+            blocks.bad(
+                BlockKind::Filter,
+                0,
+                footer.filter_offset,
+                BlockProblem::Decode(e),
+            )
+        })?;
+
+        Ok(RunFile {
+            path: path.to_path_buf(),
+            file,
+            len,
+            header,
+            header_bytes,
+            cipher,
+            footer,
+            index,
+            filter,
+            meta,
+        })
+    }
+
+    fn blocks(&self) -> Blocks<'_> {
+        Blocks {
+            path: &self.path,
+            file: &*self.file,
+            cipher: &self.cipher,
+            header_bytes: &self.header_bytes,
+            compression: self.header.compression,
+        }
+    }
+
+    /// The path the file was opened at.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The authenticated header.
+    pub fn header(&self) -> &RunHeader {
+        &self.header
+    }
+
+    /// The run's file id.
+    pub fn file_id(&self) -> u64 {
+        self.header.file_id
+    }
+
+    /// The key epoch the file is sealed under.
+    pub fn epoch(&self) -> KeyEpoch {
+        self.header.epoch
+    }
+
+    /// File length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Always false: a run file holds at least one entry (for clippy's `len` convention).
+    pub fn is_empty(&self) -> bool {
+        self.meta.entries == 0
+    }
+
+    /// The smallest user key.
+    pub fn first_key(&self) -> &[u8] {
+        &self.meta.first_key
+    }
+
+    /// The largest user key.
+    pub fn last_key(&self) -> &[u8] {
+        &self.meta.last_key
+    }
+
+    /// The smallest LSN of any entry.
+    pub fn min_lsn(&self) -> Lsn {
+        self.meta.min_lsn
+    }
+
+    /// The largest LSN of any entry.
+    pub fn max_lsn(&self) -> Lsn {
+        self.meta.max_lsn
+    }
+
+    /// Number of entries (versions).
+    pub fn entries(&self) -> u64 {
+        self.meta.entries
+    }
+
+    /// Number of Delete entries.
+    pub fn tombstones(&self) -> u64 {
+        self.meta.tombstones
+    }
+
+    /// Number of distinct user keys.
+    pub fn distinct_keys(&self) -> u64 {
+        self.meta.distinct_keys
+    }
+
+    /// Sum of the key lengths of every entry.
+    pub fn raw_key_bytes(&self) -> u64 {
+        self.meta.raw_key_bytes
+    }
+
+    /// Sum of the value lengths of every entry.
+    pub fn raw_value_bytes(&self) -> u64 {
+        self.meta.raw_value_bytes
+    }
+
+    /// Number of data blocks.
+    pub fn block_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The user key of block `i`'s last entry (`None` past the end).
+    pub fn block_last_key(&self, i: usize) -> Option<&[u8]> {
+        (i < self.index.len()).then(|| self.index.last_key(i))
+    }
+
+    /// The bloom filter's answer: `false` means the run certainly holds no entry for
+    /// `user_key`; `true` means it may.
+    pub fn may_contain(&self, user_key: &[u8]) -> bool {
+        self.filter.may_contain(user_key)
+    }
+
+    /// The first block whose last key is `>= user_key`: the only block that can hold the
+    /// key's newest versions (older versions may continue in the following blocks).
+    /// `None` if `user_key` is past the run's last key.
+    pub fn block_for(&self, user_key: &[u8]) -> Option<usize> {
+        self.index.block_for(user_key)
+    }
+
+    /// Reads data block `index` with one positioned read, authenticates it, decompresses
+    /// and decodes it, and checks it against the index (entry count, last key) and its
+    /// predecessor's last key.
+    ///
+    /// # Errors
+    /// [`CheckpointError::BlockOutOfRange`], [`CheckpointError::BlockAuthFailed`],
+    /// [`CheckpointError::BadBlock`], I/O errors.
+    pub fn read_block(&self, index: usize) -> Result<DataBlock, CheckpointError> {
+        let Some(entry) = self.index.entry(index) else {
+            return Err(CheckpointError::BlockOutOfRange {
+                path: self.path.clone(),
+                block: index,
+                count: self.index.len(),
+            });
+        };
+        let blocks = self.blocks();
+        let ordinal = index as u64;
+        let bad = |problem| blocks.bad(BlockKind::Data, ordinal, entry.offset, problem);
+        let inconsistent = |what| bad(BlockProblem::Inconsistent { what });
+        let plain = blocks.load(
+            BlockKind::Data,
+            ordinal,
+            entry.offset,
+            entry.stored_len,
+            &[],
+        )?;
+        let block = DataBlock::decode(plain).map_err(|e| bad(BlockProblem::Decode(e)))?;
+        if block.len() != entry.entries as usize {
+            return Err(inconsistent("entry count differs from the index"));
+        }
+        if block.last().key != self.index.last_key(index) {
+            return Err(inconsistent("last key differs from the index"));
+        }
+        let first = block.first().key;
+        if index == 0 {
+            if first != self.meta.first_key.as_slice() {
+                return Err(inconsistent("first key differs from the meta block"));
+            }
+        } else if first < self.index.last_key(index - 1) {
+            return Err(inconsistent(
+                "first key sorts before the previous block's last key",
+            ));
+        }
+        Ok(block)
+    }
+
+    /// Reads and authenticates every data block and checks the whole run: strict
+    /// `(key ascending, LSN descending)` order across blocks, every key found by the bloom
+    /// filter, and the counts, key range, LSN range and byte totals of the meta block.
+    /// Returns the number of entries.
+    ///
+    /// # Errors
+    /// As [`RunFile::read_block`]; [`CheckpointError::BadBlock`] for what disagrees.
+    pub fn verify(&self) -> Result<u64, CheckpointError> {
+        let blocks = self.blocks();
+        // The previous entry's key (reused buffer) and LSN; `entries == 0` before the first.
+        let (mut prev_key, mut prev_lsn) = (Vec::new(), Lsn::ZERO);
+        let (mut entries, mut tombstones, mut distinct) = (0u64, 0u64, 0u64);
+        let (mut raw_keys, mut raw_values) = (0u64, 0u64);
+        let (mut min_lsn, mut max_lsn) = (Lsn::MAX, Lsn::ZERO);
+        for i in 0..self.index.len() {
+            let block = self.read_block(i)?;
+            let offset = self.index.entry(i).map_or(0, |e| e.offset);
+            for e in block.iter() {
+                if entries > 0 && run_order(&prev_key, prev_lsn, e.key, e.lsn) != Ordering::Less {
+                    return Err(blocks.bad(
+                        BlockKind::Data,
+                        i as u64,
+                        offset,
+                        BlockProblem::Inconsistent {
+                            what: "entries out of order across blocks",
+                        },
+                    ));
+                }
+                if entries == 0 || prev_key.as_slice() != e.key {
+                    distinct += 1;
+                    if !self.filter.may_contain(e.key) {
+                        return Err(blocks.bad(
+                            BlockKind::Filter,
+                            0,
+                            self.footer.filter_offset,
+                            BlockProblem::Inconsistent {
+                                what: "the bloom filter misses a key of the run",
+                            },
+                        ));
+                    }
+                    prev_key.clear();
+                    prev_key.extend_from_slice(e.key);
+                }
+                prev_lsn = e.lsn;
+                entries += 1;
+                tombstones += u64::from(e.kind == crate::run::EntryKind::Delete);
+                raw_keys += e.key.len() as u64;
+                raw_values += e.value.len() as u64;
+                min_lsn = min_lsn.min(e.lsn);
+                max_lsn = max_lsn.max(e.lsn);
+            }
+        }
+        let m = &self.meta;
+        let checks = [
+            (entries == m.entries, "entry count differs from the data"),
+            (
+                tombstones == m.tombstones,
+                "tombstone count differs from the data",
+            ),
+            (
+                distinct == m.distinct_keys,
+                "distinct key count differs from the data",
+            ),
+            (
+                (min_lsn, max_lsn) == (m.min_lsn, m.max_lsn),
+                "LSN range differs from the data",
+            ),
+            (
+                (raw_keys, raw_values) == (m.raw_key_bytes, m.raw_value_bytes),
+                "key or value byte totals differ from the data",
+            ),
+            (prev_key == m.last_key, "last key differs from the data"),
+        ];
+        if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(blocks.bad(
+                BlockKind::Meta,
+                0,
+                self.footer.meta_offset,
+                BlockProblem::Inconsistent { what },
+            ));
+        }
+        Ok(entries)
+    }
+
+    /// SHA-256 of the whole file (reads it), to compare with what the manifest recorded.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn sha256(&self) -> Result<[u8; 32], CheckpointError> {
+        hash_file(&*self.file, self.len, &self.path)
+    }
+}
+
+/// Checks the decoded index against the meta block and the file layout.
+fn check_index(
+    index: &BlockIndex,
+    meta: &RunMeta,
+    footer: &Footer,
+    algorithm: Algorithm,
+    compression: Compression,
+) -> Result<(), &'static str> {
+    if index.len() != meta.data_blocks as usize {
+        return Err("block count differs from the meta block");
+    }
+    let (Some(first), Some(last)) = (index.entry(0), index.entry(index.len() - 1)) else {
+        return Err("no data blocks");
+    };
+    if first.offset != RUN_HEADER_LEN as u64 {
+        return Err("the first data block does not follow the header");
+    }
+    if last.offset + u64::from(last.stored_len) != footer.index_offset {
+        return Err("the last data block does not end at the index block");
+    }
+    if index.last_key(index.len() - 1) != meta.last_key.as_slice() {
+        return Err("last key differs from the meta block");
+    }
+    let min = seal::min_stored_len(algorithm);
+    let max = seal::max_stored_len(algorithm, compression, seal::max_plaintext(BlockKind::Data));
+    let mut entries = 0u64;
+    for i in 0..index.len() {
+        let Some(e) = index.entry(i) else {
+            return Err("no data blocks");
+        };
+        if !(min..=max).contains(&u64::from(e.stored_len)) {
+            return Err("a data block's stored length is out of range");
+        }
+        entries += u64::from(e.entries);
+    }
+    if entries != meta.entries {
+        return Err("entry count differs from the meta block");
+    }
+    Ok(())
+}

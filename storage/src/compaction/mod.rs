@@ -1,0 +1,142 @@
+//! Compaction: merging runs level by level in the background.
+//!
+//! [`picker`] decides *what* to merge (leveled: level 0 by run count, deeper levels by
+//! size against a target that grows tenfold per level); [`compact`] does the merge,
+//! dropping every version no snapshot inside the retention window can see and every
+//! tombstone that reached the bottom. Neither touches the manifest or deletes a file:
+//! the Compactor actor records the result as one version edit and deletes the inputs
+//! once no reader holds them.
+
+pub mod picker;
+
+use std::sync::Arc;
+
+use aedb_checkpoint::{EntryKind, RunInfo, RunWriter};
+use aedb_types::Lsn;
+
+use crate::error::StorageError;
+use crate::merge::{LevelSource, Merged, Source};
+use crate::run::Run;
+pub use picker::{CompactionOptions, Task, pick};
+
+/// What one compaction wrote and dropped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// The new runs (for the output level), in key order.
+    pub outputs: Vec<RunInfo>,
+    /// Entries read from the inputs.
+    pub entries_in: u64,
+    /// Versions dropped (older than one the retention floor already sees).
+    pub dropped_versions: u64,
+    /// Tombstones dropped at the bottom.
+    pub dropped_tombstones: u64,
+}
+
+/// Merges `task`'s inputs into new runs of at most about `task.target_file_bytes`
+/// each, written by writers from `new_writer`. Keeps, per key, every version newer
+/// than `floor` and the newest one at or before it (what a snapshot at `floor` sees);
+/// drops that one too if it is a tombstone and the output is the bottom for its keys.
+/// A key's versions are never split across two outputs.
+///
+/// # Errors
+/// An input block cannot be read or authenticated, or an output cannot be written (its
+/// unfinished file is removed; finished outputs are left for the caller to remove).
+pub fn compact(
+    task: &Task,
+    floor: Lsn,
+    mut new_writer: impl FnMut() -> Result<RunWriter, StorageError>,
+) -> Result<Outcome, StorageError> {
+    let mut merged = merged_inputs(task)?;
+    let mut out = Outcome::default();
+    let mut writer: Option<RunWriter> = None;
+    let mut key: Vec<u8> = Vec::new();
+    let mut have_key = false;
+    let mut floor_version_kept = false;
+    let write_err = |e| StorageError::Write(Arc::new(e));
+    loop {
+        let step = merged.next_with(|e| {
+            let new_key = !have_key || e.key != key.as_slice();
+            if new_key {
+                key.clear();
+                key.extend_from_slice(e.key);
+                have_key = true;
+                floor_version_kept = false;
+            }
+            let keep = if e.lsn > floor {
+                Keep::Yes
+            } else if floor_version_kept {
+                Keep::OlderThanFloor
+            } else {
+                floor_version_kept = true;
+                if e.kind == EntryKind::Delete && task.bottommost {
+                    Keep::BottomTombstone
+                } else {
+                    Keep::Yes
+                }
+            };
+            (new_key, keep, e.lsn, e.kind, e.value.to_vec())
+        })?;
+        let Some((new_key, keep, lsn, kind, value)) = step else {
+            break;
+        };
+        out.entries_in += 1;
+        match keep {
+            Keep::OlderThanFloor => {
+                out.dropped_versions += 1;
+                continue;
+            }
+            Keep::BottomTombstone => {
+                out.dropped_tombstones += 1;
+                continue;
+            }
+            Keep::Yes => {}
+        }
+        // Split only between keys, so sorted levels stay disjoint.
+        if new_key
+            && let Some(w) = &writer
+            && w.bytes_written() >= task.target_file_bytes
+            && let Some(w) = writer.take()
+        {
+            out.outputs.push(w.finish().map_err(write_err)?);
+        }
+        let w = match &mut writer {
+            Some(w) => w,
+            None => writer.insert(new_writer()?),
+        };
+        if let Err(e) = w.add(&key, lsn, kind, &value) {
+            if let Some(w) = writer.take() {
+                // The add already failed; removing the partial file is best effort.
+                let _ = w.abandon();
+            }
+            return Err(write_err(e));
+        }
+    }
+    if let Some(w) = writer.take() {
+        out.outputs.push(w.finish().map_err(write_err)?);
+    }
+    Ok(out)
+}
+
+enum Keep {
+    Yes,
+    OlderThanFloor,
+    BottomTombstone,
+}
+
+fn merged_inputs(task: &Task) -> Result<Merged, StorageError> {
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    let all = std::ops::Bound::Unbounded;
+    let mut sorted: Vec<Arc<Run>> = Vec::new();
+    for (level, run) in &task.inputs {
+        if *level == task.output_level {
+            sorted.push(run.clone());
+        } else {
+            sources.push(Box::new(LevelSource::new(vec![run.clone()], &all, true)?));
+        }
+    }
+    if !sorted.is_empty() {
+        sorted.sort_by(|a, b| a.file().first_key().cmp(b.file().first_key()));
+        sources.push(Box::new(LevelSource::new(sorted, &all, true)?));
+    }
+    Ok(Merged::new(sources, true))
+}

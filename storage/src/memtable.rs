@@ -1,0 +1,267 @@
+//! The memtable: recent writes, ordered and versioned, in memory.
+//!
+//! A [`Memtable`] is a lock-free skip list (`crossbeam-skiplist`) of internal keys
+//! `(user key, LSN)` ordered by key ascending, then LSN **descending**, so the newest
+//! version of a key comes first. The single writer inserts through `&self` while any
+//! number of readers read concurrently through their own `Arc`: a reader at snapshot
+//! LSN `s` ignores every version newer than `s`, so publishing a snapshot copies
+//! nothing. Once full it is frozen (no more inserts) and sealed into a run file.
+
+use std::cmp::Reverse;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use aedb_checkpoint::EntryKind;
+use aedb_types::Lsn;
+use crossbeam_skiplist::SkipMap;
+
+/// Bytes charged per entry on top of its key and value: the skip-list node, its tower
+/// and the boxed slices' headers (measured order of magnitude, not exact).
+pub const ENTRY_OVERHEAD: usize = 80;
+
+/// An internal key: ordered by user key, then newest version first.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct MemKey {
+    pub(crate) key: Box<[u8]>,
+    pub(crate) lsn: Reverse<u64>,
+}
+
+impl MemKey {
+    pub(crate) fn new(key: &[u8], lsn: Lsn) -> MemKey {
+        MemKey {
+            key: key.into(),
+            lsn: Reverse(lsn.get()),
+        }
+    }
+
+    pub(crate) fn lsn(&self) -> Lsn {
+        Lsn::new(self.lsn.0)
+    }
+}
+
+/// A stored version: a value, or a tombstone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum MemValue {
+    Put(Box<[u8]>),
+    Delete,
+}
+
+impl MemValue {
+    pub(crate) fn kind(&self) -> EntryKind {
+        match self {
+            MemValue::Put(_) => EntryKind::Put,
+            MemValue::Delete => EntryKind::Delete,
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            MemValue::Put(v) => v,
+            MemValue::Delete => &[],
+        }
+    }
+}
+
+/// One version read back from a memtable or a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned {
+    /// The LSN that wrote it.
+    pub lsn: Lsn,
+    /// `None` for a tombstone (the key was deleted at `lsn`).
+    pub value: Option<Vec<u8>>,
+}
+
+/// Recent writes in memory; see the module docs.
+#[derive(Debug)]
+pub struct Memtable {
+    id: u64,
+    map: SkipMap<MemKey, MemValue>,
+    bytes: AtomicUsize,
+    min_lsn: AtomicU64,
+    max_lsn: AtomicU64,
+    /// The highest LSN a change was installed at (changes may write nothing).
+    installed: AtomicU64,
+    frozen: AtomicBool,
+}
+
+impl Memtable {
+    /// An empty memtable. `id` orders memtables (newer ones have larger ids).
+    pub fn new(id: u64) -> Memtable {
+        Memtable {
+            id,
+            map: SkipMap::new(),
+            bytes: AtomicUsize::new(0),
+            min_lsn: AtomicU64::new(u64::MAX),
+            max_lsn: AtomicU64::new(0),
+            installed: AtomicU64::new(0),
+            frozen: AtomicBool::new(false),
+        }
+    }
+
+    /// Claims `lsn` for one change about to be inserted: refused (with the highest
+    /// LSN claimed so far) when the memtable already went past it or was frozen, so a
+    /// change computed on a stale snapshot can never interleave with newer ones.
+    ///
+    /// # Errors
+    /// The highest claimed LSN (or `Lsn::MAX` once frozen).
+    pub fn begin_install(&self, lsn: Lsn) -> Result<(), Lsn> {
+        if self.frozen.load(Ordering::Acquire) {
+            return Err(Lsn::MAX);
+        }
+        let prev = self.installed.fetch_max(lsn.get(), Ordering::AcqRel);
+        if prev >= lsn.get() {
+            return Err(Lsn::new(prev));
+        }
+        Ok(())
+    }
+
+    /// Records that everything up to `lsn` is installed (a memtable filled in bulk).
+    pub fn mark_installed(&self, lsn: Lsn) {
+        self.installed.fetch_max(lsn.get(), Ordering::AcqRel);
+    }
+
+    /// The highest LSN installed.
+    pub fn installed_lsn(&self) -> Lsn {
+        Lsn::new(self.installed.load(Ordering::Acquire))
+    }
+
+    /// Stops further installs: the memtable is about to be flushed.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::Release);
+    }
+
+    /// Whether it was frozen.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::Acquire)
+    }
+
+    /// This memtable's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Records `key` = `value` (or a tombstone for [`EntryKind::Delete`]) at `lsn`.
+    /// Only the single writer calls this, with LSNs that never go back; readers may
+    /// read concurrently.
+    pub fn insert(&self, key: &[u8], lsn: Lsn, kind: EntryKind, value: &[u8]) {
+        let stored = match kind {
+            EntryKind::Put => MemValue::Put(value.into()),
+            EntryKind::Delete => MemValue::Delete,
+        };
+        let charge = key.len() + stored.bytes().len() + ENTRY_OVERHEAD;
+        self.map.insert(MemKey::new(key, lsn), stored);
+        self.bytes.fetch_add(charge, Ordering::Relaxed);
+        self.min_lsn.fetch_min(lsn.get(), Ordering::Relaxed);
+        self.max_lsn.fetch_max(lsn.get(), Ordering::Relaxed);
+    }
+
+    /// The newest version of `key` at or before `at`, including tombstones.
+    pub fn get(&self, key: &[u8], at: Lsn) -> Option<Versioned> {
+        let probe = MemKey::new(key, at);
+        let entry = self.map.lower_bound(Bound::Included(&probe))?;
+        (*entry.key().key == *key).then(|| Versioned {
+            lsn: entry.key().lsn(),
+            value: match entry.value() {
+                MemValue::Put(v) => Some(v.to_vec()),
+                MemValue::Delete => None,
+            },
+        })
+    }
+
+    /// Approximate memory held, in bytes (keys, values and per-entry overhead).
+    pub fn approximate_bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Number of versions (including tombstones).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether nothing was inserted.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The oldest and newest LSN inserted, if any.
+    pub fn lsn_range(&self) -> Option<(Lsn, Lsn)> {
+        let max = self.max_lsn.load(Ordering::Relaxed);
+        (max > 0).then(|| {
+            (
+                Lsn::new(self.min_lsn.load(Ordering::Relaxed)),
+                Lsn::new(max),
+            )
+        })
+    }
+
+    /// Every version in internal order (key ascending, newest first): what a flush
+    /// writes. `f` gets `(key, lsn, kind, value)`.
+    pub fn for_each<E>(
+        &self,
+        mut f: impl FnMut(&[u8], Lsn, EntryKind, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for e in self.map.iter() {
+            f(
+                &e.key().key,
+                e.key().lsn(),
+                e.value().kind(),
+                e.value().bytes(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The first entry at or after (`forward`) / at or before the probe.
+    pub(crate) fn step(&self, bound: Bound<&MemKey>, forward: bool) -> Option<(MemKey, MemValue)> {
+        let e = if forward {
+            self.map.lower_bound(bound)?
+        } else {
+            self.map.upper_bound(bound)?
+        };
+        Some((e.key().clone(), e.value().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newest_version_at_or_before_the_snapshot_wins() {
+        let m = Memtable::new(1);
+        m.insert(b"a", Lsn::new(5), EntryKind::Put, b"v5");
+        m.insert(b"a", Lsn::new(9), EntryKind::Delete, b"");
+        m.insert(b"ab", Lsn::new(7), EntryKind::Put, b"x");
+        assert_eq!(m.get(b"a", Lsn::new(4)), None);
+        assert_eq!(
+            m.get(b"a", Lsn::new(8)),
+            Some(Versioned {
+                lsn: Lsn::new(5),
+                value: Some(b"v5".to_vec())
+            })
+        );
+        assert_eq!(
+            m.get(b"a", Lsn::new(9)),
+            Some(Versioned {
+                lsn: Lsn::new(9),
+                value: None
+            })
+        );
+        // A longer key sharing the prefix is a different key.
+        assert_eq!(m.get(b"ab", Lsn::new(6)), None);
+        assert_eq!(m.get(b"b", Lsn::MAX), None);
+        assert_eq!(m.lsn_range(), Some((Lsn::new(5), Lsn::new(9))));
+        assert_eq!(m.len(), 3);
+        let mut order = Vec::new();
+        m.for_each(|k, l, _, _| {
+            order.push((k.to_vec(), l.get()));
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        assert_eq!(
+            order,
+            vec![(b"a".to_vec(), 9), (b"a".to_vec(), 5), (b"ab".to_vec(), 7)]
+        );
+        assert!(m.approximate_bytes() >= 3 * ENTRY_OVERHEAD + 4 + 3);
+    }
+}

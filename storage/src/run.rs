@@ -1,0 +1,113 @@
+//! A live run: an open run file (its authenticated metadata in memory, its data blocks
+//! read lazily through the block cache) and point lookups in it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aedb_checkpoint::{DataBlock, EntryKind, RunFile};
+use aedb_types::Lsn;
+
+use crate::cache::BlockCache;
+use crate::error::StorageError;
+use crate::memtable::Versioned;
+
+/// An open run file shared by every version that lists it.
+pub struct Run {
+    file: RunFile,
+    path: PathBuf,
+    cache: Arc<BlockCache>,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("file_id", &self.file.file_id())
+            .field("path", &self.path)
+            .field("len", &self.file.len())
+            .finish()
+    }
+}
+
+impl Run {
+    /// Wraps an opened run file; its blocks are cached in `cache`.
+    pub fn new(file: RunFile, path: PathBuf, cache: Arc<BlockCache>) -> Run {
+        Run { file, path, cache }
+    }
+
+    /// The run file (metadata, and uncached block reads).
+    pub fn file(&self) -> &RunFile {
+        &self.file
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its id.
+    pub fn id(&self) -> u64 {
+        self.file.file_id()
+    }
+
+    /// Block `index`, from the cache or read, authenticated and cached.
+    ///
+    /// # Errors
+    /// The block cannot be read or does not authenticate.
+    pub fn block(&self, index: usize) -> Result<Arc<DataBlock>, StorageError> {
+        self.cache
+            .get_or_load(self.id(), index as u32, || self.file.read_block(index))
+            .map_err(|e| StorageError::run(&self.path, e))
+    }
+
+    /// Whether `key` is inside this run's key range.
+    pub fn covers(&self, key: &[u8]) -> bool {
+        key >= self.file.first_key() && key <= self.file.last_key()
+    }
+
+    /// The newest version of `key` at or before `at` in this run, including tombstones.
+    ///
+    /// # Errors
+    /// A block cannot be read or does not authenticate.
+    pub fn get(&self, key: &[u8], at: Lsn) -> Result<Option<Versioned>, StorageError> {
+        if at < self.file.min_lsn() || !self.covers(key) || !self.file.may_contain(key) {
+            return Ok(None);
+        }
+        let Some(mut b) = self.file.block_for(key) else {
+            return Ok(None);
+        };
+        // A key's versions may continue into the next block.
+        while b < self.file.block_count() {
+            let block = self.block(b)?;
+            let i = block.seek(key, at);
+            if i < block.len() {
+                let e = block.entry(i);
+                return Ok((e.key == key).then(|| Versioned {
+                    lsn: e.lsn,
+                    value: match e.kind {
+                        EntryKind::Put => Some(e.value.to_vec()),
+                        EntryKind::Delete => None,
+                    },
+                }));
+            }
+            b += 1;
+        }
+        Ok(None)
+    }
+
+    /// Warms the cache with the block that would hold `key` (no-op when the filter
+    /// rules the key out or the block is cached).
+    ///
+    /// # Errors
+    /// The block cannot be read or does not authenticate.
+    pub fn prefetch(&self, key: &[u8]) -> Result<(), StorageError> {
+        if !self.covers(key) || !self.file.may_contain(key) {
+            return Ok(());
+        }
+        if let Some(b) = self.file.block_for(key)
+            && !self.cache.contains(self.id(), b as u32)
+        {
+            self.block(b)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! A version: the set of live runs, level by level, as one immutable value.
+//!
+//! Level 0 holds freshly flushed runs, newest first; their key ranges overlap but their
+//! LSN ranges do not (each is one memtable). Every deeper level holds runs with
+//! disjoint key ranges, sorted by key. For any key, every version in a shallower level
+//! (and in a newer level-0 run) is newer than every version deeper down: flushes add
+//! level-0 runs newer than everything, and a compaction merges a run only with
+//! everything it overlaps one level down. So a lookup stops at the first source that
+//! knows the key. Readers hold an `Arc<Version>`; a change builds a new one, so a run a
+//! reader still uses stays open (and its file on disk) until the reader lets go.
+
+use std::sync::Arc;
+
+use crate::run::Run;
+
+/// How many levels a version has (level 0 and six sorted levels): as many as the
+/// manifest can record.
+pub const LEVELS: usize = aedb_manifest::MAX_LEVELS as usize;
+
+/// The live runs; see the module docs.
+#[derive(Clone, Debug, Default)]
+pub struct Version {
+    levels: [Vec<Arc<Run>>; LEVELS],
+}
+
+/// One change of a version: runs added at their levels, runs removed by id.
+#[derive(Clone, Debug, Default)]
+pub struct Edit {
+    /// New runs and their level.
+    pub added: Vec<(usize, Arc<Run>)>,
+    /// Ids of runs no longer live.
+    pub removed: Vec<u64>,
+}
+
+impl Version {
+    /// The version with no runs.
+    pub fn empty() -> Version {
+        Version::default()
+    }
+
+    /// The runs of `level` (level 0 newest first; deeper levels by key).
+    pub fn level(&self, level: usize) -> &[Arc<Run>] {
+        &self.levels[level]
+    }
+
+    /// Every run with its level.
+    pub fn runs(&self) -> impl Iterator<Item = (usize, &Arc<Run>)> {
+        self.levels
+            .iter()
+            .enumerate()
+            .flat_map(|(l, runs)| runs.iter().map(move |r| (l, r)))
+    }
+
+    /// Total file bytes of a level.
+    pub fn level_bytes(&self, level: usize) -> u64 {
+        self.levels[level].iter().map(|r| r.file().len()).sum()
+    }
+
+    /// The deepest level holding any run (0 when there are none).
+    pub fn deepest_level(&self) -> usize {
+        (0..LEVELS)
+            .rev()
+            .find(|&l| !self.levels[l].is_empty())
+            .unwrap_or(0)
+    }
+
+    /// The version after `edit`.
+    pub fn apply(&self, edit: &Edit) -> Version {
+        let mut next = self.clone();
+        for level in &mut next.levels {
+            level.retain(|r| !edit.removed.contains(&r.id()));
+        }
+        for (level, run) in &edit.added {
+            next.levels[*level].push(run.clone());
+        }
+        next.levels[0].sort_by_key(|r| std::cmp::Reverse(r.file().max_lsn()));
+        for level in &mut next.levels[1..] {
+            level.sort_by(|a, b| a.file().first_key().cmp(b.file().first_key()));
+        }
+        next
+    }
+
+    /// In a sorted level, the run whose key range holds `key`.
+    pub(crate) fn find_in_level(&self, level: usize, key: &[u8]) -> Option<&Arc<Run>> {
+        let runs = &self.levels[level];
+        let i = runs.partition_point(|r| r.file().last_key() < key);
+        runs.get(i).filter(|r| r.covers(key))
+    }
+}
