@@ -2,8 +2,8 @@
 //!
 //! **Owns:** where benchmark data lives ([`scratch_dir`]: a temp dir on the same file
 //! system as the repository, so raw and engine figures hit the same disk), opening
-//! instances ([`open_production`], [`open_development`]), the workload vocabulary (one
-//! benchmark namespace, fixed-size keys and values, [`small_put`]), the raw
+//! instances ([`open_production`], [`open_development`], [`open_config`]), the workload
+//! vocabulary (one benchmark namespace, fixed-size keys and values, [`small_put`]), the raw
 //! append + `fdatasync` baseline ([`RawLog`]) that the engine's commit figures are
 //! reported against, the concurrent-committer driver ([`run_committers`]), bulk loading
 //! ([`load_keys`]), building a WAL for recovery ([`build_wal`],
@@ -67,6 +67,15 @@ pub fn open_production(dir: &Path) -> AedbInstance {
 /// data sets whose durability is not what is being measured.
 pub fn open_development(dir: &Path) -> AedbInstance {
     let db = AedbInstance::open(dir, AedbConfig::development()).expect("open development");
+    ensure_namespace(&db);
+    db
+}
+
+/// Opens an instance with `config` in `dir` and creates the benchmark namespace if it
+/// does not exist yet (the peer comparison opens the sealed production profile with the
+/// engine's default checkpoint policy this way).
+pub fn open_config(dir: &Path, config: AedbConfig) -> AedbInstance {
+    let db = AedbInstance::open(dir, config).expect("open");
     ensure_namespace(&db);
     db
 }
