@@ -30,9 +30,10 @@
 //! runs each statement in autocommit mode, fjall and RocksDB read the latest sequence
 //! number.
 //!
-//! aedb has **no cache knob**: it holds the whole state in memory. `AEDB_PEERS_CACHE_MB`
-//! sizes the cache of the four peers (SQLite's per connection); the operating system's
-//! page cache holds every engine's files at the default data-set size either way.
+//! `AEDB_PEERS_CACHE_MB` sizes every engine's cache: aedb's block cache
+//! (`MemoryBudget::block_cache_bytes`; its memtable stays at the default 64 MiB) and the
+//! four peers' (SQLite's per connection); the operating system's page cache holds every
+//! engine's files at the default data-set size either way.
 //!
 //! # Knobs (environment)
 //!
@@ -46,7 +47,7 @@
 //! | `AEDB_PEERS_SCANS` | 200000 | range scans per run, split over the reader threads |
 //! | `AEDB_PEERS_SCAN_LEN` | 100 | entries read per scan, from the seek position on (`db_bench --seek_nexts`) |
 //! | `AEDB_PEERS_READERS` | `1,2` | reader thread counts for reads and scans |
-//! | `AEDB_PEERS_CACHE_MB` | 128 | cache of redb, SQLite, fjall and RocksDB (`db_bench --cache_size`) |
+//! | `AEDB_PEERS_CACHE_MB` | 128 | cache of aedb (block cache), redb, SQLite, fjall and RocksDB (`db_bench --cache_size`) |
 //! | `AEDB_PEERS_ENGINES` | `aedb,redb,sqlite,fjall,rocksdb` | engines to run, in this order |
 //! | `AEDB_PEERS_WORKLOADS` | `commits,reads,scans` | workloads to run |
 //! | `AEDB_PEERS_DIR` | `<workspace>/bench-data/peers` | where the databases go (one fresh temporary directory per run, deleted after it) |
@@ -385,7 +386,7 @@ trait Reader {
 /// Opens `engine` (not RocksDB, which runs in `db_bench`) in `dir`.
 fn open_store(engine: Engine, dir: &Path, knobs: &Knobs) -> Res<Box<dyn Store>> {
     Ok(match engine {
-        Engine::Aedb => Box::new(AedbStore::open(dir)),
+        Engine::Aedb => Box::new(AedbStore::open(dir, knobs.cache_bytes())),
         Engine::Redb => Box::new(RedbStore::open(dir, knobs.cache_bytes())?),
         Engine::Sqlite => Box::new(SqliteStore::open(dir, knobs.cache_bytes())?),
         Engine::Fjall => Box::new(FjallStore::open(dir, knobs.cache_bytes())?),
@@ -406,9 +407,14 @@ struct AedbStore {
 }
 
 impl AedbStore {
-    /// Opens (creating) the instance in `dir`.
-    fn open(dir: &Path) -> AedbStore {
-        let config = AedbConfig::production([0u8; 32]).with_checkpoint_key(DATA_KEY);
+    /// Opens (creating) the instance in `dir` with a `cache`-byte block cache.
+    fn open(dir: &Path, cache: u64) -> AedbStore {
+        let config = AedbConfig::production([0u8; 32])
+            .with_checkpoint_key(DATA_KEY)
+            .memory_budget(aedb::MemoryBudget {
+                block_cache_bytes: cache,
+                ..aedb::MemoryBudget::default()
+            });
         AedbStore {
             db: open_config(dir, config),
             ns: namespace(),
@@ -1385,7 +1391,7 @@ fn render(knobs: &Knobs, report: &Report, load_start: &str, wall: Duration) -> S
     );
     let _ = writeln!(
         out,
-        "Sizes: {KEY_LEN}-byte keys, {VALUE_LEN}-byte values; {} durable commits per run (in-process runs capped at {} s); {} preloaded keys; {} point reads and {} scans of {} entries per run; peer cache {} MiB (aedb has no cache knob: it holds the whole state in memory).\n",
+        "Sizes: {KEY_LEN}-byte keys, {VALUE_LEN}-byte values; {} durable commits per run (in-process runs capped at {} s); {} preloaded keys; {} point reads and {} scans of {} entries per run; cache {} MiB for every engine (aedb: its block cache).\n",
         knobs.commits,
         knobs.commit_secs,
         knobs.keys,
@@ -1523,7 +1529,7 @@ fn main() {
     }
     println!("peers: knobs {knobs:?}");
     println!(
-        "peers: aedb has no cache knob (it holds the whole state in memory); the peer cache is {} MiB",
+        "peers: every engine's cache is {} MiB (aedb: its block cache)",
         knobs.cache_mb
     );
     if knobs.engines.contains(&Engine::Rocksdb) && knobs.db_bench.is_none() {
