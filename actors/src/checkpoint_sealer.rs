@@ -295,17 +295,19 @@ impl Sealer {
             .ask(crate::manifest_chain::GetManifestCopy)
             .map_err(|_| CheckpointFailure::Closed)?
             .map_err(CheckpointFailure::Manifest)?;
+        let open = |path: &std::path::Path| {
+            self.ctx
+                .fs
+                .open(path, aedb_fs::OpenMode::Existing)
+                .map_err(|source| CaptureFailure::OpenCheckpoint {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        };
         let mut checkpoints = Vec::new();
         for (&lsn, record) in manifest.live.checkpoints() {
             let path = aedb_checkpoint::checkpoints_dir(&self.ctx.data_dir).join(&record.file_name);
-            let file = self
-                .ctx
-                .fs
-                .open(&path, aedb_fs::OpenMode::Existing)
-                .map_err(|source| CaptureFailure::OpenCheckpoint {
-                    path: path.clone(),
-                    source,
-                })?;
+            let file = open(&path)?;
             checkpoints.push(CapturedCheckpoint {
                 lsn,
                 record: record.clone(),
@@ -316,14 +318,7 @@ impl Sealer {
         let mut runs = Vec::new();
         for (&file_id, record) in manifest.live.runs() {
             let path = aedb_checkpoint::run_path(&self.ctx.data_dir, file_id);
-            let file = self
-                .ctx
-                .fs
-                .open(&path, aedb_fs::OpenMode::Existing)
-                .map_err(|source| CaptureFailure::OpenCheckpoint {
-                    path: path.clone(),
-                    source,
-                })?;
+            let file = open(&path)?;
             runs.push(CapturedRun {
                 record: record.clone(),
                 path,

@@ -472,14 +472,7 @@ impl State {
         let prefix = keyspace::kv_prefix(ns);
         let skip = prefix.len();
         let empty = bounds_empty(start, end);
-        let scan = self
-            .view
-            .scan(
-                under(&prefix, start, true),
-                under(&prefix, end, false),
-                direction,
-            )
-            .map_err(Unreadable::from)?;
+        let scan = self.scan_under(&prefix, start, end, direction)?;
         Ok(scan.take_while(move |_| !empty).map(move |item| {
             let item = item.map_err(Unreadable::from)?;
             let key = KvKey::new(&item.key[skip..])
@@ -564,15 +557,22 @@ impl State {
             return Ok(None);
         }
         let prefix = keyspace::row_prefix(ns, t.created);
-        let scan = self
-            .view
-            .scan(
-                under(&prefix, start, true),
-                under(&prefix, end, false),
-                direction,
-            )
-            .map_err(Unreadable::from)?;
-        Ok(Some(scan))
+        Ok(Some(self.scan_under(&prefix, start, end, direction)?))
+    }
+
+    /// A scan of the keys under `prefix` between `start` and `end` (relative to it).
+    fn scan_under(
+        &self,
+        prefix: &[u8],
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        direction: Direction,
+    ) -> Result<Scan, Unreadable> {
+        Ok(self.view.scan(
+            under(prefix, start, true),
+            under(prefix, end, false),
+            direction,
+        )?)
     }
 
     /// Number of rows in a table (a scan).
