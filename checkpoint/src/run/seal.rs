@@ -107,6 +107,15 @@ pub(crate) fn seal_body(
     aad: &[u8],
     body: &mut [u8],
 ) -> Result<[u8; TAG_LEN], ChunkRejected> {
+    // Sizes only: never the key, the nonce or the contents.
+    #[cfg(feature = "observability")]
+    let _span = tracing::debug_span!(
+        "aedb.checkpoint.seal",
+        run_block = true,
+        bytes = body.len(),
+        sealed = cipher.is_sealed(),
+    )
+    .entered();
     let zero = [0u8; NONCE_LEN];
     cipher.seal_detached(PLAINTEXT_DOMAIN, nonce.unwrap_or(&zero), aad, body)
 }
@@ -119,6 +128,14 @@ pub(crate) fn open_stored(
     aad: &[u8],
     mut stored: Vec<u8>,
 ) -> Result<Vec<u8>, ChunkRejected> {
+    #[cfg(feature = "observability")]
+    let _span = tracing::debug_span!(
+        "aedb.checkpoint.open",
+        run_block = true,
+        bytes = stored.len(),
+        sealed = cipher.is_sealed(),
+    )
+    .entered();
     let nonce_len = if cipher.is_sealed() { NONCE_LEN } else { 0 };
     if stored.len() < nonce_len + TAG_LEN {
         return Err(ChunkRejected);
