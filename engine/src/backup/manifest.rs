@@ -408,6 +408,45 @@ mod tests {
     }
 
     #[test]
+    fn run_files_keep_their_level_and_bad_levels_or_names_are_refused() {
+        let key = SecretKey::new([1; 32]);
+        let mut m = sample();
+        m.kind = BackupKind::Full;
+        m.parent_sha256 = None;
+        for level in [0u8, 3, 6] {
+            m.files.insert(
+                0,
+                BackupFile {
+                    kind: BackupFileKind::Run { level },
+                    name: aedb_checkpoint::run_file_name(u64::from(level) + 1),
+                    len: 100,
+                    sha256: [level; 32],
+                },
+            );
+        }
+        let bytes = m.encode(&key);
+        let decoded = BackupManifest::decode_unverified(&bytes).unwrap().manifest;
+        assert_eq!(decoded, m);
+        let levels: Vec<u8> = decoded.run_files().map(|(_, l)| l).collect();
+        assert_eq!(levels, vec![6, 3, 0]);
+        // The kind byte of the first file is 10 + level; 17 is no kind.
+        let name = b"run-00000000000000000007.ckpt";
+        let at = bytes
+            .windows(name.len())
+            .position(|w| w == name)
+            .expect("the level-6 run's entry")
+            - 3;
+        assert_eq!(bytes[at], 16);
+        let mut bad = bytes.clone();
+        bad[at] = 17;
+        assert!(BackupManifest::decode_unverified(&bad).is_err());
+        // A run kind with a name that is not a run file name is refused.
+        let mut wrong = m.clone();
+        wrong.files[0].name = aedb_wal::segment_file_name(aedb_wal::SegmentSeq::FIRST);
+        assert!(BackupManifest::decode_unverified(&wrong.encode(&key)).is_err());
+    }
+
+    #[test]
     fn every_truncation_and_flip_is_caught_without_panicking() {
         let key = SecretKey::new([1; 32]);
         let bytes = sample().encode(&key);
