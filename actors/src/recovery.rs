@@ -757,7 +757,7 @@ pub fn replay_commit_frame(
     // In place: a replay error aborts the open, so per-record atomicity (and its
     // copying) buys nothing here.
     state
-        .replay_in_place(&record, frame.lsn)
+        .replay(&record, frame.lsn)
         .map_err(|source| FrameReplayError::Replay {
             lsn: frame.lsn,
             source,

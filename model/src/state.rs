@@ -860,12 +860,6 @@ impl State {
         Ok(())
     }
 
-    /// The same as [`State::replay`] (kept for callers that replay in bulk; the
-    /// overlay already makes a failed record write nothing).
-    pub fn replay_in_place(&mut self, record: &CommitRecord, lsn: Lsn) -> Result<(), ReplayError> {
-        self.replay(record, lsn)
-    }
-
     /// Writes every entry of a decoded full snapshot into `mem` and returns the state
     /// over it (used by the snapshot decoder).
     pub(crate) fn from_parts(lsn: Lsn, catalog: Catalog, mem: Arc<Memtable>) -> State {
@@ -893,14 +887,6 @@ impl Staged {
     /// The LSN it will be installed at.
     pub fn lsn(&self) -> Lsn {
         self.lsn
-    }
-
-    /// Bytes it will add to the memtable (keys, values and per-entry overhead).
-    pub fn approximate_bytes(&self) -> usize {
-        self.writes
-            .iter()
-            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len) + aedb_storage::ENTRY_OVERHEAD)
-            .sum()
     }
 
     /// Writes the change into the active memtable at its LSN and returns the new state.
