@@ -36,7 +36,7 @@ use crate::manifest_chain::{GetLiveState, ManifestChain, Record};
 use crate::metrics::{EngineMetrics, OperationalMetrics};
 use crate::recovery::{self, Recovered};
 use crate::runs::{FileIds, RunOpener};
-use crate::sequencer::{Flush, Sequencer};
+use crate::sequencer::{Flush, Sequencer, WriteLimits};
 use crate::wal_writer::{self, WalBackupView, WalControl, WalMsg, WalWriterOwner};
 use aedb_storage::BlockCache;
 
@@ -70,6 +70,9 @@ pub struct PipelineConfig {
 pub struct StorageConfig {
     /// Freeze (and flush) the active memtable once it holds this many bytes.
     pub memtable_bytes: usize,
+    /// At most this many frozen memtables wait for their flush; commits wait beyond
+    /// (see [`WriteLimits`]).
+    pub immutable_memtables: usize,
     /// Bytes of decoded blocks the block cache holds.
     pub block_cache_bytes: u64,
     /// Block size, filter and compression of new run files.
@@ -87,6 +90,7 @@ impl Default for StorageConfig {
     fn default() -> StorageConfig {
         StorageConfig {
             memtable_bytes: 64 << 20,
+            immutable_memtables: 2,
             block_cache_bytes: 128 << 20,
             run_options: aedb_checkpoint::RunOptions::default(),
             compaction: aedb_storage::compaction::CompactionOptions::default(),
@@ -233,7 +237,11 @@ impl Pipeline {
                 snapshots.clone(),
                 metrics.clone(),
                 config.wal.max_record_len(),
-                config.storage.memtable_bytes,
+                WriteLimits {
+                    memtable_bytes: config.storage.memtable_bytes,
+                    immutable_memtables: config.storage.immutable_memtables,
+                    l0_stop_runs: config.storage.compaction.l0_stop_runs,
+                },
             ),
             config.sequencer_queue,
             owners.sequencer.clone(),

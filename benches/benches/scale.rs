@@ -31,12 +31,15 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 fn config(budget_mb: u64) -> AedbConfig {
+    // Half for the block cache; an eighth for each of the active memtable and the two
+    // frozen ones the budget lets wait for their flush.
     let cache = (budget_mb / 2).max(1) << 20;
-    let memtable = (budget_mb / 4).max(1) << 20;
+    let memtable = (budget_mb / 8).max(1) << 20;
     AedbConfig::production([7; 32])
         .with_checkpoint_key([9; 32])
         .memory_budget(MemoryBudget {
             memtable_bytes: memtable as usize,
+            immutable_memtables: 2,
             block_cache_bytes: cache,
         })
 }

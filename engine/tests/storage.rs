@@ -16,6 +16,7 @@ fn config(retention: u64) -> AedbConfig {
         .memory_budget(MemoryBudget {
             memtable_bytes: 64 << 10,
             block_cache_bytes: 256 << 10,
+            ..MemoryBudget::default()
         })
         .history_retention(retention)
 }
