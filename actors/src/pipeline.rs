@@ -465,6 +465,12 @@ impl Pipeline {
         admission: Admission,
         deadline: Option<Instant>,
     ) -> Result<CommitOutcome, CommitError> {
+        if let Request::Transaction(tx) = &request {
+            // On the caller's thread, before sequencing: the blocks holding the keys
+            // the transaction asserts on and writes are read into the cache here, so
+            // the single writer finds them in memory instead of stalling on disk.
+            self.snapshots.load().1.prefetch(tx);
+        }
         self.committer
             .submit_until(authority, request, finality, admission, deadline)
     }

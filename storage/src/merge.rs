@@ -15,7 +15,7 @@ use aedb_checkpoint::{DataBlock, EntryKind};
 use aedb_types::Lsn;
 
 use crate::error::StorageError;
-use crate::memtable::{MemKey, MemValue, Memtable};
+use crate::memtable::{InternalKey, MemKey, MemValue, Memtable, Probe};
 use crate::run::Run;
 
 /// The order a scan walks keys in.
@@ -81,11 +81,12 @@ impl MemSource {
         match start_probe(near, forward) {
             None => mem.batch(Bound::Unbounded, forward, MEM_BATCH, &mut ahead),
             Some((k, lsn)) => {
-                let probe = MemKey::new(k, lsn);
+                let probe = Probe(k, lsn);
+                let probe: &dyn InternalKey = &probe;
                 let bound = if forward {
-                    Bound::Included(&probe)
+                    Bound::Included(probe)
                 } else {
-                    Bound::Excluded(&probe)
+                    Bound::Excluded(probe)
                 };
                 mem.batch(bound, forward, MEM_BATCH, &mut ahead);
             }
@@ -116,7 +117,7 @@ impl Source for MemSource {
         };
         if self.ahead.is_empty() && !self.exhausted {
             self.mem.batch(
-                Bound::Excluded(&last),
+                Bound::Excluded(&last as &dyn InternalKey),
                 self.forward,
                 MEM_BATCH,
                 &mut self.ahead,
