@@ -223,6 +223,15 @@ impl Compactor {
             .extend(task.inputs.iter().map(|(_, r)| r.clone()));
         let read = task.input_bytes();
         let written: u64 = outcome.outputs.iter().map(|o| o.len).sum();
+        tracing::debug!(
+            inputs = task.inputs.len(),
+            output_level = task.output_level,
+            outputs = outcome.outputs.len(),
+            bytes_read = read,
+            bytes_written = written,
+            seconds = started.elapsed().as_secs_f64(),
+            "compaction"
+        );
         report.compactions += 1;
         report.bytes_read += read;
         report.bytes_written += written;

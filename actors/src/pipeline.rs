@@ -241,6 +241,7 @@ impl Pipeline {
                     memtable_bytes: config.storage.memtable_bytes,
                     immutable_memtables: config.storage.immutable_memtables,
                     l0_stop_runs: config.storage.compaction.l0_stop_runs,
+                    max_stall: crate::sequencer::MAX_STALL,
                 },
             ),
             config.sequencer_queue,

@@ -137,8 +137,9 @@ pub struct CurrentVersion;
 /// holds `l0_stop_runs` runs, compaction is behind. In either case new commits wait in
 /// the Sequencer, in arrival order and without being applied, until a flush or a
 /// compaction installs its runs; a commit whose deadline passes while it waits is
-/// refused with [`CommitError::Timeout`], one that waited [`MAX_STALL`] (flushes or
-/// compactions failing) with [`CommitError::Busy`]. Memory stays within the budget and reads
+/// refused with [`CommitError::Timeout`], and one that waited `max_stall` while flushes
+/// or compactions kept failing (a full disk) with [`CommitError::Busy`]. A slow but
+/// healthy compaction only makes commits wait. Memory stays within the budget and reads
 /// stay within a bounded number of runs, however fast callers write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteLimits {
@@ -148,6 +149,9 @@ pub struct WriteLimits {
     pub immutable_memtables: usize,
     /// Commits wait while level 0 holds this many runs.
     pub l0_stop_runs: usize,
+    /// A commit that waited this long while flushes or compactions failed is refused
+    /// as busy ([`MAX_STALL`] by default).
+    pub max_stall: Duration,
 }
 
 impl WriteLimits {
@@ -157,6 +161,7 @@ impl WriteLimits {
             memtable_bytes,
             immutable_memtables: 2,
             l0_stop_runs: 20,
+            max_stall: MAX_STALL,
         }
     }
 }
@@ -164,8 +169,9 @@ impl WriteLimits {
 /// How often waiting commits are checked against their deadlines.
 const STALL_CHECK: Duration = Duration::from_millis(20);
 
-/// The longest a commit waits out a write stall before it is refused as busy.
-pub const MAX_STALL: Duration = Duration::from_secs(60);
+/// How long a commit waits out a write stall while flushes or compactions fail before
+/// it is refused as busy (the default of [`WriteLimits::max_stall`]).
+pub const MAX_STALL: Duration = Duration::from_secs(10);
 
 /// The single-writer actor.
 pub struct Sequencer {
@@ -174,8 +180,8 @@ pub struct Sequencer {
     limits: WriteLimits,
     /// Commits waiting out a write stall, oldest first, with when they began waiting.
     stalled: VecDeque<(Instant, Commit)>,
-    /// When the current stall began.
-    stalled_since: Option<Instant>,
+    /// When the current stall began, and the flush and compaction failures counted then.
+    stalled_since: Option<(Instant, u64)>,
     wal: Option<MailboxSender<WalMsg>>,
     wal_fail_stopped: Arc<AtomicBool>,
     snapshots: Arc<SnapshotCell<State>>,
@@ -452,7 +458,7 @@ impl Sequencer {
             }
         }
         if self.stalled.is_empty()
-            && let Some(since) = self.stalled_since.take()
+            && let Some((since, _)) = self.stalled_since.take()
         {
             self.metrics
                 .write_stall_micros
@@ -460,13 +466,19 @@ impl Sequencer {
         }
     }
 
-    /// Refuses waiting commits whose deadline passed ([`CommitError::Timeout`]) and
-    /// those that waited [`MAX_STALL`] ([`CommitError::Busy`]: flushes or compactions
-    /// are failing, a full disk for instance); nothing of them is applied.
+    /// Refuses waiting commits whose deadline passed ([`CommitError::Timeout`]) and,
+    /// when flushes or compactions failed since the stall began (a full disk, say),
+    /// those that waited `max_stall` ([`CommitError::Busy`]); nothing of them is
+    /// applied.
     fn expire_stalled(&mut self) {
         let now = Instant::now();
+        let failing = self.stalled_since.is_some_and(|(_, failures)| {
+            self.metrics.checkpoint_failures.load(Ordering::Relaxed) > failures
+        });
+        let max_stall = self.limits.max_stall;
         let expired = |(since, c): &(Instant, Commit)| {
-            c.deadline.is_some_and(|d| now > d) || now.duration_since(*since) >= MAX_STALL
+            c.deadline.is_some_and(|d| now > d)
+                || (failing && now.duration_since(*since) >= max_stall)
         };
         if !self.stalled.iter().any(expired) {
             return;
@@ -631,7 +643,11 @@ impl Ask<Sequencer> for Commit {
             tracing::trace_span!("aedb.commit.sequence", finality = ?self.finality).entered();
         if !sequencer.stalled.is_empty() || sequencer.must_stall() {
             if sequencer.stalled_since.is_none() {
-                sequencer.stalled_since = Some(Instant::now());
+                let failures = sequencer
+                    .metrics
+                    .checkpoint_failures
+                    .load(Ordering::Relaxed);
+                sequencer.stalled_since = Some((Instant::now(), failures));
                 sequencer
                     .metrics
                     .write_stalls

@@ -222,6 +222,7 @@ fn stalling_rig() -> SequencerRig {
         memtable_bytes: 4 << 10,
         immutable_memtables: 1,
         l0_stop_runs: 20,
+        max_stall: std::time::Duration::from_millis(300),
     };
     let rig = SequencerRig::with_limits(aedb_model::State::new(), 1 << 20, limits);
     for ddl in [
@@ -333,4 +334,27 @@ fn stalled_commits_are_refused_when_the_instance_fail_stops_or_shuts_down() {
     let r = waiting.join().unwrap();
     assert!(matches!(r, Err(CommitError::Closed)), "{r:?}");
     assert_eq!(snapshots.load().1.lsn(), before, "nothing applied");
+}
+
+#[test]
+fn a_stall_while_flushes_fail_ends_in_busy_and_a_slow_one_only_waits() {
+    let rig = stalling_rig();
+    fill_until_stalled(&rig);
+    let committer = rig.committer.clone();
+    let waiting =
+        std::thread::spawn(move || committer.commit(put("x"), Finality::Visible, Admission::Wait));
+    // Past `max_stall`, but nothing failed: the commit still waits.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(
+        !waiting.is_finished(),
+        "a slow flush only makes commits wait"
+    );
+    // A flush fails (a full disk): commits that waited `max_stall` are refused.
+    rig.metrics
+        .checkpoint_failures
+        .fetch_add(1, Ordering::Relaxed);
+    let r = waiting.join().unwrap();
+    assert!(matches!(r, Err(CommitError::Busy)), "{r:?}");
+    assert_eq!(rig.metrics.snapshot(0).errors.busy, 1);
+    rig.finish();
 }
