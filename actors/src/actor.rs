@@ -190,12 +190,22 @@ impl<O: Owner> Host<O> {
     }
 }
 
+/// Runs the owner's tick `every` after the previous one *ended*: a tick that ran long
+/// (a compaction) is not followed by a burst of the ticks it missed, as actix's
+/// `run_interval` would do.
+fn schedule_tick<O: Owner>(ctx: &mut Context<Host<O>>, every: Duration) {
+    ctx.run_later(every, move |host, ctx| {
+        host.owner.tick();
+        schedule_tick(ctx, every);
+    });
+}
+
 impl<O: Owner> Actor for Host<O> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some(every) = self.owner.tick_interval() {
-            ctx.run_interval(every, |host, _| host.owner.tick());
+            schedule_tick(ctx, every);
         }
         self.owner.started();
     }
@@ -229,6 +239,20 @@ impl<O: Owner, M: Ask<O>> Handler<Envelope<O, M>> for Host<O> {
         self.schedule_drain(ctx);
         MessageResult(reply)
     }
+}
+
+/// Waits for `fut` on this thread: an owner asking another owner from inside its own
+/// handler or tick, or a caller's thread.
+///
+/// Owners run inside a tokio task (actix), and tokio's cooperative budget counts every
+/// reply channel polled during one poll of that task; once it is spent, the reply
+/// channel answers `Pending` and defers its wake-up until the task yields to tokio,
+/// which a thread blocked here never does. An owner that asked more than about 128
+/// times within one poll (a burst of catch-up ticks after a long compaction) slept
+/// forever: the Compactor waiting on the ManifestChain's reply under load. The wait is
+/// therefore exempt from the budget.
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    futures::executor::block_on(tokio::task::coop::unconstrained(fut))
 }
 
 /// Stop after everything sent before.
@@ -282,7 +306,7 @@ impl<O: Owner> OwnerRef<O> {
 
     /// Sends `msg`, waiting for room in the mailbox, and waits for the reply.
     pub fn ask<M: Ask<O>>(&self, msg: M) -> Result<M::Reply, AskError<M>> {
-        futures::executor::block_on(self.ask_async(msg))
+        block_on(self.ask_async(msg))
     }
 
     /// Async form of [`OwnerRef::ask`]: awaits room and the reply without blocking the
@@ -355,7 +379,7 @@ impl<O: Owner> Running<O> {
             return;
         };
         // Waits for room like any sender; a closed mailbox means it already stopped.
-        let _ = futures::executor::block_on(self.owner.addr.send(Stop));
+        let _ = block_on(self.owner.addr.send(Stop));
         // The thread only exits; a panic there was already reported by the panic hook.
         let _ = thread.join();
     }

@@ -93,7 +93,7 @@ fn put_range(db: &AedbInstance, ns: &Namespace, from: u64, to: u64, round: u64) 
         }
         db.commit(tx).expect("commit");
         i = end;
-        if std::env::var("AEDB_SCALE_TRACE").is_ok() && i % 500_000 == 0 {
+        if std::env::var("AEDB_SCALE_TRACE").is_ok() && i.is_multiple_of(500_000) {
             let m = db.operational_metrics();
             eprintln!(
                 "  {i} keys: levels {:?}, {} compactions, {} stalls, {:.1} s stalled, {:.0} MB RSS",

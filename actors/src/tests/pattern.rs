@@ -179,3 +179,48 @@ fn an_owner_that_panics_is_stopped_for_good() {
     assert!(matches!(addr.try_ask(Add(1)), Err(AskError::Closed)));
     running.stop();
 }
+
+/// An owner that asks another owner many times within one handler (one poll of its
+/// tokio task) gets every reply. tokio's cooperative budget used to run out after
+/// about 128 reply channels polled in one task poll; the next reply's wake-up was
+/// deferred until the task yielded, which a blocked `ask` never does: it slept forever.
+#[test]
+fn an_owner_asking_another_many_times_in_one_handler_never_hangs() {
+    struct Relay(crate::actor::OwnerRef<Counter>);
+    impl Owner for Relay {
+        const NAME: &'static str = "test-relay";
+    }
+    struct Forward(u64);
+    impl Ask<Relay> for Forward {
+        type Reply = u64;
+        fn handle(self, relay: &mut Relay) -> u64 {
+            let mut last = 0;
+            for _ in 0..self.0 {
+                last = relay.0.ask(Add(1)).unwrap();
+            }
+            last
+        }
+    }
+    let mut counter = actor::spawn(Counter::default(), 4, stats()).unwrap();
+    let relay = actor::spawn(
+        Relay(counter.addr().clone()),
+        4,
+        Arc::new(OwnerStats::new("test-relay")),
+    )
+    .unwrap();
+    let addr = relay.addr().clone();
+    let (done, answered) = mpsc::channel();
+    // Detached: a hung relay fails the test below instead of hanging it.
+    std::thread::spawn(move || done.send(addr.ask(Forward(1_000)).unwrap()));
+    match answered.recv_timeout(Duration::from_secs(30)) {
+        Ok(total) => assert_eq!(total, 1_000),
+        Err(_) => {
+            std::mem::forget(relay);
+            std::mem::forget(counter);
+            panic!("an ask from inside an owner was never answered");
+        }
+    }
+    let mut relay = relay;
+    relay.stop();
+    counter.stop();
+}
