@@ -132,7 +132,7 @@ fn golden(c: &mut Corpus) {
                 c.add("wal_sealed_batch", seed.clone(), frame.payload);
                 c.add("wal_frame", seed, bytes);
             }
-            n if n.starts_with("commit_record_v1_") => c.add("commit_record", seed, bytes),
+            n if n.starts_with("commit_record_v") => c.add("commit_record", seed, bytes),
             n if n.starts_with("checkpoint_") => c.add("checkpoint_file", seed, bytes),
             n if n.starts_with("run_") => c.add("run_file", seed, bytes),
             n if n.starts_with("manifest_record_") => {
