@@ -531,8 +531,10 @@ fn snapshots(c: &mut Corpus, files: &EngineFiles) {
             .replay(&record, Lsn::new(i as u64 + 1))
             .expect("engine records replay");
     }
-    let replayed = state.to_snapshot_bytes();
-    let empty = State::new().to_snapshot_bytes();
+    let replayed = state.to_snapshot_bytes().expect("an in-memory state reads");
+    let empty = State::new()
+        .to_snapshot_bytes()
+        .expect("an in-memory state reads");
     c.add("state_snapshot", "empty", empty.clone());
     c.add("state_snapshot", "engine-replayed", replayed.clone());
 

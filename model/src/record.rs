@@ -4,7 +4,7 @@
 //! A record never needs the state it was produced from to be understood, and
 //! replaying it never re-evaluates assertions or arithmetic: numeric adds are
 //! logged as the resulting put, table writes as full rows. The layout is
-//! documented in `docs/FORMAT-model.md`; in short:
+//! documented in `docs/FORMAT.md`; in short:
 //!
 //! ```text
 //! record  := version:u8 (=2) kind:u8 body

@@ -1,6 +1,6 @@
 //! The binary encoding of a full [`State`]: the payload a checkpoint seals.
 //!
-//! Little-endian, versioned, hand-written; layout in `docs/FORMAT-model.md`.
+//! Little-endian, versioned, hand-written; layout in `docs/FORMAT.md`.
 //! The decoder checks every length before allocating, requires every map's keys
 //! in strictly ascending order (so duplicates and reordering are detected),
 //! re-checks every row against its table schema and every version against the

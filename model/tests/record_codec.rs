@@ -49,6 +49,19 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_v1_bytes_survive_re_encoding(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let mut v1 = vec![aedb_model::OLDEST_RECORD_VERSION];
+        v1.extend_from_slice(&bytes);
+        if let Ok(rec) = CommitRecord::decode(&v1) {
+            // Version 1 is decode-only: it re-encodes as the current version, to the
+            // same record.
+            let again = rec.to_bytes();
+            prop_assert_eq!(again[0], RECORD_VERSION);
+            prop_assert_eq!(CommitRecord::decode(&again), Ok(rec));
+        }
+    }
+
+    #[test]
     fn arbitrary_snapshot_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = aedb_model::State::decode_snapshot(&bytes);
         let mut versioned = vec![aedb_model::SNAPSHOT_VERSION];
