@@ -233,8 +233,10 @@ impl Sealer {
 impl Owner for Sealer {
     const NAME: &'static str = "checkpoint";
 
+    /// Often: a frozen memtable waiting for its flush may hold commits back (a write
+    /// stall, see `WriteLimits`), and asking the Sequencer costs one message.
     fn tick_interval(&self) -> Option<Duration> {
-        Some(self.ctx.policy.interval.min(Duration::from_millis(200)))
+        Some(self.ctx.policy.interval.min(Duration::from_millis(50)))
     }
 
     /// Automatic checkpoints: full memtables the Sequencer froze, and by WAL bytes and

@@ -10,7 +10,8 @@
 //! older than the retention floor that a newer version hides, and tombstones that
 //! reached the bottom, are dropped. Older-epoch runs are re-sealed under the current
 //! epoch when nothing more urgent is due (or at once, on [`Reseal`]). A byte budget per
-//! second keeps compaction from starving the WAL's fsyncs.
+//! second keeps compaction from starving the WAL's fsyncs, except while level 0 is so
+//! deep that commits wait for it (`CompactionOptions::l0_stop_runs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -233,6 +234,15 @@ impl Compactor {
             .extend(task.inputs.iter().map(|(_, r)| r.clone()));
         let read = task.input_bytes();
         let written: u64 = outcome.outputs.iter().map(|o| o.len).sum();
+        tracing::debug!(
+            inputs = task.inputs.len(),
+            output_level = task.output_level,
+            outputs = outcome.outputs.len(),
+            bytes_read = read,
+            bytes_written = written,
+            seconds = started.elapsed().as_secs_f64(),
+            "compaction"
+        );
         report.compactions += 1;
         report.bytes_read += read;
         report.bytes_written += written;
@@ -358,13 +368,14 @@ impl Owner for Compactor {
     /// One merge per tick when one is due and the byte budget allows, then garbage.
     fn tick(&mut self) {
         self.collect_garbage();
-        if Instant::now() < self.resume_at {
+        let Ok(version) = self.version() else { return };
+        // Commits wait while level 0 is this deep: the byte budget yields to them.
+        let writers_stalled = version.level(0).len() >= self.ctx.options.l0_stop_runs;
+        if Instant::now() < self.resume_at && !writers_stalled {
             return;
         }
-        let task = match self.version() {
-            Ok(v) => compaction::pick(&v, &self.ctx.options),
-            Err(_) => return,
-        };
+        let task = compaction::pick(&version, &self.ctx.options);
+        drop(version);
         if let Some(task) = task {
             let floor = self.floor();
             let mut report = CompactionReport::default();

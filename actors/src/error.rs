@@ -27,8 +27,10 @@ pub enum CommitError {
         max: usize,
     },
     /// The sequencer's mailbox is full and the caller asked not to wait
-    /// (`try_commit`). Retry with backoff, or use `commit`, which waits.
-    #[error("the commit queue is full; retry with backoff")]
+    /// (`try_commit`), or the commit waited out a write stall for `max_stall` while
+    /// flushes or compactions kept failing (a full disk: see the checkpoint failure
+    /// metrics). Nothing was applied. Retry with backoff, or use `commit`, which waits.
+    #[error("the commit queue is full or storage is stalled; retry with backoff")]
     Busy,
     /// Writing or syncing this commit's WAL batch failed, and the WAL is now
     /// fail-stopped: reopen the instance. The commit was not published and was not

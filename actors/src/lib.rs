@@ -96,4 +96,5 @@ pub use manifest_chain::ManifestCopy;
 pub use metrics::{ErrorCounts, HistogramSnapshot, OperationalMetrics, StorageMetrics};
 pub use pipeline::{BackupPort, Pipeline, PipelineConfig, StorageConfig};
 pub use recovery::{RecoveryEvent, WAL_DIR};
+pub use sequencer::{MAX_STALL, WriteLimits};
 pub use wal_writer::WalBackupView;

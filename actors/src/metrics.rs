@@ -351,6 +351,11 @@ pub struct EngineMetrics {
     pub checkpoints: AtomicU64,
     /// Memtables frozen (full, or by `checkpoint_now`) since open.
     pub memtables_frozen: AtomicU64,
+    /// Write stalls since open: times commits began waiting for a flush or a
+    /// compaction (the memory budget's memtables full, or level 0 too deep).
+    pub write_stalls: AtomicU64,
+    /// Microseconds commits spent stalled since open (ended stalls).
+    pub write_stall_micros: AtomicU64,
     /// Compactions completed since open.
     pub compactions: AtomicU64,
     /// Run-file bytes compactions read since open.
@@ -501,6 +506,8 @@ impl EngineMetrics {
             recovery_checkpoint_fallbacks: self.recovery_checkpoint_fallbacks.load(Relaxed),
             checkpoints: self.checkpoints.load(Relaxed),
             memtables_frozen: self.memtables_frozen.load(Relaxed),
+            write_stalls: self.write_stalls.load(Relaxed),
+            write_stall_micros: self.write_stall_micros.load(Relaxed),
             compactions: self.compactions.load(Relaxed),
             compaction_bytes_read: self.compaction_bytes_read.load(Relaxed),
             compaction_bytes_written: self.compaction_bytes_written.load(Relaxed),
@@ -774,6 +781,10 @@ pub struct OperationalMetrics {
     pub checkpoints: u64,
     /// Memtables frozen since open.
     pub memtables_frozen: u64,
+    /// Write stalls since open (see `WriteLimits`).
+    pub write_stalls: u64,
+    /// Microseconds commits spent stalled since open.
+    pub write_stall_micros: u64,
     /// Compactions completed since open.
     pub compactions: u64,
     /// Run-file bytes compactions read since open.

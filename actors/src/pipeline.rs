@@ -36,7 +36,7 @@ use crate::manifest_chain::{GetLiveState, ManifestChain, Record};
 use crate::metrics::{EngineMetrics, OperationalMetrics};
 use crate::recovery::{self, Recovered};
 use crate::runs::{FileIds, RunOpener};
-use crate::sequencer::{Flush, Sequencer};
+use crate::sequencer::{Flush, Sequencer, WriteLimits};
 use crate::wal_writer::{self, WalBackupView, WalControl, WalMsg, WalWriterOwner};
 use aedb_storage::BlockCache;
 
@@ -70,6 +70,9 @@ pub struct PipelineConfig {
 pub struct StorageConfig {
     /// Freeze (and flush) the active memtable once it holds this many bytes.
     pub memtable_bytes: usize,
+    /// At most this many frozen memtables wait for their flush; commits wait beyond
+    /// (see [`WriteLimits`]).
+    pub immutable_memtables: usize,
     /// Bytes of decoded blocks the block cache holds.
     pub block_cache_bytes: u64,
     /// Block size, filter and compression of new run files.
@@ -90,6 +93,7 @@ impl Default for StorageConfig {
     fn default() -> StorageConfig {
         StorageConfig {
             memtable_bytes: 64 << 20,
+            immutable_memtables: 2,
             block_cache_bytes: 128 << 20,
             run_options: aedb_checkpoint::RunOptions::default(),
             compaction: aedb_storage::compaction::CompactionOptions::default(),
@@ -237,7 +241,12 @@ impl Pipeline {
                 snapshots.clone(),
                 metrics.clone(),
                 config.wal.max_record_len(),
-                config.storage.memtable_bytes,
+                WriteLimits {
+                    memtable_bytes: config.storage.memtable_bytes,
+                    immutable_memtables: config.storage.immutable_memtables,
+                    l0_stop_runs: config.storage.compaction.l0_stop_runs,
+                    max_stall: crate::sequencer::MAX_STALL,
+                },
             )
             .with_idempotency_retention(config.storage.idempotency_retention),
             config.sequencer_queue,
@@ -463,6 +472,12 @@ impl Pipeline {
         admission: Admission,
         deadline: Option<Instant>,
     ) -> Result<CommitOutcome, CommitError> {
+        if let Request::Transaction(tx) = &request {
+            // On the caller's thread, before sequencing: the blocks holding the keys
+            // the transaction asserts on and writes are read into the cache here, so
+            // the single writer finds them in memory instead of stalling on disk.
+            self.snapshots.load().1.prefetch(tx);
+        }
         self.committer
             .submit_until(authority, request, finality, admission, deadline)
     }

@@ -11,9 +11,10 @@
 //! every earlier sequenced commit visible, including `Durable` ones whose fsync is
 //! still in flight (their callers are still only acknowledged after the fsync).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aedb_model::{ApplyError, Assertion, CommitContext, IdempotencyRetention, Outcome, State};
 use aedb_storage::{Edit, Memtable, Version, View};
@@ -128,11 +129,59 @@ pub struct InstallRuns {
 #[derive(Debug)]
 pub struct CurrentVersion;
 
+/// When the writer waits for the storage engine to catch up: the memory budget's
+/// memtables and the depth of level 0 (a write stall).
+///
+/// The active memtable is frozen once it holds `memtable_bytes`, unless
+/// `immutable_memtables` frozen ones already wait for their flush; and while level 0
+/// holds `l0_stop_runs` runs, compaction is behind. In either case new commits wait in
+/// the Sequencer, in arrival order and without being applied, until a flush or a
+/// compaction installs its runs; a commit whose deadline passes while it waits is
+/// refused with [`CommitError::Timeout`], and one that waited `max_stall` while flushes
+/// or compactions kept failing (a full disk) with [`CommitError::Busy`]. A slow but
+/// healthy compaction only makes commits wait. Memory stays within the budget and reads
+/// stay within a bounded number of runs, however fast callers write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteLimits {
+    /// Freeze the active memtable once it holds this many bytes.
+    pub memtable_bytes: usize,
+    /// At most this many frozen memtables wait for their flush.
+    pub immutable_memtables: usize,
+    /// Commits wait while level 0 holds this many runs.
+    pub l0_stop_runs: usize,
+    /// A commit that waited this long while flushes or compactions failed is refused
+    /// as busy ([`MAX_STALL`] by default).
+    pub max_stall: Duration,
+}
+
+impl WriteLimits {
+    /// Limits that only freeze at `memtable_bytes` (tests).
+    pub fn memtable(memtable_bytes: usize) -> WriteLimits {
+        WriteLimits {
+            memtable_bytes,
+            immutable_memtables: 2,
+            l0_stop_runs: 20,
+            max_stall: MAX_STALL,
+        }
+    }
+}
+
+/// How often waiting commits are checked against their deadlines.
+const STALL_CHECK: Duration = Duration::from_millis(20);
+
+/// How long a commit waits out a write stall while flushes or compactions fail before
+/// it is refused as busy (the default of [`WriteLimits::max_stall`]).
+pub const MAX_STALL: Duration = Duration::from_secs(10);
+
 /// The single-writer actor.
 pub struct Sequencer {
     state: State,
-    /// Freeze the active memtable once it holds this many bytes.
-    memtable_bytes: usize,
+    /// When to freeze the active memtable and when commits wait.
+    limits: WriteLimits,
+    /// Commits waiting out a write stall, oldest first, with when they began waiting.
+    stalled: VecDeque<(Instant, Commit)>,
+    /// When the current stall began, and the flush and compaction failures counted then.
+    stalled_since: Option<(Instant, u64)>,
     wal: Option<MailboxSender<WalMsg>>,
     wal_fail_stopped: Arc<AtomicBool>,
     snapshots: Arc<SnapshotCell<State>>,
@@ -160,12 +209,14 @@ impl Sequencer {
         snapshots: Arc<SnapshotCell<State>>,
         metrics: Arc<EngineMetrics>,
         max_record_len: usize,
-        memtable_bytes: usize,
+        limits: WriteLimits,
     ) -> Sequencer {
         Sequencer {
             frozen: load_write_freeze(&state),
             state,
-            memtable_bytes,
+            limits,
+            stalled: VecDeque::new(),
+            stalled_since: None,
             wal: Some(wal),
             wal_fail_stopped,
             snapshots,
@@ -332,9 +383,7 @@ impl Sequencer {
                 return Some((reply, answer));
             }
         };
-        if self.state.view().memtables()[0].approximate_bytes() >= self.memtable_bytes {
-            self.freeze_active();
-        }
+        self.freeze_if_full();
         if outcome.is_ok()
             && let Some(policy) = &authority.installs
         {
@@ -395,6 +444,94 @@ impl Sequencer {
 }
 
 impl Sequencer {
+    /// Whether the active memtable reached its size.
+    fn active_full(&self) -> bool {
+        self.state.view().memtables()[0].approximate_bytes() >= self.limits.memtable_bytes
+    }
+
+    /// Freezes a full active memtable unless the frozen ones already fill the budget.
+    fn freeze_if_full(&mut self) {
+        let frozen = self.state.view().memtables().len() - 1;
+        if self.active_full() && frozen < self.limits.immutable_memtables {
+            self.freeze_active();
+        }
+    }
+
+    /// Whether new commits must wait (see [`WriteLimits`]).
+    fn must_stall(&self) -> bool {
+        let view = self.state.view();
+        let frozen = view.memtables().len() - 1;
+        (self.active_full() && frozen >= self.limits.immutable_memtables)
+            || view.version().level(0).len() >= self.limits.l0_stop_runs
+    }
+
+    /// Handles one commit taken from the mailbox, or from the stalled queue.
+    fn accept(&mut self, commit: Commit) {
+        // Checked when the commit leaves the mailbox: one that waited past its
+        // deadline is refused before anything is applied.
+        if commit.deadline.is_some_and(|d| Instant::now() > d) {
+            self.metrics.count_error(ErrorCause::Timeout);
+            commit.reply.complete(Err(CommitError::Timeout));
+            return;
+        }
+        if let Some((reply, answer)) = self.sequence(
+            &commit.request,
+            commit.finality,
+            &commit.authority,
+            commit.reply,
+        ) {
+            reply.complete(answer);
+        }
+    }
+
+    /// Sequences waiting commits, oldest first, while the stall is lifted.
+    fn drain_stalled(&mut self) {
+        while !self.stalled.is_empty() && !self.must_stall() {
+            if let Some((_, commit)) = self.stalled.pop_front() {
+                self.accept(commit);
+            }
+        }
+        if self.stalled.is_empty()
+            && let Some((since, _)) = self.stalled_since.take()
+        {
+            self.metrics
+                .write_stall_micros
+                .fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Refuses waiting commits whose deadline passed ([`CommitError::Timeout`]) and,
+    /// when flushes or compactions failed since the stall began (a full disk, say),
+    /// those that waited `max_stall` ([`CommitError::Busy`]); nothing of them is
+    /// applied.
+    fn expire_stalled(&mut self) {
+        let now = Instant::now();
+        let failing = self.stalled_since.is_some_and(|(_, failures)| {
+            self.metrics.checkpoint_failures.load(Ordering::Relaxed) > failures
+        });
+        let max_stall = self.limits.max_stall;
+        let expired = |(since, c): &(Instant, Commit)| {
+            c.deadline.is_some_and(|d| now > d)
+                || (failing && now.duration_since(*since) >= max_stall)
+        };
+        if !self.stalled.iter().any(expired) {
+            return;
+        }
+        let (expired, waiting): (VecDeque<_>, VecDeque<_>) =
+            self.stalled.drain(..).partition(expired);
+        self.stalled = waiting;
+        for (_, commit) in expired {
+            let timed_out = commit.deadline.is_some_and(|d| now > d);
+            let (cause, error) = if timed_out {
+                (ErrorCause::Timeout, CommitError::Timeout)
+            } else {
+                (ErrorCause::Busy, CommitError::Busy)
+            };
+            self.metrics.count_error(cause);
+            commit.reply.complete(Err(error));
+        }
+    }
+
     /// Freezes the active memtable (when it holds anything) behind a fresh one. New
     /// snapshots read both until the CheckpointSealer's flush installs the run.
     fn freeze_active(&mut self) {
@@ -499,9 +636,34 @@ fn is_optimistic_check(assertion: &Assertion) -> bool {
 impl Owner for Sequencer {
     const NAME: &'static str = "sequencer";
 
+    /// Checks waiting commits against their deadlines.
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(STALL_CHECK)
+    }
+
+    fn tick(&mut self) {
+        if self.stalled.is_empty() {
+            return;
+        }
+        if self.wal_fail_stopped.load(Ordering::Acquire) {
+            // Nothing will be flushed any more: every waiting commit is refused.
+            for (_, commit) in self.stalled.drain(..) {
+                self.metrics.count_error(ErrorCause::WalFailure);
+                commit.reply.complete(Err(CommitError::FailStopped));
+            }
+            return;
+        }
+        self.expire_stalled();
+    }
+
     /// Stops accepting commits and releases the WAL mailbox (the writer then drains,
-    /// syncs and exits once every other sender is gone too).
+    /// syncs and exits once every other sender is gone too); commits still waiting
+    /// out a stall are refused as closed, nothing of them applied.
     fn stopped(&mut self) {
+        for (_, commit) in self.stalled.drain(..) {
+            self.metrics.count_error(ErrorCause::Closed);
+            commit.reply.complete(Err(CommitError::Closed));
+        }
         self.wal = None;
     }
 }
@@ -513,18 +675,22 @@ impl Ask<Sequencer> for Commit {
         #[cfg(feature = "observability")]
         let _span =
             tracing::trace_span!("aedb.commit.sequence", finality = ?self.finality).entered();
-        // Checked when the commit leaves the mailbox: one that waited past its
-        // deadline is refused before anything is applied.
-        if self.deadline.is_some_and(|d| Instant::now() > d) {
-            sequencer.metrics.count_error(ErrorCause::Timeout);
-            self.reply.complete(Err(CommitError::Timeout));
+        if !sequencer.stalled.is_empty() || sequencer.must_stall() {
+            if sequencer.stalled_since.is_none() {
+                let failures = sequencer
+                    .metrics
+                    .checkpoint_failures
+                    .load(Ordering::Relaxed);
+                sequencer.stalled_since = Some((Instant::now(), failures));
+                sequencer
+                    .metrics
+                    .write_stalls
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            sequencer.stalled.push_back((Instant::now(), self));
             return;
         }
-        if let Some((reply, answer)) =
-            sequencer.sequence(&self.request, self.finality, &self.authority, self.reply)
-        {
-            reply.complete(answer);
-        }
+        sequencer.accept(self);
     }
 }
 
@@ -552,6 +718,8 @@ impl Ask<Sequencer> for InstallRuns {
 
     fn handle(self, sequencer: &mut Sequencer) {
         sequencer.install_runs(&self.edit, self.flushed);
+        sequencer.freeze_if_full();
+        sequencer.drain_stalled();
     }
 }
 

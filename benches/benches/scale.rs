@@ -2,8 +2,8 @@
 //!
 //! Loads `AEDB_SCALE_KEYS` keys (default 1,000,000; the figure is 16,000,000)
 //! with 100-byte values in 10,000-put commits into a sealed production instance with a
-//! memory budget of `AEDB_SCALE_BUDGET_MB` (default 256: a 64 MiB memtable and a 128 MiB
-//! block cache), then reports, each against the budget: resident memory after the load,
+//! memory budget of `AEDB_SCALE_BUDGET_MB` (default 256: a 32 MiB memtable, two more
+//! frozen ones at most waiting for their flush, and a 128 MiB block cache), then reports, each against the budget: resident memory after the load,
 //! after a full compaction and after reopening; open time after a clean shutdown and
 //! after a SIGKILL-like stop (the process keeps the WAL; here: drop without flushing is
 //! not possible in-process, so the second figure is open after more unflushed puts);
@@ -31,12 +31,15 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 fn config(budget_mb: u64) -> AedbConfig {
+    // Half for the block cache; an eighth for each of the active memtable and the two
+    // frozen ones the budget lets wait for their flush.
     let cache = (budget_mb / 2).max(1) << 20;
-    let memtable = (budget_mb / 4).max(1) << 20;
+    let memtable = (budget_mb / 8).max(1) << 20;
     AedbConfig::production([7; 32])
         .with_checkpoint_key([9; 32])
         .memory_budget(MemoryBudget {
             memtable_bytes: memtable as usize,
+            immutable_memtables: 2,
             block_cache_bytes: cache,
         })
 }
@@ -90,6 +93,17 @@ fn put_range(db: &AedbInstance, ns: &Namespace, from: u64, to: u64, round: u64) 
         }
         db.commit(tx).expect("commit");
         i = end;
+        if std::env::var("AEDB_SCALE_TRACE").is_ok() && i % 500_000 == 0 {
+            let m = db.operational_metrics();
+            eprintln!(
+                "  {i} keys: levels {:?}, {} compactions, {} stalls, {:.1} s stalled, {:.0} MB RSS",
+                m.storage.level_runs,
+                m.compactions,
+                m.write_stalls,
+                m.write_stall_micros as f64 / 1e6,
+                rss_mb()
+            );
+        }
     }
 }
 
@@ -118,12 +132,17 @@ fn main() {
     let started = Instant::now();
     put_range(&db, &ns, 0, keys, 0);
     let load = started.elapsed();
+    let m = db.operational_metrics();
     println!(
-        "load: {:.1} s ({:.0} puts/s); RSS {:.0} MB (budget {budget} MB + 64 MB = {} MB)",
+        "load: {:.1} s ({:.0} puts/s); RSS {:.0} MB (budget {budget} MB + 64 MB = {} MB); levels {:?}; {} write stalls, {:.1} s stalled; {} compactions",
         load.as_secs_f64(),
         keys as f64 / load.as_secs_f64(),
         rss_mb(),
-        budget + 64
+        budget + 64,
+        m.storage.level_runs,
+        m.write_stalls,
+        m.write_stall_micros as f64 / 1e6,
+        m.compactions,
     );
 
     // What the load left in the memtable, then the checkpoint cost after N more puts

@@ -93,28 +93,36 @@ pub struct AedbConfig {
 }
 
 /// How much memory the storage engine may hold, whatever the data size: the active
-/// memtable (recent writes, frozen and flushed to a run file once full) and the block
-/// cache (decrypted data blocks of run files). Resident memory stays near
-/// `memtable_bytes × 2 + block_cache_bytes` plus a constant (the frozen memtable being
-/// flushed, run metadata, the process itself).
+/// memtable (recent writes, frozen and flushed to a run file once full), at most
+/// `immutable_memtables` frozen ones waiting for their flush, and the block cache
+/// (decrypted data blocks of run files). Resident memory stays near
+/// `memtable_bytes × (1 + immutable_memtables) + block_cache_bytes` plus a constant
+/// (run metadata and filters, the process itself).
+///
+/// When writes outrun the flushes (every frozen slot taken) or the compactions (level
+/// 0 twenty runs deep), commits wait in the Sequencer until storage catches up (a
+/// *write stall*, counted in `operational_metrics().write_stalls`), instead of growing
+/// memory; a commit's deadline still applies while it waits.
 ///
 /// ```
 /// use aedb::{AedbConfig, MemoryBudget};
 /// let config = AedbConfig::production([7u8; 32]).memory_budget(MemoryBudget {
 ///     memtable_bytes: 32 << 20,
 ///     block_cache_bytes: 256 << 20,
+///     ..MemoryBudget::default()
 /// });
 /// assert!(config.validate().is_ok());
-/// assert!(AedbConfig::development()
-///     .memory_budget(MemoryBudget { memtable_bytes: 1, block_cache_bytes: 1 })
-///     .validate()
-///     .is_err());
+/// let tiny = MemoryBudget { memtable_bytes: 1, ..MemoryBudget::default() };
+/// assert!(AedbConfig::development().memory_budget(tiny).validate().is_err());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryBudget {
     /// Freeze and flush the active memtable once it holds this many bytes (default
     /// 64 MiB; 64 KiB ..= 4 GiB).
     pub memtable_bytes: usize,
+    /// Frozen memtables that may wait for their flush before commits wait (default 2;
+    /// 1 ..= 16).
+    pub immutable_memtables: usize,
     /// Bytes of decoded run-file blocks to cache (default 128 MiB; at least 64 KiB).
     pub block_cache_bytes: u64,
 }
@@ -123,11 +131,14 @@ impl Default for MemoryBudget {
     fn default() -> MemoryBudget {
         MemoryBudget {
             memtable_bytes: 64 << 20,
+            immutable_memtables: 2,
             block_cache_bytes: 128 << 20,
         }
     }
 }
 
+/// Most frozen memtables a budget may allow.
+const MAX_IMMUTABLE_MEMTABLES: usize = 16;
 const MIN_BUDGET_BYTES: u64 = 64 << 10;
 const MAX_MEMTABLE_BYTES: u64 = 4 << 30;
 
@@ -462,6 +473,7 @@ impl AedbConfig {
         let m = &self.memory;
         if !(MIN_BUDGET_BYTES..=MAX_MEMTABLE_BYTES).contains(&(m.memtable_bytes as u64))
             || m.block_cache_bytes < MIN_BUDGET_BYTES
+            || !(1..=MAX_IMMUTABLE_MEMTABLES).contains(&m.immutable_memtables)
         {
             return Err(ConfigError::MemoryBudget(*m));
         }
@@ -545,7 +557,7 @@ pub enum ConfigError {
     SegmentSize(u64),
     /// A memory budget knob is out of range.
     #[error(
-        "memory budget {0:?} is out of range: memtable 64 KiB ..= 4 GiB, block cache at least 64 KiB"
+        "memory budget {0:?} is out of range: memtable 64 KiB ..= 4 GiB, 1 ..= 16 immutable memtables, block cache at least 64 KiB"
     )]
     MemoryBudget(MemoryBudget),
     /// Flush interval zero or longer than 10 s.

@@ -300,6 +300,7 @@ impl AedbInstance {
             manifest_compact_after: config.manifest_compact_after,
             storage: aedb_actors::StorageConfig {
                 memtable_bytes: config.memory.memtable_bytes,
+                immutable_memtables: config.memory.immutable_memtables,
                 block_cache_bytes: config.memory.block_cache_bytes,
                 retention_lsns: config.history_retention,
                 idempotency_retention: config.idempotency_retention,

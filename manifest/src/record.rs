@@ -82,7 +82,7 @@ pub struct VersionEdit {
     /// compaction passes the current value or zero). The live value is the maximum seen.
     pub flushed_lsn: Lsn,
     /// File ids below this are used or reserved; the live value is the maximum seen
-    /// (and above every added id), so ids are never reused.
+    /// (and above every added id): the id allocator restarts above it at open.
     pub next_file_id: u64,
     /// Runs made live.
     pub added: Vec<RunRecord>,

@@ -28,6 +28,64 @@ pub(crate) struct MemKey {
     pub(crate) lsn: Reverse<u64>,
 }
 
+/// An internal key as a lookup sees it, owned ([`MemKey`]) or borrowed ([`Probe`]):
+/// the skip list is searched with a borrowed probe, so a point read allocates nothing.
+pub(crate) trait InternalKey {
+    fn user_key(&self) -> &[u8];
+    fn reverse_lsn(&self) -> Reverse<u64>;
+}
+
+impl InternalKey for MemKey {
+    fn user_key(&self) -> &[u8] {
+        &self.key
+    }
+    fn reverse_lsn(&self) -> Reverse<u64> {
+        self.lsn
+    }
+}
+
+/// A borrowed internal key to search with.
+pub(crate) struct Probe<'a>(pub(crate) &'a [u8], pub(crate) Lsn);
+
+impl InternalKey for Probe<'_> {
+    fn user_key(&self) -> &[u8] {
+        self.0
+    }
+    fn reverse_lsn(&self) -> Reverse<u64> {
+        Reverse(self.1.get())
+    }
+}
+
+// The order of `dyn InternalKey` is `MemKey`'s derived order (key, then reverse LSN),
+// which `Borrow` requires.
+impl<'a> std::borrow::Borrow<dyn InternalKey + 'a> for MemKey {
+    fn borrow(&self) -> &(dyn InternalKey + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn InternalKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.user_key() == other.user_key() && self.reverse_lsn() == other.reverse_lsn()
+    }
+}
+
+impl Eq for dyn InternalKey + '_ {}
+
+impl PartialOrd for dyn InternalKey + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn InternalKey + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.user_key()
+            .cmp(other.user_key())
+            .then(self.reverse_lsn().cmp(&other.reverse_lsn()))
+    }
+}
+
 impl MemKey {
     pub(crate) fn new(key: &[u8], lsn: Lsn) -> MemKey {
         MemKey {
@@ -159,8 +217,10 @@ impl Memtable {
 
     /// The newest version of `key` at or before `at`, including tombstones.
     pub fn get(&self, key: &[u8], at: Lsn) -> Option<Versioned> {
-        let probe = MemKey::new(key, at);
-        let entry = self.map.lower_bound(Bound::Included(&probe))?;
+        let probe = Probe(key, at);
+        let entry = self
+            .map
+            .lower_bound(Bound::Included(&probe as &dyn InternalKey))?;
         (*entry.key().key == *key).then(|| Versioned {
             lsn: entry.key().lsn(),
             value: match entry.value() {
@@ -217,7 +277,7 @@ impl Memtable {
     /// one skip-list search per batch, then links.
     pub(crate) fn batch(
         &self,
-        bound: Bound<&MemKey>,
+        bound: Bound<&dyn InternalKey>,
         forward: bool,
         n: usize,
         out: &mut std::collections::VecDeque<(MemKey, MemValue)>,

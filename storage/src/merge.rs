@@ -15,7 +15,7 @@ use aedb_checkpoint::{DataBlock, EntryKind};
 use aedb_types::Lsn;
 
 use crate::error::StorageError;
-use crate::memtable::{MemKey, MemValue, Memtable};
+use crate::memtable::{InternalKey, MemKey, MemValue, Memtable, Probe};
 use crate::run::Run;
 
 /// The order a scan walks keys in.
@@ -81,11 +81,12 @@ impl MemSource {
         match start_probe(near, forward) {
             None => mem.batch(Bound::Unbounded, forward, MEM_BATCH, &mut ahead),
             Some((k, lsn)) => {
-                let probe = MemKey::new(k, lsn);
+                let probe = Probe(k, lsn);
+                let probe: &dyn InternalKey = &probe;
                 let bound = if forward {
-                    Bound::Included(&probe)
+                    Bound::Included(probe)
                 } else {
-                    Bound::Excluded(&probe)
+                    Bound::Excluded(probe)
                 };
                 mem.batch(bound, forward, MEM_BATCH, &mut ahead);
             }
@@ -116,7 +117,7 @@ impl Source for MemSource {
         };
         if self.ahead.is_empty() && !self.exhausted {
             self.mem.batch(
-                Bound::Excluded(&last),
+                Bound::Excluded(&last as &dyn InternalKey),
                 self.forward,
                 MEM_BATCH,
                 &mut self.ahead,
@@ -302,37 +303,59 @@ impl Source for LevelSource {
 
 /// Every entry of several sources, merged in internal order (or its reverse). No
 /// versions are hidden: compaction reads this, scans filter it.
+///
+/// The sources sit in a binary heap ordered by their current entry (ties go to the
+/// lower source index, the newer source), so each step costs `O(log n)` comparisons
+/// however many runs level 0 holds; exhausted sources leave the heap.
 pub struct Merged {
     sources: Vec<Box<dyn Source>>,
     forward: bool,
+    /// Indices of the sources that still hold entries, a heap under [`Merged::before`].
+    heap: Vec<usize>,
 }
 
 impl Merged {
     pub(crate) fn new(sources: Vec<Box<dyn Source>>, forward: bool) -> Merged {
-        Merged { sources, forward }
+        let mut m = Merged {
+            heap: (0..sources.len())
+                .filter(|&i| sources[i].current().is_some())
+                .collect(),
+            sources,
+            forward,
+        };
+        for i in (0..m.heap.len() / 2).rev() {
+            m.sift_down(i);
+        }
+        m
     }
 
-    /// The source holding the next entry.
-    fn pick(&self) -> Option<usize> {
-        let mut best: Option<(usize, EntryRef<'_>)> = None;
-        for (i, s) in self.sources.iter().enumerate() {
-            let Some(e) = s.current() else { continue };
-            let better = match &best {
-                None => true,
-                Some((_, b)) => {
-                    let ord = internal_cmp(&e, b);
-                    if self.forward {
-                        ord == Ordering::Less
-                    } else {
-                        ord == Ordering::Greater
-                    }
-                }
-            };
-            if better {
-                best = Some((i, e));
+    /// Whether source `a`'s entry comes out before source `b`'s.
+    fn before(&self, a: usize, b: usize) -> bool {
+        let (Some(x), Some(y)) = (self.sources[a].current(), self.sources[b].current()) else {
+            // Exhausted sources never stay in the heap.
+            return a < b;
+        };
+        let ord = internal_cmp(&x, &y);
+        let ord = if self.forward { ord } else { ord.reverse() };
+        ord.then(a.cmp(&b)) == Ordering::Less
+    }
+
+    fn sift_down(&mut self, mut at: usize) {
+        loop {
+            let (l, r) = (2 * at + 1, 2 * at + 2);
+            let mut first = at;
+            if l < self.heap.len() && self.before(self.heap[l], self.heap[first]) {
+                first = l;
             }
+            if r < self.heap.len() && self.before(self.heap[r], self.heap[first]) {
+                first = r;
+            }
+            if first == at {
+                return;
+            }
+            self.heap.swap(at, first);
+            at = first;
         }
-        best.map(|(i, _)| i)
     }
 
     /// The next entry, handed to `f` (borrowed from its source), then passed.
@@ -343,7 +366,7 @@ impl Merged {
         &mut self,
         f: impl FnOnce(EntryRef<'_>) -> T,
     ) -> Result<Option<T>, StorageError> {
-        let Some(i) = self.pick() else {
+        let Some(&i) = self.heap.first() else {
             return Ok(None);
         };
         let out = match self.sources[i].current() {
@@ -351,12 +374,18 @@ impl Merged {
             None => return Ok(None),
         };
         self.sources[i].advance()?;
+        if self.sources[i].current().is_none() {
+            let last = self.heap.len() - 1;
+            self.heap.swap(0, last);
+            self.heap.pop();
+        }
+        self.sift_down(0);
         Ok(Some(out))
     }
 
     /// The next entry without passing it.
     pub(crate) fn peek(&self) -> Option<EntryRef<'_>> {
-        self.pick().and_then(|i| self.sources[i].current())
+        self.heap.first().and_then(|&i| self.sources[i].current())
     }
 }
 

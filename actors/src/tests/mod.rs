@@ -27,7 +27,7 @@ use crate::commit::Request;
 use crate::committer::Committer;
 use crate::keyring::Keyring;
 use crate::metrics::EngineMetrics;
-use crate::sequencer::Sequencer;
+use crate::sequencer::{Sequencer, WriteLimits};
 use crate::wal_writer::{RetiredSegments, WalControl, WalMsg};
 
 /// What a [`fake_wal`] saw.
@@ -105,6 +105,10 @@ impl SequencerRig {
     }
 
     pub fn with_state(state: State, max_record_len: usize) -> SequencerRig {
+        Self::with_limits(state, max_record_len, WriteLimits::memtable(1 << 20))
+    }
+
+    pub fn with_limits(state: State, max_record_len: usize, limits: WriteLimits) -> SequencerRig {
         let metrics = Arc::new(EngineMetrics::default());
         let snapshots = Arc::new(SnapshotCell::new(
             state.lsn().get(),
@@ -120,7 +124,7 @@ impl SequencerRig {
                 snapshots.clone(),
                 metrics.clone(),
                 max_record_len,
-                1 << 20,
+                limits,
             ),
             16,
             metrics.owners.sequencer.clone(),

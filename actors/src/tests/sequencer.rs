@@ -203,3 +203,158 @@ fn rights_are_checked_against_the_policy_in_force_at_sequencing() {
     assert!(matches!(still, Err(CommitError::Access(_))), "{still:?}");
     rig.finish();
 }
+
+/// Puts a 1 KiB value under `key` (the namespace `a/main` exists).
+fn put(key: &str) -> crate::commit::Request {
+    use aedb_model::{KvKey, KvValue, Namespace, Transaction};
+    let ns = Namespace::parse("a", "main").unwrap();
+    crate::commit::Request::Transaction(Transaction::new().kv_put(
+        &ns,
+        KvKey::new(key).unwrap(),
+        KvValue::new(vec![7u8; 1024]).unwrap(),
+    ))
+}
+
+/// A rig whose memtables freeze at 4 KiB, one frozen memtable at most, and no
+/// CheckpointSealer: nothing flushes until the test installs a flush by hand.
+fn stalling_rig() -> SequencerRig {
+    let limits = crate::sequencer::WriteLimits {
+        memtable_bytes: 4 << 10,
+        immutable_memtables: 1,
+        l0_stop_runs: 20,
+        max_stall: std::time::Duration::from_millis(300),
+    };
+    let rig = SequencerRig::with_limits(aedb_model::State::new(), 1 << 20, limits);
+    for ddl in [
+        create_project("a"),
+        crate::commit::Request::Ddl(aedb_model::Ddl::CreateScope {
+            ns: aedb_model::Namespace::parse("a", "main").unwrap(),
+        }),
+    ] {
+        rig.committer
+            .commit(ddl, Finality::Visible, Admission::Wait)
+            .unwrap();
+    }
+    rig
+}
+
+/// Commits 1 KiB puts until the Sequencer stops taking them (a write stall): the
+/// first memtable freezes, the second fills, and the next commit waits.
+fn fill_until_stalled(rig: &SequencerRig) -> usize {
+    let mut n = 0;
+    while rig.metrics.write_stalls.load(Ordering::Relaxed) == 0 {
+        assert!(n < 64, "no stall after {n} puts");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        let r = rig.committer.submit_until(
+            crate::commit::Authority::engine(),
+            put(&format!("k{n}")),
+            Finality::Visible,
+            Admission::Wait,
+            Some(deadline),
+        );
+        n += 1;
+        if rig.metrics.write_stalls.load(Ordering::Relaxed) > 0 {
+            // The stalled commit waited out its deadline: refused, nothing applied.
+            assert!(matches!(r, Err(CommitError::Timeout)), "{r:?}");
+        } else {
+            r.unwrap();
+        }
+    }
+    n
+}
+
+#[test]
+fn commits_wait_when_the_frozen_memtables_fill_the_budget_and_resume_after_a_flush() {
+    use crate::sequencer::{Freeze, InstallRuns};
+    let rig = stalling_rig();
+    let puts = fill_until_stalled(&rig);
+    let (_, state) = rig.snapshots.load();
+    assert_eq!(state.view().memtables().len(), 2, "active + one frozen");
+    let lsn = state.lsn();
+    assert!(
+        state
+            .kv_get(
+                &aedb_model::Namespace::parse("a", "main").unwrap(),
+                format!("k{}", puts - 1).as_bytes()
+            )
+            .unwrap()
+            .is_none(),
+        "the timed-out commit applied nothing"
+    );
+    assert_eq!(rig.metrics.snapshot(0).errors.timeout, 1);
+
+    // A commit without a deadline waits until the frozen memtable is flushed.
+    let committer = rig.committer.clone();
+    let waiting = std::thread::spawn(move || {
+        committer.commit(put("after"), Finality::Visible, Admission::Wait)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(!waiting.is_finished(), "the commit waits out the stall");
+    assert_eq!(rig.snapshots.load().1.lsn(), lsn);
+
+    // The flush's edit drops the frozen memtable (the run itself does not matter here).
+    let frozen = rig.sequencer.addr().ask(Freeze { force: false }).unwrap();
+    assert_eq!(frozen.len(), 1);
+    rig.sequencer
+        .addr()
+        .ask(InstallRuns {
+            edit: aedb_storage::Edit::default(),
+            flushed: Some(frozen[0].memtable.id()),
+        })
+        .unwrap();
+    let outcome = waiting.join().unwrap().unwrap();
+    assert_eq!(outcome.lsn, lsn.next());
+    let m = rig.metrics.snapshot(0);
+    assert_eq!(m.write_stalls, 1);
+    assert!(m.write_stall_micros >= 100_000, "{}", m.write_stall_micros);
+    rig.finish();
+}
+
+#[test]
+fn stalled_commits_are_refused_when_the_instance_fail_stops_or_shuts_down() {
+    let rig = stalling_rig();
+    fill_until_stalled(&rig);
+    let committer = rig.committer.clone();
+    let waiting =
+        std::thread::spawn(move || committer.commit(put("x"), Finality::Visible, Admission::Wait));
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    rig.fail_stopped.store(true, Ordering::Release);
+    let r = waiting.join().unwrap();
+    assert!(matches!(r, Err(CommitError::FailStopped)), "{r:?}");
+
+    let rig = stalling_rig();
+    fill_until_stalled(&rig);
+    let committer = rig.committer.clone();
+    let waiting =
+        std::thread::spawn(move || committer.commit(put("x"), Finality::Visible, Admission::Wait));
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let before = rig.snapshots.load().1.lsn();
+    let snapshots = rig.snapshots.clone();
+    rig.finish();
+    let r = waiting.join().unwrap();
+    assert!(matches!(r, Err(CommitError::Closed)), "{r:?}");
+    assert_eq!(snapshots.load().1.lsn(), before, "nothing applied");
+}
+
+#[test]
+fn a_stall_while_flushes_fail_ends_in_busy_and_a_slow_one_only_waits() {
+    let rig = stalling_rig();
+    fill_until_stalled(&rig);
+    let committer = rig.committer.clone();
+    let waiting =
+        std::thread::spawn(move || committer.commit(put("x"), Finality::Visible, Admission::Wait));
+    // Past `max_stall`, but nothing failed: the commit still waits.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(
+        !waiting.is_finished(),
+        "a slow flush only makes commits wait"
+    );
+    // A flush fails (a full disk): commits that waited `max_stall` are refused.
+    rig.metrics
+        .checkpoint_failures
+        .fetch_add(1, Ordering::Relaxed);
+    let r = waiting.join().unwrap();
+    assert!(matches!(r, Err(CommitError::Busy)), "{r:?}");
+    assert_eq!(rig.metrics.snapshot(0).errors.busy, 1);
+    rig.finish();
+}

@@ -206,7 +206,7 @@ impl std::fmt::Display for ErrorClass {
 /// | `config.invalid` | InvalidInput | the configuration is invalid |
 /// | `name.invalid` | InvalidInput | a project, scope, table or column name is invalid |
 /// | `limit.exceeded` | InvalidInput | a key, value or idempotency key breaks a size limit |
-/// | `commit.busy` | Retryable | the commit queue is full (`try_commit`) |
+/// | `commit.busy` | Retryable | the commit queue is full (`try_commit`), or the commit waited out a write stall for 10 s while flushes or compactions kept failing (a full disk); nothing was applied |
 /// | `commit.frozen` | Retryable | writes are frozen (`freeze_writes_as`); nothing was applied |
 /// | `commit.rate_limited` | Retryable | the commit admission rate limit is exhausted; nothing was sequenced |
 /// | `commit.timeout` | Retryable | the commit's deadline passed before it was sequenced; nothing was applied |

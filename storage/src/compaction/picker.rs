@@ -1,7 +1,8 @@
 //! Which runs to merge next: leveled compaction.
 //!
-//! Level 0 is compacted when it holds [`CompactionOptions::l0_runs`] runs: all of them
-//! (they overlap each other) with every level-1 run they overlap. A deeper level `n` is
+//! Level 0 is compacted when it holds [`CompactionOptions::l0_runs`] runs: its oldest
+//! runs (at most [`CompactionOptions::max_l0_inputs`]; they overlap each other, and the
+//! newer ones stay above the output) with every level-1 run they overlap. A deeper level `n` is
 //! compacted when its bytes exceed its target (`level1_bytes × multiplierⁿ⁻¹`): its
 //! oldest run with every run of level `n + 1` it overlaps. The highest score (level-0
 //! runs over their trigger, or bytes over target) goes first. Leveled compaction keeps
@@ -20,6 +21,12 @@ use crate::view::overlaps;
 pub struct CompactionOptions {
     /// Compact level 0 once it holds this many runs.
     pub l0_runs: usize,
+    /// Commits wait (a write stall) while level 0 holds this many runs, so reads never
+    /// probe more than about this many level-0 runs, however fast callers write.
+    pub l0_stop_runs: usize,
+    /// A level-0 compaction merges at most this many level-0 runs (the oldest), so one
+    /// merge stays bounded after a backlog.
+    pub max_l0_inputs: usize,
     /// Target bytes of level 1.
     pub level1_bytes: u64,
     /// Each deeper level's target is this many times the one above.
@@ -32,6 +39,8 @@ impl Default for CompactionOptions {
     fn default() -> CompactionOptions {
         CompactionOptions {
             l0_runs: 4,
+            l0_stop_runs: 20,
+            max_l0_inputs: 16,
             level1_bytes: 64 * 1024 * 1024,
             multiplier: 10,
             target_file_bytes: 16 * 1024 * 1024,
@@ -100,7 +109,9 @@ pub fn pick(version: &Version, opts: &CompactionOptions) -> Option<Task> {
     }
     let (_, level) = best?;
     let picked: Vec<Arc<Run>> = if level == 0 {
-        version.level(0).to_vec()
+        // Level 0 is newest first: its oldest runs are at the end.
+        let l0 = version.level(0);
+        l0[l0.len().saturating_sub(opts.max_l0_inputs.max(1))..].to_vec()
     } else {
         // The run holding the oldest data pushes history down first.
         let oldest = version
