@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use aedb_checkpoint::{OsNonceSource, RunFileMeta, RunOptions, RunWriter, checkpoints_dir};
 use aedb_keys::MasterKeyId;
 use aedb_manifest::{ManifestRecord, VersionEdit};
-use aedb_model::State;
+use aedb_model::{IdempotencyExpiry, IdempotencyRetention, State};
 use aedb_storage::compaction::{self, CompactionOptions, Task};
 use aedb_storage::{Edit, Run, StorageError, Version};
 use aedb_sync::SnapshotCell;
@@ -62,6 +62,9 @@ pub struct CompactionReport {
     pub dropped_versions: u64,
     /// Tombstones dropped at the bottom.
     pub dropped_tombstones: u64,
+    /// Expired idempotency records dropped (or hidden behind a tombstone above the
+    /// bottom level).
+    pub expired_idempotency_records: u64,
 }
 
 /// Everything the Compactor needs, handed over at start.
@@ -80,6 +83,9 @@ pub struct CompactorContext {
     pub options: CompactionOptions,
     /// Reads as of this many LSNs before the newest stay possible (`snapshot_at`).
     pub retention_lsns: u64,
+    /// Idempotency records past this window (as seen from the retention floor) are
+    /// dropped.
+    pub idempotency_retention: IdempotencyRetention,
     /// Write at most this many bytes per second (0: unlimited).
     pub bytes_per_sec: u64,
     /// Published snapshots (the retention floor follows the visible LSN).
@@ -169,7 +175,12 @@ impl Compactor {
             )
             .map_err(|e| StorageError::Write(Arc::new(e)))
         };
-        let outcome = match compaction::compact(task, floor, new_writer) {
+        let filter = IdempotencyExpiry {
+            retention: self.ctx.idempotency_retention,
+            floor,
+            now_unix_ms: aedb_types::clock::unix_millis(),
+        };
+        let outcome = match compaction::compact_filtered(task, floor, Some(&filter), new_writer) {
             Ok(o) => o,
             Err(e) => {
                 self.remove_unrecorded(&ids);
@@ -237,8 +248,11 @@ impl Compactor {
         report.bytes_written += written;
         report.dropped_versions += outcome.dropped_versions;
         report.dropped_tombstones += outcome.dropped_tombstones;
+        report.expired_idempotency_records += outcome.filtered;
         let m = &self.ctx.metrics;
         m.compactions.fetch_add(1, Ordering::Relaxed);
+        m.idempotency_expired_dropped
+            .fetch_add(outcome.filtered, Ordering::Relaxed);
         m.compaction_bytes_read.fetch_add(read, Ordering::Relaxed);
         m.compaction_bytes_written
             .fetch_add(written, Ordering::Relaxed);

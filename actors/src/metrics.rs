@@ -301,6 +301,10 @@ pub struct EngineMetrics {
     pub visible_commits: AtomicU64,
     /// Retries answered from the idempotency table.
     pub idempotent_replays: AtomicU64,
+    /// Commits refused because their idempotency key was used by a different request.
+    pub idempotency_mismatches: AtomicU64,
+    /// Expired idempotency records compactions dropped (or hid behind a tombstone).
+    pub idempotency_expired_dropped: AtomicU64,
     /// Failures by [`ErrorCause`].
     pub errors_assertion: AtomicU64,
     /// See [`ErrorCause::Invalid`].
@@ -472,6 +476,8 @@ impl EngineMetrics {
             durable_commits: self.durable_commits.load(Relaxed),
             visible_commits: self.visible_commits.load(Relaxed),
             idempotent_replays: self.idempotent_replays.load(Relaxed),
+            idempotency_mismatches: self.idempotency_mismatches.load(Relaxed),
+            idempotency_expired_dropped: self.idempotency_expired_dropped.load(Relaxed),
             errors: ErrorCounts {
                 assertion_failed: self.errors_assertion.load(Relaxed),
                 invalid: self.errors_invalid.load(Relaxed),
@@ -728,6 +734,13 @@ pub struct OperationalMetrics {
     pub visible_commits: u64,
     /// Retried commits answered from the idempotency table.
     pub idempotent_replays: u64,
+    /// Commits refused with `commit.idempotency_mismatch`: their idempotency key was
+    /// used, inside its retention window, by a different request (each is also in
+    /// `errors.invalid`).
+    pub idempotency_mismatches: u64,
+    /// Expired idempotency records compactions dropped since open (past the
+    /// configured retention window; see `AedbConfig::idempotency_retention`).
+    pub idempotency_expired_dropped: u64,
     /// Failures by cause.
     pub errors: ErrorCounts,
     /// Commits rejected because a version or value-comparison assertion failed: the

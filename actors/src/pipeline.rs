@@ -84,6 +84,9 @@ pub struct StorageConfig {
     pub retention_lsns: u64,
     /// Compaction writes at most this many bytes per second (0: unlimited).
     pub compaction_bytes_per_sec: u64,
+    /// How long idempotency records are honoured by the Sequencer and kept by
+    /// compaction.
+    pub idempotency_retention: aedb_model::IdempotencyRetention,
 }
 
 impl Default for StorageConfig {
@@ -96,6 +99,7 @@ impl Default for StorageConfig {
             compaction: aedb_storage::compaction::CompactionOptions::default(),
             retention_lsns: 0,
             compaction_bytes_per_sec: 128 << 20,
+            idempotency_retention: aedb_model::IdempotencyRetention::DEFAULT,
         }
     }
 }
@@ -243,7 +247,8 @@ impl Pipeline {
                     l0_stop_runs: config.storage.compaction.l0_stop_runs,
                     max_stall: crate::sequencer::MAX_STALL,
                 },
-            ),
+            )
+            .with_idempotency_retention(config.storage.idempotency_retention),
             config.sequencer_queue,
             owners.sequencer.clone(),
         )
@@ -300,6 +305,7 @@ impl Pipeline {
                 run_options: config.storage.run_options,
                 options: config.storage.compaction,
                 retention_lsns: config.storage.retention_lsns,
+                idempotency_retention: config.storage.idempotency_retention,
                 bytes_per_sec: config.storage.compaction_bytes_per_sec,
                 snapshots: snapshots.clone(),
                 metrics: metrics.clone(),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aedb_model::{ApplyError, Assertion, Outcome, State};
+use aedb_model::{ApplyError, Assertion, CommitContext, IdempotencyRetention, Outcome, State};
 use aedb_storage::{Edit, Memtable, Version, View};
 use aedb_sync::completion::{Waiter, completion};
 use aedb_sync::group_commit::{Durability, GroupCommitError, Submission, WriterMsg};
@@ -191,6 +191,10 @@ pub struct Sequencer {
     policy: Option<Arc<PolicySnapshot>>,
     /// The write freeze in force (read from the state at start).
     frozen: Option<WriteFreeze>,
+    /// How long idempotency records are honoured.
+    idempotency_retention: IdempotencyRetention,
+    /// The commit time of the last commit (the clock, never going backwards).
+    last_at_ms: u64,
 }
 
 impl Sequencer {
@@ -219,6 +223,26 @@ impl Sequencer {
             metrics,
             max_record_len,
             policy: None,
+            idempotency_retention: IdempotencyRetention::default(),
+            last_at_ms: 0,
+        }
+    }
+
+    /// Honours idempotency records for `retention` (default
+    /// [`IdempotencyRetention::DEFAULT`]).
+    pub fn with_idempotency_retention(mut self, retention: IdempotencyRetention) -> Sequencer {
+        self.idempotency_retention = retention;
+        self
+    }
+
+    /// The time and retention of the commit being sequenced now: the wall clock, but
+    /// never before the previous commit's (stored in idempotency records; replay uses
+    /// the stored time, never the clock).
+    fn commit_context(&mut self) -> CommitContext {
+        self.last_at_ms = self.last_at_ms.max(aedb_types::clock::unix_millis());
+        CommitContext {
+            at_unix_ms: self.last_at_ms,
+            retention: self.idempotency_retention,
         }
     }
 
@@ -266,8 +290,9 @@ impl Sequencer {
             return Some((reply, answer));
         }
         let lsn = self.state.lsn().next();
+        let ctx = self.commit_context();
         let applied = match request {
-            Request::Transaction(tx) => self.state.stage(tx, lsn),
+            Request::Transaction(tx) => self.state.stage_in(tx, lsn, &ctx),
             Request::Ddl(ddl) => self.state.stage_ddl(ddl, lsn),
         };
         let (next, record, outcome) = match applied {
@@ -295,6 +320,15 @@ impl Sequencer {
                 };
                 return Some((reply, answer));
             }
+            Err(error @ ApplyError::IdempotencyMismatch { .. }) => {
+                // Another request under a key still in its window: refused, nothing
+                // applied or logged.
+                self.metrics
+                    .idempotency_mismatches
+                    .fetch_add(1, Ordering::Relaxed);
+                let answer = self.fail(ErrorCause::Invalid, CommitError::Rejected(error));
+                return Some((reply, answer));
+            }
             Err(error) => {
                 let cause = match error {
                     ApplyError::AssertionFailed { index, .. } => {
@@ -316,7 +350,7 @@ impl Sequencer {
                 };
                 self.metrics.count_error(cause);
                 let logged = match request {
-                    Request::Transaction(tx) => self.state.stage_reject(tx, &error, lsn),
+                    Request::Transaction(tx) => self.state.stage_reject_in(tx, &error, lsn, &ctx),
                     Request::Ddl(_) => Ok(None),
                 };
                 match logged {

@@ -132,6 +132,7 @@ fn main() {
 fn put_record(ns: &Namespace, i: u64) -> CommitRecord {
     CommitRecord::Commit {
         idempotency_key: None,
+        request: None,
         effects: vec![Effect::KvPut {
             ns: ns.clone(),
             key: KvKey::new(key_bytes(i)).expect("key"),

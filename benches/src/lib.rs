@@ -125,6 +125,7 @@ pub fn small_put(ns: &Namespace, thread: u64, i: u64) -> Transaction {
 pub fn small_put_frame() -> Vec<u8> {
     let record = CommitRecord::Commit {
         idempotency_key: None,
+        request: None,
         effects: vec![Effect::KvPut {
             ns: namespace(),
             key: KvKey::new(key_bytes(0)).expect("key"),

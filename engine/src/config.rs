@@ -9,6 +9,7 @@ use std::sync::Arc;
 use aedb_actors::{CheckpointPolicy, Finality, Keyring, RateLimit, RateLimitError, RateLimits};
 use aedb_fs::{RealFs, SharedFs};
 use aedb_keys::{InMemoryKeyProvider, KeyProvider};
+use aedb_model::{IdempotencyRetention, RetentionError};
 
 /// Slowest allowed backup rate limit.
 pub(crate) const MIN_BACKUP_RATE: u64 = 1 << 20;
@@ -87,6 +88,7 @@ pub struct AedbConfig {
     pub(crate) backup_policy: Option<BackupPolicy>,
     pub(crate) memory: MemoryBudget,
     pub(crate) history_retention: u64,
+    pub(crate) idempotency_retention: IdempotencyRetention,
     pub(crate) fs: SharedFs,
 }
 
@@ -156,6 +158,7 @@ impl AedbConfig {
             backup_policy: None,
             memory: MemoryBudget::default(),
             history_retention: 0,
+            idempotency_retention: IdempotencyRetention::DEFAULT,
             default_finality: Finality::Durable,
             recovery: Recovery::Strict,
             fsync: true,
@@ -227,6 +230,33 @@ impl AedbConfig {
     /// windows cost disk: compaction keeps the versions the window needs.
     pub fn history_retention(mut self, lsns: u64) -> Self {
         self.history_retention = lsns;
+        self
+    }
+
+    /// How long idempotency keys are remembered: a retry inside the window gets the
+    /// original outcome (or `commit.idempotency_mismatch` if its payload differs); a
+    /// retry after it is applied as a **new request**. Records past the window are
+    /// dropped by compaction. Default [`IdempotencyRetention::DEFAULT`]: 24 hours or
+    /// 10 million LSNs, whichever passes first (at 10 000 keyed commits per second the
+    /// LSN limit ends the window after about 17 minutes: raise it if clients retry
+    /// later than that under such load). [`IdempotencyRetention::forever`] keeps every
+    /// record. A zero window is refused by [`AedbConfig::validate`]
+    /// ([`ConfigError::IdempotencyRetention`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use aedb::{AedbConfig, IdempotencyRetention};
+    /// let config = AedbConfig::production([7u8; 32]).idempotency_retention(IdempotencyRetention {
+    ///     max_lsns: Some(50_000_000),
+    ///     max_age: Some(Duration::from_secs(3600)),
+    /// });
+    /// assert!(config.validate().is_ok());
+    /// let zero = AedbConfig::production([7u8; 32])
+    ///     .idempotency_retention(IdempotencyRetention::age(Duration::ZERO));
+    /// assert!(zero.validate().is_err());
+    /// ```
+    pub fn idempotency_retention(mut self, retention: IdempotencyRetention) -> Self {
+        self.idempotency_retention = retention;
         self
     }
 
@@ -450,6 +480,9 @@ impl AedbConfig {
         if let Some(policy) = &self.backup_policy {
             check_backup_policy(policy)?;
         }
+        self.idempotency_retention
+            .validate()
+            .map_err(ConfigError::IdempotencyRetention)?;
         if self.manifest_compact_after < 16 {
             return Err(ConfigError::ManifestCompactAfter(
                 self.manifest_compact_after,
@@ -505,6 +538,8 @@ impl fmt::Debug for AedbConfig {
             .field("wal_queue", &self.wal_queue)
             .field("max_batch", &self.max_batch)
             .field("rate_limits", &self.rate_limits)
+            .field("history_retention", &self.history_retention)
+            .field("idempotency_retention", &self.idempotency_retention)
             .field("fs", &self.fs)
             .finish()
     }
@@ -554,6 +589,9 @@ pub enum ConfigError {
     /// A commit rate limit is zero, absurd or out of range.
     #[error(transparent)]
     CommitRateLimit(RateLimitError),
+    /// An idempotency retention window of zero LSNs or zero time.
+    #[error(transparent)]
+    IdempotencyRetention(RetentionError),
     /// `open_production` needs a durable-by-default, fsyncing, strict configuration
     /// with a manifest key (`AedbConfig::production(key)`).
     #[error("open_production refuses this configuration: {0}")]
@@ -611,6 +649,24 @@ mod tests {
                 .recovery(Recovery::TruncateAtCorruption)
                 .validate(),
             Err(ConfigError::LenientRecoveryOutsideDevelopment)
+        );
+        assert_eq!(
+            d().idempotency_retention(IdempotencyRetention::lsns(0))
+                .validate(),
+            Err(ConfigError::IdempotencyRetention(RetentionError::ZeroLsns))
+        );
+        assert_eq!(
+            d().idempotency_retention(IdempotencyRetention {
+                max_lsns: Some(5),
+                max_age: Some(Duration::ZERO),
+            })
+            .validate(),
+            Err(ConfigError::IdempotencyRetention(RetentionError::ZeroAge))
+        );
+        assert_eq!(
+            d().idempotency_retention(IdempotencyRetention::forever())
+                .validate(),
+            Ok(())
         );
         for bad in [
             d().global_commit_rate_limit(RateLimit::per_second(0)),

@@ -150,21 +150,45 @@ fn wal_sealed_batch() -> GoldenCapsule {
     }
 }
 
-fn model_records() -> Vec<GoldenCapsule> {
-    include_str!("../../model/tests/fixtures/records-v1.hex")
-        .lines()
+fn fixture_lines(text: &'static str) -> impl Iterator<Item = (usize, &'static str)> {
+    text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .enumerate()
-        .map(|(i, line)| {
+}
+
+fn model_records() -> Vec<GoldenCapsule> {
+    // Version 1 is read-only now: its bytes must still decode, and what they decode
+    // to must survive a round trip through the current version.
+    let v1 = fixture_lines(include_str!("../../model/tests/fixtures/records-v1.hex")).map(
+        |(i, line)| GoldenCapsule {
+            name: format!("commit_record_v1_{i}"),
+            description: format!(
+                "commit record v1 #{i} of model/tests/fixtures/records-v1.hex (decode-only: \
+                 re-encoded as the current version)"
+            ),
+            bytes: hex::decode(line).unwrap_or_default(),
+            pinned_hex: Some(line),
+            decode: Box::new(|b| {
+                let record = CommitRecord::decode(b).map_err(|e| e.to_string())?;
+                let again = CommitRecord::decode(&record.to_bytes()).map_err(|e| e.to_string())?;
+                (again == record)
+                    .then_some(())
+                    .ok_or_else(|| "does not survive re-encoding as the current version".into())
+            }),
+        },
+    );
+    // Version 2 (written now) is pinned byte for byte: re-encoding must reproduce it.
+    let v2 = fixture_lines(include_str!("../../model/tests/fixtures/records-v2.hex")).map(
+        |(i, line)| {
             let pinned = hex::decode(line).unwrap_or_default();
             let bytes = CommitRecord::decode(&pinned)
                 .map(|r| r.to_bytes())
                 .unwrap_or_default();
             GoldenCapsule {
-                name: format!("commit_record_v1_{i}"),
+                name: format!("commit_record_v2_{i}"),
                 description: format!(
-                    "commit record v1 #{i} of model/tests/fixtures/records-v1.hex, re-encoded"
+                    "commit record v2 #{i} of model/tests/fixtures/records-v2.hex, re-encoded"
                 ),
                 bytes,
                 pinned_hex: Some(line),
@@ -174,8 +198,9 @@ fn model_records() -> Vec<GoldenCapsule> {
                         .map_err(|e| e.to_string())
                 }),
             }
-        })
-        .collect()
+        },
+    );
+    v1.chain(v2).collect()
 }
 
 /// Every golden fixture: WAL frame, segment header and sealed batch; commit records;

@@ -96,8 +96,9 @@ pub use aedb_actors::{
 };
 pub use aedb_model::{
     Assertion, ColumnDef, ColumnName, ColumnType, CompareOp, Ddl, Direction, IdempotencyKey,
-    IdempotencyRecord, KeyRange, KvEntry, KvKey, KvOperand, KvValue, Mutation, Namespace, Numeric,
-    NumericType, Outcome, Page, ProjectName, Rejection, Row, ScopeName, State, TableName,
+    IdempotencyRecord, IdempotencyRetention, KeyRange, KvEntry, KvKey, KvOperand, KvValue,
+    Mutation, Namespace, Numeric, NumericType, Outcome, Page, ProjectName, Rejection,
+    RequestFingerprint, RequestStamp, RetentionError, Row, ScopeName, State, TableName,
     TableSchema, Timestamp, Transaction, Value,
 };
 pub use aedb_types::Lsn;
@@ -302,6 +303,7 @@ impl AedbInstance {
                 immutable_memtables: config.memory.immutable_memtables,
                 block_cache_bytes: config.memory.block_cache_bytes,
                 retention_lsns: config.history_retention,
+                idempotency_retention: config.idempotency_retention,
                 ..aedb_actors::StorageConfig::default()
             },
         };

@@ -136,7 +136,12 @@ impl ReadSnapshot {
         Ok(self.0.tables(ns)?.cloned().collect())
     }
 
-    /// The remembered outcome of an idempotency key, if it was used.
+    /// The remembered outcome of an idempotency key, if it was used, with the
+    /// request's fingerprint and commit time (`None` for records written before
+    /// format version 2). This is what is stored: a record past
+    /// [`AedbConfig::idempotency_retention`](crate::AedbConfig::idempotency_retention)
+    /// is still returned until a compaction removes it, although commits no longer
+    /// honour it.
     ///
     /// # Errors
     /// The record could not be read (a run file failed to authenticate).
@@ -144,7 +149,8 @@ impl ReadSnapshot {
         Ok(self.0.idempotency(key)?)
     }
 
-    /// Number of remembered idempotency keys (a scan).
+    /// Number of stored idempotency records (a scan; expired ones count until a
+    /// compaction removes them).
     ///
     /// # Errors
     /// A record cannot be read (a run file failed to authenticate).

@@ -175,7 +175,9 @@ fn crash_child() {
                             assert!(!outcome.idempotent_replay, "{id} is a fresh key");
                             emit(&format!("ACK {} {id}", outcome.lsn.get()));
                         }
-                        Err(e) if e.failed_assertion() == Some(0) => emit(&format!("REJ {id}")),
+                        Err(e) if e.failed_assertion() == Some(0) => {
+                            emit(&format!("REJ {id} {src} {dst} {amount}"));
+                        }
                         Err(e) => panic!("transfer {id} failed unexpectedly: {e}"),
                     }
                 }
@@ -193,11 +195,13 @@ fn crash_child() {
 struct ChildReport {
     ready: bool,
     acked: Vec<(String, u64)>,
-    rejected: Vec<String>,
+    /// Rejected transfers: id, source, destination, amount (a retry must send the same
+    /// request to get the original rejection back).
+    rejected: Vec<(String, u64, u64, u64)>,
 }
 
 /// Parses one line of the child's stdout. Lines of the protocol (`READY`, `ACK <lsn>
-/// <id>`, `REJ <id>`) must parse exactly: a malformed acknowledgement fails the test
+/// <id>`, `REJ <id> <src> <dst> <amount>`) must parse exactly: a malformed acknowledgement fails the test
 /// rather than being dropped. Other lines (libtest's own) are ignored.
 fn parse_line(line: &str, report: &mut ChildReport, hint: &str) {
     let mut words = line.split_whitespace();
@@ -211,10 +215,16 @@ fn parse_line(line: &str, report: &mut ChildReport, hint: &str) {
             report.acked.push((id.to_owned(), lsn));
         }
         Some("REJ") => {
-            let (Some(id), None) = (words.next(), words.next()) else {
+            let id = words.next();
+            let mut num = || words.next().and_then(|w| w.parse::<u64>().ok());
+            let (Some(id), Some(src), Some(dst), Some(amount)) = (id, num(), num(), num()) else {
                 panic!("malformed REJ line from the child: {line:?} ({hint})");
             };
-            report.rejected.push(id.to_owned());
+            assert!(
+                words.next().is_none(),
+                "malformed REJ line from the child: {line:?} ({hint})"
+            );
+            report.rejected.push((id.to_owned(), src, dst, amount));
         }
         _ => {}
     }
@@ -429,11 +439,16 @@ fn verify(dir: &Path, cycles_run: u64, ledger: &Ledger, this_cycle: &ChildReport
         assert!(outcome.idempotent_replay, "{id}");
         assert_eq!(outcome.lsn.get(), *lsn, "{id}");
     }
-    for id in &this_cycle.rejected {
+    for (id, src, dst, amount) in &this_cycle.rejected {
         let err = db
-            .commit_with(transfer_tx(id, 0, 1, 1), Finality::Durable)
+            .commit_with(transfer_tx(id, *src, *dst, *amount), Finality::Durable)
             .expect_err("a rejected key stays rejected");
         assert_eq!(err.failed_assertion(), Some(0), "{id}: {err}");
+        // Another request under the same key is refused, not answered.
+        let other = db
+            .commit_with(transfer_tx(id, *src, *dst, *amount + 1), Finality::Durable)
+            .expect_err("another request under a used key");
+        assert_eq!(other.code(), "commit.idempotency_mismatch", "{id}: {other}");
     }
     assert_eq!(
         db.snapshot().expect("snapshot").lsn().get(),
@@ -504,7 +519,9 @@ fn acknowledged_commits_survive_sigkill() {
             let previous = ledger.acked.insert(id.clone(), *lsn);
             assert!(previous.is_none(), "{id} acknowledged twice ({hint})");
         }
-        ledger.rejected.extend(report.rejected.iter().cloned());
+        ledger
+            .rejected
+            .extend(report.rejected.iter().map(|(id, ..)| id.clone()));
 
         let recovered = verify(dir.path(), cycle + 1, &ledger, &report);
         if recovered.torn_tail_bytes > 0 {

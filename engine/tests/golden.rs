@@ -18,6 +18,7 @@ fn every_golden_capsule_is_reproduced_and_decodes() {
         );
     }
     assert!(names.iter().any(|n| n.starts_with("commit_record_v1_")));
+    assert!(names.iter().any(|n| n.starts_with("commit_record_v2_")));
     assert!(names.iter().any(|n| n.contains("checkpoint")));
     assert!(names.iter().any(|n| n.contains("manifest")));
     for capsule in &capsules {

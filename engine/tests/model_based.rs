@@ -1,6 +1,7 @@
 //! Model-based property test: random sequences of transactions (KV put/delete/add/sub
 //! on u64/i64/u128 with overflow and underflow, table insert/upsert/update/delete on a
-//! composite primary key, assertions with all/any/not, idempotency keys and retries)
+//! composite primary key, assertions with all/any/not, idempotency keys with retries of
+//! the same request and reuse by other requests)
 //! and restarts run against a real instance and against a small reference model built
 //! from `BTreeMap`s. After every step the commit result (success and LSN, or which
 //! error at which index) and the full visible contents must match the model.
@@ -376,11 +377,21 @@ enum Remembered {
 /// What a commit returned, reduced to what the model can predict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Res {
-    Ok { lsn: u64, replay: bool },
+    Ok {
+        lsn: u64,
+        replay: bool,
+    },
     AssertionFailed(u32),
     InvalidAssertion(u32),
     Mutation(u32, RejectionKind),
-    AlreadyRejected { lsn: u64, outcome: Remembered },
+    AlreadyRejected {
+        lsn: u64,
+        outcome: Remembered,
+    },
+    /// The key was used by another request (`commit.idempotency_mismatch`).
+    Mismatch {
+        lsn: u64,
+    },
 }
 
 type RowKey = (u64, String);
@@ -397,7 +408,8 @@ struct Model {
     lsn: u64,
     kv: BTreeMap<Vec<u8>, (Vec<u8>, u64)>,
     rows: BTreeMap<RowKey, ModelRow>,
-    idem: BTreeMap<Vec<u8>, (u64, Remembered)>,
+    /// Key -> (LSN, outcome, the request that used it).
+    idem: BTreeMap<Vec<u8>, (u64, Remembered, Transaction)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -613,8 +625,11 @@ impl Model {
     fn commit(&mut self, spec: &TxSpec) -> Res {
         let key = spec.key.map(idem_name);
         if let Some(k) = &key
-            && let Some((lsn, outcome)) = self.idem.get(k)
+            && let Some((lsn, outcome, original)) = self.idem.get(k)
         {
+            if *original != build(spec) {
+                return Res::Mismatch { lsn: *lsn };
+            }
             return match outcome {
                 Remembered::Committed => Res::Ok {
                     lsn: *lsn,
@@ -657,7 +672,8 @@ impl Model {
                 *self = next;
                 self.lsn = lsn;
                 if let Some(k) = key {
-                    self.idem.insert(k, (lsn, Remembered::Committed));
+                    self.idem
+                        .insert(k, (lsn, Remembered::Committed, build(spec)));
                 }
                 return Res::Ok { lsn, replay: false };
             }
@@ -665,7 +681,7 @@ impl Model {
         let (res, remembered) = rejection.expect("rejected");
         if let Some(k) = key {
             self.lsn = lsn;
-            self.idem.insert(k, (lsn, remembered));
+            self.idem.insert(k, (lsn, remembered, build(spec)));
         }
         res
     }
@@ -701,6 +717,9 @@ fn observed(result: Result<aedb::CommitOutcome, aedb::Error>) -> Res {
             ApplyError::AlreadySeen { original, .. } => Res::AlreadyRejected {
                 lsn: original.lsn.get(),
                 outcome: remembered(&original.outcome),
+            },
+            ApplyError::IdempotencyMismatch { original_lsn, .. } => Res::Mismatch {
+                lsn: original_lsn.get(),
             },
             other => panic!("unexpected rejection {other:?}"),
         },
@@ -796,7 +815,7 @@ fn assert_matches_model(db: &AedbInstance, model: &Model) {
         model.idem.len(),
         "idempotency keys"
     );
-    for (k, (lsn, outcome)) in &model.idem {
+    for (k, (lsn, outcome, _)) in &model.idem {
         let record = snap
             .idempotency(k)
             .expect("readable")

@@ -132,7 +132,7 @@ fn golden(c: &mut Corpus) {
                 c.add("wal_sealed_batch", seed.clone(), frame.payload);
                 c.add("wal_frame", seed, bytes);
             }
-            n if n.starts_with("commit_record_v1_") => c.add("commit_record", seed, bytes),
+            n if n.starts_with("commit_record_v") => c.add("commit_record", seed, bytes),
             n if n.starts_with("checkpoint_") => c.add("checkpoint_file", seed, bytes),
             n if n.starts_with("run_") => c.add("run_file", seed, bytes),
             n if n.starts_with("manifest_record_") => {
@@ -531,8 +531,10 @@ fn snapshots(c: &mut Corpus, files: &EngineFiles) {
             .replay(&record, Lsn::new(i as u64 + 1))
             .expect("engine records replay");
     }
-    let replayed = state.to_snapshot_bytes();
-    let empty = State::new().to_snapshot_bytes();
+    let replayed = state.to_snapshot_bytes().expect("an in-memory state reads");
+    let empty = State::new()
+        .to_snapshot_bytes()
+        .expect("an in-memory state reads");
     c.add("state_snapshot", "empty", empty.clone());
     c.add("state_snapshot", "engine-replayed", replayed.clone());
 

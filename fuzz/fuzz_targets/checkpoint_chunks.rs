@@ -152,11 +152,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     if let Ok(state) = State::decode_snapshot(payload) {
-        assert_eq!(
-            state.to_snapshot_bytes().expect("a decoded state is in memory"),
-            payload,
-            "snapshot is not canonical"
-        );
+        aedb_fuzz::assert_snapshot_canonical(&payload, &state);
     }
 
     if flags & 2 != 0 {

@@ -11,6 +11,9 @@
 //! * [`render_audit_jsonl`] writes audit rows the way the engine's (crate-private)
 //!   exporter does.
 //!
+//! It also holds the version-aware canonicity checks of the model's decoders
+//! ([`assert_record_canonical`], [`assert_snapshot_canonical`]).
+//!
 //! Each follows `docs/FORMAT.md`; a disagreement with the library shows up as an
 //! authentication failure on input the target sealed itself, which the targets assert
 //! never happens.
@@ -250,11 +253,7 @@ pub fn all_zero(bytes: &[u8]) -> bool {
 /// * compaction works on it: folding `Compacted` plus the state's own summary
 ///   (`LiveState::to_records`, as the manifest actor compacts) succeeds and restates the
 ///   same live set.
-pub fn check_verified_manifest(
-    data: &[u8],
-    key: &SecretKey,
-    v: &aedb_manifest::VerifiedManifest,
-) {
+pub fn check_verified_manifest(data: &[u8], key: &SecretKey, v: &aedb_manifest::VerifiedManifest) {
     use aedb_manifest::file::{FRAME_PREFIX_LEN, MAC_LEN, MAX_RECORD_BODY_LEN};
     use aedb_manifest::{LiveState, ManifestRecord};
 
@@ -329,5 +328,37 @@ pub fn check_verified_manifest(
     // Every restated record re-encodes (compaction writes them with `encode_frame`).
     for record in &compacted {
         record.encode().expect("a restated record encodes");
+    }
+}
+
+/// Canonical decoding of a commit record across format versions: a record of the
+/// current version re-encodes to exactly `bytes`; an older one (decode-only) re-encodes
+/// as the current version, and that decodes back to the same record.
+pub fn assert_record_canonical(bytes: &[u8], record: &aedb_model::CommitRecord) {
+    let again = record.to_bytes();
+    if bytes.first() == Some(&aedb_model::RECORD_VERSION) {
+        assert_eq!(again, bytes, "commit record is not canonical");
+    } else {
+        assert_eq!(again.first(), Some(&aedb_model::RECORD_VERSION));
+        let back = aedb_model::CommitRecord::decode(&again).expect("a re-encoded record decodes");
+        assert_eq!(&back, record, "an old record does not survive re-encoding");
+    }
+}
+
+/// [`assert_record_canonical`] for state snapshots (checkpoint payloads).
+pub fn assert_snapshot_canonical(bytes: &[u8], state: &aedb_model::State) {
+    let again = state
+        .to_snapshot_bytes()
+        .expect("a decoded state is in memory");
+    if bytes.first() == Some(&aedb_model::SNAPSHOT_VERSION) {
+        assert_eq!(again, bytes, "snapshot is not canonical");
+    } else {
+        assert_eq!(again.first(), Some(&aedb_model::SNAPSHOT_VERSION));
+        let back =
+            aedb_model::State::decode_snapshot(&again).expect("a re-encoded snapshot decodes");
+        assert!(
+            &back == state,
+            "an old snapshot does not survive re-encoding"
+        );
     }
 }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use aedb_types::Lsn;
 use aedb_types::reader::{ByteReader, LenPrefix};
 
-use crate::idempotency::{IdempotencyKey, Rejection, RejectionKind};
+use crate::idempotency::{
+    IdempotencyKey, Rejection, RejectionKind, RequestFingerprint, RequestStamp,
+};
 use crate::kv::{KvKey, KvValue};
 use crate::limits::{
     LimitError, MAX_CELL_LEN, MAX_COLUMNS, MAX_IDEMPOTENCY_KEY_LEN, MAX_KV_KEY_LEN,
@@ -62,6 +64,8 @@ pub(crate) trait ReadModel {
     fn values_arc(&mut self, what: &'static str) -> DResult<Arc<[Value]>>;
     fn schema(&mut self) -> DResult<TableSchema>;
     fn rejection(&mut self) -> DResult<Rejection>;
+    /// `u8 0` (none) or `u8 1 ‖ fingerprint[32] ‖ u64 at_unix_ms`.
+    fn request(&mut self) -> DResult<Option<RequestStamp>>;
     /// A `u32` item count, checked against the remaining input.
     fn count32(&mut self, what: &'static str, min_item: usize) -> DResult<usize>;
     /// A `u16` item count, checked against the remaining input.
@@ -71,6 +75,23 @@ pub(crate) trait ReadModel {
 impl ReadModel for Reader<'_> {
     fn lsn(&mut self) -> DResult<Lsn> {
         Ok(Lsn::new(self.u64()?))
+    }
+
+    fn request(&mut self) -> DResult<Option<RequestStamp>> {
+        match self.u8()? {
+            REQUEST_UNKNOWN => Ok(None),
+            REQUEST_STAMPED => {
+                let fingerprint = self.array::<32>()?;
+                Ok(Some(RequestStamp {
+                    fingerprint: RequestFingerprint::from_bytes(fingerprint),
+                    at_unix_ms: self.u64()?,
+                }))
+            }
+            tag => Err(self.back(1).err(DecodeErrorKind::UnknownTag {
+                what: "idempotency request stamp",
+                tag,
+            })),
+        }
     }
 
     fn count32(&mut self, what: &'static str, min_item: usize) -> DResult<usize> {
@@ -367,6 +388,23 @@ pub(crate) fn put_schema(out: &mut Vec<u8>, schema: &TableSchema) {
     put_count16(out, schema.primary_key().len());
     for c in schema.primary_key() {
         put_name(out, c.as_str());
+    }
+}
+
+/// Tag of an absent request stamp (a record carried over from format version 1).
+pub(crate) const REQUEST_UNKNOWN: u8 = 0;
+/// Tag of a present request stamp.
+pub(crate) const REQUEST_STAMPED: u8 = 1;
+
+/// `u8 0` (none) or `u8 1 ‖ fingerprint[32] ‖ u64 at_unix_ms`.
+pub(crate) fn put_request(out: &mut Vec<u8>, request: Option<&RequestStamp>) {
+    match request {
+        None => put_u8(out, REQUEST_UNKNOWN),
+        Some(stamp) => {
+            put_u8(out, REQUEST_STAMPED);
+            out.extend_from_slice(stamp.fingerprint.as_bytes());
+            put_u64(out, stamp.at_unix_ms);
+        }
     }
 }
 

@@ -212,6 +212,18 @@ pub enum ApplyError {
         /// The original outcome.
         original: IdempotencyRecord,
     },
+    /// The idempotency key was used, inside its retention window, by a *different*
+    /// request (another fingerprint): this one was refused and nothing was applied.
+    /// Use a new key for a new request.
+    #[error(
+        "idempotency key `{key}` was already used at lsn {original_lsn} by a different request"
+    )]
+    IdempotencyMismatch {
+        /// The key.
+        key: IdempotencyKey,
+        /// The LSN of the original request's record.
+        original_lsn: Lsn,
+    },
     /// The top-level assertion at `index` did not hold.
     #[error("assertion {index} failed: {detail}")]
     AssertionFailed {
@@ -249,7 +261,8 @@ pub enum ApplyError {
 impl ApplyError {
     /// The durable description of this rejection, for logging with the
     /// transaction's idempotency key; `None` for errors that are not outcomes of
-    /// the transaction (`LsnNotIncreasing`, `AlreadySeen`, DDL errors).
+    /// the transaction (`LsnNotIncreasing`, `AlreadySeen`, `IdempotencyMismatch`, DDL
+    /// errors).
     pub fn rejection(&self) -> Option<Rejection> {
         match self {
             ApplyError::AssertionFailed { index, .. } => {
@@ -265,6 +278,7 @@ impl ApplyError {
             )),
             ApplyError::LsnNotIncreasing { .. }
             | ApplyError::AlreadySeen { .. }
+            | ApplyError::IdempotencyMismatch { .. }
             | ApplyError::Ddl(_)
             | ApplyError::Unreadable(_) => None,
         }

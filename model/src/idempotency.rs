@@ -2,6 +2,7 @@
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::time::Duration;
 
 use aedb_types::Lsn;
 
@@ -168,6 +169,51 @@ pub enum Outcome {
     Rejected(Rejection),
 }
 
+/// The SHA-256 fingerprint of a request (a [`Transaction`](crate::Transaction)): what
+/// tells a retry of the same request from another request reusing its idempotency
+/// key. See [`Transaction::fingerprint`](crate::Transaction::fingerprint) for what it
+/// covers.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestFingerprint([u8; 32]);
+
+impl RequestFingerprint {
+    /// Wraps 32 digest bytes (as stored).
+    pub const fn from_bytes(bytes: [u8; 32]) -> RequestFingerprint {
+        RequestFingerprint(bytes)
+    }
+
+    /// The digest bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RequestFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestFingerprint({self})")
+    }
+}
+
+impl fmt::Display for RequestFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Which request first used an idempotency key, and when: stored with the key's
+/// outcome (commit-record and key-space formats since version 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RequestStamp {
+    /// The fingerprint of the transaction.
+    pub fingerprint: RequestFingerprint,
+    /// When the Sequencer sequenced it (milliseconds since the Unix epoch, the
+    /// writer's clock). Time-based retention is measured from here.
+    pub at_unix_ms: u64,
+}
+
 /// The remembered outcome of an idempotency key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct IdempotencyRecord {
@@ -176,6 +222,10 @@ pub struct IdempotencyRecord {
     pub lsn: Lsn,
     /// The outcome.
     pub outcome: Outcome,
+    /// The request that used the key and when; `None` for records written before
+    /// format version 2 (fingerprint and time unknown: any retry replays the outcome,
+    /// and only an LSN window can expire them).
+    pub request: Option<RequestStamp>,
 }
 
 impl fmt::Display for IdempotencyRecord {
@@ -184,6 +234,120 @@ impl fmt::Display for IdempotencyRecord {
             Outcome::Committed => write!(f, "committed at lsn {}", self.lsn),
             Outcome::Rejected(r) => write!(f, "rejected at lsn {}: {r}", self.lsn),
         }
+    }
+}
+
+/// How long idempotency records are honoured (and kept): by LSN count, by commit
+/// time, or both (a record expires as soon as either window has passed); with
+/// neither, forever.
+///
+/// A record written at LSN `l` at time `t` is **expired** for a commit at LSN `L`
+/// sequenced at time `T` when `L - l > max_lsns` or `T - t > max_age` (times are the
+/// writer's clock, stored in the records, so replay never reads the wall clock). An
+/// expired key is a new key: a retry after expiry is applied as a new request, and
+/// its record replaces the old one. Compaction physically drops expired records.
+///
+/// ```
+/// use std::time::Duration;
+/// use aedb_model::IdempotencyRetention;
+/// let r = IdempotencyRetention::default();
+/// assert_eq!(r.max_age, Some(Duration::from_secs(24 * 3600)));
+/// assert_eq!(r.max_lsns, Some(10_000_000));
+/// assert!(IdempotencyRetention::lsns(0).validate().is_err());
+/// assert!(IdempotencyRetention::age(Duration::ZERO).validate().is_err());
+/// assert!(IdempotencyRetention::forever().validate().is_ok());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IdempotencyRetention {
+    /// Expire records more than this many LSNs older than the commit (at least 1).
+    pub max_lsns: Option<u64>,
+    /// Expire records whose commit time is more than this much older than the
+    /// commit's (more than zero; millisecond resolution).
+    pub max_age: Option<Duration>,
+}
+
+impl Default for IdempotencyRetention {
+    /// 24 hours or 10 million LSNs, whichever passes first (see `docs/FORMAT.md`,
+    /// "Idempotency records").
+    fn default() -> IdempotencyRetention {
+        IdempotencyRetention::DEFAULT
+    }
+}
+
+/// An [`IdempotencyRetention`] that cannot work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RetentionError {
+    /// `max_lsns` of zero would expire every record before any retry.
+    #[error("idempotency retention of 0 LSNs: use at least 1 (or no LSN limit)")]
+    ZeroLsns,
+    /// `max_age` of zero would expire every record before any retry. (Negative
+    /// durations cannot be expressed: `Duration` is unsigned.)
+    #[error("idempotency retention of zero time: use more than zero (or no time limit)")]
+    ZeroAge,
+}
+
+impl IdempotencyRetention {
+    /// The default: 24 hours or 10 million LSNs, whichever passes first.
+    pub const DEFAULT: IdempotencyRetention = IdempotencyRetention {
+        max_lsns: Some(10_000_000),
+        max_age: Some(Duration::from_secs(24 * 3600)),
+    };
+
+    /// Records are honoured and kept forever (the behaviour before retention existed).
+    pub const fn forever() -> IdempotencyRetention {
+        IdempotencyRetention {
+            max_lsns: None,
+            max_age: None,
+        }
+    }
+
+    /// Records expire `lsns` LSNs after they were written (no time limit).
+    pub const fn lsns(lsns: u64) -> IdempotencyRetention {
+        IdempotencyRetention {
+            max_lsns: Some(lsns),
+            max_age: None,
+        }
+    }
+
+    /// Records expire `age` after their commit time (no LSN limit).
+    pub const fn age(age: Duration) -> IdempotencyRetention {
+        IdempotencyRetention {
+            max_lsns: None,
+            max_age: Some(age),
+        }
+    }
+
+    /// Checks the limits: zero windows are refused.
+    ///
+    /// # Errors
+    /// [`RetentionError`] naming the zero limit.
+    pub fn validate(&self) -> Result<(), RetentionError> {
+        if self.max_lsns == Some(0) {
+            return Err(RetentionError::ZeroLsns);
+        }
+        if self.max_age.is_some_and(|a| a.is_zero()) {
+            return Err(RetentionError::ZeroAge);
+        }
+        Ok(())
+    }
+
+    /// The time window in milliseconds (saturating).
+    fn max_age_ms(&self) -> Option<u64> {
+        self.max_age
+            .map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// Whether `record` is past this window for a commit at `lsn` sequenced at
+    /// `now_unix_ms`. Records without a stamp (format version 1) expire by LSN only.
+    pub fn expired(&self, record: &IdempotencyRecord, lsn: Lsn, now_unix_ms: u64) -> bool {
+        let by_lsn = self
+            .max_lsns
+            .is_some_and(|max| lsn.get().saturating_sub(record.lsn.get()) > max);
+        let by_age = match (self.max_age_ms(), &record.request) {
+            (Some(max), Some(stamp)) => now_unix_ms.saturating_sub(stamp.at_unix_ms) > max,
+            _ => false,
+        };
+        by_lsn || by_age
     }
 }
 

@@ -10,7 +10,7 @@
 //! | 1 | `1 ‖ 3 ‖ project ‖ scope ‖ table` | table created at (u64 LE) ‖ schema |
 //! | 2 | `2 ‖ project ‖ scope ‖ kv key` | the KV value, as is |
 //! | 3 | `3 ‖ project ‖ scope ‖ table id (u64 BE) ‖ encoded primary key` | the row's values |
-//! | 4 | `4 ‖ idempotency key` | LSN (u64 LE) ‖ outcome (1 committed, 2 rejected ‖ rejection) |
+//! | 4 | `4 ‖ idempotency key` | LSN (u64 LE) ‖ outcome (1 committed, 2 rejected ‖ rejection) ‖ [request stamp] |
 //!
 //! Names are `u8 len ‖ bytes` (at most 64 bytes), so a namespace prefix never is a
 //! prefix of another namespace's and every KV space, table and the catalog is one
@@ -22,7 +22,8 @@
 use aedb_types::Lsn;
 
 use crate::codec::{
-    DResult, DecodeErrorKind, ReadModel, Reader, put_lsn, put_rejection, put_schema, put_u8,
+    DResult, DecodeErrorKind, ReadModel, Reader, put_lsn, put_rejection, put_request, put_schema,
+    put_u8,
 };
 use crate::idempotency::{IdempotencyRecord, Outcome};
 use crate::key::prefix_successor;
@@ -199,9 +200,12 @@ pub(crate) fn decode_catalog(key: &[u8], value: &[u8]) -> DResult<CatalogEntry> 
     Ok(entry)
 }
 
-/// An idempotency record's stored value.
+/// An idempotency record's stored value: `lsn ‖ outcome`, then (value version 2) the
+/// request stamp `1 ‖ fingerprint[32] ‖ at_unix_ms u64` when the record has one. A
+/// version-1 value (written before fingerprints existed, or carried over from a
+/// version-1 commit record) simply ends after the outcome.
 pub(crate) fn idempotency_value(record: &IdempotencyRecord) -> Vec<u8> {
-    let mut v = Vec::with_capacity(9);
+    let mut v = Vec::with_capacity(9 + 41);
     put_lsn(&mut v, record.lsn);
     match &record.outcome {
         Outcome::Committed => put_u8(&mut v, OUTCOME_COMMITTED),
@@ -210,10 +214,13 @@ pub(crate) fn idempotency_value(record: &IdempotencyRecord) -> Vec<u8> {
             put_rejection(&mut v, r);
         }
     }
+    if let Some(stamp) = &record.request {
+        put_request(&mut v, Some(stamp));
+    }
     v
 }
 
-/// Decodes an idempotency record's stored value.
+/// Decodes an idempotency record's stored value (either version).
 pub(crate) fn decode_idempotency(value: &[u8]) -> DResult<IdempotencyRecord> {
     let mut r = Reader::new("idempotency record", value);
     let lsn = r.lsn()?;
@@ -227,13 +234,86 @@ pub(crate) fn decode_idempotency(value: &[u8]) -> DResult<IdempotencyRecord> {
             }));
         }
     };
+    // Version 2 appends a stamp; its tag must say "stamped" (an explicit "unknown"
+    // tag is never written, so the encoding stays canonical).
+    let request = if r.remaining() == 0 {
+        None
+    } else {
+        match r.request()? {
+            Some(stamp) => Some(stamp),
+            None => {
+                return Err(r.back(1).err(DecodeErrorKind::UnknownTag {
+                    what: "idempotency request stamp",
+                    tag: 0,
+                }));
+            }
+        }
+    };
     r.finish()?;
-    Ok(IdempotencyRecord { lsn, outcome })
+    Ok(IdempotencyRecord {
+        lsn,
+        outcome,
+        request,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::idempotency::{Rejection, RequestFingerprint, RequestStamp};
+
+    #[test]
+    fn idempotency_values_of_both_versions_decode_and_never_panic() {
+        let v1 = IdempotencyRecord {
+            lsn: Lsn::new(7),
+            outcome: Outcome::Rejected(Rejection::AssertionFailed { index: 2 }),
+            request: None,
+        };
+        let v2 = IdempotencyRecord {
+            lsn: Lsn::new(9),
+            outcome: Outcome::Committed,
+            request: Some(RequestStamp {
+                fingerprint: RequestFingerprint::from_bytes([0xAB; 32]),
+                at_unix_ms: 1_700_000_000_000,
+            }),
+        };
+        // Version 1 layout, byte for byte: lsn, rejected, assertion 2.
+        assert_eq!(
+            idempotency_value(&v1),
+            [7, 0, 0, 0, 0, 0, 0, 0, 2, 1, 2, 0, 0, 0]
+        );
+        for rec in [v1, v2] {
+            let bytes = idempotency_value(&rec);
+            assert_eq!(decode_idempotency(&bytes), Ok(rec.clone()));
+            for cut in 0..bytes.len() {
+                // A cut right after the outcome is a valid version-1 value.
+                if let Ok(short) = decode_idempotency(&bytes[..cut]) {
+                    assert_eq!(short.request, None);
+                    assert_eq!(idempotency_value(&short), bytes[..cut]);
+                }
+            }
+            let mut extra = bytes.clone();
+            extra.push(0);
+            assert!(decode_idempotency(&extra).is_err());
+            for i in 0..bytes.len() {
+                for b in [0u8, 1, 2, 0xff] {
+                    let mut bad = bytes.clone();
+                    bad[i] = b;
+                    if let Ok(r) = decode_idempotency(&bad) {
+                        assert_eq!(idempotency_value(&r), bad);
+                    }
+                }
+            }
+        }
+        // An explicit "unknown" stamp tag is not canonical and is refused.
+        let mut explicit = idempotency_value(&IdempotencyRecord {
+            lsn: Lsn::new(1),
+            outcome: Outcome::Committed,
+            request: None,
+        });
+        explicit.push(0);
+        assert!(decode_idempotency(&explicit).is_err());
+    }
 
     #[test]
     fn namespaces_never_prefix_each_other_and_keep_kv_order() {

@@ -65,6 +65,7 @@ mod bytes;
 mod codec;
 pub mod error;
 mod evaluate;
+mod fingerprint;
 pub mod idempotency;
 pub mod key;
 mod keyspace;
@@ -85,18 +86,21 @@ pub mod value;
 pub use assertion::{Assertion, CompareOp, KvOperand, MAX_ASSERTION_DEPTH, Verdict};
 pub use codec::{DecodeError, DecodeErrorKind, FieldError};
 pub use error::{AlreadyExists, ApplyError, NotFound, OpError, ReadError, ReplayError, Unreadable};
-pub use idempotency::{IdempotencyKey, IdempotencyRecord, Outcome, Rejection, RejectionKind};
+pub use idempotency::{
+    IdempotencyKey, IdempotencyRecord, IdempotencyRetention, Outcome, Rejection, RejectionKind,
+    RequestFingerprint, RequestStamp, RetentionError,
+};
 pub use key::{EncodedKey, KeyError, KeyRange};
 pub use kv::{KvEntry, KvKey, KvValue};
 pub use limits::LimitError;
 pub use mutation::{Ddl, Mutation};
 pub use name::{ColumnName, NameError, NameKind, Namespace, ProjectName, ScopeName, TableName};
 pub use numeric::{Numeric, NumericType, WrongWidth};
-pub use record::{CommitRecord, Effect, RECORD_VERSION};
+pub use record::{CommitRecord, Effect, OLDEST_RECORD_VERSION, RECORD_VERSION};
 pub use row::Row;
 pub use scan::{Direction, Page};
 pub use schema::{ColumnDef, RowError, SchemaError, TableSchema};
 pub use snapshot::SNAPSHOT_VERSION;
-pub use state::{Staged, State};
+pub use state::{CommitContext, IdempotencyExpiry, Staged, State};
 pub use transaction::Transaction;
 pub use value::{ColumnType, Timestamp, Value};

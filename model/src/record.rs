@@ -4,30 +4,38 @@
 //! A record never needs the state it was produced from to be understood, and
 //! replaying it never re-evaluates assertions or arithmetic: numeric adds are
 //! logged as the resulting put, table writes as full rows. The layout is
-//! documented in `docs/FORMAT-model.md`; in short:
+//! documented in `docs/FORMAT.md`; in short:
 //!
 //! ```text
-//! record  := version:u8 (=1) kind:u8 body
-//! kind 1  := Commit   has_key:u8 [idempotency_key] effect_count:u32 effect*
-//! kind 2  := Rejected idempotency_key rejection
+//! record  := version:u8 (=2) kind:u8 body
+//! kind 1  := Commit   has_key:u8 [idempotency_key request] effect_count:u32 effect*
+//! kind 2  := Rejected idempotency_key request rejection
 //! kind 3  := Ddl      ddl
+//! request := 0 (unknown) | 1 fingerprint[32] at_unix_ms:u64
 //! ```
+//!
+//! Version 1 (still decoded) has no `request` fields; its records decode with
+//! `request: None`.
 
 use std::sync::Arc;
 
 use crate::codec::{
     DResult, DecodeError, DecodeErrorKind, ReadModel, Reader, put_count, put_idempotency_key,
-    put_kv_key, put_kv_value, put_name, put_namespace, put_rejection, put_schema, put_u8,
-    put_values,
+    put_kv_key, put_kv_value, put_name, put_namespace, put_rejection, put_request, put_schema,
+    put_u8, put_values,
 };
-use crate::idempotency::{IdempotencyKey, Rejection};
+use crate::idempotency::{IdempotencyKey, Rejection, RequestStamp};
 use crate::kv::{KvKey, KvValue};
 use crate::mutation::Ddl;
 use crate::name::{Namespace, TableName};
 use crate::value::Value;
 
-/// The record format version this build writes and reads.
-pub const RECORD_VERSION: u8 = 1;
+/// The record format version this build writes (it reads this one and every older
+/// one: version 1 has no request stamps).
+pub const RECORD_VERSION: u8 = 2;
+
+/// The oldest record format version this build reads.
+pub const OLDEST_RECORD_VERSION: u8 = 1;
 
 const KIND_COMMIT: u8 = 1;
 const KIND_REJECTED: u8 = 2;
@@ -93,6 +101,10 @@ pub enum CommitRecord {
     Commit {
         /// The transaction's idempotency key, remembered as committed.
         idempotency_key: Option<IdempotencyKey>,
+        /// The request's fingerprint and commit time, stored with the key; `None` in
+        /// records decoded from format version 1 (and meaningless, so not encoded,
+        /// without a key).
+        request: Option<RequestStamp>,
         /// Effects, in application order.
         effects: Vec<Effect>,
     },
@@ -101,6 +113,9 @@ pub enum CommitRecord {
     Rejected {
         /// The key.
         idempotency_key: IdempotencyKey,
+        /// The request's fingerprint and commit time; `None` in records decoded from
+        /// format version 1.
+        request: Option<RequestStamp>,
         /// Why it was rejected.
         rejection: Rejection,
     },
@@ -118,6 +133,7 @@ impl CommitRecord {
         match self {
             CommitRecord::Commit {
                 idempotency_key,
+                request,
                 effects,
             } => {
                 put_u8(out, KIND_COMMIT);
@@ -126,6 +142,7 @@ impl CommitRecord {
                     Some(k) => {
                         put_u8(out, 1);
                         put_idempotency_key(out, k);
+                        put_request(out, request.as_ref());
                     }
                 }
                 put_count(out, effects.len());
@@ -135,10 +152,12 @@ impl CommitRecord {
             }
             CommitRecord::Rejected {
                 idempotency_key,
+                request,
                 rejection,
             } => {
                 put_u8(out, KIND_REJECTED);
                 put_idempotency_key(out, idempotency_key);
+                put_request(out, request.as_ref());
                 put_rejection(out, rejection);
             }
             CommitRecord::Ddl(ddl) => {
@@ -155,11 +174,13 @@ impl CommitRecord {
         out
     }
 
-    /// Decodes exactly one record from `bytes` (trailing bytes are an error).
+    /// Decodes exactly one record of any supported version from `bytes` (trailing
+    /// bytes are an error). Records of the current version re-encode to the same
+    /// bytes; older ones re-encode in the current version.
     pub fn decode(bytes: &[u8]) -> Result<CommitRecord, DecodeError> {
         let mut r = Reader::new("commit record", bytes);
         let version = r.u8()?;
-        if version != RECORD_VERSION {
+        if !(OLDEST_RECORD_VERSION..=RECORD_VERSION).contains(&version) {
             return Err(r.err_at(
                 0,
                 DecodeErrorKind::UnsupportedVersion {
@@ -170,10 +191,12 @@ impl CommitRecord {
         }
         let record = match r.u8()? {
             KIND_COMMIT => {
-                let idempotency_key = if r.bool("idempotency key flag")? {
-                    Some(r.idempotency_key()?)
+                let (idempotency_key, request) = if r.bool("idempotency key flag")? {
+                    let key = r.idempotency_key()?;
+                    let request = if version >= 2 { r.request()? } else { None };
+                    (Some(key), request)
                 } else {
-                    None
+                    (None, None)
                 };
                 let n = r.count32("effect", MIN_EFFECT_LEN)?;
                 let mut effects = Vec::with_capacity(n.min(1024));
@@ -182,11 +205,13 @@ impl CommitRecord {
                 }
                 CommitRecord::Commit {
                     idempotency_key,
+                    request,
                     effects,
                 }
             }
             KIND_REJECTED => CommitRecord::Rejected {
                 idempotency_key: r.idempotency_key()?,
+                request: if version >= 2 { r.request()? } else { None },
                 rejection: r.rejection()?,
             },
             KIND_DDL => CommitRecord::Ddl(decode_ddl(&mut r)?),

@@ -1,6 +1,6 @@
 //! The binary encoding of a full [`State`]: the payload a checkpoint seals.
 //!
-//! Little-endian, versioned, hand-written; layout in `docs/FORMAT-model.md`.
+//! Little-endian, versioned, hand-written; layout in `docs/FORMAT.md`.
 //! The decoder checks every length before allocating, requires every map's keys
 //! in strictly ascending order (so duplicates and reordering are detected),
 //! re-checks every row against its table schema and every version against the
@@ -15,7 +15,8 @@ use imbl::{OrdMap, OrdSet};
 
 use crate::codec::{
     DResult, DecodeError, DecodeErrorKind, ReadModel, Reader, put_count, put_idempotency_key,
-    put_kv_key, put_kv_value, put_lsn, put_name, put_rejection, put_schema, put_u8, put_values,
+    put_kv_key, put_kv_value, put_lsn, put_name, put_rejection, put_request, put_schema, put_u8,
+    put_values,
 };
 use crate::error::ReadError;
 use crate::idempotency::{IdempotencyKey, IdempotencyRecord, Outcome};
@@ -25,15 +26,16 @@ use crate::kv::KvKey;
 use crate::name::Namespace;
 use crate::state::{Catalog, NamespaceState, ProjectState, State, TableState};
 
-/// The snapshot format version this build writes and reads.
-pub const SNAPSHOT_VERSION: u8 = 1;
+/// The snapshot format version this build writes (it also reads version 1, whose
+/// idempotency records have no request stamp).
+pub const SNAPSHOT_VERSION: u8 = 2;
 
 const OUTCOME_COMMITTED: u8 = 1;
 const OUTCOME_REJECTED: u8 = 2;
 
 impl State {
-    /// Appends the snapshot encoding of the whole state to `out` (format version 1,
-    /// the payload of a version-1 full checkpoint; reads every entry).
+    /// Appends the snapshot encoding of the whole state to `out` (format version 2;
+    /// version 1 was the payload of a version-1 full checkpoint; reads every entry).
     ///
     /// # Errors
     /// Stored data could not be read.
@@ -104,6 +106,7 @@ impl State {
                     put_rejection(out, r);
                 }
             }
+            put_request(out, rec.request.as_ref());
         }
         Ok(())
     }
@@ -123,7 +126,7 @@ impl State {
     pub fn decode_snapshot(bytes: &[u8]) -> Result<State, DecodeError> {
         let mut r = Reader::new("snapshot", bytes);
         let version = r.u8()?;
-        if version != SNAPSHOT_VERSION {
+        if !(1..=SNAPSHOT_VERSION).contains(&version) {
             return Err(r.err_at(
                 0,
                 DecodeErrorKind::UnsupportedVersion {
@@ -201,9 +204,11 @@ impl State {
                     }));
                 }
             };
+            let request = if version >= 2 { r.request()? } else { None };
             let record = IdempotencyRecord {
                 lsn: rec_lsn,
                 outcome,
+                request,
             };
             mem.insert(
                 &keyspace::idempotency_key(key.as_bytes()),

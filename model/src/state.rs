@@ -28,7 +28,9 @@ use crate::codec::{ReadModel, Reader, put_values};
 use crate::error::{
     AlreadyExists, ApplyError, NotFound, OpError, ReadError, ReplayError, Unreadable,
 };
-use crate::idempotency::{IdempotencyKey, IdempotencyRecord, Outcome, Rejection};
+use crate::idempotency::{
+    IdempotencyKey, IdempotencyRecord, IdempotencyRetention, Outcome, Rejection, RequestStamp,
+};
 use crate::key::{EncodedKey, KeyRange, encode_primary_key};
 use crate::keyspace::{self, CatalogEntry};
 use crate::kv::{KvEntry, KvKey, KvValue};
@@ -149,6 +151,54 @@ impl Catalog {
             );
         }
         Ok(c)
+    }
+}
+
+/// What the single writer knows about a commit besides the transaction: when it is
+/// sequenced (stored in the records of idempotency keys) and how long idempotency
+/// records are honoured.
+///
+/// The default (time 0, records honoured forever) is what [`State::stage`] uses;
+/// the Sequencer passes its clock and the configured retention to
+/// [`State::stage_in`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitContext {
+    /// Milliseconds since the Unix epoch (the writer's clock, never decreasing).
+    pub at_unix_ms: u64,
+    /// How long idempotency records are honoured.
+    pub retention: IdempotencyRetention,
+}
+
+impl Default for CommitContext {
+    fn default() -> CommitContext {
+        CommitContext {
+            at_unix_ms: 0,
+            retention: IdempotencyRetention::forever(),
+        }
+    }
+}
+
+/// The compaction filter of the data model: an idempotency record expires when it is
+/// past `retention` as seen from the compaction's retention floor (its LSN window) and
+/// from `now_unix_ms` (its time window). Every snapshot that can still be opened reads
+/// at or after the floor, and every later commit is sequenced after both, so a
+/// dropped record is one no later commit would honour. Anything else (other keys,
+/// records that do not decode) is kept.
+#[derive(Clone, Copy, Debug)]
+pub struct IdempotencyExpiry {
+    /// The configured retention.
+    pub retention: IdempotencyRetention,
+    /// The compaction's retention floor.
+    pub floor: Lsn,
+    /// The compactor's clock.
+    pub now_unix_ms: u64,
+}
+
+impl aedb_storage::compaction::CompactionFilter for IdempotencyExpiry {
+    fn expired(&self, key: &[u8], _lsn: Lsn, value: &[u8]) -> bool {
+        key.first() == Some(&keyspace::IDEMPOTENCY)
+            && keyspace::decode_idempotency(value)
+                .is_ok_and(|r| self.retention.expired(&r, self.floor, self.now_unix_ms))
     }
 }
 
@@ -695,24 +745,65 @@ impl State {
         }
     }
 
-    /// Computes a transaction at `lsn` (which must be after [`State::lsn`]) without
-    /// installing it.
-    ///
-    /// Order: a known idempotency key returns [`ApplyError::AlreadySeen`] with the
-    /// original outcome; then every assertion is evaluated against `self`; then the
-    /// mutations apply in order to a private overlay. On success returns the change
-    /// and the resolved record to log; on any error nothing is written.
+    /// [`State::stage_in`] at time 0 with idempotency records honoured forever.
     pub fn stage(&self, tx: &Transaction, lsn: Lsn) -> Result<(Staged, CommitRecord), ApplyError> {
+        self.stage_in(tx, lsn, &CommitContext::default())
+    }
+
+    /// The record of idempotency key `key` that a commit at `lsn` in `ctx` honours:
+    /// none if there is none or it is past the retention window.
+    fn live_idempotency(
+        &self,
+        key: &IdempotencyKey,
+        lsn: Lsn,
+        ctx: &CommitContext,
+    ) -> Result<Option<IdempotencyRecord>, ApplyError> {
+        let found = self
+            .idempotency(key.as_bytes())
+            .map_err(ApplyError::from_read)?;
+        Ok(found.filter(|r| !ctx.retention.expired(r, lsn, ctx.at_unix_ms)))
+    }
+
+    /// Computes a transaction at `lsn` (which must be after [`State::lsn`]) without
+    /// installing it, sequenced at `ctx.at_unix_ms`.
+    ///
+    /// Order: an idempotency key with a record inside `ctx.retention` returns
+    /// [`ApplyError::AlreadySeen`] with the original outcome when the request's
+    /// fingerprint equals the stored one (or none is stored: records of format
+    /// version 1), and [`ApplyError::IdempotencyMismatch`] when it differs; a record
+    /// past the window counts as absent (the key is used anew and its record
+    /// replaced). Then every assertion is evaluated against `self`; then the
+    /// mutations apply in order to a private overlay. On success returns the change
+    /// and the resolved record to log (with the request's fingerprint and time when
+    /// it has a key); on any error nothing is written.
+    pub fn stage_in(
+        &self,
+        tx: &Transaction,
+        lsn: Lsn,
+        ctx: &CommitContext,
+    ) -> Result<(Staged, CommitRecord), ApplyError> {
         self.check_lsn(lsn)?;
-        if let Some(key) = &tx.idempotency_key
-            && let Some(original) = self
-                .idempotency(key.as_bytes())
-                .map_err(ApplyError::from_read)?
-        {
-            return Err(ApplyError::AlreadySeen {
-                key: key.clone(),
-                original,
-            });
+        let mut request = None;
+        if let Some(key) = &tx.idempotency_key {
+            let stamp = RequestStamp {
+                fingerprint: tx.fingerprint(),
+                at_unix_ms: ctx.at_unix_ms,
+            };
+            if let Some(original) = self.live_idempotency(key, lsn, ctx)? {
+                return Err(match original.request {
+                    Some(stored) if stored.fingerprint != stamp.fingerprint => {
+                        ApplyError::IdempotencyMismatch {
+                            key: key.clone(),
+                            original_lsn: original.lsn,
+                        }
+                    }
+                    _ => ApplyError::AlreadySeen {
+                        key: key.clone(),
+                        original,
+                    },
+                });
+            }
+            request = Some(stamp);
         }
         for (i, assertion) in tx.assertions.iter().enumerate() {
             let index = u32::try_from(i).unwrap_or(u32::MAX);
@@ -738,10 +829,11 @@ impl State {
                 })?;
         }
         if let Some(key) = &tx.idempotency_key {
-            txn.remember(key, Outcome::Committed);
+            txn.remember(key, Outcome::Committed, request);
         }
         let record = CommitRecord::Commit {
             idempotency_key: tx.idempotency_key.clone(),
+            request,
             effects,
         };
         Ok((txn.into_staged(), record))
@@ -771,29 +863,40 @@ impl State {
     }
 
     /// Computes, at `lsn`, remembering that the transaction with `key` was rejected, so
-    /// a retry returns `rejection`.
+    /// a retry returns `rejection`. No fingerprint is stored (any retry with the key
+    /// replays the rejection) and records are honoured forever; the Sequencer records
+    /// rejections through [`State::stage_reject_in`].
     pub fn stage_rejection(
         &self,
         key: &IdempotencyKey,
         rejection: Rejection,
         lsn: Lsn,
     ) -> Result<(Staged, CommitRecord), ApplyError> {
+        self.stage_rejection_in(key, None, rejection, lsn, &CommitContext::default())
+    }
+
+    fn stage_rejection_in(
+        &self,
+        key: &IdempotencyKey,
+        request: Option<RequestStamp>,
+        rejection: Rejection,
+        lsn: Lsn,
+        ctx: &CommitContext,
+    ) -> Result<(Staged, CommitRecord), ApplyError> {
         self.check_lsn(lsn)?;
-        if let Some(original) = self
-            .idempotency(key.as_bytes())
-            .map_err(ApplyError::from_read)?
-        {
+        if let Some(original) = self.live_idempotency(key, lsn, ctx)? {
             return Err(ApplyError::AlreadySeen {
                 key: key.clone(),
                 original,
             });
         }
         let mut txn = self.txn(lsn);
-        txn.remember(key, Outcome::Rejected(rejection.clone()));
+        txn.remember(key, Outcome::Rejected(rejection.clone()), request);
         Ok((
             txn.into_staged(),
             CommitRecord::Rejected {
                 idempotency_key: key.clone(),
+                request,
                 rejection,
             },
         ))
@@ -820,8 +923,27 @@ impl State {
         error: &ApplyError,
         lsn: Lsn,
     ) -> Result<Option<(Staged, CommitRecord)>, ApplyError> {
+        self.stage_reject_in(tx, error, lsn, &CommitContext::default())
+    }
+
+    /// [`State::stage_reject`] for a transaction staged with [`State::stage_in`] in
+    /// `ctx`: the rejection is stored with the request's fingerprint and time.
+    pub fn stage_reject_in(
+        &self,
+        tx: &Transaction,
+        error: &ApplyError,
+        lsn: Lsn,
+        ctx: &CommitContext,
+    ) -> Result<Option<(Staged, CommitRecord)>, ApplyError> {
         match (&tx.idempotency_key, error.rejection()) {
-            (Some(key), Some(rejection)) => self.stage_rejection(key, rejection, lsn).map(Some),
+            (Some(key), Some(rejection)) => {
+                let request = RequestStamp {
+                    fingerprint: tx.fingerprint(),
+                    at_unix_ms: ctx.at_unix_ms,
+                };
+                self.stage_rejection_in(key, Some(request), rejection, lsn, ctx)
+                    .map(Some)
+            }
             _ => Ok(None),
         }
     }
@@ -950,10 +1072,11 @@ impl Txn<'_> {
         self.writes.insert(key, None);
     }
 
-    fn remember(&mut self, key: &IdempotencyKey, outcome: Outcome) {
+    fn remember(&mut self, key: &IdempotencyKey, outcome: Outcome, request: Option<RequestStamp>) {
         let record = IdempotencyRecord {
             lsn: self.lsn,
             outcome,
+            request,
         };
         self.put(
             keyspace::idempotency_key(key.as_bytes()),
@@ -1211,19 +1334,25 @@ impl Txn<'_> {
         match record {
             CommitRecord::Commit {
                 idempotency_key,
+                request,
                 effects,
             } => {
                 for (i, effect) in effects.iter().enumerate() {
                     self.replay_effect(u32::try_from(i).unwrap_or(u32::MAX), effect)?;
                 }
                 if let Some(key) = idempotency_key {
-                    self.replay_remember(key, Outcome::Committed)?;
+                    self.replay_remember(key, Outcome::Committed, *request)?;
                 }
             }
             CommitRecord::Rejected {
                 idempotency_key,
+                request,
                 rejection,
-            } => self.replay_remember(idempotency_key, Outcome::Rejected(rejection.clone()))?,
+            } => self.replay_remember(
+                idempotency_key,
+                Outcome::Rejected(rejection.clone()),
+                *request,
+            )?,
             CommitRecord::Ddl(ddl) => self.ddl(ddl).map_err(|e| match e {
                 OpError::Unreadable(e) => ReplayError::Unreadable(e),
                 e => ReplayError::Ddl(e),
@@ -1232,18 +1361,25 @@ impl Txn<'_> {
         Ok(())
     }
 
+    /// Replays remembering `key`. A stamped record (format version 2) may replace an
+    /// existing one: the writer reuses a key only once its record expired, a decision
+    /// taken under the retention in force then and logged as this record, so replay
+    /// never re-evaluates it (the retention may have changed since). An unstamped
+    /// record (version 1, written when keys were never reused) must find none.
     fn replay_remember(
         &mut self,
         key: &IdempotencyKey,
         outcome: Outcome,
+        request: Option<RequestStamp>,
     ) -> Result<(), ReplayError> {
-        if self
-            .get(&keyspace::idempotency_key(key.as_bytes()))?
-            .is_some()
+        if request.is_none()
+            && self
+                .get(&keyspace::idempotency_key(key.as_bytes()))?
+                .is_some()
         {
             return Err(ReplayError::IdempotencyKeyReused { key: key.clone() });
         }
-        self.remember(key, outcome);
+        self.remember(key, outcome, request);
         Ok(())
     }
 

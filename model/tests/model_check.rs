@@ -1,14 +1,17 @@
 //! Model-based test: random transactions applied to `State` and to a simple
 //! BTreeMap reference model must agree on every outcome and every read; the
 //! emitted records, encoded, decoded and replayed into a fresh state, must
-//! rebuild an equal state; and so must a snapshot round trip.
+//! rebuild an equal state; and so must a snapshot round trip. Idempotency keys are
+//! retried with the same and with other payloads, under random retention windows
+//! (by LSN and by commit time).
 
 use std::collections::BTreeMap;
 
 use aedb_model::{
-    ApplyError, Assertion, ColumnDef, ColumnName, ColumnType, CommitRecord, Ddl, Direction,
-    IdempotencyKey, KeyRange, KvKey, KvValue, Namespace, Numeric, NumericType, Outcome,
-    ProjectName, Rejection, RejectionKind, State, TableName, TableSchema, Transaction, Value,
+    ApplyError, Assertion, ColumnDef, ColumnName, ColumnType, CommitContext, CommitRecord, Ddl,
+    Direction, IdempotencyKey, IdempotencyRetention, KeyRange, KvKey, KvValue, Namespace, Numeric,
+    NumericType, Outcome, ProjectName, Rejection, RejectionKind, State, TableName, TableSchema,
+    Transaction, Value,
 };
 use aedb_types::Lsn;
 use proptest::collection::vec;
@@ -197,13 +200,18 @@ enum RefOutcome {
 struct Reference {
     kv: BTreeMap<(usize, String), (Vec<u8>, u64)>,
     rows: BTreeMap<(String, u64), (Row, u64)>,
-    idem: BTreeMap<usize, (u64, RefOutcome)>,
+    /// Key -> (LSN, outcome, the request that used it).
+    idem: BTreeMap<usize, (u64, RefOutcome, Transaction)>,
+    /// Records older than this many LSNs are expired (the window in LSNs that both
+    /// the LSN and the time limit come down to: commits are 10 ms apart).
+    window: Option<u64>,
 }
 
 #[derive(Debug, PartialEq)]
 enum RefResult {
     Ok,
     AlreadySeen(u64, RefOutcome),
+    Mismatch(u64),
     AssertionFailed(u32),
     MutationFailed(u32, RejectionKind),
 }
@@ -347,8 +355,12 @@ impl Reference {
 
     fn apply(&mut self, t: &Tx, lsn: u64) -> RefResult {
         if let Some(k) = t.key
-            && let Some((l, o)) = self.idem.get(&k)
+            && let Some((l, o, original)) = self.idem.get(&k)
+            && self.window.is_none_or(|w| lsn - *l <= w)
         {
+            if *original != to_transaction(t) {
+                return RefResult::Mismatch(*l);
+            }
             return RefResult::AlreadySeen(*l, o.clone());
         }
         let result = (|| {
@@ -370,7 +382,8 @@ impl Reference {
             Ok(next) => {
                 *self = next;
                 if let Some(k) = t.key {
-                    self.idem.insert(k, (lsn, RefOutcome::Committed));
+                    self.idem
+                        .insert(k, (lsn, RefOutcome::Committed, to_transaction(t)));
                 }
                 RefResult::Ok
             }
@@ -381,7 +394,7 @@ impl Reference {
                         RefResult::MutationFailed(_, kind) => RefOutcome::Failed(*kind),
                         _ => unreachable!("only failures here"),
                     };
-                    self.idem.insert(k, (lsn, outcome));
+                    self.idem.insert(k, (lsn, outcome, to_transaction(t)));
                 }
                 e
             }
@@ -402,6 +415,9 @@ fn classify(r: &Result<(State, CommitRecord), ApplyError>) -> RefResult {
         Ok(_) => RefResult::Ok,
         Err(ApplyError::AlreadySeen { original, .. }) => {
             RefResult::AlreadySeen(original.lsn.get(), outcome_of(&original.outcome))
+        }
+        Err(ApplyError::IdempotencyMismatch { original_lsn, .. }) => {
+            RefResult::Mismatch(original_lsn.get())
         }
         Err(ApplyError::AssertionFailed { index, .. }) => RefResult::AssertionFailed(*index),
         Err(ApplyError::InvalidAssertion { .. }) => {
@@ -493,7 +509,7 @@ fn assert_agrees(state: &State, model: &Reference) {
         .collect();
     let expect: Vec<_> = model.rows.clone().into_iter().collect();
     assert_eq!(got, expect);
-    for (k, (lsn, outcome)) in &model.idem {
+    for (k, (lsn, outcome, _)) in &model.idem {
         let rec = state
             .idempotency(idem(*k).as_bytes())
             .expect("readable")
@@ -510,14 +526,37 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn state_matches_reference_and_replays(txs in vec(tx(), 1..40)) {
+    fn state_matches_reference_and_replays(
+        steps in vec((tx(), proptest::option::of(any::<prop::sample::Index>())), 1..40),
+        window in proptest::option::of(1u64..8),
+        by_time in any::<bool>(),
+    ) {
         let (mut state, mut log) = setup();
-        let mut model = Reference::default();
-        for t in &txs {
+        let mut model = Reference { window, ..Reference::default() };
+        // The same window, as an LSN limit or as a time limit (commits 10 ms apart).
+        let retention = match (window, by_time) {
+            (None, _) => IdempotencyRetention::forever(),
+            (Some(w), false) => IdempotencyRetention::lsns(w),
+            (Some(w), true) => IdempotencyRetention::age(std::time::Duration::from_millis(w * 10)),
+        };
+        // Each step: a new transaction, then maybe a retry of an earlier one.
+        let mut sent: Vec<Tx> = Vec::new();
+        let mut plan = Vec::new();
+        for (t, retry) in &steps {
+            sent.push(t.clone());
+            plan.push(t.clone());
+            if let Some(i) = retry {
+                plan.push(sent[i.index(sent.len())].clone());
+            }
+        }
+        for t in &plan {
             let tx = to_transaction(t);
             let lsn = state.lsn().next();
+            let ctx = CommitContext { at_unix_ms: lsn.get() * 10, retention };
             let before = state.clone();
-            let result = state.apply(&tx, lsn);
+            let result = state
+                .stage_in(&tx, lsn, &ctx)
+                .and_then(|(staged, record)| Ok((staged.install()?, record)));
             let expected = model.apply(t, lsn.get());
             prop_assert_eq!(classify(&result), expected, "tx {:?}", t);
             match result {
@@ -527,8 +566,8 @@ proptest! {
                 }
                 Err(e) => {
                     prop_assert_eq!(&state, &before, "failed apply changed the state");
-                    if let Some((next, record)) = state.reject(&tx, &e, lsn).unwrap() {
-                        state = next;
+                    if let Some((staged, record)) = state.stage_reject_in(&tx, &e, lsn, &ctx).unwrap() {
+                        state = staged.install().unwrap();
                         log.push((lsn, record));
                     }
                 }

@@ -1,5 +1,6 @@
 //! The commit-record codec: round trips, robustness against arbitrary and
-//! truncated input, typed errors, and a golden fixture pinning format v1.
+//! truncated input, typed errors, and golden fixtures pinning formats v1 (decoded
+//! forever) and v2 (written now).
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use aedb_model::{
     ColumnDef, ColumnName, ColumnType, CommitRecord, Ddl, DecodeErrorKind, Effect, FieldError,
     IdempotencyKey, KvKey, KvValue, Namespace, ProjectName, RECORD_VERSION, Rejection,
-    RejectionKind, TableName, TableSchema, Timestamp, Value,
+    RejectionKind, RequestFingerprint, RequestStamp, TableName, TableSchema, Timestamp, Value,
 };
 use proptest::prelude::*;
 
@@ -48,6 +49,19 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_v1_bytes_survive_re_encoding(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let mut v1 = vec![aedb_model::OLDEST_RECORD_VERSION];
+        v1.extend_from_slice(&bytes);
+        if let Ok(rec) = CommitRecord::decode(&v1) {
+            // Version 1 is decode-only: it re-encodes as the current version, to the
+            // same record.
+            let again = rec.to_bytes();
+            prop_assert_eq!(again[0], RECORD_VERSION);
+            prop_assert_eq!(CommitRecord::decode(&again), Ok(rec));
+        }
+    }
+
+    #[test]
     fn arbitrary_snapshot_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = aedb_model::State::decode_snapshot(&bytes);
         let mut versioned = vec![aedb_model::SNAPSHOT_VERSION];
@@ -82,7 +96,7 @@ fn typed_decode_errors() {
         kind(&[9]),
         DecodeErrorKind::UnsupportedVersion {
             found: 9,
-            supported: 1
+            supported: 2
         }
     );
     assert_eq!(
@@ -155,7 +169,8 @@ fn typed_decode_errors() {
     ));
 }
 
-fn golden_records() -> Vec<CommitRecord> {
+/// The records of `records-v1.hex`: what version 1 could say (no request stamps).
+fn golden_records_v1() -> Vec<CommitRecord> {
     let ns = Namespace::parse("bank", "eu").unwrap();
     let col = |n: &str| ColumnName::new(n).unwrap();
     let table = TableName::new("acct").unwrap();
@@ -182,6 +197,7 @@ fn golden_records() -> Vec<CommitRecord> {
         }),
         CommitRecord::Commit {
             idempotency_key: Some(IdempotencyKey::new("req-1").unwrap()),
+            request: None,
             effects: vec![
                 Effect::KvPut {
                     ns: ns.clone(),
@@ -216,30 +232,99 @@ fn golden_records() -> Vec<CommitRecord> {
         },
         CommitRecord::Commit {
             idempotency_key: None,
+            request: None,
             effects: vec![],
         },
         CommitRecord::Rejected {
             idempotency_key: IdempotencyKey::new("req-2").unwrap(),
+            request: None,
             rejection: Rejection::AssertionFailed { index: 3 },
         },
         CommitRecord::Rejected {
             idempotency_key: IdempotencyKey::new("req-3").unwrap(),
+            request: None,
             rejection: Rejection::failed(RejectionKind::Underflow, "u64 underflow"),
         },
     ]
 }
 
-/// Format v1 is pinned byte for byte: one hex line per record in
-/// `tests/fixtures/records-v1.hex`. Old fixtures must keep decoding forever.
-#[test]
-fn golden_fixture_v1() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/records-v1.hex");
-    let text = std::fs::read_to_string(path).expect("fixture file");
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+/// A fixed request stamp for the v2 fixture.
+fn stamp(byte: u8, at_unix_ms: u64) -> Option<RequestStamp> {
+    Some(RequestStamp {
+        fingerprint: RequestFingerprint::from_bytes([byte; 32]),
+        at_unix_ms,
+    })
+}
+
+/// The records of `records-v2.hex`: the v1 records with request stamps on every key
+/// (what the writer logs now), plus a keyed commit with an explicit "unknown" stamp
+/// (what a v1 record re-encodes to).
+fn golden_records_v2() -> Vec<CommitRecord> {
+    let mut records: Vec<CommitRecord> = golden_records_v1()
+        .into_iter()
+        .map(|r| match r {
+            CommitRecord::Commit {
+                idempotency_key: Some(k),
+                effects,
+                ..
+            } => CommitRecord::Commit {
+                idempotency_key: Some(k),
+                request: stamp(0x11, 1_700_000_000_123),
+                effects,
+            },
+            CommitRecord::Rejected {
+                idempotency_key,
+                rejection,
+                ..
+            } => CommitRecord::Rejected {
+                idempotency_key,
+                request: stamp(0x22, 1_700_000_000_456),
+                rejection,
+            },
+            other => other,
+        })
         .collect();
-    let records = golden_records();
+    records.push(CommitRecord::Commit {
+        idempotency_key: Some(IdempotencyKey::new("req-4").unwrap()),
+        request: None,
+        effects: vec![],
+    });
+    records
+}
+
+fn fixture_lines(name: &str) -> Vec<String> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).expect("fixture file");
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Format v1 stays decodable forever: every line of `tests/fixtures/records-v1.hex`
+/// decodes to its record (with no request stamps), and re-encodes as version 2 to
+/// the same record.
+#[test]
+fn golden_fixture_v1_still_decodes() {
+    let lines = fixture_lines("records-v1.hex");
+    let records = golden_records_v1();
+    assert_eq!(lines.len(), records.len());
+    for (line, rec) in lines.iter().zip(&records) {
+        let bytes = hex_decode(line);
+        assert_eq!(bytes[0], 1, "a version-1 record");
+        assert_eq!(CommitRecord::decode(&bytes).as_ref(), Ok(rec));
+        let reencoded = rec.to_bytes();
+        assert_eq!(reencoded[0], RECORD_VERSION);
+        assert_eq!(CommitRecord::decode(&reencoded).as_ref(), Ok(rec));
+    }
+}
+
+/// Format v2 is pinned byte for byte: one hex line per record in
+/// `tests/fixtures/records-v2.hex`. Old fixtures must keep decoding forever.
+#[test]
+fn golden_fixture_v2() {
+    let lines = fixture_lines("records-v2.hex");
+    let records = golden_records_v2();
     assert_eq!(lines.len(), records.len());
     for (line, rec) in lines.iter().zip(&records) {
         let bytes = hex_decode(line);
@@ -263,12 +348,13 @@ fn hex_decode(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Prints the fixture lines (run with `--ignored --nocapture` to regenerate
-/// after a deliberate format change, which must also bump the version).
+/// Prints the current version's fixture lines (run with `--ignored --nocapture` to
+/// create the fixture of a new version, after a deliberate format change that bumps
+/// the version; never rewrite an existing fixture).
 #[test]
 #[ignore]
 fn print_golden_fixture() {
-    for rec in golden_records() {
+    for rec in golden_records_v2() {
         println!("{}", hex_encode(&rec.to_bytes()));
     }
 }

@@ -7,8 +7,8 @@ use aedb_model::{
     AlreadyExists, ApplyError, Assertion, ColumnDef, ColumnName, ColumnType, CommitRecord,
     CompareOp, Ddl, Direction, Effect, IdempotencyKey, KeyRange, KvKey, KvOperand, KvValue,
     Mutation, Namespace, NotFound, Numeric, NumericType, OpError, Outcome, ProjectName, ReadError,
-    Rejection, RejectionKind, ReplayError, RowError, State, TableName, TableSchema, Transaction,
-    Value,
+    Rejection, RejectionKind, ReplayError, RequestStamp, RowError, State, TableName, TableSchema,
+    Transaction, Value,
 };
 use aedb_types::Lsn;
 
@@ -293,6 +293,7 @@ fn kv_put_get_delete_and_versions() {
         rec,
         CommitRecord::Commit {
             idempotency_key: None,
+            request: None,
             effects: vec![]
         }
     );
@@ -1102,7 +1103,11 @@ fn idempotent_commit_returns_original_outcome() {
             key: k.clone(),
             original: aedb_model::IdempotencyRecord {
                 lsn: l,
-                outcome: Outcome::Committed
+                outcome: Outcome::Committed,
+                request: Some(RequestStamp {
+                    fingerprint: tx.fingerprint(),
+                    at_unix_ms: 0
+                })
             }
         })
     );
@@ -1138,6 +1143,10 @@ fn idempotent_rejection_is_recorded_and_survives_replay() {
         db.log.last().unwrap().1,
         CommitRecord::Rejected {
             idempotency_key: k.clone(),
+            request: Some(RequestStamp {
+                fingerprint: tx.fingerprint(),
+                at_unix_ms: 0
+            }),
             rejection: Rejection::AssertionFailed { index: 0 }
         }
     );
@@ -1147,6 +1156,10 @@ fn idempotent_rejection_is_recorded_and_survives_replay() {
     let expect = aedb_model::IdempotencyRecord {
         lsn: rejected_at,
         outcome: Outcome::Rejected(Rejection::AssertionFailed { index: 0 }),
+        request: Some(RequestStamp {
+            fingerprint: tx.fingerprint(),
+            at_unix_ms: 0,
+        }),
     };
     assert_eq!(
         db.state.apply(&tx, db.next_lsn()),
@@ -1213,6 +1226,7 @@ fn replay_detects_divergence_and_changes_nothing() {
     let cases = [
         CommitRecord::Commit {
             idempotency_key: None,
+            request: None,
             effects: vec![
                 Effect::KvPut {
                     ns: n.clone(),
@@ -1227,6 +1241,7 @@ fn replay_detects_divergence_and_changes_nothing() {
         },
         CommitRecord::Commit {
             idempotency_key: None,
+            request: None,
             effects: vec![Effect::RowPut {
                 ns: n.clone(),
                 table: accounts(),
@@ -1235,6 +1250,7 @@ fn replay_detects_divergence_and_changes_nothing() {
         },
         CommitRecord::Commit {
             idempotency_key: None,
+            request: None,
             effects: vec![Effect::RowDelete {
                 ns: n.clone(),
                 table: accounts(),
@@ -1243,6 +1259,7 @@ fn replay_detects_divergence_and_changes_nothing() {
         },
         CommitRecord::Commit {
             idempotency_key: None,
+            request: None,
             effects: vec![Effect::KvPut {
                 ns: Namespace::parse("p", "zz").unwrap(),
                 key: key("a"),
@@ -1285,13 +1302,31 @@ fn replay_detects_divergence_and_changes_nothing() {
     let k = IdempotencyKey::new("k").unwrap();
     let rec = CommitRecord::Rejected {
         idempotency_key: k.clone(),
+        request: None,
         rejection: Rejection::AssertionFailed { index: 0 },
     };
     s.replay(&rec, lsn).unwrap();
+    // A version-1 (unstamped) record never reuses a key.
     assert_eq!(
         s.replay(&rec, lsn.next()),
-        Err(ReplayError::IdempotencyKeyReused { key: k })
+        Err(ReplayError::IdempotencyKeyReused { key: k.clone() })
     );
+    // A stamped record replaces an existing one: the writer reused the key after
+    // its record expired, under the retention in force then.
+    let stamp = RequestStamp {
+        fingerprint: aedb_model::RequestFingerprint::from_bytes([5; 32]),
+        at_unix_ms: 9,
+    };
+    let reuse = CommitRecord::Commit {
+        idempotency_key: Some(k.clone()),
+        request: Some(stamp),
+        effects: vec![],
+    };
+    s.replay(&reuse, lsn.next()).unwrap();
+    let now = s.idempotency(k.as_bytes()).unwrap().unwrap();
+    assert_eq!(now.lsn, lsn.next());
+    assert_eq!(now.outcome, Outcome::Committed);
+    assert_eq!(now.request, Some(stamp));
 }
 
 #[test]
@@ -1410,4 +1445,363 @@ fn a_change_on_a_stale_state_is_refused_and_a_dropped_stage_writes_nothing() {
             .count(),
         1
     );
+}
+
+// ---------------------------------------------------------------- fingerprints and retention
+
+fn stage_in(
+    state: &State,
+    tx: &Transaction,
+    ctx: &aedb_model::CommitContext,
+) -> Result<(State, CommitRecord), ApplyError> {
+    let (staged, record) = state.stage_in(tx, state.lsn().next(), ctx)?;
+    Ok((staged.install()?, record))
+}
+
+fn transfer(amount: u64, key: &str) -> Transaction {
+    Transaction::new()
+        .assert(Assertion::KvAbsent {
+            ns: ns(),
+            key: self::key("frozen"),
+        })
+        .kv_add(&ns(), self::key("bob"), Numeric::U64(amount))
+        .idempotency_key(IdempotencyKey::new(key).unwrap())
+}
+
+mod fingerprint_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tx_of(puts: &[(u8, Vec<u8>)], min: Option<u64>, k: &str) -> Transaction {
+        let mut tx = Transaction::new();
+        for (key, value) in puts {
+            tx = tx.kv_put(
+                &ns(),
+                KvKey::new([b'k', *key]).unwrap(),
+                KvValue::new(value).unwrap(),
+            );
+        }
+        if let Some(min) = min {
+            tx = tx.assert(Assertion::KvNumericAtLeast {
+                ns: ns(),
+                key: key("bal"),
+                min: Numeric::U64(min),
+            });
+        }
+        tx.idempotency_key(IdempotencyKey::new(k).unwrap())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Equal requests have equal fingerprints; changing any mutation, assertion or
+        /// the key changes it.
+        #[test]
+        fn fingerprint_is_equal_exactly_for_equal_requests(
+            puts in proptest::collection::vec((any::<u8>(), proptest::collection::vec(any::<u8>(), 0..8)), 0..4),
+            other in proptest::collection::vec((any::<u8>(), proptest::collection::vec(any::<u8>(), 0..8)), 0..4),
+            min in proptest::option::of(any::<u64>()),
+            other_min in proptest::option::of(any::<u64>()),
+            k in "[a-z]{1,4}",
+            other_k in "[a-z]{1,4}",
+        ) {
+            let a = tx_of(&puts, min, &k);
+            prop_assert_eq!(a.fingerprint(), a.clone().fingerprint());
+            prop_assert_eq!(a.fingerprint(), tx_of(&puts, min, &k).fingerprint());
+            let b = tx_of(&other, other_min, &other_k);
+            prop_assert_eq!(a.fingerprint() == b.fingerprint(), a == b, "{:?} vs {:?}", a, b);
+        }
+    }
+
+    #[test]
+    fn order_and_kind_of_parts_matter() {
+        let ab = tx_of(&[(1, vec![1]), (2, vec![2])], None, "k");
+        let ba = tx_of(&[(2, vec![2]), (1, vec![1])], None, "k");
+        assert_ne!(ab.fingerprint(), ba.fingerprint());
+        // The same bytes as a put or inside an assertion are different requests.
+        let put = Transaction::new().kv_put(&ns(), key("x"), val("1"));
+        let check = Transaction::new().assert(Assertion::KvValueEquals {
+            ns: ns(),
+            key: key("x"),
+            value: val("1"),
+        });
+        assert_ne!(put.fingerprint(), check.fingerprint());
+        // With and without a key.
+        let keyed = put
+            .clone()
+            .idempotency_key(IdempotencyKey::new("k").unwrap());
+        assert_ne!(put.fingerprint(), keyed.fingerprint());
+        // Pinned: the encoding is part of the on-disk contract (stored fingerprints are
+        // compared with those of later builds), so it must never change. The value was
+        // computed independently from the layout in docs/FORMAT.md.
+        assert_eq!(
+            keyed.fingerprint().to_string(),
+            "aca57aa9461a11d4c335215e8c01b0accdb93a211ce659da235602453797c5a5"
+        );
+    }
+}
+
+#[test]
+fn a_retry_with_another_payload_is_refused_and_applies_nothing() {
+    let mut db = Db::new();
+    let ctx = aedb_model::CommitContext {
+        at_unix_ms: 1_000,
+        retention: aedb_model::IdempotencyRetention::forever(),
+    };
+    let (s, rec) = stage_in(&db.state, &transfer(10, "pay-1"), &ctx).unwrap();
+    let first = s.lsn();
+    db.state = s;
+    db.log.push((first, rec.clone()));
+    let CommitRecord::Commit {
+        request: Some(stamp),
+        ..
+    } = rec
+    else {
+        panic!("a keyed commit is stamped: {rec:?}")
+    };
+    assert_eq!(stamp.fingerprint, transfer(10, "pay-1").fingerprint());
+    assert_eq!(stamp.at_unix_ms, 1_000);
+    let check = |state: &State| {
+        // Same payload: the original outcome.
+        assert!(matches!(
+            stage_in(state, &transfer(10, "pay-1"), &ctx),
+            Err(ApplyError::AlreadySeen { original, .. })
+                if original.lsn == first && original.request == Some(stamp)
+        ));
+        // Another payload under the same key: refused, typed.
+        let err = stage_in(state, &transfer(11, "pay-1"), &ctx).unwrap_err();
+        assert_eq!(
+            err,
+            ApplyError::IdempotencyMismatch {
+                key: IdempotencyKey::new("pay-1").unwrap(),
+                original_lsn: first,
+            }
+        );
+        assert_eq!(err.rejection(), None, "a mismatch is never recorded");
+        assert_eq!(
+            state.reject(&transfer(11, "pay-1"), &err, state.lsn().next()),
+            Ok(None)
+        );
+        assert_eq!(
+            state
+                .kv_get_numeric(&ns(), b"bob", NumericType::U64)
+                .unwrap(),
+            Numeric::U64(10)
+        );
+    };
+    check(&db.state);
+    // After replay and after a snapshot round trip.
+    let replayed = db.replayed();
+    assert_eq!(replayed, db.state);
+    check(&replayed);
+    let snap = State::decode_snapshot(&db.state.to_snapshot_bytes().unwrap()).unwrap();
+    check(&snap);
+    // A rejected request is fingerprinted too.
+    let frozen = Transaction::new().kv_put(&ns(), key("frozen"), val("y"));
+    db.commit(&frozen).unwrap();
+    let lsn = db.state.lsn().next();
+    let err = db
+        .state
+        .stage_in(&transfer(5, "pay-2"), lsn, &ctx)
+        .unwrap_err();
+    let (staged, _) = db
+        .state
+        .stage_reject_in(&transfer(5, "pay-2"), &err, lsn, &ctx)
+        .unwrap()
+        .unwrap();
+    db.state = staged.install().unwrap();
+    assert!(matches!(
+        stage_in(&db.state, &transfer(5, "pay-2"), &ctx),
+        Err(ApplyError::AlreadySeen { original, .. })
+            if matches!(original.outcome, Outcome::Rejected(Rejection::AssertionFailed { index: 0 }))
+    ));
+    assert!(matches!(
+        stage_in(&db.state, &transfer(6, "pay-2"), &ctx),
+        Err(ApplyError::IdempotencyMismatch { .. })
+    ));
+}
+
+#[test]
+fn records_of_format_v1_replay_any_retry() {
+    let mut db = Db::new();
+    let k = IdempotencyKey::new("old").unwrap();
+    // What a version-1 record leaves behind: no stamp.
+    let (s, _) = db
+        .state
+        .record_rejection(&k, Rejection::AssertionFailed { index: 0 }, db.next_lsn())
+        .unwrap();
+    db.state = s;
+    assert_eq!(db.state.idempotency(b"old").unwrap().unwrap().request, None);
+    for amount in [1, 2] {
+        assert!(matches!(
+            db.state.apply(&transfer(amount, "old"), db.next_lsn()),
+            Err(ApplyError::AlreadySeen { .. })
+        ));
+    }
+}
+
+#[test]
+fn expired_records_are_not_honoured_and_are_replaced() {
+    use aedb_model::{CommitContext, IdempotencyRetention};
+    use std::time::Duration;
+    for (retention, step) in [
+        (IdempotencyRetention::lsns(3), 1u64),
+        (IdempotencyRetention::age(Duration::from_millis(30)), 10),
+    ] {
+        let mut db = Db::new();
+        let ctx = |state: &State| CommitContext {
+            at_unix_ms: state.lsn().next().get() * step,
+            retention,
+        };
+        let c = ctx(&db.state);
+        let (s, rec) = stage_in(&db.state, &transfer(10, "pay"), &c).unwrap();
+        let first = s.lsn();
+        db.state = s;
+        db.log.push((first, rec));
+        // Three more commits: still inside the window (3 LSNs or 30 ms).
+        for i in 0..2 {
+            let tx = Transaction::new().kv_put(&ns(), key("n"), val(&i.to_string()));
+            let c = ctx(&db.state);
+            let (s, rec) = stage_in(&db.state, &tx, &c).unwrap();
+            db.log.push((s.lsn(), rec));
+            db.state = s;
+        }
+        let c = ctx(&db.state);
+        assert!(
+            matches!(
+                stage_in(&db.state, &transfer(99, "pay"), &c),
+                Err(ApplyError::IdempotencyMismatch { .. })
+            ),
+            "{retention:?}"
+        );
+        let tx = Transaction::new().kv_put(&ns(), key("n"), val("x"));
+        let (s, rec) = stage_in(&db.state, &tx, &c).unwrap();
+        db.log.push((s.lsn(), rec));
+        db.state = s;
+        // Now 4 LSNs (40 ms) later: expired, so the other payload applies anew.
+        let c = ctx(&db.state);
+        let (s, rec) = stage_in(&db.state, &transfer(99, "pay"), &c).unwrap();
+        let second = s.lsn();
+        db.log.push((second, rec));
+        db.state = s;
+        assert_eq!(
+            db.state
+                .kv_get_numeric(&ns(), b"bob", NumericType::U64)
+                .unwrap(),
+            Numeric::U64(109)
+        );
+        let now = db.state.idempotency(b"pay").unwrap().unwrap();
+        assert_eq!(now.lsn, second);
+        assert_eq!(
+            now.request.map(|r| r.fingerprint),
+            Some(transfer(99, "pay").fingerprint())
+        );
+        assert_eq!(db.state.idempotency_len().unwrap(), 1);
+        // Replay takes the writer's decision from the log (whatever retention is in
+        // force at replay), so it rebuilds the same state.
+        assert_eq!(db.replayed(), db.state);
+        // The record of the first use is still readable as of its LSN.
+        assert_eq!(
+            db.state
+                .as_of(first)
+                .unwrap()
+                .idempotency(b"pay")
+                .unwrap()
+                .unwrap()
+                .lsn,
+            first
+        );
+    }
+}
+
+#[test]
+fn unstamped_records_expire_by_lsn_only_and_the_filter_agrees() {
+    use aedb_model::{
+        IdempotencyExpiry, IdempotencyRecord, IdempotencyRetention, RequestFingerprint,
+    };
+    use aedb_storage::compaction::CompactionFilter;
+    use std::time::Duration;
+    let stamped = IdempotencyRecord {
+        lsn: Lsn::new(10),
+        outcome: Outcome::Committed,
+        request: Some(RequestStamp {
+            fingerprint: RequestFingerprint::from_bytes([1; 32]),
+            at_unix_ms: 1_000,
+        }),
+    };
+    let legacy = IdempotencyRecord {
+        request: None,
+        ..stamped.clone()
+    };
+    let both = IdempotencyRetention {
+        max_lsns: Some(100),
+        max_age: Some(Duration::from_secs(1)),
+    };
+    // Inside both windows.
+    assert!(!both.expired(&stamped, Lsn::new(110), 2_000));
+    // Past the time window: only the stamped record knows its time.
+    assert!(both.expired(&stamped, Lsn::new(20), 2_001));
+    assert!(!both.expired(&legacy, Lsn::new(20), u64::MAX));
+    // Past the LSN window: both.
+    assert!(both.expired(&stamped, Lsn::new(111), 1_000));
+    assert!(both.expired(&legacy, Lsn::new(111), 0));
+    // A clock that went backwards never expires anything by time.
+    assert!(!both.expired(&stamped, Lsn::new(11), 0));
+    assert!(!IdempotencyRetention::forever().expired(&stamped, Lsn::new(u64::MAX), u64::MAX));
+
+    // The compaction filter: only idempotency records (tag 4) that decode and are
+    // expired as seen from the floor.
+    let mut db = Db::new();
+    let (s, _) = db.state.apply(&transfer(1, "f"), db.next_lsn()).unwrap();
+    db.state = s;
+    let view = db.state.view().clone();
+    let mut found = None;
+    for item in view
+        .scan(
+            Bound::Unbounded,
+            Bound::Unbounded,
+            aedb_storage::Direction::Forward,
+        )
+        .unwrap()
+    {
+        let item = item.unwrap();
+        if item.key.first() == Some(&4) {
+            found = Some(item);
+        }
+    }
+    let item = found.expect("the idempotency record is in the key space");
+    let filter = |floor: u64| IdempotencyExpiry {
+        retention: IdempotencyRetention::lsns(2),
+        floor: Lsn::new(floor),
+        now_unix_ms: 0,
+    };
+    let at = item.lsn.get();
+    assert!(!filter(at + 2).expired(&item.key, item.lsn, &item.value));
+    assert!(filter(at + 3).expired(&item.key, item.lsn, &item.value));
+    assert!(!filter(at + 3).expired(b"\x02other", item.lsn, &item.value));
+    assert!(!filter(at + 3).expired(&item.key, item.lsn, b"not a record"));
+}
+
+#[test]
+fn snapshots_of_version_1_still_decode() {
+    let mut db = Db::new();
+    let (s, _) = db
+        .state
+        .record_rejection(
+            &IdempotencyKey::new("old").unwrap(),
+            Rejection::AssertionFailed { index: 0 },
+            db.next_lsn(),
+        )
+        .unwrap();
+    db.state = s;
+    let v2 = db.state.to_snapshot_bytes().unwrap();
+    assert_eq!(v2[0], aedb_model::SNAPSHOT_VERSION);
+    // Version 1 is version 2 without the request stamp of each idempotency record
+    // (here one, unstamped: its last byte).
+    assert_eq!(v2.last(), Some(&0));
+    let mut v1 = v2[..v2.len() - 1].to_vec();
+    v1[0] = 1;
+    let decoded = State::decode_snapshot(&v1).unwrap();
+    assert_eq!(decoded, db.state);
+    assert_eq!(decoded.to_snapshot_bytes().unwrap(), v2);
 }

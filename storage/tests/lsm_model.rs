@@ -399,3 +399,97 @@ fn a_tampered_block_is_an_error_never_data() {
         .and_then(|s| s.collect());
     assert!(scan.is_err());
 }
+
+/// Expires every put whose value starts with `x`.
+struct ExpireX;
+
+impl compaction::CompactionFilter for ExpireX {
+    fn expired(&self, _key: &[u8], _lsn: Lsn, value: &[u8]) -> bool {
+        value.first() == Some(&b'x')
+    }
+}
+
+#[test]
+fn the_compaction_filter_drops_expired_floor_versions_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::new(dir.path(), true, 128);
+    let m = lsm.memtables[0].clone();
+    m.insert(b"e", Lsn::new(1), EntryKind::Put, b"v-old");
+    m.insert(b"e", Lsn::new(5), EntryKind::Put, b"x-expired");
+    m.insert(b"f", Lsn::new(20), EntryKind::Put, b"x-above-the-floor");
+    m.insert(b"k", Lsn::new(3), EntryKind::Put, b"kept");
+    lsm.flush();
+    lsm.flush();
+    let opts = CompactionOptions {
+        l0_runs: 1,
+        ..CompactionOptions::default()
+    };
+    let task = compaction::pick(&lsm.version, &opts).expect("level 0 is over its trigger");
+    assert!(task.bottommost);
+    let out = compaction::compact_filtered(&task, Lsn::new(10), Some(&ExpireX), || {
+        lsm_writer(dir.path(), 99)
+    })
+    .unwrap();
+    assert_eq!(out.entries_in, 4);
+    // e@5 is expired (dropped: this is the bottom), e@1 is hidden below the floor,
+    // f@20 is newer than the floor and stays whatever its value.
+    assert_eq!(out.filtered, 1);
+    assert_eq!(out.dropped_versions, 1);
+    assert_eq!(out.outputs[0].entries, 2);
+    // Without a filter nothing expires.
+    let plain = compaction::compact(&task, Lsn::new(10), || lsm_writer(dir.path(), 98)).unwrap();
+    assert_eq!(plain.filtered, 0);
+    assert_eq!(plain.outputs[0].entries, 3);
+}
+
+#[test]
+fn an_expired_version_above_the_bottom_becomes_a_tombstone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::new(dir.path(), false, 128);
+    // An older version deep down, the expired one in level 0.
+    let m = lsm.memtables[0].clone();
+    m.insert(b"e", Lsn::new(1), EntryKind::Put, b"v-old");
+    lsm.flush();
+    lsm.flush();
+    let deep: Vec<(usize, Arc<Run>)> = lsm.version.runs().map(|(_, r)| (2, r.clone())).collect();
+    lsm.version = Arc::new(Version::empty().apply(&Edit {
+        added: deep,
+        ..Edit::default()
+    }));
+    lsm.memtables[0].insert(b"e", Lsn::new(5), EntryKind::Put, b"x-expired");
+    lsm.flush();
+    lsm.flush();
+    let inputs: Vec<(usize, Arc<Run>)> = lsm
+        .version
+        .runs()
+        .filter(|(level, _)| *level == 0)
+        .map(|(l, r)| (l, r.clone()))
+        .collect();
+    assert_eq!(inputs.len(), 1);
+    let task = compaction::Task {
+        inputs: inputs.clone(),
+        output_level: 1,
+        bottommost: false,
+        target_file_bytes: u64::MAX,
+    };
+    let mut writer = || lsm.writer();
+    let out =
+        compaction::compact_filtered(&task, Lsn::new(10), Some(&ExpireX), &mut writer).unwrap();
+    assert_eq!(out.filtered, 1);
+    let added = out
+        .outputs
+        .iter()
+        .map(|o| (1, lsm.open(o.file_id)))
+        .collect();
+    lsm.version = Arc::new(lsm.version.apply(&Edit {
+        added,
+        removed: inputs.iter().map(|(_, r)| r.id()).collect(),
+        floor: Lsn::new(10),
+    }));
+    // The tombstone hides the older version below it: no resurrection.
+    assert_eq!(lsm.view(10).get(b"e").unwrap(), None);
+    assert_eq!(
+        lsm.view(1).get(b"e").unwrap().map(|(l, _)| l),
+        Some(Lsn::new(1))
+    );
+}

@@ -213,6 +213,7 @@ impl std::fmt::Display for ErrorClass {
 /// | `freeze.invalid_reason` | InvalidInput | a freeze reason is empty or longer than 1024 bytes |
 /// | `commit.assertion_failed` | Conflict | an assertion failed (now, or in the original commit of an idempotent retry) |
 /// | `commit.already_seen` | Conflict | the idempotency key was used by a commit that did not fail an assertion |
+/// | `commit.idempotency_mismatch` | Conflict | the idempotency key was used, inside its retention window, by a different request (another fingerprint); nothing was applied |
 /// | `commit.conflict` | Conflict | the data refuses the change (overflow, underflow, duplicate key, already exists) |
 /// | `commit.not_found` | NotFound | a project, scope, table or row does not exist |
 /// | `commit.invalid` | InvalidInput | the change is invalid (schema, numeric width, invalid assertion) |
@@ -500,6 +501,7 @@ fn commit_code(e: &CommitError) -> (&'static str, ErrorClass) {
     match e {
         CommitError::Rejected(a) => match a {
             ApplyError::AlreadySeen { .. } => ("commit.already_seen", C::Conflict),
+            ApplyError::IdempotencyMismatch { .. } => ("commit.idempotency_mismatch", C::Conflict),
             ApplyError::InvalidAssertion { .. } => ("commit.invalid", C::InvalidInput),
             ApplyError::Mutation { source, .. } | ApplyError::Ddl(source) => op_code(source),
             ApplyError::Unreadable(_) => ("storage.unreadable", C::Integrity),

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use aedb_model::{
     ColumnDef, ColumnName, ColumnType, CommitRecord, Ddl, Effect, IdempotencyKey, KvKey, KvValue,
-    Namespace, ProjectName, Rejection, RejectionKind, ScopeName, TableName, TableSchema, Timestamp,
-    Value,
+    Namespace, ProjectName, Rejection, RejectionKind, RequestFingerprint, RequestStamp, ScopeName,
+    TableName, TableSchema, Timestamp, Value,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -170,20 +170,38 @@ pub fn ddl() -> impl Strategy<Value = Ddl> {
     ]
 }
 
+pub fn request() -> impl Strategy<Value = RequestStamp> {
+    (any::<[u8; 32]>(), any::<u64>()).prop_map(|(fp, at_unix_ms)| RequestStamp {
+        fingerprint: RequestFingerprint::from_bytes(fp),
+        at_unix_ms,
+    })
+}
+
 pub fn record() -> impl Strategy<Value = CommitRecord> {
     prop_oneof![
-        (proptest::option::of(idempotency_key()), vec(effect(), 0..6)).prop_map(
-            |(idempotency_key, effects)| CommitRecord::Commit {
+        (
+            proptest::option::of(idempotency_key()),
+            proptest::option::of(request()),
+            vec(effect(), 0..6)
+        )
+            .prop_map(|(idempotency_key, request, effects)| CommitRecord::Commit {
+                // A stamp is only encoded with a key.
+                request: idempotency_key.as_ref().and(request),
                 idempotency_key,
                 effects
-            }
-        ),
-        (idempotency_key(), rejection()).prop_map(|(idempotency_key, rejection)| {
-            CommitRecord::Rejected {
-                idempotency_key,
-                rejection,
-            }
-        }),
+            }),
+        (
+            idempotency_key(),
+            proptest::option::of(request()),
+            rejection()
+        )
+            .prop_map(|(idempotency_key, request, rejection)| {
+                CommitRecord::Rejected {
+                    idempotency_key,
+                    request,
+                    rejection,
+                }
+            }),
         ddl().prop_map(CommitRecord::Ddl),
     ]
 }

@@ -3,7 +3,8 @@
 //! [`picker`] decides *what* to merge (leveled: level 0 by run count, deeper levels by
 //! size against a target that grows tenfold per level); [`compact`] does the merge,
 //! dropping every version no snapshot inside the retention window can see and every
-//! tombstone that reached the bottom. Neither touches the manifest or deletes a file:
+//! tombstone that reached the bottom; [`compact_filtered`] also lets a
+//! [`CompactionFilter`] discard expired entries. Neither touches the manifest or deletes a file:
 //! the Compactor actor records the result as one version edit and deletes the inputs
 //! once no reader holds them.
 
@@ -30,6 +31,23 @@ pub struct Outcome {
     pub dropped_versions: u64,
     /// Tombstones dropped at the bottom.
     pub dropped_tombstones: u64,
+    /// Versions the [`CompactionFilter`] found expired (dropped at the bottom,
+    /// replaced by a tombstone above it).
+    pub filtered: u64,
+}
+
+/// Lets the layer that knows what keys mean discard entries that expired (the data
+/// model's idempotency records past their retention window) during a compaction.
+///
+/// It is asked only about a key's newest put at or below the retention floor (what a
+/// snapshot at the floor reads): versions newer than the floor stay for the snapshots
+/// that can still read them, older ones go anyway. When it answers `true`, the version
+/// is dropped if the output is the bottom for its key, and otherwise replaced by a
+/// tombstone at the same LSN, so no older version in a deeper level shows through.
+pub trait CompactionFilter: Send + Sync {
+    /// Whether the put of `value` at `key`, written at `lsn` (at or below the
+    /// floor), has expired.
+    fn expired(&self, key: &[u8], lsn: Lsn, value: &[u8]) -> bool;
 }
 
 /// Merges `task`'s inputs into new runs of at most about `task.target_file_bytes`
@@ -44,6 +62,19 @@ pub struct Outcome {
 pub fn compact(
     task: &Task,
     floor: Lsn,
+    new_writer: impl FnMut() -> Result<RunWriter, StorageError>,
+) -> Result<Outcome, StorageError> {
+    compact_filtered(task, floor, None, new_writer)
+}
+
+/// [`compact`], also dropping what `filter` finds expired (see [`CompactionFilter`]).
+///
+/// # Errors
+/// As [`compact`].
+pub fn compact_filtered(
+    task: &Task,
+    floor: Lsn,
+    filter: Option<&dyn CompactionFilter>,
     mut new_writer: impl FnMut() -> Result<RunWriter, StorageError>,
 ) -> Result<Outcome, StorageError> {
     let mut merged = merged_inputs(task)?;
@@ -70,13 +101,17 @@ pub fn compact(
                 floor_version_kept = true;
                 if e.kind == EntryKind::Delete && task.bottommost {
                     Keep::BottomTombstone
+                } else if e.kind == EntryKind::Put
+                    && filter.is_some_and(|f| f.expired(e.key, e.lsn, e.value))
+                {
+                    Keep::Expired
                 } else {
                     Keep::Yes
                 }
             };
             (new_key, keep, e.lsn, e.kind, e.value.to_vec())
         })?;
-        let Some((new_key, keep, lsn, kind, value)) = step else {
+        let Some((new_key, keep, lsn, mut kind, mut value)) = step else {
             break;
         };
         out.entries_in += 1;
@@ -88,6 +123,15 @@ pub fn compact(
             Keep::BottomTombstone => {
                 out.dropped_tombstones += 1;
                 continue;
+            }
+            Keep::Expired => {
+                out.filtered += 1;
+                if task.bottommost {
+                    continue;
+                }
+                // Deeper levels may hold older versions: hide them.
+                kind = EntryKind::Delete;
+                value.clear();
             }
             Keep::Yes => {}
         }
@@ -121,6 +165,7 @@ enum Keep {
     Yes,
     OlderThanFloor,
     BottomTombstone,
+    Expired,
 }
 
 fn merged_inputs(task: &Task) -> Result<Merged, StorageError> {
