@@ -52,8 +52,9 @@ use aedb_wal::{RecoverError, RecoveryMode, SegmentHeader};
 use sha2::{Digest, Sha256};
 
 pub use manifest::{
-    BACKUP_FORMAT_VERSION, BACKUP_MAC_LEN, BACKUP_MAGIC, BACKUP_MANIFEST_FILE, BackupFile,
-    BackupFileKind, BackupKind, BackupManifest, BackupManifestError, MAX_BACKUP_FILES,
+    BACKUP_FORMAT_MIN_VERSION, BACKUP_FORMAT_VERSION, BACKUP_MAC_LEN, BACKUP_MAGIC,
+    BACKUP_MANIFEST_FILE, BackupFile, BackupFileKind, BackupKind, BackupManifest,
+    BackupManifestError, BackupRunSet, InheritedRun, MAX_BACKUP_FILES, MAX_RUN_LEVEL,
     UnverifiedBackupManifest, valid_file_name,
 };
 
@@ -88,8 +89,22 @@ pub struct BackupReport {
     pub manifest: BackupManifest,
     /// SHA-256 of its `BACKUP` file (what a child's parent link holds).
     pub manifest_sha256: [u8; 32],
-    /// Bytes copied (checkpoint and WAL).
+    /// Bytes of the files the backup holds: copied, or hard-linked (`linked_bytes`).
+    /// Progress reports count to this total.
     pub bytes: u64,
+    /// Run files hard-linked to the database's own files (same file system): no bytes
+    /// copied; the backup's file and the live one are the same immutable file.
+    pub linked_files: usize,
+    /// Bytes of those linked run files.
+    pub linked_bytes: u64,
+    /// Run files copied (links disabled, not possible, or the run was deleted by a
+    /// compaction after it was listed).
+    pub copied_run_files: usize,
+    /// Why run files were copied rather than linked although links were enabled: the
+    /// first link error the file system answered (`EXDEV`: the backup is on another
+    /// device; `EPERM`/`EOPNOTSUPP`: no hard links there). `None` when every run was
+    /// linked, links are disabled, or there were no runs to place.
+    pub link_fallback: Option<String>,
 }
 
 /// How to restore.
@@ -158,6 +173,8 @@ struct CopyProgress<'p> {
     report: Progress<'p>,
     bytes_per_sec: Option<u64>,
     started: std::time::Instant,
+    /// Bytes counted without being copied (hard-linked run files): not paced.
+    unpaced: u64,
 }
 
 impl<'p> CopyProgress<'p> {
@@ -169,7 +186,16 @@ impl<'p> CopyProgress<'p> {
             report,
             bytes_per_sec: (bytes_per_sec > 0).then_some(bytes_per_sec),
             started: std::time::Instant::now(),
+            unpaced: 0,
         }
+    }
+
+    /// Records `n` bytes placed without copying them (a hard link): reported, never
+    /// paced.
+    fn tick_unpaced(&mut self, n: u64) {
+        self.unpaced += n;
+        self.done += n;
+        (self.report)(self.done, self.total);
     }
 
     /// Records `n` more bytes; sleeps until the bytes so far keep to the rate.
@@ -177,7 +203,8 @@ impl<'p> CopyProgress<'p> {
         self.done += n;
         (self.report)(self.done, self.total);
         if let Some(rate) = self.bytes_per_sec {
-            let due = std::time::Duration::from_secs_f64(self.done as f64 / rate as f64);
+            let paced = self.done - self.unpaced;
+            let due = std::time::Duration::from_secs_f64(paced as f64 / rate as f64);
             if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
                 std::thread::sleep(ahead);
             }
