@@ -1,23 +1,47 @@
 //! Hot backups forming an HMAC-authenticated hash chain, and strict restore.
 //!
-//! A **full** backup ([`AedbInstance::backup_full`]) takes a checkpoint, then copies the
-//! sealed checkpoint file and the WAL after it while commits continue: the WAL writer
-//! opens every segment at a barrier and reports the synced LSN, sealed segments are
-//! copied whole and the active one only up to the end of the synced frame (a copied
-//! active segment recovers like a segment whose tail is empty). An **incremental**
-//! backup ([`AedbInstance::backup_incremental`]) copies the WAL from the parent's last
-//! segment on. Files stay exactly as sealed on disk.
+//! The database's run files (the LSM's sealed, sorted files) are immutable once renamed
+//! into place: nothing writes them again, a compaction only deletes them. Backups rely
+//! on that. A **full** backup ([`AedbInstance::backup_full`]) lists the live version
+//! (the live runs and the LSN they hold every commit up to), opens every run (so a
+//! compaction cannot take one away mid-backup) and **hard-links** each into the backup
+//! where the file system allows ([`aedb_fs::FileSystem::hard_link`]; same device), or
+//! copies it: across devices (`EXDEV`), without hard links, or with
+//! [`AedbConfig::backup_hard_links`] off ([`BackupReport`] says how many were linked and
+//! why it fell back to copies). A linked run is listed with the length and SHA-256 its
+//! authenticated `MANIFEST` record states; a copied one is hashed as copied and must
+//! match it. Then it copies the WAL after that LSN while commits continue: the WAL
+//! writer opens every segment at a barrier and reports the synced LSN, sealed segments
+//! are copied whole and the active one only up to the end of the synced frame (a copied
+//! active segment recovers like a segment whose tail is empty).
 //!
-//! Every backup directory holds `BACKUP`, a [`BackupManifest`] listing each file with its
-//! length and SHA-256, the LSN range, the key epochs, and the SHA-256 of the parent's
-//! `BACKUP`, closed by an HMAC-SHA256 under a backup subkey derived from the manifest key
-//! provider (purpose Manifest, context `aedb backup manifest v1`). Full plus incrementals
-//! thus form a hash chain: changing any byte of any file, even with its hash and the
-//! listing recomputed, breaks a MAC or a link.
+//! An **incremental** backup ([`AedbInstance::backup_incremental`]) costs the change
+//! since its parent, not the data: the live runs its parent's chain does not hold (by
+//! file id and SHA-256; linked or copied), a listing of the live runs it inherits from
+//! that chain (the [`BackupRunSet`]: ids, levels, lengths, hashes, and the LSN the runs
+//! hold), and the WAL since the parent's end: only the new bytes of the segment the
+//! parent ended in (a [`BackupFileKind::WalTail`]) and the segments after it. When
+//! flushes have retired the WAL since the parent's end, the runs carry what it held and
+//! the backup holds the WAL from the runs' LSN on instead.
 //!
-//! [`restore_from_backup_chain`] verifies all of that, replays the chain up to its end or
-//! a target LSN, and writes a fresh data directory (same database id, a new checkpoint
-//! at the restored LSN, an empty WAL continuing after it) that opens normally.
+//! Every backup directory holds `BACKUP`, a [`BackupManifest`] (format 2; format 1 stays
+//! readable) listing each file with its length and SHA-256, the LSN range, the key
+//! epochs, the run set, and the SHA-256 of the parent's `BACKUP`, closed by an
+//! HMAC-SHA256 under a backup subkey derived from the manifest key provider (purpose
+//! Manifest, context `aedb backup manifest v1`). Full plus incrementals thus form a
+//! hash chain: changing any byte of any file, even with its hash and the listing
+//! recomputed, breaks a MAC or a link.
+//!
+//! [`restore_from_backup_chain`] verifies all of that (every file's hash; every
+//! inherited run is held by an earlier backup of the chain with that id, length and
+//! hash), then starts from the newest backup whose runs hold an LSN at or below the
+//! target (the full backup's runs, or an incremental's run set, reassembled from the
+//! chain), replays the chain's WAL from there (segments reassembled from their pieces)
+//! up to the chain's end or the target LSN, and writes a fresh data directory (same
+//! database id, the runs copied, what the replay added flushed into one more run, an
+//! empty WAL continuing after it) that opens normally. A target between an incremental's
+//! first LSN and its runs' LSN whose WAL was retired before it was taken is refused
+//! ([`BackupError::TargetUnreachable`]), never approximated.
 //!
 //! Also here: scheduled backups ([`AedbConfig::backup_policy`], `policy.rs`: an owner of
 //! its own takes them, verifies each new full backup, prunes old chains;

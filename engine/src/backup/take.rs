@@ -197,9 +197,11 @@ pub(super) fn plan_wal(
 }
 
 impl AedbInstance {
-    /// Takes a hot **full** backup into `dir` (created; must be empty): copies the newest
-    /// sealed checkpoint (taking one first only if there is none) and the WAL after it
-    /// while commits continue.
+    /// Takes a hot **full** backup into `dir` (created; must be empty) while commits
+    /// continue: the live run files (flushing the memtable into one first only if there
+    /// is none), hard-linked where the file system allows (same device; see
+    /// [`AedbConfig::backup_hard_links`] and [`BackupReport::link_fallback`]) or copied,
+    /// and the WAL after the LSN they hold, copied.
     /// The backup restores to its `last_lsn`: every commit durable when the WAL barrier
     /// ran. `progress` is called with `(bytes copied, bytes total)`. Records
     /// `BackupTaken` in the database's manifest.
@@ -255,10 +257,17 @@ impl AedbInstance {
         Ok(self.backup_ctx().incremental(dir, parent, progress)?)
     }
 
-    /// Takes a hot **incremental** backup into `dir` (created; must be empty): the WAL
-    /// since `parent`'s end (a full or incremental backup of this database, verified
-    /// first). Fails with [`BackupError::WalRetired`] when checkpoints have retired
-    /// that WAL since: take a full backup then.
+    /// Takes a hot **incremental** backup into `dir` (created; must be empty) on top of
+    /// `parent` (a full or incremental backup of this database, authenticated first):
+    /// the run files the database wrote since the parent's chain (hard-linked where the
+    /// file system allows, see [`AedbConfig::backup_hard_links`]), a listing of the live
+    /// runs it inherits from that chain, and the WAL written since the parent's end
+    /// (only the new bytes of the segment the parent ended in). When flushes have
+    /// retired that WAL meanwhile, the runs carry what it held and the backup holds
+    /// the WAL after them instead; the LSNs in between then cannot be restored exactly
+    /// ([`BackupError::TargetUnreachable`]). Its cost grows with the change since the
+    /// parent, not with the data. [`BackupError::WalRetired`] remains only for the
+    /// unlikely case that flushes outrun four attempts at listing the live version.
     pub fn backup_incremental(
         &self,
         dir: impl AsRef<Path>,
