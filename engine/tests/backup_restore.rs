@@ -982,7 +982,13 @@ fn a_full_backup_hard_links_runs_that_outlive_their_compaction() {
     let expected = db.snapshot().unwrap();
     assert_eq!(expected.lsn(), full.manifest.last_lsn);
     let before = dir.path().join("before");
-    restore_from_backup_chain(&[full_dir.clone()], &before, options(None), &mut none()).unwrap();
+    restore_from_backup_chain(
+        std::slice::from_ref(&full_dir),
+        &before,
+        options(None),
+        &mut none(),
+    )
+    .unwrap();
     assert_eq!(first_difference(&open_state(&before), &expected), None);
     drop(expected);
     db.compact_now().unwrap();
