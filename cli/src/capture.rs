@@ -42,6 +42,8 @@ fn print(global: &Global, what: &str, dir: &std::path::Path, listing: &aedb::Bac
                     backup::BackupFileKind::Checkpoint => "checkpoint",
                     backup::BackupFileKind::WalSegment => "wal",
                     backup::BackupFileKind::Run { .. } => "run",
+                    // Only incremental backups hold tails; a capture never does.
+                    backup::BackupFileKind::WalTail { .. } => "wal-tail",
                 },
                 "name": f.name,
                 "len": f.len,

@@ -398,6 +398,12 @@ fn report_json(r: &BackupReport) -> Value {
         "last_lsn": r.manifest.last_lsn.get(),
         "files": r.manifest.files.len(),
         "bytes": r.bytes,
+        "linked_run_files": r.linked_files,
+        "linked_bytes": r.linked_bytes,
+        "copied_run_files": r.copied_run_files,
+        "link_fallback": r.link_fallback,
+        "runs_lsn": r.manifest.base_lsn().map(|l| l.get()),
+        "inherited_runs": r.manifest.runs.as_ref().map_or(0, |s| s.inherited.len()),
         "manifest_sha256": hex::encode(r.manifest_sha256),
         "parent_sha256": r.manifest.parent_sha256.map(hex::encode),
     })
@@ -537,8 +543,16 @@ pub fn backup(cmd: BackupCmd, global: &Global) -> Result<(), CliError> {
 
 fn print_backup(global: &Global, r: &BackupReport) {
     emit(global, report_json(r), || {
+        let links = match &r.link_fallback {
+            Some(why) => format!(", run files copied: cannot hard-link ({why})"),
+            None if r.linked_files > 0 => format!(
+                ", {} run files hard-linked ({} bytes not copied)",
+                r.linked_files, r.linked_bytes
+            ),
+            None => String::new(),
+        };
         format!(
-            "{} backup {} of database {} in {}: lsn {}..={}, {} files, {} bytes, manifest sha256 {}",
+            "{} backup {} of database {} in {}: lsn {}..={}, {} files, {} bytes{links}, manifest sha256 {}",
             r.manifest.kind.as_str(),
             r.manifest.backup_id_hex(),
             r.manifest.database_id,

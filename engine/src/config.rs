@@ -84,6 +84,7 @@ pub struct AedbConfig {
     pub(crate) wal_queue: usize,
     pub(crate) max_batch: usize,
     pub(crate) backup_bytes_per_sec: Option<u64>,
+    pub(crate) backup_hard_links: bool,
     pub(crate) rate_limits: RateLimits,
     pub(crate) backup_policy: Option<BackupPolicy>,
     pub(crate) memory: MemoryBudget,
@@ -154,6 +155,7 @@ impl AedbConfig {
             },
             manifest_compact_after: 4096,
             backup_bytes_per_sec: None,
+            backup_hard_links: true,
             rate_limits: RateLimits::new(),
             backup_policy: None,
             memory: MemoryBudget::default(),
@@ -282,6 +284,19 @@ impl AedbConfig {
     /// backup leaves the disk and CPU to the commit path; unlimited by default.
     pub fn backup_rate_limit(mut self, bytes_per_sec: u64) -> Self {
         self.backup_bytes_per_sec = Some(bytes_per_sec);
+        self
+    }
+
+    /// Whether backups may hard-link run files instead of copying them (default true).
+    /// Run files are immutable once sealed, so a backup on the data directory's file
+    /// system links them (no bytes copied; a compaction that deletes the original leaves
+    /// the backup's name); on another device, or a file system without hard links, they
+    /// are copied ([`crate::backup::BackupReport::link_fallback`] says why). A linked
+    /// backup shares the disk with the database: it survives the database's mistakes
+    /// (deletes, compactions, a bad restore), not the disk's failure, and changing a
+    /// linked file's permissions changes the live file's. Set false to always copy.
+    pub fn backup_hard_links(mut self, allow: bool) -> Self {
+        self.backup_hard_links = allow;
         self
     }
 

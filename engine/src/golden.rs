@@ -229,9 +229,147 @@ pub fn golden_capsules() -> Vec<GoldenCapsule> {
         }
     }));
     out.push(session_capsule());
+    out.extend(backup_manifests());
     out
 }
 
+/// The backup manifests' fixed inputs: database a0..af, backup id 0x11*16, created at
+/// 1 700 000 000 000 ms, master `aedb-manifest@v1`, epoch 1 under `aedb-data@v1`.
+fn golden_backup(kind: crate::backup::BackupKind) -> crate::backup::BackupManifest {
+    use crate::backup::{BackupFile, BackupFileKind, BackupKind, BackupManifest};
+    let wal = |seq: u64, len: u64, fill: u8| BackupFile {
+        kind: BackupFileKind::WalSegment,
+        name: aedb_wal::segment_file_name(SegmentSeq::new(seq)),
+        len,
+        sha256: [fill; 32],
+    };
+    let run = |id: u64, level: u8, len: u64, fill: u8| BackupFile {
+        kind: BackupFileKind::Run { level },
+        name: aedb_checkpoint::run_file_name(id),
+        len,
+        sha256: [fill; 32],
+    };
+    let full = kind == BackupKind::Full;
+    BackupManifest {
+        kind,
+        database_id: DatabaseId::from_bytes(GOLDEN_DB),
+        backup_id: [0x11; 16],
+        created_at_unix_ms: 1_700_000_000_000,
+        first_lsn: Lsn::new(if full { 100 } else { 250 }),
+        last_lsn: Lsn::new(if full { 250 } else { 400 }),
+        parent_sha256: (!full).then_some([0x22; 32]),
+        master_key_id: "aedb-manifest@v1".into(),
+        key_epochs: vec![(KeyEpoch::new(1), "aedb-data@v1".into())],
+        files: if full {
+            vec![
+                run(3, 0, 5000, 0x31),
+                run(2, 1, 9000, 0x32),
+                wal(4, 65_536, 0x33),
+                wal(5, 1024, 0x34),
+            ]
+        } else {
+            vec![wal(5, 4096, 0x35), wal(6, 2048, 0x36)]
+        },
+        runs: None,
+    }
+}
+
+/// Backup manifest capsules: version 1 (full with run files, WAL-only incremental),
+/// pinned bytes written by the version-1 encoder and read by today's decoder; version 2
+/// (an incremental with a new run, a WAL tail, a whole segment and inherited runs),
+/// produced by today's encoder.
+fn backup_manifests() -> Vec<GoldenCapsule> {
+    use crate::backup::{BackupFile, BackupFileKind, BackupKind, BackupManifest};
+    let check = |manifest: BackupManifest, version: u16| -> Decoder {
+        Box::new(move |b| {
+            if b.get(8..10) != Some(&version.to_le_bytes()[..]) {
+                return Err(format!("not a version-{version} backup manifest"));
+            }
+            let d = BackupManifest::decode_unverified(b).map_err(|e| e.to_string())?;
+            let key = SecretKey::new(GOLDEN_KEY);
+            if !(d.key_matches(&key) && d.mac_verifies(b, &key)) {
+                return Err("does not authenticate under the golden key".into());
+            }
+            (d.manifest == manifest)
+                .then_some(())
+                .ok_or_else(|| "decoded to a different manifest".into())
+        })
+    };
+    let v1 = |name: &str, kind: BackupKind, pinned: &'static str| GoldenCapsule {
+        name: name.into(),
+        description: format!(
+            "backup manifest v1, {}: key 0x42*32, db a0..af, backup id 0x11*16, created \
+             1700000000000, fixed files and hashes (written by the version-1 encoder)",
+            kind.as_str()
+        ),
+        // Today's encoder writes version 2: the pinned bytes are the capsule.
+        bytes: hex::decode(pinned.trim()).unwrap_or_default(),
+        pinned_hex: Some(pinned),
+        decode: check(golden_backup(kind), 1),
+    };
+    let mut v2 = golden_backup(BackupKind::Incremental);
+    v2.files = vec![
+        BackupFile {
+            kind: BackupFileKind::Run { level: 0 },
+            name: aedb_checkpoint::run_file_name(9),
+            len: 700,
+            sha256: [0x37; 32],
+        },
+        BackupFile {
+            kind: BackupFileKind::WalTail { offset: 1024 },
+            name: aedb_wal::segment_file_name(SegmentSeq::new(5)),
+            len: 3072,
+            sha256: [0x38; 32],
+        },
+        BackupFile {
+            kind: BackupFileKind::WalSegment,
+            name: aedb_wal::segment_file_name(SegmentSeq::new(6)),
+            len: 2048,
+            sha256: [0x39; 32],
+        },
+    ];
+    v2.runs = Some(crate::backup::BackupRunSet {
+        base_lsn: Lsn::new(300),
+        wal_from_parent: true,
+        inherited: vec![
+            crate::backup::InheritedRun {
+                file_id: 2,
+                level: 1,
+                len: 9000,
+                sha256: [0x32; 32],
+            },
+            crate::backup::InheritedRun {
+                file_id: 3,
+                level: 0,
+                len: 5000,
+                sha256: [0x31; 32],
+            },
+        ],
+    });
+    let v2_bytes = v2.encode(&SecretKey::new(GOLDEN_KEY));
+    vec![
+        v1(
+            "backup_manifest_full_v1",
+            BackupKind::Full,
+            include_str!("../golden/backup_manifest_full_v1.hex"),
+        ),
+        v1(
+            "backup_manifest_incremental_v1",
+            BackupKind::Incremental,
+            include_str!("../golden/backup_manifest_incremental_v1.hex"),
+        ),
+        GoldenCapsule {
+            name: "backup_manifest_incremental_v2".into(),
+            description: "backup manifest v2, incremental: the v1 inputs, files run 9 \
+                          (level 0), a tail of segment 5 from byte 1024, segment 6; run set \
+                          at lsn 300 continuing the parent's WAL, inheriting runs 2 and 3"
+                .into(),
+            bytes: v2_bytes,
+            pinned_hex: Some(include_str!("../golden/backup_manifest_incremental_v2.hex")),
+            decode: check(v2, 2),
+        },
+    ]
+}
 /// The IHP session capsule (pinned by `aedb-session`'s own fixture, re-checked here):
 /// after a rotation its bytes and verification must not change.
 fn session_capsule() -> GoldenCapsule {

@@ -176,6 +176,8 @@ pub struct AedbInstance {
     backup_keys: Arc<dyn KeyProvider>,
     /// Backup copy rate limit in bytes per second (0: unlimited).
     backup_rate: Arc<std::sync::atomic::AtomicU64>,
+    /// Whether backups may hard-link run files (`AedbConfig::backup_hard_links`).
+    backup_hard_links: bool,
     security: Option<Security>,
     fs: aedb_fs::SharedFs,
     _lock: DirLock,
@@ -332,6 +334,7 @@ impl AedbInstance {
             backup_scheduler: None,
             backup_keys,
             backup_rate: Arc::new(config.backup_bytes_per_sec.unwrap_or(0).into()),
+            backup_hard_links: config.backup_hard_links,
             pipeline,
             dir,
             default_finality: config.default_finality,

@@ -264,6 +264,9 @@ impl aedb_fs::FileSystem for CorruptBackupReads {
     fn remove_file(&self, path: &Path) -> std::io::Result<()> {
         self.inner.remove_file(path)
     }
+    fn hard_link(&self, original: &Path, link: &Path) -> std::io::Result<()> {
+        self.inner.hard_link(original, link)
+    }
     fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
         self.inner.create_dir_all(path)
     }

@@ -623,3 +623,441 @@ fn a_backup_rate_limit_is_validated_and_a_limited_backup_is_complete() {
 fn first_difference(a: &ReadSnapshot, b: &ReadSnapshot) -> Option<String> {
     a.first_difference(b)
 }
+
+/// Commits `txs` transactions of `per_tx` puts each (keys `bulk{i:08}`), then returns.
+fn load_bulk(db: &AedbInstance, from: u32, txs: u32, per_tx: u32) {
+    for t in 0..txs {
+        let mut tx = Transaction::new();
+        for j in 0..per_tx {
+            let i = from + t * per_tx + j;
+            tx = tx.kv_put(
+                &ns(),
+                KvKey::new(format!("bulk{i:08}")).unwrap(),
+                KvValue::new(format!("value-{i}-{}", "y".repeat(80))).unwrap(),
+            );
+        }
+        db.commit_with(tx, Finality::Durable).unwrap();
+    }
+}
+
+/// The run files (by name) the data directory `dir` holds.
+fn data_runs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".ckpt"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Replaces `path` by a copy with one byte flipped (a new file renamed over it): a hard
+/// link the backup shares with the source database is left alone.
+fn replace_flipped(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x55;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// An incremental taken after flushes and a full compaction (the WAL its parent ended in
+/// retired, every run replaced) holds the new runs and the WAL after them, and the chain
+/// restores exactly: to each backup's end, to an LSN inside the last incremental's WAL,
+/// and, inside the gap the retired WAL leaves, the restore is refused with a typed error.
+#[test]
+fn an_incremental_after_flushes_and_a_compaction_restores_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("db");
+    let db = setup(&source);
+    let mut history = BTreeMap::new();
+    load_recorded(&db, 0, 200, &mut history);
+    db.checkpoint_now().unwrap();
+    load_recorded(&db, 200, 100, &mut history);
+    let full_dir = dir.path().join("full");
+    let full = db.backup_full(&full_dir, &mut none()).unwrap();
+    let full_state = db.snapshot().unwrap();
+    // More than a segment of commits, two flushes and a full compaction: the segment
+    // the full backup ended in is retired, and every run it holds is replaced.
+    load_recorded(&db, 1000, 400, &mut history);
+    db.checkpoint_now().unwrap();
+    load_recorded(&db, 2000, 100, &mut history);
+    db.checkpoint_now().unwrap();
+    db.compact_now().unwrap();
+    load_recorded(&db, 3000, 50, &mut history);
+    let inc1_dir = dir.path().join("inc1");
+    let inc1 = db
+        .backup_incremental(&inc1_dir, &full_dir, &mut none())
+        .unwrap();
+    let inc1_state = db.snapshot().unwrap();
+    // A second incremental with a flush but no compaction: it inherits inc1's runs. (Few
+    // commits: the segment inc1 ended in stays active, so the flush cannot retire it.)
+    load_recorded(&db, 4000, 10, &mut history);
+    db.checkpoint_now().unwrap();
+    load_recorded(&db, 5000, 10, &mut history);
+    let inc2_dir = dir.path().join("inc2");
+    let inc2 = db
+        .backup_incremental(&inc2_dir, &inc1_dir, &mut none())
+        .unwrap();
+    let inc2_state = db.snapshot().unwrap();
+    db.shutdown().unwrap();
+
+    let set1 = inc1
+        .manifest
+        .runs
+        .clone()
+        .expect("a format-2 incremental lists its runs");
+    assert!(
+        !set1.wal_from_parent,
+        "the WAL after the full backup was retired"
+    );
+    assert!(set1.base_lsn > full.manifest.last_lsn);
+    assert!(
+        set1.inherited.is_empty(),
+        "the compaction replaced every run"
+    );
+    assert!(inc1.manifest.run_files().count() >= 1);
+    let set2 = inc2.manifest.runs.clone().expect("run set");
+    assert!(set2.wal_from_parent, "no flush retired inc1's last segment");
+    let inc1_runs: Vec<String> = inc1
+        .manifest
+        .run_files()
+        .map(|(f, _)| f.name.clone())
+        .collect();
+    assert_eq!(
+        set2.inherited
+            .iter()
+            .map(|r| aedb_checkpoint::run_file_name(r.file_id))
+            .collect::<Vec<_>>(),
+        inc1_runs,
+        "inc2 inherits inc1's runs"
+    );
+    assert_eq!(inc2.manifest.run_files().count(), 1, "the one new flush");
+    // inc2 copies only the new bytes of the segment inc1 ended in.
+    let tails = inc2
+        .manifest
+        .wal_files()
+        .filter(|f| matches!(f.kind, aedb::backup::BackupFileKind::WalTail { .. }))
+        .count();
+    assert_eq!(tails, 1, "{:?}", inc2.manifest.files);
+
+    let chain = vec![full_dir.clone(), inc1_dir.clone(), inc2_dir.clone()];
+    for (k, expected) in [(1, &full_state), (2, &inc1_state), (3, &inc2_state)] {
+        let target = dir.path().join(format!("r{k}"));
+        let report =
+            restore_from_backup_chain(&chain[..k], &target, options(None), &mut none()).unwrap();
+        assert_eq!(report.lsn, expected.lsn());
+        assert_eq!(
+            first_difference(&open_state(&target), expected),
+            None,
+            "{k}"
+        );
+    }
+    // Inside inc2's WAL (before its newest flush): inc1's runs plus the WAL, exactly.
+    let mid = Lsn::new(inc1.manifest.last_lsn.get() + 5);
+    assert!(mid < set2.base_lsn);
+    let target = dir.path().join("mid");
+    let report =
+        restore_from_backup_chain(&chain, &target, options(Some(mid)), &mut none()).unwrap();
+    assert_eq!(report.lsn, mid);
+    assert_eq!(first_difference(&open_state(&target), &history[&mid]), None);
+    // At inc1's run-set LSN exactly, and inside the full backup's WAL: reachable.
+    for lsn in [set1.base_lsn, Lsn::new(full.manifest.first_lsn.get() + 5)] {
+        let target = dir.path().join(format!("at{}", lsn.get()));
+        let report =
+            restore_from_backup_chain(&chain, &target, options(Some(lsn)), &mut none()).unwrap();
+        assert_eq!(report.lsn, lsn);
+        assert_eq!(first_difference(&open_state(&target), &history[&lsn]), None);
+    }
+    // Between the full backup's end and inc1's runs: the WAL was retired before inc1
+    // was taken, so no file holds that state. Refused, never approximated.
+    let gap = Lsn::new(full.manifest.last_lsn.get() + 1);
+    let target = dir.path().join("gap");
+    let err =
+        restore_from_backup_chain(&chain, &target, options(Some(gap)), &mut none()).unwrap_err();
+    match err {
+        aedb::Error::Backup(BackupError::TargetUnreachable {
+            target: t,
+            after,
+            before,
+            ..
+        }) => {
+            assert_eq!(t, gap);
+            assert_eq!(after, full.manifest.last_lsn);
+            assert_eq!(before, set1.base_lsn);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(is_empty_or_absent(&target));
+}
+
+/// After 10 000 keys are loaded and checkpointed and a full backup taken, ten more puts
+/// and a flush make an incremental of one small run and the WAL tail: a small fraction
+/// of the full backup's bytes.
+#[test]
+fn an_incremental_costs_the_change_not_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = setup(&dir.path().join("db"));
+    load_bulk(&db, 0, 100, 100);
+    db.checkpoint_now().unwrap();
+    let full_dir = dir.path().join("full");
+    let full = db.backup_full(&full_dir, &mut none()).unwrap();
+    load_bulk(&db, 10_000, 10, 1);
+    db.checkpoint_now().unwrap();
+    let inc_dir = dir.path().join("inc");
+    let inc = db
+        .backup_incremental(&inc_dir, &full_dir, &mut none())
+        .unwrap();
+    let expected = db.snapshot().unwrap();
+    db.shutdown().unwrap();
+
+    let on_disk = |m: &BackupManifest| m.files.iter().map(|f| f.len).sum::<u64>();
+    assert_eq!(inc.bytes, on_disk(&inc.manifest));
+    assert_eq!(full.bytes, on_disk(&full.manifest));
+    eprintln!(
+        "full backup: {} bytes ({} run files, {} linked); incremental: {} bytes ({} run \
+         files, {} WAL pieces)",
+        full.bytes,
+        full.manifest.run_files().count(),
+        full.linked_files,
+        inc.bytes,
+        inc.manifest.run_files().count(),
+        inc.manifest.wal_files().count(),
+    );
+    assert!(full.bytes > 1_000_000, "{} bytes", full.bytes);
+    assert!(
+        inc.bytes * 50 < full.bytes,
+        "incremental {} bytes vs full {} bytes",
+        inc.bytes,
+        full.bytes
+    );
+    // The new run is the only run it holds; every run of the full is inherited.
+    let set = inc.manifest.runs.clone().unwrap();
+    assert_eq!(inc.manifest.run_files().count(), 1);
+    let full_ids: Vec<u64> = full
+        .manifest
+        .run_files()
+        .map(|(f, _)| aedb_checkpoint::parse_run_file_name(&f.name).unwrap())
+        .collect();
+    assert_eq!(
+        set.inherited.iter().map(|r| r.file_id).collect::<Vec<_>>(),
+        full_ids
+    );
+    let target = dir.path().join("r");
+    restore_from_backup_chain(&[full_dir, inc_dir], &target, options(None), &mut none()).unwrap();
+    assert_eq!(first_difference(&open_state(&target), &expected), None);
+}
+
+/// A run file inside an incremental that was changed, removed, or (by someone holding
+/// the backup key) swapped in the listing for one no earlier backup holds is refused,
+/// naming the file; so is a tampered run the incremental inherits from the full backup.
+#[test]
+fn a_tampered_run_inside_an_incremental_chain_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = setup(&dir.path().join("db"));
+    load(&db, 0, 100);
+    db.checkpoint_now().unwrap();
+    let full_dir = dir.path().join("full");
+    db.backup_full(&full_dir, &mut none()).unwrap();
+    load(&db, 1000, 50);
+    db.checkpoint_now().unwrap();
+    let inc_dir = dir.path().join("inc");
+    let inc = db
+        .backup_incremental(&inc_dir, &full_dir, &mut none())
+        .unwrap();
+    db.shutdown().unwrap();
+    let chain = vec![full_dir.clone(), inc_dir.clone()];
+    let target = dir.path().join("r");
+    let restore = || restore_from_backup_chain(&chain, &target, options(None), &mut none());
+
+    let (new_run, _) = inc.manifest.run_files().next().expect("the new run");
+    let run_path = inc_dir.join("checkpoints").join(&new_run.name);
+    let original = std::fs::read(&run_path).unwrap();
+    replace_flipped(&run_path, original.len() / 2);
+    match restore().unwrap_err() {
+        aedb::Error::Backup(BackupError::TamperedFile { path, .. }) => assert_eq!(path, run_path),
+        other => panic!("{other}"),
+    }
+    assert!(is_empty_or_absent(&target));
+    std::fs::remove_file(&run_path).unwrap();
+    match restore().unwrap_err() {
+        aedb::Error::Backup(BackupError::MissingFile(path)) => assert_eq!(path, run_path),
+        other => panic!("{other}"),
+    }
+    std::fs::write(&run_path, &original).unwrap();
+    restore_from_backup_chain(&chain, dir.path().join("ok"), options(None), &mut none()).unwrap();
+
+    // A run the incremental inherits, tampered in the full backup.
+    let inherited = inc.manifest.runs.as_ref().unwrap().inherited[0];
+    let full_run = full_dir
+        .join("checkpoints")
+        .join(aedb_checkpoint::run_file_name(inherited.file_id));
+    let full_original = std::fs::read(&full_run).unwrap();
+    replace_flipped(&full_run, full_original.len() / 2);
+    match restore().unwrap_err() {
+        aedb::Error::Backup(BackupError::TamperedFile { path, .. }) => assert_eq!(path, full_run),
+        other => panic!("{other}"),
+    }
+    std::fs::write(&full_run, &full_original).unwrap();
+
+    // Re-signed by a holder of the backup key, claiming an inherited run with another
+    // hash: no earlier backup holds it, so the chain is refused.
+    let manifest_path = inc_dir.join(BACKUP_MANIFEST_FILE);
+    let mut forged = inc.manifest.clone();
+    forged.runs.as_mut().unwrap().inherited[0].sha256 = sha256(b"another run");
+    let (key, _) = backup_key(&config(), forged.database_id, None).unwrap();
+    std::fs::write(&manifest_path, forged.encode(&key)).unwrap();
+    match restore().unwrap_err() {
+        aedb::Error::Backup(BackupError::ChainMismatch { path, detail }) => {
+            assert_eq!(path, manifest_path);
+            assert!(
+                matches!(
+                    detail,
+                    aedb::backup::ChainBreak::InheritedRunMissing { file_id }
+                        if file_id == inherited.file_id
+                ),
+                "{detail}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    assert!(is_empty_or_absent(&target));
+}
+
+/// On one file system a full backup hard-links the run files (the backup's and the
+/// database's names share the inode; nothing of them is copied), and after a compaction
+/// deletes the originals, and even after the whole source directory is gone, the backup
+/// restores. With links disabled the runs are copied.
+#[test]
+fn a_full_backup_hard_links_runs_that_outlive_their_compaction() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("db");
+    let db = setup(&source);
+    for round in 0..3 {
+        load(&db, round * 100, 60);
+        db.checkpoint_now().unwrap();
+    }
+    let full_dir = dir.path().join("full");
+    let full = db.backup_full(&full_dir, &mut none()).unwrap();
+    let runs: Vec<String> = full
+        .manifest
+        .run_files()
+        .map(|(f, _)| f.name.clone())
+        .collect();
+    assert!(runs.len() >= 3, "{runs:?}");
+    assert_eq!(full.linked_files, runs.len());
+    assert_eq!(full.copied_run_files, 0);
+    assert_eq!(full.link_fallback, None);
+    let run_bytes: u64 = full.manifest.run_files().map(|(f, _)| f.len).sum();
+    assert_eq!(full.linked_bytes, run_bytes);
+    let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    for name in &runs {
+        let live = source.join("checkpoints").join(name);
+        let backed = full_dir.join("checkpoints").join(name);
+        assert_eq!(ino(&live), ino(&backed), "{name} is linked");
+        assert_eq!(std::fs::metadata(&live).unwrap().nlink(), 2);
+    }
+
+    // With links disabled: copies, other inodes.
+    let db2_dir = dir.path().join("db2");
+    let db2 = AedbInstance::open(&db2_dir, config().backup_hard_links(false)).unwrap();
+    db2.create_project("p").unwrap();
+    db2.create_scope("p", "s").unwrap();
+    load(&db2, 0, 20);
+    let copy_dir = dir.path().join("copied");
+    let copied = db2.backup_full(&copy_dir, &mut none()).unwrap();
+    assert_eq!(copied.linked_files, 0);
+    assert!(copied.copied_run_files >= 1);
+    for (f, _) in copied.manifest.run_files() {
+        assert_ne!(
+            ino(&db2_dir.join("checkpoints").join(&f.name)),
+            ino(&copy_dir.join("checkpoints").join(&f.name))
+        );
+    }
+    db2.shutdown().unwrap();
+
+    // The backup restores to the source's state; then, with no snapshot left to pin
+    // them, a full compaction replaces every run and deletes the originals.
+    let expected = db.snapshot().unwrap();
+    assert_eq!(expected.lsn(), full.manifest.last_lsn);
+    let before = dir.path().join("before");
+    restore_from_backup_chain(
+        std::slice::from_ref(&full_dir),
+        &before,
+        options(None),
+        &mut none(),
+    )
+    .unwrap();
+    assert_eq!(first_difference(&open_state(&before), &expected), None);
+    drop(expected);
+    db.compact_now().unwrap();
+    db.shutdown().unwrap();
+    let live_after = data_runs(&source);
+    for name in &runs {
+        assert!(
+            !live_after.iter().any(|p| p.ends_with(name)),
+            "{name} was compacted away: {live_after:?}"
+        );
+        assert_eq!(
+            std::fs::metadata(full_dir.join("checkpoints").join(name))
+                .unwrap()
+                .nlink(),
+            1
+        );
+    }
+    std::fs::remove_dir_all(&source).unwrap();
+    let target = dir.path().join("r");
+    restore_from_backup_chain(&[full_dir], &target, options(None), &mut none()).unwrap();
+    assert_eq!(
+        first_difference(&open_state(&target), &open_state(&before)),
+        None
+    );
+}
+
+/// Where the file system cannot link (`EXDEV`: the backup on another device), the full
+/// backup copies the runs, says why, and restores all the same.
+#[test]
+fn a_full_backup_copies_runs_where_links_fail_across_devices() {
+    use aedb_fs::{FaultOp, SimFault, SimFs};
+    let sim = SimFs::new(11);
+    let sim_config = || config().with_file_system(sim.shared());
+    let db = AedbInstance::open("/db", sim_config()).unwrap();
+    db.create_project("p").unwrap();
+    db.create_scope("p", "s").unwrap();
+    load(&db, 0, 40);
+    db.checkpoint_now().unwrap();
+    load(&db, 100, 40);
+    db.checkpoint_now().unwrap();
+    sim.fail_next(FaultOp::Link, SimFault::CrossDevice);
+    let report = db.backup_full("/backup/full", &mut none()).unwrap();
+    let runs = report.manifest.run_files().count();
+    assert!(runs >= 2);
+    assert_eq!(
+        report.linked_files, 0,
+        "one EXDEV switches the backup to copies"
+    );
+    assert_eq!(report.copied_run_files, runs);
+    let why = report
+        .link_fallback
+        .clone()
+        .expect("the fallback is reported");
+    assert!(why.contains("/backup/full/checkpoints/run-"), "{why}");
+    // A later backup links again.
+    let linked = db.backup_full("/backup/full2", &mut none()).unwrap();
+    assert_eq!(linked.linked_files, runs);
+    let expected = db.snapshot().unwrap();
+    db.shutdown().unwrap();
+    for b in ["/backup/full", "/backup/full2"] {
+        let target = PathBuf::from(format!("/restored{}", b.replace('/', "-")));
+        let options = RestoreOptions {
+            config: sim_config(),
+            strict: true,
+            target_lsn: None,
+        };
+        restore_from_backup_chain(&[PathBuf::from(b)], &target, options, &mut none()).unwrap();
+        let db = AedbInstance::open(&target, sim_config()).unwrap();
+        assert_eq!(first_difference(&db.snapshot().unwrap(), &expected), None);
+        db.shutdown().unwrap();
+    }
+}

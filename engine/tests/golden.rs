@@ -11,6 +11,9 @@ fn every_golden_capsule_is_reproduced_and_decodes() {
         "wal_frame_v1",
         "wal_segment_header_v1",
         "wal_sealed_batch_v1",
+        "backup_manifest_full_v1",
+        "backup_manifest_incremental_v1",
+        "backup_manifest_incremental_v2",
     ] {
         assert!(
             names.contains(&required),
@@ -22,7 +25,9 @@ fn every_golden_capsule_is_reproduced_and_decodes() {
     assert!(names.iter().any(|n| n.contains("checkpoint")));
     assert!(names.iter().any(|n| n.contains("manifest")));
     for capsule in &capsules {
-        if regen && capsule.name.starts_with("wal_") {
+        if regen
+            && (capsule.name.starts_with("wal_") || capsule.name.starts_with("backup_manifest_"))
+        {
             let path = format!("{}/golden/{}.hex", env!("CARGO_MANIFEST_DIR"), capsule.name);
             std::fs::write(&path, format!("{}\n", hex::encode(&capsule.bytes))).unwrap();
             continue;

@@ -116,6 +116,19 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes the file at `path`. Durable only after [`FileSystem::sync_dir`].
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes `link` a second name of the existing file `original` (a hard link: both
+    /// names reach the same data, and removing one leaves the other), failing with
+    /// [`io::ErrorKind::AlreadyExists`] if `link` exists. Durable only after
+    /// [`FileSystem::sync_dir`] of `link`'s directory. Only for files that are never
+    /// written again (a write through either name changes both).
+    ///
+    /// Implementations that cannot link answer [`io::ErrorKind::Unsupported`] (the
+    /// default), and a real file system answers `EXDEV` across devices: see
+    /// [`link_unsupported`] for the errors after which a caller copies instead.
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        let _ = (original, link);
+        Err(io::ErrorKind::Unsupported.into())
+    }
     /// Creates `path` and every missing parent directory.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Removes the empty directory at `path`. Implementations that cannot remove
@@ -145,6 +158,26 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn try_lock_shared(&self, path: &Path) -> io::Result<Box<dyn DirLockGuard>> {
         self.try_lock(path)
     }
+}
+
+/// Whether a [`FileSystem::hard_link`] failure means "this file system (or this pair of
+/// directories) cannot link here" rather than an I/O failure: `EXDEV` (the two paths are
+/// on different devices), [`io::ErrorKind::Unsupported`] / `EOPNOTSUPP` (no hard links),
+/// `EPERM` (file systems such as FAT, or a hardened `protected_hardlinks` policy) and
+/// `EMLINK` (the file has the most links it may have). A caller falls back to a copy after
+/// these; any other error (EIO, ENOSPC, a missing source) is a failure.
+pub fn link_unsupported(error: &io::Error) -> bool {
+    const EPERM: i32 = 1;
+    const EXDEV: i32 = 18;
+    const EMLINK: i32 = 31;
+    const EOPNOTSUPP: i32 = 95;
+    matches!(
+        error.kind(),
+        io::ErrorKind::CrossesDevices | io::ErrorKind::Unsupported | io::ErrorKind::TooManyLinks
+    ) || matches!(
+        error.raw_os_error(),
+        Some(EPERM | EXDEV | EMLINK | EOPNOTSUPP)
+    )
 }
 
 /// A shared file system handle, as the engine's crates hold it.

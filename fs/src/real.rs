@@ -111,6 +111,10 @@ impl FileSystem for RealFs {
         std::fs::remove_file(path)
     }
 
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        std::fs::hard_link(original, link)
+    }
+
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         std::fs::create_dir_all(path)
     }
@@ -228,6 +232,32 @@ mod tests {
         assert_eq!(s, "cdef");
         fs.remove_file(&sub.join("x")).expect("remove");
         assert!(!fs.exists(&sub.join("x")));
+    }
+
+    #[test]
+    fn a_hard_link_shares_the_inode_and_outlives_the_original() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = RealFs;
+        let original = dir.path().join("run");
+        crate::write_file(&fs, &original, b"sealed").expect("write");
+        let link = dir.path().join("sub/run");
+        fs.create_dir_all(&dir.path().join("sub")).expect("mkdir");
+        fs.hard_link(&original, &link).expect("link");
+        let ino = |p: &Path| std::fs::metadata(p).expect("stat").ino();
+        assert_eq!(ino(&original), ino(&link));
+        assert_eq!(
+            fs.hard_link(&original, &link).expect_err("exists").kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        fs.remove_file(&original).expect("remove");
+        assert_eq!(&fs.read_whole(&link).expect("read")[..], b"sealed");
+        let missing = fs
+            .hard_link(&original, &dir.path().join("x"))
+            .expect_err("missing");
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+        assert!(!crate::link_unsupported(&missing));
+        assert!(crate::link_unsupported(&io::Error::from_raw_os_error(18)));
     }
 
     #[test]

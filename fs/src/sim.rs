@@ -29,6 +29,10 @@ pub enum SimFault {
     /// offset) is written (volatile, like any write), then the call fails as
     /// [`SimFault::NoSpace`] does. On any other operation: the same as `NoSpace`.
     ShortWrite,
+    /// EXDEV: an error with [`io::Error::raw_os_error`] `Some(18)` (kind
+    /// [`io::ErrorKind::CrossesDevices`]), what a real [`FileSystem::hard_link`] answers
+    /// when its two paths are on different devices (the simulated disk is one device).
+    CrossDevice,
 }
 
 /// A counted operation, as [`SimOp::kind`] names it.
@@ -52,6 +56,8 @@ pub enum OpKind {
     Rename,
     /// [`FileSystem::remove_file`].
     Remove,
+    /// [`FileSystem::hard_link`].
+    Link,
     /// [`FileSystem::create_dir_all`].
     CreateDir,
     /// [`FileSystem::try_lock`].
@@ -75,6 +81,8 @@ pub enum FaultOp {
     Rename,
     /// [`FileSystem::remove_file`].
     Remove,
+    /// [`FileSystem::hard_link`].
+    Link,
     /// The operations that create: `open` in a creating mode, `create_dir_all`, `try_lock`.
     Create,
 }
@@ -90,6 +98,7 @@ impl FaultOp {
             FaultOp::SyncDir => kind == OpKind::SyncDir,
             FaultOp::Rename => kind == OpKind::Rename,
             FaultOp::Remove => kind == OpKind::Remove,
+            FaultOp::Link => kind == OpKind::Link,
             FaultOp::Create => matches!(kind, OpKind::Create | OpKind::CreateDir | OpKind::Lock),
         }
     }
@@ -102,9 +111,9 @@ pub struct SimOp<'a> {
     /// What it is.
     pub kind: OpKind,
     /// The path it is on: the file's path as opened (for file operations), the source of
-    /// a rename, the directory of a `sync_dir`.
+    /// a rename or the original of a hard link, the directory of a `sync_dir`.
     pub path: &'a Path,
-    /// The destination of a rename.
+    /// The destination of a rename, the new name of a hard link.
     pub to: Option<&'a Path>,
     /// The offset of a write (0 otherwise).
     pub offset: u64,
@@ -144,7 +153,10 @@ pub struct DiskImage {
 ///   directory). Creations, renames and removals since are remembered, in order, as
 ///   pending entry changes. A rename is one change: syncing *either* directory of a
 ///   cross-directory rename makes the whole rename durable (as ext4's journal does), and
-///   with it the earlier pending changes of the names it touches.
+///   with it the earlier pending changes of the names it touches. A hard link
+///   ([`FileSystem::hard_link`]) is one more entry naming the same inode: a pending
+///   creation in the link's directory, durable after its `sync_dir`; the file lives on
+///   while any name (or handle) reaches it.
 /// * **Directories themselves** are simplified: [`FileSystem::create_dir_all`] is
 ///   immediately durable, and directories can be neither removed nor renamed (only files
 ///   are renamed; renaming a directory fails with [`io::ErrorKind::Unsupported`]).
@@ -185,8 +197,8 @@ pub struct DiskImage {
 /// The *mutating* operations are counted ([`SimFs::op_count`]): `open` in a creating mode
 /// ([`OpenMode::Create`], [`OpenMode::CreateNew`], [`OpenMode::Truncate`]; counted even
 /// when the file exists), `write_all_at`, `set_len`, `allocate`, `sync_data`, `sync_all`,
-/// `rename`, `remove_file`, `create_dir_all`, `sync_dir` and `try_lock` (which may create
-/// its file). An operation is counted when attempted, before its arguments are checked.
+/// `rename`, `remove_file`, `hard_link`, `create_dir_all`, `sync_dir` and `try_lock` (which
+/// may create its file). An operation is counted when attempted, before its arguments are checked.
 /// Reads (`read_exact_at`, `len`, `read_whole`, `read_dir`, `exists`, `is_dir`,
 /// `file_len`, `open` with [`OpenMode::Existing`]) are not counted and cannot be made to
 /// fail, except by a dead machine. Operations on stale handles fail without being counted.
@@ -197,7 +209,8 @@ pub struct DiskImage {
 /// [`SimFs::crash`] reboots the machine.
 ///
 /// [`SimFs::fail_next`], [`SimFs::fail_nth`] and [`SimFs::fail_when`] make one later
-/// counted operation fail with a [`SimFault`]: EIO, ENOSPC, or a short write.
+/// counted operation fail with a [`SimFault`]: EIO, ENOSPC, a short write, or EXDEV (a
+/// link across devices).
 ///
 /// ```
 /// use aedb_fs::{FileSystem, OpenMode, SimFs};
@@ -434,6 +447,7 @@ fn too_large() -> io::Error {
 fn fault_error(fault: SimFault) -> io::Error {
     match fault {
         SimFault::Eio => io::Error::from_raw_os_error(5),
+        SimFault::CrossDevice => io::Error::from_raw_os_error(18),
         SimFault::NoSpace | SimFault::ShortWrite => io::Error::new(
             io::ErrorKind::StorageFull,
             "SimFs: injected ENOSPC (no space left on device)",
@@ -1229,6 +1243,40 @@ impl FileSystem for SimFs {
         let (dir, name) = split(&path)?;
         let group = state.new_group();
         state.set_entry(&dir, &name, None, group);
+        Ok(())
+    }
+
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        let mut state = self.state()?;
+        state.begin_plain(&SimOp {
+            kind: OpKind::Link,
+            path: original,
+            to: Some(link),
+            offset: 0,
+            len: 0,
+        })?;
+        let (original, link) = (normalize(original), normalize(link));
+        if state.is_dir(&original) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "SimFs: {}: directories cannot be linked",
+                    original.display()
+                ),
+            ));
+        }
+        let ino = state
+            .lookup(&original)
+            .ok_or_else(|| not_found(&original))?;
+        let (dir, name) = state.file_slot(&link)?;
+        if state.lookup(&link).is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("SimFs: {} exists", link.display()),
+            ));
+        }
+        let group = state.new_group();
+        state.set_entry(&dir, &name, Some(ino), group);
         Ok(())
     }
 

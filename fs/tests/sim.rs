@@ -974,3 +974,81 @@ fn chained_renames_never_leave_a_file_under_two_names_or_none() {
         assert_eq!(files, vec![p("/f/x")], "seed {seed}");
     }
 }
+
+#[test]
+fn a_hard_link_is_a_second_name_of_the_same_file() {
+    let sim = disk(3);
+    let fs: &dyn FileSystem = &*sim;
+    fs.create_dir_all(&p("/b")).expect("mkdir");
+    durable_file(fs, &p("/d/run"), b"sealed");
+    fs.hard_link(&p("/d/run"), &p("/b/run")).expect("link");
+    assert_eq!(contents(fs, &p("/b/run")).as_deref(), Some(&b"sealed"[..]));
+    // Both names reach one file: a write through either shows through the other.
+    let f = fs.open(&p("/b/run"), OpenMode::Existing).expect("open");
+    f.write_all_at(b"S", 0).expect("write");
+    assert_eq!(contents(fs, &p("/d/run")).as_deref(), Some(&b"Sealed"[..]));
+    // Removing the original leaves the link.
+    fs.remove_file(&p("/d/run")).expect("remove");
+    assert_eq!(contents(fs, &p("/b/run")).as_deref(), Some(&b"Sealed"[..]));
+    // A link never replaces a name, and needs an existing file and directory.
+    durable_file(fs, &p("/d/other"), b"x");
+    let err = fs
+        .hard_link(&p("/d/other"), &p("/b/run"))
+        .expect_err("exists");
+    assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+    let err = fs
+        .hard_link(&p("/d/missing"), &p("/b/m"))
+        .expect_err("missing");
+    assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    let err = fs
+        .hard_link(&p("/d/other"), &p("/nodir/x"))
+        .expect_err("no dir");
+    assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    // Injected faults fail it without effect; EXDEV is what a copy falls back after.
+    sim.fail_next(FaultOp::Link, SimFault::CrossDevice);
+    let err = fs.hard_link(&p("/d/other"), &p("/b/o")).expect_err("exdev");
+    assert_eq!(err.kind(), io::ErrorKind::CrossesDevices);
+    assert!(aedb_fs::link_unsupported(&err));
+    assert!(!fs.exists(&p("/b/o")));
+    sim.fail_when(
+        |op| op.kind == OpKind::Link && op.to == Some(Path::new("/b/o")),
+        SimFault::Eio,
+    );
+    let err = fs.hard_link(&p("/d/other"), &p("/b/o")).expect_err("eio");
+    assert!(!aedb_fs::link_unsupported(&err));
+    assert!(!fs.exists(&p("/b/o")));
+}
+
+#[test]
+fn a_hard_link_is_durable_once_its_directory_is_synced() {
+    let mut kept = 0;
+    let mut lost = 0;
+    for seed in 0..SEEDS {
+        let sim = disk(seed);
+        let fs: &dyn FileSystem = &*sim;
+        fs.create_dir_all(&p("/b")).expect("mkdir");
+        durable_file(fs, &p("/d/run"), b"sealed");
+        fs.hard_link(&p("/d/run"), &p("/b/synced")).expect("link");
+        fs.sync_dir(&p("/b")).expect("sync");
+        fs.hard_link(&p("/d/run"), &p("/b/unsynced")).expect("link");
+        // The original goes, durably: the synced link keeps the file alive.
+        fs.remove_file(&p("/d/run")).expect("remove");
+        fs.sync_dir(&p("/d")).expect("sync");
+        sim.crash();
+        assert_eq!(contents(fs, &p("/d/run")), None, "seed {seed}");
+        assert_eq!(
+            contents(fs, &p("/b/synced")).as_deref(),
+            Some(&b"sealed"[..]),
+            "seed {seed}"
+        );
+        // The unsynced link landed or not, but never with other content.
+        match contents(fs, &p("/b/unsynced")) {
+            Some(bytes) => {
+                assert_eq!(bytes, b"sealed", "seed {seed}");
+                kept += 1;
+            }
+            None => lost += 1,
+        }
+    }
+    assert!(kept > 0 && lost > 0, "kept {kept}, lost {lost}");
+}

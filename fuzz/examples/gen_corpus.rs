@@ -7,7 +7,7 @@
 //!
 //! Sources: `aedb::golden_capsules()` (WAL frame, segment header and sealed batch,
 //! commit records, sealed/plaintext checkpoints, manifest header, files and every record
-//! kind, the IHP session capsule); a secure engine instance in a temporary directory
+//! kind, backup manifests of versions 1 and 2, the IHP session capsule); a secure engine instance in a temporary directory
 //! (schema, KV and table commits, a failed assertion, grants, a checkpoint, a backup, an
 //! audit export), whose plaintext WAL segment, commit records, checkpoint file and
 //! snapshot, backup manifest and audit export are taken as they are; `WalWriter` with
@@ -147,6 +147,9 @@ fn golden(c: &mut Corpus) {
                 c.add("manifest", seed, bytes);
             }
             n if n.starts_with("manifest_") => c.add("manifest", seed, bytes),
+            // Versions 1 and 2 (WAL tails, an incremental's run set), under the golden
+            // key, which is the fuzz key.
+            n if n.starts_with("backup_manifest_") => c.add("backup_manifest", seed, bytes),
             n if n.starts_with("session_capsule") => {
                 // Raw (mode 0), on the golden channel (mode 2), and mutated by an all-zero
                 // mask, i.e. unchanged (mode 1).

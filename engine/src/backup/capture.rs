@@ -151,6 +151,7 @@ fn new_listing(
             })
             .unwrap_or_default(),
         files,
+        runs: None,
     }
 }
 

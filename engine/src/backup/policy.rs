@@ -13,8 +13,10 @@
 //! **Layout.** Each chain is a directory `<dir>/chain-<unix ms:020>/` holding `full`
 //! and then `inc-000001`, `inc-000002`, … (each a backup directory as in
 //! `docs/FORMAT.md`). A full backup is due `full_every` after the newest full, an
-//! incremental `incremental_every` after the newest backup of the chain; an incremental
-//! whose WAL was retired ([`BackupError::WalRetired`]) makes a full due at once.
+//! incremental `incremental_every` after the newest backup of the chain. Incrementals
+//! continue a chain across flushes (they hold the runs written since their parent); one
+//! that still fails with [`BackupError::WalRetired`] (flushes outran its listing) makes
+//! a full due at once.
 //!
 //! **Pruning.** Only after a new full backup has been verified (strictly, as a restore
 //! would: [`verify_backup_chain`]) are the oldest chains beyond `keep` deleted; a full

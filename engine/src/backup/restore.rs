@@ -11,8 +11,180 @@ pub(super) struct Rebuilt {
     runs: Vec<(PathBuf, usize, Arc<aedb_storage::Run>, [u8; 32])>,
 }
 
-/// Verifies the chain, stages its WAL in `staging` (created, left for the caller to
-/// remove), and replays it into the full backup's checkpoint.
+/// One piece of a staged WAL segment: a backup file holding the segment's bytes from
+/// `offset` on (a whole segment's piece starts at 0).
+#[derive(Clone, Debug)]
+pub(super) struct Piece {
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+}
+
+/// The WAL a chain holds, by segment file name: pieces contiguous from byte 0.
+pub(super) type StagedWal = BTreeMap<String, Vec<Piece>>;
+
+/// A run of the version a restore starts from: where the chain holds it.
+struct VersionRun {
+    /// The backup directory holding the file.
+    backup_dir: PathBuf,
+    path: PathBuf,
+    file_id: u64,
+    level: u8,
+    sha256: [u8; 32],
+}
+
+/// Which backup of `chain` a restore to `stop` starts from: the last one whose own runs
+/// (or checkpoint) hold every commit up to an LSN at or below `stop` (a full backup's
+/// first LSN, a format-2 incremental's run-set LSN), the chain's WAL replaying from
+/// there. [`BackupError::TargetUnreachable`] when `stop` lies strictly between an
+/// incremental's first LSN and its run-set LSN while its WAL does not continue its
+/// parent's (flushes retired that WAL before it was taken): no file of the chain holds
+/// the state there.
+pub(super) fn restore_base(chain: &[VerifiedBackup], stop: Lsn) -> Result<usize, BackupError> {
+    for b in chain.iter().skip(1) {
+        if let Some(set) = &b.manifest.runs
+            && !set.wal_from_parent
+            && b.manifest.first_lsn < stop
+            && stop < set.base_lsn
+        {
+            return Err(BackupError::TargetUnreachable {
+                target: stop,
+                backup: b.dir.clone(),
+                after: b.manifest.first_lsn,
+                before: set.base_lsn,
+            });
+        }
+    }
+    Ok(chain
+        .iter()
+        .rposition(|b| b.manifest.base_lsn().is_some_and(|l| l <= stop))
+        .unwrap_or(0))
+}
+
+/// Adds a whole-segment piece: a segment copied again (it was active when an earlier
+/// backup was taken) must extend the earlier copy byte for byte.
+fn stage_whole(
+    fs: &dyn FileSystem,
+    staged: &mut StagedWal,
+    name: &str,
+    path: PathBuf,
+    len: u64,
+) -> Result<(), BackupError> {
+    if let Some(earlier) = staged.get(name)
+        && !extends(fs, earlier, &path)?
+    {
+        return Err(BackupError::ChainMismatch {
+            path,
+            detail: ChainBreak::SegmentNotExtended {
+                earlier: earlier.last().map(|p| p.path.clone()).unwrap_or_default(),
+            },
+        });
+    }
+    staged.insert(
+        name.to_owned(),
+        vec![Piece {
+            path,
+            offset: 0,
+            len,
+        }],
+    );
+    Ok(())
+}
+
+/// Adds a tail piece: the chain must hold exactly the segment's first `offset` bytes.
+fn stage_tail(
+    staged: &mut StagedWal,
+    name: &str,
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+) -> Result<(), BackupError> {
+    let held = staged
+        .get(name)
+        .and_then(|p| p.last())
+        .map_or(0, |p| p.offset + p.len);
+    match staged.get_mut(name) {
+        Some(pieces) if held == offset => {
+            pieces.push(Piece { path, offset, len });
+            Ok(())
+        }
+        _ => Err(BackupError::ChainMismatch {
+            path,
+            detail: ChainBreak::TailWithoutPrefix { offset, held },
+        }),
+    }
+}
+
+/// Whether the file at `later` starts with the bytes of `pieces`.
+fn extends(fs: &dyn FileSystem, pieces: &[Piece], later: &Path) -> Result<bool, BackupError> {
+    let b = fs
+        .open(later, FsMode::Existing)
+        .map_err(io_err("open", later))?;
+    for piece in pieces {
+        let a = aedb_fs::read_file(fs, &piece.path).map_err(io_err("read", &piece.path))?;
+        let mut head = vec![0u8; a.len()];
+        if (a.len() as u64) != piece.len || b.read_exact_at(&mut head, piece.offset).is_err() {
+            return Ok(false);
+        }
+        if head != a {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Writes the staged segments a replay from `base` needs into `wal_dir`: the one holding
+/// `base + 1` (the last whose header's base LSN is at most that) and every segment after
+/// it with consecutive numbers. Segments before it hold nothing to replay, and a gap
+/// (WAL retired between two backups) ends what can be replayed.
+fn write_staged(
+    fs: &dyn FileSystem,
+    staged: &StagedWal,
+    base: Lsn,
+    wal_dir: &Path,
+) -> Result<(), BackupError> {
+    let mut segments: Vec<(aedb_wal::SegmentSeq, &String, &Vec<Piece>)> = staged
+        .iter()
+        .filter_map(|(name, pieces)| {
+            Some((aedb_wal::dir::parse_segment_file_name(name)?, name, pieces))
+        })
+        .collect();
+    segments.sort_by_key(|s| s.0);
+    let mut start = None;
+    for (i, (_, _, pieces)) in segments.iter().enumerate() {
+        let Some(first) = pieces.first() else {
+            continue;
+        };
+        let file = fs
+            .open(&first.path, FsMode::Existing)
+            .map_err(io_err("open", &first.path))?;
+        if segment_base(&*file, &first.path)? <= base.next() {
+            start = Some(i);
+        }
+    }
+    let Some(start) = start else {
+        return Ok(());
+    };
+    let mut expected = segments[start].0;
+    for (seq, name, pieces) in &segments[start..] {
+        if *seq != expected {
+            break;
+        }
+        let mut bytes = Vec::new();
+        for piece in pieces.iter() {
+            bytes
+                .extend(aedb_fs::read_file(fs, &piece.path).map_err(io_err("stage", &piece.path))?);
+        }
+        let dst = wal_dir.join(name);
+        aedb_fs::write_file(fs, &dst, &bytes).map_err(io_err("stage", &dst))?;
+        expected = expected.next();
+    }
+    Ok(())
+}
+
+/// Verifies the chain, stages the WAL a restore to `target` (or the chain's end) needs in
+/// `staging` (created, left for the caller to remove), and replays it into the version
+/// it starts from (see [`restore_base`]).
 pub(super) fn rebuild(
     backups: &[PathBuf],
     config: &AedbConfig,
@@ -34,6 +206,9 @@ pub(super) fn rebuild(
             last,
         });
     }
+    let stop = target.unwrap_or(last);
+    let base_at = restore_base(&chain, stop)?;
+    let base = chain[base_at].manifest.base_lsn().unwrap_or(first);
     let total: u64 = chain
         .iter()
         .flat_map(|b| b.manifest.files.iter())
@@ -42,47 +217,82 @@ pub(super) fn rebuild(
     let mut verified = CopyProgress::new(total, progress, 0);
     let mut tick = |n: u64| verified.tick(n);
 
-    // Every file against its authenticated listing; the WAL staged segment by segment.
+    // Every file against its authenticated listing, every inherited run against the
+    // files of the backups before; the WAL assembled segment by segment.
     let fs = &*config.fs;
     let wal_dir = staging.join("wal");
     fs.create_dir_all(&wal_dir)
         .map_err(io_err("create", &wal_dir))?;
-    let mut staged: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
+    let mut staged: StagedWal = BTreeMap::new();
     let mut checkpoint_path = None;
-    let mut run_files = Vec::new();
-    for b in &chain {
+    // The run files held so far: (file id, SHA-256) to (backup dir, path, length).
+    let mut held: BTreeMap<(u64, [u8; 32]), (PathBuf, PathBuf, u64)> = BTreeMap::new();
+    let mut version: Vec<VersionRun> = Vec::new();
+    for (i, b) in chain.iter().enumerate() {
+        for run in b.manifest.runs.iter().flat_map(|s| s.inherited.iter()) {
+            match held.get(&(run.file_id, run.sha256)) {
+                Some((dir, path, len)) if *len == run.len => {
+                    if i == base_at {
+                        version.push(VersionRun {
+                            backup_dir: dir.clone(),
+                            path: path.clone(),
+                            file_id: run.file_id,
+                            level: run.level,
+                            sha256: run.sha256,
+                        });
+                    }
+                }
+                _ => {
+                    return Err(BackupError::ChainMismatch {
+                        path: b.dir.join(BACKUP_MANIFEST_FILE),
+                        detail: ChainBreak::InheritedRunMissing {
+                            file_id: run.file_id,
+                        },
+                    });
+                }
+            }
+        }
         for file in &b.manifest.files {
-            let check_hash = strict || file.kind != BackupFileKind::WalSegment;
+            let check_hash = strict || !file.kind.is_wal();
             let path = verify_file(fs, b, file, check_hash, &mut tick)?;
             match file.kind {
-                BackupFileKind::Checkpoint => checkpoint_path = Some((path, file.clone())),
-                BackupFileKind::Run { level } => run_files.push((path, file.clone(), level)),
-                // Only captures list the manifest, and a capture is never in a chain
-                // (`verify_chain_manifests` refuses it): nothing to stage.
-                BackupFileKind::Manifest => {}
-                BackupFileKind::WalSegment => {
-                    if let Some((earlier, earlier_len)) = staged.get(&file.name) {
-                        // A segment copied again (it was active when the parent was
-                        // taken) must extend the earlier copy.
-                        if !is_prefix(fs, earlier, *earlier_len, &path)? {
-                            return Err(BackupError::ChainMismatch {
-                                path,
-                                detail: ChainBreak::SegmentNotExtended {
-                                    earlier: earlier.clone(),
-                                },
-                            });
-                        }
+                BackupFileKind::Checkpoint if i == 0 => {
+                    checkpoint_path = Some((path, file.clone()));
+                }
+                // A checkpoint only a full backup lists; only captures list the
+                // manifest, and a capture is never in a chain (`verify_chain_manifests`
+                // refuses it): nothing to restore from either.
+                BackupFileKind::Checkpoint | BackupFileKind::Manifest => {}
+                BackupFileKind::Run { level } => {
+                    // The listing's names are validated when it is decoded.
+                    let file_id = aedb_checkpoint::parse_run_file_name(&file.name).unwrap_or(0);
+                    held.insert(
+                        (file_id, file.sha256),
+                        (b.dir.clone(), path.clone(), file.len),
+                    );
+                    if i == base_at {
+                        version.push(VersionRun {
+                            backup_dir: b.dir.clone(),
+                            path,
+                            file_id,
+                            level,
+                            sha256: file.sha256,
+                        });
                     }
-                    staged.insert(file.name.clone(), (path, file.len));
+                }
+                BackupFileKind::WalSegment => {
+                    stage_whole(fs, &mut staged, &file.name, path, file.len)?;
+                }
+                BackupFileKind::WalTail { offset } => {
+                    stage_tail(&mut staged, &file.name, path, offset, file.len)?;
                 }
             }
         }
     }
-    for (name, (path, _)) in &staged {
-        let dst = wal_dir.join(name);
-        let bytes = aedb_fs::read_file(fs, path).map_err(io_err("stage", path))?;
-        aedb_fs::write_file(fs, &dst, &bytes).map_err(io_err("stage", path))?;
+    if base_at > 0 {
+        checkpoint_path = None;
     }
+    write_staged(fs, &staged, base, &wal_dir)?;
 
     // The checkpoint: authenticated (sealed) or digest-checked (plaintext).
     let keyring = config.keyring()?;
@@ -102,48 +312,45 @@ pub(super) fn rebuild(
         cache,
     };
     let mut runs = Vec::new();
-    for (path, listed, level) in &run_files {
+    for v in &version {
+        let path = &v.path;
         let tampered = |source| BackupError::TamperedFile {
             path: path.clone(),
             detail: Box::new(Tamper::CheckpointAuth(source)),
         };
-        let file_id = aedb_checkpoint::parse_run_file_name(&listed.name)
-            // The listing's names are validated when it is decoded.
-            .ok_or_else(|| {
-                tampered(aedb_checkpoint::CheckpointError::FileIdMismatch {
-                    path: path.clone(),
-                    name_id: 0,
-                    header_id: 0,
-                })
-            })?;
-        let run = opener.open(file_id).map_err(|e| match e {
+        let opener = aedb_actors::runs::RunOpener {
+            data_dir: v.backup_dir.clone(),
+            ..opener.clone()
+        };
+        let run = opener.open(v.file_id).map_err(|e| match e {
             e @ aedb_checkpoint::CheckpointError::KeyRequired { .. } => BackupError::WrongKey {
-                backup: chain[0].dir.clone(),
+                backup: v.backup_dir.clone(),
                 detail: Box::new(KeyMismatch::CheckpointSealed(e)),
             },
             e => tampered(e),
         })?;
-        if run.file().max_lsn() > first {
+        if run.file().max_lsn() > base {
             return Err(BackupError::ChainMismatch {
                 path: path.clone(),
                 detail: ChainBreak::CheckpointLsn {
                     checkpoint: run.file().max_lsn(),
-                    first,
+                    first: base,
                 },
             });
         }
-        runs.push((path.clone(), usize::from(*level), run, listed.sha256));
+        runs.push((path.clone(), usize::from(v.level), run, v.sha256));
     }
     let mut state = match &checkpoint_path {
-        None if !runs.is_empty() => {
+        // The version: the runs (possibly none) holding every commit up to `base`.
+        None if !runs.is_empty() || base > Lsn::ZERO => {
             let edit = aedb_storage::Edit {
                 added: runs.iter().map(|(_, l, r, _)| (*l, r.clone())).collect(),
                 ..Default::default()
             };
             let version = aedb_storage::Version::empty().apply(&edit);
             let memtable = Arc::new(aedb_storage::Memtable::new(1));
-            memtable.mark_installed(first);
-            let view = aedb_storage::View::new(vec![memtable], Arc::new(version), first);
+            memtable.mark_installed(base);
+            let view = aedb_storage::View::new(vec![memtable], Arc::new(version), base);
             State::from_view(view).map_err(|e| BackupError::Write(WriteFailure::Unreadable(e)))?
         }
         None => State::new(),
@@ -233,75 +440,76 @@ pub(super) fn rebuild(
     ))
 }
 
-/// Maps a WAL verification failure on the staged copy back to the backup file.
+/// Maps a WAL verification failure on the staged copy back to the backup file holding
+/// the failing bytes (and the offset in that file).
 pub(super) fn wal_error(
     e: RecoverError<FrameReplayError>,
     wal_dir: &Path,
-    staged: &BTreeMap<String, (PathBuf, u64)>,
+    staged: &StagedWal,
     full: &Path,
 ) -> BackupError {
-    let original = |p: &Path| -> PathBuf {
-        p.strip_prefix(wal_dir)
+    let original = |p: &Path, offset: u64| -> (PathBuf, u64) {
+        let pieces = p
+            .strip_prefix(wal_dir)
             .ok()
             .and_then(|name| name.to_str())
-            .and_then(|name| staged.get(name))
-            .map_or_else(|| p.to_path_buf(), |(orig, _)| orig.clone())
+            .and_then(|name| staged.get(name));
+        let piece = pieces.and_then(|pieces| {
+            pieces
+                .iter()
+                .rev()
+                .find(|piece| piece.offset <= offset)
+                .or(pieces.first())
+        });
+        match piece {
+            Some(piece) => (piece.path.clone(), offset.saturating_sub(piece.offset)),
+            None => (p.to_path_buf(), offset),
+        }
     };
     match e {
         RecoverError::Corrupt {
             path,
             offset,
             corruption,
-        } => BackupError::TamperedFile {
-            path: original(&path),
-            detail: Box::new(Tamper::WalCorrupt { offset, corruption }),
-        },
+        } => {
+            let (path, offset) = original(&path, offset);
+            BackupError::TamperedFile {
+                path,
+                detail: Box::new(Tamper::WalCorrupt { offset, corruption }),
+            }
+        }
         RecoverError::Unseal {
             path,
             offset,
             lsn,
             source,
-        } => BackupError::TamperedFile {
-            path: original(&path),
-            detail: Box::new(Tamper::Unseal {
-                offset,
-                lsn,
-                source,
-            }),
-        },
+        } => {
+            let (path, offset) = original(&path, offset);
+            BackupError::TamperedFile {
+                path,
+                detail: Box::new(Tamper::Unseal {
+                    offset,
+                    lsn,
+                    source,
+                }),
+            }
+        }
         RecoverError::Encrypted { path, epoch, .. } => BackupError::WrongKey {
             backup: full.to_path_buf(),
             detail: Box::new(KeyMismatch::WalEncrypted {
-                path: original(&path),
+                path: original(&path, 0).0,
                 epoch,
             }),
         },
         RecoverError::UnknownKeyEpoch { path, epoch, .. } => BackupError::WrongKey {
             backup: full.to_path_buf(),
             detail: Box::new(KeyMismatch::NoWalKey {
-                path: original(&path),
+                path: original(&path, 0).0,
                 epoch,
             }),
         },
         other => BackupError::Replay(Box::new(other)),
     }
-}
-
-pub(super) fn is_prefix(
-    fs: &dyn FileSystem,
-    earlier: &Path,
-    len: u64,
-    later: &Path,
-) -> Result<bool, BackupError> {
-    let a = aedb_fs::read_file(fs, earlier).map_err(io_err("read", earlier))?;
-    let b = fs
-        .open(later, FsMode::Existing)
-        .map_err(io_err("open", later))?;
-    let mut head = vec![0u8; a.len()];
-    if (a.len() as u64) != len || b.read_exact_at(&mut head, 0).is_err() {
-        return Ok(false);
-    }
-    Ok(head == a)
 }
 
 /// Removes `dir` and everything under it, best effort (cleanup of staging copies and of

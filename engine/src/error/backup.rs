@@ -113,6 +113,25 @@ pub enum BackupError {
         /// The chain's end.
         last: Lsn,
     },
+    /// The target LSN is inside the chain's range but no file of the chain holds the
+    /// state there: it lies strictly between an incremental's first LSN (its parent's
+    /// end) and the LSN of its runs, and flushes had retired the WAL in between before
+    /// that incremental was taken. Restore to `after` (or below) or to `before` (or
+    /// above) instead.
+    #[error(
+        "target lsn {target} cannot be restored exactly: {} holds runs at lsn {before} but no WAL after its parent's end at lsn {after} (it was retired before the backup was taken); restore to lsn {after} or {before} and above",
+        .backup.display()
+    )]
+    TargetUnreachable {
+        /// Asked for.
+        target: Lsn,
+        /// The incremental backup whose gap it falls in.
+        backup: PathBuf,
+        /// The last restorable LSN below it (the incremental's first LSN).
+        after: Lsn,
+        /// The first restorable LSN above it (the incremental's run-set LSN).
+        before: Lsn,
+    },
     /// No backups were given.
     #[error("no backups given")]
     EmptyChain,
@@ -301,9 +320,27 @@ pub enum ChainBreak {
     /// The backup manifest's HMAC does not verify.
     #[error("backup manifest HMAC does not verify: its content was changed")]
     ManifestMac,
-    /// The parent backup lists no WAL segment.
+    /// The parent backup lists no WAL segment (no longer raised: an incremental whose
+    /// parent lists none copies whole segments).
     #[error("the parent backup lists no WAL segment")]
     ParentWithoutWal,
+    /// An incremental inherits a run no earlier backup of the chain holds (with that
+    /// file id, length and SHA-256).
+    #[error("inherits run file {file_id}, which no earlier backup of the chain holds")]
+    InheritedRunMissing {
+        /// The run's file id.
+        file_id: u64,
+    },
+    /// A WAL tail continues a segment the chain holds a different number of bytes of.
+    #[error(
+        "a WAL segment tail from byte {offset}, but the chain holds {held} bytes of the segment"
+    )]
+    TailWithoutPrefix {
+        /// Where the tail starts.
+        offset: u64,
+        /// How many bytes of the segment the earlier backups hold.
+        held: u64,
+    },
     /// The backup does not start where its parent ends.
     #[error("starts at lsn {first} but its parent ends at lsn {parent_last}")]
     LsnGap {

@@ -248,6 +248,7 @@ impl std::fmt::Display for ErrorClass {
 /// | `backup.missing_file` | Integrity | a listed backup file is missing or truncated |
 /// | `backup.invalid_chain` | InvalidInput | the chain is empty, out of order, has a gap or mixes databases |
 /// | `backup.target_out_of_range` | InvalidInput | the restore target LSN is outside the chain |
+/// | `backup.target_unreachable` | InvalidInput | the chain holds no state at the target LSN (WAL retired before an incremental) |
 /// | `backup.non_empty_dir` | InvalidInput | the backup or restore directory is not empty |
 /// | `backup.wal_retired` | Conflict | the WAL an incremental needs is retired: take a full backup |
 /// | `backup.engine` | *of its cause* | the engine could not take the backup |
@@ -593,6 +594,7 @@ fn backup_code(e: &BackupError) -> (&'static str, ErrorClass) {
         | BackupError::Manifest { .. }
         | BackupError::Replay(_) => ("backup.tampered", C::Integrity),
         BackupError::TargetOutOfRange { .. } => ("backup.target_out_of_range", C::InvalidInput),
+        BackupError::TargetUnreachable { .. } => ("backup.target_unreachable", C::InvalidInput),
         BackupError::WalRetired { .. } => ("backup.wal_retired", C::Conflict),
         BackupError::Engine(c) => ("backup.engine", checkpoint_code(c).1),
         BackupError::Key(_) => ("backup.key", C::Integrity),
