@@ -253,6 +253,35 @@ impl Owner for Sealer {
     }
 }
 
+/// The checkpoint of a clean shutdown: flush everything, then seal the active WAL
+/// segment when the runs cover all of it and retire it, so the next open has no WAL
+/// to scan or replay.
+#[derive(Debug)]
+pub struct ShutdownCheckpoint;
+
+impl Ask<Sealer> for ShutdownCheckpoint {
+    type Reply = Result<CheckpointReport, CheckpointFailure>;
+
+    fn handle(self, sealer: &mut Sealer) -> Self::Reply {
+        let report = sealer.flush(true)?;
+        let rotated = sealer
+            .wal_control(|reply| WalControl::RotateCovered {
+                lsn: report.lsn,
+                reply,
+            })?
+            .map_err(|e| CheckpointFailure::Wal(e.to_string()))?;
+        if !rotated {
+            return Ok(report);
+        }
+        let (retired_checkpoints, retired_segments) = sealer.retire()?;
+        Ok(CheckpointReport {
+            retired_segments: report.retired_segments + retired_segments,
+            retired_checkpoints: report.retired_checkpoints + retired_checkpoints,
+            ..report
+        })
+    }
+}
+
 impl Ask<Sealer> for SealNow {
     type Reply = Result<CheckpointReport, CheckpointFailure>;
 

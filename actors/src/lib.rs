@@ -40,6 +40,7 @@
 //!         wal_bytes: 64 << 20,
 //!         interval: Duration::from_secs(600),
 //!     },
+//!     checkpoint_on_shutdown: true,
 //!     manifest_compact_after: 4096,
 //!     storage: aedb_actors::StorageConfig::default(),
 //! };

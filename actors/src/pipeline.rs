@@ -24,7 +24,7 @@ use crate::actor::{self, OwnerRef, Running};
 use crate::admission::{Limiter, RateLimits};
 use crate::checkpoint_sealer::{
     Capture, CaptureFailure, CaptureView, CheckpointFailure, CheckpointPolicy, CheckpointReport,
-    Rotate, SealNow, Sealer, SealerContext, WalView,
+    Rotate, SealNow, Sealer, SealerContext, ShutdownCheckpoint, WalView,
 };
 use crate::commit::{Authority, CommitOutcome, Finality, Request};
 use crate::committer::{Admission, Committer};
@@ -59,6 +59,9 @@ pub struct PipelineConfig {
     pub keyring: Keyring,
     /// When automatic checkpoints run.
     pub checkpoints: CheckpointPolicy,
+    /// Checkpoint at a clean shutdown (the memtable flushed to a run, the WAL segment
+    /// it covers retired), so the next open replays nothing.
+    pub checkpoint_on_shutdown: bool,
     /// Compact the manifest once it holds this many records.
     pub manifest_compact_after: u64,
     /// Memtable, block cache and run-file knobs.
@@ -119,6 +122,10 @@ pub struct Pipeline {
     cache: Arc<BlockCache>,
     compaction: aedb_storage::compaction::CompactionOptions,
     database: DatabaseId,
+    /// Set once the instance fail-stopped (nothing more is written then).
+    fail_stopped: Arc<std::sync::atomic::AtomicBool>,
+    /// Checkpoint at a clean shutdown (see [`PipelineConfig::checkpoint_on_shutdown`]).
+    checkpoint_on_shutdown: bool,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -320,6 +327,8 @@ impl Pipeline {
         );
         Ok((
             Pipeline {
+                fail_stopped: wal.fail_stopped.clone(),
+                checkpoint_on_shutdown: config.checkpoint_on_shutdown,
                 committer: Committer {
                     sequencer: sequencer.addr().clone(),
                     metrics: metrics.clone(),
@@ -650,6 +659,12 @@ impl Pipeline {
         // and the manifest's addresses), then the sequencer, the WAL writer, and the
         // manifest last.
         self.compactor.stop();
+        if self.checkpoint_on_shutdown && !self.fail_stopped.load(Ordering::Acquire) {
+            // Best effort: the WAL still holds everything if it fails.
+            if let Ok(Err(e)) = self.sealer.addr().ask(ShutdownCheckpoint) {
+                tracing::warn!("the checkpoint at shutdown failed: {e}");
+            }
+        }
         self.sealer.stop();
         let flushed = self.flush();
         self.sequencer.stop();

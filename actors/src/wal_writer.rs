@@ -199,6 +199,25 @@ impl LogSink for WalSink {
                 reply.complete(result);
             }
             WalControl::BackupView { reply } => reply.complete(self.backup_view()),
+            WalControl::RotateCovered { lsn, reply } => {
+                let covered = self.writer.active_frames() > 0 && self.writer.last_lsn() <= lsn;
+                let result = if covered {
+                    self.writer.rotate().map(|()| true)
+                } else {
+                    Ok(false)
+                };
+                match &result {
+                    // Recorded before the answer: the caller's next manifest request
+                    // queues behind the seal.
+                    Ok(true) => self.report_sealed_segments(),
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.fail_stopped.store(true, Ordering::Release);
+                        tracing::warn!("rotating a covered WAL segment failed: {e}");
+                    }
+                }
+                reply.complete(result.map_err(Arc::new));
+            }
             WalControl::SetCipher { cipher, reply } => {
                 let result = self
                     .writer
@@ -271,6 +290,16 @@ pub enum WalControl {
     BackupView {
         /// Where the answer goes.
         reply: Completer<Result<WalBackupView, std::io::Error>>,
+    },
+    /// Seal the active segment and start the next one when it holds frames and run
+    /// files cover every one of them (everything up to `lsn` is flushed), so the next
+    /// checkpoint's retirement deletes it and an open has nothing to scan. Answers
+    /// whether it rotated.
+    RotateCovered {
+        /// Every commit up to this LSN is in the live runs.
+        lsn: Lsn,
+        /// Where the answer goes.
+        reply: Completer<Result<bool, SharedWalError>>,
     },
     /// Seal batches from now on under `cipher` (a new key epoch). Answers the last LSN
     /// sealed under the previous cipher.

@@ -4,9 +4,9 @@
 //! with 100-byte values in 10,000-put commits into a sealed production instance with a
 //! memory budget of `AEDB_SCALE_BUDGET_MB` (default 256: a 32 MiB memtable, two more
 //! frozen ones at most waiting for their flush, and a 128 MiB block cache), then reports, each against the budget: resident memory after the load,
-//! after a full compaction and after reopening; open time after a clean shutdown and
-//! after a SIGKILL-like stop (the process keeps the WAL; here: drop without flushing is
-//! not possible in-process, so the second figure is open after more unflushed puts);
+//! after a full compaction and after reopening (in a fresh child process, so the figure
+//! is the reopened instance's and not what the allocator kept from the load); open time
+//! after a clean shutdown and after more unflushed puts (the WAL replayed);
 //! the cost of a checkpoint after N more puts for N = 100, 10,000 and 1,000,000 (capped
 //! at the key count); disk use against raw key+value bytes; point reads per second
 //! with a cold and a warm cache.
@@ -113,11 +113,19 @@ fn main() {
     }
     let keys = env_u64("AEDB_SCALE_KEYS", 1_000_000);
     let budget = env_u64("AEDB_SCALE_BUDGET_MB", 256);
+    if let Some(dir) = std::env::var_os(CHILD_DIR) {
+        return open_phase(Path::new(&dir), keys, budget);
+    }
     let root =
         std::env::var("AEDB_BENCH_DIR").unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").into());
     std::fs::create_dir_all(&root).expect("bench root");
     let tmp = tempfile::tempdir_in(&root).expect("temp dir");
     let dir = tmp.path().join("db");
+    if std::env::var_os("AEDB_SCALE_KEEP").is_some() {
+        // Kept for inspection or profiling (`AEDB_SCALE_OPEN_DIR=<dir>` reruns the open
+        // phase on it).
+        println!("data directory kept: {}", tmp.keep().join("db").display());
+    }
     let raw = keys * (key(0).len() as u64 + VALUE_LEN as u64);
     println!(
         "scale: {keys} keys x {VALUE_LEN} B values ({:.1} MB raw), budget {budget} MB, sealed production, {} puts per commit",
@@ -187,8 +195,28 @@ fn main() {
         dir_bytes(&dir) as f64 / 1e6
     );
 
+    // Open, reads and the reopen after unflushed writes run in a fresh process, so
+    // resident memory is the reopened instance's own (not what this process's
+    // allocator kept from the load and the compaction).
+    let child = std::process::Command::new(std::env::current_exe().expect("current exe"))
+        .env(CHILD_DIR, &dir)
+        .env("AEDB_SCALE_KEYS", keys.to_string())
+        .env("AEDB_SCALE_BUDGET_MB", budget.to_string())
+        .status()
+        .expect("run the open phase");
+    assert!(child.success(), "open phase failed: {child}");
+}
+
+/// Set in the child process that measures open and reads on this directory.
+const CHILD_DIR: &str = "AEDB_SCALE_OPEN_DIR";
+
+/// The open phase, in its own process: open after a clean shutdown, point reads with a
+/// cold then warm cache, then unflushed writes and a reopen that replays them.
+fn open_phase(dir: &Path, keys: u64, budget: u64) {
+    let ns = Namespace::parse("scale", "main").expect("ns");
+    println!("RSS of a fresh process before open: {:.0} MB", rss_mb());
     let started = Instant::now();
-    let db = AedbInstance::open(&dir, config(budget)).expect("reopen");
+    let db = AedbInstance::open(dir, config(budget)).expect("reopen");
     let open = started.elapsed();
     println!(
         "open after a clean shutdown: {:.1} ms ({} WAL frames replayed); RSS {:.0} MB",
@@ -196,6 +224,11 @@ fn main() {
         db.operational_metrics().recovery_frames,
         rss_mb()
     );
+    if std::env::var_os("TMP_OPEN_ONLY").is_some() {
+        db.checkpoint_now().unwrap();
+        db.shutdown().unwrap();
+        return;
+    }
     let snap = db.snapshot().expect("snapshot");
     let mut x = 0x2545_F491_4F6C_DD1Du64;
     let reads = 200_000u64.min(keys * 2);
@@ -224,7 +257,7 @@ fn main() {
     put_range(&db, &ns, 0, 50_000.min(keys), 2);
     db.shutdown().expect("shutdown");
     let started = Instant::now();
-    let db = AedbInstance::open(&dir, config(budget)).expect("reopen");
+    let db = AedbInstance::open(dir, config(budget)).expect("reopen");
     println!(
         "open with {} frames of WAL after the last checkpoint: {:.1} ms",
         db.operational_metrics().recovery_frames,

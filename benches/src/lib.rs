@@ -313,6 +313,7 @@ pub fn no_checkpoint_production() -> AedbConfig {
     AedbConfig::production([0u8; 32])
         .checkpoint_wal_bytes(u64::MAX)
         .checkpoint_interval(Duration::from_secs(24 * 3600))
+        .checkpoint_on_shutdown(false)
 }
 
 /// Builds a WAL of `commits` one-put commits (distinct keys `0..commits`, plus the two

@@ -73,6 +73,7 @@ pub struct AedbConfig {
     pub(crate) manifest_provider: Option<Arc<dyn KeyProvider>>,
     pub(crate) data_provider: Option<Arc<dyn KeyProvider>>,
     pub(crate) checkpoints: CheckpointPolicy,
+    pub(crate) checkpoint_on_shutdown: bool,
     pub(crate) manifest_compact_after: u64,
     pub(crate) default_finality: Finality,
     pub(crate) recovery: Recovery,
@@ -153,6 +154,7 @@ impl AedbConfig {
                 wal_bytes: 64 * 1024 * 1024,
                 interval: Duration::from_secs(600),
             },
+            checkpoint_on_shutdown: true,
             manifest_compact_after: 4096,
             backup_bytes_per_sec: None,
             backup_hard_links: true,
@@ -271,6 +273,20 @@ impl AedbConfig {
     /// Take a checkpoint automatically after this many WAL bytes (default 64 MiB).
     pub fn checkpoint_wal_bytes(mut self, bytes: u64) -> Self {
         self.checkpoints.wal_bytes = bytes;
+        self
+    }
+
+    /// Checkpoint at a clean shutdown (default on): the memtable is flushed to a run
+    /// file and the WAL it covered retired, so the next open reads run metadata and
+    /// replays nothing. Off, a shutdown only syncs the WAL and the next open replays
+    /// what the last checkpoint did not cover.
+    ///
+    /// ```
+    /// let config = aedb::AedbConfig::development().checkpoint_on_shutdown(false);
+    /// assert!(config.validate().is_ok());
+    /// ```
+    pub fn checkpoint_on_shutdown(mut self, on: bool) -> Self {
+        self.checkpoint_on_shutdown = on;
         self
     }
 

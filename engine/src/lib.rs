@@ -299,6 +299,7 @@ impl AedbInstance {
             max_batch: config.max_batch,
             keyring: config.keyring().map_err(StartError::from)?,
             checkpoints: config.checkpoints,
+            checkpoint_on_shutdown: config.checkpoint_on_shutdown,
             manifest_compact_after: config.manifest_compact_after,
             storage: aedb_actors::StorageConfig {
                 memtable_bytes: config.memory.memtable_bytes,

@@ -22,6 +22,7 @@ const DATA_KEY: [u8; 32] = [9; 32];
 
 fn config() -> AedbConfig {
     AedbConfig::production(KEY)
+        .checkpoint_on_shutdown(false)
         .with_checkpoint_key(DATA_KEY)
         .segment_size(64 * 1024)
 }

@@ -55,6 +55,7 @@ const LINE_TIMEOUT: Duration = Duration::from_secs(240);
 
 fn config() -> AedbConfig {
     AedbConfig::production(MANIFEST_KEY)
+        .checkpoint_on_shutdown(false)
         .with_checkpoint_key(DATA_KEY)
         // Small segments, so checkpoints retire WAL segments while the child is killed.
         .segment_size(1024 * 1024)

@@ -48,7 +48,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const FUND_KEY: &[u8] = b"fund";
 
 fn config() -> AedbConfig {
-    AedbConfig::production([0x42; 32]).segment_size(SEGMENT_SIZE)
+    AedbConfig::production([0x42; 32])
+        .checkpoint_on_shutdown(false)
+        .segment_size(SEGMENT_SIZE)
 }
 
 fn ns() -> Namespace {

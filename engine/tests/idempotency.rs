@@ -27,6 +27,7 @@ fn pay(key: &str, amount: u64) -> Transaction {
 
 fn open(dir: &Path, retention: IdempotencyRetention) -> AedbInstance {
     let config = AedbConfig::production(KEY)
+        .checkpoint_on_shutdown(false)
         .with_checkpoint_key([0x4E; 32])
         .idempotency_retention(retention);
     AedbInstance::open(dir, config).expect("open")
@@ -180,6 +181,7 @@ fn records_past_an_lsn_window_are_reused_and_compacted_away() {
 fn records_inside_the_history_window_are_kept_by_compaction() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = AedbConfig::production(KEY)
+        .checkpoint_on_shutdown(false)
         .idempotency_retention(IdempotencyRetention::lsns(2))
         .history_retention(1_000);
     let db = AedbInstance::open(dir.path(), config).expect("open");

@@ -16,7 +16,9 @@ fn ns() -> Namespace {
 }
 
 fn dev() -> AedbConfig {
-    AedbConfig::development().segment_size(64 * 1024)
+    AedbConfig::development()
+        .checkpoint_on_shutdown(false)
+        .segment_size(64 * 1024)
 }
 
 /// Commits `n` puts `key-0..n` (one per commit) after the namespace; returns the LSN of
@@ -188,7 +190,7 @@ fn only_segment_after_a_checkpoint_lost_its_header() {
 #[test]
 fn strict_recovery_still_refuses_a_lost_header() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = || AedbConfig::production([3; 32]);
+    let config = || AedbConfig::production([3; 32]).checkpoint_on_shutdown(false);
     let db = AedbInstance::open(dir.path(), config()).expect("open");
     db.create_project("dev").expect("project");
     db.shutdown().expect("shutdown");
@@ -215,7 +217,7 @@ fn strict_recovery_still_refuses_a_lost_header() {
 fn a_stale_manifest_staging_copy_is_removed() {
     for profile in ["production", "development"] {
         let config = || match profile {
-            "production" => AedbConfig::production([9; 32]),
+            "production" => AedbConfig::production([9; 32]).checkpoint_on_shutdown(false),
             _ => dev(),
         };
         let dir = tempfile::tempdir().expect("tempdir");

@@ -35,7 +35,7 @@ const PROBE_HELD: i32 = 10;
 const PROBE_OTHER_ERROR: i32 = 11;
 
 fn production() -> AedbConfig {
-    AedbConfig::production(KEY)
+    AedbConfig::production(KEY).checkpoint_on_shutdown(false)
 }
 
 fn ns() -> Namespace {
@@ -283,7 +283,9 @@ fn invalid_configuration_is_rejected_before_touching_the_directory() {
     }
     AedbInstance::open(
         &dir,
-        AedbConfig::development().recovery(Recovery::TruncateAtCorruption),
+        AedbConfig::development()
+            .checkpoint_on_shutdown(false)
+            .recovery(Recovery::TruncateAtCorruption),
     )
     .expect("lenient recovery is fine in development")
     .shutdown()
@@ -720,7 +722,9 @@ fn corrupt_sealed_segment_fails_strict_open_naming_the_file() {
     // key (development has a public one) is refused before any WAL is read.
     let err = AedbInstance::open(
         dir.path(),
-        AedbConfig::development().segment_size(64 * 1024),
+        AedbConfig::development()
+            .checkpoint_on_shutdown(false)
+            .segment_size(64 * 1024),
     )
     .expect_err("a different manifest key is refused");
     assert!(

@@ -282,6 +282,7 @@ fn configurations_and_key_holders_print_no_key_bytes() {
                 wal_bytes: 1 << 20,
                 interval: Duration::from_secs(60),
             },
+            checkpoint_on_shutdown: true,
             manifest_compact_after: 4096,
             storage: aedb_actors::StorageConfig::default(),
         },

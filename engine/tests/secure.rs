@@ -20,6 +20,7 @@ fn caller(name: &str) -> CallerId {
 
 fn config() -> AedbConfig {
     AedbConfig::production(KEY)
+        .checkpoint_on_shutdown(false)
         .with_checkpoint_key([0x22; 32])
         .segment_size(64 * 1024)
 }

@@ -192,3 +192,38 @@ fn snapshot_at_reads_history_inside_the_retention_window_and_refuses_older() {
         db.shutdown().unwrap();
     }
 }
+
+/// A clean shutdown checkpoints (the memtable becomes a run, the WAL segment it covered
+/// is sealed and retired), so the next open reads run metadata and replays nothing; with
+/// `checkpoint_on_shutdown(false)` the WAL is replayed instead. Same data either way.
+#[test]
+fn a_clean_shutdown_checkpoints_so_the_next_open_replays_nothing() {
+    for on in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = || config(0).checkpoint_on_shutdown(on);
+        let db = AedbInstance::open(dir.path(), config()).unwrap();
+        let ns = setup(&db);
+        for k in 0..200u32 {
+            db.kv_put(&ns, format!("acct{k:05}"), value(k, 1)).unwrap();
+        }
+        let last = db.snapshot().unwrap().lsn();
+        db.shutdown().unwrap();
+        let segments = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
+
+        let db = AedbInstance::open(dir.path(), config()).unwrap();
+        let snap = db.snapshot().unwrap();
+        assert_eq!(snap.lsn(), last, "checkpoint_on_shutdown({on})");
+        assert_eq!(snap.kv_len(&ns).unwrap(), 200);
+        let e = snap.kv_get(&ns, b"acct00123").unwrap().unwrap();
+        assert_eq!(e.value.as_bytes(), value(123, 1).as_bytes());
+        let frames = db.operational_metrics().recovery_frames;
+        if on {
+            assert_eq!(frames, 0, "nothing to replay");
+            assert_eq!(segments, 1, "only the fresh, empty segment is left");
+        } else {
+            assert!(frames >= 200, "the puts are replayed: {frames}");
+        }
+        drop(snap);
+        db.shutdown().unwrap();
+    }
+}

@@ -153,6 +153,7 @@ const SEED_KEYS: u64 = 56;
 
 fn config() -> AedbConfig {
     AedbConfig::production(MANIFEST_KEY)
+        .checkpoint_on_shutdown(false)
         .with_checkpoint_key(DATA_KEY)
         .segment_size(SEGMENT_SIZE)
         // Only explicit checkpoints: the fixture must be deterministic.

@@ -776,6 +776,11 @@ impl WalWriter {
         self.fsync_count
     }
 
+    /// Frames written to the active segment.
+    pub fn active_frames(&self) -> u64 {
+        self.active.frames
+    }
+
     /// Sequence number of the active segment.
     pub fn segment_seq(&self) -> SegmentSeq {
         self.active.header.seq

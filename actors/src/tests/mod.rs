@@ -79,6 +79,7 @@ pub(crate) fn fake_wal(
                     }
                     // Needs real segment files; the WAL writer's own tests cover it.
                     WalControl::BackupView { .. } => {}
+                    WalControl::RotateCovered { reply, .. } => reply.complete(Ok(false)),
                 },
             }
         }
