@@ -224,11 +224,6 @@ fn open_phase(dir: &Path, keys: u64, budget: u64) {
         db.operational_metrics().recovery_frames,
         rss_mb()
     );
-    if std::env::var_os("TMP_OPEN_ONLY").is_some() {
-        db.checkpoint_now().unwrap();
-        db.shutdown().unwrap();
-        return;
-    }
     let snap = db.snapshot().expect("snapshot");
     let mut x = 0x2545_F491_4F6C_DD1Du64;
     let reads = 200_000u64.min(keys * 2);
