@@ -19,16 +19,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use aedb::{AedbConfig, AedbInstance, KvKey, KvValue, MemoryBudget, Namespace, Transaction};
+use aedb_benches::env_u64;
 
 const VALUE_LEN: usize = 100;
 const PER_COMMIT: u64 = 10_000;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn config(budget_mb: u64) -> AedbConfig {
     // Half for the block cache; an eighth for each of the active memtable and the two

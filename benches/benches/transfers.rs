@@ -25,17 +25,10 @@ use aedb::{
     AedbConfig, AedbInstance, Assertion, Finality, KvKey, MemoryBudget, Namespace, Numeric,
     Transaction,
 };
-use aedb_benches::{Latencies, SplitMix64};
+use aedb_benches::{Latencies, SplitMix64, env_u64};
 
 const INITIAL: u64 = 1_000_000_000;
 const PER_COMMIT: u64 = 10_000;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn config() -> AedbConfig {
     AedbConfig::production([7; 32])

@@ -310,24 +310,28 @@ fn commits_wait_when_the_frozen_memtables_fill_the_budget_and_resume_after_a_flu
     rig.finish();
 }
 
-#[test]
-fn stalled_commits_are_refused_when_the_instance_fail_stops_or_shuts_down() {
-    let rig = stalling_rig();
-    fill_until_stalled(&rig);
+/// Stalls `rig`, then starts a commit (without a deadline) that waits out the stall.
+fn commit_waiting_in_a_stall(
+    rig: &SequencerRig,
+) -> std::thread::JoinHandle<Result<crate::commit::CommitOutcome, CommitError>> {
+    fill_until_stalled(rig);
     let committer = rig.committer.clone();
     let waiting =
         std::thread::spawn(move || committer.commit(put("x"), Finality::Visible, Admission::Wait));
     std::thread::sleep(std::time::Duration::from_millis(50));
+    waiting
+}
+
+#[test]
+fn stalled_commits_are_refused_when_the_instance_fail_stops_or_shuts_down() {
+    let rig = stalling_rig();
+    let waiting = commit_waiting_in_a_stall(&rig);
     rig.fail_stopped.store(true, Ordering::Release);
     let r = waiting.join().unwrap();
     assert!(matches!(r, Err(CommitError::FailStopped)), "{r:?}");
 
     let rig = stalling_rig();
-    fill_until_stalled(&rig);
-    let committer = rig.committer.clone();
-    let waiting =
-        std::thread::spawn(move || committer.commit(put("x"), Finality::Visible, Admission::Wait));
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    let waiting = commit_waiting_in_a_stall(&rig);
     let before = rig.snapshots.load().1.lsn();
     let snapshots = rig.snapshots.clone();
     rig.finish();
@@ -339,12 +343,9 @@ fn stalled_commits_are_refused_when_the_instance_fail_stops_or_shuts_down() {
 #[test]
 fn a_stall_while_flushes_fail_ends_in_busy_and_a_slow_one_only_waits() {
     let rig = stalling_rig();
-    fill_until_stalled(&rig);
-    let committer = rig.committer.clone();
-    let waiting =
-        std::thread::spawn(move || committer.commit(put("x"), Finality::Visible, Admission::Wait));
+    let waiting = commit_waiting_in_a_stall(&rig);
     // Past `max_stall`, but nothing failed: the commit still waits.
-    std::thread::sleep(std::time::Duration::from_millis(600));
+    std::thread::sleep(std::time::Duration::from_millis(550));
     assert!(
         !waiting.is_finished(),
         "a slow flush only makes commits wait"
