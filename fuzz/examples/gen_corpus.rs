@@ -1066,6 +1066,17 @@ fn validate(c: &Corpus) {
     }
 }
 
+/// The storage key space's entries of a small state (`stored_entry`: one length byte,
+/// the key, the value).
+fn stored_entries(c: &mut Corpus) {
+    for (i, (key, value)) in aedb_model::fuzzing::sample_entries().iter().enumerate() {
+        let mut seed = vec![u8::try_from(key.len()).expect("a short sample key")];
+        seed.extend_from_slice(key);
+        seed.extend_from_slice(value);
+        c.add("stored_entry", format!("sample-{i}"), seed);
+    }
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let mut c = Corpus::default();
@@ -1076,6 +1087,7 @@ fn main() {
     runs(&mut c);
     manifests(&mut c);
     authz(&mut c);
+    stored_entries(&mut c);
     validate(&c);
     c.write(&root);
 }

@@ -66,6 +66,8 @@ mod codec;
 pub mod error;
 mod evaluate;
 mod fingerprint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod idempotency;
 pub mod key;
 mod keyspace;

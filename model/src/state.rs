@@ -313,7 +313,7 @@ fn kv_entry_from(lsn: Lsn, value: Vec<u8>) -> Result<KvEntry, Unreadable> {
     })
 }
 
-fn row_from(lsn: Lsn, bytes: &[u8]) -> Result<Row, Unreadable> {
+pub(crate) fn row_from(lsn: Lsn, bytes: &[u8]) -> Result<Row, Unreadable> {
     let mut r = Reader::new("row", bytes);
     let values = r
         .values_arc("row value")
@@ -322,7 +322,7 @@ fn row_from(lsn: Lsn, bytes: &[u8]) -> Result<Row, Unreadable> {
     Ok(Row { values, lsn })
 }
 
-fn encode_row(values: &[Value]) -> Vec<u8> {
+pub(crate) fn encode_row(values: &[Value]) -> Vec<u8> {
     let mut out = Vec::new();
     put_values(&mut out, values);
     out
