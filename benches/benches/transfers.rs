@@ -12,7 +12,9 @@
 //! before the transaction is sequenced, so the Sequencer finds them in the cache.
 //!
 //! Prints commits/s, p50/p99 latency and cache figures for both, and the ratio
-//! large/small (target: ≥ 0.8).
+//! large/small (target: ≥ 0.8). On the large instance the workload then runs again while
+//! `compact_now()` merges every run beside it: commit p99 during a compaction against
+//! idle (target: ≤ 2x).
 //!
 //! Run: `AEDB_TRANSFER_ACCOUNTS=16000000 cargo bench -p aedb-benches --bench transfers`
 //! (`AEDB_BENCH_DIR` for the data directory).
@@ -126,6 +128,40 @@ fn run(db: &AedbInstance, ns: &Namespace, accounts: u64, committers: usize, secs
     }
 }
 
+/// The same workload while a full compaction runs beside it: commit latency with the
+/// compactor busy against `idle` (target: p99 ≤ 2x idle).
+fn interference(
+    db: &AedbInstance,
+    ns: &Namespace,
+    accounts: u64,
+    committers: usize,
+    secs: u64,
+    idle: &Run,
+) {
+    let (busy, compaction) = std::thread::scope(|s| {
+        let compactor = s.spawn(|| {
+            let started = Instant::now();
+            let report = db.compact_now().expect("compaction");
+            (started.elapsed(), report)
+        });
+        // Let the compaction get going before timing.
+        std::thread::sleep(Duration::from_millis(200));
+        let busy = run(db, ns, accounts, committers, secs);
+        (busy, compactor.join().expect("compactor"))
+    });
+    let (took, report) = compaction;
+    println!(
+        "during a full compaction ({:.1} s, {} merges, {:.0} MB written): {:.0} commits/s, p50 {:.0} us, p99 {:.0} us; p99 {:.2}x idle (target <= 2x)",
+        took.as_secs_f64(),
+        report.compactions,
+        report.bytes_written as f64 / 1e6,
+        busy.rate,
+        busy.p50_us,
+        busy.p99_us,
+        busy.p99_us / idle.p99_us
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -156,6 +192,9 @@ fn main() {
             "{n} accounts, {committers} committers, durable transfers: {:.0} commits/s, p50 {:.0} us, p99 {:.0} us; cache {} hits / {} misses",
             r.rate, r.p50_us, r.p99_us, r.hits, r.misses
         );
+        if n == accounts && n > 1_000 {
+            interference(&db, &ns, n, committers, secs, &r);
+        }
         // Money is conserved (checked on the small instance, where reading every
         // account is cheap).
         let snap = db.snapshot().expect("snapshot");
