@@ -541,7 +541,10 @@ impl Sequencer {
             return;
         }
         active.freeze();
-        let mut memtables = vec![Arc::new(Memtable::new(active.id() + 1))];
+        let mut memtables = vec![Arc::new(Memtable::with_budget(
+            active.id() + 1,
+            self.limits.memtable_bytes,
+        ))];
         memtables.extend(view.memtables().iter().cloned());
         let view = View::new(memtables, view.version().clone(), self.state.lsn());
         self.state = self.state.with_view(view);

@@ -6,6 +6,11 @@
 //! number of readers read concurrently through their own `Arc`: a reader at snapshot
 //! LSN `s` ignores every version newer than `s`, so publishing a snapshot copies
 //! nothing. Once full it is frozen (no more inserts) and sealed into a run file.
+//!
+//! A point lookup first asks the memtable's bloom filter (an array of atomic words the
+//! single writer sets bits in before it inserts the entry; a reader's snapshot was
+//! published after both): most reads of a large database are for keys the memtable does
+//! not hold, and they skip the skip-list search.
 
 use std::cmp::Reverse;
 use std::ops::Bound;
@@ -131,11 +136,60 @@ pub struct Versioned {
     pub value: Option<Vec<u8>>,
 }
 
+/// Bloom filter bits per entry a memtable of its budget can hold.
+const FILTER_BITS_PER_ENTRY: usize = 12;
+/// Probes per key (about 1 % false positives at 12 bits per entry).
+const FILTER_PROBES: u64 = 3;
+/// The budget [`Memtable::new`] sizes its filter for.
+const DEFAULT_BUDGET: usize = 64 << 20;
+
+/// A bloom filter the single writer fills while readers query it (see the module docs).
+#[derive(Debug)]
+struct KeyFilter {
+    words: Box<[AtomicU64]>,
+}
+
+impl KeyFilter {
+    /// Sized for the entries a memtable of `budget` bytes can hold.
+    fn for_budget(budget: usize) -> KeyFilter {
+        let entries = (budget / ENTRY_OVERHEAD).max(64);
+        let words = (entries * FILTER_BITS_PER_ENTRY)
+            .div_ceil(64)
+            .next_power_of_two();
+        KeyFilter {
+            words: (0..words).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// The bit positions of `key`'s probes.
+    fn probes(&self, key: &[u8]) -> impl Iterator<Item = (usize, u64)> + '_ {
+        let h = xxhash_rust::xxh3::xxh3_64(key);
+        let delta = h.rotate_left(32) | 1;
+        let bits = self.words.len() as u64 * 64;
+        (0..FILTER_PROBES).map(move |i| {
+            let bit = h.wrapping_add(i.wrapping_mul(delta)) & (bits - 1);
+            ((bit / 64) as usize, 1u64 << (bit % 64))
+        })
+    }
+
+    fn insert(&self, key: &[u8]) {
+        for (word, mask) in self.probes(key) {
+            self.words[word].fetch_or(mask, Ordering::Relaxed);
+        }
+    }
+
+    fn may_contain(&self, key: &[u8]) -> bool {
+        self.probes(key)
+            .all(|(word, mask)| self.words[word].load(Ordering::Relaxed) & mask != 0)
+    }
+}
+
 /// Recent writes in memory; see the module docs.
 #[derive(Debug)]
 pub struct Memtable {
     id: u64,
     map: SkipMap<MemKey, MemValue>,
+    filter: KeyFilter,
     bytes: AtomicUsize,
     min_lsn: AtomicU64,
     max_lsn: AtomicU64,
@@ -145,11 +199,19 @@ pub struct Memtable {
 }
 
 impl Memtable {
-    /// An empty memtable. `id` orders memtables (newer ones have larger ids).
+    /// An empty memtable. `id` orders memtables (newer ones have larger ids). Its key
+    /// filter is sized for a 64 MiB memtable.
     pub fn new(id: u64) -> Memtable {
+        Memtable::with_budget(id, DEFAULT_BUDGET)
+    }
+
+    /// An empty memtable whose key filter is sized for `budget` bytes of entries (it
+    /// stays correct beyond, with more false positives).
+    pub fn with_budget(id: u64, budget: usize) -> Memtable {
         Memtable {
             id,
             map: SkipMap::new(),
+            filter: KeyFilter::for_budget(budget),
             bytes: AtomicUsize::new(0),
             min_lsn: AtomicU64::new(u64::MAX),
             max_lsn: AtomicU64::new(0),
@@ -209,6 +271,8 @@ impl Memtable {
             EntryKind::Delete => MemValue::Delete,
         };
         let charge = key.len() + stored.bytes().len() + ENTRY_OVERHEAD;
+        // Bits first: a reader that finds the entry also finds them.
+        self.filter.insert(key);
         self.map.insert(MemKey::new(key, lsn), stored);
         self.bytes.fetch_add(charge, Ordering::Relaxed);
         self.min_lsn.fetch_min(lsn.get(), Ordering::Relaxed);
@@ -217,6 +281,9 @@ impl Memtable {
 
     /// The newest version of `key` at or before `at`, including tombstones.
     pub fn get(&self, key: &[u8], at: Lsn) -> Option<Versioned> {
+        if !self.filter.may_contain(key) {
+            return None;
+        }
         let probe = Probe(key, at);
         let entry = self
             .map
@@ -303,6 +370,28 @@ impl Memtable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_filter_never_hides_an_entry_and_rules_out_most_absent_keys() {
+        let m = Memtable::with_budget(1, 1 << 20);
+        for i in 0..10_000u32 {
+            m.insert(
+                format!("present{i}").as_bytes(),
+                Lsn::new(1),
+                EntryKind::Put,
+                b"v",
+            );
+        }
+        for i in 0..10_000u32 {
+            let v = m.get(format!("present{i}").as_bytes(), Lsn::new(1));
+            assert_eq!(v.map(|v| v.value), Some(Some(b"v".to_vec())));
+        }
+        let false_positives = (0..10_000u32)
+            .filter(|i| m.filter.may_contain(format!("absent{i}").as_bytes()))
+            .count();
+        assert!(false_positives < 300, "{false_positives} of 10,000");
+        assert_eq!(m.get(b"absent", Lsn::MAX), None);
+    }
 
     #[test]
     fn newest_version_at_or_before_the_snapshot_wins() {
