@@ -165,7 +165,7 @@ impl AedbConfig {
             backup_policy: None,
             memory: MemoryBudget::default(),
             history_retention: 0,
-            block_compression: BlockCompression::None,
+            block_compression: BlockCompression::Lz4,
             idempotency_retention: IdempotencyRetention::DEFAULT,
             default_finality: Finality::Durable,
             recovery: Recovery::Strict,
@@ -232,10 +232,13 @@ impl AedbConfig {
         self
     }
 
-    /// Compress run-file blocks before sealing them (default [`BlockCompression::None`]).
-    /// LZ4 trades CPU on every flush, compaction and block-cache miss for disk and I/O;
-    /// how much it saves depends on the values (`benches/RESULTS.md` has the measured
-    /// trade-off). Files written either way stay readable whatever the setting.
+    /// Compress run-file blocks before sealing them (default [`BlockCompression::Lz4`]).
+    /// Measured at 4M keys (`benches/RESULTS.md`): with LZ4 every block is smaller, so
+    /// less is encrypted on flush and compaction and less decrypted on a cache miss —
+    /// point reads were 34 % faster, the full compaction 35 % faster and open 3x faster
+    /// on compressible values, and incompressible blocks only grow by LZ4's few bytes.
+    /// `BlockCompression::None` stores blocks as they are. Files written either way stay
+    /// readable whatever the setting.
     ///
     /// ```
     /// use aedb::{AedbConfig, BlockCompression};

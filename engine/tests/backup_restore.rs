@@ -25,6 +25,9 @@ fn config() -> AedbConfig {
         .checkpoint_on_shutdown(false)
         .with_checkpoint_key(DATA_KEY)
         .segment_size(64 * 1024)
+        // The byte volumes the tests assert (a rate-limited backup, an incremental
+        // against a full) are for these repetitive values stored as they are.
+        .block_compression(aedb::BlockCompression::None)
 }
 
 fn options(target: Option<Lsn>) -> RestoreOptions {
