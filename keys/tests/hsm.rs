@@ -8,7 +8,11 @@
 //!
 //! Tests share the one token. Each uses its own aliases (`<test>-<pid>-<time>`) and destroys
 //! its keys when done; the two that log the whole process out of the token take an
-//! exclusive lock, the rest a shared one.
+//! exclusive lock. The rest take it too, so tests run one at a time: once (2026-12-07, a
+//! CI run beside a disk-heavy benchmark) SoftHSM2 answered `CKR_GENERAL_ERROR` to a key
+//! import while other tests' sessions were creating and destroying objects, and the
+//! suite takes 0.1 s anyway. Concurrency inside one provider is still exercised by
+//! `concurrent_derivations_share_one_session`.
 
 use aedb_keys::{
     DerivationRequest, HsmConfig, HsmKeyProvider, HsmProvisioner, InMemoryKeyProvider, KEY_LEN,
@@ -136,7 +140,7 @@ fn main() -> ExitCode {
     let mut trials = Vec::new();
     for &(name, test) in shared {
         trials.push(Trial::test(name, move || {
-            let _shared = EXCLUSIVE.read();
+            let _one_at_a_time = EXCLUSIVE.write();
             test(shared_token())
         }));
     }
