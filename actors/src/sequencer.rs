@@ -154,18 +154,6 @@ pub struct WriteLimits {
     pub max_stall: Duration,
 }
 
-impl WriteLimits {
-    /// Limits that only freeze at `memtable_bytes` (tests).
-    pub fn memtable(memtable_bytes: usize) -> WriteLimits {
-        WriteLimits {
-            memtable_bytes,
-            immutable_memtables: 2,
-            l0_stop_runs: 20,
-            max_stall: MAX_STALL,
-        }
-    }
-}
-
 /// How often waiting commits are checked against their deadlines.
 const STALL_CHECK: Duration = Duration::from_millis(20);
 

@@ -106,7 +106,13 @@ impl SequencerRig {
     }
 
     pub fn with_state(state: State, max_record_len: usize) -> SequencerRig {
-        Self::with_limits(state, max_record_len, WriteLimits::memtable(1 << 20))
+        let limits = WriteLimits {
+            memtable_bytes: 1 << 20,
+            immutable_memtables: 2,
+            l0_stop_runs: 20,
+            max_stall: crate::sequencer::MAX_STALL,
+        };
+        Self::with_limits(state, max_record_len, limits)
     }
 
     pub fn with_limits(state: State, max_record_len: usize, limits: WriteLimits) -> SequencerRig {
