@@ -485,7 +485,7 @@ impl Pipeline {
             // On the caller's thread, before sequencing: the blocks holding the keys
             // the transaction asserts on and writes are read into the cache here, so
             // the single writer finds them in memory instead of stalling on disk.
-            self.snapshots.load().1.prefetch(tx);
+            self.snapshots.with(|state| state.prefetch(tx));
         }
         self.committer
             .submit_until(authority, request, finality, admission, deadline)
@@ -586,9 +586,15 @@ impl Pipeline {
         }
     }
 
-    /// The newest published snapshot and its LSN.
+    /// The newest published snapshot.
     pub fn snapshot(&self) -> Arc<State> {
         self.snapshots.load().1
+    }
+
+    /// Runs `f` on the newest published snapshot, borrowed: concurrent readers share no
+    /// written memory (no reference count is taken), so one-off reads scale with threads.
+    pub fn with_snapshot<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        self.snapshots.with(f)
     }
 
     /// A plain copy of the engine's counters.

@@ -199,7 +199,7 @@ impl AedbInstance {
     ) -> Result<Option<KvEntry>, Error> {
         // One check against the published policy, without building a CallerSnapshot.
         self.permit(who, [&Action::KvRead { ns, key }], "kv_get")?;
-        Ok(self.pipeline.snapshot().kv_get(ns, key)?)
+        Ok(self.pipeline.with_snapshot(|state| state.kv_get(ns, key))?)
     }
 
     /// The latest published snapshot: an immutable view, read on the caller's thread,

@@ -1,6 +1,6 @@
 //! `cfg(loom)` shims: the synchronisation primitives the protocols are written against.
 //!
-//! Normal builds use `std` (and `parking_lot` for the read-mostly lock); loom builds use
+//! Normal builds use `std` (and `arc-swap` for the snapshot slot); loom builds use
 //! loom's model-checked equivalents with the same API surface, so the model checks
 //! the production code rather than a copy of it.
 
@@ -26,36 +26,41 @@ pub(crate) fn wait<'a, T>(cv: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<
     }
 }
 
-/// The read-mostly lock used for snapshot publication.
+/// The slot a published snapshot lives in: readers borrow the current value without
+/// writing to any memory another reader touches; the (serialised) publisher swaps it.
+/// `arc-swap` in normal builds (a load borrows through a per-thread debt slot, no shared
+/// reference-count or lock-word traffic).
 #[cfg(not(loom))]
-pub(crate) struct RwLock<T>(parking_lot::RwLock<T>);
+pub(crate) struct Slot<T>(arc_swap::ArcSwap<T>);
 
 #[cfg(not(loom))]
-impl<T> RwLock<T> {
-    pub(crate) fn new(value: T) -> Self {
-        RwLock(parking_lot::RwLock::new(value))
+impl<T> Slot<T> {
+    pub(crate) fn new(value: Arc<T>) -> Self {
+        Slot(arc_swap::ArcSwap::new(value))
     }
-    pub(crate) fn read(&self) -> parking_lot::RwLockReadGuard<'_, T> {
-        self.0.read()
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.0.load())
     }
-    pub(crate) fn write(&self) -> parking_lot::RwLockWriteGuard<'_, T> {
-        self.0.write()
+    pub(crate) fn store(&self, value: Arc<T>) {
+        self.0.store(value);
     }
 }
 
-/// The read-mostly lock used for snapshot publication (loom model).
+/// The snapshot slot (loom model): a read-write lock around the `Arc`, with the same
+/// guarantee a load gives (the value stored last, or a newer one).
 #[cfg(loom)]
-pub(crate) struct RwLock<T>(loom::sync::RwLock<T>);
+pub(crate) struct Slot<T>(loom::sync::RwLock<Arc<T>>);
 
 #[cfg(loom)]
-impl<T> RwLock<T> {
-    pub(crate) fn new(value: T) -> Self {
-        RwLock(loom::sync::RwLock::new(value))
+impl<T> Slot<T> {
+    pub(crate) fn new(value: Arc<T>) -> Self {
+        Slot(loom::sync::RwLock::new(value))
     }
-    pub(crate) fn read(&self) -> loom::sync::RwLockReadGuard<'_, T> {
-        self.0.read().unwrap_or_else(|p| p.into_inner())
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        let current = self.0.read().unwrap_or_else(|p| p.into_inner()).clone();
+        f(&current)
     }
-    pub(crate) fn write(&self) -> loom::sync::RwLockWriteGuard<'_, T> {
-        self.0.write().unwrap_or_else(|p| p.into_inner())
+    pub(crate) fn store(&self, value: Arc<T>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = value;
     }
 }

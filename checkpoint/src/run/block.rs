@@ -8,8 +8,10 @@
 //! Entries are strictly ordered by `(key ascending, lsn descending)`, so no `(key, lsn)`
 //! appears twice; a Delete's value is empty. [`DataBlock`] keeps the plaintext and one
 //! `u32` offset per entry (validated once, at decode), so reading an entry allocates
-//! nothing.
+//! nothing; and the entries' [`Heads`], so a seek touches a few cache lines of the block
+//! instead of one per probe.
 
+use crate::run::heads::Heads;
 use crate::run::{
     EntryKind, MAX_DATA_BLOCK_LEN, MAX_RUN_KEY_LEN, MAX_RUN_VALUE_LEN, RUN_ENTRY_OVERHEAD,
 };
@@ -35,6 +37,7 @@ pub struct EntryRef<'a> {
 pub struct DataBlock {
     bytes: Vec<u8>,
     offsets: Vec<u32>,
+    heads: Heads,
 }
 
 impl fmt::Debug for DataBlock {
@@ -129,7 +132,13 @@ impl DataBlock {
             prev = Some((key, lsn));
         }
         r.finish()?;
-        Ok(DataBlock { bytes, offsets })
+        let mut block = DataBlock {
+            bytes,
+            offsets,
+            heads: Heads::default(),
+        };
+        block.heads = Heads::build(block.len(), |i| block.key_at(i).0);
+        Ok(block)
     }
 
     /// Number of entries (at least 1).
@@ -180,17 +189,16 @@ impl DataBlock {
     /// finds the newest version of `k` visible at `snapshot`, if this block holds one.
     /// Returns `len()` if there is none.
     pub fn seek(&self, key: &[u8], lsn: Lsn) -> usize {
-        let (mut lo, mut hi) = (0, self.offsets.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let (k, l) = self.key_at(mid);
-            if run_order(k, l, key, lsn) == Ordering::Less {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
+        self.heads.search(self.key_at(0).0, key, |i| {
+            let (k, l) = self.key_at(i);
+            run_order(k, l, key, lsn) == Ordering::Less
+        })
+    }
+
+    /// Heap bytes the decoded block holds beyond its plaintext (offsets and heads), for
+    /// weighing it in a cache.
+    pub fn index_len(&self) -> usize {
+        self.offsets.len() * 4 + self.heads.heap_len()
     }
 
     /// Size of the decoded plaintext in bytes (for weighing the block in a cache).
@@ -387,6 +395,47 @@ mod tests {
             reject(count).kind,
             DecodeErrorKind::CountTooLarge { .. }
         ));
+    }
+
+    proptest::proptest! {
+        /// The head-guided binary search answers exactly what a linear scan does, for
+        /// keys sharing long prefixes, keys that are prefixes of others, many versions
+        /// of a key, and probes inside, before, after and beside the shared prefix.
+        #[test]
+        fn seek_matches_a_linear_scan(
+            keys in proptest::collection::btree_set(
+                proptest::collection::vec(proptest::sample::select(vec![0u8, 1, 0x61, 0xff]), 0..12),
+                1..40,
+            ),
+            versions in proptest::collection::vec(1u64..4, 40),
+            shared in proptest::collection::vec(proptest::sample::select(vec![0u8, 0x61, 0xff]), 0..10),
+            probes in proptest::collection::vec(
+                (proptest::collection::vec(proptest::sample::select(vec![0u8, 1, 0x61, 0xff]), 0..22), 0u64..12),
+                1..40,
+            ),
+        ) {
+            let mut entries = Vec::new();
+            for (i, k) in keys.iter().enumerate() {
+                let key = [shared.as_slice(), k].concat();
+                for v in (0..versions[i % versions.len()]).rev() {
+                    entries.push((key.clone(), 3 * v + 2));
+                }
+            }
+            let mut b = BlockBuilder::new(64);
+            for (k, l) in &entries {
+                b.push(k, Lsn::new(*l), EntryKind::Put, b"");
+            }
+            let block = DataBlock::decode(b.take()).unwrap();
+            for (probe, lsn) in probes {
+                for key in [probe.clone(), [shared.as_slice(), &probe].concat()] {
+                    let linear = entries
+                        .iter()
+                        .position(|(k, l)| run_order(k, Lsn::new(*l), &key, Lsn::new(lsn)) != Ordering::Less)
+                        .unwrap_or(entries.len());
+                    proptest::prop_assert_eq!(block.seek(&key, Lsn::new(lsn)), linear, "key {:?} lsn {}", key, lsn);
+                }
+            }
+        }
     }
 
     #[test]

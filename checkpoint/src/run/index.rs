@@ -10,6 +10,7 @@
 //! starts where the previous one ends (`offset + stored_len`); the reader also checks that
 //! the first starts right after the header and the last ends where the index block starts.
 
+use crate::run::heads::Heads;
 use crate::run::{MAX_RUN_INDEX_LEN, MAX_RUN_KEY_LEN};
 use aedb_types::{ByteReader, DecodeError, DecodeErrorKind, LenPrefix};
 
@@ -29,13 +30,24 @@ pub(crate) struct IndexEntry {
     pub(crate) entries: u32,
 }
 
-/// The decoded index: last keys in one buffer, one fixed-size record per block.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The decoded index: last keys in one buffer, one fixed-size record per block, and the
+/// last keys' [`Heads`] (built by [`BlockIndex::decode`], for [`BlockIndex::block_for`]).
+#[derive(Clone, Debug, Default)]
 pub(crate) struct BlockIndex {
     keys: Vec<u8>,
     blocks: Vec<IndexEntry>,
     encoded_len: usize,
+    heads: Heads,
 }
+
+/// Equal when the blocks and last keys are (the heads are derived from them).
+impl PartialEq for BlockIndex {
+    fn eq(&self, other: &Self) -> bool {
+        self.keys == other.keys && self.blocks == other.blocks
+    }
+}
+
+impl Eq for BlockIndex {}
 
 impl BlockIndex {
     pub(crate) fn new() -> BlockIndex {
@@ -43,6 +55,7 @@ impl BlockIndex {
             keys: Vec::new(),
             blocks: Vec::new(),
             encoded_len: 4,
+            heads: Heads::default(),
         }
     }
 
@@ -88,16 +101,23 @@ impl BlockIndex {
 
     /// The first block whose last key is `>= key`, if any.
     pub(crate) fn block_for(&self, key: &[u8]) -> Option<usize> {
-        let (mut lo, mut hi) = (0, self.blocks.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.last_key(mid) < key {
-                lo = mid + 1;
-            } else {
-                hi = mid;
+        let before = |i| self.last_key(i) < key;
+        let at = if self.heads.len() == self.blocks.len() && !self.blocks.is_empty() {
+            self.heads.search(self.last_key(0), key, before)
+        } else {
+            // An index still being written (its heads are built at decode).
+            let (mut lo, mut hi) = (0, self.blocks.len());
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if before(mid) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
             }
-        }
-        (lo < self.blocks.len()).then_some(lo)
+            lo
+        };
+        (at < self.blocks.len()).then_some(at)
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
@@ -167,6 +187,7 @@ impl BlockIndex {
             index.push(key, offset, stored_len, entries);
         }
         r.finish()?;
+        index.heads = Heads::build(index.len(), |i| index.last_key(i));
         Ok(index)
     }
 }
@@ -198,7 +219,45 @@ mod tests {
         assert_eq!(d.block_for(b"c"), Some(2));
         assert_eq!(d.block_for(b"d"), Some(2));
         assert_eq!(d.block_for(b"e"), None);
+        for key in [&b"a"[..], b"b", b"bb", b"c", b"d", b"e"] {
+            assert_eq!(
+                i.block_for(key),
+                d.block_for(key),
+                "written and decoded agree"
+            );
+        }
         assert_eq!(i.encoded_len_with(b"xyz"), i.encoded_len() + 21);
+    }
+
+    proptest::proptest! {
+        /// The decoded index's head-guided search finds what a linear scan finds.
+        #[test]
+        fn block_for_matches_a_linear_scan(
+            mut keys in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(vec![0u8, 1, 0x61, 0xff]), 0..12),
+                1..40,
+            ),
+            shared in proptest::collection::vec(proptest::sample::select(vec![0u8, 0x61]), 0..10),
+            probes in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(vec![0u8, 1, 0x61, 0xff]), 0..22),
+                1..30,
+            ),
+        ) {
+            keys.sort();
+            let mut index = BlockIndex::new();
+            let keys: Vec<Vec<u8>> = keys.iter().map(|k| [shared.as_slice(), k].concat()).collect();
+            for (i, k) in keys.iter().enumerate() {
+                index.push(k, 104 + 10 * i as u64, 10, 1);
+            }
+            let decoded = BlockIndex::decode(&index.encode()).unwrap();
+            for probe in probes {
+                for key in [probe.clone(), [shared.as_slice(), &probe].concat()] {
+                    let linear = keys.iter().position(|k| k.as_slice() >= key.as_slice());
+                    proptest::prop_assert_eq!(decoded.block_for(&key), linear);
+                    proptest::prop_assert_eq!(index.block_for(&key), linear);
+                }
+            }
+        }
     }
 
     #[test]

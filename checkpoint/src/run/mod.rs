@@ -29,6 +29,7 @@ mod block;
 mod filter;
 mod footer;
 mod header;
+mod heads;
 mod index;
 mod meta;
 mod reader;
