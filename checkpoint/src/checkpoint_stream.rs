@@ -601,6 +601,10 @@ impl<R: Read> CheckpointDecoder<R> {
         out.truncate(start + len);
         let chunk_offset = self.offset;
         let data = &mut out[start..];
+        // A full-size last chunk is opened a second time, as non-final, if it fails:
+        // keep its ciphertext (a failed open zeroes the buffer).
+        let full_final =
+            (is_final && len == self.header.chunk_size as usize).then(|| data.to_vec());
         if self
             .cipher
             .open(
@@ -615,8 +619,7 @@ impl<R: Read> CheckpointDecoder<R> {
         {
             // A full-size last chunk that authenticates as *non*-final means chunks were
             // cut off after it: report truncation rather than tampering.
-            if is_final
-                && len == self.header.chunk_size as usize
+            if let Some(mut ciphertext) = full_final
                 && self
                     .cipher
                     .open(
@@ -624,7 +627,7 @@ impl<R: Read> CheckpointDecoder<R> {
                         &self.header.base_nonce,
                         index,
                         false,
-                        data,
+                        &mut ciphertext,
                         &tag,
                     )
                     .is_ok()

@@ -17,8 +17,7 @@
 use crate::header::{CHECKPOINT_HEADER_LEN, KEY_CHECK_OFFSET, TAG_LEN};
 use crate::nonce::NONCE_LEN;
 use aedb_keys::SecretKey;
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use aedb_keys::XChaCha20Poly1305;
 use sha2::{Digest, Sha256};
 
 /// Chunk index reserved for the key-check tag; no real chunk can reach it.
@@ -87,11 +86,7 @@ impl ChunkCipher {
     pub(crate) fn new(key: Option<&SecretKey>) -> ChunkCipher {
         match key {
             None => ChunkCipher::Plaintext,
-            Some(k) => {
-                ChunkCipher::Sealed(Box::new(k.with_bytes(|b| {
-                    XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(b))
-                })))
-            }
+            Some(k) => ChunkCipher::Sealed(Box::new(XChaCha20Poly1305::new(k))),
         }
     }
 
@@ -114,7 +109,7 @@ impl ChunkCipher {
             ChunkCipher::Plaintext => Ok(domain_digest(domain, aad, buf)),
             ChunkCipher::Sealed(c) => {
                 let tag = c
-                    .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, buf)
+                    .encrypt_in_place_detached(nonce, aad, buf)
                     .map_err(|_| ChunkRejected)?;
                 let mut out = [0u8; TAG_LEN];
                 out.copy_from_slice(&tag);
@@ -124,7 +119,8 @@ impl ChunkCipher {
     }
 
     /// Verifies and (when sealed) decrypts `buf` in place, the inverse of
-    /// [`ChunkCipher::seal_detached`]. On failure `buf` is unchanged.
+    /// [`ChunkCipher::seal_detached`]. On failure `buf` is zeroed when sealed (no unauthenticated
+    /// plaintext survives) and unchanged in plaintext mode.
     pub(crate) fn open_detached(
         &self,
         domain: &[u8],
@@ -147,12 +143,7 @@ impl ChunkCipher {
                 }
             }
             ChunkCipher::Sealed(c) => c
-                .decrypt_in_place_detached(
-                    XNonce::from_slice(nonce),
-                    aad,
-                    buf,
-                    Tag::from_slice(tag),
-                )
+                .decrypt_in_place_detached(nonce, aad, buf, tag)
                 .map_err(|_| ChunkRejected),
         }
     }
@@ -168,11 +159,7 @@ impl ChunkCipher {
             ChunkCipher::Sealed(c) => {
                 let nonce = chunk_nonce(base, KEY_CHECK_INDEX);
                 let tag = c
-                    .encrypt_in_place_detached(
-                        XNonce::from_slice(&nonce),
-                        &key_check_aad(header_prefix),
-                        &mut [],
-                    )
+                    .encrypt_in_place_detached(&nonce, &key_check_aad(header_prefix), &mut [])
                     .map_err(|_| ChunkRejected)?;
                 let mut out = [0u8; TAG_LEN];
                 out.copy_from_slice(&tag);
@@ -191,12 +178,13 @@ impl ChunkCipher {
             ChunkCipher::Plaintext => Ok(()),
             ChunkCipher::Sealed(c) => {
                 let nonce = chunk_nonce(base, KEY_CHECK_INDEX);
-                let tag = Tag::from_slice(&header[KEY_CHECK_OFFSET..KEY_CHECK_OFFSET + TAG_LEN]);
+                let mut tag = [0u8; TAG_LEN];
+                tag.copy_from_slice(&header[KEY_CHECK_OFFSET..KEY_CHECK_OFFSET + TAG_LEN]);
                 c.decrypt_in_place_detached(
-                    XNonce::from_slice(&nonce),
+                    &nonce,
                     &key_check_aad(&header[..KEY_CHECK_OFFSET]),
                     &mut [],
-                    tag,
+                    &tag,
                 )
                 .map_err(|_| ChunkRejected)
             }
@@ -227,7 +215,7 @@ impl ChunkCipher {
             ChunkCipher::Sealed(c) => {
                 let nonce = chunk_nonce(base, index);
                 let tag = c
-                    .encrypt_in_place_detached(XNonce::from_slice(&nonce), &aad, buf)
+                    .encrypt_in_place_detached(&nonce, &aad, buf)
                     .map_err(|_| ChunkRejected)?;
                 let mut out = [0u8; TAG_LEN];
                 out.copy_from_slice(&tag);
@@ -236,7 +224,8 @@ impl ChunkCipher {
         }
     }
 
-    /// Verifies and (when sealed) decrypts `buf` in place. On failure `buf` is unchanged.
+    /// Verifies and (when sealed) decrypts `buf` in place. On failure `buf` is zeroed when sealed (no unauthenticated
+    /// plaintext survives) and unchanged in plaintext mode.
     pub(crate) fn open(
         &self,
         header: &[u8; CHECKPOINT_HEADER_LEN],
@@ -271,12 +260,7 @@ impl ChunkCipher {
                 }
             }
             ChunkCipher::Sealed(c) => c
-                .decrypt_in_place_detached(
-                    XNonce::from_slice(&chunk_nonce(base, index)),
-                    &aad,
-                    buf,
-                    Tag::from_slice(tag),
-                )
+                .decrypt_in_place_detached(&chunk_nonce(base, index), &aad, buf, tag)
                 .map_err(|_| ChunkRejected),
         }
     }
@@ -305,12 +289,21 @@ mod tests {
         let tag = c.seal(&header, &base, 3, false, &mut buf).unwrap();
         assert_ne!(buf, b"hello chunk");
         let sealed = buf.clone();
-        assert!(c.open(&header, &base, 4, false, &mut buf, &tag).is_err());
-        assert!(c.open(&header, &base, 3, true, &mut buf, &tag).is_err());
         let mut other = header;
         other[0] ^= 1;
-        assert!(c.open(&other, &base, 3, false, &mut buf, &tag).is_err());
-        assert_eq!(buf, sealed, "failed open must leave the buffer untouched");
+        for (header, index, is_final) in
+            [(&header, 4, false), (&header, 3, true), (&other, 3, false)]
+        {
+            let mut attempt = sealed.clone();
+            assert!(
+                c.open(header, &base, index, is_final, &mut attempt, &tag)
+                    .is_err()
+            );
+            assert!(
+                attempt.iter().all(|b| *b == 0),
+                "a failed open leaves no unauthenticated plaintext"
+            );
+        }
         c.open(&header, &base, 3, false, &mut buf, &tag).unwrap();
         assert_eq!(buf, b"hello chunk");
     }

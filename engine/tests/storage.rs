@@ -200,7 +200,16 @@ fn snapshot_at_reads_history_inside_the_retention_window_and_refuses_older() {
 fn a_clean_shutdown_checkpoints_so_the_next_open_replays_nothing() {
     for on in [true, false] {
         let dir = tempfile::tempdir().unwrap();
-        let config = || config(0).checkpoint_on_shutdown(on);
+        // A memtable that holds all 200 puts, so only the shutdown can checkpoint them.
+        let config = || {
+            config(0)
+                .memory_budget(MemoryBudget {
+                    memtable_bytes: 1 << 20,
+                    block_cache_bytes: 256 << 10,
+                    ..MemoryBudget::default()
+                })
+                .checkpoint_on_shutdown(on)
+        };
         let db = AedbInstance::open(dir.path(), config()).unwrap();
         let ns = setup(&db);
         for k in 0..200u32 {

@@ -9,14 +9,17 @@
 //!   info ([`mod@derive`] documents the bytes);
 //! - the one subkey construction every provider shares,
 //!   `subkey = HKDF-SHA256-Expand(K_master, info, 32) = HMAC-SHA256(K_master, info || 0x01)`;
+//! - [`XChaCha20Poly1305`], the AEAD every sealed format uses, holding its key as a
+//!   [`SecretKey`] (the formats themselves — nonces, associated data, layouts — are the
+//!   WAL's, checkpoint's and authz crates');
 //! - [`KeyProvider`], the only owner of the master key `K_master`, with
 //!   [`InMemoryKeyProvider`] (tests, simple deployments) and [`HsmKeyProvider`] (PKCS#11: the
 //!   master stays in the token and subkeys are computed there), plus [`HsmProvisioner`] to
 //!   generate, import, list and retire master versions on a token.
 //!
 //! It does not own key epochs' lifecycle (which epoch is current, when an old one can be
-//! dropped — that is the manifest's, in `aedb-checkpoint`), ciphers or file formats (the WAL,
-//! checkpoint and authz crates use the subkeys), or audit records of rotations. It sits at the
+//! dropped — that is the manifest's, in `aedb-checkpoint`) or file formats (the WAL,
+//! checkpoint and authz crates use the subkeys and the AEAD), or audit records of rotations. It sits at the
 //! bottom of the tree: it depends only on `aedb-types`.
 //!
 //! ```
@@ -36,6 +39,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod aead;
 pub mod derive;
 mod epoch_key;
 mod error;
@@ -45,6 +49,7 @@ mod memory;
 mod provider;
 mod secret;
 
+pub use aead::{AEAD_TAG_LEN, AeadError, XChaCha20Poly1305, XNONCE_LEN};
 pub use derive::{DerivationRequest, KeyPurpose, MAX_CONTEXT_LEN, expand_subkey};
 pub use epoch_key::EpochKey;
 pub use error::{KeyError, LoginFailure};

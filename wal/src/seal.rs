@@ -39,10 +39,9 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
+use aedb_keys::XChaCha20Poly1305;
 use aedb_keys::{EpochKey, SecretKey};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use zeroize::Zeroize;
 
 use crate::frame::{
@@ -253,7 +252,7 @@ impl SealedBatchHeader {
 
 /// Builds the AEAD for `key`. The cipher's copy of the key is zeroized when it drops.
 pub(crate) fn aead_for(key: &SecretKey) -> XChaCha20Poly1305 {
-    key.with_bytes(|bytes| XChaCha20Poly1305::new(Key::from_slice(bytes)))
+    XChaCha20Poly1305::new(key)
 }
 
 /// The associated data of a batch (see the module docs).
@@ -341,8 +340,7 @@ pub(crate) fn seal_encoded(
     out.extend_from_slice(&header_bytes);
     let body = out.len();
     out.extend_from_slice(plaintext);
-    let sealed =
-        aead.encrypt_in_place_detached(XNonce::from_slice(&header.nonce), &aad, &mut out[body..]);
+    let sealed = aead.encrypt_in_place_detached(&header.nonce, &aad, &mut out[body..]);
     let Ok(tag) = sealed else {
         // Only possible beyond the cipher's length limit (256 GiB); never leave plaintext.
         out[body..].zeroize();
@@ -391,17 +389,14 @@ pub(crate) fn open_into(
     let frame_header = encode_header(len, frame_lsn, FrameKind::SealedBatch);
     let aad = batch_aad(database, seq, &frame_header, &header_bytes);
     let tag_at = payload.len() - TAG_LEN;
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&payload[tag_at..]);
     plain.clear();
     plain.extend_from_slice(&payload[SEALED_HEADER_LEN..tag_at]);
-    aead.decrypt_in_place_detached(
-        XNonce::from_slice(&header.nonce),
-        &aad,
-        plain,
-        Tag::from_slice(&payload[tag_at..]),
-    )
-    .map_err(|_| SealError::Authentication {
-        epoch: header.epoch,
-    })?;
+    aead.decrypt_in_place_detached(&header.nonce, &aad, plain, &tag)
+        .map_err(|_| SealError::Authentication {
+            epoch: header.epoch,
+        })?;
     check_records(plain, header.count)
 }
 
