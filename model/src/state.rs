@@ -522,12 +522,24 @@ impl State {
         let prefix = keyspace::kv_prefix(ns);
         let skip = prefix.len();
         let empty = bounds_empty(start, end);
-        let scan = self.scan_under(&prefix, start, end, direction)?;
-        Ok(scan.take_while(move |_| !empty).map(move |item| {
-            let item = item.map_err(Unreadable::from)?;
-            let key = KvKey::new(&item.key[skip..])
-                .map_err(|_| Unreadable::message("a stored KV key out of limits"))?;
-            Ok((key, kv_entry_from(item.lsn, item.value)?))
+        let mut scan = self.scan_under(&prefix, start, end, direction)?;
+        // Keys and values are built straight from the borrowed entries (one copy each).
+        Ok(std::iter::from_fn(move || {
+            if empty {
+                return None;
+            }
+            let item = scan.next_with(|key, lsn, value| {
+                let key = KvKey::new(&key[skip..])
+                    .map_err(|_| Unreadable::message("a stored KV key out of limits"))?;
+                let value = KvValue::new(value)
+                    .map_err(|_| Unreadable::message("a stored KV value over the size limit"))?;
+                Ok::<_, Unreadable>((key, KvEntry { value, lsn }))
+            })?;
+            Some(
+                item.map_err(Unreadable::from)
+                    .and_then(|r| r)
+                    .map_err(ReadError::from),
+            )
         }))
     }
 

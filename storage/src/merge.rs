@@ -433,7 +433,11 @@ impl Scan {
         }
     }
 
-    fn next_forward(&mut self) -> Result<Option<ScanItem>, StorageError> {
+    fn next_forward<T>(
+        &mut self,
+        make: impl FnOnce(&[u8], Lsn, &[u8]) -> T,
+    ) -> Result<Option<T>, StorageError> {
+        let mut make = Some(make);
         loop {
             let Some(e) = self.merged.peek() else {
                 return Ok(None);
@@ -453,14 +457,11 @@ impl Scan {
                 let d = decided.get_or_insert_with(Vec::new);
                 d.clear();
                 d.extend_from_slice(e.key);
-                (e.kind == EntryKind::Put).then(|| ScanItem {
-                    key: e.key.to_vec(),
-                    lsn: e.lsn,
-                    value: e.value.to_vec(),
-                })
+                (e.kind == EntryKind::Put).then(|| make.take().map(|f| f(e.key, e.lsn, e.value)))
             })?;
             match item {
-                Some(Some(item)) => return Ok(Some(item)),
+                Some(Some(Some(item))) => return Ok(Some(item)),
+                Some(Some(None)) => return Ok(None),
                 Some(None) => {}
                 None => return Ok(None),
             }
@@ -513,17 +514,23 @@ impl Scan {
     }
 }
 
-impl Iterator for Scan {
-    type Item = Result<ScanItem, StorageError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl Scan {
+    /// The next visible key, handed to `make` as `(key, lsn, value)` borrowed from its
+    /// source (a block or a memtable), so the caller builds what it needs with no
+    /// intermediate copy; `None` once the range is done. After an error the scan is
+    /// done.
+    pub fn next_with<T>(
+        &mut self,
+        make: impl FnOnce(&[u8], Lsn, &[u8]) -> T,
+    ) -> Option<Result<T, StorageError>> {
         if self.failed {
             return None;
         }
         let r = if self.forward {
-            self.next_forward()
+            self.next_forward(make)
         } else {
             self.next_reverse()
+                .map(|item| item.map(|i| make(&i.key, i.lsn, &i.value)))
         };
         match r {
             Ok(item) => item.map(Ok),
@@ -532,5 +539,17 @@ impl Iterator for Scan {
                 Some(Err(e))
             }
         }
+    }
+}
+
+impl Iterator for Scan {
+    type Item = Result<ScanItem, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_with(|key, lsn, value| ScanItem {
+            key: key.to_vec(),
+            lsn,
+            value: value.to_vec(),
+        })
     }
 }
