@@ -138,10 +138,10 @@ fn main() {
         "scale: {keys} keys x {VALUE_LEN} B values ({:.1} MB raw), budget {budget} MB, sealed production, {} puts per commit, blocks {}",
         raw as f64 / 1e6,
         PER_COMMIT,
-        if std::env::var_os("AEDB_SCALE_LZ4").is_some() {
-            "LZ4"
-        } else {
+        if std::env::var_os("AEDB_SCALE_UNCOMPRESSED").is_some() {
             "uncompressed"
+        } else {
+            "LZ4"
         }
     );
 
