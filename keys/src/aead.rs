@@ -133,6 +133,14 @@ mod tests {
         assert_eq!(buf, plain);
     }
 
+    #[test]
+    fn debug_never_shows_the_key() {
+        let cipher = XChaCha20Poly1305::new(&SecretKey::new([0xAB; 32]));
+        let printed = format!("{cipher:?} {cipher:#?}");
+        assert_eq!(format!("{cipher:?}"), "XChaCha20Poly1305(<redacted>)");
+        assert!(!printed.to_lowercase().contains("ab, ") && !printed.contains("171"));
+    }
+
     proptest::proptest! {
         /// Byte-for-byte the RustCrypto construction, and a flipped bit anywhere in the
         /// ciphertext, tag, nonce or associated data is refused (and zeroes the buffer).
