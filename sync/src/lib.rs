@@ -15,7 +15,11 @@
 //! It owns no files and knows nothing about WAL formats or the data model: the log is
 //! behind the [`group_commit::LogSink`] trait. Every primitive here is written against
 //! the `cfg(loom)` shims in `shim`, so `loom-tests/` model-checks exactly this code
-//! (`RUSTFLAGS="--cfg loom" cargo test -p aedb-loom-tests --release`).
+//! (`RUSTFLAGS="--cfg loom" cargo test -p aedb-loom-tests --release`). One shim is a
+//! library in normal builds: the snapshot cell's slot is `arc-swap` (readers borrow the
+//! published snapshot without writing shared memory), modelled under loom as a
+//! read-write lock with the same guarantee, so the models check the publication
+//! protocol around it, not arc-swap itself.
 //!
 //! ```
 //! use aedb_sync::completion::completion;
