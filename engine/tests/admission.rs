@@ -39,6 +39,20 @@ fn is_frozen(e: &Error) -> bool {
         && e.class() == ErrorClass::Retryable
 }
 
+/// The newest LSN once background writes (audit rows are committed by the Audit actor
+/// after the call that queued them returns) have landed: unchanged for 200 ms.
+fn settled_lsn(db: &AedbInstance, who: &CallerId) -> aedb::Lsn {
+    let mut last = db.snapshot_as(who).lsn();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = db.snapshot_as(who).lsn();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
 /// A bank with one scope and a table; `root` is the GlobalAdmin, `teller` may write it.
 fn bank(db: &AedbInstance) -> Namespace {
     let root = caller("root");
@@ -366,7 +380,8 @@ fn a_commit_past_its_deadline_is_refused_and_applies_nothing() {
     let teller = caller("teller");
     let db = open(dir.path());
     let ns = bank(&db);
-    let before = db.snapshot_as(&root).lsn();
+    // The setup's audit rows are committed in the background: let them land first.
+    let before = settled_lsn(&db, &root);
     // Already past when the Sequencer dequeues it.
     let e = db
         .commit_with_deadline_as(&teller, put(&ns, "late"), Finality::Durable, Instant::now())
@@ -376,6 +391,8 @@ fn a_commit_past_its_deadline_is_refused_and_applies_nothing() {
         (e.code(), e.class()),
         ("commit.timeout", ErrorClass::Retryable)
     );
+    // Nothing lands later either (no background write on the refusal's behalf).
+    assert_eq!(settled_lsn(&db, &root), before, "no LSN was used");
     let snapshot = db.snapshot_as(&teller);
     assert!(snapshot.kv_get(&ns, b"late").unwrap().is_none());
     assert_eq!(snapshot.lsn(), before, "no LSN was used");
