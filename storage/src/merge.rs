@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use aedb_checkpoint::{DataBlock, EntryKind, EntrySpan};
+use aedb_checkpoint::{DataBlock, EntryKind};
 use aedb_types::Lsn;
 
 use crate::error::StorageError;
@@ -137,8 +137,6 @@ pub(crate) struct LevelSource {
     block_index: usize,
     block: Option<Arc<DataBlock>>,
     entry: usize,
-    /// Where the current entry lies in `block` (a merge reads it many times per step).
-    span: Option<EntrySpan>,
 }
 
 impl LevelSource {
@@ -155,7 +153,6 @@ impl LevelSource {
             block_index: 0,
             block: None,
             entry: 0,
-            span: None,
         };
         match start_probe(near, forward) {
             None if forward => s.load(0, 0, Some(0))?,
@@ -171,17 +168,7 @@ impl LevelSource {
                 }
             }
         }
-        s.locate();
         Ok(s)
-    }
-
-    /// Records where the current entry lies (after every move).
-    fn locate(&mut self) {
-        self.span = self
-            .block
-            .as_ref()
-            .filter(|b| self.entry < b.len())
-            .map(|b| b.span(self.entry));
     }
 
     /// Loads block `block` of run `run` and positions at `entry` (or the block's last
@@ -292,7 +279,11 @@ impl LevelSource {
 
 impl Source for LevelSource {
     fn current(&self) -> Option<EntryRef<'_>> {
-        let e = self.block.as_ref()?.at_span(self.span.as_ref()?);
+        let block = self.block.as_ref()?;
+        if self.entry >= block.len() {
+            return None;
+        }
+        let e = block.entry(self.entry);
         Some(EntryRef {
             key: e.key,
             lsn: e.lsn,
@@ -302,13 +293,11 @@ impl Source for LevelSource {
     }
 
     fn advance(&mut self) -> Result<(), StorageError> {
-        let moved = if self.forward {
+        if self.forward {
             self.step_forward()
         } else {
             self.step_back()
-        };
-        self.locate();
-        moved
+        }
     }
 }
 

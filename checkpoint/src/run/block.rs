@@ -32,16 +32,6 @@ pub struct EntryRef<'a> {
     pub value: &'a [u8],
 }
 
-/// Where one entry lies in its [`DataBlock`] (from [`DataBlock::span`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EntrySpan {
-    key_start: u32,
-    key_end: u32,
-    lsn: Lsn,
-    kind: EntryKind,
-    value_end: u32,
-}
-
 /// A decoded, validated data block. Immutable, `Send + Sync`, cheap to share in an `Arc`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DataBlock {
@@ -166,44 +156,23 @@ impl DataBlock {
     /// # Panics
     /// If `i >= self.len()`, like slice indexing.
     pub fn entry(&self, i: usize) -> EntryRef<'_> {
-        self.at_span(&self.span(i))
-    }
-
-    /// Where entry `i` lies in the block: a cursor that reads the same entry many times
-    /// keeps this and resolves it with [`DataBlock::at_span`] instead of decoding it again.
-    ///
-    /// # Panics
-    /// If `i >= self.len()`, like slice indexing.
-    pub fn span(&self, i: usize) -> EntrySpan {
-        // Offsets and every length were validated by `decode`, so these reads are in bounds
-        // and every position fits in `u32` (a block is at most `MAX_DATA_BLOCK_LEN`).
+        // Offsets and every length were validated by `decode`, so these reads are in bounds.
         let b = &self.bytes;
         let at = self.offsets[i] as usize;
-        let key_end = at + 2 + le_u16(b, at);
+        let key_len = le_u16(b, at);
+        let key_end = at + 2 + key_len;
+        let lsn = Lsn::new(le_u64(b, key_end));
+        let kind = match b[key_end + 8] {
+            2 => EntryKind::Delete,
+            _ => EntryKind::Put,
+        };
+        let value_len = le_u32(b, key_end + 9);
         let value_at = key_end + 13;
-        EntrySpan {
-            key_start: (at + 2) as u32,
-            key_end: key_end as u32,
-            lsn: Lsn::new(le_u64(b, key_end)),
-            kind: match b[key_end + 8] {
-                2 => EntryKind::Delete,
-                _ => EntryKind::Put,
-            },
-            value_end: (value_at + le_u32(b, key_end + 9)) as u32,
-        }
-    }
-
-    /// The entry at `span`, which [`DataBlock::span`] of this block returned.
-    ///
-    /// # Panics
-    /// If `span` came from another, shorter block.
-    pub fn at_span(&self, span: &EntrySpan) -> EntryRef<'_> {
-        let key_end = span.key_end as usize;
         EntryRef {
-            key: &self.bytes[span.key_start as usize..key_end],
-            lsn: span.lsn,
-            kind: span.kind,
-            value: &self.bytes[key_end + 13..span.value_end as usize],
+            key: &b[at + 2..key_end],
+            lsn,
+            kind,
+            value: &b[value_at..value_at + value_len],
         }
     }
 

@@ -36,7 +36,7 @@ mod reader;
 mod seal;
 mod writer;
 
-pub use block::{DataBlock, EntryRef, EntrySpan, decode_data_block};
+pub use block::{DataBlock, EntryRef, decode_data_block};
 pub use footer::{FooterProblem, RUN_FOOTER_LEN, RUN_FOOTER_MAGIC};
 pub use header::{RUN_FILE_VERSION, RUN_HEADER_LEN, RunHeader, RunHeaderProblem};
 pub use reader::RunFile;
