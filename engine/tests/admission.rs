@@ -40,10 +40,16 @@ fn is_frozen(e: &Error) -> bool {
 }
 
 /// The newest LSN once background writes (audit rows are committed by the Audit actor
-/// after the call that queued them returns) have landed: unchanged for 200 ms.
+/// after the call that queued them returns) have landed: unchanged for 200 ms (within
+/// 30 s, or the test fails).
 fn settled_lsn(db: &AedbInstance, who: &CallerId) -> aedb::Lsn {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut last = db.snapshot_as(who).lsn();
     loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background writes never settled"
+        );
         std::thread::sleep(Duration::from_millis(200));
         let now = db.snapshot_as(who).lsn();
         if now == last {
