@@ -43,6 +43,7 @@
 //! | `AEDB_PEERS_COMMITS` | 20000 | durable commits per run (one engine, one committer count), split evenly over the committers (`db_bench --num` = this / threads) |
 //! | `AEDB_PEERS_COMMIT_SECS` | 15 | time cap of one in-process commit run: a committer stops once this has passed (the report says so; throughput is what was done over the time taken). Keeps a run on a stalling disk bounded; `db_bench` has no such cap with `--num` |
 //! | `AEDB_PEERS_COMMITTERS` | `1,64,256` | committer thread counts |
+//! | `AEDB_PEERS_COMMIT_PRELOAD` | 0 | when > 0, aedb also runs the commit workload on a database already holding this many keys (loaded as for reads, then settled), beside its run on a fresh one: the "durable commits on a database holding 16M keys" (`16000000`) |
 //! | `AEDB_PEERS_KEYS` | 1000000 | preloaded keys for reads and scans (16000000 for the large set) |
 //! | `AEDB_PEERS_READS` | 2000000 | point reads per run, split over the reader threads |
 //! | `AEDB_PEERS_SCANS` | 200000 | range scans per run, split over the reader threads |
@@ -177,6 +178,9 @@ enum Workload {
 enum Row {
     /// Durable commits with this many committers.
     Commits(usize),
+    /// Durable commits with `threads` committers on a database already holding `keys`
+    /// keys (`AEDB_PEERS_COMMIT_PRELOAD`; aedb only).
+    LoadedCommits { threads: usize, keys: u64 },
     /// Point reads with this many reader threads.
     Reads(usize),
     /// Range scans with this many reader threads.
@@ -184,12 +188,25 @@ enum Row {
 }
 
 impl Row {
+    /// The row a peer's figure for this row comes from: peers run commits on a fresh
+    /// database only, so aedb's loaded-database commits compare with those.
+    fn peer_row(self) -> Row {
+        match self {
+            Row::LoadedCommits { threads, .. } => Row::Commits(threads),
+            other => other,
+        }
+    }
+
     /// The row's label in the tables.
     fn label(self, scan_len: usize) -> String {
         match self {
             Row::Commits(n) => format!(
                 "durable commits, {n} committer{} (commits/s)",
                 if n == 1 { "" } else { "s" }
+            ),
+            Row::LoadedCommits { threads, keys } => format!(
+                "durable commits on {keys} keys, {threads} committer{} (commits/s)",
+                if threads == 1 { "" } else { "s" }
             ),
             Row::Reads(n) => format!(
                 "random point reads, {n} thread{} (reads/s)",
@@ -234,6 +251,8 @@ impl Figure {
 struct Knobs {
     /// Durable commits per run.
     commits: u64,
+    /// Keys aedb's loaded-database commit runs start with (0: not run).
+    commit_preload: u64,
     /// Time cap of one in-process commit run, seconds.
     commit_secs: u64,
     /// Committer thread counts.
@@ -322,6 +341,7 @@ impl Knobs {
         };
         let knobs = Knobs {
             commits: env_u64("AEDB_PEERS_COMMITS", commits)?.max(1),
+            commit_preload: env_u64("AEDB_PEERS_COMMIT_PRELOAD", 0)?,
             commit_secs: env_u64("AEDB_PEERS_COMMIT_SECS", 15)?.max(1),
             committers: env_list("AEDB_PEERS_COMMITTERS", committers, parse_threads)?,
             keys: env_u64("AEDB_PEERS_KEYS", keys)?.max(1),
@@ -1000,8 +1020,15 @@ fn run_threads<S, T: Send>(
 }
 
 /// `threads` committers each doing `commits / threads` durable one-put commits of
-/// random keys, each stopping early once `cap` has passed since it started.
-fn commit_run(store: &dyn Store, threads: usize, commits: u64, cap: Duration) -> Res<Figure> {
+/// random keys (any `u64` index, or one in `0..key_space` when that is not 0), each
+/// stopping early once `cap` has passed since it started.
+fn commit_run(
+    store: &dyn Store,
+    threads: usize,
+    commits: u64,
+    cap: Duration,
+    key_space: u64,
+) -> Res<Figure> {
     let per = (commits / threads as u64).max(1);
     let lat = Latencies::default();
     let (elapsed, done) = run_threads(
@@ -1012,7 +1039,11 @@ fn commit_run(store: &dyn Store, threads: usize, commits: u64, cap: Duration) ->
             let mut nanos = Vec::with_capacity(per as usize);
             let stop = Instant::now() + cap;
             for _ in 0..per {
-                let (k, v) = (key(rng.next()), value(rng.next()));
+                let index = match key_space {
+                    0 => rng.next(),
+                    n => rng.next() % n,
+                };
+                let (k, v) = (key(index), value(rng.next()));
                 let started = Instant::now();
                 if started >= stop {
                     break;
@@ -1185,7 +1216,7 @@ fn run_dir(knobs: &Knobs, what: &str) -> Res<tempfile::TempDir> {
 }
 
 /// The durable-commit workload: for each committer count, every engine on a fresh
-/// database, back to back.
+/// database, back to back; then, with `AEDB_PEERS_COMMIT_PRELOAD`, aedb on a loaded one.
 fn commits_phase(knobs: &Knobs, report: &mut Report) {
     for &threads in &knobs.committers {
         let row = Row::Commits(threads);
@@ -1194,6 +1225,42 @@ fn commits_phase(knobs: &Knobs, report: &mut Report) {
             report.record(row, engine, result, knobs.scan_len);
         }
     }
+    if knobs.commit_preload > 0 && knobs.engines.contains(&Engine::Aedb) {
+        for &threads in &knobs.committers {
+            let row = Row::LoadedCommits {
+                threads,
+                keys: knobs.commit_preload,
+            };
+            let result = loaded_commit_run(knobs, threads, report);
+            report.record(row, Engine::Aedb, result, knobs.scan_len);
+        }
+    }
+}
+
+/// aedb's durable-commit run with `threads` committers on a database loaded with
+/// `AEDB_PEERS_COMMIT_PRELOAD` keys (in key order, settled); the commits then put
+/// random keys over the loaded range, so they overwrite loaded keys and compaction
+/// merges them into the loaded levels while the run goes on.
+fn loaded_commit_run(knobs: &Knobs, threads: usize, report: &mut Report) -> Res<Figure> {
+    let dir = run_dir(knobs, &format!("loaded-commits-aedb-{threads}"))?;
+    let store = open_store(Engine::Aedb, dir.path(), knobs)?;
+    let t = Instant::now();
+    store.load(knobs.commit_preload)?;
+    report.notes.push(format!(
+        "aedb loaded {} keys in {:.1} s before its {threads}-committer loaded-database commit run",
+        knobs.commit_preload,
+        t.elapsed().as_secs_f64()
+    ));
+    let cap = Duration::from_secs(knobs.commit_secs);
+    let figure = commit_run(
+        store.as_ref(),
+        threads,
+        knobs.commits,
+        cap,
+        knobs.commit_preload,
+    );
+    store.close()?;
+    figure
 }
 
 /// One engine's durable-commit run with `threads` committers.
@@ -1225,7 +1292,7 @@ fn commit_engine(
     }
     let store = open_store(engine, dir.path(), knobs)?;
     let cap = Duration::from_secs(knobs.commit_secs);
-    let figure = commit_run(store.as_ref(), threads, knobs.commits, cap);
+    let figure = commit_run(store.as_ref(), threads, knobs.commits, cap, 0);
     store.close()?;
     figure
 }
@@ -1431,7 +1498,7 @@ fn render(knobs: &Knobs, report: &Report, load_start: &str, wall: Duration) -> S
         .figures
         .keys()
         .copied()
-        .filter(|r| matches!(r, Row::Commits(_)))
+        .filter(|r| matches!(r, Row::Commits(_) | Row::LoadedCommits { .. }))
         .collect();
     if !commit_rows.is_empty() {
         let _ = writeln!(
@@ -1440,8 +1507,15 @@ fn render(knobs: &Knobs, report: &Report, load_start: &str, wall: Duration) -> S
         );
         out.push_str(&header("committers", &labels));
         for &row in &commit_rows {
-            let Row::Commits(n) = row else { continue };
-            let _ = write!(out, "| {n} |");
+            match row {
+                Row::LoadedCommits { threads, keys } => {
+                    let _ = write!(out, "| {threads} (aedb on {keys} keys) |");
+                }
+                _ => {
+                    let Row::Commits(n) = row else { continue };
+                    let _ = write!(out, "| {n} |");
+                }
+            }
             for &e in engines {
                 let text = cell(row, e).map_or("not run".into(), |f| {
                     format!(
@@ -1471,7 +1545,7 @@ fn render(knobs: &Knobs, report: &Report, load_start: &str, wall: Duration) -> S
         for &row in report.figures.keys() {
             let _ = write!(out, "| {} |", row.label(knobs.scan_len));
             for &e in &peers {
-                let text = match (cell(row, Engine::Aedb), cell(row, e)) {
+                let text = match (cell(row, Engine::Aedb), cell(row.peer_row(), e)) {
                     (Some(a), Some(p)) if p.rate() > 0.0 => format!("{:.2}×", a.rate() / p.rate()),
                     _ => "-".into(),
                 };
@@ -1479,6 +1553,33 @@ fn render(knobs: &Knobs, report: &Report, load_start: &str, wall: Duration) -> S
             }
             out.push('\n');
         }
+    }
+
+    let loaded: Vec<String> = report
+        .figures
+        .keys()
+        .filter_map(|&row| {
+            let Row::LoadedCommits { threads, keys } = row else {
+                return None;
+            };
+            let (l, f) = (
+                cell(row, Engine::Aedb)?,
+                cell(row.peer_row(), Engine::Aedb)?,
+            );
+            Some(format!(
+                "{threads} committer(s): {} on {keys} keys vs {} fresh = {:.2}×",
+                thousands(l.rate()),
+                thousands(f.rate()),
+                l.rate() / f.rate().max(f64::MIN_POSITIVE)
+            ))
+        })
+        .collect();
+    if !loaded.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n### aedb on a loaded database ÷ aedb on a fresh one, same run\n\n{}",
+            loaded.join("; ")
+        );
     }
 
     let _ = writeln!(out, "\n### Notes\n");

@@ -324,9 +324,10 @@ impl GoldenFixture {
                 }
                 .map_err(checkpoint)?;
                 run.verify().map_err(checkpoint)?;
+                let tables = run.load_tables().map_err(checkpoint)?;
                 let mut found = Vec::new();
-                for b in 0..run.block_count() {
-                    let block = run.read_block(b).map_err(checkpoint)?;
+                for b in 0..tables.block_count() {
+                    let block = run.read_block(&tables, b).map_err(checkpoint)?;
                     found.extend(
                         block
                             .iter()

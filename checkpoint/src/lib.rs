@@ -94,8 +94,9 @@
 //!
 //! let run = RunFile::open(&*fs, &info.path, db, |_epoch| Some(key.duplicate()))?;
 //! assert_eq!((run.entries(), run.tombstones()), (3, 1));
-//! assert!(run.may_contain(b"pear"));
-//! let block = run.read_block(run.block_for(b"apple").unwrap())?;
+//! let tables = run.load_tables()?; // index and bloom filter, read when needed
+//! assert!(tables.may_contain(b"pear"));
+//! let block = run.read_block(&tables, tables.block_for(b"apple").unwrap())?;
 //! // The newest version of "apple" visible at LSN 5 is the Delete at LSN 4.
 //! let e = block.entry(block.seek(b"apple", Lsn::new(5)));
 //! assert_eq!((e.key, e.lsn, e.kind), (&b"apple"[..], Lsn::new(4), EntryKind::Delete));
@@ -141,6 +142,6 @@ pub use run::{
     MAX_RUN_BLOCK_SIZE, MAX_RUN_INDEX_LEN, MAX_RUN_KEY_LEN, MAX_RUN_META_LEN, MAX_RUN_VALUE_LEN,
     RUN_ENTRY_OVERHEAD, RUN_FILE_PREFIX, RUN_FILE_VERSION, RUN_FOOTER_LEN, RUN_FOOTER_MAGIC,
     RUN_HEADER_LEN, RunFile, RunFileMeta, RunHeader, RunHeaderProblem, RunInfo, RunOptions,
-    RunWriter, decode_block_body, decode_data_block, decode_run_block, list_run_files,
+    RunTables, RunWriter, decode_block_body, decode_data_block, decode_run_block, list_run_files,
     parse_run_file_name, remove_stale_run_temp_files, run_file_name, run_path,
 };

@@ -6,7 +6,7 @@ use aedb_checkpoint::{
     BlockKind, CheckpointError, CheckpointMeta, CheckpointWriter, Compression, CounterNonce,
     DataBlock, EntryKind, EntryProblem, FixedNonce, HeaderProblem, OpenMode, OsNonceSource,
     RUN_FOOTER_LEN, RUN_HEADER_LEN, RunFile, RunFileMeta, RunHeader, RunHeaderProblem, RunInfo,
-    RunOptions, RunWriter, list_checkpoints, list_run_files, open_checkpoint,
+    RunOptions, RunTables, RunWriter, list_checkpoints, list_run_files, open_checkpoint,
     remove_stale_run_temp_files, run_file_name,
 };
 use aedb_fs::{FaultOp, SharedFs, SimFault, SimFs};
@@ -91,8 +91,9 @@ fn open(fs: &SharedFs, path: &Path, sealed: bool) -> Result<RunFile, CheckpointE
 /// Opens, reads every block and verifies: what every reader of a damaged file goes through.
 fn open_read_verify(fs: &SharedFs, path: &Path, sealed: bool) -> Result<u64, CheckpointError> {
     let run = open(fs, path, sealed)?;
+    let tables = run.load_tables()?;
     for i in 0..run.block_count() {
-        run.read_block(i)?;
+        run.read_block(&tables, i)?;
     }
     run.verify()
 }
@@ -111,13 +112,18 @@ fn small_entries() -> Vec<Entry> {
 /// The newest version of `key` visible at `snapshot`, found the way a point lookup does:
 /// bloom filter, `block_for`, `seek`, continuing into later blocks while the key's
 /// versions do.
-fn lookup(run: &RunFile, key: &[u8], snapshot: Lsn) -> Option<(Lsn, EntryKind, Vec<u8>)> {
-    if !run.may_contain(key) {
+fn lookup(
+    run: &RunFile,
+    tables: &RunTables,
+    key: &[u8],
+    snapshot: Lsn,
+) -> Option<(Lsn, EntryKind, Vec<u8>)> {
+    if !tables.may_contain(key) {
         return None;
     }
-    let mut b = run.block_for(key)?;
+    let mut b = tables.block_for(key)?;
     loop {
-        let block = run.read_block(b).unwrap();
+        let block = run.read_block(tables, b).unwrap();
         let i = block.seek(key, snapshot);
         if i < block.len() {
             let e = block.entry(i);
@@ -157,9 +163,12 @@ fn assert_run_matches(run: &RunFile, info: &RunInfo, entries: &[Entry]) {
     assert_eq!((run.file_id(), run.epoch()), (info.file_id, info.epoch));
 
     // Every entry, block by block, in order.
+    let tables = run.load_tables().unwrap();
+    assert_eq!(tables.block_count(), run.block_count());
+    assert!(tables.heap_bytes() > 0);
     let mut all = Vec::new();
     for b in 0..run.block_count() {
-        let block = run.read_block(b).unwrap();
+        let block = run.read_block(&tables, b).unwrap();
         assert!(!block.is_empty());
         assert!(block.plaintext_len() >= 4 + 15 * block.len());
         for i in 0..block.len() {
@@ -169,12 +178,12 @@ fn assert_run_matches(run: &RunFile, info: &RunInfo, entries: &[Entry]) {
             assert_eq!(block.seek(e.key, e.lsn), i);
         }
         assert_eq!(
-            run.block_last_key(b),
+            tables.block_last_key(b),
             Some(all.last().unwrap().0.as_slice())
         );
     }
     assert_eq!(all, entries);
-    assert!(run.read_block(run.block_count()).is_err());
+    assert!(run.read_block(&tables, run.block_count()).is_err());
 
     // Point lookups at every version, just below it and at the newest snapshot.
     let mut by_key: BTreeMap<&[u8], Vec<&Entry>> = BTreeMap::new();
@@ -182,28 +191,28 @@ fn assert_run_matches(run: &RunFile, info: &RunInfo, entries: &[Entry]) {
         by_key.entry(&e.0).or_default().push(e);
     }
     for (k, versions) in &by_key {
-        assert!(run.may_contain(k));
+        assert!(tables.may_contain(k));
         for v in versions {
-            let found = lookup(run, k, Lsn::new(v.1));
+            let found = lookup(run, &tables, k, Lsn::new(v.1));
             assert_eq!(found, Some((Lsn::new(v.1), v.2, v.3.clone())));
             if v.1 > 0 {
                 let expected = versions
                     .iter()
                     .find(|o| o.1 < v.1)
                     .map(|o| (Lsn::new(o.1), o.2, o.3.clone()));
-                assert_eq!(lookup(run, k, Lsn::new(v.1 - 1)), expected);
+                assert_eq!(lookup(run, &tables, k, Lsn::new(v.1 - 1)), expected);
             }
         }
         let newest = versions[0];
         assert_eq!(
-            lookup(run, k, Lsn::MAX),
+            lookup(run, &tables, k, Lsn::MAX),
             Some((Lsn::new(newest.1), newest.2, newest.3.clone()))
         );
     }
     // A key past the last one has no block.
     let mut past = run.last_key().to_vec();
     past.push(0);
-    assert_eq!(run.block_for(&past), None);
+    assert_eq!(tables.block_for(&past), None);
 }
 
 fn entries_strategy() -> impl Strategy<Value = Vec<Entry>> {
@@ -296,8 +305,9 @@ fn blocks_hold_what_fits_and_large_entries_get_their_own_block() {
         let run = open(&fs, &info.path, true).unwrap();
         // a+b share a block; c alone; d and the first long key do not fit together.
         assert_eq!(run.block_count(), 5);
-        assert_eq!(run.read_block(0).unwrap().len(), 2);
-        assert_eq!(run.read_block(1).unwrap().entry(0).value, &big[..]);
+        let tables = run.load_tables().unwrap();
+        assert_eq!(run.read_block(&tables, 0).unwrap().len(), 2);
+        assert_eq!(run.read_block(&tables, 1).unwrap().entry(0).value, &big[..]);
         assert_run_matches(&run, &info, &entries);
         if compression == Compression::Lz4 {
             assert!(info.len < 20_000, "{} bytes", info.len);
@@ -374,8 +384,9 @@ fn the_run_file_types_can_be_shared_across_threads() {
         .map(|_| {
             let run = std::sync::Arc::clone(&run);
             std::thread::spawn(move || {
+                let tables = run.load_tables().unwrap();
                 for i in 0..run.block_count() {
-                    run.read_block(i).unwrap();
+                    run.read_block(&tables, i).unwrap();
                 }
                 run.verify().unwrap()
             })
@@ -568,8 +579,9 @@ fn blocks_swapped_between_files_or_within_a_file_fail_authentication() {
     spliced[block1.clone()].copy_from_slice(&b_bytes[block1.clone()]);
     aedb_fs::write_file(&*fs, &a.path, &spliced).unwrap();
     let run = open(&fs, &a.path, true).unwrap();
-    run.read_block(0).unwrap();
-    match run.read_block(1) {
+    let tables = run.load_tables().unwrap();
+    run.read_block(&tables, 0).unwrap();
+    match run.read_block(&tables, 1) {
         Err(CheckpointError::BlockAuthFailed {
             kind: BlockKind::Data,
             block: 1,
@@ -587,12 +599,13 @@ fn blocks_swapped_between_files_or_within_a_file_fail_authentication() {
     swapped[block1.clone()].copy_from_slice(&a_bytes[block0.clone()]);
     aedb_fs::write_file(&*fs, &a.path, &swapped).unwrap();
     let run = open(&fs, &a.path, true).unwrap();
+    let tables = run.load_tables().unwrap();
     assert!(matches!(
-        run.read_block(0),
+        run.read_block(&tables, 0),
         Err(CheckpointError::BlockAuthFailed { block: 0, .. })
     ));
     assert!(matches!(
-        run.read_block(1),
+        run.read_block(&tables, 1),
         Err(CheckpointError::BlockAuthFailed { block: 1, .. })
     ));
     drop(run);
@@ -957,9 +970,10 @@ fn reading_a_block_past_the_end_is_a_typed_error() {
         &small_entries(),
     );
     let run = open(&fs, &info.path, true).unwrap();
+    let tables = run.load_tables().unwrap();
     assert_eq!(run.block_count(), 1);
     assert!(matches!(
-        run.read_block(1),
+        run.read_block(&tables, 1),
         Err(CheckpointError::BlockOutOfRange {
             block: 1,
             count: 1,
@@ -970,7 +984,7 @@ fn reading_a_block_past_the_end_is_a_typed_error() {
     assert_eq!(run.raw_key_bytes(), 5 + 5 + 5 + 6 + 6);
     assert_eq!(run.raw_value_bytes(), 3 + 5 + 6);
     assert!(!run.is_empty());
-    assert!(!run.may_contain(b"durian") || run.block_for(b"durian").is_none());
+    assert!(!tables.may_contain(b"durian") || tables.block_for(b"durian").is_none());
 }
 
 #[test]

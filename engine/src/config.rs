@@ -100,9 +100,10 @@ pub struct AedbConfig {
 /// How much memory the storage engine may hold, whatever the data size: the active
 /// memtable (recent writes, frozen and flushed to a run file once full), at most
 /// `immutable_memtables` frozen ones waiting for their flush, and the block cache
-/// (decrypted data blocks of run files). Resident memory stays near
+/// (decrypted data blocks of run files, and their block indexes and bloom filters).
+/// Resident memory stays near
 /// `memtable_bytes × (1 + immutable_memtables) + block_cache_bytes` plus a constant
-/// (run metadata and filters, the process itself).
+/// (a few hundred bytes per open run file, the process itself).
 ///
 /// When writes outrun the flushes (every frozen slot taken) or the compactions (level
 /// 0 twenty runs deep), commits wait in the Sequencer until storage catches up (a
@@ -128,7 +129,8 @@ pub struct MemoryBudget {
     /// Frozen memtables that may wait for their flush before commits wait (default 2;
     /// 1 ..= 16).
     pub immutable_memtables: usize,
-    /// Bytes of decoded run-file blocks to cache (default 128 MiB; at least 64 KiB).
+    /// Bytes of decoded run-file blocks, indexes and filters to cache (default
+    /// 128 MiB; at least 64 KiB).
     pub block_cache_bytes: u64,
 }
 

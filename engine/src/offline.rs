@@ -428,7 +428,7 @@ fn check_runs(
         match run.file().verify() {
             Ok(n) => {
                 entries += n;
-                blocks += run.file().block_count();
+                blocks += run.block_count();
             }
             Err(e) => bad.push(format!("{}: {e}", path.display())),
         }

@@ -414,6 +414,12 @@ fn run_data_end(bytes: &[u8]) -> usize {
     index_offset
 }
 
+/// Where a run file's meta block starts (after the data, index and filter blocks).
+fn run_meta_start(bytes: &[u8]) -> usize {
+    let footer = &bytes[bytes.len() - RUN_FOOTER..];
+    usize::try_from(u64_at(footer, 24)).expect("offset")
+}
+
 /// Every read the trials compare, of one recovered state. A failed read keeps its error
 /// code and message (it returned no data).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -980,8 +986,10 @@ enum Region {
     RunHeader,
     /// A run file's data blocks.
     RunDataBlock,
-    /// A run file's index, filter and meta blocks.
-    RunIndexFilterMeta,
+    /// A run file's index and filter blocks (its tables, read lazily like data blocks).
+    RunTables,
+    /// A run file's meta block (read at open).
+    RunMeta,
     /// A run file's 48-byte footer.
     RunFooter,
     /// A segment other than the last (sealed).
@@ -1000,7 +1008,8 @@ impl Region {
             Region::Manifest => "MANIFEST",
             Region::RunHeader => "run: header",
             Region::RunDataBlock => "run: data blocks",
-            Region::RunIndexFilterMeta => "run: index+filter+meta",
+            Region::RunTables => "run: index+filter",
+            Region::RunMeta => "run: meta",
             Region::RunFooter => "run: footer",
             Region::SealedSegment => "WAL segment (sealed)",
             Region::LastSegmentBody => "WAL last seg: header+frames",
@@ -1014,13 +1023,13 @@ impl Region {
         match self {
             Region::Manifest
             | Region::RunHeader
-            | Region::RunIndexFilterMeta
+            | Region::RunMeta
             | Region::RunFooter
             | Region::SealedSegment
             | Region::LastSegmentBody => &[Verdict::Refused],
             // Detected when the block is read: by a read after the open, or by recovery
             // itself (the catalog, a replayed numeric add).
-            Region::RunDataBlock => &[Verdict::RefusedAtRead, Verdict::Refused],
+            Region::RunDataBlock | Region::RunTables => &[Verdict::RefusedAtRead, Verdict::Refused],
             // docs/FORMAT.md: damage at the very end of the last segment is
             // indistinguishable from a torn write and is cut as one.
             Region::LastSegmentFinalFrame => &[Verdict::CutAcknowledgedCommit],
@@ -1054,7 +1063,8 @@ struct Trial {
 /// What one trial observed.
 struct Outcome {
     verdict: Verdict,
-    /// For a data-block flip: the block the error reported (ordinal, offset).
+    /// For a data-block, index or filter flip: the block the error reported (ordinal,
+    /// offset).
     block: Option<(u64, u64)>,
 }
 
@@ -1084,6 +1094,7 @@ fn plan_trials(fx: &Fixture) -> Vec<Trial> {
     for run in fx.runs.values() {
         let bytes = &fx.files[run];
         let data_end = run_data_end(bytes);
+        let meta_start = run_meta_start(bytes);
         let footer = bytes.len() - RUN_FOOTER;
         // Every byte (the fixture asserts run files are small).
         for offset in 0..bytes.len() {
@@ -1091,8 +1102,10 @@ fn plan_trials(fx: &Fixture) -> Vec<Trial> {
                 Region::RunHeader
             } else if offset < data_end {
                 Region::RunDataBlock
+            } else if offset < meta_start {
+                Region::RunTables
             } else if offset < footer {
-                Region::RunIndexFilterMeta
+                Region::RunMeta
             } else {
                 Region::RunFooter
             };
@@ -1143,16 +1156,28 @@ fn plan_trials(fx: &Fixture) -> Vec<Trial> {
     trials
 }
 
-/// The data block a run-file error message reports, if any:
-/// `<path>: data block <n> at byte <offset> failed authentication`.
-fn reported_data_block(message: &str, path: &Path) -> Option<(u64, u64)> {
-    let prefix = format!("{}: data block ", path.display());
+/// The block a run-file error message reports, if any: its kind (`data`, `index`,
+/// `filter`), ordinal and offset, from
+/// `<path>: <kind> block <n> at byte <offset> failed authentication`.
+fn reported_block<'m>(message: &'m str, path: &Path) -> Option<(&'m str, u64, u64)> {
+    let prefix = format!("{}: ", path.display());
     let rest = &message[message.find(&prefix)? + prefix.len()..];
     let mut words = rest.split_whitespace();
+    let kind = words.next()?;
+    (words.next()? == "block").then_some(())?;
     let block = words.next()?.parse().ok()?;
     (words.next()? == "at" && words.next()? == "byte").then_some(())?;
     let offset = words.next()?.trim_end_matches(':').parse().ok()?;
-    Some((block, offset))
+    Some((kind, block, offset))
+}
+
+/// The kinds of block a flip in `region` may be reported in (none: not read lazily).
+fn lazily_read_kinds(region: Region) -> &'static [&'static str] {
+    match region {
+        Region::RunDataBlock => &["data"],
+        Region::RunTables => &["index", "filter"],
+        _ => &[],
+    }
 }
 
 /// Flips one byte, opens, reads everything, judges, restores. Panics unless the outcome
@@ -1175,7 +1200,13 @@ fn run_trial(fx: &Fixture, dir: &Path, trial: &Trial) -> Outcome {
         trial.region,
         !original
     );
-    let data_block = trial.region == Region::RunDataBlock;
+    let kinds = lazily_read_kinds(trial.region);
+    // A reported block is one of `kinds` and the same in every failure.
+    let matches = |reported: Option<(&str, u64, u64)>, block: Option<(u64, u64)>| {
+        reported.is_some_and(|(kind, ordinal, offset)| {
+            kinds.contains(&kind) && block.is_none_or(|b| b == (ordinal, offset))
+        })
+    };
     let mut block = None;
     let verdict = match open_once(dir) {
         Observed::Refused(err) => {
@@ -1184,13 +1215,16 @@ fn run_trial(fx: &Fixture, dir: &Path, trial: &Trial) -> Outcome {
                 message.contains(&path.display().to_string()),
                 "{what}: the error does not name the damaged file: {message}"
             );
-            let reported = reported_data_block(&message, &path);
+            let reported = reported_block(&message, &path);
             assert_eq!(
                 reported.is_some(),
-                data_block,
-                "{what}: a refusal for a data block reports it, and only then: {message}"
+                !kinds.is_empty(),
+                "{what}: a refusal for a lazily read block reports it, and only then: {message}"
             );
-            block = reported;
+            if !kinds.is_empty() {
+                assert!(matches(reported, None), "{what}: {message}");
+            }
+            block = reported.map(|(_, ordinal, offset)| (ordinal, offset));
             let mut tampered = fx.files[&trial.file].clone();
             tampered[trial.offset] = !original;
             assert!(
@@ -1225,13 +1259,9 @@ fn run_trial(fx: &Fixture, dir: &Path, trial: &Trial) -> Outcome {
                         e.code,
                         e.message
                     );
-                    let reported = reported_data_block(&e.message, &path);
-                    assert!(
-                        reported.is_some() && (block.is_none() || block == reported),
-                        "{what}: {read}: {}",
-                        e.message
-                    );
-                    block = reported;
+                    let reported = reported_block(&e.message, &path);
+                    assert!(matches(reported, block), "{what}: {read}: {}", e.message);
+                    block = reported.map(|(_, ordinal, offset)| (ordinal, offset));
                 }
                 Verdict::RefusedAtRead
             } else {
@@ -1254,10 +1284,14 @@ fn run_trial(fx: &Fixture, dir: &Path, trial: &Trial) -> Outcome {
         }
     };
     if let Some((_, offset)) = block {
-        let end = run_data_end(&fx.files[&trial.file]);
+        let bytes = &fx.files[&trial.file];
+        let end = match trial.region {
+            Region::RunDataBlock => run_data_end(bytes),
+            _ => run_meta_start(bytes),
+        };
         assert!(
             offset as usize <= trial.offset && trial.offset < end,
-            "{what}: the reported data block at byte {offset} cannot hold the flipped byte"
+            "{what}: the reported block at byte {offset} cannot hold the flipped byte"
         );
     }
     let changed = fx.restore(dir);
@@ -1336,7 +1370,25 @@ fn every_single_byte_flip_is_refused_or_recovered_exactly() {
     }
     for (i, outcome) in &results {
         let trial = &trials[*i];
-        if let Some((_, offset)) = outcome.block {
+        if let (Region::RunTables, Some((ordinal, offset))) = (trial.region, outcome.block) {
+            // The index block starts where the data ends, the filter where the footer says.
+            let bytes = &fx.files[&trial.file];
+            let footer = &bytes[bytes.len() - RUN_FOOTER..];
+            let filter_start = u64_at(footer, 12);
+            let holder = if (trial.offset as u64) < filter_start {
+                run_data_end(bytes) as u64
+            } else {
+                filter_start
+            };
+            assert_eq!(
+                (ordinal, offset),
+                (0, holder),
+                "{} byte {}: reported in the block at {offset}",
+                trial.file.display(),
+                trial.offset
+            );
+        }
+        if let (Region::RunDataBlock, Some((_, offset))) = (trial.region, outcome.block) {
             let holder = blocks[trial.file.as_path()]
                 .range(..=trial.offset as u64)
                 .next_back()
@@ -1419,7 +1471,8 @@ fn every_single_byte_flip_is_refused_or_recovered_exactly() {
         Region::Manifest,
         Region::RunHeader,
         Region::RunDataBlock,
-        Region::RunIndexFilterMeta,
+        Region::RunTables,
+        Region::RunMeta,
         Region::RunFooter,
         Region::SealedSegment,
         Region::LastSegmentBody,
@@ -1434,6 +1487,12 @@ fn every_single_byte_flip_is_refused_or_recovered_exactly() {
         table[&Region::RunDataBlock].contains_key(&Verdict::RefusedAtRead),
         "no data-block flip was detected at read: {:?}",
         table[&Region::RunDataBlock]
+    );
+    // So are a run's index and filter (an open reads only its header, footer and meta).
+    assert!(
+        table[&Region::RunTables].contains_key(&Verdict::RefusedAtRead),
+        "no index or filter flip was detected at read: {:?}",
+        table[&Region::RunTables]
     );
 }
 

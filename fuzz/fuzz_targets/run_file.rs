@@ -23,9 +23,13 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 fn check(data: &[u8], run: &RunFile) {
+    let tables = run.load_tables().expect("a verified file's tables load");
+    assert_eq!(tables.block_count(), run.block_count());
     let mut all: Vec<(Vec<u8>, Lsn, EntryKind)> = Vec::new();
     for b in 0..run.block_count() {
-        let block = run.read_block(b).expect("a verified file's blocks read");
+        let block = run
+            .read_block(&tables, b)
+            .expect("a verified file's blocks read");
         for i in 0..block.len() {
             let e = block.entry(i);
             assert_eq!(block.seek(e.key, e.lsn), i, "seek to an entry");
@@ -43,9 +47,14 @@ fn check(data: &[u8], run: &RunFile) {
     for (i, e) in all.iter().enumerate() {
         if i == 0 || all[i - 1].0 != e.0 {
             distinct += 1;
-            assert!(run.may_contain(&e.0), "bloom false negative");
-            let b = run.block_for(&e.0).expect("a key of the run has a block");
-            let first = run.read_block(b).expect("block").entry(0).key.to_vec();
+            assert!(tables.may_contain(&e.0), "bloom false negative");
+            let b = tables.block_for(&e.0).expect("a key of the run has a block");
+            let first = run
+                .read_block(&tables, b)
+                .expect("block")
+                .entry(0)
+                .key
+                .to_vec();
             assert!(first <= e.0, "block_for skipped the key's first block");
         }
     }

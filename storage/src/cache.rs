@@ -1,14 +1,17 @@
-//! The block cache: decrypted, decoded data blocks shared by every reader.
+//! The block cache: decrypted, decoded data blocks and run tables (block index and
+//! bloom filter) shared by every reader.
 //!
-//! A bounded [`quick_cache`] (CLOCK-Pro, sharded, lock-free reads) keyed by
-//! `(file id, block index)` and weighted by each block's plaintext size, so the bytes it
-//! holds stay under its capacity whatever the data size. A block is authenticated once,
-//! when it is loaded; hits never touch the disk or the cipher.
+//! A bounded [`quick_cache`] (CLOCK-Pro, sharded) keyed by `(file id, block index)`
+//! (the tables under [`TABLES`]) and weighted by each entry's decoded size, so the bytes
+//! it holds stay under its capacity whatever the data size: an open run holds no
+//! per-key memory outside it. An entry is authenticated once, when it is loaded; hits
+//! never touch the disk or the cipher. Hot tables stay resident by use (every lookup in
+//! a run touches them), cold ones make room for data blocks.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use aedb_checkpoint::DataBlock;
+use aedb_checkpoint::{DataBlock, RunTables};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
@@ -16,12 +19,27 @@ use quick_cache::sync::Cache;
 /// cache's own bookkeeping.
 const BLOCK_OVERHEAD: u64 = 64;
 
+/// The block number a run's tables are cached under (no data block has it: a run's
+/// block count is a `u32` from its meta block, and blocks are numbered from 0).
+const TABLES: u32 = u32::MAX;
+
+/// One cached entry.
+#[derive(Clone)]
+enum Cached {
+    Block(Arc<DataBlock>),
+    Tables(Arc<RunTables>),
+}
+
 #[derive(Clone, Copy, Debug)]
 struct BlockWeighter;
 
-impl Weighter<(u64, u32), Arc<DataBlock>> for BlockWeighter {
-    fn weight(&self, _key: &(u64, u32), block: &Arc<DataBlock>) -> u64 {
-        (block.plaintext_len() + block.index_len()) as u64 + BLOCK_OVERHEAD
+impl Weighter<(u64, u32), Cached> for BlockWeighter {
+    fn weight(&self, _key: &(u64, u32), entry: &Cached) -> u64 {
+        let bytes = match entry {
+            Cached::Block(block) => block.plaintext_len() + block.index_len(),
+            Cached::Tables(tables) => tables.heap_bytes(),
+        };
+        bytes as u64 + BLOCK_OVERHEAD
     }
 }
 
@@ -69,9 +87,9 @@ impl StripedCounter {
     }
 }
 
-/// The shared cache of decoded data blocks; see the module docs.
+/// The shared cache of decoded data blocks and run tables; see the module docs.
 pub struct BlockCache {
-    cache: Cache<(u64, u32), Arc<DataBlock>, BlockWeighter>,
+    cache: Cache<(u64, u32), Cached, BlockWeighter>,
     capacity: u64,
     hits: StripedCounter,
     misses: StripedCounter,
@@ -99,7 +117,7 @@ impl BlockCache {
         }
     }
 
-    /// The cached block, or `load`'s result, cached.
+    /// The cached data block, or `load`'s result, cached.
     ///
     /// # Errors
     /// `load`'s error; nothing is cached then.
@@ -109,23 +127,46 @@ impl BlockCache {
         block: u32,
         load: impl FnOnce() -> Result<DataBlock, E>,
     ) -> Result<Arc<DataBlock>, E> {
-        if let Some(b) = self.cache.get(&(file_id, block)) {
+        debug_assert_ne!(block, TABLES);
+        if let Some(Cached::Block(b)) = self.cache.get(&(file_id, block)) {
             self.hits.add(1);
             return Ok(b);
         }
         self.misses.add(1);
         let b = Arc::new(load()?);
-        self.cache.insert((file_id, block), b.clone());
+        self.cache
+            .insert((file_id, block), Cached::Block(b.clone()));
         Ok(b)
     }
 
-    /// Whether a block is cached (does not count as a hit).
+    /// The cached tables of a run, or `load`'s result, cached.
+    ///
+    /// # Errors
+    /// `load`'s error; nothing is cached then.
+    pub fn tables_or_load<E>(
+        &self,
+        file_id: u64,
+        load: impl FnOnce() -> Result<RunTables, E>,
+    ) -> Result<Arc<RunTables>, E> {
+        if let Some(Cached::Tables(t)) = self.cache.get(&(file_id, TABLES)) {
+            self.hits.add(1);
+            return Ok(t);
+        }
+        self.misses.add(1);
+        let t = Arc::new(load()?);
+        self.cache
+            .insert((file_id, TABLES), Cached::Tables(t.clone()));
+        Ok(t)
+    }
+
+    /// Whether a data block is cached (does not count as a hit).
     pub fn contains(&self, file_id: u64, block: u32) -> bool {
         self.cache.contains_key(&(file_id, block))
     }
 
-    /// Forgets every block of a file (after it is deleted).
+    /// Forgets every block and the tables of a file (after it is deleted).
     pub fn forget_file(&self, file_id: u64, blocks: usize) {
+        self.cache.remove(&(file_id, TABLES));
         for b in 0..blocks {
             self.cache.remove(&(file_id, b as u32));
         }

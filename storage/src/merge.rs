@@ -180,7 +180,7 @@ impl LevelSource {
         let Some(r) = self.runs.get(run) else {
             return Ok(());
         };
-        if block >= r.file().block_count() {
+        if block >= r.block_count() {
             return Ok(());
         }
         let b = r.block(block)?;
@@ -190,7 +190,7 @@ impl LevelSource {
     }
 
     fn load_last_of_run(&mut self, run: usize) -> Result<(), StorageError> {
-        let blocks = self.runs[run].file().block_count();
+        let blocks = self.runs[run].block_count();
         match blocks.checked_sub(1) {
             Some(last) => self.load(run, last, None),
             None => {
@@ -209,8 +209,8 @@ impl LevelSource {
     fn position_in(&mut self, run: usize, key: &[u8], lsn: Lsn) -> Result<(), StorageError> {
         let mut run = run;
         while let Some(r) = self.runs.get(run) {
-            if let Some(mut b) = r.file().block_for(key) {
-                while b < r.file().block_count() {
+            if let Some(mut b) = r.tables()?.block_for(key) {
+                while b < r.block_count() {
                     let block = r.block(b)?;
                     let i = block.seek(key, lsn);
                     if i < block.len() {
@@ -269,7 +269,7 @@ impl LevelSource {
             self.entry += 1;
             return Ok(());
         }
-        let blocks = self.runs[self.run].file().block_count();
+        let blocks = self.runs[self.run].block_count();
         if self.block_index + 1 < blocks {
             return self.load(self.run, self.block_index + 1, Some(0));
         }

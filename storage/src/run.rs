@@ -1,10 +1,11 @@
-//! A live run: an open run file (its authenticated metadata in memory, its data blocks
-//! read lazily through the block cache) and point lookups in it.
+//! A live run: an open run file (its header and meta block in memory; its tables, the
+//! block index and bloom filter, and its data blocks read lazily through the block
+//! cache) and point lookups in it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aedb_checkpoint::{DataBlock, EntryKind, RunFile};
+use aedb_checkpoint::{DataBlock, EntryKind, RunFile, RunTables};
 use aedb_types::Lsn;
 
 use crate::cache::BlockCache;
@@ -49,14 +50,34 @@ impl Run {
         self.file.file_id()
     }
 
-    /// Block `index`, from the cache or read, authenticated and cached.
+    /// Its tables (block index and bloom filter), from the cache or read,
+    /// authenticated and cached.
     ///
     /// # Errors
-    /// The block cannot be read or does not authenticate.
-    pub fn block(&self, index: usize) -> Result<Arc<DataBlock>, StorageError> {
+    /// The index or filter block cannot be read or does not authenticate.
+    pub fn tables(&self) -> Result<Arc<RunTables>, StorageError> {
         self.cache
-            .get_or_load(self.id(), index as u32, || self.file.read_block(index))
+            .tables_or_load(self.id(), || self.file.load_tables())
             .map_err(|e| StorageError::run(&self.path, e))
+    }
+
+    /// Number of data blocks.
+    pub fn block_count(&self) -> usize {
+        self.file.block_count()
+    }
+
+    /// Block `index`, from the cache or read (through the run's tables), authenticated
+    /// and cached.
+    ///
+    /// # Errors
+    /// The block or the run's tables cannot be read or do not authenticate.
+    pub fn block(&self, index: usize) -> Result<Arc<DataBlock>, StorageError> {
+        self.cache.get_or_load(self.id(), index as u32, || {
+            let tables = self.tables()?;
+            self.file
+                .read_block(&tables, index)
+                .map_err(|e| StorageError::run(&self.path, e))
+        })
     }
 
     /// Whether `key` is inside this run's key range.
@@ -69,14 +90,18 @@ impl Run {
     /// # Errors
     /// A block cannot be read or does not authenticate.
     pub fn get(&self, key: &[u8], at: Lsn) -> Result<Option<Versioned>, StorageError> {
-        if at < self.file.min_lsn() || !self.covers(key) || !self.file.may_contain(key) {
+        if at < self.file.min_lsn() || !self.covers(key) {
             return Ok(None);
         }
-        let Some(mut b) = self.file.block_for(key) else {
+        let tables = self.tables()?;
+        if !tables.may_contain(key) {
+            return Ok(None);
+        }
+        let Some(mut b) = tables.block_for(key) else {
             return Ok(None);
         };
         // A key's versions may continue into the next block.
-        while b < self.file.block_count() {
+        while b < tables.block_count() {
             let block = self.block(b)?;
             let i = block.seek(key, at);
             if i < block.len() {
@@ -100,10 +125,14 @@ impl Run {
     /// # Errors
     /// The block cannot be read or does not authenticate.
     pub fn prefetch(&self, key: &[u8]) -> Result<(), StorageError> {
-        if !self.covers(key) || !self.file.may_contain(key) {
+        if !self.covers(key) {
             return Ok(());
         }
-        if let Some(b) = self.file.block_for(key)
+        let tables = self.tables()?;
+        if !tables.may_contain(key) {
+            return Ok(());
+        }
+        if let Some(b) = tables.block_for(key)
             && !self.cache.contains(self.id(), b as u32)
         {
             self.block(b)?;

@@ -56,6 +56,11 @@ pub(crate) struct BloomFilter {
 }
 
 impl BloomFilter {
+    /// Heap bytes held.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.bits.capacity()
+    }
+
     /// A filter holding the key hashes `hashes` (each distinct key once).
     pub(crate) fn build(hashes: &[u64], bits_per_key: u32) -> BloomFilter {
         let num_bits = num_bits(hashes.len() as u64, bits_per_key);

@@ -64,6 +64,13 @@ impl BlockIndex {
         self.blocks.len()
     }
 
+    /// Heap bytes held (keys, block records, heads).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.keys.capacity()
+            + self.blocks.capacity() * std::mem::size_of::<IndexEntry>()
+            + self.heads.heap_len()
+    }
+
     /// Size of [`BlockIndex::encode`]'s output.
     pub(crate) fn encoded_len(&self) -> usize {
         self.encoded_len

@@ -17,9 +17,10 @@
 //!
 //! * [`RunWriter`] streams entries into `<dir>/run-<file_id:020>.ckpt.tmp`, and `finish`
 //!   publishes it (fsync, rename, directory fsync).
-//! * [`RunFile::open`] authenticates the header, footer, meta, index and filter blocks
-//!   (not the data); [`RunFile::read_block`] reads, authenticates, decompresses and
-//!   decodes one [`DataBlock`]; [`RunFile::verify`] checks every block.
+//! * [`RunFile::open`] authenticates the header, footer and meta block;
+//!   [`RunFile::load_tables`] the index and filter blocks ([`RunTables`]);
+//!   [`RunFile::read_block`] reads, authenticates, decompresses and decodes one
+//!   [`DataBlock`]; [`RunFile::verify`] checks every block.
 //!
 //! Module map: `header.rs` (the 104-byte header), `seal.rs` (the block envelope: AAD,
 //! nonce, compression), `block.rs` (data blocks), `index.rs`, `filter.rs` (bloom filter),
@@ -39,7 +40,7 @@ mod writer;
 pub use block::{DataBlock, EntryRef, decode_data_block};
 pub use footer::{FooterProblem, RUN_FOOTER_LEN, RUN_FOOTER_MAGIC};
 pub use header::{RUN_FILE_VERSION, RUN_HEADER_LEN, RunHeader, RunHeaderProblem};
-pub use reader::RunFile;
+pub use reader::{RunFile, RunTables};
 pub use seal::decode_block_body;
 pub use writer::RunWriter;
 

@@ -1,6 +1,8 @@
 //! [`RunFile`]: an open, authenticated run file. Opening reads and authenticates the
-//! header, footer, meta, index and filter blocks; data blocks are read one at a time by
-//! [`RunFile::read_block`] with a positioned read.
+//! header, footer and meta block only, so it costs the same whatever the run's size;
+//! [`RunFile::load_tables`] reads the index and filter blocks ([`RunTables`]: the
+//! caller decides how long to keep them, a block cache in the storage engine), and data
+//! blocks are read one at a time by [`RunFile::read_block`] with a positioned read.
 
 use crate::checkpoint_stream::OpenMode;
 use crate::chunk::ChunkCipher;
@@ -105,8 +107,10 @@ impl Blocks<'_> {
     }
 }
 
-/// An open run file: its authenticated header, index, bloom filter and meta block, and a
-/// handle for positioned reads of its data blocks. `Send + Sync`; share it in an `Arc`.
+/// An open run file: its authenticated header, footer and meta block, and a handle for
+/// positioned reads of its other blocks. It holds no per-key or per-block metadata, so
+/// an open run costs a few hundred bytes of memory whatever its size.
+/// `Send + Sync`; share it in an `Arc`.
 pub struct RunFile {
     path: PathBuf,
     file: Arc<dyn DiskFile>,
@@ -115,9 +119,47 @@ pub struct RunFile {
     header_bytes: [u8; RUN_HEADER_LEN],
     cipher: ChunkCipher,
     footer: Footer,
+    meta: RunMeta,
+}
+
+/// A run's lookup tables: its block index and bloom filter, authenticated and decoded
+/// by [`RunFile::load_tables`]. What a point read or a seek needs beyond the data
+/// blocks; the storage engine keeps them in its block cache, so their memory stays
+/// under the cache's budget however many runs are open.
+#[derive(Debug)]
+pub struct RunTables {
     index: BlockIndex,
     filter: BloomFilter,
-    meta: RunMeta,
+}
+
+impl RunTables {
+    /// Number of data blocks.
+    pub fn block_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The user key of block `i`'s last entry (`None` past the end).
+    pub fn block_last_key(&self, i: usize) -> Option<&[u8]> {
+        (i < self.index.len()).then(|| self.index.last_key(i))
+    }
+
+    /// The bloom filter's answer: `false` means the run certainly holds no entry for
+    /// `user_key`; `true` means it may.
+    pub fn may_contain(&self, user_key: &[u8]) -> bool {
+        self.filter.may_contain(user_key)
+    }
+
+    /// The first block whose last key is `>= user_key`: the only block that can hold the
+    /// key's newest versions (older versions may continue in the following blocks).
+    /// `None` if `user_key` is past the run's last key.
+    pub fn block_for(&self, user_key: &[u8]) -> Option<usize> {
+        self.index.block_for(user_key)
+    }
+
+    /// Bytes of memory the decoded tables hold (what a cache should charge for them).
+    pub fn heap_bytes(&self) -> usize {
+        self.index.heap_bytes() + self.filter.heap_bytes()
+    }
 }
 
 impl fmt::Debug for RunFile {
@@ -127,14 +169,15 @@ impl fmt::Debug for RunFile {
             .field("header", &self.header)
             .field("len", &self.len)
             .field("entries", &self.meta.entries)
-            .field("data_blocks", &self.index.len())
+            .field("data_blocks", &self.meta.data_blocks)
             .finish_non_exhaustive()
     }
 }
 
 impl RunFile {
     /// Opens a **sealed** run file: reads and authenticates the header (key check), the
-    /// footer, and the meta, index and filter blocks (not the data blocks). The key for
+    /// footer and the meta block (which binds the whole header and footer); the index,
+    /// filter and data blocks are authenticated when they are read. The key for
     /// the header's epoch comes from `key_for_epoch`. A plaintext-mode file is refused
     /// ([`CheckpointError::UnexpectedPlaintext`]: accepting it would be a downgrade); open
     /// those with [`RunFile::open_plaintext`], or choose with [`RunFile::open_with`].
@@ -324,7 +367,26 @@ impl RunFile {
             }));
         }
 
-        // Index.
+        Ok(RunFile {
+            path: path.to_path_buf(),
+            file,
+            len,
+            header,
+            header_bytes,
+            cipher,
+            footer,
+            meta,
+        })
+    }
+
+    /// Reads, authenticates and decodes the index and filter blocks, and checks the
+    /// index against the meta block and the file's layout.
+    ///
+    /// # Errors
+    /// [`CheckpointError::BlockAuthFailed`], [`CheckpointError::BadBlock`], I/O errors.
+    pub fn load_tables(&self) -> Result<RunTables, CheckpointError> {
+        let blocks = self.blocks();
+        let footer = &self.footer;
         let index_plain = blocks.load(
             BlockKind::Index,
             0,
@@ -332,25 +394,17 @@ impl RunFile {
             footer.index_len,
             &[],
         )?;
-        let bad_index = |what| {
-            blocks.bad(
-                BlockKind::Index,
-                0,
-                footer.index_offset,
-                BlockProblem::Inconsistent { what },
-            )
-        };
-        let index = BlockIndex::decode(&index_plain).map_err(|e| {
-            blocks.bad(
-                BlockKind::Index,
-                0,
-                footer.index_offset,
-                BlockProblem::Decode(e),
-            )
-        })?;
-        check_index(&index, &meta, &footer, algorithm, header.compression).map_err(bad_index)?;
-
-        // Filter.
+        let bad_index = |problem| blocks.bad(BlockKind::Index, 0, footer.index_offset, problem);
+        let index =
+            BlockIndex::decode(&index_plain).map_err(|e| bad_index(BlockProblem::Decode(e)))?;
+        check_index(
+            &index,
+            &self.meta,
+            footer,
+            self.header.algorithm,
+            self.header.compression,
+        )
+        .map_err(|what| bad_index(BlockProblem::Inconsistent { what }))?;
         let filter_plain = blocks.load(
             BlockKind::Filter,
             0,
@@ -366,19 +420,7 @@ impl RunFile {
                 BlockProblem::Decode(e),
             )
         })?;
-
-        Ok(RunFile {
-            path: path.to_path_buf(),
-            file,
-            len,
-            header,
-            header_bytes,
-            cipher,
-            footer,
-            index,
-            filter,
-            meta,
-        })
+        Ok(RunTables { index, filter })
     }
 
     fn blocks(&self) -> Blocks<'_> {
@@ -466,27 +508,10 @@ impl RunFile {
         self.meta.raw_value_bytes
     }
 
-    /// Number of data blocks.
+    /// Number of data blocks (from the meta block; [`RunFile::load_tables`] checks the
+    /// index agrees).
     pub fn block_count(&self) -> usize {
-        self.index.len()
-    }
-
-    /// The user key of block `i`'s last entry (`None` past the end).
-    pub fn block_last_key(&self, i: usize) -> Option<&[u8]> {
-        (i < self.index.len()).then(|| self.index.last_key(i))
-    }
-
-    /// The bloom filter's answer: `false` means the run certainly holds no entry for
-    /// `user_key`; `true` means it may.
-    pub fn may_contain(&self, user_key: &[u8]) -> bool {
-        self.filter.may_contain(user_key)
-    }
-
-    /// The first block whose last key is `>= user_key`: the only block that can hold the
-    /// key's newest versions (older versions may continue in the following blocks).
-    /// `None` if `user_key` is past the run's last key.
-    pub fn block_for(&self, user_key: &[u8]) -> Option<usize> {
-        self.index.block_for(user_key)
+        self.meta.data_blocks as usize
     }
 
     /// Reads data block `index` with one positioned read, authenticates it, decompresses
@@ -496,12 +521,16 @@ impl RunFile {
     /// # Errors
     /// [`CheckpointError::BlockOutOfRange`], [`CheckpointError::BlockAuthFailed`],
     /// [`CheckpointError::BadBlock`], I/O errors.
-    pub fn read_block(&self, index: usize) -> Result<DataBlock, CheckpointError> {
-        let Some(entry) = self.index.entry(index) else {
+    pub fn read_block(
+        &self,
+        tables: &RunTables,
+        index: usize,
+    ) -> Result<DataBlock, CheckpointError> {
+        let Some(entry) = tables.index.entry(index) else {
             return Err(CheckpointError::BlockOutOfRange {
                 path: self.path.clone(),
                 block: index,
-                count: self.index.len(),
+                count: tables.index.len(),
             });
         };
         let blocks = self.blocks();
@@ -519,7 +548,7 @@ impl RunFile {
         if block.len() != entry.entries as usize {
             return Err(inconsistent("entry count differs from the index"));
         }
-        if block.last().key != self.index.last_key(index) {
+        if block.last().key != tables.index.last_key(index) {
             return Err(inconsistent("last key differs from the index"));
         }
         let first = block.first().key;
@@ -527,7 +556,7 @@ impl RunFile {
             if first != self.meta.first_key.as_slice() {
                 return Err(inconsistent("first key differs from the meta block"));
             }
-        } else if first < self.index.last_key(index - 1) {
+        } else if first < tables.index.last_key(index - 1) {
             return Err(inconsistent(
                 "first key sorts before the previous block's last key",
             ));
@@ -535,7 +564,7 @@ impl RunFile {
         Ok(block)
     }
 
-    /// Reads and authenticates every data block and checks the whole run: strict
+    /// Reads and authenticates every block and checks the whole run: strict
     /// `(key ascending, LSN descending)` order across blocks, every key found by the bloom
     /// filter, and the counts, key range, LSN range and byte totals of the meta block.
     /// Returns the number of entries.
@@ -544,14 +573,15 @@ impl RunFile {
     /// As [`RunFile::read_block`]; [`CheckpointError::BadBlock`] for what disagrees.
     pub fn verify(&self) -> Result<u64, CheckpointError> {
         let blocks = self.blocks();
+        let tables = self.load_tables()?;
         // The previous entry's key (reused buffer) and LSN; `entries == 0` before the first.
         let (mut prev_key, mut prev_lsn) = (Vec::new(), Lsn::ZERO);
         let (mut entries, mut tombstones, mut distinct) = (0u64, 0u64, 0u64);
         let (mut raw_keys, mut raw_values) = (0u64, 0u64);
         let (mut min_lsn, mut max_lsn) = (Lsn::MAX, Lsn::ZERO);
-        for i in 0..self.index.len() {
-            let block = self.read_block(i)?;
-            let offset = self.index.entry(i).map_or(0, |e| e.offset);
+        for i in 0..tables.block_count() {
+            let block = self.read_block(&tables, i)?;
+            let offset = tables.index.entry(i).map_or(0, |e| e.offset);
             for e in block.iter() {
                 if entries > 0 && run_order(&prev_key, prev_lsn, e.key, e.lsn) != Ordering::Less {
                     return Err(blocks.bad(
@@ -565,7 +595,7 @@ impl RunFile {
                 }
                 if entries == 0 || prev_key.as_slice() != e.key {
                     distinct += 1;
-                    if !self.filter.may_contain(e.key) {
+                    if !tables.may_contain(e.key) {
                         return Err(blocks.bad(
                             BlockKind::Filter,
                             0,
