@@ -43,6 +43,17 @@ impl Weighter<(u64, u32), Cached> for BlockWeighter {
     }
 }
 
+/// Whether a read adds the data blocks it loads to the [`BlockCache`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheFill {
+    /// Cache what is loaded, count hits and misses (reads and scans).
+    Fill,
+    /// Use a cached block without marking it recently used; load the others without
+    /// caching them, and count nothing. Compaction reads this way: it reads every block
+    /// of its inputs once, and caching them would evict what readers use.
+    Bypass,
+}
+
 /// Hit and miss counts of a [`BlockCache`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
@@ -117,7 +128,7 @@ impl BlockCache {
         }
     }
 
-    /// The cached data block, or `load`'s result, cached.
+    /// The cached data block, or `load`'s result, cached (with [`CacheFill::Fill`]).
     ///
     /// # Errors
     /// `load`'s error; nothing is cached then.
@@ -125,9 +136,16 @@ impl BlockCache {
         &self,
         file_id: u64,
         block: u32,
+        fill: CacheFill,
         load: impl FnOnce() -> Result<DataBlock, E>,
     ) -> Result<Arc<DataBlock>, E> {
         debug_assert_ne!(block, TABLES);
+        if fill == CacheFill::Bypass {
+            return match self.cache.peek(&(file_id, block)) {
+                Some(Cached::Block(b)) => Ok(b),
+                _ => load().map(Arc::new),
+            };
+        }
         if let Some(Cached::Block(b)) = self.cache.get(&(file_id, block)) {
             self.hits.add(1);
             return Ok(b);
@@ -180,5 +198,59 @@ impl BlockCache {
             bytes: self.cache.weight(),
             capacity: self.capacity,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-entry block (`count || key_len || key || lsn || kind || value_len || value`).
+    fn block(key: &[u8]) -> DataBlock {
+        let mut b = 1u32.to_le_bytes().to_vec();
+        b.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        b.extend_from_slice(key);
+        b.extend_from_slice(&7u64.to_le_bytes());
+        b.push(1);
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.push(b'v');
+        aedb_checkpoint::decode_data_block(&b).expect("a valid block")
+    }
+
+    fn load(key: &'static [u8]) -> impl FnOnce() -> Result<DataBlock, ()> {
+        move || Ok(block(key))
+    }
+
+    #[test]
+    fn bypass_reads_use_cached_blocks_but_neither_cache_nor_count() {
+        let cache = BlockCache::new(1 << 20);
+        // A bypassing load is not kept or counted.
+        cache
+            .get_or_load(1, 0, CacheFill::Bypass, load(b"a"))
+            .unwrap();
+        assert!(!cache.contains(1, 0));
+        assert_eq!((cache.stats().hits, cache.stats().misses), (0, 0));
+        assert_eq!(cache.stats().bytes, 0);
+        // A filling load is kept and counted; a bypassing read then uses it uncounted.
+        cache
+            .get_or_load(1, 0, CacheFill::Fill, load(b"a"))
+            .unwrap();
+        assert!(cache.contains(1, 0));
+        assert_eq!((cache.stats().hits, cache.stats().misses), (0, 1));
+        let got = cache
+            .get_or_load(1, 0, CacheFill::Bypass, || -> Result<DataBlock, ()> {
+                panic!("a cached block is not loaded again")
+            })
+            .unwrap();
+        assert_eq!(got.entry(0).key, b"a");
+        assert_eq!((cache.stats().hits, cache.stats().misses), (0, 1));
+        cache
+            .get_or_load(1, 0, CacheFill::Fill, load(b"a"))
+            .unwrap();
+        assert_eq!((cache.stats().hits, cache.stats().misses), (1, 1));
+        assert!(cache.stats().bytes > 0);
+        // Forgetting the file drops its blocks.
+        cache.forget_file(1, 1);
+        assert!(!cache.contains(1, 0));
     }
 }

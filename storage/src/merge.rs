@@ -14,6 +14,7 @@ use std::sync::Arc;
 use aedb_checkpoint::{DataBlock, EntryKind};
 use aedb_types::Lsn;
 
+use crate::cache::CacheFill;
 use crate::error::StorageError;
 use crate::memtable::{InternalKey, MemKey, MemValue, Memtable, Probe};
 use crate::run::Run;
@@ -133,6 +134,7 @@ impl Source for MemSource {
 pub(crate) struct LevelSource {
     runs: Vec<Arc<Run>>,
     forward: bool,
+    fill: CacheFill,
     run: usize,
     block_index: usize,
     block: Option<Arc<DataBlock>>,
@@ -140,15 +142,17 @@ pub(crate) struct LevelSource {
 }
 
 impl LevelSource {
-    /// Positioned at the scan's near bound.
+    /// Positioned at the scan's near bound; blocks it loads are cached as `fill` says.
     pub(crate) fn new(
         runs: Vec<Arc<Run>>,
         near: &Bound<Vec<u8>>,
         forward: bool,
+        fill: CacheFill,
     ) -> Result<LevelSource, StorageError> {
         let mut s = LevelSource {
             runs,
             forward,
+            fill,
             run: 0,
             block_index: 0,
             block: None,
@@ -183,7 +187,7 @@ impl LevelSource {
         if block >= r.block_count() {
             return Ok(());
         }
-        let b = r.block(block)?;
+        let b = r.block_with(block, self.fill)?;
         self.entry = entry.unwrap_or(b.len().saturating_sub(1));
         self.block = Some(b);
         Ok(())
@@ -211,7 +215,7 @@ impl LevelSource {
         while let Some(r) = self.runs.get(run) {
             if let Some(mut b) = r.tables()?.block_for(key) {
                 while b < r.block_count() {
-                    let block = r.block(b)?;
+                    let block = r.block_with(b, self.fill)?;
                     let i = block.seek(key, lsn);
                     if i < block.len() {
                         self.run = run;

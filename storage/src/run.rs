@@ -8,7 +8,7 @@ use std::sync::Arc;
 use aedb_checkpoint::{DataBlock, EntryKind, RunFile, RunTables};
 use aedb_types::Lsn;
 
-use crate::cache::BlockCache;
+use crate::cache::{BlockCache, CacheFill};
 use crate::error::StorageError;
 use crate::memtable::Versioned;
 
@@ -72,7 +72,19 @@ impl Run {
     /// # Errors
     /// The block or the run's tables cannot be read or do not authenticate.
     pub fn block(&self, index: usize) -> Result<Arc<DataBlock>, StorageError> {
-        self.cache.get_or_load(self.id(), index as u32, || {
+        self.block_with(index, CacheFill::Fill)
+    }
+
+    /// Block `index`, from the cache or read, cached as `fill` says.
+    ///
+    /// # Errors
+    /// The block or the run's tables cannot be read or do not authenticate.
+    pub fn block_with(
+        &self,
+        index: usize,
+        fill: CacheFill,
+    ) -> Result<Arc<DataBlock>, StorageError> {
+        self.cache.get_or_load(self.id(), index as u32, fill, || {
             let tables = self.tables()?;
             self.file
                 .read_block(&tables, index)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aedb_types::Lsn;
 
+use crate::cache::CacheFill;
 use crate::error::StorageError;
 use crate::memtable::{Memtable, Versioned};
 use crate::merge::{Direction, LevelSource, MemSource, Merged, Scan, Source};
@@ -147,6 +148,7 @@ impl View {
                     vec![run.clone()],
                     &near,
                     forward,
+                    CacheFill::Fill,
                 )?));
             }
         }
@@ -159,7 +161,12 @@ impl View {
                 .cloned()
                 .collect();
             if !runs.is_empty() {
-                sources.push(Box::new(LevelSource::new(runs, &near, forward)?));
+                sources.push(Box::new(LevelSource::new(
+                    runs,
+                    &near,
+                    forward,
+                    CacheFill::Fill,
+                )?));
             }
         }
         Ok(Scan::new(

@@ -189,7 +189,7 @@ impl DataBlock {
     /// finds the newest version of `k` visible at `snapshot`, if this block holds one.
     /// Returns `len()` if there is none.
     pub fn seek(&self, key: &[u8], lsn: Lsn) -> usize {
-        self.heads.search(self.key_at(0).0, key, |i| {
+        self.heads.search(key, |i| {
             let (k, l) = self.key_at(i);
             run_order(k, l, key, lsn) == Ordering::Less
         })

@@ -11,8 +11,8 @@ use std::cmp::Ordering;
 /// The heads of a sorted list of keys; see the module docs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Heads {
-    /// Length of the prefix every key shares.
-    prefix_len: usize,
+    /// The prefix every key shares (a copy, so a search reads no key to learn it).
+    prefix: Box<[u8]>,
     /// Each key's head; non-decreasing.
     heads: Vec<u64>,
 }
@@ -37,7 +37,7 @@ impl Heads {
         let (first, last) = (key(0), key(n - 1));
         let prefix_len = first.iter().zip(last).take_while(|(a, b)| a == b).count();
         Heads {
-            prefix_len,
+            prefix: first[..prefix_len].into(),
             heads: (0..n).map(|i| head(&key(i)[prefix_len..])).collect(),
         }
     }
@@ -49,20 +49,14 @@ impl Heads {
 
     /// Heap bytes held.
     pub(crate) fn heap_len(&self) -> usize {
-        self.heads.len() * 8
+        self.heads.len() * 8 + self.prefix.len()
     }
 
     /// The first position `i` at which `before(i)` is false, for a probe `key` and a
     /// `before` that is false from some position on and agrees with key order
     /// (`before(i)` implies key `i` <= `key`; key `i` < `key` implies `before(i)`).
-    /// `first_key` is key 0 (the shared prefix is read from it).
-    pub(crate) fn search(
-        &self,
-        first_key: &[u8],
-        key: &[u8],
-        before: impl Fn(usize) -> bool,
-    ) -> usize {
-        let prefix = &first_key[..self.prefix_len];
+    pub(crate) fn search(&self, key: &[u8], before: impl Fn(usize) -> bool) -> usize {
+        let prefix = &self.prefix[..];
         let Some(rest) = key.strip_prefix(prefix) else {
             // The probe leaves the shared prefix: it sorts before or after every key.
             return if key < prefix { 0 } else { self.heads.len() };

@@ -116,9 +116,7 @@ impl BlockIndex {
         if self.blocks.is_empty() {
             return None;
         }
-        let at = self
-            .heads
-            .search(self.last_key(0), key, |i| self.last_key(i) < key);
+        let at = self.heads.search(key, |i| self.last_key(i) < key);
         (at < self.blocks.len()).then_some(at)
     }
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use aedb_checkpoint::{EntryKind, RunInfo, RunWriter};
 use aedb_types::Lsn;
 
+use crate::cache::CacheFill;
 use crate::error::StorageError;
 use crate::merge::{LevelSource, Merged, Source};
 use crate::run::Run;
@@ -176,12 +177,22 @@ fn merged_inputs(task: &Task) -> Result<Merged, StorageError> {
         if *level == task.output_level {
             sorted.push(run.clone());
         } else {
-            sources.push(Box::new(LevelSource::new(vec![run.clone()], &all, true)?));
+            sources.push(Box::new(LevelSource::new(
+                vec![run.clone()],
+                &all,
+                true,
+                CacheFill::Bypass,
+            )?));
         }
     }
     if !sorted.is_empty() {
         sorted.sort_by(|a, b| a.file().first_key().cmp(b.file().first_key()));
-        sources.push(Box::new(LevelSource::new(sorted, &all, true)?));
+        sources.push(Box::new(LevelSource::new(
+            sorted,
+            &all,
+            true,
+            CacheFill::Bypass,
+        )?));
     }
     Ok(Merged::new(sources, true))
 }
