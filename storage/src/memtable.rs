@@ -7,9 +7,9 @@
 //! LSN `s` ignores every version newer than `s`, so publishing a snapshot copies
 //! nothing. Once full it is frozen (no more inserts) and sealed into a run file.
 //!
-//! A point lookup first asks the memtable's bloom filter (an array of atomic words the
-//! single writer sets bits in before it inserts the entry; a reader's snapshot was
-//! published after both): most reads of a large database are for keys the memtable does
+//! A point lookup first asks the memtable's bloom filter (`aedb_sync`'s
+//! [`PublishedFilter`]: the single writer sets a key's bits before it inserts the entry,
+//! and a reader's snapshot was published after both; loom-checked): most reads of a large database are for keys the memtable does
 //! not hold, and they skip the skip-list search. A key the filter lets through is looked
 //! up in the **latest-version index**, a concurrent hash map (`papaya`, lock-free reads)
 //! from each user key to its newest version, which the writer updates after the skip
@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use aedb_checkpoint::EntryKind;
+use aedb_sync::published_filter::PublishedFilter;
 use aedb_types::Lsn;
 use crossbeam_skiplist::SkipMap;
 
@@ -141,58 +142,12 @@ pub struct Versioned {
 
 /// Bloom filter bits per entry a memtable of its budget can hold.
 const FILTER_BITS_PER_ENTRY: usize = 12;
-/// Probes per key (about 1 % false positives at 12 bits per entry).
-const FILTER_PROBES: u64 = 3;
 /// The budget [`Memtable::new`] sizes its filter for.
 const DEFAULT_BUDGET: usize = 64 << 20;
 
-/// A bloom filter the single writer fills while readers query it (see the module docs).
-/// Blocked: a key's probes all fall in one 64-byte block (8 words), so a lookup costs
-/// one cache miss, not one per probe.
-#[derive(Debug)]
-struct KeyFilter {
-    words: Box<[AtomicU64]>,
-}
-
-/// Words per filter block: one 64-byte cache line.
-const FILTER_BLOCK_WORDS: usize = 8;
-
-impl KeyFilter {
-    /// Sized for the entries a memtable of `budget` bytes can hold.
-    fn for_budget(budget: usize) -> KeyFilter {
-        let entries = (budget / ENTRY_OVERHEAD).max(64);
-        let words = (entries * FILTER_BITS_PER_ENTRY)
-            .div_ceil(64)
-            .next_power_of_two()
-            .max(FILTER_BLOCK_WORDS);
-        KeyFilter {
-            words: (0..words).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    /// The bit positions of `key`'s probes: a block from the hash's low bits, then
-    /// nine bits of the hash per probe inside it.
-    fn probes(&self, key: &[u8]) -> impl Iterator<Item = (usize, u64)> + '_ {
-        let h = xxhash_rust::xxh3::xxh3_64(key);
-        let blocks = (self.words.len() / FILTER_BLOCK_WORDS) as u64;
-        let block = (h & (blocks - 1)) as usize * FILTER_BLOCK_WORDS;
-        let bits = h.rotate_right(32);
-        (0..FILTER_PROBES).map(move |i| {
-            let bit = (bits >> (9 * i)) & 511;
-            (block + (bit / 64) as usize, 1u64 << (bit % 64))
-        })
-    }
-
-    fn insert(&self, key: &[u8]) {
-        for (word, mask) in self.probes(key) {
-            self.words[word].fetch_or(mask, Ordering::Relaxed);
-        }
-    }
-
-    fn may_contain(&self, key: &[u8]) -> bool {
-        self.probes(key)
-            .all(|(word, mask)| self.words[word].load(Ordering::Relaxed) & mask != 0)
-    }
+/// The filter's hash of a user key.
+fn key_hash(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key)
 }
 
 /// The newest version of every key a memtable holds (see the module docs), hashed with
@@ -204,7 +159,7 @@ pub struct Memtable {
     id: u64,
     map: SkipMap<MemKey, MemValue>,
     latest: LatestIndex,
-    filter: KeyFilter,
+    filter: PublishedFilter,
     bytes: AtomicUsize,
     min_lsn: AtomicU64,
     max_lsn: AtomicU64,
@@ -244,7 +199,10 @@ impl Memtable {
                 .capacity((budget / ENTRY_OVERHEAD).max(64))
                 .hasher(foldhash::fast::RandomState::default())
                 .build(),
-            filter: KeyFilter::for_budget(budget),
+            filter: PublishedFilter::for_entries(
+                (budget / ENTRY_OVERHEAD).max(64),
+                FILTER_BITS_PER_ENTRY,
+            ),
             bytes: AtomicUsize::new(0),
             min_lsn: AtomicU64::new(u64::MAX),
             max_lsn: AtomicU64::new(0),
@@ -307,7 +265,7 @@ impl Memtable {
         let key: Arc<[u8]> = key.into();
         // Bits first, then every version, then the newest: a reader that finds the
         // index entry finds the skip-list entry and the bits too.
-        self.filter.insert(&key);
+        self.filter.insert(key_hash(&key));
         self.map.insert(
             MemKey {
                 key: key.clone(),
@@ -323,7 +281,7 @@ impl Memtable {
 
     /// The newest version of `key` at or before `at`, including tombstones.
     pub fn get(&self, key: &[u8], at: Lsn) -> Option<Versioned> {
-        if !self.filter.may_contain(key) {
+        if !self.filter.may_contain(key_hash(key)) {
             return None;
         }
         {
@@ -443,7 +401,10 @@ mod tests {
             assert_eq!(v.map(|v| v.value), Some(Some(b"v".to_vec())));
         }
         let false_positives = (0..10_000u32)
-            .filter(|i| m.filter.may_contain(format!("absent{i}").as_bytes()))
+            .filter(|i| {
+                m.filter
+                    .may_contain(key_hash(format!("absent{i}").as_bytes()))
+            })
             .count();
         assert!(false_positives < 300, "{false_positives} of 10,000");
         assert_eq!(m.get(b"absent", Lsn::MAX), None);

@@ -1,6 +1,6 @@
 //! The hand-written concurrency protocols of aedb's commit path.
 //!
-//! This crate owns three small protocols and nothing else:
+//! This crate owns five small protocols and nothing else:
 //!
 //! - [`completion`]: a one-shot hand-off of a commit's outcome from the thread that
 //!   decides it (the sequencer, or the WAL writer after `fdatasync`) to the waiting
@@ -10,7 +10,9 @@
 //! - [`group_commit`]: the writer loop that drains every queued submission, writes
 //!   the batch once, syncs once, publishes, then acknowledges each submission, and
 //!   fail-stops on the first I/O error;
-//! - [`snapshot_cell`]: monotonic publication of immutable snapshots to readers.
+//! - [`snapshot_cell`]: monotonic publication of immutable snapshots to readers;
+//! - [`published_filter`]: the memtable's key filter, filled by the single writer
+//!   while readers query it, made visible by snapshot publication.
 //!
 //! It owns no files and knows nothing about WAL formats or the data model: the log is
 //! behind the [`group_commit::LogSink`] trait. Every primitive here is written against
@@ -32,6 +34,7 @@
 pub mod completion;
 pub mod group_commit;
 pub mod mailbox;
+pub mod published_filter;
 mod shim;
 pub mod snapshot_cell;
 
