@@ -78,6 +78,8 @@ pub struct StorageConfig {
     pub immutable_memtables: usize,
     /// Bytes of decoded blocks the block cache holds.
     pub block_cache_bytes: u64,
+    /// Where open runs keep their tables.
+    pub table_placement: aedb_storage::TablePlacement,
     /// Block size, filter and compression of new run files.
     pub run_options: aedb_checkpoint::RunOptions,
     /// Compaction triggers and sizes.
@@ -98,6 +100,7 @@ impl Default for StorageConfig {
             memtable_bytes: 64 << 20,
             immutable_memtables: 2,
             block_cache_bytes: 128 << 20,
+            table_placement: aedb_storage::TablePlacement::InCache,
             run_options: aedb_checkpoint::RunOptions::default(),
             compaction: aedb_storage::compaction::CompactionOptions::default(),
             retention_lsns: 0,
@@ -157,7 +160,10 @@ impl Pipeline {
         let started = Instant::now();
         let metrics = Arc::new(EngineMetrics::default());
         let fs = config.wal.fs.clone();
-        let cache = Arc::new(BlockCache::new(config.storage.block_cache_bytes));
+        let cache = Arc::new(BlockCache::with_placement(
+            config.storage.block_cache_bytes,
+            config.storage.table_placement,
+        ));
         let Recovered {
             manifest,
             epochs,

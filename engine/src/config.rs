@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use aedb_checkpoint::Compression as BlockCompression;
+pub use aedb_storage::TablePlacement;
 
 use std::sync::Arc;
 
@@ -93,6 +94,7 @@ pub struct AedbConfig {
     pub(crate) memory: MemoryBudget,
     pub(crate) history_retention: u64,
     pub(crate) block_compression: BlockCompression,
+    pub(crate) table_placement: TablePlacement,
     pub(crate) idempotency_retention: IdempotencyRetention,
     pub(crate) fs: SharedFs,
 }
@@ -168,6 +170,7 @@ impl AedbConfig {
             memory: MemoryBudget::default(),
             history_retention: 0,
             block_compression: BlockCompression::Lz4,
+            table_placement: TablePlacement::InCache,
             idempotency_retention: IdempotencyRetention::DEFAULT,
             default_finality: Finality::Durable,
             recovery: Recovery::Strict,
@@ -249,6 +252,26 @@ impl AedbConfig {
     /// ```
     pub fn block_compression(mut self, compression: BlockCompression) -> Self {
         self.block_compression = compression;
+        self
+    }
+
+    /// Where open run files keep their tables, the block index and bloom filter every
+    /// point read and seek of a run needs (default [`TablePlacement::InCache`]: in the
+    /// block cache, so resident memory stays under the [`MemoryBudget`] whatever the
+    /// data size). Size the block cache to hold them (about 2-3 % of the plaintext
+    /// data; measured in `benches/RESULTS.md`): once they outgrow it, random point
+    /// reads reload tables from disk and slow down sharply (64M keys with a 128 MiB
+    /// cache: 1.5k reads/s). [`TablePlacement::Pinned`] keeps each open run's tables
+    /// resident instead, outside the budget: memory then grows with the data by their
+    /// size, and reads never reload them.
+    ///
+    /// ```
+    /// use aedb::{AedbConfig, TablePlacement};
+    /// let config = AedbConfig::development().run_tables(TablePlacement::Pinned);
+    /// assert!(config.validate().is_ok());
+    /// ```
+    pub fn run_tables(mut self, placement: TablePlacement) -> Self {
+        self.table_placement = placement;
         self
     }
 

@@ -107,7 +107,7 @@ pub use backup::{
     BackupError, BackupKind, BackupManifest, BackupReport, CaptureReport, RestoreOptions,
     RestoreReport, capture_offline, restore_from_backup_chain, verify_capture,
 };
-pub use config::{AedbConfig, BlockCompression, MemoryBudget, Profile, Recovery};
+pub use config::{AedbConfig, BlockCompression, MemoryBudget, Profile, Recovery, TablePlacement};
 pub use error::{
     ApplyError, AuditExportError, CommitError, CommitErrorExt, ConfigError, Error, ErrorClass,
     FreezeReasonError, LimitError, LockError, NameError, OpenError, ReadError, SecurityError,
@@ -305,6 +305,7 @@ impl AedbInstance {
                 memtable_bytes: config.memory.memtable_bytes,
                 immutable_memtables: config.memory.immutable_memtables,
                 block_cache_bytes: config.memory.block_cache_bytes,
+                table_placement: config.table_placement,
                 retention_lsns: config.history_retention,
                 run_options: aedb_checkpoint::RunOptions {
                     compression: config.block_compression,

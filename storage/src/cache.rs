@@ -43,6 +43,20 @@ impl Weighter<(u64, u32), Cached> for BlockWeighter {
     }
 }
 
+/// Where open runs keep their tables (block index and bloom filter).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TablePlacement {
+    /// In the block cache, weighed like blocks: memory stays under the cache's budget
+    /// whatever the data size, and cold tables make room for data. When the tables of
+    /// every run outgrow the cache (about 2-3 % of the plaintext data), random point
+    /// reads reload them from disk and slow down sharply.
+    #[default]
+    InCache,
+    /// Pinned by each open run once first read, outside the cache's budget: reads never
+    /// reload them, and resident memory grows with the data by their size.
+    Pinned,
+}
+
 /// Whether a read adds the data blocks it loads to the [`BlockCache`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheFill {
@@ -65,6 +79,8 @@ pub struct CacheStats {
     pub bytes: u64,
     /// The capacity in bytes.
     pub capacity: u64,
+    /// Bytes of run tables pinned outside the cache ([`TablePlacement::Pinned`]).
+    pub pinned_bytes: u64,
 }
 
 /// A counter readers on many threads bump without sharing a cache line: each thread
@@ -102,6 +118,9 @@ impl StripedCounter {
 pub struct BlockCache {
     cache: Cache<(u64, u32), Cached, BlockWeighter>,
     capacity: u64,
+    placement: TablePlacement,
+    /// Bytes of tables runs hold pinned ([`TablePlacement::Pinned`]).
+    pinned_bytes: AtomicU64,
     hits: StripedCounter,
     misses: StripedCounter,
 }
@@ -115,14 +134,23 @@ impl std::fmt::Debug for BlockCache {
 }
 
 impl BlockCache {
-    /// A cache holding at most `capacity_bytes` of blocks (at least one 4 KiB block).
+    /// A cache holding at most `capacity_bytes` of blocks and tables (at least one 4 KiB
+    /// block).
     pub fn new(capacity_bytes: u64) -> BlockCache {
+        BlockCache::with_placement(capacity_bytes, TablePlacement::InCache)
+    }
+
+    /// A cache holding at most `capacity_bytes`, with run tables placed as `placement`
+    /// says.
+    pub fn with_placement(capacity_bytes: u64, placement: TablePlacement) -> BlockCache {
         let capacity = capacity_bytes.max(8 * 1024);
         // quick_cache sizes its tables from an item estimate: assume 4 KiB blocks.
         let items = (capacity / 4096).max(16) as usize;
         BlockCache {
             cache: Cache::with_weighter(items, capacity, BlockWeighter),
             capacity,
+            placement,
+            pinned_bytes: AtomicU64::new(0),
             hits: StripedCounter::default(),
             misses: StripedCounter::default(),
         }
@@ -177,6 +205,20 @@ impl BlockCache {
         Ok(t)
     }
 
+    /// Where runs keep their tables.
+    pub fn placement(&self) -> TablePlacement {
+        self.placement
+    }
+
+    /// Accounts `bytes` of tables a run pinned (`add`) or released.
+    pub(crate) fn account_pinned(&self, bytes: u64, add: bool) {
+        if add {
+            self.pinned_bytes.fetch_add(bytes, Ordering::Relaxed);
+        } else {
+            self.pinned_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
     /// Whether a data block is cached (does not count as a hit).
     pub fn contains(&self, file_id: u64, block: u32) -> bool {
         self.cache.contains_key(&(file_id, block))
@@ -197,6 +239,7 @@ impl BlockCache {
             misses: self.misses.get(),
             bytes: self.cache.weight(),
             capacity: self.capacity,
+            pinned_bytes: self.pinned_bytes.load(Ordering::Relaxed),
         }
     }
 }

@@ -60,7 +60,7 @@ mod version;
 mod view;
 
 pub use aedb_checkpoint::EntryKind;
-pub use cache::{BlockCache, CacheFill, CacheStats};
+pub use cache::{BlockCache, CacheFill, CacheStats, TablePlacement};
 pub use error::StorageError;
 pub use memtable::{ENTRY_OVERHEAD, Memtable, Versioned};
 pub use merge::{Direction, EntryRef, Merged, Scan, ScanItem};

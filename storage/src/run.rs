@@ -3,12 +3,12 @@
 //! cache) and point lookups in it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use aedb_checkpoint::{DataBlock, EntryKind, RunFile, RunTables};
 use aedb_types::Lsn;
 
-use crate::cache::{BlockCache, CacheFill};
+use crate::cache::{BlockCache, CacheFill, TablePlacement};
 use crate::error::StorageError;
 use crate::memtable::Versioned;
 
@@ -17,6 +17,16 @@ pub struct Run {
     file: RunFile,
     path: PathBuf,
     cache: Arc<BlockCache>,
+    /// The tables, once read, when the cache's placement is [`TablePlacement::Pinned`].
+    pinned: OnceLock<Arc<RunTables>>,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if let Some(t) = self.pinned.get() {
+            self.cache.account_pinned(t.heap_bytes() as u64, false);
+        }
+    }
 }
 
 impl std::fmt::Debug for Run {
@@ -32,7 +42,12 @@ impl std::fmt::Debug for Run {
 impl Run {
     /// Wraps an opened run file; its blocks are cached in `cache`.
     pub fn new(file: RunFile, path: PathBuf, cache: Arc<BlockCache>) -> Run {
-        Run { file, path, cache }
+        Run {
+            file,
+            path,
+            cache,
+            pinned: OnceLock::new(),
+        }
     }
 
     /// The run file (metadata, and uncached block reads).
@@ -56,9 +71,24 @@ impl Run {
     /// # Errors
     /// The index or filter block cannot be read or does not authenticate.
     pub fn tables(&self) -> Result<Arc<RunTables>, StorageError> {
-        self.cache
-            .tables_or_load(self.id(), || self.file.load_tables())
-            .map_err(|e| StorageError::run(&self.path, e))
+        let load = || {
+            self.file
+                .load_tables()
+                .map_err(|e| StorageError::run(&self.path, e))
+        };
+        match self.cache.placement() {
+            TablePlacement::InCache => self.cache.tables_or_load(self.id(), load),
+            TablePlacement::Pinned => {
+                if let Some(t) = self.pinned.get() {
+                    return Ok(t.clone());
+                }
+                let loaded = Arc::new(load()?);
+                if self.pinned.set(loaded.clone()).is_ok() {
+                    self.cache.account_pinned(loaded.heap_bytes() as u64, true);
+                }
+                Ok(self.pinned.get().cloned().unwrap_or(loaded))
+            }
+        }
     }
 
     /// Number of data blocks.

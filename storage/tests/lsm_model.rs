@@ -15,7 +15,8 @@ use aedb_keys::SecretKey;
 use aedb_storage::compaction::{self, CompactionOptions};
 use aedb_storage::flush::flush;
 use aedb_storage::{
-    BlockCache, Direction, Edit, EntryKind, Memtable, Run, ScanItem, StorageError, Version, View,
+    BlockCache, Direction, Edit, EntryKind, Memtable, Run, ScanItem, StorageError, TablePlacement,
+    Version, View,
 };
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use proptest::prelude::*;
@@ -492,4 +493,61 @@ fn an_expired_version_above_the_bottom_becomes_a_tombstone() {
         lsm.view(1).get(b"e").unwrap().map(|(l, _)| l),
         Some(Lsn::new(1))
     );
+}
+
+/// Run tables live in the block cache by default (weighed there, nothing pinned); with
+/// `TablePlacement::Pinned` each run keeps them once read, outside the cache, and
+/// releases them when it goes. Reads are the same either way.
+#[test]
+fn run_tables_are_cached_or_pinned_as_configured() {
+    // (cache bytes, pinned bytes, the tables' size) per placement.
+    let mut seen = Vec::new();
+    for placement in [TablePlacement::InCache, TablePlacement::Pinned] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lsm = Lsm::new(dir.path(), true, 128);
+        lsm.cache = Arc::new(BlockCache::with_placement(1 << 20, placement));
+        let m = lsm.memtables[0].clone();
+        for i in 0..200u64 {
+            m.insert(
+                format!("k{i:04}").as_bytes(),
+                Lsn::new(i + 1),
+                EntryKind::Put,
+                b"v",
+            );
+        }
+        lsm.flush();
+        lsm.flush();
+        let run = lsm.version.level(0)[0].clone();
+        assert_eq!(lsm.cache.stats().pinned_bytes, 0, "nothing is read at open");
+        for i in 0..200u64 {
+            let got = run.get(format!("k{i:04}").as_bytes(), Lsn::MAX).unwrap();
+            assert_eq!(got.map(|v| v.value), Some(Some(b"v".to_vec())));
+        }
+        assert_eq!(run.get(b"absent", Lsn::MAX).unwrap(), None);
+        let tables = run.tables().unwrap().heap_bytes() as u64;
+        let stats = lsm.cache.stats();
+        seen.push((stats.bytes, stats.pinned_bytes, tables));
+        lsm.version = Arc::new(Version::empty());
+        drop(run);
+        assert_eq!(
+            lsm.cache.stats().pinned_bytes,
+            0,
+            "a dropped run releases them"
+        );
+    }
+    let [
+        (cached_bytes, cached_pinned, tables),
+        (pinned_cache_bytes, pinned, same),
+    ] = seen[..]
+    else {
+        unreachable!()
+    };
+    assert_eq!(tables, same);
+    assert_eq!((cached_pinned, pinned), (0, tables));
+    // The same data blocks are cached either way; in the cache, the tables too.
+    assert!(
+        cached_bytes >= pinned_cache_bytes + tables,
+        "{cached_bytes} vs {pinned_cache_bytes} + {tables}"
+    );
+    assert!(cached_bytes < pinned_cache_bytes + tables + 1024);
 }
