@@ -100,7 +100,7 @@ impl Default for StorageConfig {
             memtable_bytes: 64 << 20,
             immutable_memtables: 2,
             block_cache_bytes: 128 << 20,
-            table_placement: aedb_storage::TablePlacement::InCache,
+            table_placement: aedb_storage::TablePlacement::Auto,
             run_options: aedb_checkpoint::RunOptions::default(),
             compaction: aedb_storage::compaction::CompactionOptions::default(),
             retention_lsns: 0,

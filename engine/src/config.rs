@@ -170,7 +170,7 @@ impl AedbConfig {
             memory: MemoryBudget::default(),
             history_retention: 0,
             block_compression: BlockCompression::Lz4,
-            table_placement: TablePlacement::InCache,
+            table_placement: TablePlacement::Auto,
             idempotency_retention: IdempotencyRetention::DEFAULT,
             default_finality: Finality::Durable,
             recovery: Recovery::Strict,
@@ -256,14 +256,16 @@ impl AedbConfig {
     }
 
     /// Where open run files keep their tables, the block index and bloom filter every
-    /// point read and seek of a run needs (default [`TablePlacement::InCache`]: in the
-    /// block cache, so resident memory stays under the [`MemoryBudget`] whatever the
-    /// data size). Size the block cache to hold them (about 2-3 % of the plaintext
-    /// data; measured in `benches/RESULTS.md`): once they outgrow it, random point
-    /// reads reload tables from disk and slow down sharply (64M keys with a 128 MiB
-    /// cache: 1.5k reads/s). [`TablePlacement::Pinned`] keeps each open run's tables
-    /// resident instead, outside the budget: memory then grows with the data by their
-    /// size, and reads never reload them.
+    /// point read and seek of a run needs. The default, [`TablePlacement::Auto`], pins
+    /// them (a read of pinned tables touches no shared memory) while they fit in half
+    /// the block cache, which gives up what they take, and keeps the rest in the cache:
+    /// resident memory stays under the [`MemoryBudget`] whatever the data size.
+    /// Size the block cache to hold them (about 2-3 % of the plaintext data; measured
+    /// in `benches/RESULTS.md`): once they outgrow it, random point reads reload tables
+    /// from disk and slow down sharply (64M keys with a 128 MiB cache: 1.5k reads/s).
+    /// [`TablePlacement::Pinned`] keeps every open run's tables resident instead,
+    /// outside the budget: memory then grows with the data by their size, and reads
+    /// never reload them; [`TablePlacement::InCache`] never pins.
     ///
     /// ```
     /// use aedb::{AedbConfig, TablePlacement};

@@ -46,11 +46,14 @@ impl Weighter<(u64, u32), Cached> for BlockWeighter {
 /// Where open runs keep their tables (block index and bloom filter).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TablePlacement {
-    /// In the block cache, weighed like blocks: memory stays under the cache's budget
-    /// whatever the data size, and cold tables make room for data. When the tables of
-    /// every run outgrow the cache (about 2-3 % of the plaintext data), random point
-    /// reads reload them from disk and slow down sharply.
+    /// Pinned by each open run once first read while every pinned table fits in half
+    /// the block cache's capacity (the cache gives up what is pinned, so the two stay
+    /// within the capacity together); in the cache beyond that. Reads of pinned tables
+    /// touch no shared memory; memory stays under the budget whatever the data size.
     #[default]
+    Auto,
+    /// In the block cache, weighed like blocks: memory stays under the cache's budget
+    /// whatever the data size, and cold tables make room for data.
     InCache,
     /// Pinned by each open run once first read, outside the cache's budget: reads never
     /// reload them, and resident memory grows with the data by their size.
@@ -79,7 +82,8 @@ pub struct CacheStats {
     pub bytes: u64,
     /// The capacity in bytes.
     pub capacity: u64,
-    /// Bytes of run tables pinned outside the cache ([`TablePlacement::Pinned`]).
+    /// Bytes of run tables pinned outside the cache (within `capacity` for
+    /// [`TablePlacement::Auto`], beyond it for [`TablePlacement::Pinned`]).
     pub pinned_bytes: u64,
 }
 
@@ -119,8 +123,12 @@ pub struct BlockCache {
     cache: Cache<(u64, u32), Cached, BlockWeighter>,
     capacity: u64,
     placement: TablePlacement,
-    /// Bytes of tables runs hold pinned ([`TablePlacement::Pinned`]).
+    /// Bytes of tables runs hold pinned.
     pinned_bytes: AtomicU64,
+    /// At most this many bytes may be pinned.
+    pin_limit: u64,
+    /// Serialises resizing the cache to what [`TablePlacement::Auto`] leaves it.
+    resize: std::sync::Mutex<()>,
     hits: StripedCounter,
     misses: StripedCounter,
 }
@@ -137,7 +145,7 @@ impl BlockCache {
     /// A cache holding at most `capacity_bytes` of blocks and tables (at least one 4 KiB
     /// block).
     pub fn new(capacity_bytes: u64) -> BlockCache {
-        BlockCache::with_placement(capacity_bytes, TablePlacement::InCache)
+        BlockCache::with_placement(capacity_bytes, TablePlacement::default())
     }
 
     /// A cache holding at most `capacity_bytes`, with run tables placed as `placement`
@@ -151,6 +159,12 @@ impl BlockCache {
             capacity,
             placement,
             pinned_bytes: AtomicU64::new(0),
+            pin_limit: match placement {
+                TablePlacement::Auto => capacity / 2,
+                TablePlacement::InCache => 0,
+                TablePlacement::Pinned => u64::MAX,
+            },
+            resize: std::sync::Mutex::new(()),
             hits: StripedCounter::default(),
             misses: StripedCounter::default(),
         }
@@ -210,13 +224,49 @@ impl BlockCache {
         self.placement
     }
 
-    /// Accounts `bytes` of tables a run pinned (`add`) or released.
-    pub(crate) fn account_pinned(&self, bytes: u64, add: bool) {
-        if add {
-            self.pinned_bytes.fetch_add(bytes, Ordering::Relaxed);
-        } else {
-            self.pinned_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    /// Reserves `bytes` for tables a run is about to pin: false when the placement's
+    /// limit would be passed (the run then keeps using the cache). Under
+    /// [`TablePlacement::Auto`] the cache shrinks by what is pinned.
+    pub(crate) fn try_pin(&self, bytes: u64) -> bool {
+        // A plain load first: runs that do not fit ask on every read, without writing.
+        let mut pinned = self.pinned_bytes.load(Ordering::Relaxed);
+        loop {
+            if pinned.saturating_add(bytes) > self.pin_limit {
+                return false;
+            }
+            match self.pinned_bytes.compare_exchange_weak(
+                pinned,
+                pinned + bytes,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => pinned = now,
+            }
         }
+        self.resized();
+        true
+    }
+
+    /// Returns `bytes` of pinned tables (their run is gone).
+    pub(crate) fn unpin(&self, bytes: u64) {
+        self.pinned_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.resized();
+    }
+
+    /// Gives the cache what [`TablePlacement::Auto`] leaves it beside the pinned tables.
+    fn resized(&self) {
+        if self.placement == TablePlacement::Auto {
+            let _one_at_a_time = self.resize.lock().unwrap_or_else(|p| p.into_inner());
+            let pinned = self.pinned_bytes.load(Ordering::Relaxed);
+            self.cache
+                .set_capacity(self.capacity.saturating_sub(pinned).max(8 * 1024));
+        }
+    }
+
+    /// Drops a run's cached tables (they were pinned).
+    pub(crate) fn forget_tables(&self, file_id: u64) {
+        self.cache.remove(&(file_id, TABLES));
     }
 
     /// Whether a data block is cached (does not count as a hit).

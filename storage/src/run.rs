@@ -17,14 +17,14 @@ pub struct Run {
     file: RunFile,
     path: PathBuf,
     cache: Arc<BlockCache>,
-    /// The tables, once read, when the cache's placement is [`TablePlacement::Pinned`].
+    /// The tables, once read, when the cache's placement let this run pin them.
     pinned: OnceLock<Arc<RunTables>>,
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
         if let Some(t) = self.pinned.get() {
-            self.cache.account_pinned(t.heap_bytes() as u64, false);
+            self.cache.unpin(t.heap_bytes() as u64);
         }
     }
 }
@@ -71,23 +71,35 @@ impl Run {
     /// # Errors
     /// The index or filter block cannot be read or does not authenticate.
     pub fn tables(&self) -> Result<Arc<RunTables>, StorageError> {
-        let load = || {
+        if let Some(t) = self.pinned.get() {
+            return Ok(t.clone());
+        }
+        let t = self.cache.tables_or_load(self.id(), || {
             self.file
                 .load_tables()
                 .map_err(|e| StorageError::run(&self.path, e))
-        };
-        match self.cache.placement() {
-            TablePlacement::InCache => self.cache.tables_or_load(self.id(), load),
-            TablePlacement::Pinned => {
-                if let Some(t) = self.pinned.get() {
-                    return Ok(t.clone());
-                }
-                let loaded = Arc::new(load()?);
-                if self.pinned.set(loaded.clone()).is_ok() {
-                    self.cache.account_pinned(loaded.heap_bytes() as u64, true);
-                }
-                Ok(self.pinned.get().cloned().unwrap_or(loaded))
+        })?;
+        if self.cache.placement() != TablePlacement::InCache
+            && self.cache.try_pin(t.heap_bytes() as u64)
+        {
+            if self.pinned.set(t.clone()).is_ok() {
+                self.cache.forget_tables(self.id());
+            } else {
+                self.cache.unpin(t.heap_bytes() as u64);
             }
+        }
+        Ok(t)
+    }
+
+    /// `f` on the run's tables, borrowed when they are pinned (a read then writes no
+    /// shared memory), else from the cache as [`Run::tables`].
+    ///
+    /// # Errors
+    /// As [`Run::tables`].
+    pub fn with_tables<R>(&self, f: impl FnOnce(&RunTables) -> R) -> Result<R, StorageError> {
+        match self.pinned.get() {
+            Some(t) => Ok(f(t)),
+            None => Ok(f(&*self.tables()?)),
         }
     }
 
@@ -115,9 +127,7 @@ impl Run {
         fill: CacheFill,
     ) -> Result<Arc<DataBlock>, StorageError> {
         self.cache.get_or_load(self.id(), index as u32, fill, || {
-            let tables = self.tables()?;
-            self.file
-                .read_block(&tables, index)
+            self.with_tables(|t| self.file.read_block(t, index))?
                 .map_err(|e| StorageError::run(&self.path, e))
         })
     }
@@ -135,15 +145,12 @@ impl Run {
         if at < self.file.min_lsn() || !self.covers(key) {
             return Ok(None);
         }
-        let tables = self.tables()?;
-        if !tables.may_contain(key) {
-            return Ok(None);
-        }
-        let Some(mut b) = tables.block_for(key) else {
+        let first = self.with_tables(|t| t.may_contain(key).then(|| t.block_for(key)))?;
+        let Some(Some(mut b)) = first else {
             return Ok(None);
         };
         // A key's versions may continue into the next block.
-        while b < tables.block_count() {
+        while b < self.block_count() {
             let block = self.block(b)?;
             let i = block.seek(key, at);
             if i < block.len() {
@@ -170,11 +177,8 @@ impl Run {
         if !self.covers(key) {
             return Ok(());
         }
-        let tables = self.tables()?;
-        if !tables.may_contain(key) {
-            return Ok(());
-        }
-        if let Some(b) = tables.block_for(key)
+        let first = self.with_tables(|t| t.may_contain(key).then(|| t.block_for(key)))?;
+        if let Some(Some(b)) = first
             && !self.cache.contains(self.id(), b as u32)
         {
             self.block(b)?;

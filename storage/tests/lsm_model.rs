@@ -495,14 +495,18 @@ fn an_expired_version_above_the_bottom_becomes_a_tombstone() {
     );
 }
 
-/// Run tables live in the block cache by default (weighed there, nothing pinned); with
-/// `TablePlacement::Pinned` each run keeps them once read, outside the cache, and
-/// releases them when it goes. Reads are the same either way.
+/// Where run tables go: `InCache` weighs them in the block cache (nothing pinned);
+/// `Pinned` and `Auto` (while they fit in half the cache) have each run keep them once
+/// read, outside the cache, and release them when the run goes. Reads are the same.
 #[test]
 fn run_tables_are_cached_or_pinned_as_configured() {
     // (cache bytes, pinned bytes, the tables' size) per placement.
     let mut seen = Vec::new();
-    for placement in [TablePlacement::InCache, TablePlacement::Pinned] {
+    for placement in [
+        TablePlacement::InCache,
+        TablePlacement::Pinned,
+        TablePlacement::Auto,
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let mut lsm = Lsm::new(dir.path(), true, 128);
         lsm.cache = Arc::new(BlockCache::with_placement(1 << 20, placement));
@@ -537,17 +541,48 @@ fn run_tables_are_cached_or_pinned_as_configured() {
     }
     let [
         (cached_bytes, cached_pinned, tables),
-        (pinned_cache_bytes, pinned, same),
+        (pinned_cache_bytes, pinned, t2),
+        (auto_cache_bytes, auto_pinned, t3),
     ] = seen[..]
     else {
         unreachable!()
     };
-    assert_eq!(tables, same);
-    assert_eq!((cached_pinned, pinned), (0, tables));
+    assert_eq!((tables, tables), (t2, t3));
+    assert_eq!((cached_pinned, pinned, auto_pinned), (0, tables, tables));
     // The same data blocks are cached either way; in the cache, the tables too.
+    assert_eq!(pinned_cache_bytes, auto_cache_bytes);
     assert!(
         cached_bytes >= pinned_cache_bytes + tables,
         "{cached_bytes} vs {pinned_cache_bytes} + {tables}"
     );
     assert!(cached_bytes < pinned_cache_bytes + tables + 1024);
+}
+
+/// `Auto` pins only while the pinned tables fit in half the cache: a run whose tables
+/// do not fit keeps them in the cache, and reads are right either way.
+#[test]
+fn auto_placement_pins_only_what_fits_in_half_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::new(dir.path(), true, 128);
+    // Tables of ~3,000 keys in 128-byte blocks: tens of KiB, over half of 64 KiB.
+    lsm.cache = Arc::new(BlockCache::with_placement(64 * 1024, TablePlacement::Auto));
+    let m = lsm.memtables[0].clone();
+    for i in 0..3_000u64 {
+        m.insert(
+            format!("key{i:06}").as_bytes(),
+            Lsn::new(i + 1),
+            EntryKind::Put,
+            b"v",
+        );
+    }
+    lsm.flush();
+    lsm.flush();
+    let run = lsm.version.level(0)[0].clone();
+    let tables = run.tables().unwrap().heap_bytes() as u64;
+    assert!(tables > 32 * 1024, "{tables} bytes of tables");
+    for i in (0..3_000u64).step_by(97) {
+        let got = run.get(format!("key{i:06}").as_bytes(), Lsn::MAX).unwrap();
+        assert_eq!(got.map(|v| v.value), Some(Some(b"v".to_vec())));
+    }
+    assert_eq!(lsm.cache.stats().pinned_bytes, 0, "too large to pin");
 }
