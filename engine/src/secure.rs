@@ -536,6 +536,26 @@ impl CallerSnapshot {
         Ok(self.state.kv_scan_range(ns, start, end, direction, limit)?)
     }
 
+    /// Entries in a key range handed to `visit` as borrowed slices (`KvScan` over the
+    /// range), as [`ReadSnapshot::kv_scan_with`](crate::ReadSnapshot::kv_scan_with).
+    pub fn kv_scan_with(
+        &self,
+        ns: &Namespace,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        direction: Direction,
+        limit: usize,
+        visit: impl FnMut(&[u8], &[u8], aedb_types::Lsn) -> std::ops::ControlFlow<()>,
+    ) -> Result<usize, Error> {
+        self.allow(&Action::KvScan {
+            ns,
+            range: KvRange::Bounds { start, end },
+        })?;
+        Ok(self
+            .state
+            .kv_visit(ns, start, end, direction, limit, visit)?)
+    }
+
     /// One row by primary key (`TableRead`).
     pub fn table_get(
         &self,

@@ -74,6 +74,49 @@ impl ReadSnapshot {
         Ok(self.0.kv_scan_range(ns, start, end, direction, limit)?)
     }
 
+    /// Visits the entries with keys between `start` and `end`, in `direction`, at most
+    /// `limit`, handing each to `visit` as borrowed `(key, value, lsn)` slices: no
+    /// copy and no allocation per entry (what [`ReadSnapshot::kv_scan_range`] builds a
+    /// page from). `visit` returns `ControlFlow::Break(())` to stop early; the result
+    /// is how many entries were visited.
+    ///
+    /// ```
+    /// use std::ops::{Bound, ControlFlow};
+    /// use aedb::{AedbConfig, AedbInstance, Direction, Namespace};
+    /// let dir = tempfile::tempdir()?;
+    /// let db = AedbInstance::open(dir.path(), AedbConfig::development())?;
+    /// db.create_project("app")?;
+    /// db.create_scope("app", "main")?;
+    /// let ns = Namespace::parse("app", "main")?;
+    /// for i in 0..5u8 {
+    ///     db.kv_put(&ns, [b'k', i], [i])?;
+    /// }
+    /// let mut total = 0u32;
+    /// let seen = db.snapshot()?.kv_scan_with(
+    ///     &ns, Bound::Included(&b"k"[..]), Bound::Unbounded, Direction::Forward, 3,
+    ///     |_key, value, _lsn| {
+    ///         total += u32::from(value[0]);
+    ///         ControlFlow::Continue(())
+    ///     },
+    /// )?;
+    /// assert_eq!((seen, total), (3, 0 + 1 + 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The namespace does not exist, or stored data could not be read.
+    pub fn kv_scan_with(
+        &self,
+        ns: &Namespace,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        direction: Direction,
+        limit: usize,
+        visit: impl FnMut(&[u8], &[u8], Lsn) -> std::ops::ControlFlow<()>,
+    ) -> Result<usize, Error> {
+        Ok(self.0.kv_visit(ns, start, end, direction, limit, visit)?)
+    }
+
     /// Number of keys in the namespace's KV space.
     pub fn kv_len(&self, ns: &Namespace) -> Result<usize, Error> {
         Ok(self.0.kv_len(ns)?)

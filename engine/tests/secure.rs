@@ -206,6 +206,18 @@ fn ops() -> Vec<Op> {
                 )
                 .map(drop)
         }),
+        op("scan_with a..ac", move |db, c| {
+            db.snapshot_as(c)
+                .kv_scan_with(
+                    &ns(),
+                    Bound::Included(b"a"),
+                    Bound::Excluded(b"ac"),
+                    Direction::Forward,
+                    10,
+                    |_, _, _| std::ops::ControlFlow::Continue(()),
+                )
+                .map(drop)
+        }),
         op("kv_get other scope", move |db, c| {
             db.kv_get_as(c, &other(), "ab").map(drop)
         }),
@@ -374,6 +386,7 @@ fn authz_matrix_every_api_against_every_permission_kind() {
             "kv_get a",
             "scan ab",
             "scan a..ac",
+            "scan_with a..ac",
             "assert on kv ab",
         ];
         let kv_write = vec![

@@ -291,3 +291,75 @@ fn lz4_compressed_runs_read_back_and_mix_with_uncompressed_ones() {
         "LZ4 runs of compressible values are smaller: {sizes:?}"
     );
 }
+
+/// `kv_scan_with` visits exactly what `kv_scan_range` returns (keys, values, LSNs, order),
+/// across the memtable and run files, both directions, under limits, and stops when the
+/// visitor breaks.
+#[test]
+fn kv_scan_with_visits_what_kv_scan_range_returns() {
+    use std::ops::{Bound, ControlFlow};
+
+    use aedb::Direction;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = AedbInstance::open(dir.path(), config(0)).unwrap();
+    let ns = setup(&db);
+    for k in 0..1500u32 {
+        db.kv_put(&ns, format!("acct{k:05}"), value(k, 0)).unwrap();
+    }
+    db.checkpoint_now().unwrap();
+    // Newer versions of some keys, and new keys, in the memtable over the runs.
+    for k in (0..1500u32).step_by(7).chain(1500..1600) {
+        db.kv_put(&ns, format!("acct{k:05}"), value(k, 1)).unwrap();
+    }
+    let snap = db.snapshot().unwrap();
+    type Range<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+    let ranges: [Range<'_>; 3] = [
+        (Bound::Unbounded, Bound::Unbounded),
+        (Bound::Included(b"acct00100"), Bound::Excluded(b"acct01555")),
+        (Bound::Excluded(b"acct00007"), Bound::Included(b"acct00100")),
+    ];
+    for (start, end) in ranges {
+        for direction in [Direction::Forward, Direction::Reverse] {
+            for limit in [0, 1, 50, 10_000] {
+                let page = snap
+                    .kv_scan_range(&ns, start, end, direction, limit)
+                    .unwrap();
+                let mut seen = Vec::new();
+                let n = snap
+                    .kv_scan_with(&ns, start, end, direction, limit, |k, v, lsn| {
+                        seen.push((k.to_vec(), v.to_vec(), lsn));
+                        ControlFlow::Continue(())
+                    })
+                    .unwrap();
+                let expected: Vec<_> = page
+                    .items
+                    .iter()
+                    .map(|(k, e)| (k.as_bytes().to_vec(), e.value.as_bytes().to_vec(), e.lsn))
+                    .collect();
+                assert_eq!(n, expected.len());
+                assert_eq!(seen, expected, "{start:?}..{end:?} {direction:?} {limit}");
+            }
+        }
+    }
+    // A visitor that breaks after 3 entries has visited 3.
+    let mut count = 0;
+    let n = snap
+        .kv_scan_with(
+            &ns,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            Direction::Forward,
+            100,
+            |_, _, _| {
+                count += 1;
+                if count == 3 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
+        .unwrap();
+    assert_eq!((n, count), (3, 3));
+}

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 
 use aedb_storage::EntryKind;
@@ -507,6 +507,48 @@ impl State {
         limit: usize,
     ) -> Result<Page<(KvKey, KvEntry)>, ReadError> {
         Page::try_collect(self.kv_iter(ns, start, end, direction)?, limit)
+    }
+
+    /// Visits the entries with keys between `start` and `end`, in `direction`, at most
+    /// `limit` of them, handing each to `visit` as `(key, value, lsn)` borrowed from the
+    /// block or memtable that holds it: nothing is copied or allocated per entry.
+    /// `visit` returns [`ControlFlow::Break`] to stop early. Returns how many entries
+    /// were visited.
+    ///
+    /// # Errors
+    /// The namespace does not exist, or a block could not be read or authenticated
+    /// (entries visited before it stay visited).
+    pub fn kv_visit(
+        &self,
+        ns: &Namespace,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        direction: Direction,
+        limit: usize,
+        mut visit: impl FnMut(&[u8], &[u8], Lsn) -> ControlFlow<()>,
+    ) -> Result<usize, ReadError> {
+        self.catalog.namespace(ns)?;
+        if bounds_empty(start, end) {
+            return Ok(0);
+        }
+        let prefix = keyspace::kv_prefix(ns);
+        let skip = prefix.len();
+        let mut scan = self.scan_under(&prefix, start, end, direction)?;
+        let mut visited = 0;
+        while visited < limit {
+            let flow = scan.next_with(|key, lsn, value| visit(&key[skip..], value, lsn));
+            match flow {
+                None => break,
+                Some(Err(e)) => return Err(ReadError::from(Unreadable::from(e))),
+                Some(Ok(flow)) => {
+                    visited += 1;
+                    if flow.is_break() {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(visited)
     }
 
     /// Entries with keys between `start` and `end`, in `direction`, as a lazy iterator:
