@@ -3,10 +3,14 @@
 //!
 //! A bounded [`quick_cache`] (CLOCK-Pro, sharded) keyed by `(file id, block index)`
 //! (the tables under [`TABLES`]) and weighted by each entry's decoded size, so the bytes
-//! it holds stay under its capacity whatever the data size: an open run holds no
-//! per-key memory outside it. An entry is authenticated once, when it is loaded; hits
-//! never touch the disk or the cipher. Hot tables stay resident by use (every lookup in
-//! a run touches them), cold ones make room for data blocks.
+//! it holds stay under its capacity whatever the data size. An entry is authenticated
+//! once, when it is loaded; hits never touch the disk or the cipher.
+//!
+//! Run tables are placed as [`TablePlacement`] says: by default ([`TablePlacement::Auto`])
+//! a run pins its own while all pinned tables fit in half the capacity, and the cache
+//! shrinks by what is pinned, so the two together stay within the capacity; the rest
+//! live in the cache, where hot tables stay resident by use and cold ones make room for
+//! data blocks. Compaction reads with [`CacheFill::Bypass`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -65,8 +65,9 @@ impl Run {
         self.file.file_id()
     }
 
-    /// Its tables (block index and bloom filter), from the cache or read,
-    /// authenticated and cached.
+    /// Its tables (block index and bloom filter): pinned by this run, or from the
+    /// cache, or read and authenticated, then pinned when the cache's
+    /// [`TablePlacement`] allows (else cached).
     ///
     /// # Errors
     /// The index or filter block cannot be read or does not authenticate.

@@ -495,6 +495,35 @@ fn an_expired_version_above_the_bottom_becomes_a_tombstone() {
     );
 }
 
+/// One level-0 run of `keys` keys `{prefix}{i:06}` (value `v`), in 128-byte blocks,
+/// opened behind a cache of `cache_bytes` placing tables as `placement` says.
+fn one_run(dir: &Path, placement: TablePlacement, cache_bytes: u64, keys: u64) -> (Lsm, Arc<Run>) {
+    let mut lsm = Lsm::new(dir, true, 128);
+    lsm.cache = Arc::new(BlockCache::with_placement(cache_bytes, placement));
+    let m = lsm.memtables[0].clone();
+    for i in 0..keys {
+        m.insert(
+            format!("key{i:06}").as_bytes(),
+            Lsn::new(i + 1),
+            EntryKind::Put,
+            b"v",
+        );
+    }
+    lsm.flush();
+    lsm.flush();
+    let run = lsm.version.level(0)[0].clone();
+    (lsm, run)
+}
+
+/// Reads every `step`-th of the `keys` keys of [`one_run`] and one absent key.
+fn read_back(run: &Run, keys: u64, step: usize) {
+    for i in (0..keys).step_by(step) {
+        let got = run.get(format!("key{i:06}").as_bytes(), Lsn::MAX).unwrap();
+        assert_eq!(got.map(|v| v.value), Some(Some(b"v".to_vec())));
+    }
+    assert_eq!(run.get(b"absent", Lsn::MAX).unwrap(), None);
+}
+
 /// Where run tables go: `InCache` weighs them in the block cache (nothing pinned);
 /// `Pinned` and `Auto` (while they fit in half the cache) have each run keep them once
 /// read, outside the cache, and release them when the run goes. Reads are the same.
@@ -508,26 +537,9 @@ fn run_tables_are_cached_or_pinned_as_configured() {
         TablePlacement::Auto,
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let mut lsm = Lsm::new(dir.path(), true, 128);
-        lsm.cache = Arc::new(BlockCache::with_placement(1 << 20, placement));
-        let m = lsm.memtables[0].clone();
-        for i in 0..200u64 {
-            m.insert(
-                format!("k{i:04}").as_bytes(),
-                Lsn::new(i + 1),
-                EntryKind::Put,
-                b"v",
-            );
-        }
-        lsm.flush();
-        lsm.flush();
-        let run = lsm.version.level(0)[0].clone();
+        let (mut lsm, run) = one_run(dir.path(), placement, 1 << 20, 200);
         assert_eq!(lsm.cache.stats().pinned_bytes, 0, "nothing is read at open");
-        for i in 0..200u64 {
-            let got = run.get(format!("k{i:04}").as_bytes(), Lsn::MAX).unwrap();
-            assert_eq!(got.map(|v| v.value), Some(Some(b"v".to_vec())));
-        }
-        assert_eq!(run.get(b"absent", Lsn::MAX).unwrap(), None);
+        read_back(&run, 200, 1);
         let tables = run.tables().unwrap().heap_bytes() as u64;
         let stats = lsm.cache.stats();
         seen.push((stats.bytes, stats.pinned_bytes, tables));
@@ -563,26 +575,10 @@ fn run_tables_are_cached_or_pinned_as_configured() {
 #[test]
 fn auto_placement_pins_only_what_fits_in_half_the_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let mut lsm = Lsm::new(dir.path(), true, 128);
-    // Tables of ~3,000 keys in 128-byte blocks: tens of KiB, over half of 64 KiB.
-    lsm.cache = Arc::new(BlockCache::with_placement(64 * 1024, TablePlacement::Auto));
-    let m = lsm.memtables[0].clone();
-    for i in 0..3_000u64 {
-        m.insert(
-            format!("key{i:06}").as_bytes(),
-            Lsn::new(i + 1),
-            EntryKind::Put,
-            b"v",
-        );
-    }
-    lsm.flush();
-    lsm.flush();
-    let run = lsm.version.level(0)[0].clone();
+    // Tables of 3,000 keys in 128-byte blocks: tens of KiB, over half of 64 KiB.
+    let (lsm, run) = one_run(dir.path(), TablePlacement::Auto, 64 * 1024, 3_000);
     let tables = run.tables().unwrap().heap_bytes() as u64;
     assert!(tables > 32 * 1024, "{tables} bytes of tables");
-    for i in (0..3_000u64).step_by(97) {
-        let got = run.get(format!("key{i:06}").as_bytes(), Lsn::MAX).unwrap();
-        assert_eq!(got.map(|v| v.value), Some(Some(b"v".to_vec())));
-    }
+    read_back(&run, 3_000, 97);
     assert_eq!(lsm.cache.stats().pinned_bytes, 0, "too large to pin");
 }
