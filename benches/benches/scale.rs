@@ -6,7 +6,8 @@
 //! frozen ones at most waiting for their flush, and a 128 MiB block cache), then reports, each against the budget: resident memory after the load,
 //! after a full compaction and after reopening (in a fresh child process, so the figure
 //! is the reopened instance's and not what the allocator kept from the load); open time
-//! after a clean shutdown and after more unflushed puts (the WAL replayed);
+//! after a clean shutdown, and after a child process that wrote 50,000 more durable puts
+//! was killed with SIGKILL (the WAL since the last checkpoint replayed);
 //! the cost of a checkpoint after N more puts for N = 100, 10,000 and 1,000,000 (capped
 //! at the key count); disk use against raw key+value bytes; point reads per second
 //! with a cold and a warm cache.
@@ -123,6 +124,9 @@ fn main() {
     if let Some(dir) = std::env::var_os(CHILD_DIR) {
         return open_phase(Path::new(&dir), keys, budget);
     }
+    if let Some(dir) = std::env::var_os(CRASH_DIR) {
+        return crash_phase(Path::new(&dir), keys, budget);
+    }
     let root =
         std::env::var("AEDB_BENCH_DIR").unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").into());
     std::fs::create_dir_all(&root).expect("bench root");
@@ -217,6 +221,63 @@ fn main() {
         .status()
         .expect("run the open phase");
     assert!(child.success(), "open phase failed: {child}");
+
+    // Open after SIGKILL: a child writes 50,000 more puts (durable), says so, and is
+    // killed with SIGKILL; the open then replays the WAL since the last checkpoint.
+    let mut crash = std::process::Command::new(std::env::current_exe().expect("current exe"))
+        .env(CRASH_DIR, &dir)
+        .env("AEDB_SCALE_KEYS", keys.to_string())
+        .env("AEDB_SCALE_BUDGET_MB", budget.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the crash phase");
+    let out = crash.stdout.take().expect("child stdout");
+    let ready = std::io::BufRead::lines(std::io::BufReader::new(out))
+        .any(|l| l.is_ok_and(|l| l == CRASH_READY));
+    assert!(
+        ready,
+        "the crash phase ended before its writes were acknowledged"
+    );
+    crash.kill().expect("SIGKILL the writer");
+    let status = crash.wait().expect("reap the writer");
+    assert!(!status.success(), "the writer was killed: {status}");
+    let started = Instant::now();
+    let db = AedbInstance::open(&dir, config(budget)).expect("open after SIGKILL");
+    let open = started.elapsed();
+    let m = db.operational_metrics();
+    println!(
+        "open after SIGKILL with 50,000 unflushed durable puts: {:.1} ms ({} WAL frames replayed)",
+        open.as_secs_f64() * 1e3,
+        m.recovery_frames
+    );
+    let ns = Namespace::parse("scale", "main").expect("ns");
+    for k in [0, 49_999.min(keys - 1)] {
+        let e = db.kv_get(&ns, key(k)).expect("read").expect("present");
+        assert_eq!(
+            e.value.as_bytes(),
+            value(k, 3).as_slice(),
+            "key {k} after SIGKILL"
+        );
+    }
+    db.shutdown().expect("shutdown");
+}
+
+/// Set in the child process that writes, reports [`CRASH_READY`], and waits for its
+/// SIGKILL.
+const CRASH_DIR: &str = "AEDB_SCALE_CRASH_DIR";
+/// What the crash phase prints once its writes are acknowledged (durable).
+const CRASH_READY: &str = "crash phase: writes acknowledged";
+
+/// Writes 50,000 puts (round 3) in durable commits, says so, and waits to be killed.
+fn crash_phase(dir: &Path, keys: u64, budget: u64) {
+    let ns = Namespace::parse("scale", "main").expect("ns");
+    let db = AedbInstance::open(dir, config(budget)).expect("open");
+    put_range(&db, &ns, 0, 50_000.min(keys), 3);
+    println!("{CRASH_READY}");
+    std::io::Write::flush(&mut std::io::stdout()).expect("flush stdout");
+    loop {
+        std::thread::park();
+    }
 }
 
 /// Set in the child process that measures open and reads on this directory.
