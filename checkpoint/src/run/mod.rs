@@ -153,7 +153,7 @@ pub struct RunOptions {
     /// the target gets a block of its own.
     pub block_size: usize,
     /// Bloom-filter bits per distinct user key, `0 ..= 64` (default 10; 0 = no filter:
-    /// [`RunFile::may_contain`] is always true).
+    /// [`RunTables::may_contain`] is always true).
     pub bloom_bits_per_key: u32,
     /// Block compression (default none).
     pub compression: Compression,
