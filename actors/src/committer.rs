@@ -140,7 +140,7 @@ impl Committer {
     }
 
     /// Records a write freeze (`Some`) or lifts it (`None`) in the Sequencer, durably;
-    /// see [`SetWriteFreeze`].
+    /// see `SetWriteFreeze`.
     pub fn set_write_freeze(
         &self,
         freeze: Option<WriteFreeze>,

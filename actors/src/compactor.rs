@@ -49,7 +49,7 @@ const MAX_FULL_COMPACTION_INPUTS: usize = 128;
 #[derive(Debug)]
 pub struct Reseal;
 
-/// What a [`Compact`] or [`Reseal`] did.
+/// What a `Compact` or `Reseal` message did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompactionReport {
     /// Merges run.

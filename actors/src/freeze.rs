@@ -4,7 +4,7 @@
 //! The freeze is engine state like the access policy: one KV entry of `_system/authz`
 //! (key [`FREEZE_KEY`], value [`WriteFreeze::encode`], format in `docs/FORMAT.md`),
 //! written through the normal durable commit path by the Sequencer itself when it
-//! handles [`SetWriteFreeze`](crate::sequencer::SetWriteFreeze). So it is in the WAL,
+//! handles `SetWriteFreeze`. So it is in the WAL,
 //! the checkpoints and the backups, survives a restart until it is lifted, and takes
 //! effect in the single writer at one LSN: every commit sequenced after the freeze
 //! commit is refused with [`CommitError::Frozen`](crate::CommitError::Frozen), except

@@ -484,7 +484,7 @@ impl Summary {
     }
 }
 
-/// Name under which [`CpuDelta`] reports CPU time of threads that exited between the two
+/// Name under which [`CpuSample::since`] reports CPU time of threads that exited between the two
 /// samples (in the commit benchmarks: the committer threads).
 pub const EXITED_THREADS: &str = "(exited threads)";
 

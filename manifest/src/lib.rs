@@ -8,7 +8,7 @@
 //!   or retired, backup taken, server environment hash, compaction), each framed and
 //!   carrying `HMAC-SHA256(k_manifest, prev_mac || frame)` chained from an authenticated
 //!   header, with torn-tail handling and compaction by atomic rewrite. See [`Manifest`] and
-//!   the [`file`] module docs for what is and is not detectable.
+//!   the [`file`](mod@file) module docs for what is and is not detectable.
 //! * **The live state** ([`LiveState`]): the records folded into what is live now —
 //!   checkpoints, sealed segments, backups, and the key-epoch lifecycle (which epochs exist,
 //!   under which master, and which are retired).

@@ -4,7 +4,7 @@
 //! A [`State`] is a small catalog (projects, scopes, tables and their schemas, in
 //! persistent imbl maps) plus a storage [`View`]: every KV entry, row, catalog entry and
 //! idempotency record lives in the LSM (`aedb-storage`) under the keys of
-//! [`crate::keyspace`], versioned by the LSN that wrote it. Cloning a state is a few
+//! `crate::keyspace`, versioned by the LSN that wrote it. Cloning a state is a few
 //! `Arc` increments and a clone is a snapshot: it reads as of its own LSN, so commits
 //! applied after it are invisible to it although they go into the same memtable.
 //!
