@@ -260,9 +260,10 @@ impl AedbConfig {
     /// them (a read of pinned tables touches no shared memory) while they fit in half
     /// the block cache, which gives up what they take, and keeps the rest in the cache:
     /// resident memory stays under the [`MemoryBudget`] whatever the data size.
-    /// Size the block cache to hold them (about 2-3 % of the plaintext data; measured
-    /// in `benches/RESULTS.md`): once they outgrow it, random point reads reload tables
-    /// from disk and slow down sharply (64M keys with a 128 MiB cache: 1.5k reads/s).
+    /// Size the block cache to hold them (about 3 % of the plaintext data: ~60 MB at
+    /// 16M keys of 100-byte values, `benches/RESULTS.md`): once they outgrow it, random
+    /// point reads reload tables from disk and slow down sharply (64M keys with a
+    /// 128 MiB cache: 1.5k reads/s).
     /// [`TablePlacement::Pinned`] keeps every open run's tables resident instead,
     /// outside the budget: memory then grows with the data by their size, and reads
     /// never reload them; [`TablePlacement::InCache`] never pins.

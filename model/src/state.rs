@@ -527,13 +527,9 @@ impl State {
         limit: usize,
         mut visit: impl FnMut(&[u8], &[u8], Lsn) -> ControlFlow<()>,
     ) -> Result<usize, ReadError> {
-        self.catalog.namespace(ns)?;
-        if bounds_empty(start, end) {
+        let Some((mut scan, skip)) = self.kv_scan(ns, start, end, direction)? else {
             return Ok(0);
-        }
-        let prefix = keyspace::kv_prefix(ns);
-        let skip = prefix.len();
-        let mut scan = self.scan_under(&prefix, start, end, direction)?;
+        };
         let mut visited = 0;
         while visited < limit {
             let flow = scan.next_with(|key, lsn, value| visit(&key[skip..], value, lsn));
@@ -560,16 +556,11 @@ impl State {
         end: Bound<&[u8]>,
         direction: Direction,
     ) -> Result<impl Iterator<Item = Result<(KvKey, KvEntry), ReadError>> + use<>, ReadError> {
-        self.catalog.namespace(ns)?;
-        let prefix = keyspace::kv_prefix(ns);
-        let skip = prefix.len();
-        let empty = bounds_empty(start, end);
-        let mut scan = self.scan_under(&prefix, start, end, direction)?;
+        let mut scan = self.kv_scan(ns, start, end, direction)?;
         // Keys and values are built straight from the borrowed entries (one copy each).
         Ok(std::iter::from_fn(move || {
-            if empty {
-                return None;
-            }
+            let (scan, skip) = scan.as_mut()?;
+            let skip = *skip;
             let item = scan.next_with(|key, lsn, value| {
                 let key = KvKey::new(&key[skip..])
                     .map_err(|_| Unreadable::message("a stored KV key out of limits"))?;
@@ -583,6 +574,24 @@ impl State {
                     .map_err(ReadError::from),
             )
         }))
+    }
+
+    /// The scan under the namespace's KV prefix and the prefix's length (what to strip
+    /// from stored keys), or `None` for bounds no key can fall between.
+    fn kv_scan(
+        &self,
+        ns: &Namespace,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        direction: Direction,
+    ) -> Result<Option<(Scan, usize)>, ReadError> {
+        self.catalog.namespace(ns)?;
+        if bounds_empty(start, end) {
+            return Ok(None);
+        }
+        let prefix = keyspace::kv_prefix(ns);
+        let scan = self.scan_under(&prefix, start, end, direction)?;
+        Ok(Some((scan, prefix.len())))
     }
 
     /// Number of keys in the namespace's KV space (a scan).

@@ -203,7 +203,8 @@ impl BlockCache {
         Ok(b)
     }
 
-    /// The cached tables of a run, or `load`'s result, cached.
+    /// The cached tables of a run, or `load`'s result: cached, unless `pin` takes them
+    /// (returns true: the run keeps them itself, outside the cache).
     ///
     /// # Errors
     /// `load`'s error; nothing is cached then.
@@ -211,6 +212,7 @@ impl BlockCache {
         &self,
         file_id: u64,
         load: impl FnOnce() -> Result<RunTables, E>,
+        pin: impl FnOnce(&Arc<RunTables>) -> bool,
     ) -> Result<Arc<RunTables>, E> {
         if let Some(Cached::Tables(t)) = self.cache.get(&(file_id, TABLES)) {
             self.hits.add(1);
@@ -218,8 +220,10 @@ impl BlockCache {
         }
         self.misses.add(1);
         let t = Arc::new(load()?);
-        self.cache
-            .insert((file_id, TABLES), Cached::Tables(t.clone()));
+        if !pin(&t) {
+            self.cache
+                .insert((file_id, TABLES), Cached::Tables(t.clone()));
+        }
         Ok(t)
     }
 
@@ -266,11 +270,6 @@ impl BlockCache {
             self.cache
                 .set_capacity(self.capacity.saturating_sub(pinned).max(8 * 1024));
         }
-    }
-
-    /// Drops a run's cached tables (they were pinned).
-    pub(crate) fn forget_tables(&self, file_id: u64) {
-        self.cache.remove(&(file_id, TABLES));
     }
 
     /// Whether a data block is cached (does not count as a hit).

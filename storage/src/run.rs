@@ -75,21 +75,24 @@ impl Run {
         if let Some(t) = self.pinned.get() {
             return Ok(t.clone());
         }
-        let t = self.cache.tables_or_load(self.id(), || {
+        let load = || {
             self.file
                 .load_tables()
                 .map_err(|e| StorageError::run(&self.path, e))
-        })?;
-        if self.cache.placement() != TablePlacement::InCache
-            && self.cache.try_pin(t.heap_bytes() as u64)
-        {
-            if self.pinned.set(t.clone()).is_ok() {
-                self.cache.forget_tables(self.id());
-            } else {
-                self.cache.unpin(t.heap_bytes() as u64);
+        };
+        // Tables just read are pinned when the placement allows and they fit.
+        let pin = |t: &Arc<RunTables>| {
+            let bytes = t.heap_bytes() as u64;
+            if self.cache.placement() == TablePlacement::InCache || !self.cache.try_pin(bytes) {
+                return false;
             }
-        }
-        Ok(t)
+            if self.pinned.set(t.clone()).is_err() {
+                // Another reader pinned this run's tables first.
+                self.cache.unpin(bytes);
+            }
+            true
+        };
+        self.cache.tables_or_load(self.id(), load, pin)
     }
 
     /// `f` on the run's tables, borrowed when they are pinned (a read then writes no
