@@ -342,7 +342,8 @@ impl Compactor {
             if Arc::strong_count(run) > 1 {
                 return true;
             }
-            runs.cache.forget_file(run.id(), run.block_count());
+            runs.cache
+                .forget_file(run.id(), run.block_count(), run.file().partition_count());
             match runs.fs.remove_file(run.path()) {
                 Ok(()) => false,
                 Err(e) => {

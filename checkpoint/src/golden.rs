@@ -1,8 +1,9 @@
 //! Golden fixtures: byte-exact images of the checkpoint file formats (version 1 full
-//! checkpoints and version 2 run files), produced from fixed keys and nonces (the
-//! manifest's are in `aedb-manifest`). `tests/golden.rs` compares them with the hex files
-//! in `tests/golden/` (regenerate deliberately with `AEDB_REGEN_GOLDEN=1`) and checks that
-//! the stored bytes still decode.
+//! checkpoints, version 3 run files), produced from fixed keys and nonces (the
+//! manifest's are in `aedb-manifest`), and the version-2 run files this build no longer
+//! writes but still reads, frozen as they were written. `tests/golden.rs` compares them
+//! with the hex files in `tests/golden/` (regenerate deliberately with
+//! `AEDB_REGEN_GOLDEN=1`) and checks that the stored bytes still decode.
 
 use crate::checkpoint_stream::{
     CheckpointMeta, OpenMode, open_checkpoint_bytes, seal_checkpoint_to_vec,
@@ -39,6 +40,54 @@ pub const GOLDEN_EPOCH: KeyEpoch = KeyEpoch::new(3);
 pub const GOLDEN_RUN_FILE_ID: u64 = 7;
 /// Data-block target size of the run-file fixtures (small, so the entries span blocks).
 pub const GOLDEN_RUN_BLOCK_SIZE: usize = 48;
+/// Index-partition target size of the version-3 run-file fixtures: 1, so each of the
+/// three data blocks is its own partition.
+pub const GOLDEN_RUN_PARTITION_SIZE: usize = 1;
+
+/// The version-2 run-file fixtures, as the version-2 writer produced them.
+const FROZEN_RUN_V2: [(&str, &str); 3] = [
+    (
+        "run_sealed_v2",
+        include_str!("../tests/golden/run_sealed_v2.hex"),
+    ),
+    (
+        "run_sealed_lz4_v2",
+        include_str!("../tests/golden/run_sealed_lz4_v2.hex"),
+    ),
+    (
+        "run_plaintext_v2",
+        include_str!("../tests/golden/run_plaintext_v2.hex"),
+    ),
+];
+
+/// The bytes of a hex fixture file (`#` lines are comments); empty if `text` is not hex.
+fn unhex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .flat_map(|l| l.bytes().filter(|c| !c.is_ascii_whitespace()))
+        .map(|c| (c as char).to_digit(16).map_or(0xFF, |d| d as u8))
+        .collect();
+    if digits.len() % 2 == 1 || digits.contains(&0xFF) {
+        return Vec::new();
+    }
+    digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect()
+}
+
+/// A frozen version-2 fixture's bytes and the description line it was stored with.
+fn frozen_run_v2(name: &str) -> (Vec<u8>, String) {
+    let text = FROZEN_RUN_V2
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, text)| text);
+    let description = text
+        .lines()
+        .nth(1)
+        .and_then(|l| l.strip_prefix("# "))
+        .unwrap_or_default()
+        .to_string();
+    (unhex(text), description)
+}
 
 /// The entries of the run-file fixtures, in run order: two versions of `alpha` (a Put
 /// and an older Delete), a Put of `beta` and a Delete of `gamma`.
@@ -82,7 +131,7 @@ pub enum GoldenExpectation {
         /// The expected payload.
         payload: Vec<u8>,
     },
-    /// A run file (checkpoint format version 2) with file id [`GOLDEN_RUN_FILE_ID`] at
+    /// A run file (checkpoint format version 2 or 3) with file id [`GOLDEN_RUN_FILE_ID`] at
     /// [`GOLDEN_EPOCH`], sealed with [`GOLDEN_CHECKPOINT_KEY`] or plaintext, that opens,
     /// verifies and holds exactly `entries`.
     RunFile {
@@ -162,6 +211,7 @@ fn golden_run(sealed: bool, compression: Compression) -> Vec<u8> {
         block_size: GOLDEN_RUN_BLOCK_SIZE,
         bloom_bits_per_key: 10,
         compression,
+        partition_size: GOLDEN_RUN_PARTITION_SIZE,
     };
     let written = RunWriter::create(
         &fs,
@@ -193,7 +243,7 @@ fn golden_run(sealed: bool, compression: Compression) -> Vec<u8> {
 
 /// Every golden fixture of this crate, in a stable order.
 pub fn golden_fixtures() -> Vec<GoldenFixture> {
-    vec![
+    let mut fixtures = vec![
         GoldenFixture {
             name: "checkpoint_sealed_v1".into(),
             description: format!(
@@ -225,9 +275,9 @@ pub fn golden_fixtures() -> Vec<GoldenFixture> {
             },
         },
         GoldenFixture {
-            name: "run_sealed_v2".into(),
+            name: "run_sealed_v3".into(),
             description: format!(
-                "run file (checkpoint v2), XChaCha20-Poly1305, no compression, key 0x42*32, epoch 3, db a0..af, file id {GOLDEN_RUN_FILE_ID}, block size {GOLDEN_RUN_BLOCK_SIZE}, 10 bloom bits/key, nonces counting up from 60..77; entries alpha@12 Put \"first value\", alpha@9 Delete, beta@10 Put \"b\", gamma@11 Delete"
+                "run file (checkpoint v3), XChaCha20-Poly1305, no compression, key 0x42*32, epoch 3, db a0..af, file id {GOLDEN_RUN_FILE_ID}, block size {GOLDEN_RUN_BLOCK_SIZE}, partition size {GOLDEN_RUN_PARTITION_SIZE} (three partitions of one block), 10 bloom bits/key, nonces counting up from 60..77; entries alpha@12 Put \"first value\", alpha@9 Delete, beta@10 Put \"b\", gamma@11 Delete"
             ),
             bytes: golden_run(true, Compression::None),
             expected: GoldenExpectation::RunFile {
@@ -237,8 +287,8 @@ pub fn golden_fixtures() -> Vec<GoldenFixture> {
             },
         },
         GoldenFixture {
-            name: "run_sealed_lz4_v2".into(),
-            description: "run file (checkpoint v2), same parameters and entries, LZ4 block compression (lz4_flex block format, size prepended)".into(),
+            name: "run_sealed_lz4_v3".into(),
+            description: "run file (checkpoint v3), same parameters and entries, LZ4 block compression (lz4_flex block format, size prepended)".into(),
             bytes: golden_run(true, Compression::Lz4),
             expected: GoldenExpectation::RunFile {
                 sealed: true,
@@ -247,8 +297,8 @@ pub fn golden_fixtures() -> Vec<GoldenFixture> {
             },
         },
         GoldenFixture {
-            name: "run_plaintext_v2".into(),
-            description: "run file (checkpoint v2), plaintext + truncated SHA-256 digests (algorithm 0), no compression, same parameters and entries".into(),
+            name: "run_plaintext_v3".into(),
+            description: "run file (checkpoint v3), plaintext + truncated SHA-256 digests (algorithm 0), no compression, same parameters and entries".into(),
             bytes: golden_run(false, Compression::None),
             expected: GoldenExpectation::RunFile {
                 sealed: false,
@@ -256,7 +306,27 @@ pub fn golden_fixtures() -> Vec<GoldenFixture> {
                 entries: golden_run_entries(),
             },
         },
-    ]
+    ];
+    // Version 2 is read, not written: its fixtures are the bytes the version-2 writer
+    // produced (same entries, block size and nonces; one index and one filter block).
+    for (name, sealed, compression) in [
+        ("run_sealed_v2", true, Compression::None),
+        ("run_sealed_lz4_v2", true, Compression::Lz4),
+        ("run_plaintext_v2", false, Compression::None),
+    ] {
+        let (bytes, description) = frozen_run_v2(name);
+        fixtures.push(GoldenFixture {
+            name: name.into(),
+            description,
+            bytes,
+            expected: GoldenExpectation::RunFile {
+                sealed,
+                compression,
+                entries: golden_run_entries(),
+            },
+        });
+    }
+    fixtures
 }
 
 impl GoldenFixture {
@@ -324,15 +394,17 @@ impl GoldenFixture {
                 }
                 .map_err(checkpoint)?;
                 run.verify().map_err(checkpoint)?;
-                let tables = run.load_tables().map_err(checkpoint)?;
                 let mut found = Vec::new();
-                for b in 0..tables.block_count() {
-                    let block = run.read_block(&tables, b).map_err(checkpoint)?;
-                    found.extend(
-                        block
-                            .iter()
-                            .map(|e| (e.key.to_vec(), e.lsn, e.kind, e.value.to_vec())),
-                    );
+                for p in 0..run.partition_count() {
+                    let tables = run.load_partition(p).map_err(checkpoint)?;
+                    for b in tables.blocks() {
+                        let block = run.read_block(&tables, b).map_err(checkpoint)?;
+                        found.extend(
+                            block
+                                .iter()
+                                .map(|e| (e.key.to_vec(), e.lsn, e.kind, e.value.to_vec())),
+                        );
+                    }
                 }
                 if found != *entries {
                     return Err(mismatch("entries differ".into()));

@@ -29,8 +29,8 @@ use std::fmt;
 /// File magic of a checkpoint file.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"AEDBCKPT";
 /// The version of full checkpoint files (this header and chunk layout), which this crate
-/// writes and reads. Version 2 is the run-file format ([`crate::RUN_FILE_VERSION`]),
-/// which shares the magic but has its own header ([`crate::RunHeader`]).
+/// writes and reads. Versions 2 and 3 are run files ([`crate::RUN_FILE_VERSION`]),
+/// which share the magic but has its own header ([`crate::RunHeader`]).
 pub const CHECKPOINT_VERSION: u16 = 1;
 /// Size of the version-1 header in bytes.
 pub const CHECKPOINT_HEADER_LEN: usize = 96;
@@ -124,9 +124,9 @@ pub enum HeaderProblem {
         /// Version found.
         version: u16,
     },
-    /// Version 2: a run file ([`crate::RunFile`]), not a full checkpoint.
+    /// Version 2 or 3: a run file ([`crate::RunFile`]), not a full checkpoint.
     #[error(
-        "checkpoint format version 2 is a run file (an incremental checkpoint), not a full checkpoint; open it as a run file"
+        "checkpoint format versions 2 and 3 are run files (incremental checkpoints), not full checkpoints; open it as a run file"
     )]
     RunFile,
     /// `header_len` is not 96.
@@ -225,7 +225,7 @@ impl CheckpointHeader {
             return Err(HeaderProblem::BadMagic);
         }
         let version = r.u16().map_err(short)?;
-        if version == crate::run::RUN_FILE_VERSION {
+        if (crate::run::MIN_RUN_FILE_VERSION..=crate::run::RUN_FILE_VERSION).contains(&version) {
             return Err(HeaderProblem::RunFile);
         }
         if version == 0 || version > CHECKPOINT_VERSION {
@@ -319,14 +319,16 @@ mod tests {
     #[test]
     fn newer_version_reports_version_not_crc() {
         let mut b = sample().encode();
-        b[8] = 3;
+        b[8] = 4;
         assert_eq!(
             CheckpointHeader::decode(&b),
-            Err(HeaderProblem::UnsupportedVersion { version: 3 })
+            Err(HeaderProblem::UnsupportedVersion { version: 4 })
         );
-        assert_eq!(HeaderProblem::UnsupportedVersion { version: 3 }.offset(), 8);
-        b[8] = 2;
-        assert_eq!(CheckpointHeader::decode(&b), Err(HeaderProblem::RunFile));
+        assert_eq!(HeaderProblem::UnsupportedVersion { version: 4 }.offset(), 8);
+        for run_version in [2, 3] {
+            b[8] = run_version;
+            assert_eq!(CheckpointHeader::decode(&b), Err(HeaderProblem::RunFile));
+        }
         assert_eq!(HeaderProblem::RunFile.offset(), 8);
     }
 

@@ -94,8 +94,10 @@
 //!
 //! let run = RunFile::open(&*fs, &info.path, db, |_epoch| Some(key.duplicate()))?;
 //! assert_eq!((run.entries(), run.tombstones()), (3, 1));
-//! let tables = run.load_tables()?; // index and bloom filter, read when needed
+//! // The partition of the index and bloom filter that answers for a key, read when needed.
+//! let tables = run.load_partition(run.partition_for(b"pear").unwrap())?;
 //! assert!(tables.may_contain(b"pear"));
+//! let tables = run.load_partition(run.partition_for(b"apple").unwrap())?;
 //! let block = run.read_block(&tables, tables.block_for(b"apple").unwrap())?;
 //! // The newest version of "apple" visible at LSN 5 is the Delete at LSN 4.
 //! let e = block.entry(block.seek(b"apple", Lsn::new(5)));
@@ -128,8 +130,9 @@ pub use checkpoint_stream::{
 pub use error::{BlockProblem, CheckpointError, EntryProblem};
 pub use golden::{
     GOLDEN_CHECKPOINT_KEY, GOLDEN_CHUNK_SIZE, GOLDEN_DATABASE_ID, GOLDEN_EPOCH, GOLDEN_LSN,
-    GOLDEN_NONCE, GOLDEN_PAYLOAD, GOLDEN_RUN_BLOCK_SIZE, GOLDEN_RUN_FILE_ID, GoldenError,
-    GoldenExpectation, GoldenFixture, golden_fixtures, golden_run_entries,
+    GOLDEN_NONCE, GOLDEN_PAYLOAD, GOLDEN_RUN_BLOCK_SIZE, GOLDEN_RUN_FILE_ID,
+    GOLDEN_RUN_PARTITION_SIZE, GoldenError, GoldenExpectation, GoldenFixture, golden_fixtures,
+    golden_run_entries,
 };
 pub use header::{
     Algorithm, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, CHECKPOINT_VERSION, CheckpointHeader,
@@ -137,11 +140,12 @@ pub use header::{
 };
 pub use nonce::{CounterNonce, FixedNonce, NONCE_LEN, NonceSource, OsNonceSource};
 pub use run::{
-    BlockKind, Compression, DEFAULT_BLOOM_BITS_PER_KEY, DEFAULT_RUN_BLOCK_SIZE, DataBlock,
-    EntryKind, EntryRef, FooterProblem, MAX_BLOOM_BITS_PER_KEY, MAX_DATA_BLOCK_LEN,
-    MAX_RUN_BLOCK_SIZE, MAX_RUN_INDEX_LEN, MAX_RUN_KEY_LEN, MAX_RUN_META_LEN, MAX_RUN_VALUE_LEN,
-    RUN_ENTRY_OVERHEAD, RUN_FILE_PREFIX, RUN_FILE_VERSION, RUN_FOOTER_LEN, RUN_FOOTER_MAGIC,
-    RUN_HEADER_LEN, RunFile, RunFileMeta, RunHeader, RunHeaderProblem, RunInfo, RunOptions,
-    RunTables, RunWriter, decode_block_body, decode_data_block, decode_run_block, list_run_files,
-    parse_run_file_name, remove_stale_run_temp_files, run_file_name, run_path,
+    BlockKind, Compression, DEFAULT_BLOOM_BITS_PER_KEY, DEFAULT_RUN_BLOCK_SIZE,
+    DEFAULT_RUN_PARTITION_SIZE, DataBlock, EntryKind, EntryRef, FooterProblem,
+    MAX_BLOOM_BITS_PER_KEY, MAX_DATA_BLOCK_LEN, MAX_RUN_BLOCK_SIZE, MAX_RUN_INDEX_LEN,
+    MAX_RUN_KEY_LEN, MAX_RUN_META_LEN, MAX_RUN_VALUE_LEN, MIN_RUN_FILE_VERSION, RUN_ENTRY_OVERHEAD,
+    RUN_FILE_PREFIX, RUN_FILE_VERSION, RUN_FOOTER_LEN, RUN_FOOTER_MAGIC, RUN_HEADER_LEN, RunFile,
+    RunFileMeta, RunHeader, RunHeaderProblem, RunInfo, RunOptions, RunWriter, TablePartition,
+    decode_block_body, decode_data_block, decode_run_block, list_run_files, parse_run_file_name,
+    remove_stale_run_temp_files, run_file_name, run_path,
 };

@@ -120,6 +120,9 @@ fn fixtures_are_deterministic() {
         "run_sealed_v2",
         "run_sealed_lz4_v2",
         "run_plaintext_v2",
+        "run_sealed_v3",
+        "run_sealed_lz4_v3",
+        "run_plaintext_v3",
     ] {
         assert!(names.contains(name), "missing {name}");
     }
@@ -170,14 +173,17 @@ fn le_u32(b: &[u8], at: usize) -> u32 {
 
 #[test]
 fn run_file_fixtures_have_the_documented_layout() {
-    for (name, sealed, lz4) in [
-        ("run_sealed_v2", true, false),
-        ("run_sealed_lz4_v2", true, true),
-        ("run_plaintext_v2", false, false),
+    for (name, version, sealed, lz4) in [
+        ("run_sealed_v2", 2, true, false),
+        ("run_sealed_lz4_v2", 2, true, true),
+        ("run_plaintext_v2", 2, false, false),
+        ("run_sealed_v3", 3, true, false),
+        ("run_sealed_lz4_v3", 3, true, true),
+        ("run_plaintext_v3", 3, false, false),
     ] {
         let b = stored(name);
         assert_eq!(&b[0..8], b"AEDBCKPT", "{name}");
-        assert_eq!(u16::from_le_bytes([b[8], b[9]]), 2, "version");
+        assert_eq!(u16::from_le_bytes([b[8], b[9]]), version, "version");
         assert_eq!(u16::from_le_bytes([b[10], b[11]]), 104, "header_len");
         assert_eq!(b[12], u8::from(sealed), "algorithm");
         assert_eq!(b[13], u8::from(lz4), "compression");
@@ -229,6 +235,46 @@ fn run_file_fixtures_have_the_documented_layout() {
     assert_eq!(le_u32(&p, 155), 2, "entries in block 1");
     assert_eq!(le_u32(&p, 155 + 44 + 16), 1, "entries in block 2");
     assert_eq!(le_u64(&p, footer_at(&p)), 155 + 44 + 16 + 24 + 16);
+}
+
+/// Version 3 with a one-byte partition target: each of the three data blocks is its own
+/// partition, whose index blocks and then filter blocks fill the footer's two regions,
+/// and whose directory ends the meta block (read here in plaintext mode).
+#[test]
+fn version_3_fixture_has_the_documented_partition_directory() {
+    let p = stored("run_plaintext_v3");
+    let f = footer_at(&p);
+    let (index, index_len) = (le_u64(&p, f) as usize, le_u32(&p, f + 8) as usize);
+    let (filter, filter_len) = (le_u64(&p, f + 12) as usize, le_u32(&p, f + 20) as usize);
+    let (meta, meta_len) = (le_u64(&p, f + 24) as usize, le_u32(&p, f + 32) as usize);
+    // The data blocks are those of version 2 (same entries, block size and layout).
+    assert_eq!(index, 155 + 44 + 16 + 24 + 16);
+    // The meta block: fixed fields, first key "alpha", last key "gamma", four u64s,
+    // then the directory; the 16-byte digest follows.
+    let body = &p[meta..meta + meta_len - 16];
+    assert_eq!(le_u32(body, 24), 3, "data blocks");
+    let mut at = 28 + 2 + 5 + 2 + 5 + 32;
+    assert_eq!(le_u32(body, at), 3, "partitions");
+    at += 4;
+    let (mut index_sum, mut filter_sum, mut data_sum) = (0, 0, 0);
+    for (key, entries) in [(&b"alpha"[..], 1), (b"beta", 2), (b"gamma", 1)] {
+        let key_len = u16::from_le_bytes([body[at], body[at + 1]]) as usize;
+        assert_eq!(&body[at + 2..at + 2 + key_len], key);
+        at += 2 + key_len;
+        assert_eq!(le_u32(body, at), 1, "blocks of the partition");
+        assert_eq!(le_u64(body, at + 4), entries, "entries of the partition");
+        data_sum += le_u64(body, at + 12) as usize;
+        // Each partition's index block: one record, in plaintext after the header.
+        let index_at = index + index_sum;
+        assert_eq!(le_u32(&p, index_at), 1, "index records");
+        index_sum += le_u32(body, at + 20) as usize;
+        filter_sum += le_u32(body, at + 24) as usize;
+        at += 28;
+    }
+    assert_eq!(at, body.len(), "the directory ends the meta block");
+    assert_eq!(data_sum, index - RUN_HEADER_LEN);
+    assert_eq!((index_sum, filter_sum), (index_len, filter_len));
+    assert_eq!(index + index_len, filter);
 }
 
 /// Where a run file's footer starts (its first field is the index offset).

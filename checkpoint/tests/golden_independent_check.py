@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Independent cross-check of the golden fixtures against docs/FORMAT (checkpoint v1, run files
-(checkpoint v2, the uncompressed fixtures) + manifest).
+(checkpoint v2 and v3, the uncompressed fixtures) + manifest).
 
 Re-implements XChaCha20-Poly1305 opening (HChaCha20 in pure Python + the `cryptography`
 package's ChaCha20Poly1305), the plaintext digests and the manifest HMAC chain from the
@@ -54,11 +54,12 @@ while off<len(m):
     assert hmac.new(mk,prev+fr,'sha256').digest()==mac; prev=mac; off+=8+n+32; k+=1
 print('manifest records verified:',k)
 
-# Run files (checkpoint format version 2): header, key check, footer, meta (AAD = whole
-# header + footer fields), index, every data block, filter; sealed and plaintext.
-def run_file(name, sealed):
+# Run files (checkpoint format versions 2 and 3): header, key check, footer, meta (AAD =
+# whole header + footer fields) with the partition directory (v3), each partition's index
+# block, every data block, each partition's filter; sealed and plaintext.
+def run_file(name, sealed, version):
     f=load(name); H=f[:104]
-    assert f[:8]==b'AEDBCKPT' and struct.unpack('<HH',f[8:12])==(2,104)
+    assert f[:8]==b'AEDBCKPT' and struct.unpack('<HH',f[8:12])==(version,104)
     assert zlib.crc32(H[:100])==struct.unpack('<I',H[100:104])[0]
     assert H[12]==(1 if sealed else 0) and H[13]==0
     if sealed: xopen(key,H[44:68],H[68:84],b"aedb-run key-check v2\0"+H[:68])
@@ -75,21 +76,37 @@ def run_file(name, sealed):
     entries,distinct,tombs,nblocks=struct.unpack('<QQQI',m[:28]); p=28
     fk_len=struct.unpack('<H',m[p:p+2])[0]; fk=m[p+2:p+2+fk_len]; p+=2+fk_len
     lk_len=struct.unpack('<H',m[p:p+2])[0]; lk=m[p+2:p+2+lk_len]; p+=2+lk_len
-    mn,mx,rk,rv=struct.unpack('<QQQQ',m[p:p+32]); assert p+32==len(m)
+    mn,mx,rk,rv=struct.unpack('<QQQQ',m[p:p+32]); p+=32
     assert (mn,mx)==struct.unpack('<QQ',H[84:100])
-    ix=block(2,0,io,il); n=struct.unpack('<I',ix[:4])[0]; p=4; assert n==nblocks
-    out=[]; expect_off=104
-    for i in range(n):
-        kl=struct.unpack('<H',ix[p:p+2])[0]; last=ix[p+2:p+2+kl]; p+=2+kl
-        off,ln,cnt=struct.unpack('<QII',ix[p:p+16]); p+=16; assert off==expect_off; expect_off=off+ln
-        d=block(1,i,off,ln); c=struct.unpack('<I',d[:4])[0]; q=4; assert c==cnt
-        for _ in range(c):
-            kl2=struct.unpack('<H',d[q:q+2])[0]; k=d[q+2:q+2+kl2]; q+=2+kl2
-            lsn,kind,vl=struct.unpack('<QBI',d[q:q+13]); q+=13; v=d[q:q+vl]; q+=vl
-            out.append((k.decode(),lsn,{1:'Put',2:'Delete'}[kind],v.decode()))
-        assert q==len(d) and out[-1][0].encode()==last
-    assert p==len(ix) and expect_off==io and len(out)==entries and out[0][0].encode()==fk and out[-1][0].encode()==lk
-    flt=block(3,0,fo,fl); k,nbits=struct.unpack('<BQ',flt[:9]); assert 1<=k<=30 and nbits%8==0 and len(flt)==9+nbits//8
-    print(name,'entries:',out)
-run_file('run_sealed_v2',True)
-run_file('run_plaintext_v2',False)
+    # Partitions: (last key, blocks, entries, data_len, index_len, filter_len).
+    if version==2:
+        assert p==len(m); parts=[(lk,nblocks,entries,io-104,il,fl)]
+    else:
+        count=struct.unpack('<I',m[p:p+4])[0]; p+=4; parts=[]
+        for _ in range(count):
+            kl=struct.unpack('<H',m[p:p+2])[0]; last=m[p+2:p+2+kl]; p+=2+kl
+            parts.append((last,)+struct.unpack('<IQQII',m[p:p+28])); p+=28
+        assert p==len(m)
+    out=[]; expect_off=104; ordinal=0; ix_at=io; fl_at=fo
+    for part,(plast,pblocks,pentries,pdata,pil,pfl) in enumerate(parts):
+        ix=block(2,part,ix_at,pil); ix_at+=pil; n=struct.unpack('<I',ix[:4])[0]; q0=4
+        assert n==pblocks; start=expect_off; before=len(out)
+        for i in range(n):
+            kl=struct.unpack('<H',ix[q0:q0+2])[0]; last=ix[q0+2:q0+2+kl]; q0+=2+kl
+            off,ln,cnt=struct.unpack('<QII',ix[q0:q0+16]); q0+=16; assert off==expect_off; expect_off=off+ln
+            d=block(1,ordinal,off,ln); ordinal+=1; c=struct.unpack('<I',d[:4])[0]; q=4; assert c==cnt
+            for _ in range(c):
+                kl2=struct.unpack('<H',d[q:q+2])[0]; k=d[q+2:q+2+kl2]; q+=2+kl2
+                lsn,kind,vl=struct.unpack('<QBI',d[q:q+13]); q+=13; v=d[q:q+vl]; q+=vl
+                out.append((k.decode(),lsn,{1:'Put',2:'Delete'}[kind],v.decode()))
+            assert q==len(d) and out[-1][0].encode()==last
+        assert q0==len(ix) and expect_off-start==pdata and len(out)-before==pentries and out[-1][0].encode()==plast
+        flt=block(3,part,fl_at,pfl); fl_at+=pfl
+        k,nbits=struct.unpack('<BQ',flt[:9]); assert 1<=k<=30 and nbits%8==0 and len(flt)==9+nbits//8
+    assert expect_off==io and ix_at==fo and fl_at==mo and ordinal==nblocks
+    assert len(out)==entries and out[0][0].encode()==fk and out[-1][0].encode()==lk
+    print(name,'partitions:',len(parts),'entries:',out)
+run_file('run_sealed_v2',True,2)
+run_file('run_plaintext_v2',False,2)
+run_file('run_sealed_v3',True,3)
+run_file('run_plaintext_v3',False,3)

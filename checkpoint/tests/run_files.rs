@@ -6,7 +6,7 @@ use aedb_checkpoint::{
     BlockKind, CheckpointError, CheckpointMeta, CheckpointWriter, Compression, CounterNonce,
     DataBlock, EntryKind, EntryProblem, FixedNonce, HeaderProblem, OpenMode, OsNonceSource,
     RUN_FOOTER_LEN, RUN_HEADER_LEN, RunFile, RunFileMeta, RunHeader, RunHeaderProblem, RunInfo,
-    RunOptions, RunTables, RunWriter, list_checkpoints, list_run_files, open_checkpoint,
+    RunOptions, RunWriter, list_checkpoints, list_run_files, open_checkpoint,
     remove_stale_run_temp_files, run_file_name,
 };
 use aedb_fs::{FaultOp, SharedFs, SimFault, SimFs};
@@ -91,11 +91,19 @@ fn open(fs: &SharedFs, path: &Path, sealed: bool) -> Result<RunFile, CheckpointE
 /// Opens, reads every block and verifies: what every reader of a damaged file goes through.
 fn open_read_verify(fs: &SharedFs, path: &Path, sealed: bool) -> Result<u64, CheckpointError> {
     let run = open(fs, path, sealed)?;
-    let tables = run.load_tables()?;
     for i in 0..run.block_count() {
-        run.read_block(&tables, i)?;
+        read_block(&run, i)?;
     }
     run.verify()
+}
+
+/// Reads block `b` through the table partition covering it (the last partition for a
+/// block past the end), as the storage engine does.
+fn read_block(run: &RunFile, b: usize) -> Result<DataBlock, CheckpointError> {
+    let p = run
+        .partition_of_block(b)
+        .unwrap_or(run.partition_count() - 1);
+    run.read_block(&run.load_partition(p)?, b)
 }
 
 /// A small run: a Put and a Delete among several versions, in several blocks.
@@ -112,18 +120,14 @@ fn small_entries() -> Vec<Entry> {
 /// The newest version of `key` visible at `snapshot`, found the way a point lookup does:
 /// bloom filter, `block_for`, `seek`, continuing into later blocks while the key's
 /// versions do.
-fn lookup(
-    run: &RunFile,
-    tables: &RunTables,
-    key: &[u8],
-    snapshot: Lsn,
-) -> Option<(Lsn, EntryKind, Vec<u8>)> {
+fn lookup(run: &RunFile, key: &[u8], snapshot: Lsn) -> Option<(Lsn, EntryKind, Vec<u8>)> {
+    let tables = run.load_partition(run.partition_for(key)?).unwrap();
     if !tables.may_contain(key) {
         return None;
     }
     let mut b = tables.block_for(key)?;
     loop {
-        let block = run.read_block(tables, b).unwrap();
+        let block = read_block(run, b).unwrap();
         let i = block.seek(key, snapshot);
         if i < block.len() {
             let e = block.entry(i);
@@ -162,28 +166,43 @@ fn assert_run_matches(run: &RunFile, info: &RunInfo, entries: &[Entry]) {
     assert_eq!(info.entries, entries.len() as u64);
     assert_eq!((run.file_id(), run.epoch()), (info.file_id, info.epoch));
 
-    // Every entry, block by block, in order.
-    let tables = run.load_tables().unwrap();
-    assert_eq!(tables.block_count(), run.block_count());
-    assert!(tables.heap_bytes() > 0);
+    // Every entry, partition by partition and block by block, in order; the partitions
+    // cover the blocks exactly.
     let mut all = Vec::new();
-    for b in 0..run.block_count() {
-        let block = run.read_block(&tables, b).unwrap();
-        assert!(!block.is_empty());
-        assert!(block.plaintext_len() >= 4 + 15 * block.len());
-        for i in 0..block.len() {
-            let e = block.entry(i);
-            all.push((e.key.to_vec(), e.lsn.get(), e.kind, e.value.to_vec()));
-            // seek to an entry's own (key, lsn) lands on it.
-            assert_eq!(block.seek(e.key, e.lsn), i);
+    let mut next_block = 0;
+    for p in 0..run.partition_count() {
+        let tables = run.load_partition(p).unwrap();
+        assert_eq!((tables.partition(), tables.blocks().start), (p, next_block));
+        assert!(!tables.blocks().is_empty());
+        assert!(tables.heap_bytes() > 0);
+        for b in tables.blocks() {
+            assert_eq!(run.partition_of_block(b), Some(p));
+            let block = run.read_block(&tables, b).unwrap();
+            assert!(!block.is_empty());
+            assert!(block.plaintext_len() >= 4 + 15 * block.len());
+            for i in 0..block.len() {
+                let e = block.entry(i);
+                all.push((e.key.to_vec(), e.lsn.get(), e.kind, e.value.to_vec()));
+                // seek to an entry's own (key, lsn) lands on it.
+                assert_eq!(block.seek(e.key, e.lsn), i);
+            }
+            // The block's last key leads to this block or an earlier one of the key.
+            let last = &all.last().unwrap().0;
+            assert!(tables.block_for(last).is_some_and(|f| f <= b));
         }
-        assert_eq!(
-            tables.block_last_key(b),
-            Some(all.last().unwrap().0.as_slice())
-        );
+        // A block of another partition is not read through this one.
+        let outside = if p == 0 { tables.blocks().end } else { 0 };
+        if outside < run.block_count() {
+            assert!(matches!(
+                run.read_block(&tables, outside),
+                Err(CheckpointError::BlockOutOfRange { .. })
+            ));
+        }
+        next_block = tables.blocks().end;
     }
+    assert_eq!(next_block, run.block_count());
     assert_eq!(all, entries);
-    assert!(run.read_block(&tables, run.block_count()).is_err());
+    assert!(read_block(run, run.block_count()).is_err());
 
     // Point lookups at every version, just below it and at the newest snapshot.
     let mut by_key: BTreeMap<&[u8], Vec<&Entry>> = BTreeMap::new();
@@ -191,28 +210,31 @@ fn assert_run_matches(run: &RunFile, info: &RunInfo, entries: &[Entry]) {
         by_key.entry(&e.0).or_default().push(e);
     }
     for (k, versions) in &by_key {
-        assert!(tables.may_contain(k));
+        let p = run.partition_for(k).unwrap();
+        assert!(run.load_partition(p).unwrap().may_contain(k));
         for v in versions {
-            let found = lookup(run, &tables, k, Lsn::new(v.1));
+            let found = lookup(run, k, Lsn::new(v.1));
             assert_eq!(found, Some((Lsn::new(v.1), v.2, v.3.clone())));
             if v.1 > 0 {
                 let expected = versions
                     .iter()
                     .find(|o| o.1 < v.1)
                     .map(|o| (Lsn::new(o.1), o.2, o.3.clone()));
-                assert_eq!(lookup(run, &tables, k, Lsn::new(v.1 - 1)), expected);
+                assert_eq!(lookup(run, k, Lsn::new(v.1 - 1)), expected);
             }
         }
         let newest = versions[0];
         assert_eq!(
-            lookup(run, &tables, k, Lsn::MAX),
+            lookup(run, k, Lsn::MAX),
             Some((Lsn::new(newest.1), newest.2, newest.3.clone()))
         );
     }
     // A key past the last one has no block.
     let mut past = run.last_key().to_vec();
     past.push(0);
-    assert_eq!(tables.block_for(&past), None);
+    assert_eq!(run.partition_for(&past), None);
+    let last = run.load_partition(run.partition_count() - 1).unwrap();
+    assert_eq!(last.block_for(&past), None);
 }
 
 fn entries_strategy() -> impl Strategy<Value = Vec<Entry>> {
@@ -257,10 +279,11 @@ proptest! {
         sealed in any::<bool>(),
         lz4 in any::<bool>(),
         bits in prop_oneof![Just(10u32), 0u32..=20],
+        partition_size in prop_oneof![Just(1usize), 1usize..200, Just(4096usize)],
     ) {
         let fs = sim();
         let compression = if lz4 { Compression::Lz4 } else { Compression::None };
-        let opts = RunOptions { block_size, bloom_bits_per_key: bits, compression };
+        let opts = RunOptions { block_size, bloom_bits_per_key: bits, compression, partition_size };
         let info = write_run(&fs, &dir(), 9, sealed, opts, &entries);
         prop_assert_eq!(info.path.clone(), dir().join(run_file_name(9)));
         prop_assert_eq!(info.file_name.clone(), run_file_name(9));
@@ -305,9 +328,8 @@ fn blocks_hold_what_fits_and_large_entries_get_their_own_block() {
         let run = open(&fs, &info.path, true).unwrap();
         // a+b share a block; c alone; d and the first long key do not fit together.
         assert_eq!(run.block_count(), 5);
-        let tables = run.load_tables().unwrap();
-        assert_eq!(run.read_block(&tables, 0).unwrap().len(), 2);
-        assert_eq!(run.read_block(&tables, 1).unwrap().entry(0).value, &big[..]);
+        assert_eq!(read_block(&run, 0).unwrap().len(), 2);
+        assert_eq!(read_block(&run, 1).unwrap().entry(0).value, &big[..]);
         assert_run_matches(&run, &info, &entries);
         if compression == Compression::Lz4 {
             assert!(info.len < 20_000, "{} bytes", info.len);
@@ -384,9 +406,8 @@ fn the_run_file_types_can_be_shared_across_threads() {
         .map(|_| {
             let run = std::sync::Arc::clone(&run);
             std::thread::spawn(move || {
-                let tables = run.load_tables().unwrap();
                 for i in 0..run.block_count() {
-                    run.read_block(&tables, i).unwrap();
+                    read_block(&run, i).unwrap();
                 }
                 run.verify().unwrap()
             })
@@ -408,19 +429,32 @@ fn configurations() -> Vec<(bool, Compression)> {
 
 #[test]
 fn every_flipped_byte_is_an_error_at_open_or_block_read() {
-    for (sealed, compression) in configurations() {
+    // One partition, and one partition per block (a directory of several).
+    let layouts = configurations()
+        .into_iter()
+        .flat_map(|c| [(c, 1usize), (c, 4096)]);
+    for ((sealed, compression), partition_size) in layouts {
         let fs = sim();
         let info = write_run(
             &fs,
             &dir(),
             5,
             sealed,
-            options(24, compression),
+            RunOptions {
+                partition_size,
+                ..options(24, compression)
+            },
             &small_entries(),
         );
         let good = aedb_fs::read_file(&*fs, &info.path).unwrap();
         let run = open(&fs, &info.path, sealed).unwrap();
         assert!(run.block_count() >= 3, "{}", run.block_count());
+        let partitions = if partition_size == 1 {
+            run.block_count()
+        } else {
+            1
+        };
+        assert_eq!(run.partition_count(), partitions);
         drop(run);
         let mut kinds = BTreeMap::new();
         for i in 0..good.len() {
@@ -579,9 +613,8 @@ fn blocks_swapped_between_files_or_within_a_file_fail_authentication() {
     spliced[block1.clone()].copy_from_slice(&b_bytes[block1.clone()]);
     aedb_fs::write_file(&*fs, &a.path, &spliced).unwrap();
     let run = open(&fs, &a.path, true).unwrap();
-    let tables = run.load_tables().unwrap();
-    run.read_block(&tables, 0).unwrap();
-    match run.read_block(&tables, 1) {
+    read_block(&run, 0).unwrap();
+    match read_block(&run, 1) {
         Err(CheckpointError::BlockAuthFailed {
             kind: BlockKind::Data,
             block: 1,
@@ -599,13 +632,12 @@ fn blocks_swapped_between_files_or_within_a_file_fail_authentication() {
     swapped[block1.clone()].copy_from_slice(&a_bytes[block0.clone()]);
     aedb_fs::write_file(&*fs, &a.path, &swapped).unwrap();
     let run = open(&fs, &a.path, true).unwrap();
-    let tables = run.load_tables().unwrap();
     assert!(matches!(
-        run.read_block(&tables, 0),
+        read_block(&run, 0),
         Err(CheckpointError::BlockAuthFailed { block: 0, .. })
     ));
     assert!(matches!(
-        run.read_block(&tables, 1),
+        read_block(&run, 1),
         Err(CheckpointError::BlockAuthFailed { block: 1, .. })
     ));
     drop(run);
@@ -970,10 +1002,9 @@ fn reading_a_block_past_the_end_is_a_typed_error() {
         &small_entries(),
     );
     let run = open(&fs, &info.path, true).unwrap();
-    let tables = run.load_tables().unwrap();
-    assert_eq!(run.block_count(), 1);
+    assert_eq!((run.block_count(), run.partition_count()), (1, 1));
     assert!(matches!(
-        run.read_block(&tables, 1),
+        read_block(&run, 1),
         Err(CheckpointError::BlockOutOfRange {
             block: 1,
             count: 1,
@@ -984,7 +1015,15 @@ fn reading_a_block_past_the_end_is_a_typed_error() {
     assert_eq!(run.raw_key_bytes(), 5 + 5 + 5 + 6 + 6);
     assert_eq!(run.raw_value_bytes(), 3 + 5 + 6);
     assert!(!run.is_empty());
-    assert!(!tables.may_contain(b"durian") || tables.block_for(b"durian").is_none());
+    assert!(run.partition_for(b"durian").is_none());
+    assert!(matches!(
+        run.load_partition(1),
+        Err(CheckpointError::BlockOutOfRange {
+            block: 1,
+            count: 1,
+            ..
+        })
+    ));
 }
 
 #[test]

@@ -619,7 +619,8 @@ fn runs(c: &mut Corpus) {
     let mut file_id = 100;
     for (mode, sealed) in [("sealed", true), ("plaintext", false)] {
         for (comp, compression) in [("raw", Compression::None), ("lz4", Compression::Lz4)] {
-            for block_size in [96usize, 4096] {
+            // One partition per block (a directory of several) and the default.
+            for (block_size, partition_size) in [(96usize, 1usize), (96, 4096), (4096, 4096)] {
                 file_id += 1;
                 let key = fuzz_key();
                 let mut w = RunWriter::create(
@@ -636,6 +637,7 @@ fn runs(c: &mut Corpus) {
                         block_size,
                         bloom_bits_per_key: 10,
                         compression,
+                        partition_size,
                     },
                 )
                 .expect("create run");
@@ -644,12 +646,13 @@ fn runs(c: &mut Corpus) {
                 }
                 let info = w.finish().expect("finish run");
                 let bytes = aedb_fs::read_file(&*fs, &info.path).expect("read run");
-                c.add(
-                    "run_file",
-                    format!("generated-{mode}-{comp}-{block_size}"),
-                    bytes.clone(),
-                );
-                if !sealed {
+                let name = match partition_size {
+                    1 => format!("generated-v3-{mode}-{comp}-{block_size}-partitioned"),
+                    _ => format!("generated-v3-{mode}-{comp}-{block_size}"),
+                };
+                c.add("run_file", name, bytes.clone());
+                // (Block extraction below reads a one-partition file's footer regions.)
+                if !sealed && partition_size != 1 {
                     run_blocks(c, &format!("{comp}-{block_size}"), &bytes, compression);
                 }
             }
@@ -1077,17 +1080,33 @@ fn stored_entries(c: &mut Corpus) {
     }
 }
 
+/// Targets whose seeds come only from the golden fixtures and the run writer, which
+/// `gen_corpus run_file run_block` regenerates without the engine section.
+const RUN_TARGETS: [&str; 2] = ["run_file", "run_block"];
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let only: Vec<String> = std::env::args().skip(1).collect();
     let mut c = Corpus::default();
     golden(&mut c);
-    let files = engine(&mut c);
-    wal(&mut c, &files.records);
-    snapshots(&mut c, &files);
+    if only.is_empty() {
+        let files = engine(&mut c);
+        wal(&mut c, &files.records);
+        snapshots(&mut c, &files);
+    } else {
+        assert!(
+            only.iter().all(|t| RUN_TARGETS.contains(&t.as_str())),
+            "only {RUN_TARGETS:?} can be regenerated alone"
+        );
+    }
     runs(&mut c);
-    manifests(&mut c);
-    authz(&mut c);
-    stored_entries(&mut c);
-    validate(&c);
+    if only.is_empty() {
+        manifests(&mut c);
+        authz(&mut c);
+        stored_entries(&mut c);
+        validate(&c);
+    } else {
+        c.0.retain(|target, _| only.iter().any(|t| t == target));
+    }
     c.write(&root);
 }

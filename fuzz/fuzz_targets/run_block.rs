@@ -2,8 +2,9 @@
 //!
 //! Input: `mode (u8) || bytes`. Mode `m % 8`: 0 data block (`decode_data_block`), 1 an
 //! LZ4 body (`decode_block_body`, the data-block size limit) whose output, if any, is
-//! decoded as a data block, 2 index block, 3 filter block, 4 meta block
-//! (`decode_run_block`), 5..7 the same bytes as every kind at once.
+//! decoded as a data block, 2 index block, 3 filter block, 4 meta block (version 3's,
+//! whose tail is the partition directory, else version 2's; `decode_run_block`), 5..7
+//! the same bytes as every kind at once.
 //!
 //! Asserted: never panics; whatever decodes re-encodes to exactly the bytes it was
 //! decoded from (`decode_run_block`; for data blocks also by an independent encoder

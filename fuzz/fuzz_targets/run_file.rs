@@ -1,4 +1,4 @@
-//! Run files (checkpoint format version 2) on arbitrary bytes: the bytes are written to a
+//! Run files (checkpoint format versions 2 and 3) on arbitrary bytes: the bytes are written to a
 //! simulated disk as `run-<file_id>.ckpt` (the file id the header names, so the name check
 //! passes) and opened, sealed under the fuzz key (any epoch) and in plaintext mode, for
 //! the database the header names; every data block is read and the file verified. Never
@@ -9,8 +9,9 @@
 //! * a file that opens and verifies is what it claims: its blocks' entries are in strict
 //!   `(key ascending, LSN descending)` order across blocks, their count, tombstones,
 //!   distinct keys, key range and LSN range are the reported ones, the bloom filter
-//!   finds every key, `block_for` finds each key's first block and `seek` each entry,
-//!   and `sha256()` is the file's SHA-256.
+//!   of the partition answering for a key finds it, `block_for` finds each key's first
+//!   block and `seek` each entry, the partitions cover the blocks in order, and
+//!   `sha256()` is the file's SHA-256.
 #![no_main]
 use aedb_checkpoint::{
     CheckpointError, EntryKind, RUN_HEADER_LEN, RunFile, RunHeader, run_file_name,
@@ -22,20 +23,32 @@ use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
+/// Reads block `b` through the partition covering it.
+fn read(run: &RunFile, b: usize) -> aedb_checkpoint::DataBlock {
+    let p = run.partition_of_block(b).expect("a block of the run has a partition");
+    let tables = run.load_partition(p).expect("a verified file's partitions load");
+    run.read_block(&tables, b).expect("a verified file's blocks read")
+}
+
 fn check(data: &[u8], run: &RunFile) {
-    let tables = run.load_tables().expect("a verified file's tables load");
-    assert_eq!(tables.block_count(), run.block_count());
     let mut all: Vec<(Vec<u8>, Lsn, EntryKind)> = Vec::new();
-    for b in 0..run.block_count() {
-        let block = run
-            .read_block(&tables, b)
-            .expect("a verified file's blocks read");
-        for i in 0..block.len() {
-            let e = block.entry(i);
-            assert_eq!(block.seek(e.key, e.lsn), i, "seek to an entry");
-            all.push((e.key.to_vec(), e.lsn, e.kind));
+    let mut next = 0;
+    for p in 0..run.partition_count() {
+        let tables = run.load_partition(p).expect("a verified file's partitions load");
+        assert_eq!(tables.blocks().start, next, "partitions cover the blocks in order");
+        next = tables.blocks().end;
+        for b in tables.blocks() {
+            let block = run
+                .read_block(&tables, b)
+                .expect("a verified file's blocks read");
+            for i in 0..block.len() {
+                let e = block.entry(i);
+                assert_eq!(block.seek(e.key, e.lsn), i, "seek to an entry");
+                all.push((e.key.to_vec(), e.lsn, e.kind));
+            }
         }
     }
+    assert_eq!(next, run.block_count());
     assert_eq!(all.len() as u64, run.entries());
     for pair in all.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
@@ -47,14 +60,11 @@ fn check(data: &[u8], run: &RunFile) {
     for (i, e) in all.iter().enumerate() {
         if i == 0 || all[i - 1].0 != e.0 {
             distinct += 1;
+            let p = run.partition_for(&e.0).expect("a key of the run has a partition");
+            let tables = run.load_partition(p).expect("partition");
             assert!(tables.may_contain(&e.0), "bloom false negative");
             let b = tables.block_for(&e.0).expect("a key of the run has a block");
-            let first = run
-                .read_block(&tables, b)
-                .expect("block")
-                .entry(0)
-                .key
-                .to_vec();
+            let first = read(run, b).entry(0).key.to_vec();
             assert!(first <= e.0, "block_for skipped the key's first block");
         }
     }

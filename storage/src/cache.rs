@@ -1,13 +1,15 @@
-//! The block cache: decrypted, decoded data blocks and run tables (block index and
-//! bloom filter) shared by every reader.
+//! The block cache: decrypted, decoded data blocks and run table partitions (block
+//! index records and bloom filter) shared by every reader.
 //!
 //! A bounded [`quick_cache`] (CLOCK-Pro, sharded) keyed by `(file id, block index)`
-//! (the tables under [`TABLES`]) and weighted by each entry's decoded size, so the bytes
+//! (table partition `p` under [`TABLES`]` - p`) and weighted by each entry's decoded
+//! size, so the bytes
 //! it holds stay under its capacity whatever the data size. An entry is authenticated
 //! once, when it is loaded; hits never touch the disk or the cipher.
 //!
-//! Run tables are placed as [`TablePlacement`] says: by default ([`TablePlacement::Auto`])
-//! a run pins its own while all pinned tables fit in half the capacity, and the cache
+//! Table partitions are placed as [`TablePlacement`] says: by default
+//! ([`TablePlacement::Auto`]) a run pins those it reads while all pinned partitions fit
+//! in half the capacity, and the cache
 //! shrinks by what is pinned, so the two together stay within the capacity; the rest
 //! live in the cache, where hot tables stay resident by use and cold ones make room for
 //! data blocks. Compaction reads with [`CacheFill::Bypass`].
@@ -15,7 +17,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use aedb_checkpoint::{DataBlock, RunTables};
+use aedb_checkpoint::{DataBlock, TablePartition};
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
@@ -23,15 +25,21 @@ use quick_cache::sync::Cache;
 /// cache's own bookkeeping.
 const BLOCK_OVERHEAD: u64 = 64;
 
-/// The block number a run's tables are cached under (no data block has it: a run's
-/// block count is a `u32` from its meta block, and blocks are numbered from 0).
+/// Table partition `p` of a run is cached under block number `TABLES - p`: data blocks
+/// are numbered up from 0 and partitions down from here, and a run has far fewer than
+/// `2^31` of either (its index is at most 256 MiB, some fifteen million blocks).
 const TABLES: u32 = u32::MAX;
+
+/// The cache key of table partition `p` of a file.
+fn partition_key(file_id: u64, p: usize) -> (u64, u32) {
+    (file_id, TABLES - p as u32)
+}
 
 /// One cached entry.
 #[derive(Clone)]
 enum Cached {
     Block(Arc<DataBlock>),
-    Tables(Arc<RunTables>),
+    Partition(Arc<TablePartition>),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -41,7 +49,7 @@ impl Weighter<(u64, u32), Cached> for BlockWeighter {
     fn weight(&self, _key: &(u64, u32), entry: &Cached) -> u64 {
         let bytes = match entry {
             Cached::Block(block) => block.plaintext_len() + block.index_len(),
-            Cached::Tables(tables) => tables.heap_bytes(),
+            Cached::Partition(tables) => tables.heap_bytes(),
         };
         bytes as u64 + BLOCK_OVERHEAD
     }
@@ -185,7 +193,6 @@ impl BlockCache {
         fill: CacheFill,
         load: impl FnOnce() -> Result<DataBlock, E>,
     ) -> Result<Arc<DataBlock>, E> {
-        debug_assert_ne!(block, TABLES);
         if fill == CacheFill::Bypass {
             return match self.cache.peek(&(file_id, block)) {
                 Some(Cached::Block(b)) => Ok(b),
@@ -203,26 +210,27 @@ impl BlockCache {
         Ok(b)
     }
 
-    /// The cached tables of a run, or `load`'s result: cached, unless `pin` takes them
-    /// (returns true: the run keeps them itself, outside the cache).
+    /// Cached table partition `p` of a run, or `load`'s result: cached, unless `pin`
+    /// takes it (returns true: the run keeps it itself, outside the cache).
     ///
     /// # Errors
     /// `load`'s error; nothing is cached then.
-    pub fn tables_or_load<E>(
+    pub fn partition_or_load<E>(
         &self,
         file_id: u64,
-        load: impl FnOnce() -> Result<RunTables, E>,
-        pin: impl FnOnce(&Arc<RunTables>) -> bool,
-    ) -> Result<Arc<RunTables>, E> {
-        if let Some(Cached::Tables(t)) = self.cache.get(&(file_id, TABLES)) {
+        p: usize,
+        load: impl FnOnce() -> Result<TablePartition, E>,
+        pin: impl FnOnce(&Arc<TablePartition>) -> bool,
+    ) -> Result<Arc<TablePartition>, E> {
+        let key = partition_key(file_id, p);
+        if let Some(Cached::Partition(t)) = self.cache.get(&key) {
             self.hits.add(1);
             return Ok(t);
         }
         self.misses.add(1);
         let t = Arc::new(load()?);
         if !pin(&t) {
-            self.cache
-                .insert((file_id, TABLES), Cached::Tables(t.clone()));
+            self.cache.insert(key, Cached::Partition(t.clone()));
         }
         Ok(t)
     }
@@ -277,9 +285,11 @@ impl BlockCache {
         self.cache.contains_key(&(file_id, block))
     }
 
-    /// Forgets every block and the tables of a file (after it is deleted).
-    pub fn forget_file(&self, file_id: u64, blocks: usize) {
-        self.cache.remove(&(file_id, TABLES));
+    /// Forgets every block and table partition of a file (after it is deleted).
+    pub fn forget_file(&self, file_id: u64, blocks: usize, partitions: usize) {
+        for p in 0..partitions {
+            self.cache.remove(&partition_key(file_id, p));
+        }
         for b in 0..blocks {
             self.cache.remove(&(file_id, b as u32));
         }
@@ -346,7 +356,7 @@ mod tests {
         assert_eq!((cache.stats().hits, cache.stats().misses), (1, 1));
         assert!(cache.stats().bytes > 0);
         // Forgetting the file drops its blocks.
-        cache.forget_file(1, 1);
+        cache.forget_file(1, 1, 0);
         assert!(!cache.contains(1, 0));
     }
 }

@@ -213,7 +213,7 @@ impl LevelSource {
     fn position_in(&mut self, run: usize, key: &[u8], lsn: Lsn) -> Result<(), StorageError> {
         let mut run = run;
         while let Some(r) = self.runs.get(run) {
-            if let Some(mut b) = r.with_tables(|t| t.block_for(key))? {
+            if let Some(mut b) = r.block_for(key)? {
                 while b < r.block_count() {
                     let block = r.block_with(b, self.fill)?;
                     let i = block.seek(key, lsn);

@@ -1,11 +1,11 @@
-//! A live run: an open run file (its header and meta block in memory; its tables, the
-//! block index and bloom filter, and its data blocks read lazily through the block
-//! cache) and point lookups in it.
+//! A live run: an open run file (its header, meta block and partition directory in
+//! memory; its tables, the block index and bloom filter partition by partition, and its
+//! data blocks read lazily through the block cache) and point lookups in it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use aedb_checkpoint::{DataBlock, EntryKind, RunFile, RunTables};
+use aedb_checkpoint::{DataBlock, EntryKind, RunFile, TablePartition};
 use aedb_types::Lsn;
 
 use crate::cache::{BlockCache, CacheFill, TablePlacement};
@@ -17,14 +17,20 @@ pub struct Run {
     file: RunFile,
     path: PathBuf,
     cache: Arc<BlockCache>,
-    /// The tables, once read, when the cache's placement let this run pin them.
-    pinned: OnceLock<Arc<RunTables>>,
+    /// Each table partition, once read, when the cache's placement let this run pin it.
+    pinned: Box<[OnceLock<Arc<TablePartition>>]>,
 }
 
 impl Drop for Run {
     fn drop(&mut self) {
-        if let Some(t) = self.pinned.get() {
-            self.cache.unpin(t.heap_bytes() as u64);
+        let bytes: usize = self
+            .pinned
+            .iter()
+            .filter_map(|p| p.get())
+            .map(|t| t.heap_bytes())
+            .sum();
+        if bytes > 0 {
+            self.cache.unpin(bytes as u64);
         }
     }
 }
@@ -42,11 +48,14 @@ impl std::fmt::Debug for Run {
 impl Run {
     /// Wraps an opened run file; its blocks are cached in `cache`.
     pub fn new(file: RunFile, path: PathBuf, cache: Arc<BlockCache>) -> Run {
+        let pinned = (0..file.partition_count())
+            .map(|_| OnceLock::new())
+            .collect();
         Run {
             file,
             path,
             cache,
-            pinned: OnceLock::new(),
+            pinned,
         }
     }
 
@@ -65,45 +74,80 @@ impl Run {
         self.file.file_id()
     }
 
-    /// Its tables (block index and bloom filter): pinned by this run, or from the
-    /// cache, or read and authenticated, then pinned when the cache's
-    /// [`TablePlacement`] allows (else cached).
+    /// Table partition `p` (block index records and bloom filter of some of its blocks):
+    /// pinned by this run, or from the cache, or read and authenticated, then pinned
+    /// when the cache's [`TablePlacement`] allows (else cached).
     ///
     /// # Errors
-    /// The index or filter block cannot be read or does not authenticate.
-    pub fn tables(&self) -> Result<Arc<RunTables>, StorageError> {
-        if let Some(t) = self.pinned.get() {
-            return Ok(t.clone());
-        }
+    /// The partition's index or filter block cannot be read or does not authenticate.
+    pub fn partition(&self, p: usize) -> Result<Arc<TablePartition>, StorageError> {
         let load = || {
             self.file
-                .load_tables()
+                .load_partition(p)
                 .map_err(|e| StorageError::run(&self.path, e))
         };
-        // Tables just read are pinned when the placement allows and they fit.
-        let pin = |t: &Arc<RunTables>| {
+        let Some(slot) = self.pinned.get(p) else {
+            // No such partition: the file says so.
+            return load().map(Arc::new);
+        };
+        if let Some(t) = slot.get() {
+            return Ok(t.clone());
+        }
+        // A partition just read is pinned when the placement allows and it fits.
+        let pin = |t: &Arc<TablePartition>| {
             let bytes = t.heap_bytes() as u64;
             if self.cache.placement() == TablePlacement::InCache || !self.cache.try_pin(bytes) {
                 return false;
             }
-            if self.pinned.set(t.clone()).is_err() {
-                // Another reader pinned this run's tables first.
+            if slot.set(t.clone()).is_err() {
+                // Another reader pinned it first.
                 self.cache.unpin(bytes);
             }
             true
         };
-        self.cache.tables_or_load(self.id(), load, pin)
+        self.cache.partition_or_load(self.id(), p, load, pin)
     }
 
-    /// `f` on the run's tables, borrowed when they are pinned (a read then writes no
-    /// shared memory), else from the cache as [`Run::tables`].
+    /// `f` on table partition `p`, borrowed when it is pinned (a read then writes no
+    /// shared memory), else from the cache as [`Run::partition`].
     ///
     /// # Errors
-    /// As [`Run::tables`].
-    pub fn with_tables<R>(&self, f: impl FnOnce(&RunTables) -> R) -> Result<R, StorageError> {
-        match self.pinned.get() {
+    /// As [`Run::partition`].
+    pub fn with_partition<R>(
+        &self,
+        p: usize,
+        f: impl FnOnce(&TablePartition) -> R,
+    ) -> Result<R, StorageError> {
+        match self.pinned.get(p).and_then(|s| s.get()) {
             Some(t) => Ok(f(t)),
-            None => Ok(f(&*self.tables()?)),
+            None => Ok(f(&*self.partition(p)?)),
+        }
+    }
+
+    /// The first block whose last key is `>= key` (the only one that can hold the key's
+    /// newest versions; older ones may continue in the next blocks), `None` past the
+    /// run's last key.
+    ///
+    /// # Errors
+    /// As [`Run::partition`].
+    pub fn block_for(&self, key: &[u8]) -> Result<Option<usize>, StorageError> {
+        match self.file.partition_for(key) {
+            Some(p) => self.with_partition(p, |t| t.block_for(key)),
+            None => Ok(None),
+        }
+    }
+
+    /// As [`Run::block_for`], but `None` also when the bloom filter rules the key out.
+    fn block_for_present(&self, key: &[u8]) -> Result<Option<usize>, StorageError> {
+        match self.file.partition_for(key) {
+            Some(p) => self.with_partition(p, |t| {
+                if t.may_contain(key) {
+                    t.block_for(key)
+                } else {
+                    None
+                }
+            }),
+            None => Ok(None),
         }
     }
 
@@ -112,8 +156,8 @@ impl Run {
         self.file.block_count()
     }
 
-    /// Block `index`, from the cache or read (through the run's tables), authenticated
-    /// and cached.
+    /// Block `index`, from the cache or read (through its table partition),
+    /// authenticated and cached.
     ///
     /// # Errors
     /// The block or the run's tables cannot be read or do not authenticate.
@@ -131,7 +175,8 @@ impl Run {
         fill: CacheFill,
     ) -> Result<Arc<DataBlock>, StorageError> {
         self.cache.get_or_load(self.id(), index as u32, fill, || {
-            self.with_tables(|t| self.file.read_block(t, index))?
+            let p = self.file.partition_of_block(index).unwrap_or(usize::MAX);
+            self.with_partition(p, |t| self.file.read_block(t, index))?
                 .map_err(|e| StorageError::run(&self.path, e))
         })
     }
@@ -149,8 +194,7 @@ impl Run {
         if at < self.file.min_lsn() || !self.covers(key) {
             return Ok(None);
         }
-        let first = self.with_tables(|t| t.may_contain(key).then(|| t.block_for(key)))?;
-        let Some(Some(mut b)) = first else {
+        let Some(mut b) = self.block_for_present(key)? else {
             return Ok(None);
         };
         // A key's versions may continue into the next block.
@@ -181,8 +225,7 @@ impl Run {
         if !self.covers(key) {
             return Ok(());
         }
-        let first = self.with_tables(|t| t.may_contain(key).then(|| t.block_for(key)))?;
-        if let Some(Some(b)) = first
+        if let Some(b) = self.block_for_present(key)?
             && !self.cache.contains(self.id(), b as u32)
         {
             self.block(b)?;

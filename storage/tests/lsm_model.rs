@@ -540,7 +540,7 @@ fn run_tables_are_cached_or_pinned_as_configured() {
         let (mut lsm, run) = one_run(dir.path(), placement, 1 << 20, 200);
         assert_eq!(lsm.cache.stats().pinned_bytes, 0, "nothing is read at open");
         read_back(&run, 200, 1);
-        let tables = run.tables().unwrap().heap_bytes() as u64;
+        let tables = tables_bytes(&run);
         let stats = lsm.cache.stats();
         seen.push((stats.bytes, stats.pinned_bytes, tables));
         lsm.version = Arc::new(Version::empty());
@@ -570,15 +570,79 @@ fn run_tables_are_cached_or_pinned_as_configured() {
     assert!(cached_bytes < pinned_cache_bytes + tables + 1024);
 }
 
-/// `Auto` pins only while the pinned tables fit in half the cache: a run whose tables
-/// do not fit keeps them in the cache, and reads are right either way.
+/// Heap bytes of all of a run's table partitions (read through the run).
+fn tables_bytes(run: &Run) -> u64 {
+    (0..run.file().partition_count())
+        .map(|p| run.partition(p).unwrap().heap_bytes() as u64)
+        .sum()
+}
+
+/// `Auto` pins partitions only while the pinned ones fit in half the cache: the
+/// partitions of a run whose tables do not fit are pinned up to that limit and cached
+/// beyond it, and reads are right either way.
 #[test]
 fn auto_placement_pins_only_what_fits_in_half_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     // Tables of 3,000 keys in 128-byte blocks: tens of KiB, over half of 64 KiB.
     let (lsm, run) = one_run(dir.path(), TablePlacement::Auto, 64 * 1024, 3_000);
-    let tables = run.tables().unwrap().heap_bytes() as u64;
-    assert!(tables > 32 * 1024, "{tables} bytes of tables");
+    assert!(
+        run.file().partition_count() > 4,
+        "the tables are partitioned"
+    );
     read_back(&run, 3_000, 97);
-    assert_eq!(lsm.cache.stats().pinned_bytes, 0, "too large to pin");
+    let tables = tables_bytes(&run);
+    assert!(tables > 32 * 1024, "{tables} bytes of tables");
+    let pinned = lsm.cache.stats().pinned_bytes;
+    assert!(pinned > 0 && pinned <= 32 * 1024, "{pinned} bytes pinned");
+    read_back(&run, 3_000, 1);
+}
+
+/// A version-2 run (one index and one filter block, as the golden fixture froze it) is
+/// read through the same partitioned path as version 3: as one partition.
+#[test]
+fn version_2_runs_are_read_as_one_partition() {
+    use aedb_checkpoint::{
+        GOLDEN_CHECKPOINT_KEY, GOLDEN_DATABASE_ID, GOLDEN_EPOCH, GOLDEN_RUN_FILE_ID,
+        golden_fixtures,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut versions = Vec::new();
+    for name in ["run_sealed_v2", "run_sealed_v3"] {
+        let fixture = golden_fixtures()
+            .into_iter()
+            .find(|f| f.name == name)
+            .unwrap();
+        let path = run_path(dir.path(), GOLDEN_RUN_FILE_ID);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &fixture.bytes).unwrap();
+        let file = RunFile::open(&RealFs, &path, GOLDEN_DATABASE_ID, |e| {
+            (e == GOLDEN_EPOCH).then(|| SecretKey::new(GOLDEN_CHECKPOINT_KEY))
+        })
+        .unwrap();
+        versions.push((file.header().version, file.partition_count()));
+        let run = Run::new(file, path.clone(), Arc::new(BlockCache::new(1 << 20)));
+        let get = |key: &[u8], at: u64| run.get(key, Lsn::new(at)).unwrap();
+        let put = |lsn: u64, v: &[u8]| {
+            Some(aedb_storage::Versioned {
+                lsn: Lsn::new(lsn),
+                value: Some(v.to_vec()),
+            })
+        };
+        let tombstone = |lsn: u64| {
+            Some(aedb_storage::Versioned {
+                lsn: Lsn::new(lsn),
+                value: None,
+            })
+        };
+        assert_eq!(get(b"alpha", 100), put(12, b"first value"), "{name}");
+        assert_eq!(get(b"alpha", 11), tombstone(9), "{name}");
+        assert_eq!(get(b"alpha", 8), None, "{name}");
+        assert_eq!(get(b"beta", 100), put(10, b"b"), "{name}");
+        assert_eq!(get(b"gamma", 100), tombstone(11), "{name}");
+        for absent in [&b"aaa"[..], b"delta", b"zzz"] {
+            assert_eq!(get(absent, 100), None, "{name}");
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+    assert_eq!(versions, [(2, 1), (3, 3)]);
 }

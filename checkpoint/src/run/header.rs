@@ -1,9 +1,11 @@
-//! The run-file header (checkpoint format version 2, 104 bytes): codec and validation.
+//! The run-file header (checkpoint format versions 2 and 3, 104 bytes): codec and
+//! validation. The two versions share the header; they differ in where the block index
+//! and filter are (version 3 partitions them, see `directory.rs`).
 //!
 //! ```text
 //! offset size field
 //!      0    8 magic        "AEDBCKPT" (shared with version 1)
-//!      8    2 version      2
+//!      8    2 version      3 (2 is still read)
 //!     10    2 header_len   104
 //!     12    1 algorithm    0 = plaintext + SHA-256 integrity, 1 = XChaCha20-Poly1305
 //!     13    1 compression  0 = none, 1 = LZ4
@@ -31,8 +33,11 @@ use crate::run::Compression;
 use aedb_types::ByteReader;
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 
-/// Format version of run files.
-pub const RUN_FILE_VERSION: u16 = 2;
+/// Format version of the run files this build writes: 3 (partitioned index and filter).
+pub const RUN_FILE_VERSION: u16 = 3;
+/// The oldest run-file version this build reads: 2 (one index block and one filter
+/// block, read as a single partition).
+pub const MIN_RUN_FILE_VERSION: u16 = 2;
 /// Size of the run-file header in bytes.
 pub const RUN_HEADER_LEN: usize = 104;
 /// Length of the header's identity prefix (everything before the LSN bounds).
@@ -44,6 +49,8 @@ const CRC_OFFSET: usize = 100;
 /// A decoded run-file header. Contains nothing secret (the nonce and key check are public).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunHeader {
+    /// The format version ([`MIN_RUN_FILE_VERSION`] ..= [`RUN_FILE_VERSION`]).
+    pub version: u16,
     /// How the blocks are protected.
     pub algorithm: Algorithm,
     /// How the block plaintexts are compressed.
@@ -82,7 +89,7 @@ pub enum RunHeaderProblem {
     FullCheckpoint,
     /// Version 0 or newer than this build supports.
     #[error(
-        "unsupported run-file format version {version} (this build reads {RUN_FILE_VERSION}); upgrade aedb"
+        "unsupported run-file format version {version} (this build reads {MIN_RUN_FILE_VERSION} to {RUN_FILE_VERSION}); upgrade aedb"
     )]
     UnsupportedVersion {
         /// Version found.
@@ -158,7 +165,7 @@ impl RunHeader {
     pub fn encode(&self) -> [u8; RUN_HEADER_LEN] {
         let mut out = [0u8; RUN_HEADER_LEN];
         out[0..8].copy_from_slice(&CHECKPOINT_MAGIC);
-        out[8..10].copy_from_slice(&RUN_FILE_VERSION.to_le_bytes());
+        out[8..10].copy_from_slice(&self.version.to_le_bytes());
         out[10..12].copy_from_slice(&(RUN_HEADER_LEN as u16).to_le_bytes());
         out[12] = self.algorithm.id();
         out[13] = self.compression.id();
@@ -202,7 +209,7 @@ impl RunHeader {
         if version == crate::header::CHECKPOINT_VERSION {
             return Err(RunHeaderProblem::FullCheckpoint);
         }
-        if version != RUN_FILE_VERSION {
+        if !(MIN_RUN_FILE_VERSION..=RUN_FILE_VERSION).contains(&version) {
             return Err(RunHeaderProblem::UnsupportedVersion { version });
         }
         let header_len = r.u16().map_err(short)?;
@@ -241,6 +248,7 @@ impl RunHeader {
             });
         }
         Ok(RunHeader {
+            version,
             algorithm,
             compression,
             epoch,
@@ -260,6 +268,7 @@ mod tests {
 
     fn sample() -> RunHeader {
         RunHeader {
+            version: RUN_FILE_VERSION,
             algorithm: Algorithm::XChaCha20Poly1305,
             compression: Compression::Lz4,
             epoch: KeyEpoch::new(3),
@@ -277,7 +286,7 @@ mod tests {
         let h = sample();
         let b = h.encode();
         assert_eq!(&b[..8], b"AEDBCKPT");
-        assert_eq!(u16::from_le_bytes([b[8], b[9]]), 2);
+        assert_eq!(u16::from_le_bytes([b[8], b[9]]), 3);
         assert_eq!(u16::from_le_bytes([b[10], b[11]]), 104);
         assert_eq!((b[12], b[13]), (1, 1));
         assert_eq!(&b[36..44], &77u64.to_le_bytes());
@@ -305,11 +314,15 @@ mod tests {
         let mut b = sample().encode();
         b[8] = 1;
         assert_eq!(RunHeader::decode(&b), Err(RunHeaderProblem::FullCheckpoint));
-        b[8] = 3;
+        b[8] = 4;
         assert_eq!(
             RunHeader::decode(&b),
-            Err(RunHeaderProblem::UnsupportedVersion { version: 3 })
+            Err(RunHeaderProblem::UnsupportedVersion { version: 4 })
         );
+        // Version 2 is still read, and re-encodes as itself.
+        let mut v2 = sample();
+        v2.version = 2;
+        assert_eq!(RunHeader::decode(&v2.encode()), Ok(v2));
         let mut h = sample();
         h.min_lsn = Lsn::new(50);
         assert!(matches!(

@@ -121,9 +121,19 @@ impl BlockIndex {
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.encoded_len);
-        out.extend_from_slice(&(self.blocks.len() as u32).to_le_bytes());
-        for (i, b) in self.blocks.iter().enumerate() {
+        self.encode_range(0..self.blocks.len())
+    }
+
+    /// The encoding of blocks `range` alone: one partition's index block.
+    pub(crate) fn encode_range(&self, range: std::ops::Range<usize>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(if range.len() == self.blocks.len() {
+            self.encoded_len
+        } else {
+            4 + range.len() * (MIN_ENTRY + 16)
+        });
+        out.extend_from_slice(&(range.len() as u32).to_le_bytes());
+        for i in range {
+            let b = &self.blocks[i];
             let key = self.last_key(i);
             out.extend_from_slice(&(key.len() as u16).to_le_bytes());
             out.extend_from_slice(key);

@@ -4,6 +4,7 @@
 //! entries u64 || distinct_keys u64 || tombstones u64 || data_blocks u32 ||
 //! first_key (u16 len + bytes) || last_key (u16 len + bytes) ||
 //! min_lsn u64 || max_lsn u64 || raw_key_bytes u64 || raw_value_bytes u64
+//! [version 3: || partition directory]
 //! ```
 //!
 //! `raw_key_bytes` / `raw_value_bytes` sum the key and value lengths of every entry (a
@@ -12,6 +13,7 @@
 //! and of the footer.
 
 use crate::run::MAX_RUN_KEY_LEN;
+use crate::run::directory::Directory;
 use aedb_types::{ByteReader, DecodeError, DecodeErrorKind, LenPrefix, Lsn};
 
 /// The decoded meta block.
@@ -27,6 +29,9 @@ pub(crate) struct RunMeta {
     pub(crate) max_lsn: Lsn,
     pub(crate) raw_key_bytes: u64,
     pub(crate) raw_value_bytes: u64,
+    /// The partition directory (version 3; `None` in version 2, whose one index and
+    /// filter block the reader treats as one partition).
+    pub(crate) directory: Option<Directory>,
 }
 
 impl RunMeta {
@@ -44,17 +49,20 @@ impl RunMeta {
         out.extend_from_slice(&self.max_lsn.get().to_le_bytes());
         out.extend_from_slice(&self.raw_key_bytes.to_le_bytes());
         out.extend_from_slice(&self.raw_value_bytes.to_le_bytes());
+        if let Some(d) = &self.directory {
+            d.encode(&mut out);
+        }
         out
     }
 
     /// Decodes and validates a meta-block plaintext: at least one entry and block,
     /// `1 <= distinct_keys <= entries`, `tombstones <= entries`,
     /// `data_blocks <= entries`, `first_key <= last_key` (equal iff one distinct key),
-    /// `min_lsn <= max_lsn`.
+    /// `min_lsn <= max_lsn`; in version 3 (`partitioned`) followed by a valid directory.
     ///
     /// # Errors
     /// A [`DecodeError`] (context `"run meta block"`). Never panics.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<RunMeta, DecodeError> {
+    pub(crate) fn decode(bytes: &[u8], partitioned: bool) -> Result<RunMeta, DecodeError> {
         let mut r: ByteReader<'_> = ByteReader::new("run meta block", bytes);
         let entries = r.u64()?;
         let distinct_keys = r.u64()?;
@@ -70,6 +78,11 @@ impl RunMeta {
         let max_lsn = Lsn::new(r.u64()?);
         let raw_key_bytes = r.u64()?;
         let raw_value_bytes = r.u64()?;
+        let directory = if partitioned {
+            Some(Directory::decode(&mut r)?)
+        } else {
+            None
+        };
         r.finish()?;
         let invalid = |what| Err(r.err_at(0, DecodeErrorKind::Invalid { what }));
         if entries == 0 || data_blocks == 0 || u64::from(data_blocks) > entries {
@@ -95,6 +108,7 @@ impl RunMeta {
             max_lsn,
             raw_key_bytes,
             raw_value_bytes,
+            directory,
         })
     }
 }
@@ -115,6 +129,7 @@ mod tests {
             max_lsn: Lsn::new(9),
             raw_key_bytes: 5,
             raw_value_bytes: 12,
+            directory: None,
         }
     }
 
@@ -122,10 +137,26 @@ mod tests {
     fn round_trip_and_validation() {
         let m = sample();
         let bytes = m.encode();
-        assert_eq!(RunMeta::decode(&bytes), Ok(m.clone()));
+        assert_eq!(RunMeta::decode(&bytes, false), Ok(m.clone()));
         for cut in 0..bytes.len() {
-            assert!(RunMeta::decode(&bytes[..cut]).is_err());
+            assert!(RunMeta::decode(&bytes[..cut], false).is_err());
         }
+        // Version 3 carries the directory; each version refuses the other's block.
+        let mut v3 = m.clone();
+        v3.directory = Some(Directory::single(
+            b"c",
+            crate::run::directory::PartitionFields {
+                blocks: 2,
+                entries: 5,
+                data_len: 90,
+                index_len: 40,
+                filter_len: 30,
+            },
+        ));
+        let v3_bytes = v3.encode();
+        assert_eq!(RunMeta::decode(&v3_bytes, true), Ok(v3));
+        assert!(RunMeta::decode(&v3_bytes, false).is_err());
+        assert!(RunMeta::decode(&bytes, true).is_err());
         let bad: [fn(&mut RunMeta); 8] = [
             |m| m.entries = 0,
             |m| m.data_blocks = 6,
@@ -139,7 +170,7 @@ mod tests {
         for change in bad {
             let mut b = m.clone();
             change(&mut b);
-            assert!(RunMeta::decode(&b.encode()).is_err(), "{b:?}");
+            assert!(RunMeta::decode(&b.encode(), false).is_err(), "{b:?}");
         }
     }
 }

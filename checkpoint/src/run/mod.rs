@@ -27,6 +27,7 @@
 //! `meta.rs`, `footer.rs`, `writer.rs`, `reader.rs`.
 
 mod block;
+mod directory;
 mod filter;
 mod footer;
 mod header;
@@ -39,8 +40,10 @@ mod writer;
 
 pub use block::{DataBlock, EntryRef, decode_data_block};
 pub use footer::{FooterProblem, RUN_FOOTER_LEN, RUN_FOOTER_MAGIC};
-pub use header::{RUN_FILE_VERSION, RUN_HEADER_LEN, RunHeader, RunHeaderProblem};
-pub use reader::{RunFile, RunTables};
+pub use header::{
+    MIN_RUN_FILE_VERSION, RUN_FILE_VERSION, RUN_HEADER_LEN, RunHeader, RunHeaderProblem,
+};
+pub use reader::{RunFile, TablePartition};
 pub use seal::decode_block_body;
 pub use writer::RunWriter;
 
@@ -63,11 +66,16 @@ pub const RUN_ENTRY_OVERHEAD: usize = 2 + 8 + 1 + 4;
 /// `4 + 15 + 65 535 + 16 MiB` bytes (16 MiB + 64 KiB + 18). Checked before any
 /// decompression buffer is allocated.
 pub const MAX_DATA_BLOCK_LEN: usize = 4 + RUN_ENTRY_OVERHEAD + MAX_RUN_KEY_LEN + MAX_RUN_VALUE_LEN;
-/// Largest index-block or filter-block plaintext: 256 MiB. A writer whose run would need
-/// more fails with [`CheckpointError::RunTooLarge`]; split outputs long before that.
+/// Largest index-block or filter-block plaintext (of one partition): 256 MiB. A writer
+/// whose partition would need more fails with [`CheckpointError::RunTooLarge`].
 pub const MAX_RUN_INDEX_LEN: usize = 256 * 1024 * 1024;
-/// Largest meta-block plaintext (two keys and fixed fields fit well within it).
-pub const MAX_RUN_META_LEN: usize = 256 * 1024;
+/// Largest meta-block plaintext: 16 MiB (its fixed fields, two keys and, in version 3,
+/// the partition directory: a few dozen bytes per partition; a writer whose directory
+/// would pass it fails with [`CheckpointError::RunTooLarge`]).
+pub const MAX_RUN_META_LEN: usize = 16 * 1024 * 1024;
+/// Default target plaintext size of an index partition (version 3): 4096 bytes, about a
+/// hundred data blocks with short keys.
+pub const DEFAULT_RUN_PARTITION_SIZE: usize = 4096;
 /// Default target plaintext size of a data block.
 pub const DEFAULT_RUN_BLOCK_SIZE: usize = 4096;
 /// Largest allowed [`RunOptions::block_size`].
@@ -153,10 +161,16 @@ pub struct RunOptions {
     /// the target gets a block of its own.
     pub block_size: usize,
     /// Bloom-filter bits per distinct user key, `0 ..= 64` (default 10; 0 = no filter:
-    /// [`RunTables::may_contain`] is always true).
+    /// [`TablePartition::may_contain`] is always true).
     pub bloom_bits_per_key: u32,
     /// Block compression (default none).
     pub compression: Compression,
+    /// Target plaintext bytes of an index partition, `1 ..= 256 MiB` (default 4096). A
+    /// partition of the block index and bloom filter is closed after the data block
+    /// that takes its index past this size, so a point read loads one partition of
+    /// about this size (and its filter) rather than the whole run's tables. 1 gives
+    /// every data block its own partition.
+    pub partition_size: usize,
 }
 
 impl Default for RunOptions {
@@ -165,6 +179,7 @@ impl Default for RunOptions {
             block_size: DEFAULT_RUN_BLOCK_SIZE,
             bloom_bits_per_key: DEFAULT_BLOOM_BITS_PER_KEY,
             compression: Compression::None,
+            partition_size: DEFAULT_RUN_PARTITION_SIZE,
         }
     }
 }
@@ -180,6 +195,13 @@ impl RunOptions {
                 option: "block_size",
                 value: self.block_size as u64,
                 reason: "must be between 1 and 16 MiB",
+            });
+        }
+        if !(1..=MAX_RUN_INDEX_LEN).contains(&self.partition_size) {
+            return Err(CheckpointError::InvalidRunOptions {
+                option: "partition_size",
+                value: self.partition_size as u64,
+                reason: "must be between 1 and 256 MiB",
             });
         }
         if self.bloom_bits_per_key > MAX_BLOOM_BITS_PER_KEY {
@@ -374,7 +396,10 @@ pub fn decode_run_block(kind: BlockKind, bytes: &[u8]) -> Result<Vec<u8>, aedb_t
         }
         BlockKind::Index => Ok(index::BlockIndex::decode(bytes)?.encode()),
         BlockKind::Filter => Ok(filter::BloomFilter::decode(bytes)?.encode()),
-        BlockKind::Meta => Ok(meta::RunMeta::decode(bytes)?.encode()),
+        // Version 3's meta block (with the directory) first, else version 2's.
+        BlockKind::Meta => meta::RunMeta::decode(bytes, true)
+            .or_else(|_| meta::RunMeta::decode(bytes, false))
+            .map(|m| m.encode()),
     }
 }
 
@@ -442,6 +467,7 @@ mod tests {
             max_lsn: Lsn::new(3),
             raw_key_bytes: 2,
             raw_value_bytes: 1,
+            directory: None,
         };
         for (kind, bytes) in [
             (BlockKind::Data, data),
@@ -478,6 +504,10 @@ mod tests {
             },
             RunOptions {
                 bloom_bits_per_key: 65,
+                ..RunOptions::default()
+            },
+            RunOptions {
+                partition_size: 0,
                 ..RunOptions::default()
             },
         ] {

@@ -1,17 +1,20 @@
 //! [`RunFile`]: an open, authenticated run file. Opening reads and authenticates the
-//! header, footer and meta block only, so it costs the same whatever the run's size;
-//! [`RunFile::load_tables`] reads the index and filter blocks ([`RunTables`]: the
-//! caller decides how long to keep them, a block cache in the storage engine), and data
-//! blocks are read one at a time by [`RunFile::read_block`] with a positioned read.
+//! header, footer and meta block (with the partition directory) only, so an open run
+//! holds a few dozen bytes per partition and no per-block or per-key metadata;
+//! [`RunFile::load_partition`] reads one partition's index and filter blocks
+//! ([`TablePartition`]: the caller decides how long to keep them, a block cache in the
+//! storage engine), and data blocks are read one at a time by [`RunFile::read_block`]
+//! with a positioned read.
 
 use crate::checkpoint_stream::OpenMode;
 use crate::chunk::ChunkCipher;
 use crate::error::{BlockProblem, CheckpointError};
 use crate::header::Algorithm;
 use crate::run::block::{DataBlock, run_order};
+use crate::run::directory::{Directory, PartitionEntry, PartitionFields};
 use crate::run::filter::BloomFilter;
 use crate::run::footer::{Footer, FooterProblem, RUN_FOOTER_LEN};
-use crate::run::header::{KEY_CHECK_OFFSET, RUN_HEADER_LEN, RunHeader};
+use crate::run::header::{KEY_CHECK_OFFSET, RUN_FILE_VERSION, RUN_HEADER_LEN, RunHeader};
 use crate::run::index::BlockIndex;
 use crate::run::meta::RunMeta;
 use crate::run::seal::{self, KEY_CHECK_DOMAIN};
@@ -107,10 +110,10 @@ impl Blocks<'_> {
     }
 }
 
-/// An open run file: its authenticated header, footer and meta block, and a handle for
-/// positioned reads of its other blocks. It holds no per-key or per-block metadata, so
-/// an open run costs a few hundred bytes of memory whatever its size.
-/// `Send + Sync`; share it in an `Arc`.
+/// An open run file: its authenticated header, footer and meta block (with the partition
+/// directory), and a handle for positioned reads of its other blocks. It holds no per-key
+/// or per-block metadata: a few hundred bytes plus a few dozen per partition (about one
+/// partition per hundred data blocks). `Send + Sync`; share it in an `Arc`.
 pub struct RunFile {
     path: PathBuf,
     file: Arc<dyn DiskFile>,
@@ -120,43 +123,50 @@ pub struct RunFile {
     cipher: ChunkCipher,
     footer: Footer,
     meta: RunMeta,
+    directory: Directory,
 }
 
-/// A run's lookup tables: its block index and bloom filter, authenticated and decoded
-/// by [`RunFile::load_tables`]. What a point read or a seek needs beyond the data
-/// blocks; the storage engine keeps them in its block cache, so their memory stays
-/// under the cache's budget however many runs are open.
+/// One partition of a run's lookup tables: the index records of its data blocks and the
+/// bloom filter over their keys, authenticated and decoded by
+/// [`RunFile::load_partition`]. What a point read or a seek needs beyond the data
+/// blocks; the storage engine keeps partitions in its block cache, so their memory stays
+/// under the cache's budget however large the runs are. (A version-2 run has one
+/// partition covering all its blocks.)
 #[derive(Debug)]
-pub struct RunTables {
+pub struct TablePartition {
+    partition: usize,
+    first_block: usize,
     index: BlockIndex,
     filter: BloomFilter,
 }
 
-impl RunTables {
-    /// Number of data blocks.
-    pub fn block_count(&self) -> usize {
-        self.index.len()
+impl TablePartition {
+    /// Which partition of its run this is.
+    pub fn partition(&self) -> usize {
+        self.partition
     }
 
-    /// The user key of block `i`'s last entry (`None` past the end).
-    pub fn block_last_key(&self, i: usize) -> Option<&[u8]> {
-        (i < self.index.len()).then(|| self.index.last_key(i))
+    /// The run's data blocks this partition covers.
+    pub fn blocks(&self) -> std::ops::Range<usize> {
+        self.first_block..self.first_block + self.index.len()
     }
 
-    /// The bloom filter's answer: `false` means the run certainly holds no entry for
+    /// The bloom filter's answer for a key this partition is
+    /// [`RunFile::partition_for`]: `false` means the run certainly holds no entry for
     /// `user_key`; `true` means it may.
     pub fn may_contain(&self, user_key: &[u8]) -> bool {
         self.filter.may_contain(user_key)
     }
 
-    /// The first block whose last key is `>= user_key`: the only block that can hold the
-    /// key's newest versions (older versions may continue in the following blocks).
-    /// `None` if `user_key` is past the run's last key.
+    /// The first block (a run-wide block number) whose last key is `>= user_key`: the
+    /// only block that can hold the key's newest versions (older versions may continue
+    /// in the following blocks, also past this partition). `None` if `user_key` is past
+    /// this partition's last key.
     pub fn block_for(&self, user_key: &[u8]) -> Option<usize> {
-        self.index.block_for(user_key)
+        self.index.block_for(user_key).map(|b| self.first_block + b)
     }
 
-    /// Bytes of memory the decoded tables hold (what a cache should charge for them).
+    /// Bytes of memory the decoded partition holds (what a cache should charge for it).
     pub fn heap_bytes(&self) -> usize {
         self.index.heap_bytes() + self.filter.heap_bytes()
     }
@@ -347,9 +357,8 @@ impl RunFile {
                 Ok(())
             }
         };
+        // (Index and filter blocks are checked against the directory, below.)
         too_large(BlockKind::Meta, footer.meta_offset, footer.meta_len)?;
-        too_large(BlockKind::Index, footer.index_offset, footer.index_len)?;
-        too_large(BlockKind::Filter, footer.filter_offset, footer.filter_len)?;
 
         // Meta: authenticates the whole header and the footer.
         let meta_plain = blocks.load(
@@ -360,12 +369,29 @@ impl RunFile {
             &footer.fields(),
         )?;
         let bad_meta = |problem| blocks.bad(BlockKind::Meta, 0, footer.meta_offset, problem);
-        let meta = RunMeta::decode(&meta_plain).map_err(|e| bad_meta(BlockProblem::Decode(e)))?;
+        let partitioned = header.version == RUN_FILE_VERSION;
+        let mut meta = RunMeta::decode(&meta_plain, partitioned)
+            .map_err(|e| bad_meta(BlockProblem::Decode(e)))?;
         if (meta.min_lsn, meta.max_lsn) != (header.min_lsn, header.max_lsn) {
             return Err(bad_meta(BlockProblem::Inconsistent {
                 what: "LSN range differs from the header's",
             }));
         }
+        // Version 2: the one index block and filter block are one partition.
+        let directory = meta.directory.take().unwrap_or_else(|| {
+            Directory::single(
+                &meta.last_key,
+                PartitionFields {
+                    blocks: meta.data_blocks,
+                    entries: meta.entries,
+                    data_len: footer.index_offset - RUN_HEADER_LEN as u64,
+                    index_len: footer.index_len,
+                    filter_len: footer.filter_len,
+                },
+            )
+        });
+        check_directory(&directory, &meta, &footer, algorithm, header.compression)
+            .map_err(|what| bad_meta(BlockProblem::Inconsistent { what }))?;
 
         Ok(RunFile {
             path: path.to_path_buf(),
@@ -376,51 +402,84 @@ impl RunFile {
             cipher,
             footer,
             meta,
+            directory,
         })
     }
 
-    /// Reads, authenticates and decodes the index and filter blocks, and checks the
-    /// index against the meta block and the file's layout.
+    /// Heap bytes the open run holds: its partition directory and key bounds (the rest
+    /// of a `RunFile` is a few hundred bytes of fixed size).
+    pub fn heap_bytes(&self) -> usize {
+        self.directory.heap_bytes() + self.meta.first_key.capacity() + self.meta.last_key.capacity()
+    }
+
+    /// Number of partitions of the run's tables.
+    pub fn partition_count(&self) -> usize {
+        self.directory.len()
+    }
+
+    /// The partition whose filter and index answer for `user_key`: the first whose last
+    /// key is `>= user_key`. `None` if the key is past the run's last key.
+    pub fn partition_for(&self, user_key: &[u8]) -> Option<usize> {
+        self.directory.partition_for(user_key)
+    }
+
+    /// The partition covering data block `block`, `None` past the last block.
+    pub fn partition_of_block(&self, block: usize) -> Option<usize> {
+        self.directory.partition_of_block(block)
+    }
+
+    /// Reads, authenticates and decodes partition `partition`'s index and filter blocks,
+    /// and checks its index against the directory and the file's layout.
     ///
     /// # Errors
+    /// [`CheckpointError::BlockOutOfRange`] (no such partition),
     /// [`CheckpointError::BlockAuthFailed`], [`CheckpointError::BadBlock`], I/O errors.
-    pub fn load_tables(&self) -> Result<RunTables, CheckpointError> {
+    pub fn load_partition(&self, partition: usize) -> Result<TablePartition, CheckpointError> {
+        let Some(part) = self.directory.entry(partition) else {
+            return Err(CheckpointError::BlockOutOfRange {
+                path: self.path.clone(),
+                block: partition,
+                count: self.directory.len(),
+            });
+        };
         let blocks = self.blocks();
-        let footer = &self.footer;
-        let index_plain = blocks.load(
-            BlockKind::Index,
-            0,
-            footer.index_offset,
-            footer.index_len,
-            &[],
-        )?;
-        let bad_index = |problem| blocks.bad(BlockKind::Index, 0, footer.index_offset, problem);
+        let ordinal = partition as u64;
+        let index_offset = self.footer.index_offset + part.index_start;
+        let index_plain =
+            blocks.load(BlockKind::Index, ordinal, index_offset, part.index_len, &[])?;
+        let bad_index = |problem| blocks.bad(BlockKind::Index, ordinal, index_offset, problem);
         let index =
             BlockIndex::decode(&index_plain).map_err(|e| bad_index(BlockProblem::Decode(e)))?;
         check_index(
             &index,
-            &self.meta,
-            footer,
+            part,
+            self.directory.last_key(partition),
             self.header.algorithm,
             self.header.compression,
         )
         .map_err(|what| bad_index(BlockProblem::Inconsistent { what }))?;
+        let filter_offset = self.footer.filter_offset + part.filter_start;
         let filter_plain = blocks.load(
             BlockKind::Filter,
-            0,
-            footer.filter_offset,
-            footer.filter_len,
+            ordinal,
+            filter_offset,
+            part.filter_len,
             &[],
         )?;
         let filter = BloomFilter::decode(&filter_plain).map_err(|e| {
             blocks.bad(
                 BlockKind::Filter,
-                0,
-                footer.filter_offset,
+                ordinal,
+                filter_offset,
                 BlockProblem::Decode(e),
             )
         })?;
-        Ok(RunTables { index, filter })
+        Ok(TablePartition {
+            partition,
+            first_block: part.first_block as usize,
+            index,
+            filter,
+        })
     }
 
     fn blocks(&self) -> Blocks<'_> {
@@ -508,29 +567,30 @@ impl RunFile {
         self.meta.raw_value_bytes
     }
 
-    /// Number of data blocks (from the meta block; [`RunFile::load_tables`] checks the
-    /// index agrees).
+    /// Number of data blocks (from the meta block, which the directory agrees with).
     pub fn block_count(&self) -> usize {
         self.meta.data_blocks as usize
     }
 
-    /// Reads data block `index` with one positioned read, authenticates it, decompresses
-    /// and decodes it, and checks it against the index (entry count, last key) and its
-    /// predecessor's last key.
+    /// Reads data block `index` (run-wide numbering) with one positioned read,
+    /// authenticates it, decompresses and decodes it, and checks it against its
+    /// partition's index (entry count, last key) and its predecessor's last key.
+    /// `tables` is the partition covering the block ([`RunFile::partition_of_block`]).
     ///
     /// # Errors
-    /// [`CheckpointError::BlockOutOfRange`], [`CheckpointError::BlockAuthFailed`],
-    /// [`CheckpointError::BadBlock`], I/O errors.
+    /// [`CheckpointError::BlockOutOfRange`] (the block is not in `tables`),
+    /// [`CheckpointError::BlockAuthFailed`], [`CheckpointError::BadBlock`], I/O errors.
     pub fn read_block(
         &self,
-        tables: &RunTables,
+        tables: &TablePartition,
         index: usize,
     ) -> Result<DataBlock, CheckpointError> {
-        let Some(entry) = tables.index.entry(index) else {
+        let local = index.wrapping_sub(tables.first_block);
+        let Some(entry) = tables.index.entry(local) else {
             return Err(CheckpointError::BlockOutOfRange {
                 path: self.path.clone(),
                 block: index,
-                count: tables.index.len(),
+                count: self.block_count(),
             });
         };
         let blocks = self.blocks();
@@ -548,18 +608,25 @@ impl RunFile {
         if block.len() != entry.entries as usize {
             return Err(inconsistent("entry count differs from the index"));
         }
-        if block.last().key != tables.index.last_key(index) {
+        if block.last().key != tables.index.last_key(local) {
             return Err(inconsistent("last key differs from the index"));
         }
         let first = block.first().key;
-        if index == 0 {
-            if first != self.meta.first_key.as_slice() {
+        let previous_last = match (local, tables.partition) {
+            (0, 0) => None,
+            (0, p) => Some(self.directory.last_key(p - 1)),
+            (i, _) => Some(tables.index.last_key(i - 1)),
+        };
+        match previous_last {
+            None if first != self.meta.first_key.as_slice() => {
                 return Err(inconsistent("first key differs from the meta block"));
             }
-        } else if first < tables.index.last_key(index - 1) {
-            return Err(inconsistent(
-                "first key sorts before the previous block's last key",
-            ));
+            Some(previous) if first < previous => {
+                return Err(inconsistent(
+                    "first key sorts before the previous block's last key",
+                ));
+            }
+            _ => {}
         }
         Ok(block)
     }
@@ -573,48 +640,56 @@ impl RunFile {
     /// As [`RunFile::read_block`]; [`CheckpointError::BadBlock`] for what disagrees.
     pub fn verify(&self) -> Result<u64, CheckpointError> {
         let blocks = self.blocks();
-        let tables = self.load_tables()?;
         // The previous entry's key (reused buffer) and LSN; `entries == 0` before the first.
         let (mut prev_key, mut prev_lsn) = (Vec::new(), Lsn::ZERO);
         let (mut entries, mut tombstones, mut distinct) = (0u64, 0u64, 0u64);
         let (mut raw_keys, mut raw_values) = (0u64, 0u64);
         let (mut min_lsn, mut max_lsn) = (Lsn::MAX, Lsn::ZERO);
-        for i in 0..tables.block_count() {
-            let block = self.read_block(&tables, i)?;
-            let offset = tables.index.entry(i).map_or(0, |e| e.offset);
-            for e in block.iter() {
-                if entries > 0 && run_order(&prev_key, prev_lsn, e.key, e.lsn) != Ordering::Less {
-                    return Err(blocks.bad(
-                        BlockKind::Data,
-                        i as u64,
-                        offset,
-                        BlockProblem::Inconsistent {
-                            what: "entries out of order across blocks",
-                        },
-                    ));
-                }
-                if entries == 0 || prev_key.as_slice() != e.key {
-                    distinct += 1;
-                    if !tables.may_contain(e.key) {
+        for p in 0..self.directory.len() {
+            let tables = self.load_partition(p)?;
+            for i in tables.blocks() {
+                let block = self.read_block(&tables, i)?;
+                let offset = tables
+                    .index
+                    .entry(i - tables.first_block)
+                    .map_or(0, |e| e.offset);
+                for e in block.iter() {
+                    if entries > 0 && run_order(&prev_key, prev_lsn, e.key, e.lsn) != Ordering::Less
+                    {
                         return Err(blocks.bad(
-                            BlockKind::Filter,
-                            0,
-                            self.footer.filter_offset,
+                            BlockKind::Data,
+                            i as u64,
+                            offset,
                             BlockProblem::Inconsistent {
-                                what: "the bloom filter misses a key of the run",
+                                what: "entries out of order across blocks",
                             },
                         ));
                     }
-                    prev_key.clear();
-                    prev_key.extend_from_slice(e.key);
+                    if entries == 0 || prev_key.as_slice() != e.key {
+                        distinct += 1;
+                        // A key's first entry is in the partition that answers for it.
+                        if !tables.may_contain(e.key) {
+                            let at = self.directory.entry(p).map_or(0, |d| d.filter_start);
+                            return Err(blocks.bad(
+                                BlockKind::Filter,
+                                p as u64,
+                                self.footer.filter_offset + at,
+                                BlockProblem::Inconsistent {
+                                    what: "the bloom filter misses a key of the run",
+                                },
+                            ));
+                        }
+                        prev_key.clear();
+                        prev_key.extend_from_slice(e.key);
+                    }
+                    prev_lsn = e.lsn;
+                    entries += 1;
+                    tombstones += u64::from(e.kind == crate::run::EntryKind::Delete);
+                    raw_keys += e.key.len() as u64;
+                    raw_values += e.value.len() as u64;
+                    min_lsn = min_lsn.min(e.lsn);
+                    max_lsn = max_lsn.max(e.lsn);
                 }
-                prev_lsn = e.lsn;
-                entries += 1;
-                tombstones += u64::from(e.kind == crate::run::EntryKind::Delete);
-                raw_keys += e.key.len() as u64;
-                raw_values += e.value.len() as u64;
-                min_lsn = min_lsn.min(e.lsn);
-                max_lsn = max_lsn.max(e.lsn);
             }
         }
         let m = &self.meta;
@@ -658,28 +733,68 @@ impl RunFile {
     }
 }
 
-/// Checks the decoded index against the meta block and the file layout.
-fn check_index(
-    index: &BlockIndex,
+/// Checks the directory (decoded, or made up for version 2) against the meta block and
+/// the footer: its sums tile the data, index and filter regions, and every index and
+/// filter block is within its kind's stored-size range.
+fn check_directory(
+    directory: &Directory,
     meta: &RunMeta,
     footer: &Footer,
     algorithm: Algorithm,
     compression: Compression,
 ) -> Result<(), &'static str> {
-    if index.len() != meta.data_blocks as usize {
-        return Err("block count differs from the meta block");
+    let t = directory.totals();
+    if t.blocks != u64::from(meta.data_blocks) {
+        return Err("block count differs from the directory");
+    }
+    if t.entries != meta.entries {
+        return Err("entry count differs from the directory");
+    }
+    if t.data_len != footer.index_offset - RUN_HEADER_LEN as u64 {
+        return Err("the data blocks do not end at the index region");
+    }
+    if t.index_len != u64::from(footer.index_len) || t.filter_len != u64::from(footer.filter_len) {
+        return Err("the partitions do not fill the index and filter regions");
+    }
+    if directory.last_key(directory.len() - 1) != meta.last_key.as_slice() {
+        return Err("last key differs from the directory");
+    }
+    let min = seal::min_stored_len(algorithm);
+    let range =
+        |kind| min..=seal::max_stored_len(algorithm, compression, seal::max_plaintext(kind));
+    let (index, filter) = (range(BlockKind::Index), range(BlockKind::Filter));
+    let out_of_range = |e: &PartitionEntry| {
+        !index.contains(&u64::from(e.index_len)) || !filter.contains(&u64::from(e.filter_len))
+    };
+    if directory.entries().iter().any(out_of_range) {
+        return Err("a partition block's stored length is out of range");
+    }
+    Ok(())
+}
+
+/// Checks a partition's decoded index against its directory record and the layout.
+fn check_index(
+    index: &BlockIndex,
+    part: &PartitionEntry,
+    last_key: &[u8],
+    algorithm: Algorithm,
+    compression: Compression,
+) -> Result<(), &'static str> {
+    if index.len() != part.blocks as usize {
+        return Err("block count differs from the directory");
     }
     let (Some(first), Some(last)) = (index.entry(0), index.entry(index.len() - 1)) else {
         return Err("no data blocks");
     };
-    if first.offset != RUN_HEADER_LEN as u64 {
-        return Err("the first data block does not follow the header");
+    let start = RUN_HEADER_LEN as u64 + part.data_start;
+    if first.offset != start {
+        return Err("the partition's first data block is not where the directory says");
     }
-    if last.offset + u64::from(last.stored_len) != footer.index_offset {
-        return Err("the last data block does not end at the index block");
+    if last.offset + u64::from(last.stored_len) != start + part.data_len {
+        return Err("the partition's last data block does not end where the directory says");
     }
-    if index.last_key(index.len() - 1) != meta.last_key.as_slice() {
-        return Err("last key differs from the meta block");
+    if index.last_key(index.len() - 1) != last_key {
+        return Err("last key differs from the directory");
     }
     let min = seal::min_stored_len(algorithm);
     let max = seal::max_stored_len(algorithm, compression, seal::max_plaintext(BlockKind::Data));
@@ -693,8 +808,8 @@ fn check_index(
         }
         entries += u64::from(e.entries);
     }
-    if entries != meta.entries {
-        return Err("entry count differs from the meta block");
+    if entries != part.entries {
+        return Err("entry count differs from the directory");
     }
     Ok(())
 }

@@ -2,9 +2,12 @@
 //!
 //! Entries are appended to the data block being filled; a block is sealed and written
 //! (through a 256 KiB buffer) as soon as the next entry would take it past the target
-//! size. The index (one record per block), the bloom filter's key hashes and the
-//! counters stay in memory until [`RunWriter::finish`] writes the index, filter and meta
-//! blocks and the footer, rewrites the header with the run's LSN bounds, fsyncs the file,
+//! size, and a partition of the tables is closed once its index passes
+//! [`RunOptions::partition_size`]. The index (one record per block), the bloom filter's
+//! key hashes, the partition bounds and the counters stay in memory until
+//! [`RunWriter::finish`] writes each partition's index block, then each partition's
+//! filter block, the meta block (with the partition directory) and the footer, rewrites
+//! the header with the run's LSN bounds, fsyncs the file,
 //! computes its SHA-256 (by reading it back: the header, which comes first, is final
 //! only now), renames `<name>.tmp` to `<name>` and fsyncs the directory.
 
@@ -14,6 +17,7 @@ use crate::error::{CheckpointError, EntryProblem};
 use crate::header::TAG_LEN;
 use crate::nonce::{NONCE_LEN, NonceSource};
 use crate::run::block::{BlockBuilder, run_order};
+use crate::run::directory::{Directory, MIN_PARTITION, PartitionFields};
 use crate::run::filter::{self, BloomFilter};
 use crate::run::footer::Footer;
 use crate::run::header::{KEY_CHECK_OFFSET, RUN_HEADER_LEN, RunHeader};
@@ -22,8 +26,8 @@ use crate::run::meta::RunMeta;
 use crate::run::reader::hash_file;
 use crate::run::seal::{self, KEY_CHECK_DOMAIN};
 use crate::run::{
-    BlockKind, EntryKind, MAX_RUN_INDEX_LEN, MAX_RUN_KEY_LEN, MAX_RUN_VALUE_LEN, RunFileMeta,
-    RunInfo, RunOptions, algorithm_for, io_err, run_file_name,
+    BlockKind, EntryKind, MAX_RUN_INDEX_LEN, MAX_RUN_KEY_LEN, MAX_RUN_META_LEN, MAX_RUN_VALUE_LEN,
+    RunFileMeta, RunInfo, RunOptions, algorithm_for, io_err, run_file_name,
 };
 use aedb_fs::{DiskFile, FileWriter, OpenMode as FsMode, SharedFs};
 use aedb_keys::SecretKey;
@@ -47,6 +51,15 @@ struct Stats {
     min_lsn: Lsn,
     max_lsn: Lsn,
     first_key: Vec<u8>,
+}
+
+/// Where a closed partition ends: past its last block, past its last key hash, and how
+/// many entries it holds.
+#[derive(Clone, Copy, Debug)]
+struct PartitionEnd {
+    blocks: usize,
+    hashes: usize,
+    entries: u64,
 }
 
 /// Writes one run file: entries in `(key ascending, LSN descending)` order, each
@@ -75,6 +88,14 @@ pub struct RunWriter {
     block: BlockBuilder,
     index: BlockIndex,
     key_hashes: Vec<u64>,
+    /// The partitions closed so far.
+    partitions: Vec<PartitionEnd>,
+    /// The whole index's encoded length when the open partition opened.
+    partition_index_from: usize,
+    /// Entries in the open partition's blocks.
+    partition_entries: u64,
+    /// Encoded directory length of the closed partitions.
+    directory_len: usize,
     stats: Stats,
     last_key: Vec<u8>,
     last_lsn: Lsn,
@@ -131,6 +152,7 @@ impl RunWriter {
             })?;
         let cipher = ChunkCipher::new(key);
         let mut header = RunHeader {
+            version: crate::run::RUN_FILE_VERSION,
             algorithm: algorithm_for(key.is_some()),
             compression: options.compression,
             epoch: meta.epoch,
@@ -180,6 +202,10 @@ impl RunWriter {
             block: BlockBuilder::new(options.block_size),
             index: BlockIndex::new(),
             key_hashes: Vec::new(),
+            partitions: Vec::new(),
+            partition_index_from: 4,
+            partition_entries: 0,
+            directory_len: 4,
             stats: Stats::default(),
             last_key: Vec::new(),
             last_lsn: Lsn::ZERO,
@@ -216,6 +242,15 @@ impl RunWriter {
         }
     }
 
+    fn too_large(&self, what: &'static str, len: u64) -> CheckpointError {
+        CheckpointError::RunTooLarge {
+            path: self.tmp_path.clone(),
+            what,
+            len,
+            max: u64::from(u32::MAX),
+        }
+    }
+
     fn poisoned(&self) -> CheckpointError {
         CheckpointError::Poisoned {
             path: self.tmp_path.clone(),
@@ -227,8 +262,8 @@ impl RunWriter {
     ///
     /// # Errors
     /// [`CheckpointError::EntryRejected`] (out of order, key or value too long, a
-    /// tombstone with a value) and [`CheckpointError::RunTooLarge`] (the index or filter
-    /// would exceed its limit) leave the writer unchanged. I/O errors poison it;
+    /// tombstone with a value) and [`CheckpointError::RunTooLarge`] (the index, filter
+    /// or directory would exceed its limit) leave the writer unchanged. I/O errors poison it;
     /// [`CheckpointError::Poisoned`] after any earlier one.
     pub fn add(
         &mut self,
@@ -288,6 +323,22 @@ impl RunWriter {
             });
         }
 
+        // The directory gains at most two partitions (the open one and, if the pending
+        // block closes it, one for this entry), each at most a record and a key.
+        let meta_len = self.directory_len
+            + 2 * (MIN_PARTITION + MAX_RUN_KEY_LEN)
+            + 96
+            + self.stats.first_key.len()
+            + key.len();
+        if meta_len > MAX_RUN_META_LEN {
+            return Err(CheckpointError::RunTooLarge {
+                path: self.tmp_path.clone(),
+                what: "partition directory",
+                len: meta_len as u64,
+                max: MAX_RUN_META_LEN as u64,
+            });
+        }
+
         let entry_len = BlockBuilder::entry_len(key, value);
         if self.block.count() > 0 && self.block.len() + entry_len > self.options.block_size {
             self.flush_block()?;
@@ -325,7 +376,28 @@ impl RunWriter {
         let body = seal::compress_body(self.options.compression, plaintext);
         let (offset, stored_len) = self.write_body(BlockKind::Data, ordinal, body, &[])?;
         self.index.push(&self.last_key, offset, stored_len, entries);
+        self.partition_entries += u64::from(entries);
+        // The open partition's index: a count and the records pushed since it opened.
+        if 4 + self.index.encoded_len() - self.partition_index_from >= self.options.partition_size {
+            self.close_partition();
+        }
         Ok(())
+    }
+
+    /// Closes the open partition after the last flushed block (a no-op without blocks).
+    fn close_partition(&mut self) {
+        let start = self.partitions.last().map_or(0, |p| p.blocks);
+        if self.index.len() == start {
+            return;
+        }
+        self.directory_len += MIN_PARTITION + self.last_key.len();
+        self.partitions.push(PartitionEnd {
+            blocks: self.index.len(),
+            hashes: self.key_hashes.len(),
+            entries: self.partition_entries,
+        });
+        self.partition_index_from = self.index.encoded_len();
+        self.partition_entries = 0;
     }
 
     fn next_nonce(&mut self) -> Result<[u8; NONCE_LEN], CheckpointError> {
@@ -440,21 +512,59 @@ impl RunWriter {
         if self.block.count() > 0 {
             self.flush_block()?;
         }
+        self.close_partition();
         let compression = self.options.compression;
-        let index = self.index.encode();
-        let (index_offset, index_len) = self.write_body(
-            BlockKind::Index,
-            0,
-            seal::compress_body(compression, index),
-            &[],
-        )?;
-        let filter = BloomFilter::build(&self.key_hashes, self.options.bloom_bits_per_key).encode();
-        let (filter_offset, filter_len) = self.write_body(
-            BlockKind::Filter,
-            0,
-            seal::compress_body(compression, filter),
-            &[],
-        )?;
+        let partitions = std::mem::take(&mut self.partitions);
+        let ranges = |end: fn(&PartitionEnd) -> usize| {
+            let mut start = 0;
+            partitions.iter().map(move |p| {
+                let r = start..end(p);
+                start = r.end;
+                r
+            })
+        };
+        // Each partition's index block, then each partition's filter block.
+        let index_offset = self.offset;
+        let mut index_lens = Vec::with_capacity(partitions.len());
+        for (p, blocks) in ranges(|p| p.blocks).enumerate() {
+            let body = seal::compress_body(compression, self.index.encode_range(blocks));
+            index_lens.push(self.write_body(BlockKind::Index, p as u64, body, &[])?.1);
+        }
+        let filter_offset = self.offset;
+        let mut filter_lens = Vec::with_capacity(partitions.len());
+        for (p, hashes) in ranges(|p| p.hashes).enumerate() {
+            let filter =
+                BloomFilter::build(&self.key_hashes[hashes], self.options.bloom_bits_per_key);
+            let body = seal::compress_body(compression, filter.encode());
+            filter_lens.push(self.write_body(BlockKind::Filter, p as u64, body, &[])?.1);
+        }
+        let mut directory = Directory::default();
+        for (p, blocks) in ranges(|p| p.blocks).enumerate() {
+            // A closed partition holds at least one block.
+            let start = self.index.entry(blocks.start).map_or(0, |e| e.offset);
+            let end = self
+                .index
+                .entry(blocks.end - 1)
+                .map_or(0, |e| e.offset + u64::from(e.stored_len));
+            let fields = PartitionFields {
+                blocks: blocks.len() as u32,
+                entries: partitions[p].entries,
+                data_len: end - start,
+                index_len: index_lens[p],
+                filter_len: filter_lens[p],
+            };
+            directory
+                .push(self.index.last_key(blocks.end - 1), fields)
+                .ok_or_else(|| self.too_large("partition directory", u64::MAX))?;
+        }
+        let region_len = |from: u64, to: u64| u32::try_from(to - from);
+        let (Ok(index_len), Ok(filter_len)) = (
+            region_len(index_offset, filter_offset),
+            region_len(filter_offset, self.offset),
+        ) else {
+            self.out = None;
+            return Err(self.too_large("index and filter regions", self.offset - index_offset));
+        };
 
         let s = &self.stats;
         self.header.min_lsn = s.min_lsn;
@@ -471,6 +581,7 @@ impl RunWriter {
             max_lsn: s.max_lsn,
             raw_key_bytes: s.raw_key_bytes,
             raw_value_bytes: s.raw_value_bytes,
+            directory: Some(directory),
         };
         let meta_body = seal::compress_body(compression, meta.encode());
         let meta_offset = self.offset;
