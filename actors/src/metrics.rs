@@ -282,6 +282,10 @@ pub struct StorageMetrics {
     pub cache_bytes: u64,
     /// The block cache's capacity in bytes.
     pub cache_capacity: u64,
+    /// Bytes of run-table partitions (block index and bloom filter) open runs pin
+    /// outside the cache (within the capacity under `TablePlacement::Auto`, which
+    /// shrinks the cache by them; beyond it under `TablePlacement::Pinned`).
+    pub cache_pinned_bytes: u64,
     /// Run-file bytes written (flushes and compactions) per byte flushed since open
     /// (1.0 before any compaction; 0 before any flush).
     pub write_amplification: f64,

@@ -648,6 +648,7 @@ impl Pipeline {
             cache_misses: cache.misses,
             cache_bytes: cache.bytes,
             cache_capacity: cache.capacity,
+            cache_pinned_bytes: cache.pinned_bytes,
             write_amplification: if m.flush_bytes_written == 0 {
                 0.0
             } else {

@@ -13,7 +13,8 @@
 //! with a cold and a warm cache.
 //!
 //! Run-file blocks are LZ4-compressed (the engine's default); `AEDB_SCALE_UNCOMPRESSED=1`
-//! stores them as they are. Values here are 30 bytes of digits and 70 bytes of filler:
+//! stores them as they are; `AEDB_SCALE_TABLES=pinned|incache` places run tables other
+//! than the default `auto` (`pinned` shows their whole size as "pinned"). Values here are 30 bytes of digits and 70 bytes of filler:
 //! compressible, so the disk saving LZ4 shows is an upper bound.
 //!
 //! Run: `cargo bench -p aedb-benches --bench scale` (knobs above, and `AEDB_BENCH_DIR`
@@ -25,7 +26,7 @@ use std::time::Instant;
 
 use aedb::{
     AedbConfig, AedbInstance, BlockCompression, KvKey, KvValue, MemoryBudget, Namespace,
-    Transaction,
+    TablePlacement, Transaction,
 };
 use aedb_benches::env_u64;
 
@@ -42,9 +43,15 @@ fn config(budget_mb: u64) -> AedbConfig {
     } else {
         BlockCompression::Lz4
     };
+    let tables = match std::env::var("AEDB_SCALE_TABLES").as_deref() {
+        Ok("pinned") => TablePlacement::Pinned,
+        Ok("incache") => TablePlacement::InCache,
+        _ => TablePlacement::Auto,
+    };
     AedbConfig::production([7; 32])
         .with_checkpoint_key([9; 32])
         .block_compression(compression)
+        .run_tables(tables)
         .memory_budget(MemoryBudget {
             memtable_bytes: memtable as usize,
             immutable_memtables: 2,
@@ -312,11 +319,12 @@ fn open_phase(dir: &Path, keys: u64, budget: u64) {
         }
         let s = db.operational_metrics().storage;
         println!(
-            "random point reads ({pass} cache): {:.0}/s, 1 thread; cache {} hits / {} misses, {:.0} MB held",
+            "random point reads ({pass} cache): {:.0}/s, 1 thread; cache {} hits / {} misses, {:.0} MB held, {:.1} MB of table partitions pinned",
             reads as f64 / started.elapsed().as_secs_f64(),
             s.cache_hits,
             s.cache_misses,
-            s.cache_bytes as f64 / 1e6
+            s.cache_bytes as f64 / 1e6,
+            s.cache_pinned_bytes as f64 / 1e6
         );
     }
     println!("RSS after reads: {:.0} MB", rss_mb());

@@ -256,14 +256,14 @@ impl AedbConfig {
     }
 
     /// Where open run files keep their tables, the block index and bloom filter every
-    /// point read and seek of a run needs. The default, [`TablePlacement::Auto`], pins
-    /// them (a read of pinned tables touches no shared memory) while they fit in half
-    /// the block cache, which gives up what they take, and keeps the rest in the cache:
-    /// resident memory stays under the [`MemoryBudget`] whatever the data size.
-    /// Size the block cache to hold them (about 3 % of the plaintext data: ~60 MB at
-    /// 16M keys of 100-byte values, `benches/RESULTS.md`): once they outgrow it, random
-    /// point reads reload tables from disk and slow down sharply (64M keys with a
-    /// 128 MiB cache: 1.5k reads/s).
+    /// point read and seek of a run needs, read in partitions of about 4 KiB of index
+    /// (and its filter) each. The default, [`TablePlacement::Auto`], pins partitions (a
+    /// read of a pinned one touches no shared memory) while they fit in half the block
+    /// cache, which gives up what they take, and keeps the rest in the cache: resident
+    /// memory stays under the [`MemoryBudget`] whatever the data size. The tables are
+    /// about 3 % of the plaintext data (~60 MB at 16M keys of 100-byte values,
+    /// `benches/RESULTS.md`); once they outgrow the cache, a point read that misses
+    /// loads one partition (a few KiB) besides its data block.
     /// [`TablePlacement::Pinned`] keeps every open run's tables resident instead,
     /// outside the budget: memory then grows with the data by their size, and reads
     /// never reload them; [`TablePlacement::InCache`] never pins.
