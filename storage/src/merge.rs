@@ -130,9 +130,11 @@ impl Source for MemSource {
 }
 
 /// A cursor over a level: runs in key order whose ranges do not overlap (or a single
-/// level-0 run). Blocks are loaded lazily through the cache.
+/// level-0 run): `span` of the shared `level`. Blocks are loaded lazily through the
+/// cache.
 pub(crate) struct LevelSource {
-    runs: Vec<Arc<Run>>,
+    level: Arc<[Arc<Run>]>,
+    span: std::ops::Range<usize>,
     forward: bool,
     fill: CacheFill,
     run: usize,
@@ -144,13 +146,16 @@ pub(crate) struct LevelSource {
 impl LevelSource {
     /// Positioned at the scan's near bound; blocks it loads are cached as `fill` says.
     pub(crate) fn new(
-        runs: Vec<Arc<Run>>,
+        level: Arc<[Arc<Run>]>,
+        span: std::ops::Range<usize>,
         near: &Bound<Vec<u8>>,
         forward: bool,
         fill: CacheFill,
     ) -> Result<LevelSource, StorageError> {
+        debug_assert!(span.end <= level.len());
         let mut s = LevelSource {
-            runs,
+            level,
+            span,
             forward,
             fill,
             run: 0,
@@ -161,7 +166,7 @@ impl LevelSource {
         match start_probe(near, forward) {
             None if forward => s.load(0, 0, Some(0))?,
             None => {
-                if let Some(last) = s.runs.len().checked_sub(1) {
+                if let Some(last) = s.span.len().checked_sub(1) {
                     s.load_last_of_run(last)?;
                 }
             }
@@ -181,7 +186,7 @@ impl LevelSource {
         self.run = run;
         self.block_index = block;
         self.block = None;
-        let Some(r) = self.runs.get(run) else {
+        let Some(r) = self.level[self.span.clone()].get(run) else {
             return Ok(());
         };
         if block >= r.block_count() {
@@ -194,7 +199,7 @@ impl LevelSource {
     }
 
     fn load_last_of_run(&mut self, run: usize) -> Result<(), StorageError> {
-        let blocks = self.runs[run].block_count();
+        let blocks = self.level[self.span.clone()][run].block_count();
         match blocks.checked_sub(1) {
             Some(last) => self.load(run, last, None),
             None => {
@@ -206,13 +211,14 @@ impl LevelSource {
 
     /// Positions at the first entry at or after `(key, lsn)`; exhausted when none.
     fn seek_ge(&mut self, key: &[u8], lsn: Lsn) -> Result<(), StorageError> {
-        let run = self.runs.partition_point(|r| r.file().last_key() < key);
+        let run = self.level[self.span.clone()].partition_point(|r| r.file().last_key() < key);
         self.position_in(run, key, lsn)
     }
 
     fn position_in(&mut self, run: usize, key: &[u8], lsn: Lsn) -> Result<(), StorageError> {
         let mut run = run;
-        while let Some(r) = self.runs.get(run) {
+        let runs = &self.level[self.span.clone()];
+        while let Some(r) = runs.get(run) {
             if let Some(mut b) = r.block_for(key)? {
                 while b < r.block_count() {
                     let block = r.block_with(b, self.fill)?;
@@ -228,14 +234,14 @@ impl LevelSource {
                 }
             }
             run += 1;
-            if let Some(next) = self.runs.get(run) {
+            if let Some(next) = runs.get(run) {
                 // Everything in the next run is after `key`: start at its beginning.
                 if next.file().first_key() > key {
                     return self.load(run, 0, Some(0));
                 }
             }
         }
-        self.run = self.runs.len();
+        self.run = self.span.len();
         self.block = None;
         Ok(())
     }
@@ -245,8 +251,8 @@ impl LevelSource {
     fn step_back(&mut self) -> Result<(), StorageError> {
         if self.block.is_none() {
             // Exhausted forward: the entry before the end is the last one of all.
-            return match self.runs.len().checked_sub(1) {
-                Some(last) if self.run >= self.runs.len() => self.load_last_of_run(last),
+            return match self.span.len().checked_sub(1) {
+                Some(last) if self.run >= self.span.len() => self.load_last_of_run(last),
                 _ => Ok(()),
             };
         }
@@ -261,7 +267,7 @@ impl LevelSource {
             return self.load_last_of_run(self.run - 1);
         }
         self.block = None;
-        self.run = self.runs.len();
+        self.run = self.span.len();
         Ok(())
     }
 
@@ -273,7 +279,7 @@ impl LevelSource {
             self.entry += 1;
             return Ok(());
         }
-        let blocks = self.runs[self.run].block_count();
+        let blocks = self.level[self.span.clone()][self.run].block_count();
         if self.block_index + 1 < blocks {
             return self.load(self.run, self.block_index + 1, Some(0));
         }

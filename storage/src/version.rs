@@ -20,7 +20,9 @@ pub const LEVELS: usize = aedb_manifest::MAX_LEVELS as usize;
 /// The live runs; see the module docs.
 #[derive(Clone, Debug, Default)]
 pub struct Version {
-    levels: [Vec<Arc<Run>>; LEVELS],
+    /// Each level's runs, shared: a scan holds a level by one reference count rather
+    /// than one per run.
+    levels: [Arc<[Arc<Run>]>; LEVELS],
     floor: aedb_types::Lsn,
 }
 
@@ -44,6 +46,11 @@ impl Version {
 
     /// The runs of `level` (level 0 newest first; deeper levels by key).
     pub fn level(&self, level: usize) -> &[Arc<Run>] {
+        &self.levels[level]
+    }
+
+    /// The runs of `level`, shared (for a cursor that outlives this borrow).
+    pub(crate) fn level_shared(&self, level: usize) -> &Arc<[Arc<Run>]> {
         &self.levels[level]
     }
 
@@ -75,19 +82,24 @@ impl Version {
 
     /// The version after `edit`.
     pub fn apply(&self, edit: &Edit) -> Version {
-        let mut next = self.clone();
-        next.floor = next.floor.max(edit.floor);
-        for level in &mut next.levels {
-            level.retain(|r| !edit.removed.contains(&r.id()));
-        }
+        let mut levels: [Vec<Arc<Run>>; LEVELS] = std::array::from_fn(|l| {
+            self.levels[l]
+                .iter()
+                .filter(|r| !edit.removed.contains(&r.id()))
+                .cloned()
+                .collect()
+        });
         for (level, run) in &edit.added {
-            next.levels[*level].push(run.clone());
+            levels[*level].push(run.clone());
         }
-        next.levels[0].sort_by_key(|r| std::cmp::Reverse(r.file().max_lsn()));
-        for level in &mut next.levels[1..] {
+        levels[0].sort_by_key(|r| std::cmp::Reverse(r.file().max_lsn()));
+        for level in &mut levels[1..] {
             level.sort_by(|a, b| a.file().first_key().cmp(b.file().first_key()));
         }
-        next
+        Version {
+            levels: levels.map(Arc::from),
+            floor: self.floor.max(edit.floor),
+        }
     }
 
     /// In a sorted level, the run whose key range holds `key`.

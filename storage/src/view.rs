@@ -10,6 +10,7 @@ use crate::cache::CacheFill;
 use crate::error::StorageError;
 use crate::memtable::{Memtable, Versioned};
 use crate::merge::{Direction, LevelSource, MemSource, Merged, Scan, Source};
+use crate::run::Run;
 use crate::version::{LEVELS, Version};
 
 /// The sources of one snapshot; see the module docs.
@@ -136,16 +137,18 @@ impl View {
         } else {
             (&far, &near)
         };
-        let mut sources: Vec<Box<dyn Source>> = Vec::new();
+        let mut sources: Vec<Box<dyn Source>> =
+            Vec::with_capacity(self.memtables.len() + LEVELS + 4);
         for m in self.memtables.iter() {
             sources.push(Box::new(MemSource::new(m.clone(), &near, forward)));
         }
-        for run in self.version.level(0) {
-            if overlaps(run.file().first_key(), run.file().last_key(), lo, hi)
-                && run.file().min_lsn() <= self.lsn
-            {
+        let in_range = |r: &Arc<Run>| overlaps(r.file().first_key(), r.file().last_key(), lo, hi);
+        let level0 = self.version.level_shared(0);
+        for (i, run) in level0.iter().enumerate() {
+            if in_range(run) && run.file().min_lsn() <= self.lsn {
                 sources.push(Box::new(LevelSource::new(
-                    vec![run.clone()],
+                    level0.clone(),
+                    i..i + 1,
                     &near,
                     forward,
                     CacheFill::Fill,
@@ -153,16 +156,14 @@ impl View {
             }
         }
         for level in 1..LEVELS {
-            let runs: Vec<_> = self
-                .version
-                .level(level)
-                .iter()
-                .filter(|r| overlaps(r.file().first_key(), r.file().last_key(), lo, hi))
-                .cloned()
-                .collect();
-            if !runs.is_empty() {
+            // A sorted level's runs are disjoint: those in range are consecutive.
+            let runs = self.version.level_shared(level);
+            let start = runs.iter().position(in_range).unwrap_or(runs.len());
+            let end = start + runs[start..].iter().take_while(|r| in_range(r)).count();
+            if start < end {
                 sources.push(Box::new(LevelSource::new(
-                    runs,
+                    runs.clone(),
+                    start..end,
                     &near,
                     forward,
                     CacheFill::Fill,

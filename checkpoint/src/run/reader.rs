@@ -47,6 +47,16 @@ pub(crate) fn hash_file(
     Ok(hasher.finalize().into())
 }
 
+/// Stored blocks up to this size are read into a per-thread scratch buffer when they are
+/// LZ4 bodies (data blocks are ~4 KiB; larger ones are read into their own buffer).
+const SCRATCH_MAX: usize = 1 << 20;
+
+thread_local! {
+    /// The scratch buffer of [`Blocks::load`] (grows to the largest block read, at most
+    /// [`SCRATCH_MAX`]).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Reads and opens stored blocks of one file.
 struct Blocks<'a> {
     path: &'a Path,
@@ -92,21 +102,38 @@ impl Blocks<'_> {
             sealed = self.cipher.is_sealed(),
         )
         .entered();
+        let aad = seal::block_aad(self.header_bytes, kind, ordinal, offset, footer);
+        let auth_failed = |_| CheckpointError::BlockAuthFailed {
+            path: self.path.to_path_buf(),
+            kind,
+            block: ordinal,
+            offset,
+        };
+        let bad = |problem| self.bad(kind, ordinal, offset, problem);
+        let max = seal::max_plaintext(kind);
+        if self.compression == Compression::Lz4 && len as usize <= SCRATCH_MAX {
+            // The stored bytes are only the decompressor's input: read and open them
+            // in this thread's reusable buffer, so a block costs one allocation (its
+            // plaintext) rather than a zeroed buffer, a shift and a free as well.
+            return SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                if scratch.len() < len as usize {
+                    scratch.resize(len as usize, 0);
+                }
+                let stored = &mut scratch[..len as usize];
+                self.file
+                    .read_exact_at(stored, offset)
+                    .map_err(io_err("read", self.path))?;
+                let body = seal::open_in_place(self.cipher, &aad, stored).map_err(auth_failed)?;
+                seal::decompress_lz4(&stored[body], max).map_err(bad)
+            });
+        }
         let mut stored = vec![0u8; len as usize];
         self.file
             .read_exact_at(&mut stored, offset)
             .map_err(io_err("read", self.path))?;
-        let aad = seal::block_aad(self.header_bytes, kind, ordinal, offset, footer);
-        let body = seal::open_stored(self.cipher, &aad, stored).map_err(|_| {
-            CheckpointError::BlockAuthFailed {
-                path: self.path.to_path_buf(),
-                kind,
-                block: ordinal,
-                offset,
-            }
-        })?;
-        seal::decompress_body(self.compression, body, seal::max_plaintext(kind))
-            .map_err(|problem| self.bad(kind, ordinal, offset, problem))
+        let body = seal::open_stored(self.cipher, &aad, stored).map_err(auth_failed)?;
+        seal::decompress_body(self.compression, body, max).map_err(bad)
     }
 }
 

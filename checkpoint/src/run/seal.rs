@@ -128,6 +128,23 @@ pub(crate) fn open_stored(
     aad: &[u8],
     mut stored: Vec<u8>,
 ) -> Result<Vec<u8>, ChunkRejected> {
+    let body = open_in_place(cipher, aad, &mut stored)?;
+    stored.truncate(body.end);
+    if body.start > 0 {
+        stored.copy_within(body.start.., 0);
+        stored.truncate(body.len());
+    }
+    Ok(stored)
+}
+
+/// Authenticates (and decrypts) the stored block `stored` in place and returns where
+/// its body is in it (between the nonce, if sealed, and the tag), or `Err(())` on an
+/// authentication failure or a block shorter than its envelope.
+pub(crate) fn open_in_place(
+    cipher: &ChunkCipher,
+    aad: &[u8],
+    stored: &mut [u8],
+) -> Result<std::ops::Range<usize>, ChunkRejected> {
     #[cfg(feature = "observability")]
     let _span = tracing::debug_span!(
         "aedb.checkpoint.open",
@@ -152,12 +169,7 @@ pub(crate) fn open_stored(
         &mut stored[nonce_len..tag_at],
         &tag,
     )?;
-    stored.truncate(tag_at);
-    if nonce_len > 0 {
-        stored.copy_within(nonce_len.., 0);
-        stored.truncate(tag_at - nonce_len);
-    }
-    Ok(stored)
+    Ok(nonce_len..tag_at)
 }
 
 /// Turns an authenticated block body back into its plaintext: as it is (compression 0),
@@ -182,33 +194,41 @@ pub(crate) fn decompress_body(
             }
             Ok(body)
         }
-        Compression::Lz4 => {
-            let Some((prefix, compressed)) = body.split_first_chunk::<LZ4_PREFIX>() else {
-                return Err(BlockProblem::Decompress {
-                    detail: format!("body of {} bytes has no size prefix", body.len()),
-                });
-            };
-            let declared = u32::from_le_bytes(*prefix) as usize;
-            if declared > max {
-                return Err(BlockProblem::TooLarge {
-                    len: declared as u64,
-                    max: max as u64,
-                });
-            }
-            let mut out = vec![0u8; declared];
-            let n = lz4_flex::block::decompress_into(compressed, &mut out).map_err(|e| {
-                BlockProblem::Decompress {
-                    detail: e.to_string(),
-                }
-            })?;
-            if n != declared {
-                return Err(BlockProblem::Decompress {
-                    detail: format!("decompressed to {n} bytes, {declared} declared"),
-                });
-            }
-            Ok(out)
-        }
+        Compression::Lz4 => decompress_lz4(&body, max),
     }
+}
+
+/// Decompresses an authenticated LZ4 body (`u32_le(len) || LZ4 block`) after checking
+/// the declared size against `max` and before allocating for it. The result is exactly
+/// the declared size.
+///
+/// # Errors
+/// As [`decompress_body`].
+pub(crate) fn decompress_lz4(body: &[u8], max: usize) -> Result<Vec<u8>, BlockProblem> {
+    let Some((prefix, compressed)) = body.split_first_chunk::<LZ4_PREFIX>() else {
+        return Err(BlockProblem::Decompress {
+            detail: format!("body of {} bytes has no size prefix", body.len()),
+        });
+    };
+    let declared = u32::from_le_bytes(*prefix) as usize;
+    if declared > max {
+        return Err(BlockProblem::TooLarge {
+            len: declared as u64,
+            max: max as u64,
+        });
+    }
+    let mut out = vec![0u8; declared];
+    let n = lz4_flex::block::decompress_into(compressed, &mut out).map_err(|e| {
+        BlockProblem::Decompress {
+            detail: e.to_string(),
+        }
+    })?;
+    if n != declared {
+        return Err(BlockProblem::Decompress {
+            detail: format!("decompressed to {n} bytes, {declared} declared"),
+        });
+    }
+    Ok(out)
 }
 
 /// Decompresses a block body as the reader does (for the `run_block` fuzz target):

@@ -178,7 +178,8 @@ fn merged_inputs(task: &Task) -> Result<Merged, StorageError> {
             sorted.push(run.clone());
         } else {
             sources.push(Box::new(LevelSource::new(
-                vec![run.clone()],
+                Arc::from([run.clone()]),
+                0..1,
                 &all,
                 true,
                 CacheFill::Bypass,
@@ -187,8 +188,10 @@ fn merged_inputs(task: &Task) -> Result<Merged, StorageError> {
     }
     if !sorted.is_empty() {
         sorted.sort_by(|a, b| a.file().first_key().cmp(b.file().first_key()));
+        let span = 0..sorted.len();
         sources.push(Box::new(LevelSource::new(
-            sorted,
+            sorted.into(),
+            span,
             &all,
             true,
             CacheFill::Bypass,
