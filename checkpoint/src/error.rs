@@ -205,15 +205,15 @@ pub enum CheckpointError {
         /// The run file being written.
         path: PathBuf,
     },
-    /// The run's index or filter block would exceed its size limit: split the output
-    /// into more files (see [`crate::RunWriter::bytes_written`]).
+    /// The run's index, filter or partition directory would exceed its size limit:
+    /// split the output into more files (see [`crate::RunWriter::bytes_written`]).
     #[error(
         "{path}: the {what} would be {len} bytes, more than the {max}-byte limit; split the run into smaller files"
     )]
     RunTooLarge {
         /// The run file being written.
         path: PathBuf,
-        /// Which block ("index block", "filter block").
+        /// What ("index", "filter", "partition directory", "block", ...).
         what: &'static str,
         /// Its size in bytes.
         len: u64,

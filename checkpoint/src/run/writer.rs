@@ -242,12 +242,12 @@ impl RunWriter {
         }
     }
 
-    fn too_large(&self, what: &'static str, len: u64) -> CheckpointError {
+    fn too_large(&self, what: &'static str, len: u64, max: u64) -> CheckpointError {
         CheckpointError::RunTooLarge {
             path: self.tmp_path.clone(),
             what,
             len,
-            max: u64::from(u32::MAX),
+            max,
         }
     }
 
@@ -304,25 +304,8 @@ impl RunWriter {
             0
         };
         let index_len = self.index.encoded_len_with(key) + pending;
-        if index_len > MAX_RUN_INDEX_LEN {
-            return Err(CheckpointError::RunTooLarge {
-                path: self.tmp_path.clone(),
-                what: "index block",
-                len: index_len as u64,
-                max: MAX_RUN_INDEX_LEN as u64,
-            });
-        }
         let distinct = self.stats.distinct_keys + u64::from(new_key);
         let filter_len = filter::encoded_len(distinct, self.options.bloom_bits_per_key);
-        if filter_len > MAX_RUN_INDEX_LEN as u64 {
-            return Err(CheckpointError::RunTooLarge {
-                path: self.tmp_path.clone(),
-                what: "filter block",
-                len: filter_len,
-                max: MAX_RUN_INDEX_LEN as u64,
-            });
-        }
-
         // The directory gains at most two partitions (the open one and, if the pending
         // block closes it, one for this entry), each at most a record and a key.
         let meta_len = self.directory_len
@@ -330,13 +313,15 @@ impl RunWriter {
             + 96
             + self.stats.first_key.len()
             + key.len();
-        if meta_len > MAX_RUN_META_LEN {
-            return Err(CheckpointError::RunTooLarge {
-                path: self.tmp_path.clone(),
-                what: "partition directory",
-                len: meta_len as u64,
-                max: MAX_RUN_META_LEN as u64,
-            });
+        let limits = [
+            ("index", index_len as u64, MAX_RUN_INDEX_LEN),
+            ("filter", filter_len, MAX_RUN_INDEX_LEN),
+            ("partition directory", meta_len as u64, MAX_RUN_META_LEN),
+        ];
+        for (what, len, max) in limits {
+            if len > max as u64 {
+                return Err(self.too_large(what, len, max as u64));
+            }
         }
 
         let entry_len = BlockBuilder::entry_len(key, value);
@@ -555,7 +540,7 @@ impl RunWriter {
             };
             directory
                 .push(self.index.last_key(blocks.end - 1), fields)
-                .ok_or_else(|| self.too_large("partition directory", u64::MAX))?;
+                .ok_or_else(|| self.too_large("partition directory", u64::MAX, u64::MAX))?;
         }
         let region_len = |from: u64, to: u64| u32::try_from(to - from);
         let (Ok(index_len), Ok(filter_len)) = (
@@ -563,7 +548,8 @@ impl RunWriter {
             region_len(filter_offset, self.offset),
         ) else {
             self.out = None;
-            return Err(self.too_large("index and filter regions", self.offset - index_offset));
+            let len = self.offset - index_offset;
+            return Err(self.too_large("index and filter regions", len, u64::from(u32::MAX)));
         };
 
         let s = &self.stats;
