@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use aedb_checkpoint::{DataBlock, TablePartition};
+use aedb_sync::pin_budget::PinBudget;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
@@ -135,10 +136,8 @@ pub struct BlockCache {
     cache: Cache<(u64, u32), Cached, BlockWeighter>,
     capacity: u64,
     placement: TablePlacement,
-    /// Bytes of tables runs hold pinned.
-    pinned_bytes: AtomicU64,
-    /// At most this many bytes may be pinned.
-    pin_limit: u64,
+    /// Bytes of table partitions runs hold pinned, against the placement's limit.
+    pins: PinBudget,
     /// Serialises resizing the cache to what [`TablePlacement::Auto`] leaves it.
     resize: std::sync::Mutex<()>,
     hits: StripedCounter,
@@ -170,12 +169,11 @@ impl BlockCache {
             cache: Cache::with_weighter(items, capacity, BlockWeighter),
             capacity,
             placement,
-            pinned_bytes: AtomicU64::new(0),
-            pin_limit: match placement {
+            pins: PinBudget::new(match placement {
                 TablePlacement::Auto => capacity / 2,
                 TablePlacement::InCache => 0,
                 TablePlacement::Pinned => u64::MAX,
-            },
+            }),
             resize: std::sync::Mutex::new(()),
             hits: StripedCounter::default(),
             misses: StripedCounter::default(),
@@ -244,21 +242,8 @@ impl BlockCache {
     /// limit would be passed (the run then keeps using the cache). Under
     /// [`TablePlacement::Auto`] the cache shrinks by what is pinned.
     pub(crate) fn try_pin(&self, bytes: u64) -> bool {
-        // A plain load first: runs that do not fit ask on every read, without writing.
-        let mut pinned = self.pinned_bytes.load(Ordering::Relaxed);
-        loop {
-            if pinned.saturating_add(bytes) > self.pin_limit {
-                return false;
-            }
-            match self.pinned_bytes.compare_exchange_weak(
-                pinned,
-                pinned + bytes,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(now) => pinned = now,
-            }
+        if !self.pins.try_reserve(bytes) {
+            return false;
         }
         self.resized();
         true
@@ -266,7 +251,7 @@ impl BlockCache {
 
     /// Returns `bytes` of pinned tables (their run is gone).
     pub(crate) fn unpin(&self, bytes: u64) {
-        self.pinned_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.pins.release(bytes);
         self.resized();
     }
 
@@ -274,7 +259,7 @@ impl BlockCache {
     fn resized(&self) {
         if self.placement == TablePlacement::Auto {
             let _one_at_a_time = self.resize.lock().unwrap_or_else(|p| p.into_inner());
-            let pinned = self.pinned_bytes.load(Ordering::Relaxed);
+            let pinned = self.pins.reserved();
             self.cache
                 .set_capacity(self.capacity.saturating_sub(pinned).max(8 * 1024));
         }
@@ -302,7 +287,7 @@ impl BlockCache {
             misses: self.misses.get(),
             bytes: self.cache.weight(),
             capacity: self.capacity,
-            pinned_bytes: self.pinned_bytes.load(Ordering::Relaxed),
+            pinned_bytes: self.pins.reserved(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The hand-written concurrency protocols of aedb's commit path.
 //!
-//! This crate owns five small protocols and nothing else:
+//! This crate owns six small protocols and nothing else:
 //!
 //! - [`completion`]: a one-shot hand-off of a commit's outcome from the thread that
 //!   decides it (the sequencer, or the WAL writer after `fdatasync`) to the waiting
@@ -12,7 +12,9 @@
 //!   fail-stops on the first I/O error;
 //! - [`snapshot_cell`]: monotonic publication of immutable snapshots to readers;
 //! - [`published_filter`]: the memtable's key filter, filled by the single writer
-//!   while readers query it, made visible by snapshot publication.
+//!   while readers query it, made visible by snapshot publication;
+//! - [`pin_budget`]: the bytes of run-table partitions readers pin against the block
+//!   cache's limit, reserved and given back without a lock.
 //!
 //! It owns no files and knows nothing about WAL formats or the data model: the log is
 //! behind the [`group_commit::LogSink`] trait. Every primitive here is written against
@@ -34,6 +36,7 @@
 pub mod completion;
 pub mod group_commit;
 pub mod mailbox;
+pub mod pin_budget;
 pub mod published_filter;
 mod shim;
 pub mod snapshot_cell;
