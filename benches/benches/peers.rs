@@ -388,8 +388,9 @@ trait Store: Sync {
     fn put_durable(&self, key: &[u8], value: &[u8]) -> Res<()>;
     /// Loads keys `0..n` ([`key`], [`value`]) in key order, [`LOAD_BATCH`] per
     /// transaction, and returns once all of it is durable and settled: aedb takes a
-    /// checkpoint and waits for its compactions, SQLite checkpoints its WAL, fjall flushes its memtable and waits for
-    /// compactions (as `db_bench` does `flush,waitforcompaction` for RocksDB).
+    /// checkpoint and waits for its compactions, SQLite checkpoints its WAL, fjall
+    /// flushes its memtable and waits for compactions (as `db_bench` does
+    /// `flush,waitforcompaction` for RocksDB).
     fn load(&self, n: u64) -> Res<()>;
     /// A reader for one thread.
     fn reader(&self) -> Res<Box<dyn Reader + '_>>;

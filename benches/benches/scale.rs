@@ -14,8 +14,9 @@
 //!
 //! Run-file blocks are LZ4-compressed (the engine's default); `AEDB_SCALE_UNCOMPRESSED=1`
 //! stores them as they are; `AEDB_SCALE_TABLES=pinned|incache` places run tables other
-//! than the default `auto` (`pinned` shows their whole size as "pinned"). Values here are 30 bytes of digits and 70 bytes of filler:
-//! compressible, so the disk saving LZ4 shows is an upper bound.
+//! than the default `auto` (`pinned` shows their whole size as "pinned"). Values here
+//! are 30 bytes of digits and 70 bytes of filler: compressible, so the disk saving LZ4
+//! shows is an upper bound.
 //!
 //! Run: `cargo bench -p aedb-benches --bench scale` (knobs above, and `AEDB_BENCH_DIR`
 //! for the data directory). Figures go to `benches/RESULTS.md` by hand, with the machine
@@ -46,7 +47,8 @@ fn config(budget_mb: u64) -> AedbConfig {
     let tables = match std::env::var("AEDB_SCALE_TABLES").as_deref() {
         Ok("pinned") => TablePlacement::Pinned,
         Ok("incache") => TablePlacement::InCache,
-        _ => TablePlacement::Auto,
+        Ok("auto") | Err(_) => TablePlacement::Auto,
+        Ok(other) => panic!("AEDB_SCALE_TABLES={other}: expected auto, pinned or incache"),
     };
     AedbConfig::production([7; 32])
         .with_checkpoint_key([9; 32])

@@ -2,7 +2,7 @@
 //!
 //! This crate owns two on-disk formats of one family (same magic, same keys) and their
 //! file I/O (the byte-level specification is in `docs/FORMAT.md`, sections "Checkpoint
-//! files" and "Run files (checkpoint format version 2)"):
+//! files" and "Run files (checkpoint format versions 3 and 2)"):
 //!
 //! * **Checkpoint files** `<data_dir>/checkpoints/<lsn:020>.ckpt`: an opaque snapshot payload
 //!   split into chunks, each sealed with XChaCha20-Poly1305 under a nonce derived from a
@@ -11,16 +11,17 @@
 //!   duplication and splicing across files are detected. Without a key, a plaintext mode
 //!   with SHA-256 digests detects accidental corruption only (it is **not** authenticated).
 //!   See [`CheckpointWriter`], [`open_checkpoint`], [`CheckpointDecoder`], [`list_checkpoints`].
-//! * **Run files** (checkpoint format version 2) `<data_dir>/checkpoints/run-<id:020>.ckpt`:
-//!   the sorted runs of the disk-resident LSM (the project's "incremental checkpoint
-//!   files"). Entries `(user_key, lsn, Put | Delete, value)` sorted by key ascending, then
-//!   LSN descending, in data blocks followed by an index block, a bloom-filter block, a
-//!   meta block and a fixed-size footer. Every block is compressed (optionally, LZ4) and
+//! * **Run files** (checkpoint format version 3; version 2 still read)
+//!   `<data_dir>/checkpoints/run-<id:020>.ckpt`: the sorted runs of the disk-resident LSM
+//!   (the project's "incremental checkpoint files"). Entries `(user_key, lsn, Put |
+//!   Delete, value)` sorted by key ascending, then LSN descending, in data blocks
+//!   followed by an index block and a bloom-filter block per partition (~100 data
+//!   blocks), a meta block ending with the partition directory, and a fixed-size footer. Every block is compressed (optionally, LZ4) and
 //!   sealed under its own random nonce, with the file's header, the block's kind, ordinal
 //!   and offset as associated data (the meta block's also binds the footer), so any
 //!   changed, moved or transplanted byte is detected. [`RunWriter`] streams entries into
-//!   a file; [`RunFile`] opens one, authenticating only its metadata, and reads one
-//!   [`DataBlock`] at a time with positioned reads. The same plaintext mode exists.
+//!   a file; [`RunFile`] opens one, authenticating only its metadata, loads one table
+//!   partition and reads one [`DataBlock`] at a time with positioned reads. The same plaintext mode exists.
 //! * [`golden_fixtures`]: byte-exact images of both formats from fixed keys and nonces.
 //!
 //! It does **not** own: the manifest that records checkpoint files (`aedb-manifest`; a
@@ -132,7 +133,7 @@ pub use golden::{
     GOLDEN_CHECKPOINT_KEY, GOLDEN_CHUNK_SIZE, GOLDEN_DATABASE_ID, GOLDEN_EPOCH, GOLDEN_LSN,
     GOLDEN_NONCE, GOLDEN_PAYLOAD, GOLDEN_RUN_BLOCK_SIZE, GOLDEN_RUN_FILE_ID,
     GOLDEN_RUN_PARTITION_SIZE, GoldenError, GoldenExpectation, GoldenFixture, golden_fixtures,
-    golden_run_entries,
+    golden_hex_bytes, golden_run_entries,
 };
 pub use header::{
     Algorithm, CHECKPOINT_HEADER_LEN, CHECKPOINT_MAGIC, CHECKPOINT_VERSION, CheckpointHeader,

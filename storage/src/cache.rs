@@ -3,16 +3,15 @@
 //!
 //! A bounded [`quick_cache`] (CLOCK-Pro, sharded) keyed by `(file id, block index)`
 //! (table partition `p` under [`TABLES`]` - p`) and weighted by each entry's decoded
-//! size, so the bytes
-//! it holds stay under its capacity whatever the data size. An entry is authenticated
-//! once, when it is loaded; hits never touch the disk or the cipher.
+//! size, so the bytes it holds stay under its capacity whatever the data size. An entry
+//! is authenticated once, when it is loaded; hits never touch the disk or the cipher.
 //!
 //! Table partitions are placed as [`TablePlacement`] says: by default
 //! ([`TablePlacement::Auto`]) a run pins those it reads while all pinned partitions fit
-//! in half the capacity, and the cache
-//! shrinks by what is pinned, so the two together stay within the capacity; the rest
-//! live in the cache, where hot tables stay resident by use and cold ones make room for
-//! data blocks. Compaction reads with [`CacheFill::Bypass`].
+//! in half the capacity, and the cache shrinks by what is pinned, so the two together
+//! stay within the capacity; the rest live in the cache, where hot partitions stay
+//! resident by use and cold ones make room for data blocks. Compaction reads with
+//! [`CacheFill::Bypass`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -238,8 +237,9 @@ impl BlockCache {
         self.placement
     }
 
-    /// Reserves `bytes` for tables a run is about to pin: false when the placement's
-    /// limit would be passed (the run then keeps using the cache). Under
+    /// Reserves `bytes` for a partition a run is about to pin: false when the placement's
+    /// limit would be passed (always for [`TablePlacement::InCache`], whose limit is 0;
+    /// the partition then lives in the cache). Under
     /// [`TablePlacement::Auto`] the cache shrinks by what is pinned.
     pub(crate) fn try_pin(&self, bytes: u64) -> bool {
         if !self.pins.try_reserve(bytes) {

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use aedb_checkpoint::{DataBlock, EntryKind, RunFile, TablePartition};
 use aedb_types::Lsn;
 
-use crate::cache::{BlockCache, CacheFill, TablePlacement};
+use crate::cache::{BlockCache, CacheFill};
 use crate::error::StorageError;
 use crate::memtable::Versioned;
 
@@ -76,7 +76,7 @@ impl Run {
 
     /// Table partition `p` (block index records and bloom filter of some of its blocks):
     /// pinned by this run, or from the cache, or read and authenticated, then pinned
-    /// when the cache's [`TablePlacement`] allows (else cached).
+    /// when the cache's [`TablePlacement`](crate::TablePlacement) allows (else cached).
     ///
     /// # Errors
     /// The partition's index or filter block cannot be read or does not authenticate.
@@ -93,10 +93,11 @@ impl Run {
         if let Some(t) = slot.get() {
             return Ok(t.clone());
         }
-        // A partition just read is pinned when the placement allows and it fits.
+        // A partition just read is pinned when the placement's budget has room for it
+        // (`InCache` has none).
         let pin = |t: &Arc<TablePartition>| {
             let bytes = t.heap_bytes() as u64;
-            if self.cache.placement() == TablePlacement::InCache || !self.cache.try_pin(bytes) {
+            if !self.cache.try_pin(bytes) {
                 return false;
             }
             if slot.set(t.clone()).is_err() {
@@ -131,22 +132,24 @@ impl Run {
     /// # Errors
     /// As [`Run::partition`].
     pub fn block_for(&self, key: &[u8]) -> Result<Option<usize>, StorageError> {
-        match self.file.partition_for(key) {
-            Some(p) => self.with_partition(p, |t| t.block_for(key)),
-            None => Ok(None),
-        }
+        self.in_partition_for(key, |t| t.block_for(key))
     }
 
     /// As [`Run::block_for`], but `None` also when the bloom filter rules the key out.
     fn block_for_present(&self, key: &[u8]) -> Result<Option<usize>, StorageError> {
+        self.in_partition_for(key, |t| {
+            t.may_contain(key).then(|| t.block_for(key)).flatten()
+        })
+    }
+
+    /// `f` on the table partition that answers for `key`; `None` past the last key.
+    fn in_partition_for<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&TablePartition) -> Option<R>,
+    ) -> Result<Option<R>, StorageError> {
         match self.file.partition_for(key) {
-            Some(p) => self.with_partition(p, |t| {
-                if t.may_contain(key) {
-                    t.block_for(key)
-                } else {
-                    None
-                }
-            }),
+            Some(p) => self.with_partition(p, f),
             None => Ok(None),
         }
     }

@@ -138,7 +138,7 @@ impl View {
             (&far, &near)
         };
         let mut sources: Vec<Box<dyn Source>> =
-            Vec::with_capacity(self.memtables.len() + LEVELS + 4);
+            Vec::with_capacity(self.memtables.len() + self.version.level(0).len() + LEVELS);
         for m in self.memtables.iter() {
             sources.push(Box::new(MemSource::new(m.clone(), &near, forward)));
         }

@@ -26,11 +26,9 @@ use aedb_types::{ByteReader, DecodeError, DecodeErrorKind, LenPrefix};
 /// Smallest encoded partition record: an empty key and the five numbers.
 pub(crate) const MIN_PARTITION: usize = 2 + 4 + 8 + 8 + 4 + 4;
 
-/// One partition: its stored fields and the running sums that place it.
+/// The stored fields of one partition, as the writer records them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct PartitionEntry {
-    /// End of this partition's last key in [`Directory::keys`].
-    key_end: u32,
+pub(crate) struct PartitionFields {
     /// Number of data blocks.
     pub(crate) blocks: u32,
     /// Number of entries in them.
@@ -41,19 +39,11 @@ pub(crate) struct PartitionEntry {
     pub(crate) index_len: u32,
     /// Stored length of its filter block.
     pub(crate) filter_len: u32,
-    /// Ordinal of its first data block (blocks of earlier partitions).
-    pub(crate) first_block: u32,
-    /// Where its data blocks start, relative to the first data block.
-    pub(crate) data_start: u64,
-    /// Where its index block starts, relative to the index region.
-    pub(crate) index_start: u64,
-    /// Where its filter block starts, relative to the filter region.
-    pub(crate) filter_start: u64,
 }
 
-/// Totals over all partitions (the running sums after the last one).
+/// Running sums of [`PartitionFields`] over consecutive partitions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Totals {
+pub(crate) struct Sums {
     pub(crate) blocks: u64,
     pub(crate) entries: u64,
     pub(crate) data_len: u64,
@@ -61,22 +51,39 @@ pub(crate) struct Totals {
     pub(crate) filter_len: u64,
 }
 
+impl Sums {
+    /// These sums with `f` added; `None` on overflow.
+    fn plus(&self, f: &PartitionFields) -> Option<Sums> {
+        Some(Sums {
+            blocks: self.blocks.checked_add(u64::from(f.blocks))?,
+            entries: self.entries.checked_add(f.entries)?,
+            data_len: self.data_len.checked_add(f.data_len)?,
+            index_len: self.index_len.checked_add(u64::from(f.index_len))?,
+            filter_len: self.filter_len.checked_add(u64::from(f.filter_len))?,
+        })
+    }
+}
+
+/// One partition: its stored fields, and the sums over the partitions before it, which
+/// place it: `before.blocks` is its first block's ordinal, `before.data_len` where its
+/// data starts (from the first data block), `before.index_len` / `before.filter_len`
+/// where its index / filter block starts in the index / filter region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PartitionEntry {
+    /// End of this partition's last key in [`Directory::keys`].
+    key_end: u32,
+    /// What the directory stores for it.
+    pub(crate) fields: PartitionFields,
+    /// The sums over the partitions before it.
+    pub(crate) before: Sums,
+}
+
 /// The decoded directory: last keys in one buffer, one record per partition.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Directory {
     keys: Vec<u8>,
     parts: Vec<PartitionEntry>,
-    totals: Totals,
-}
-
-/// The stored fields of one partition, as the writer records them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct PartitionFields {
-    pub(crate) blocks: u32,
-    pub(crate) entries: u64,
-    pub(crate) data_len: u64,
-    pub(crate) index_len: u32,
-    pub(crate) filter_len: u32,
+    totals: Sums,
 }
 
 impl Directory {
@@ -104,7 +111,7 @@ impl Directory {
     }
 
     /// The sums over all partitions.
-    pub(crate) fn totals(&self) -> Totals {
+    pub(crate) fn totals(&self) -> Sums {
         self.totals
     }
 
@@ -124,29 +131,16 @@ impl Directory {
 
     /// Appends a partition after the others; `None` if a running sum would overflow.
     pub(crate) fn push(&mut self, last_key: &[u8], f: PartitionFields) -> Option<()> {
-        let t = self.totals;
-        let next = Totals {
-            blocks: t.blocks.checked_add(u64::from(f.blocks))?,
-            entries: t.entries.checked_add(f.entries)?,
-            data_len: t.data_len.checked_add(f.data_len)?,
-            index_len: t.index_len.checked_add(u64::from(f.index_len))?,
-            filter_len: t.filter_len.checked_add(u64::from(f.filter_len))?,
-        };
-        let first_block = u32::try_from(t.blocks).ok()?;
+        let before = self.totals;
+        let next = before.plus(&f)?;
+        // Block ordinals are u32 (the meta block's count).
         u32::try_from(next.blocks).ok()?;
         let key_end = u32::try_from(self.keys.len() + last_key.len()).ok()?;
         self.keys.extend_from_slice(last_key);
         self.parts.push(PartitionEntry {
             key_end,
-            blocks: f.blocks,
-            entries: f.entries,
-            data_len: f.data_len,
-            index_len: f.index_len,
-            filter_len: f.filter_len,
-            first_block,
-            data_start: t.data_len,
-            index_start: t.index_len,
-            filter_start: t.filter_len,
+            fields: f,
+            before,
         });
         self.totals = next;
         Some(())
@@ -171,7 +165,7 @@ impl Directory {
     pub(crate) fn partition_of_block(&self, block: usize) -> Option<usize> {
         let p = self
             .parts
-            .partition_point(|e| (e.first_block as usize + e.blocks as usize) <= block);
+            .partition_point(|e| e.before.blocks + u64::from(e.fields.blocks) <= block as u64);
         (p < self.parts.len()).then_some(p)
     }
 
@@ -185,7 +179,7 @@ impl Directory {
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.parts.len() as u32).to_le_bytes());
         for (p, e) in self.parts.iter().enumerate() {
-            let key = self.last_key(p);
+            let (key, e) = (self.last_key(p), &e.fields);
             out.extend_from_slice(&(key.len() as u16).to_le_bytes());
             out.extend_from_slice(key);
             out.extend_from_slice(&e.blocks.to_le_bytes());
@@ -284,13 +278,20 @@ mod tests {
         assert_eq!(bytes.len(), d.encoded_len());
         assert_eq!(decode(&bytes).unwrap(), d);
         let e = d.entry(2).unwrap();
+        assert_eq!(e.fields, fields(4));
         assert_eq!(
-            (e.first_block, e.data_start, e.index_start, e.filter_start),
-            (3, 300, 80, 60)
+            e.before,
+            Sums {
+                blocks: 3,
+                entries: 9,
+                data_len: 300,
+                index_len: 80,
+                filter_len: 60
+            }
         );
         assert_eq!(
             d.totals(),
-            Totals {
+            Sums {
                 blocks: 7,
                 entries: 21,
                 data_len: 700,

@@ -1,5 +1,5 @@
 //! Run files: the sorted runs of the disk-resident LSM (the project's "incremental
-//! checkpoint files"), checkpoint format version 2.
+//! checkpoint files"), checkpoint format version 3 (version 2 is still read).
 //!
 //! A run file holds entries `(user_key, lsn, kind, value)` sorted by user key ascending,
 //! then LSN **descending** (newest version of a key first), in blocks that are each
@@ -7,24 +7,26 @@
 //! followed by a SHA-256 integrity digest:
 //!
 //! ```text
-//! header (104) | data block* | index block | filter block | meta block | footer (48)
+//! header (104) | data block* | index block per partition | filter block per partition
+//!              | meta block (ends with the partition directory) | footer (48)
 //! ```
 //!
 //! Every block's associated data binds it to its file (the header, which holds a random
-//! per-file nonce), its kind, its ordinal and its byte offset; the meta block's also binds
-//! the whole header and the footer. The byte-level specification is `docs/FORMAT.md`,
-//! "Run files (checkpoint format version 2)".
+//! per-file nonce), its kind, its ordinal (data block or partition number) and its byte
+//! offset; the meta block's also binds the whole header and the footer. The byte-level
+//! specification is `docs/FORMAT.md`, "Run files (checkpoint format versions 3 and 2)".
 //!
 //! * [`RunWriter`] streams entries into `<dir>/run-<file_id:020>.ckpt.tmp`, and `finish`
 //!   publishes it (fsync, rename, directory fsync).
-//! * [`RunFile::open`] authenticates the header, footer and meta block;
-//!   [`RunFile::load_tables`] the index and filter blocks ([`RunTables`]);
-//!   [`RunFile::read_block`] reads, authenticates, decompresses and decodes one
-//!   [`DataBlock`]; [`RunFile::verify`] checks every block.
+//! * [`RunFile::open`] authenticates the header, footer and meta block (and checks the
+//!   partition directory); [`RunFile::load_partition`] one partition's index and filter
+//!   blocks ([`TablePartition`]); [`RunFile::read_block`] reads, authenticates,
+//!   decompresses and decodes one [`DataBlock`]; [`RunFile::verify`] checks every block.
 //!
 //! Module map: `header.rs` (the 104-byte header), `seal.rs` (the block envelope: AAD,
 //! nonce, compression), `block.rs` (data blocks), `index.rs`, `filter.rs` (bloom filter),
-//! `meta.rs`, `footer.rs`, `writer.rs`, `reader.rs`.
+//! `meta.rs`, `directory.rs` (the partition directory), `footer.rs`, `writer.rs`,
+//! `reader.rs`.
 
 mod block;
 mod directory;

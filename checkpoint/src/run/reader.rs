@@ -1,6 +1,6 @@
 //! [`RunFile`]: an open, authenticated run file. Opening reads and authenticates the
 //! header, footer and meta block (with the partition directory) only, so an open run
-//! holds a few dozen bytes per partition and no per-block or per-key metadata;
+//! holds about a hundred bytes per partition and no per-block or per-key metadata;
 //! [`RunFile::load_partition`] reads one partition's index and filter blocks
 //! ([`TablePartition`]: the caller decides how long to keep them, a block cache in the
 //! storage engine), and data blocks are read one at a time by [`RunFile::read_block`]
@@ -139,7 +139,7 @@ impl Blocks<'_> {
 
 /// An open run file: its authenticated header, footer and meta block (with the partition
 /// directory), and a handle for positioned reads of its other blocks. It holds no per-key
-/// or per-block metadata: a few hundred bytes plus a few dozen per partition (about one
+/// or per-block metadata: a few hundred bytes plus about a hundred per partition (about one
 /// partition per hundred data blocks). `Send + Sync`; share it in an `Arc`.
 pub struct RunFile {
     path: PathBuf,
@@ -471,9 +471,14 @@ impl RunFile {
         };
         let blocks = self.blocks();
         let ordinal = partition as u64;
-        let index_offset = self.footer.index_offset + part.index_start;
-        let index_plain =
-            blocks.load(BlockKind::Index, ordinal, index_offset, part.index_len, &[])?;
+        let index_offset = self.footer.index_offset + part.before.index_len;
+        let index_plain = blocks.load(
+            BlockKind::Index,
+            ordinal,
+            index_offset,
+            part.fields.index_len,
+            &[],
+        )?;
         let bad_index = |problem| blocks.bad(BlockKind::Index, ordinal, index_offset, problem);
         let index =
             BlockIndex::decode(&index_plain).map_err(|e| bad_index(BlockProblem::Decode(e)))?;
@@ -485,12 +490,12 @@ impl RunFile {
             self.header.compression,
         )
         .map_err(|what| bad_index(BlockProblem::Inconsistent { what }))?;
-        let filter_offset = self.footer.filter_offset + part.filter_start;
+        let filter_offset = self.footer.filter_offset + part.before.filter_len;
         let filter_plain = blocks.load(
             BlockKind::Filter,
             ordinal,
             filter_offset,
-            part.filter_len,
+            part.fields.filter_len,
             &[],
         )?;
         let filter = BloomFilter::decode(&filter_plain).map_err(|e| {
@@ -503,7 +508,7 @@ impl RunFile {
         })?;
         Ok(TablePartition {
             partition,
-            first_block: part.first_block as usize,
+            first_block: part.before.blocks as usize,
             index,
             filter,
         })
@@ -696,7 +701,7 @@ impl RunFile {
                         distinct += 1;
                         // A key's first entry is in the partition that answers for it.
                         if !tables.may_contain(e.key) {
-                            let at = self.directory.entry(p).map_or(0, |d| d.filter_start);
+                            let at = self.directory.entry(p).map_or(0, |d| d.before.filter_len);
                             return Err(blocks.bad(
                                 BlockKind::Filter,
                                 p as u64,
@@ -791,7 +796,8 @@ fn check_directory(
         |kind| min..=seal::max_stored_len(algorithm, compression, seal::max_plaintext(kind));
     let (index, filter) = (range(BlockKind::Index), range(BlockKind::Filter));
     let out_of_range = |e: &PartitionEntry| {
-        !index.contains(&u64::from(e.index_len)) || !filter.contains(&u64::from(e.filter_len))
+        !index.contains(&u64::from(e.fields.index_len))
+            || !filter.contains(&u64::from(e.fields.filter_len))
     };
     if directory.entries().iter().any(out_of_range) {
         return Err("a partition block's stored length is out of range");
@@ -807,17 +813,17 @@ fn check_index(
     algorithm: Algorithm,
     compression: Compression,
 ) -> Result<(), &'static str> {
-    if index.len() != part.blocks as usize {
+    if index.len() != part.fields.blocks as usize {
         return Err("block count differs from the directory");
     }
     let (Some(first), Some(last)) = (index.entry(0), index.entry(index.len() - 1)) else {
         return Err("no data blocks");
     };
-    let start = RUN_HEADER_LEN as u64 + part.data_start;
+    let start = RUN_HEADER_LEN as u64 + part.before.data_len;
     if first.offset != start {
         return Err("the partition's first data block is not where the directory says");
     }
-    if last.offset + u64::from(last.stored_len) != start + part.data_len {
+    if last.offset + u64::from(last.stored_len) != start + part.fields.data_len {
         return Err("the partition's last data block does not end where the directory says");
     }
     if index.last_key(index.len() - 1) != last_key {
@@ -835,7 +841,7 @@ fn check_index(
         }
         entries += u64::from(e.entries);
     }
-    if entries != part.entries {
+    if entries != part.fields.entries {
         return Err("entry count differs from the directory");
     }
     Ok(())

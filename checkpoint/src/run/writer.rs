@@ -53,13 +53,11 @@ struct Stats {
     first_key: Vec<u8>,
 }
 
-/// Where a closed partition ends: past its last block, past its last key hash, and how
-/// many entries it holds.
+/// Where a closed partition ends: past its last block and past its last key hash.
 #[derive(Clone, Copy, Debug)]
 struct PartitionEnd {
     blocks: usize,
     hashes: usize,
-    entries: u64,
 }
 
 /// Writes one run file: entries in `(key ascending, LSN descending)` order, each
@@ -92,8 +90,6 @@ pub struct RunWriter {
     partitions: Vec<PartitionEnd>,
     /// The whole index's encoded length when the open partition opened.
     partition_index_from: usize,
-    /// Entries in the open partition's blocks.
-    partition_entries: u64,
     /// Encoded directory length of the closed partitions.
     directory_len: usize,
     stats: Stats,
@@ -204,7 +200,6 @@ impl RunWriter {
             key_hashes: Vec::new(),
             partitions: Vec::new(),
             partition_index_from: 4,
-            partition_entries: 0,
             directory_len: 4,
             stats: Stats::default(),
             last_key: Vec::new(),
@@ -361,7 +356,6 @@ impl RunWriter {
         let body = seal::compress_body(self.options.compression, plaintext);
         let (offset, stored_len) = self.write_body(BlockKind::Data, ordinal, body, &[])?;
         self.index.push(&self.last_key, offset, stored_len, entries);
-        self.partition_entries += u64::from(entries);
         // The open partition's index: a count and the records pushed since it opened.
         if 4 + self.index.encoded_len() - self.partition_index_from >= self.options.partition_size {
             self.close_partition();
@@ -379,10 +373,8 @@ impl RunWriter {
         self.partitions.push(PartitionEnd {
             blocks: self.index.len(),
             hashes: self.key_hashes.len(),
-            entries: self.partition_entries,
         });
         self.partition_index_from = self.index.encoded_len();
-        self.partition_entries = 0;
     }
 
     fn next_nonce(&mut self) -> Result<[u8; NONCE_LEN], CheckpointError> {
@@ -531,9 +523,10 @@ impl RunWriter {
                 .index
                 .entry(blocks.end - 1)
                 .map_or(0, |e| e.offset + u64::from(e.stored_len));
+            let entries = blocks.clone().filter_map(|b| self.index.entry(b));
             let fields = PartitionFields {
                 blocks: blocks.len() as u32,
-                entries: partitions[p].entries,
+                entries: entries.map(|e| u64::from(e.entries)).sum(),
                 data_len: end - start,
                 index_len: index_lens[p],
                 filter_len: filter_lens[p],
