@@ -6,16 +6,18 @@
 //! ```
 //!
 //! Sources: `aedb::golden_capsules()` (WAL frame, segment header and sealed batch,
-//! commit records, sealed/plaintext checkpoints, manifest header, files and every record
-//! kind, backup manifests of versions 1 and 2, the IHP session capsule); a secure engine instance in a temporary directory
-//! (schema, KV and table commits, a failed assertion, grants, a checkpoint, a backup, an
-//! audit export), whose plaintext WAL segment, commit records, checkpoint file and
-//! snapshot, backup manifest and audit export are taken as they are; `WalWriter` with
-//! small segments and a fixed-nonce cipher (sealed and rotated segments over the real
-//! commit records); `Manifest` under the golden key (every record kind, compaction, a
-//! torn tail); checkpoints of the real snapshot sealed under the fuzz key; run files
-//! (checkpoint format version 2) written by `RunWriter` and their block plaintexts; and
-//! policy records from `aedb_authz::PolicyState`.
+//! commit records, sealed/plaintext checkpoints, run files of versions 2 and 3, manifest
+//! header, files and every record kind, backup manifests of versions 1 and 2, the IHP
+//! session capsule); a secure engine instance in a temporary directory (schema, KV and
+//! table commits, a failed assertion, grants, a checkpoint, a backup, an audit export),
+//! whose plaintext WAL segments, commit records, run files, manifest, backup manifest
+//! and audit export are taken as they are; `WalWriter` with small segments and a
+//! fixed-nonce cipher (sealed and rotated segments over the real commit records);
+//! `Manifest` under the golden key (every record kind, compaction, a torn tail);
+//! full-state checkpoints (the format older databases migrate from) of the replayed
+//! records sealed under the fuzz key; run files (checkpoint format version 3) written by
+//! `RunWriter` and their block plaintexts; and policy records from
+//! `aedb_authz::PolicyState`.
 //!
 //! Each target directory is emptied and rewritten. Everything keyed uses the fixed
 //! keys of `aedb_fuzz`, so the seeds get past the MACs the targets check. The engine's
@@ -34,8 +36,7 @@ use aedb::{
 };
 use aedb_authz::PolicyState;
 use aedb_checkpoint::{
-    CheckpointMeta, FixedNonce, GOLDEN_EPOCH, GOLDEN_LSN, OpenMode, open_checkpoint_bytes,
-    seal_checkpoint_to_vec,
+    CheckpointMeta, FixedNonce, GOLDEN_EPOCH, GOLDEN_LSN, seal_checkpoint_to_vec,
 };
 use aedb_fuzz::{
     FUZZ_DB, FUZZ_KEY, FUZZ_NONCE, WAL_EPOCH, WAL_SEQ, fuzz_key, join_pieces, manifest_key,
@@ -181,10 +182,9 @@ fn golden(c: &mut Corpus) {
     }
 }
 
-/// What the engine run leaves behind.
+/// What the engine run leaves behind: its commit records, in LSN order.
 struct EngineFiles {
     records: Vec<Vec<u8>>,
-    snapshot: Vec<u8>,
 }
 
 fn caller(name: &str) -> CallerId {
@@ -195,9 +195,11 @@ fn engine(c: &mut Corpus) -> EngineFiles {
     let tmp = TempDir::new("engine");
     let data = tmp.0.join("db");
     let config = || {
+        // No checkpoint at shutdown, so the WAL the run wrote is still there to take.
         AedbConfig::production([0x11; 32])
             .segment_size(64 * 1024)
             .preallocate(false)
+            .checkpoint_on_shutdown(false)
     };
     let root = caller("root");
     let db = AedbInstance::open_secure(&data, config(), SecureConfig::new(root.clone()))
@@ -329,18 +331,16 @@ fn engine(c: &mut Corpus) -> EngineFiles {
         c.add("commit_record", format!("engine-{i:02}"), (*record).clone());
     }
 
-    // The checkpoint: the file as written and its snapshot payload.
-    let checkpoints = numbered_files(&data.join("checkpoints"), "ckpt");
-    let (_, newest) = checkpoints.last().expect("a checkpoint");
-    let file = fs::read(newest).expect("read checkpoint");
-    let loaded =
-        open_checkpoint_bytes(&file, database, OpenMode::Plaintext).expect("open checkpoint");
-    c.add("checkpoint_file", "engine-plaintext", file);
-    c.add(
-        "state_snapshot",
-        "engine-checkpoint",
-        loaded.payload.clone(),
-    );
+    // The run files the checkpoint wrote (plaintext mode: no checkpoint key is set).
+    let runs = numbered_run_files(&data.join("checkpoints"));
+    assert!(!runs.is_empty(), "the checkpoint wrote no run file");
+    for (i, path) in runs.iter().enumerate() {
+        c.add(
+            "run_file",
+            format!("engine-run-{i}"),
+            fs::read(path).expect("read run file"),
+        );
+    }
 
     // The engine's own manifest (under its derived key; exercises the header checks).
     c.add(
@@ -392,10 +392,23 @@ fn engine(c: &mut Corpus) -> EngineFiles {
         .concat(),
     );
 
-    EngineFiles {
-        records,
-        snapshot: loaded.payload,
-    }
+    EngineFiles { records }
+}
+
+/// The engine's run files (`run-<id>.ckpt`) in `dir`, in file-id order.
+fn numbered_run_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("read checkpoints dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(aedb_checkpoint::parse_run_file_name)
+                .is_some()
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 /// Sealed and rotated WAL segments over the engine's commit records, from `WalWriter`
@@ -524,7 +537,7 @@ fn wal(c: &mut Corpus, records: &[Vec<u8>]) {
     }
 }
 
-/// Snapshots: the engine's, the empty state, and the engine records replayed; each also
+/// Snapshots: the empty state and the engine's records replayed; each also
 /// sealed into checkpoint files and as `checkpoint_chunks` inputs.
 fn snapshots(c: &mut Corpus, files: &EngineFiles) {
     let mut state = State::new();
@@ -542,7 +555,6 @@ fn snapshots(c: &mut Corpus, files: &EngineFiles) {
     c.add("state_snapshot", "engine-replayed", replayed.clone());
 
     for (name, payload) in [
-        ("engine", &files.snapshot),
         ("replayed", &replayed),
         ("empty", &empty),
     ] {
