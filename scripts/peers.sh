@@ -25,8 +25,8 @@
 #   AEDB_PEERS_SCANS       scans per run (default 200000)
 #   AEDB_PEERS_SCAN_LEN    entries per scan (default 100)
 #   AEDB_PEERS_READERS     reader thread counts (default 1,2)
-#   AEDB_PEERS_CACHE_MB    cache of redb, SQLite, fjall and RocksDB (default 128; aedb
-#                          has no cache knob: it holds the whole state in memory)
+#   AEDB_PEERS_CACHE_MB    cache of every engine (default 128): aedb's block cache, redb,
+#                          SQLite, fjall and RocksDB (db_bench --cache_size)
 #   AEDB_PEERS_ENGINES     subset of aedb,redb,sqlite,fjall,rocksdb
 #   AEDB_PEERS_WORKLOADS   subset of commits,reads,scans
 #   AEDB_PEERS_BASE        where the data directory is made (default ./bench-data)

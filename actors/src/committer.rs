@@ -4,6 +4,7 @@
 //! Everything that waits here waits on the caller's thread, never in the single writer.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::actor::{AskError, OwnerRef};
@@ -33,6 +34,28 @@ pub struct Committer {
     pub(crate) sequencer: OwnerRef<Sequencer>,
     pub(crate) metrics: Arc<EngineMetrics>,
     pub(crate) limiter: Arc<Limiter>,
+    /// Commits submitted through any clone and not yet answered.
+    pub(crate) in_flight: Arc<AtomicUsize>,
+    /// How long a lone commit (nothing else in flight) polls for its answer before
+    /// sleeping (see [`aedb_sync::completion::Waiter::wait_spinning`]).
+    pub(crate) lone_spin: Duration,
+}
+
+/// Counts a commit in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    /// Enters; also says whether this commit is the only one in flight.
+    fn enter(count: &'a AtomicUsize) -> (InFlight<'a>, bool) {
+        let before = count.fetch_add(1, Ordering::Relaxed);
+        (InFlight(count), before == 0)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Committer {
@@ -42,6 +65,22 @@ impl std::fmt::Debug for Committer {
 }
 
 impl Committer {
+    /// A committer to `sequencer` with no rate limits; a lone commit polls for its
+    /// answer for `lone_spin` before sleeping.
+    pub(crate) fn new(
+        sequencer: OwnerRef<Sequencer>,
+        metrics: Arc<EngineMetrics>,
+        lone_spin: Duration,
+    ) -> Committer {
+        Committer {
+            sequencer,
+            metrics,
+            limiter: Arc::new(Limiter::default()),
+            in_flight: Arc::default(),
+            lone_spin,
+        }
+    }
+
     /// Sequences the engine's own `request` (system tables, audit rows: exempt from
     /// the write freeze and the rate limits) and waits for its finality.
     pub fn commit(
@@ -89,11 +128,18 @@ impl Committer {
             self.admit(&authority, &request, max_wait)?;
         }
         let (msg, waiter) = Commit::new(request, finality, authority, deadline);
+        let (_in_flight, lone) = InFlight::enter(&self.in_flight);
         if let Some(msg) = self.offer(msg, admission)? {
             // Waits for room (backpressure); the reply comes through the completer.
             self.sequencer.ask(msg).map_err(|_| self.closed())?;
         }
-        let answer = waiter.wait().unwrap_or(Err(CommitError::Closed));
+        // A lone commit polls for its answer instead of sleeping for it: with nothing
+        // else in flight the CPU is idle, and waking a sleeping thread costs more than
+        // the commit's own work. Concurrent commits sleep (the CPU is the writers').
+        let spin = if lone { self.lone_spin } else { Duration::ZERO };
+        let answer = waiter
+            .wait_spinning(spin)
+            .unwrap_or(Err(CommitError::Closed));
         #[cfg(feature = "observability")]
         crate::metrics::export::commit_latency(started.elapsed());
         answer

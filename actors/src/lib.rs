@@ -35,6 +35,7 @@
 //!     sequencer_queue: 64,
 //!     wal_queue: 64,
 //!     max_batch: 64,
+//!     commit_spin: Duration::ZERO,
 //!     keyring: aedb_actors::Keyring::development().unwrap(),
 //!     checkpoints: aedb_actors::CheckpointPolicy {
 //!         wal_bytes: 64 << 20,

@@ -21,7 +21,7 @@ use aedb_types::{DatabaseId, KeyEpoch, Lsn};
 use aedb_wal::{RecoveredWal, RecoveryMode, WalConfig};
 
 use crate::actor::{self, OwnerRef, Running};
-use crate::admission::{Limiter, RateLimits};
+use crate::admission::RateLimits;
 use crate::checkpoint_sealer::{
     Capture, CaptureFailure, CaptureView, CheckpointFailure, CheckpointPolicy, CheckpointReport,
     Rotate, SealNow, Sealer, SealerContext, ShutdownCheckpoint, WalView,
@@ -55,6 +55,9 @@ pub struct PipelineConfig {
     pub wal_queue: usize,
     /// Most records per group-commit batch.
     pub max_batch: usize,
+    /// How long a lone committer waits for its answer, and the WAL writer for a lone
+    /// committer's next commit, by polling before they sleep (zero: never poll).
+    pub commit_spin: Duration,
     /// Key providers (manifest MAC, at-rest encryption).
     pub keyring: Keyring,
     /// When automatic checkpoints run.
@@ -241,6 +244,7 @@ impl Pipeline {
             LoopConfig {
                 flush_interval: config.flush_interval,
                 max_batch: config.max_batch,
+                idle_spin: config.commit_spin,
             },
             manifest.addr().clone(),
             fail_stopped,
@@ -335,11 +339,11 @@ impl Pipeline {
             Pipeline {
                 fail_stopped: wal.fail_stopped.clone(),
                 checkpoint_on_shutdown: config.checkpoint_on_shutdown,
-                committer: Committer {
-                    sequencer: sequencer.addr().clone(),
-                    metrics: metrics.clone(),
-                    limiter: Arc::new(Limiter::default()),
-                },
+                committer: Committer::new(
+                    sequencer.addr().clone(),
+                    metrics.clone(),
+                    config.commit_spin,
+                ),
                 snapshots,
                 metrics,
                 wal_mailbox: Some(wal.mailbox),

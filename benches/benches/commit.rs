@@ -9,7 +9,8 @@
 //!   on a file whose blocks were written and synced beforehand.
 //! - `durable_1_committer/kv_put`: one thread, `Finality::Durable`, 16-byte key and value,
 //!   production profile (real `fdatasync`). Its per-commit p50 is reported as a ratio to
-//!   the raw p50s (target: <= 1.3x raw append + fdatasync).
+//!   the raw p50s (target: <= 1.3x raw append + fdatasync). `kv_put_no_spin`: the same
+//!   with `commit_spin(0)` (the caller and the WAL writer sleep on every hand-off).
 //! - `durable_committers/{1,4,16,64,256}`: that many threads, each doing the same number
 //!   of durable commits per iteration; throughput in commits/s (targets: >= 25x the
 //!   1-committer rate at 64, >= 100,000/s at 256). The group-commit mean batch size and
@@ -32,10 +33,10 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use aedb::{AedbInstance, Finality};
+use aedb::{AedbConfig, AedbInstance, Finality};
 use aedb_benches::{
     CpuSample, EXITED_THREADS, Latencies, MetricsDelta, RawLog, RawMode, Summary, namespace,
-    open_production, run_committers, scratch_dir, small_put, small_put_frame,
+    open_config, open_production, run_committers, scratch_dir, small_put, small_put_frame,
 };
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 
@@ -104,10 +105,17 @@ fn main() {
         g.finish();
     }
 
-    // 2. One committer, Durable, small KV put: per-commit latency.
-    {
+    // 2. One committer, Durable, small KV put: per-commit latency, with the default
+    //    commit spin and without it (`commit_spin(0)`: every hand-off sleeps).
+    for (name, spin) in [("kv_put", None), ("kv_put_no_spin", Some(Duration::ZERO))] {
         let dir = scratch_dir(root.path().to_str().expect("utf-8 path"));
-        let db = open_production(dir.path());
+        let db = match spin {
+            None => open_production(dir.path()),
+            Some(spin) => open_config(
+                dir.path(),
+                AedbConfig::production([0u8; 32]).commit_spin(spin),
+            ),
+        };
         let ns = namespace();
         let lat = Latencies::default();
         let before = db.operational_metrics();
@@ -115,7 +123,7 @@ fn main() {
         let mut g = c.benchmark_group("durable_1_committer");
         g.sampling_mode(SamplingMode::Flat);
         g.throughput(Throughput::Elements(1));
-        g.bench_function("kv_put", |b| {
+        g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut nanos = Vec::with_capacity(iters as usize);
                 for _ in 0..iters {
@@ -132,8 +140,12 @@ fn main() {
         g.finish();
         let delta = MetricsDelta::between(&before, &db.operational_metrics());
         let p50 = lat.quantile_us(0.5).unwrap_or(0.0);
+        let label = match spin {
+            None => "durable 1 committer".to_string(),
+            Some(_) => "durable 1 committer (commit_spin 0)".to_string(),
+        };
         summary.line(format!(
-            "durable 1 committer n={} p50={:.1}us p99={:.1}us mean={:.1}us; engine fsync mean={:.1}us; batch mean={:.2}",
+            "{label} n={} p50={:.1}us p99={:.1}us mean={:.1}us; engine fsync mean={:.1}us; batch mean={:.2}",
             lat.len(),
             p50,
             lat.quantile_us(0.99).unwrap_or(0.0),
@@ -143,17 +155,19 @@ fn main() {
         ));
         for (mode, raw) in &raw_p50 {
             summary.line(format!(
-                "durable 1 committer p50 / raw {} p50 = {:.3}x{}",
+                "{label} p50 / raw {} p50 = {:.3}x{}",
                 mode.name(),
                 p50 / raw,
-                if *mode == RawMode::Append {
+                if *mode == RawMode::Append && spin.is_none() {
                     "  (target <= 1.3x)"
                 } else {
                     ""
                 }
             ));
         }
-        paired(&db, &mut logs, &frame, &summary);
+        if spin.is_none() {
+            paired(&db, &mut logs, &frame, &summary);
+        }
         db.shutdown().expect("shutdown");
     }
 

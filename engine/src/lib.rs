@@ -107,7 +107,10 @@ pub use backup::{
     BackupError, BackupKind, BackupManifest, BackupReport, CaptureReport, RestoreOptions,
     RestoreReport, capture_offline, restore_from_backup_chain, verify_capture,
 };
-pub use config::{AedbConfig, BlockCompression, MemoryBudget, Profile, Recovery, TablePlacement};
+pub use config::{
+    AedbConfig, BlockCompression, DEFAULT_COMMIT_SPIN, MAX_COMMIT_SPIN, MemoryBudget, Profile,
+    Recovery, TablePlacement,
+};
 pub use error::{
     ApplyError, AuditExportError, CommitError, CommitErrorExt, ConfigError, Error, ErrorClass,
     FreezeReasonError, LimitError, LockError, NameError, OpenError, ReadError, SecurityError,
@@ -297,6 +300,7 @@ impl AedbInstance {
             sequencer_queue: config.sequencer_queue,
             wal_queue: config.wal_queue,
             max_batch: config.max_batch,
+            commit_spin: config.commit_spin,
             keyring: config.keyring().map_err(StartError::from)?,
             checkpoints: config.checkpoints,
             checkpoint_on_shutdown: config.checkpoint_on_shutdown,

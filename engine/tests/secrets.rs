@@ -277,6 +277,7 @@ fn configurations_and_key_holders_print_no_key_bytes() {
             sequencer_queue: 16,
             wal_queue: 16,
             max_batch: 16,
+            commit_spin: Duration::ZERO,
             keyring,
             checkpoints: aedb_actors::CheckpointPolicy {
                 wal_bytes: 1 << 20,

@@ -62,6 +62,7 @@ fn config() -> LoopConfig {
     LoopConfig {
         flush_interval: Duration::from_secs(3600),
         max_batch: 8,
+        idle_spin: Duration::ZERO,
     }
 }
 

@@ -132,6 +132,12 @@ pub struct LoopConfig {
     pub flush_interval: Duration,
     /// Most submissions drained into one batch.
     pub max_batch: usize,
+    /// After a batch of one submission (a lone committer, whose next commit follows
+    /// its acknowledgement), poll the mailbox this long before sleeping, so that commit
+    /// does not pay for waking this thread. Zero never polls. Busy logs (batches of
+    /// more than one) always sleep when the mailbox is empty: the CPU is the
+    /// committers'.
+    pub idle_spin: Duration,
 }
 
 /// The writer loop: owns the sink for the life of the writer thread.
@@ -159,6 +165,7 @@ impl<S: LogSink> WriterLoop<S> {
     /// Runs until every sender is gone, then syncs what is pending and returns the sink.
     pub fn run<A: Acknowledge<S::Error>>(mut self, mailbox: MailboxReceiver<WriterMsg<S, A>>) -> S {
         let mut batch = Vec::with_capacity(self.config.max_batch);
+        let mut lone = false;
         loop {
             let first = match self.unsynced_since {
                 Some(since) => {
@@ -176,7 +183,7 @@ impl<S: LogSink> WriterLoop<S> {
                         Recv::Closed => break,
                     }
                 }
-                None => match mailbox.recv() {
+                None => match self.poll(&mailbox, lone).or_else(|| mailbox.recv()) {
                     Some(m) => m,
                     None => break,
                 },
@@ -188,12 +195,32 @@ impl<S: LogSink> WriterLoop<S> {
                     None => break,
                 }
             }
+            lone = batch.len() == 1;
             self.process(&mut batch);
         }
         if self.unsynced_since.is_some() {
             self.process(&mut batch);
         }
         self.sink
+    }
+
+    /// Polls `mailbox` for [`LoopConfig::idle_spin`] after a lone batch (yielding
+    /// between polls); `None` when nothing came (the caller then sleeps in `recv`).
+    fn poll<M>(&self, mailbox: &MailboxReceiver<M>, lone: bool) -> Option<M> {
+        let spin = self.config.idle_spin;
+        if !lone || spin.is_zero() {
+            return None;
+        }
+        let started = Instant::now();
+        loop {
+            if let Some(m) = mailbox.try_recv() {
+                return Some(m);
+            }
+            if started.elapsed() >= spin {
+                return None;
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// Handles one drained batch (possibly empty: a flush-interval sync).
@@ -375,6 +402,7 @@ mod tests {
         LoopConfig {
             flush_interval: Duration::from_millis(5),
             max_batch: 1024,
+            idle_spin: Duration::ZERO,
         }
     }
 
@@ -562,6 +590,7 @@ mod tests {
                 LoopConfig {
                     flush_interval: Duration::from_secs(3600),
                     max_batch: 8,
+                    idle_spin: Duration::ZERO,
                 },
             )
             .run(rx)

@@ -138,11 +138,11 @@ impl SequencerRig {
         )
         .unwrap();
         SequencerRig {
-            committer: Committer {
-                sequencer: sequencer.addr().clone(),
-                metrics: metrics.clone(),
-                limiter: Default::default(),
-            },
+            committer: Committer::new(
+                sequencer.addr().clone(),
+                metrics.clone(),
+                std::time::Duration::ZERO,
+            ),
             sequencer,
             snapshots,
             metrics,

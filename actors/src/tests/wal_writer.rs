@@ -51,6 +51,7 @@ fn durable_appends_are_acknowledged_after_sync_and_replay_from_disk() {
         LoopConfig {
             flush_interval: Duration::from_millis(5),
             max_batch: 8,
+            idle_spin: Duration::ZERO,
         },
         manifest.addr().clone(),
         fail_stopped.clone(),
