@@ -38,7 +38,7 @@ fn partition_key(file_id: u64, p: usize) -> (u64, u32) {
 /// One cached entry.
 #[derive(Clone)]
 enum Cached {
-    Block(Arc<DataBlock>),
+    Block(DataBlock),
     Partition(Arc<TablePartition>),
 }
 
@@ -189,11 +189,11 @@ impl BlockCache {
         block: u32,
         fill: CacheFill,
         load: impl FnOnce() -> Result<DataBlock, E>,
-    ) -> Result<Arc<DataBlock>, E> {
+    ) -> Result<DataBlock, E> {
         if fill == CacheFill::Bypass {
             return match self.cache.peek(&(file_id, block)) {
                 Some(Cached::Block(b)) => Ok(b),
-                _ => load().map(Arc::new),
+                _ => load(),
             };
         }
         if let Some(Cached::Block(b)) = self.cache.get(&(file_id, block)) {
@@ -201,7 +201,7 @@ impl BlockCache {
             return Ok(b);
         }
         self.misses.add(1);
-        let b = Arc::new(load()?);
+        let b = load()?;
         self.cache
             .insert((file_id, block), Cached::Block(b.clone()));
         Ok(b)

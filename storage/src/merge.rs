@@ -139,7 +139,7 @@ pub(crate) struct LevelSource {
     fill: CacheFill,
     run: usize,
     block_index: usize,
-    block: Option<Arc<DataBlock>>,
+    block: Option<DataBlock>,
     entry: usize,
 }
 

@@ -20,7 +20,7 @@ pub(crate) struct Heads {
 /// The head of `rest` (a key with the shared prefix stripped): its first 8 bytes,
 /// big-endian, zero-padded. A strictly smaller head means a strictly smaller key;
 /// equal heads say nothing.
-fn head(rest: &[u8]) -> u64 {
+pub(crate) fn head(rest: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     let n = rest.len().min(8);
     b[..n].copy_from_slice(&rest[..n]);
@@ -33,9 +33,8 @@ impl Heads {
         if n == 0 {
             return Heads::default();
         }
-        // Sorted keys: the first and the last share what every key shares.
-        let (first, last) = (key(0), key(n - 1));
-        let prefix_len = first.iter().zip(last).take_while(|(a, b)| a == b).count();
+        let first = key(0);
+        let prefix_len = shared_prefix_len(first, key(n - 1));
         Heads {
             prefix: first[..prefix_len].into(),
             heads: (0..n).map(|i| head(&key(i)[prefix_len..])).collect(),
@@ -56,26 +55,45 @@ impl Heads {
     /// `before` that is false from some position on and agrees with key order
     /// (`before(i)` implies key `i` <= `key`; key `i` < `key` implies `before(i)`).
     pub(crate) fn search(&self, key: &[u8], before: impl Fn(usize) -> bool) -> usize {
-        let prefix = &self.prefix[..];
-        let Some(rest) = key.strip_prefix(prefix) else {
-            // The probe leaves the shared prefix: it sorts before or after every key.
-            return if key < prefix { 0 } else { self.heads.len() };
-        };
-        let probe = head(rest);
-        let (mut lo, mut hi) = (0, self.heads.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let is_before = match self.heads[mid].cmp(&probe) {
-                Ordering::Less => true,
-                Ordering::Greater => false,
-                Ordering::Equal => before(mid),
-            };
-            if is_before {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
+        search(&self.prefix, self.heads.len(), |i| self.heads[i], key, before)
     }
+}
+
+/// How many leading bytes sorted keys from `first` to `last` all share: what the first
+/// and the last share.
+pub(crate) fn shared_prefix_len(first: &[u8], last: &[u8]) -> usize {
+    first.iter().zip(last).take_while(|(a, b)| a == b).count()
+}
+
+/// The head-guided search over `n` sorted keys that all start with `prefix`, whose
+/// heads `head_at(i)` are non-decreasing: the first position `i` at which `before(i)`
+/// is false (see [`Heads::search`]). Shared by [`Heads`] and the packed heads of a data
+/// block.
+pub(crate) fn search(
+    prefix: &[u8],
+    n: usize,
+    head_at: impl Fn(usize) -> u64,
+    key: &[u8],
+    before: impl Fn(usize) -> bool,
+) -> usize {
+    let Some(rest) = key.strip_prefix(prefix) else {
+        // The probe leaves the shared prefix: it sorts before or after every key.
+        return if key < prefix { 0 } else { n };
+    };
+    let probe = head(rest);
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let is_before = match head_at(mid).cmp(&probe) {
+            Ordering::Less => true,
+            Ordering::Greater => false,
+            Ordering::Equal => before(mid),
+        };
+        if is_before {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }

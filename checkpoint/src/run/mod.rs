@@ -389,7 +389,7 @@ pub(crate) fn io_err<'a>(
 pub fn decode_run_block(kind: BlockKind, bytes: &[u8]) -> Result<Vec<u8>, aedb_types::DecodeError> {
     match kind {
         BlockKind::Data => {
-            let decoded = block::DataBlock::decode(bytes.to_vec())?;
+            let decoded = block::DataBlock::decode(bytes)?;
             let mut builder = block::BlockBuilder::new(bytes.len());
             for e in decoded.iter() {
                 builder.push(e.key, e.lsn, e.kind, e.value);

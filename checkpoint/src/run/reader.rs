@@ -636,7 +636,7 @@ impl RunFile {
             entry.stored_len,
             &[],
         )?;
-        let block = DataBlock::decode(plain).map_err(|e| bad(BlockProblem::Decode(e)))?;
+        let block = DataBlock::decode(&plain).map_err(|e| bad(BlockProblem::Decode(e)))?;
         if block.len() != entry.entries as usize {
             return Err(inconsistent("entry count differs from the index"));
         }
