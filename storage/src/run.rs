@@ -172,11 +172,7 @@ impl Run {
     ///
     /// # Errors
     /// The block or the run's tables cannot be read or do not authenticate.
-    pub fn block_with(
-        &self,
-        index: usize,
-        fill: CacheFill,
-    ) -> Result<DataBlock, StorageError> {
+    pub fn block_with(&self, index: usize, fill: CacheFill) -> Result<DataBlock, StorageError> {
         self.cache.get_or_load(self.id(), index as u32, fill, || {
             let p = self.file.partition_of_block(index).unwrap_or(usize::MAX);
             self.with_partition(p, |t| self.file.read_block(t, index))?

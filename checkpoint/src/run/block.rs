@@ -445,10 +445,7 @@ mod tests {
             DecodeErrorKind::TrailingBytes { count: 1 }
         ));
         for cut in 0..good.len() {
-            assert!(
-                DataBlock::decode(&good[..cut]).is_err(),
-                "cut {cut}"
-            );
+            assert!(DataBlock::decode(&good[..cut]).is_err(), "cut {cut}");
         }
         let mut count = good;
         count[..4].copy_from_slice(&u32::MAX.to_le_bytes());

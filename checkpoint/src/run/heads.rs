@@ -55,7 +55,13 @@ impl Heads {
     /// `before` that is false from some position on and agrees with key order
     /// (`before(i)` implies key `i` <= `key`; key `i` < `key` implies `before(i)`).
     pub(crate) fn search(&self, key: &[u8], before: impl Fn(usize) -> bool) -> usize {
-        search(&self.prefix, self.heads.len(), |i| self.heads[i], key, before)
+        search(
+            &self.prefix,
+            self.heads.len(),
+            |i| self.heads[i],
+            key,
+            before,
+        )
     }
 }
 
