@@ -11,6 +11,8 @@
 
 use std::sync::Arc;
 
+use aedb_checkpoint::Heads;
+
 use crate::run::Run;
 
 /// How many levels a version has (level 0 and six sorted levels): as many as the
@@ -23,6 +25,10 @@ pub struct Version {
     /// Each level's runs, shared: a scan holds a level by one reference count rather
     /// than one per run.
     levels: [Arc<[Arc<Run>]>; LEVELS],
+    /// The heads of each sorted level's last keys (level 0's are empty: its runs
+    /// overlap), so finding a level's run for a key compares integers, not keys behind
+    /// three pointers.
+    last_keys: [Heads; LEVELS],
     floor: aedb_types::Lsn,
 }
 
@@ -96,16 +102,21 @@ impl Version {
         for level in &mut levels[1..] {
             level.sort_by(|a, b| a.file().first_key().cmp(b.file().first_key()));
         }
+        let last_keys = std::array::from_fn(|l| match l {
+            0 => Heads::default(),
+            _ => Heads::build(levels[l].len(), |i| levels[l][i].file().last_key()),
+        });
         Version {
             levels: levels.map(Arc::from),
+            last_keys,
             floor: self.floor.max(edit.floor),
         }
     }
 
-    /// In a sorted level, the run whose key range holds `key`.
+    /// In a sorted level (1 and deeper), the run whose key range holds `key`.
     pub(crate) fn find_in_level(&self, level: usize, key: &[u8]) -> Option<&Arc<Run>> {
         let runs = &self.levels[level];
-        let i = runs.partition_point(|r| r.file().last_key() < key);
+        let i = self.last_keys[level].search(key, |i| runs[i].file().last_key() < key);
         runs.get(i).filter(|r| r.covers(key))
     }
 }

@@ -21,6 +21,7 @@
 //! filter block as a single partition ([`Directory::single`]).
 
 use crate::run::MAX_RUN_KEY_LEN;
+use crate::run::heads::Heads;
 use aedb_types::{ByteReader, DecodeError, DecodeErrorKind, LenPrefix};
 
 /// Smallest encoded partition record: an empty key and the five numbers.
@@ -78,13 +79,26 @@ pub(crate) struct PartitionEntry {
     pub(crate) before: Sums,
 }
 
-/// The decoded directory: last keys in one buffer, one record per partition.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The decoded directory: last keys in one buffer, one record per partition, and (once
+/// decoded) the last keys' [`Heads`] for [`Directory::partition_for`].
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Directory {
     keys: Vec<u8>,
     parts: Vec<PartitionEntry>,
     totals: Sums,
+    /// The heads of the last keys: built by [`Directory::decode`] and
+    /// [`Directory::single`] (what readers hold), empty while a writer pushes.
+    heads: Heads,
 }
+
+/// Equal when the partitions are (the heads are derived from them).
+impl PartialEq for Directory {
+    fn eq(&self, other: &Directory) -> bool {
+        (&self.keys, &self.parts, self.totals) == (&other.keys, &other.parts, other.totals)
+    }
+}
+
+impl Eq for Directory {}
 
 impl Directory {
     /// The directory of a version-2 file: one partition covering everything.
@@ -92,6 +106,7 @@ impl Directory {
         let mut d = Directory::default();
         // Cannot overflow: the sums start at zero.
         let _ = d.push(last_key, fields);
+        d.index_keys();
         d
     }
 
@@ -126,7 +141,9 @@ impl Directory {
 
     /// Heap bytes held.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.keys.capacity() + self.parts.capacity() * std::mem::size_of::<PartitionEntry>()
+        self.keys.capacity()
+            + self.parts.capacity() * std::mem::size_of::<PartitionEntry>()
+            + self.heads.heap_len()
     }
 
     /// Appends a partition after the others; `None` if a running sum would overflow.
@@ -149,16 +166,18 @@ impl Directory {
     /// The first partition whose last key is `>= key`: the only one whose filter and
     /// index can hold the key's newest version. `None` past the last key.
     pub(crate) fn partition_for(&self, key: &[u8]) -> Option<usize> {
-        let (mut lo, mut hi) = (0, self.parts.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.last_key(mid) < key {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        (lo < self.parts.len()).then_some(lo)
+        debug_assert_eq!(
+            self.heads.len(),
+            self.parts.len(),
+            "only a decoded directory answers lookups"
+        );
+        let p = self.heads.search(key, |p| self.last_key(p) < key);
+        (p < self.parts.len()).then_some(p)
+    }
+
+    /// Builds the heads of the last keys (what a reader's lookups search).
+    fn index_keys(&mut self) {
+        self.heads = Heads::build(self.parts.len(), |p| self.last_key(p));
     }
 
     /// The partition holding data block `block`, if the run has that block.
@@ -237,6 +256,7 @@ impl Directory {
                 return Err(invalid("partition sums overflow"));
             }
         }
+        d.index_keys();
         Ok(d)
     }
 }
@@ -277,6 +297,8 @@ mod tests {
         d.encode(&mut bytes);
         assert_eq!(bytes.len(), d.encoded_len());
         assert_eq!(decode(&bytes).unwrap(), d);
+        // Lookups are a reader's: on the decoded directory.
+        let d = decode(&bytes).unwrap();
         let e = d.entry(2).unwrap();
         assert_eq!(e.fields, fields(4));
         assert_eq!(

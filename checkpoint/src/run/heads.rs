@@ -8,9 +8,20 @@
 
 use std::cmp::Ordering;
 
-/// The heads of a sorted list of keys; see the module docs.
+/// The heads of a sorted list of keys; see the module docs. Used by run files (block
+/// index, partition directory) and by the storage engine's levels (runs' last keys).
+///
+/// ```
+/// use aedb_checkpoint::Heads;
+/// let keys: [&[u8]; 4] = [b"acct/0001", b"acct/0005", b"acct/0005", b"acct/0100"];
+/// let heads = Heads::build(keys.len(), |i| keys[i]);
+/// // The first key >= the probe, as `partition_point` would find it.
+/// let probe: &[u8] = b"acct/0005";
+/// assert_eq!(heads.search(probe, |i| keys[i] < probe), 1);
+/// assert_eq!(heads.search(b"zzz", |i| keys[i] < &b"zzz"[..]), 4);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Heads {
+pub struct Heads {
     /// The prefix every key shares (a copy, so a search reads no key to learn it).
     prefix: Box<[u8]>,
     /// Each key's head; non-decreasing.
@@ -29,7 +40,7 @@ pub(crate) fn head(rest: &[u8]) -> u64 {
 
 impl Heads {
     /// The heads of `n` keys sorted ascending (`key(i)` is key `i`; duplicates allowed).
-    pub(crate) fn build<'a>(n: usize, key: impl Fn(usize) -> &'a [u8]) -> Heads {
+    pub fn build<'a>(n: usize, key: impl Fn(usize) -> &'a [u8]) -> Heads {
         if n == 0 {
             return Heads::default();
         }
@@ -42,19 +53,24 @@ impl Heads {
     }
 
     /// Number of keys.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.heads.len()
     }
 
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.heads.is_empty()
+    }
+
     /// Heap bytes held.
-    pub(crate) fn heap_len(&self) -> usize {
+    pub fn heap_len(&self) -> usize {
         self.heads.len() * 8 + self.prefix.len()
     }
 
     /// The first position `i` at which `before(i)` is false, for a probe `key` and a
     /// `before` that is false from some position on and agrees with key order
     /// (`before(i)` implies key `i` <= `key`; key `i` < `key` implies `before(i)`).
-    pub(crate) fn search(&self, key: &[u8], before: impl Fn(usize) -> bool) -> usize {
+    pub fn search(&self, key: &[u8], before: impl Fn(usize) -> bool) -> usize {
         search(
             &self.prefix,
             self.heads.len(),

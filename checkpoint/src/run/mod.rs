@@ -45,6 +45,7 @@ pub use footer::{FooterProblem, RUN_FOOTER_LEN, RUN_FOOTER_MAGIC};
 pub use header::{
     MIN_RUN_FILE_VERSION, RUN_FILE_VERSION, RUN_HEADER_LEN, RunHeader, RunHeaderProblem,
 };
+pub use heads::Heads;
 pub use reader::{RunFile, TablePartition};
 pub use seal::decode_block_body;
 pub use writer::RunWriter;
