@@ -51,6 +51,7 @@
 //! | `AEDB_PEERS_SCAN_LEN` | 100 | entries read per scan, from the seek position on (`db_bench --seek_nexts`) |
 //! | `AEDB_PEERS_READERS` | `1,2` | reader thread counts for reads and scans |
 //! | `AEDB_PEERS_CACHE_MB` | 128 | cache of aedb (block cache), redb, SQLite, fjall and RocksDB (`db_bench --cache_size`) |
+//! | `AEDB_PEERS_AEDB_BLOCK` | 4096 | aedb's `AedbConfig::run_block_size` (RocksDB's `db_bench` uses its default 4 KiB blocks) |
 //! | `AEDB_PEERS_ENGINES` | `aedb,redb,sqlite,fjall,rocksdb` | engines to run, in this order |
 //! | `AEDB_PEERS_WORKLOADS` | `commits,reads,scans` | workloads to run |
 //! | `AEDB_PEERS_DIR` | `<workspace>/bench-data/peers` | where the databases go (one fresh temporary directory per run, deleted after it) |
@@ -270,6 +271,8 @@ struct Knobs {
     readers: Vec<usize>,
     /// Peer cache size in MiB.
     cache_mb: u64,
+    /// aedb's run-file block size.
+    aedb_block: usize,
     /// Engines to run.
     engines: Vec<Engine>,
     /// Workloads to run.
@@ -351,6 +354,10 @@ impl Knobs {
             scan_len: env_u64("AEDB_PEERS_SCAN_LEN", 100)?.max(1) as usize,
             readers: env_list("AEDB_PEERS_READERS", "1,2", parse_threads)?,
             cache_mb: env_u64("AEDB_PEERS_CACHE_MB", 128)?.max(1),
+            aedb_block: env_u64(
+                "AEDB_PEERS_AEDB_BLOCK",
+                aedb_checkpoint::DEFAULT_RUN_BLOCK_SIZE as u64,
+            )? as usize,
             engines,
             workloads,
             dir,
@@ -409,7 +416,7 @@ trait Reader {
 /// Opens `engine` (not RocksDB, which runs in `db_bench`) in `dir`.
 fn open_store(engine: Engine, dir: &Path, knobs: &Knobs) -> Res<Box<dyn Store>> {
     Ok(match engine {
-        Engine::Aedb => Box::new(AedbStore::open(dir, knobs.cache_bytes())),
+        Engine::Aedb => Box::new(AedbStore::open(dir, knobs)),
         Engine::Redb => Box::new(RedbStore::open(dir, knobs.cache_bytes())?),
         Engine::Sqlite => Box::new(SqliteStore::open(dir, knobs.cache_bytes())?),
         Engine::Fjall => Box::new(FjallStore::open(dir, knobs.cache_bytes())?),
@@ -451,12 +458,13 @@ impl AedbStore {
         }
     }
 
-    /// Opens (creating) the instance in `dir` with a `cache`-byte block cache.
-    fn open(dir: &Path, cache: u64) -> AedbStore {
+    /// Opens (creating) the instance in `dir` with the knobs' block cache and block size.
+    fn open(dir: &Path, knobs: &Knobs) -> AedbStore {
         let config = AedbConfig::production([0u8; 32])
             .with_checkpoint_key(DATA_KEY)
+            .run_block_size(knobs.aedb_block)
             .memory_budget(aedb::MemoryBudget {
-                block_cache_bytes: cache,
+                block_cache_bytes: knobs.cache_bytes(),
                 ..aedb::MemoryBudget::default()
             });
         AedbStore {
@@ -1278,7 +1286,7 @@ fn commits_phase(knobs: &Knobs, report: &mut Report) {
 /// then put random keys over the loaded range, so they overwrite loaded keys.
 fn loaded_commit_run(knobs: &Knobs, threads: usize, report: &mut Report) -> Res<Figure> {
     let dir = run_dir(knobs, &format!("loaded-commits-aedb-{threads}"))?;
-    let store = Box::new(AedbStore::open(dir.path(), knobs.cache_bytes()));
+    let store = Box::new(AedbStore::open(dir.path(), knobs));
     let t = Instant::now();
     // `load` returns once the compactions it started are done.
     store.load(knobs.commit_preload)?;

@@ -22,6 +22,8 @@ pub const MIN_SEGMENT_SIZE: u64 = 64 * 1024;
 pub const MAX_SEGMENT_SIZE: u64 = 4 * 1024 * 1024 * 1024;
 /// Longest accepted flush interval for `Visible` finality.
 pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+/// The accepted [`AedbConfig::run_block_size`]s, in bytes.
+pub const RUN_BLOCK_SIZES: std::ops::RangeInclusive<usize> = 512..=(1 << 20);
 /// Longest [`AedbConfig::commit_spin`].
 pub const MAX_COMMIT_SPIN: Duration = Duration::from_millis(10);
 /// [`AedbConfig::commit_spin`] on a machine with two or more CPUs: longer than one
@@ -109,6 +111,7 @@ pub struct AedbConfig {
     pub(crate) memory: MemoryBudget,
     pub(crate) history_retention: u64,
     pub(crate) block_compression: BlockCompression,
+    pub(crate) run_block_size: usize,
     pub(crate) table_placement: TablePlacement,
     pub(crate) idempotency_retention: IdempotencyRetention,
     pub(crate) fs: SharedFs,
@@ -185,6 +188,7 @@ impl AedbConfig {
             memory: MemoryBudget::default(),
             history_retention: 0,
             block_compression: BlockCompression::Lz4,
+            run_block_size: aedb_checkpoint::DEFAULT_RUN_BLOCK_SIZE,
             table_placement: TablePlacement::Auto,
             idempotency_retention: IdempotencyRetention::DEFAULT,
             default_finality: Finality::Durable,
@@ -268,6 +272,25 @@ impl AedbConfig {
     /// ```
     pub fn block_compression(mut self, compression: BlockCompression) -> Self {
         self.block_compression = compression;
+        self
+    }
+
+    /// Target plaintext size of a run file's data blocks (default
+    /// [`aedb_checkpoint::DEFAULT_RUN_BLOCK_SIZE`], 4 KiB; [`RUN_BLOCK_SIZES`]: 512 B ..= 1 MiB). A point
+    /// read that misses the block cache reads, authenticates, decompresses and decodes
+    /// one block, so smaller blocks make such reads cheaper for small values; the block
+    /// index grows in proportion (one record per block) and the cache holds more,
+    /// smaller entries. Larger blocks favour scans and compress better. Applies to run
+    /// files written from now on (flushes and compactions); existing files keep theirs.
+    ///
+    /// ```
+    /// use aedb::AedbConfig;
+    /// let config = AedbConfig::production([7u8; 32]).run_block_size(2048);
+    /// assert!(config.validate().is_ok());
+    /// assert!(config.run_block_size(100).validate().is_err());
+    /// ```
+    pub fn run_block_size(mut self, bytes: usize) -> Self {
+        self.run_block_size = bytes;
         self
     }
 
@@ -577,6 +600,9 @@ impl AedbConfig {
         if self.flush_interval.is_zero() || self.flush_interval > MAX_FLUSH_INTERVAL {
             return Err(ConfigError::FlushInterval(self.flush_interval));
         }
+        if !RUN_BLOCK_SIZES.contains(&self.run_block_size) {
+            return Err(ConfigError::RunBlockSize(self.run_block_size));
+        }
         if self.commit_spin > MAX_COMMIT_SPIN {
             return Err(ConfigError::CommitSpin(self.commit_spin));
         }
@@ -657,6 +683,8 @@ impl fmt::Debug for AedbConfig {
             .field("wal_queue", &self.wal_queue)
             .field("max_batch", &self.max_batch)
             .field("commit_spin", &self.commit_spin)
+            .field("block_compression", &self.block_compression)
+            .field("run_block_size", &self.run_block_size)
             .field("rate_limits", &self.rate_limits)
             .field("history_retention", &self.history_retention)
             .field("idempotency_retention", &self.idempotency_retention)
@@ -683,6 +711,9 @@ pub enum ConfigError {
     /// Flush interval zero or longer than 10 s.
     #[error("flush_interval {0:?} is out of range: use more than zero and at most 10 s")]
     FlushInterval(Duration),
+    /// `run_block_size` outside 512 B ..= 1 MiB.
+    #[error("run_block_size {0} bytes is out of range: use 512 B ..= 1 MiB")]
+    RunBlockSize(usize),
     /// `commit_spin` longer than 10 ms.
     #[error("commit_spin {0:?} is out of range: use at most 10 ms (zero never polls)")]
     CommitSpin(Duration),
@@ -760,6 +791,12 @@ mod tests {
             d().flush_interval(Duration::from_secs(3600)).validate(),
             Err(ConfigError::FlushInterval(_))
         ));
+        for bad in [0, 511, (1 << 20) + 1] {
+            assert_eq!(
+                d().run_block_size(bad).validate(),
+                Err(ConfigError::RunBlockSize(bad))
+            );
+        }
         assert_eq!(
             d().commit_spin(Duration::from_millis(11)).validate(),
             Err(ConfigError::CommitSpin(Duration::from_millis(11)))

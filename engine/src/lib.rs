@@ -109,7 +109,7 @@ pub use backup::{
 };
 pub use config::{
     AedbConfig, BlockCompression, DEFAULT_COMMIT_SPIN, MAX_COMMIT_SPIN, MemoryBudget, Profile,
-    Recovery, TablePlacement,
+    RUN_BLOCK_SIZES, Recovery, TablePlacement,
 };
 pub use error::{
     ApplyError, AuditExportError, CommitError, CommitErrorExt, ConfigError, Error, ErrorClass,
@@ -313,6 +313,7 @@ impl AedbInstance {
                 retention_lsns: config.history_retention,
                 run_options: aedb_checkpoint::RunOptions {
                     compression: config.block_compression,
+                    block_size: config.run_block_size,
                     ..aedb_checkpoint::RunOptions::default()
                 },
                 idempotency_retention: config.idempotency_retention,
