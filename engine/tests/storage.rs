@@ -237,6 +237,20 @@ fn a_clean_shutdown_checkpoints_so_the_next_open_replays_nothing() {
     }
 }
 
+/// Opens `dir` with `config`, writes accounts `0..2000` (version 0), flushes and
+/// compacts them into run files, and shuts down; returns the namespace.
+fn write_accounts_compacted(dir: &std::path::Path, config: AedbConfig) -> Namespace {
+    let db = AedbInstance::open(dir, config).unwrap();
+    let ns = setup(&db);
+    for k in 0..2000u32 {
+        db.kv_put(&ns, format!("acct{k:05}"), value(k, 0)).unwrap();
+    }
+    db.checkpoint_now().unwrap();
+    db.compact_now().unwrap();
+    db.shutdown().unwrap();
+    ns
+}
+
 /// Runs written with LZ4 block compression read back exactly, through compaction and a
 /// reopen with compression off (each file says how its blocks are stored), and take
 /// less disk for compressible values.
@@ -251,14 +265,7 @@ fn lz4_compressed_runs_read_back_and_mix_with_uncompressed_ones() {
     let mut sizes = Vec::new();
     for compression in [aedb::BlockCompression::None, aedb::BlockCompression::Lz4] {
         let dir = tempfile::tempdir().unwrap();
-        let db = AedbInstance::open(dir.path(), config(0).block_compression(compression)).unwrap();
-        let ns = setup(&db);
-        for k in 0..2000u32 {
-            db.kv_put(&ns, format!("acct{k:05}"), value(k, 0)).unwrap();
-        }
-        db.checkpoint_now().unwrap();
-        db.compact_now().unwrap();
-        db.shutdown().unwrap();
+        let ns = write_accounts_compacted(dir.path(), config(0).block_compression(compression));
         sizes.push(run_bytes(dir.path()));
 
         // Reopened with compression off: the compressed runs still read, and new runs
@@ -301,14 +308,7 @@ fn run_block_size_sets_the_blocks_new_runs_are_cut_into() {
     for block_size in [512, 4096] {
         let dir = tempfile::tempdir().unwrap();
         let cfg = || config(0).run_block_size(block_size);
-        let db = AedbInstance::open(dir.path(), cfg()).unwrap();
-        let ns = setup(&db);
-        for k in 0..2000u32 {
-            db.kv_put(&ns, format!("acct{k:05}"), value(k, 0)).unwrap();
-        }
-        db.checkpoint_now().unwrap();
-        db.compact_now().unwrap();
-        db.shutdown().unwrap();
+        let ns = write_accounts_compacted(dir.path(), cfg());
         let db = AedbInstance::open(dir.path(), cfg()).unwrap();
         let before = db.operational_metrics().storage.cache_misses;
         let snap = db.snapshot().unwrap();
