@@ -63,6 +63,21 @@ promtool check rules docs/alerts.rules.yml
 # observability feature: it emits no metrics or spans.)
 cargo test -p aedb-session --features observability
 
+step "golden fixtures decoded by an independent Python implementation of docs/FORMAT.md"
+# Python's `cryptography` (ChaCha20-Poly1305) comes from Debian's python3-cryptography;
+# installed non-interactively when missing, and the step fails rather than skips without it.
+if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
+  echo "installing Python cryptography (Debian package python3-cryptography)"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "Python cryptography is missing and this is not root; install python3-cryptography" >&2
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-cryptography
+fi
+(cd checkpoint/tests/golden && python3 ../golden_independent_check.py > /dev/null)
+echo "golden fixtures: independent decode matches"
+
 step "loom models (bounded preemptions)"
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-3}" \
   cargo test -p aedb-loom-tests --release --target-dir target/loom

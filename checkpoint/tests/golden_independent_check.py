@@ -4,9 +4,10 @@
 
 Re-implements XChaCha20-Poly1305 opening (HChaCha20 in pure Python + the `cryptography`
 package's ChaCha20Poly1305), the plaintext digests and the manifest HMAC chain from the
-format description alone, and decodes tests/golden/*.hex with them. Not run by cargo;
-run manually: `cd checkpoint/tests/golden && python3 ../golden_independent_check.py`
-(the manifest fixtures are read from `manifest/tests/golden/`)."""
+format description alone, and decodes tests/golden/*.hex with them. Not run by cargo; the
+README test command (scripts/test-all.sh) runs it as
+`cd checkpoint/tests/golden && python3 ../golden_independent_check.py`
+(the manifest fixtures are read from `manifest/tests/golden/`). Any mismatch fails an assert."""
 import struct, hashlib, hmac, zlib
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 def load(n):
