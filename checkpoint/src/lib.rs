@@ -142,7 +142,7 @@ pub use header::{
 pub use nonce::{CounterNonce, FixedNonce, NONCE_LEN, NonceSource, OsNonceSource};
 pub use run::{
     BlockKind, Compression, DEFAULT_BLOOM_BITS_PER_KEY, DEFAULT_RUN_BLOCK_SIZE,
-    DEFAULT_RUN_PARTITION_SIZE, DataBlock, EntryKind, EntryRef, FooterProblem, Heads,
+    DEFAULT_RUN_PARTITION_SIZE, DataBlock, EntryKind, EntryPos, EntryRef, FooterProblem, Heads,
     MAX_BLOOM_BITS_PER_KEY, MAX_DATA_BLOCK_LEN, MAX_RUN_BLOCK_SIZE, MAX_RUN_INDEX_LEN,
     MAX_RUN_KEY_LEN, MAX_RUN_META_LEN, MAX_RUN_VALUE_LEN, MIN_RUN_FILE_VERSION, RUN_ENTRY_OVERHEAD,
     RUN_FILE_PREFIX, RUN_FILE_VERSION, RUN_FOOTER_LEN, RUN_FOOTER_MAGIC, RUN_HEADER_LEN, RunFile,

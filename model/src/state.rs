@@ -457,7 +457,11 @@ impl State {
     /// committing caller's thread before the transaction is sequenced; errors are
     /// left for the writer to report.
     pub fn prefetch(&self, tx: &Transaction) {
-        for key in crate::evaluate::touched_keys(self, tx) {
+        let mut keys = crate::evaluate::touched_keys(self, tx);
+        // A key asserted on and written (a transfer's payer) is read once.
+        keys.sort_unstable();
+        keys.dedup();
+        for key in keys {
             // A failed read here is reported when the writer reads the key.
             let _ = self.view.prefetch(&key);
         }

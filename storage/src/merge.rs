@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use aedb_checkpoint::{DataBlock, EntryKind};
+use aedb_checkpoint::{DataBlock, EntryKind, EntryPos};
 use aedb_types::Lsn;
 
 use crate::cache::CacheFill;
@@ -141,6 +141,9 @@ pub(crate) struct LevelSource {
     block_index: usize,
     block: Option<DataBlock>,
     entry: usize,
+    /// Where `entry` lies in `block` (`None` when exhausted): located once per step,
+    /// because a merge reads its sources' current entries several times per step.
+    current: Option<EntryPos>,
 }
 
 impl LevelSource {
@@ -162,6 +165,7 @@ impl LevelSource {
             block_index: 0,
             block: None,
             entry: 0,
+            current: None,
         };
         match start_probe(near, forward) {
             None if forward => s.load(0, 0, Some(0))?,
@@ -177,7 +181,17 @@ impl LevelSource {
                 }
             }
         }
+        s.locate_current();
         Ok(s)
+    }
+
+    /// Locates the entry the cursor now stands on.
+    fn locate_current(&mut self) {
+        self.current = self
+            .block
+            .as_ref()
+            .filter(|b| self.entry < b.len())
+            .map(|b| b.locate(self.entry));
     }
 
     /// Loads block `block` of run `run` and positions at `entry` (or the block's last
@@ -289,11 +303,7 @@ impl LevelSource {
 
 impl Source for LevelSource {
     fn current(&self) -> Option<EntryRef<'_>> {
-        let block = self.block.as_ref()?;
-        if self.entry >= block.len() {
-            return None;
-        }
-        let e = block.entry(self.entry);
+        let e = self.block.as_ref()?.at(self.current?);
         Some(EntryRef {
             key: e.key,
             lsn: e.lsn,
@@ -303,11 +313,13 @@ impl Source for LevelSource {
     }
 
     fn advance(&mut self) -> Result<(), StorageError> {
-        if self.forward {
+        let moved = if self.forward {
             self.step_forward()
         } else {
             self.step_back()
-        }
+        };
+        self.locate_current();
+        moved
     }
 }
 

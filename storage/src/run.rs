@@ -214,21 +214,4 @@ impl Run {
         }
         Ok(None)
     }
-
-    /// Warms the cache with the block that would hold `key` (no-op when the filter
-    /// rules the key out or the block is cached).
-    ///
-    /// # Errors
-    /// The block cannot be read or does not authenticate.
-    pub fn prefetch(&self, key: &[u8]) -> Result<(), StorageError> {
-        if !self.covers(key) {
-            return Ok(());
-        }
-        if let Some(b) = self.block_for_present(key)?
-            && !self.cache.contains(self.id(), b as u32)
-        {
-            self.block(b)?;
-        }
-        Ok(())
-    }
 }

@@ -102,21 +102,15 @@ impl View {
             .and_then(|v| v.value.map(|value| (v.lsn, value))))
     }
 
-    /// Warms the block cache for `key` in every run that may hold it (the committing
-    /// caller does this before the single writer evaluates its assertions).
+    /// Warms the block cache with what reading `key` needs (the committing caller does
+    /// this before the single writer evaluates its assertions): the same search as
+    /// [`View::get_version`], which stops at the newest source holding the key, so a key
+    /// the memtables hold reads nothing and older runs' blocks are left alone.
     ///
     /// # Errors
     /// A run's block cannot be read or does not authenticate.
     pub fn prefetch(&self, key: &[u8]) -> Result<(), StorageError> {
-        for run in self.version.level(0) {
-            run.prefetch(key)?;
-        }
-        for level in 1..LEVELS {
-            if let Some(run) = self.version.find_in_level(level, key) {
-                run.prefetch(key)?;
-            }
-        }
-        Ok(())
+        self.get_version(key).map(|_| ())
     }
 
     /// The visible keys between `start` and `end`, in `direction`, read lazily.

@@ -289,6 +289,64 @@ proptest! {
     }
 }
 
+/// The committing caller's prefetch reads what the writer's read of the key will need
+/// and no more: the block of the newest run holding the key (the read after it misses
+/// nothing), not the blocks of older runs that hold it too, and nothing at all for a key
+/// a memtable holds.
+#[test]
+fn prefetch_warms_what_the_read_needs_and_stops_at_the_newest_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::new(dir.path(), true, 128);
+    let key = |i: u64| format!("key{i:06}").into_bytes();
+    let m = lsm.memtables[0].clone();
+    for i in 0..300 {
+        m.insert(&key(i), Lsn::new(i + 1), EntryKind::Put, b"old");
+    }
+    lsm.flush();
+    let m = lsm.memtables[0].clone();
+    m.insert(&key(100), Lsn::new(1000), EntryKind::Put, b"new");
+    m.insert(&key(200), Lsn::new(1001), EntryKind::Put, b"new");
+    lsm.flush();
+    let m = lsm.memtables[0].clone();
+    m.insert(&key(50), Lsn::new(2000), EntryKind::Put, b"mem");
+    let (newer, older) = (
+        lsm.version.level(0)[0].clone(),
+        lsm.version.level(0)[1].clone(),
+    );
+    assert!(newer.file().max_lsn() > older.file().max_lsn());
+    let view = lsm.view(5000);
+    let cached = |run: &Run, k: &[u8]| {
+        let block = run.block_for(k).unwrap().expect("the run covers the key");
+        lsm.cache.contains(run.id(), block as u32)
+    };
+    let misses = || lsm.cache.stats().misses;
+
+    // In the newer run (and the older): only the newer run's block is read.
+    view.prefetch(&key(100)).unwrap();
+    assert!(cached(&newer, &key(100)));
+    assert!(
+        !cached(&older, &key(100)),
+        "the older run's block was read too"
+    );
+    let before = misses();
+    let got = view.get(&key(100)).unwrap().map(|(_, v)| v);
+    assert_eq!(got.as_deref(), Some(&b"new"[..]));
+    assert_eq!(misses(), before, "the read after the prefetch missed");
+
+    // Only in the older run: its block is read, and the read then misses nothing.
+    view.prefetch(&key(20)).unwrap();
+    assert!(cached(&older, &key(20)));
+    let before = misses();
+    let got = view.get(&key(20)).unwrap().map(|(_, v)| v);
+    assert_eq!(got.as_deref(), Some(&b"old"[..]));
+    assert_eq!(misses(), before, "the read after the prefetch missed");
+
+    // In the memtable: nothing is read.
+    let before = lsm.cache.stats();
+    view.prefetch(&key(50)).unwrap();
+    assert_eq!(lsm.cache.stats(), before);
+}
+
 #[test]
 fn compaction_drops_hidden_versions_and_bottom_tombstones() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,11 +17,18 @@
 use crate::run::heads;
 use crate::run::{
     EntryKind, MAX_DATA_BLOCK_LEN, MAX_RUN_KEY_LEN, MAX_RUN_VALUE_LEN, RUN_ENTRY_OVERHEAD,
+    trim_scratch,
 };
 use aedb_types::{ByteReader, DecodeError, DecodeErrorKind, LenPrefix, Lsn};
 use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
+
+thread_local! {
+    /// The buffer [`DataBlock::decode`] builds a block's packed form in before copying
+    /// it into the block's one allocation.
+    static PACKED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// One entry of a [`DataBlock`], borrowed from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +41,17 @@ pub struct EntryRef<'a> {
     pub kind: EntryKind,
     /// The value (empty for a Delete).
     pub value: &'a [u8],
+}
+
+/// Where one entry of a [`DataBlock`] lies ([`DataBlock::locate`]): its key and value as
+/// positions in the block, with its LSN and kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryPos {
+    key_at: u32,
+    key_end: u32,
+    value_end: u32,
+    lsn: Lsn,
+    kind: EntryKind,
 }
 
 /// A decoded, validated data block. Immutable, `Send + Sync`; a clone shares it (one
@@ -115,9 +133,26 @@ impl DataBlock {
                 what: "data block without entries",
             }));
         }
+        PACKED.with(|packed| {
+            let mut packed = packed.borrow_mut();
+            packed.clear();
+            let decoded = DataBlock::decode_into(bytes, r, count, &mut packed);
+            trim_scratch(&mut packed);
+            decoded
+        })
+    }
+
+    /// [`DataBlock::decode`] after the entry count, building the packed form in
+    /// `packed` (this thread's reused buffer) and copying it into one shared allocation.
+    fn decode_into(
+        bytes: &[u8],
+        mut r: ByteReader<'_>,
+        count: usize,
+        packed: &mut Vec<u8>,
+    ) -> Result<DataBlock, DecodeError> {
         // `count` fits the block (checked against the entry overhead), so the packed
         // form is at most a small multiple of MAX_DATA_BLOCK_LEN.
-        let mut packed = Vec::with_capacity(count * 12 + 2 * bytes.len());
+        packed.reserve(count * 12 + 2 * bytes.len());
         let mut first_key: &[u8] = &[];
         let mut prev: Option<(&[u8], Lsn)> = None;
         for _ in 0..count {
@@ -160,14 +195,14 @@ impl DataBlock {
         let last_key = prev.map_or(first_key, |(k, _)| k);
         let prefix_len = heads::shared_prefix_len(first_key, last_key);
         for i in 0..count {
-            let at = ne_u32(&packed, i * 4);
+            let at = ne_u32(packed, i * 4);
             let key = key_of(bytes, at).0;
             packed.extend_from_slice(&heads::head(&key[prefix_len..]).to_ne_bytes());
         }
         packed.extend_from_slice(&first_key[..prefix_len]);
         packed.extend_from_slice(bytes);
         Ok(DataBlock {
-            packed: packed.into(),
+            packed: Arc::from(&packed[..]),
             // Both fit: count and the prefix are bounded by the block's length.
             count: count as u32,
             prefix_len: prefix_len as u32,
@@ -213,24 +248,48 @@ impl DataBlock {
     /// # Panics
     /// If `i >= self.len()`, like slice indexing.
     pub fn entry(&self, i: usize) -> EntryRef<'_> {
+        self.at(self.locate(i))
+    }
+
+    /// Where entry `i` lies in this block: parsed once here, turned back into the entry
+    /// by [`DataBlock::at`] with two slicings (for a cursor that reads its current entry
+    /// many times, as a merge does).
+    ///
+    /// # Panics
+    /// If `i >= self.len()`, like slice indexing.
+    pub fn locate(&self, i: usize) -> EntryPos {
         // Offsets and every length were validated by `decode`, so these reads are in bounds.
         assert!(i < self.len(), "entry {i} of a block of {}", self.len());
-        let b = self.bytes();
+        let base = self.count as usize * 12 + self.prefix_len as usize;
+        let b = &self.packed[base..];
         let at = self.offset(i);
-        let key_len = le_u16(b, at);
-        let key_end = at + 2 + key_len;
-        let lsn = Lsn::new(le_u64(b, key_end));
+        let key_end = at + 2 + le_u16(b, at);
         let kind = match b[key_end + 8] {
             2 => EntryKind::Delete,
             _ => EntryKind::Put,
         };
-        let value_len = le_u32(b, key_end + 9);
         let value_at = key_end + 13;
-        EntryRef {
-            key: &b[at + 2..key_end],
-            lsn,
+        // Positions within the packed allocation, which is far below u32::MAX bytes.
+        EntryPos {
+            key_at: (base + at + 2) as u32,
+            key_end: (base + key_end) as u32,
+            value_end: (base + value_at + le_u32(b, key_end + 9)) as u32,
+            lsn: Lsn::new(le_u64(b, key_end)),
             kind,
-            value: &b[value_at..value_at + value_len],
+        }
+    }
+
+    /// The entry at `pos`, which [`DataBlock::locate`] returned for this block.
+    ///
+    /// # Panics
+    /// If `pos` lies outside this block (a position from a larger block).
+    pub fn at(&self, pos: EntryPos) -> EntryRef<'_> {
+        let b = &*self.packed;
+        EntryRef {
+            key: &b[pos.key_at as usize..pos.key_end as usize],
+            lsn: pos.lsn,
+            kind: pos.kind,
+            value: &b[pos.key_end as usize + 13..pos.value_end as usize],
         }
     }
 

@@ -40,7 +40,7 @@ mod reader;
 mod seal;
 mod writer;
 
-pub use block::{DataBlock, EntryRef, decode_data_block};
+pub use block::{DataBlock, EntryPos, EntryRef, decode_data_block};
 pub use footer::{FooterProblem, RUN_FOOTER_LEN, RUN_FOOTER_MAGIC};
 pub use header::{
     MIN_RUN_FILE_VERSION, RUN_FILE_VERSION, RUN_HEADER_LEN, RunHeader, RunHeaderProblem,
@@ -367,6 +367,18 @@ fn list_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>, CheckpointE
 
 fn file_name(path: &Path) -> Option<&str> {
     path.file_name().and_then(|n| n.to_str())
+}
+
+/// The capacity a thread's reused read buffers (the reader's scratch, a data block's
+/// packing buffer) keep between reads.
+pub(crate) const SCRATCH_KEEP: usize = 64 << 10;
+
+/// Releases a thread's reused buffer if one large block grew it past [`SCRATCH_KEEP`], so
+/// many reader threads hold a few KiB each whatever block size runs are cut into.
+pub(crate) fn trim_scratch(buf: &mut Vec<u8>) {
+    if buf.capacity() > SCRATCH_KEEP {
+        *buf = Vec::new();
+    }
 }
 
 pub(crate) fn io_err<'a>(

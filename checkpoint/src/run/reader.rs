@@ -18,7 +18,7 @@ use crate::run::header::{KEY_CHECK_OFFSET, RUN_FILE_VERSION, RUN_HEADER_LEN, Run
 use crate::run::index::BlockIndex;
 use crate::run::meta::RunMeta;
 use crate::run::seal::{self, KEY_CHECK_DOMAIN};
-use crate::run::{BlockKind, Compression, io_err, parse_run_file_name};
+use crate::run::{BlockKind, Compression, io_err, parse_run_file_name, trim_scratch};
 use aedb_fs::{DiskFile, FileSystem, OpenMode as FsMode};
 use aedb_keys::{EpochKey, SecretKey};
 use aedb_types::{DatabaseId, KeyEpoch, Lsn};
@@ -51,10 +51,18 @@ pub(crate) fn hash_file(
 /// LZ4 bodies (data blocks are ~4 KiB; larger ones are read into their own buffer).
 const SCRATCH_MAX: usize = 1 << 20;
 
+/// A thread's reusable buffers for reading LZ4 blocks: the stored bytes (opened in
+/// place) and the decompressed plaintext (released after a read that grew them past
+/// [`SCRATCH_KEEP`](crate::run::SCRATCH_KEEP)).
+#[derive(Default)]
+struct Scratch {
+    stored: Vec<u8>,
+    plain: Vec<u8>,
+}
+
 thread_local! {
-    /// The scratch buffer of [`Blocks::load`] (grows to the largest block read, at most
-    /// [`SCRATCH_MAX`]).
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The scratch buffers of [`Blocks::with_plaintext`].
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// Reads and opens stored blocks of one file.
@@ -84,15 +92,18 @@ impl Blocks<'_> {
     }
 
     /// Reads the `len` stored bytes at `offset`, authenticates them as block `ordinal`
-    /// of `kind`, and decompresses the body within the kind's limit.
-    fn load(
+    /// of `kind`, decompresses the body within the kind's limit and hands the plaintext
+    /// to `decode`. An LZ4 block is read and decompressed in this thread's reusable
+    /// buffers, so reading a block allocates only what `decode` keeps.
+    fn with_plaintext<T>(
         &self,
         kind: BlockKind,
         ordinal: u64,
         offset: u64,
         len: u32,
         footer: &[u8],
-    ) -> Result<Vec<u8>, CheckpointError> {
+        decode: impl FnOnce(&[u8]) -> Result<T, CheckpointError>,
+    ) -> Result<T, CheckpointError> {
         #[cfg(feature = "observability")]
         let _span = tracing::debug_span!(
             "aedb.run.open_block",
@@ -112,20 +123,23 @@ impl Blocks<'_> {
         let bad = |problem| self.bad(kind, ordinal, offset, problem);
         let max = seal::max_plaintext(kind);
         if self.compression == Compression::Lz4 && len as usize <= SCRATCH_MAX {
-            // The stored bytes are only the decompressor's input: read and open them
-            // in this thread's reusable buffer, so a block costs one allocation (its
-            // plaintext) rather than a zeroed buffer, a shift and a free as well.
             return SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
-                if scratch.len() < len as usize {
-                    scratch.resize(len as usize, 0);
+                let Scratch { stored, plain } = &mut *scratch;
+                if stored.len() < len as usize {
+                    stored.resize(len as usize, 0);
                 }
-                let stored = &mut scratch[..len as usize];
+                let stored = &mut stored[..len as usize];
                 self.file
                     .read_exact_at(stored, offset)
                     .map_err(io_err("read", self.path))?;
                 let body = seal::open_in_place(self.cipher, &aad, stored).map_err(auth_failed)?;
-                seal::decompress_lz4(&stored[body], max).map_err(bad)
+                let decoded = seal::decompress_lz4_into(&stored[body], max, plain)
+                    .map_err(bad)
+                    .and_then(|()| decode(plain));
+                trim_scratch(&mut scratch.stored);
+                trim_scratch(&mut scratch.plain);
+                decoded
             });
         }
         let mut stored = vec![0u8; len as usize];
@@ -133,7 +147,7 @@ impl Blocks<'_> {
             .read_exact_at(&mut stored, offset)
             .map_err(io_err("read", self.path))?;
         let body = seal::open_stored(self.cipher, &aad, stored).map_err(auth_failed)?;
-        seal::decompress_body(self.compression, body, max).map_err(bad)
+        decode(&seal::decompress_body(self.compression, body, max).map_err(bad)?)
     }
 }
 
@@ -388,17 +402,18 @@ impl RunFile {
         too_large(BlockKind::Meta, footer.meta_offset, footer.meta_len)?;
 
         // Meta: authenticates the whole header and the footer.
-        let meta_plain = blocks.load(
+        let bad_meta = |problem| blocks.bad(BlockKind::Meta, 0, footer.meta_offset, problem);
+        let partitioned = header.version == RUN_FILE_VERSION;
+        let mut meta = blocks.with_plaintext(
             BlockKind::Meta,
             0,
             footer.meta_offset,
             footer.meta_len,
             &footer.fields(),
+            |plain| {
+                RunMeta::decode(plain, partitioned).map_err(|e| bad_meta(BlockProblem::Decode(e)))
+            },
         )?;
-        let bad_meta = |problem| blocks.bad(BlockKind::Meta, 0, footer.meta_offset, problem);
-        let partitioned = header.version == RUN_FILE_VERSION;
-        let mut meta = RunMeta::decode(&meta_plain, partitioned)
-            .map_err(|e| bad_meta(BlockProblem::Decode(e)))?;
         if (meta.min_lsn, meta.max_lsn) != (header.min_lsn, header.max_lsn) {
             return Err(bad_meta(BlockProblem::Inconsistent {
                 what: "LSN range differs from the header's",
@@ -472,16 +487,15 @@ impl RunFile {
         let blocks = self.blocks();
         let ordinal = partition as u64;
         let index_offset = self.footer.index_offset + part.before.index_len;
-        let index_plain = blocks.load(
+        let bad_index = |problem| blocks.bad(BlockKind::Index, ordinal, index_offset, problem);
+        let index = blocks.with_plaintext(
             BlockKind::Index,
             ordinal,
             index_offset,
             part.fields.index_len,
             &[],
+            |plain| BlockIndex::decode(plain).map_err(|e| bad_index(BlockProblem::Decode(e))),
         )?;
-        let bad_index = |problem| blocks.bad(BlockKind::Index, ordinal, index_offset, problem);
-        let index =
-            BlockIndex::decode(&index_plain).map_err(|e| bad_index(BlockProblem::Decode(e)))?;
         check_index(
             &index,
             part,
@@ -491,21 +505,23 @@ impl RunFile {
         )
         .map_err(|what| bad_index(BlockProblem::Inconsistent { what }))?;
         let filter_offset = self.footer.filter_offset + part.before.filter_len;
-        let filter_plain = blocks.load(
+        let filter = blocks.with_plaintext(
             BlockKind::Filter,
             ordinal,
             filter_offset,
             part.fields.filter_len,
             &[],
+            |plain| {
+                BloomFilter::decode(plain).map_err(|e| {
+                    blocks.bad(
+                        BlockKind::Filter,
+                        ordinal,
+                        filter_offset,
+                        BlockProblem::Decode(e),
+                    )
+                })
+            },
         )?;
-        let filter = BloomFilter::decode(&filter_plain).map_err(|e| {
-            blocks.bad(
-                BlockKind::Filter,
-                ordinal,
-                filter_offset,
-                BlockProblem::Decode(e),
-            )
-        })?;
         Ok(TablePartition {
             partition,
             first_block: part.before.blocks as usize,
@@ -629,14 +645,14 @@ impl RunFile {
         let ordinal = index as u64;
         let bad = |problem| blocks.bad(BlockKind::Data, ordinal, entry.offset, problem);
         let inconsistent = |what| bad(BlockProblem::Inconsistent { what });
-        let plain = blocks.load(
+        let block = blocks.with_plaintext(
             BlockKind::Data,
             ordinal,
             entry.offset,
             entry.stored_len,
             &[],
+            |plain| DataBlock::decode(plain).map_err(|e| bad(BlockProblem::Decode(e))),
         )?;
-        let block = DataBlock::decode(&plain).map_err(|e| bad(BlockProblem::Decode(e)))?;
         if block.len() != entry.entries as usize {
             return Err(inconsistent("entry count differs from the index"));
         }

@@ -205,6 +205,21 @@ pub(crate) fn decompress_body(
 /// # Errors
 /// As [`decompress_body`].
 pub(crate) fn decompress_lz4(body: &[u8], max: usize) -> Result<Vec<u8>, BlockProblem> {
+    let mut out = Vec::new();
+    decompress_lz4_into(body, max, &mut out)?;
+    Ok(out)
+}
+
+/// [`decompress_lz4`] into `out` (a reused buffer: its old contents are replaced, and
+/// it is grown, never shrunk, to the declared size).
+///
+/// # Errors
+/// As [`decompress_body`].
+pub(crate) fn decompress_lz4_into(
+    body: &[u8],
+    max: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), BlockProblem> {
     let Some((prefix, compressed)) = body.split_first_chunk::<LZ4_PREFIX>() else {
         return Err(BlockProblem::Decompress {
             detail: format!("body of {} bytes has no size prefix", body.len()),
@@ -217,8 +232,10 @@ pub(crate) fn decompress_lz4(body: &[u8], max: usize) -> Result<Vec<u8>, BlockPr
             max: max as u64,
         });
     }
-    let mut out = vec![0u8; declared];
-    let n = lz4_flex::block::decompress_into(compressed, &mut out).map_err(|e| {
+    // Only the grown part is zeroed; the decompressor overwrites all `declared` bytes
+    // or fails (and a short result is refused below).
+    out.resize(declared, 0);
+    let n = lz4_flex::block::decompress_into(compressed, out).map_err(|e| {
         BlockProblem::Decompress {
             detail: e.to_string(),
         }
@@ -228,7 +245,7 @@ pub(crate) fn decompress_lz4(body: &[u8], max: usize) -> Result<Vec<u8>, BlockPr
             detail: format!("decompressed to {n} bytes, {declared} declared"),
         });
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Decompresses a block body as the reader does (for the `run_block` fuzz target):
