@@ -55,8 +55,9 @@ pub struct PipelineConfig {
     pub wal_queue: usize,
     /// Most records per group-commit batch.
     pub max_batch: usize,
-    /// How long a lone committer waits for its answer, and the WAL writer for a lone
-    /// committer's next commit, by polling before they sleep (zero: never poll).
+    /// How long a lone committer waits for its answer, and the Sequencer and the WAL
+    /// writer for a lone committer's next commit, by polling before they sleep (zero:
+    /// never poll).
     pub commit_spin: Duration,
     /// Key providers (manifest MAC, at-rest encryption).
     pub keyring: Keyring,
@@ -250,7 +251,9 @@ impl Pipeline {
             fail_stopped,
         )
         .map_err(thread_error("WAL writer"))?;
-        let sequencer = actor::spawn(
+        // A lone committer's next commit finds the Sequencer awake (as the WAL writer
+        // polls for it after a lone batch).
+        let sequencer = actor::spawn_polling(
             Sequencer::new(
                 state,
                 wal.mailbox.clone(),
@@ -268,6 +271,7 @@ impl Pipeline {
             .with_idempotency_retention(config.storage.idempotency_retention),
             config.sequencer_queue,
             owners.sequencer.clone(),
+            config.commit_spin,
         )
         .map_err(thread_error("sequencer"))?;
         let sealer = actor::spawn(

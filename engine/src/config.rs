@@ -535,8 +535,8 @@ impl AedbConfig {
     }
 
     /// How long a lone durable commit (no other in flight) polls for its `fsync`
-    /// instead of sleeping, and the WAL writer for a lone committer's next commit,
-    /// before they sleep (at most 10 ms; zero never polls). Polling spares the
+    /// instead of sleeping, and the Sequencer and the WAL writer for a lone committer's
+    /// next commit, before they sleep (at most 10 ms; zero never polls). Polling spares the
     /// wake-up of a sleeping thread on each hand-off, tens of microseconds on a virtual
     /// machine; it spends CPU only while a single committer is active. Default
     /// [`DEFAULT_COMMIT_SPIN`] on a machine with two or more CPUs, zero on one.

@@ -2,7 +2,7 @@
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::actor::{self, Ask, AskError, Owner, OwnerStats};
 
@@ -223,4 +223,71 @@ fn an_owner_asking_another_many_times_in_one_handler_never_hangs() {
     let mut relay = relay;
     relay.stop();
     counter.stop();
+}
+
+/// A polling owner is hosted like any other: typed replies, its timer, stop.
+#[test]
+fn a_polling_owner_answers_ticks_and_stops() {
+    let (tx, rx) = mpsc::channel();
+    let owner = Counter {
+        ticks: Some(tx),
+        ..Counter::default()
+    };
+    let stats = stats();
+    let mut running =
+        actor::spawn_polling(owner, 4, stats.clone(), Duration::from_micros(200)).unwrap();
+    for i in 1..=50 {
+        assert_eq!(running.addr().ask(Add(1)).unwrap(), i);
+    }
+    for _ in 0..3 {
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("a 1 ms timer ticks");
+    }
+    assert_eq!(stats.snapshot().handled, 50);
+    running.stop();
+    assert!(matches!(running.addr().ask(Add(1)), Err(AskError::Closed)));
+}
+
+/// Before its thread sleeps, an owner that handled one message since it last slept
+/// polls until the next is sent or the spin is over; after a burst it does not poll.
+#[test]
+fn the_idle_poll_follows_lone_messages_and_ends_when_one_is_sent() {
+    let stats = stats();
+    let last_park = std::sync::atomic::AtomicU64::new(0);
+    let handle_one = |stats: &OwnerStats| {
+        stats.sent();
+        stats.handled(Instant::now());
+    };
+
+    // A lone message, then nothing: it polls for the whole spin.
+    handle_one(&stats);
+    let started = Instant::now();
+    actor::poll_before_sleep(&stats, &last_park, Duration::from_millis(30));
+    assert!(started.elapsed() >= Duration::from_millis(30));
+
+    // Nothing handled since the last sleep: no poll.
+    let started = Instant::now();
+    actor::poll_before_sleep(&stats, &last_park, Duration::from_secs(60));
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // A burst of two: no poll.
+    handle_one(&stats);
+    handle_one(&stats);
+    let started = Instant::now();
+    actor::poll_before_sleep(&stats, &last_park, Duration::from_secs(60));
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // A lone message, then another is sent while it polls: the poll ends there.
+    handle_one(&stats);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            stats.sent();
+        });
+        let started = Instant::now();
+        actor::poll_before_sleep(&stats, &last_park, Duration::from_secs(60));
+        let polled = started.elapsed();
+        assert!(polled >= Duration::from_millis(20), "{polled:?}");
+        assert!(polled < Duration::from_secs(30), "{polled:?}");
+    });
 }
