@@ -442,9 +442,10 @@ pub fn spawn_polling<O: Owner>(
                 let stats = host_stats.clone();
                 actix::System::with_tokio_rt(move || {
                     let handled_at_last_park = AtomicU64::new(0);
-                    // actix's own runtime (I/O and timers on one thread), plus the poll.
+                    // Timers only: owners do no async I/O, and without the I/O driver a
+                    // send to a thread that has not gone to sleep yet (it is polling)
+                    // costs no system call on either side.
                     tokio::runtime::Builder::new_current_thread()
-                        .enable_io()
                         .enable_time()
                         .on_thread_park(move || {
                             poll_before_sleep(&stats, &handled_at_last_park, idle_spin);
