@@ -55,6 +55,7 @@ mod error;
 pub mod flush;
 mod memtable;
 mod merge;
+mod reclaim;
 mod run;
 mod version;
 mod view;

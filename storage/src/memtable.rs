@@ -180,7 +180,36 @@ impl std::fmt::Debug for Memtable {
     }
 }
 
+/// A memtable dropped with at least this many versions is freed on the reclaim thread
+/// (see [`crate::reclaim`]); a smaller one frees in microseconds where it is.
+const RECLAIM_AWAY_VERSIONS: usize = 4096;
+
+impl Drop for Memtable {
+    fn drop(&mut self) {
+        if let Some(contents) = self.take_large_contents() {
+            crate::reclaim::drop_elsewhere(contents);
+        }
+    }
+}
+
 impl Memtable {
+    /// The skip list and index of a memtable holding at least
+    /// [`RECLAIM_AWAY_VERSIONS`] versions, moved out (it is left empty); `None` for a
+    /// smaller one.
+    fn take_large_contents(&mut self) -> Option<Box<dyn Send>> {
+        if self.map.len() < RECLAIM_AWAY_VERSIONS {
+            return None;
+        }
+        let map = std::mem::replace(&mut self.map, SkipMap::new());
+        let latest = std::mem::replace(
+            &mut self.latest,
+            papaya::HashMap::builder()
+                .hasher(foldhash::fast::RandomState::default())
+                .build(),
+        );
+        Some(Box::new((map, latest)))
+    }
+
     /// An empty memtable. `id` orders memtables (newer ones have larger ids). Its key
     /// filter is sized for a 64 MiB memtable.
     pub fn new(id: u64) -> Memtable {
@@ -384,6 +413,31 @@ impl Memtable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full memtable's contents leave it when it is dropped (for the reclaim thread);
+    /// a small one keeps them and frees them in place.
+    #[test]
+    fn only_a_large_memtable_hands_its_contents_away() {
+        let fill = |m: &Memtable, n: usize| {
+            for i in 0..n {
+                m.insert(
+                    format!("k{i:08}").as_bytes(),
+                    Lsn::new(1),
+                    EntryKind::Put,
+                    b"v",
+                );
+            }
+        };
+        let mut small = Memtable::new(1);
+        fill(&small, RECLAIM_AWAY_VERSIONS - 1);
+        assert!(small.take_large_contents().is_none());
+        assert_eq!(small.len(), RECLAIM_AWAY_VERSIONS - 1);
+        let mut large = Memtable::new(2);
+        fill(&large, RECLAIM_AWAY_VERSIONS);
+        assert!(large.take_large_contents().is_some());
+        assert_eq!(large.len(), 0);
+        assert!(large.latest.pin().is_empty());
+    }
 
     #[test]
     fn the_key_filter_never_hides_an_entry_and_rules_out_most_absent_keys() {
