@@ -6,7 +6,9 @@
 //!   version first (every version carries the LSN that wrote it), in a lock-free skip
 //!   list the single writer inserts into while readers read. A snapshot is a
 //!   [`View`]: the memtables and the [`Version`] (live runs, level by level) it was
-//!   taken on, plus its LSN — a few `Arc`s, never a copy of the data.
+//!   taken on, plus its LSN — a few `Arc`s, never a copy of the data. A full memtable
+//!   is freed on one process-wide thread, `aedb-reclaim`, not on whichever owner drops
+//!   it last.
 //! * **Reads**: point lookups (memtables, then level 0 newest first, then one run per
 //!   deeper level, each run behind its bloom filter and block index) and scans as
 //!   lazy merging iterators ([`Scan`]) with bounds and direction, through one shared,
