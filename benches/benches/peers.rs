@@ -436,26 +436,10 @@ struct AedbStore {
     ns: Namespace,
 }
 
-/// Level-0 runs at which aedb's default compaction policy merges level 0
-/// (`CompactionOptions::l0_runs`, not exposed through `AedbConfig`).
-const AEDB_L0_TRIGGER: u64 = 4;
-
 impl AedbStore {
-    /// Waits (up to `cap`) until background compaction has nothing left to do: no
-    /// bytes over any level's target and level 0 below its trigger. Whether it did.
+    /// Waits (up to `cap`) until background compaction has nothing left to do.
     fn settle_compactions(&self, cap: Duration) -> bool {
-        let until = Instant::now() + cap;
-        loop {
-            let s = self.db.operational_metrics().storage;
-            let l0 = s.level_runs.first().copied().unwrap_or(0);
-            if s.pending_compaction_bytes == 0 && l0 < AEDB_L0_TRIGGER {
-                return true;
-            }
-            if Instant::now() >= until {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        aedb_benches::settle_compactions(&self.db, cap)
     }
 
     /// Opens (creating) the instance in `dir` with the knobs' block cache and block size.

@@ -4,7 +4,8 @@
 //! Two sealed production instances with the same memory budget (a 128 MiB block cache):
 //! one holding `AEDB_TRANSFER_ACCOUNTS` accounts (default 1,000,000; the figure
 //! is 16,000,000), loaded in 10,000-put commits and flushed to run files, the other
-//! 1,000 accounts. On each, `AEDB_TRANSFER_COMMITTERS` threads (default 64) run durable
+//! 1,000 accounts; after the load, the bench waits until the load's compactions have
+//! settled. On each, `AEDB_TRANSFER_COMMITTERS` threads (default 64) run durable
 //! transfers for `AEDB_TRANSFER_SECS` seconds (default 10): assert the payer holds at
 //! least the amount, subtract it, add it to the payee; payer and payee uniformly random.
 //! Every commit's assertion and its two read-modify-writes read keys that, on the large
@@ -27,7 +28,7 @@ use aedb::{
     AedbConfig, AedbInstance, Assertion, Finality, KvKey, MemoryBudget, Namespace, Numeric,
     Transaction,
 };
-use aedb_benches::{Latencies, SplitMix64, env_u64};
+use aedb_benches::{Latencies, SplitMix64, env_u64, settle_compactions};
 
 const INITIAL: u64 = 1_000_000_000;
 const PER_COMMIT: u64 = 10_000;
@@ -181,10 +182,15 @@ fn main() {
         db.create_scope("bank", "main").expect("scope");
         let started = Instant::now();
         load(&db, &ns, n);
+        let loaded = started.elapsed();
+        // The load's own compaction backlog is not the workload's: wait it out.
+        let settled = settle_compactions(&db, Duration::from_secs(600));
         let m = db.operational_metrics();
         println!(
-            "{n} accounts: loaded in {:.1} s; levels {:?}",
-            started.elapsed().as_secs_f64(),
+            "{n} accounts: loaded in {:.1} s, compactions {} after {:.1} s more; levels {:?}",
+            loaded.as_secs_f64(),
+            if settled { "settled" } else { "NOT settled" },
+            (started.elapsed() - loaded).as_secs_f64(),
             m.storage.level_runs
         );
         let r = run(&db, &ns, n, committers, secs);

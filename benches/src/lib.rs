@@ -6,7 +6,8 @@
 //! vocabulary (one benchmark namespace, fixed-size keys and values, [`small_put`]), the raw
 //! append + `fdatasync` baseline ([`RawLog`]) that the engine's commit figures are
 //! reported against, the concurrent-committer driver ([`run_committers`]), bulk loading
-//! ([`load_keys`]), building a WAL for recovery ([`build_wal`],
+//! ([`load_keys`]) and waiting for its compactions to settle ([`settle_compactions`]),
+//! building a WAL for recovery ([`build_wal`],
 //! [`no_checkpoint_production`]), and reporting helpers
 //! ([`Latencies`], [`MetricsDelta`], [`CpuSample`], [`Summary`]).
 //!
@@ -282,6 +283,27 @@ pub fn run_committers(
         started
     })
     .elapsed()
+}
+
+/// Level-0 runs at which aedb's default compaction policy merges level 0
+/// (`CompactionOptions::l0_runs`, not exposed through `AedbConfig`).
+pub const AEDB_L0_TRIGGER: u64 = 4;
+
+/// Waits (up to `cap`) until `db`'s background compaction has nothing left to do: no
+/// bytes over any level's target and level 0 below its trigger. Whether it did.
+pub fn settle_compactions(db: &AedbInstance, cap: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + cap;
+    loop {
+        let s = db.operational_metrics().storage;
+        let l0 = s.level_runs.first().copied().unwrap_or(0);
+        if s.pending_compaction_bytes == 0 && l0 < AEDB_L0_TRIGGER {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Loads keys `0..n` (values [`value_bytes`]) with multi-put transactions of
