@@ -28,6 +28,9 @@
 #   AEDB_PEERS_CACHE_MB    cache of every engine (default 128): aedb's block cache, redb,
 #                          SQLite, fjall and RocksDB (db_bench --cache_size)
 #   AEDB_PEERS_AEDB_BLOCK  aedb's run-file block size in bytes (default 4096, as db_bench's)
+#   AEDB_PEERS_TABLES      where aedb and RocksDB keep index and filter blocks: default (each
+#                          engine's own: aedb charges them to its cache, db_bench does not),
+#                          outside (both outside the cache) or inside (both in it)
 #   AEDB_PEERS_ENGINES     subset of aedb,redb,sqlite,fjall,rocksdb
 #   AEDB_PEERS_WORKLOADS   subset of commits,reads,scans
 #   AEDB_PEERS_BASE        where the data directory is made (default ./bench-data)

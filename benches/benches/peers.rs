@@ -52,6 +52,7 @@
 //! | `AEDB_PEERS_READERS` | `1,2` | reader thread counts for reads and scans |
 //! | `AEDB_PEERS_CACHE_MB` | 128 | cache of aedb (block cache), redb, SQLite, fjall and RocksDB (`db_bench --cache_size`) |
 //! | `AEDB_PEERS_AEDB_BLOCK` | 4096 | aedb's `AedbConfig::run_block_size` (RocksDB's `db_bench` uses its default 4 KiB blocks) |
+//! | `AEDB_PEERS_TABLES` | `default` | where aedb and RocksDB keep index and filter blocks: `default` = each engine's default (aedb `TablePlacement::Auto`, which charges them to the cache and pins up to half of it; `db_bench` holds them outside its cache); `outside` = both outside the cache (aedb `TablePlacement::Pinned`); `inside` = both in the cache (aedb `TablePlacement::InCache`, `db_bench --cache_index_and_filter_blocks=true`) |
 //! | `AEDB_PEERS_ENGINES` | `aedb,redb,sqlite,fjall,rocksdb` | engines to run, in this order |
 //! | `AEDB_PEERS_WORKLOADS` | `commits,reads,scans` | workloads to run |
 //! | `AEDB_PEERS_DIR` | `<workspace>/bench-data/peers` | where the databases go (one fresh temporary directory per run, deleted after it) |
@@ -273,6 +274,8 @@ struct Knobs {
     cache_mb: u64,
     /// aedb's run-file block size.
     aedb_block: usize,
+    /// Where aedb and RocksDB keep index and filter blocks.
+    tables: Tables,
     /// Engines to run.
     engines: Vec<Engine>,
     /// Workloads to run.
@@ -283,6 +286,38 @@ struct Knobs {
     db_bench: Option<PathBuf>,
     /// Where to write the report too.
     out: Option<PathBuf>,
+}
+
+/// Where aedb and RocksDB keep run-file index and filter blocks (`AEDB_PEERS_TABLES`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tables {
+    /// Each engine's default: aedb charges them to its cache (pinning up to half of
+    /// it), `db_bench` keeps them outside its cache.
+    Default,
+    /// Both outside the cache.
+    Outside,
+    /// Both in the cache.
+    Inside,
+}
+
+impl Tables {
+    fn parse(s: &str) -> Option<Tables> {
+        match s {
+            "default" => Some(Tables::Default),
+            "outside" => Some(Tables::Outside),
+            "inside" => Some(Tables::Inside),
+            _ => None,
+        }
+    }
+
+    /// aedb's placement for this choice.
+    fn aedb(self) -> aedb::TablePlacement {
+        match self {
+            Tables::Default => aedb::TablePlacement::Auto,
+            Tables::Outside => aedb::TablePlacement::Pinned,
+            Tables::Inside => aedb::TablePlacement::InCache,
+        }
+    }
 }
 
 /// Reads a number from the environment (`_` separators allowed), or `default`.
@@ -358,6 +393,12 @@ impl Knobs {
                 "AEDB_PEERS_AEDB_BLOCK",
                 aedb_checkpoint::DEFAULT_RUN_BLOCK_SIZE as u64,
             )? as usize,
+            tables: {
+                let raw = std::env::var("AEDB_PEERS_TABLES").unwrap_or_else(|_| "default".into());
+                Tables::parse(raw.trim()).ok_or_else(|| {
+                    format!("AEDB_PEERS_TABLES={raw}: use default, outside or inside")
+                })?
+            },
             engines,
             workloads,
             dir,
@@ -447,6 +488,7 @@ impl AedbStore {
         let config = AedbConfig::production([0u8; 32])
             .with_checkpoint_key(DATA_KEY)
             .run_block_size(knobs.aedb_block)
+            .run_tables(knobs.tables.aedb())
             .memory_budget(aedb::MemoryBudget {
                 block_cache_bytes: knobs.cache_bytes(),
                 ..aedb::MemoryBudget::default()
@@ -919,6 +961,10 @@ fn db_bench(exe: &Path, dir: &Path, knobs: &Knobs, args: &[String]) -> Res<(Stri
         .arg(format!("--value_size={VALUE_LEN}"))
         .arg("--compression_type=none")
         .arg(format!("--cache_size={}", knobs.cache_bytes()))
+        .arg(format!(
+            "--cache_index_and_filter_blocks={}",
+            knobs.tables == Tables::Inside
+        ))
         .arg("--seed=1")
         .args(args)
         .output()
@@ -1487,14 +1533,22 @@ fn render(knobs: &Knobs, report: &Report, load_start: &str, wall: Duration) -> S
     );
     let _ = writeln!(
         out,
-        "Sizes: {KEY_LEN}-byte keys, {VALUE_LEN}-byte values; {} durable commits per run (in-process runs capped at {} s); {} preloaded keys; {} point reads and {} scans of {} entries per run; cache {} MiB for every engine (aedb: its block cache).\n",
+        "Sizes: {KEY_LEN}-byte keys, {VALUE_LEN}-byte values; {} durable commits per run (in-process runs capped at {} s); {} preloaded keys; {} point reads and {} scans of {} entries per run; cache {} MiB for every engine (aedb: its block cache); index and filter blocks {}.\n",
         knobs.commits,
         knobs.commit_secs,
         knobs.keys,
         knobs.reads,
         knobs.scans,
         knobs.scan_len,
-        knobs.cache_mb
+        knobs.cache_mb,
+        match knobs.tables {
+            Tables::Default =>
+                "where each engine keeps them by default (aedb: charged to its cache, up to half pinned; RocksDB: outside its cache)",
+            Tables::Outside =>
+                "outside the cache for aedb and RocksDB (aedb `TablePlacement::Pinned`)",
+            Tables::Inside =>
+                "in the cache for aedb and RocksDB (aedb `TablePlacement::InCache`, `--cache_index_and_filter_blocks=true`)",
+        }
     );
 
     let header = |first: &str, cols: &[String]| {
