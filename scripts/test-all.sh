@@ -64,9 +64,18 @@ promtool check rules docs/alerts.rules.yml
 cargo test -p aedb-session --features observability
 
 step "golden fixtures decoded by an independent Python implementation of docs/FORMAT.md"
-# Python's `cryptography` (ChaCha20-Poly1305) comes from Debian's python3-cryptography;
-# installed non-interactively when missing, and the step fails rather than skips without it.
-if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
+# Python's `cryptography` (ChaCha20-Poly1305): whichever `python3` has it, else Debian's
+# python3-cryptography, installed non-interactively for the system interpreter
+# (/usr/bin/python3: a `python3` earlier on PATH, pyenv's say, does not see Debian's
+# packages). The step fails rather than skips without it.
+golden_python=""
+for py in python3 /usr/bin/python3; do
+  if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import cryptography' >/dev/null 2>&1; then
+    golden_python="$py"
+    break
+  fi
+done
+if [ -z "$golden_python" ]; then
   echo "installing Python cryptography (Debian package python3-cryptography)"
   if [ "$(id -u)" -ne 0 ]; then
     echo "Python cryptography is missing and this is not root; install python3-cryptography" >&2
@@ -74,8 +83,9 @@ if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
   fi
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-cryptography
+  golden_python=/usr/bin/python3
 fi
-(cd checkpoint/tests/golden && python3 ../golden_independent_check.py > /dev/null)
+(cd checkpoint/tests/golden && "$golden_python" ../golden_independent_check.py > /dev/null)
 echo "golden fixtures: independent decode matches"
 
 step "loom models (bounded preemptions)"
