@@ -31,6 +31,16 @@ fn value(key: u32, round: u32) -> String {
     format!("{key:05}-round{round}-{}", "x".repeat(100))
 }
 
+/// The value of account `k` in `snap` (which must hold it).
+fn account(snap: &aedb::ReadSnapshot, ns: &Namespace, k: u32) -> Vec<u8> {
+    snap.kv_get(ns, format!("acct{k:05}").as_bytes())
+        .unwrap()
+        .unwrap_or_else(|| panic!("account {k} is missing"))
+        .value
+        .as_bytes()
+        .to_vec()
+}
+
 #[test]
 fn a_small_budget_flushes_and_compacts_by_itself_and_reads_stay_exact() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,11 +80,7 @@ fn a_small_budget_flushes_and_compacts_by_itself_and_reads_stay_exact() {
     let snap = db.snapshot().unwrap();
     assert_eq!(snap.kv_len(&ns).unwrap(), 1000);
     for k in (0..1000u32).step_by(37) {
-        let e = snap
-            .kv_get(&ns, format!("acct{k:05}").as_bytes())
-            .unwrap()
-            .unwrap();
-        assert_eq!(e.value.as_bytes(), value(k, 4).as_bytes());
+        assert_eq!(account(&snap, &ns, k), value(k, 4).as_bytes());
     }
     let last = snap.lsn();
     drop(snap);
@@ -126,11 +132,7 @@ fn compactions_and_flushes_interleave_under_concurrent_writers() {
     let snap = db.snapshot().unwrap();
     assert_eq!(snap.kv_len(&ns).unwrap(), 4000);
     for key in (0..4000u32).step_by(97) {
-        let e = snap
-            .kv_get(&ns, format!("acct{key:05}").as_bytes())
-            .unwrap()
-            .unwrap();
-        assert_eq!(e.value.as_bytes(), value(key, 2).as_bytes());
+        assert_eq!(account(&snap, &ns, key), value(key, 2).as_bytes());
     }
     drop(snap);
     let db = std::sync::Arc::into_inner(db).unwrap();
@@ -278,12 +280,8 @@ fn lz4_compressed_runs_read_back_and_mix_with_uncompressed_ones() {
         let snap = db.snapshot().unwrap();
         assert_eq!(snap.kv_len(&ns).unwrap(), 2000);
         for k in (0..2000u32).step_by(7) {
-            let e = snap
-                .kv_get(&ns, format!("acct{k:05}").as_bytes())
-                .unwrap()
-                .unwrap();
             assert_eq!(
-                e.value.as_bytes(),
+                account(&snap, &ns, k),
                 value(k, 1 - k % 2).as_bytes(),
                 "{compression:?}"
             );
@@ -313,11 +311,7 @@ fn run_block_size_sets_the_blocks_new_runs_are_cut_into() {
         let before = db.operational_metrics().storage.cache_misses;
         let snap = db.snapshot().unwrap();
         for k in 0..2000u32 {
-            let e = snap
-                .kv_get(&ns, format!("acct{k:05}").as_bytes())
-                .unwrap()
-                .unwrap();
-            assert_eq!(e.value.as_bytes(), value(k, 0).as_bytes());
+            assert_eq!(account(&snap, &ns, k), value(k, 0).as_bytes());
         }
         drop(snap);
         misses.push(db.operational_metrics().storage.cache_misses - before);

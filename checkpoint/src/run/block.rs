@@ -230,7 +230,7 @@ impl DataBlock {
 
     /// The plaintext.
     fn bytes(&self) -> &[u8] {
-        &self.packed[self.count as usize * 12 + self.prefix_len as usize..]
+        &self.packed[self.index_len()..]
     }
 
     /// Number of entries (at least 1).
@@ -260,8 +260,8 @@ impl DataBlock {
     pub fn locate(&self, i: usize) -> EntryPos {
         // Offsets and every length were validated by `decode`, so these reads are in bounds.
         assert!(i < self.len(), "entry {i} of a block of {}", self.len());
-        let base = self.count as usize * 12 + self.prefix_len as usize;
-        let b = &self.packed[base..];
+        let base = self.index_len();
+        let b = self.bytes();
         let at = self.offset(i);
         let key_end = at + 2 + le_u16(b, at);
         let kind = match b[key_end + 8] {
