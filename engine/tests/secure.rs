@@ -71,6 +71,10 @@ fn anonymous_calls_on_secure_instances_are_refused_for_every_api() {
     db.create_scope_as(&root, "p", "s").unwrap();
     db.create_table_as(&root, &Namespace::parse("p", "s").unwrap(), "t", schema())
         .unwrap();
+    // The DDL's audit rows are written by the Audit actor, asynchronously: reading the
+    // audit table waits until every event queued so far is durable, so no commit of
+    // theirs lands after `before`.
+    db.audit_rows_as(&root, AuditTable::Authz).unwrap();
     let before = db.snapshot_as(&root).lsn();
     let ns = Namespace::parse("p", "s").unwrap();
     let tx =
