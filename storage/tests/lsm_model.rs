@@ -164,9 +164,13 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn key_of(k: u8) -> Vec<u8> {
-    // Shared prefixes and different lengths exercise the ordering.
+    // Shared prefixes and different lengths exercise the ordering; 62 and 63 bytes
+    // straddle the memtable's inline key limit, and 102 bytes is stored apart.
     let mut key = b"k".to_vec();
-    key.extend(std::iter::repeat_n(b'x', usize::from(k % 3)));
+    key.extend(std::iter::repeat_n(
+        b'x',
+        [0, 1, 2, 60, 61, 100][usize::from(k % 6)],
+    ));
     key.push(k);
     key
 }
