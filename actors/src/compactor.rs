@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use aedb_checkpoint::{OsNonceSource, RunFileMeta, RunOptions, RunWriter, checkpoints_dir};
 use aedb_keys::MasterKeyId;
 use aedb_manifest::{ManifestRecord, VersionEdit};
-use aedb_model::{IdempotencyExpiry, IdempotencyRetention, State};
+use aedb_model::{IdempotencyExpiry, IdempotencyRetention, ModelExpiry, State};
 use aedb_storage::compaction::{self, CompactionOptions, Task};
 use aedb_storage::{Edit, Run, StorageError, Version};
 use aedb_sync::SnapshotCell;
@@ -65,6 +65,9 @@ pub struct CompactionReport {
     /// Expired idempotency records dropped (or hidden behind a tombstone above the
     /// bottom level).
     pub expired_idempotency_records: u64,
+    /// Rows of dropped tables dropped (or hidden behind a tombstone above the bottom
+    /// level).
+    pub dropped_table_rows: u64,
 }
 
 /// Everything the Compactor needs, handed over at start.
@@ -175,11 +178,23 @@ impl Compactor {
             )
             .map_err(|e| StorageError::Write(Arc::new(e)))
         };
-        let filter = IdempotencyExpiry {
-            retention: self.ctx.idempotency_retention,
-            floor,
-            now_unix_ms: aedb_types::clock::unix_millis(),
-        };
+        // The tables as of the floor: rows of any other table are unreachable.
+        let dropped = self
+            .ctx
+            .snapshots
+            .load()
+            .1
+            .as_of(floor)
+            .map_err(CheckpointFailure::Read)?
+            .dropped_table_rows();
+        let filter = ModelExpiry::new(
+            IdempotencyExpiry {
+                retention: self.ctx.idempotency_retention,
+                floor,
+                now_unix_ms: aedb_types::clock::unix_millis(),
+            },
+            dropped,
+        );
         let outcome = match compaction::compact_filtered(task, floor, Some(&filter), new_writer) {
             Ok(o) => o,
             Err(e) => {
@@ -248,11 +263,14 @@ impl Compactor {
         report.bytes_written += written;
         report.dropped_versions += outcome.dropped_versions;
         report.dropped_tombstones += outcome.dropped_tombstones;
-        report.expired_idempotency_records += outcome.filtered;
+        report.expired_idempotency_records += filter.expired_idempotency_records();
+        report.dropped_table_rows += filter.dropped_table_rows();
         let m = &self.ctx.metrics;
         m.compactions.fetch_add(1, Ordering::Relaxed);
         m.idempotency_expired_dropped
-            .fetch_add(outcome.filtered, Ordering::Relaxed);
+            .fetch_add(filter.expired_idempotency_records(), Ordering::Relaxed);
+        m.dropped_table_rows
+            .fetch_add(filter.dropped_table_rows(), Ordering::Relaxed);
         m.compaction_bytes_read.fetch_add(read, Ordering::Relaxed);
         m.compaction_bytes_written
             .fetch_add(written, Ordering::Relaxed);

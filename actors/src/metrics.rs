@@ -309,6 +309,8 @@ pub struct EngineMetrics {
     pub idempotency_mismatches: AtomicU64,
     /// Expired idempotency records compactions dropped (or hid behind a tombstone).
     pub idempotency_expired_dropped: AtomicU64,
+    /// Rows of dropped tables compactions dropped (or hid behind a tombstone).
+    pub dropped_table_rows: AtomicU64,
     /// Failures by [`ErrorCause`].
     pub errors_assertion: AtomicU64,
     /// See [`ErrorCause::Invalid`].
@@ -482,6 +484,7 @@ impl EngineMetrics {
             idempotent_replays: self.idempotent_replays.load(Relaxed),
             idempotency_mismatches: self.idempotency_mismatches.load(Relaxed),
             idempotency_expired_dropped: self.idempotency_expired_dropped.load(Relaxed),
+            dropped_table_rows: self.dropped_table_rows.load(Relaxed),
             errors: ErrorCounts {
                 assertion_failed: self.errors_assertion.load(Relaxed),
                 invalid: self.errors_invalid.load(Relaxed),
@@ -745,6 +748,10 @@ pub struct OperationalMetrics {
     /// Expired idempotency records compactions dropped since open (past the
     /// configured retention window; see `AedbConfig::idempotency_retention`).
     pub idempotency_expired_dropped: u64,
+    /// Rows of dropped tables compactions freed since open: a dropped table's rows stay
+    /// on disk, unreachable, until the retention window has passed the drop and a
+    /// compaction rewrites them.
+    pub dropped_table_rows: u64,
     /// Failures by cause.
     pub errors: ErrorCounts,
     /// Commits rejected because a version or value-comparison assertion failed: the

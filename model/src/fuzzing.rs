@@ -10,7 +10,8 @@ use crate::keyspace::{self, CatalogEntry};
 use crate::{Ddl, IdempotencyKey, Numeric, State, Transaction};
 
 /// Decodes one stored entry as a read would, by the key's tag: a catalog entry (key and
-/// value), a row value, or an idempotency record. What decodes re-encodes to the same
+/// value), a row value (and its key's table prefix, as the compaction filter parses
+/// it), or an idempotency record. What decodes re-encodes to the same
 /// bytes (the stored formats are canonical).
 pub fn stored_entry(key: &[u8], value: &[u8]) {
     match key.first() {
@@ -41,6 +42,10 @@ pub fn stored_entry(key: &[u8], value: &[u8]) {
         Some(&keyspace::ROW) => {
             if let Ok(row) = crate::state::row_from(Lsn::new(1), value) {
                 assert_eq!(crate::state::encode_row(&row.values), value);
+            }
+            // The compaction filter's parse of the key: a prefix of it, or nothing.
+            if let Some(table) = keyspace::row_table_prefix(key) {
+                assert!(key.starts_with(table) && table.len() >= 11);
             }
         }
         Some(&keyspace::IDEMPOTENCY) => {

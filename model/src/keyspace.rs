@@ -80,6 +80,17 @@ pub(crate) fn row_prefix(ns: &Namespace, table_id: Lsn) -> Vec<u8> {
     k
 }
 
+/// The `3 ‖ project ‖ scope ‖ table id` prefix of a row's storage key (what
+/// [`row_prefix`] builds); `None` for any other key, or one too short to be a row's.
+pub(crate) fn row_table_prefix(key: &[u8]) -> Option<&[u8]> {
+    if key.first() != Some(&ROW) {
+        return None;
+    }
+    let scope_at = 2 + usize::from(*key.get(1)?);
+    let end = scope_at + 1 + usize::from(*key.get(scope_at)?) + 8;
+    key.get(..end)
+}
+
 /// The storage key of the row with encoded primary key `pk`.
 pub(crate) fn row_key(ns: &Namespace, table_id: Lsn, pk: &[u8]) -> Vec<u8> {
     let mut k = row_prefix(ns, table_id);

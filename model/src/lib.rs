@@ -103,6 +103,6 @@ pub use row::Row;
 pub use scan::{Direction, Page};
 pub use schema::{ColumnDef, RowError, SchemaError, TableSchema};
 pub use snapshot::SNAPSHOT_VERSION;
-pub use state::{CommitContext, IdempotencyExpiry, Staged, State};
+pub use state::{CommitContext, DroppedTableRows, IdempotencyExpiry, ModelExpiry, Staged, State};
 pub use transaction::Transaction;
 pub use value::{ColumnType, Timestamp, Value};

@@ -202,6 +202,77 @@ impl aedb_storage::compaction::CompactionFilter for IdempotencyExpiry {
     }
 }
 
+/// The compaction filter for rows of dropped tables, built from the state at the
+/// compaction's retention floor ([`State::dropped_table_rows`]): a row is expired when
+/// its table (namespace and table id) is not one of that state's tables.
+///
+/// It is asked only about versions at or below the floor, and a row was written while
+/// its table existed; a table missing from the floor's catalog was therefore dropped at
+/// or before the floor, and no snapshot that can still be opened (they all read at or
+/// after it) sees the table. Table ids are creating LSNs, never reused, so a table
+/// created again under the same name does not bring the old rows back; compaction
+/// frees their space.
+#[derive(Clone, Debug, Default)]
+pub struct DroppedTableRows {
+    /// The row prefix (`3 ‖ project ‖ scope ‖ table id`) of every table that exists.
+    live: std::collections::HashSet<Vec<u8>>,
+}
+
+impl aedb_storage::compaction::CompactionFilter for DroppedTableRows {
+    fn expired(&self, key: &[u8], _lsn: Lsn, _value: &[u8]) -> bool {
+        keyspace::row_table_prefix(key).is_some_and(|table| !self.live.contains(table))
+    }
+}
+
+/// Everything the data model lets a compaction discard, counted by kind: expired
+/// idempotency records ([`IdempotencyExpiry`]) and rows of dropped tables
+/// ([`DroppedTableRows`]).
+#[derive(Debug)]
+pub struct ModelExpiry {
+    idempotency: IdempotencyExpiry,
+    dropped: DroppedTableRows,
+    expired_records: std::sync::atomic::AtomicU64,
+    dropped_rows: std::sync::atomic::AtomicU64,
+}
+
+impl ModelExpiry {
+    /// Both filters, with nothing counted yet.
+    pub fn new(idempotency: IdempotencyExpiry, dropped: DroppedTableRows) -> ModelExpiry {
+        ModelExpiry {
+            idempotency,
+            dropped,
+            expired_records: Default::default(),
+            dropped_rows: Default::default(),
+        }
+    }
+
+    /// Idempotency records found expired so far.
+    pub fn expired_idempotency_records(&self) -> u64 {
+        self.expired_records
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Rows of dropped tables found so far.
+    pub fn dropped_table_rows(&self) -> u64 {
+        self.dropped_rows.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl aedb_storage::compaction::CompactionFilter for ModelExpiry {
+    fn expired(&self, key: &[u8], lsn: Lsn, value: &[u8]) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.idempotency.expired(key, lsn, value) {
+            self.expired_records.fetch_add(1, Relaxed);
+            true
+        } else if self.dropped.expired(key, lsn, value) {
+            self.dropped_rows.fetch_add(1, Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// The whole database at one LSN. Cheap to clone; clones are snapshots.
 #[derive(Clone)]
 pub struct State {
@@ -385,6 +456,23 @@ impl State {
             });
         }
         State::from_view(self.view.at(lsn))
+    }
+
+    /// The filter that lets a compaction whose retention floor is this state's LSN
+    /// drop the rows of every table this state no longer has (see
+    /// [`DroppedTableRows`]).
+    pub fn dropped_table_rows(&self) -> DroppedTableRows {
+        let live = self
+            .catalog
+            .namespaces
+            .iter()
+            .flat_map(|(ns, n)| {
+                n.tables
+                    .values()
+                    .map(move |t| keyspace::row_prefix(ns, t.created))
+            })
+            .collect();
+        DroppedTableRows { live }
     }
 
     fn check_lsn(&self, lsn: Lsn) -> Result<(), ApplyError> {
@@ -1233,8 +1321,10 @@ impl Txn<'_> {
                     }
                     .into());
                 }
-                // The rows stay under the dropped table's id, unreachable: a table
-                // created again gets a new id (its creating LSN).
+                // The rows stay under the dropped table's id, unreachable (a table
+                // created again gets a new id, its creating LSN), until compaction
+                // frees them once the history window has passed this drop
+                // (`DroppedTableRows`).
                 self.delete(keyspace::table_key(ns, table));
             }
         }

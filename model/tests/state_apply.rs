@@ -1783,6 +1783,73 @@ fn unstamped_records_expire_by_lsn_only_and_the_filter_agrees() {
 }
 
 #[test]
+fn the_dropped_table_filter_expires_rows_of_tables_missing_at_the_floor_only() {
+    use aedb_storage::compaction::CompactionFilter;
+    let mut db = Db::new();
+    let (n, t) = (ns(), accounts());
+    db.commit(
+        &Transaction::new()
+            .table_insert(&n, &t, cells("ann", 1, 10))
+            .kv_put(&n, key("k"), val("v")),
+    )
+    .unwrap();
+    let entries = |state: &State| -> Vec<(Vec<u8>, Lsn, Vec<u8>)> {
+        state
+            .view()
+            .scan(
+                Bound::Unbounded,
+                Bound::Unbounded,
+                aedb_storage::Direction::Forward,
+            )
+            .unwrap()
+            .map(|i| i.unwrap())
+            .map(|i| (i.key, i.lsn, i.value))
+            .collect()
+    };
+    let all = entries(&db.state);
+    let row = all
+        .iter()
+        .find(|(k, ..)| k[0] == 3)
+        .expect("the row")
+        .clone();
+    let before_drop = db.state.clone();
+    db.ddl(Ddl::DropTable {
+        ns: n.clone(),
+        table: t.clone(),
+    })
+    .unwrap();
+    // As of before the drop nothing is expired; as of after, the row only.
+    let live = before_drop.dropped_table_rows();
+    let dropped = db.state.dropped_table_rows();
+    for (k, lsn, v) in &all {
+        assert!(!live.expired(k, *lsn, v), "{k:?}");
+        assert_eq!(dropped.expired(k, *lsn, v), k[0] == 3, "{k:?}");
+    }
+    // A table created again under the name has a new id: its rows are live, the old
+    // ones still expired.
+    let schema = before_drop.table_schema(&n, &t).unwrap().clone();
+    db.ddl(Ddl::CreateTable {
+        ns: n.clone(),
+        table: t.clone(),
+        schema,
+    })
+    .unwrap();
+    db.commit(&Transaction::new().table_insert(&n, &t, cells("ann", 1, 11)))
+        .unwrap();
+    let again = db.state.dropped_table_rows();
+    assert!(again.expired(&row.0, row.1, &row.2));
+    let new_row = entries(&db.state)
+        .into_iter()
+        .find(|(k, ..)| k[0] == 3 && *k != row.0)
+        .expect("the new row");
+    assert!(!again.expired(&new_row.0, new_row.1, &new_row.2));
+    // Keys too short to be a row's are kept, whatever their tag.
+    for short in [&b"\x03"[..], b"\x03\x01p", b"\x03\x01p\x01s\x00\x00"] {
+        assert!(!again.expired(short, Lsn::new(1), b""));
+    }
+}
+
+#[test]
 fn snapshots_of_version_1_still_decode() {
     let mut db = Db::new();
     let (s, _) = db
