@@ -257,7 +257,8 @@ impl AedbInstance {
     /// The database as it was at `lsn` (reconciliation: "the balance as of LSN n"), for
     /// any LSN from the oldest the retention window keeps
     /// (`AedbConfig::history_retention`) up to the newest visible one. Reads never wait
-    /// for the writer.
+    /// for the writer. Refused on secure instances: use
+    /// [`AedbInstance::snapshot_at_as`].
     ///
     /// # Errors
     /// `read.too_old` naming the oldest readable LSN when compaction already dropped
@@ -280,6 +281,44 @@ impl AedbInstance {
     /// ```
     pub fn snapshot_at(&self, lsn: Lsn) -> Result<ReadSnapshot, Error> {
         self.anonymous()?;
+        Ok(ReadSnapshot::new(self.state_at(lsn)?))
+    }
+
+    /// [`AedbInstance::snapshot_at`] for `caller`: the database as it was at `lsn`,
+    /// every read checked against the policy in force **now** (on the caller's thread;
+    /// denials audited), so a revoked permission does not reach back into history.
+    ///
+    /// # Errors
+    /// As [`AedbInstance::snapshot_at`] (every read of a forged system caller is
+    /// denied, as on [`AedbInstance::snapshot_as`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// use aedb::{AedbConfig, AedbInstance, CallerId, Namespace, Permission, SecureConfig};
+    /// let root = CallerId::new("root")?;
+    /// let db = AedbInstance::open_secure(
+    ///     dir.path(),
+    ///     AedbConfig::development(),
+    ///     SecureConfig::new(root.clone()),
+    /// )?;
+    /// db.create_project_as(&root, "bank")?;
+    /// db.create_scope_as(&root, "bank", "eu")?;
+    /// let ns = Namespace::parse("bank", "eu")?;
+    /// let first = db.kv_put_as(&root, &ns, "alice", "100")?.lsn;
+    /// db.kv_put_as(&root, &ns, "alice", "40")?;
+    /// let then = db.snapshot_at_as(&root, first)?;
+    /// assert_eq!(then.kv_get(&ns, b"alice")?.unwrap().value.as_bytes(), b"100");
+    /// // Anonymous reads of history are refused on a secure instance.
+    /// assert!(db.snapshot_at(first).is_err());
+    /// # db.shutdown()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn snapshot_at_as(&self, caller: &CallerId, lsn: Lsn) -> Result<CallerSnapshot, Error> {
+        Ok(self.caller_snapshot(caller, self.state_at(lsn)?))
+    }
+
+    /// The state as of `lsn`, if the retention window still keeps it.
+    fn state_at(&self, lsn: Lsn) -> Result<Arc<State>, Error> {
         let state = self.pipeline.snapshot();
         let oldest = state.view().version().floor();
         if lsn < oldest {
@@ -289,14 +328,18 @@ impl AedbInstance {
             }
             .into());
         }
-        Ok(ReadSnapshot::new(Arc::new(state.as_of(lsn)?)))
+        Ok(Arc::new(state.as_of(lsn)?))
     }
 
     /// The latest published snapshot for `caller`: every read on it is checked against
     /// the policy published at the same moment, on the caller's thread (no actor hop),
     /// and denials are audited. On an open instance nothing is checked.
     pub fn snapshot_as(&self, caller: &CallerId) -> CallerSnapshot {
-        let state = self.pipeline.snapshot();
+        self.caller_snapshot(caller, self.pipeline.snapshot())
+    }
+
+    /// `state` as `caller` reads it, under the policy published now.
+    fn caller_snapshot(&self, caller: &CallerId, state: Arc<State>) -> CallerSnapshot {
         match &self.security {
             Some(s) => {
                 let policy = if caller.is_system() {

@@ -101,6 +101,7 @@ fn anonymous_calls_on_secure_instances_are_refused_for_every_api() {
     required(&db.kv_sub(&ns, "n", Numeric::U64(1)).unwrap_err());
     required(&db.kv_get(&ns, "k").unwrap_err());
     required(&db.snapshot().unwrap_err());
+    required(&db.snapshot_at(before).unwrap_err());
     required(&db.checkpoint_now().unwrap_err());
     required(&db.rotate_keys().unwrap_err());
     let backup = dir
@@ -184,6 +185,10 @@ fn ops() -> Vec<Op> {
         }),
         op("kv_get a", move |db, c| {
             db.kv_get_as(c, &ns(), "a").map(drop)
+        }),
+        op("history kv_get ab", move |db, c| {
+            let now = db.snapshot_as(c).lsn();
+            db.snapshot_at_as(c, now)?.kv_get(&ns(), b"ab").map(drop)
         }),
         op("kv_put abc", move |db, c| {
             db.kv_put_as(c, &ns(), "abc", "v").map(drop)
@@ -388,6 +393,7 @@ fn authz_matrix_every_api_against_every_permission_kind() {
             "kv_get ab",
             "kv_get abc",
             "kv_get a",
+            "history kv_get ab",
             "scan ab",
             "scan a..ac",
             "scan_with a..ac",
@@ -417,7 +423,13 @@ fn authz_matrix_every_api_against_every_permission_kind() {
             "tread" => vec!["table_get", "table_scan", "table_schema"],
             "twrite" => vec!["table_insert"],
             // "ab" covers "ab", "abc", "abn"; a scan of prefix "ab" too; not "a" or a..ac.
-            "kvread-ab" => vec!["kv_get ab", "kv_get abc", "scan ab", "assert on kv ab"],
+            "kvread-ab" => vec![
+                "kv_get ab",
+                "kv_get abc",
+                "history kv_get ab",
+                "scan ab",
+                "assert on kv ab",
+            ],
             // "abc" is longer than "ab": it covers only keys starting with "abc".
             "kvread-abc" => vec!["kv_get abc"],
             "kvwrite-ab" => vec![
@@ -961,5 +973,58 @@ fn read_snapshot_and_caller_snapshot_read_alike() {
         plain.kv_get(&missing, b"k").unwrap_err().code(),
         checked.kv_get(&missing, b"k").unwrap_err().code()
     );
+    db.shutdown().unwrap();
+}
+
+/// Reads of history on a secure instance: `snapshot_at_as` reads the database as of an
+/// older LSN under the policy in force now (a revoked permission does not reach back),
+/// anonymous `snapshot_at` is refused, and the retention window's errors are the same.
+#[test]
+fn history_reads_are_checked_against_the_current_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path());
+    let (root, teller) = (caller("root"), caller("teller"));
+    db.create_project_as(&root, "p").unwrap();
+    db.create_scope_as(&root, "p", "s").unwrap();
+    let ns = Namespace::parse("p", "s").unwrap();
+    let first = db.kv_put_as(&root, &ns, "alice", "100").unwrap().lsn;
+    db.kv_put_as(&root, &ns, "alice", "40").unwrap();
+    let read = Permission::KvRead {
+        ns: ns.clone(),
+        prefix: Vec::new(),
+    };
+    db.grant_as(&root, &teller, read.clone(), false).unwrap();
+
+    let then = db.snapshot_at_as(&teller, first).unwrap();
+    assert_eq!(then.lsn(), first);
+    let alice = then.kv_get(&ns, b"alice").unwrap().unwrap();
+    assert_eq!(alice.value.as_bytes(), b"100");
+    assert!(is_denied(
+        &db.snapshot_at_as(&caller("eve"), first)
+            .unwrap()
+            .kv_get(&ns, b"alice")
+    ));
+    assert!(is_denied(
+        &db.snapshot_at_as(&CallerId::system(), first)
+            .unwrap()
+            .kv_get(&ns, b"alice")
+    ));
+    assert_eq!(
+        db.snapshot_at(first).unwrap_err().access(),
+        Some(&AccessError::CallerRequired)
+    );
+    let future = aedb::Lsn::new(db.snapshot_as(&root).lsn().get() + 1_000);
+    assert_eq!(
+        db.snapshot_at_as(&teller, future).unwrap_err().code(),
+        "read.future_lsn"
+    );
+
+    // Revoked now: history is closed to the teller too, even as of when it was granted.
+    db.revoke_as(&root, &teller, read).unwrap();
+    assert!(is_denied(
+        &db.snapshot_at_as(&teller, first)
+            .unwrap()
+            .kv_get(&ns, b"alice")
+    ));
     db.shutdown().unwrap();
 }
