@@ -309,8 +309,9 @@ impl Compactor {
             let version = self.version()?;
             let inputs: Vec<(usize, Arc<Run>)> =
                 version.runs().map(|(l, r)| (l, r.clone())).collect();
-            let merges_something = inputs.len() > 1 || inputs.iter().any(|(l, _)| *l == 0);
-            (merges_something && inputs.len() <= MAX_FULL_COMPACTION_INPUTS).then(|| Task {
+            // A lone bottom run is rewritten too: the floor may have moved since it
+            // was written, hiding more versions, and the filters may expire more.
+            (!inputs.is_empty() && inputs.len() <= MAX_FULL_COMPACTION_INPUTS).then(|| Task {
                 inputs,
                 output_level: version.deepest_level().max(1),
                 bottommost: true,
