@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use aedb_checkpoint::{OsNonceSource, RunFileMeta, RunOptions, RunWriter, checkpoints_dir};
 use aedb_keys::MasterKeyId;
-use aedb_manifest::{ManifestRecord, VersionEdit};
+use aedb_manifest::{ManifestRecord, RunRecord, VersionEdit};
 use aedb_model::{IdempotencyExpiry, IdempotencyRetention, ModelExpiry, State};
-use aedb_storage::compaction::{self, CompactionOptions, Task};
+use aedb_storage::compaction::{self, CompactionOptions, Method, Task};
 use aedb_storage::{Edit, Run, StorageError, Version};
 use aedb_sync::SnapshotCell;
 use aedb_types::{KeyEpoch, Lsn};
@@ -68,6 +68,8 @@ pub struct CompactionReport {
     /// Rows of dropped tables dropped (or hidden behind a tombstone above the bottom
     /// level).
     pub dropped_table_rows: u64,
+    /// Runs moved one level down without a rewrite (they overlapped nothing there).
+    pub moved_runs: u64,
 }
 
 /// Everything the Compactor needs, handed over at start.
@@ -145,13 +147,16 @@ impl Compactor {
         Ok((*epoch, master))
     }
 
-    /// Runs one merge and installs it.
+    /// Runs one merge (or move) and installs it.
     fn run(
         &mut self,
         task: &Task,
         floor: Lsn,
         report: &mut CompactionReport,
     ) -> Result<(), CheckpointFailure> {
+        if task.method == Method::Move {
+            return self.move_down(task, report);
+        }
         let started = Instant::now();
         let (epoch, master) = self.current_epoch()?;
         let key = self
@@ -281,6 +286,75 @@ impl Compactor {
         Ok(())
     }
 
+    /// Re-files a move task's runs at its output level: one version edit removes each
+    /// and adds it again one level down (the manifest's record of it, level changed),
+    /// and no byte of them is read or written. The files stay: the new version holds
+    /// the same runs.
+    fn move_down(
+        &mut self,
+        task: &Task,
+        report: &mut CompactionReport,
+    ) -> Result<(), CheckpointFailure> {
+        let live = self
+            .ctx
+            .manifest
+            .ask(GetLiveState)
+            .map_err(|_| CheckpointFailure::Closed)?;
+        let mut added = Vec::with_capacity(task.inputs.len());
+        for (_, run) in &task.inputs {
+            let Some(record) = live.runs().get(&run.id()) else {
+                // The manifest must list every live run; merging is always correct.
+                let merge = Task {
+                    method: Method::Merge,
+                    ..task.clone()
+                };
+                return self.run(&merge, self.floor(), report);
+            };
+            added.push(RunRecord {
+                level: task.output_level as u8,
+                ..record.clone()
+            });
+        }
+        let removed: Vec<u64> = task.inputs.iter().map(|(_, r)| r.id()).collect();
+        self.ctx
+            .manifest
+            .ask(Record(vec![ManifestRecord::VersionEdit(VersionEdit {
+                flushed_lsn: Lsn::ZERO,
+                next_file_id: 0,
+                added,
+                removed: removed.clone(),
+            })]))
+            .map_err(|_| CheckpointFailure::Closed)?
+            .map_err(CheckpointFailure::Manifest)?;
+        let edit = Edit {
+            added: task
+                .inputs
+                .iter()
+                .map(|(_, r)| (task.output_level, r.clone()))
+                .collect(),
+            removed,
+            floor: Lsn::ZERO,
+        };
+        self.ctx
+            .sequencer
+            .ask(InstallRuns {
+                edit,
+                flushed: None,
+            })
+            .map_err(|_| CheckpointFailure::Closed)?;
+        tracing::debug!(
+            runs = task.inputs.len(),
+            output_level = task.output_level,
+            "compaction: runs moved"
+        );
+        report.moved_runs += task.inputs.len() as u64;
+        self.ctx
+            .metrics
+            .compaction_moved_runs
+            .fetch_add(task.inputs.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Best effort: outputs that never reached the manifest are removed at the next
     /// open anyway.
     fn remove_unrecorded(&self, ids: &[u64]) {
@@ -316,6 +390,7 @@ impl Compactor {
                 output_level: version.deepest_level().max(1),
                 bottommost: true,
                 target_file_bytes: self.ctx.options.target_file_bytes,
+                method: Method::Merge,
             })
         };
         if let Some(task) = full {
@@ -343,6 +418,7 @@ impl Compactor {
                 inputs: vec![(level, run.clone())],
                 output_level: level,
                 bottommost: false,
+                method: Method::Merge,
                 target_file_bytes: u64::MAX,
             })
             .collect();

@@ -311,6 +311,8 @@ pub struct EngineMetrics {
     pub idempotency_expired_dropped: AtomicU64,
     /// Rows of dropped tables compactions dropped (or hid behind a tombstone).
     pub dropped_table_rows: AtomicU64,
+    /// Runs compaction moved one level down without rewriting them.
+    pub compaction_moved_runs: AtomicU64,
     /// Failures by [`ErrorCause`].
     pub errors_assertion: AtomicU64,
     /// See [`ErrorCause::Invalid`].
@@ -518,6 +520,7 @@ impl EngineMetrics {
             compactions: self.compactions.load(Relaxed),
             compaction_bytes_read: self.compaction_bytes_read.load(Relaxed),
             compaction_bytes_written: self.compaction_bytes_written.load(Relaxed),
+            compaction_moved_runs: self.compaction_moved_runs.load(Relaxed),
             flush_bytes_written: self.flush_bytes_written.load(Relaxed),
             storage: StorageMetrics::default(),
             checkpoint_failures: self.checkpoint_failures.load(Relaxed),
@@ -802,6 +805,9 @@ pub struct OperationalMetrics {
     pub compaction_bytes_read: u64,
     /// Run-file bytes compactions wrote since open.
     pub compaction_bytes_written: u64,
+    /// Runs compactions moved one level down without rewriting them since open (they
+    /// overlapped nothing there: a sequential load is written once).
+    pub compaction_moved_runs: u64,
     /// Run-file bytes flushes wrote since open.
     pub flush_bytes_written: u64,
     /// The LSM now: memtables, levels, block cache, pending compaction and

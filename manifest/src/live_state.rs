@@ -181,13 +181,14 @@ pub enum LiveStateError {
         /// The epoch.
         epoch: KeyEpoch,
     },
-    /// A `VersionEdit` adds a run id that is live (or names it twice).
+    /// A `VersionEdit` adds a run id that is live (or names it twice), other than as a
+    /// move: the same edit removing it and adding it deeper, nothing else changed.
     #[error("run file {file_id} added twice")]
     DuplicateRun {
         /// The file id.
         file_id: u64,
     },
-    /// A `VersionEdit` removes a run that is not live (or adds and removes it at once).
+    /// A `VersionEdit` removes a run that is not live (or names it twice).
     #[error("run file {file_id} removed but not live")]
     UnknownRun {
         /// The file id.
@@ -359,8 +360,19 @@ impl LiveState {
         for run in &edit.added {
             let file_id = run.file_id;
             // Not `file_id < next_file_id`: a compaction that allocated a lower id may
-            // be recorded after a flush that allocated a higher one.
-            if self.runs.contains_key(&file_id) || !added.insert(file_id) {
+            // be recorded after a flush that allocated a higher one. A live id may be
+            // added again only as a move: removed by the same edit and re-filed deeper,
+            // everything but its level unchanged.
+            let refiled = self.runs.get(&file_id).is_some_and(|live| {
+                edit.removed.contains(&file_id)
+                    && run.level > live.level
+                    && *run
+                        == RunRecord {
+                            level: run.level,
+                            ..live.clone()
+                        }
+            });
+            if (self.runs.contains_key(&file_id) && !refiled) || !added.insert(file_id) {
                 return Err(LiveStateError::DuplicateRun { file_id });
             }
             if run.level >= MAX_LEVELS {
@@ -775,6 +787,40 @@ mod tests {
                 epoch: KeyEpoch::new(1)
             })
         );
+    }
+
+    #[test]
+    fn a_run_is_moved_deeper_only_unchanged_and_by_one_edit() {
+        let mut s = LiveState::new(DB);
+        let epoch = ManifestRecord::KeyEpochChanged {
+            epoch: KeyEpoch::new(1),
+            master_key_id: "m".into(),
+            at_unix_ms: 0,
+        };
+        s.apply(0, &epoch).unwrap();
+        s.apply(1, &edit(10, vec![run(1, 0, 1)], vec![])).unwrap();
+        let mut changed = run(1, 1, 1);
+        changed.sha256 = [9; 32];
+        let bad = [
+            (
+                edit(0, vec![run(1, 1, 1)], vec![]),
+                "not removed by the edit",
+            ),
+            (edit(0, vec![run(1, 0, 1)], vec![1]), "not deeper"),
+            (edit(0, vec![changed], vec![1]), "another file under the id"),
+            (edit(0, vec![run(1, 1, 1), run(1, 2, 1)], vec![1]), "twice"),
+        ];
+        for (record, what) in bad {
+            let before = s.clone();
+            assert!(s.apply(2, &record).is_err(), "{what}");
+            assert_eq!(s, before, "{what}: state changed");
+        }
+        s.apply(2, &edit(0, vec![run(1, 1, 1)], vec![1])).unwrap();
+        s.apply(3, &edit(0, vec![run(1, 3, 1)], vec![1])).unwrap();
+        assert_eq!(s.runs()[&1], run(1, 3, 1));
+        assert_eq!(s.runs().len(), 1);
+        // The restated state (what a backup or a compacted manifest holds) agrees.
+        assert_eq!(LiveState::from_records(DB, &s.to_records()).unwrap(), s);
     }
 
     #[test]

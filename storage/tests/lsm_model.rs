@@ -126,6 +126,20 @@ impl Lsm {
         let Some(task) = compaction::pick(&self.version, opts) else {
             return false;
         };
+        if task.method == compaction::Method::Move {
+            self.version = Arc::new(
+                self.version.apply(&Edit {
+                    added: task
+                        .inputs
+                        .iter()
+                        .map(|(_, r)| (task.output_level, r.clone()))
+                        .collect(),
+                    removed: task.inputs.iter().map(|(_, r)| r.id()).collect(),
+                    floor: Lsn::ZERO,
+                }),
+            );
+            return true;
+        }
         let mut writer = || self.writer_for_compaction();
         let out = compaction::compact(&task, Lsn::new(floor), &mut writer).expect("compact");
         let added = out
@@ -534,6 +548,7 @@ fn an_expired_version_above_the_bottom_becomes_a_tombstone() {
         output_level: 1,
         bottommost: false,
         target_file_bytes: u64::MAX,
+        method: compaction::Method::Merge,
     };
     let mut writer = || lsm.writer();
     let out =
@@ -707,4 +722,62 @@ fn version_2_runs_are_read_as_one_partition() {
         std::fs::remove_file(&path).unwrap();
     }
     assert_eq!(versions, [(2, 1), (3, 3)]);
+}
+
+/// Level-0 runs that overlap nothing in level 1 (nor each other) are moved there, the
+/// same files re-filed; a run that overlaps is merged. Reads see the same data either
+/// way.
+#[test]
+fn disjoint_runs_are_moved_down_and_overlapping_ones_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::new(dir.path(), true, 128);
+    let mut lsn = 0;
+    let mut fill = |lsm: &mut Lsm, keys: std::ops::Range<u32>| {
+        for k in keys {
+            lsn += 1;
+            let key = format!("key{k:05}");
+            lsm.memtables[0].insert(key.as_bytes(), Lsn::new(lsn), EntryKind::Put, b"v");
+        }
+        lsm.flush();
+    };
+    // A sequential load: three runs, each after the last.
+    for part in 0..3 {
+        fill(&mut lsm, part * 100..(part + 1) * 100);
+    }
+    let opts = CompactionOptions {
+        l0_runs: 3,
+        ..CompactionOptions::default()
+    };
+    let task = compaction::pick(&lsm.version, &opts).expect("level 0 is over its trigger");
+    assert_eq!(task.method, compaction::Method::Move);
+    let mut l0: Vec<u64> = lsm.version.level(0).iter().map(|r| r.id()).collect();
+    assert!(lsm.compact(0, &opts));
+    let mut l1: Vec<u64> = lsm.version.level(1).iter().map(|r| r.id()).collect();
+    l0.sort_unstable();
+    l1.sort_unstable();
+    assert_eq!(l1, l0, "the same files, one level down");
+    assert!(lsm.version.level(0).is_empty());
+    // Overlapping runs (with each other, or with level 1) are merged.
+    fill(&mut lsm, 50..60);
+    fill(&mut lsm, 55..65);
+    fill(&mut lsm, 300..310);
+    let task = compaction::pick(&lsm.version, &opts).expect("level 0 is over its trigger");
+    assert_eq!(task.method, compaction::Method::Merge);
+    assert!(lsm.compact(0, &opts));
+    let view = lsm.view(lsn);
+    for k in [0u32, 57, 150, 299, 305] {
+        let key = format!("key{k:05}");
+        assert!(view.get(key.as_bytes()).unwrap().is_some(), "{key}");
+    }
+    // A level-1 run over its level's target, with nothing below it, moves too.
+    let opts = CompactionOptions {
+        l0_runs: 100,
+        level1_bytes: 1,
+        ..CompactionOptions::default()
+    };
+    let task = compaction::pick(&lsm.version, &opts).expect("level 1 is over its target");
+    assert_eq!(
+        (task.method, task.output_level),
+        (compaction::Method::Move, 2)
+    );
 }

@@ -19,7 +19,7 @@ use crate::cache::CacheFill;
 use crate::error::StorageError;
 use crate::merge::{LevelSource, Merged, Source};
 use crate::run::Run;
-pub use picker::{CompactionOptions, Task, pick};
+pub use picker::{CompactionOptions, Method, Task, pick};
 
 /// What one compaction wrote and dropped.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -8,7 +8,9 @@
 //! runs over their trigger, or bytes over target) goes first. Leveled compaction keeps
 //! space amplification near 1.1x and a point read to one run per level, at the price of
 //! rewriting data about `multiplier` times per level; that suits a ledger, which reads
-//! by key far more often than it overwrites.
+//! by key far more often than it overwrites. Inputs that overlap nothing one level down
+//! (nor each other) are moved there instead of merged ([`Method::Move`]): a sequential
+//! load is then written once.
 
 use std::sync::Arc;
 
@@ -59,6 +61,18 @@ impl CompactionOptions {
     }
 }
 
+/// How a task's inputs reach the output level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Method {
+    /// Merge the inputs into new runs (dropping what the floor hides).
+    #[default]
+    Merge,
+    /// Re-file the inputs one level down as they are, without reading or writing them:
+    /// they overlap no run of the output level and no other input (a sequential load,
+    /// say), so a merge would copy every byte unchanged.
+    Move,
+}
+
 /// One compaction to run.
 #[derive(Clone, Debug)]
 pub struct Task {
@@ -70,6 +84,8 @@ pub struct Task {
     pub bottommost: bool,
     /// Split outputs at about this many bytes.
     pub target_file_bytes: u64,
+    /// Merge or move.
+    pub method: Method,
 }
 
 impl Task {
@@ -125,6 +141,7 @@ pub fn pick(version: &Version, opts: &CompactionOptions) -> Option<Task> {
     let lo = std::ops::Bound::Included(first);
     let hi = std::ops::Bound::Included(last);
     let output_level = level + 1;
+    let disjoint = disjoint(&picked);
     let mut inputs: Vec<(usize, Arc<Run>)> = picked.into_iter().map(|r| (level, r)).collect();
     inputs.extend(
         version
@@ -139,10 +156,26 @@ pub fn pick(version: &Version, opts: &CompactionOptions) -> Option<Task> {
             .iter()
             .all(|r| !overlaps(r.file().first_key(), r.file().last_key(), &lo, &hi))
     });
+    let method = if disjoint && inputs.iter().all(|(l, _)| *l == level) {
+        Method::Move
+    } else {
+        Method::Merge
+    };
     Some(Task {
         inputs,
         output_level,
         bottommost,
         target_file_bytes: opts.target_file_bytes,
+        method,
     })
+}
+
+/// Whether no two of `runs` share a key (a sorted level could hold them all).
+fn disjoint(runs: &[Arc<Run>]) -> bool {
+    let mut ranges: Vec<(&[u8], &[u8])> = runs
+        .iter()
+        .map(|r| (r.file().first_key(), r.file().last_key()))
+        .collect();
+    ranges.sort_unstable();
+    ranges.windows(2).all(|w| w[0].1 < w[1].0)
 }
