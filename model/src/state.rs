@@ -212,7 +212,7 @@ impl aedb_storage::compaction::CompactionFilter for IdempotencyExpiry {
 /// after it) sees the table. Table ids are creating LSNs, never reused, so a table
 /// created again under the same name does not bring the old rows back; compaction
 /// frees their space.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct DroppedTableRows {
     /// The row prefix (`3 ‖ project ‖ scope ‖ table id`) of every table that exists.
     live: std::collections::HashSet<Vec<u8>>,

@@ -39,8 +39,8 @@ pub const ENTRY_OVERHEAD: usize = 272;
 
 /// Key bytes stored inline up to this length: the skip-list node and the index entry
 /// then hold the key itself, so a search compares bytes already in the node's cache
-/// lines instead of chasing a pointer to a separate allocation per comparison (at
-/// 1M entries that halved an insert's cache misses). 62 bytes keep [`KeyBytes`] at 64.
+/// lines instead of chasing a pointer to a separate allocation per comparison (random
+/// inserts into 1M entries: 3.4-3.9 -> 3.0-3.2 µs). 62 bytes keep [`KeyBytes`] at 64.
 const INLINE_KEY: usize = 62;
 
 /// A user key as a memtable stores it: inline when short (nearly every key), shared
