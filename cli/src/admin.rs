@@ -108,15 +108,21 @@ fn report(global: &Global, what: &str, r: aedb::CompactionReport) {
             "bytes_written": r.bytes_written,
             "dropped_versions": r.dropped_versions,
             "dropped_tombstones": r.dropped_tombstones,
+            "expired_idempotency_records": r.expired_idempotency_records,
+            "dropped_table_rows": r.dropped_table_rows,
+            "moved_runs": r.moved_runs,
         }),
         || {
             format!(
-                "{what}: {} merges, {} bytes read, {} bytes written, {} hidden versions and {} tombstones dropped",
+                "{what}: {} merges, {} runs moved, {} bytes read, {} bytes written, {} hidden versions, {} tombstones, {} expired idempotency records and {} rows of dropped tables dropped",
                 r.compactions,
+                r.moved_runs,
                 r.bytes_read,
                 r.bytes_written,
                 r.dropped_versions,
-                r.dropped_tombstones
+                r.dropped_tombstones,
+                r.expired_idempotency_records,
+                r.dropped_table_rows
             )
         },
     );

@@ -926,6 +926,13 @@ fn compact_and_reseal_rewrite_runs_and_keep_every_key() {
     let v = json(&o);
     assert!(v["compactions"].as_u64() >= Some(1), "{v}");
     assert!(v["dropped_versions"].as_u64() >= Some(60), "{v}");
+    for field in [
+        "expired_idempotency_records",
+        "dropped_table_rows",
+        "moved_runs",
+    ] {
+        assert_eq!(v[field].as_u64(), Some(0), "{field}: {v}");
+    }
     let after = runs(&dir);
     assert!(
         after.iter().all(|r| r["level"].as_u64() >= Some(1)),

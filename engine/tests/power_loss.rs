@@ -19,10 +19,11 @@
 //!   to its LSN with every durable commit up to it;
 //! - the reopened database takes a new commit and survives a second reopen.
 //!
-//! Four explorations: the sequential ledger above (crash at every operation, then at
+//! Five explorations: the sequential ledger above (crash at every operation, then at
 //! drawn ones), the same under `low_latency` (only its flush window may be lost), under the
-//! development profile (it must always reopen), and a secure instance with two concurrent
-//! tellers, automatic checkpoints and audit rows (a tenth of the points).
+//! development profile (it must always reopen), a secure instance with two concurrent
+//! tellers, automatic checkpoints and audit rows (a tenth of the points), and a
+//! sequential ingest whose runs compaction moves down a level (crash at every operation).
 //!
 //! Knobs: `AEDB_SIM_CRASH_POINTS` (default 10,000 in an optimised build — the test
 //! command runs `cargo test --release -p aedb --test power_loss`, about 40 s — and 500 in
@@ -717,4 +718,106 @@ fn secure_concurrent_workload_survives_power_loss() {
             );
         }
     }
+}
+
+/// A sequential ingest whose level-0 runs compaction **moves** down a level (one
+/// manifest edit re-files them; no run file is written or deleted), cut at every file
+/// operation in turn: the image opens strictly, every acknowledged batch reads back
+/// whole, `check invariants` passes, and the database takes a commit and reopens.
+#[test]
+fn a_sequential_ingest_moved_down_survives_power_loss_at_every_file_operation() {
+    const BATCHES: u64 = 4;
+    const PER_BATCH: u64 = 8;
+    let key = |k: u64| KvKey::new(format!("seq-{k:04}")).expect("key");
+    let value = |k: u64| aedb::KvValue::new(vec![k as u8; 200]).expect("value");
+    // Batches acknowledged durable, then whether the move was seen installed.
+    let ingest = |sim: &Arc<SimFs>, acked: &mut Vec<u64>| -> Option<aedb::OperationalMetrics> {
+        let db = AedbInstance::open(DIR, config(sim)).ok()?;
+        let mut run = || -> Result<(), Box<dyn std::error::Error>> {
+            db.create_project("ledger")?;
+            db.create_scope("ledger", "main")?;
+            // No idempotency keys: each run holds only its batch's keys (the first also
+            // the catalog), so the runs are disjoint and level 1 is empty.
+            for b in 0..BATCHES {
+                let tx = (b * PER_BATCH..(b + 1) * PER_BATCH).fold(Transaction::new(), |tx, k| {
+                    tx.kv_put(&ns(), key(k), value(k))
+                });
+                db.commit_with(tx, Finality::Durable)?;
+                acked.push(b);
+                db.checkpoint_now()?;
+            }
+            // The background compactor moves them (within its tick); a dead disk
+            // fails the move instead.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                let m = db.operational_metrics();
+                if m.compaction_moved_runs >= BATCHES {
+                    return Ok(());
+                }
+                if m.checkpoint_failures > 0 || std::time::Instant::now() > deadline {
+                    return Err("the move did not complete".into());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        };
+        let result = run();
+        let metrics = db.operational_metrics();
+        let _ = db.shutdown();
+        result.ok().map(|()| metrics)
+    };
+    let verify = |sim: &Arc<SimFs>, acked: &[u64]| -> Result<(), String> {
+        let db = AedbInstance::open(DIR, config(sim)).map_err(|e| format!("strict open: {e}"))?;
+        let snap = db.snapshot().map_err(|e| e.to_string())?;
+        for &b in acked {
+            for k in b * PER_BATCH..(b + 1) * PER_BATCH {
+                let got = snap
+                    .kv_get(&ns(), format!("seq-{k:04}").as_bytes())
+                    .map_err(|e| format!("read seq-{k:04}: {e}"))?;
+                if got.map(|e| e.value) != Some(value(k)) {
+                    return Err(format!("acknowledged batch {b} lost key seq-{k:04}"));
+                }
+            }
+        }
+        drop(snap);
+        db.create_project("after")
+            .map_err(|e| format!("commit after recovery: {e}"))?;
+        db.shutdown().map_err(|e| format!("shutdown: {e}"))?;
+        let checks = check_invariants(Path::new(DIR), &config(sim))
+            .map_err(|e| format!("check invariants: {e}"))?;
+        if let Some(bad) = checks.iter().find(|c| c.status == CheckStatus::Fail) {
+            return Err(format!("check invariants: {}: {}", bad.name, bad.detail));
+        }
+        AedbInstance::open(DIR, config(sim))
+            .map_err(|e| format!("second reopen: {e}"))?
+            .shutdown()
+            .map_err(|e| format!("final shutdown: {e}"))
+    };
+
+    let healthy = SimFs::new(0);
+    let mut acked = Vec::new();
+    let m = ingest(&healthy, &mut acked).expect("the ingest completes on a healthy disk");
+    assert!(
+        m.compaction_moved_runs >= BATCHES,
+        "moved {}",
+        m.compaction_moved_runs
+    );
+    assert_eq!(
+        m.compaction_bytes_written, 0,
+        "the runs were moved, not rewritten"
+    );
+    verify(&healthy, &acked).expect("a clean shutdown verifies");
+    let ops = healthy.op_count();
+    println!("the ingest takes {ops} file operations; crashing at each");
+    let mut failures = Vec::new();
+    for at in 1..=ops {
+        let sim = SimFs::new(1_000 + at);
+        sim.arm_crash_after(at);
+        let mut acked = Vec::new();
+        ingest(&sim, &mut acked);
+        sim.crash();
+        if let Err(why) = verify(&sim, &acked) {
+            failures.push(format!("crash at file operation {at} of {ops}: {why}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
