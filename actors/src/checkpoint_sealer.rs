@@ -526,6 +526,7 @@ impl Sealer {
                 next_file_id: file_id + 1,
                 added: Vec::new(),
                 removed: Vec::new(),
+                floor: Lsn::ZERO,
             };
             let mut edit = Edit::default();
             if let Some(info) = info {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use aedb_checkpoint::{OsNonceSource, RunFileMeta, RunOptions, RunWriter, checkpoints_dir};
 use aedb_keys::MasterKeyId;
 use aedb_manifest::{ManifestRecord, RunRecord, VersionEdit};
-use aedb_model::{IdempotencyExpiry, IdempotencyRetention, ModelExpiry, State};
+use aedb_model::{DroppedTableRows, IdempotencyExpiry, IdempotencyRetention, ModelExpiry, State};
 use aedb_storage::compaction::{self, CompactionOptions, Method, Task};
 use aedb_storage::{Edit, Run, StorageError, Version};
 use aedb_sync::SnapshotCell;
@@ -183,24 +183,15 @@ impl Compactor {
             )
             .map_err(|e| StorageError::Write(Arc::new(e)))
         };
-        // The tables as of the floor: rows of any other table are unreachable.
-        let dropped = self
-            .ctx
-            .snapshots
-            .load()
-            .1
-            .as_of(floor)
-            .map_err(CheckpointFailure::Read)?
-            .dropped_table_rows();
-        let filter = ModelExpiry::new(
-            IdempotencyExpiry {
-                retention: self.ctx.idempotency_retention,
-                floor,
-                now_unix_ms: aedb_types::clock::unix_millis(),
-            },
-            dropped,
-        );
-        let outcome = match compaction::compact_filtered(task, floor, Some(&filter), new_writer) {
+        let filter = self.expiry(task, floor);
+        let outcome = match compaction::compact_filtered(
+            task,
+            floor,
+            filter
+                .as_ref()
+                .map(|f| f as &dyn compaction::CompactionFilter),
+            new_writer,
+        ) {
             Ok(o) => o,
             Err(e) => {
                 self.remove_unrecorded(&ids);
@@ -228,6 +219,8 @@ impl Compactor {
                 .map(|o| run_record(o, task.output_level))
                 .collect(),
             removed: task.inputs.iter().map(|(_, r)| r.id()).collect(),
+            // Persisted, so a restart refuses reads below it too.
+            floor,
         };
         let recorded = self
             .ctx
@@ -268,14 +261,17 @@ impl Compactor {
         report.bytes_written += written;
         report.dropped_versions += outcome.dropped_versions;
         report.dropped_tombstones += outcome.dropped_tombstones;
-        report.expired_idempotency_records += filter.expired_idempotency_records();
-        report.dropped_table_rows += filter.dropped_table_rows();
+        let (expired, dropped_rows) = filter.as_ref().map_or((0, 0), |f| {
+            (f.expired_idempotency_records(), f.dropped_table_rows())
+        });
+        report.expired_idempotency_records += expired;
+        report.dropped_table_rows += dropped_rows;
         let m = &self.ctx.metrics;
         m.compactions.fetch_add(1, Ordering::Relaxed);
         m.idempotency_expired_dropped
-            .fetch_add(filter.expired_idempotency_records(), Ordering::Relaxed);
+            .fetch_add(expired, Ordering::Relaxed);
         m.dropped_table_rows
-            .fetch_add(filter.dropped_table_rows(), Ordering::Relaxed);
+            .fetch_add(dropped_rows, Ordering::Relaxed);
         m.compaction_bytes_read.fetch_add(read, Ordering::Relaxed);
         m.compaction_bytes_written
             .fetch_add(written, Ordering::Relaxed);
@@ -284,6 +280,42 @@ impl Compactor {
             self.resume_at = started + budget;
         }
         Ok(())
+    }
+
+    /// What the data model lets a merge to `floor` discard; `None` at floor zero (a
+    /// re-seal keeps every version). Rows of dropped tables count only for drops at or
+    /// below both the floor and the inputs' newest LSN: every such drop is inside the
+    /// flushed runs, so a restored backup of these runs (read from its base LSN on)
+    /// cannot see a table whose rows were dropped. A catalog that cannot be read
+    /// leaves dropped tables' rows for a later merge instead of failing this one.
+    fn expiry(&self, task: &Task, floor: Lsn) -> Option<ModelExpiry> {
+        if floor == Lsn::ZERO {
+            return None;
+        }
+        let inputs_newest = task
+            .inputs
+            .iter()
+            .map(|(_, r)| r.file().max_lsn())
+            .max()
+            .unwrap_or(Lsn::ZERO);
+        let catalog_at = floor.min(inputs_newest);
+        let dropped = match self.ctx.snapshots.load().1.as_of(catalog_at) {
+            Ok(state) => state.dropped_table_rows(),
+            Err(e) => {
+                tracing::warn!(
+                    "compaction keeps dropped tables' rows: the catalog at {catalog_at} is unreadable: {e}"
+                );
+                DroppedTableRows::none()
+            }
+        };
+        Some(ModelExpiry::new(
+            IdempotencyExpiry {
+                retention: self.ctx.idempotency_retention,
+                floor,
+                now_unix_ms: aedb_types::clock::unix_millis(),
+            },
+            dropped,
+        ))
     }
 
     /// Re-files a move task's runs at its output level: one version edit removes each
@@ -323,6 +355,7 @@ impl Compactor {
                 next_file_id: 0,
                 added,
                 removed: removed.clone(),
+                floor: Lsn::ZERO,
             })]))
             .map_err(|_| CheckpointFailure::Closed)?
             .map_err(CheckpointFailure::Manifest)?;

@@ -83,7 +83,8 @@ impl RunOpener {
     }
 
     /// Opens every live run of `live` and checks each against its record (file id,
-    /// length, LSN range, key-range prefixes): the version the manifest describes.
+    /// length, LSN range, key-range prefixes): the version the manifest describes, with
+    /// its recorded retention floor.
     /// Runs are opened (metadata read, decrypted and authenticated) on a few threads at
     /// once: open time is this step plus the WAL replay.
     ///
@@ -120,7 +121,12 @@ impl RunOpener {
                 })
                 .collect()
         });
-        let mut edit = Edit::default();
+        // The floor compactions merged to before the restart: reads below it stay
+        // refused (their versions may be gone).
+        let mut edit = Edit {
+            floor: live.floor(),
+            ..Edit::default()
+        };
         for result in opened {
             edit.added.push(result?);
         }

@@ -31,7 +31,7 @@ use crate::commit::{Answer, Authority, CommitOutcome, Finality, Reply, Request};
 use crate::error::CommitError;
 use crate::freeze::{WriteFreeze, freeze_transaction, load_write_freeze, missing_namespace_ddl};
 use crate::metrics::{EngineMetrics, ErrorCause};
-use crate::wal_writer::{PendingAck, SharedWalError, WalMsg, WalRecord};
+use crate::wal_writer::{PendingAck, SharedWalError, WalControl, WalMsg, WalRecord};
 
 /// Sequence, apply and log one request; the answer goes to `reply`.
 #[derive(Debug)]
@@ -568,8 +568,15 @@ impl Sequencer {
         self.state = self.state.with_view(view.clone());
         let current = self.state.lsn();
         self.snapshots.refresh(|published| {
-            (published.lsn() <= current).then(|| Arc::new(published.with_view(view)))
+            (published.lsn() <= current).then(|| Arc::new(published.with_view(view.clone())))
         });
+        // Snapshots of commits still in flight to the WAL writer were built on the old
+        // sources: re-point again once they are published.
+        if self.snapshots.version() < current.get()
+            && let Some(wal) = &self.wal
+        {
+            let _ = wal.send(WriterMsg::Control(WalControl::Repoint { view }));
+        }
     }
 
     /// Records `freeze` (or lifts it) at the next LSN; see [`SetWriteFreeze`].

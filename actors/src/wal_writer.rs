@@ -199,6 +199,12 @@ impl LogSink for WalSink {
                 reply.complete(result);
             }
             WalControl::BackupView { reply } => reply.complete(self.backup_view()),
+            WalControl::Repoint { view } => {
+                let at = view.lsn();
+                self.snapshots.refresh(|published| {
+                    (published.lsn() <= at).then(|| Arc::new(published.with_view(view)))
+                });
+            }
             WalControl::RotateCovered { lsn, reply } => {
                 let covered = self.writer.active_frames() > 0 && self.writer.last_lsn() <= lsn;
                 let result = if covered {
@@ -300,6 +306,16 @@ pub enum WalControl {
         lsn: Lsn,
         /// Where the answer goes.
         reply: Completer<Result<bool, SharedWalError>>,
+    },
+    /// Re-point the published snapshot at `view`'s sources (runs installed by a flush
+    /// or compaction). The Sequencer re-points the published snapshot itself when it
+    /// installs runs; this message, queued behind the records that were still in
+    /// flight then, does it again once they are published, since their snapshots were
+    /// built on the old sources (and would pin a flushed memtable and replaced runs
+    /// until the next commit).
+    Repoint {
+        /// The Sequencer's view just after the install.
+        view: aedb_storage::View,
     },
     /// Seal batches from now on under `cipher` (a new key epoch). Answers the last LSN
     /// sealed under the previous cipher.

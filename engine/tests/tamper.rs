@@ -360,7 +360,12 @@ fn version_edit(body: &[u8]) -> RecordEffect {
     let removed = (0..removed_count)
         .map(|k| u64_at(body, at + 8 * k))
         .collect();
-    assert_eq!(at + 8 * removed_count, body.len(), "a version edit parses");
+    // An optional trailing retention floor (a compaction's edit).
+    let end = at + 8 * removed_count;
+    assert!(
+        body.len() == end || body.len() == end + 8,
+        "a version edit parses"
+    );
     RecordEffect::VersionEdit {
         flushed_lsn,
         added,

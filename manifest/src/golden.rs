@@ -167,6 +167,7 @@ fn golden_version_edits() -> Vec<ManifestRecord> {
             next_file_id: 2,
             added: vec![run(1, 0, (101, 150), (b"\x02acct/0001", b"\x02acct/9999"))],
             removed: Vec::new(),
+            floor: Lsn::ZERO,
         }),
         ManifestRecord::VersionEdit(VersionEdit {
             flushed_lsn: Lsn::ZERO,
@@ -176,6 +177,7 @@ fn golden_version_edits() -> Vec<ManifestRecord> {
                 run(3, 1, (120, 150), (b"\x02acct/5000", b"\x02acct/9999")),
             ],
             removed: vec![1],
+            floor: Lsn::ZERO,
         }),
     ]
 }
@@ -263,6 +265,23 @@ pub fn golden_fixtures() -> Vec<GoldenFixture> {
         expected: GoldenExpectation::ManifestFile {
             records: all.clone(),
         },
+    });
+    // A compaction's edit with its retention floor (the optional trailing field added
+    // after kind 12 shipped; edits without one keep their bytes).
+    let floored = ManifestRecord::VersionEdit(VersionEdit {
+        floor: Lsn::new(140),
+        ..match &edits[1] {
+            ManifestRecord::VersionEdit(e) => e.clone(),
+            _ => unreachable!("the second golden edit is a compaction"),
+        }
+    });
+    out.push(GoldenFixture {
+        name: "manifest_record_version_edit_with_floor_v1".into(),
+        description: format!(
+            "manifest v1 frame, kind 12 (version_edit) with a retention floor, as record 0 after the golden header (prev_mac = header MAC): {floored:?}"
+        ),
+        bytes: golden_frame(&key, &header_mac, &floored).0,
+        expected: GoldenExpectation::ManifestFrame { record: floored },
     });
     let all: Vec<ManifestRecord> = all.into_iter().chain(edits).collect();
     out.push(GoldenFixture {

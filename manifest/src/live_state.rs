@@ -225,6 +225,8 @@ pub struct LiveState {
     compacted_from: Option<CompactionInfo>,
     runs: BTreeMap<u64, LiveRun>,
     flushed_lsn: Lsn,
+    /// The highest retention floor a compaction merged to (see [`VersionEdit::floor`]).
+    floor: Lsn,
     next_file_id: u64,
 }
 
@@ -244,6 +246,7 @@ impl LiveState {
             compacted_from: None,
             runs: BTreeMap::new(),
             flushed_lsn: Lsn::ZERO,
+            floor: Lsn::ZERO,
             next_file_id: 0,
         }
     }
@@ -509,6 +512,7 @@ impl LiveState {
                     self.runs.insert(run.file_id, run);
                 }
                 self.flushed_lsn = self.flushed_lsn.max(edit.flushed_lsn);
+                self.floor = self.floor.max(edit.floor);
             }
             ManifestRecord::Compacted {
                 replaces_head,
@@ -578,6 +582,12 @@ impl LiveState {
     /// Every commit up to this LSN is in the live runs (zero before the first flush).
     pub fn flushed_lsn(&self) -> Lsn {
         self.flushed_lsn
+    }
+
+    /// The oldest LSN the live runs can still be read as of exactly: the highest
+    /// retention floor a compaction merged to (zero when none dropped anything).
+    pub fn floor(&self) -> Lsn {
+        self.floor
     }
 
     /// The next unused run file id.
@@ -659,7 +669,9 @@ impl LiveState {
         }
         let runs: Vec<&LiveRun> = self.runs.values().collect();
         let mut chunks: Vec<&[&LiveRun]> = runs.chunks(MAX_EDIT_RUNS).collect();
-        if chunks.is_empty() && (self.flushed_lsn > Lsn::ZERO || self.next_file_id > 0) {
+        if chunks.is_empty()
+            && (self.flushed_lsn > Lsn::ZERO || self.next_file_id > 0 || self.floor > Lsn::ZERO)
+        {
             chunks.push(&[]);
         }
         let last = chunks.len().saturating_sub(1);
@@ -671,6 +683,7 @@ impl LiveState {
                 next_file_id: if i == last { self.next_file_id } else { 0 },
                 added: chunk.iter().map(|r| (*r).clone()).collect(),
                 removed: Vec::new(),
+                floor: if i == last { self.floor } else { Lsn::ZERO },
             }));
         }
         for b in &self.backups {
@@ -727,6 +740,7 @@ mod tests {
             next_file_id: 0,
             added,
             removed,
+            floor: Lsn::ZERO,
         })
     }
 
@@ -817,6 +831,16 @@ mod tests {
         }
         s.apply(2, &edit(0, vec![run(1, 1, 1)], vec![1])).unwrap();
         s.apply(3, &edit(0, vec![run(1, 3, 1)], vec![1])).unwrap();
+        // A compaction's floor is kept as the maximum and restated with the runs.
+        let floored = |floor: u64| {
+            ManifestRecord::VersionEdit(VersionEdit {
+                floor: Lsn::new(floor),
+                ..VersionEdit::default()
+            })
+        };
+        s.apply(4, &floored(40)).unwrap();
+        s.apply(5, &floored(30)).unwrap();
+        assert_eq!(s.floor(), Lsn::new(40));
         assert_eq!(s.runs()[&1], run(1, 3, 1));
         assert_eq!(s.runs().len(), 1);
         // The restated state (what a backup or a compacted manifest holds) agrees.

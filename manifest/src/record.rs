@@ -88,6 +88,12 @@ pub struct VersionEdit {
     pub added: Vec<RunRecord>,
     /// File ids of live runs no longer needed.
     pub removed: Vec<u64>,
+    /// The retention floor a compaction merged to: versions older than the newest one
+    /// at or before it may be gone, so reads as of earlier LSNs must be refused, after
+    /// a restart too. Zero for flushes and moves (nothing dropped); the live value is
+    /// the maximum seen. Encoded only when nonzero (an optional trailing `u64`), so
+    /// edits without it keep their bytes.
+    pub floor: Lsn,
 }
 
 /// One manifest record. Nothing in a record is secret: `master_key_id` names a key (alias
@@ -431,6 +437,9 @@ fn encode_edit(out: &mut Vec<u8>, edit: &VersionEdit) -> Result<(), RecordError>
     for id in &edit.removed {
         out.extend_from_slice(&id.to_le_bytes());
     }
+    if edit.floor > Lsn::ZERO {
+        out.extend_from_slice(&edit.floor.get().to_le_bytes());
+    }
     Ok(())
 }
 
@@ -471,11 +480,25 @@ fn decode_edit(r: &mut ByteReader<'_>) -> Result<VersionEdit, DecodeError> {
     for _ in 0..removed_count {
         removed.push(r.u64()?);
     }
+    // The optional floor: present only when nonzero, so every edit has one encoding.
+    let floor = if r.remaining() == 0 {
+        Lsn::ZERO
+    } else {
+        match r.u64()? {
+            0 => {
+                return Err(r.err(DecodeErrorKind::Invalid {
+                    what: "an encoded version-edit floor of zero",
+                }));
+            }
+            floor => Lsn::new(floor),
+        }
+    };
     Ok(VersionEdit {
         flushed_lsn,
         next_file_id,
         added,
         removed,
+        floor,
     })
 }
 
@@ -967,6 +990,7 @@ mod tests {
             next_file_id: 1 << 40,
             added: (0..added).map(run).collect(),
             removed: (0..removed as u64).map(|i| 1_000 + i).collect(),
+            floor: Lsn::ZERO,
         })
     }
 
@@ -1007,6 +1031,35 @@ mod tests {
             vec![7; MAX_RUN_KEY_PREFIX]
         );
         assert_eq!(RunRecord::key_prefix(b"ab"), b"ab".to_vec());
+    }
+
+    #[test]
+    fn a_version_edit_floor_is_an_optional_trailing_field() {
+        let ManifestRecord::VersionEdit(without) = edit_with(2, 1, 4) else {
+            unreachable!()
+        };
+        let with = VersionEdit {
+            floor: Lsn::new(77),
+            ..without.clone()
+        };
+        let short = ManifestRecord::VersionEdit(without).encode().unwrap();
+        let long = ManifestRecord::VersionEdit(with.clone()).encode().unwrap();
+        // Without a floor the bytes are what they always were; with one, 8 more.
+        assert_eq!(long.len(), short.len() + 8);
+        assert_eq!(&long[..short.len()], &short[..]);
+        assert_eq!(
+            ManifestRecord::decode(&long),
+            Ok(ManifestRecord::VersionEdit(with))
+        );
+        // An encoded zero floor has another encoding (none): refused.
+        let mut zero = short.clone();
+        zero.extend_from_slice(&0u64.to_le_bytes());
+        assert!(ManifestRecord::decode(&zero).is_err());
+        // A partial floor is refused. (Cut exactly before it, the body is the edit
+        // without one: the manifest frame's length and MAC rule that cut out.)
+        for cut in short.len() + 1..long.len() {
+            assert!(ManifestRecord::decode(&long[..cut]).is_err(), "cut {cut}");
+        }
     }
 
     #[test]

@@ -216,11 +216,25 @@ impl aedb_storage::compaction::CompactionFilter for IdempotencyExpiry {
 pub struct DroppedTableRows {
     /// The row prefix (`3 ‖ project ‖ scope ‖ table id`) of every table that exists.
     live: std::collections::HashSet<Vec<u8>>,
+    /// Expire nothing ([`DroppedTableRows::none`]).
+    keep_all: bool,
+}
+
+impl DroppedTableRows {
+    /// A filter that expires nothing (every row is treated as live): the safe choice
+    /// when the catalog cannot be read.
+    pub fn none() -> DroppedTableRows {
+        DroppedTableRows {
+            live: std::collections::HashSet::new(),
+            keep_all: true,
+        }
+    }
 }
 
 impl aedb_storage::compaction::CompactionFilter for DroppedTableRows {
     fn expired(&self, key: &[u8], _lsn: Lsn, _value: &[u8]) -> bool {
-        keyspace::row_table_prefix(key).is_some_and(|table| !self.live.contains(table))
+        !self.keep_all
+            && keyspace::row_table_prefix(key).is_some_and(|table| !self.live.contains(table))
     }
 }
 
@@ -472,7 +486,10 @@ impl State {
                     .map(move |t| keyspace::row_prefix(ns, t.created))
             })
             .collect();
-        DroppedTableRows { live }
+        DroppedTableRows {
+            live,
+            keep_all: false,
+        }
     }
 
     fn check_lsn(&self, lsn: Lsn) -> Result<(), ApplyError> {

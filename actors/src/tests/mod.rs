@@ -80,6 +80,12 @@ pub(crate) fn fake_wal(
                     // Needs real segment files; the WAL writer's own tests cover it.
                     WalControl::BackupView { .. } => {}
                     WalControl::RotateCovered { reply, .. } => reply.complete(Ok(false)),
+                    WalControl::Repoint { view } => {
+                        let at = view.lsn();
+                        snapshots.refresh(|published| {
+                            (published.lsn() <= at).then(|| Arc::new(published.with_view(view)))
+                        });
+                    }
                 },
             }
         }

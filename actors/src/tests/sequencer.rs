@@ -359,3 +359,92 @@ fn a_stall_while_flushes_fail_ends_in_busy_and_a_slow_one_only_waits() {
     assert_eq!(rig.metrics.snapshot(0).errors.busy, 1);
     rig.finish();
 }
+
+/// A flush installed while a durable commit is still on its way to the WAL writer:
+/// that commit's snapshot was built on the old sources (the flushed memtable), so once
+/// it is published the Sequencer's `Repoint`, queued behind it, moves the published
+/// snapshot onto the new ones. Without it the flushed memtable stays pinned by the
+/// published snapshot until the next commit.
+#[test]
+fn a_snapshot_published_after_an_install_is_repointed_at_the_new_sources() {
+    use crate::sequencer::{Freeze, InstallRuns, WriteLimits};
+    use aedb_sync::group_commit::{Acknowledge, Durability, WriterMsg};
+    use std::sync::Arc;
+    let state = aedb_model::State::new();
+    let snapshots = Arc::new(aedb_sync::SnapshotCell::new(0, Arc::new(state.clone())));
+    let metrics = Arc::new(crate::metrics::EngineMetrics::default());
+    // This test is the WAL writer: it takes the records itself and decides when to
+    // publish them.
+    let (wal, log) = aedb_sync::mailbox::mailbox::<crate::wal_writer::WalMsg>(16);
+    let limits = WriteLimits {
+        memtable_bytes: 1 << 20,
+        immutable_memtables: 2,
+        l0_stop_runs: 20,
+        max_stall: crate::sequencer::MAX_STALL,
+    };
+    let sequencer = crate::actor::spawn(
+        crate::sequencer::Sequencer::new(
+            state,
+            wal,
+            Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            snapshots.clone(),
+            metrics.clone(),
+            1 << 20,
+            limits,
+        ),
+        16,
+        metrics.owners.sequencer.clone(),
+    )
+    .unwrap();
+    let committer = crate::committer::Committer::new(
+        sequencer.addr().clone(),
+        metrics,
+        std::time::Duration::ZERO,
+    );
+    let durable = std::thread::spawn(move || {
+        committer.commit(create_project("a"), Finality::Durable, Admission::Wait)
+    });
+    let Some(WriterMsg::Append(record)) = log.recv() else {
+        panic!("the commit's record")
+    };
+    let (lsn, state) = record.publish.clone().expect("a durable commit publishes");
+    // The flush installs while the record is held: its snapshot still reads the
+    // memtable that is now flushed.
+    let frozen = sequencer.addr().ask(Freeze { force: true }).unwrap();
+    assert_eq!(frozen.len(), 1);
+    let flushed = frozen[0].memtable.id();
+    sequencer
+        .addr()
+        .ask(InstallRuns {
+            edit: aedb_storage::Edit::default(),
+            flushed: Some(flushed),
+        })
+        .unwrap();
+    let holds = |s: &aedb_model::State| s.view().memtables().iter().any(|m| m.id() == flushed);
+    assert!(
+        holds(&state),
+        "the in-flight snapshot was built before the install"
+    );
+    snapshots.publish(lsn.get(), state);
+    if let Durability::AckAfterSync(ack) = record.durability {
+        ack.acknowledge(Ok(()));
+    }
+    assert_eq!(durable.join().unwrap().unwrap().lsn, lsn);
+    assert!(holds(&snapshots.load().1), "published as built");
+    // The Repoint queued behind it, applied as the WAL writer applies it.
+    let aedb_sync::mailbox::Recv::Message(WriterMsg::Control(
+        crate::wal_writer::WalControl::Repoint { view },
+    )) = log.recv_timeout(std::time::Duration::from_secs(10))
+    else {
+        panic!("a repoint follows the record")
+    };
+    let at = view.lsn();
+    snapshots.refresh(|p| (p.lsn() <= at).then(|| Arc::new(p.with_view(view))));
+    let (version, published) = snapshots.load();
+    assert_eq!(version, lsn.get());
+    assert!(
+        !holds(&published),
+        "the flushed memtable is no longer pinned"
+    );
+    assert_eq!(published.lsn(), lsn);
+}

@@ -9,6 +9,10 @@ pub(super) struct Rebuilt {
     epochs: Vec<(KeyEpoch, String)>,
     /// The full backup's run files (copied into the restored directory as they are).
     runs: Vec<(PathBuf, usize, Arc<aedb_storage::Run>, [u8; 32])>,
+    /// The LSN the chain's runs hold everything up to: the restored directory reads
+    /// exactly from here on (the runs may have been compacted to any floor up to it,
+    /// and nothing records which), so it refuses reads as of earlier LSNs.
+    floor: Lsn,
 }
 
 /// One piece of a staged WAL segment: a backup file holding the segment's bytes from
@@ -345,7 +349,8 @@ pub(super) fn rebuild(
         None if !runs.is_empty() || base > Lsn::ZERO => {
             let edit = aedb_storage::Edit {
                 added: runs.iter().map(|(_, l, r, _)| (*l, r.clone())).collect(),
-                ..Default::default()
+                removed: Vec::new(),
+                floor: base,
             };
             let version = aedb_storage::Version::empty().apply(&edit);
             let memtable = Arc::new(aedb_storage::Memtable::new(1));
@@ -435,6 +440,7 @@ pub(super) fn rebuild(
             state,
             epochs: epoch_list,
             runs,
+            floor: base,
         },
         database,
     ))
@@ -619,6 +625,7 @@ pub(super) fn write_data_dir(
     // version-1 checkpoint's whole state) flushed into one more level-0 run; all of it
     // recorded as the live version, up to the restored LSN.
     let lsn = rebuilt.state.lsn();
+    let floor = rebuilt.floor.min(lsn);
     let runs_dir = aedb_checkpoint::checkpoints_dir(target);
     config
         .fs
@@ -681,6 +688,7 @@ pub(super) fn write_data_dir(
                     next_file_id: if i == last { next_file_id } else { 0 },
                     added: chunk.to_vec(),
                     removed: Vec::new(),
+                    floor: if i == last { floor } else { Lsn::ZERO },
                 }))
                 .map_err(write)?;
         }
@@ -689,6 +697,7 @@ pub(super) fn write_data_dir(
                 .append(&ManifestRecord::VersionEdit(aedb_manifest::VersionEdit {
                     flushed_lsn: lsn,
                     next_file_id,
+                    floor,
                     ..Default::default()
                 }))
                 .map_err(write)?;
