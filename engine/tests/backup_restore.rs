@@ -765,6 +765,18 @@ fn an_incremental_after_flushes_and_a_compaction_restores_exactly() {
         restore_from_backup_chain(&chain, &target, options(Some(mid)), &mut none()).unwrap();
     assert_eq!(report.lsn, mid);
     assert_eq!(first_difference(&open_state(&target), &history[&mid]), None);
+    // The restored directory reads exactly from its run set's LSN on (those runs may
+    // have been compacted to any floor up to it) and refuses earlier LSNs, typed.
+    let restored = AedbInstance::open(&target, config()).unwrap();
+    let before = Lsn::new(set1.base_lsn.get() - 1);
+    assert_eq!(
+        restored.snapshot_at(before).unwrap_err().code(),
+        "read.too_old"
+    );
+    let at_base = restored.snapshot_at(set1.base_lsn).unwrap();
+    assert_eq!(first_difference(&at_base, &history[&set1.base_lsn]), None);
+    drop(at_base);
+    restored.shutdown().unwrap();
     // At inc1's run-set LSN exactly, and inside the full backup's WAL: reachable.
     for lsn in [set1.base_lsn, Lsn::new(full.manifest.first_lsn.get() + 5)] {
         let target = dir.path().join(format!("at{}", lsn.get()));

@@ -727,9 +727,22 @@ fn secure_concurrent_workload_survives_power_loss() {
 #[test]
 fn a_sequential_ingest_moved_down_survives_power_loss_at_every_file_operation() {
     const BATCHES: u64 = 4;
-    const PER_BATCH: u64 = 8;
+    const PER_BATCH: u64 = 64;
     let key = |k: u64| KvKey::new(format!("seq-{k:04}")).expect("key");
-    let value = |k: u64| aedb::KvValue::new(vec![k as u8; 200]).expect("value");
+    // Incompressible 5 KiB values: each batch's run (~320 KiB) is over the move
+    // threshold (`CompactionOptions::min_move_bytes`).
+    let value = |k: u64| {
+        let mut x = k.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let bytes: Vec<u8> = (0..5 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        aedb::KvValue::new(bytes).expect("value")
+    };
     // Batches acknowledged durable, then whether the move was seen installed.
     let ingest = |sim: &Arc<SimFs>, acked: &mut Vec<u64>| -> Option<aedb::OperationalMetrics> {
         let db = AedbInstance::open(DIR, config(sim)).ok()?;

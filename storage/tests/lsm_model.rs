@@ -264,6 +264,8 @@ proptest! {
             level1_bytes: 2048,
             multiplier: 2,
             target_file_bytes: 1024,
+            // Tiny runs: let some level-0 runs move (those over 200 bytes) and others merge.
+            min_move_bytes: 200,
         };
         let mut model = Model::new();
         let mut lsn = 0u64;
@@ -744,9 +746,16 @@ fn disjoint_runs_are_moved_down_and_overlapping_ones_merged() {
     for part in 0..3 {
         fill(&mut lsm, part * 100..(part + 1) * 100);
     }
-    let opts = CompactionOptions {
+    // Small level-0 runs (frequent checkpoints) are merged into one, not moved.
+    let coalesce = CompactionOptions {
         l0_runs: 3,
         ..CompactionOptions::default()
+    };
+    let task = compaction::pick(&lsm.version, &coalesce).expect("level 0 is over its trigger");
+    assert_eq!(task.method, compaction::Method::Merge);
+    let opts = CompactionOptions {
+        min_move_bytes: 0,
+        ..coalesce
     };
     let task = compaction::pick(&lsm.version, &opts).expect("level 0 is over its trigger");
     assert_eq!(task.method, compaction::Method::Move);
@@ -775,6 +784,7 @@ fn disjoint_runs_are_moved_down_and_overlapping_ones_merged() {
         level1_bytes: 1,
         ..CompactionOptions::default()
     };
+    // (Level 1 and deeper: a lone run with nothing below moves whatever its size.)
     let task = compaction::pick(&lsm.version, &opts).expect("level 1 is over its target");
     assert_eq!(
         (task.method, task.output_level),

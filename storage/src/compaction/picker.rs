@@ -9,8 +9,9 @@
 //! space amplification near 1.1x and a point read to one run per level, at the price of
 //! rewriting data about `multiplier` times per level; that suits a ledger, which reads
 //! by key far more often than it overwrites. Inputs that overlap nothing one level down
-//! (nor each other) are moved there instead of merged ([`Method::Move`]): a sequential
-//! load is then written once.
+//! (nor each other) are moved there instead of merged ([`Method::Move`]; level-0 runs
+//! only when each is at least [`CompactionOptions::min_move_bytes`]): a sequential load
+//! is then written once.
 
 use std::sync::Arc;
 
@@ -35,6 +36,12 @@ pub struct CompactionOptions {
     pub multiplier: u64,
     /// Split outputs at about this many bytes.
     pub target_file_bytes: u64,
+    /// Level-0 runs are moved down (not merged) only when each holds at least this many
+    /// bytes: a full memtable's flush moves, while the small runs of frequent
+    /// checkpoints are merged into fewer, larger ones instead of each becoming a file
+    /// of level 1 (an ascending-key workload would otherwise grow a level by one tiny
+    /// file per checkpoint).
+    pub min_move_bytes: u64,
 }
 
 impl Default for CompactionOptions {
@@ -46,6 +53,7 @@ impl Default for CompactionOptions {
             level1_bytes: 64 * 1024 * 1024,
             multiplier: 10,
             target_file_bytes: 16 * 1024 * 1024,
+            min_move_bytes: 256 * 1024,
         }
     }
 }
@@ -141,7 +149,8 @@ pub fn pick(version: &Version, opts: &CompactionOptions) -> Option<Task> {
     let lo = std::ops::Bound::Included(first);
     let hi = std::ops::Bound::Included(last);
     let output_level = level + 1;
-    let disjoint = disjoint(&picked);
+    let movable = disjoint(&picked)
+        && (level > 0 || picked.iter().all(|r| r.file().len() >= opts.min_move_bytes));
     let mut inputs: Vec<(usize, Arc<Run>)> = picked.into_iter().map(|r| (level, r)).collect();
     inputs.extend(
         version
@@ -156,7 +165,7 @@ pub fn pick(version: &Version, opts: &CompactionOptions) -> Option<Task> {
             .iter()
             .all(|r| !overlaps(r.file().first_key(), r.file().last_key(), &lo, &hi))
     });
-    let method = if disjoint && inputs.iter().all(|(l, _)| *l == level) {
+    let method = if movable && inputs.iter().all(|(l, _)| *l == level) {
         Method::Move
     } else {
         Method::Merge
