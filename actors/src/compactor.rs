@@ -236,13 +236,7 @@ impl Compactor {
             removed: task.inputs.iter().map(|(_, r)| r.id()).collect(),
             floor,
         };
-        self.ctx
-            .sequencer
-            .ask(InstallRuns {
-                edit,
-                flushed: None,
-            })
-            .map_err(|_| CheckpointFailure::Closed)?;
+        self.install(edit)?;
         self.graveyard
             .extend(task.inputs.iter().map(|(_, r)| r.clone()));
         let read = task.input_bytes();
@@ -368,13 +362,7 @@ impl Compactor {
             removed,
             floor: Lsn::ZERO,
         };
-        self.ctx
-            .sequencer
-            .ask(InstallRuns {
-                edit,
-                flushed: None,
-            })
-            .map_err(|_| CheckpointFailure::Closed)?;
+        self.install(edit)?;
         tracing::debug!(
             runs = task.inputs.len(),
             output_level = task.output_level,
@@ -386,6 +374,17 @@ impl Compactor {
             .compaction_moved_runs
             .fetch_add(task.inputs.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Hands a recorded edit to the Sequencer, which owns the live version.
+    fn install(&self, edit: Edit) -> Result<(), CheckpointFailure> {
+        self.ctx
+            .sequencer
+            .ask(InstallRuns {
+                edit,
+                flushed: None,
+            })
+            .map_err(|_| CheckpointFailure::Closed)
     }
 
     /// Best effort: outputs that never reached the manifest are removed at the next
