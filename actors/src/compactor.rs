@@ -327,14 +327,19 @@ impl Compactor {
             .ask(GetLiveState)
             .map_err(|_| CheckpointFailure::Closed)?;
         let mut added = Vec::with_capacity(task.inputs.len());
+        // Merging is always correct: the fallback whenever a move cannot be recorded.
+        let merge = |compactor: &mut Compactor, report: &mut CompactionReport| {
+            let merge = Task {
+                method: Method::Merge,
+                ..task.clone()
+            };
+            let floor = compactor.floor();
+            compactor.run(&merge, floor, report)
+        };
         for (_, run) in &task.inputs {
+            // The manifest lists every live run.
             let Some(record) = live.runs().get(&run.id()) else {
-                // The manifest must list every live run; merging is always correct.
-                let merge = Task {
-                    method: Method::Merge,
-                    ..task.clone()
-                };
-                return self.run(&merge, self.floor(), report);
+                return merge(self, report);
             };
             added.push(RunRecord {
                 level: task.output_level as u8,
@@ -342,7 +347,8 @@ impl Compactor {
             });
         }
         let removed: Vec<u64> = task.inputs.iter().map(|(_, r)| r.id()).collect();
-        self.ctx
+        let recorded = self
+            .ctx
             .manifest
             .ask(Record(vec![ManifestRecord::VersionEdit(VersionEdit {
                 flushed_lsn: Lsn::ZERO,
@@ -351,8 +357,13 @@ impl Compactor {
                 removed: removed.clone(),
                 floor: Lsn::ZERO,
             })]))
-            .map_err(|_| CheckpointFailure::Closed)?
-            .map_err(CheckpointFailure::Manifest)?;
+            .map_err(|_| CheckpointFailure::Closed)?;
+        if let Err(e) = recorded {
+            // Refused (it cannot be with consistent levels) or not written: merge, so
+            // the level is not retried as a move forever.
+            tracing::warn!("compaction: a move was not recorded ({e}); merging instead");
+            return merge(self, report);
+        }
         let edit = Edit {
             added: task
                 .inputs

@@ -272,7 +272,9 @@ pub struct StorageMetrics {
     pub level_runs: Vec<u64>,
     /// Run-file bytes per level (level 0 first).
     pub level_bytes: Vec<u64>,
-    /// Bytes compaction still has to rewrite to bring every level under its target.
+    /// Bytes compaction still has to process to bring every level under its target:
+    /// an upper bound on what it rewrites, since runs it can move down (a sequential
+    /// load's) count too.
     pub pending_compaction_bytes: u64,
     /// Block cache lookups answered from memory since open.
     pub cache_hits: u64,

@@ -103,8 +103,9 @@ impl Task {
     }
 }
 
-/// Bytes that compaction still has to rewrite to bring every level under its target
-/// (level 0 counts whole when over its trigger).
+/// Bytes that compaction still has to process to bring every level under its target
+/// (level 0 counts whole when over its trigger): an upper bound on what it rewrites,
+/// since runs it will move ([`Method::Move`]) count too.
 pub fn pending_bytes(version: &Version, opts: &CompactionOptions) -> u64 {
     let mut pending = 0;
     if version.level(0).len() >= opts.l0_runs {
