@@ -272,6 +272,10 @@ pub struct StorageMetrics {
     pub level_runs: Vec<u64>,
     /// Run-file bytes per level (level 0 first).
     pub level_bytes: Vec<u64>,
+    /// The oldest LSN `snapshot_at` reads exactly (older ones are refused with
+    /// `read.too_old`): the highest retention floor a compaction merged to, kept in the
+    /// manifest across restarts. Zero while no compaction dropped history.
+    pub oldest_readable_lsn: u64,
     /// Bytes compaction still has to process to bring every level under its target:
     /// an upper bound on what it rewrites, since runs it can move down (a sequential
     /// load's) count too.

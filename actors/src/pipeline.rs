@@ -648,6 +648,7 @@ impl Pipeline {
             memtables: view.memtables().len() as u64,
             level_runs: (0..levels).map(|l| version.level(l).len() as u64).collect(),
             level_bytes,
+            oldest_readable_lsn: version.floor().get(),
             pending_compaction_bytes: aedb_storage::compaction::picker::pending_bytes(
                 version,
                 &self.compaction,

@@ -711,6 +711,7 @@ pub fn inspect(args: DataDirArg, global: &Global) -> Result<(), CliError> {
             "newest_checkpoint_lsn": live.newest_checkpoint().map(|(l, _)| l.get()),
             "checkpoints": checkpoints,
             "flushed_lsn": live.flushed_lsn().get(),
+            "oldest_readable_lsn": live.floor().get(),
             "levels": levels,
             "runs": runs,
             "wal_segments": segments,
@@ -738,8 +739,9 @@ pub fn inspect(args: DataDirArg, global: &Global) -> Result<(), CliError> {
                 out.push_str(&format!("  {} ({} bytes)\n", c.path.display(), c.len));
             }
             out.push_str(&format!(
-                "LSM: flushed through lsn {}; runs per level {:?}, bytes per level {:?}\n",
+                "LSM: flushed through lsn {}; history readable from lsn {}; runs per level {:?}, bytes per level {:?}\n",
                 live.flushed_lsn(),
+                live.floor(),
                 level_runs,
                 level_bytes
             ));

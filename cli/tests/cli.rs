@@ -248,6 +248,8 @@ fn backup_restore_check_and_inspect_round_trip() {
     let j = json(&o);
     assert!(!j["wal_segments"].as_array().unwrap().is_empty());
     assert_eq!(j["key_epochs"][0]["epoch"], 1);
+    // No compaction dropped history here: every LSN is readable.
+    assert_eq!(j["oldest_readable_lsn"], 0, "{j}");
     // The backups are recorded with their manifest hashes, printed as hex.
     let records: Vec<&str> = j["manifest"]["records"]
         .as_array()

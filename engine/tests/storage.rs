@@ -176,6 +176,10 @@ fn snapshot_at_reads_history_inside_the_retention_window_and_refuses_older() {
             // The full compaction kept only the newest versions: older LSNs are refused,
             // naming the oldest readable one.
             assert!(report.dropped_versions >= 100, "{report:?}");
+            assert_eq!(
+                db.operational_metrics().storage.oldest_readable_lsn,
+                newest.get()
+            );
             let err = db.snapshot_at(at[0]).unwrap_err();
             assert_eq!(err.code(), "read.too_old");
             assert!(err.to_string().contains(&newest.to_string()), "{err}");
@@ -195,10 +199,13 @@ fn snapshot_at_reads_history_inside_the_retention_window_and_refuses_older() {
         // The floor is in the manifest: after a restart the same LSNs are refused (or
         // read exactly), not silently read from what compaction left.
         let db = AedbInstance::open(dir.path(), config(retention)).unwrap();
+        let oldest = db.operational_metrics().storage.oldest_readable_lsn;
         if retention == 0 {
+            assert_eq!(oldest, newest.get());
             let err = db.snapshot_at(at[0]).unwrap_err();
             assert_eq!(err.code(), "read.too_old");
         } else {
+            assert_eq!(oldest, 0);
             for (round, lsn) in at.iter().enumerate() {
                 let then = db.snapshot_at(*lsn).unwrap();
                 let e = then.kv_get(&ns, b"acct00007").unwrap().unwrap();
