@@ -744,8 +744,8 @@ mod tests {
         })
     }
 
-    #[test]
-    fn version_edits_fold_into_the_live_runs() {
+    /// A state with key epoch 1 (record 0) and one level-0 run, file 1 (record 1).
+    fn with_one_flush() -> LiveState {
         let mut s = LiveState::new(DB);
         let epoch = ManifestRecord::KeyEpochChanged {
             epoch: KeyEpoch::new(1),
@@ -754,6 +754,12 @@ mod tests {
         };
         s.apply(0, &epoch).unwrap();
         s.apply(1, &edit(10, vec![run(1, 0, 1)], vec![])).unwrap();
+        s
+    }
+
+    #[test]
+    fn version_edits_fold_into_the_live_runs() {
+        let mut s = with_one_flush();
         s.apply(2, &edit(20, vec![run(2, 0, 1)], vec![])).unwrap();
         // A compaction: two L0 runs become one L1 run; flushed LSN is a maximum.
         s.apply(3, &edit(0, vec![run(3, 1, 1)], vec![1, 2]))
@@ -805,14 +811,7 @@ mod tests {
 
     #[test]
     fn a_run_is_moved_deeper_only_unchanged_and_by_one_edit() {
-        let mut s = LiveState::new(DB);
-        let epoch = ManifestRecord::KeyEpochChanged {
-            epoch: KeyEpoch::new(1),
-            master_key_id: "m".into(),
-            at_unix_ms: 0,
-        };
-        s.apply(0, &epoch).unwrap();
-        s.apply(1, &edit(10, vec![run(1, 0, 1)], vec![])).unwrap();
+        let mut s = with_one_flush();
         let mut changed = run(1, 1, 1);
         changed.sha256 = [9; 32];
         let bad = [

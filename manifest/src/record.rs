@@ -17,7 +17,7 @@
 //! | 9 | `Compacted`        | replaces_head (32), records_replaced (u64), at_unix_ms (u64) |
 //! | 10 | `KeyEpochRetired` | epoch (u32), at_unix_ms (u64) |
 //! | 11 | `RecoveryEvent`   | event (u8, [`RecoveryEventKind`]), lsn (u64), at_unix_ms (u64), detail (text ≤ 256) |
-//! | 12 | `VersionEdit`     | flushed_lsn (u64), next_file_id (u64), added count (u16), run*, removed count (u16), file_id (u64)* |
+//! | 12 | `VersionEdit`     | flushed_lsn (u64), next_file_id (u64), added count (u16), run*, removed count (u16), file_id (u64)*, [floor (u64, nonzero)] |
 //!
 //! A `run` of a `VersionEdit` is `file_id (u64), level (u8), epoch (u32), min_lsn (u64),
 //! max_lsn (u64), entries (u64), len (u64), sha256 (32), first_key (bytes ≤ 64), last_key

@@ -214,27 +214,24 @@ impl aedb_storage::compaction::CompactionFilter for IdempotencyExpiry {
 /// frees their space.
 #[derive(Clone, Debug)]
 pub struct DroppedTableRows {
-    /// The row prefix (`3 ‖ project ‖ scope ‖ table id`) of every table that exists.
-    live: std::collections::HashSet<Vec<u8>>,
-    /// Expire nothing ([`DroppedTableRows::none`]).
-    keep_all: bool,
+    /// The row prefix (`3 ‖ project ‖ scope ‖ table id`) of every table that exists;
+    /// `None` expires nothing ([`DroppedTableRows::none`]).
+    live: Option<std::collections::HashSet<Vec<u8>>>,
 }
 
 impl DroppedTableRows {
     /// A filter that expires nothing (every row is treated as live): the safe choice
     /// when the catalog cannot be read.
     pub fn none() -> DroppedTableRows {
-        DroppedTableRows {
-            live: std::collections::HashSet::new(),
-            keep_all: true,
-        }
+        DroppedTableRows { live: None }
     }
 }
 
 impl aedb_storage::compaction::CompactionFilter for DroppedTableRows {
     fn expired(&self, key: &[u8], _lsn: Lsn, _value: &[u8]) -> bool {
-        !self.keep_all
-            && keyspace::row_table_prefix(key).is_some_and(|table| !self.live.contains(table))
+        self.live.as_ref().is_some_and(|live| {
+            keyspace::row_table_prefix(key).is_some_and(|table| !live.contains(table))
+        })
     }
 }
 
@@ -486,10 +483,7 @@ impl State {
                     .map(move |t| keyspace::row_prefix(ns, t.created))
             })
             .collect();
-        DroppedTableRows {
-            live,
-            keep_all: false,
-        }
+        DroppedTableRows { live: Some(live) }
     }
 
     fn check_lsn(&self, lsn: Lsn) -> Result<(), ApplyError> {
