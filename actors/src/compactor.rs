@@ -21,7 +21,7 @@ use aedb_checkpoint::{OsNonceSource, RunFileMeta, RunOptions, RunWriter, checkpo
 use aedb_keys::MasterKeyId;
 use aedb_manifest::{ManifestRecord, RunRecord, VersionEdit};
 use aedb_model::{DroppedTableRows, IdempotencyExpiry, IdempotencyRetention, ModelExpiry, State};
-use aedb_storage::compaction::{self, CompactionOptions, Method, Task};
+use aedb_storage::compaction::{self, CompactionOptions, FullCompaction, Method, Task};
 use aedb_storage::{Edit, Run, StorageError, Version};
 use aedb_sync::SnapshotCell;
 use aedb_types::{KeyEpoch, Lsn};
@@ -39,10 +39,6 @@ use crate::sequencer::{CurrentVersion, InstallRuns, Sequencer};
 /// whatever leveled compaction is still due; answers what was done.
 #[derive(Debug)]
 pub struct Compact;
-
-/// Most runs a full compaction merges at once (its version edit must stay within the
-/// manifest's limit together with the outputs); beyond it, leveled compactions run.
-const MAX_FULL_COMPACTION_INPUTS: usize = 128;
 
 /// Re-seal every run not sealed under the current key epoch (after `rotate_keys`), so
 /// older epochs can be retired; answers what was done.
@@ -419,24 +415,14 @@ impl Compactor {
         )
     }
 
-    /// A full compaction, then leveled ones until nothing is due.
+    /// A full compaction (in bounded steps: see [`FullCompaction`]), then leveled ones
+    /// until nothing is due.
     fn compact_all(&mut self) -> Result<CompactionReport, CheckpointFailure> {
         let mut report = CompactionReport::default();
-        let full = {
-            let version = self.version()?;
-            let inputs: Vec<(usize, Arc<Run>)> =
-                version.runs().map(|(l, r)| (l, r.clone())).collect();
-            // A lone bottom run is rewritten too: the floor may have moved since it
-            // was written, hiding more versions, and the filters may expire more.
-            (!inputs.is_empty() && inputs.len() <= MAX_FULL_COMPACTION_INPUTS).then(|| Task {
-                inputs,
-                output_level: version.deepest_level().max(1),
-                bottommost: true,
-                target_file_bytes: self.ctx.options.target_file_bytes,
-                method: Method::Merge,
-            })
-        };
-        if let Some(task) = full {
+        let full = FullCompaction::new(&*self.version()?, &self.ctx.options);
+        // A lone bottom run is rewritten too: the floor may have moved since it was
+        // written, hiding more versions, and the filters may expire more.
+        while let Some(task) = full.next(&*self.version()?) {
             let floor = self.floor();
             self.run(&task, floor, &mut report)?;
         }
@@ -457,13 +443,7 @@ impl Compactor {
             .version()?
             .runs()
             .filter(|(_, run)| run.file().epoch() != epoch)
-            .map(|(level, run)| Task {
-                inputs: vec![(level, run.clone())],
-                output_level: level,
-                bottommost: false,
-                method: Method::Merge,
-                target_file_bytes: u64::MAX,
-            })
+            .map(|(level, run)| Task::merge(vec![(level, run.clone())], level, false, u64::MAX))
             .collect();
         for task in stale {
             self.run(&task, Lsn::ZERO, &mut report)?;

@@ -53,6 +53,11 @@ fn main() {
         KEYS as usize
     );
 
+    let m = db.operational_metrics().storage;
+    summary.line(format!(
+        "shape: runs per level {:?}, {} memtables holding {} bytes",
+        m.level_runs, m.memtables, m.memtable_bytes
+    ));
     let mut rng = SplitMix64::new(0x5EED);
     let pool: Vec<[u8; KEY_LEN]> = (0..POOL).map(|_| key_bytes(rng.next() % KEYS)).collect();
     let snapshot = db.snapshot().expect("snapshot");

@@ -126,6 +126,25 @@ impl Lsm {
         let Some(task) = compaction::pick(&self.version, opts) else {
             return false;
         };
+        self.execute(&task, floor, opts);
+        true
+    }
+
+    /// A full compaction in its bounded steps; how many it took.
+    fn compact_fully(&mut self, floor: u64, opts: &CompactionOptions) -> usize {
+        let full = compaction::FullCompaction::new(&self.version, opts);
+        let mut steps = 0;
+        while let Some(task) = full.next(&self.version) {
+            self.execute(&task, floor, opts);
+            steps += 1;
+            assert!(steps < 10_000, "a full compaction that does not end");
+        }
+        steps
+    }
+
+    /// Runs `task` and installs its result, as the Compactor does; every edit stays
+    /// within `opts.max_edit_runs`.
+    fn execute(&mut self, task: &compaction::Task, floor: u64, opts: &CompactionOptions) {
         if task.method == compaction::Method::Move {
             self.version = Arc::new(
                 self.version.apply(&Edit {
@@ -138,10 +157,16 @@ impl Lsm {
                     floor: Lsn::ZERO,
                 }),
             );
-            return true;
+            return;
         }
         let mut writer = || self.writer_for_compaction();
-        let out = compaction::compact(&task, Lsn::new(floor), &mut writer).expect("compact");
+        let out = compaction::compact(task, Lsn::new(floor), &mut writer).expect("compact");
+        assert!(
+            task.inputs.len() + out.outputs.len() <= opts.max_edit_runs,
+            "an edit of {} inputs and {} outputs",
+            task.inputs.len(),
+            out.outputs.len()
+        );
         let added = out
             .outputs
             .iter()
@@ -152,7 +177,6 @@ impl Lsm {
             removed: task.inputs.iter().map(|(_, r)| r.id()).collect(),
             floor: Lsn::new(floor),
         }));
-        true
     }
 
     fn writer_for_compaction(&mut self) -> Result<RunWriter, StorageError> {
@@ -166,6 +190,7 @@ enum Op {
     Delete(u8),
     Flush,
     Compact,
+    CompactFully,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -174,6 +199,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..40).prop_map(Op::Delete),
         1 => Just(Op::Flush),
         1 => Just(Op::Compact),
+        1 => Just(Op::CompactFully),
     ]
 }
 
@@ -266,6 +292,10 @@ proptest! {
             target_file_bytes: 1024,
             // Tiny runs: let some level-0 runs move (those over 200 bytes) and others merge.
             min_move_bytes: 200,
+            // Tiny edits (three inputs at most) and grandparent cuts after one run, so
+            // merges are bounded, consolidated and cut, and full compactions take steps.
+            max_grandparent_overlap: 1,
+            max_edit_runs: 6,
         };
         let mut model = Model::new();
         let mut lsn = 0u64;
@@ -290,6 +320,15 @@ proptest! {
                     // Keep at least `keep` LSNs of history readable.
                     floor = floor.max(lsn.saturating_sub(keep));
                     while lsm.compact(floor, &opts) {}
+                }
+                Op::CompactFully => {
+                    floor = floor.max(lsn.saturating_sub(keep));
+                    lsm.compact_fully(floor, &opts);
+                    // Every run that was there is merged into the bottom level.
+                    let bottom = lsm.version.deepest_level();
+                    for level in 0..bottom {
+                        prop_assert!(lsm.version.level(level).is_empty(), "level {level} of {bottom}");
+                    }
                 }
             }
         }
@@ -545,13 +584,7 @@ fn an_expired_version_above_the_bottom_becomes_a_tombstone() {
         .map(|(l, r)| (l, r.clone()))
         .collect();
     assert_eq!(inputs.len(), 1);
-    let task = compaction::Task {
-        inputs: inputs.clone(),
-        output_level: 1,
-        bottommost: false,
-        target_file_bytes: u64::MAX,
-        method: compaction::Method::Merge,
-    };
+    let task = compaction::Task::merge(inputs.clone(), 1, false, u64::MAX);
     let mut writer = || lsm.writer();
     let out =
         compaction::compact_filtered(&task, Lsn::new(10), Some(&ExpireX), &mut writer).unwrap();
@@ -790,4 +823,162 @@ fn disjoint_runs_are_moved_down_and_overlapping_ones_merged() {
         (task.method, task.output_level),
         (compaction::Method::Move, 2)
     );
+}
+
+/// Flushes `entries` (`(key, lsn, value)`, `None` a tombstone) into one run placed at
+/// `level`, as a compaction would have left it.
+fn place(lsm: &mut Lsm, level: usize, entries: &[(String, u64, Option<&[u8]>)]) {
+    for (key, lsn, value) in entries {
+        let (kind, value) = match value {
+            Some(v) => (EntryKind::Put, *v),
+            None => (EntryKind::Delete, &[][..]),
+        };
+        lsm.memtables[0].insert(key.as_bytes(), Lsn::new(*lsn), kind, value);
+    }
+    lsm.flush();
+    let run = lsm.version.level(0)[0].clone();
+    lsm.version = Arc::new(lsm.version.apply(&Edit {
+        added: vec![(level, run.clone())],
+        removed: vec![run.id()],
+        floor: Lsn::ZERO,
+    }));
+}
+
+fn key_n(i: u32) -> String {
+    format!("key{i:04}")
+}
+
+/// Ten disjoint level-2 runs of ten keys each (`key0000`..`key0099`, LSNs 1..=100).
+fn ten_runs_at_level2(lsm: &mut Lsm) {
+    for part in 0..10u32 {
+        let entries: Vec<_> = (part * 10..part * 10 + 10)
+            .map(|i| (key_n(i), u64::from(i) + 1, Some(&b"old"[..])))
+            .collect();
+        place(lsm, 2, &entries);
+    }
+}
+
+/// A tombstone in an input that reaches past the run picked to be merged down still
+/// hides the older version deeper down: whether a merge may drop tombstones is decided
+/// over all of its inputs' keys, not only the picked run's.
+#[test]
+fn a_tombstone_beyond_the_picked_run_is_kept_while_a_deeper_level_holds_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::new(dir.path(), true, 128);
+    // Level 2: the old `key0000`. Level 1: its tombstone and `key0099`, one run.
+    place(&mut lsm, 2, &[(key_n(0), 1, Some(&b"old"[..]))]);
+    place(
+        &mut lsm,
+        1,
+        &[(key_n(0), 2, None), (key_n(99), 3, Some(&b"x"[..]))],
+    );
+    // Level 0: a run inside level 1's range, away from level 2's.
+    place(&mut lsm, 0, &[(key_n(50), 4, Some(&b"y"[..]))]);
+    let opts = CompactionOptions {
+        l0_runs: 1,
+        ..CompactionOptions::default()
+    };
+    let task = compaction::pick(&lsm.version, &opts).expect("level 0 is over its trigger");
+    assert_eq!((task.inputs.len(), task.output_level), (2, 1));
+    assert!(!task.bottommost, "level 2 holds a key of the level-1 input");
+    lsm.execute(&task, 4, &opts);
+    assert_eq!(lsm.view(4).get(key_n(0).as_bytes()).unwrap(), None);
+}
+
+/// A run overlapping more runs one level down than one version edit can name is merged
+/// down in steps that each fit: the runs below are first merged into fewer, larger
+/// ones (consolidated), then the run is merged with them. Reads never change.
+#[test]
+fn a_run_overlapping_too_many_runs_below_is_merged_in_edits_that_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::new(dir.path(), true, 128);
+    ten_runs_at_level2(&mut lsm);
+    // One level-1 run spanning all ten: a new value and a tombstone.
+    place(
+        &mut lsm,
+        1,
+        &[(key_n(5), 200, Some(&b"new"[..])), (key_n(95), 201, None)],
+    );
+    // Level 1 is over its target, level 2 far under its own; one edit names six runs
+    // (three inputs).
+    let opts = CompactionOptions {
+        level1_bytes: 1,
+        multiplier: 1 << 30,
+        max_edit_runs: 6,
+        ..CompactionOptions::default()
+    };
+    let mut consolidations = 0;
+    while let Some(task) = compaction::pick(&lsm.version, &opts) {
+        assert!(task.inputs.len() <= 3, "{} inputs", task.inputs.len());
+        if task.inputs.iter().all(|(level, _)| *level == 2) {
+            assert_eq!(task.output_level, 2);
+            consolidations += 1;
+        }
+        lsm.execute(&task, 201, &opts);
+    }
+    assert!(consolidations >= 2, "{consolidations} consolidations");
+    assert!(lsm.version.level(1).is_empty());
+    assert!(lsm.version.level(2).len() < 10);
+    let view = lsm.view(201);
+    for i in 0..100 {
+        let got = view.get(key_n(i).as_bytes()).unwrap().map(|(_, v)| v);
+        let want = match i {
+            5 => Some(b"new".to_vec()),
+            95 => None,
+            _ => Some(b"old".to_vec()),
+        };
+        assert_eq!(got, want, "{}", key_n(i));
+    }
+}
+
+/// A full compaction of more runs than one edit can name merges every run into the
+/// bottom level in steps that each fit: the levels above are pushed down, then the
+/// bottom runs no push reached are rewritten a few at a time, dropping what the floor
+/// hides and every tombstone.
+#[test]
+fn a_full_compaction_of_more_runs_than_an_edit_names_reaches_every_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::new(dir.path(), true, 128);
+    // Ten level-2 runs; the first key of each has a version the floor hides.
+    for part in 0..10u32 {
+        let mut entries: Vec<_> = (part * 10..part * 10 + 10)
+            .map(|i| (key_n(i), u64::from(i) + 1, Some(&b"old"[..])))
+            .collect();
+        entries.push((key_n(part * 10), 500 + u64::from(part), Some(&b"newer"[..])));
+        place(&mut lsm, 2, &entries);
+    }
+    // Above the first level-2 run only: a tombstone at level 1, a put at level 0.
+    place(&mut lsm, 1, &[(key_n(3), 300, None)]);
+    place(&mut lsm, 0, &[(key_n(1), 400, Some(&b"l0"[..]))]);
+    let before: Vec<u64> = lsm.version.runs().map(|(_, r)| r.id()).collect();
+    assert_eq!(before.len(), 12);
+    let opts = CompactionOptions {
+        max_edit_runs: 6,
+        ..CompactionOptions::default()
+    };
+    let steps = lsm.compact_fully(600, &opts);
+    // Level 0 into 1, level 1 into 2, then the nine untouched runs three at a time.
+    assert_eq!(steps, 5);
+    for level in [0, 1] {
+        assert!(lsm.version.level(level).is_empty(), "level {level}");
+    }
+    let after: Vec<u64> = lsm.version.runs().map(|(_, r)| r.id()).collect();
+    assert!(
+        after.iter().all(|id| !before.contains(id)),
+        "every run rewritten"
+    );
+    let view = lsm.view(600);
+    for i in 0..100 {
+        let got = view.get(key_n(i).as_bytes()).unwrap();
+        let want = match i {
+            1 => Some((400, b"l0".to_vec())),
+            3 => None,
+            i if i % 10 == 0 => Some((500 + u64::from(i / 10), b"newer".to_vec())),
+            i => Some((u64::from(i) + 1, b"old".to_vec())),
+        };
+        assert_eq!(got.map(|(l, v)| (l.get(), v)), want, "{}", key_n(i));
+    }
+    // One version per key is left, and no tombstone.
+    let entries: u64 = lsm.version.runs().map(|(_, r)| r.file().entries()).sum();
+    assert_eq!(entries, 99);
 }

@@ -1,13 +1,15 @@
 //! Compaction: merging runs level by level in the background.
 //!
 //! [`picker`] decides *what* to merge (leveled: level 0 by run count, deeper levels by
-//! size against a target that grows tenfold per level); [`compact`] does the merge,
+//! size against a target that grows tenfold per level), and [`full`] plans a full
+//! compaction in steps of the same bounded size; [`compact`] does the merge,
 //! dropping every version no snapshot inside the retention window can see and every
 //! tombstone that reached the bottom; [`compact_filtered`] also lets a
 //! [`CompactionFilter`] discard expired entries. Neither touches the manifest or deletes a file:
 //! the Compactor actor records the result as one version edit and deletes the inputs
 //! once no reader holds them.
 
+pub mod full;
 pub mod picker;
 
 use std::sync::Arc;
@@ -19,7 +21,8 @@ use crate::cache::CacheFill;
 use crate::error::StorageError;
 use crate::merge::{LevelSource, Merged, Source};
 use crate::run::Run;
-pub use picker::{CompactionOptions, Method, Task, pick};
+pub use full::FullCompaction;
+pub use picker::{CompactionOptions, MAX_EDIT_RUNS, Method, Task, pick};
 
 /// What one compaction wrote and dropped.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -52,7 +55,8 @@ pub trait CompactionFilter: Send + Sync {
 }
 
 /// Merges `task`'s inputs into new runs of at most about `task.target_file_bytes`
-/// each, written by writers from `new_writer`. Keeps, per key, every version newer
+/// each (and overlapping at most about `task.max_grandparent_overlap` of
+/// `task.grandparents`), written by writers from `new_writer`. Keeps, per key, every version newer
 /// than `floor` and the newest one at or before it (what a snapshot at `floor` sees);
 /// drops that one too if it is a tombstone and the output is the bottom for its keys.
 /// A key's versions are never split across two outputs.
@@ -84,6 +88,10 @@ pub fn compact_filtered(
     let mut key: Vec<u8> = Vec::new();
     let mut have_key = false;
     let mut floor_version_kept = false;
+    // Grandparent runs wholly before the current key, and as of the current output's
+    // first key: their difference is how many the output overlaps beyond its first.
+    let mut passed = 0usize;
+    let mut passed_at_start = 0usize;
     let write_err = |e| StorageError::Write(Arc::new(e));
     loop {
         let step = merged.next_with(|e| {
@@ -136,17 +144,27 @@ pub fn compact_filtered(
             }
             Keep::Yes => {}
         }
+        if new_key {
+            let gp = &task.grandparents;
+            while passed < gp.len() && gp[passed].file().last_key() < key.as_slice() {
+                passed += 1;
+            }
+        }
         // Split only between keys, so sorted levels stay disjoint.
         if new_key
             && let Some(w) = &writer
-            && w.bytes_written() >= task.target_file_bytes
+            && (w.bytes_written() >= task.target_file_bytes
+                || passed - passed_at_start >= task.max_grandparent_overlap)
             && let Some(w) = writer.take()
         {
             out.outputs.push(w.finish().map_err(write_err)?);
         }
         let w = match &mut writer {
             Some(w) => w,
-            None => writer.insert(new_writer()?),
+            None => {
+                passed_at_start = passed;
+                writer.insert(new_writer()?)
+            }
         };
         if let Err(e) = w.add(&key, lsn, kind, &value) {
             if let Some(w) = writer.take() {

@@ -42,7 +42,19 @@ pub struct CompactionOptions {
     /// of level 1 (an ascending-key workload would otherwise grow a level by one tiny
     /// file per checkpoint).
     pub min_move_bytes: u64,
+    /// An output of a merge into level `n` is cut (between keys) once it overlaps this
+    /// many runs of level `n + 1`, so merging it down later reads a bounded number of
+    /// runs (RocksDB bounds the same with `max_compaction_bytes`).
+    pub max_grandparent_overlap: usize,
+    /// Most runs, inputs plus outputs, one compaction's version edit may name: the
+    /// manifest's [`MAX_EDIT_RUNS`], lower only to exercise the limit in tests. A
+    /// compaction reads at most half as many runs and sizes its outputs so the rest
+    /// holds them.
+    pub max_edit_runs: usize,
 }
+
+/// Most runs one version edit may name (the manifest's limit).
+pub use aedb_manifest::MAX_EDIT_RUNS;
 
 impl Default for CompactionOptions {
     fn default() -> CompactionOptions {
@@ -54,6 +66,8 @@ impl Default for CompactionOptions {
             multiplier: 10,
             target_file_bytes: 16 * 1024 * 1024,
             min_move_bytes: 256 * 1024,
+            max_grandparent_overlap: 25,
+            max_edit_runs: MAX_EDIT_RUNS,
         }
     }
 }
@@ -66,6 +80,24 @@ impl CompactionOptions {
             t = t.saturating_mul(self.multiplier.max(2));
         }
         t
+    }
+
+    /// Most input runs of one compaction: half of [`CompactionOptions::max_edit_runs`]
+    /// (at least 2), leaving the rest for its outputs.
+    pub fn max_inputs(&self) -> usize {
+        (self.max_edit_runs.min(MAX_EDIT_RUNS) / 2).max(2)
+    }
+
+    /// The output file size for merging `inputs` runs holding `bytes`: the target, or
+    /// more when that many outputs would not fit beside the inputs in one version edit
+    /// (outputs are cut only once they reach the size, so at most `bytes / size + 1`).
+    pub fn output_bytes(&self, inputs: usize, bytes: u64) -> u64 {
+        let room = self
+            .max_edit_runs
+            .min(MAX_EDIT_RUNS)
+            .saturating_sub(inputs + 2)
+            .max(1) as u64;
+        self.target_file_bytes.max(1).max(bytes.div_ceil(room))
     }
 }
 
@@ -94,9 +126,33 @@ pub struct Task {
     pub target_file_bytes: u64,
     /// Merge or move.
     pub method: Method,
+    /// The runs of the level below the output level (empty for the bottom): a merge
+    /// cuts an output once it overlaps [`Task::max_grandparent_overlap`] of them.
+    pub grandparents: Arc<[Arc<Run>]>,
+    /// See [`CompactionOptions::max_grandparent_overlap`].
+    pub max_grandparent_overlap: usize,
 }
 
 impl Task {
+    /// A merge of `inputs` into `output_level`, outputs cut at `target_file_bytes` only
+    /// (no grandparent limit).
+    pub fn merge(
+        inputs: Vec<(usize, Arc<Run>)>,
+        output_level: usize,
+        bottommost: bool,
+        target_file_bytes: u64,
+    ) -> Task {
+        Task {
+            inputs,
+            output_level,
+            bottommost,
+            target_file_bytes,
+            method: Method::Merge,
+            grandparents: Arc::from([]),
+            max_grandparent_overlap: usize::MAX,
+        }
+    }
+
     /// Bytes read by this compaction.
     pub fn input_bytes(&self) -> u64 {
         self.inputs.iter().map(|(_, r)| r.file().len()).sum()
@@ -145,39 +201,109 @@ pub fn pick(version: &Version, opts: &CompactionOptions) -> Option<Task> {
             .min_by_key(|r| (r.file().max_lsn(), r.id()))?;
         vec![oldest.clone()]
     };
-    let first = picked.iter().map(|r| r.file().first_key()).min()?.to_vec();
-    let last = picked.iter().map(|r| r.file().last_key()).max()?.to_vec();
-    let lo = std::ops::Bound::Included(first);
-    let hi = std::ops::Bound::Included(last);
+    Some(push_down(version, level, picked, opts, true))
+}
+
+/// The task merging `picked` (runs of `level`; of level 0, its oldest ones, newest
+/// first) into level `level + 1` together with every run there they overlap, or moving
+/// them there when `may_move` and they overlap nothing. When that would read more than
+/// [`CompactionOptions::max_inputs`] runs, fewer level-0 runs are taken (the oldest
+/// stay); when even one run overlaps too many, those it overlaps are first merged into
+/// fewer, larger runs of their own level (each such merge halves their number).
+pub(crate) fn push_down(
+    version: &Version,
+    level: usize,
+    mut picked: Vec<Arc<Run>>,
+    opts: &CompactionOptions,
+    may_move: bool,
+) -> Task {
     let output_level = level + 1;
-    let movable = disjoint(&picked)
+    let max_inputs = opts.max_inputs();
+    let mut below = overlapping(version, output_level, &picked);
+    while picked.len() > 1 && picked.len() + below.len() > max_inputs {
+        // Drop the newest (level 0 lists newest first; a sorted level keeps its first).
+        if level == 0 {
+            picked.remove(0);
+        } else {
+            picked.pop();
+        }
+        below = overlapping(version, output_level, &picked);
+    }
+    if picked.len() + below.len() > max_inputs {
+        return consolidate(version, output_level, &below[..max_inputs], opts);
+    }
+    let movable = may_move
+        && below.is_empty()
+        && disjoint(&picked)
         && (level > 0 || picked.iter().all(|r| r.file().len() >= opts.min_move_bytes));
     let mut inputs: Vec<(usize, Arc<Run>)> = picked.into_iter().map(|r| (level, r)).collect();
-    inputs.extend(
-        version
-            .level(output_level)
-            .iter()
-            .filter(|r| overlaps(r.file().first_key(), r.file().last_key(), &lo, &hi))
-            .map(|r| (output_level, r.clone())),
-    );
-    let bottommost = (output_level + 1..LEVELS).all(|l| {
-        version
-            .level(l)
-            .iter()
-            .all(|r| !overlaps(r.file().first_key(), r.file().last_key(), &lo, &hi))
-    });
-    let method = if movable && inputs.iter().all(|(l, _)| *l == level) {
-        Method::Move
-    } else {
-        Method::Merge
-    };
-    Some(Task {
+    inputs.extend(below.into_iter().map(|r| (output_level, r)));
+    merge_task(version, inputs, output_level, opts, movable)
+}
+
+/// A merge of `runs`, consecutive runs of sorted `level`, into half as many runs (or
+/// fewer) of the same level.
+fn consolidate(
+    version: &Version,
+    level: usize,
+    runs: &[Arc<Run>],
+    opts: &CompactionOptions,
+) -> Task {
+    let inputs: Vec<(usize, Arc<Run>)> = runs.iter().map(|r| (level, r.clone())).collect();
+    let bytes: u64 = runs.iter().map(|r| r.file().len()).sum();
+    let half = (runs.len() / 2).max(1) as u64;
+    let mut task = merge_task(version, inputs, level, opts, false);
+    task.target_file_bytes = task.target_file_bytes.max(bytes.div_ceil(half));
+    // Only the size cuts, so the runs do halve.
+    task.max_grandparent_overlap = usize::MAX;
+    task
+}
+
+/// A task for `inputs` into `output_level`: bottommost when no deeper level overlaps
+/// them, outputs sized to fit the edit and cut by grandparent overlap.
+pub(crate) fn merge_task(
+    version: &Version,
+    inputs: Vec<(usize, Arc<Run>)>,
+    output_level: usize,
+    opts: &CompactionOptions,
+    movable: bool,
+) -> Task {
+    let runs: Vec<Arc<Run>> = inputs.iter().map(|(_, r)| r.clone()).collect();
+    let bottommost = (output_level + 1..LEVELS).all(|l| overlapping(version, l, &runs).is_empty());
+    let bytes: u64 = runs.iter().map(|r| r.file().len()).sum();
+    let method = if movable { Method::Move } else { Method::Merge };
+    Task {
+        target_file_bytes: opts.output_bytes(inputs.len(), bytes),
         inputs,
         output_level,
         bottommost,
-        target_file_bytes: opts.target_file_bytes,
         method,
-    })
+        grandparents: if output_level + 1 < LEVELS {
+            version.level_shared(output_level + 1).clone()
+        } else {
+            Arc::from([])
+        },
+        max_grandparent_overlap: opts.max_grandparent_overlap.max(1),
+    }
+}
+
+/// The runs of `level` whose key range overlaps the span of `runs` (first key of the
+/// first to last key of the last), in the level's order.
+pub(crate) fn overlapping(version: &Version, level: usize, runs: &[Arc<Run>]) -> Vec<Arc<Run>> {
+    let (Some(first), Some(last)) = (
+        runs.iter().map(|r| r.file().first_key()).min(),
+        runs.iter().map(|r| r.file().last_key()).max(),
+    ) else {
+        return Vec::new();
+    };
+    let lo = std::ops::Bound::Included(first.to_vec());
+    let hi = std::ops::Bound::Included(last.to_vec());
+    version
+        .level(level)
+        .iter()
+        .filter(|r| overlaps(r.file().first_key(), r.file().last_key(), &lo, &hi))
+        .cloned()
+        .collect()
 }
 
 /// Whether no two of `runs` share a key (a sorted level could hold them all).
