@@ -488,8 +488,11 @@ impl Owner for Compactor {
     fn tick(&mut self) {
         self.collect_garbage();
         let Ok(version) = self.version() else { return };
-        // Commits wait while level 0 is this deep: the byte budget yields to them.
-        let writers_stalled = version.level(0).len() >= self.ctx.options.l0_stop_runs;
+        // Commits are slowed (or wait) while level 0 is this deep: the byte budget
+        // yields to them.
+        let opts = &self.ctx.options;
+        let writers_stalled =
+            version.level(0).len() >= opts.l0_slowdown_runs.min(opts.l0_stop_runs);
         if Instant::now() < self.resume_at && !writers_stalled {
             return;
         }

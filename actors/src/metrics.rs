@@ -370,6 +370,11 @@ pub struct EngineMetrics {
     pub write_stalls: AtomicU64,
     /// Microseconds commits spent stalled since open (ended stalls).
     pub write_stall_micros: AtomicU64,
+    /// Commits held back by the write slowdown since open (level 0 between
+    /// `CompactionOptions::l0_slowdown_runs` and its stop depth).
+    pub write_slowdowns: AtomicU64,
+    /// Microseconds commits spent held back by the write slowdown since open.
+    pub write_slowdown_micros: AtomicU64,
     /// Compactions completed since open.
     pub compactions: AtomicU64,
     /// Run-file bytes compactions read since open.
@@ -523,6 +528,8 @@ impl EngineMetrics {
             memtables_frozen: self.memtables_frozen.load(Relaxed),
             write_stalls: self.write_stalls.load(Relaxed),
             write_stall_micros: self.write_stall_micros.load(Relaxed),
+            write_slowdowns: self.write_slowdowns.load(Relaxed),
+            write_slowdown_micros: self.write_slowdown_micros.load(Relaxed),
             compactions: self.compactions.load(Relaxed),
             compaction_bytes_read: self.compaction_bytes_read.load(Relaxed),
             compaction_bytes_written: self.compaction_bytes_written.load(Relaxed),
@@ -805,6 +812,12 @@ pub struct OperationalMetrics {
     pub write_stalls: u64,
     /// Microseconds commits spent stalled since open.
     pub write_stall_micros: u64,
+    /// Commits held back by the write slowdown since open: level 0 was deep enough
+    /// (`l0_slowdown_runs`) that commits were paced to a byte rate rather than run at
+    /// full speed into the stop.
+    pub write_slowdowns: u64,
+    /// Microseconds commits spent held back by the write slowdown since open.
+    pub write_slowdown_micros: u64,
     /// Compactions completed since open.
     pub compactions: u64,
     /// Run-file bytes compactions read since open.

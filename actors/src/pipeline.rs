@@ -91,8 +91,12 @@ pub struct StorageConfig {
     /// Reads as of this many LSNs before the newest stay possible (`snapshot_at`);
     /// compaction keeps the versions they need.
     pub retention_lsns: u64,
-    /// Compaction writes at most this many bytes per second (0: unlimited).
+    /// Compaction writes at most this many bytes per second (0: unlimited); it
+    /// ignores the limit while writers are slowed down or stalled.
     pub compaction_bytes_per_sec: u64,
+    /// The write rate at the start of the write slowdown (0: none); see
+    /// [`WriteLimits::slowdown_bytes_per_sec`].
+    pub write_slowdown_bytes_per_sec: u64,
     /// How long idempotency records are honoured by the Sequencer and kept by
     /// compaction.
     pub idempotency_retention: aedb_model::IdempotencyRetention,
@@ -109,6 +113,7 @@ impl Default for StorageConfig {
             compaction: aedb_storage::compaction::CompactionOptions::default(),
             retention_lsns: 0,
             compaction_bytes_per_sec: 128 << 20,
+            write_slowdown_bytes_per_sec: crate::sequencer::DEFAULT_SLOWDOWN_BYTES_PER_SEC,
             idempotency_retention: aedb_model::IdempotencyRetention::DEFAULT,
         }
     }
@@ -265,6 +270,8 @@ impl Pipeline {
                     memtable_bytes: config.storage.memtable_bytes,
                     immutable_memtables: config.storage.immutable_memtables,
                     l0_stop_runs: config.storage.compaction.l0_stop_runs,
+                    l0_slowdown_runs: config.storage.compaction.l0_slowdown_runs,
+                    slowdown_bytes_per_sec: config.storage.write_slowdown_bytes_per_sec,
                     max_stall: crate::sequencer::MAX_STALL,
                 },
             )

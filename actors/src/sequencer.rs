@@ -149,25 +149,66 @@ pub struct WriteLimits {
     pub immutable_memtables: usize,
     /// Commits wait while level 0 holds this many runs.
     pub l0_stop_runs: usize,
+    /// From this many level-0 runs on (below `l0_stop_runs`), commits are paced: see
+    /// [`WriteLimits::slowdown_bytes_per_sec`].
+    pub l0_slowdown_runs: usize,
+    /// The write rate (bytes of WAL records per second) at `l0_slowdown_runs` level-0
+    /// runs; it falls in proportion to the runs left before the stop (one run short of
+    /// it: this rate ÷ (`l0_stop_runs` − `l0_slowdown_runs`)). Commits over the rate
+    /// wait in the Sequencer's queue, as in a stall, and their deadlines still hold.
+    pub slowdown_bytes_per_sec: u64,
     /// A commit that waited this long while flushes or compactions failed is refused
     /// as busy ([`MAX_STALL`] by default).
     pub max_stall: Duration,
 }
 
-/// How often waiting commits are checked against their deadlines.
+impl Default for WriteLimits {
+    /// A 64 MiB memtable, two frozen ones, and the default compaction depths (a
+    /// slowdown from 12 level-0 runs at 16 MiB/s, a stop at 20).
+    fn default() -> WriteLimits {
+        let compaction = aedb_storage::compaction::CompactionOptions::default();
+        WriteLimits {
+            memtable_bytes: 64 << 20,
+            immutable_memtables: 2,
+            l0_stop_runs: compaction.l0_stop_runs,
+            l0_slowdown_runs: compaction.l0_slowdown_runs,
+            slowdown_bytes_per_sec: DEFAULT_SLOWDOWN_BYTES_PER_SEC,
+            max_stall: MAX_STALL,
+        }
+    }
+}
+
+/// The default of [`WriteLimits::slowdown_bytes_per_sec`] (RocksDB's
+/// `delayed_write_rate` default is the same).
+pub const DEFAULT_SLOWDOWN_BYTES_PER_SEC: u64 = 16 << 20;
+
+/// How often waiting commits are checked against their deadlines (and paced ones
+/// released).
 const STALL_CHECK: Duration = Duration::from_millis(20);
 
 /// How long a commit waits out a write stall while flushes or compactions fail before
 /// it is refused as busy (the default of [`WriteLimits::max_stall`]).
 pub const MAX_STALL: Duration = Duration::from_secs(10);
 
+/// A commit waiting in the Sequencer's queue.
+struct Waiting {
+    since: Instant,
+    /// Queued by the write slowdown (not a stall).
+    paced: bool,
+    commit: Commit,
+}
+
 /// The single-writer actor.
 pub struct Sequencer {
     state: State,
     /// When to freeze the active memtable and when commits wait.
     limits: WriteLimits,
-    /// Commits waiting out a write stall, oldest first, with when they began waiting.
-    stalled: VecDeque<(Instant, Commit)>,
+    /// Commits waiting out a write stall or the write slowdown, oldest first, with
+    /// when they began waiting.
+    stalled: VecDeque<Waiting>,
+    /// The write slowdown's clock: when the next commit may start (`None` when not
+    /// slowed). Each commit sequenced while slowed moves it on by its bytes ÷ the rate.
+    pace_until: Option<Instant>,
     /// When the current stall began, and the flush and compaction failures counted then.
     stalled_since: Option<(Instant, u64)>,
     wal: Option<MailboxSender<WalMsg>>,
@@ -204,6 +245,7 @@ impl Sequencer {
             state,
             limits,
             stalled: VecDeque::new(),
+            pace_until: None,
             stalled_since: None,
             wal: Some(wal),
             wal_fail_stopped,
@@ -372,6 +414,7 @@ impl Sequencer {
             }
         };
         self.freeze_if_full();
+        self.pace(payload.len());
         if outcome.is_ok()
             && let Some(policy) = &authority.installs
         {
@@ -453,6 +496,37 @@ impl Sequencer {
             || view.version().level(0).len() >= self.limits.l0_stop_runs
     }
 
+    /// The write rate while level 0 is between its slowdown and stop depths: the
+    /// configured rate scaled by the runs left before the stop.
+    fn slowdown_rate(&self) -> Option<f64> {
+        let l0 = self.state.view().version().level(0).len();
+        let (slow, stop) = (self.limits.l0_slowdown_runs, self.limits.l0_stop_runs);
+        if l0 < slow || l0 >= stop || self.limits.slowdown_bytes_per_sec == 0 {
+            return None;
+        }
+        let left = (stop - l0) as f64 / (stop - slow) as f64;
+        Some(self.limits.slowdown_bytes_per_sec as f64 * left)
+    }
+
+    /// Whether the next commit must wait for the write slowdown's clock.
+    fn must_pace(&self, now: Instant) -> bool {
+        self.pace_until.is_some_and(|t| t > now) && self.slowdown_rate().is_some()
+    }
+
+    /// Moves the slowdown's clock on by a sequenced record of `bytes` (or stops it
+    /// when writes are not slowed). The clock may lag up to one tick behind now, so
+    /// the commits a tick releases are not held to one per tick.
+    fn pace(&mut self, bytes: usize) {
+        let Some(rate) = self.slowdown_rate() else {
+            self.pace_until = None;
+            return;
+        };
+        let now = Instant::now();
+        let earliest = now.checked_sub(STALL_CHECK).unwrap_or(now);
+        let start = self.pace_until.map_or(now, |t| t.max(earliest));
+        self.pace_until = Some(start + Duration::from_secs_f64(bytes as f64 / rate));
+    }
+
     /// Handles one commit taken from the mailbox, or from the stalled queue.
     fn accept(&mut self, commit: Commit) {
         // Checked when the commit leaves the mailbox: one that waited past its
@@ -472,19 +546,25 @@ impl Sequencer {
         }
     }
 
-    /// Sequences waiting commits, oldest first, while the stall is lifted.
+    /// Sequences waiting commits, oldest first, while neither a stall nor the write
+    /// slowdown holds them.
     fn drain_stalled(&mut self) {
-        while !self.stalled.is_empty() && !self.must_stall() {
-            if let Some((_, commit)) = self.stalled.pop_front() {
-                self.accept(commit);
-            }
-        }
-        if self.stalled.is_empty()
+        if !self.must_stall()
             && let Some((since, _)) = self.stalled_since.take()
         {
             self.metrics
                 .write_stall_micros
                 .fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+        while !self.stalled.is_empty() && !self.must_stall() && !self.must_pace(Instant::now()) {
+            if let Some(w) = self.stalled.pop_front() {
+                if w.paced {
+                    self.metrics
+                        .write_slowdown_micros
+                        .fetch_add(w.since.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
+                self.accept(w.commit);
+            }
         }
     }
 
@@ -498,9 +578,9 @@ impl Sequencer {
             self.metrics.checkpoint_failures.load(Ordering::Relaxed) > failures
         });
         let max_stall = self.limits.max_stall;
-        let expired = |(since, c): &(Instant, Commit)| {
-            c.deadline.is_some_and(|d| now > d)
-                || (failing && now.duration_since(*since) >= max_stall)
+        let expired = |w: &Waiting| {
+            w.commit.deadline.is_some_and(|d| now > d)
+                || (failing && now.duration_since(w.since) >= max_stall)
         };
         if !self.stalled.iter().any(expired) {
             return;
@@ -508,7 +588,7 @@ impl Sequencer {
         let (expired, waiting): (VecDeque<_>, VecDeque<_>) =
             self.stalled.drain(..).partition(expired);
         self.stalled = waiting;
-        for (_, commit) in expired {
+        for Waiting { commit, .. } in expired {
             let timed_out = commit.deadline.is_some_and(|d| now > d);
             let (cause, error) = if timed_out {
                 (ErrorCause::Timeout, CommitError::Timeout)
@@ -645,22 +725,23 @@ impl Owner for Sequencer {
         }
         if self.wal_fail_stopped.load(Ordering::Acquire) {
             // Nothing will be flushed any more: every waiting commit is refused.
-            for (_, commit) in self.stalled.drain(..) {
+            for w in self.stalled.drain(..) {
                 self.metrics.count_error(ErrorCause::WalFailure);
-                commit.reply.complete(Err(CommitError::FailStopped));
+                w.commit.reply.complete(Err(CommitError::FailStopped));
             }
             return;
         }
         self.expire_stalled();
+        self.drain_stalled();
     }
 
     /// Stops accepting commits and releases the WAL mailbox (the writer then drains,
     /// syncs and exits once every other sender is gone too); commits still waiting
     /// out a stall are refused as closed, nothing of them applied.
     fn stopped(&mut self) {
-        for (_, commit) in self.stalled.drain(..) {
+        for w in self.stalled.drain(..) {
             self.metrics.count_error(ErrorCause::Closed);
-            commit.reply.complete(Err(CommitError::Closed));
+            w.commit.reply.complete(Err(CommitError::Closed));
         }
         self.wal = None;
     }
@@ -673,19 +754,22 @@ impl Ask<Sequencer> for Commit {
         #[cfg(feature = "observability")]
         let _span =
             tracing::trace_span!("aedb.commit.sequence", finality = ?self.finality).entered();
-        if !sequencer.stalled.is_empty() || sequencer.must_stall() {
-            if sequencer.stalled_since.is_none() {
-                let failures = sequencer
-                    .metrics
-                    .checkpoint_failures
-                    .load(Ordering::Relaxed);
-                sequencer.stalled_since = Some((Instant::now(), failures));
-                sequencer
-                    .metrics
-                    .write_stalls
-                    .fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let stall = sequencer.must_stall();
+        if stall || !sequencer.stalled.is_empty() || sequencer.must_pace(now) {
+            let m = &sequencer.metrics;
+            if !stall {
+                m.write_slowdowns.fetch_add(1, Ordering::Relaxed);
+            } else if sequencer.stalled_since.is_none() {
+                let failures = m.checkpoint_failures.load(Ordering::Relaxed);
+                sequencer.stalled_since = Some((now, failures));
+                m.write_stalls.fetch_add(1, Ordering::Relaxed);
             }
-            sequencer.stalled.push_back((Instant::now(), self));
+            sequencer.stalled.push_back(Waiting {
+                since: now,
+                paced: !stall,
+                commit: self,
+            });
             return;
         }
         sequencer.accept(self);

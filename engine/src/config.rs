@@ -128,7 +128,9 @@ pub struct AedbConfig {
 /// When writes outrun the flushes (every frozen slot taken) or the compactions (level
 /// 0 twenty runs deep), commits wait in the Sequencer until storage catches up (a
 /// *write stall*, counted in `operational_metrics().write_stalls`), instead of growing
-/// memory; a commit's deadline still applies while it waits.
+/// memory; a commit's deadline still applies while it waits. From twelve level-0 runs
+/// on, commits are first paced to a byte rate that falls as level 0 deepens (counted in
+/// `operational_metrics().write_slowdowns`), so latency grows gradually before a stall.
 ///
 /// ```
 /// use aedb::{AedbConfig, MemoryBudget};

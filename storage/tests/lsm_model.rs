@@ -287,6 +287,7 @@ proptest! {
             // Partial level-0 merges (the oldest two) leave newer runs above the output.
             max_l0_inputs: 2,
             l0_stop_runs: 8,
+            l0_slowdown_runs: 6,
             level1_bytes: 2048,
             multiplier: 2,
             target_file_bytes: 1024,

@@ -115,8 +115,7 @@ impl SequencerRig {
         let limits = WriteLimits {
             memtable_bytes: 1 << 20,
             immutable_memtables: 2,
-            l0_stop_runs: 20,
-            max_stall: crate::sequencer::MAX_STALL,
+            ..WriteLimits::default()
         };
         Self::with_limits(state, max_record_len, limits)
     }

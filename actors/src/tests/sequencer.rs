@@ -221,8 +221,8 @@ fn stalling_rig() -> SequencerRig {
     let limits = crate::sequencer::WriteLimits {
         memtable_bytes: 4 << 10,
         immutable_memtables: 1,
-        l0_stop_runs: 20,
         max_stall: std::time::Duration::from_millis(300),
+        ..crate::sequencer::WriteLimits::default()
     };
     let rig = SequencerRig::with_limits(aedb_model::State::new(), 1 << 20, limits);
     for ddl in [
@@ -379,8 +379,8 @@ fn a_snapshot_published_after_an_install_is_repointed_at_the_new_sources() {
     let limits = WriteLimits {
         memtable_bytes: 1 << 20,
         immutable_memtables: 2,
-        l0_stop_runs: 20,
         max_stall: crate::sequencer::MAX_STALL,
+        ..crate::sequencer::WriteLimits::default()
     };
     let sequencer = crate::actor::spawn(
         crate::sequencer::Sequencer::new(
@@ -447,4 +447,75 @@ fn a_snapshot_published_after_an_install_is_repointed_at_the_new_sources() {
         "the flushed memtable is no longer pinned"
     );
     assert_eq!(published.lsn(), lsn);
+}
+
+/// A rig whose writes are always in the slowdown (`l0_slowdown_runs` 0) at
+/// `bytes_per_sec`, in namespace `a/main`.
+fn slowed_rig(bytes_per_sec: u64) -> SequencerRig {
+    let limits = crate::sequencer::WriteLimits {
+        memtable_bytes: 1 << 20,
+        l0_slowdown_runs: 0,
+        slowdown_bytes_per_sec: bytes_per_sec,
+        ..crate::sequencer::WriteLimits::default()
+    };
+    let rig = SequencerRig::with_limits(aedb_model::State::new(), 1 << 20, limits);
+    for ddl in [
+        create_project("a"),
+        crate::commit::Request::Ddl(aedb_model::Ddl::CreateScope {
+            ns: aedb_model::Namespace::parse("a", "main").unwrap(),
+        }),
+    ] {
+        rig.committer
+            .commit(ddl, Finality::Visible, Admission::Wait)
+            .unwrap();
+    }
+    rig
+}
+
+/// While level 0 is in its slowdown depth, commits are paced to the byte rate: they
+/// wait in the Sequencer's queue (counted), in order, and a deadline still refuses one
+/// that waits past it, with nothing applied. Without a slowdown nothing waits.
+#[test]
+fn a_write_slowdown_paces_commits_to_its_byte_rate_and_keeps_deadlines() {
+    // 16 KiB/s and 1 KiB puts: about 65 ms per commit.
+    let rig = slowed_rig(16 << 10);
+    let started = std::time::Instant::now();
+    for i in 0..6 {
+        rig.committer
+            .commit(put(&format!("k{i}")), Finality::Visible, Admission::Wait)
+            .unwrap();
+    }
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(250), "{took:?}");
+    let m = rig.metrics.snapshot(0);
+    assert!(m.write_slowdowns >= 4, "{}", m.write_slowdowns);
+    assert!(
+        m.write_slowdown_micros >= 200_000,
+        "{}",
+        m.write_slowdown_micros
+    );
+    assert_eq!(m.write_stalls, 0, "a slowdown is not a stall");
+
+    // A commit whose deadline passes while it is paced is refused, nothing applied.
+    let lsn = rig.snapshots.load().1.lsn();
+    let r = rig.committer.submit_until(
+        crate::commit::Authority::engine(),
+        put("late"),
+        Finality::Visible,
+        Admission::Wait,
+        Some(std::time::Instant::now() + std::time::Duration::from_millis(5)),
+    );
+    assert!(matches!(r, Err(CommitError::Timeout)), "{r:?}");
+    assert_eq!(rig.snapshots.load().1.lsn(), lsn);
+    rig.finish();
+
+    // Without a rate: no slowdown.
+    let rig = slowed_rig(0);
+    for i in 0..6 {
+        rig.committer
+            .commit(put(&format!("k{i}")), Finality::Visible, Admission::Wait)
+            .unwrap();
+    }
+    assert_eq!(rig.metrics.snapshot(0).write_slowdowns, 0);
+    rig.finish();
 }

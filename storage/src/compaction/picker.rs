@@ -27,6 +27,11 @@ pub struct CompactionOptions {
     /// Commits wait (a write stall) while level 0 holds this many runs, so reads never
     /// probe more than about this many level-0 runs, however fast callers write.
     pub l0_stop_runs: usize,
+    /// From this many level-0 runs on (below [`CompactionOptions::l0_stop_runs`]),
+    /// commits are paced to a byte rate that falls as level 0 deepens, so writers slow
+    /// down gradually while compaction catches up instead of running at full speed into
+    /// the stop. At or above the stop depth: no slowdown.
+    pub l0_slowdown_runs: usize,
     /// A level-0 compaction merges at most this many level-0 runs (the oldest), so one
     /// merge stays bounded after a backlog.
     pub max_l0_inputs: usize,
@@ -61,6 +66,7 @@ impl Default for CompactionOptions {
         CompactionOptions {
             l0_runs: 4,
             l0_stop_runs: 20,
+            l0_slowdown_runs: 12,
             max_l0_inputs: 16,
             level1_bytes: 64 * 1024 * 1024,
             multiplier: 10,
