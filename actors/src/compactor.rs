@@ -66,6 +66,9 @@ pub struct CompactionReport {
     pub dropped_table_rows: u64,
     /// Runs moved one level down without a rewrite (they overlapped nothing there).
     pub moved_runs: u64,
+    /// Runs removed without being read: every key in them was a row of a table dropped
+    /// at or below the retention floor.
+    pub dropped_runs: u64,
 }
 
 /// Everything the Compactor needs, handed over at start.
@@ -102,7 +105,12 @@ pub struct Compactor {
     graveyard: Vec<Arc<Run>>,
     /// Until when the byte budget pauses automatic compaction.
     resume_at: Instant,
+    /// When the tick next looks for runs of dropped tables to remove.
+    next_dead_run_sweep: Instant,
 }
+
+/// How often an idle compactor looks for runs holding only rows of dropped tables.
+const DEAD_RUN_SWEEP: Duration = Duration::from_secs(10);
 
 impl Compactor {
     /// The compactor over `ctx`.
@@ -111,6 +119,7 @@ impl Compactor {
             ctx,
             graveyard: Vec::new(),
             resume_at: Instant::now(),
+            next_dead_run_sweep: Instant::now(),
         }
     }
 
@@ -383,6 +392,64 @@ impl Compactor {
         Ok(())
     }
 
+    /// Removes, without reading them, the runs whose every key is a row of a table
+    /// dropped at or below the retention floor (RocksDB's `DeleteFilesInRange`), so
+    /// dropping a large table frees its files even where no merge would reach them.
+    /// Only runs written at or below the floor qualify: a row is never older than its
+    /// table, so a table missing from the catalog at the floor, with rows at or below
+    /// it, was dropped by then. Older versions of those keys deeper down belong to the
+    /// same table, which no read can reach any more. The edit records the floor, so
+    /// reads as of earlier LSNs are refused, after a restart too.
+    fn drop_dead_runs(&mut self, report: &mut CompactionReport) -> Result<(), CheckpointFailure> {
+        let floor = self.floor();
+        if floor == Lsn::ZERO {
+            return Ok(());
+        }
+        let Ok(catalog) = self.ctx.snapshots.load().1.as_of(floor) else {
+            return Ok(());
+        };
+        let dropped = catalog.dropped_table_rows();
+        let version = self.version()?;
+        let dead: Vec<Arc<Run>> = version
+            .runs()
+            .map(|(_, r)| r)
+            .filter(|r| {
+                let f = r.file();
+                f.max_lsn() <= floor && dropped.drops_every_key_between(f.first_key(), f.last_key())
+            })
+            .cloned()
+            .collect();
+        drop(version);
+        for chunk in dead.chunks(compaction::MAX_EDIT_RUNS) {
+            let removed: Vec<u64> = chunk.iter().map(|r| r.id()).collect();
+            self.ctx
+                .manifest
+                .ask(Record(vec![ManifestRecord::VersionEdit(VersionEdit {
+                    flushed_lsn: Lsn::ZERO,
+                    next_file_id: 0,
+                    added: Vec::new(),
+                    removed: removed.clone(),
+                    floor,
+                })]))
+                .map_err(|_| CheckpointFailure::Closed)?
+                .map_err(CheckpointFailure::Manifest)?;
+            self.install(Edit {
+                added: Vec::new(),
+                removed,
+                floor,
+            })?;
+            self.graveyard.extend(chunk.iter().cloned());
+            let n = chunk.len() as u64;
+            report.dropped_runs += n;
+            self.ctx
+                .metrics
+                .compaction_dropped_runs
+                .fetch_add(n, Ordering::Relaxed);
+            tracing::debug!(runs = n, "compaction: runs of dropped tables removed");
+        }
+        Ok(())
+    }
+
     /// Hands a recorded edit to the Sequencer, which owns the live version.
     fn install(&self, edit: Edit) -> Result<(), CheckpointFailure> {
         self.ctx
@@ -419,6 +486,7 @@ impl Compactor {
     /// until nothing is due.
     fn compact_all(&mut self) -> Result<CompactionReport, CheckpointFailure> {
         let mut report = CompactionReport::default();
+        self.drop_dead_runs(&mut report)?;
         let full = FullCompaction::new(&*self.version()?, &self.ctx.options);
         // A lone bottom run is rewritten too: the floor may have moved since it was
         // written, hiding more versions, and the filters may expire more.
@@ -498,6 +566,16 @@ impl Owner for Compactor {
         }
         let task = compaction::pick(&version, &self.ctx.options);
         drop(version);
+        if task.is_none() && Instant::now() >= self.next_dead_run_sweep {
+            self.next_dead_run_sweep = Instant::now() + DEAD_RUN_SWEEP;
+            if let Err(e) = self.drop_dead_runs(&mut CompactionReport::default()) {
+                self.ctx
+                    .metrics
+                    .checkpoint_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("removing runs of dropped tables failed: {e}");
+            }
+        }
         if let Some(task) = task {
             let floor = self.floor();
             let mut report = CompactionReport::default();

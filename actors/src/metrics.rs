@@ -319,6 +319,8 @@ pub struct EngineMetrics {
     pub dropped_table_rows: AtomicU64,
     /// Runs compaction moved one level down without rewriting them.
     pub compaction_moved_runs: AtomicU64,
+    /// Runs compaction removed unread: all their keys were rows of dropped tables.
+    pub compaction_dropped_runs: AtomicU64,
     /// Failures by [`ErrorCause`].
     pub errors_assertion: AtomicU64,
     /// See [`ErrorCause::Invalid`].
@@ -534,6 +536,7 @@ impl EngineMetrics {
             compaction_bytes_read: self.compaction_bytes_read.load(Relaxed),
             compaction_bytes_written: self.compaction_bytes_written.load(Relaxed),
             compaction_moved_runs: self.compaction_moved_runs.load(Relaxed),
+            compaction_dropped_runs: self.compaction_dropped_runs.load(Relaxed),
             flush_bytes_written: self.flush_bytes_written.load(Relaxed),
             storage: StorageMetrics::default(),
             checkpoint_failures: self.checkpoint_failures.load(Relaxed),
@@ -827,6 +830,10 @@ pub struct OperationalMetrics {
     /// Runs compactions moved one level down without rewriting them since open (they
     /// overlapped nothing there: a sequential load is written once).
     pub compaction_moved_runs: u64,
+    /// Runs compactions removed without reading them since open: every key in them was
+    /// a row of a table dropped at or below the retention floor (dropping a large table
+    /// frees its files).
+    pub compaction_dropped_runs: u64,
     /// Run-file bytes flushes wrote since open.
     pub flush_bytes_written: u64,
     /// The LSM now: memtables, levels, block cache, pending compaction and

@@ -111,12 +111,14 @@ fn report(global: &Global, what: &str, r: aedb::CompactionReport) {
             "expired_idempotency_records": r.expired_idempotency_records,
             "dropped_table_rows": r.dropped_table_rows,
             "moved_runs": r.moved_runs,
+            "dropped_runs": r.dropped_runs,
         }),
         || {
             format!(
-                "{what}: {} merges, {} runs moved, {} bytes read, {} bytes written, {} hidden versions, {} tombstones, {} expired idempotency records and {} rows of dropped tables dropped",
+                "{what}: {} merges, {} runs moved, {} runs of dropped tables removed, {} bytes read, {} bytes written, {} hidden versions, {} tombstones, {} expired idempotency records and {} rows of dropped tables dropped",
                 r.compactions,
                 r.moved_runs,
+                r.dropped_runs,
                 r.bytes_read,
                 r.bytes_written,
                 r.dropped_versions,

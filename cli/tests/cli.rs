@@ -932,6 +932,7 @@ fn compact_and_reseal_rewrite_runs_and_keep_every_key() {
         "expired_idempotency_records",
         "dropped_table_rows",
         "moved_runs",
+        "dropped_runs",
     ] {
         assert_eq!(v[field].as_u64(), Some(0), "{field}: {v}");
     }

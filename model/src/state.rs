@@ -225,6 +225,22 @@ impl DroppedTableRows {
     pub fn none() -> DroppedTableRows {
         DroppedTableRows { live: None }
     }
+
+    /// Whether every key from `first` to `last` is a row of one table this filter
+    /// finds dropped (both are rows of the same dropped table; the keys between share
+    /// their table prefix): a run holding only such keys can be removed unread.
+    pub fn drops_every_key_between(&self, first: &[u8], last: &[u8]) -> bool {
+        let Some(live) = &self.live else {
+            return false;
+        };
+        match (
+            keyspace::row_table_prefix(first),
+            keyspace::row_table_prefix(last),
+        ) {
+            (Some(a), Some(b)) => a == b && !live.contains(a),
+            _ => false,
+        }
+    }
 }
 
 impl aedb_storage::compaction::CompactionFilter for DroppedTableRows {

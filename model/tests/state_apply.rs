@@ -1830,11 +1830,24 @@ fn the_dropped_table_filter_expires_rows_of_tables_missing_at_the_floor_only() {
     assert!(again.expired(&row.0, row.1, &row.2));
     // The fallback for an unreadable catalog expires nothing.
     assert!(!aedb_model::DroppedTableRows::none().expired(&row.0, row.1, &row.2));
+    // A span of keys is wholly dropped only from a dropped table's row to another of
+    // the same table: not across a live table's row, a KV key, or with the fallback.
+    assert!(again.drops_every_key_between(&row.0, &row.0));
+    assert!(!live.drops_every_key_between(&row.0, &row.0));
+    assert!(!aedb_model::DroppedTableRows::none().drops_every_key_between(&row.0, &row.0));
     let new_row = stored_entries(&db.state)
         .into_iter()
         .find(|(k, ..)| k[0] == 3 && *k != row.0)
         .expect("the new row");
     assert!(!again.expired(&new_row.0, new_row.1, &new_row.2));
+    let (lo, hi) = if row.0 < new_row.0 {
+        (&row.0, &new_row.0)
+    } else {
+        (&new_row.0, &row.0)
+    };
+    assert!(!again.drops_every_key_between(lo, hi));
+    let kv = all.iter().find(|(k, ..)| k[0] != 3).expect("a KV key");
+    assert!(!again.drops_every_key_between(&kv.0, &row.0));
     // Keys too short to be a row's are kept, whatever their tag.
     for short in [&b"\x03"[..], b"\x03\x01p", b"\x03\x01p\x01s\x00\x00"] {
         assert!(!again.expired(short, Lsn::new(1), b""));
