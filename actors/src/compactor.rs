@@ -152,13 +152,13 @@ impl Compactor {
         Ok((*epoch, master))
     }
 
-    /// Runs one merge (or move) and installs it.
+    /// Runs one merge (or move) and installs it; answers the ids of the runs it added.
     fn run(
         &mut self,
         task: &Task,
         floor: Lsn,
         report: &mut CompactionReport,
-    ) -> Result<(), CheckpointFailure> {
+    ) -> Result<Vec<u64>, CheckpointFailure> {
         if task.method == Method::Move {
             return self.move_down(task, report);
         }
@@ -236,6 +236,7 @@ impl Compactor {
             self.remove_unrecorded(&ids);
             return Err(CheckpointFailure::Manifest(e));
         }
+        let added: Vec<u64> = opened.iter().map(|r| r.id()).collect();
         let edit = Edit {
             added: opened.into_iter().map(|r| (task.output_level, r)).collect(),
             removed: task.inputs.iter().map(|(_, r)| r.id()).collect(),
@@ -278,7 +279,7 @@ impl Compactor {
             let budget = Duration::from_secs_f64(written as f64 / self.ctx.bytes_per_sec as f64);
             self.resume_at = started + budget;
         }
-        Ok(())
+        Ok(added)
     }
 
     /// What the data model lets a merge to `floor` discard; `None` at floor zero (a
@@ -325,7 +326,7 @@ impl Compactor {
         &mut self,
         task: &Task,
         report: &mut CompactionReport,
-    ) -> Result<(), CheckpointFailure> {
+    ) -> Result<Vec<u64>, CheckpointFailure> {
         let live = self
             .ctx
             .manifest
@@ -389,7 +390,7 @@ impl Compactor {
             .metrics
             .compaction_moved_runs
             .fetch_add(task.inputs.len() as u64, Ordering::Relaxed);
-        Ok(())
+        Ok(task.inputs.iter().map(|(_, r)| r.id()).collect())
     }
 
     /// Removes, without reading them, the runs whose every key is a row of a table
@@ -487,12 +488,30 @@ impl Compactor {
     fn compact_all(&mut self) -> Result<CompactionReport, CheckpointFailure> {
         let mut report = CompactionReport::default();
         self.drop_dead_runs(&mut report)?;
-        let full = FullCompaction::new(&*self.version()?, &self.ctx.options);
+        let mut full = FullCompaction::new(&*self.version()?, &self.ctx.options);
         // A lone bottom run is rewritten too: the floor may have moved since it was
         // written, hiding more versions, and the filters may expire more.
-        while let Some(task) = full.next(&*self.version()?) {
+        loop {
+            let version = self.version()?;
+            // Writers keep going: level-0 runs flushed meanwhile are merged into level
+            // 1 as leveled compaction would (once the old ones are pushed down), so a
+            // long full compaction does not become a write stall.
+            let level0 = if full.holds_level0(&version) {
+                None
+            } else {
+                compaction::picker::pick_level0(&version, &self.ctx.options)
+            };
+            let step = full.next(&version);
+            drop(version);
+            if let Some(task) = level0 {
+                let floor = self.floor();
+                self.run(&task, floor, &mut report)?;
+                continue;
+            }
+            let Some(task) = step else { break };
             let floor = self.floor();
-            self.run(&task, floor, &mut report)?;
+            let added = self.run(&task, floor, &mut report)?;
+            full.record(added);
         }
         while let Some(task) = compaction::pick(&*self.version()?, &self.ctx.options) {
             let floor = self.floor();

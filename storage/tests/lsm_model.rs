@@ -132,19 +132,25 @@ impl Lsm {
 
     /// A full compaction in its bounded steps; how many it took.
     fn compact_fully(&mut self, floor: u64, opts: &CompactionOptions) -> usize {
-        let full = compaction::FullCompaction::new(&self.version, opts);
+        let mut full = compaction::FullCompaction::new(&self.version, opts);
         let mut steps = 0;
         while let Some(task) = full.next(&self.version) {
-            self.execute(&task, floor, opts);
+            let added = self.execute(&task, floor, opts);
+            full.record(added);
             steps += 1;
             assert!(steps < 10_000, "a full compaction that does not end");
         }
         steps
     }
 
-    /// Runs `task` and installs its result, as the Compactor does; every edit stays
-    /// within `opts.max_edit_runs`.
-    fn execute(&mut self, task: &compaction::Task, floor: u64, opts: &CompactionOptions) {
+    /// Runs `task` and installs its result, as the Compactor does, answering the ids
+    /// it added; every edit stays within `opts.max_edit_runs`.
+    fn execute(
+        &mut self,
+        task: &compaction::Task,
+        floor: u64,
+        opts: &CompactionOptions,
+    ) -> Vec<u64> {
         if task.method == compaction::Method::Move {
             self.version = Arc::new(
                 self.version.apply(&Edit {
@@ -157,7 +163,7 @@ impl Lsm {
                     floor: Lsn::ZERO,
                 }),
             );
-            return;
+            return task.inputs.iter().map(|(_, r)| r.id()).collect();
         }
         let mut writer = || self.writer_for_compaction();
         let out = compaction::compact(task, Lsn::new(floor), &mut writer).expect("compact");
@@ -167,16 +173,18 @@ impl Lsm {
             task.inputs.len(),
             out.outputs.len()
         );
-        let added = out
+        let added: Vec<(usize, Arc<Run>)> = out
             .outputs
             .iter()
             .map(|o| (task.output_level, self.open(o.file_id)))
             .collect();
+        let ids = added.iter().map(|(_, r)| r.id()).collect();
         self.version = Arc::new(self.version.apply(&Edit {
             added,
             removed: task.inputs.iter().map(|(_, r)| r.id()).collect(),
             floor: Lsn::new(floor),
         }));
+        ids
     }
 
     fn writer_for_compaction(&mut self) -> Result<RunWriter, StorageError> {
@@ -982,4 +990,126 @@ fn a_full_compaction_of_more_runs_than_an_edit_names_reaches_every_run() {
     // One version per key is left, and no tombstone.
     let entries: u64 = lsm.version.runs().map(|(_, r)| r.file().entries()).sum();
     assert_eq!(entries, 99);
+}
+
+/// Outputs are cut once they overlap `max_grandparent_overlap` runs of the level below
+/// theirs, so merging one down later reads few runs; and however many cuts that asks
+/// for, a merge never writes more outputs than its edit has room for.
+#[test]
+fn outputs_are_cut_at_grandparent_overlap_within_the_edit_limit() {
+    let build = |dir: &Path| {
+        let mut lsm = Lsm::new(dir, true, 128);
+        // 120 small disjoint level-3 runs, then a level-2 and a level-1 run spanning
+        // them all.
+        for i in 0..120u32 {
+            place(
+                &mut lsm,
+                3,
+                &[(key_n(i * 10), u64::from(i) + 1, Some(&b"g"[..]))],
+            );
+        }
+        let entries: Vec<_> = (0..1200u32)
+            .step_by(7)
+            .map(|i| (key_n(i), 1000 + u64::from(i), Some(&b"p"[..])))
+            .collect();
+        place(&mut lsm, 2, &entries);
+        place(
+            &mut lsm,
+            1,
+            &[
+                (key_n(0), 5000, Some(&b"x"[..])),
+                (key_n(1199), 5001, Some(&b"y"[..])),
+            ],
+        );
+        lsm
+    };
+    // Level 1 over its target, level 2 far under its own.
+    let opts = CompactionOptions {
+        level1_bytes: 1,
+        multiplier: 1 << 30,
+        max_grandparent_overlap: 25,
+        ..CompactionOptions::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = build(dir.path());
+    let task = compaction::pick(&lsm.version, &opts).expect("level 1 is over its target");
+    assert_eq!((task.inputs.len(), task.output_level), (2, 2));
+    lsm.execute(&task, 0, &opts);
+    let outputs = lsm.version.level(2);
+    assert!(outputs.len() >= 4, "{} outputs", outputs.len());
+    let grandparents = lsm.version.level(3);
+    for run in outputs {
+        let (first, last) = (run.file().first_key(), run.file().last_key());
+        let overlapped = grandparents
+            .iter()
+            .filter(|g| g.file().first_key() <= last && g.file().last_key() >= first)
+            .count();
+        assert!(
+            overlapped <= 27,
+            "an output overlaps {overlapped} runs below"
+        );
+    }
+    // Six runs per edit: two inputs leave room for four outputs, cuts or not.
+    let small = CompactionOptions {
+        max_edit_runs: 6,
+        ..opts
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = build(dir.path());
+    let task = compaction::pick(&lsm.version, &small).expect("level 1 is over its target");
+    assert_eq!(task.max_outputs, 4);
+    lsm.execute(&task, 0, &small);
+    assert!(lsm.version.level(2).len() <= 4);
+    let view = lsm.view(6000);
+    assert_eq!(view.get(key_n(0).as_bytes()).unwrap().unwrap().1, b"x");
+    assert_eq!(view.get(key_n(7).as_bytes()).unwrap().unwrap().1, b"p");
+    assert_eq!(view.get(key_n(10).as_bytes()).unwrap().unwrap().1, b"g");
+}
+
+/// A run flushed while a full compaction works is newer than everything it merges: it
+/// stays in level 0, untouched, and the full compaction still ends with every run it
+/// started from merged into the bottom.
+#[test]
+fn a_flush_during_a_full_compaction_stays_above_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::new(dir.path(), true, 128);
+    ten_runs_at_level2(&mut lsm);
+    place(&mut lsm, 1, &[(key_n(3), 300, None)]);
+    place(&mut lsm, 0, &[(key_n(1), 400, Some(&b"l0"[..]))]);
+    let old: Vec<u64> = lsm.version.runs().map(|(_, r)| r.id()).collect();
+    let opts = CompactionOptions {
+        max_edit_runs: 6,
+        ..CompactionOptions::default()
+    };
+    let mut full = compaction::FullCompaction::new(&lsm.version, &opts);
+    let mut steps = 0;
+    let mut flushed = None;
+    while let Some(task) = full.next(&lsm.version) {
+        let added = lsm.execute(&task, 600, &opts);
+        full.record(added);
+        steps += 1;
+        if steps == 1 {
+            lsm.memtables[0].insert(key_n(5).as_bytes(), Lsn::new(700), EntryKind::Put, b"new");
+            lsm.flush();
+            flushed = Some(lsm.version.level(0)[0].id());
+        }
+        assert!(steps < 100, "a full compaction that does not end");
+    }
+    let flushed = flushed.expect("a flush after the first step");
+    assert_eq!(
+        lsm.version
+            .level(0)
+            .iter()
+            .map(|r| r.id())
+            .collect::<Vec<_>>(),
+        vec![flushed],
+        "the newer run stays in level 0"
+    );
+    assert!(lsm.version.level(1).is_empty());
+    assert!(lsm.version.runs().all(|(_, r)| !old.contains(&r.id())));
+    let view = lsm.view(700);
+    assert_eq!(view.get(key_n(5).as_bytes()).unwrap().unwrap().1, b"new");
+    assert_eq!(view.get(key_n(1).as_bytes()).unwrap().unwrap().1, b"l0");
+    assert_eq!(view.get(key_n(3).as_bytes()).unwrap(), None);
+    assert_eq!(view.get(key_n(50).as_bytes()).unwrap().unwrap().1, b"old");
 }

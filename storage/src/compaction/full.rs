@@ -8,11 +8,18 @@
 //! a sequence of bounded merges into the level below ([`picker`]'s push-down: a
 //! level-0 batch, or a sorted level's consecutive runs, with every run below they
 //! overlap), and finally rewrites the bottom runs no push reached, a bounded group of
-//! consecutive runs at a time. Runs flushed while it works (newer than the version it
-//! started from) stay where they are: it never chases a moving target.
+//! consecutive runs at a time.
+//!
+//! It works on *its* runs: those that existed when it started (the *old* ones) and
+//! those its own steps wrote ([`FullCompaction::record`]). Runs that appear otherwise
+//! while it works (newer flushes in level 0, and what the Compactor merges them into
+//! to keep writers going) are left to leveled compaction, so it never chases a moving
+//! target: each step moves its runs down or rewrites an old bottom run, and it is done
+//! once no old run is left and none of its outputs sits above the bottom.
 //!
 //! [`picker`]: crate::compaction::picker
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::compaction::picker::{self, CompactionOptions, Task};
@@ -24,9 +31,10 @@ use crate::version::Version;
 pub struct FullCompaction {
     /// Where every run ends (the deepest level at the start, at least 1).
     bottom: usize,
-    /// Runs with smaller ids existed when it started; larger ones are its own outputs
-    /// or newer flushes.
-    started_before: u64,
+    /// The runs of the version it started from.
+    old: HashSet<u64>,
+    /// The runs its steps wrote.
+    written: HashSet<u64>,
     opts: CompactionOptions,
 }
 
@@ -35,29 +43,47 @@ impl FullCompaction {
     pub fn new(version: &Version, opts: &CompactionOptions) -> FullCompaction {
         FullCompaction {
             bottom: version.deepest_level().max(1),
-            started_before: version.runs().map(|(_, r)| r.id() + 1).max().unwrap_or(0),
+            old: version.runs().map(|(_, r)| r.id()).collect(),
+            written: HashSet::new(),
             opts: *opts,
         }
     }
 
-    /// Whether `run` existed when this compaction started.
-    fn old(&self, run: &Arc<Run>) -> bool {
-        run.id() < self.started_before
+    /// Whether `run` is one it works on: old, or written by one of its steps.
+    fn ours(&self, run: &Arc<Run>) -> bool {
+        self.old.contains(&run.id()) || self.written.contains(&run.id())
     }
 
-    /// The next merge, or `None` once every run that existed at the start has been
-    /// merged into the bottom level. Call it with the version the previous step left.
+    /// Records the runs a step (a task [`FullCompaction::next`] answered) added.
+    pub fn record(&mut self, added: impl IntoIterator<Item = u64>) {
+        self.written.extend(added);
+    }
+
+    /// Whether old runs are still in level 0 (the Compactor leaves level 0 alone until
+    /// they are pushed down).
+    pub fn holds_level0(&self, version: &Version) -> bool {
+        version.level(0).iter().any(|r| self.old.contains(&r.id()))
+    }
+
+    /// The next step, or `None` once no old run is left and none of its outputs sits
+    /// above the bottom level. Call it with the version the previous step left, after
+    /// [`FullCompaction::record`]ing what the step added.
     pub fn next(&self, version: &Version) -> Option<Task> {
         let bottom = self.bottom;
-        // Everything at once, when it fits one edit (runs flushed since stay above).
-        let runs: Vec<(usize, Arc<Run>)> = version
-            .runs()
-            .filter(|(level, r)| *level > 0 || self.old(r))
-            .map(|(level, r)| (level, r.clone()))
-            .collect();
-        if !runs.iter().any(|(_, r)| self.old(r)) {
+        let pending = version.runs().any(|(level, r)| {
+            self.old.contains(&r.id()) || (level < bottom && self.written.contains(&r.id()))
+        });
+        if !pending {
             return None;
         }
+        // Everything at once, when it fits one edit: its runs in level 0 and every run
+        // deeper (merging a newer run into the bottom with everything below it is a
+        // merge like any other; newer level-0 runs stay above).
+        let runs: Vec<(usize, Arc<Run>)> = version
+            .runs()
+            .filter(|(level, r)| *level > 0 || self.ours(r))
+            .map(|(level, r)| (level, r.clone()))
+            .collect();
         if runs.len() <= self.opts.max_inputs() {
             return Some(picker::merge_task(version, runs, bottom, &self.opts, false));
         }
@@ -66,7 +92,7 @@ impl FullCompaction {
             let candidates: Vec<Arc<Run>> = version
                 .level(level)
                 .iter()
-                .filter(|r| level > 0 || self.old(r))
+                .filter(|r| self.ours(r))
                 .cloned()
                 .collect();
             if !candidates.is_empty() {
@@ -75,12 +101,12 @@ impl FullCompaction {
                 ));
             }
         }
-        // Rewrite the bottom runs no push reached, consecutive ones together.
+        // Rewrite the old bottom runs no push reached, consecutive ones together.
         let level = version.level(bottom);
-        let first = level.iter().position(|r| self.old(r))?;
+        let first = level.iter().position(|r| self.old.contains(&r.id()))?;
         let group: Vec<(usize, Arc<Run>)> = level[first..]
             .iter()
-            .take_while(|r| self.old(r))
+            .take_while(|r| self.old.contains(&r.id()))
             .take(self.opts.max_inputs())
             .map(|r| (bottom, r.clone()))
             .collect();

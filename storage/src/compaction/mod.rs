@@ -56,7 +56,8 @@ pub trait CompactionFilter: Send + Sync {
 
 /// Merges `task`'s inputs into new runs of at most about `task.target_file_bytes`
 /// each (and overlapping at most about `task.max_grandparent_overlap` of
-/// `task.grandparents`), written by writers from `new_writer`. Keeps, per key, every version newer
+/// `task.grandparents`), never more than `task.max_outputs` of them, written by
+/// writers from `new_writer`. Keeps, per key, every version newer
 /// than `floor` and the newest one at or before it (what a snapshot at `floor` sees);
 /// drops that one too if it is a tombstone and the output is the bottom for its keys.
 /// A key's versions are never split across two outputs.
@@ -150,9 +151,11 @@ pub fn compact_filtered(
                 passed += 1;
             }
         }
-        // Split only between keys, so sorted levels stay disjoint.
+        // Split only between keys, so sorted levels stay disjoint, and never into more
+        // than `max_outputs` runs.
         if new_key
             && let Some(w) = &writer
+            && out.outputs.len() + 2 <= task.max_outputs
             && (w.bytes_written() >= task.target_file_bytes
                 || passed - passed_at_start >= task.max_grandparent_overlap)
             && let Some(w) = writer.take()

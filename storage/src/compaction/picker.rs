@@ -12,6 +12,14 @@
 //! (nor each other) are moved there instead of merged ([`Method::Move`]; level-0 runs
 //! only when each is at least [`CompactionOptions::min_move_bytes`]): a sequential load
 //! is then written once.
+//!
+//! Every task fits one manifest version edit (at most [`MAX_EDIT_RUNS`] runs, inputs
+//! plus outputs): it reads at most [`CompactionOptions::max_inputs`] runs (fewer
+//! level-0 runs are taken, or the runs below a run that overlaps too many of them are
+//! consolidated first), sizes its outputs to fit, and never cuts more than
+//! [`Task::max_outputs`]. Outputs are also cut once they overlap
+//! [`CompactionOptions::max_grandparent_overlap`] runs of the level below theirs, so
+//! merging them down later stays small.
 
 use std::sync::Arc;
 
@@ -88,21 +96,29 @@ impl CompactionOptions {
         t
     }
 
-    /// Most input runs of one compaction: half of [`CompactionOptions::max_edit_runs`]
-    /// (at least 2), leaving the rest for its outputs.
+    /// The edit size in force: [`CompactionOptions::max_edit_runs`] within 4 ..=
+    /// [`MAX_EDIT_RUNS`].
+    fn edit_runs(&self) -> usize {
+        self.max_edit_runs.clamp(4, MAX_EDIT_RUNS)
+    }
+
+    /// Most input runs of one compaction: half of the edit size, leaving the rest for
+    /// its outputs (a move of that many names each twice).
     pub fn max_inputs(&self) -> usize {
-        (self.max_edit_runs.min(MAX_EDIT_RUNS) / 2).max(2)
+        self.edit_runs() / 2
+    }
+
+    /// Most outputs a merge of `inputs` runs may write: what the edit has left.
+    pub fn max_outputs(&self, inputs: usize) -> usize {
+        self.edit_runs().saturating_sub(inputs).max(1)
     }
 
     /// The output file size for merging `inputs` runs holding `bytes`: the target, or
-    /// more when that many outputs would not fit beside the inputs in one version edit
-    /// (outputs are cut only once they reach the size, so at most `bytes / size + 1`).
+    /// more when outputs of the target's size would not fit beside the inputs in one
+    /// version edit. An estimate (from file sizes, which compression changes); the
+    /// merge itself stops cutting at [`Task::max_outputs`].
     pub fn output_bytes(&self, inputs: usize, bytes: u64) -> u64 {
-        let room = self
-            .max_edit_runs
-            .min(MAX_EDIT_RUNS)
-            .saturating_sub(inputs + 2)
-            .max(1) as u64;
+        let room = self.max_outputs(inputs).saturating_sub(2).max(1) as u64;
         self.target_file_bytes.max(1).max(bytes.div_ceil(room))
     }
 }
@@ -137,6 +153,9 @@ pub struct Task {
     pub grandparents: Arc<[Arc<Run>]>,
     /// See [`CompactionOptions::max_grandparent_overlap`].
     pub max_grandparent_overlap: usize,
+    /// Most outputs: no cut (by size or by grandparents) makes more, so the version
+    /// edit stays within its limit whatever the estimates said.
+    pub max_outputs: usize,
 }
 
 impl Task {
@@ -149,13 +168,14 @@ impl Task {
         target_file_bytes: u64,
     ) -> Task {
         Task {
-            inputs,
             output_level,
             bottommost,
             target_file_bytes,
             method: Method::Merge,
             grandparents: Arc::from([]),
             max_grandparent_overlap: usize::MAX,
+            max_outputs: MAX_EDIT_RUNS.saturating_sub(inputs.len()).max(1),
+            inputs,
         }
     }
 
@@ -195,27 +215,36 @@ pub fn pick(version: &Version, opts: &CompactionOptions) -> Option<Task> {
         }
     }
     let (_, level) = best?;
-    let picked: Vec<Arc<Run>> = if level == 0 {
-        // Level 0 is newest first: its oldest runs are at the end.
-        let l0 = version.level(0);
-        l0[l0.len().saturating_sub(opts.max_l0_inputs.max(1))..].to_vec()
-    } else {
-        // The run holding the oldest data pushes history down first.
-        let oldest = version
-            .level(level)
-            .iter()
-            .min_by_key(|r| (r.file().max_lsn(), r.id()))?;
-        vec![oldest.clone()]
-    };
-    Some(push_down(version, level, picked, opts, true))
+    if level == 0 {
+        return pick_level0(version, opts);
+    }
+    // The run holding the oldest data pushes history down first.
+    let oldest = version
+        .level(level)
+        .iter()
+        .min_by_key(|r| (r.file().max_lsn(), r.id()))?;
+    Some(push_down(version, level, vec![oldest.clone()], opts, true))
+}
+
+/// The level-0 compaction, if level 0 is at its trigger: its oldest runs (at most
+/// [`CompactionOptions::max_l0_inputs`]) into level 1.
+pub fn pick_level0(version: &Version, opts: &CompactionOptions) -> Option<Task> {
+    let l0 = version.level(0);
+    if l0.len() < opts.l0_runs.max(1) {
+        return None;
+    }
+    // Level 0 is newest first: its oldest runs are at the end.
+    let oldest = l0[l0.len().saturating_sub(opts.max_l0_inputs.max(1))..].to_vec();
+    Some(push_down(version, 0, oldest, opts, true))
 }
 
 /// The task merging `picked` (runs of `level`; of level 0, its oldest ones, newest
 /// first) into level `level + 1` together with every run there they overlap, or moving
 /// them there when `may_move` and they overlap nothing. When that would read more than
 /// [`CompactionOptions::max_inputs`] runs, fewer level-0 runs are taken (the oldest
-/// stay); when even one run overlaps too many, those it overlaps are first merged into
-/// fewer, larger runs of their own level (each such merge halves their number).
+/// stay); when even one run overlaps too many, the first of those it overlaps are
+/// merged into at most half as many larger runs of their own level instead (a
+/// consolidation; the push is picked again after it).
 pub(crate) fn push_down(
     version: &Version,
     level: usize,
@@ -247,8 +276,8 @@ pub(crate) fn push_down(
     merge_task(version, inputs, output_level, opts, movable)
 }
 
-/// A merge of `runs`, consecutive runs of sorted `level`, into half as many runs (or
-/// fewer) of the same level.
+/// A merge of `runs` (at least two), consecutive runs of sorted `level`, into at most
+/// half as many runs of the same level.
 fn consolidate(
     version: &Version,
     level: usize,
@@ -260,7 +289,8 @@ fn consolidate(
     let half = (runs.len() / 2).max(1) as u64;
     let mut task = merge_task(version, inputs, level, opts, false);
     task.target_file_bytes = task.target_file_bytes.max(bytes.div_ceil(half));
-    // Only the size cuts, so the runs do halve.
+    // The runs do halve, whatever the sizes say; only the size cuts.
+    task.max_outputs = half as usize;
     task.max_grandparent_overlap = usize::MAX;
     task
 }
@@ -280,6 +310,7 @@ pub(crate) fn merge_task(
     let method = if movable { Method::Move } else { Method::Merge };
     Task {
         target_file_bytes: opts.output_bytes(inputs.len(), bytes),
+        max_outputs: opts.max_outputs(inputs.len()),
         inputs,
         output_level,
         bottommost,
