@@ -280,6 +280,13 @@ fn decode_namespace(
         for _ in 0..row_count {
             let row_lsn = r.lsn()?;
             let row_lsn = version_ok(r, row_lsn, "row lsn")?;
+            // A row is never older than its table (compaction's dropped-table rule
+            // relies on it).
+            if row_lsn < t_created {
+                return Err(r.err(DecodeErrorKind::Invalid {
+                    what: "row lsn before its table's creation",
+                }));
+            }
             let start = r.pos();
             let values = r.values_arc("row value")?;
             let key = schema

@@ -1412,6 +1412,35 @@ fn snapshot_codec_round_trips_the_state() {
     assert!(State::decode_snapshot(&extra).is_err());
 }
 
+/// A snapshot whose row is older than its table (the table created at LSN 3, the
+/// row's LSN patched to 2 or 1) is refused: compaction's dropped-table rule relies on
+/// rows never predating their table.
+#[test]
+fn a_snapshot_row_older_than_its_table_is_refused() {
+    let mut db = Db::new();
+    assert_eq!(db.state.lsn(), Lsn::new(3), "project, scope, table");
+    db.commit(&Transaction::new().table_insert(&ns(), &accounts(), cells("ann", 1, 10)))
+        .unwrap();
+    let row_lsn = db.state.lsn();
+    db.commit(&Transaction::new().kv_put(&ns(), key("k"), val("v")))
+        .unwrap();
+    let bytes = db.state.to_snapshot_bytes().unwrap();
+    let at: Vec<usize> = (0..bytes.len() - 8)
+        .filter(|&i| bytes[i..i + 8] == row_lsn.get().to_le_bytes())
+        .collect();
+    assert_eq!(at.len(), 1, "the row's LSN appears once");
+    let with_row_lsn = |lsn: u64| {
+        let mut b = bytes.clone();
+        b[at[0]..at[0] + 8].copy_from_slice(&lsn.to_le_bytes());
+        State::decode_snapshot(&b)
+    };
+    assert!(with_row_lsn(3).is_ok(), "a row at its table's creation");
+    for older in [1, 2] {
+        let e = with_row_lsn(older).unwrap_err();
+        assert!(e.to_string().contains("before its table"), "{e}");
+    }
+}
+
 #[test]
 fn a_change_on_a_stale_state_is_refused_and_a_dropped_stage_writes_nothing() {
     let p = |n: &str| Ddl::CreateProject {
