@@ -394,19 +394,29 @@ impl Compactor {
     }
 
     /// Removes, without reading them, the runs whose every key is a row of a table
-    /// dropped at or below the retention floor (RocksDB's `DeleteFilesInRange`), so
-    /// dropping a large table frees its files even where no merge would reach them.
-    /// Only runs written at or below the floor qualify: a row is never older than its
-    /// table, so a table missing from the catalog at the floor, with rows at or below
-    /// it, was dropped by then. Older versions of those keys deeper down belong to the
-    /// same table, which no read can reach any more. The edit records the floor, so
-    /// reads as of earlier LSNs are refused, after a restart too.
+    /// dropped at or below both the retention floor and the flushed LSN (RocksDB's
+    /// `DeleteFilesInRange`), so dropping a large table frees its files even where no
+    /// merge would reach them. The catalog is read as of the lower of the two: a drop
+    /// still only in the memtable (or not yet durable) removes nothing, so recovery,
+    /// which starts from the flushed runs, and a backup's base never miss a table's
+    /// rows. Only runs written at or below that LSN qualify: a row is never older than
+    /// its table, so a table missing from the catalog there, with rows at or below it,
+    /// was dropped by then. Older versions of those keys deeper down belong to the same
+    /// table, which no read can reach any more. The edits record the floor, so reads
+    /// as of earlier LSNs are refused, after a restart too.
     fn drop_dead_runs(&mut self, report: &mut CompactionReport) -> Result<(), CheckpointFailure> {
         let floor = self.floor();
-        if floor == Lsn::ZERO {
+        let flushed = self
+            .ctx
+            .manifest
+            .ask(GetLiveState)
+            .map_err(|_| CheckpointFailure::Closed)?
+            .flushed_lsn();
+        let catalog_at = floor.min(flushed);
+        if catalog_at == Lsn::ZERO {
             return Ok(());
         }
-        let Ok(catalog) = self.ctx.snapshots.load().1.as_of(floor) else {
+        let Ok(catalog) = self.ctx.snapshots.load().1.as_of(catalog_at) else {
             return Ok(());
         };
         let dropped = catalog.dropped_table_rows();
@@ -416,7 +426,8 @@ impl Compactor {
             .map(|(_, r)| r)
             .filter(|r| {
                 let f = r.file();
-                f.max_lsn() <= floor && dropped.drops_every_key_between(f.first_key(), f.last_key())
+                f.max_lsn() <= catalog_at
+                    && dropped.drops_every_key_between(f.first_key(), f.last_key())
             })
             .cloned()
             .collect();
@@ -493,25 +504,28 @@ impl Compactor {
         // written, hiding more versions, and the filters may expire more.
         loop {
             let version = self.version()?;
-            // Writers keep going: level-0 runs flushed meanwhile are merged into level
-            // 1 as leveled compaction would (once the old ones are pushed down), so a
-            // long full compaction does not become a write stall.
-            let level0 = if full.holds_level0(&version) {
-                None
-            } else {
-                compaction::picker::pick_level0(&version, &self.ctx.options)
+            let Some(step) = full.next(&version) else {
+                break;
             };
-            let step = full.next(&version);
-            drop(version);
-            if let Some(task) = level0 {
-                let floor = self.floor();
-                self.run(&task, floor, &mut report)?;
+            let floor = self.floor();
+            let added = self.run(&step, floor, &mut report)?;
+            full.record(added);
+            // Writers keep going: level-0 runs flushed meanwhile are merged into level
+            // 1 as leveled compaction would (one such merge per step, once the old
+            // ones are pushed down), so a long full compaction does not become a write
+            // stall. What it merges of the full compaction's runs stays its own.
+            let version = self.version()?;
+            if full.holds_level0(&version) {
                 continue;
             }
-            let Some(task) = step else { break };
-            let floor = self.floor();
-            let added = self.run(&task, floor, &mut report)?;
-            full.record(added);
+            if let Some(task) = compaction::picker::pick_level0(&version, &self.ctx.options) {
+                drop(version);
+                let floor = self.floor();
+                let added = self.run(&task, floor, &mut report)?;
+                if task.inputs.iter().any(|(_, r)| full.tracks(r)) {
+                    full.record(added);
+                }
+            }
         }
         while let Some(task) = compaction::pick(&*self.version()?, &self.ctx.options) {
             let floor = self.floor();

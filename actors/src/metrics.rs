@@ -276,9 +276,10 @@ pub struct StorageMetrics {
     /// `read.too_old`): the highest retention floor a compaction merged to, kept in the
     /// manifest across restarts. Zero while no compaction dropped history.
     pub oldest_readable_lsn: u64,
-    /// Bytes compaction still has to process to bring every level under its target:
-    /// an upper bound on what it rewrites, since runs it can move down (a sequential
-    /// load's) count too.
+    /// Bytes compaction still has to process to bring every level under its target.
+    /// Level-0 runs its next compaction moves down unread (a sequential load's) do not
+    /// count; a deeper level's excess does, though a move may take it too, so that
+    /// part is an upper bound.
     pub pending_compaction_bytes: u64,
     /// Block cache lookups answered from memory since open.
     pub cache_hits: u64,

@@ -152,10 +152,13 @@ pub struct WriteLimits {
     /// From this many level-0 runs on (below `l0_stop_runs`), commits are paced: see
     /// [`WriteLimits::slowdown_bytes_per_sec`].
     pub l0_slowdown_runs: usize,
-    /// The write rate (bytes of WAL records per second) at `l0_slowdown_runs` level-0
-    /// runs; it falls in proportion to the runs left before the stop (one run short of
-    /// it: this rate ÷ (`l0_stop_runs` − `l0_slowdown_runs`)). Commits over the rate
-    /// wait in the Sequencer's queue, as in a stall, and their deadlines still hold.
+    /// The least base rate of the write slowdown, in bytes of WAL records per second
+    /// (0: no slowdown). When the slowdown begins, its base is this or, when higher,
+    /// the rate writes ran at in the second before; the rate allowed is the base times
+    /// the runs left before the stop over one more than the span (8/9 of it at 12
+    /// level-0 runs of 20, 1/9 at 19), so writers slow down in proportion to how far
+    /// compaction is behind rather than to a fixed figure. Commits over the rate wait
+    /// in the Sequencer's queue, as in a stall, and their deadlines still hold.
     pub slowdown_bytes_per_sec: u64,
     /// A commit that waited this long while flushes or compactions failed is refused
     /// as busy ([`MAX_STALL`] by default).
@@ -164,7 +167,7 @@ pub struct WriteLimits {
 
 impl Default for WriteLimits {
     /// A 64 MiB memtable, two frozen ones, and the default compaction depths (a
-    /// slowdown from 12 level-0 runs at 16 MiB/s, a stop at 20).
+    /// slowdown from 12 level-0 runs, from at least 16 MiB/s, and a stop at 20).
     fn default() -> WriteLimits {
         let compaction = aedb_storage::compaction::CompactionOptions::default();
         WriteLimits {
@@ -179,7 +182,7 @@ impl Default for WriteLimits {
 }
 
 /// The default of [`WriteLimits::slowdown_bytes_per_sec`] (RocksDB's
-/// `delayed_write_rate` default is the same).
+/// `delayed_write_rate` default is the same figure).
 pub const DEFAULT_SLOWDOWN_BYTES_PER_SEC: u64 = 16 << 20;
 
 /// How often waiting commits are checked against their deadlines (and paced ones
@@ -189,6 +192,70 @@ const STALL_CHECK: Duration = Duration::from_millis(20);
 /// How long a commit waits out a write stall while flushes or compactions fail before
 /// it is refused as busy (the default of [`WriteLimits::max_stall`]).
 pub const MAX_STALL: Duration = Duration::from_secs(10);
+
+/// The write slowdown (see [`WriteLimits::slowdown_bytes_per_sec`]): the rate writes
+/// ran at before it, and its pacing clock.
+#[derive(Debug)]
+struct Pacing {
+    /// When the next commit may start, while slowed.
+    until: Option<Instant>,
+    /// The rate at the slowdown depth, fixed when the slowdown began: the configured
+    /// rate or, when higher, the one writes ran at just before.
+    base: Option<f64>,
+    /// Bytes sequenced since `window_start` while not slowed.
+    window_bytes: u64,
+    window_start: Instant,
+    /// The write rate of the last whole window (bytes per second).
+    recent: f64,
+}
+
+/// How long a window of [`Pacing`]'s write-rate measurement lasts.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+impl Pacing {
+    fn new() -> Pacing {
+        Pacing {
+            until: None,
+            base: None,
+            window_bytes: 0,
+            window_start: Instant::now(),
+            recent: 0.0,
+        }
+    }
+
+    /// Whether the clock is ahead of `now`.
+    fn must_wait(&self, now: Instant) -> bool {
+        self.until.is_some_and(|t| t > now)
+    }
+
+    /// Accounts a sequenced record of `bytes`. `share` is the part of the base rate
+    /// level 0's depth allows (`None`: not slowed, so the record only counts toward
+    /// the measured rate). The clock moves on by `bytes` ÷ the rate, from no earlier
+    /// than one tick ago (so a tick releases more than one commit) and to no later
+    /// than one record's cost ahead of now (debt run up at a slower rate, or by a huge
+    /// record, does not outlive it).
+    fn charge(&mut self, bytes: usize, share: Option<f64>, configured: u64, now: Instant) {
+        let Some(share) = share else {
+            self.until = None;
+            self.base = None;
+            self.window_bytes += bytes as u64;
+            let elapsed = now.duration_since(self.window_start);
+            if elapsed >= RATE_WINDOW {
+                self.recent = self.window_bytes as f64 / elapsed.as_secs_f64();
+                self.window_bytes = 0;
+                self.window_start = now;
+            }
+            return;
+        };
+        let recent = self.recent;
+        let base = *self.base.get_or_insert((configured as f64).max(recent));
+        let rate = (base * share).max(1.0);
+        let earliest = now.checked_sub(STALL_CHECK).unwrap_or(now);
+        let start = self.until.map_or(now, |t| t.max(earliest));
+        let cost = Duration::from_secs_f64(bytes as f64 / rate);
+        self.until = Some((start + cost).min(now + cost));
+    }
+}
 
 /// A commit waiting in the Sequencer's queue.
 struct Waiting {
@@ -206,9 +273,8 @@ pub struct Sequencer {
     /// Commits waiting out a write stall or the write slowdown, oldest first, with
     /// when they began waiting.
     stalled: VecDeque<Waiting>,
-    /// The write slowdown's clock: when the next commit may start (`None` when not
-    /// slowed). Each commit sequenced while slowed moves it on by its bytes ÷ the rate.
-    pace_until: Option<Instant>,
+    /// The write slowdown's clock and rates.
+    pacing: Pacing,
     /// When the current stall began, and the flush and compaction failures counted then.
     stalled_since: Option<(Instant, u64)>,
     wal: Option<MailboxSender<WalMsg>>,
@@ -245,7 +311,7 @@ impl Sequencer {
             state,
             limits,
             stalled: VecDeque::new(),
-            pace_until: None,
+            pacing: Pacing::new(),
             stalled_since: None,
             wal: Some(wal),
             wal_fail_stopped,
@@ -496,35 +562,42 @@ impl Sequencer {
             || view.version().level(0).len() >= self.limits.l0_stop_runs
     }
 
-    /// The write rate while level 0 is between its slowdown and stop depths: the
-    /// configured rate scaled by the runs left before the stop.
-    fn slowdown_rate(&self) -> Option<f64> {
+    /// The share of the slowdown's base rate level 0's depth allows, while it is
+    /// between its slowdown and stop depths: the runs left before the stop over one
+    /// more than the span (8/9 at 12 runs of 20, 1/9 at 19).
+    fn slowdown(&self) -> Option<f64> {
         let l0 = self.state.view().version().level(0).len();
         let (slow, stop) = (self.limits.l0_slowdown_runs, self.limits.l0_stop_runs);
         if l0 < slow || l0 >= stop || self.limits.slowdown_bytes_per_sec == 0 {
             return None;
         }
-        let left = (stop - l0) as f64 / (stop - slow) as f64;
-        Some(self.limits.slowdown_bytes_per_sec as f64 * left)
+        Some((stop - l0) as f64 / (stop - slow + 1) as f64)
     }
 
     /// Whether the next commit must wait for the write slowdown's clock.
     fn must_pace(&self, now: Instant) -> bool {
-        self.pace_until.is_some_and(|t| t > now) && self.slowdown_rate().is_some()
+        self.pacing.must_wait(now) && self.slowdown().is_some()
     }
 
-    /// Moves the slowdown's clock on by a sequenced record of `bytes` (or stops it
-    /// when writes are not slowed). The clock may lag up to one tick behind now, so
-    /// the commits a tick releases are not held to one per tick.
+    /// Charges a sequenced record of `bytes` to the write slowdown.
     fn pace(&mut self, bytes: usize) {
-        let Some(rate) = self.slowdown_rate() else {
-            self.pace_until = None;
-            return;
-        };
-        let now = Instant::now();
-        let earliest = now.checked_sub(STALL_CHECK).unwrap_or(now);
-        let start = self.pace_until.map_or(now, |t| t.max(earliest));
-        self.pace_until = Some(start + Duration::from_secs_f64(bytes as f64 / rate));
+        let share = self.slowdown();
+        self.pacing.charge(
+            bytes,
+            share,
+            self.limits.slowdown_bytes_per_sec,
+            Instant::now(),
+        );
+    }
+
+    /// Records that queued commits now wait out a stall (once per stall): when it
+    /// began, for its length, and the flush failures then, for `Busy`.
+    fn note_stall(&mut self, now: Instant) {
+        if self.stalled_since.is_none() {
+            let failures = self.metrics.checkpoint_failures.load(Ordering::Relaxed);
+            self.stalled_since = Some((now, failures));
+            self.metrics.write_stalls.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Handles one commit taken from the mailbox, or from the stalled queue.
@@ -565,6 +638,10 @@ impl Sequencer {
                 }
                 self.accept(w.commit);
             }
+        }
+        // What it sequenced may have filled the memtable budget again.
+        if !self.stalled.is_empty() && self.must_stall() {
+            self.note_stall(Instant::now());
         }
     }
 
@@ -757,13 +834,13 @@ impl Ask<Sequencer> for Commit {
         let now = Instant::now();
         let stall = sequencer.must_stall();
         if stall || !sequencer.stalled.is_empty() || sequencer.must_pace(now) {
-            let m = &sequencer.metrics;
-            if !stall {
-                m.write_slowdowns.fetch_add(1, Ordering::Relaxed);
-            } else if sequencer.stalled_since.is_none() {
-                let failures = m.checkpoint_failures.load(Ordering::Relaxed);
-                sequencer.stalled_since = Some((now, failures));
-                m.write_stalls.fetch_add(1, Ordering::Relaxed);
+            if stall {
+                sequencer.note_stall(now);
+            } else {
+                sequencer
+                    .metrics
+                    .write_slowdowns
+                    .fetch_add(1, Ordering::Relaxed);
             }
             sequencer.stalled.push_back(Waiting {
                 since: now,

@@ -113,11 +113,12 @@ fn put_range(db: &AedbInstance, ns: &Namespace, from: u64, to: u64, round: u64) 
         if std::env::var("AEDB_SCALE_TRACE").is_ok() && i.is_multiple_of(500_000) {
             let m = db.operational_metrics();
             eprintln!(
-                "  {i} keys: levels {:?}, {} compactions, {} stalls, {:.1} s stalled, {:.0} MB RSS",
+                "  {i} keys: levels {:?}, {} compactions, {} stalls, {:.1} s stalled, {} slowed, {:.0} MB RSS",
                 m.storage.level_runs,
                 m.compactions,
                 m.write_stalls,
                 m.write_stall_micros as f64 / 1e6,
+                m.write_slowdowns,
                 rss_mb()
             );
         }
@@ -167,7 +168,7 @@ fn main() {
     let load = started.elapsed();
     let m = db.operational_metrics();
     println!(
-        "load: {:.1} s ({:.0} puts/s); RSS {:.0} MB (budget {budget} MB + 64 MB = {} MB); levels {:?}; {} write stalls, {:.1} s stalled; {} compactions",
+        "load: {:.1} s ({:.0} puts/s); RSS {:.0} MB (budget {budget} MB + 64 MB = {} MB); levels {:?}; {} write stalls, {:.1} s stalled; {} commits slowed, {:.1} s slowed; {} compactions",
         load.as_secs_f64(),
         keys as f64 / load.as_secs_f64(),
         rss_mb(),
@@ -175,6 +176,8 @@ fn main() {
         m.storage.level_runs,
         m.write_stalls,
         m.write_stall_micros as f64 / 1e6,
+        m.write_slowdowns,
+        m.write_slowdown_micros as f64 / 1e6,
         m.compactions,
     );
 

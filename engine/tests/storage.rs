@@ -581,12 +581,13 @@ fn runs_holding_only_a_dropped_tables_rows_are_removed_unread() {
             .unwrap(),
         200
     );
-    // Past the window: that run is removed unread (its rows are never merged, so
-    // none is counted as dropped by a merge). An idle compactor's sweep may get there
-    // first; either way it is counted once.
+    // Past the window, once the drop is flushed: that run is removed unread (its rows
+    // are never merged, so none is counted as dropped by a merge). An idle
+    // compactor's sweep may get there first; either way it is counted once.
     for i in 0..6 {
         db.kv_put(&ns, format!("filler{i}"), "y").unwrap();
     }
+    db.checkpoint_now().unwrap();
     let report = db.compact_now().unwrap();
     assert_eq!(report.dropped_table_rows, 0, "{report:?}");
     assert!(report.dropped_runs <= 1, "{report:?}");
@@ -606,6 +607,57 @@ fn runs_holding_only_a_dropped_tables_rows_are_removed_unread() {
         "read.too_old"
     );
     drop(snap);
+    db.shutdown().unwrap();
+}
+
+/// A drop that is not flushed yet removes nothing, even past the history window:
+/// recovery starts from the flushed runs (and a backup from their LSN), where the
+/// table still exists, so its rows must still be there.
+#[test]
+fn an_unflushed_drop_removes_no_run() {
+    use aedb::{
+        ColumnDef, ColumnName, ColumnType, Ddl, TableName, TableSchema, Transaction, Value,
+    };
+    let schema = TableSchema::new(
+        vec![ColumnDef::new(
+            ColumnName::new("id").unwrap(),
+            ColumnType::U64,
+        )],
+        vec![ColumnName::new("id").unwrap()],
+    )
+    .unwrap();
+    let gone = TableName::new("gone").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = AedbInstance::open(dir.path(), config(5)).unwrap();
+    let ns = setup(&db);
+    db.create_table(&ns, gone.as_str(), schema).unwrap();
+    db.checkpoint_now().unwrap();
+    let mut tx = Transaction::new();
+    for id in 0..200 {
+        tx = tx.table_insert(
+            &ns,
+            &gone,
+            vec![(ColumnName::new("id").unwrap(), Value::U64(id))],
+        );
+    }
+    db.commit(tx).unwrap();
+    db.checkpoint_now().unwrap();
+    db.ddl(Ddl::DropTable {
+        ns: ns.clone(),
+        table: gone.clone(),
+    })
+    .unwrap();
+    for i in 0..6 {
+        db.kv_put(&ns, format!("filler{i}"), "y").unwrap();
+    }
+    let report = db.compact_now().unwrap();
+    assert_eq!(
+        (report.dropped_runs, report.dropped_table_rows),
+        (0, 0),
+        "{report:?}"
+    );
+    assert_eq!(db.operational_metrics().compaction_dropped_runs, 0);
+    assert!(db.snapshot().unwrap().table_len(&ns, &gone).is_err());
     db.shutdown().unwrap();
 }
 

@@ -795,12 +795,19 @@ fn disjoint_runs_are_moved_down_and_overlapping_ones_merged() {
     };
     let task = compaction::pick(&lsm.version, &coalesce).expect("level 0 is over its trigger");
     assert_eq!(task.method, compaction::Method::Merge);
+    let level0 = lsm.version.level_bytes(0);
+    assert_eq!(
+        compaction::picker::pending_bytes(&lsm.version, &coalesce),
+        level0
+    );
     let opts = CompactionOptions {
         min_move_bytes: 0,
         ..coalesce
     };
     let task = compaction::pick(&lsm.version, &opts).expect("level 0 is over its trigger");
     assert_eq!(task.method, compaction::Method::Move);
+    // Runs about to move are not a backlog: nothing is pending.
+    assert_eq!(compaction::picker::pending_bytes(&lsm.version, &opts), 0);
     let mut l0: Vec<u64> = lsm.version.level(0).iter().map(|r| r.id()).collect();
     assert!(lsm.compact(0, &opts));
     let mut l1: Vec<u64> = lsm.version.level(1).iter().map(|r| r.id()).collect();

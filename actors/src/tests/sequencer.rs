@@ -473,8 +473,8 @@ fn slowed_rig(bytes_per_sec: u64) -> SequencerRig {
 }
 
 /// While level 0 is in its slowdown depth, commits are paced to the byte rate: they
-/// wait in the Sequencer's queue (counted), in order, and a deadline still refuses one
-/// that waits past it, with nothing applied. Without a slowdown nothing waits.
+/// wait in the Sequencer's queue (counted), and a deadline still refuses one that
+/// waits past it, with nothing applied. Without a slowdown nothing waits.
 #[test]
 fn a_write_slowdown_paces_commits_to_its_byte_rate_and_keeps_deadlines() {
     // 16 KiB/s and 1 KiB puts: about 65 ms per commit.

@@ -11,11 +11,12 @@
 //! consecutive runs at a time.
 //!
 //! It works on *its* runs: those that existed when it started (the *old* ones) and
-//! those its own steps wrote ([`FullCompaction::record`]). Runs that appear otherwise
-//! while it works (newer flushes in level 0, and what the Compactor merges them into
-//! to keep writers going) are left to leveled compaction, so it never chases a moving
-//! target: each step moves its runs down or rewrites an old bottom run, and it is done
-//! once no old run is left and none of its outputs sits above the bottom.
+//! those written by merges of them ([`FullCompaction::record`]: its own steps, and a
+//! level-0 merge the Compactor runs meanwhile that takes one in). Runs that appear
+//! otherwise while it works (newer flushes in level 0, and what they are merged into
+//! alone) are left to leveled compaction, so it does not chase a moving target: each
+//! step moves its runs down or rewrites an old bottom run, and it is done once no old
+//! run is left and none of its runs sits above the bottom.
 //!
 //! [`picker`]: crate::compaction::picker
 
@@ -49,8 +50,9 @@ impl FullCompaction {
         }
     }
 
-    /// Whether `run` is one it works on: old, or written by one of its steps.
-    fn ours(&self, run: &Arc<Run>) -> bool {
+    /// Whether `run` is one it works on: old, or written by one of its steps (a merge
+    /// that takes one of them in writes runs it must [`FullCompaction::record`] too).
+    pub fn tracks(&self, run: &Arc<Run>) -> bool {
         self.old.contains(&run.id()) || self.written.contains(&run.id())
     }
 
@@ -81,7 +83,7 @@ impl FullCompaction {
         // merge like any other; newer level-0 runs stay above).
         let runs: Vec<(usize, Arc<Run>)> = version
             .runs()
-            .filter(|(level, r)| *level > 0 || self.ours(r))
+            .filter(|(level, r)| *level > 0 || self.tracks(r))
             .map(|(level, r)| (level, r.clone()))
             .collect();
         if runs.len() <= self.opts.max_inputs() {
@@ -92,7 +94,7 @@ impl FullCompaction {
             let candidates: Vec<Arc<Run>> = version
                 .level(level)
                 .iter()
-                .filter(|r| self.ours(r))
+                .filter(|r| self.tracks(r))
                 .cloned()
                 .collect();
             if !candidates.is_empty() {

@@ -186,12 +186,16 @@ impl Task {
 }
 
 /// Bytes that compaction still has to process to bring every level under its target
-/// (level 0 counts whole when over its trigger): an upper bound on what it rewrites,
-/// since runs it will move ([`Method::Move`]) count too.
+/// (level 0 counts whole when over its trigger, less the runs its next compaction
+/// moves down unread, [`Method::Move`]; a deeper level counts its excess, which a
+/// move may also take, so that part is an upper bound).
 pub fn pending_bytes(version: &Version, opts: &CompactionOptions) -> u64 {
     let mut pending = 0;
     if version.level(0).len() >= opts.l0_runs {
-        pending += version.level_bytes(0);
+        let moved = pick_level0(version, opts)
+            .filter(|t| t.method == Method::Move)
+            .map_or(0, |t| t.input_bytes());
+        pending += version.level_bytes(0).saturating_sub(moved);
     }
     for level in 1..LEVELS - 1 {
         pending += version
