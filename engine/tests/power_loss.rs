@@ -19,11 +19,12 @@
 //!   to its LSN with every durable commit up to it;
 //! - the reopened database takes a new commit and survives a second reopen.
 //!
-//! Five explorations: the sequential ledger above (crash at every operation, then at
+//! Six explorations: the sequential ledger above (crash at every operation, then at
 //! drawn ones), the same under `low_latency` (only its flush window may be lost), under the
 //! development profile (it must always reopen), a secure instance with two concurrent
-//! tellers, automatic checkpoints and audit rows (a tenth of the points), and a
-//! sequential ingest whose runs compaction moves down a level (crash at every operation).
+//! tellers, automatic checkpoints and audit rows (a tenth of the points), a sequential
+//! ingest whose runs compaction moves down a level, and a dropped table whose run
+//! compaction removes unread (crash at every operation in the last two).
 //!
 //! Knobs: `AEDB_SIM_CRASH_POINTS` (default 10,000 in an optimised build — the test
 //! command runs `cargo test --release -p aedb --test power_loss`, about 40 s — and 500 in
@@ -827,6 +828,123 @@ fn a_sequential_ingest_moved_down_survives_power_loss_at_every_file_operation() 
         sim.arm_crash_after(at);
         let mut acked = Vec::new();
         ingest(&sim, &mut acked);
+        sim.crash();
+        if let Err(why) = verify(&sim, &acked) {
+            failures.push(format!("crash at file operation {at} of {ops}: {why}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A dropped table's run removed unread by compaction (one removal-only manifest edit,
+/// then the file deleted) and the full compaction of the rest, cut at every file
+/// operation in turn: the image opens strictly; the kept table holds every row once its
+/// commit was acknowledged; the dropped table either holds every row (its drop was not
+/// durable yet) or is gone, never partly there; `check invariants` passes, and the
+/// database takes a commit and reopens.
+#[test]
+fn a_dropped_tables_run_removed_unread_survives_power_loss_at_every_file_operation() {
+    use aedb::{ColumnDef, ColumnName, ColumnType, Ddl, TableName, TableSchema, Value};
+    const KEPT: u64 = 10;
+    const GONE: u64 = 60;
+    let id = || ColumnName::new("id").expect("column");
+    let (gone, kept) = (
+        TableName::new("gone").expect("table"),
+        TableName::new("kept").expect("table"),
+    );
+    let rows = |table: &TableName, n: u64| {
+        (0..n).fold(Transaction::new(), |tx, i| {
+            tx.table_insert(&ns(), table, vec![(id(), Value::U64(i))])
+        })
+    };
+    // Steps acknowledged, in order: "kept", "gone", "drop"; the healthy run's metrics.
+    let run = |sim: &Arc<SimFs>,
+               acked: &mut Vec<&'static str>|
+     -> Option<aedb::OperationalMetrics> {
+        let db = AedbInstance::open(DIR, config(sim)).ok()?;
+        let mut steps = || -> Result<(), Box<dyn std::error::Error>> {
+            db.create_project("ledger")?;
+            db.create_scope("ledger", "main")?;
+            let schema = TableSchema::new(vec![ColumnDef::new(id(), ColumnType::U64)], vec![id()])?;
+            for table in [&gone, &kept] {
+                db.create_table(&ns(), table.as_str(), schema.clone())?;
+            }
+            db.commit_with(rows(&kept, KEPT), Finality::Durable)?;
+            acked.push("kept");
+            db.checkpoint_now()?;
+            // `gone`'s rows alone in one run.
+            db.commit_with(rows(&gone, GONE), Finality::Durable)?;
+            acked.push("gone");
+            db.checkpoint_now()?;
+            db.ddl(Ddl::DropTable {
+                ns: ns(),
+                table: gone.clone(),
+            })?;
+            acked.push("drop");
+            // The drop flushed; the floor (no history kept) past it.
+            db.checkpoint_now()?;
+            db.compact_now()?;
+            Ok(())
+        };
+        let result = steps();
+        let metrics = db.operational_metrics();
+        let _ = db.shutdown();
+        result.ok().map(|()| metrics)
+    };
+    let verify = |sim: &Arc<SimFs>, acked: &[&str]| -> Result<(), String> {
+        let db = AedbInstance::open(DIR, config(sim)).map_err(|e| format!("strict open: {e}"))?;
+        let snap = db.snapshot().map_err(|e| e.to_string())?;
+        if acked.contains(&"kept") {
+            let n = snap
+                .table_len(&ns(), &kept)
+                .map_err(|e| format!("kept: {e}"))?;
+            if n != KEPT as usize {
+                return Err(format!("kept holds {n} rows"));
+            }
+        }
+        // `gone` is all there (or, before its commit was acknowledged, empty), or gone
+        // (a drop made durable even if unacknowledged); never partly there.
+        match snap.table_len(&ns(), &gone) {
+            Ok(_) if acked.contains(&"drop") => {
+                return Err("the acknowledged drop is undone".into());
+            }
+            Ok(n) if n != GONE as usize && (acked.contains(&"gone") || n != 0) => {
+                return Err(format!("gone holds {n} of {GONE} rows"));
+            }
+            Err(e) if e.code() != "read.not_found" => return Err(format!("gone: {e}")),
+            _ => {}
+        }
+        drop(snap);
+        db.create_project("after")
+            .map_err(|e| format!("commit after recovery: {e}"))?;
+        db.shutdown().map_err(|e| format!("shutdown: {e}"))?;
+        let checks = check_invariants(Path::new(DIR), &config(sim))
+            .map_err(|e| format!("check invariants: {e}"))?;
+        if let Some(bad) = checks.iter().find(|c| c.status == CheckStatus::Fail) {
+            return Err(format!("check invariants: {}: {}", bad.name, bad.detail));
+        }
+        AedbInstance::open(DIR, config(sim))
+            .map_err(|e| format!("second reopen: {e}"))?
+            .shutdown()
+            .map_err(|e| format!("final shutdown: {e}"))
+    };
+
+    let healthy = SimFs::new(0);
+    let mut acked = Vec::new();
+    let m = run(&healthy, &mut acked).expect("the scenario completes on a healthy disk");
+    assert_eq!(
+        m.compaction_dropped_runs, 1,
+        "the dropped table's run removed unread"
+    );
+    verify(&healthy, &acked).expect("a clean shutdown verifies");
+    let ops = healthy.op_count();
+    println!("the scenario takes {ops} file operations; crashing at each");
+    let mut failures = Vec::new();
+    for at in 1..=ops {
+        let sim = SimFs::new(2_000 + at);
+        sim.arm_crash_after(at);
+        let mut acked = Vec::new();
+        run(&sim, &mut acked);
         sim.crash();
         if let Err(why) = verify(&sim, &acked) {
             failures.push(format!("crash at file operation {at} of {ops}: {why}"));
