@@ -105,12 +105,14 @@ pub struct Compactor {
     graveyard: Vec<Arc<Run>>,
     /// Until when the byte budget pauses automatic compaction.
     resume_at: Instant,
-    /// When the tick next looks for runs of dropped tables to remove.
-    next_dead_run_sweep: Instant,
+    /// When the tick next looks at cold runs (see [`COLD_SWEEP`]).
+    next_cold_sweep: Instant,
 }
 
-/// How often an idle compactor looks for runs holding only rows of dropped tables.
-const DEAD_RUN_SWEEP: Duration = Duration::from_secs(10);
+/// How often an idle compactor looks at cold runs: runs holding only rows of dropped
+/// tables, to remove, and runs with garbage past `CompactionOptions::garbage_percent`,
+/// to rewrite (one per tick while there are any).
+const COLD_SWEEP: Duration = Duration::from_secs(10);
 
 impl Compactor {
     /// The compactor over `ctx`.
@@ -119,7 +121,7 @@ impl Compactor {
             ctx,
             graveyard: Vec::new(),
             resume_at: Instant::now(),
-            next_dead_run_sweep: Instant::now(),
+            next_cold_sweep: Instant::now(),
         }
     }
 
@@ -462,6 +464,25 @@ impl Compactor {
         Ok(())
     }
 
+    /// Removes the runs of dropped tables, then answers the cold run with the most
+    /// garbage to rewrite, if any (the next sweep is then the next tick).
+    fn cold_sweep(&mut self) -> Option<Task> {
+        self.next_cold_sweep = Instant::now() + COLD_SWEEP;
+        if let Err(e) = self.drop_dead_runs(&mut CompactionReport::default()) {
+            self.ctx
+                .metrics
+                .checkpoint_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("removing runs of dropped tables failed: {e}");
+        }
+        let version = self.version().ok()?;
+        let task = compaction::pick_garbage(&version, &self.ctx.options, self.floor());
+        if task.is_some() {
+            self.next_cold_sweep = Instant::now();
+        }
+        task
+    }
+
     /// Hands a recorded edit to the Sequencer, which owns the live version.
     fn install(&self, edit: Edit) -> Result<(), CheckpointFailure> {
         self.ctx
@@ -599,16 +620,10 @@ impl Owner for Compactor {
         }
         let task = compaction::pick(&version, &self.ctx.options);
         drop(version);
-        if task.is_none() && Instant::now() >= self.next_dead_run_sweep {
-            self.next_dead_run_sweep = Instant::now() + DEAD_RUN_SWEEP;
-            if let Err(e) = self.drop_dead_runs(&mut CompactionReport::default()) {
-                self.ctx
-                    .metrics
-                    .checkpoint_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("removing runs of dropped tables failed: {e}");
-            }
-        }
+        let task = match task {
+            None if Instant::now() >= self.next_cold_sweep => self.cold_sweep(),
+            task => task,
+        };
         if let Some(task) = task {
             let floor = self.floor();
             let mut report = CompactionReport::default();

@@ -305,6 +305,8 @@ proptest! {
             // merges are bounded, consolidated and cut, and full compactions take steps.
             max_grandparent_overlap: 1,
             max_edit_runs: 6,
+            // Cold runs with a fifth of their entries droppable are rewritten.
+            garbage_percent: 20,
         };
         let mut model = Model::new();
         let mut lsn = 0u64;
@@ -329,6 +331,12 @@ proptest! {
                     // Keep at least `keep` LSNs of history readable.
                     floor = floor.max(lsn.saturating_sub(keep));
                     while lsm.compact(floor, &opts) {}
+                    let mut rewrites = 0;
+                    while let Some(task) = compaction::pick_garbage(&lsm.version, &opts, Lsn::new(floor)) {
+                        lsm.execute(&task, floor, &opts);
+                        rewrites += 1;
+                        prop_assert!(rewrites < 100, "garbage rewrites that do not end");
+                    }
                 }
                 Op::CompactFully => {
                     floor = floor.max(lsn.saturating_sub(keep));
@@ -1119,4 +1127,81 @@ fn a_flush_during_a_full_compaction_stays_above_it() {
     assert_eq!(view.get(key_n(1).as_bytes()).unwrap().unwrap().1, b"l0");
     assert_eq!(view.get(key_n(3).as_bytes()).unwrap(), None);
     assert_eq!(view.get(key_n(50).as_bytes()).unwrap().unwrap().1, b"old");
+}
+
+/// A cold run written at or below the floor whose hidden versions (and, at the bottom,
+/// tombstones) pass `garbage_percent` of its entries is rewritten alone, from its meta
+/// block's counts; what it writes has none left, so it is not picked again. A run
+/// newer than the floor, or under the threshold, is left alone, and tombstones above
+/// the bottom do not count.
+#[test]
+fn a_cold_run_with_garbage_is_rewritten_alone_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::new(dir.path(), true, 128);
+    // Ten keys with four versions each, and two keys put then deleted: 44 entries,
+    // 12 distinct keys, 2 tombstones.
+    let mut entries = Vec::new();
+    let mut lsn = 0;
+    for round in [&b"a"[..], b"b", b"c", b"d"] {
+        for i in 0..10 {
+            lsn += 1;
+            entries.push((key_n(i), lsn, Some(round)));
+        }
+    }
+    for i in [20, 21] {
+        entries.push((key_n(i), 41 + u64::from(i - 20), Some(&b"x"[..])));
+        entries.push((key_n(i), 43 + u64::from(i - 20), None));
+    }
+    place(&mut lsm, 1, &entries);
+    let opts = CompactionOptions::default();
+    let run = lsm.version.level(1)[0].clone();
+    assert_eq!(
+        (
+            run.file().entries(),
+            run.file().distinct_keys(),
+            run.file().tombstones()
+        ),
+        (44, 12, 2)
+    );
+    assert!(
+        compaction::pick_garbage(&lsm.version, &opts, Lsn::new(43)).is_none(),
+        "newer than the floor"
+    );
+    let strict = CompactionOptions {
+        garbage_percent: 90,
+        ..opts
+    };
+    assert!(
+        compaction::pick_garbage(&lsm.version, &strict, Lsn::new(100)).is_none(),
+        "under the threshold"
+    );
+    let task =
+        compaction::pick_garbage(&lsm.version, &opts, Lsn::new(100)).expect("34 of 44 entries go");
+    assert_eq!(
+        (task.inputs.len(), task.output_level, task.bottommost),
+        (1, 1, true)
+    );
+    lsm.execute(&task, 100, &opts);
+    let run = lsm.version.level(1)[0].clone();
+    assert_eq!((run.file().entries(), run.file().tombstones()), (10, 0));
+    assert!(
+        compaction::pick_garbage(&lsm.version, &opts, Lsn::new(100)).is_none(),
+        "nothing left"
+    );
+    let view = lsm.view(100);
+    assert_eq!(
+        view.get(key_n(3).as_bytes()).unwrap(),
+        Some((Lsn::new(34), b"d".to_vec()))
+    );
+    assert_eq!(view.get(key_n(20).as_bytes()).unwrap(), None);
+
+    // Above a level holding its keys, a run's tombstones are not garbage.
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::new(dir.path(), true, 128);
+    place(&mut lsm, 2, &[(key_n(20), 1, Some(&b"old"[..]))]);
+    let deletes: Vec<_> = (20..30)
+        .map(|i| (key_n(i), 10 + u64::from(i), None))
+        .collect();
+    place(&mut lsm, 1, &deletes);
+    assert!(compaction::pick_garbage(&lsm.version, &opts, Lsn::new(100)).is_none());
 }

@@ -22,7 +22,7 @@ use crate::error::StorageError;
 use crate::merge::{LevelSource, Merged, Source};
 use crate::run::Run;
 pub use full::FullCompaction;
-pub use picker::{CompactionOptions, MAX_EDIT_RUNS, Method, Task, pick};
+pub use picker::{CompactionOptions, MAX_EDIT_RUNS, Method, Task, pick, pick_garbage};
 
 /// What one compaction wrote and dropped.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

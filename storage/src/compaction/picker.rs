@@ -23,6 +23,8 @@
 
 use std::sync::Arc;
 
+use aedb_types::Lsn;
+
 use crate::run::Run;
 use crate::version::{LEVELS, Version};
 use crate::view::overlaps;
@@ -64,6 +66,11 @@ pub struct CompactionOptions {
     /// compaction reads at most half as many runs and sizes its outputs so the rest
     /// holds them.
     pub max_edit_runs: usize,
+    /// When nothing else is due, a run of level 1 or deeper written at or below the
+    /// retention floor is rewritten alone once at least this percentage of its entries
+    /// would go (versions the floor hides and, at the bottom, tombstones): cold data
+    /// no merge reaches sheds what it no longer needs ([`pick_garbage`]). 0: never.
+    pub garbage_percent: u64,
 }
 
 /// Most runs one version edit may name (the manifest's limit).
@@ -82,6 +89,7 @@ impl Default for CompactionOptions {
             min_move_bytes: 256 * 1024,
             max_grandparent_overlap: 25,
             max_edit_runs: MAX_EDIT_RUNS,
+            garbage_percent: 25,
         }
     }
 }
@@ -228,6 +236,44 @@ pub fn pick(version: &Version, opts: &CompactionOptions) -> Option<Task> {
         .iter()
         .min_by_key(|r| (r.file().max_lsn(), r.id()))?;
     Some(push_down(version, level, vec![oldest.clone()], opts, true))
+}
+
+/// The rewrite of the run with the most garbage, if one has at least
+/// [`CompactionOptions::garbage_percent`] of its entries to drop at `floor`: a run of
+/// level 1 or deeper written at or below the floor keeps one version per key (the
+/// others are hidden), and at the bottom no tombstone, so its garbage is exactly
+/// `entries − distinct keys` (plus its tombstones at the bottom), from its meta block
+/// alone. It is merged alone into its own level; what it writes has none left, so it is
+/// not picked again. For when nothing else is due: leveled compaction only merges where
+/// writes land, and this reaches the cold runs it leaves.
+pub fn pick_garbage(version: &Version, opts: &CompactionOptions, floor: Lsn) -> Option<Task> {
+    if opts.garbage_percent == 0 {
+        return None;
+    }
+    let deepest = version.deepest_level();
+    let garbage = |level: usize, run: &Arc<Run>| {
+        let f = run.file();
+        let hidden = f.entries().saturating_sub(f.distinct_keys());
+        let bottom = level == deepest
+            || (level + 1..LEVELS)
+                .all(|l| overlapping(version, l, std::slice::from_ref(run)).is_empty());
+        hidden + if bottom { f.tombstones() } else { 0 }
+    };
+    let (level, run, _) = (1..LEVELS)
+        .flat_map(|level| version.level(level).iter().map(move |r| (level, r)))
+        .filter(|(_, r)| r.file().max_lsn() <= floor && r.file().entries() > 0)
+        .map(|(level, r)| (level, r, garbage(level, r)))
+        .filter(|(_, r, g)| {
+            g.saturating_mul(100) >= opts.garbage_percent.saturating_mul(r.file().entries())
+        })
+        .max_by_key(|(_, _, g)| *g)?;
+    Some(merge_task(
+        version,
+        vec![(level, run.clone())],
+        level,
+        opts,
+        false,
+    ))
 }
 
 /// The level-0 compaction, if level 0 is at its trigger: its oldest runs (at most
