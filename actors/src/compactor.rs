@@ -107,11 +107,14 @@ pub struct Compactor {
     resume_at: Instant,
     /// When the tick next looks at cold runs (see [`COLD_SWEEP`]).
     next_cold_sweep: Instant,
+    /// The last sweep found garbage to rewrite: look again at the next idle tick.
+    garbage_pending: bool,
 }
 
 /// How often an idle compactor looks at cold runs: runs holding only rows of dropped
 /// tables, to remove, and runs with garbage past `CompactionOptions::garbage_percent`,
-/// to rewrite (one per tick while there are any).
+/// to rewrite (then one per idle tick while there are any; a failed rewrite waits for
+/// the next sweep).
 const COLD_SWEEP: Duration = Duration::from_secs(10);
 
 impl Compactor {
@@ -122,6 +125,7 @@ impl Compactor {
             graveyard: Vec::new(),
             resume_at: Instant::now(),
             next_cold_sweep: Instant::now(),
+            garbage_pending: false,
         }
     }
 
@@ -464,22 +468,27 @@ impl Compactor {
         Ok(())
     }
 
-    /// Removes the runs of dropped tables, then answers the cold run with the most
-    /// garbage to rewrite, if any (the next sweep is then the next tick).
+    /// Every [`COLD_SWEEP`], removes the runs of dropped tables; then, while the
+    /// sweeps find some, answers the cold run with the most garbage to rewrite.
     fn cold_sweep(&mut self) -> Option<Task> {
-        self.next_cold_sweep = Instant::now() + COLD_SWEEP;
-        if let Err(e) = self.drop_dead_runs(&mut CompactionReport::default()) {
-            self.ctx
-                .metrics
-                .checkpoint_failures
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("removing runs of dropped tables failed: {e}");
+        let now = Instant::now();
+        if now >= self.next_cold_sweep {
+            self.next_cold_sweep = now + COLD_SWEEP;
+            self.garbage_pending = true;
+            if let Err(e) = self.drop_dead_runs(&mut CompactionReport::default()) {
+                self.ctx
+                    .metrics
+                    .checkpoint_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("removing runs of dropped tables failed: {e}");
+            }
+        }
+        if !self.garbage_pending {
+            return None;
         }
         let version = self.version().ok()?;
         let task = compaction::pick_garbage(&version, &self.ctx.options, self.floor());
-        if task.is_some() {
-            self.next_cold_sweep = Instant::now();
-        }
+        self.garbage_pending = task.is_some();
         task
     }
 
@@ -533,19 +542,22 @@ impl Compactor {
             full.record(added);
             // Writers keep going: level-0 runs flushed meanwhile are merged into level
             // 1 as leveled compaction would (one such merge per step, once the old
-            // ones are pushed down), so a long full compaction does not become a write
-            // stall. What it merges of the full compaction's runs stays its own.
+            // ones are pushed down). One that would take in the full compaction's runs
+            // waits until level 0 reaches the slowdown depth, so its runs can move out
+            // of the way first; then it runs, and what it wrote of them is left to
+            // leveled compaction (recording it would chase the writes).
             let version = self.version()?;
             if full.holds_level0(&version) {
                 continue;
             }
             if let Some(task) = compaction::picker::pick_level0(&version, &self.ctx.options) {
+                let takes_ours = task.inputs.iter().any(|(_, r)| full.tracks(r));
+                if takes_ours && version.level(0).len() < self.ctx.options.l0_slowdown_runs {
+                    continue;
+                }
                 drop(version);
                 let floor = self.floor();
-                let added = self.run(&task, floor, &mut report)?;
-                if task.inputs.iter().any(|(_, r)| full.tracks(r)) {
-                    full.record(added);
-                }
+                self.run(&task, floor, &mut report)?;
             }
         }
         while let Some(task) = compaction::pick(&*self.version()?, &self.ctx.options) {
@@ -633,8 +645,10 @@ impl Owner for Compactor {
                     .checkpoint_failures
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("compaction failed: {e}");
-                // Back off: a failing disk is not retried in a tight loop.
+                // Back off: a failing disk is not retried in a tight loop, nor a cold
+                // run that cannot be rewritten before the next sweep.
                 self.resume_at = Instant::now() + Duration::from_secs(1);
+                self.garbage_pending = false;
             }
         }
     }

@@ -154,7 +154,7 @@ pub struct WriteLimits {
     pub l0_slowdown_runs: usize,
     /// The least base rate of the write slowdown, in bytes of WAL records per second
     /// (0: no slowdown). When the slowdown begins, its base is this or, when higher,
-    /// the rate writes ran at in the second before; the rate allowed is the base times
+    /// the rate writes ran at in the last whole second before; the rate allowed is the base times
     /// the runs left before the stop over one more than the span (8/9 of it at 12
     /// level-0 runs of 20, 1/9 at 19), so writers slow down in proportion to how far
     /// compaction is behind rather than to a fixed figure. Commits over the rate wait
@@ -200,7 +200,7 @@ struct Pacing {
     /// When the next commit may start, while slowed.
     until: Option<Instant>,
     /// The rate at the slowdown depth, fixed when the slowdown began: the configured
-    /// rate or, when higher, the one writes ran at just before.
+    /// rate or, when higher, the one writes ran at in the last whole window before.
     base: Option<f64>,
     /// Bytes sequenced since `window_start` while not slowed.
     window_bytes: u64,
@@ -230,14 +230,18 @@ impl Pacing {
 
     /// Accounts a sequenced record of `bytes`. `share` is the part of the base rate
     /// level 0's depth allows (`None`: not slowed, so the record only counts toward
-    /// the measured rate). The clock moves on by `bytes` ÷ the rate, from no earlier
-    /// than one tick ago (so a tick releases more than one commit) and to no later
-    /// than one record's cost ahead of now (debt run up at a slower rate, or by a huge
-    /// record, does not outlive it).
+    /// the measured rate). The clock moves on by `bytes` ÷ the rate from now, or from
+    /// where it stands when that is later, but no earlier than one tick ago (so a tick
+    /// releases more than one commit). A record is only sequenced once the clock has
+    /// reached now, so it is never more than one record's cost ahead.
     fn charge(&mut self, bytes: usize, share: Option<f64>, configured: u64, now: Instant) {
         let Some(share) = share else {
+            if self.base.take().is_some() {
+                // The first window after a slowdown starts now.
+                self.window_bytes = 0;
+                self.window_start = now;
+            }
             self.until = None;
-            self.base = None;
             self.window_bytes += bytes as u64;
             let elapsed = now.duration_since(self.window_start);
             if elapsed >= RATE_WINDOW {
@@ -252,8 +256,7 @@ impl Pacing {
         let rate = (base * share).max(1.0);
         let earliest = now.checked_sub(STALL_CHECK).unwrap_or(now);
         let start = self.until.map_or(now, |t| t.max(earliest));
-        let cost = Duration::from_secs_f64(bytes as f64 / rate);
-        self.until = Some((start + cost).min(now + cost));
+        self.until = Some(start + Duration::from_secs_f64(bytes as f64 / rate));
     }
 }
 

@@ -721,6 +721,23 @@ fn secure_concurrent_workload_survives_power_loss() {
     }
 }
 
+/// The end of a recovered image's verification: `db` (reopened on `sim`) takes a
+/// commit and shuts down, `check invariants` passes, and it reopens once more.
+fn commit_check_and_reopen(sim: &Arc<SimFs>, db: AedbInstance) -> Result<(), String> {
+    db.create_project("after")
+        .map_err(|e| format!("commit after recovery: {e}"))?;
+    db.shutdown().map_err(|e| format!("shutdown: {e}"))?;
+    let checks = check_invariants(Path::new(DIR), &config(sim))
+        .map_err(|e| format!("check invariants: {e}"))?;
+    if let Some(bad) = checks.iter().find(|c| c.status == CheckStatus::Fail) {
+        return Err(format!("check invariants: {}: {}", bad.name, bad.detail));
+    }
+    AedbInstance::open(DIR, config(sim))
+        .map_err(|e| format!("second reopen: {e}"))?
+        .shutdown()
+        .map_err(|e| format!("final shutdown: {e}"))
+}
+
 /// A sequential ingest whose level-0 runs compaction **moves** down a level (one
 /// manifest edit re-files them; no run file is written or deleted), cut at every file
 /// operation in turn: the image opens strictly, every acknowledged batch reads back
@@ -793,18 +810,7 @@ fn a_sequential_ingest_moved_down_survives_power_loss_at_every_file_operation() 
             }
         }
         drop(snap);
-        db.create_project("after")
-            .map_err(|e| format!("commit after recovery: {e}"))?;
-        db.shutdown().map_err(|e| format!("shutdown: {e}"))?;
-        let checks = check_invariants(Path::new(DIR), &config(sim))
-            .map_err(|e| format!("check invariants: {e}"))?;
-        if let Some(bad) = checks.iter().find(|c| c.status == CheckStatus::Fail) {
-            return Err(format!("check invariants: {}: {}", bad.name, bad.detail));
-        }
-        AedbInstance::open(DIR, config(sim))
-            .map_err(|e| format!("second reopen: {e}"))?
-            .shutdown()
-            .map_err(|e| format!("final shutdown: {e}"))
+        commit_check_and_reopen(sim, db)
     };
 
     let healthy = SimFs::new(0);
@@ -915,18 +921,7 @@ fn a_dropped_tables_run_removed_unread_survives_power_loss_at_every_file_operati
             _ => {}
         }
         drop(snap);
-        db.create_project("after")
-            .map_err(|e| format!("commit after recovery: {e}"))?;
-        db.shutdown().map_err(|e| format!("shutdown: {e}"))?;
-        let checks = check_invariants(Path::new(DIR), &config(sim))
-            .map_err(|e| format!("check invariants: {e}"))?;
-        if let Some(bad) = checks.iter().find(|c| c.status == CheckStatus::Fail) {
-            return Err(format!("check invariants: {}: {}", bad.name, bad.detail));
-        }
-        AedbInstance::open(DIR, config(sim))
-            .map_err(|e| format!("second reopen: {e}"))?
-            .shutdown()
-            .map_err(|e| format!("final shutdown: {e}"))
+        commit_check_and_reopen(sim, db)
     };
 
     let healthy = SimFs::new(0);

@@ -416,40 +416,46 @@ fn kv_scan_with_visits_what_kv_scan_range_returns() {
     assert_eq!((n, count), (3, 3));
 }
 
-/// A dropped table's rows stay on disk, unreachable, while the history window still
-/// reaches back before the drop (`snapshot_at` there reads them); once the window has
-/// passed the drop, compaction frees them. Other tables keep theirs, and a table
-/// created again under the same name starts empty.
-#[test]
-fn compaction_frees_the_rows_of_a_dropped_table_once_the_window_has_passed_the_drop() {
-    use aedb::{
-        ColumnDef, ColumnName, ColumnType, Ddl, TableName, TableSchema, Transaction, Value,
-    };
-    let schema = TableSchema::new(
+/// A table of `id` (U64, the key) and `note` (text).
+fn id_note_schema() -> aedb::TableSchema {
+    use aedb::{ColumnDef, ColumnName, ColumnType, TableSchema};
+    TableSchema::new(
         vec![
             ColumnDef::new(ColumnName::new("id").unwrap(), ColumnType::U64),
             ColumnDef::new(ColumnName::new("note").unwrap(), ColumnType::Text),
         ],
         vec![ColumnName::new("id").unwrap()],
     )
-    .unwrap();
-    let fill = |db: &AedbInstance, ns: &Namespace, table: &TableName, rows: u64| {
-        let mut tx = Transaction::new();
-        for id in 0..rows {
-            tx = tx.table_insert(
-                ns,
-                table,
-                vec![
-                    (ColumnName::new("id").unwrap(), Value::U64(id)),
-                    (
-                        ColumnName::new("note").unwrap(),
-                        Value::Text("x".repeat(40)),
-                    ),
-                ],
-            );
-        }
-        db.commit(tx).unwrap();
-    };
+    .unwrap()
+}
+
+/// Inserts rows `0..rows` of an [`id_note_schema`] table in one commit.
+fn fill(db: &AedbInstance, ns: &Namespace, table: &aedb::TableName, rows: u64) {
+    use aedb::{ColumnName, Transaction, Value};
+    let mut tx = Transaction::new();
+    for id in 0..rows {
+        tx = tx.table_insert(
+            ns,
+            table,
+            vec![
+                (ColumnName::new("id").unwrap(), Value::U64(id)),
+                (
+                    ColumnName::new("note").unwrap(),
+                    Value::Text("x".repeat(40)),
+                ),
+            ],
+        );
+    }
+    db.commit(tx).unwrap();
+}
+
+/// A dropped table's rows stay on disk, unreachable, while the history window still
+/// reaches back before the drop (`snapshot_at` there reads them); once the window has
+/// passed the drop, compaction frees them. Other tables keep theirs, and a table
+/// created again under the same name starts empty.
+#[test]
+fn compaction_frees_the_rows_of_a_dropped_table_once_the_window_has_passed_the_drop() {
+    use aedb::{Ddl, TableName};
     let (gone, kept) = (
         TableName::new("gone").unwrap(),
         TableName::new("kept").unwrap(),
@@ -458,7 +464,7 @@ fn compaction_frees_the_rows_of_a_dropped_table_once_the_window_has_passed_the_d
     let db = AedbInstance::open(dir.path(), config(5)).unwrap();
     let ns = setup(&db);
     for table in [&gone, &kept] {
-        db.create_table(&ns, table.as_str(), schema.clone())
+        db.create_table(&ns, table.as_str(), id_note_schema())
             .unwrap();
     }
     fill(&db, &ns, &gone, 200);
@@ -498,7 +504,8 @@ fn compaction_frees_the_rows_of_a_dropped_table_once_the_window_has_passed_the_d
     drop(now);
 
     // The same name again: a new, empty table; nothing comes back after a reopen either.
-    db.create_table(&ns, gone.as_str(), schema.clone()).unwrap();
+    db.create_table(&ns, gone.as_str(), id_note_schema())
+        .unwrap();
     assert_eq!(db.snapshot().unwrap().table_len(&ns, &gone).unwrap(), 0);
     fill(&db, &ns, &gone, 3);
     db.shutdown().unwrap();
@@ -518,34 +525,7 @@ fn compaction_frees_the_rows_of_a_dropped_table_once_the_window_has_passed_the_d
 /// unchanged, after a reopen too.
 #[test]
 fn runs_holding_only_a_dropped_tables_rows_are_removed_unread() {
-    use aedb::{
-        ColumnDef, ColumnName, ColumnType, Ddl, TableName, TableSchema, Transaction, Value,
-    };
-    let schema = TableSchema::new(
-        vec![
-            ColumnDef::new(ColumnName::new("id").unwrap(), ColumnType::U64),
-            ColumnDef::new(ColumnName::new("note").unwrap(), ColumnType::Text),
-        ],
-        vec![ColumnName::new("id").unwrap()],
-    )
-    .unwrap();
-    let fill = |db: &AedbInstance, ns: &Namespace, table: &TableName, rows: u64| {
-        let mut tx = Transaction::new();
-        for id in 0..rows {
-            tx = tx.table_insert(
-                ns,
-                table,
-                vec![
-                    (ColumnName::new("id").unwrap(), Value::U64(id)),
-                    (
-                        ColumnName::new("note").unwrap(),
-                        Value::Text("x".repeat(40)),
-                    ),
-                ],
-            );
-        }
-        db.commit(tx).unwrap();
-    };
+    use aedb::{Ddl, TableName};
     let (gone, kept) = (
         TableName::new("gone").unwrap(),
         TableName::new("kept").unwrap(),
@@ -554,7 +534,7 @@ fn runs_holding_only_a_dropped_tables_rows_are_removed_unread() {
     let db = AedbInstance::open(dir.path(), config(5)).unwrap();
     let ns = setup(&db);
     for table in [&gone, &kept] {
-        db.create_table(&ns, table.as_str(), schema.clone())
+        db.create_table(&ns, table.as_str(), id_note_schema())
             .unwrap();
     }
     fill(&db, &ns, &kept, 20);
@@ -615,32 +595,15 @@ fn runs_holding_only_a_dropped_tables_rows_are_removed_unread() {
 /// table still exists, so its rows must still be there.
 #[test]
 fn an_unflushed_drop_removes_no_run() {
-    use aedb::{
-        ColumnDef, ColumnName, ColumnType, Ddl, TableName, TableSchema, Transaction, Value,
-    };
-    let schema = TableSchema::new(
-        vec![ColumnDef::new(
-            ColumnName::new("id").unwrap(),
-            ColumnType::U64,
-        )],
-        vec![ColumnName::new("id").unwrap()],
-    )
-    .unwrap();
+    use aedb::{Ddl, TableName};
     let gone = TableName::new("gone").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = AedbInstance::open(dir.path(), config(5)).unwrap();
     let ns = setup(&db);
-    db.create_table(&ns, gone.as_str(), schema).unwrap();
+    db.create_table(&ns, gone.as_str(), id_note_schema())
+        .unwrap();
     db.checkpoint_now().unwrap();
-    let mut tx = Transaction::new();
-    for id in 0..200 {
-        tx = tx.table_insert(
-            &ns,
-            &gone,
-            vec![(ColumnName::new("id").unwrap(), Value::U64(id))],
-        );
-    }
-    db.commit(tx).unwrap();
+    fill(&db, &ns, &gone, 200);
     db.checkpoint_now().unwrap();
     db.ddl(Ddl::DropTable {
         ns: ns.clone(),

@@ -1132,8 +1132,8 @@ fn a_flush_during_a_full_compaction_stays_above_it() {
 /// A cold run written at or below the floor whose hidden versions (and, at the bottom,
 /// tombstones) pass `garbage_percent` of its entries is rewritten alone, from its meta
 /// block's counts; what it writes has none left, so it is not picked again. A run
-/// newer than the floor, or under the threshold, is left alone, and tombstones above
-/// the bottom do not count.
+/// newer than the floor, under the threshold, or overlapped from the level above is
+/// left alone, and tombstones above the bottom do not count.
 #[test]
 fn a_cold_run_with_garbage_is_rewritten_alone_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -1203,5 +1203,13 @@ fn a_cold_run_with_garbage_is_rewritten_alone_once() {
         .map(|i| (key_n(i), 10 + u64::from(i), None))
         .collect();
     place(&mut lsm, 1, &deletes);
+    assert!(compaction::pick_garbage(&lsm.version, &opts, Lsn::new(100)).is_none());
+
+    // A run that a run of the level above overlaps is not cold: that merge comes first.
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::new(dir.path(), true, 128);
+    place(&mut lsm, 1, &entries);
+    assert!(compaction::pick_garbage(&lsm.version, &opts, Lsn::new(100)).is_some());
+    place(&mut lsm, 0, &[(key_n(5), 90, Some(&b"new"[..]))]);
     assert!(compaction::pick_garbage(&lsm.version, &opts, Lsn::new(100)).is_none());
 }

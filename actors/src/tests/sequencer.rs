@@ -218,12 +218,16 @@ fn put(key: &str) -> crate::commit::Request {
 /// A rig whose memtables freeze at 4 KiB, one frozen memtable at most, and no
 /// CheckpointSealer: nothing flushes until the test installs a flush by hand.
 fn stalling_rig() -> SequencerRig {
-    let limits = crate::sequencer::WriteLimits {
+    rig_with_namespace(crate::sequencer::WriteLimits {
         memtable_bytes: 4 << 10,
         immutable_memtables: 1,
         max_stall: std::time::Duration::from_millis(300),
         ..crate::sequencer::WriteLimits::default()
-    };
+    })
+}
+
+/// A rig with `limits` and the namespace `a/main`.
+fn rig_with_namespace(limits: crate::sequencer::WriteLimits) -> SequencerRig {
     let rig = SequencerRig::with_limits(aedb_model::State::new(), 1 << 20, limits);
     for ddl in [
         create_project("a"),
@@ -452,24 +456,12 @@ fn a_snapshot_published_after_an_install_is_repointed_at_the_new_sources() {
 /// A rig whose writes are always in the slowdown (`l0_slowdown_runs` 0) at
 /// `bytes_per_sec`, in namespace `a/main`.
 fn slowed_rig(bytes_per_sec: u64) -> SequencerRig {
-    let limits = crate::sequencer::WriteLimits {
+    rig_with_namespace(crate::sequencer::WriteLimits {
         memtable_bytes: 1 << 20,
         l0_slowdown_runs: 0,
         slowdown_bytes_per_sec: bytes_per_sec,
         ..crate::sequencer::WriteLimits::default()
-    };
-    let rig = SequencerRig::with_limits(aedb_model::State::new(), 1 << 20, limits);
-    for ddl in [
-        create_project("a"),
-        crate::commit::Request::Ddl(aedb_model::Ddl::CreateScope {
-            ns: aedb_model::Namespace::parse("a", "main").unwrap(),
-        }),
-    ] {
-        rig.committer
-            .commit(ddl, Finality::Visible, Admission::Wait)
-            .unwrap();
-    }
-    rig
+    })
 }
 
 /// While level 0 is in its slowdown depth, commits are paced to the byte rate: they

@@ -11,12 +11,12 @@
 //! consecutive runs at a time.
 //!
 //! It works on *its* runs: those that existed when it started (the *old* ones) and
-//! those written by merges of them ([`FullCompaction::record`]: its own steps, and a
-//! level-0 merge the Compactor runs meanwhile that takes one in). Runs that appear
-//! otherwise while it works (newer flushes in level 0, and what they are merged into
-//! alone) are left to leveled compaction, so it does not chase a moving target: each
-//! step moves its runs down or rewrites an old bottom run, and it is done once no old
-//! run is left and none of its runs sits above the bottom.
+//! those its own steps wrote ([`FullCompaction::record`]). Runs that appear otherwise
+//! while it works (newer flushes in level 0, and what the Compactor merges them into to
+//! keep writers going, even when such a merge takes one of its runs in) are left to
+//! leveled compaction, so it does not chase the writes: each step moves its runs down
+//! or rewrites an old bottom run, and it is done once no old run is left and none of
+//! its runs sits above the bottom.
 //!
 //! [`picker`]: crate::compaction::picker
 
@@ -50,8 +50,7 @@ impl FullCompaction {
         }
     }
 
-    /// Whether `run` is one it works on: old, or written by one of its steps (a merge
-    /// that takes one of them in writes runs it must [`FullCompaction::record`] too).
+    /// Whether `run` is one it works on: old, or written by one of its steps.
     pub fn tracks(&self, run: &Arc<Run>) -> bool {
         self.old.contains(&run.id()) || self.written.contains(&run.id())
     }

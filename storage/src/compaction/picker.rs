@@ -238,34 +238,48 @@ pub fn pick(version: &Version, opts: &CompactionOptions) -> Option<Task> {
     Some(push_down(version, level, vec![oldest.clone()], opts, true))
 }
 
-/// The rewrite of the run with the most garbage, if one has at least
-/// [`CompactionOptions::garbage_percent`] of its entries to drop at `floor`: a run of
+/// The rewrite of the cold run with the most garbage, if one has at least
+/// [`CompactionOptions::garbage_percent`] of its entries to drop at `floor`. A run of
 /// level 1 or deeper written at or below the floor keeps one version per key (the
-/// others are hidden), and at the bottom no tombstone, so its garbage is exactly
-/// `entries − distinct keys` (plus its tombstones at the bottom), from its meta block
-/// alone. It is merged alone into its own level; what it writes has none left, so it is
-/// not picked again. For when nothing else is due: leveled compaction only merges where
-/// writes land, and this reaches the cold runs it leaves.
+/// others are hidden), and at the bottom no tombstone, so it drops exactly
+/// `entries − distinct keys` versions plus, at the bottom, at least
+/// `tombstones − hidden` tombstones, all from its meta block. *Cold*: no run of the
+/// level above overlaps it (one that does will merge into it anyway). It is merged alone
+/// into its own level; what it writes has no garbage left, so it is not picked again.
+/// For when nothing else is due: leveled compaction only merges where writes land, and
+/// this reaches the runs it leaves.
 pub fn pick_garbage(version: &Version, opts: &CompactionOptions, floor: Lsn) -> Option<Task> {
     if opts.garbage_percent == 0 {
         return None;
     }
     let deepest = version.deepest_level();
-    let garbage = |level: usize, run: &Arc<Run>| {
+    let enough = |garbage: u64, run: &Arc<Run>| {
+        garbage.saturating_mul(100) >= opts.garbage_percent.saturating_mul(run.file().entries())
+    };
+    let garbage = |level: usize, run: &Arc<Run>| -> Option<u64> {
         let f = run.file();
+        if f.max_lsn() > floor || f.entries() == 0 {
+            return None;
+        }
         let hidden = f.entries().saturating_sub(f.distinct_keys());
-        let bottom = level == deepest
-            || (level + 1..LEVELS)
-                .all(|l| overlapping(version, l, std::slice::from_ref(run)).is_empty());
-        hidden + if bottom { f.tombstones() } else { 0 }
+        let garbage = if enough(hidden, run) {
+            hidden
+        } else {
+            // Only the bottom drops tombstones (checked only when they would matter).
+            let bottom = level == deepest
+                || (level + 1..LEVELS)
+                    .all(|l| overlapping(version, l, std::slice::from_ref(run)).is_empty());
+            if !bottom {
+                return None;
+            }
+            hidden + f.tombstones().saturating_sub(hidden)
+        };
+        let cold = overlapping(version, level - 1, std::slice::from_ref(run)).is_empty();
+        (enough(garbage, run) && cold).then_some(garbage)
     };
     let (level, run, _) = (1..LEVELS)
         .flat_map(|level| version.level(level).iter().map(move |r| (level, r)))
-        .filter(|(_, r)| r.file().max_lsn() <= floor && r.file().entries() > 0)
-        .map(|(level, r)| (level, r, garbage(level, r)))
-        .filter(|(_, r, g)| {
-            g.saturating_mul(100) >= opts.garbage_percent.saturating_mul(r.file().entries())
-        })
+        .filter_map(|(level, r)| garbage(level, r).map(|g| (level, r, g)))
         .max_by_key(|(_, _, g)| *g)?;
     Some(merge_task(
         version,
