@@ -633,7 +633,7 @@ impl Owner for Compactor {
         let task = compaction::pick(&version, &self.ctx.options);
         drop(version);
         let task = match task {
-            None if Instant::now() >= self.next_cold_sweep => self.cold_sweep(),
+            None => self.cold_sweep(),
             task => task,
         };
         if let Some(task) = task {

@@ -727,3 +727,53 @@ fn a_sequential_load_is_moved_down_not_rewritten() {
     assert_eq!(read(&db, 4), noise(4, 0));
     db.shutdown().unwrap();
 }
+
+/// A cold run keeping versions the history window needed when it was written sheds
+/// them by itself once the window has moved on: an idle compactor's sweep (one runs
+/// soon after open, so this one or the next instance's) rewrites it alone, and reads
+/// are unchanged.
+#[test]
+fn an_idle_compactor_rewrites_a_cold_run_whose_history_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = AedbInstance::open(dir.path(), config(50)).unwrap();
+    let ns = setup(&db);
+    for round in 0..5 {
+        for k in 0..20 {
+            db.kv_put(&ns, format!("g{k:02}"), format!("round{round}"))
+                .unwrap();
+        }
+    }
+    // Flushed and merged into the bottom level, keeping the versions of the last 50
+    // LSNs.
+    db.checkpoint_now().unwrap();
+    db.compact_now().unwrap();
+    let bottom = db.operational_metrics().storage;
+    assert_eq!(bottom.level_runs[..2], [0, 1], "{bottom:?}");
+    // The window moves on; the new keys sort after the old run's, so nothing merges
+    // into it.
+    for i in 0..100 {
+        db.kv_put(&ns, format!("z{i:03}"), "y").unwrap();
+    }
+    db.shutdown().unwrap();
+    let db = AedbInstance::open(dir.path(), config(50)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = db.operational_metrics().storage;
+        if now.level_bytes[1] < bottom.level_bytes[1] {
+            assert_eq!(now.level_runs[1], 1, "{now:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cold run was not rewritten: {bottom:?} then {now:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let snap = db.snapshot().unwrap();
+    for k in 0..20 {
+        let got = snap.kv_get(&ns, format!("g{k:02}").as_bytes()).unwrap();
+        assert_eq!(got.unwrap().value.as_bytes(), b"round4");
+    }
+    drop(snap);
+    db.shutdown().unwrap();
+}
