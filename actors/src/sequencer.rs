@@ -194,7 +194,8 @@ const STALL_CHECK: Duration = Duration::from_millis(20);
 pub const MAX_STALL: Duration = Duration::from_secs(10);
 
 /// The write slowdown (see [`WriteLimits::slowdown_bytes_per_sec`]): the rate writes
-/// ran at before it, and its pacing clock.
+/// ran at before it, and its pacing clock. A commit that is not slowed only adds its
+/// bytes (no clock read on the commit path); the Sequencer's tick measures the rate.
 #[derive(Debug)]
 struct Pacing {
     /// When the next commit may start, while slowed.
@@ -202,10 +203,11 @@ struct Pacing {
     /// The rate at the slowdown depth, fixed when the slowdown began: the configured
     /// rate or, when higher, the one writes ran at in the last whole window before.
     base: Option<f64>,
-    /// Bytes sequenced since `window_start` while not slowed.
-    window_bytes: u64,
-    window_start: Instant,
-    /// The write rate of the last whole window (bytes per second).
+    /// WAL record bytes sequenced so far.
+    sequenced: u64,
+    /// When the current measurement window began, and `sequenced` then.
+    window: (Instant, u64),
+    /// The write rate of the last whole window while not slowed (bytes per second).
     recent: f64,
 }
 
@@ -217,15 +219,26 @@ impl Pacing {
         Pacing {
             until: None,
             base: None,
-            window_bytes: 0,
-            window_start: Instant::now(),
+            sequenced: 0,
+            window: (Instant::now(), 0),
             recent: 0.0,
         }
     }
 
-    /// Whether the clock is ahead of `now`.
-    fn must_wait(&self, now: Instant) -> bool {
-        self.until.is_some_and(|t| t > now)
+    /// Whether the clock is ahead of now (read only while the clock runs).
+    fn must_wait(&self) -> bool {
+        self.until.is_some_and(|t| t > Instant::now())
+    }
+
+    /// Closes the measurement window once it is a whole [`RATE_WINDOW`] long (from the
+    /// Sequencer's tick). Not while slowed: the base must be the rate before it.
+    fn measure(&mut self, now: Instant) {
+        let (start, at_start) = self.window;
+        let elapsed = now.duration_since(start);
+        if self.base.is_none() && elapsed >= RATE_WINDOW {
+            self.recent = (self.sequenced - at_start) as f64 / elapsed.as_secs_f64();
+            self.window = (now, self.sequenced);
+        }
     }
 
     /// Accounts a sequenced record of `bytes`. `share` is the part of the base rate
@@ -234,23 +247,17 @@ impl Pacing {
     /// where it stands when that is later, but no earlier than one tick ago (so a tick
     /// releases more than one commit). A record is only sequenced once the clock has
     /// reached now, so it is never more than one record's cost ahead.
-    fn charge(&mut self, bytes: usize, share: Option<f64>, configured: u64, now: Instant) {
+    fn charge(&mut self, bytes: usize, share: Option<f64>, configured: u64) {
+        self.sequenced += bytes as u64;
         let Some(share) = share else {
             if self.base.take().is_some() {
                 // The first window after a slowdown starts now.
-                self.window_bytes = 0;
-                self.window_start = now;
+                self.window = (Instant::now(), self.sequenced);
             }
             self.until = None;
-            self.window_bytes += bytes as u64;
-            let elapsed = now.duration_since(self.window_start);
-            if elapsed >= RATE_WINDOW {
-                self.recent = self.window_bytes as f64 / elapsed.as_secs_f64();
-                self.window_bytes = 0;
-                self.window_start = now;
-            }
             return;
         };
+        let now = Instant::now();
         let recent = self.recent;
         let base = *self.base.get_or_insert((configured as f64).max(recent));
         let rate = (base * share).max(1.0);
@@ -578,19 +585,15 @@ impl Sequencer {
     }
 
     /// Whether the next commit must wait for the write slowdown's clock.
-    fn must_pace(&self, now: Instant) -> bool {
-        self.pacing.must_wait(now) && self.slowdown().is_some()
+    fn must_pace(&self) -> bool {
+        self.pacing.must_wait() && self.slowdown().is_some()
     }
 
     /// Charges a sequenced record of `bytes` to the write slowdown.
     fn pace(&mut self, bytes: usize) {
         let share = self.slowdown();
-        self.pacing.charge(
-            bytes,
-            share,
-            self.limits.slowdown_bytes_per_sec,
-            Instant::now(),
-        );
+        self.pacing
+            .charge(bytes, share, self.limits.slowdown_bytes_per_sec);
     }
 
     /// Records that queued commits now wait out a stall (once per stall): when it
@@ -632,7 +635,7 @@ impl Sequencer {
                 .write_stall_micros
                 .fetch_add(since.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
-        while !self.stalled.is_empty() && !self.must_stall() && !self.must_pace(Instant::now()) {
+        while !self.stalled.is_empty() && !self.must_stall() && !self.must_pace() {
             if let Some(w) = self.stalled.pop_front() {
                 if w.paced {
                     self.metrics
@@ -794,12 +797,13 @@ fn is_optimistic_check(assertion: &Assertion) -> bool {
 impl Owner for Sequencer {
     const NAME: &'static str = "sequencer";
 
-    /// Checks waiting commits against their deadlines.
+    /// Checks waiting commits against their deadlines, and measures the write rate.
     fn tick_interval(&self) -> Option<Duration> {
         Some(STALL_CHECK)
     }
 
     fn tick(&mut self) {
+        self.pacing.measure(Instant::now());
         if self.stalled.is_empty() {
             return;
         }
@@ -834,9 +838,9 @@ impl Ask<Sequencer> for Commit {
         #[cfg(feature = "observability")]
         let _span =
             tracing::trace_span!("aedb.commit.sequence", finality = ?self.finality).entered();
-        let now = Instant::now();
         let stall = sequencer.must_stall();
-        if stall || !sequencer.stalled.is_empty() || sequencer.must_pace(now) {
+        if stall || !sequencer.stalled.is_empty() || sequencer.must_pace() {
+            let now = Instant::now();
             if stall {
                 sequencer.note_stall(now);
             } else {
@@ -937,5 +941,45 @@ fn assertion_project(a: &aedb_model::Assertion) -> Option<&aedb_model::ProjectNa
         | A::RowVersionEquals { ns, .. } => Some(&ns.project),
         A::All(list) | A::Any(list) => list.iter().find_map(assertion_project),
         A::Not(a) => assertion_project(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The slowdown's base is the rate writes ran at in the last whole window before
+    /// it (or the configured one when higher), fixed while it lasts: the clock moves on
+    /// by bytes ÷ (base × share). Not slowed, nothing is clocked.
+    #[test]
+    fn the_slowdown_base_is_the_measured_rate_before_it() {
+        let mut p = Pacing::new();
+        let start = p.window.0;
+        // 10 MB in a 2-second window: 5 MB/s.
+        p.charge(10_000_000, None, 1_000);
+        assert_eq!(p.until, None);
+        p.measure(start + Duration::from_secs(2));
+        assert!((p.recent - 5_000_000.0).abs() < 1.0, "{}", p.recent);
+        // Slowed at half the base: 1 MB costs 0.4 s.
+        let before = Instant::now();
+        p.charge(1_000_000, Some(0.5), 1_000);
+        assert_eq!(p.base, Some(5_000_000.0));
+        let ahead = p.until.expect("the clock runs") - before;
+        assert!(
+            // 0.4 s from the clock read inside `charge`, a little after `before`.
+            ahead >= Duration::from_millis(400) && ahead < Duration::from_secs(1),
+            "{ahead:?}"
+        );
+        assert!(p.must_wait());
+        // While slowed the window does not close (the base stays the rate before).
+        p.measure(start + Duration::from_secs(10));
+        assert!((p.recent - 5_000_000.0).abs() < 1.0);
+        // A configured rate above the measured one wins.
+        let mut q = Pacing::new();
+        q.charge(1, Some(1.0), 8_000_000);
+        assert_eq!(q.base, Some(8_000_000.0));
+        // Leaving the slowdown stops the clock and forgets the base.
+        q.charge(1, None, 8_000_000);
+        assert_eq!((q.until, q.base), (None, None));
     }
 }

@@ -721,6 +721,36 @@ fn secure_concurrent_workload_survives_power_loss() {
     }
 }
 
+/// Runs `scenario` on a healthy disk (it must complete, and the image verify), then
+/// once per file operation it took on a disk that dies at that operation (seed
+/// `seed + operation`); every crashed image must pass `verify` against what the run
+/// acknowledged. Answers the healthy run's metrics.
+fn crash_at_every_operation<A: Default>(
+    seed: u64,
+    scenario: impl Fn(&Arc<SimFs>, &mut A) -> Option<aedb::OperationalMetrics>,
+    verify: impl Fn(&Arc<SimFs>, &A) -> Result<(), String>,
+) -> aedb::OperationalMetrics {
+    let healthy = SimFs::new(0);
+    let mut acked = A::default();
+    let metrics = scenario(&healthy, &mut acked).expect("the scenario completes on a healthy disk");
+    verify(&healthy, &acked).expect("a clean shutdown verifies");
+    let ops = healthy.op_count();
+    println!("the scenario takes {ops} file operations; crashing at each");
+    let mut failures = Vec::new();
+    for at in 1..=ops {
+        let sim = SimFs::new(seed + at);
+        sim.arm_crash_after(at);
+        let mut acked = A::default();
+        scenario(&sim, &mut acked);
+        sim.crash();
+        if let Err(why) = verify(&sim, &acked) {
+            failures.push(format!("crash at file operation {at} of {ops}: {why}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    metrics
+}
+
 /// The end of a recovered image's verification: `db` (reopened on `sim`) takes a
 /// commit and shuts down, `check invariants` passes, and it reopens once more.
 fn commit_check_and_reopen(sim: &Arc<SimFs>, db: AedbInstance) -> Result<(), String> {
@@ -796,7 +826,7 @@ fn a_sequential_ingest_moved_down_survives_power_loss_at_every_file_operation() 
         let _ = db.shutdown();
         result.ok().map(|()| metrics)
     };
-    let verify = |sim: &Arc<SimFs>, acked: &[u64]| -> Result<(), String> {
+    let verify = |sim: &Arc<SimFs>, acked: &Vec<u64>| -> Result<(), String> {
         let db = AedbInstance::open(DIR, config(sim)).map_err(|e| format!("strict open: {e}"))?;
         let snap = db.snapshot().map_err(|e| e.to_string())?;
         for &b in acked {
@@ -813,9 +843,7 @@ fn a_sequential_ingest_moved_down_survives_power_loss_at_every_file_operation() 
         commit_check_and_reopen(sim, db)
     };
 
-    let healthy = SimFs::new(0);
-    let mut acked = Vec::new();
-    let m = ingest(&healthy, &mut acked).expect("the ingest completes on a healthy disk");
+    let m = crash_at_every_operation(1_000, ingest, verify);
     assert!(
         m.compaction_moved_runs >= BATCHES,
         "moved {}",
@@ -825,21 +853,6 @@ fn a_sequential_ingest_moved_down_survives_power_loss_at_every_file_operation() 
         m.compaction_bytes_written, 0,
         "the runs were moved, not rewritten"
     );
-    verify(&healthy, &acked).expect("a clean shutdown verifies");
-    let ops = healthy.op_count();
-    println!("the ingest takes {ops} file operations; crashing at each");
-    let mut failures = Vec::new();
-    for at in 1..=ops {
-        let sim = SimFs::new(1_000 + at);
-        sim.arm_crash_after(at);
-        let mut acked = Vec::new();
-        ingest(&sim, &mut acked);
-        sim.crash();
-        if let Err(why) = verify(&sim, &acked) {
-            failures.push(format!("crash at file operation {at} of {ops}: {why}"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// A dropped table's run removed unread by compaction (one removal-only manifest edit,
@@ -897,7 +910,7 @@ fn a_dropped_tables_run_removed_unread_survives_power_loss_at_every_file_operati
         let _ = db.shutdown();
         result.ok().map(|()| metrics)
     };
-    let verify = |sim: &Arc<SimFs>, acked: &[&str]| -> Result<(), String> {
+    let verify = |sim: &Arc<SimFs>, acked: &Vec<&str>| -> Result<(), String> {
         let db = AedbInstance::open(DIR, config(sim)).map_err(|e| format!("strict open: {e}"))?;
         let snap = db.snapshot().map_err(|e| e.to_string())?;
         if acked.contains(&"kept") {
@@ -924,26 +937,9 @@ fn a_dropped_tables_run_removed_unread_survives_power_loss_at_every_file_operati
         commit_check_and_reopen(sim, db)
     };
 
-    let healthy = SimFs::new(0);
-    let mut acked = Vec::new();
-    let m = run(&healthy, &mut acked).expect("the scenario completes on a healthy disk");
+    let m = crash_at_every_operation(2_000, run, verify);
     assert_eq!(
         m.compaction_dropped_runs, 1,
         "the dropped table's run removed unread"
     );
-    verify(&healthy, &acked).expect("a clean shutdown verifies");
-    let ops = healthy.op_count();
-    println!("the scenario takes {ops} file operations; crashing at each");
-    let mut failures = Vec::new();
-    for at in 1..=ops {
-        let sim = SimFs::new(2_000 + at);
-        sim.arm_crash_after(at);
-        let mut acked = Vec::new();
-        run(&sim, &mut acked);
-        sim.crash();
-        if let Err(why) = verify(&sim, &acked) {
-            failures.push(format!("crash at file operation {at} of {ops}: {why}"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

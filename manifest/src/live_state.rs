@@ -844,6 +844,17 @@ mod tests {
         assert_eq!(s.runs().len(), 1);
         // The restated state (what a backup or a compacted manifest holds) agrees.
         assert_eq!(LiveState::from_records(DB, &s.to_records()).unwrap(), s);
+        // A removal-only edit with a floor (a dropped table's runs removed unread):
+        // the runs go, the floor rises, and the restated state still agrees.
+        let removal = ManifestRecord::VersionEdit(VersionEdit {
+            removed: vec![1],
+            floor: Lsn::new(50),
+            ..VersionEdit::default()
+        });
+        s.apply(6, &removal).unwrap();
+        assert!(s.runs().is_empty());
+        assert_eq!(s.floor(), Lsn::new(50));
+        assert_eq!(LiveState::from_records(DB, &s.to_records()).unwrap(), s);
     }
 
     #[test]

@@ -349,10 +349,11 @@ fn consolidate(
     opts: &CompactionOptions,
 ) -> Task {
     let inputs: Vec<(usize, Arc<Run>)> = runs.iter().map(|r| (level, r.clone())).collect();
-    let bytes: u64 = runs.iter().map(|r| r.file().len()).sum();
     let half = (runs.len() / 2).max(1) as u64;
     let mut task = merge_task(version, inputs, level, opts, false);
-    task.target_file_bytes = task.target_file_bytes.max(bytes.div_ceil(half));
+    task.target_file_bytes = task
+        .target_file_bytes
+        .max(task.input_bytes().div_ceil(half));
     // The runs do halve, whatever the sizes say; only the size cuts.
     task.max_outputs = half as usize;
     task.max_grandparent_overlap = usize::MAX;
