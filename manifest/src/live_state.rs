@@ -384,6 +384,14 @@ impl LiveState {
                     what: "level out of range",
                 });
             }
+            // Ids come from a counter that never gets near the end of the range; the
+            // next id after it must exist.
+            if file_id == u64::MAX {
+                return Err(LiveStateError::BadRun {
+                    file_id,
+                    what: "file id out of range",
+                });
+            }
             if run.min_lsn > run.max_lsn {
                 return Err(LiveStateError::BadRun {
                     file_id,
@@ -503,7 +511,7 @@ impl LiveState {
                 for id in &edit.removed {
                     self.runs.remove(id);
                 }
-                let highest = edit.added.iter().map(|r| r.file_id + 1).max();
+                let highest = edit.added.iter().map(|r| r.file_id.saturating_add(1)).max();
                 self.next_file_id = self
                     .next_file_id
                     .max(edit.next_file_id)
@@ -775,6 +783,7 @@ mod tests {
             (edit(0, vec![], vec![1]), "removed twice"),
             (edit(0, vec![], vec![3, 3]), "same removal twice"),
             (edit(0, vec![run(9, MAX_LEVELS, 1)], vec![]), "level"),
+            (edit(0, vec![run(u64::MAX, 1, 1)], vec![]), "file id"),
         ];
         for (record, what) in bad {
             let before = s.clone();
