@@ -14,6 +14,12 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A clean run writes several GB of build output (debug tests, release, loom, the fuzz
+# targets' sanitizer builds); say how much room there was, so a full disk is told apart
+# from a failing test. On CI every build is a first build: incremental state only costs disk.
+df -h . | tail -n 1 | awk '{print "disk: " $4 " free of " $2 " on " $6}'
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
+
 if [ "${AEDB_SKIP_CLIPPY:-0}" != "1" ]; then
   step "format and lint gate"
   cargo fmt --all -- --check
