@@ -158,11 +158,14 @@ impl Compactor {
         Ok((*epoch, master))
     }
 
-    /// Runs one merge (or move) and installs it; answers the ids of the runs it added.
+    /// Runs one merge (or move) on up to `threads` threads (see
+    /// `compaction::compact_parallel`) and installs it; answers the ids of the runs it
+    /// added.
     fn run(
         &mut self,
         task: &Task,
         floor: Lsn,
+        threads: usize,
         report: &mut CompactionReport,
     ) -> Result<Vec<u64>, CheckpointFailure> {
         if task.method == Method::Move {
@@ -176,13 +179,16 @@ impl Compactor {
             .keyring
             .checkpoint_key(self.ctx.runs.database, epoch, &master)
             .map_err(|e| CheckpointFailure::Key(Arc::new(e)))?;
-        let mut ids = Vec::new();
+        let ids = std::sync::Mutex::new(Vec::new());
+        let dir = checkpoints_dir(&self.ctx.runs.data_dir);
         let new_writer = || {
             let file_id = self.ctx.file_ids.next();
-            ids.push(file_id);
+            ids.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(file_id);
             RunWriter::create(
                 &self.ctx.runs.fs,
-                &checkpoints_dir(&self.ctx.runs.data_dir),
+                &dir,
                 RunFileMeta {
                     database: self.ctx.runs.database,
                     file_id,
@@ -195,14 +201,19 @@ impl Compactor {
             .map_err(|e| StorageError::Write(Arc::new(e)))
         };
         let filter = self.expiry(task, floor);
-        let outcome = match compaction::compact_filtered(
+        let merged = compaction::compact_parallel(
             task,
             floor,
             filter
                 .as_ref()
                 .map(|f| f as &dyn compaction::CompactionFilter),
-            new_writer,
-        ) {
+            threads,
+            &new_writer,
+        );
+        let ids = ids
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let outcome = match merged {
             Ok(o) => o,
             Err(e) => {
                 self.remove_unrecorded(&ids);
@@ -346,7 +357,7 @@ impl Compactor {
                 ..task.clone()
             };
             let floor = compactor.floor();
-            compactor.run(&merge, floor, report)
+            compactor.run(&merge, floor, 1, report)
         };
         for (_, run) in &task.inputs {
             // The manifest lists every live run.
@@ -538,7 +549,7 @@ impl Compactor {
                 break;
             };
             let floor = self.floor();
-            let added = self.run(&step, floor, &mut report)?;
+            let added = self.run(&step, floor, self.ctx.options.threads, &mut report)?;
             full.record(added);
             // Writers keep going: level-0 runs flushed meanwhile are merged into level
             // 1 as leveled compaction would (one such merge per step, once the old
@@ -557,12 +568,12 @@ impl Compactor {
                 }
                 drop(version);
                 let floor = self.floor();
-                self.run(&task, floor, &mut report)?;
+                self.run(&task, floor, self.ctx.options.threads, &mut report)?;
             }
         }
         while let Some(task) = compaction::pick(&*self.version()?, &self.ctx.options) {
             let floor = self.floor();
-            self.run(&task, floor, &mut report)?;
+            self.run(&task, floor, self.ctx.options.threads, &mut report)?;
         }
         self.collect_garbage();
         Ok(report)
@@ -580,7 +591,7 @@ impl Compactor {
             .map(|(level, run)| Task::merge(vec![(level, run.clone())], level, false, u64::MAX))
             .collect();
         for task in stale {
-            self.run(&task, Lsn::ZERO, &mut report)?;
+            self.run(&task, Lsn::ZERO, self.ctx.options.threads, &mut report)?;
         }
         self.collect_garbage();
         Ok(report)
@@ -630,6 +641,9 @@ impl Owner for Compactor {
         if Instant::now() < self.resume_at && !writers_stalled {
             return;
         }
+        // Behind the writers, a merge takes every thread it may; otherwise one, so
+        // commits keep the rest of the machine.
+        let threads = if writers_stalled { opts.threads } else { 1 };
         let task = compaction::pick(&version, &self.ctx.options);
         drop(version);
         let task = match task {
@@ -639,7 +653,7 @@ impl Owner for Compactor {
         if let Some(task) = task {
             let floor = self.floor();
             let mut report = CompactionReport::default();
-            if let Err(e) = self.run(&task, floor, &mut report) {
+            if let Err(e) = self.run(&task, floor, threads, &mut report) {
                 self.ctx
                     .metrics
                     .checkpoint_failures

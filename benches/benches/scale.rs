@@ -18,8 +18,9 @@
 //! are 30 bytes of digits and 70 bytes of filler: compressible, so the disk saving LZ4
 //! shows is an upper bound.
 //!
-//! Run: `cargo bench -p aedb-benches --bench scale` (knobs above, and `AEDB_BENCH_DIR`
-//! for the data directory). Figures go to `benches/RESULTS.md` by hand, with the machine
+//! Run: `cargo bench -p aedb-benches --bench scale` (knobs above, `AEDB_BENCH_DIR`
+//! for the data directory, `AEDB_COMPACTION_THREADS` for
+//! `AedbConfig::compaction_threads`). Figures go to `benches/RESULTS.md` by hand, with the machine
 //! and its load.
 
 use std::path::Path;
@@ -29,7 +30,7 @@ use aedb::{
     AedbConfig, AedbInstance, BlockCompression, KvKey, KvValue, MemoryBudget, Namespace,
     TablePlacement, Transaction,
 };
-use aedb_benches::env_u64;
+use aedb_benches::{env_u64, with_compaction_threads};
 
 const VALUE_LEN: usize = 100;
 const PER_COMMIT: u64 = 10_000;
@@ -50,15 +51,17 @@ fn config(budget_mb: u64) -> AedbConfig {
         Ok("auto") | Err(_) => TablePlacement::Auto,
         Ok(other) => panic!("AEDB_SCALE_TABLES={other}: expected auto, pinned or incache"),
     };
-    AedbConfig::production([7; 32])
-        .with_checkpoint_key([9; 32])
-        .block_compression(compression)
-        .run_tables(tables)
-        .memory_budget(MemoryBudget {
-            memtable_bytes: memtable as usize,
-            immutable_memtables: 2,
-            block_cache_bytes: cache,
-        })
+    with_compaction_threads(
+        AedbConfig::production([7; 32])
+            .with_checkpoint_key([9; 32])
+            .block_compression(compression)
+            .run_tables(tables)
+            .memory_budget(MemoryBudget {
+                memtable_bytes: memtable as usize,
+                immutable_memtables: 2,
+                block_cache_bytes: cache,
+            }),
+    )
 }
 
 fn key(i: u64) -> Vec<u8> {

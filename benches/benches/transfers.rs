@@ -18,7 +18,8 @@
 //! idle (target: ≤ 2x).
 //!
 //! Run: `AEDB_TRANSFER_ACCOUNTS=16000000 cargo bench -p aedb-benches --bench transfers`
-//! (`AEDB_BENCH_DIR` for the data directory).
+//! (`AEDB_BENCH_DIR` for the data directory, `AEDB_COMPACTION_THREADS` for
+//! `AedbConfig::compaction_threads`).
 
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,18 +29,20 @@ use aedb::{
     AedbConfig, AedbInstance, Assertion, Finality, KvKey, MemoryBudget, Namespace, Numeric,
     Transaction,
 };
-use aedb_benches::{Latencies, SplitMix64, env_u64, settle_compactions};
+use aedb_benches::{Latencies, SplitMix64, env_u64, settle_compactions, with_compaction_threads};
 
 const INITIAL: u64 = 1_000_000_000;
 const PER_COMMIT: u64 = 10_000;
 
 fn config() -> AedbConfig {
-    AedbConfig::production([7; 32])
-        .with_checkpoint_key([9; 32])
-        .memory_budget(MemoryBudget {
-            block_cache_bytes: 128 << 20,
-            ..MemoryBudget::default()
-        })
+    with_compaction_threads(
+        AedbConfig::production([7; 32])
+            .with_checkpoint_key([9; 32])
+            .memory_budget(MemoryBudget {
+                block_cache_bytes: 128 << 20,
+                ..MemoryBudget::default()
+            }),
+    )
 }
 
 fn account(i: u64) -> KvKey {

@@ -615,3 +615,16 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// `config` with `AEDB_COMPACTION_THREADS` threads per compaction when that knob is set
+/// (`AedbConfig::compaction_threads`; unset: the engine's default), so one build
+/// compares a single-threaded merge against split ones.
+pub fn with_compaction_threads(config: AedbConfig) -> AedbConfig {
+    match std::env::var("AEDB_COMPACTION_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(threads) => config.compaction_threads(threads),
+        None => config,
+    }
+}

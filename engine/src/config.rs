@@ -104,6 +104,7 @@ pub struct AedbConfig {
     pub(crate) wal_queue: usize,
     pub(crate) max_batch: usize,
     pub(crate) commit_spin: Duration,
+    pub(crate) compaction_threads: usize,
     pub(crate) backup_bytes_per_sec: Option<u64>,
     pub(crate) backup_hard_links: bool,
     pub(crate) rate_limits: RateLimits,
@@ -170,6 +171,8 @@ impl Default for MemoryBudget {
 const MAX_IMMUTABLE_MEMTABLES: usize = 16;
 const MIN_BUDGET_BYTES: u64 = 64 << 10;
 const MAX_MEMTABLE_BYTES: u64 = 4 << 30;
+/// Most threads one compaction may use.
+const MAX_COMPACTION_THREADS: usize = 64;
 
 impl AedbConfig {
     fn base(profile: Profile, manifest_key: Option<[u8; 32]>) -> AedbConfig {
@@ -203,6 +206,7 @@ impl AedbConfig {
             wal_queue: 16 * 1024,
             max_batch: 4096,
             commit_spin: default_commit_spin(),
+            compaction_threads: aedb_storage::compaction::CompactionOptions::default().threads,
             fs: RealFs::shared(),
         }
     }
@@ -536,6 +540,24 @@ impl AedbConfig {
         self
     }
 
+    /// Threads one compaction may use while it is behind the writers (commits slowed
+    /// or waiting for it) and for [`crate::AedbInstance::compact_now`] and
+    /// [`crate::AedbInstance::reseal_now`]: the merge's key range is split into that many
+    /// parts merged at once (subcompactions). Otherwise a compaction runs on the
+    /// compactor's one thread, leaving the other cores to commits. Default: the
+    /// machine's cores, at most 4; 1 ..= 64.
+    ///
+    /// ```
+    /// use aedb::AedbConfig;
+    /// let config = AedbConfig::production([7u8; 32]).compaction_threads(2);
+    /// assert!(config.validate().is_ok());
+    /// assert!(config.compaction_threads(0).validate().is_err());
+    /// ```
+    pub fn compaction_threads(mut self, threads: usize) -> Self {
+        self.compaction_threads = threads;
+        self
+    }
+
     /// How long a lone durable commit (no other in flight) polls for its `fsync`
     /// instead of sleeping, and the Sequencer and the WAL writer for a lone committer's
     /// next commit, before they sleep (at most 10 ms; zero never polls). Polling spares the
@@ -607,6 +629,9 @@ impl AedbConfig {
         }
         if self.commit_spin > MAX_COMMIT_SPIN {
             return Err(ConfigError::CommitSpin(self.commit_spin));
+        }
+        if !(1..=MAX_COMPACTION_THREADS).contains(&self.compaction_threads) {
+            return Err(ConfigError::CompactionThreads(self.compaction_threads));
         }
         for (name, bound) in [
             ("sequencer_queue", self.sequencer_queue),
@@ -719,6 +744,9 @@ pub enum ConfigError {
     /// `commit_spin` longer than 10 ms.
     #[error("commit_spin {0:?} is out of range: use at most 10 ms (zero never polls)")]
     CommitSpin(Duration),
+    /// `compaction_threads` zero or more than 64.
+    #[error("compaction_threads {0} is out of range: use 1 ..= 64")]
+    CompactionThreads(usize),
     /// A mailbox or batch bound is zero or absurd.
     #[error("{name} = {bound} is out of range: use 1 ..= 1048576")]
     QueueBound {

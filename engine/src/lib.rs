@@ -317,6 +317,10 @@ impl AedbInstance {
                     ..aedb_checkpoint::RunOptions::default()
                 },
                 idempotency_retention: config.idempotency_retention,
+                compaction: aedb_storage::compaction::CompactionOptions {
+                    threads: config.compaction_threads,
+                    ..aedb_storage::compaction::CompactionOptions::default()
+                },
                 ..aedb_actors::StorageConfig::default()
             },
         };

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aedb_checkpoint::{OsNonceSource, RunFile, RunFileMeta, RunOptions, RunWriter, run_path};
 use aedb_fs::{RealFs, SharedFs};
@@ -50,7 +51,7 @@ struct Lsm {
     dir: std::path::PathBuf,
     key: Option<SecretKey>,
     cache: Arc<BlockCache>,
-    next_file: u64,
+    next_file: AtomicU64,
     memtables: Vec<Arc<Memtable>>,
     version: Arc<Version>,
     options: RunOptions,
@@ -63,7 +64,7 @@ impl Lsm {
             dir: dir.to_path_buf(),
             key: sealed.then(|| SecretKey::new([9; 32])),
             cache: Arc::new(BlockCache::new(64 * 1024)),
-            next_file: 1,
+            next_file: AtomicU64::new(1),
             memtables: vec![Arc::new(Memtable::new(0))],
             version: Arc::new(Version::empty()),
             options: RunOptions {
@@ -73,9 +74,9 @@ impl Lsm {
         }
     }
 
-    fn writer(&mut self) -> Result<RunWriter, StorageError> {
-        let file_id = self.next_file;
-        self.next_file += 1;
+    /// A writer of the next file id (callable from a merge's several threads).
+    fn writer(&self) -> Result<RunWriter, StorageError> {
+        let file_id = self.next_file.fetch_add(1, Ordering::Relaxed);
         RunWriter::create(
             &self.fs,
             &aedb_checkpoint::checkpoints_dir(&self.dir),
@@ -165,8 +166,9 @@ impl Lsm {
             );
             return task.inputs.iter().map(|(_, r)| r.id()).collect();
         }
-        let mut writer = || self.writer_for_compaction();
-        let out = compaction::compact(task, Lsn::new(floor), &mut writer).expect("compact");
+        let writer = || self.writer();
+        let out = compaction::compact_parallel(task, Lsn::new(floor), None, opts.threads, &writer)
+            .expect("compact");
         assert!(
             task.inputs.len() + out.outputs.len() <= opts.max_edit_runs,
             "an edit of {} inputs and {} outputs",
@@ -185,10 +187,6 @@ impl Lsm {
             floor: Lsn::new(floor),
         }));
         ids
-    }
-
-    fn writer_for_compaction(&mut self) -> Result<RunWriter, StorageError> {
-        self.writer()
     }
 }
 
@@ -282,6 +280,7 @@ proptest! {
         sealed in any::<bool>(),
         block_size in prop_oneof![Just(64usize), Just(300), Just(4096)],
         keep in 0u64..40,
+        threads in 1usize..4,
         probes in proptest::collection::vec((0u8..42, any::<u64>()), 24),
         scans in proptest::collection::vec(
             (proptest::option::of((0u8..42, any::<bool>())), proptest::option::of((0u8..42, any::<bool>())), any::<bool>(), any::<u64>()),
@@ -307,6 +306,8 @@ proptest! {
             max_edit_runs: 6,
             // Cold runs with a fifth of their entries droppable are rewritten.
             garbage_percent: 20,
+            // Merges of more than a kilobyte per thread are split into key ranges.
+            threads,
         };
         let mut model = Model::new();
         let mut lsn = 0u64;
@@ -1212,4 +1213,112 @@ fn a_cold_run_with_garbage_is_rewritten_alone_once() {
     assert!(compaction::pick_garbage(&lsm.version, &opts, Lsn::new(100)).is_some());
     place(&mut lsm, 0, &[(key_n(5), 90, Some(&b"new"[..]))]);
     assert!(compaction::pick_garbage(&lsm.version, &opts, Lsn::new(100)).is_none());
+}
+
+/// A merge split into key ranges (subcompactions, one thread each) keeps and drops
+/// exactly what the same merge on one thread does: the same entries counted, the same
+/// versions and tombstones dropped, the same reads at every LSN from the floor up; its
+/// outputs are disjoint and in key order, and the ranges ran on their own threads.
+#[test]
+fn a_merge_split_into_key_ranges_matches_the_merge_on_one_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lsm = Lsm::new(dir.path(), true, 256);
+    let key = |i: u64| format!("account/{:06}", i * 7919 % 3000).into_bytes();
+    let mut lsn = 0;
+    for round in 0..4u64 {
+        let m = lsm.memtables[0].clone();
+        for i in 0..1500u64 {
+            lsn += 1;
+            if (i + round) % 11 == 0 {
+                m.insert(&key(i + round * 500), Lsn::new(lsn), EntryKind::Delete, &[]);
+            } else {
+                let value = vec![(i % 251) as u8; 40 + (i % 13) as usize];
+                m.insert(&key(i + round * 500), Lsn::new(lsn), EntryKind::Put, &value);
+            }
+        }
+        lsm.flush();
+    }
+    lsm.flush();
+    let inputs: Vec<(usize, Arc<Run>)> = lsm
+        .version
+        .level(0)
+        .iter()
+        .map(|r| (0, r.clone()))
+        .collect();
+    let input_bytes: u64 = inputs.iter().map(|(_, r)| r.file().len()).sum();
+    // Room for three ranges of at least one output each.
+    let task = compaction::Task::merge(inputs, 1, true, input_bytes / 3);
+    let floor = Lsn::new(lsn - 2000);
+    let threads_used = std::sync::Mutex::new(Vec::new());
+    let writer = || {
+        let name = std::thread::current()
+            .name()
+            .unwrap_or_default()
+            .to_string();
+        // A subcompaction's thread yields to commits (Linux: nice 10 or lower still).
+        #[cfg(target_os = "linux")]
+        if name == "aedb-subcompact" {
+            let nice =
+                rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+            assert!(
+                nice >= compaction::SUBCOMPACTION_NICE,
+                "a subcompaction at nice {nice}"
+            );
+        }
+        threads_used.lock().unwrap().push(name);
+        lsm.writer()
+    };
+    let one = compaction::compact_parallel(&task, floor, None, 1, &writer).unwrap();
+    assert!(
+        threads_used
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|t| t != "aedb-subcompact")
+    );
+    threads_used.lock().unwrap().clear();
+    let split = compaction::compact_parallel(&task, floor, None, 3, &writer).unwrap();
+    let subcompactions = threads_used
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|t| *t == "aedb-subcompact")
+        .count();
+    assert_eq!(subcompactions, 2, "two ranges beside the calling thread's");
+
+    assert_eq!(
+        (
+            split.entries_in,
+            split.dropped_versions,
+            split.dropped_tombstones
+        ),
+        (one.entries_in, one.dropped_versions, one.dropped_tombstones)
+    );
+    assert!(one.dropped_versions > 0 && one.dropped_tombstones > 0);
+    for pair in split.outputs.windows(2) {
+        assert!(
+            pair[0].last_key < pair[1].first_key,
+            "outputs overlap or are out of order"
+        );
+    }
+    let version_of = |outputs: &[aedb_checkpoint::RunInfo]| {
+        let added = outputs.iter().map(|o| (1, lsm.open(o.file_id))).collect();
+        Arc::new(Version::empty().apply(&Edit {
+            added,
+            ..Edit::default()
+        }))
+    };
+    let (a, b) = (version_of(&one.outputs), version_of(&split.outputs));
+    for at in [floor.get(), floor.get() + 700, lsn] {
+        let read = |v: &Arc<Version>| -> Vec<ScanItem> {
+            View::new(vec![], v.clone(), Lsn::new(at))
+                .scan(Bound::Unbounded, Bound::Unbounded, Direction::Forward)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let (x, y) = (read(&a), read(&b));
+        assert!(!x.is_empty());
+        assert_eq!(x, y, "reads at {at} differ");
+    }
 }

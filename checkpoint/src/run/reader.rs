@@ -615,6 +615,14 @@ impl RunFile {
         self.meta.raw_value_bytes
     }
 
+    /// Where the data lies, without reading it: each partition of the run's tables in
+    /// key order, as its last user key and the stored bytes of its data blocks. A
+    /// merge splits its key range at these keys into parts of about equal size.
+    pub fn partition_extents(&self) -> impl Iterator<Item = (&[u8], u64)> + '_ {
+        let parts = self.directory.entries();
+        (0..parts.len()).map(|p| (self.directory.last_key(p), parts[p].fields.data_len))
+    }
+
     /// Number of data blocks (from the meta block, which the directory agrees with).
     pub fn block_count(&self) -> usize {
         self.meta.data_blocks as usize

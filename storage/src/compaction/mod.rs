@@ -12,7 +12,9 @@
 pub mod full;
 pub mod picker;
 
+use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 use aedb_checkpoint::{EntryKind, RunInfo, RunWriter};
 use aedb_types::Lsn;
@@ -83,10 +85,176 @@ pub fn compact_filtered(
     filter: Option<&dyn CompactionFilter>,
     mut new_writer: impl FnMut() -> Result<RunWriter, StorageError>,
 ) -> Result<Outcome, StorageError> {
-    let mut merged = merged_inputs(task)?;
+    let part = Part {
+        start: None,
+        end: None,
+        max_outputs: task.max_outputs,
+    };
+    merge_part(
+        task,
+        floor,
+        filter,
+        &part,
+        &mut new_writer,
+        &AtomicBool::new(false),
+    )
+}
+
+/// [`compact_filtered`] split into at most `threads` key ranges of about equal input
+/// bytes (cut at the inputs' partition bounds, which their directories give without a
+/// read), merged at once, one thread each: a subcompaction per range. The outputs are
+/// the same kind of runs a single merge writes (disjoint, in key order, a key's
+/// versions in one run), a few more of them: each range ends its last output early.
+/// Ranges are never smaller than about one output file, and never so many that their
+/// outputs could exceed [`Task::max_outputs`]; with one range it is
+/// [`compact_filtered`] on the calling thread. The calling thread merges the first
+/// range; the others run at a lower CPU priority ([`SUBCOMPACTION_NICE`] on Linux), so
+/// they take idle cores and yield them to commits: on a busy machine the merge is
+/// about as gentle as a single-threaded one, on an idle one it is up to `threads`
+/// times faster.
+///
+/// # Errors
+/// As [`compact`]: a range's error (the others stop at their next key); outputs
+/// finished by any range are left for the caller to remove.
+pub fn compact_parallel(
+    task: &Task,
+    floor: Lsn,
+    filter: Option<&dyn CompactionFilter>,
+    threads: usize,
+    new_writer: &(dyn Fn() -> Result<RunWriter, StorageError> + Sync),
+) -> Result<Outcome, StorageError> {
+    let parts = split(task, threads);
+    let failed = AtomicBool::new(false);
+    let run = |part: &Part| {
+        let outcome = merge_part(task, floor, filter, part, &mut || new_writer(), &failed);
+        if outcome.is_err() {
+            failed.store(true, AtomicOrdering::Relaxed);
+        }
+        outcome
+    };
+    let results: Vec<Result<Outcome, StorageError>> = std::thread::scope(|s| {
+        // The first range runs here; a thread that cannot start runs here too.
+        let spawned: Vec<_> = parts[1..]
+            .iter()
+            .map(|part| {
+                std::thread::Builder::new()
+                    .name("aedb-subcompact".into())
+                    .spawn_scoped(s, || {
+                        lower_priority();
+                        run(part)
+                    })
+                    .map_err(|_| part)
+            })
+            .collect();
+        let mut results = vec![run(&parts[0])];
+        for handle in spawned {
+            results.push(match handle {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(part) => run(part),
+            });
+        }
+        results
+    });
+    let mut out = Outcome::default();
+    for result in results {
+        let o = result?;
+        out.outputs.extend(o.outputs);
+        out.entries_in += o.entries_in;
+        out.dropped_versions += o.dropped_versions;
+        out.dropped_tombstones += o.dropped_tombstones;
+        out.filtered += o.filtered;
+    }
+    Ok(out)
+}
+
+/// Lowers the calling thread's CPU priority (nice [`SUBCOMPACTION_NICE`] on Linux; a
+/// no-op elsewhere, where the call would reach the whole process): a subcompaction
+/// takes idle cores and yields them to commits. Best effort.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = rustix::process::setpriority_process(
+            Some(rustix::thread::gettid()),
+            SUBCOMPACTION_NICE,
+        );
+    }
+}
+
+/// The nice value of a subcompaction's thread (see [`compact_parallel`]).
+pub const SUBCOMPACTION_NICE: i32 = 10;
+
+/// One key range of a merge: keys from `start` (inclusive) to `end` (exclusive),
+/// `None` for no bound, written to at most `max_outputs` runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Part {
+    start: Option<Vec<u8>>,
+    end: Option<Vec<u8>>,
+    max_outputs: usize,
+}
+
+/// `task`'s key space cut into at most `threads` parts of about equal stored input
+/// bytes (see [`compact_parallel`]); always at least one part.
+fn split(task: &Task, threads: usize) -> Vec<Part> {
+    let bytes = task.input_bytes();
+    let parts = threads
+        .min(usize::try_from(bytes / task.target_file_bytes.max(1)).unwrap_or(usize::MAX))
+        // Each part may end one output early: leave every part room for two.
+        .min(task.max_outputs / 2)
+        .max(1);
+    let mut extents: Vec<(&[u8], u64)> = task
+        .inputs
+        .iter()
+        .flat_map(|(_, r)| r.file().partition_extents())
+        .collect();
+    extents.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let total: u64 = extents.iter().map(|e| e.1).sum();
+    let mut cuts: Vec<&[u8]> = Vec::new();
+    let mut seen = 0u64;
+    for (key, len) in extents {
+        seen += len;
+        if cuts.len() + 1 >= parts || seen >= total {
+            break;
+        }
+        // Past the next equal share (u128: no overflow); a cut key starts the part
+        // after it, so it must be above the previous cut.
+        let share = (u128::from(total) * (cuts.len() as u128 + 1)) / parts as u128;
+        if u128::from(seen) >= share && cuts.last().is_none_or(|c| *c < key) {
+            cuts.push(key);
+        }
+    }
+    let count = cuts.len() + 1;
+    let mut bounds: Vec<Option<Vec<u8>>> = vec![None];
+    bounds.extend(cuts.into_iter().map(|k| Some(k.to_vec())));
+    bounds.push(None);
+    bounds
+        .windows(2)
+        .map(|w| Part {
+            start: w[0].clone(),
+            end: w[1].clone(),
+            max_outputs: task.max_outputs / count,
+        })
+        .collect()
+}
+
+/// Merges the part of `task`'s inputs inside `part`'s key range (see [`compact`]);
+/// gives up at the next key once `stop` is set (another part failed), answering what it
+/// finished.
+fn merge_part(
+    task: &Task,
+    floor: Lsn,
+    filter: Option<&dyn CompactionFilter>,
+    part: &Part,
+    new_writer: &mut dyn FnMut() -> Result<RunWriter, StorageError>,
+    stop: &AtomicBool,
+) -> Result<Outcome, StorageError> {
+    let mut merged = merged_inputs(task, part.start.as_deref())?;
+    let end = part.end.as_deref();
     let mut out = Outcome::default();
     let mut writer: Option<RunWriter> = None;
     let mut key: Vec<u8> = Vec::new();
+    let mut value: Vec<u8> = Vec::new();
     let mut have_key = false;
     let mut floor_version_kept = false;
     // Grandparent runs wholly before the current key, and as of the current output's
@@ -94,10 +262,19 @@ pub fn compact_filtered(
     let mut passed = 0usize;
     let mut passed_at_start = 0usize;
     let write_err = |e| StorageError::Write(Arc::new(e));
+    let abandon = |writer: &mut Option<RunWriter>| {
+        if let Some(w) = writer.take() {
+            // The merge already failed; removing the partial file is best effort.
+            let _ = w.abandon();
+        }
+    };
     loop {
         let step = merged.next_with(|e| {
             let new_key = !have_key || e.key != key.as_slice();
             if new_key {
+                if end.is_some_and(|end| e.key >= end) {
+                    return None;
+                }
                 key.clear();
                 key.extend_from_slice(e.key);
                 have_key = true;
@@ -119,11 +296,19 @@ pub fn compact_filtered(
                     Keep::Yes
                 }
             };
-            (new_key, keep, e.lsn, e.kind, e.value.to_vec())
+            value.clear();
+            value.extend_from_slice(e.value);
+            Some((new_key, keep, e.lsn, e.kind))
         })?;
-        let Some((new_key, keep, lsn, mut kind, mut value)) = step else {
+        let Some(Some((new_key, keep, lsn, mut kind))) = step else {
             break;
         };
+        if new_key && stop.load(AtomicOrdering::Relaxed) {
+            // Another part failed, so the whole merge does: what this one finished is
+            // left with the others' for the caller to remove.
+            abandon(&mut writer);
+            return Ok(out);
+        }
         out.entries_in += 1;
         match keep {
             Keep::OlderThanFloor => {
@@ -155,7 +340,7 @@ pub fn compact_filtered(
         // than `max_outputs` runs.
         if new_key
             && let Some(w) = &writer
-            && out.outputs.len() + 2 <= task.max_outputs
+            && out.outputs.len() + 2 <= part.max_outputs
             && (w.bytes_written() >= task.target_file_bytes
                 || passed - passed_at_start >= task.max_grandparent_overlap)
             && let Some(w) = writer.take()
@@ -170,10 +355,7 @@ pub fn compact_filtered(
             }
         };
         if let Err(e) = w.add(&key, lsn, kind, &value) {
-            if let Some(w) = writer.take() {
-                // The add already failed; removing the partial file is best effort.
-                let _ = w.abandon();
-            }
+            abandon(&mut writer);
             return Err(write_err(e));
         }
     }
@@ -190,9 +372,10 @@ enum Keep {
     Expired,
 }
 
-fn merged_inputs(task: &Task) -> Result<Merged, StorageError> {
+/// Every input's entries from `start` on (from the first without one), merged.
+fn merged_inputs(task: &Task, start: Option<&[u8]>) -> Result<Merged, StorageError> {
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
-    let all = std::ops::Bound::Unbounded;
+    let all = start.map_or(Bound::Unbounded, |k| Bound::Included(k.to_vec()));
     let mut sorted: Vec<Arc<Run>> = Vec::new();
     for (level, run) in &task.inputs {
         if *level == task.output_level {

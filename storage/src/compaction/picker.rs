@@ -71,6 +71,12 @@ pub struct CompactionOptions {
     /// would go (versions the floor hides and, at the bottom, tombstones): cold data
     /// no merge reaches sheds what it no longer needs ([`pick_garbage`]). 0: never.
     pub garbage_percent: u64,
+    /// Threads one merge may use ([`crate::compaction::compact_parallel`]: its key range
+    /// split into this many parts merged at once) when compaction is behind (commits
+    /// slowed or waiting) and for a full compaction or re-seal asked for by a call;
+    /// otherwise a merge runs on the compactor's own thread, leaving the other cores to
+    /// commits. Default: the machine's cores, at most 4. 1: never split.
+    pub threads: usize,
 }
 
 /// Most runs one version edit may name (the manifest's limit).
@@ -90,6 +96,7 @@ impl Default for CompactionOptions {
             max_grandparent_overlap: 25,
             max_edit_runs: MAX_EDIT_RUNS,
             garbage_percent: 25,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         }
     }
 }
