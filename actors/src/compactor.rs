@@ -201,18 +201,25 @@ impl Compactor {
             .map_err(|e| StorageError::Write(Arc::new(e)))
         };
         let filter = self.expiry(task, floor);
-        let merged = compaction::compact_parallel(
-            task,
-            floor,
-            filter
-                .as_ref()
-                .map(|f| f as &dyn compaction::CompactionFilter),
-            threads,
-            &new_writer,
-        );
+        // A panic (a bug) still removes what the merge wrote before it goes on.
+        let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            compaction::compact_parallel(
+                task,
+                floor,
+                filter
+                    .as_ref()
+                    .map(|f| f as &dyn compaction::CompactionFilter),
+                threads,
+                &new_writer,
+            )
+        }));
         let ids = ids
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let merged = merged.unwrap_or_else(|panic| {
+            self.remove_unrecorded(&ids);
+            std::panic::resume_unwind(panic)
+        });
         let outcome = match merged {
             Ok(o) => o,
             Err(e) => {
@@ -591,7 +598,8 @@ impl Compactor {
             .map(|(level, run)| Task::merge(vec![(level, run.clone())], level, false, u64::MAX))
             .collect();
         for task in stale {
-            self.run(&task, Lsn::ZERO, self.ctx.options.threads, &mut report)?;
+            // One output per run: a re-seal keeps each run whole, so it never splits.
+            self.run(&task, Lsn::ZERO, 1, &mut report)?;
         }
         self.collect_garbage();
         Ok(report)

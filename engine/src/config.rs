@@ -541,11 +541,11 @@ impl AedbConfig {
     }
 
     /// Threads one compaction may use while it is behind the writers (commits slowed
-    /// or waiting for it) and for [`crate::AedbInstance::compact_now`] and
-    /// [`crate::AedbInstance::reseal_now`]: the merge's key range is split into that many
-    /// parts merged at once (subcompactions). Otherwise a compaction runs on the
-    /// compactor's one thread, leaving the other cores to commits. Default: the
-    /// machine's cores, at most 4; 1 ..= 64.
+    /// or waiting for it) and for [`crate::AedbInstance::compact_now`]: the merge's key
+    /// range is split into at most that many parts of at least one output file each,
+    /// merged at once on threads of lower CPU priority (subcompactions). Otherwise a
+    /// compaction runs on the compactor's one thread, leaving the other cores to
+    /// commits. Default: the machine's cores, at most 4; 1 ..= 64.
     ///
     /// ```
     /// use aedb::AedbConfig;

@@ -1284,7 +1284,7 @@ fn a_merge_split_into_key_ranges_matches_the_merge_on_one_thread() {
         .iter()
         .filter(|t| *t == "aedb-subcompact")
         .count();
-    assert_eq!(subcompactions, 2, "two ranges beside the calling thread's");
+    assert_eq!(subcompactions, 3, "three ranges, each on its own thread");
 
     assert_eq!(
         (

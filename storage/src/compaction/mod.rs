@@ -107,11 +107,11 @@ pub fn compact_filtered(
 /// versions in one run), a few more of them: each range ends its last output early.
 /// Ranges are never smaller than about one output file, and never so many that their
 /// outputs could exceed [`Task::max_outputs`]; with one range it is
-/// [`compact_filtered`] on the calling thread. The calling thread merges the first
-/// range; the others run at a lower CPU priority ([`SUBCOMPACTION_NICE`] on Linux), so
-/// they take idle cores and yield them to commits: on a busy machine the merge is
-/// about as gentle as a single-threaded one, on an idle one it is up to `threads`
-/// times faster.
+/// [`compact_filtered`] on the calling thread. Split, every range runs on a thread of
+/// lower CPU priority ([`SUBCOMPACTION_NICE`] on Linux) while the calling thread waits,
+/// so the merge takes idle cores and yields busy ones to commits: on a busy machine it
+/// is about as gentle as a single-threaded one, on an idle one up to `threads` times
+/// faster.
 ///
 /// # Errors
 /// As [`compact`]: a range's error (the others stop at their next key); outputs
@@ -126,15 +126,20 @@ pub fn compact_parallel(
     let parts = split(task, threads);
     let failed = AtomicBool::new(false);
     let run = |part: &Part| {
+        // Set on an error, and on a panic as the guard drops: the other ranges stop.
+        let guard = StopOthers(&failed);
         let outcome = merge_part(task, floor, filter, part, &mut || new_writer(), &failed);
-        if outcome.is_err() {
-            failed.store(true, AtomicOrdering::Relaxed);
+        if outcome.is_ok() {
+            std::mem::forget(guard);
         }
         outcome
     };
+    if let [only] = parts.as_slice() {
+        return run(only);
+    }
     let results: Vec<Result<Outcome, StorageError>> = std::thread::scope(|s| {
-        // The first range runs here; a thread that cannot start runs here too.
-        let spawned: Vec<_> = parts[1..]
+        // Every range on its own low-priority thread; one that cannot start runs here.
+        let spawned: Vec<_> = parts
             .iter()
             .map(|part| {
                 std::thread::Builder::new()
@@ -146,16 +151,15 @@ pub fn compact_parallel(
                     .map_err(|_| part)
             })
             .collect();
-        let mut results = vec![run(&parts[0])];
-        for handle in spawned {
-            results.push(match handle {
+        spawned
+            .into_iter()
+            .map(|handle| match handle {
                 Ok(h) => h
                     .join()
                     .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
                 Err(part) => run(part),
-            });
-        }
-        results
+            })
+            .collect()
     });
     let mut out = Outcome::default();
     for result in results {
@@ -169,16 +173,27 @@ pub fn compact_parallel(
     Ok(out)
 }
 
-/// Lowers the calling thread's CPU priority (nice [`SUBCOMPACTION_NICE`] on Linux; a
-/// no-op elsewhere, where the call would reach the whole process): a subcompaction
-/// takes idle cores and yields them to commits. Best effort.
+/// Tells the other ranges of a split merge to stop when dropped (see
+/// [`compact_parallel`]); forgotten when its range succeeds.
+struct StopOthers<'a>(&'a AtomicBool);
+
+impl Drop for StopOthers<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, AtomicOrdering::Relaxed);
+    }
+}
+
+/// Lowers the calling thread's CPU priority to nice [`SUBCOMPACTION_NICE`] (or leaves
+/// it lower) on Linux; a no-op elsewhere, where the call would reach the whole process.
+/// A subcompaction takes idle cores and yields them to commits. Best effort.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        let _ = rustix::process::setpriority_process(
-            Some(rustix::thread::gettid()),
-            SUBCOMPACTION_NICE,
-        );
+        use rustix::process::{getpriority_process, setpriority_process};
+        let me = Some(rustix::thread::gettid());
+        if getpriority_process(me).is_ok_and(|nice| nice < SUBCOMPACTION_NICE) {
+            let _ = setpriority_process(me, SUBCOMPACTION_NICE);
+        }
     }
 }
 

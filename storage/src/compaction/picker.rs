@@ -72,10 +72,11 @@ pub struct CompactionOptions {
     /// no merge reaches sheds what it no longer needs ([`pick_garbage`]). 0: never.
     pub garbage_percent: u64,
     /// Threads one merge may use ([`crate::compaction::compact_parallel`]: its key range
-    /// split into this many parts merged at once) when compaction is behind (commits
-    /// slowed or waiting) and for a full compaction or re-seal asked for by a call;
-    /// otherwise a merge runs on the compactor's own thread, leaving the other cores to
-    /// commits. Default: the machine's cores, at most 4. 1: never split.
+    /// split into at most this many parts merged at once, each at least an output
+    /// file's worth) when compaction is behind (commits slowed or waiting) and for a
+    /// full compaction asked for by a call; otherwise a merge runs on the compactor's
+    /// own thread, leaving the other cores to commits. Default: the machine's cores, at
+    /// most 4. 1: never split.
     pub threads: usize,
 }
 
