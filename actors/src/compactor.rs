@@ -67,7 +67,8 @@ pub struct CompactionReport {
     /// Runs moved one level down without a rewrite (they overlapped nothing there).
     pub moved_runs: u64,
     /// Runs removed without being read: every key in them was a row of a table dropped
-    /// at or below the retention floor.
+    /// at or below the retention floor, or an idempotency record past its window by
+    /// LSN (in a run no deeper level overlaps).
     pub dropped_runs: u64,
 }
 
@@ -428,8 +429,17 @@ impl Compactor {
     /// was dropped by then. Older versions of those keys deeper down belong to the same
     /// table, which no read can reach any more. The edits record the floor, so reads
     /// as of earlier LSNs are refused, after a restart too.
+    ///
+    /// Also removes the runs of level 1 or deeper that hold only idempotency records
+    /// past their window by LSN at the floor (`IdempotencyExpiry::
+    /// expires_every_record_between`) and overlap nothing deeper, so no older version
+    /// shows through: a ledger keyed by ascending request ids moves such runs down
+    /// untouched, and no merge would ever reach them again.
     fn drop_dead_runs(&mut self, report: &mut CompactionReport) -> Result<(), CheckpointFailure> {
         let floor = self.floor();
+        if floor == Lsn::ZERO {
+            return Ok(());
+        }
         let flushed = self
             .ctx
             .manifest
@@ -437,23 +447,33 @@ impl Compactor {
             .map_err(|_| CheckpointFailure::Closed)?
             .flushed_lsn();
         let catalog_at = floor.min(flushed);
-        if catalog_at == Lsn::ZERO {
-            return Ok(());
-        }
-        let Ok(catalog) = self.ctx.snapshots.load().1.as_of(catalog_at) else {
-            return Ok(());
+        let dropped = match self.ctx.snapshots.load().1.as_of(catalog_at) {
+            Ok(catalog) if catalog_at > Lsn::ZERO => catalog.dropped_table_rows(),
+            _ => DroppedTableRows::none(),
         };
-        let dropped = catalog.dropped_table_rows();
+        let idempotency = IdempotencyExpiry {
+            retention: self.ctx.idempotency_retention,
+            floor,
+            now_unix_ms: aedb_types::clock::unix_millis(),
+        };
         let version = self.version()?;
         let dead: Vec<Arc<Run>> = version
             .runs()
-            .map(|(_, r)| r)
-            .filter(|r| {
+            .filter(|(level, r)| {
                 let f = r.file();
-                f.max_lsn() <= catalog_at
-                    && dropped.drops_every_key_between(f.first_key(), f.last_key())
+                let table_dropped = f.max_lsn() <= catalog_at
+                    && dropped.drops_every_key_between(f.first_key(), f.last_key());
+                // Removing the oldest versions of expired records shows nothing older.
+                let records_expired = *level > 0
+                    && idempotency.expires_every_record_between(
+                        f.first_key(),
+                        f.last_key(),
+                        f.max_lsn(),
+                    )
+                    && compaction::picker::nothing_below(&version, *level, r);
+                table_dropped || records_expired
             })
-            .cloned()
+            .map(|(_, r)| r.clone())
             .collect();
         drop(version);
         for chunk in dead.chunks(compaction::MAX_EDIT_RUNS) {
@@ -481,12 +501,16 @@ impl Compactor {
                 .metrics
                 .compaction_dropped_runs
                 .fetch_add(n, Ordering::Relaxed);
-            tracing::debug!(runs = n, "compaction: runs of dropped tables removed");
+            tracing::debug!(
+                runs = n,
+                "compaction: runs of dropped tables or expired idempotency records removed"
+            );
         }
         Ok(())
     }
 
-    /// Every [`COLD_SWEEP`], removes the runs of dropped tables; then, while the
+    /// Every [`COLD_SWEEP`], removes the runs of dropped tables and of expired
+    /// idempotency records; then, while the
     /// sweeps find some, answers the cold run with the most garbage to rewrite.
     fn cold_sweep(&mut self) -> Option<Task> {
         let now = Instant::now();
@@ -498,7 +522,7 @@ impl Compactor {
                     .metrics
                     .checkpoint_failures
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("removing runs of dropped tables failed: {e}");
+                tracing::warn!("removing dead runs failed: {e}");
             }
         }
         if !self.garbage_pending {

@@ -320,7 +320,8 @@ pub struct EngineMetrics {
     pub dropped_table_rows: AtomicU64,
     /// Runs compaction moved one level down without rewriting them.
     pub compaction_moved_runs: AtomicU64,
-    /// Runs compaction removed unread: all their keys were rows of dropped tables.
+    /// Runs compaction removed unread: all their keys were rows of dropped tables, or
+    /// idempotency records past their window.
     pub compaction_dropped_runs: AtomicU64,
     /// Failures by [`ErrorCause`].
     pub errors_assertion: AtomicU64,
@@ -833,7 +834,7 @@ pub struct OperationalMetrics {
     pub compaction_moved_runs: u64,
     /// Runs compactions removed without reading them since open: every key in them was
     /// a row of a table dropped at or below the retention floor (dropping a large table
-    /// frees its files).
+    /// frees its files), or an idempotency record past its window by LSN.
     pub compaction_dropped_runs: u64,
     /// Run-file bytes flushes wrote since open.
     pub flush_bytes_written: u64,

@@ -259,3 +259,95 @@ fn a_zero_retention_is_a_typed_config_error() {
         assert_eq!(err.code(), "config.invalid", "{err}");
     }
 }
+
+/// Requests keyed by ascending ids are a sequential ingest: their records' runs
+/// overlap nothing and are moved down untouched, where no merge reaches them again.
+/// Once every record in such a run is past the window by LSN (and nothing deeper
+/// overlaps it), compaction removes the run without reading it; the rest of the data is
+/// unchanged, and an old request id is a new request again, after a reopen too.
+#[test]
+fn runs_of_expired_records_are_removed_unread() {
+    use aedb::{Assertion, Finality, MemoryBudget};
+    // Enough for runs of more than 256 KiB, which level 0 moves down instead of merging.
+    const PER_RUN: u64 = 6_000;
+    const RUNS: u64 = 4;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = || {
+        AedbConfig::production(KEY)
+            .with_checkpoint_key([0x4E; 32])
+            .memory_budget(MemoryBudget {
+                memtable_bytes: 8 << 20,
+                ..MemoryBudget::default()
+            })
+            .idempotency_retention(IdempotencyRetention::lsns(1_000))
+    };
+    let db = AedbInstance::open(dir.path(), config()).expect("open");
+    db.create_project("bank").expect("project");
+    db.create_scope("bank", "eu").expect("scope");
+    db.commit(pay("first", 7)).expect("first");
+    db.checkpoint_now().expect("checkpoint");
+    db.compact_now()
+        .expect("the catalog and balance at the bottom");
+    // Requests that only assert: each writes its idempotency record and nothing else.
+    let bob = || KvKey::new("bob").expect("key");
+    let request = |i: u64| {
+        Transaction::new()
+            .assert(Assertion::KvExists {
+                ns: ns(),
+                key: bob(),
+            })
+            .idempotency_key(IdempotencyKey::new(format!("req-{i:08}")).expect("key"))
+    };
+    for run in 0..RUNS {
+        for i in run * PER_RUN..(run + 1) * PER_RUN {
+            db.commit_with(request(i), Finality::Visible)
+                .expect("request");
+        }
+        db.checkpoint_now().expect("one run of records");
+    }
+    // The compactor moves the four disjoint runs down a level, unread.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db.operational_metrics().storage.level_runs[0] > 0 {
+        assert!(Instant::now() < deadline, "level 0 never moved down");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(db.operational_metrics().compaction_moved_runs >= RUNS);
+    let stored = db
+        .snapshot()
+        .expect("snapshot")
+        .idempotency_len()
+        .expect("count");
+    assert_eq!(stored as u64, RUNS * PER_RUN + 1);
+    // Past the window: 1,000 LSNs after the last request.
+    for _ in 0..1_001 {
+        db.commit_with(
+            Transaction::new().kv_add(&ns(), bob(), Numeric::U64(1)),
+            Finality::Visible,
+        )
+        .expect("filler");
+    }
+    // (An idle compactor's sweep may get there first; either way each run counts once.)
+    let report = db.compact_now().expect("compact");
+    assert!(report.dropped_runs <= RUNS, "{report:?}");
+    // Only `first`'s record, in the run with the catalog, went through a merge.
+    assert_eq!(report.expired_idempotency_records, 1, "{report:?}");
+    assert_eq!(db.operational_metrics().compaction_dropped_runs, RUNS);
+    assert_eq!(balance(&db), Numeric::U64(7 + 1_001));
+    let snap = db.snapshot().expect("snapshot");
+    assert_eq!(snap.idempotency(b"req-00000042").expect("readable"), None);
+    drop(snap);
+    let again = db.commit(request(42)).expect("an old id is a new request");
+    assert!(!again.idempotent_replay);
+    db.shutdown().expect("shutdown");
+    let db = AedbInstance::open(dir.path(), config()).expect("reopen");
+    assert_eq!(balance(&db), Numeric::U64(7 + 1_001));
+    let snap = db.snapshot().expect("snapshot");
+    assert_eq!(snap.idempotency(b"req-00000041").expect("readable"), None);
+    assert!(
+        snap.idempotency(b"req-00000042")
+            .expect("readable")
+            .is_some()
+    );
+    drop(snap);
+    db.shutdown().expect("shutdown");
+}

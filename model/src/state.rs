@@ -194,6 +194,23 @@ pub struct IdempotencyExpiry {
     pub now_unix_ms: u64,
 }
 
+impl IdempotencyExpiry {
+    /// Whether every key from `first` to `last` is an idempotency record and every
+    /// version of them up to `max_lsn` is past the window by LSN at the floor (a record
+    /// is written at its commit's LSN): a run with these bounds holds nothing a commit
+    /// still honours, and can be removed unread where it holds its keys' oldest
+    /// versions. Records past the window only by age are not found this way (that
+    /// needs their stamps): merges drop those.
+    pub fn expires_every_record_between(&self, first: &[u8], last: &[u8], max_lsn: Lsn) -> bool {
+        first.first() == Some(&keyspace::IDEMPOTENCY)
+            && last.first() == Some(&keyspace::IDEMPOTENCY)
+            && self
+                .retention
+                .max_lsns
+                .is_some_and(|max| self.floor.get().saturating_sub(max_lsn.get()) > max)
+    }
+}
+
 impl aedb_storage::compaction::CompactionFilter for IdempotencyExpiry {
     fn expired(&self, key: &[u8], _lsn: Lsn, value: &[u8]) -> bool {
         key.first() == Some(&keyspace::IDEMPOTENCY)

@@ -397,6 +397,13 @@ pub(crate) fn merge_task(
     }
 }
 
+/// Whether `run`, of `level`, holds the oldest versions of its keys: no deeper level
+/// holds a key in its span (so removing it shows no older version of any of them).
+pub fn nothing_below(version: &Version, level: usize, run: &Arc<Run>) -> bool {
+    let runs = std::slice::from_ref(run);
+    (level + 1..LEVELS).all(|l| overlapping(version, l, runs).is_empty())
+}
+
 /// The runs of `level` whose key range overlaps the span of `runs` (first key of the
 /// first to last key of the last), in the level's order.
 pub(crate) fn overlapping(version: &Version, level: usize, runs: &[Arc<Run>]) -> Vec<Arc<Run>> {
