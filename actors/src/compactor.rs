@@ -300,6 +300,8 @@ impl Compactor {
         m.compaction_bytes_read.fetch_add(read, Ordering::Relaxed);
         m.compaction_bytes_written
             .fetch_add(written, Ordering::Relaxed);
+        m.compaction_subcompactions
+            .fetch_add(outcome.ranges, Ordering::Relaxed);
         if self.ctx.bytes_per_sec > 0 {
             let budget = Duration::from_secs_f64(written as f64 / self.ctx.bytes_per_sec as f64);
             self.resume_at = started + budget;

@@ -323,6 +323,8 @@ pub struct EngineMetrics {
     /// Runs compaction removed unread: all their keys were rows of dropped tables, or
     /// idempotency records past their window.
     pub compaction_dropped_runs: AtomicU64,
+    /// Key ranges compactions merged on threads of their own (split merges).
+    pub compaction_subcompactions: AtomicU64,
     /// Failures by [`ErrorCause`].
     pub errors_assertion: AtomicU64,
     /// See [`ErrorCause::Invalid`].
@@ -539,6 +541,7 @@ impl EngineMetrics {
             compaction_bytes_written: self.compaction_bytes_written.load(Relaxed),
             compaction_moved_runs: self.compaction_moved_runs.load(Relaxed),
             compaction_dropped_runs: self.compaction_dropped_runs.load(Relaxed),
+            compaction_subcompactions: self.compaction_subcompactions.load(Relaxed),
             flush_bytes_written: self.flush_bytes_written.load(Relaxed),
             storage: StorageMetrics::default(),
             checkpoint_failures: self.checkpoint_failures.load(Relaxed),
@@ -836,6 +839,10 @@ pub struct OperationalMetrics {
     /// a row of a table dropped at or below the retention floor (dropping a large table
     /// frees its files), or an idempotency record past its window by LSN.
     pub compaction_dropped_runs: u64,
+    /// Key ranges compactions merged at once, each on a thread of its own, since open:
+    /// merges split over `AedbConfig::compaction_threads` (those behind the writers,
+    /// and `compact_now`'s). 0 while every merge runs on the compactor's thread.
+    pub compaction_subcompactions: u64,
     /// Run-file bytes flushes wrote since open.
     pub flush_bytes_written: u64,
     /// The LSM now: memtables, levels, block cache, pending compaction and

@@ -105,6 +105,7 @@ pub struct AedbConfig {
     pub(crate) max_batch: usize,
     pub(crate) commit_spin: Duration,
     pub(crate) compaction_threads: usize,
+    pub(crate) run_file_bytes: u64,
     pub(crate) backup_bytes_per_sec: Option<u64>,
     pub(crate) backup_hard_links: bool,
     pub(crate) rate_limits: RateLimits,
@@ -173,6 +174,8 @@ const MIN_BUDGET_BYTES: u64 = 64 << 10;
 const MAX_MEMTABLE_BYTES: u64 = 4 << 30;
 /// Most threads one compaction may use.
 const MAX_COMPACTION_THREADS: usize = 64;
+/// Largest `run_file_bytes`.
+const MAX_RUN_FILE_BYTES: u64 = 4 << 30;
 
 impl AedbConfig {
     fn base(profile: Profile, manifest_key: Option<[u8; 32]>) -> AedbConfig {
@@ -207,6 +210,8 @@ impl AedbConfig {
             max_batch: 4096,
             commit_spin: default_commit_spin(),
             compaction_threads: aedb_storage::compaction::CompactionOptions::default().threads,
+            run_file_bytes: aedb_storage::compaction::CompactionOptions::default()
+                .target_file_bytes,
             fs: RealFs::shared(),
         }
     }
@@ -297,6 +302,23 @@ impl AedbConfig {
     /// ```
     pub fn run_block_size(mut self, bytes: usize) -> Self {
         self.run_block_size = bytes;
+        self
+    }
+
+    /// About how large the run files compaction writes are (default 16 MiB; 64 KiB ..=
+    /// 4 GiB): a merge cuts its output into runs of this size (larger when one merge
+    /// would otherwise write more runs than a manifest edit names). Larger runs mean
+    /// fewer files and bigger merges; smaller ones let a merge into a level touch less
+    /// of it. Flushes write one run per memtable whatever this says.
+    ///
+    /// ```
+    /// use aedb::AedbConfig;
+    /// let config = AedbConfig::production([7u8; 32]).run_file_bytes(64 << 20);
+    /// assert!(config.validate().is_ok());
+    /// assert!(config.run_file_bytes(1024).validate().is_err());
+    /// ```
+    pub fn run_file_bytes(mut self, bytes: u64) -> Self {
+        self.run_file_bytes = bytes;
         self
     }
 
@@ -633,6 +655,9 @@ impl AedbConfig {
         if !(1..=MAX_COMPACTION_THREADS).contains(&self.compaction_threads) {
             return Err(ConfigError::CompactionThreads(self.compaction_threads));
         }
+        if !(MIN_BUDGET_BYTES..=MAX_RUN_FILE_BYTES).contains(&self.run_file_bytes) {
+            return Err(ConfigError::RunFileBytes(self.run_file_bytes));
+        }
         for (name, bound) in [
             ("sequencer_queue", self.sequencer_queue),
             ("wal_queue", self.wal_queue),
@@ -712,6 +737,8 @@ impl fmt::Debug for AedbConfig {
             .field("commit_spin", &self.commit_spin)
             .field("block_compression", &self.block_compression)
             .field("run_block_size", &self.run_block_size)
+            .field("run_file_bytes", &self.run_file_bytes)
+            .field("compaction_threads", &self.compaction_threads)
             .field("rate_limits", &self.rate_limits)
             .field("history_retention", &self.history_retention)
             .field("idempotency_retention", &self.idempotency_retention)
@@ -744,6 +771,9 @@ pub enum ConfigError {
     /// `commit_spin` longer than 10 ms.
     #[error("commit_spin {0:?} is out of range: use at most 10 ms (zero never polls)")]
     CommitSpin(Duration),
+    /// `run_file_bytes` outside 64 KiB ..= 4 GiB.
+    #[error("run_file_bytes {0} is out of range: use 64 KiB ..= 4 GiB")]
+    RunFileBytes(u64),
     /// `compaction_threads` zero or more than 64.
     #[error("compaction_threads {0} is out of range: use 1 ..= 64")]
     CompactionThreads(usize),

@@ -319,6 +319,7 @@ impl AedbInstance {
                 idempotency_retention: config.idempotency_retention,
                 compaction: aedb_storage::compaction::CompactionOptions {
                     threads: config.compaction_threads,
+                    target_file_bytes: config.run_file_bytes,
                     ..aedb_storage::compaction::CompactionOptions::default()
                 },
                 ..aedb_actors::StorageConfig::default()

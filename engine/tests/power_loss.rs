@@ -19,12 +19,13 @@
 //!   to its LSN with every durable commit up to it;
 //! - the reopened database takes a new commit and survives a second reopen.
 //!
-//! Six explorations: the sequential ledger above (crash at every operation, then at
+//! Seven explorations: the sequential ledger above (crash at every operation, then at
 //! drawn ones), the same under `low_latency` (only its flush window may be lost), under the
 //! development profile (it must always reopen), a secure instance with two concurrent
 //! tellers, automatic checkpoints and audit rows (a tenth of the points), a sequential
-//! ingest whose runs compaction moves down a level, and a dropped table whose run
-//! compaction removes unread (crash at every operation in the last two).
+//! ingest whose runs compaction moves down a level, a dropped table whose run
+//! compaction removes unread, and a full compaction split over two threads (crash at
+//! every operation in the last three).
 //!
 //! Knobs: `AEDB_SIM_CRASH_POINTS` (default 10,000 in an optimised build — the test
 //! command runs `cargo test --release -p aedb --test power_loss`, about 40 s — and 500 in
@@ -942,4 +943,81 @@ fn a_dropped_tables_run_removed_unread_survives_power_loss_at_every_file_operati
         m.compaction_dropped_runs, 1,
         "the dropped table's run removed unread"
     );
+}
+
+/// A full compaction split over two threads (subcompactions: two key ranges merged at
+/// once, each writing its own runs, all recorded by one manifest edit), cut at every
+/// file operation in turn. The two threads interleave their file operations, so a
+/// seed replays the power cut's choices but not always the exact crash point. The
+/// image opens strictly, every acknowledged batch reads back whole, `check invariants`
+/// passes, and the database takes a commit and reopens.
+#[test]
+fn a_full_compaction_split_over_threads_survives_power_loss_at_every_file_operation() {
+    const BATCHES: u64 = 3;
+    const PER_BATCH: u64 = 48;
+    // Batch `b` holds keys b, b + 3, b + 6, ...: the runs overlap, so they are merged.
+    let key = |k: u64| KvKey::new(format!("mix-{k:04}")).expect("key");
+    // Incompressible 2 KiB values: ~96 KiB per run, ~290 KiB to merge, split in two
+    // ranges of 64 KiB output runs.
+    let value = |k: u64| {
+        let mut x = k.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let bytes: Vec<u8> = (0..2 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        aedb::KvValue::new(bytes).expect("value")
+    };
+    let split_config =
+        |sim: &Arc<SimFs>| config(sim).compaction_threads(2).run_file_bytes(64 * 1024);
+    let scenario = |sim: &Arc<SimFs>, acked: &mut Vec<u64>| -> Option<aedb::OperationalMetrics> {
+        let db = AedbInstance::open(DIR, split_config(sim)).ok()?;
+        let mut run = || -> Result<(), Box<dyn std::error::Error>> {
+            db.create_project("ledger")?;
+            db.create_scope("ledger", "main")?;
+            for b in 0..BATCHES {
+                let tx = (0..PER_BATCH).fold(Transaction::new(), |tx, i| {
+                    let k = i * BATCHES + b;
+                    tx.kv_put(&ns(), key(k), value(k))
+                });
+                db.commit_with(tx, Finality::Durable)?;
+                acked.push(b);
+                db.checkpoint_now()?;
+            }
+            db.compact_now()?;
+            Ok(())
+        };
+        let result = run();
+        let metrics = db.operational_metrics();
+        let _ = db.shutdown();
+        result.ok().map(|()| metrics)
+    };
+    let verify = |sim: &Arc<SimFs>, acked: &Vec<u64>| -> Result<(), String> {
+        let db =
+            AedbInstance::open(DIR, split_config(sim)).map_err(|e| format!("strict open: {e}"))?;
+        let snap = db.snapshot().map_err(|e| e.to_string())?;
+        for &b in acked {
+            for i in 0..PER_BATCH {
+                let k = i * BATCHES + b;
+                let got = snap
+                    .kv_get(&ns(), format!("mix-{k:04}").as_bytes())
+                    .map_err(|e| format!("read mix-{k:04}: {e}"))?;
+                if got.map(|e| e.value) != Some(value(k)) {
+                    return Err(format!("acknowledged batch {b} lost key mix-{k:04}"));
+                }
+            }
+        }
+        drop(snap);
+        commit_check_and_reopen(sim, db)
+    };
+
+    let m = crash_at_every_operation(3_000, scenario, verify);
+    assert_eq!(
+        m.compaction_subcompactions, 2,
+        "the full compaction ran as two ranges"
+    );
+    assert!(m.compaction_bytes_written > 0);
 }

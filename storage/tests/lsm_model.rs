@@ -1285,6 +1285,7 @@ fn a_merge_split_into_key_ranges_matches_the_merge_on_one_thread() {
         .filter(|t| *t == "aedb-subcompact")
         .count();
     assert_eq!(subcompactions, 3, "three ranges, each on its own thread");
+    assert_eq!((one.ranges, split.ranges), (0, 3));
 
     assert_eq!(
         (

@@ -40,6 +40,9 @@ pub struct Outcome {
     /// Versions the [`CompactionFilter`] found expired (dropped at the bottom,
     /// replaced by a tombstone above it).
     pub filtered: u64,
+    /// Key ranges merged at once on threads of their own ([`compact_parallel`]); 0 when
+    /// the merge ran on the calling thread.
+    pub ranges: u64,
 }
 
 /// Lets the layer that knows what keys mean discard entries that expired (the data
@@ -161,7 +164,10 @@ pub fn compact_parallel(
             })
             .collect()
     });
-    let mut out = Outcome::default();
+    let mut out = Outcome {
+        ranges: parts.len() as u64,
+        ..Outcome::default()
+    };
     for result in results {
         let o = result?;
         out.outputs.extend(o.outputs);
