@@ -335,14 +335,25 @@ impl Compactor {
                 DroppedTableRows::none()
             }
         };
-        Some(ModelExpiry::new(
-            IdempotencyExpiry {
-                retention: self.ctx.idempotency_retention,
-                floor,
-                now_unix_ms: aedb_types::clock::unix_millis(),
-            },
-            dropped,
-        ))
+        Some(ModelExpiry::new(self.idempotency_expiry(floor), dropped))
+    }
+
+    /// Idempotency records past the window as seen from `floor`, or from the flushed
+    /// LSN when that is lower. Commits up to the floor may be visible but not yet
+    /// durable; after a crash (or a restore to an earlier LSN) the database goes on
+    /// from no earlier than the flushed LSN, and a record still inside the window there
+    /// must still be honoured. A manifest that cannot answer expires nothing by LSN.
+    fn idempotency_expiry(&self, floor: Lsn) -> IdempotencyExpiry {
+        let flushed = self
+            .ctx
+            .manifest
+            .ask(GetLiveState)
+            .map_or(Lsn::ZERO, |live| live.flushed_lsn());
+        IdempotencyExpiry {
+            retention: self.ctx.idempotency_retention,
+            floor: floor.min(flushed),
+            now_unix_ms: aedb_types::clock::unix_millis(),
+        }
     }
 
     /// Re-files a move task's runs at its output level: one version edit removes each
@@ -433,7 +444,8 @@ impl Compactor {
     /// as of earlier LSNs are refused, after a restart too.
     ///
     /// Also removes the runs of level 1 or deeper that hold only idempotency records
-    /// past their window by LSN at the floor (`IdempotencyExpiry::
+    /// past their window by LSN at the same LSN (the floor, at most the flushed LSN:
+    /// what a recovery or restore reaches) (`IdempotencyExpiry::
     /// expires_every_record_between`) and overlap nothing deeper, so no older version
     /// shows through: a ledger keyed by ascending request ids moves such runs down
     /// untouched, and no merge would ever reach them again.
@@ -455,7 +467,7 @@ impl Compactor {
         };
         let idempotency = IdempotencyExpiry {
             retention: self.ctx.idempotency_retention,
-            floor,
+            floor: catalog_at,
             now_unix_ms: aedb_types::clock::unix_millis(),
         };
         let version = self.version()?;

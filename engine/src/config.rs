@@ -174,8 +174,9 @@ const MIN_BUDGET_BYTES: u64 = 64 << 10;
 const MAX_MEMTABLE_BYTES: u64 = 4 << 30;
 /// Most threads one compaction may use.
 const MAX_COMPACTION_THREADS: usize = 64;
-/// Largest `run_file_bytes`.
-const MAX_RUN_FILE_BYTES: u64 = 4 << 30;
+/// Largest `run_file_bytes`: level 1's target size (a larger run would keep level 1
+/// over its target for good).
+const MAX_RUN_FILE_BYTES: u64 = 64 << 20;
 
 impl AedbConfig {
     fn base(profile: Profile, manifest_key: Option<[u8; 32]>) -> AedbConfig {
@@ -306,10 +307,12 @@ impl AedbConfig {
     }
 
     /// About how large the run files compaction writes are (default 16 MiB; 64 KiB ..=
-    /// 4 GiB): a merge cuts its output into runs of this size (larger when one merge
-    /// would otherwise write more runs than a manifest edit names). Larger runs mean
-    /// fewer files and bigger merges; smaller ones let a merge into a level touch less
-    /// of it. Flushes write one run per memtable whatever this says.
+    /// 64 MiB, level 1's size): a merge cuts its output into runs of this size (larger
+    /// when one merge would otherwise write more runs than a manifest edit names).
+    /// Larger runs mean fewer files and bigger merges; smaller ones let a merge into a
+    /// level touch less of it, and split a merge over more threads
+    /// ([`AedbConfig::compaction_threads`]: a range is at least a run's worth). Flushes
+    /// write one run per memtable whatever this says.
     ///
     /// ```
     /// use aedb::AedbConfig;
@@ -771,8 +774,8 @@ pub enum ConfigError {
     /// `commit_spin` longer than 10 ms.
     #[error("commit_spin {0:?} is out of range: use at most 10 ms (zero never polls)")]
     CommitSpin(Duration),
-    /// `run_file_bytes` outside 64 KiB ..= 4 GiB.
-    #[error("run_file_bytes {0} is out of range: use 64 KiB ..= 4 GiB")]
+    /// `run_file_bytes` outside 64 KiB ..= 64 MiB.
+    #[error("run_file_bytes {0} is out of range: use 64 KiB ..= 64 MiB (level 1's size)")]
     RunFileBytes(u64),
     /// `compaction_threads` zero or more than 64.
     #[error("compaction_threads {0} is out of range: use 1 ..= 64")]
@@ -815,6 +818,18 @@ pub enum ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_files_are_at_most_level_1s_size() {
+        let level1 = aedb_storage::compaction::CompactionOptions::default().level1_bytes;
+        assert_eq!(MAX_RUN_FILE_BYTES, level1);
+        let c = AedbConfig::development;
+        assert!(c().run_file_bytes(level1).validate().is_ok());
+        assert_eq!(
+            c().run_file_bytes(level1 + 1).validate(),
+            Err(ConfigError::RunFileBytes(level1 + 1))
+        );
+    }
 
     #[test]
     fn profiles_have_their_documented_defaults() {

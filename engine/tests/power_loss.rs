@@ -769,6 +769,21 @@ fn commit_check_and_reopen(sim: &Arc<SimFs>, db: AedbInstance) -> Result<(), Str
         .map_err(|e| format!("final shutdown: {e}"))
 }
 
+/// `len` pseudo-random bytes drawn from `seed` (xorshift): a value LZ4 cannot shrink,
+/// so a run's size is what its values add up to.
+fn incompressible(seed: u64, len: usize) -> aedb::KvValue {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let bytes: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    aedb::KvValue::new(bytes).expect("value")
+}
+
 /// A sequential ingest whose level-0 runs compaction **moves** down a level (one
 /// manifest edit re-files them; no run file is written or deleted), cut at every file
 /// operation in turn: the image opens strictly, every acknowledged batch reads back
@@ -780,18 +795,7 @@ fn a_sequential_ingest_moved_down_survives_power_loss_at_every_file_operation() 
     let key = |k: u64| KvKey::new(format!("seq-{k:04}")).expect("key");
     // Incompressible 5 KiB values: each batch's run (~320 KiB) is over the move
     // threshold (`CompactionOptions::min_move_bytes`).
-    let value = |k: u64| {
-        let mut x = k.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let bytes: Vec<u8> = (0..5 * 1024)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        aedb::KvValue::new(bytes).expect("value")
-    };
+    let value = |k: u64| incompressible(k, 5 * 1024);
     // Batches acknowledged durable, then whether the move was seen installed.
     let ingest = |sim: &Arc<SimFs>, acked: &mut Vec<u64>| -> Option<aedb::OperationalMetrics> {
         let db = AedbInstance::open(DIR, config(sim)).ok()?;
@@ -953,35 +957,27 @@ fn a_dropped_tables_run_removed_unread_survives_power_loss_at_every_file_operati
 /// passes, and the database takes a commit and reopens.
 #[test]
 fn a_full_compaction_split_over_threads_survives_power_loss_at_every_file_operation() {
-    const BATCHES: u64 = 3;
-    const PER_BATCH: u64 = 48;
-    // Batch `b` holds keys b, b + 3, b + 6, ...: the runs overlap, so they are merged.
+    // Three runs of incompressible 2 KiB values: keys 0..96 (~192 KiB), 96..192 (~192
+    // KiB), then the even keys below 96 again (~96 KiB). Each run's index is one
+    // partition, so the split can only cut at a run's last key: at 95, two ranges of
+    // ~286 and ~194 KiB, each cut into several 64 KiB output runs.
+    let batches: [Vec<u64>; 3] = [
+        (0..96).collect(),
+        (96..192).collect(),
+        (0..96).step_by(2).collect(),
+    ];
     let key = |k: u64| KvKey::new(format!("mix-{k:04}")).expect("key");
-    // Incompressible 2 KiB values: ~96 KiB per run, ~290 KiB to merge, split in two
-    // ranges of 64 KiB output runs.
-    let value = |k: u64| {
-        let mut x = k.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let bytes: Vec<u8> = (0..2 * 1024)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        aedb::KvValue::new(bytes).expect("value")
-    };
+    let value = |k: u64, b: usize| incompressible(k * 4 + b as u64, 2 * 1024);
     let split_config =
         |sim: &Arc<SimFs>| config(sim).compaction_threads(2).run_file_bytes(64 * 1024);
-    let scenario = |sim: &Arc<SimFs>, acked: &mut Vec<u64>| -> Option<aedb::OperationalMetrics> {
+    let scenario = |sim: &Arc<SimFs>, acked: &mut Vec<usize>| -> Option<aedb::OperationalMetrics> {
         let db = AedbInstance::open(DIR, split_config(sim)).ok()?;
         let mut run = || -> Result<(), Box<dyn std::error::Error>> {
             db.create_project("ledger")?;
             db.create_scope("ledger", "main")?;
-            for b in 0..BATCHES {
-                let tx = (0..PER_BATCH).fold(Transaction::new(), |tx, i| {
-                    let k = i * BATCHES + b;
-                    tx.kv_put(&ns(), key(k), value(k))
+            for (b, keys) in batches.iter().enumerate() {
+                let tx = keys.iter().fold(Transaction::new(), |tx, &k| {
+                    tx.kv_put(&ns(), key(k), value(k, b))
                 });
                 db.commit_with(tx, Finality::Durable)?;
                 acked.push(b);
@@ -995,19 +991,28 @@ fn a_full_compaction_split_over_threads_survives_power_loss_at_every_file_operat
         let _ = db.shutdown();
         result.ok().map(|()| metrics)
     };
-    let verify = |sim: &Arc<SimFs>, acked: &Vec<u64>| -> Result<(), String> {
+    let verify = |sim: &Arc<SimFs>, acked: &Vec<usize>| -> Result<(), String> {
+        // Each key of an acknowledged batch holds the value of its newest acknowledged
+        // batch, or of a later batch (a commit may reach the disk unacknowledged).
+        let mut newest = std::collections::BTreeMap::new();
+        for &b in acked {
+            for &k in &batches[b] {
+                newest.insert(k, b);
+            }
+        }
         let db =
             AedbInstance::open(DIR, split_config(sim)).map_err(|e| format!("strict open: {e}"))?;
         let snap = db.snapshot().map_err(|e| e.to_string())?;
-        for &b in acked {
-            for i in 0..PER_BATCH {
-                let k = i * BATCHES + b;
-                let got = snap
-                    .kv_get(&ns(), format!("mix-{k:04}").as_bytes())
-                    .map_err(|e| format!("read mix-{k:04}: {e}"))?;
-                if got.map(|e| e.value) != Some(value(k)) {
-                    return Err(format!("acknowledged batch {b} lost key mix-{k:04}"));
-                }
+        for (k, acked_batch) in newest {
+            let got = snap
+                .kv_get(&ns(), format!("mix-{k:04}").as_bytes())
+                .map_err(|e| format!("read mix-{k:04}: {e}"))?
+                .map(|e| e.value);
+            let found = (0..batches.len()).find(|&b| got.as_ref() == Some(&value(k, b)));
+            if !found.is_some_and(|b| b >= acked_batch && batches[b].contains(&k)) {
+                return Err(format!(
+                    "mix-{k:04}: batch {acked_batch} was acknowledged, found {found:?}'s value"
+                ));
             }
         }
         drop(snap);

@@ -188,7 +188,9 @@ impl Default for CommitContext {
 pub struct IdempotencyExpiry {
     /// The configured retention.
     pub retention: IdempotencyRetention,
-    /// The compaction's retention floor.
+    /// The LSN the window is measured from: the compaction's retention floor, or the
+    /// flushed LSN when that is lower (a record must stay while a recovery or restore
+    /// can come back to a commit that still honours it).
     pub floor: Lsn,
     /// The compactor's clock.
     pub now_unix_ms: u64,

@@ -40,8 +40,8 @@ pub struct Outcome {
     /// Versions the [`CompactionFilter`] found expired (dropped at the bottom,
     /// replaced by a tombstone above it).
     pub filtered: u64,
-    /// Key ranges merged at once on threads of their own ([`compact_parallel`]); 0 when
-    /// the merge ran on the calling thread.
+    /// Key ranges merged at once, each on a thread of its own (or the calling thread's
+    /// when one could not start) ([`compact_parallel`]); 0 when the merge was not split.
     pub ranges: u64,
 }
 
@@ -108,8 +108,10 @@ pub fn compact_filtered(
 /// read), merged at once, one thread each: a subcompaction per range. The outputs are
 /// the same kind of runs a single merge writes (disjoint, in key order, a key's
 /// versions in one run), a few more of them: each range ends its last output early.
-/// Ranges are never smaller than about one output file, and never so many that their
-/// outputs could exceed [`Task::max_outputs`]; with one range it is
+/// There are never more ranges than output files' worth of input, nor so many that
+/// their outputs could exceed [`Task::max_outputs`]. The shares are as even as the
+/// partition bounds allow (a run whose tables are one partition can only be cut at its
+/// last key), so a range can be much smaller than the others. With one range it is
 /// [`compact_filtered`] on the calling thread. Split, every range runs on a thread of
 /// lower CPU priority ([`SUBCOMPACTION_NICE`] on Linux) while the calling thread waits,
 /// so the merge takes idle cores and yields busy ones to commits: on a busy machine it
