@@ -335,23 +335,27 @@ impl Compactor {
                 DroppedTableRows::none()
             }
         };
-        Some(ModelExpiry::new(self.idempotency_expiry(floor), dropped))
-    }
-
-    /// Idempotency records past the window as seen from `floor`, or from the flushed
-    /// LSN when that is lower. Commits up to the floor may be visible but not yet
-    /// durable; after a crash (or a restore to an earlier LSN) the database goes on
-    /// from no earlier than the flushed LSN, and a record still inside the window there
-    /// must still be honoured. A manifest that cannot answer expires nothing by LSN.
-    fn idempotency_expiry(&self, floor: Lsn) -> IdempotencyExpiry {
+        // A manifest that cannot answer expires no record by LSN.
         let flushed = self
             .ctx
             .manifest
             .ask(GetLiveState)
             .map_or(Lsn::ZERO, |live| live.flushed_lsn());
+        Some(ModelExpiry::new(
+            self.idempotency_expiry(floor.min(flushed)),
+            dropped,
+        ))
+    }
+
+    /// Idempotency records past the window as seen from `at`: the floor, or the flushed
+    /// LSN when that is lower. Commits up to the floor may be visible but not yet
+    /// durable; after a crash (or a restore to an earlier LSN) the database goes on
+    /// from no earlier than the flushed LSN, and a record still inside the window there
+    /// must still be honoured.
+    fn idempotency_expiry(&self, at: Lsn) -> IdempotencyExpiry {
         IdempotencyExpiry {
             retention: self.ctx.idempotency_retention,
-            floor: floor.min(flushed),
+            floor: at,
             now_unix_ms: aedb_types::clock::unix_millis(),
         }
     }
@@ -465,11 +469,7 @@ impl Compactor {
             Ok(catalog) if catalog_at > Lsn::ZERO => catalog.dropped_table_rows(),
             _ => DroppedTableRows::none(),
         };
-        let idempotency = IdempotencyExpiry {
-            retention: self.ctx.idempotency_retention,
-            floor: catalog_at,
-            now_unix_ms: aedb_types::clock::unix_millis(),
-        };
+        let idempotency = self.idempotency_expiry(catalog_at);
         let version = self.version()?;
         let dead: Vec<Arc<Run>> = version
             .runs()
