@@ -70,6 +70,9 @@ pub struct CompactionReport {
     /// at or below the retention floor, or an idempotency record past its window by
     /// LSN (in a run no deeper level overlaps).
     pub dropped_runs: u64,
+    /// Key ranges merged at once on threads of their own (merges split over
+    /// `CompactionOptions::threads`; 0 when no merge was split).
+    pub subcompactions: u64,
 }
 
 /// Everything the Compactor needs, handed over at start.
@@ -300,6 +303,7 @@ impl Compactor {
         m.compaction_bytes_read.fetch_add(read, Ordering::Relaxed);
         m.compaction_bytes_written
             .fetch_add(written, Ordering::Relaxed);
+        report.subcompactions += outcome.ranges;
         m.compaction_subcompactions
             .fetch_add(outcome.ranges, Ordering::Relaxed);
         if self.ctx.bytes_per_sec > 0 {

@@ -112,11 +112,13 @@ fn report(global: &Global, what: &str, r: aedb::CompactionReport) {
             "dropped_table_rows": r.dropped_table_rows,
             "moved_runs": r.moved_runs,
             "dropped_runs": r.dropped_runs,
+            "subcompactions": r.subcompactions,
         }),
         || {
             format!(
-                "{what}: {} merges, {} runs moved, {} runs of dropped tables removed, {} bytes read, {} bytes written, {} hidden versions, {} tombstones, {} expired idempotency records and {} rows of dropped tables dropped",
+                "{what}: {} merges ({} key ranges on threads of their own), {} runs moved, {} runs removed unread (dropped tables, expired idempotency records), {} bytes read, {} bytes written, {} hidden versions, {} tombstones, {} expired idempotency records and {} rows of dropped tables dropped",
                 r.compactions,
+                r.subcompactions,
                 r.moved_runs,
                 r.dropped_runs,
                 r.bytes_read,
