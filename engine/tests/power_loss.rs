@@ -769,6 +769,17 @@ fn commit_check_and_reopen(sim: &Arc<SimFs>, db: AedbInstance) -> Result<(), Str
         .map_err(|e| format!("final shutdown: {e}"))
 }
 
+/// Shuts `db` down (on a dead disk that may fail; the image is what counts) and answers
+/// its metrics when the scenario's steps completed.
+fn metrics_if_completed(
+    db: AedbInstance,
+    steps: Result<(), Box<dyn std::error::Error>>,
+) -> Option<aedb::OperationalMetrics> {
+    let metrics = db.operational_metrics();
+    let _ = db.shutdown();
+    steps.ok().map(|()| metrics)
+}
+
 /// `len` pseudo-random bytes drawn from `seed` (xorshift): a value LZ4 cannot shrink,
 /// so a run's size is what its values add up to.
 fn incompressible(seed: u64, len: usize) -> aedb::KvValue {
@@ -826,10 +837,8 @@ fn a_sequential_ingest_moved_down_survives_power_loss_at_every_file_operation() 
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
         };
-        let result = run();
-        let metrics = db.operational_metrics();
-        let _ = db.shutdown();
-        result.ok().map(|()| metrics)
+        let done = run();
+        metrics_if_completed(db, done)
     };
     let verify = |sim: &Arc<SimFs>, acked: &Vec<u64>| -> Result<(), String> {
         let db = AedbInstance::open(DIR, config(sim)).map_err(|e| format!("strict open: {e}"))?;
@@ -910,10 +919,8 @@ fn a_dropped_tables_run_removed_unread_survives_power_loss_at_every_file_operati
             db.compact_now()?;
             Ok(())
         };
-        let result = steps();
-        let metrics = db.operational_metrics();
-        let _ = db.shutdown();
-        result.ok().map(|()| metrics)
+        let done = steps();
+        metrics_if_completed(db, done)
     };
     let verify = |sim: &Arc<SimFs>, acked: &Vec<&str>| -> Result<(), String> {
         let db = AedbInstance::open(DIR, config(sim)).map_err(|e| format!("strict open: {e}"))?;
@@ -986,10 +993,8 @@ fn a_full_compaction_split_over_threads_survives_power_loss_at_every_file_operat
             db.compact_now()?;
             Ok(())
         };
-        let result = run();
-        let metrics = db.operational_metrics();
-        let _ = db.shutdown();
-        result.ok().map(|()| metrics)
+        let done = run();
+        metrics_if_completed(db, done)
     };
     let verify = |sim: &Arc<SimFs>, acked: &Vec<usize>| -> Result<(), String> {
         // Each key of an acknowledged batch holds the value of its newest acknowledged

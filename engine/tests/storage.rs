@@ -3,6 +3,7 @@
 //! reads as of older LSNs work inside the retention window and are refused (typed,
 //! naming the oldest readable LSN) outside it, and everything survives a reopen.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aedb::{AedbConfig, AedbInstance, Lsn, MemoryBudget, Namespace};
@@ -449,24 +450,31 @@ fn fill(db: &AedbInstance, ns: &Namespace, table: &aedb::TableName, rows: u64) {
     db.commit(tx).unwrap();
 }
 
+/// An instance (history window of 5 LSNs) with two empty tables, `gone` (to be
+/// dropped) and `kept`.
+fn gone_and_kept(dir: &Path) -> (AedbInstance, Namespace, aedb::TableName, aedb::TableName) {
+    let (gone, kept) = (
+        aedb::TableName::new("gone").unwrap(),
+        aedb::TableName::new("kept").unwrap(),
+    );
+    let db = AedbInstance::open(dir, config(5)).unwrap();
+    let ns = setup(&db);
+    for table in [&gone, &kept] {
+        db.create_table(&ns, table.as_str(), id_note_schema())
+            .unwrap();
+    }
+    (db, ns, gone, kept)
+}
+
 /// A dropped table's rows stay on disk, unreachable, while the history window still
 /// reaches back before the drop (`snapshot_at` there reads them); once the window has
 /// passed the drop, compaction frees them. Other tables keep theirs, and a table
 /// created again under the same name starts empty.
 #[test]
 fn compaction_frees_the_rows_of_a_dropped_table_once_the_window_has_passed_the_drop() {
-    use aedb::{Ddl, TableName};
-    let (gone, kept) = (
-        TableName::new("gone").unwrap(),
-        TableName::new("kept").unwrap(),
-    );
+    use aedb::Ddl;
     let dir = tempfile::tempdir().unwrap();
-    let db = AedbInstance::open(dir.path(), config(5)).unwrap();
-    let ns = setup(&db);
-    for table in [&gone, &kept] {
-        db.create_table(&ns, table.as_str(), id_note_schema())
-            .unwrap();
-    }
+    let (db, ns, gone, kept) = gone_and_kept(dir.path());
     fill(&db, &ns, &gone, 200);
     fill(&db, &ns, &kept, 20);
     db.checkpoint_now().unwrap();
@@ -525,18 +533,9 @@ fn compaction_frees_the_rows_of_a_dropped_table_once_the_window_has_passed_the_d
 /// unchanged, after a reopen too.
 #[test]
 fn runs_holding_only_a_dropped_tables_rows_are_removed_unread() {
-    use aedb::{Ddl, TableName};
-    let (gone, kept) = (
-        TableName::new("gone").unwrap(),
-        TableName::new("kept").unwrap(),
-    );
+    use aedb::Ddl;
     let dir = tempfile::tempdir().unwrap();
-    let db = AedbInstance::open(dir.path(), config(5)).unwrap();
-    let ns = setup(&db);
-    for table in [&gone, &kept] {
-        db.create_table(&ns, table.as_str(), id_note_schema())
-            .unwrap();
-    }
+    let (db, ns, gone, kept) = gone_and_kept(dir.path());
     fill(&db, &ns, &kept, 20);
     db.checkpoint_now().unwrap();
     // One run of `gone`'s rows alone.
