@@ -329,16 +329,7 @@ impl Compactor {
             .map(|(_, r)| r.file().max_lsn())
             .max()
             .unwrap_or(Lsn::ZERO);
-        let catalog_at = floor.min(inputs_newest);
-        let dropped = match self.ctx.snapshots.load().1.as_of(catalog_at) {
-            Ok(state) => state.dropped_table_rows(),
-            Err(e) => {
-                tracing::warn!(
-                    "compaction keeps dropped tables' rows: the catalog at {catalog_at} is unreadable: {e}"
-                );
-                DroppedTableRows::none()
-            }
-        };
+        let dropped = self.dropped_rows_at(floor.min(inputs_newest));
         // A manifest that cannot answer expires no record by LSN.
         let flushed = self
             .ctx
@@ -349,6 +340,24 @@ impl Compactor {
             self.idempotency_expiry(floor.min(flushed)),
             dropped,
         ))
+    }
+
+    /// The rows of tables missing from the catalog as of `at` (none at LSN zero). A
+    /// catalog that cannot be read leaves dropped tables' rows for a later merge
+    /// instead of failing this one.
+    fn dropped_rows_at(&self, at: Lsn) -> DroppedTableRows {
+        if at == Lsn::ZERO {
+            return DroppedTableRows::none();
+        }
+        match self.ctx.snapshots.load().1.as_of(at) {
+            Ok(state) => state.dropped_table_rows(),
+            Err(e) => {
+                tracing::warn!(
+                    "compaction keeps dropped tables' rows: the catalog at {at} is unreadable: {e}"
+                );
+                DroppedTableRows::none()
+            }
+        }
     }
 
     /// Idempotency records past the window as seen from `at`: the floor, or the flushed
@@ -469,10 +478,7 @@ impl Compactor {
             .map_err(|_| CheckpointFailure::Closed)?
             .flushed_lsn();
         let catalog_at = floor.min(flushed);
-        let dropped = match self.ctx.snapshots.load().1.as_of(catalog_at) {
-            Ok(catalog) if catalog_at > Lsn::ZERO => catalog.dropped_table_rows(),
-            _ => DroppedTableRows::none(),
-        };
+        let dropped = self.dropped_rows_at(catalog_at);
         let idempotency = self.idempotency_expiry(catalog_at);
         let version = self.version()?;
         let dead: Vec<Arc<Run>> = version

@@ -332,9 +332,9 @@ fn runs_of_expired_records_are_removed_unread() {
     // Expired as seen from the flushed LSN: a crash or restore comes back no earlier,
     // so the records are past the window there too.
     db.checkpoint_now().expect("the fillers in run files");
-    // (An idle compactor's sweep may get there first; either way each run counts once.)
+    // An idle compactor's sweep may get there first, so the report may count fewer;
+    // the metric counts each run once, whichever removed it.
     let report = db.compact_now().expect("compact");
-    assert!(report.dropped_runs <= RUNS, "{report:?}");
     // Only `first`'s record, in the run with the catalog, went through a merge.
     assert_eq!(report.expired_idempotency_records, 1, "{report:?}");
     assert_eq!(db.operational_metrics().compaction_dropped_runs, RUNS);

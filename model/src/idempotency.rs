@@ -337,12 +337,17 @@ impl IdempotencyRetention {
             .map(|a| u64::try_from(a.as_millis()).unwrap_or(u64::MAX))
     }
 
+    /// Whether a record written at `written` is past this window by LSN for a commit
+    /// at `lsn` (more than `max_lsns` LSNs after it).
+    pub fn expired_by_lsn(&self, written: Lsn, lsn: Lsn) -> bool {
+        self.max_lsns
+            .is_some_and(|max| lsn.get().saturating_sub(written.get()) > max)
+    }
+
     /// Whether `record` is past this window for a commit at `lsn` sequenced at
     /// `now_unix_ms`. Records without a stamp (format version 1) expire by LSN only.
     pub fn expired(&self, record: &IdempotencyRecord, lsn: Lsn, now_unix_ms: u64) -> bool {
-        let by_lsn = self
-            .max_lsns
-            .is_some_and(|max| lsn.get().saturating_sub(record.lsn.get()) > max);
+        let by_lsn = self.expired_by_lsn(record.lsn, lsn);
         let by_age = match (self.max_age_ms(), &record.request) {
             (Some(max), Some(stamp)) => now_unix_ms.saturating_sub(stamp.at_unix_ms) > max,
             _ => false,

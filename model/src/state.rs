@@ -206,10 +206,7 @@ impl IdempotencyExpiry {
     pub fn expires_every_record_between(&self, first: &[u8], last: &[u8], max_lsn: Lsn) -> bool {
         first.first() == Some(&keyspace::IDEMPOTENCY)
             && last.first() == Some(&keyspace::IDEMPOTENCY)
-            && self
-                .retention
-                .max_lsns
-                .is_some_and(|max| self.floor.get().saturating_sub(max_lsn.get()) > max)
+            && self.retention.expired_by_lsn(max_lsn, self.floor)
     }
 }
 

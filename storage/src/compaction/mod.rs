@@ -88,16 +88,11 @@ pub fn compact_filtered(
     filter: Option<&dyn CompactionFilter>,
     mut new_writer: impl FnMut() -> Result<RunWriter, StorageError>,
 ) -> Result<Outcome, StorageError> {
-    let part = Part {
-        start: None,
-        end: None,
-        max_outputs: task.max_outputs,
-    };
     merge_part(
         task,
         floor,
         filter,
-        &part,
+        &Part::whole(task),
         &mut new_writer,
         &AtomicBool::new(false),
     )
@@ -217,6 +212,17 @@ struct Part {
     max_outputs: usize,
 }
 
+impl Part {
+    /// The whole key space, with the task's whole output budget.
+    fn whole(task: &Task) -> Part {
+        Part {
+            start: None,
+            end: None,
+            max_outputs: task.max_outputs,
+        }
+    }
+}
+
 /// `task`'s key space cut into at most `threads` parts of about equal stored input
 /// bytes (see [`compact_parallel`]); always at least one part.
 fn split(task: &Task, threads: usize) -> Vec<Part> {
@@ -226,6 +232,9 @@ fn split(task: &Task, threads: usize) -> Vec<Part> {
         // Each part may end one output early: leave every part room for two.
         .min(task.max_outputs / 2)
         .max(1);
+    if parts == 1 {
+        return vec![Part::whole(task)];
+    }
     let mut extents: Vec<(&[u8], u64)> = task
         .inputs
         .iter()

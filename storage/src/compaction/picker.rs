@@ -260,7 +260,6 @@ pub fn pick_garbage(version: &Version, opts: &CompactionOptions, floor: Lsn) -> 
     if opts.garbage_percent == 0 {
         return None;
     }
-    let deepest = version.deepest_level();
     let enough = |garbage: u64, run: &Arc<Run>| {
         garbage.saturating_mul(100) >= opts.garbage_percent.saturating_mul(run.file().entries())
     };
@@ -274,13 +273,10 @@ pub fn pick_garbage(version: &Version, opts: &CompactionOptions, floor: Lsn) -> 
             hidden
         } else {
             // Only the bottom drops tombstones (checked only when they would matter).
-            let bottom = level == deepest
-                || (level + 1..LEVELS)
-                    .all(|l| overlapping(version, l, std::slice::from_ref(run)).is_empty());
-            if !bottom {
+            if !nothing_below(version, level, run) {
                 return None;
             }
-            hidden + f.tombstones().saturating_sub(hidden)
+            hidden.max(f.tombstones())
         };
         let cold = overlapping(version, level - 1, std::slice::from_ref(run)).is_empty();
         (enough(garbage, run) && cold).then_some(garbage)
